@@ -1,0 +1,21 @@
+//! In-memory adapters for every storage port, and a clock tests can move.
+//!
+//! These are a supported product, not scaffolding: they pass the same contract suite
+//! ([`crate::contract`]) as the Postgres adapters, so an embedder or an integration test can
+//! run the whole service without a database. State lives in the process and is lost with it.
+
+mod clock;
+mod session;
+mod user;
+
+pub use clock::ManualClock;
+pub use session::MemorySessionRepository;
+pub use user::MemoryUserRepository;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: every critical
+/// section here leaves the state consistent before anything can panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,143 @@
+//! In-memory `SessionRepository`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::lock;
+use crate::model::{Session, SessionId, TokenHash, UserId};
+use crate::ports::{Rotation, SessionRepository, StoreError};
+
+#[derive(Debug, Clone, Copy)]
+struct TokenRecord {
+    session_id: SessionId,
+    spent_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sessions: HashMap<SessionId, Session>,
+    tokens: HashMap<TokenHash, TokenRecord>,
+}
+
+/// Sessions and refresh-token hashes in maps behind one lock, which makes rotation atomic.
+#[derive(Debug, Default)]
+pub struct MemorySessionRepository(Mutex<State>);
+
+impl MemorySessionRepository {
+    /// An empty repository.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn end(session: &mut Session, now: DateTime<Utc>) -> bool {
+    if session.revoked_at.is_some() {
+        return false;
+    }
+    session.revoked_at = Some(now);
+    true
+}
+
+#[async_trait]
+impl SessionRepository for MemorySessionRepository {
+    async fn create(&self, session: &Session, first_token: &TokenHash) -> Result<(), StoreError> {
+        let mut state = lock(&self.0);
+        state.sessions.insert(session.id, session.clone());
+        state.tokens.insert(
+            *first_token,
+            TokenRecord {
+                session_id: session.id,
+                spent_at: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn find(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(lock(&self.0).sessions.get(&id).cloned())
+    }
+
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        next: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError> {
+        let mut state = lock(&self.0);
+        let Some(record) = state.tokens.get(presented).copied() else {
+            return Ok(Rotation::Unknown);
+        };
+        if let Some(rotated_at) = record.spent_at {
+            return Ok(Rotation::Reused {
+                session_id: record.session_id,
+                rotated_at,
+            });
+        }
+        let Some(session) = state
+            .sessions
+            .get(&record.session_id)
+            .filter(|s| s.is_active(now))
+            .cloned()
+        else {
+            return Ok(Rotation::Inactive);
+        };
+        state.tokens.insert(
+            *presented,
+            TokenRecord {
+                spent_at: Some(now),
+                ..record
+            },
+        );
+        state.tokens.insert(
+            *next,
+            TokenRecord {
+                session_id: session.id,
+                spent_at: None,
+            },
+        );
+        Ok(Rotation::Rotated(session))
+    }
+
+    async fn revoke(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(lock(&self.0)
+            .sessions
+            .get_mut(&id)
+            .is_some_and(|s| end(s, now)))
+    }
+
+    async fn revoke_by_token(
+        &self,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionId>, StoreError> {
+        let mut state = lock(&self.0);
+        let Some(id) = state.tokens.get(token).map(|r| r.session_id) else {
+            return Ok(None);
+        };
+        if let Some(session) = state.sessions.get_mut(&id) {
+            end(session, now);
+        }
+        Ok(Some(id))
+    }
+
+    async fn revoke_all_for_user(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut state = lock(&self.0);
+        let mut ended: Vec<SessionId> = state
+            .sessions
+            .values_mut()
+            .filter(|s| s.user_id == user && Some(s.id) != keep)
+            .filter_map(|s| end(s, now).then_some(s.id))
+            .collect();
+        ended.sort();
+        Ok(ended)
+    }
+}

@@ -1,0 +1,70 @@
+//! In-memory `UserRepository`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::lock;
+use crate::model::{Email, PasswordHash, User, UserId};
+use crate::ports::{CreateUserError, StoreError, UserRepository};
+
+#[derive(Debug, Default)]
+struct State {
+    by_id: HashMap<UserId, User>,
+    by_email: HashMap<String, UserId>,
+}
+
+/// Users in a map, unique by normalised email.
+#[derive(Debug, Default)]
+pub struct MemoryUserRepository(Mutex<State>);
+
+impl MemoryUserRepository {
+    /// An empty repository.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl UserRepository for MemoryUserRepository {
+    async fn create(&self, user: &User) -> Result<(), CreateUserError> {
+        let mut state = lock(&self.0);
+        let key = user.email.normalized().to_owned();
+        if state.by_email.contains_key(&key) {
+            return Err(CreateUserError::EmailTaken);
+        }
+        state.by_email.insert(key, user.id);
+        state.by_id.insert(user.id, user.clone());
+        Ok(())
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let state = lock(&self.0);
+        Ok(state
+            .by_email
+            .get(email.normalized())
+            .and_then(|id| state.by_id.get(id))
+            .cloned())
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        Ok(lock(&self.0).by_id.get(&id).cloned())
+    }
+
+    async fn update_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.0);
+        Ok(state.by_id.get_mut(&id).is_some_and(|user| {
+            user.password_hash = hash.clone();
+            user.updated_at = now;
+            true
+        }))
+    }
+}

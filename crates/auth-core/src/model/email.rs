@@ -1,0 +1,133 @@
+//! `Email`: trimmed, validated, stored as typed and compared case-insensitively.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use thiserror::Error;
+
+use super::text::has_control_chars;
+
+/// An email address that passed validation.
+///
+/// Two emails are equal when their normalised forms (lower-cased) are equal, so `Bob@X.com`
+/// and `bob@x.com` name one account. [`Email::as_str`] gives the address as the user typed it
+/// (trimmed); [`Email::normalized`] gives the form used for lookups and uniqueness.
+#[derive(Clone)]
+pub struct Email {
+    original: String,
+    normalized: String,
+}
+
+/// Why an email address was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum EmailError {
+    /// Empty after trimming.
+    #[error("email must not be empty")]
+    Empty,
+    /// Longer than 254 characters.
+    #[error("email must be at most 254 characters")]
+    TooLong,
+    /// Not of the form `local@domain.tld`, or holds white space or control characters.
+    #[error("email must be of the form name@example.com")]
+    Invalid,
+}
+
+impl Email {
+    /// Maximum length in characters (RFC 5321 path limit less the angle brackets).
+    pub const MAX_CHARS: usize = 254;
+
+    /// Validates an address: trimmed, at most 254 characters, exactly one `@` with a non-empty
+    /// local part and a domain that contains a dot (with no empty label), no white space or
+    /// control characters.
+    ///
+    /// # Errors
+    /// [`EmailError`] saying which rule was broken.
+    pub fn parse(raw: &str) -> Result<Self, EmailError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(EmailError::Empty);
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(EmailError::TooLong);
+        }
+        if has_control_chars(trimmed) || trimmed.chars().any(char::is_whitespace) {
+            return Err(EmailError::Invalid);
+        }
+        let mut parts = trimmed.split('@');
+        let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(EmailError::Invalid);
+        };
+        let domain_ok = domain.contains('.') && domain.split('.').all(|label| !label.is_empty());
+        if local.is_empty() || !domain_ok {
+            return Err(EmailError::Invalid);
+        }
+        Ok(Self {
+            original: trimmed.to_owned(),
+            normalized: trimmed.to_lowercase(),
+        })
+    }
+
+    /// The address as typed (trimmed).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.original
+    }
+
+    /// The lower-cased form used for lookups and uniqueness.
+    #[must_use]
+    pub fn normalized(&self) -> &str {
+        &self.normalized
+    }
+}
+
+impl PartialEq for Email {
+    fn eq(&self, other: &Self) -> bool {
+        self.normalized == other.normalized
+    }
+}
+
+impl Eq for Email {}
+
+impl Hash for Email {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.normalized.hash(state);
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Email").field(&self.original).finish()
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_and_compares_case_insensitively() {
+        let a = Email::parse("  Bob@X.com ").unwrap();
+        let b = Email::parse("bob@x.com").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "Bob@X.com");
+        assert_eq!(a.normalized(), "bob@x.com");
+    }
+
+    #[test]
+    fn rejects_malformed_addresses() {
+        for bad in [
+            "", "   ", "bob", "@x.com", "bob@", "bob@x", "bob@@x.com", "a@b@c.com", "bob@x..com",
+            "bob@.com", "bo b@x.com", "bob\u{0}@x.com", "bob@x.com.",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(Email::parse(&long).unwrap_err(), EmailError::TooLong);
+    }
+}

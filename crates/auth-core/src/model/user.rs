@@ -1,0 +1,24 @@
+//! The user account.
+
+use chrono::{DateTime, Utc};
+
+use super::{DisplayName, Email, PasswordHash, UserId};
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Stable id.
+    pub id: UserId,
+    /// Address as typed; unique case-insensitively.
+    pub email: Email,
+    /// Optional name to show.
+    pub display_name: Option<DisplayName>,
+    /// The current password hash.
+    pub password_hash: PasswordHash,
+    /// Service administrator (may act on any organization).
+    pub is_admin: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// When the account last changed.
+    pub updated_at: DateTime<Utc>,
+}

@@ -1,0 +1,21 @@
+//! Ports: one trait per concern, each documented with what an implementation MUST do.
+//!
+//! Storage ports are async (`async_trait`, so futures are `Send` and the traits are
+//! object-safe: services hold `Arc<dyn Port>`). Computation ports that finish in
+//! microseconds ([`TokenSigner`], [`Clock`], [`SecretGenerator`]) are plain functions.
+
+mod clock;
+mod error;
+mod password_hasher;
+mod secret;
+mod session;
+mod token_signer;
+mod user;
+
+pub use clock::Clock;
+pub use error::{BoxError, StoreError};
+pub use password_hasher::{HashError, PasswordCheck, PasswordHasher};
+pub use secret::{SecretError, SecretGenerator};
+pub use session::{Rotation, SessionRepository};
+pub use token_signer::{SignError, TokenSigner};
+pub use user::{CreateUserError, UserRepository};

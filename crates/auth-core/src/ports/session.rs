@@ -1,0 +1,92 @@
+//! `SessionRepository`: sessions and the hashes of their refresh tokens.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::model::{Session, SessionId, TokenHash, UserId};
+
+/// The result of presenting a refresh token for rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current and its session active: it is now spent and `next` is current.
+    Rotated(Session),
+    /// The token belongs to a session but was already rotated at `rotated_at`: a reuse.
+    /// Nothing was changed; the caller decides whether to end the session.
+    Reused {
+        /// The session the token came from.
+        session_id: SessionId,
+        /// When the token was rotated.
+        rotated_at: DateTime<Utc>,
+    },
+    /// The token was current, but its session has ended or expired. Nothing was changed.
+    Inactive,
+    /// No session knows this token.
+    Unknown,
+}
+
+/// Stores sessions and the hashes of every refresh token each one issued.
+///
+/// Implementations MUST:
+/// - store only [`TokenHash`]es, never token text;
+/// - make [`SessionRepository::rotate`] one atomic compare-and-swap: of any number of
+///   concurrent calls presenting the same current token, exactly one gets
+///   [`Rotation::Rotated`]; a call that fails part-way changes nothing;
+/// - remember every token a session issued (spent ones too) for as long as the session is
+///   kept, so that a reuse is recognised as [`Rotation::Reused`];
+/// - never un-revoke a session: `revoked_at`, once set, keeps its first value;
+/// - classify errors as [`StoreError`] says.
+#[async_trait]
+pub trait SessionRepository: Send + Sync + 'static {
+    /// Stores a new session with its first refresh token.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn create(&self, session: &Session, first_token: &TokenHash) -> Result<(), StoreError>;
+
+    /// Finds a session by id, ended or not.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn find(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// Spends `presented` and makes `next` the session's current token, if and only if
+    /// `presented` is the current, unspent token of a session that is active at `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; then nothing changed.
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        next: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Ends a session. Returns `true` if it was active and is now ended.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn revoke(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Ends the session that issued `token` (spent or current). Returns the session's id when
+    /// one was found, whether or not it was still active.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn revoke_by_token(
+        &self,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionId>, StoreError>;
+
+    /// Ends every active session of `user` except `keep`, returning the ids it ended.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn revoke_all_for_user(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError>;
+}

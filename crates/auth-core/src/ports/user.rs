@@ -1,0 +1,59 @@
+//! `UserRepository`: where user accounts live.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::model::{Email, PasswordHash, User, UserId};
+
+/// Creating a user failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Another account has the same normalised email.
+    #[error("email already registered")]
+    EmailTaken,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stores user accounts.
+///
+/// Implementations MUST:
+/// - keep emails unique by [`Email::normalized`], atomically: of any number of concurrent
+///   `create` calls for one normalised email, exactly one succeeds and the others get
+///   [`CreateUserError::EmailTaken`];
+/// - store the email as typed ([`Email::as_str`]) and find it by its normalised form;
+/// - return what was stored, field for field (timestamps at microsecond precision or better);
+/// - classify errors as [`StoreError`] says.
+#[async_trait]
+pub trait UserRepository: Send + Sync + 'static {
+    /// Inserts a new user.
+    ///
+    /// # Errors
+    /// [`CreateUserError::EmailTaken`] when the normalised email exists; `Store` otherwise.
+    async fn create(&self, user: &User) -> Result<(), CreateUserError>;
+
+    /// Finds a user by normalised email.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; a missing user is `Ok(None)`.
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
+
+    /// Finds a user by id.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; a missing user is `Ok(None)`.
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// Replaces the password hash and sets `updated_at`. Returns `false` when no such user.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn update_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,382 @@
+//! `AuthService`: registration, login, refresh-token rotation with reuse detection, logout,
+//! verification and password change.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::model::{
+    AccessClaims, DisplayName, Email, Password, RefreshToken, Session, SessionId, TokenPair,
+    TokenRejection, User, UserId,
+};
+use crate::ports::{
+    BoxError, Clock, CreateUserError, PasswordHasher, Rotation, SecretGenerator,
+    SessionRepository, StoreError, TokenSigner, UserRepository,
+};
+
+/// Lifetimes and grace periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Access token lifetime (`ACCESS_TOKEN_EXPIRE_MINUTES`, 15 min).
+    pub access_ttl: Duration,
+    /// Absolute session lifetime (`REFRESH_TOKEN_EXPIRE_DAYS`, 30 days).
+    pub session_ttl: Duration,
+    /// A rotated refresh token presented within this time of its rotation is refused without
+    /// ending the session (`AUTH_REFRESH_REUSE_GRACE_SECONDS`, 0).
+    pub reuse_grace: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::minutes(15),
+            session_ttl: Duration::days(30),
+            reuse_grace: Duration::zero(),
+        }
+    }
+}
+
+/// The ports `AuthService` runs on.
+#[derive(Clone)]
+pub struct AuthPorts {
+    /// User accounts.
+    pub users: Arc<dyn UserRepository>,
+    /// Sessions and refresh-token hashes.
+    pub sessions: Arc<dyn SessionRepository>,
+    /// Password hashing.
+    pub hasher: Arc<dyn PasswordHasher>,
+    /// Access-token signing.
+    pub signer: Arc<dyn TokenSigner>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness for refresh tokens.
+    pub secrets: Arc<dyn SecretGenerator>,
+}
+
+impl std::fmt::Debug for AuthPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthPorts").finish_non_exhaustive()
+    }
+}
+
+/// What can go wrong in user and session operations.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Registration: the email is taken.
+    #[error("email already registered")]
+    EmailTaken,
+    /// Login or password change: unknown email or wrong password (never says which).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// Refresh: unknown, spent, expired or revoked refresh token.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// An access token was refused.
+    #[error("access token refused: {0}")]
+    InvalidToken(TokenRejection),
+    /// The store cannot be reached now (answer 503, retry later).
+    #[error("store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else: a bug or an unexpected failure (answer 500, log the chain).
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            StoreError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<CreateUserError> for AuthError {
+    fn from(err: CreateUserError) -> Self {
+        match err {
+            CreateUserError::EmailTaken => Self::EmailTaken,
+            CreateUserError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn internal(err: impl Into<BoxError>) -> AuthError {
+    AuthError::Internal(err.into())
+}
+
+/// A new account's details, already validated.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Email.
+    pub email: Email,
+    /// Password that met the policy.
+    pub password: Password,
+    /// Optional display name.
+    pub display_name: Option<DisplayName>,
+}
+
+/// Who a valid access token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub user: User,
+    /// The live session the token was issued under.
+    pub session: Session,
+    /// The token's claims.
+    pub claims: AccessClaims,
+}
+
+/// The user and session rules.
+#[derive(Debug, Clone)]
+pub struct AuthService {
+    ports: AuthPorts,
+    config: AuthConfig,
+}
+
+impl AuthService {
+    /// Builds the service over its ports.
+    #[must_use]
+    pub fn new(ports: AuthPorts, config: AuthConfig) -> Self {
+        Self { ports, config }
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// The clock the service reads.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.ports.clock
+    }
+
+    /// Creates an account.
+    ///
+    /// # Errors
+    /// [`AuthError::EmailTaken`], or a store/hash failure.
+    pub async fn register(&self, reg: Registration, is_admin: bool) -> Result<User, AuthError> {
+        let password_hash = self.ports.hasher.hash(&reg.password).await.map_err(internal)?;
+        let now = self.ports.clock.now();
+        let user = User {
+            id: UserId::generate(),
+            email: reg.email,
+            display_name: reg.display_name,
+            password_hash,
+            is_admin,
+            created_at: now,
+            updated_at: now,
+        };
+        self.ports.users.create(&user).await?;
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok(user)
+    }
+
+    /// Checks credentials and opens a session.
+    ///
+    /// Unknown email and wrong password fail the same way, after one password verification
+    /// either way.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidCredentials`], or a store/hash/sign failure.
+    pub async fn login(&self, email: &Email, password: &Password) -> Result<TokenPair, AuthError> {
+        let user = self.ports.users.find_by_email(email).await?;
+        let check = self
+            .ports
+            .hasher
+            .verify(password, user.as_ref().map(|u| &u.password_hash))
+            .await
+            .map_err(internal)?;
+        let Some(mut user) = user.filter(|_| check.matches) else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        if check.needs_rehash {
+            self.rehash(&mut user, password).await;
+        }
+        let now = self.ports.clock.now();
+        let session = Session {
+            id: SessionId::generate(),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now + self.config.session_ttl,
+            revoked_at: None,
+        };
+        let refresh = self.new_refresh_token()?;
+        self.ports.sessions.create(&session, &refresh.hash()).await?;
+        tracing::info!(user_id = %user.id, session_id = %session.id, "login succeeded");
+        self.issue(user, session, refresh, now)
+    }
+
+    /// Upgrades a hash made with old parameters. Best effort: a failure is logged and the
+    /// login goes on, since the old hash still verifies.
+    async fn rehash(&self, user: &mut User, password: &Password) {
+        match self.ports.hasher.hash(password).await {
+            Ok(hash) => {
+                let now = self.ports.clock.now();
+                match self.ports.users.update_password(user.id, &hash, now).await {
+                    Ok(_) => user.password_hash = hash,
+                    Err(err) => tracing::warn!(user_id = %user.id, error = %err, "password re-hash not stored"),
+                }
+            }
+            Err(err) => tracing::warn!(user_id = %user.id, error = %err, "password re-hash failed"),
+        }
+    }
+
+    /// Rotates a refresh token: the presented one is spent, a new pair is issued.
+    ///
+    /// Presenting a token that was already rotated ends its whole session (RFC 9700
+    /// §4.14.2), unless within the configured grace period of its rotation, where it is only
+    /// refused.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidRefreshToken`], or a store/sign failure.
+    pub async fn refresh(&self, presented: &RefreshToken) -> Result<TokenPair, AuthError> {
+        let next = self.new_refresh_token()?;
+        let now = self.ports.clock.now();
+        let rotation = self
+            .ports
+            .sessions
+            .rotate(&presented.hash(), &next.hash(), now)
+            .await?;
+        match rotation {
+            Rotation::Rotated(session) => {
+                let Some(user) = self.ports.users.find_by_id(session.user_id).await? else {
+                    return Err(AuthError::InvalidRefreshToken);
+                };
+                self.issue(user, session, next, now)
+            }
+            Rotation::Reused {
+                session_id,
+                rotated_at,
+            } => {
+                if now - rotated_at > self.config.reuse_grace {
+                    let ended = self.ports.sessions.revoke(session_id, now).await?;
+                    tracing::warn!(%session_id, ended, "refresh token reuse detected; session ended");
+                } else {
+                    tracing::info!(%session_id, "rotated refresh token presented within grace period");
+                }
+                Err(AuthError::InvalidRefreshToken)
+            }
+            Rotation::Inactive | Rotation::Unknown => Err(AuthError::InvalidRefreshToken),
+        }
+    }
+
+    /// Ends the session that issued `token`. Unknown tokens are ignored.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn logout(&self, token: &RefreshToken) -> Result<(), AuthError> {
+        let now = self.ports.clock.now();
+        if let Some(session_id) = self.ports.sessions.revoke_by_token(&token.hash(), now).await? {
+            tracing::info!(%session_id, "logout");
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the user.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn logout_all(&self, user: UserId) -> Result<Vec<SessionId>, AuthError> {
+        let now = self.ports.clock.now();
+        let ended = self.ports.sessions.revoke_all_for_user(user, None, now).await?;
+        tracing::info!(user_id = %user, sessions = ended.len(), "logout from every session");
+        Ok(ended)
+    }
+
+    /// Checks an access token: signature and claims, then that its session is still live and
+    /// its user still exists.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidToken`] (invalid, expired, revoked), or a store failure.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let now = self.ports.clock.now();
+        let claims = self
+            .ports
+            .signer
+            .verify_access(token, now)
+            .map_err(AuthError::InvalidToken)?;
+        let session = self.ports.sessions.find(claims.session_id).await?;
+        let Some(session) = session.filter(|s| s.user_id == claims.user_id && s.is_active(now))
+        else {
+            return Err(AuthError::InvalidToken(TokenRejection::Revoked));
+        };
+        let Some(user) = self.ports.users.find_by_id(claims.user_id).await? else {
+            return Err(AuthError::InvalidToken(TokenRejection::Revoked));
+        };
+        Ok(Principal {
+            user,
+            session,
+            claims,
+        })
+    }
+
+    /// Changes the password of the principal's user after checking the current one, and ends
+    /// every other session of that user.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidCredentials`] when `current` is wrong, or a store/hash failure.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &Password,
+        new: &Password,
+    ) -> Result<(), AuthError> {
+        let check = self
+            .ports
+            .hasher
+            .verify(current, Some(&principal.user.password_hash))
+            .await
+            .map_err(internal)?;
+        if !check.matches {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let hash = self.ports.hasher.hash(new).await.map_err(internal)?;
+        let now = self.ports.clock.now();
+        if !self.ports.users.update_password(principal.user.id, &hash, now).await? {
+            return Err(AuthError::InvalidToken(TokenRejection::Revoked));
+        }
+        let ended = self
+            .ports
+            .sessions
+            .revoke_all_for_user(principal.user.id, Some(principal.session.id), now)
+            .await?;
+        tracing::info!(user_id = %principal.user.id, other_sessions_ended = ended.len(), "password changed");
+        Ok(())
+    }
+
+    fn new_refresh_token(&self) -> Result<RefreshToken, AuthError> {
+        let mut bytes = [0u8; RefreshToken::BYTES];
+        self.ports.secrets.fill(&mut bytes).map_err(internal)?;
+        Ok(RefreshToken::from_random(&bytes))
+    }
+
+    fn issue(
+        &self,
+        user: User,
+        session: Session,
+        refresh: RefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AuthError> {
+        // An access token never outlives its session.
+        let expires_at = (now + self.config.access_ttl).min(session.expires_at);
+        let claims = AccessClaims {
+            user_id: user.id,
+            session_id: session.id,
+            token_id: Uuid::now_v7(),
+            issued_at: now,
+            expires_at,
+        };
+        let access_token = self.ports.signer.sign_access(&claims).map_err(internal)?;
+        Ok(TokenPair {
+            access_token,
+            access_expires_in: (expires_at - now).num_seconds(),
+            refresh_token: refresh,
+            refresh_expires_in: (session.expires_at - now).num_seconds(),
+            session,
+            user,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! Services: the rules of the domain, applied over the ports.
+
+pub mod auth;

@@ -1,0 +1,220 @@
+//! `PgSessionRepository`: rotation is one SQL statement, so it is atomic by construction.
+
+use async_trait::async_trait;
+use auth_core::model::{Session, SessionId, TokenHash, UserId};
+use auth_core::ports::{Rotation, SessionRepository, StoreError};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Bytea, Timestamptz};
+use diesel_async::{AsyncConnection as _, RunQueryDsl};
+use uuid::Uuid;
+
+use super::error::{classify, pool_error};
+use super::pool::DbPool;
+use super::schema::{refresh_tokens, sessions};
+
+#[derive(Debug, Queryable, Selectable, Insertable, QueryableByName)]
+#[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
+struct SessionRow {
+    id: Uuid,
+    user_id: Uuid,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl SessionRow {
+    fn from_domain(s: &Session) -> Self {
+        Self {
+            id: s.id.as_uuid(),
+            user_id: s.user_id.as_uuid(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            revoked_at: s.revoked_at,
+        }
+    }
+
+    fn into_domain(self) -> Session {
+        Session {
+            id: SessionId::from_uuid(self.id),
+            user_id: UserId::from_uuid(self.user_id),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
+/// Spends the presented token and records its successor in one statement, only when the
+/// token is unspent and its session active. Concurrent callers serialise on the token's row
+/// lock; the losers re-check `spent_at IS NULL`, find it set, and get no row.
+const ROTATE_SQL: &str = "\
+WITH spent AS (
+    UPDATE refresh_tokens rt SET spent_at = $3
+    FROM sessions s
+    WHERE rt.token_hash = $1 AND rt.spent_at IS NULL
+      AND s.id = rt.session_id AND s.revoked_at IS NULL AND s.expires_at > $3
+    RETURNING s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at
+), successor AS (
+    INSERT INTO refresh_tokens (token_hash, session_id, created_at)
+    SELECT $2, id, $3 FROM spent
+)
+SELECT id, user_id, created_at, expires_at, revoked_at FROM spent";
+
+/// Sessions and refresh-token hashes in Postgres.
+#[derive(Clone)]
+pub struct PgSessionRepository {
+    pool: DbPool,
+}
+
+impl std::fmt::Debug for PgSessionRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSessionRepository").field("pool", &self.pool.status()).finish()
+    }
+}
+
+impl PgSessionRepository {
+    /// A repository over `pool`.
+    #[must_use]
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl SessionRepository for PgSessionRepository {
+    async fn create(&self, session: &Session, first_token: &TokenHash) -> Result<(), StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let row = SessionRow::from_domain(session);
+        let token = first_token.as_bytes().to_vec();
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            diesel::insert_into(sessions::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            diesel::insert_into(refresh_tokens::table)
+                .values((
+                    refresh_tokens::token_hash.eq(token),
+                    refresh_tokens::session_id.eq(row.id),
+                    refresh_tokens::created_at.eq(row.created_at),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .map_err(classify)
+    }
+
+    async fn find(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let row = sessions::table
+            .find(id.as_uuid())
+            .select(SessionRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(classify)?;
+        Ok(row.map(SessionRow::into_domain))
+    }
+
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        next: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let rotated: Option<SessionRow> = diesel::sql_query(ROTATE_SQL)
+            .bind::<Bytea, _>(presented.as_bytes().as_slice())
+            .bind::<Bytea, _>(next.as_bytes().as_slice())
+            .bind::<Timestamptz, _>(now)
+            .get_result(&mut conn)
+            .await
+            .optional()
+            .map_err(classify)?;
+        if let Some(row) = rotated {
+            return Ok(Rotation::Rotated(row.into_domain()));
+        }
+        let known: Option<(Uuid, Option<DateTime<Utc>>)> = refresh_tokens::table
+            .find(presented.as_bytes().as_slice())
+            .select((refresh_tokens::session_id, refresh_tokens::spent_at))
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(classify)?;
+        Ok(match known {
+            None => Rotation::Unknown,
+            Some((session_id, Some(rotated_at))) => Rotation::Reused {
+                session_id: SessionId::from_uuid(session_id),
+                rotated_at,
+            },
+            Some((_, None)) => Rotation::Inactive,
+        })
+    }
+
+    async fn revoke(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let n = diesel::update(
+            sessions::table
+                .find(id.as_uuid())
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set(sessions::revoked_at.eq(now))
+        .execute(&mut conn)
+        .await
+        .map_err(classify)?;
+        Ok(n == 1)
+    }
+
+    async fn revoke_by_token(
+        &self,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionId>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let session_id: Option<Uuid> = refresh_tokens::table
+            .find(token.as_bytes().as_slice())
+            .select(refresh_tokens::session_id)
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(classify)?;
+        let Some(session_id) = session_id else {
+            return Ok(None);
+        };
+        diesel::update(
+            sessions::table
+                .find(session_id)
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set(sessions::revoked_at.eq(now))
+        .execute(&mut conn)
+        .await
+        .map_err(classify)?;
+        Ok(Some(SessionId::from_uuid(session_id)))
+    }
+
+    async fn revoke_all_for_user(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let keep = keep.map(|k| k.as_uuid()).unwrap_or(Uuid::nil());
+        let mut ended: Vec<Uuid> = diesel::update(
+            sessions::table
+                .filter(sessions::user_id.eq(user.as_uuid()))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::id.ne(keep)),
+        )
+        .set(sessions::revoked_at.eq(now))
+        .returning(sessions::id)
+        .get_results(&mut conn)
+        .await
+        .map_err(classify)?;
+        ended.sort();
+        Ok(ended.into_iter().map(SessionId::from_uuid).collect())
+    }
+}

@@ -1,0 +1,146 @@
+//! `PgUserRepository`.
+
+use async_trait::async_trait;
+use auth_core::model::{DisplayName, Email, PasswordHash, User, UserId};
+use auth_core::ports::{CreateUserError, StoreError, UserRepository};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::error::{classify, pool_error};
+use super::pool::DbPool;
+use super::schema::users;
+
+/// A row of `users`.
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+struct UserRow {
+    id: Uuid,
+    email: String,
+    email_normalized: String,
+    display_name: Option<String>,
+    password_hash: String,
+    is_admin: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    fn from_domain(user: &User) -> Self {
+        Self {
+            id: user.id.as_uuid(),
+            email: user.email.as_str().to_owned(),
+            email_normalized: user.email.normalized().to_owned(),
+            display_name: user.display_name.as_ref().map(|d| d.as_str().to_owned()),
+            password_hash: user.password_hash.as_str().to_owned(),
+            is_admin: user.is_admin,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+        }
+    }
+
+    fn into_domain(self) -> Result<User, StoreError> {
+        let email = Email::parse(&self.email).map_err(StoreError::internal)?;
+        let display_name = self
+            .display_name
+            .as_deref()
+            .map(DisplayName::parse)
+            .transpose()
+            .map_err(StoreError::internal)?;
+        Ok(User {
+            id: UserId::from_uuid(self.id),
+            email,
+            display_name,
+            password_hash: PasswordHash::new(self.password_hash),
+            is_admin: self.is_admin,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Users in Postgres, unique by `email_normalized`.
+#[derive(Clone)]
+pub struct PgUserRepository {
+    pool: DbPool,
+}
+
+impl std::fmt::Debug for PgUserRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgUserRepository").field("pool", &self.pool.status()).finish()
+    }
+}
+
+impl PgUserRepository {
+    /// A repository over `pool`.
+    #[must_use]
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl UserRepository for PgUserRepository {
+    async fn create(&self, user: &User) -> Result<(), CreateUserError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let inserted = diesel::insert_into(users::table)
+            .values(UserRow::from_domain(user))
+            .execute(&mut conn)
+            .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                if info.constraint_name() == Some("users_email_normalized_key") =>
+            {
+                Err(CreateUserError::EmailTaken)
+            }
+            Err(other) => Err(classify(other).into()),
+        }
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        users::table
+            .filter(users::email_normalized.eq(email.normalized()))
+            .select(UserRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(classify)?
+            .map(UserRow::into_domain)
+            .transpose()
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        users::table
+            .find(id.as_uuid())
+            .select(UserRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(classify)?
+            .map(UserRow::into_domain)
+            .transpose()
+    }
+
+    async fn update_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let updated = diesel::update(users::table.find(id.as_uuid()))
+            .set((
+                users::password_hash.eq(hash.as_str()),
+                users::updated_at.eq(now),
+            ))
+            .execute(&mut conn)
+            .await
+            .map_err(classify)?;
+        Ok(updated == 1)
+    }
+}

@@ -1,0 +1,35 @@
+//! The storage contract suite against the Postgres adapters, each test on its own database.
+
+use std::sync::Arc;
+
+use auth_core::contract::Fixture;
+use auth_core::ports::{SessionRepository, UserRepository};
+use auth_infra::postgres::{PgSessionRepository, PgUserRepository};
+use auth_infra::test_support::TestDb;
+
+struct Postgres {
+    users: Arc<PgUserRepository>,
+    sessions: Arc<PgSessionRepository>,
+    _db: TestDb,
+}
+
+impl Fixture for Postgres {
+    fn users(&self) -> Arc<dyn UserRepository> {
+        self.users.clone()
+    }
+    fn sessions(&self) -> Arc<dyn SessionRepository> {
+        self.sessions.clone()
+    }
+}
+
+async fn postgres() -> Postgres {
+    let db = TestDb::new().await;
+    let pool = db.pool();
+    Postgres {
+        users: Arc::new(PgUserRepository::new(pool.clone())),
+        sessions: Arc::new(PgSessionRepository::new(pool)),
+        _db: db,
+    }
+}
+
+auth_core::storage_contract_tests!(postgres());

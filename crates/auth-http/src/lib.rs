@@ -1,1 +1,90 @@
-//! placeholder
+//! The REST API of the authentication service, on actix-web.
+//!
+//! [`app`] builds the whole application (routes, middleware, OpenAPI document, Swagger UI
+//! and ReDoc) from an [`AppState`]; `auth-server` serves it, tests start it on port 0.
+//! Routes are registered through `utoipa-actix-web`, so a handler cannot be served without
+//! appearing in the OpenAPI document.
+
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod json;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{App, web};
+use utoipa::OpenApi as _;
+use utoipa_actix_web::{AppExt as _, scope};
+
+pub use error::{ApiError, Problem};
+pub use state::{AppState, StoreHealth, StoreProbe};
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found())
+}
+
+/// Registers every API route on a utoipa-aware app, so routes and document agree.
+fn api_routes<T>(app: utoipa_actix_web::UtoipaApp<T>) -> utoipa_actix_web::UtoipaApp<T>
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    use routes::{auth, service, users};
+    app.service(service::root)
+        .service(service::health)
+        .service(service::live)
+        .service(service::ready)
+        .service(
+            scope::scope("/api/v1")
+                .service(auth::register)
+                .service(auth::login)
+                .service(auth::refresh)
+                .service(auth::logout)
+                .service(auth::logout_all)
+                .service(auth::verify)
+                .service(auth::verify_token)
+                .service(users::me)
+                .service(users::change_password),
+        )
+}
+
+/// The OpenAPI document of the API, exactly as [`app`] serves it.
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = api_routes(App::new().into_utoipa_app().openapi(docs::ApiDoc::openapi()))
+        .split_for_parts();
+    api
+}
+
+/// The whole application.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (app, api) = api_routes(
+        App::new()
+            .into_utoipa_app()
+            .openapi(docs::ApiDoc::openapi())
+            .app_data(web::Data::new(state)),
+    )
+    .split_for_parts();
+    docs::register(app, api)
+        .default_service(web::to(not_found))
+        .wrap(
+            DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "no-referrer")),
+        )
+        .wrap(from_fn(request_id::middleware))
+}

@@ -5,7 +5,7 @@ mod email;
 mod ids;
 mod password;
 mod session;
-mod text;
+pub mod text;
 mod user;
 
 pub use claims::{AccessClaims, TokenRejection};

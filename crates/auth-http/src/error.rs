@@ -1,0 +1,289 @@
+//! RFC 9457 problem details: the one error shape of the API, and the mapping from domain
+//! errors to status codes. Only this module decides what a client learns of a failure.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use auth_core::AuthError;
+use auth_core::ports::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::request_id;
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_UNAVAILABLE_SECS: u32 = 2;
+
+/// One rule a field broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field, as a JSON path (`password`, `items[2].key`).
+    pub field: String,
+    /// Machine-readable reason (`required`, `invalid_type`, `too_short`, ...).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, code: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self {
+            field: field.into(),
+            code: code.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The body of every error response (`application/problem+json`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: `code` says what happened.
+    #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
+    pub problem_type: &'static str,
+    /// The status's reason phrase.
+    #[schema(example = "Unauthorized")]
+    pub title: &'static str,
+    /// HTTP status.
+    #[schema(example = 401)]
+    pub status: u16,
+    /// What went wrong, for people.
+    #[schema(example = "Invalid email or password")]
+    pub detail: String,
+    /// What went wrong, for programs.
+    #[schema(example = "INVALID_CREDENTIALS")]
+    pub code: &'static str,
+    /// The request's id (also in `X-Request-Id` and the logs).
+    pub request_id: String,
+    /// Field errors (422 only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// An error answer. Build one with the constructors; `ResponseError` renders it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    errors: Vec<FieldError>,
+    /// `Some(true)` adds `error="invalid_token"` to `WWW-Authenticate` (RFC 6750).
+    invalid_token: bool,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            invalid_token: false,
+            retry_after: None,
+        }
+    }
+
+    /// 400 `MALFORMED_REQUEST`.
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "MALFORMED_REQUEST", detail)
+    }
+
+    /// 413 `PAYLOAD_TOO_LARGE`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("request body exceeds {limit} bytes"),
+        )
+    }
+
+    /// 415 `UNSUPPORTED_MEDIA_TYPE`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "request body must be sent as application/json",
+        )
+    }
+
+    /// 422 `VALIDATION_FAILED` with field errors.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_FAILED",
+                "request body failed validation",
+            )
+        }
+    }
+
+    /// 401 `UNAUTHENTICATED`: no credentials (`token_sent = false`) or bad ones.
+    pub fn unauthenticated(token_sent: bool) -> Self {
+        Self {
+            invalid_token: token_sent,
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                if token_sent {
+                    "the access token is invalid, expired or revoked"
+                } else {
+                    "authentication required"
+                },
+            )
+        }
+    }
+
+    /// 404 `NOT_FOUND`.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "resource not found")
+    }
+
+    /// 405, reported as `NOT_FOUND` family: the path exists with other methods.
+    pub fn method_not_allowed() -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this resource")
+    }
+
+    /// 503 `SERVICE_UNAVAILABLE` with `Retry-After`.
+    pub fn unavailable() -> Self {
+        Self {
+            retry_after: Some(RETRY_AFTER_UNAVAILABLE_SECS),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "the service is temporarily unavailable; retry later",
+            )
+        }
+    }
+
+    /// 500 with a generic body; the cause goes to the log only.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %ErrorChain(cause), "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "an internal error occurred",
+        )
+    }
+
+    /// The status code.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The error code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The field errors (422 only).
+    #[must_use]
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+/// Displays an error with its whole `source()` chain, for logs.
+#[derive(Debug)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = Problem {
+            problem_type: "about:blank",
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code,
+            request_id: request_id::current().unwrap_or_default(),
+            errors: self.errors.clone(),
+        };
+        let mut res = HttpResponse::build(self.status);
+        res.content_type("application/problem+json");
+        res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = if self.invalid_token {
+                r#"Bearer realm="auth", error="invalid_token""#
+            } else {
+                r#"Bearer realm="auth""#
+            };
+            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
+        }
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        match serde_json::to_vec(&body) {
+            Ok(bytes) => res.body(bytes),
+            Err(_) => res.finish(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match &err {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
+                Self::unavailable()
+            }
+            StoreError::Internal(_) => Self::internal(&err),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::EmailTaken => Self::new(
+                StatusCode::CONFLICT,
+                "EMAIL_TAKEN",
+                "an account with this email already exists",
+            ),
+            AuthError::InvalidCredentials => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_CREDENTIALS",
+                "Invalid email or password",
+            ),
+            AuthError::InvalidRefreshToken => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_REFRESH_TOKEN",
+                "the refresh token is invalid, expired or revoked",
+            ),
+            AuthError::InvalidToken(_) => Self::unauthenticated(true),
+            AuthError::Unavailable(_) => {
+                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
+                Self::unavailable()
+            }
+            AuthError::Internal(_) => Self::internal(&err),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! What handlers share: the services and the probes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auth_core::AuthService;
+use auth_core::model::PasswordPolicy;
+
+/// What a store probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// `postgres` or `memory`.
+    pub kind: &'static str,
+    /// The store answered.
+    pub reachable: bool,
+    /// The schema is the one this build expects.
+    pub schema_current: bool,
+    /// How long the probe took.
+    pub latency: Duration,
+}
+
+/// Checks the store for `/health` and `/health/ready`.
+///
+/// Implementations MUST answer within the store's timeout (never hang), and never fail:
+/// an unreachable store is `reachable: false`.
+#[async_trait]
+pub trait StoreProbe: Send + Sync + 'static {
+    /// Probes the store.
+    async fn probe(&self) -> StoreHealth;
+}
+
+/// Shared by every handler (`web::Data<AppState>`).
+#[derive(Clone)]
+pub struct AppState {
+    /// Users and sessions.
+    pub auth: AuthService,
+    /// Rules for new passwords.
+    pub password_policy: PasswordPolicy,
+    /// The store's health.
+    pub store: Arc<dyn StoreProbe>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("auth", &self.auth)
+            .field("password_policy", &self.password_policy)
+            .finish_non_exhaustive()
+    }
+}

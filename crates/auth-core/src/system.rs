@@ -4,13 +4,15 @@ use chrono::{DateTime, Utc};
 
 use crate::ports::{Clock, SecretError, SecretGenerator};
 
-/// The system's wall clock.
+/// The system's wall clock, at microsecond precision (what Postgres keeps), so that a value
+/// reads back from any store exactly as it was written.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        let now = Utc::now();
+        DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
     }
 }
 

@@ -1,0 +1,132 @@
+//! Configuration: every setting comes from the environment (names as in the API contract),
+//! and each can also be given as a flag (`auth-server --help` lists them).
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
+
+/// Deployment environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Local work: in-memory store and generated keys allowed, with warnings.
+    Development,
+    /// Refuses to start without a database or a strong signing key.
+    Production,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Signing algorithm for JWTs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 over `JWT_SECRET_KEY`.
+    #[value(name = "HS256")]
+    Hs256,
+    /// Ed25519 (not available yet).
+    #[value(name = "EdDSA")]
+    EdDsa,
+    /// ECDSA P-256 (not available yet).
+    #[value(name = "ES256")]
+    Es256,
+    /// RSA PKCS#1 v1.5 SHA-256 (not available yet).
+    #[value(name = "RS256")]
+    Rs256,
+}
+
+/// Every setting of the service.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// `development` or `production`.
+    #[arg(long, env = "AUTH_ENV", value_enum, default_value = "development", global = true)]
+    pub auth_env: Environment,
+
+    /// Postgres URL; without it the service runs on its in-memory store.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<SecretString>,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0", global = true)]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8000, global = true)]
+    pub port: u16,
+
+    /// HS256 key (raw UTF-8 bytes, at least 32).
+    #[arg(long, env = "JWT_SECRET_KEY", hide_env_values = true, global = true)]
+    pub jwt_secret_key: Option<SecretString>,
+
+    /// JWT signing algorithm.
+    #[arg(long, env = "JWT_ALGORITHM", value_enum, default_value = "HS256", global = true)]
+    pub jwt_algorithm: JwtAlgorithm,
+
+    /// `iss` of issued tokens.
+    #[arg(long, env = "AUTH_JWT_ISSUER", default_value = "auth-service", global = true)]
+    pub jwt_issuer: String,
+
+    /// `aud` of issued tokens.
+    #[arg(long, env = "AUTH_JWT_AUDIENCE", default_value = "auth-service", global = true)]
+    pub jwt_audience: String,
+
+    /// Access token lifetime in minutes.
+    #[arg(long, env = "ACCESS_TOKEN_EXPIRE_MINUTES", default_value_t = 15, value_parser = clap::value_parser!(i64).range(1..=1440), global = true)]
+    pub access_token_expire_minutes: i64,
+
+    /// Absolute session (refresh token) lifetime in days.
+    #[arg(long, env = "REFRESH_TOKEN_EXPIRE_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=365), global = true)]
+    pub refresh_token_expire_days: i64,
+
+    /// A rotated refresh token presented within this many seconds of its rotation is refused
+    /// without ending the session.
+    #[arg(long, env = "AUTH_REFRESH_REUSE_GRACE_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=300), global = true)]
+    pub refresh_reuse_grace_seconds: i64,
+
+    /// bcrypt cost (4..=31).
+    #[arg(long, env = "BCRYPT_ROUNDS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31), global = true)]
+    pub bcrypt_rounds: u32,
+
+    /// Minimum length of new passwords, in characters.
+    #[arg(long, env = "AUTH_PASSWORD_MIN_LENGTH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=128), global = true)]
+    pub password_min_length: u16,
+
+    /// Maximum database connections.
+    #[arg(long, env = "AUTH_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_pool_size: u32,
+
+    /// Milliseconds to wait for a database connection (pool wait and connect).
+    #[arg(long, env = "AUTH_DB_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000), global = true)]
+    pub db_timeout_ms: u64,
+
+    /// Log filter (`info`, `debug`, `auth_http=debug,info`, ...).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+
+    /// `text` or `json` (default `json` in production, `text` otherwise).
+    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Pool wait and connect timeout.
+    #[must_use]
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_timeout_ms)
+    }
+
+    /// The log format in force.
+    #[must_use]
+    pub fn effective_log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or(match self.auth_env {
+            Environment::Production => LogFormat::Json,
+            Environment::Development => LogFormat::Text,
+        })
+    }
+}

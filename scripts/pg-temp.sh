@@ -4,7 +4,19 @@
 #   scripts/pg-temp.sh stop "$PGTEMP_DIR"  # stops that cluster and removes its directory
 # Postgres refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
-PGBIN=${PGBIN:-$(pg_config --bindir 2>/dev/null || dirname "$(command -v initdb)")}
+find_pgbin() { pg_config --bindir 2>/dev/null || { command -v initdb >/dev/null && dirname "$(command -v initdb)"; } || ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+PGBIN=${PGBIN:-$(find_pgbin || true)}
+if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
+  # No server binaries: install Debian's PostgreSQL server when we can.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "PostgreSQL server binaries not found; installing postgresql with apt-get" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } >&2
+    PGBIN=$(find_pgbin)
+  else
+    echo "PostgreSQL server binaries (initdb, pg_ctl) not found; install PostgreSQL or set DATABASE_URL" >&2
+    exit 1
+  fi
+fi
 PW=${PGTEMP_PASSWORD:-postgres}
 AS=()
 if [ "$(id -u)" = 0 ]; then

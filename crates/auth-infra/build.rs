@@ -7,7 +7,9 @@ use std::path::Path;
 use std::{env, fs};
 
 fn visit(dir: &Path, files: &mut Vec<(String, Vec<u8>)>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -27,5 +29,8 @@ fn main() {
     files.sort();
     let mut hasher = DefaultHasher::new();
     files.hash(&mut hasher);
-    println!("cargo:rustc-env=AUTH_MIGRATIONS_DIGEST={:016x}", hasher.finish());
+    println!(
+        "cargo:rustc-env=AUTH_MIGRATIONS_DIGEST={:016x}",
+        hasher.finish()
+    );
 }

@@ -29,7 +29,11 @@ pub struct FieldError {
 
 impl FieldError {
     /// A field error.
-    pub fn new(field: impl Into<String>, code: impl Into<String>, message: impl fmt::Display) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        code: impl Into<String>,
+        message: impl fmt::Display,
+    ) -> Self {
         Self {
             field: field.into(),
             code: code.into(),
@@ -146,7 +150,11 @@ impl ApiError {
 
     /// 405, reported as `NOT_FOUND` family: the path exists with other methods.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this resource")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "method not allowed on this resource",
+        )
     }
 
     /// 503 `SERVICE_UNAVAILABLE` with `Retry-After`.
@@ -236,7 +244,10 @@ impl ResponseError for ApiError {
             } else {
                 r#"Bearer realm="auth""#
             };
-            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
+            res.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            ));
         }
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));

@@ -15,8 +15,12 @@ pub(crate) fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ApiError::unauthenticated(true))?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| ApiError::unauthenticated(true))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated(true))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthenticated(true))?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(ApiError::unauthenticated(true));

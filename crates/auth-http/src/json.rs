@@ -45,7 +45,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
             }
             let mut body = BytesMut::with_capacity(declared_len.unwrap_or(0).min(MAX_BODY_BYTES));
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| ApiError::malformed("the request body could not be read"))?;
+                let chunk =
+                    chunk.map_err(|_| ApiError::malformed("the request body could not be read"))?;
                 if body.len() + chunk.len() > MAX_BODY_BYTES {
                     return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
                 }
@@ -67,18 +68,27 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
 /// # Errors
 /// [`ApiError`] 400 or 422.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, shape second: a body that is not JSON at all is a 400 even when its
+    // first token already has the wrong type. `IgnoredAny` checks without allocating.
+    serde_json::from_slice::<de::IgnoredAny>(body).map_err(|e| {
+        ApiError::malformed(format!(
+            "malformed JSON at line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| {
         let inner = err.inner();
         match inner.classify() {
             Category::Data => ApiError::validation(vec![field_error(err.path(), inner)]),
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::malformed(format!("malformed JSON at line {} column {}", inner.line(), inner.column()))
-            }
+            Category::Syntax | Category::Eof | Category::Io => ApiError::malformed(format!(
+                "malformed JSON at line {} column {}",
+                inner.line(),
+                inner.column()
+            )),
         }
     })?;
-    de.end()
-        .map_err(|_| ApiError::malformed("unexpected data after the JSON value"))?;
     Ok(value)
 }
 
@@ -90,10 +100,18 @@ fn field_error(path: &serde_path_to_error::Path, err: &serde_json::Error) -> Fie
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next())
     {
-        let field = if parent == "." { name.to_owned() } else { format!("{parent}.{name}") };
+        let field = if parent == "." {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        };
         return FieldError::new(field, "required", format!("{name} is required"));
     }
-    let field = if parent == "." { "body".to_owned() } else { parent };
+    let field = if parent == "." {
+        "body".to_owned()
+    } else {
+        parent
+    };
     let code = if message.contains(CONTROL_CHAR_MESSAGE) {
         "control_character"
     } else {
@@ -149,20 +167,41 @@ mod tests {
     #[test]
     fn sorts_errors_by_kind() {
         assert_eq!(parse::<Body>(b"{").unwrap_err().code(), "MALFORMED_REQUEST");
-        assert_eq!(parse::<Body>(b"{\"email\":\"a\",\"count\":1} x").unwrap_err().code(), "MALFORMED_REQUEST");
+        assert_eq!(
+            parse::<Body>(b"{\"email\":\"a\",\"count\":1} x")
+                .unwrap_err()
+                .code(),
+            "MALFORMED_REQUEST"
+        );
         let deep = "[".repeat(10_000);
-        assert_eq!(parse::<Body>(deep.as_bytes()).unwrap_err().code(), "MALFORMED_REQUEST");
+        assert_eq!(
+            parse::<Body>(deep.as_bytes()).unwrap_err().code(),
+            "MALFORMED_REQUEST"
+        );
         for (body, field, code) in [
             (&b"{\"count\":1}"[..], "email", "required"),
             (b"{\"email\":1,\"count\":1}", "email", "invalid_type"),
-            (b"{\"email\":\"a\\u0000b\",\"count\":1}", "email", "control_character"),
-            (b"{\"email\":\"a\",\"count\":1,\"nested\":[\"ok\",\"\\u0007\"]}", "nested[1]", "control_character"),
+            (
+                b"{\"email\":\"a\\u0000b\",\"count\":1}",
+                "email",
+                "control_character",
+            ),
+            (
+                b"{\"email\":\"a\",\"count\":1,\"nested\":[\"ok\",\"\\u0007\"]}",
+                "nested[1]",
+                "control_character",
+            ),
             (b"[]", "body", "invalid_type"),
         ] {
             let err = parse::<Body>(body).unwrap_err();
             assert_eq!(err.code(), "VALIDATION_FAILED");
             let fe = &err.field_errors()[0];
-            assert_eq!((fe.field.as_str(), fe.code.as_str()), (field, code), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                (fe.field.as_str(), fe.code.as_str()),
+                (field, code),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         assert!(parse::<Body>(b"{\"email\":\"a\",\"count\":1,\"unknown\":true}").is_ok());
     }

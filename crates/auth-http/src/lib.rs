@@ -54,8 +54,12 @@ where
 /// The OpenAPI document of the API, exactly as [`app`] serves it.
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = api_routes(App::new().into_utoipa_app().openapi(docs::ApiDoc::openapi()))
-        .split_for_parts();
+    let (_, api) = api_routes(
+        App::new()
+            .into_utoipa_app()
+            .openapi(docs::ApiDoc::openapi()),
+    )
+    .split_for_parts();
     api
 }
 

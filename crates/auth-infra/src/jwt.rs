@@ -126,7 +126,11 @@ fn check_header(token: &str, alg: &str, typ: &str) -> Result<(), TokenRejection>
     let ok = header.len() == 2
         && header.get("alg").and_then(|v| v.as_str()) == Some(alg)
         && header.get("typ").and_then(|v| v.as_str()) == Some(typ);
-    if ok { Ok(()) } else { Err(TokenRejection::Invalid) }
+    if ok {
+        Ok(())
+    } else {
+        Err(TokenRejection::Invalid)
+    }
 }
 
 impl TokenSigner for JwtSigner {
@@ -218,10 +222,19 @@ mod tests {
         let c = claims(t0);
         let token = s.sign_access(&c).unwrap();
         let t = token.expose_secret();
-        assert!(s.verify_access(t, c.expires_at + Duration::seconds(29)).is_ok());
-        assert_eq!(s.verify_access(t, c.expires_at + Duration::seconds(30)), Err(TokenRejection::Expired));
+        assert!(
+            s.verify_access(t, c.expires_at + Duration::seconds(29))
+                .is_ok()
+        );
+        assert_eq!(
+            s.verify_access(t, c.expires_at + Duration::seconds(30)),
+            Err(TokenRejection::Expired)
+        );
         assert!(s.verify_access(t, t0 - Duration::seconds(30)).is_ok());
-        assert_eq!(s.verify_access(t, t0 - Duration::seconds(31)), Err(TokenRejection::Invalid));
+        assert_eq!(
+            s.verify_access(t, t0 - Duration::seconds(31)),
+            Err(TokenRejection::Invalid)
+        );
     }
 
     #[test]
@@ -229,43 +242,82 @@ mod tests {
         let t0 = now();
         let c = claims(t0);
         let token = signer().sign_access(&c).unwrap();
-        let other_key = JwtSigner::hs256(&SecretSlice::from(vec![8u8; 32]), JwtSettings::default()).unwrap();
-        assert_eq!(other_key.verify_access(token.expose_secret(), t0), Err(TokenRejection::Invalid));
+        let other_key =
+            JwtSigner::hs256(&SecretSlice::from(vec![8u8; 32]), JwtSettings::default()).unwrap();
+        assert_eq!(
+            other_key.verify_access(token.expose_secret(), t0),
+            Err(TokenRejection::Invalid)
+        );
         let other_iss = JwtSigner::hs256(
             &SecretSlice::from(vec![7u8; 32]),
-            JwtSettings { issuer: "someone-else".into(), ..JwtSettings::default() },
+            JwtSettings {
+                issuer: "someone-else".into(),
+                ..JwtSettings::default()
+            },
         )
         .unwrap();
-        assert_eq!(other_iss.verify_access(token.expose_secret(), t0), Err(TokenRejection::Invalid));
+        assert_eq!(
+            other_iss.verify_access(token.expose_secret(), t0),
+            Err(TokenRejection::Invalid)
+        );
         let other_aud = JwtSigner::hs256(
             &SecretSlice::from(vec![7u8; 32]),
-            JwtSettings { audience: "another-api".into(), ..JwtSettings::default() },
+            JwtSettings {
+                audience: "another-api".into(),
+                ..JwtSettings::default()
+            },
         )
         .unwrap();
-        assert_eq!(other_aud.verify_access(token.expose_secret(), t0), Err(TokenRejection::Invalid));
+        assert_eq!(
+            other_aud.verify_access(token.expose_secret(), t0),
+            Err(TokenRejection::Invalid)
+        );
 
         // Same claims and key, but a header with extra parameters or another typ.
         let key = EncodingKey::from_secret(&[7u8; 32]);
         let body = serde_json::json!({"iss":"auth-service","aud":"auth-service","sub":c.user_id,
             "sid":c.session_id,"jti":c.token_id,"iat":t0.timestamp(),"nbf":t0.timestamp(),
             "exp":c.expires_at.timestamp()});
-        for (typ, kid) in [(Some("JWT"), None), (None, None), (Some("at+jwt"), Some("k1"))] {
+        for (typ, kid) in [
+            (Some("JWT"), None),
+            (None, None),
+            (Some("at+jwt"), Some("k1")),
+        ] {
             let mut h = Header::new(Algorithm::HS256);
             h.typ = typ.map(str::to_owned);
             h.kid = kid.map(str::to_owned);
             let forged = jsonwebtoken::encode(&h, &body, &key).unwrap();
-            assert_eq!(signer().verify_access(&forged, t0), Err(TokenRejection::Invalid), "{typ:?} {kid:?}");
+            assert_eq!(
+                signer().verify_access(&forged, t0),
+                Err(TokenRejection::Invalid),
+                "{typ:?} {kid:?}"
+            );
         }
         let mut h = Header::new(Algorithm::HS256);
         h.typ = Some("at+jwt".into());
-        assert!(signer().verify_access(&jsonwebtoken::encode(&h, &body, &key).unwrap(), t0).is_ok());
+        assert!(
+            signer()
+                .verify_access(&jsonwebtoken::encode(&h, &body, &key).unwrap(), t0)
+                .is_ok()
+        );
     }
 
     #[test]
     fn refuses_short_keys_and_garbage() {
-        assert!(JwtSigner::hs256(&SecretSlice::from(vec![1u8; 31]), JwtSettings::default()).is_err());
-        for junk in ["", ".", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", &"x".repeat(10_000)] {
-            assert_eq!(signer().verify_access(junk, now()), Err(TokenRejection::Invalid));
+        assert!(
+            JwtSigner::hs256(&SecretSlice::from(vec![1u8; 31]), JwtSettings::default()).is_err()
+        );
+        for junk in [
+            "",
+            ".",
+            "a.b.c",
+            "eyJhbGciOiJub25lIn0.e30.",
+            &"x".repeat(10_000),
+        ] {
+            assert_eq!(
+                signer().verify_access(junk, now()),
+                Err(TokenRejection::Invalid)
+            );
         }
     }
 }

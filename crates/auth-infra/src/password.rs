@@ -170,8 +170,18 @@ mod tests {
         let h = BcryptHasher::new(4, 2).unwrap();
         let hash = h.hash(&pw("correct horse")).await.unwrap();
         assert!(hash.as_str().starts_with("$2b$04$"));
-        assert!(h.verify(&pw("correct horse"), Some(&hash)).await.unwrap().matches);
-        assert!(!h.verify(&pw("correct horsE"), Some(&hash)).await.unwrap().matches);
+        assert!(
+            h.verify(&pw("correct horse"), Some(&hash))
+                .await
+                .unwrap()
+                .matches
+        );
+        assert!(
+            !h.verify(&pw("correct horsE"), Some(&hash))
+                .await
+                .unwrap()
+                .matches
+        );
         assert!(!h.verify(&pw("correct horse"), None).await.unwrap().matches);
         let garbage = PasswordHash::new("not a hash".into());
         assert!(!h.verify(&pw("x"), Some(&garbage)).await.unwrap().matches);
@@ -199,12 +209,20 @@ mod tests {
         let hash = old.hash(&pw("long enough")).await.unwrap();
         let check = new.verify(&pw("long enough"), Some(&hash)).await.unwrap();
         assert!(check.matches && check.needs_rehash);
-        assert!(!old.verify(&pw("long enough"), Some(&hash)).await.unwrap().needs_rehash);
+        assert!(
+            !old.verify(&pw("long enough"), Some(&hash))
+                .await
+                .unwrap()
+                .needs_rehash
+        );
         // A $2y$ hash as written by PHP and other systems.
         let foreign = bcrypt::hash_with_result("imported-pass", 4)
             .unwrap()
             .format_for_version(bcrypt::Version::TwoY);
-        let check = old.verify(&pw("imported-pass"), Some(&PasswordHash::new(foreign))).await.unwrap();
+        let check = old
+            .verify(&pw("imported-pass"), Some(&PasswordHash::new(foreign)))
+            .await
+            .unwrap();
         assert!(check.matches);
     }
 }

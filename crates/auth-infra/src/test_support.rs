@@ -5,7 +5,10 @@
 //! digest of the migrations, under an advisory lock; every test then gets its own copy
 //! (`CREATE DATABASE … TEMPLATE`, about 0.1 s), dropped when the test ends. Tests therefore
 //! run in parallel, in one process or many.
-#![expect(clippy::expect_used, reason = "test support: failing loudly is the point")]
+#![expect(
+    clippy::expect_used,
+    reason = "test support: failing loudly is the point"
+)]
 
 use diesel::{Connection as _, RunQueryDsl as _};
 use diesel_async::AsyncPgConnection;
@@ -24,8 +27,9 @@ const TEMPLATE_LOCK_KEY: i64 = 0x6175_7468_7465_6d70;
 /// When `DATABASE_URL` is not set: the test command starts a Postgres and sets it.
 #[must_use]
 pub fn server_url() -> String {
-    std::env::var("DATABASE_URL")
-        .expect("DATABASE_URL must point at a Postgres server for these tests (scripts/test.sh starts one)")
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must point at a Postgres server for these tests (scripts/test.sh starts one)",
+    )
 }
 
 fn with_database(url: &str, db: &str) -> String {

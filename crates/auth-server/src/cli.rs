@@ -83,7 +83,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Users(UsersCommand::Create { email, admin }) => create_user(config, &email, admin).await,
+        Command::Users(UsersCommand::Create { email, admin }) => {
+            create_user(config, &email, admin).await
+        }
     }
 }
 
@@ -116,14 +118,17 @@ fn read_password() -> Result<SecretString, CliError> {
     } else {
         let mut line = String::new();
         stdin.lock().read_line(&mut line)?;
-        Ok(SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()))
+        Ok(SecretString::from(
+            line.trim_end_matches(['\r', '\n']).to_owned(),
+        ))
     }
 }
 
 async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), CliError> {
     if config.database_url.is_none() {
         return Err(CliError::Input(
-            "DATABASE_URL is not set: a user created in the in-memory store would vanish at once".into(),
+            "DATABASE_URL is not set: a user created in the in-memory store would vanish at once"
+                .into(),
         ));
     }
     let email = Email::parse(email).map_err(|e| CliError::Input(format!("--email: {e}")))?;
@@ -148,7 +153,9 @@ async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), Cli
         )
         .await
         .map_err(|e| match e {
-            auth_core::AuthError::EmailTaken => CliError::Input("a user with this email already exists".into()),
+            auth_core::AuthError::EmailTaken => {
+                CliError::Input("a user with this email already exists".into())
+            }
             other => CliError::Input(format!("could not create the user: {other}")),
         })?;
     println!(

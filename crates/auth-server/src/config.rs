@@ -45,7 +45,13 @@ pub enum JwtAlgorithm {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// `development` or `production`.
-    #[arg(long, env = "AUTH_ENV", value_enum, default_value = "development", global = true)]
+    #[arg(
+        long,
+        env = "AUTH_ENV",
+        value_enum,
+        default_value = "development",
+        global = true
+    )]
     pub auth_env: Environment,
 
     /// Postgres URL; without it the service runs on its in-memory store.
@@ -65,15 +71,31 @@ pub struct Config {
     pub jwt_secret_key: Option<SecretString>,
 
     /// JWT signing algorithm.
-    #[arg(long, env = "JWT_ALGORITHM", value_enum, default_value = "HS256", global = true)]
+    #[arg(
+        long,
+        env = "JWT_ALGORITHM",
+        value_enum,
+        default_value = "HS256",
+        global = true
+    )]
     pub jwt_algorithm: JwtAlgorithm,
 
     /// `iss` of issued tokens.
-    #[arg(long, env = "AUTH_JWT_ISSUER", default_value = "auth-service", global = true)]
+    #[arg(
+        long,
+        env = "AUTH_JWT_ISSUER",
+        default_value = "auth-service",
+        global = true
+    )]
     pub jwt_issuer: String,
 
     /// `aud` of issued tokens.
-    #[arg(long, env = "AUTH_JWT_AUDIENCE", default_value = "auth-service", global = true)]
+    #[arg(
+        long,
+        env = "AUTH_JWT_AUDIENCE",
+        default_value = "auth-service",
+        global = true
+    )]
     pub jwt_audience: String,
 
     /// Access token lifetime in minutes.

@@ -163,7 +163,9 @@ fn signer(config: &Config) -> Result<JwtSigner, StartupError> {
             SecretSlice::from(bytes.to_vec())
         }
         None if config.auth_env == Environment::Production => {
-            return Err(config_error("JWT_SECRET_KEY is required when AUTH_ENV=production"));
+            return Err(config_error(
+                "JWT_SECRET_KEY is required when AUTH_ENV=production",
+            ));
         }
         None => {
             tracing::warn!(
@@ -260,7 +262,10 @@ pub async fn migrate_at_start(config: &Config) -> Result<(), StartupError> {
                     tokio::time::sleep(delay).await;
                     match run_migrations(url.expose_secret()).await {
                         Ok(applied) => {
-                            tracing::info!(applied = applied.len(), "database reachable; schema is current");
+                            tracing::info!(
+                                applied = applied.len(),
+                                "database reachable; schema is current"
+                            );
                             return;
                         }
                         Err(StoreError::Unavailable(_)) => {

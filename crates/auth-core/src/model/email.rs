@@ -122,8 +122,19 @@ mod tests {
     #[test]
     fn rejects_malformed_addresses() {
         for bad in [
-            "", "   ", "bob", "@x.com", "bob@", "bob@x", "bob@@x.com", "a@b@c.com", "bob@x..com",
-            "bob@.com", "bo b@x.com", "bob\u{0}@x.com", "bob@x.com.",
+            "",
+            "   ",
+            "bob",
+            "@x.com",
+            "bob@",
+            "bob@x",
+            "bob@@x.com",
+            "a@b@c.com",
+            "bob@x..com",
+            "bob@.com",
+            "bo b@x.com",
+            "bob\u{0}@x.com",
+            "bob@x.com.",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -33,6 +33,9 @@ pub trait TokenSigner: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`TokenRejection::Invalid`] or [`TokenRejection::Expired`].
-    fn verify_access(&self, token: &str, now: DateTime<Utc>)
-    -> Result<AccessClaims, TokenRejection>;
+    fn verify_access(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, TokenRejection>;
 }

@@ -11,8 +11,8 @@ use crate::model::{
     TokenRejection, User, UserId,
 };
 use crate::ports::{
-    BoxError, Clock, CreateUserError, PasswordHasher, Rotation, SecretGenerator,
-    SessionRepository, StoreError, TokenSigner, UserRepository,
+    BoxError, Clock, CreateUserError, PasswordHasher, Rotation, SecretGenerator, SessionRepository,
+    StoreError, TokenSigner, UserRepository,
 };
 
 /// Lifetimes and grace periods.
@@ -158,7 +158,12 @@ impl AuthService {
     /// # Errors
     /// [`AuthError::EmailTaken`], or a store/hash failure.
     pub async fn register(&self, reg: Registration, is_admin: bool) -> Result<User, AuthError> {
-        let password_hash = self.ports.hasher.hash(&reg.password).await.map_err(internal)?;
+        let password_hash = self
+            .ports
+            .hasher
+            .hash(&reg.password)
+            .await
+            .map_err(internal)?;
         let now = self.ports.clock.now();
         let user = User {
             id: UserId::generate(),
@@ -204,7 +209,10 @@ impl AuthService {
             revoked_at: None,
         };
         let refresh = self.new_refresh_token()?;
-        self.ports.sessions.create(&session, &refresh.hash()).await?;
+        self.ports
+            .sessions
+            .create(&session, &refresh.hash())
+            .await?;
         tracing::info!(user_id = %user.id, session_id = %session.id, "login succeeded");
         self.issue(user, session, refresh, now)
     }
@@ -217,7 +225,9 @@ impl AuthService {
                 let now = self.ports.clock.now();
                 match self.ports.users.update_password(user.id, &hash, now).await {
                     Ok(_) => user.password_hash = hash,
-                    Err(err) => tracing::warn!(user_id = %user.id, error = %err, "password re-hash not stored"),
+                    Err(err) => {
+                        tracing::warn!(user_id = %user.id, error = %err, "password re-hash not stored")
+                    }
                 }
             }
             Err(err) => tracing::warn!(user_id = %user.id, error = %err, "password re-hash failed"),
@@ -269,7 +279,12 @@ impl AuthService {
     /// A store failure.
     pub async fn logout(&self, token: &RefreshToken) -> Result<(), AuthError> {
         let now = self.ports.clock.now();
-        if let Some(session_id) = self.ports.sessions.revoke_by_token(&token.hash(), now).await? {
+        if let Some(session_id) = self
+            .ports
+            .sessions
+            .revoke_by_token(&token.hash(), now)
+            .await?
+        {
             tracing::info!(%session_id, "logout");
         }
         Ok(())
@@ -281,7 +296,11 @@ impl AuthService {
     /// A store failure.
     pub async fn logout_all(&self, user: UserId) -> Result<Vec<SessionId>, AuthError> {
         let now = self.ports.clock.now();
-        let ended = self.ports.sessions.revoke_all_for_user(user, None, now).await?;
+        let ended = self
+            .ports
+            .sessions
+            .revoke_all_for_user(user, None, now)
+            .await?;
         tracing::info!(user_id = %user, sessions = ended.len(), "logout from every session");
         Ok(ended)
     }
@@ -335,7 +354,12 @@ impl AuthService {
         }
         let hash = self.ports.hasher.hash(new).await.map_err(internal)?;
         let now = self.ports.clock.now();
-        if !self.ports.users.update_password(principal.user.id, &hash, now).await? {
+        if !self
+            .ports
+            .users
+            .update_password(principal.user.id, &hash, now)
+            .await?
+        {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         }
         let ended = self

@@ -223,7 +223,14 @@ pub async fn register(
     };
     let user = state
         .auth
-        .register(Registration { email, password, display_name }, false)
+        .register(
+            Registration {
+                email,
+                password,
+                display_name,
+            },
+            false,
+        )
         .await?;
     Ok(HttpResponse::Created().json(UserCreated {
         id: user.id.as_uuid(),
@@ -381,4 +388,3 @@ pub async fn verify_token(
     };
     Ok(HttpResponse::Ok().json(verdict))
 }
-

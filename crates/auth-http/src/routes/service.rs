@@ -123,6 +123,8 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable()
             .insert_header((actix_web::http::header::RETRY_AFTER, "5"))
-            .json(Probe { status: "unavailable" })
+            .json(Probe {
+                status: "unavailable",
+            })
     }
 }

@@ -106,6 +106,9 @@ pub async fn change_password(
     let (Some(current), Some(new)) = (current, new) else {
         return Err(ApiError::validation(errors));
     };
-    state.auth.change_password(&caller.0, &current, &new).await?;
+    state
+        .auth
+        .change_password(&caller.0, &current, &new)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

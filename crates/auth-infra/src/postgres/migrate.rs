@@ -2,11 +2,11 @@
 //! start at once.
 
 use auth_core::ports::StoreError;
+use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel::{Connection, RunQueryDsl};
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel::migration::MigrationSource;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 /// The SQL migrations of `migrations/`, compiled in.
@@ -41,9 +41,10 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, StoreErro
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(StoreError::Internal);
-        let unlocked = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-            .execute(&mut conn)
-            .map_err(super::classify);
+        let unlocked =
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                .execute(&mut conn)
+                .map_err(super::classify);
         let applied = applied?;
         unlocked?;
         Ok(applied)

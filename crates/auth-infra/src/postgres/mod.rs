@@ -41,12 +41,11 @@ struct Applied {
 /// [`StoreError`] when the database cannot be queried.
 pub async fn schema_state(pool: &DbPool) -> Result<SchemaState, StoreError> {
     let mut conn = pool.get().await.map_err(error::pool_error)?;
-    let row: Applied = diesel::sql_query(
-        "SELECT max(version)::text AS version FROM __diesel_schema_migrations",
-    )
-    .get_result(&mut conn)
-    .await
-    .map_err(classify)?;
+    let row: Applied =
+        diesel::sql_query("SELECT max(version)::text AS version FROM __diesel_schema_migrations")
+            .get_result(&mut conn)
+            .await
+            .map_err(classify)?;
     let expected = latest_migration_version();
     if row.version.as_deref() == Some(expected.as_str()) {
         Ok(SchemaState::Current)

@@ -45,9 +45,10 @@ pub fn build_pool(database_url: &str, settings: PoolSettings) -> Result<DbPool, 
     config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
         async move {
-            let mut conn = tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url))
-                .await
-                .map_err(|_| ConnectionError::BadConnection("connect timed out".into()))??;
+            let mut conn =
+                tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url))
+                    .await
+                    .map_err(|_| ConnectionError::BadConnection("connect timed out".into()))??;
             conn.batch_execute(&format!(
                 "SET statement_timeout = {statement_ms}; \
                  SET idle_in_transaction_session_timeout = {statement_ms}"

@@ -69,7 +69,9 @@ pub struct PgSessionRepository {
 
 impl std::fmt::Debug for PgSessionRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgSessionRepository").field("pool", &self.pool.status()).finish()
+        f.debug_struct("PgSessionRepository")
+            .field("pool", &self.pool.status())
+            .finish()
     }
 }
 

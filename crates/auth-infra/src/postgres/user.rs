@@ -69,7 +69,9 @@ pub struct PgUserRepository {
 
 impl std::fmt::Debug for PgUserRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgUserRepository").field("pool", &self.pool.status()).finish()
+        f.debug_struct("PgUserRepository")
+            .field("pool", &self.pool.status())
+            .finish()
     }
 }
 

@@ -1,0 +1,300 @@
+//! `AuthService` rules over the in-memory stores, the real bcrypt hasher (cost 4) and JWT
+//! signer, with a manual clock: expiry, rotation, reuse, grace, logout, password change.
+#![expect(
+    clippy::unwrap_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
+
+use std::sync::Arc;
+
+use auth_core::memory::{ManualClock, MemorySessionRepository, MemoryUserRepository};
+use auth_core::model::{
+    Email, Password, PasswordHash, PasswordPolicy, RefreshToken, TokenRejection,
+};
+use auth_core::ports::{Clock as _, PasswordHasher as _, UserRepository as _};
+use auth_core::system::OsSecretGenerator;
+use auth_core::{AuthConfig, AuthError, AuthPorts, AuthService, Registration};
+use auth_infra::jwt::{JwtSettings, JwtSigner};
+use auth_infra::password::BcryptHasher;
+use chrono::Duration;
+use secrecy::{ExposeSecret as _, SecretSlice};
+
+struct Harness {
+    auth: AuthService,
+    clock: Arc<ManualClock>,
+    users: Arc<MemoryUserRepository>,
+}
+
+fn harness_with(config: AuthConfig, cost: u32) -> Harness {
+    let clock = Arc::new(ManualClock::starting_now());
+    let users = Arc::new(MemoryUserRepository::new());
+    let ports = AuthPorts {
+        users: users.clone(),
+        sessions: Arc::new(MemorySessionRepository::new()),
+        hasher: Arc::new(BcryptHasher::new(cost, 2).unwrap()),
+        signer: Arc::new(
+            JwtSigner::hs256(
+                &SecretSlice::from(b"0123456789abcdef0123456789abcdef".to_vec()),
+                JwtSettings::default(),
+            )
+            .unwrap(),
+        ),
+        clock: clock.clone(),
+        secrets: Arc::new(OsSecretGenerator),
+    };
+    Harness {
+        auth: AuthService::new(ports, config),
+        clock,
+        users,
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(AuthConfig::default(), 4)
+}
+
+fn email() -> Email {
+    Email::parse(&format!(
+        "user.{}@example.com",
+        uuid::Uuid::now_v7().simple()
+    ))
+    .unwrap()
+}
+
+fn pw(s: &str) -> Password {
+    PasswordPolicy::default().new_password(s).unwrap()
+}
+
+async fn registered(h: &Harness) -> Email {
+    let e = email();
+    h.auth
+        .register(
+            Registration {
+                email: e.clone(),
+                password: pw("first password"),
+                display_name: None,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    e
+}
+
+#[tokio::test]
+async fn login_checks_the_password_and_never_says_which_part_was_wrong() {
+    let h = harness();
+    let e = registered(&h).await;
+    let pair = h.auth.login(&e, &pw("first password")).await.unwrap();
+    assert_eq!(pair.access_expires_in, 15 * 60);
+    assert_eq!(pair.refresh_expires_in, 30 * 24 * 3600);
+    assert!(matches!(
+        h.auth.login(&e, &pw("wrong password")).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    assert!(matches!(
+        h.auth.login(&email(), &pw("first password")).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    let upper = Email::parse(&e.as_str().to_uppercase()).unwrap();
+    assert!(h.auth.login(&upper, &pw("first password")).await.is_ok());
+}
+
+#[tokio::test]
+async fn access_tokens_expire_after_their_lifetime_plus_leeway() {
+    let h = harness();
+    let e = registered(&h).await;
+    let pair = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let token = pair.access_token.expose_secret().to_owned();
+    h.clock
+        .advance(Duration::minutes(15) + Duration::seconds(29));
+    assert!(h.auth.verify(&token).await.is_ok());
+    h.clock.advance(Duration::seconds(1));
+    assert!(matches!(
+        h.auth.verify(&token).await,
+        Err(AuthError::InvalidToken(TokenRejection::Expired))
+    ));
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_ends_the_whole_session() {
+    let h = harness();
+    let e = registered(&h).await;
+    let first = h.auth.login(&e, &pw("first password")).await.unwrap();
+    h.clock.advance(Duration::minutes(1));
+    let second = h.auth.refresh(&first.refresh_token).await.unwrap();
+    assert_eq!(second.session.id, first.session.id);
+    assert_ne!(second.refresh_token.expose(), first.refresh_token.expose());
+    // The session keeps its absolute end: refresh does not slide it.
+    assert_eq!(second.session.expires_at, first.session.expires_at);
+    let third = h.auth.refresh(&second.refresh_token).await.unwrap();
+
+    // Presenting the first (spent) token again: reuse. Every token of the family dies.
+    h.clock.advance(Duration::seconds(1));
+    assert!(matches!(
+        h.auth.refresh(&first.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+    assert!(matches!(
+        h.auth.refresh(&third.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+    let access = third.access_token.expose_secret();
+    assert!(matches!(
+        h.auth.verify(access).await,
+        Err(AuthError::InvalidToken(TokenRejection::Revoked))
+    ));
+    // Other sessions of the user are untouched.
+    let other = h.auth.login(&e, &pw("first password")).await.unwrap();
+    assert!(h.auth.refresh(&other.refresh_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn reuse_within_the_grace_period_is_refused_but_keeps_the_session() {
+    let h = harness_with(
+        AuthConfig {
+            reuse_grace: Duration::seconds(5),
+            ..AuthConfig::default()
+        },
+        4,
+    );
+    let e = registered(&h).await;
+    let first = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let second = h.auth.refresh(&first.refresh_token).await.unwrap();
+    h.clock.advance(Duration::seconds(5));
+    assert!(matches!(
+        h.auth.refresh(&first.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+    let third = h.auth.refresh(&second.refresh_token).await.unwrap();
+    // Past the grace period the same presentation ends the session.
+    h.clock.advance(Duration::seconds(1));
+    assert!(matches!(
+        h.auth.refresh(&first.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+    assert!(matches!(
+        h.auth.refresh(&third.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+}
+
+#[tokio::test]
+async fn sessions_end_at_their_absolute_expiry_and_access_tokens_never_outlive_them() {
+    let h = harness_with(
+        AuthConfig {
+            session_ttl: Duration::minutes(10),
+            ..AuthConfig::default()
+        },
+        4,
+    );
+    let e = registered(&h).await;
+    let pair = h.auth.login(&e, &pw("first password")).await.unwrap();
+    assert_eq!(pair.access_expires_in, 600, "capped by the session");
+    h.clock.advance(Duration::minutes(9));
+    let pair = h.auth.refresh(&pair.refresh_token).await.unwrap();
+    assert_eq!(pair.access_expires_in, 60);
+    assert_eq!(pair.refresh_expires_in, 60);
+    h.clock.advance(Duration::minutes(1));
+    assert!(matches!(
+        h.auth.refresh(&pair.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+}
+
+#[tokio::test]
+async fn logout_and_logout_all_end_sessions() {
+    let h = harness();
+    let e = registered(&h).await;
+    let a = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let b = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let c = h.auth.login(&e, &pw("first password")).await.unwrap();
+    h.auth.logout(&a.refresh_token).await.unwrap();
+    assert!(h.auth.verify(a.access_token.expose_secret()).await.is_err());
+    assert!(h.auth.verify(b.access_token.expose_secret()).await.is_ok());
+    h.auth
+        .logout(&RefreshToken::presented("never issued"))
+        .await
+        .unwrap();
+    let ended = h.auth.logout_all(b.user.id).await.unwrap();
+    assert_eq!(ended.len(), 2);
+    for pair in [&b, &c] {
+        assert!(
+            h.auth
+                .verify(pair.access_token.expose_secret())
+                .await
+                .is_err()
+        );
+        assert!(h.auth.refresh(&pair.refresh_token).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn password_change_keeps_the_current_session_and_ends_the_others() {
+    let h = harness();
+    let e = registered(&h).await;
+    let here = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let elsewhere = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let principal = h
+        .auth
+        .verify(here.access_token.expose_secret())
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.auth
+            .change_password(&principal, &pw("not the password"), &pw("second password"))
+            .await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    h.auth
+        .change_password(&principal, &pw("first password"), &pw("second password"))
+        .await
+        .unwrap();
+    assert!(
+        h.auth
+            .verify(here.access_token.expose_secret())
+            .await
+            .is_ok()
+    );
+    assert!(
+        h.auth
+            .verify(elsewhere.access_token.expose_secret())
+            .await
+            .is_err()
+    );
+    assert!(h.auth.refresh(&elsewhere.refresh_token).await.is_err());
+    assert!(h.auth.login(&e, &pw("first password")).await.is_err());
+    assert!(h.auth.login(&e, &pw("second password")).await.is_ok());
+}
+
+#[tokio::test]
+async fn login_upgrades_hashes_made_at_another_cost() {
+    let h = harness_with(AuthConfig::default(), 5);
+    let e = email();
+    let old = BcryptHasher::new(4, 1)
+        .unwrap()
+        .hash(&pw("imported password"))
+        .await
+        .unwrap();
+    let user = auth_core::User {
+        id: auth_core::UserId::generate(),
+        email: e.clone(),
+        display_name: None,
+        password_hash: old.clone(),
+        is_admin: false,
+        created_at: h.clock.now(),
+        updated_at: h.clock.now(),
+    };
+    h.users.create(&user).await.unwrap();
+    h.auth.login(&e, &pw("imported password")).await.unwrap();
+    let stored: PasswordHash = h
+        .users
+        .find_by_id(user.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    assert_ne!(stored, old);
+    assert!(stored.as_str().starts_with("$2b$05$"));
+    assert!(h.auth.login(&e, &pw("imported password")).await.is_ok());
+}

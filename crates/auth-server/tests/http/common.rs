@@ -1,0 +1,219 @@
+//! Starts the real application on port 0, on the in-memory store or on a Postgres database of
+//! its own, and talks to it over HTTP.
+
+use std::net::TcpListener;
+
+use actix_web::dev::ServerHandle;
+use auth_infra::test_support::TestDb;
+use auth_server::cli::Cli;
+use auth_server::config::Config;
+use auth_server::wiring::{self, Store};
+use clap::Parser as _;
+use reqwest::{Client, Method, RequestBuilder, Response};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+/// The HS256 key every test app signs with, so tests can forge tokens with it.
+pub const TEST_JWT_KEY: &str = "test-signing-key-0123456789-abcdefghijklmnop";
+
+/// Which store an app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    handle: ServerHandle,
+    _db: Option<TestDb>,
+}
+
+/// The configuration tests run with: the defaults, a fast bcrypt, a known key.
+pub fn test_config() -> Config {
+    let mut config = Cli::try_parse_from(["auth-server"])
+        .expect("defaults parse")
+        .config;
+    config.database_url = None;
+    config.bcrypt_rounds = 4;
+    config.jwt_secret_key = Some(SecretString::from(TEST_JWT_KEY));
+    config.host = "127.0.0.1".into();
+    config.port = 0;
+    config
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        let db = match backend {
+            Backend::Memory => None,
+            Backend::Postgres => {
+                let db = TestDb::new().await;
+                config.database_url = Some(SecretString::from(db.url().to_owned()));
+                Some(db)
+            }
+        };
+        adjust(&mut config);
+        Self::serve(config, db).await
+    }
+
+    pub async fn serve(config: Config, db: Option<TestDb>) -> Self {
+        let store = Store::open(&config).expect("open store");
+        wiring::migrate_at_start(&config).await.expect("migrate");
+        let state = wiring::app_state(&config, &store).expect("state");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let running = auth_server::server::start(state, listener, false).expect("start");
+        let handle = running.handle.clone();
+        tokio::spawn(running.server);
+        Self {
+            base: format!("http://{}", running.addr),
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+
+            handle,
+            _db: db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.expect("send")
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    pub async fn post_auth(&self, path: &str, token: &str, body: Option<&Value>) -> Response {
+        let req = self.request(Method::POST, path).bearer_auth(token);
+        let req = match body {
+            Some(b) => req.json(b),
+            None => req,
+        };
+        req.send().await.expect("send")
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/register",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers a fresh user and logs in; returns (email, login body).
+    pub async fn user_with_session(&self) -> (String, Value) {
+        let email = unique_email();
+        assert_eq!(self.register(&email, PASSWORD).await.status(), 201);
+        let res = self.login(&email, PASSWORD).await;
+        assert_eq!(res.status(), 200);
+        (email, res.json().await.expect("json"))
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn unique_email() -> String {
+    format!("user.{}@example.com", uuid::Uuid::now_v7().simple())
+}
+
+pub fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} missing in {v}"))
+}
+
+/// Asserts a problem+json answer and returns its body.
+pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body: Value = res.json().await.expect("problem body is JSON");
+    assert_eq!(content_type, "application/problem+json", "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["type"], "about:blank");
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    assert_eq!(
+        body["request_id"],
+        request_id.as_str(),
+        "request_id matches the header"
+    );
+    body
+}
+
+/// Generates `<name>_memory` and `<name>_postgres` tests from one async fn taking a TestApp.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = crate::common::TestApp::start(crate::common::Backend::Memory).await;
+                    super::$name(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = crate::common::TestApp::start(crate::common::Backend::Postgres).await;
+                    super::$name(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use on_both_stores;

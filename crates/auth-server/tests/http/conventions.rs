@@ -1,0 +1,259 @@
+//! The contract's conventions: 400/413/415/422, problem+json, request ids, 404, 503.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{
+    Backend, PASSWORD, TestApp, assert_problem, on_both_stores, test_config, unique_email,
+};
+
+on_both_stores!(
+    bad_bodies_get_clear_4xx_and_change_nothing,
+    field_rules_answer_422_with_the_field
+);
+
+const REGISTER: &str = "/api/v1/auth/register";
+
+async fn raw(
+    app: &TestApp,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut req = app.request(Method::POST, REGISTER).body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    req.send().await.unwrap()
+}
+
+async fn bad_bodies_get_clear_4xx_and_change_nothing(app: &TestApp) {
+    let email = unique_email();
+    let good = json!({"email": email, "password": PASSWORD}).to_string();
+
+    assert_problem(
+        raw(app, Some("text/plain"), good.clone()).await,
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    .await;
+    assert_problem(
+        raw(app, None, good.clone()).await,
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    .await;
+    assert_problem(
+        raw(app, Some("application/x-www-form-urlencoded"), "email=a").await,
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    .await;
+    assert_problem(
+        raw(app, Some("application/json"), "{\"email\":").await,
+        400,
+        "MALFORMED_REQUEST",
+    )
+    .await;
+    assert_problem(
+        raw(app, Some("application/json"), "").await,
+        400,
+        "MALFORMED_REQUEST",
+    )
+    .await;
+    assert_problem(raw(app, None, "").await, 400, "MALFORMED_REQUEST").await;
+    assert_problem(
+        raw(app, Some("application/json"), format!("{good} trailing")).await,
+        400,
+        "MALFORMED_REQUEST",
+    )
+    .await;
+    assert_problem(
+        raw(app, Some("application/json"), "[".repeat(10_000)).await,
+        400,
+        "MALFORMED_REQUEST",
+    )
+    .await;
+    assert_problem(
+        raw(
+            app,
+            Some("application/json"),
+            b"{\"email\":\"\xff\xfe\"}".to_vec(),
+        )
+        .await,
+        400,
+        "MALFORMED_REQUEST",
+    )
+    .await;
+    let big = json!({"email": email, "password": PASSWORD, "display_name": "x".repeat(70 * 1024)})
+        .to_string();
+    assert_problem(
+        raw(app, Some("application/json"), big).await,
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
+    .await;
+
+    // None of that created the account.
+    assert_eq!(app.login(&email, PASSWORD).await.status(), 401);
+    // The same body, well sent, works; a charset parameter is fine.
+    assert_eq!(
+        raw(app, Some("application/json; charset=utf-8"), good)
+            .await
+            .status(),
+        201
+    );
+}
+
+async fn field_errors(app: &TestApp, body: Value) -> Vec<(String, String)> {
+    let problem = assert_problem(
+        app.post_json(REGISTER, &body).await,
+        422,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    problem["errors"]
+        .as_array()
+        .expect("errors array")
+        .iter()
+        .map(|e| {
+            assert!(e["message"].is_string());
+            (
+                e["field"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+        .collect()
+}
+
+async fn field_rules_answer_422_with_the_field(app: &TestApp) {
+    let email = unique_email();
+    assert_eq!(
+        field_errors(app, json!({"email": email})).await,
+        pairs(&[("password", "required")])
+    );
+    assert_eq!(
+        field_errors(app, json!({"email": 5, "password": PASSWORD})).await,
+        pairs(&[("email", "invalid_type")])
+    );
+    assert_eq!(
+        field_errors(app, json!({"email": "not-an-email", "password": "short"})).await,
+        pairs(&[("email", "invalid_email"), ("password", "too_short")])
+    );
+    assert_eq!(
+        field_errors(app, json!({"email": email, "password": "x".repeat(129)})).await,
+        pairs(&[("password", "too_long")])
+    );
+    assert_eq!(
+        field_errors(app, json!({"email": email, "password": "pass\u{0}word123"})).await,
+        pairs(&[("password", "control_character")])
+    );
+    assert_eq!(
+        field_errors(
+            app,
+            json!({"email": email, "password": PASSWORD, "display_name": "y".repeat(101)})
+        )
+        .await,
+        pairs(&[("display_name", "invalid")])
+    );
+    assert_eq!(
+        field_errors(app, json!([email, PASSWORD])).await,
+        pairs(&[("body", "invalid_type")])
+    );
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        401,
+        "nothing was created"
+    );
+    // Eight characters is enough; no composition rules; 128 is the maximum.
+    assert_eq!(app.register(&email, "aaaaaaaa").await.status(), 201);
+    assert_eq!(
+        app.register(&unique_email(), &"é".repeat(128))
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_echoed_or_replaced() {
+    let app = TestApp::start(Backend::Memory).await;
+    for (sent, echoed) in [
+        ("abc-123_X.y:z", true),
+        ("has space", false),
+        (&*"a".repeat(129), false),
+        ("", false),
+    ] {
+        let res = app
+            .request(Method::GET, "/health/live")
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let got = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(got == sent, echoed, "{sent:?} -> {got:?}");
+        assert!(!got.is_empty() && got.len() <= 128);
+    }
+    let res = app
+        .request(Method::GET, "/no/such/route")
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let body = assert_problem(res, 404, "NOT_FOUND").await;
+    assert_eq!(body["request_id"], "trace-42");
+    let a = app.get("/").await.headers()["x-request-id"].clone();
+    let b = app.get("/").await.headers()["x-request-id"].clone();
+    assert_ne!(a, b);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_answers_503_with_retry_after() {
+    let mut config = test_config();
+    // Nothing listens on port 1: every connection attempt is refused at once.
+    config.database_url = Some(secrecy::SecretString::from(
+        "postgres://postgres:pw@127.0.0.1:1/auth",
+    ));
+    config.db_timeout_ms = 300;
+    let app = TestApp::serve(config, None).await;
+
+    let res = app.register(&unique_email(), PASSWORD).await;
+    let retry: u32 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let body = assert_problem(res, 503, "SERVICE_UNAVAILABLE").await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        !detail.contains("127.0.0.1") && !detail.to_lowercase().contains("connect"),
+        "{detail}"
+    );
+    assert_problem(
+        app.login(&unique_email(), PASSWORD).await,
+        503,
+        "SERVICE_UNAVAILABLE",
+    )
+    .await;
+    let res = app
+        .post_json("/api/v1/auth/refresh", &json!({"refresh_token": "x"}))
+        .await;
+    assert_problem(res, 503, "SERVICE_UNAVAILABLE").await;
+
+    assert_eq!(app.get("/health/live").await.status(), 200);
+    assert_eq!(app.get("/health/ready").await.status(), 503);
+    let res = app.get("/health").await;
+    assert_eq!(res.status(), 503);
+    let health: Value = res.json().await.unwrap();
+    assert_eq!(health["status"], "unhealthy");
+    assert_eq!(health["components"]["database"]["kind"], "postgres");
+    app.stop().await;
+}

@@ -1,0 +1,134 @@
+//! Service endpoints and the API documentation: every route is in the OpenAPI document and
+//! every documented operation is served.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::common::{Backend, TestApp};
+
+/// The operations of the contract built so far. Adding a route without documenting it, or
+/// documenting one that is not served, fails `openapi_lists_exactly_the_served_routes`.
+const EXPECTED: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/health"),
+    ("get", "/health/live"),
+    ("get", "/health/ready"),
+    ("post", "/api/v1/auth/register"),
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/refresh"),
+    ("post", "/api/v1/auth/logout"),
+    ("post", "/api/v1/auth/logout-all"),
+    ("get", "/api/v1/auth/verify"),
+    ("post", "/api/v1/auth/verify-token"),
+    ("get", "/api/v1/users/me"),
+    ("post", "/api/v1/users/me/password"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_exactly_the_served_routes() {
+    let app = TestApp::start(Backend::Memory).await;
+    let res = app.get("/api-docs/openapi.json").await;
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(
+        doc,
+        serde_json::to_value(auth_http::openapi()).unwrap(),
+        "served = built"
+    );
+
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(String, String)> = EXPECTED
+        .iter()
+        .map(|(m, p)| ((*m).into(), (*p).into()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+
+    // Each documented operation is really served: the router never answers it with the
+    // fallback 404 (handlers answer 200, 401, 400 or 422 to an empty request).
+    for (method, path) in &documented {
+        let res = app
+            .request(
+                Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                path,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(
+            res.status(),
+            404,
+            "{method} {path} is documented but not served"
+        );
+        assert_ne!(res.status(), 405, "{method} {path}");
+    }
+    // Error statuses are documented with the problem type; protected routes declare bearer.
+    let verify = &doc["paths"]["/api/v1/auth/verify"]["get"];
+    assert!(verify["responses"]["401"]["content"]["application/problem+json"].is_object());
+    assert_eq!(verify["security"][0]["bearer"], serde_json::json!([]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documentation_pages_work_offline() {
+    let app = TestApp::start(Backend::Memory).await;
+    let res = app.get("/docs").await;
+    assert!(res.status().is_redirection());
+    assert_eq!(res.headers()["location"], "/docs/");
+    let html = app.get("/docs/").await.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    // Swagger UI's assets come from the binary, not a CDN.
+    assert!(!html.contains("https://"), "no external script: {html}");
+    let js = app.get("/docs/swagger-ui-bundle.js").await;
+    assert_eq!(js.status(), 200);
+    let config = app
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(config.contains("/api-docs/openapi.json"), "{config}");
+
+    let redoc = app.get("/redoc").await.text().await.unwrap();
+    assert!(
+        redoc.contains("/redoc/redoc.standalone.js") && !redoc.contains("cdn."),
+        "{redoc}"
+    );
+    assert!(redoc.contains("/api/v1/auth/login"), "the spec is inlined");
+    let script = app.get("/redoc/redoc.standalone.js").await;
+    assert_eq!(script.status(), 200);
+    assert!(script.bytes().await.unwrap().len() > 1_000_000);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_endpoints_answer_on_both_stores() {
+    for (backend, kind) in [(Backend::Memory, "memory"), (Backend::Postgres, "postgres")] {
+        let app = TestApp::start(backend).await;
+        let root: Value = app.get("/").await.json().await.unwrap();
+        assert_eq!(root["name"], "auth-service");
+        assert_eq!(root["docs"], "/docs");
+        assert_eq!(root["version"], env!("CARGO_PKG_VERSION"));
+        let res = app.get("/health").await;
+        assert_eq!(res.status(), 200);
+        let health: Value = res.json().await.unwrap();
+        assert_eq!(health["status"], "healthy");
+        assert_eq!(health["components"]["database"]["kind"], kind);
+        assert_eq!(health["components"]["database"]["status"], "healthy");
+        assert!(health["components"]["database"]["latency_ms"].is_number());
+        assert_eq!(app.get("/health/live").await.status(), 200);
+        assert_eq!(app.get("/health/ready").await.status(), 200);
+        app.stop().await;
+    }
+}

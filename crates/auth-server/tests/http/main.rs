@@ -1,0 +1,13 @@
+//! HTTP tests: the real application on port 0, called over HTTP, on both stores.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
+
+mod common;
+
+mod conventions;
+mod docs;
+mod sessions;
+mod users;

@@ -1,0 +1,90 @@
+//! `/users/me` and password change.
+
+use serde_json::{Value, json};
+
+use crate::common::{PASSWORD, TestApp, assert_problem, on_both_stores, str_field};
+
+on_both_stores!(me_shows_the_profile, password_change_ends_other_sessions);
+
+async fn me_shows_the_profile(app: &TestApp) {
+    let (email, login) = app.user_with_session().await;
+    let res = app
+        .get_auth("/api/v1/users/me", str_field(&login, "access_token"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(me["email"], email.as_str());
+    assert_eq!(me["id"], login["user"]["id"]);
+    assert_eq!(me["is_admin"], false);
+    assert_eq!(me["display_name"], Value::Null);
+    assert_eq!(me["organizations"], json!([]));
+    assert!(me.get("password_hash").is_none());
+    assert_problem(app.get("/api/v1/users/me").await, 401, "UNAUTHENTICATED").await;
+}
+
+async fn password_change_ends_other_sessions(app: &TestApp) {
+    let (email, here) = app.user_with_session().await;
+    let elsewhere: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
+    let at = str_field(&here, "access_token");
+    let path = "/api/v1/users/me/password";
+
+    let res = app
+        .post_auth(
+            path,
+            at,
+            Some(&json!({"current_password": "wrong one!", "new_password": "a new passphrase"})),
+        )
+        .await;
+    assert_problem(res, 401, "INVALID_CREDENTIALS").await;
+    let res = app
+        .post_auth(
+            path,
+            at,
+            Some(&json!({"current_password": PASSWORD, "new_password": "short"})),
+        )
+        .await;
+    let body = assert_problem(res, 422, "VALIDATION_FAILED").await;
+    assert_eq!(body["errors"][0]["field"], "new_password");
+    assert_eq!(body["errors"][0]["code"], "too_short");
+    let res = app
+        .request(reqwest::Method::POST, path)
+        .json(&json!({"current_password": PASSWORD, "new_password": "a new passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 401, "UNAUTHENTICATED").await;
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        200,
+        "nothing changed so far"
+    );
+
+    let res = app
+        .post_auth(
+            path,
+            at,
+            Some(&json!({"current_password": PASSWORD, "new_password": "a new passphrase"})),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        app.get_auth("/api/v1/auth/verify", at).await.status(),
+        200,
+        "this session lives on"
+    );
+    assert_eq!(
+        app.get_auth("/api/v1/auth/verify", str_field(&elsewhere, "access_token"))
+            .await
+            .status(),
+        401
+    );
+    let res = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": elsewhere["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(app.login(&email, PASSWORD).await.status(), 401);
+    assert_eq!(app.login(&email, "a new passphrase").await.status(), 200);
+}

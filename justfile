@@ -1,0 +1,35 @@
+# Everyday recipes. `just` alone lists them. (Install just with `cargo install just`.)
+
+# List the recipes.
+default:
+    @just --list
+
+# Run the service (in-memory store unless DATABASE_URL is set).
+run *ARGS:
+    cargo run -p auth-server -- {{ARGS}}
+
+# The whole test suite against a throwaway Postgres (or DATABASE_URL).
+test *ARGS:
+    scripts/test.sh {{ARGS}}
+
+# Formatting, dependency direction, clippy with warnings denied.
+lint:
+    cargo fmt --all -- --check
+    scripts/check-deps.sh
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Start a local throwaway Postgres and print the DATABASE_URL to export.
+db:
+    scripts/pg-temp.sh start
+
+# Stop a Postgres started by `just db` (pass its PGTEMP_DIR).
+db-stop DIR:
+    scripts/pg-temp.sh stop {{DIR}}
+
+# Apply migrations to DATABASE_URL.
+migrate:
+    cargo run -p auth-server -- migrate
+
+# Everything CI runs.
+ci:
+    .ci/run

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# auth-core is the domain: it must not depend on any infrastructure crate, whatever its
+# features. Fails listing the offenders.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+forbidden='^(actix-web|actix-http|actix-rt|diesel|diesel-async|diesel_migrations|deadpool|tokio-postgres|sqlx|moka|utoipa|reqwest|hyper|bcrypt|jsonwebtoken|tokio)$'
+status=0
+for features in "" "--all-features"; do
+  # shellcheck disable=SC2086
+  found=$(cargo tree -q -p auth-core -e normal --prefix none $features | awk '{print $1}' | sort -u | grep -E "$forbidden" || true)
+  if [ -n "$found" ]; then
+    echo "auth-core ${features:-(default features)} depends on infrastructure crates:" >&2
+    echo "$found" | sed 's/^/  - /' >&2
+    status=1
+  fi
+done
+[ "$status" = 0 ] && echo "auth-core depends on no infrastructure crate"
+exit "$status"

@@ -105,6 +105,26 @@ impl TestDb {
         Self { name, url, server }
     }
 
+    /// Creates a fresh database with no schema at all (for migration tests).
+    ///
+    /// # Panics
+    /// When the server cannot be reached or the database cannot be created.
+    pub async fn empty() -> Self {
+        let server = server_url();
+        let name = format!("auth_t_{}", Uuid::now_v7().simple());
+        let url = with_database(&server, &name);
+        let (server_c, name_c) = (server.clone(), name.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut admin = SyncPg::establish(&server_c).expect("connect to DATABASE_URL");
+            diesel::sql_query(format!("CREATE DATABASE {name_c}"))
+                .execute(&mut admin)
+                .expect("create database");
+        })
+        .await
+        .expect("join");
+        Self { name, url, server }
+    }
+
     /// URL of this test's database.
     #[must_use]
     pub fn url(&self) -> &str {

@@ -10,4 +10,5 @@ mod common;
 mod conventions;
 mod docs;
 mod sessions;
+mod startup;
 mod users;

@@ -1,0 +1,126 @@
+//! Startup rules: production refuses unsafe configurations; the CLI creates users from stdin.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use auth_infra::test_support::TestDb;
+use auth_server::config::Environment;
+use auth_server::wiring::{self, Store};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::common::{TestApp, test_config};
+
+#[test]
+fn production_refuses_unsafe_configurations() {
+    let mut config = test_config();
+    config.auth_env = Environment::Production;
+    let err = Store::open(&config).unwrap_err().to_string();
+    assert!(err.contains("DATABASE_URL"), "{err}");
+
+    config.database_url = Some(SecretString::from("postgres://u:p@127.0.0.1:1/x"));
+    let store = Store::open(&config).unwrap();
+    config.jwt_secret_key = None;
+    let err = wiring::app_state(&config, &store).unwrap_err().to_string();
+    assert!(err.contains("JWT_SECRET_KEY is required"), "{err}");
+    config.jwt_secret_key = Some(SecretString::from("too-short"));
+    let err = wiring::app_state(&config, &store).unwrap_err().to_string();
+    assert!(err.contains("at least 32 bytes"), "{err}");
+    config.jwt_secret_key = Some(SecretString::from("a".repeat(64)));
+    let err = wiring::app_state(&config, &store).unwrap_err().to_string();
+    assert!(err.contains("placeholder"), "{err}");
+    config.jwt_secret_key = Some(SecretString::from("kN3v9QeR7tYb2LmX8pWz4sDf6GhJ1cVa"));
+    assert!(wiring::app_state(&config, &store).is_ok());
+
+    // Development allows the in-memory store and a generated key, but not a short key.
+    let mut dev = test_config();
+    dev.jwt_secret_key = None;
+    let store = Store::open(&dev).unwrap();
+    assert!(wiring::app_state(&dev, &store).is_ok());
+    dev.jwt_secret_key = Some(SecretString::from("short"));
+    assert!(wiring::app_state(&dev, &store).is_err());
+}
+
+fn cli(db: &TestDb, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-server"))
+        .args(args)
+        .env("DATABASE_URL", db.url())
+        .env("BCRYPT_ROUNDS", "4")
+        .env("LOG_LEVEL", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_migrates_and_creates_an_admin_from_stdin() {
+    let db = TestDb::empty().await;
+    let out = cli(&db, &["migrate"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied"));
+
+    let password = "an admin passphrase";
+    let out = cli(
+        &db,
+        &["users", "create", "--email", "Root@Example.com", "--admin"],
+        &format!("{password}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("Root@Example.com") && stdout.contains("(admin)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(password) && !String::from_utf8_lossy(&out.stderr).contains(password));
+
+    let again = cli(
+        &db,
+        &["users", "create", "--email", "root@example.com"],
+        "another passphrase\n",
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let weak = cli(
+        &db,
+        &["users", "create", "--email", "weak@example.com"],
+        "short\n",
+    );
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 8"));
+
+    let mut config = test_config();
+    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    let app = TestApp::serve(config, Some(db)).await;
+    let login: Value = app
+        .login("root@example.com", password)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let me: Value = app
+        .get_auth("/api/v1/users/me", login["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["is_admin"], true);
+    assert_eq!(me["email"], "Root@Example.com");
+    app.stop().await;
+}

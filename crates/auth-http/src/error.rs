@@ -148,15 +148,6 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "resource not found")
     }
 
-    /// 405, reported as `NOT_FOUND` family: the path exists with other methods.
-    pub fn method_not_allowed() -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "method not allowed on this resource",
-        )
-    }
-
     /// 503 `SERVICE_UNAVAILABLE` with `Retry-After`.
     pub fn unavailable() -> Self {
         Self {

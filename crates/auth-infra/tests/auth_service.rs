@@ -298,3 +298,22 @@ async fn login_upgrades_hashes_made_at_another_cost() {
     assert!(stored.as_str().starts_with("$2b$05$"));
     assert!(h.auth.login(&e, &pw("imported password")).await.is_ok());
 }
+
+#[tokio::test]
+async fn without_grace_a_reuse_read_before_the_rotation_still_ends_the_session() {
+    // A parallel refresh may read the clock before the winner rotates the token.
+    let h = harness();
+    let e = registered(&h).await;
+    let first = h.auth.login(&e, &pw("first password")).await.unwrap();
+    h.clock.advance(Duration::seconds(10));
+    let second = h.auth.refresh(&first.refresh_token).await.unwrap();
+    h.clock.advance(Duration::seconds(-1));
+    assert!(matches!(
+        h.auth.refresh(&first.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+    assert!(matches!(
+        h.auth.refresh(&second.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+}

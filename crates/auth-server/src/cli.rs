@@ -90,9 +90,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {
+    // Every setting is checked before the database is touched.
     let store = Store::open(&config)?;
-    wiring::migrate_at_start(&config).await?;
     let state = wiring::app_state(&config, &store)?;
+    wiring::migrate_at_start(&config).await?;
     let listener = TcpListener::bind((config.host.as_str(), config.port))?;
     let running = crate::server::start(state, listener, true)?;
     tracing::info!(
@@ -139,9 +140,17 @@ async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), Cli
     let password = policy
         .new_password(read_password()?.expose_secret())
         .map_err(|e| CliError::Input(format!("password: {e}")))?;
+    // No token is issued here, so a missing signing key does not matter: use a random one
+    // rather than warn about it.
+    let mut config = config;
+    if config.jwt_secret_key.is_none() {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| CliError::Input(format!("random source: {e}")))?;
+        config.jwt_secret_key = Some(SecretString::from(hex::encode(key)));
+    }
     let store = Store::open(&config)?;
-    wiring::migrate(&config).await?;
     let auth = wiring::auth_service(&config, &store)?;
+    wiring::migrate(&config).await?;
     let user = auth
         .register(
             Registration {

@@ -141,9 +141,11 @@ fn is_weak_key(key: &[u8]) -> bool {
 
 fn signer(config: &Config) -> Result<JwtSigner, StartupError> {
     if config.jwt_algorithm != JwtAlgorithm::Hs256 {
+        let name = clap::ValueEnum::to_possible_value(&config.jwt_algorithm)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
         return Err(config_error(format!(
-            "JWT_ALGORITHM={:?} is not available in this version; use HS256",
-            config.jwt_algorithm
+            "JWT_ALGORITHM={name} is not available in this version; use HS256"
         )));
     }
     let key: SecretSlice<u8> = match &config.jwt_secret_key {

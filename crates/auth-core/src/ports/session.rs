@@ -79,7 +79,8 @@ pub trait SessionRepository: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<SessionId>, StoreError>;
 
-    /// Ends every active session of `user` except `keep`, returning the ids it ended.
+    /// Ends every session of `user` not yet revoked (expired ones included) except `keep`,
+    /// returning the ids it ended.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.

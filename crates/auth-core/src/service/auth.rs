@@ -261,7 +261,11 @@ impl AuthService {
                 session_id,
                 rotated_at,
             } => {
-                if now - rotated_at > self.config.reuse_grace {
+                // With no grace period every reuse ends the session, even one whose clock
+                // reading precedes the winning rotation (a parallel refresh).
+                let grace = self.config.reuse_grace;
+                let within_grace = grace > Duration::zero() && now - rotated_at <= grace;
+                if !within_grace {
                     let ended = self.ports.sessions.revoke(session_id, now).await?;
                     tracing::warn!(%session_id, ended, "refresh token reuse detected; session ended");
                 } else {
@@ -354,6 +358,13 @@ impl AuthService {
         }
         let hash = self.ports.hasher.hash(new).await.map_err(internal)?;
         let now = self.ports.clock.now();
+        // Other sessions end first: if storing the new hash then fails, the caller retries
+        // with the old password still valid, and no session outlives the change.
+        let ended = self
+            .ports
+            .sessions
+            .revoke_all_for_user(principal.user.id, Some(principal.session.id), now)
+            .await?;
         if !self
             .ports
             .users
@@ -362,11 +373,6 @@ impl AuthService {
         {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         }
-        let ended = self
-            .ports
-            .sessions
-            .revoke_all_for_user(principal.user.id, Some(principal.session.id), now)
-            .await?;
         tracing::info!(user_id = %principal.user.id, other_sessions_ended = ended.len(), "password changed");
         Ok(())
     }

@@ -380,6 +380,11 @@ async fn parallel_refreshes_have_one_winner(app: &TestApp) {
         19,
         "{statuses:?}"
     );
+    // With no grace period the losers count as reuse: the session has ended.
+    let res = app
+        .get_auth("/api/v1/auth/verify", str_field(&login, "access_token"))
+        .await;
+    assert_problem(res, 401, "UNAUTHENTICATED").await;
 }
 
 async fn parallel_registrations_have_one_winner(app: &TestApp) {

@@ -289,3 +289,60 @@ impl From<AuthError> for ApiError {
         }
     }
 }
+
+/// Documented answers to a bad request body, shared by every endpoint that takes one.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum BodyErrors {
+    /// Not JSON.
+    #[response(
+        status = 400,
+        description = "`MALFORMED_REQUEST`: the body is not JSON",
+        content_type = "application/problem+json"
+    )]
+    Malformed(Problem),
+    /// Too large.
+    #[response(
+        status = 413,
+        description = "`PAYLOAD_TOO_LARGE`: the body exceeds 64 KiB",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(Problem),
+    /// Wrong media type.
+    #[response(
+        status = 415,
+        description = "`UNSUPPORTED_MEDIA_TYPE`: the body is not application/json",
+        content_type = "application/problem+json"
+    )]
+    MediaType(Problem),
+    /// Breaks a rule.
+    #[response(
+        status = 422,
+        description = "`VALIDATION_FAILED`: a field breaks a rule (see `errors`)",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+}
+
+/// Documented answer of endpoints that need a Bearer token.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum BearerErrors {
+    /// No valid token.
+    #[response(
+        status = 401,
+        description = "`UNAUTHENTICATED`: missing, invalid, expired or revoked access token",
+        content_type = "application/problem+json"
+    )]
+    Unauthenticated(Problem),
+}
+
+/// Documented answer of endpoints that need the store.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum StoreErrors {
+    /// Store unreachable.
+    #[response(
+        status = 503,
+        description = "`SERVICE_UNAVAILABLE`: the store is unreachable; retry after `Retry-After` seconds",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}

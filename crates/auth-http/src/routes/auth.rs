@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::no_store_json;
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, BearerErrors, BodyErrors, FieldError, Problem, StoreErrors};
 use crate::extract::Authenticated;
 use crate::json::{CleanString, ValidJson};
 use crate::state::AppState;
@@ -187,12 +187,8 @@ pub(crate) fn password_error(field: &str, err: auth_core::model::PasswordError) 
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created", body = UserCreated),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`EMAIL_TAKEN`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, StoreErrors,
     )
 )]
 #[post("/auth/register")]
@@ -246,11 +242,8 @@ pub async fn register(
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`INVALID_CREDENTIALS`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, StoreErrors,
     )
 )]
 #[post("/auth/login")]
@@ -279,8 +272,7 @@ pub async fn login(
     responses(
         (status = 200, description = "New token pair", body = TokenResponse),
         (status = 401, description = "`INVALID_REFRESH_TOKEN`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, StoreErrors,
     )
 )]
 #[post("/auth/refresh")]
@@ -299,8 +291,7 @@ pub async fn refresh(
     request_body = RefreshRequest,
     responses(
         (status = 204, description = "Session ended (or token unknown)"),
-        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, StoreErrors,
     )
 )]
 #[post("/auth/logout")]
@@ -319,8 +310,7 @@ pub async fn logout(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Every session ended"),
-        (status = 401, description = "`UNAUTHENTICATED`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        BearerErrors, StoreErrors,
     )
 )]
 #[post("/auth/logout-all")]
@@ -338,8 +328,7 @@ pub async fn logout_all(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Token valid", body = VerifyResponse),
-        (status = 401, description = "`UNAUTHENTICATED`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        BearerErrors, StoreErrors,
     )
 )]
 #[get("/auth/verify")]
@@ -361,8 +350,7 @@ pub async fn verify(caller: Authenticated) -> Result<HttpResponse, ApiError> {
     request_body = VerifyTokenRequest,
     responses(
         (status = 200, description = "Verdict", body = VerifyTokenResponse),
-        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, StoreErrors,
     )
 )]
 #[post("/auth/verify-token")]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, BearerErrors, BodyErrors, FieldError, Problem, StoreErrors};
 use crate::extract::Authenticated;
 use crate::json::{CleanString, ValidJson};
 use crate::state::AppState;
@@ -46,8 +46,7 @@ pub struct Me {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Profile", body = Me),
-        (status = 401, description = "`UNAUTHENTICATED`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        BearerErrors, StoreErrors,
     )
 )]
 #[get("/users/me")]
@@ -83,8 +82,7 @@ pub struct ChangePasswordRequest {
     responses(
         (status = 204, description = "Password changed"),
         (status = 401, description = "`UNAUTHENTICATED` or `INVALID_CREDENTIALS`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, StoreErrors,
     )
 )]
 #[post("/users/me/password")]

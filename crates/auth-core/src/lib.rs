@@ -17,4 +17,10 @@ pub mod memory;
 pub mod contract;
 
 pub use model::*;
-pub use service::auth::{AuthConfig, AuthError, AuthPorts, AuthService, Principal, Registration};
+pub use service::actor::Actor;
+pub use service::api_key::{ApiKeyPorts, ApiKeyService, IssuedKey, KeyError, KeyVerdict, NewKey};
+pub use service::auth::{
+    AuthConfig, AuthError, AuthPorts, AuthService, Principal, Registration, SessionSnapshot,
+};
+pub use service::invalidation::CacheInvalidator;
+pub use service::organization::{Caller, OrgError, OrganizationService};

@@ -9,6 +9,7 @@
 //! The hasher and signer need no running infrastructure: embedders may take this crate with
 //! `default-features = false` and pair them with the in-memory stores of `auth-core`.
 
+pub mod cache;
 pub mod jwt;
 pub mod password;
 

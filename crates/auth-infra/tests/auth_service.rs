@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use auth_core::memory::{ManualClock, MemorySessionRepository, MemoryUserRepository};
+use auth_core::memory::{
+    LocalInvalidationBus, ManualClock, MemorySessionRepository, MemoryUserRepository, NoCache,
+};
 use auth_core::model::{
     Email, Password, PasswordHash, PasswordPolicy, RefreshToken, TokenRejection,
 };
@@ -41,6 +43,8 @@ fn harness_with(config: AuthConfig, cost: u32) -> Harness {
         ),
         clock: clock.clone(),
         secrets: Arc::new(OsSecretGenerator),
+        session_cache: Arc::new(NoCache),
+        bus: Arc::new(LocalInvalidationBus::new()),
     };
     Harness {
         auth: AuthService::new(ports, config),

@@ -4,10 +4,14 @@
 //! ([`crate::contract`]) as the Postgres adapters, so an embedder or an integration test can
 //! run the whole service without a database. State lives in the process and is lost with it.
 
+mod bus;
+mod cache;
 mod clock;
 mod session;
 mod user;
 
+pub use bus::LocalInvalidationBus;
+pub use cache::NoCache;
 pub use clock::ManualClock;
 pub use session::MemorySessionRepository;
 pub use user::MemoryUserRepository;

@@ -57,3 +57,11 @@ id_type!(
     /// Identifies a login session: every refresh token descended from one login shares it.
     SessionId
 );
+id_type!(
+    /// Identifies an organization.
+    OrganizationId
+);
+id_type!(
+    /// Identifies an API key (not the key itself: that is a secret).
+    ApiKeyId
+);

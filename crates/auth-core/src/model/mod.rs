@@ -1,8 +1,10 @@
 //! Domain types: ids, value objects that can only be built valid, entities and claims.
 
+mod api_key;
 mod claims;
 mod email;
 mod ids;
+mod organization;
 mod password;
 mod session;
 pub mod text;
@@ -10,7 +12,14 @@ mod user;
 
 pub use claims::{AccessClaims, TokenRejection};
 pub use email::{Email, EmailError};
-pub use ids::{SessionId, UserId};
+pub use api_key::{
+    ApiKey, ApiKeyName, ApiKeySecret, KeyPrefix, KeyPrefixError, KeyStatus, Scope, ScopeError, Scopes,
+    parse_presented_key,
+};
+pub use ids::{ApiKeyId, OrganizationId, SessionId, UserId};
+pub use organization::{
+    Member, Membership, NameError, Organization, OrganizationName, Role, RoleError,
+};
 pub use password::{Password, PasswordError, PasswordHash, PasswordPolicy};
 pub use session::{RefreshToken, Session, TokenHash, TokenPair};
 pub use text::{DisplayName, DisplayNameError};

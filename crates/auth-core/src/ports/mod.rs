@@ -4,16 +4,24 @@
 //! object-safe: services hold `Arc<dyn Port>`). Computation ports that finish in
 //! microseconds ([`TokenSigner`], [`Clock`], [`SecretGenerator`]) are plain functions.
 
+mod api_key;
+mod cache;
 mod clock;
 mod error;
+mod invalidation;
+mod organization;
 mod password_hasher;
 mod secret;
 mod session;
 mod token_signer;
 mod user;
 
+pub use api_key::{ApiKeyRepository, RevokeKeyError};
+pub use cache::{Loader, VerificationCache};
 pub use clock::Clock;
 pub use error::{BoxError, StoreError};
+pub use invalidation::{Invalidation, InvalidationBus, InvalidationHandler};
+pub use organization::{AddMemberError, OrganizationRepository, RemoveMemberError};
 pub use password_hasher::{HashError, PasswordCheck, PasswordHasher};
 pub use secret::{SecretError, SecretGenerator};
 pub use session::{Rotation, SessionRepository};

@@ -11,8 +11,9 @@ use crate::model::{
     TokenRejection, User, UserId,
 };
 use crate::ports::{
-    BoxError, Clock, CreateUserError, PasswordHasher, Rotation, SecretGenerator, SessionRepository,
-    StoreError, TokenSigner, UserRepository,
+    BoxError, Clock, CreateUserError, Invalidation, InvalidationBus, PasswordHasher, Rotation,
+    SecretGenerator, SessionRepository, StoreError, TokenSigner, UserRepository,
+    VerificationCache,
 };
 
 /// Lifetimes and grace periods.
@@ -52,6 +53,19 @@ pub struct AuthPorts {
     pub clock: Arc<dyn Clock>,
     /// Randomness for refresh tokens.
     pub secrets: Arc<dyn SecretGenerator>,
+    /// Cache of sessions for verification.
+    pub session_cache: Arc<dyn VerificationCache<SessionId, SessionSnapshot>>,
+    /// Tells every instance when a session ends.
+    pub bus: Arc<dyn InvalidationBus>,
+}
+
+/// A session and its user, as verification needs them (and caches them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSnapshot {
+    /// The session.
+    pub session: Session,
+    /// Its user.
+    pub user: User,
 }
 
 impl std::fmt::Debug for AuthPorts {
@@ -267,6 +281,7 @@ impl AuthService {
                 let within_grace = grace > Duration::zero() && now - rotated_at <= grace;
                 if !within_grace {
                     let ended = self.ports.sessions.revoke(session_id, now).await?;
+                    self.announce_ended(&[session_id]).await?;
                     tracing::warn!(%session_id, ended, "refresh token reuse detected; session ended");
                 } else {
                     tracing::info!(%session_id, "rotated refresh token presented within grace period");
@@ -289,6 +304,9 @@ impl AuthService {
             .revoke_by_token(&token.hash(), now)
             .await?
         {
+            // Announced even when it had already ended, so a retry after a failed publish
+            // still reaches every instance.
+            self.announce_ended(&[session_id]).await?;
             tracing::info!(%session_id, "logout");
         }
         Ok(())
@@ -305,6 +323,7 @@ impl AuthService {
             .sessions
             .revoke_all_for_user(user, None, now)
             .await?;
+        self.announce_ended(&ended).await?;
         tracing::info!(user_id = %user, sessions = ended.len(), "logout from every session");
         Ok(ended)
     }
@@ -321,12 +340,25 @@ impl AuthService {
             .signer
             .verify_access(token, now)
             .map_err(AuthError::InvalidToken)?;
-        let session = self.ports.sessions.find(claims.session_id).await?;
-        let Some(session) = session.filter(|s| s.user_id == claims.user_id && s.is_active(now))
+        let (sessions, users) = (self.ports.sessions.clone(), self.ports.users.clone());
+        let session_id = claims.session_id;
+        let snapshot = self
+            .ports
+            .session_cache
+            .get_or_load(
+                session_id,
+                Box::pin(async move {
+                    let Some(session) = sessions.find(session_id).await? else {
+                        return Ok(None);
+                    };
+                    let user = users.find_by_id(session.user_id).await?;
+                    Ok(user.map(|user| SessionSnapshot { session, user }))
+                }),
+            )
+            .await?;
+        let Some(SessionSnapshot { session, user }) = snapshot
+            .filter(|snap| snap.user.id == claims.user_id && snap.session.is_active(now))
         else {
-            return Err(AuthError::InvalidToken(TokenRejection::Revoked));
-        };
-        let Some(user) = self.ports.users.find_by_id(claims.user_id).await? else {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         };
         Ok(Principal {
@@ -365,6 +397,7 @@ impl AuthService {
             .sessions
             .revoke_all_for_user(principal.user.id, Some(principal.session.id), now)
             .await?;
+        self.announce_ended(&ended).await?;
         if !self
             .ports
             .users
@@ -374,6 +407,17 @@ impl AuthService {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         }
         tracing::info!(user_id = %principal.user.id, other_sessions_ended = ended.len(), "password changed");
+        Ok(())
+    }
+
+    /// Forgets ended sessions here at once and tells every other instance.
+    async fn announce_ended(&self, ended: &[SessionId]) -> Result<(), AuthError> {
+        for id in ended {
+            self.ports.session_cache.invalidate(id).await;
+        }
+        for id in ended {
+            self.ports.bus.publish(Invalidation::Session(*id)).await?;
+        }
         Ok(())
     }
 

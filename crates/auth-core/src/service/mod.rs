@@ -1,3 +1,7 @@
 //! Services: the rules of the domain, applied over the ports.
 
+pub mod actor;
+pub mod api_key;
 pub mod auth;
+pub mod invalidation;
+pub mod organization;

@@ -1,0 +1,51 @@
+//! `LocalInvalidationBus`: delivers invalidations to handlers in this process. Instances that
+//! share one bus (and one in-memory store) behave as separate instances over one database.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::lock;
+use crate::ports::{Invalidation, InvalidationBus, InvalidationHandler, StoreError};
+
+/// An in-process bus: `publish` calls every subscribed handler before returning.
+#[derive(Default)]
+pub struct LocalInvalidationBus {
+    handlers: Mutex<Vec<Arc<dyn InvalidationHandler>>>,
+}
+
+impl std::fmt::Debug for LocalInvalidationBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalInvalidationBus")
+            .field("handlers", &lock(&self.handlers).len())
+            .finish()
+    }
+}
+
+impl LocalInvalidationBus {
+    /// A bus with no subscribers.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a handler (one per instance).
+    pub fn subscribe(&self, handler: Arc<dyn InvalidationHandler>) {
+        lock(&self.handlers).push(handler);
+    }
+}
+
+#[async_trait]
+impl InvalidationBus for LocalInvalidationBus {
+    async fn publish(&self, event: Invalidation) -> Result<(), StoreError> {
+        let handlers = lock(&self.handlers).clone();
+        for handler in handlers {
+            handler.invalidate(event).await;
+        }
+        Ok(())
+    }
+
+    fn is_connected(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,344 @@
+//! API keys: the secret format (prefix, random part, checksum), scopes and the stored record.
+//!
+//! A key reads `<prefix>_<random>_<checksum>`: `random` is 30 base62 characters (about 178
+//! bits from the CSPRNG), `checksum` is the CRC-32 of everything before it in 6 base62
+//! characters, so a mistyped or invented key is refused before any lookup. Only the key's
+//! SHA-256 is stored.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use thiserror::Error;
+
+use super::organization::parse_name;
+use super::{ApiKeyId, NameError, OrganizationId, TokenHash};
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// Characters of the random part.
+pub const RANDOM_CHARS: usize = 30;
+/// Characters of the checksum.
+pub const CHECKSUM_CHARS: usize = 6;
+/// Characters of the random part shown in `prefix`.
+pub const DISPLAY_CHARS: usize = 8;
+
+/// A scope: 1..=64 characters of `[a-z0-9:._-]`. `admin` holds every scope.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Scope(String);
+
+/// Why a scope was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("scope must be 1 to 64 characters of a-z, 0-9, ':', '.', '_' or '-'")]
+pub struct ScopeError;
+
+impl Scope {
+    /// The scope that holds every other.
+    pub const ADMIN: &'static str = "admin";
+
+    /// Validates a scope.
+    ///
+    /// # Errors
+    /// [`ScopeError`].
+    pub fn parse(raw: &str) -> Result<Self, ScopeError> {
+        let ok = (1..=64).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b':' | b'.' | b'_' | b'-'));
+        if ok { Ok(Self(raw.to_owned())) } else { Err(ScopeError) }
+    }
+
+    /// The scope text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for `admin`.
+    #[must_use]
+    pub fn is_admin(&self) -> bool {
+        self.0 == Self::ADMIN
+    }
+}
+
+/// A set of scopes, sorted and without duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(Vec<Scope>);
+
+impl Scopes {
+    /// Sorts and de-duplicates.
+    #[must_use]
+    pub fn new(mut scopes: Vec<Scope>) -> Self {
+        scopes.sort();
+        scopes.dedup();
+        Self(scopes)
+    }
+
+    /// True when every `required` scope is held (`admin` holds all).
+    #[must_use]
+    pub fn grant(&self, required: &[Scope]) -> bool {
+        self.0.iter().any(Scope::is_admin) || required.iter().all(|r| self.0.contains(r))
+    }
+
+    /// True when `admin` is held.
+    #[must_use]
+    pub fn is_admin(&self) -> bool {
+        self.0.iter().any(Scope::is_admin)
+    }
+
+    /// The scopes.
+    #[must_use]
+    pub fn as_slice(&self) -> &[Scope] {
+        &self.0
+    }
+}
+
+/// An API key's name: trimmed, 1..=100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyName(String);
+
+impl ApiKeyName {
+    /// Validates a name.
+    ///
+    /// # Errors
+    /// [`NameError`].
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        parse_name(raw).map(Self)
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The key prefix (`AUTH_API_KEY_PREFIX`): 1..=32 characters of `[a-z0-9_]`, starting with a
+/// letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPrefix(String);
+
+/// Why a prefix was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("API key prefix must be 1 to 32 characters of a-z, 0-9 or '_', starting with a letter")]
+pub struct KeyPrefixError;
+
+impl KeyPrefix {
+    /// Validates a prefix.
+    ///
+    /// # Errors
+    /// [`KeyPrefixError`].
+    pub fn parse(raw: &str) -> Result<Self, KeyPrefixError> {
+        let ok = (1..=32).contains(&raw.len())
+            && raw.as_bytes()[0].is_ascii_lowercase()
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if ok { Ok(Self(raw.to_owned())) } else { Err(KeyPrefixError) }
+    }
+
+    /// The prefix.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for KeyPrefix {
+    fn default() -> Self {
+        Self("ak_live".into())
+    }
+}
+
+fn checksum(body: &str) -> String {
+    let mut n = crc32fast::hash(body.as_bytes());
+    let mut out = [b'0'; CHECKSUM_CHARS];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out.iter().map(|&b| char::from(b)).collect()
+}
+
+/// A plaintext API key: shown once at creation, never stored. `Debug` is redacted.
+#[derive(Clone)]
+pub struct ApiKeySecret(SecretString);
+
+impl ApiKeySecret {
+    /// Builds a key from random bytes: each byte below 248 yields one base62 character
+    /// (rejection sampling keeps the characters uniform). Returns `None` when `random` does not
+    /// hold enough usable bytes; callers pass at least 64.
+    #[must_use]
+    pub fn from_random(prefix: &KeyPrefix, random: &[u8]) -> Option<Self> {
+        let chars: String = random
+            .iter()
+            .filter(|&&b| b < 248)
+            .take(RANDOM_CHARS)
+            .map(|&b| char::from(BASE62[usize::from(b % 62)]))
+            .collect();
+        if chars.len() < RANDOM_CHARS {
+            return None;
+        }
+        let body = format!("{}_{chars}", prefix.as_str());
+        let sum = checksum(&body);
+        Some(Self(SecretString::from(format!("{body}_{sum}"))))
+    }
+
+    /// The key text, to show once.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The displayable prefix: `<prefix>_` and the first 8 random characters.
+    #[must_use]
+    pub fn display_prefix(&self, prefix: &KeyPrefix) -> String {
+        let start = prefix.as_str().len() + 1;
+        self.expose()
+            .get(..start + DISPLAY_CHARS)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// SHA-256 of the key: what storage keeps.
+    #[must_use]
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(self.expose().as_bytes())
+    }
+}
+
+impl fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKeySecret([REDACTED])")
+    }
+}
+
+/// Checks a presented key's shape and checksum, with no I/O, and returns its hash. Keys are
+/// compared byte-exact: nothing is trimmed.
+#[must_use]
+pub fn parse_presented_key(prefix: &KeyPrefix, presented: &str) -> Option<TokenHash> {
+    let rest = presented.strip_prefix(prefix.as_str())?.strip_prefix('_')?;
+    let (random, sum) = rest.rsplit_once('_')?;
+    let well_formed = random.len() == RANDOM_CHARS
+        && sum.len() == CHECKSUM_CHARS
+        && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        && sum.bytes().all(|b| b.is_ascii_alphanumeric());
+    let body = &presented[..presented.len() - CHECKSUM_CHARS - 1];
+    (well_formed && checksum(body) == sum).then(|| TokenHash::of(presented.as_bytes()))
+}
+
+/// Lifecycle state of a key at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Revoked (by hand or by rotation).
+    Revoked,
+    /// Past its expiry.
+    Expired,
+}
+
+impl KeyStatus {
+    /// `active`, `revoked` or `expired`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// A stored API key (the record, never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Stable id.
+    pub id: ApiKeyId,
+    /// Owner.
+    pub organization_id: OrganizationId,
+    /// Name.
+    pub name: ApiKeyName,
+    /// Displayable start of the key.
+    pub prefix: String,
+    /// SHA-256 of the key.
+    pub key_hash: TokenHash,
+    /// Scopes held.
+    pub scopes: Scopes,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Optional expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revocation time, once revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Last successful verification (kept approximately: written in batches).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// Status at `now`: revoked wins over expired.
+    #[must_use]
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|e| now >= e) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> (KeyPrefix, ApiKeySecret) {
+        let prefix = KeyPrefix::default();
+        let random: Vec<u8> = (0u8..=255).cycle().skip(7).take(64).collect();
+        (prefix.clone(), ApiKeySecret::from_random(&prefix, &random).unwrap())
+    }
+
+    #[test]
+    fn format_prefix_and_checksum() {
+        let (prefix, k) = key();
+        let text = k.expose();
+        assert!(text.starts_with("ak_live_"));
+        assert_eq!(text.len(), "ak_live_".len() + RANDOM_CHARS + 1 + CHECKSUM_CHARS);
+        assert_eq!(k.display_prefix(&prefix), text[..16]);
+        assert_eq!(parse_presented_key(&prefix, text), Some(k.hash()));
+        assert!(!format!("{k:?}").contains(text));
+    }
+
+    #[test]
+    fn refuses_typos_and_inventions_without_lookup() {
+        let (prefix, k) = key();
+        let text = k.expose();
+        let mut typo = text.as_bytes().to_vec();
+        typo[12] = if typo[12] == b'a' { b'b' } else { b'a' };
+        let typo = String::from_utf8(typo).unwrap();
+        for bad in [
+            typo.as_str(),
+            &format!(" {text}"),
+            &format!("{text} "),
+            &text.replace("ak_live", "ak_test"),
+            "ak_live_short_abcdef",
+            "",
+            "ak_live__",
+        ] {
+            assert_eq!(parse_presented_key(&prefix, bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn scopes_and_admin() {
+        assert!(Scope::parse("keys:read").is_ok());
+        assert!(Scope::parse("Keys").is_err());
+        assert!(Scope::parse("").is_err());
+        assert!(Scope::parse(&"a".repeat(65)).is_err());
+        let s = |v: &[&str]| Scopes::new(v.iter().map(|x| Scope::parse(x).unwrap()).collect());
+        let held = s(&["read", "write", "read"]);
+        assert_eq!(held.as_slice().len(), 2);
+        assert!(held.grant(s(&["read"]).as_slice()));
+        assert!(!held.grant(s(&["read", "delete"]).as_slice()));
+        assert!(s(&["admin"]).grant(s(&["anything"]).as_slice()));
+        assert!(held.grant(&[]));
+    }
+}

@@ -1,0 +1,77 @@
+//! `ApiKeyRepository`: API key records, found by the SHA-256 of the key.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::model::{ApiKey, ApiKeyId, OrganizationId, TokenHash};
+
+/// Revoking or rotating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeKeyError {
+    /// No such key.
+    #[error("API key not found")]
+    NotFound,
+    /// Already revoked.
+    #[error("API key already revoked")]
+    AlreadyRevoked,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stores API keys.
+///
+/// Implementations MUST:
+/// - store only the key's hash, unique across all keys;
+/// - make `revoke` and `rotate` atomic and one-shot: of concurrent revocations (or rotations)
+///   of one key exactly one succeeds, the others get `AlreadyRevoked`; a rotation that fails
+///   changes nothing (the old key stays active, the new one does not exist);
+/// - apply `record_usage` as "the latest of what is stored and what is given", so batches
+///   arriving out of order never move `last_used_at` backwards;
+/// - list in a stable order (creation time, then id);
+/// - classify errors as [`StoreError`] says.
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync + 'static {
+    /// Stores a new key.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn create(&self, key: &ApiKey) -> Result<(), StoreError>;
+
+    /// Finds a key by id.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn find(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Finds a key by the hash of its secret.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, StoreError>;
+
+    /// The keys of `org`; revoked ones only when `include_revoked`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn list(&self, org: OrganizationId, include_revoked: bool) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes a key, returning it as revoked.
+    ///
+    /// # Errors
+    /// [`RevokeKeyError`].
+    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError>;
+
+    /// Revokes `old` and stores `new` in one step, returning the revoked old key.
+    ///
+    /// # Errors
+    /// [`RevokeKeyError`]; then nothing changed.
+    async fn rotate(&self, old: ApiKeyId, new: &ApiKey, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError>;
+
+    /// Records last-use times, in one batch.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,45 @@
+//! `InvalidationBus`: tells every instance that a credential has ended.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::model::{SessionId, TokenHash};
+
+/// Something every instance must stop trusting from its cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Invalidation {
+    /// An API key was revoked (by hand or by rotation).
+    ApiKey(TokenHash),
+    /// A session ended (logout, logout-all, password change, refresh-token reuse).
+    Session(SessionId),
+}
+
+/// Receives what the bus delivers (the caches of this instance).
+#[async_trait]
+pub trait InvalidationHandler: Send + Sync + 'static {
+    /// Forget one entry.
+    async fn invalidate(&self, event: Invalidation);
+    /// Forget everything: notifications may have been missed.
+    async fn flush(&self);
+}
+
+/// Publishes invalidations to every instance, this one included.
+///
+/// Implementations MUST:
+/// - deliver each published event to every connected instance's handler, in well under a
+///   second;
+/// - call the handler's `flush` whenever delivery may have had a gap (after a reconnect);
+/// - report `is_connected() == false` while events could be missed, so the instance is
+///   taken out of rotation;
+/// - return an error from `publish` when the event could not be sent.
+#[async_trait]
+pub trait InvalidationBus: Send + Sync + 'static {
+    /// Sends `event` to every instance.
+    ///
+    /// # Errors
+    /// [`StoreError`] when it could not be sent.
+    async fn publish(&self, event: Invalidation) -> Result<(), StoreError>;
+
+    /// True while this instance receives every event.
+    fn is_connected(&self) -> bool;
+}

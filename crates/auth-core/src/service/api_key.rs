@@ -1,0 +1,367 @@
+//! `ApiKeyService`: create, list, get, revoke, rotate and verify API keys.
+//!
+//! Verification is the hot path: a malformed key or bad checksum is refused with no I/O; a
+//! well-formed one is looked up by its SHA-256 through the [`VerificationCache`] (concurrent
+//! misses share one load, store errors are never cached). Revocation evicts locally at once
+//! and publishes on the [`InvalidationBus`] so every other instance evicts too.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::actor::Actor;
+use super::organization::{Caller, OrgError, OrganizationService};
+use crate::model::{
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, KeyPrefix, KeyStatus, OrganizationId, Scope,
+    Scopes, TokenHash, parse_presented_key,
+};
+use crate::ports::{
+    ApiKeyRepository, BoxError, Clock, Invalidation, InvalidationBus, RevokeKeyError,
+    SecretGenerator, StoreError, VerificationCache,
+};
+
+/// What can go wrong with API keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// No such key or organization, or the caller may not see it.
+    #[error("not found")]
+    NotFound,
+    /// The caller sees it but may not manage it.
+    #[error("forbidden")]
+    Forbidden,
+    /// Revoke or rotate of a revoked key.
+    #[error("already revoked")]
+    AlreadyRevoked,
+    /// The store (or the invalidation bus) cannot be reached now.
+    #[error("store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl From<StoreError> for KeyError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            StoreError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<OrgError> for KeyError {
+    fn from(err: OrgError) -> Self {
+        match err {
+            OrgError::Forbidden => Self::Forbidden,
+            OrgError::Unavailable(e) => Self::Unavailable(e),
+            OrgError::Internal(e) => Self::Internal(e),
+            OrgError::NotFound | OrgError::AlreadyMember | OrgError::LastOwner => Self::NotFound,
+        }
+    }
+}
+
+/// The verdict on a presented key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyVerdict {
+    /// Active and holding every required scope.
+    Valid(ApiKey),
+    /// Malformed, bad checksum, or unknown.
+    Invalid,
+    /// Revoked.
+    Revoked,
+    /// Expired.
+    Expired,
+    /// Active but lacking a required scope.
+    InsufficientScope(ApiKey),
+}
+
+impl KeyVerdict {
+    /// The API error code (`INVALID`, `REVOKED`, `EXPIRED`, `INSUFFICIENT_SCOPE`), if not valid.
+    #[must_use]
+    pub const fn error_code(&self) -> Option<&'static str> {
+        match self {
+            Self::Valid(_) => None,
+            Self::Invalid => Some("INVALID"),
+            Self::Revoked => Some("REVOKED"),
+            Self::Expired => Some("EXPIRED"),
+            Self::InsufficientScope(_) => Some("INSUFFICIENT_SCOPE"),
+        }
+    }
+}
+
+/// A new key: the record and the secret, shown once.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    /// The stored record.
+    pub key: ApiKey,
+    /// The plaintext key.
+    pub secret: ApiKeySecret,
+}
+
+/// What a new key is made of.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// Owner.
+    pub organization_id: OrganizationId,
+    /// Name.
+    pub name: ApiKeyName,
+    /// Scopes.
+    pub scopes: Scopes,
+    /// Lifetime in days, if it expires.
+    pub expires_in_days: Option<u32>,
+}
+
+/// The ports `ApiKeyService` runs on.
+#[derive(Clone)]
+pub struct ApiKeyPorts {
+    /// Key records.
+    pub keys: Arc<dyn ApiKeyRepository>,
+    /// Organizations, for access checks.
+    pub orgs: OrganizationService,
+    /// Cache of lookups by hash.
+    pub cache: Arc<dyn VerificationCache<TokenHash, ApiKey>>,
+    /// Invalidations to every instance.
+    pub bus: Arc<dyn InvalidationBus>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness for keys.
+    pub secrets: Arc<dyn SecretGenerator>,
+}
+
+impl std::fmt::Debug for ApiKeyPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyPorts").finish_non_exhaustive()
+    }
+}
+
+/// API keys.
+#[derive(Clone)]
+pub struct ApiKeyService {
+    ports: ApiKeyPorts,
+    prefix: KeyPrefix,
+    usage: Arc<Mutex<HashMap<ApiKeyId, DateTime<Utc>>>>,
+}
+
+impl std::fmt::Debug for ApiKeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyService")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiKeyService {
+    /// Builds the service; keys are issued as `<prefix>_…`.
+    #[must_use]
+    pub fn new(ports: ApiKeyPorts, prefix: KeyPrefix) -> Self {
+        Self {
+            ports,
+            prefix,
+            usage: Arc::default(),
+        }
+    }
+
+    /// The key prefix in force.
+    #[must_use]
+    pub fn prefix(&self) -> &KeyPrefix {
+        &self.prefix
+    }
+
+    async fn authorize(&self, actor: &Actor, org: OrganizationId) -> Result<(), KeyError> {
+        match actor {
+            Actor::User { id, is_admin } => {
+                let caller = Caller {
+                    user: *id,
+                    is_admin: *is_admin,
+                };
+                self.ports.orgs.require_manager(caller, org).await?;
+                Ok(())
+            }
+            Actor::ApiKey(key) if key.organization_id != org => Err(KeyError::NotFound),
+            Actor::ApiKey(key) if !key.scopes.is_admin() => Err(KeyError::Forbidden),
+            Actor::ApiKey(_) => Ok(()),
+        }
+    }
+
+    fn mint(&self, template: &NewKey, expires_at: Option<DateTime<Utc>>) -> Result<IssuedKey, KeyError> {
+        let mut random = [0u8; 64];
+        self.ports
+            .secrets
+            .fill(&mut random)
+            .map_err(|e| KeyError::Internal(Box::new(e)))?;
+        let secret = ApiKeySecret::from_random(&self.prefix, &random)
+            .ok_or_else(|| KeyError::Internal("random source returned too few usable bytes".into()))?;
+        let key = ApiKey {
+            id: ApiKeyId::generate(),
+            organization_id: template.organization_id,
+            name: template.name.clone(),
+            prefix: secret.display_prefix(&self.prefix),
+            key_hash: secret.hash(),
+            scopes: template.scopes.clone(),
+            created_at: self.ports.clock.now(),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        Ok(IssuedKey { key, secret })
+    }
+
+    /// Creates a key for an organization the actor manages.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, or a store failure.
+    pub async fn create(&self, actor: &Actor, new: NewKey) -> Result<IssuedKey, KeyError> {
+        self.authorize(actor, new.organization_id).await?;
+        let now = self.ports.clock.now();
+        let expires_at = new
+            .expires_in_days
+            .map(|days| now + Duration::days(i64::from(days)));
+        let issued = self.mint(&new, expires_at)?;
+        self.ports.keys.create(&issued.key).await?;
+        tracing::info!(key_id = %issued.key.id, organization_id = %issued.key.organization_id, "API key created");
+        Ok(issued)
+    }
+
+    /// The keys of an organization the actor manages.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, or a store failure.
+    pub async fn list(&self, actor: &Actor, org: OrganizationId, include_revoked: bool) -> Result<Vec<ApiKey>, KeyError> {
+        self.authorize(actor, org).await?;
+        Ok(self.ports.keys.list(org, include_revoked).await?)
+    }
+
+    /// One key, if the actor manages its organization.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, or a store failure.
+    pub async fn get(&self, actor: &Actor, id: ApiKeyId) -> Result<ApiKey, KeyError> {
+        let key = self.ports.keys.find(id).await?.ok_or(KeyError::NotFound)?;
+        self.authorize(actor, key.organization_id).await?;
+        Ok(key)
+    }
+
+    /// Forgets the key here and tells every other instance. Called on success and on
+    /// `AlreadyRevoked` alike, so a retry after a failed publish still reaches everyone.
+    async fn announce_revoked(&self, hash: TokenHash) -> Result<(), KeyError> {
+        self.ports.cache.invalidate(&hash).await;
+        self.ports
+            .bus
+            .publish(Invalidation::ApiKey(hash))
+            .await
+            .map_err(KeyError::from)
+    }
+
+    /// Revokes a key.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, `AlreadyRevoked`, or a store failure.
+    pub async fn revoke(&self, actor: &Actor, id: ApiKeyId) -> Result<ApiKey, KeyError> {
+        let key = self.get(actor, id).await?;
+        let now = self.ports.clock.now();
+        let result = self.ports.keys.revoke(id, now).await;
+        match result {
+            Ok(revoked) => {
+                self.announce_revoked(key.key_hash).await?;
+                tracing::info!(key_id = %id, organization_id = %key.organization_id, "API key revoked");
+                Ok(revoked)
+            }
+            Err(RevokeKeyError::AlreadyRevoked) => {
+                self.announce_revoked(key.key_hash).await?;
+                Err(KeyError::AlreadyRevoked)
+            }
+            Err(RevokeKeyError::NotFound) => Err(KeyError::NotFound),
+            Err(RevokeKeyError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Replaces a key with a new one of the same name, scopes, organization and expiry; the
+    /// old key is revoked at once.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, `AlreadyRevoked`, or a store failure.
+    pub async fn rotate(&self, actor: &Actor, id: ApiKeyId) -> Result<IssuedKey, KeyError> {
+        let old = self.get(actor, id).await?;
+        let template = NewKey {
+            organization_id: old.organization_id,
+            name: old.name.clone(),
+            scopes: old.scopes.clone(),
+            expires_in_days: None,
+        };
+        let issued = self.mint(&template, old.expires_at)?;
+        let now = self.ports.clock.now();
+        match self.ports.keys.rotate(id, &issued.key, now).await {
+            Ok(_) => {
+                self.announce_revoked(old.key_hash).await?;
+                tracing::info!(old_key_id = %id, new_key_id = %issued.key.id, "API key rotated");
+                Ok(issued)
+            }
+            Err(RevokeKeyError::AlreadyRevoked) => {
+                self.announce_revoked(old.key_hash).await?;
+                Err(KeyError::AlreadyRevoked)
+            }
+            Err(RevokeKeyError::NotFound) => Err(KeyError::NotFound),
+            Err(RevokeKeyError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Verifies a presented key against `required` scopes.
+    ///
+    /// # Errors
+    /// A store failure for a key not in the cache (never turned into a verdict).
+    pub async fn verify(&self, presented: &str, required: &[Scope]) -> Result<KeyVerdict, KeyError> {
+        let Some(hash) = parse_presented_key(&self.prefix, presented) else {
+            return Ok(KeyVerdict::Invalid);
+        };
+        let keys = self.ports.keys.clone();
+        let found = self
+            .ports
+            .cache
+            .get_or_load(hash, Box::pin(async move { keys.find_by_hash(&hash).await }))
+            .await?;
+        let Some(key) = found else {
+            return Ok(KeyVerdict::Invalid);
+        };
+        let now = self.ports.clock.now();
+        Ok(match key.status(now) {
+            KeyStatus::Revoked => KeyVerdict::Revoked,
+            KeyStatus::Expired => KeyVerdict::Expired,
+            KeyStatus::Active if !key.scopes.grant(required) => KeyVerdict::InsufficientScope(key),
+            KeyStatus::Active => {
+                self.note_use(key.id, now);
+                KeyVerdict::Valid(key)
+            }
+        })
+    }
+
+    fn note_use(&self, id: ApiKeyId, at: DateTime<Utc>) {
+        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        usage
+            .entry(id)
+            .and_modify(|t| *t = (*t).max(at))
+            .or_insert(at);
+    }
+
+    /// Writes the `last_used_at` times gathered since the last call, in one batch. The server
+    /// calls it every few seconds; on failure the times are kept for the next call.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn flush_usage(&self) -> Result<usize, KeyError> {
+        let batch: Vec<(ApiKeyId, DateTime<Utc>)> = {
+            let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+            usage.drain().collect()
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        if let Err(err) = self.ports.keys.record_usage(&batch).await {
+            for (id, at) in batch {
+                self.note_use(id, at);
+            }
+            return Err(err.into());
+        }
+        Ok(batch.len())
+    }
+}

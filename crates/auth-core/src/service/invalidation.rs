@@ -1,0 +1,40 @@
+//! Applies invalidations from the bus to this instance's caches.
+
+use std::sync::Arc;
+
+use crate::model::{ApiKey, SessionId, TokenHash};
+use crate::ports::{Invalidation, InvalidationHandler, VerificationCache};
+use crate::service::auth::SessionSnapshot;
+
+/// Evicts from the API-key and session caches what the bus says has ended.
+#[derive(Clone)]
+pub struct CacheInvalidator {
+    /// API keys by hash.
+    pub keys: Arc<dyn VerificationCache<TokenHash, ApiKey>>,
+    /// Sessions by id.
+    pub sessions: Arc<dyn VerificationCache<SessionId, SessionSnapshot>>,
+}
+
+impl std::fmt::Debug for CacheInvalidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheInvalidator")
+            .field("keys", &self.keys.entry_count())
+            .field("sessions", &self.sessions.entry_count())
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl InvalidationHandler for CacheInvalidator {
+    async fn invalidate(&self, event: Invalidation) {
+        match event {
+            Invalidation::ApiKey(hash) => self.keys.invalidate(&hash).await,
+            Invalidation::Session(id) => self.sessions.invalidate(&id).await,
+        }
+    }
+
+    async fn flush(&self) {
+        self.keys.clear().await;
+        self.sessions.clear().await;
+    }
+}

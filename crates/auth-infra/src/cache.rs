@@ -1,0 +1,184 @@
+//! `MokaCache`: the `VerificationCache` of production, on moka's async cache.
+//!
+//! moka gives the bound (entries), the time-to-live and one shared load per key
+//! (`try_get_with`, which never caches an error). One rule moka does not give: an entry whose
+//! load was already running when the key was invalidated would be inserted afterwards, stale.
+//! An epoch counter closes that gap: every invalidation bumps it, and a load that finishes
+//! under another epoch than it started in evicts what it just inserted.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auth_core::ports::{Loader, StoreError, VerificationCache};
+use moka::future::Cache;
+
+/// Shares a load's error between the callers that waited for it.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct SharedError(Arc<StoreError>);
+
+/// A bounded cache with a time-to-live, shared loads and honest invalidation.
+pub struct MokaCache<K, V> {
+    cache: Cache<K, Option<V>>,
+    epoch: AtomicU64,
+}
+
+impl<K, V> std::fmt::Debug for MokaCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MokaCache")
+            .field("entries", &self.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> MokaCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// At most `capacity` entries, each kept at most `ttl`.
+    #[must_use]
+    pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            cache: Cache::builder().max_capacity(capacity).time_to_live(ttl).build(),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Applies pending maintenance (evictions) now; for tests and metrics.
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+}
+
+#[async_trait]
+impl<K, V> VerificationCache<K, V> for MokaCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    async fn get_or_load(&self, key: K, load: Loader<'_, V>) -> Result<Option<V>, StoreError> {
+        let started = self.epoch.load(Ordering::Acquire);
+        let value = self.cache.try_get_with(key.clone(), load).await.map_err(|err| {
+            let unavailable = matches!(*err, StoreError::Unavailable(_));
+            let shared = SharedError(err);
+            if unavailable {
+                StoreError::unavailable(shared)
+            } else {
+                StoreError::internal(shared)
+            }
+        })?;
+        if self.epoch.load(Ordering::Acquire) != started {
+            self.cache.invalidate(&key).await;
+        }
+        Ok(value)
+    }
+
+    async fn invalidate(&self, key: &K) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate(key).await;
+    }
+
+    async fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate_all();
+    }
+
+    fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn cache() -> Arc<MokaCache<u32, String>> {
+        Arc::new(MokaCache::new(100, Duration::from_secs(60)))
+    }
+
+    #[tokio::test]
+    async fn caches_found_and_not_found_but_never_errors() {
+        let c = cache();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let load = |v: Option<&'static str>| {
+            let loads = loads.clone();
+            Box::pin(async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok(v.map(str::to_owned))
+            }) as Loader<'static, String>
+        };
+        assert_eq!(c.get_or_load(1, load(Some("a"))).await.unwrap().as_deref(), Some("a"));
+        assert_eq!(c.get_or_load(1, load(Some("b"))).await.unwrap().as_deref(), Some("a"));
+        assert_eq!(c.get_or_load(2, load(None)).await.unwrap(), None);
+        assert_eq!(c.get_or_load(2, load(Some("c"))).await.unwrap(), None, "negative cached");
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+
+        let failing: Loader<'static, String> =
+            Box::pin(async { Err(StoreError::unavailable(std::io::Error::other("down"))) });
+        let err = c.get_or_load(3, failing).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)));
+        assert_eq!(c.get_or_load(3, load(Some("d"))).await.unwrap().as_deref(), Some("d"));
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_load() {
+        let c = cache();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let calls = (0..50).map(|_| {
+            let (c, loads) = (c.clone(), loads.clone());
+            async move {
+                let load: Loader<'static, String> = Box::pin(async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok(Some("v".to_owned()))
+                });
+                c.get_or_load(7, load).await
+            }
+        });
+        for r in futures::future::join_all(calls).await {
+            assert_eq!(r.unwrap().as_deref(), Some("v"));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn invalidation_during_a_load_wins() {
+        let c = cache();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let slow: Loader<'static, String> = Box::pin(async move {
+            let _ = release_rx.await;
+            Ok(Some("stale".to_owned()))
+        });
+        let pending = tokio::spawn({
+            let c = c.clone();
+            async move { c.get_or_load(9, slow).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.invalidate(&9).await;
+        release_tx.send(()).unwrap();
+        pending.await.unwrap().unwrap();
+        let fresh: Loader<'static, String> = Box::pin(async { Ok(Some("fresh".to_owned())) });
+        assert_eq!(c.get_or_load(9, fresh).await.unwrap().as_deref(), Some("fresh"));
+
+        let again: Loader<'static, String> = Box::pin(async { Ok(Some("x".to_owned())) });
+        c.clear().await;
+        assert_eq!(c.get_or_load(9, again).await.unwrap().as_deref(), Some("x"));
+    }
+
+    #[tokio::test]
+    async fn bounded_by_capacity() {
+        let c: MokaCache<u32, String> = MokaCache::new(100, Duration::from_secs(60));
+        for i in 0..1000 {
+            let load: Loader<'static, String> = Box::pin(async move { Ok(Some(i.to_string())) });
+            c.get_or_load(i, load).await.unwrap();
+        }
+        c.run_pending_tasks().await;
+        assert!(c.entry_count() <= 100, "{}", c.entry_count());
+    }
+}

@@ -14,8 +14,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::memory::ManualClock;
-use crate::model::{DisplayName, Email, PasswordHash, Session, SessionId, TokenHash, User, UserId};
-use crate::ports::{Clock, CreateUserError, Rotation, SessionRepository, UserRepository};
+use crate::model::{
+    ApiKey, ApiKeyId, ApiKeyName, DisplayName, Email, Member, Membership, Organization,
+    OrganizationId, OrganizationName, PasswordHash, Role, Scope, Scopes, Session, SessionId,
+    TokenHash, User, UserId,
+};
+use crate::ports::{
+    AddMemberError, ApiKeyRepository, Clock, CreateUserError, OrganizationRepository,
+    RemoveMemberError, RevokeKeyError, Rotation, SessionRepository, UserRepository,
+};
 
 /// What a contract test needs from an adapter.
 pub trait Fixture: Send + Sync {
@@ -23,6 +30,11 @@ pub trait Fixture: Send + Sync {
     fn users(&self) -> Arc<dyn UserRepository>;
     /// The session repository under test (sharing storage with `users`).
     fn sessions(&self) -> Arc<dyn SessionRepository>;
+    /// The organization repository under test (its members are users of `users`).
+    fn organizations(&self) -> Arc<dyn OrganizationRepository>;
+    /// The API key repository under test (its keys belong to organizations of
+    /// `organizations`).
+    fn api_keys(&self) -> Arc<dyn ApiKeyRepository>;
 }
 
 /// Expands to one `#[tokio::test]` per contract behaviour; `$fixture` is an async expression
@@ -35,7 +47,13 @@ macro_rules! storage_contract_tests {
             missing_user_is_none, update_password, session_round_trip, rotation_spends_token,
             rotation_unknown_token, rotation_refuses_ended_sessions,
             concurrent_rotations_one_winner, revoke_keeps_first_time, revoke_by_spent_token,
-            revoke_all_keeps_one);
+            revoke_all_keeps_one,
+            organization_round_trip, organization_create_is_atomic, list_for_user_roles_and_order,
+            role_of_each_role, add_member_refusals, members_with_emails_in_order,
+            remove_member_rules, concurrent_owner_removals_one_winner,
+            api_key_round_trip, api_key_create_refuses_duplicates, api_key_list_order_and_revoked,
+            api_key_revoke, concurrent_key_revokes_one_winner, api_key_rotate,
+            failed_rotation_changes_nothing, concurrent_key_rotations_one_winner, record_usage_moves_forward);
     };
     (@each $fixture:expr; $($case:ident),* $(,)?) => {
         $(
@@ -412,4 +430,806 @@ pub async fn revoke_all_keeps_one(f: &impl Fixture) {
         .await
         .unwrap();
     assert_eq!(all, vec![sessions[0].id]);
+}
+
+// ---- Organizations -------------------------------------------------------------------------
+
+fn organization(name: &str, created_at: DateTime<Utc>) -> Organization {
+    Organization {
+        id: OrganizationId::generate(),
+        name: OrganizationName::parse(name).unwrap(),
+        created_at,
+    }
+}
+
+async fn stored_org(f: &impl Fixture, owner: &User, now: DateTime<Utc>) -> Organization {
+    let org = organization("Acme", now);
+    f.organizations().create(&org, owner.id).await.unwrap();
+    org
+}
+
+fn membership(org: &Organization, user: &User, role: Role, at: DateTime<Utc>) -> Membership {
+    Membership {
+        organization_id: org.id,
+        user_id: user.id,
+        role,
+        created_at: at,
+    }
+}
+
+fn member(membership: Membership, user: &User) -> Member {
+    Member {
+        membership,
+        email: user.email.clone(),
+    }
+}
+
+/// Two fresh ids of one kind, in ascending order.
+fn two_ids<T: Ord>(generate: impl Fn() -> T) -> (T, T) {
+    let (a, b) = (generate(), generate());
+    if a < b { (a, b) } else { (b, a) }
+}
+
+/// A created organization reads back field for field, with its creator as its only member,
+/// an owner since the organization's creation.
+pub async fn organization_round_trip(f: &impl Fixture) {
+    let now = clock().now();
+    let owner = stored_user(f, now).await;
+    let org = stored_org(f, &owner, now).await;
+    assert_eq!(
+        f.organizations().find(org.id).await.unwrap(),
+        Some(org.clone())
+    );
+    assert_eq!(
+        f.organizations()
+            .find(OrganizationId::generate())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        f.organizations().role_of(org.id, owner.id).await.unwrap(),
+        Some(Role::Owner)
+    );
+    assert_eq!(
+        f.organizations().list_for_user(owner.id).await.unwrap(),
+        vec![(org.clone(), Role::Owner)]
+    );
+    let members = f.organizations().members(org.id).await.unwrap();
+    assert_eq!(
+        members,
+        vec![member(membership(&org, &owner, Role::Owner, now), &owner)]
+    );
+    assert_eq!(
+        members[0].email.as_str(),
+        owner.email.as_str(),
+        "email as typed"
+    );
+}
+
+/// Creation stores the organization and its owner's membership together, or neither: an
+/// unknown owner or a taken id is refused and leaves nothing behind.
+pub async fn organization_create_is_atomic(f: &impl Fixture) {
+    let now = clock().now();
+    let orphan = organization("Orphan", now);
+    assert!(
+        f.organizations()
+            .create(&orphan, UserId::generate())
+            .await
+            .is_err()
+    );
+    assert_eq!(f.organizations().find(orphan.id).await.unwrap(), None);
+
+    let (first, second) = (stored_user(f, now).await, stored_user(f, now).await);
+    let org = stored_org(f, &first, now).await;
+    let clash = Organization {
+        name: OrganizationName::parse("Clash").unwrap(),
+        ..org.clone()
+    };
+    assert!(f.organizations().create(&clash, second.id).await.is_err());
+    assert_eq!(
+        f.organizations().find(org.id).await.unwrap(),
+        Some(org.clone())
+    );
+    assert_eq!(
+        f.organizations().role_of(org.id, second.id).await.unwrap(),
+        None
+    );
+    assert!(
+        f.organizations()
+            .list_for_user(second.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A user's organizations come with their role in each, ordered by the organization's
+/// creation time, then id; other users' organizations are not listed.
+pub async fn list_for_user_roles_and_order(f: &impl Fixture) {
+    let c = clock();
+    let t0 = c.now();
+    let u = stored_user(f, t0).await;
+    let other = stored_user(f, t0).await;
+
+    // Created out of order: the list follows creation times, not insertion.
+    let newest = stored_org(f, &u, t0 + Duration::seconds(2)).await;
+    let oldest = stored_org(f, &other, t0).await;
+    let (low, high) = two_ids(OrganizationId::generate);
+    let tie_high = Organization {
+        id: high,
+        ..organization("Tie high", t0 + Duration::seconds(1))
+    };
+    let tie_low = Organization {
+        id: low,
+        ..organization("Tie low", t0 + Duration::seconds(1))
+    };
+    f.organizations().create(&tie_high, other.id).await.unwrap();
+    f.organizations().create(&tie_low, other.id).await.unwrap();
+    let theirs = stored_org(f, &other, t0).await;
+
+    let now = c.now();
+    for (org, role) in [
+        (&oldest, Role::Admin),
+        (&tie_high, Role::Member),
+        (&tie_low, Role::Admin),
+    ] {
+        f.organizations()
+            .add_member(&membership(org, &u, role, now))
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(
+        f.organizations().list_for_user(u.id).await.unwrap(),
+        vec![
+            (oldest.clone(), Role::Admin),
+            (tie_low.clone(), Role::Admin),
+            (tie_high.clone(), Role::Member),
+            (newest, Role::Owner),
+        ]
+    );
+    let (first, second) = if oldest.id < theirs.id {
+        (oldest, theirs)
+    } else {
+        (theirs, oldest)
+    };
+    assert_eq!(
+        f.organizations().list_for_user(other.id).await.unwrap(),
+        vec![
+            (first, Role::Owner),
+            (second, Role::Owner),
+            (tie_low, Role::Owner),
+            (tie_high, Role::Owner),
+        ]
+    );
+    assert!(
+        f.organizations()
+            .list_for_user(UserId::generate())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// `role_of` answers each member's role, and `None` for non-members and unknown
+/// organizations.
+pub async fn role_of_each_role(f: &impl Fixture) {
+    let now = clock().now();
+    let owner = stored_user(f, now).await;
+    let admin = stored_user(f, now).await;
+    let plain = stored_user(f, now).await;
+    let outsider = stored_user(f, now).await;
+    let org = stored_org(f, &owner, now).await;
+    for (user, role) in [(&admin, Role::Admin), (&plain, Role::Member)] {
+        f.organizations()
+            .add_member(&membership(&org, user, role, now))
+            .await
+            .unwrap();
+    }
+    let repo = f.organizations();
+    assert_eq!(
+        repo.role_of(org.id, owner.id).await.unwrap(),
+        Some(Role::Owner)
+    );
+    assert_eq!(
+        repo.role_of(org.id, admin.id).await.unwrap(),
+        Some(Role::Admin)
+    );
+    assert_eq!(
+        repo.role_of(org.id, plain.id).await.unwrap(),
+        Some(Role::Member)
+    );
+    assert_eq!(repo.role_of(org.id, outsider.id).await.unwrap(), None);
+    assert_eq!(
+        repo.role_of(OrganizationId::generate(), owner.id)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// One membership per (organization, user): a second `add_member` is `AlreadyMember` and
+/// changes nothing; an unknown user or organization is `NotFound` and stores nothing.
+pub async fn add_member_refusals(f: &impl Fixture) {
+    let now = clock().now();
+    let owner = stored_user(f, now).await;
+    let joiner = stored_user(f, now).await;
+    let org = stored_org(f, &owner, now).await;
+    let repo = f.organizations();
+
+    let err = repo
+        .add_member(&membership(&org, &owner, Role::Member, now))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AddMemberError::AlreadyMember), "{err:?}");
+    assert_eq!(
+        repo.role_of(org.id, owner.id).await.unwrap(),
+        Some(Role::Owner)
+    );
+
+    repo.add_member(&membership(&org, &joiner, Role::Member, now))
+        .await
+        .unwrap();
+    let err = repo
+        .add_member(&membership(&org, &joiner, Role::Admin, now))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AddMemberError::AlreadyMember), "{err:?}");
+    assert_eq!(
+        repo.role_of(org.id, joiner.id).await.unwrap(),
+        Some(Role::Member)
+    );
+
+    let ghost = user(unique_email("ghost"), now);
+    let err = repo
+        .add_member(&membership(&org, &ghost, Role::Member, now))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AddMemberError::NotFound), "{err:?}");
+    assert_eq!(repo.role_of(org.id, ghost.id).await.unwrap(), None);
+
+    let nowhere = organization("Nowhere", now);
+    let err = repo
+        .add_member(&membership(&nowhere, &joiner, Role::Member, now))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AddMemberError::NotFound), "{err:?}");
+    assert_eq!(repo.role_of(nowhere.id, joiner.id).await.unwrap(), None);
+    assert_eq!(repo.members(org.id).await.unwrap().len(), 2);
+}
+
+/// Members come with their emails as typed, ordered by when they joined, then user id;
+/// only the organization's own members are listed.
+pub async fn members_with_emails_in_order(f: &impl Fixture) {
+    let c = clock();
+    let t0 = c.now();
+    let owner = stored_user(f, t0).await;
+    let org = stored_org(f, &owner, t0).await;
+    let other_org = stored_org(f, &owner, t0).await;
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        users.push(stored_user(f, t0).await);
+    }
+    users[2..].sort_by_key(|u| u.id);
+    let later = membership(&org, &users[0], Role::Member, t0 + Duration::seconds(2));
+    let earlier = membership(&org, &users[1], Role::Admin, t0 + Duration::seconds(1));
+    let tie_high = membership(&org, &users[3], Role::Member, t0 + Duration::seconds(3));
+    let tie_low = membership(&org, &users[2], Role::Owner, t0 + Duration::seconds(3));
+    for m in [&later, &earlier, &tie_high, &tie_low] {
+        f.organizations().add_member(m).await.unwrap();
+    }
+    f.organizations()
+        .add_member(&membership(&other_org, &users[0], Role::Admin, t0))
+        .await
+        .unwrap();
+
+    let members = f.organizations().members(org.id).await.unwrap();
+    assert_eq!(
+        members,
+        vec![
+            member(membership(&org, &owner, Role::Owner, t0), &owner),
+            member(earlier, &users[1]),
+            member(later, &users[0]),
+            member(tie_low, &users[2]),
+            member(tie_high, &users[3]),
+        ]
+    );
+    assert!(
+        f.organizations()
+            .members(OrganizationId::generate())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// `remove_member` answers the removed role; it refuses non-members (`NotFound`) and the
+/// only owner (`LastOwner`), but removes an owner while another remains.
+pub async fn remove_member_rules(f: &impl Fixture) {
+    let now = clock().now();
+    let first = stored_user(f, now).await;
+    let second = stored_user(f, now).await;
+    let admin = stored_user(f, now).await;
+    let plain = stored_user(f, now).await;
+    let outsider = stored_user(f, now).await;
+    let org = stored_org(f, &first, now).await;
+    let repo = f.organizations();
+    for (user, role) in [(&admin, Role::Admin), (&plain, Role::Member)] {
+        repo.add_member(&membership(&org, user, role, now))
+            .await
+            .unwrap();
+    }
+
+    let err = repo.remove_member(org.id, outsider.id).await.unwrap_err();
+    assert!(matches!(err, RemoveMemberError::NotFound), "{err:?}");
+    let err = repo
+        .remove_member(OrganizationId::generate(), first.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RemoveMemberError::NotFound), "{err:?}");
+
+    let err = repo.remove_member(org.id, first.id).await.unwrap_err();
+    assert!(matches!(err, RemoveMemberError::LastOwner), "{err:?}");
+    assert_eq!(
+        repo.role_of(org.id, first.id).await.unwrap(),
+        Some(Role::Owner)
+    );
+
+    assert_eq!(
+        repo.remove_member(org.id, plain.id).await.unwrap(),
+        Role::Member
+    );
+    assert_eq!(
+        repo.remove_member(org.id, admin.id).await.unwrap(),
+        Role::Admin
+    );
+    assert_eq!(repo.role_of(org.id, plain.id).await.unwrap(), None);
+    let err = repo.remove_member(org.id, plain.id).await.unwrap_err();
+    assert!(matches!(err, RemoveMemberError::NotFound), "{err:?}");
+
+    repo.add_member(&membership(&org, &second, Role::Owner, now))
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.remove_member(org.id, first.id).await.unwrap(),
+        Role::Owner
+    );
+    let err = repo.remove_member(org.id, second.id).await.unwrap_err();
+    assert!(matches!(err, RemoveMemberError::LastOwner), "{err:?}");
+    assert_eq!(
+        repo.members(org.id).await.unwrap(),
+        vec![member(membership(&org, &second, Role::Owner, now), &second)]
+    );
+}
+
+/// Two concurrent removals of an organization's two owners: exactly one succeeds, the other
+/// is `LastOwner`, and one owner remains. Races run in rounds of eight organizations at once,
+/// to give a missing lock every chance to show.
+pub async fn concurrent_owner_removals_one_winner(f: &impl Fixture) {
+    let now = clock().now();
+    for _round in 0..5 {
+        let mut orgs = Vec::new();
+        for _ in 0..8 {
+            let (a, b) = (stored_user(f, now).await, stored_user(f, now).await);
+            let org = stored_org(f, &a, now).await;
+            f.organizations()
+                .add_member(&membership(&org, &b, Role::Owner, now))
+                .await
+                .unwrap();
+            orgs.push((org.id, [a.id, b.id]));
+        }
+        let attempts = orgs.iter().flat_map(|&(org, owners)| {
+            owners.map(|user| {
+                let repo = f.organizations();
+                async move { (org, repo.remove_member(org, user).await) }
+            })
+        });
+        let results = futures::future::join_all(attempts).await;
+        for &(org, _) in &orgs {
+            let (mut removed, mut refused) = (0, 0);
+            for (_, r) in results.iter().filter(|(o, _)| *o == org) {
+                match r {
+                    Ok(Role::Owner) => removed += 1,
+                    Err(RemoveMemberError::LastOwner) => refused += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!((removed, refused), (1, 1), "organization {org}");
+            let members = f.organizations().members(org).await.unwrap();
+            assert_eq!(members.len(), 1);
+            assert_eq!(members[0].membership.role, Role::Owner);
+        }
+    }
+}
+
+// ---- API keys ------------------------------------------------------------------------------
+
+fn scopes(names: &[&str]) -> Scopes {
+    Scopes::new(names.iter().map(|s| Scope::parse(s).unwrap()).collect())
+}
+
+fn api_key(org: OrganizationId, created_at: DateTime<Utc>) -> ApiKey {
+    ApiKey {
+        id: ApiKeyId::generate(),
+        organization_id: org,
+        name: ApiKeyName::parse("CI deploy").unwrap(),
+        prefix: "ak_live_AbCd1234".into(),
+        key_hash: token("api-key"),
+        scopes: scopes(&["keys:read", "deploy.write", "admin"]),
+        created_at,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+/// A stored organization to own keys.
+async fn key_owner(f: &impl Fixture, now: DateTime<Utc>) -> Organization {
+    let owner = stored_user(f, now).await;
+    stored_org(f, &owner, now).await
+}
+
+async fn stored_key(f: &impl Fixture, org: OrganizationId, now: DateTime<Utc>) -> ApiKey {
+    let key = api_key(org, now);
+    f.api_keys().create(&key).await.unwrap();
+    key
+}
+
+/// A created key reads back field for field (scopes and optional times included, to the
+/// microsecond), by id and by hash; unknown ids and hashes answer `None`.
+pub async fn api_key_round_trip(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let bare = ApiKey {
+        scopes: Scopes::default(),
+        ..api_key(org.id, now)
+    };
+    let full = ApiKey {
+        expires_at: Some(now + Duration::days(30) + Duration::microseconds(1)),
+        revoked_at: Some(now + Duration::microseconds(123_457)),
+        last_used_at: Some(now + Duration::microseconds(999_999)),
+        ..api_key(org.id, now)
+    };
+    for key in [&bare, &full] {
+        f.api_keys().create(key).await.unwrap();
+        assert_eq!(f.api_keys().find(key.id).await.unwrap().as_ref(), Some(key));
+        assert_eq!(
+            f.api_keys()
+                .find_by_hash(&key.key_hash)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(key)
+        );
+    }
+    assert_eq!(
+        f.api_keys()
+            .find(full.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .scopes
+            .as_slice(),
+        scopes(&["admin", "deploy.write", "keys:read"]).as_slice()
+    );
+    assert_eq!(f.api_keys().find(ApiKeyId::generate()).await.unwrap(), None);
+    assert_eq!(
+        f.api_keys().find_by_hash(&token("unknown")).await.unwrap(),
+        None
+    );
+}
+
+/// Key hashes (and ids) are unique across all keys: a duplicate is refused and not stored.
+pub async fn api_key_create_refuses_duplicates(f: &impl Fixture) {
+    let now = clock().now();
+    let (org, other_org) = (key_owner(f, now).await, key_owner(f, now).await);
+    let first = stored_key(f, org.id, now).await;
+    let same_hash = ApiKey {
+        key_hash: first.key_hash,
+        ..api_key(other_org.id, now)
+    };
+    assert!(f.api_keys().create(&same_hash).await.is_err());
+    assert_eq!(f.api_keys().find(same_hash.id).await.unwrap(), None);
+    let same_id = ApiKey {
+        id: first.id,
+        ..api_key(org.id, now)
+    };
+    assert!(f.api_keys().create(&same_id).await.is_err());
+    assert_eq!(
+        f.api_keys().find_by_hash(&same_id.key_hash).await.unwrap(),
+        None
+    );
+    assert_eq!(f.api_keys().find(first.id).await.unwrap(), Some(first));
+}
+
+/// An organization's keys are listed by creation time, then id; revoked ones only when
+/// asked for; other organizations' keys never.
+pub async fn api_key_list_order_and_revoked(f: &impl Fixture) {
+    let c = clock();
+    let t0 = c.now();
+    let org = key_owner(f, t0).await;
+    let other = key_owner(f, t0).await;
+    let newest = stored_key(f, org.id, t0 + Duration::seconds(3)).await;
+    let oldest = stored_key(f, org.id, t0).await;
+    let (low, high) = two_ids(ApiKeyId::generate);
+    let tie_high = ApiKey {
+        id: high,
+        ..api_key(org.id, t0 + Duration::seconds(1))
+    };
+    let tie_low = ApiKey {
+        id: low,
+        ..api_key(org.id, t0 + Duration::seconds(1))
+    };
+    f.api_keys().create(&tie_high).await.unwrap();
+    f.api_keys().create(&tie_low).await.unwrap();
+    stored_key(f, other.id, t0).await;
+    let revoked = f
+        .api_keys()
+        .revoke(tie_low.id, t0 + Duration::seconds(5))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        f.api_keys().list(org.id, false).await.unwrap(),
+        vec![oldest.clone(), tie_high.clone(), newest.clone()]
+    );
+    assert_eq!(
+        f.api_keys().list(org.id, true).await.unwrap(),
+        vec![oldest, revoked, tie_high, newest]
+    );
+    assert!(
+        f.api_keys()
+            .list(OrganizationId::generate(), true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Revoking answers the key as revoked at `now`; a second revocation is `AlreadyRevoked` and
+/// keeps the first time; an unknown key is `NotFound`.
+pub async fn api_key_revoke(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let key = stored_key(f, org.id, c.now()).await;
+    c.advance(Duration::seconds(7));
+    let first = c.now();
+    let revoked = f.api_keys().revoke(key.id, first).await.unwrap();
+    assert_eq!(
+        revoked,
+        ApiKey {
+            revoked_at: Some(first),
+            ..key.clone()
+        }
+    );
+    assert_eq!(
+        f.api_keys().find(key.id).await.unwrap(),
+        Some(revoked.clone())
+    );
+    assert_eq!(
+        f.api_keys().find_by_hash(&key.key_hash).await.unwrap(),
+        Some(revoked.clone())
+    );
+    c.advance(Duration::seconds(1));
+    let err = f.api_keys().revoke(key.id, c.now()).await.unwrap_err();
+    assert!(matches!(err, RevokeKeyError::AlreadyRevoked), "{err:?}");
+    assert_eq!(f.api_keys().find(key.id).await.unwrap(), Some(revoked));
+    let err = f
+        .api_keys()
+        .revoke(ApiKeyId::generate(), c.now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RevokeKeyError::NotFound), "{err:?}");
+}
+
+/// Of 10 concurrent revocations of one key exactly one succeeds, and its time is kept.
+pub async fn concurrent_key_revokes_one_winner(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let key = stored_key(f, org.id, now).await;
+    let attempts = (0..10).map(|i| {
+        let repo = f.api_keys();
+        let id = key.id;
+        async move { repo.revoke(id, now + Duration::milliseconds(i)).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut winners = Vec::new();
+    for r in results {
+        match r {
+            Ok(revoked) => winners.push(revoked),
+            Err(RevokeKeyError::AlreadyRevoked) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let stored = f.api_keys().find(key.id).await.unwrap().unwrap();
+    assert_eq!(stored.revoked_at, winners[0].revoked_at);
+}
+
+/// Rotation revokes the old key and stores the new one in one step, answering the old key
+/// as revoked. Rotating a revoked or unknown key fails and does not store the new key.
+pub async fn api_key_rotate(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let revoked_earlier = stored_key(f, org.id, c.now()).await;
+    f.api_keys()
+        .revoke(revoked_earlier.id, c.now())
+        .await
+        .unwrap();
+    let current = ApiKey {
+        expires_at: Some(c.now() + Duration::days(90)),
+        ..api_key(org.id, c.now())
+    };
+    f.api_keys().create(&current).await.unwrap();
+    c.advance(Duration::seconds(4));
+    let now = c.now();
+    let next = ApiKey {
+        expires_at: current.expires_at,
+        ..api_key(org.id, now)
+    };
+    let rotated = f.api_keys().rotate(current.id, &next, now).await.unwrap();
+    assert_eq!(
+        rotated,
+        ApiKey {
+            revoked_at: Some(now),
+            ..current.clone()
+        }
+    );
+    assert_eq!(f.api_keys().find(current.id).await.unwrap(), Some(rotated));
+    assert_eq!(
+        f.api_keys().find_by_hash(&next.key_hash).await.unwrap(),
+        Some(next.clone())
+    );
+    assert_eq!(
+        f.api_keys().list(org.id, false).await.unwrap(),
+        vec![next.clone()]
+    );
+
+    for (id, expected) in [
+        (current.id, "already revoked"),
+        (revoked_earlier.id, "already revoked"),
+        (ApiKeyId::generate(), "not found"),
+    ] {
+        let attempt = api_key(org.id, now);
+        let err = f.api_keys().rotate(id, &attempt, now).await.unwrap_err();
+        match (expected, &err) {
+            ("already revoked", RevokeKeyError::AlreadyRevoked)
+            | ("not found", RevokeKeyError::NotFound) => {}
+            _ => panic!("expected {expected}, got {err:?}"),
+        }
+        assert_eq!(f.api_keys().find(attempt.id).await.unwrap(), None);
+        assert_eq!(
+            f.api_keys().find_by_hash(&attempt.key_hash).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        f.api_keys()
+            .find(next.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+}
+
+/// A rotation whose new key cannot be stored (its hash is taken) changes nothing: the old
+/// key stays active and the new one does not exist.
+pub async fn failed_rotation_changes_nothing(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let old = stored_key(f, org.id, now).await;
+    let other = stored_key(f, org.id, now).await;
+    let clashing = ApiKey {
+        key_hash: other.key_hash,
+        ..api_key(org.id, now)
+    };
+    let err = f
+        .api_keys()
+        .rotate(old.id, &clashing, now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RevokeKeyError::Store(_)), "{err:?}");
+    assert_eq!(f.api_keys().find(old.id).await.unwrap(), Some(old.clone()));
+    assert_eq!(f.api_keys().find(clashing.id).await.unwrap(), None);
+    assert_eq!(
+        f.api_keys().find_by_hash(&other.key_hash).await.unwrap(),
+        Some(other)
+    );
+    // Still rotatable afterwards.
+    let next = api_key(org.id, now);
+    f.api_keys().rotate(old.id, &next, now).await.unwrap();
+}
+
+/// Of 10 concurrent rotations of one key exactly one succeeds; only its new key is stored.
+pub async fn concurrent_key_rotations_one_winner(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let old = stored_key(f, org.id, now).await;
+    let candidates: Vec<ApiKey> = (0..10).map(|_| api_key(org.id, now)).collect();
+    let attempts = candidates.iter().map(|next| {
+        let repo = f.api_keys();
+        async move { repo.rotate(old.id, next, now).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut winners = Vec::new();
+    for (next, r) in candidates.iter().zip(results) {
+        let stored = f.api_keys().find(next.id).await.unwrap();
+        match r {
+            Ok(revoked) => {
+                assert_eq!(revoked.id, old.id);
+                assert_eq!(stored.as_ref(), Some(next));
+                winners.push(next.id);
+            }
+            Err(RevokeKeyError::AlreadyRevoked) => assert_eq!(stored, None),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let listed: Vec<ApiKeyId> = f
+        .api_keys()
+        .list(org.id, true)
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    let mut expected = vec![old.id, winners[0]];
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+/// `record_usage` keeps the latest of what is stored and what is given: it sets, moves
+/// forward, never back; unknown ids are ignored; an empty batch is fine.
+pub async fn record_usage_moves_forward(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let (a, b, untouched) = (
+        stored_key(f, org.id, now).await,
+        stored_key(f, org.id, now).await,
+        stored_key(f, org.id, now).await,
+    );
+    let at = |micros: i64| now + Duration::microseconds(micros);
+    let last_used = async |id: ApiKeyId| f.api_keys().find(id).await.unwrap().unwrap().last_used_at;
+
+    f.api_keys().record_usage(&[]).await.unwrap();
+    f.api_keys()
+        .record_usage(&[
+            (a.id, at(10)),
+            (ApiKeyId::generate(), at(50)),
+            (b.id, at(20)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(10)));
+    assert_eq!(last_used(b.id).await, Some(at(20)));
+
+    // An older batch arriving late moves nothing back; a newer one moves forward.
+    f.api_keys()
+        .record_usage(&[(a.id, at(5)), (b.id, at(1_000_001))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(10)));
+    assert_eq!(last_used(b.id).await, Some(at(1_000_001)));
+
+    // The same key twice in one batch: the later time wins, in either order.
+    f.api_keys()
+        .record_usage(&[(a.id, at(40)), (a.id, at(30))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(40)));
+    f.api_keys()
+        .record_usage(&[(ApiKeyId::generate(), at(1))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(untouched.id).await, None);
+    assert_eq!(
+        f.api_keys().find(a.id).await.unwrap().unwrap(),
+        ApiKey {
+            last_used_at: Some(at(40)),
+            ..a
+        }
+    );
 }

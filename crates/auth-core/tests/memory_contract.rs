@@ -3,12 +3,19 @@
 use std::sync::Arc;
 
 use auth_core::contract::Fixture;
-use auth_core::memory::{MemorySessionRepository, MemoryUserRepository};
-use auth_core::ports::{SessionRepository, UserRepository};
+use auth_core::memory::{
+    MemoryApiKeyRepository, MemoryOrganizationRepository, MemorySessionRepository,
+    MemoryUserRepository,
+};
+use auth_core::ports::{
+    ApiKeyRepository, OrganizationRepository, SessionRepository, UserRepository,
+};
 
 struct Memory {
     users: Arc<MemoryUserRepository>,
     sessions: Arc<MemorySessionRepository>,
+    organizations: Arc<MemoryOrganizationRepository>,
+    api_keys: Arc<MemoryApiKeyRepository>,
 }
 
 impl Fixture for Memory {
@@ -18,12 +25,21 @@ impl Fixture for Memory {
     fn sessions(&self) -> Arc<dyn SessionRepository> {
         self.sessions.clone()
     }
+    fn organizations(&self) -> Arc<dyn OrganizationRepository> {
+        self.organizations.clone()
+    }
+    fn api_keys(&self) -> Arc<dyn ApiKeyRepository> {
+        self.api_keys.clone()
+    }
 }
 
 async fn memory() -> Memory {
+    let users = Arc::new(MemoryUserRepository::new());
     Memory {
-        users: Arc::new(MemoryUserRepository::new()),
+        organizations: Arc::new(MemoryOrganizationRepository::new(users.clone())),
+        users,
         sessions: Arc::new(MemorySessionRepository::new()),
+        api_keys: Arc::new(MemoryApiKeyRepository::new()),
     }
 }
 

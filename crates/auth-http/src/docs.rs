@@ -49,6 +49,15 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "X-API-Key",
+                    "An API key with the `admin` scope, for its own organization",
+                ),
+            )),
+        );
     }
 }
 
@@ -64,6 +73,8 @@ impl Modify for BearerScheme {
     tags(
         (name = "auth", description = "Registration, login, tokens and sessions"),
         (name = "users", description = "The calling user"),
+        (name = "organizations", description = "Organizations and their members"),
+        (name = "api-keys", description = "Organization API keys: manage and verify"),
         (name = "service", description = "Service information and health"),
     )
 )]

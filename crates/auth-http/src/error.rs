@@ -6,8 +6,8 @@ use std::fmt;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use auth_core::AuthError;
 use auth_core::ports::StoreError;
+use auth_core::{AuthError, KeyError, OrgError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -143,6 +143,16 @@ impl ApiError {
         }
     }
 
+    /// 403 `FORBIDDEN`.
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", "you may not do this")
+    }
+
+    /// 409 with a code.
+    pub fn conflict(code: &'static str, detail: &str) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
     /// 404 `NOT_FOUND`.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "resource not found")
@@ -262,6 +272,43 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<OrgError> for ApiError {
+    fn from(err: OrgError) -> Self {
+        match err {
+            OrgError::NotFound => Self::not_found(),
+            OrgError::Forbidden => Self::forbidden(),
+            OrgError::AlreadyMember => {
+                Self::conflict("ALREADY_MEMBER", "the user is already a member")
+            }
+            OrgError::LastOwner => {
+                Self::conflict("LAST_OWNER", "an organization must keep at least one owner")
+            }
+            OrgError::Unavailable(_) => {
+                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
+                Self::unavailable()
+            }
+            OrgError::Internal(_) => Self::internal(&err),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(err: KeyError) -> Self {
+        match err {
+            KeyError::NotFound => Self::not_found(),
+            KeyError::Forbidden => Self::forbidden(),
+            KeyError::AlreadyRevoked => {
+                Self::conflict("ALREADY_REVOKED", "the key is already revoked")
+            }
+            KeyError::Unavailable(_) => {
+                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
+                Self::unavailable()
+            }
+            KeyError::Internal(_) => Self::internal(&err),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
@@ -345,4 +392,30 @@ pub enum StoreErrors {
         content_type = "application/problem+json"
     )]
     Unavailable(Problem),
+}
+
+/// Documented answers of endpoints for organization managers.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum ManagerErrors {
+    /// No valid credentials.
+    #[response(
+        status = 401,
+        description = "`UNAUTHENTICATED`: missing or bad Bearer token or `X-API-Key`",
+        content_type = "application/problem+json"
+    )]
+    Unauthenticated(Problem),
+    /// Lacks the right.
+    #[response(
+        status = 403,
+        description = "`FORBIDDEN`: a member without the right, or a key without the `admin` scope",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+    /// Not visible.
+    #[response(
+        status = 404,
+        description = "`NOT_FOUND`: no such resource, or not visible to the caller",
+        content_type = "application/problem+json"
+    )]
+    NotFound(Problem),
 }

@@ -3,7 +3,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use auth_core::Principal;
+use auth_core::{Actor, KeyVerdict, Principal};
 use futures::future::LocalBoxFuture;
 
 use crate::error::ApiError;
@@ -51,3 +51,44 @@ impl FromRequest for Authenticated {
 #[derive(Debug, thiserror::Error)]
 #[error("application state is not registered")]
 struct MissingState;
+
+/// The `X-API-Key` header.
+pub const X_API_KEY: &str = "x-api-key";
+
+/// A caller that may manage an organization's credentials: a user with a Bearer token, or an
+/// active API key sent as `X-API-Key` (never as a Bearer token). Which organization it may
+/// manage is decided by the service.
+#[derive(Debug, Clone)]
+pub struct Manager(pub Actor);
+
+impl FromRequest for Manager {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let api_key = req.headers().get(X_API_KEY).map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::unauthenticated(true))
+        });
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
+            if let Some(token) = token? {
+                let principal = state.auth.verify(&token).await?;
+                return Ok(Self(Actor::User {
+                    id: principal.user.id,
+                    is_admin: principal.user.is_admin,
+                }));
+            }
+            let Some(key) = api_key.transpose()? else {
+                return Err(ApiError::unauthenticated(false));
+            };
+            match state.keys.verify(&key, &[]).await? {
+                KeyVerdict::Valid(key) => Ok(Self(Actor::ApiKey(Box::new(key)))),
+                _ => Err(ApiError::unauthenticated(true)),
+            }
+        })
+    }
+}

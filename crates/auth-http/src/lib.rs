@@ -32,7 +32,7 @@ fn api_routes<T>(app: utoipa_actix_web::UtoipaApp<T>) -> utoipa_actix_web::Utoip
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    use routes::{auth, service, users};
+    use routes::{api_keys, auth, organizations, service, users};
     app.service(service::root)
         .service(service::health)
         .service(service::live)
@@ -47,7 +47,21 @@ where
                 .service(auth::verify)
                 .service(auth::verify_token)
                 .service(users::me)
-                .service(users::change_password),
+                .service(users::change_password)
+                .service(organizations::create)
+                .service(organizations::list)
+                .service(organizations::get)
+                .service(organizations::add_member)
+                .service(organizations::members)
+                .service(organizations::remove_member)
+                // Fixed paths before `/api-keys/{id}` patterns.
+                .service(api_keys::verify)
+                .service(api_keys::verify_batch)
+                .service(api_keys::create)
+                .service(api_keys::list)
+                .service(api_keys::get)
+                .service(api_keys::revoke)
+                .service(api_keys::rotate),
         )
 }
 

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auth_core::AuthService;
 use auth_core::model::PasswordPolicy;
+use auth_core::ports::InvalidationBus;
+use auth_core::{ApiKeyService, AuthService, CacheInvalidator, OrganizationService};
 
 /// What a store probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +38,16 @@ pub struct AppState {
     pub auth: AuthService,
     /// Rules for new passwords.
     pub password_policy: PasswordPolicy,
+    /// Organizations and memberships.
+    pub orgs: OrganizationService,
+    /// API keys.
+    pub keys: ApiKeyService,
+    /// The invalidation bus (its connection decides readiness).
+    pub bus: Arc<dyn InvalidationBus>,
     /// The store's health.
     pub store: Arc<dyn StoreProbe>,
+    /// This instance's verification caches (their size shows in `/health`).
+    pub caches: CacheInvalidator,
 }
 
 impl std::fmt::Debug for AppState {

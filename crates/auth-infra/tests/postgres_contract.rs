@@ -3,13 +3,19 @@
 use std::sync::Arc;
 
 use auth_core::contract::Fixture;
-use auth_core::ports::{SessionRepository, UserRepository};
-use auth_infra::postgres::{PgSessionRepository, PgUserRepository};
+use auth_core::ports::{
+    ApiKeyRepository, OrganizationRepository, SessionRepository, UserRepository,
+};
+use auth_infra::postgres::{
+    PgApiKeyRepository, PgOrganizationRepository, PgSessionRepository, PgUserRepository,
+};
 use auth_infra::test_support::TestDb;
 
 struct Postgres {
     users: Arc<PgUserRepository>,
     sessions: Arc<PgSessionRepository>,
+    organizations: Arc<PgOrganizationRepository>,
+    api_keys: Arc<PgApiKeyRepository>,
     _db: TestDb,
 }
 
@@ -20,6 +26,12 @@ impl Fixture for Postgres {
     fn sessions(&self) -> Arc<dyn SessionRepository> {
         self.sessions.clone()
     }
+    fn organizations(&self) -> Arc<dyn OrganizationRepository> {
+        self.organizations.clone()
+    }
+    fn api_keys(&self) -> Arc<dyn ApiKeyRepository> {
+        self.api_keys.clone()
+    }
 }
 
 async fn postgres() -> Postgres {
@@ -27,7 +39,9 @@ async fn postgres() -> Postgres {
     let pool = db.pool();
     Postgres {
         users: Arc::new(PgUserRepository::new(pool.clone())),
-        sessions: Arc::new(PgSessionRepository::new(pool)),
+        sessions: Arc::new(PgSessionRepository::new(pool.clone())),
+        organizations: Arc::new(PgOrganizationRepository::new(pool.clone())),
+        api_keys: Arc::new(PgApiKeyRepository::new(pool)),
         _db: db,
     }
 }

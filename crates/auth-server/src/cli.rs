@@ -1,4 +1,5 @@
-//! Command line: `serve` (default), `migrate`, `users create`.
+//! Command line: `serve` (default), `migrate`, and the admin commands (`users`,
+//! `organizations`, `api-keys`), which work directly against the configured database.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::net::TcpListener;
@@ -21,6 +22,9 @@ pub struct Cli {
     /// Settings (environment variables or flags).
     #[command(flatten)]
     pub config: Config,
+    /// Print admin command results as JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 /// Subcommands.
@@ -33,6 +37,12 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage organizations.
+    #[command(subcommand)]
+    Organizations(crate::admin::OrganizationsCommand),
+    /// Manage API keys.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(crate::admin::ApiKeysCommand),
 }
 
 /// `users` subcommands.
@@ -62,6 +72,9 @@ pub enum CliError {
     /// I/O failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A domain operation failed.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Runs the command line.
@@ -70,6 +83,7 @@ pub enum CliError {
 /// [`CliError`] with a message for the operator.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let config = cli.config;
+    let json = cli.json;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
@@ -86,6 +100,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Users(UsersCommand::Create { email, admin }) => {
             create_user(config, &email, admin).await
         }
+        Command::Organizations(cmd) => crate::admin::organizations(config, cmd, json).await,
+        Command::ApiKeys(cmd) => crate::admin::api_keys(config, cmd, json).await,
     }
 }
 
@@ -94,15 +110,21 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let store = Store::open(&config)?;
     let state = wiring::app_state(&config, &store)?;
     wiring::migrate_at_start(&config).await?;
+    let flusher = wiring::spawn_usage_flusher(state.keys.clone());
+    let keys = state.keys.clone();
     let listener = TcpListener::bind((config.host.as_str(), config.port))?;
     let running = crate::server::start(state, listener, true)?;
     tracing::info!(
         addr = %running.addr,
-        store = if matches!(store, Store::Postgres(_)) { "postgres" } else { "memory" },
+        store = store.kind(),
         docs = %format!("http://{}/docs", running.addr),
         "auth-server listening"
     );
     running.server.await?;
+    flusher.abort();
+    if let Err(err) = keys.flush_usage().await {
+        tracing::warn!(error = %err, "API key usage not written at shutdown");
+    }
     tracing::info!("auth-server stopped");
     Ok(())
 }
@@ -126,12 +148,6 @@ fn read_password() -> Result<SecretString, CliError> {
 }
 
 async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), CliError> {
-    if config.database_url.is_none() {
-        return Err(CliError::Input(
-            "DATABASE_URL is not set: a user created in the in-memory store would vanish at once"
-                .into(),
-        ));
-    }
     let email = Email::parse(email).map_err(|e| CliError::Input(format!("--email: {e}")))?;
     let policy = PasswordPolicy {
         min_chars: usize::from(config.password_min_length),
@@ -140,17 +156,7 @@ async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), Cli
     let password = policy
         .new_password(read_password()?.expose_secret())
         .map_err(|e| CliError::Input(format!("password: {e}")))?;
-    // No token is issued here, so a missing signing key does not matter: use a random one
-    // rather than warn about it.
-    let mut config = config;
-    if config.jwt_secret_key.is_none() {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| CliError::Input(format!("random source: {e}")))?;
-        config.jwt_secret_key = Some(SecretString::from(hex::encode(key)));
-    }
-    let store = Store::open(&config)?;
-    let auth = wiring::auth_service(&config, &store)?;
-    wiring::migrate(&config).await?;
+    let auth = crate::admin::open(config).await?.auth;
     let user = auth
         .register(
             Registration {

@@ -134,6 +134,23 @@ pub struct Config {
     /// `text` or `json` (default `json` in production, `text` otherwise).
     #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
+
+    /// Seconds a verification result (API key, session) may be served from cache.
+    #[arg(long, env = "TOKEN_CACHE_TTL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub token_cache_ttl: u64,
+
+    /// Maximum entries of each verification cache.
+    #[arg(long, env = "AUTH_CACHE_CAPACITY", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), global = true)]
+    pub cache_capacity: u64,
+
+    /// Prefix of issued API keys (`<prefix>_<random>_<checksum>`).
+    #[arg(
+        long,
+        env = "AUTH_API_KEY_PREFIX",
+        default_value = "ak_live",
+        global = true
+    )]
+    pub api_key_prefix: String,
 }
 
 impl Config {

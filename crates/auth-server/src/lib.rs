@@ -1,6 +1,7 @@
 //! The `auth-server` binary's library: configuration, wiring, the HTTP server and the admin
 //! commands. Tests start the same server the binary does.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod server;

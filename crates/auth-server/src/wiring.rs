@@ -4,19 +4,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use auth_core::memory::{MemorySessionRepository, MemoryUserRepository};
-use auth_core::model::PasswordPolicy;
-use auth_core::ports::{SessionRepository, StoreError, UserRepository};
+use auth_core::memory::{
+    LocalInvalidationBus, MemoryApiKeyRepository, MemoryOrganizationRepository,
+    MemorySessionRepository, MemoryUserRepository, NoCache,
+};
+use auth_core::model::{ApiKey, KeyPrefix, PasswordPolicy, SessionId, TokenHash};
+use auth_core::ports::{
+    ApiKeyRepository, Clock, InvalidationBus, OrganizationRepository, SecretGenerator,
+    SessionRepository, StoreError, UserRepository, VerificationCache,
+};
 use auth_core::system::{OsSecretGenerator, SystemClock};
-use auth_core::{AuthConfig, AuthPorts, AuthService};
+use auth_core::{
+    ApiKeyPorts, ApiKeyService, AuthConfig, AuthPorts, AuthService, CacheInvalidator,
+    OrganizationService, SessionSnapshot,
+};
 use auth_http::{AppState, StoreHealth, StoreProbe};
+use auth_infra::cache::MokaCache;
 use auth_infra::jwt::{JwtSettings, JwtSigner, MIN_HS256_KEY_BYTES};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
-    DbPool, PgSessionRepository, PgUserRepository, PoolSettings, SchemaState, build_pool,
-    run_migrations, schema_state,
+    DbPool, PgApiKeyRepository, PgInvalidationBus, PgOrganizationRepository, PgSessionRepository,
+    PgUserRepository, PoolSettings, SchemaState, build_pool, run_migrations, schema_state,
 };
-use secrecy::{ExposeSecret as _, SecretSlice};
+use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 
 use crate::config::{Config, Environment, JwtAlgorithm};
 
@@ -39,20 +49,38 @@ fn config_error(msg: impl Into<String>) -> StartupError {
 #[derive(Clone)]
 pub enum Store {
     /// Postgres through a pool.
-    Postgres(DbPool),
+    Postgres {
+        /// The pool.
+        pool: DbPool,
+        /// Its URL, for the invalidation listener's own connection.
+        url: SecretString,
+    },
     /// In this process only.
     Memory {
         /// Users.
         users: Arc<MemoryUserRepository>,
         /// Sessions.
         sessions: Arc<MemorySessionRepository>,
+        /// Organizations.
+        orgs: Arc<MemoryOrganizationRepository>,
+        /// API keys.
+        keys: Arc<MemoryApiKeyRepository>,
+        /// Invalidations between instances sharing this store.
+        bus: Arc<LocalInvalidationBus>,
     },
+}
+
+struct Repositories {
+    users: Arc<dyn UserRepository>,
+    sessions: Arc<dyn SessionRepository>,
+    orgs: Arc<dyn OrganizationRepository>,
+    keys: Arc<dyn ApiKeyRepository>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Postgres(pool) => f.debug_tuple("Postgres").field(&pool.status()).finish(),
+            Self::Postgres { pool, .. } => f.debug_tuple("Postgres").field(&pool.status()).finish(),
             Self::Memory { .. } => f.write_str("Memory"),
         }
     }
@@ -71,7 +99,10 @@ impl Store {
                     timeout: config.db_timeout(),
                     ..PoolSettings::default()
                 };
-                Ok(Self::Postgres(build_pool(url.expose_secret(), settings)?))
+                Ok(Self::Postgres {
+                    pool: build_pool(url.expose_secret(), settings)?,
+                    url: url.clone(),
+                })
             }
             None if config.auth_env == Environment::Production => Err(config_error(
                 "DATABASE_URL is required when AUTH_ENV=production",
@@ -82,21 +113,47 @@ impl Store {
                      and session is lost when the process stops, and instances share nothing. \
                      Set DATABASE_URL for anything but local development. !!!"
                 );
+                let users = Arc::new(MemoryUserRepository::new());
                 Ok(Self::Memory {
-                    users: Arc::new(MemoryUserRepository::new()),
+                    orgs: Arc::new(MemoryOrganizationRepository::new(users.clone())),
+                    users,
                     sessions: Arc::new(MemorySessionRepository::new()),
+                    keys: Arc::new(MemoryApiKeyRepository::new()),
+                    bus: Arc::new(LocalInvalidationBus::new()),
                 })
             }
         }
     }
 
-    fn repositories(&self) -> (Arc<dyn UserRepository>, Arc<dyn SessionRepository>) {
+    fn repositories(&self) -> Repositories {
         match self {
-            Self::Postgres(pool) => (
-                Arc::new(PgUserRepository::new(pool.clone())),
-                Arc::new(PgSessionRepository::new(pool.clone())),
-            ),
-            Self::Memory { users, sessions } => (users.clone(), sessions.clone()),
+            Self::Postgres { pool, .. } => Repositories {
+                users: Arc::new(PgUserRepository::new(pool.clone())),
+                sessions: Arc::new(PgSessionRepository::new(pool.clone())),
+                orgs: Arc::new(PgOrganizationRepository::new(pool.clone())),
+                keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
+            },
+            Self::Memory {
+                users,
+                sessions,
+                orgs,
+                keys,
+                ..
+            } => Repositories {
+                users: users.clone(),
+                sessions: sessions.clone(),
+                orgs: orgs.clone(),
+                keys: keys.clone(),
+            },
+        }
+    }
+
+    /// `postgres` or `memory`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Postgres { .. } => "postgres",
+            Self::Memory { .. } => "memory",
         }
     }
 }
@@ -187,29 +244,106 @@ fn signer(config: &Config) -> Result<JwtSigner, StartupError> {
     JwtSigner::hs256(&key, settings).map_err(|e| config_error(e.to_string()))
 }
 
-/// Builds the services over `store`.
+/// Everything the API runs on.
+#[derive(Clone)]
+pub struct Services {
+    /// Users and sessions.
+    pub auth: AuthService,
+    /// Organizations.
+    pub orgs: OrganizationService,
+    /// API keys.
+    pub keys: ApiKeyService,
+    /// The invalidation bus.
+    pub bus: Arc<dyn InvalidationBus>,
+    /// The verification caches.
+    pub caches: CacheInvalidator,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+type KeyCache = Arc<dyn VerificationCache<TokenHash, ApiKey>>;
+type SessionCache = Arc<dyn VerificationCache<SessionId, SessionSnapshot>>;
+
+/// Builds every service over `store`: caches (Moka over Postgres; none over the in-memory
+/// store, which is as fast and always current) and the invalidation bus. Must run inside a
+/// Tokio runtime: the Postgres bus starts its listener.
 ///
 /// # Errors
 /// A configuration that cannot be used.
-pub fn auth_service(config: &Config, store: &Store) -> Result<AuthService, StartupError> {
-    let (users, sessions) = store.repositories();
+pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError> {
+    let repos = store.repositories();
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let hasher = BcryptHasher::new(config.bcrypt_rounds, cores)
         .map_err(|e| config_error(format!("BCRYPT_ROUNDS: {e}")))?;
-    let ports = AuthPorts {
-        users,
-        sessions,
+    let prefix = KeyPrefix::parse(&config.api_key_prefix)
+        .map_err(|e| config_error(format!("AUTH_API_KEY_PREFIX: {e}")))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let secrets: Arc<dyn SecretGenerator> = Arc::new(OsSecretGenerator);
+
+    let (key_cache, session_cache): (KeyCache, SessionCache) = match store {
+        Store::Postgres { .. } => {
+            let ttl = Duration::from_secs(config.token_cache_ttl);
+            (
+                Arc::new(MokaCache::new(config.cache_capacity, ttl)),
+                Arc::new(MokaCache::new(config.cache_capacity, ttl)),
+            )
+        }
+        Store::Memory { .. } => (Arc::new(NoCache), Arc::new(NoCache)),
+    };
+    let caches = CacheInvalidator {
+        keys: key_cache.clone(),
+        sessions: session_cache.clone(),
+    };
+    let bus: Arc<dyn InvalidationBus> = match store {
+        Store::Postgres { pool, url } => Arc::new(PgInvalidationBus::start(
+            url.expose_secret(),
+            pool.clone(),
+            Arc::new(caches.clone()),
+        )),
+        Store::Memory { bus, .. } => {
+            bus.subscribe(Arc::new(caches.clone()));
+            bus.clone()
+        }
+    };
+
+    let auth_ports = AuthPorts {
+        users: repos.users.clone(),
+        sessions: repos.sessions,
         hasher: Arc::new(hasher),
         signer: Arc::new(signer(config)?),
-        clock: Arc::new(SystemClock),
-        secrets: Arc::new(OsSecretGenerator),
+        clock: clock.clone(),
+        secrets: secrets.clone(),
+        session_cache: session_cache.clone(),
+        bus: bus.clone(),
     };
     let auth_config = AuthConfig {
         access_ttl: chrono::Duration::minutes(config.access_token_expire_minutes),
         session_ttl: chrono::Duration::days(config.refresh_token_expire_days),
         reuse_grace: chrono::Duration::seconds(config.refresh_reuse_grace_seconds),
     };
-    Ok(AuthService::new(ports, auth_config))
+    let orgs = OrganizationService::new(repos.orgs, repos.users, clock.clone());
+    let keys = ApiKeyService::new(
+        ApiKeyPorts {
+            keys: repos.keys,
+            orgs: orgs.clone(),
+            cache: key_cache.clone(),
+            bus: bus.clone(),
+            clock,
+            secrets,
+        },
+        prefix,
+    );
+    Ok(Services {
+        auth: AuthService::new(auth_ports, auth_config),
+        orgs,
+        keys,
+        bus,
+        caches,
+    })
 }
 
 /// The HTTP application state over `store`.
@@ -218,16 +352,37 @@ pub fn auth_service(config: &Config, store: &Store) -> Result<AuthService, Start
 /// A configuration that cannot be used.
 pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupError> {
     let probe: Arc<dyn StoreProbe> = match store {
-        Store::Postgres(pool) => Arc::new(PgProbe(pool.clone())),
+        Store::Postgres { pool, .. } => Arc::new(PgProbe(pool.clone())),
         Store::Memory { .. } => Arc::new(MemoryProbe),
     };
+    let services = services(config, store)?;
     Ok(AppState {
-        auth: auth_service(config, store)?,
+        auth: services.auth,
+        orgs: services.orgs,
+        keys: services.keys,
+        bus: services.bus,
         password_policy: PasswordPolicy {
             min_chars: usize::from(config.password_min_length),
             ..PasswordPolicy::default()
         },
         store: probe,
+        caches: services.caches,
+    })
+}
+
+/// Writes API-key `last_used_at` times every few seconds, until the returned task is
+/// aborted.
+#[must_use]
+pub fn spawn_usage_flusher(keys: ApiKeyService) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = keys.flush_usage().await {
+                tracing::warn!(error = %err, "API key usage not written; will retry");
+            }
+        }
     })
 }
 

@@ -23,7 +23,7 @@ where
 
     async fn clear(&self) {}
 
-    fn entry_count(&self) -> u64 {
+    async fn entry_count(&self) -> u64 {
         0
     }
 }

@@ -4,15 +4,19 @@
 //! ([`crate::contract`]) as the Postgres adapters, so an embedder or an integration test can
 //! run the whole service without a database. State lives in the process and is lost with it.
 
+mod api_key;
 mod bus;
 mod cache;
 mod clock;
+mod organization;
 mod session;
 mod user;
 
+pub use api_key::MemoryApiKeyRepository;
 pub use bus::LocalInvalidationBus;
 pub use cache::NoCache;
 pub use clock::ManualClock;
+pub use organization::MemoryOrganizationRepository;
 pub use session::MemorySessionRepository;
 pub use user::MemoryUserRepository;
 

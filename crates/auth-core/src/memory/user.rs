@@ -26,6 +26,11 @@ impl MemoryUserRepository {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The email of user `id`, if it exists (for adapters that join on users).
+    pub(crate) fn email_of(&self, id: UserId) -> Option<Email> {
+        lock(&self.0).by_id.get(&id).map(|u| u.email.clone())
+    }
 }
 
 #[async_trait]

@@ -41,10 +41,16 @@ impl Scope {
     /// [`ScopeError`].
     pub fn parse(raw: &str) -> Result<Self, ScopeError> {
         let ok = (1..=64).contains(&raw.len())
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b':' | b'.' | b'_' | b'-'));
-        if ok { Ok(Self(raw.to_owned())) } else { Err(ScopeError) }
+            && raw.bytes().all(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b':' | b'.' | b'_' | b'-')
+            });
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ScopeError)
+        }
     }
 
     /// The scope text.
@@ -130,8 +136,14 @@ impl KeyPrefix {
     pub fn parse(raw: &str) -> Result<Self, KeyPrefixError> {
         let ok = (1..=32).contains(&raw.len())
             && raw.as_bytes()[0].is_ascii_lowercase()
-            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if ok { Ok(Self(raw.to_owned())) } else { Err(KeyPrefixError) }
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(KeyPrefixError)
+        }
     }
 
     /// The prefix.
@@ -293,7 +305,10 @@ mod tests {
     fn key() -> (KeyPrefix, ApiKeySecret) {
         let prefix = KeyPrefix::default();
         let random: Vec<u8> = (0u8..=255).cycle().skip(7).take(64).collect();
-        (prefix.clone(), ApiKeySecret::from_random(&prefix, &random).unwrap())
+        (
+            prefix.clone(),
+            ApiKeySecret::from_random(&prefix, &random).unwrap(),
+        )
     }
 
     #[test]
@@ -301,7 +316,10 @@ mod tests {
         let (prefix, k) = key();
         let text = k.expose();
         assert!(text.starts_with("ak_live_"));
-        assert_eq!(text.len(), "ak_live_".len() + RANDOM_CHARS + 1 + CHECKSUM_CHARS);
+        assert_eq!(
+            text.len(),
+            "ak_live_".len() + RANDOM_CHARS + 1 + CHECKSUM_CHARS
+        );
         assert_eq!(k.display_prefix(&prefix), text[..16]);
         assert_eq!(parse_presented_key(&prefix, text), Some(k.hash()));
         assert!(!format!("{k:?}").contains(text));

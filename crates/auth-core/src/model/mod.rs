@@ -10,12 +10,12 @@ mod session;
 pub mod text;
 mod user;
 
+pub use api_key::{
+    ApiKey, ApiKeyName, ApiKeySecret, KeyPrefix, KeyPrefixError, KeyStatus, Scope, ScopeError,
+    Scopes, parse_presented_key,
+};
 pub use claims::{AccessClaims, TokenRejection};
 pub use email::{Email, EmailError};
-pub use api_key::{
-    ApiKey, ApiKeyName, ApiKeySecret, KeyPrefix, KeyPrefixError, KeyStatus, Scope, ScopeError, Scopes,
-    parse_presented_key,
-};
 pub use ids::{ApiKeyId, OrganizationId, SessionId, UserId};
 pub use organization::{
     Member, Membership, NameError, Organization, OrganizationName, Role, RoleError,

@@ -55,7 +55,11 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError`].
-    async fn list(&self, org: OrganizationId, include_revoked: bool) -> Result<Vec<ApiKey>, StoreError>;
+    async fn list(
+        &self,
+        org: OrganizationId,
+        include_revoked: bool,
+    ) -> Result<Vec<ApiKey>, StoreError>;
 
     /// Revokes a key, returning it as revoked.
     ///
@@ -67,7 +71,12 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`RevokeKeyError`]; then nothing changed.
-    async fn rotate(&self, old: ApiKeyId, new: &ApiKey, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError>;
+    async fn rotate(
+        &self,
+        old: ApiKeyId,
+        new: &ApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, RevokeKeyError>;
 
     /// Records last-use times, in one batch.
     ///

@@ -37,6 +37,6 @@ where
     /// Forgets everything (after missed invalidations).
     async fn clear(&self);
 
-    /// Approximate number of entries.
-    fn entry_count(&self) -> u64;
+    /// Number of entries (after pending evictions are applied).
+    async fn entry_count(&self) -> u64;
 }

@@ -1,8 +1,8 @@
 //! `OrganizationRepository`: organizations and memberships.
 
-use async_trait::async_trait;
 use super::StoreError;
 use crate::model::{Member, Membership, Organization, OrganizationId, Role, UserId};
+use async_trait::async_trait;
 
 /// Adding a member failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,9 @@ pub trait OrganizationRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`RemoveMemberError`].
-    async fn remove_member(&self, org: OrganizationId, user: UserId) -> Result<Role, RemoveMemberError>;
-
+    async fn remove_member(
+        &self,
+        org: OrganizationId,
+        user: UserId,
+    ) -> Result<Role, RemoveMemberError>;
 }

@@ -15,6 +15,9 @@ pub enum Actor {
     /// An active API key; it may act only on its own organization, and manage only with the
     /// `admin` scope.
     ApiKey(Box<ApiKey>),
+    /// The operator at the command line, with direct access to the database: may act on any
+    /// organization that exists.
+    Operator,
 }
 
 impl Actor {
@@ -23,7 +26,7 @@ impl Actor {
     pub fn key_organization(&self) -> Option<OrganizationId> {
         match self {
             Self::ApiKey(key) => Some(key.organization_id),
-            Self::User { .. } => None,
+            Self::User { .. } | Self::Operator => None,
         }
     }
 }

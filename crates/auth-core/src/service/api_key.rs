@@ -181,17 +181,26 @@ impl ApiKeyService {
             Actor::ApiKey(key) if key.organization_id != org => Err(KeyError::NotFound),
             Actor::ApiKey(key) if !key.scopes.is_admin() => Err(KeyError::Forbidden),
             Actor::ApiKey(_) => Ok(()),
+            Actor::Operator => match self.ports.orgs.repository().find(org).await? {
+                Some(_) => Ok(()),
+                None => Err(KeyError::NotFound),
+            },
         }
     }
 
-    fn mint(&self, template: &NewKey, expires_at: Option<DateTime<Utc>>) -> Result<IssuedKey, KeyError> {
+    fn mint(
+        &self,
+        template: &NewKey,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<IssuedKey, KeyError> {
         let mut random = [0u8; 64];
         self.ports
             .secrets
             .fill(&mut random)
             .map_err(|e| KeyError::Internal(Box::new(e)))?;
-        let secret = ApiKeySecret::from_random(&self.prefix, &random)
-            .ok_or_else(|| KeyError::Internal("random source returned too few usable bytes".into()))?;
+        let secret = ApiKeySecret::from_random(&self.prefix, &random).ok_or_else(|| {
+            KeyError::Internal("random source returned too few usable bytes".into())
+        })?;
         let key = ApiKey {
             id: ApiKeyId::generate(),
             organization_id: template.organization_id,
@@ -227,7 +236,12 @@ impl ApiKeyService {
     ///
     /// # Errors
     /// `NotFound`, `Forbidden`, or a store failure.
-    pub async fn list(&self, actor: &Actor, org: OrganizationId, include_revoked: bool) -> Result<Vec<ApiKey>, KeyError> {
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        org: OrganizationId,
+        include_revoked: bool,
+    ) -> Result<Vec<ApiKey>, KeyError> {
         self.authorize(actor, org).await?;
         Ok(self.ports.keys.list(org, include_revoked).await?)
     }
@@ -310,7 +324,11 @@ impl ApiKeyService {
     ///
     /// # Errors
     /// A store failure for a key not in the cache (never turned into a verdict).
-    pub async fn verify(&self, presented: &str, required: &[Scope]) -> Result<KeyVerdict, KeyError> {
+    pub async fn verify(
+        &self,
+        presented: &str,
+        required: &[Scope],
+    ) -> Result<KeyVerdict, KeyError> {
         let Some(hash) = parse_presented_key(&self.prefix, presented) else {
             return Ok(KeyVerdict::Invalid);
         };
@@ -318,7 +336,10 @@ impl ApiKeyService {
         let found = self
             .ports
             .cache
-            .get_or_load(hash, Box::pin(async move { keys.find_by_hash(&hash).await }))
+            .get_or_load(
+                hash,
+                Box::pin(async move { keys.find_by_hash(&hash).await }),
+            )
             .await?;
         let Some(key) = found else {
             return Ok(KeyVerdict::Invalid);

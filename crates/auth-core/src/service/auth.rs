@@ -12,8 +12,7 @@ use crate::model::{
 };
 use crate::ports::{
     BoxError, Clock, CreateUserError, Invalidation, InvalidationBus, PasswordHasher, Rotation,
-    SecretGenerator, SessionRepository, StoreError, TokenSigner, UserRepository,
-    VerificationCache,
+    SecretGenerator, SessionRepository, StoreError, TokenSigner, UserRepository, VerificationCache,
 };
 
 /// Lifetimes and grace periods.
@@ -356,8 +355,8 @@ impl AuthService {
                 }),
             )
             .await?;
-        let Some(SessionSnapshot { session, user }) = snapshot
-            .filter(|snap| snap.user.id == claims.user_id && snap.session.is_active(now))
+        let Some(SessionSnapshot { session, user }) =
+            snapshot.filter(|snap| snap.user.id == claims.user_id && snap.session.is_active(now))
         else {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         };

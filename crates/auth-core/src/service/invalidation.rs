@@ -17,10 +17,14 @@ pub struct CacheInvalidator {
 
 impl std::fmt::Debug for CacheInvalidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheInvalidator")
-            .field("keys", &self.keys.entry_count())
-            .field("sessions", &self.sessions.entry_count())
-            .finish()
+        f.debug_struct("CacheInvalidator").finish_non_exhaustive()
+    }
+}
+
+impl CacheInvalidator {
+    /// Entries held by both caches.
+    pub async fn entry_count(&self) -> u64 {
+        self.keys.entry_count().await + self.sessions.entry_count().await
     }
 }
 

@@ -61,7 +61,8 @@ pub struct OrganizationService {
 
 impl std::fmt::Debug for OrganizationService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrganizationService").finish_non_exhaustive()
+        f.debug_struct("OrganizationService")
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,11 +83,23 @@ impl OrganizationService {
         &self.orgs
     }
 
+    /// The user with `email`, if registered (the command line names owners by email).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn find_user(&self, email: &Email) -> Result<Option<crate::model::User>, OrgError> {
+        Ok(self.users.find_by_email(email).await?)
+    }
+
     /// Creates an organization owned by `owner`.
     ///
     /// # Errors
     /// A store failure.
-    pub async fn create(&self, owner: UserId, name: OrganizationName) -> Result<Organization, OrgError> {
+    pub async fn create(
+        &self,
+        owner: UserId,
+        name: OrganizationName,
+    ) -> Result<Organization, OrgError> {
         let org = Organization {
             id: OrganizationId::generate(),
             name,
@@ -107,7 +120,11 @@ impl OrganizationService {
 
     /// The caller's role in `org`: `None` for a service administrator who is not a member.
     /// Not a member (and not an administrator), or no such organization: `NotFound`.
-    async fn access(&self, caller: Caller, org: OrganizationId) -> Result<(Organization, Option<Role>), OrgError> {
+    async fn access(
+        &self,
+        caller: Caller,
+        org: OrganizationId,
+    ) -> Result<(Organization, Option<Role>), OrgError> {
         let found = self.orgs.find(org).await?.ok_or(OrgError::NotFound)?;
         let role = self.orgs.role_of(org, caller.user).await?;
         if role.is_none() && !caller.is_admin {
@@ -120,7 +137,11 @@ impl OrganizationService {
     ///
     /// # Errors
     /// `NotFound` for non-members, `Forbidden` for plain members.
-    pub async fn require_manager(&self, caller: Caller, org: OrganizationId) -> Result<Option<Role>, OrgError> {
+    pub async fn require_manager(
+        &self,
+        caller: Caller,
+        org: OrganizationId,
+    ) -> Result<Option<Role>, OrgError> {
         let (_, role) = self.access(caller, org).await?;
         match role {
             Some(r) if r.can_manage() => Ok(role),
@@ -149,7 +170,11 @@ impl OrganizationService {
         role: Role,
     ) -> Result<Member, OrgError> {
         self.require_manager(caller, org).await?;
-        let user = self.users.find_by_email(email).await?.ok_or(OrgError::NotFound)?;
+        let user = self
+            .users
+            .find_by_email(email)
+            .await?
+            .ok_or(OrgError::NotFound)?;
         let membership = Membership {
             organization_id: org,
             user_id: user.id,
@@ -173,7 +198,11 @@ impl OrganizationService {
     ///
     /// # Errors
     /// `NotFound`, or a store failure.
-    pub async fn members(&self, caller: Caller, org: OrganizationId) -> Result<Vec<Member>, OrgError> {
+    pub async fn members(
+        &self,
+        caller: Caller,
+        org: OrganizationId,
+    ) -> Result<Vec<Member>, OrgError> {
         self.access(caller, org).await?;
         Ok(self.orgs.members(org).await?)
     }
@@ -182,9 +211,18 @@ impl OrganizationService {
     ///
     /// # Errors
     /// `NotFound`, `Forbidden`, `LastOwner`.
-    pub async fn remove_member(&self, caller: Caller, org: OrganizationId, user: UserId) -> Result<(), OrgError> {
+    pub async fn remove_member(
+        &self,
+        caller: Caller,
+        org: OrganizationId,
+        user: UserId,
+    ) -> Result<(), OrgError> {
         let my_role = self.require_manager(caller, org).await?;
-        let target = self.orgs.role_of(org, user).await?.ok_or(OrgError::NotFound)?;
+        let target = self
+            .orgs
+            .role_of(org, user)
+            .await?
+            .ok_or(OrgError::NotFound)?;
         if target == Role::Owner && my_role == Some(Role::Admin) {
             return Err(OrgError::Forbidden);
         }

@@ -1,6 +1,8 @@
 //! Handlers, one module per area. Each is a few lines: extract, convert, call, map.
 
+pub mod api_keys;
 pub mod auth;
+pub mod organizations;
 pub mod service;
 pub mod users;
 

@@ -46,6 +46,9 @@ pub struct ComponentHealth {
     /// Probe time in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// For the cache: entries held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<u64>,
 }
 
 /// `GET /health` answer.
@@ -59,7 +62,8 @@ pub struct Health {
     pub components: BTreeMap<&'static str, ComponentHealth>,
 }
 
-/// Health of the service and its components; 503 when unhealthy.
+/// Health of the service and its components: `unhealthy` (503) when the database is
+/// unreachable, `degraded` while the invalidation listener is disconnected.
 #[utoipa::path(
     tag = "service",
     responses(
@@ -78,10 +82,35 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             status: if db_ok { "healthy" } else { "unhealthy" },
             kind: Some(store.kind),
             latency_ms: Some((store.latency.as_secs_f64() * 1e4).round() / 10.0),
+            entries: None,
         },
     );
+    components.insert(
+        "cache",
+        ComponentHealth {
+            status: "healthy",
+            kind: None,
+            latency_ms: None,
+            entries: Some(state.caches.entry_count().await),
+        },
+    );
+    let bus_ok = state.bus.is_connected();
+    components.insert(
+        "invalidation",
+        ComponentHealth {
+            status: if bus_ok { "healthy" } else { "unhealthy" },
+            kind: None,
+            latency_ms: None,
+            entries: None,
+        },
+    );
+    let status = match (db_ok, bus_ok) {
+        (false, _) => "unhealthy",
+        (true, false) => "degraded",
+        (true, true) => "healthy",
+    };
     let body = Health {
-        status: if db_ok { "healthy" } else { "unhealthy" },
+        status,
         version: VERSION,
         components,
     };
@@ -107,7 +136,8 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Probe { status: "ok" })
 }
 
-/// Readiness: 200 when the store answers and its schema is current; 503 otherwise.
+/// Readiness: 200 when the store answers, its schema is current and the invalidation
+/// listener is connected; 503 otherwise.
 #[utoipa::path(
     tag = "service",
     responses(
@@ -118,7 +148,7 @@ pub async fn live() -> HttpResponse {
 #[get("/health/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.probe().await;
-    if store.reachable && store.schema_current {
+    if store.reachable && store.schema_current && state.bus.is_connected() {
         HttpResponse::Ok().json(Probe { status: "ok" })
     } else {
         HttpResponse::ServiceUnavailable()

@@ -50,16 +50,29 @@ pub struct Me {
     )
 )]
 #[get("/users/me")]
-pub async fn me(caller: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn me(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
     let user = caller.0.user;
+    let organizations = state
+        .orgs
+        .list_mine(user.id)
+        .await?
+        .into_iter()
+        .map(|(org, role)| MembershipSummary {
+            id: org.id.as_uuid(),
+            name: org.name.as_str().to_owned(),
+            role: role.as_str().to_owned(),
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(Me {
         id: user.id.as_uuid(),
         email: user.email.as_str().to_owned(),
         display_name: user.display_name.map(DisplayName::into_inner),
         is_admin: user.is_admin,
         created_at: user.created_at,
-        // Organizations arrive with the organizations capability; until then none exist.
-        organizations: Vec::new(),
+        organizations,
     }))
 }
 

@@ -1,14 +1,20 @@
 //! Postgres adapters: Diesel + diesel-async over a deadpool pool.
 
+mod api_key;
+mod bus;
 mod error;
 mod migrate;
+mod organization;
 mod pool;
 mod schema;
 mod session;
 mod user;
 
+pub use api_key::PgApiKeyRepository;
+pub use bus::PgInvalidationBus;
 pub use error::classify;
 pub use migrate::{MIGRATIONS, latest_migration_version, run_migrations};
+pub use organization::PgOrganizationRepository;
 pub use pool::{DbPool, PoolSettings, build_pool};
 pub use session::PgSessionRepository;
 pub use user::PgUserRepository;

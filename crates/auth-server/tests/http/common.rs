@@ -70,7 +70,7 @@ impl TestApp {
         let running = auth_server::server::start(state, listener, false).expect("start");
         let handle = running.handle.clone();
         tokio::spawn(running.server);
-        Self {
+        let app = Self {
             base: format!("http://{}", running.addr),
             client: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -79,7 +79,17 @@ impl TestApp {
 
             handle,
             _db: db,
+        };
+        // Like a load balancer, wait until the instance reports ready (its invalidation
+        // listener connects in the background); an instance that never gets ready is tested
+        // as such by its test.
+        for _ in 0..50 {
+            if app.get("/health/ready").await.status() == 200 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        app
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -217,3 +227,85 @@ macro_rules! on_both_stores {
 }
 
 pub(crate) use on_both_stores;
+
+/// A TCP proxy in front of Postgres that a test can cut and restore, to play a database
+/// outage without touching the server other tests share.
+pub struct PgProxy {
+    pub port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl PgProxy {
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let (open, connections) = (open.clone(), connections.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !open.load(Ordering::SeqCst) {
+                        continue; // dropped: connection closed at once
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    connections.lock().expect("lock").push(task);
+                }
+            }
+        });
+        Self {
+            port,
+            open,
+            connections,
+            accept,
+        }
+    }
+
+    /// Refuses new connections and severs the open ones.
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for task in self.connections.lock().expect("lock").drain(..) {
+            task.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme_user, rest) = url.split_once('@').expect("url with credentials");
+        let path = &rest[rest.find('/').expect("url with a database")..];
+        format!("{scheme_user}@127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for PgProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// The socket address of a Postgres URL.
+pub fn pg_addr(url: &str) -> std::net::SocketAddr {
+    let rest = url.split_once('@').expect("credentials").1;
+    let hostport = &rest[..rest.find('/').expect("database")];
+    use std::net::ToSocketAddrs as _;
+    hostport
+        .to_socket_addrs()
+        .expect("resolve")
+        .next()
+        .expect("an address")
+}

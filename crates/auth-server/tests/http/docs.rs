@@ -22,6 +22,19 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/verify-token"),
     ("get", "/api/v1/users/me"),
     ("post", "/api/v1/users/me/password"),
+    ("post", "/api/v1/organizations"),
+    ("get", "/api/v1/organizations"),
+    ("get", "/api/v1/organizations/{org_id}"),
+    ("post", "/api/v1/organizations/{org_id}/members"),
+    ("get", "/api/v1/organizations/{org_id}/members"),
+    ("delete", "/api/v1/organizations/{org_id}/members/{user_id}"),
+    ("post", "/api/v1/api-keys"),
+    ("get", "/api/v1/api-keys"),
+    ("get", "/api/v1/api-keys/{id}"),
+    ("post", "/api/v1/api-keys/{id}/revoke"),
+    ("post", "/api/v1/api-keys/{id}/rotate"),
+    ("post", "/api/v1/api-keys/verify"),
+    ("post", "/api/v1/api-keys/verify-batch"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

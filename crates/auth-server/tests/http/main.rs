@@ -7,8 +7,11 @@
 
 mod common;
 
+mod api_keys;
 mod conventions;
 mod docs;
+mod instances;
+mod organizations;
 mod sessions;
 mod startup;
 mod users;

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::common::{TestApp, test_config};
 
-#[test]
-fn production_refuses_unsafe_configurations() {
+#[tokio::test]
+async fn production_refuses_unsafe_configurations() {
     let mut config = test_config();
     config.auth_env = Environment::Production;
     let err = Store::open(&config).unwrap_err().to_string();

@@ -1,0 +1,130 @@
+//! In-memory `ApiKeyRepository`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::lock;
+use crate::model::{ApiKey, ApiKeyId, OrganizationId, TokenHash};
+use crate::ports::{ApiKeyRepository, RevokeKeyError, StoreError};
+
+#[derive(Debug, Default)]
+struct State {
+    keys: HashMap<ApiKeyId, ApiKey>,
+    by_hash: HashMap<TokenHash, ApiKeyId>,
+}
+
+impl State {
+    /// Refuses a key whose id or hash is taken, as a primary key and a unique index would.
+    fn check_new(&self, key: &ApiKey) -> Result<(), StoreError> {
+        if self.keys.contains_key(&key.id) {
+            return Err(StoreError::internal("API key id already exists"));
+        }
+        if self.by_hash.contains_key(&key.key_hash) {
+            return Err(StoreError::internal("API key hash already exists"));
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, key: &ApiKey) {
+        self.by_hash.insert(key.key_hash, key.id);
+        self.keys.insert(key.id, key.clone());
+    }
+
+    /// Revokes `id` if it is active.
+    fn revoke(&mut self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
+        let key = self.keys.get_mut(&id).ok_or(RevokeKeyError::NotFound)?;
+        if key.revoked_at.is_some() {
+            return Err(RevokeKeyError::AlreadyRevoked);
+        }
+        key.revoked_at = Some(now);
+        Ok(key.clone())
+    }
+}
+
+/// API keys in maps (by id and by hash) behind one lock, which makes revocation and rotation
+/// atomic. The organization a key names is not checked: callers create keys for
+/// organizations they have found.
+#[derive(Debug, Default)]
+pub struct MemoryApiKeyRepository(Mutex<State>);
+
+impl MemoryApiKeyRepository {
+    /// An empty repository.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepository for MemoryApiKeyRepository {
+    async fn create(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let mut state = lock(&self.0);
+        state.check_new(key)?;
+        state.insert(key);
+        Ok(())
+    }
+
+    async fn find(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        Ok(lock(&self.0).keys.get(&id).cloned())
+    }
+
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, StoreError> {
+        let state = lock(&self.0);
+        Ok(state
+            .by_hash
+            .get(hash)
+            .and_then(|id| state.keys.get(id))
+            .cloned())
+    }
+
+    async fn list(
+        &self,
+        org: OrganizationId,
+        include_revoked: bool,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let state = lock(&self.0);
+        let mut keys: Vec<ApiKey> = state
+            .keys
+            .values()
+            .filter(|k| k.organization_id == org && (include_revoked || k.revoked_at.is_none()))
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| (k.created_at, k.id));
+        Ok(keys)
+    }
+
+    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
+        lock(&self.0).revoke(id, now)
+    }
+
+    async fn rotate(
+        &self,
+        old: ApiKeyId,
+        new: &ApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, RevokeKeyError> {
+        let mut state = lock(&self.0);
+        // Every check before any change, so a refused rotation changes nothing.
+        let current = state.keys.get(&old).ok_or(RevokeKeyError::NotFound)?;
+        if current.revoked_at.is_some() {
+            return Err(RevokeKeyError::AlreadyRevoked);
+        }
+        state.check_new(new)?;
+        let revoked = state.revoke(old, now)?;
+        state.insert(new);
+        Ok(revoked)
+    }
+
+    async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        let mut state = lock(&self.0);
+        for &(id, at) in usage {
+            if let Some(key) = state.keys.get_mut(&id) {
+                key.last_used_at = key.last_used_at.max(Some(at));
+            }
+        }
+        Ok(())
+    }
+}

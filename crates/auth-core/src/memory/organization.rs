@@ -1,0 +1,148 @@
+//! In-memory `OrganizationRepository`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{MemoryUserRepository, lock};
+use crate::model::{Member, Membership, Organization, OrganizationId, Role, UserId};
+use crate::ports::{AddMemberError, OrganizationRepository, RemoveMemberError, StoreError};
+
+#[derive(Debug, Default)]
+struct State {
+    orgs: HashMap<OrganizationId, Organization>,
+    memberships: HashMap<(OrganizationId, UserId), Membership>,
+}
+
+impl State {
+    fn owners(&self, org: OrganizationId) -> usize {
+        self.memberships
+            .values()
+            .filter(|m| m.organization_id == org && m.role == Role::Owner)
+            .count()
+    }
+}
+
+/// Organizations and memberships in maps behind one lock, which makes the last-owner rule
+/// atomic. Members are users of the [`MemoryUserRepository`] given at construction: it
+/// supplies their emails and refuses memberships of unknown users, as a foreign key would.
+#[derive(Debug)]
+pub struct MemoryOrganizationRepository {
+    users: Arc<MemoryUserRepository>,
+    state: Mutex<State>,
+}
+
+impl MemoryOrganizationRepository {
+    /// An empty repository whose members are users of `users`.
+    #[must_use]
+    pub fn new(users: Arc<MemoryUserRepository>) -> Self {
+        Self {
+            users,
+            state: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl OrganizationRepository for MemoryOrganizationRepository {
+    async fn create(&self, org: &Organization, owner: UserId) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        // The same refusals a primary key and a foreign key give in SQL, before any change.
+        if state.orgs.contains_key(&org.id) {
+            return Err(StoreError::internal("organization id already exists"));
+        }
+        if self.users.email_of(owner).is_none() {
+            return Err(StoreError::internal("the owner is not a user"));
+        }
+        state.orgs.insert(org.id, org.clone());
+        state.memberships.insert(
+            (org.id, owner),
+            Membership {
+                organization_id: org.id,
+                user_id: owner,
+                role: Role::Owner,
+                created_at: org.created_at,
+            },
+        );
+        Ok(())
+    }
+
+    async fn find(&self, id: OrganizationId) -> Result<Option<Organization>, StoreError> {
+        Ok(lock(&self.state).orgs.get(&id).cloned())
+    }
+
+    async fn list_for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, StoreError> {
+        let state = lock(&self.state);
+        let mut found: Vec<(Organization, Role)> = state
+            .memberships
+            .values()
+            .filter(|m| m.user_id == user)
+            .filter_map(|m| {
+                state
+                    .orgs
+                    .get(&m.organization_id)
+                    .map(|o| (o.clone(), m.role))
+            })
+            .collect();
+        found.sort_by_key(|(o, _)| (o.created_at, o.id));
+        Ok(found)
+    }
+
+    async fn role_of(&self, org: OrganizationId, user: UserId) -> Result<Option<Role>, StoreError> {
+        Ok(lock(&self.state)
+            .memberships
+            .get(&(org, user))
+            .map(|m| m.role))
+    }
+
+    async fn add_member(&self, membership: &Membership) -> Result<(), AddMemberError> {
+        let mut state = lock(&self.state);
+        let key = (membership.organization_id, membership.user_id);
+        if !state.orgs.contains_key(&membership.organization_id)
+            || self.users.email_of(membership.user_id).is_none()
+        {
+            return Err(AddMemberError::NotFound);
+        }
+        if state.memberships.contains_key(&key) {
+            return Err(AddMemberError::AlreadyMember);
+        }
+        state.memberships.insert(key, membership.clone());
+        Ok(())
+    }
+
+    async fn members(&self, org: OrganizationId) -> Result<Vec<Member>, StoreError> {
+        let state = lock(&self.state);
+        let mut members: Vec<Member> = state
+            .memberships
+            .values()
+            .filter(|m| m.organization_id == org)
+            .filter_map(|m| {
+                self.users.email_of(m.user_id).map(|email| Member {
+                    membership: m.clone(),
+                    email,
+                })
+            })
+            .collect();
+        members.sort_by_key(|m| (m.membership.created_at, m.membership.user_id));
+        Ok(members)
+    }
+
+    async fn remove_member(
+        &self,
+        org: OrganizationId,
+        user: UserId,
+    ) -> Result<Role, RemoveMemberError> {
+        let mut state = lock(&self.state);
+        let role = state
+            .memberships
+            .get(&(org, user))
+            .map(|m| m.role)
+            .ok_or(RemoveMemberError::NotFound)?;
+        if role == Role::Owner && state.owners(org) <= 1 {
+            return Err(RemoveMemberError::LastOwner);
+        }
+        state.memberships.remove(&(org, user));
+        Ok(role)
+    }
+}

@@ -1,0 +1,462 @@
+//! `/api/v1/api-keys*`: manage an organization's keys, and verify keys (single and batch).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use auth_core::model::{ApiKey, ApiKeyId, ApiKeyName, OrganizationId, Scope, Scopes};
+use auth_core::{IssuedKey, KeyVerdict, NewKey};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::no_store_json;
+use super::organizations::path_id;
+use crate::error::{ApiError, BodyErrors, FieldError, ManagerErrors, Problem, StoreErrors};
+use crate::extract::Manager;
+use crate::json::{CleanString, ValidJson};
+use crate::state::AppState;
+
+/// A key as listed (never the secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyItem {
+    /// Id.
+    pub id: Uuid,
+    /// The key's first characters, to recognise it.
+    #[schema(example = "ak_live_4fTq9ZbX")]
+    pub prefix: String,
+    /// Name.
+    pub name: String,
+    /// Owner.
+    pub organization_id: Uuid,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// `active`, `revoked` or `expired`.
+    #[schema(example = "active")]
+    pub status: &'static str,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Last successful verification (updated every few seconds).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+fn scopes_of(scopes: &Scopes) -> Vec<String> {
+    scopes
+        .as_slice()
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect()
+}
+
+impl ApiKeyItem {
+    /// The listing of `key` as seen at `now`.
+    #[must_use]
+    pub fn new(key: &ApiKey, now: DateTime<Utc>) -> Self {
+        Self {
+            id: key.id.as_uuid(),
+            prefix: key.prefix.clone(),
+            name: key.name.as_str().to_owned(),
+            organization_id: key.organization_id.as_uuid(),
+            scopes: scopes_of(&key.scopes),
+            status: key.status(now).as_str(),
+            created_at: key.created_at,
+            expires_at: key.expires_at,
+            revoked_at: key.revoked_at,
+            last_used_at: key.last_used_at,
+        }
+    }
+}
+
+/// A new key: shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// Id.
+    pub id: Uuid,
+    /// The key. It appears here and never again.
+    pub key: String,
+    /// Its displayable start.
+    pub prefix: String,
+    /// Name.
+    pub name: String,
+    /// Owner.
+    pub organization_id: Uuid,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Always `active`.
+    #[schema(example = "active")]
+    pub status: &'static str,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<IssuedKey> for CreatedKey {
+    fn from(issued: IssuedKey) -> Self {
+        let k = issued.key;
+        Self {
+            id: k.id.as_uuid(),
+            key: issued.secret.expose().to_owned(),
+            prefix: k.prefix,
+            name: k.name.as_str().to_owned(),
+            organization_id: k.organization_id.as_uuid(),
+            scopes: scopes_of(&k.scopes),
+            status: "active",
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+        }
+    }
+}
+
+/// `POST /api-keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateKey {
+    /// The organization that owns the key.
+    pub organization_id: Uuid,
+    /// 1..=100 characters.
+    #[schema(value_type = String, example = "billing worker")]
+    pub name: CleanString,
+    /// Scopes: 1..=64 characters of `[a-z0-9:._-]`; `admin` holds every scope.
+    #[schema(value_type = Vec<String>, example = json!(["invoices:read"]))]
+    pub scopes: Vec<CleanString>,
+    /// Lifetime in days (1..=3650); none for a key that does not expire.
+    pub expires_in_days: Option<u32>,
+}
+
+fn parse_scopes(field: &str, raw: &[CleanString], errors: &mut Vec<FieldError>) -> Vec<Scope> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            Scope::parse(s.as_str())
+                .map_err(|e| {
+                    errors.push(FieldError::new(format!("{field}[{i}]"), "invalid_scope", e))
+                })
+                .ok()
+        })
+        .collect()
+}
+
+/// Create a key for an organization (owner/admin, or a key with `admin` of that organization).
+#[utoipa::path(
+    tag = "api-keys",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body = CreateKey,
+    responses((status = 201, description = "Created; `key` is shown only here", body = CreatedKey), BodyErrors, ManagerErrors, StoreErrors)
+)]
+#[post("/api-keys")]
+pub async fn create(
+    state: web::Data<AppState>,
+    manager: Manager,
+    body: ValidJson<CreateKey>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0;
+    let mut errors = Vec::new();
+    let name = ApiKeyName::parse(body.name.as_str())
+        .map_err(|e| errors.push(FieldError::new("name", "invalid", e)))
+        .ok();
+    let scopes = parse_scopes("scopes", &body.scopes, &mut errors);
+    if body
+        .expires_in_days
+        .is_some_and(|d| !(1..=3650).contains(&d))
+    {
+        errors.push(FieldError::new(
+            "expires_in_days",
+            "out_of_range",
+            "expires_in_days must be 1..=3650",
+        ));
+    }
+    let (Some(name), true) = (name, errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
+    let new = NewKey {
+        organization_id: OrganizationId::from_uuid(body.organization_id),
+        name,
+        scopes: Scopes::new(scopes),
+        expires_in_days: body.expires_in_days,
+    };
+    let issued = state.keys.create(&manager.0, new).await?;
+    Ok(no_store_json(
+        StatusCode::CREATED,
+        &CreatedKey::from(issued),
+    ))
+}
+
+/// `GET /api-keys` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListKeysQuery {
+    /// The organization.
+    pub organization_id: Option<String>,
+    /// Include revoked keys (`true`/`false`, default false).
+    pub include_revoked: Option<String>,
+}
+
+/// Keys of an organization.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    /// Items.
+    pub items: Vec<ApiKeyItem>,
+}
+
+/// List an organization's keys.
+#[utoipa::path(
+    tag = "api-keys",
+    security(("bearer" = []), ("api_key" = [])),
+    params(ListKeysQuery),
+    responses(
+        (status = 200, description = "Keys", body = ApiKeyList),
+        (status = 422, description = "`VALIDATION_FAILED`: bad query", body = Problem, content_type = "application/problem+json"),
+        ManagerErrors, StoreErrors,
+    )
+)]
+#[get("/api-keys")]
+pub async fn list(
+    state: web::Data<AppState>,
+    manager: Manager,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<ListKeysQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::validation(vec![FieldError::new("query", "invalid", e)]))?
+        .into_inner();
+    let Some(org) = query.organization_id else {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "organization_id",
+            "required",
+            "organization_id is required",
+        )]));
+    };
+    let include_revoked = match query.include_revoked.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "include_revoked",
+                "invalid_type",
+                "include_revoked must be true or false",
+            )]));
+        }
+    };
+    let org: OrganizationId = path_id(&org)?;
+    let now = state.auth.clock().now();
+    let items = state
+        .keys
+        .list(&manager.0, org, include_revoked)
+        .await?
+        .iter()
+        .map(|k| ApiKeyItem::new(k, now))
+        .collect();
+    Ok(HttpResponse::Ok().json(ApiKeyList { items }))
+}
+
+/// One key.
+#[utoipa::path(
+    tag = "api-keys",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path, description = "Key id")),
+    responses((status = 200, description = "The key", body = ApiKeyItem), ManagerErrors, StoreErrors)
+)]
+#[get("/api-keys/{id}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    manager: Manager,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ApiKeyId = path_id(&path)?;
+    let key = state.keys.get(&manager.0, id).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyItem::new(&key, state.auth.clock().now())))
+}
+
+/// Revoke a key: every instance rejects it within a second.
+#[utoipa::path(
+    tag = "api-keys",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path, description = "Key id")),
+    responses(
+        (status = 200, description = "Revoked", body = ApiKeyItem),
+        (status = 409, description = "`ALREADY_REVOKED`", body = Problem, content_type = "application/problem+json"),
+        ManagerErrors, StoreErrors,
+    )
+)]
+#[post("/api-keys/{id}/revoke")]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    manager: Manager,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ApiKeyId = path_id(&path)?;
+    let key = state.keys.revoke(&manager.0, id).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyItem::new(&key, state.auth.clock().now())))
+}
+
+/// Replace a key by a new one with the same name, scopes, organization and expiry; the old
+/// key is revoked at once.
+#[utoipa::path(
+    tag = "api-keys",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path, description = "Key id")),
+    responses(
+        (status = 201, description = "The new key; `key` is shown only here", body = CreatedKey),
+        (status = 409, description = "`ALREADY_REVOKED`", body = Problem, content_type = "application/problem+json"),
+        ManagerErrors, StoreErrors,
+    )
+)]
+#[post("/api-keys/{id}/rotate")]
+pub async fn rotate(
+    state: web::Data<AppState>,
+    manager: Manager,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ApiKeyId = path_id(&path)?;
+    let issued = state.keys.rotate(&manager.0, id).await?;
+    Ok(no_store_json(
+        StatusCode::CREATED,
+        &CreatedKey::from(issued),
+    ))
+}
+
+/// `POST /api-keys/verify` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyKey {
+    /// The key, exactly as issued (nothing is trimmed).
+    #[schema(value_type = String)]
+    pub key: CleanString,
+    /// Scopes the key must hold (all of them; `admin` holds every scope).
+    #[schema(value_type = Option<Vec<String>>)]
+    pub required_scopes: Option<Vec<CleanString>>,
+}
+
+/// The verdict on one key.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct KeyVerification {
+    /// Whether the key may be used.
+    pub valid: bool,
+    /// Key id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Uuid>,
+    /// Owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<Uuid>,
+    /// Name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Scopes held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// Expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `INVALID`, `REVOKED`, `EXPIRED` or `INSUFFICIENT_SCOPE` when not valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "REVOKED")]
+    pub error: Option<&'static str>,
+}
+
+impl From<KeyVerdict> for KeyVerification {
+    fn from(verdict: KeyVerdict) -> Self {
+        match verdict {
+            KeyVerdict::Valid(k) => Self {
+                valid: true,
+                key_id: Some(k.id.as_uuid()),
+                organization_id: Some(k.organization_id.as_uuid()),
+                name: Some(k.name.as_str().to_owned()),
+                scopes: Some(scopes_of(&k.scopes)),
+                expires_at: k.expires_at,
+                error: None,
+            },
+            other => Self {
+                error: other.error_code(),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+/// Verify a key, optionally requiring scopes. A bad key is `valid:false` with `error`; a
+/// store outage is a 503, never `valid:false`.
+#[utoipa::path(
+    tag = "api-keys",
+    request_body = VerifyKey,
+    responses((status = 200, description = "Verdict", body = KeyVerification), BodyErrors, StoreErrors)
+)]
+#[post("/api-keys/verify")]
+pub async fn verify(
+    state: web::Data<AppState>,
+    body: ValidJson<VerifyKey>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0;
+    let mut errors = Vec::new();
+    let required = parse_scopes(
+        "required_scopes",
+        body.required_scopes.as_deref().unwrap_or_default(),
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let verdict = state.keys.verify(body.key.as_str(), &required).await?;
+    Ok(HttpResponse::Ok().json(KeyVerification::from(verdict)))
+}
+
+/// `POST /api-keys/verify-batch` body: 1..=100 items, each shaped as a verify body. An item
+/// that is not well-formed gets `valid:false, error:"INVALID"` without failing the batch.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyBatch {
+    /// The keys to verify.
+    #[schema(value_type = Vec<VerifyKey>, min_items = 1, max_items = 100)]
+    pub items: Vec<serde_json::Value>,
+}
+
+/// One result per item, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchVerification {
+    /// Results.
+    pub results: Vec<KeyVerification>,
+}
+
+/// Verify up to 100 keys at once.
+#[utoipa::path(
+    tag = "api-keys",
+    request_body = VerifyBatch,
+    responses((status = 200, description = "Verdicts in order", body = BatchVerification), BodyErrors, StoreErrors)
+)]
+#[post("/api-keys/verify-batch")]
+pub async fn verify_batch(
+    state: web::Data<AppState>,
+    body: ValidJson<VerifyBatch>,
+) -> Result<HttpResponse, ApiError> {
+    let items = body.0.items;
+    if !(1..=100).contains(&items.len()) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "items",
+            "out_of_range",
+            "items must hold 1 to 100 entries",
+        )]));
+    }
+    let checks = items.into_iter().map(|item| {
+        let keys = state.keys.clone();
+        async move {
+            let Ok(parsed) = serde_json::from_value::<VerifyKey>(item) else {
+                return Ok(KeyVerdict::Invalid);
+            };
+            let mut errors = Vec::new();
+            let required = parse_scopes(
+                "required_scopes",
+                parsed.required_scopes.as_deref().unwrap_or_default(),
+                &mut errors,
+            );
+            if !errors.is_empty() {
+                return Ok(KeyVerdict::Invalid);
+            }
+            keys.verify(parsed.key.as_str(), &required).await
+        }
+    });
+    let verdicts = futures::future::join_all(checks).await;
+    let mut results = Vec::with_capacity(verdicts.len());
+    for verdict in verdicts {
+        results.push(KeyVerification::from(verdict?));
+    }
+    Ok(HttpResponse::Ok().json(BatchVerification { results }))
+}

@@ -1,0 +1,279 @@
+//! `PgApiKeyRepository`: revocation is one conditional `UPDATE`, rotation that `UPDATE` and
+//! the new key's `INSERT` in one transaction, so concurrent callers get exactly one winner.
+
+use async_trait::async_trait;
+use auth_core::model::{ApiKey, ApiKeyId, ApiKeyName, OrganizationId, Scope, Scopes, TokenHash};
+use auth_core::ports::{ApiKeyRepository, RevokeKeyError, StoreError};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::error::{classify, pool_error};
+use super::pool::DbPool;
+use super::schema::api_keys;
+
+/// A row of `api_keys`.
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
+struct ApiKeyRow {
+    id: Uuid,
+    organization_id: Uuid,
+    name: String,
+    prefix: String,
+    key_hash: Vec<u8>,
+    scopes: Vec<String>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyRow {
+    fn from_domain(key: &ApiKey) -> Self {
+        Self {
+            id: key.id.as_uuid(),
+            organization_id: key.organization_id.as_uuid(),
+            name: key.name.as_str().to_owned(),
+            prefix: key.prefix.clone(),
+            key_hash: key.key_hash.as_bytes().to_vec(),
+            scopes: key
+                .scopes
+                .as_slice()
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            created_at: key.created_at,
+            expires_at: key.expires_at,
+            revoked_at: key.revoked_at,
+            last_used_at: key.last_used_at,
+        }
+    }
+
+    fn into_domain(self) -> Result<ApiKey, StoreError> {
+        let key_hash: [u8; 32] = self
+            .key_hash
+            .as_slice()
+            .try_into()
+            .map_err(StoreError::internal)?;
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|s| Scope::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::internal)?;
+        Ok(ApiKey {
+            id: ApiKeyId::from_uuid(self.id),
+            organization_id: OrganizationId::from_uuid(self.organization_id),
+            name: ApiKeyName::parse(&self.name).map_err(StoreError::internal)?,
+            prefix: self.prefix,
+            key_hash: TokenHash::from_bytes(key_hash),
+            scopes: Scopes::new(scopes),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            last_used_at: self.last_used_at,
+        })
+    }
+}
+
+/// Raises `last_used_at` to the latest given time per key (`GREATEST` ignores NULL), in one
+/// statement for the whole batch. The rows are locked in id order first, so concurrent
+/// batches from several instances queue up instead of deadlocking.
+const RECORD_USAGE_SQL: &str = "\
+WITH given AS (
+    SELECT id, max(at) AS at FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) GROUP BY id
+), locked AS (
+    SELECT k.id, given.at FROM api_keys AS k JOIN given ON given.id = k.id
+    ORDER BY k.id FOR UPDATE OF k
+)
+UPDATE api_keys AS k SET last_used_at = GREATEST(k.last_used_at, locked.at)
+FROM locked WHERE k.id = locked.id";
+
+/// How a rotation's transaction ended when it did not commit.
+enum RotateFailure {
+    /// The old key is missing or already revoked: roll back, then find out which.
+    Refused,
+    /// The database failed.
+    Db(DieselError),
+}
+
+impl From<DieselError> for RotateFailure {
+    fn from(err: DieselError) -> Self {
+        Self::Db(err)
+    }
+}
+
+/// Why `id` could not be revoked: it is missing, or already revoked (`revoked_at` is never
+/// cleared, so a key that exists but did not match `revoked_at IS NULL` is revoked).
+async fn refusal(conn: &mut AsyncPgConnection, id: Uuid) -> RevokeKeyError {
+    let exists = api_keys::table
+        .find(id)
+        .select(api_keys::id)
+        .first::<Uuid>(conn)
+        .await
+        .optional();
+    match exists {
+        Ok(Some(_)) => RevokeKeyError::AlreadyRevoked,
+        Ok(None) => RevokeKeyError::NotFound,
+        Err(err) => classify(err).into(),
+    }
+}
+
+/// API keys in Postgres, unique by `key_hash`.
+#[derive(Clone)]
+pub struct PgApiKeyRepository {
+    pool: DbPool,
+}
+
+impl std::fmt::Debug for PgApiKeyRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgApiKeyRepository")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PgApiKeyRepository {
+    /// A repository over `pool`.
+    #[must_use]
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepository for PgApiKeyRepository {
+    async fn create(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        diesel::insert_into(api_keys::table)
+            .values(ApiKeyRow::from_domain(key))
+            .execute(&mut conn)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn find(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        api_keys::table
+            .find(id.as_uuid())
+            .select(ApiKeyRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(classify)?
+            .map(ApiKeyRow::into_domain)
+            .transpose()
+    }
+
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        api_keys::table
+            .filter(api_keys::key_hash.eq(hash.as_bytes().as_slice()))
+            .select(ApiKeyRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(classify)?
+            .map(ApiKeyRow::into_domain)
+            .transpose()
+    }
+
+    async fn list(
+        &self,
+        org: OrganizationId,
+        include_revoked: bool,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut query = api_keys::table
+            .filter(api_keys::organization_id.eq(org.as_uuid()))
+            .order((api_keys::created_at.asc(), api_keys::id.asc()))
+            .select(ApiKeyRow::as_select())
+            .into_boxed();
+        if !include_revoked {
+            query = query.filter(api_keys::revoked_at.is_null());
+        }
+        query
+            .load(&mut conn)
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(ApiKeyRow::into_domain)
+            .collect()
+    }
+
+    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        // Concurrent revocations serialise on the row lock; the losers re-check
+        // `revoked_at IS NULL`, find it set, and update nothing.
+        let revoked = diesel::update(
+            api_keys::table
+                .find(id.as_uuid())
+                .filter(api_keys::revoked_at.is_null()),
+        )
+        .set(api_keys::revoked_at.eq(now))
+        .returning(ApiKeyRow::as_returning())
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(classify)?;
+        match revoked {
+            Some(row) => Ok(row.into_domain()?),
+            None => Err(refusal(&mut conn, id.as_uuid()).await),
+        }
+    }
+
+    async fn rotate(
+        &self,
+        old: ApiKeyId,
+        new: &ApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, RevokeKeyError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let new_row = ApiKeyRow::from_domain(new);
+        let rotated = conn
+            .transaction::<_, RotateFailure, _>(async |conn| {
+                let revoked = diesel::update(
+                    api_keys::table
+                        .find(old.as_uuid())
+                        .filter(api_keys::revoked_at.is_null()),
+                )
+                .set(api_keys::revoked_at.eq(now))
+                .returning(ApiKeyRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+                let revoked = revoked.ok_or(RotateFailure::Refused)?;
+                diesel::insert_into(api_keys::table)
+                    .values(&new_row)
+                    .execute(conn)
+                    .await?;
+                Ok(revoked)
+            })
+            .await;
+        match rotated {
+            Ok(row) => Ok(row.into_domain()?),
+            Err(RotateFailure::Refused) => Err(refusal(&mut conn, old.as_uuid()).await),
+            Err(RotateFailure::Db(err)) => Err(classify(err).into()),
+        }
+    }
+
+    async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        if usage.is_empty() {
+            return Ok(());
+        }
+        let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) =
+            usage.iter().map(|(id, at)| (id.as_uuid(), *at)).unzip();
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        diesel::sql_query(RECORD_USAGE_SQL)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .bind::<Array<Timestamptz>, _>(times)
+            .execute(&mut conn)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}

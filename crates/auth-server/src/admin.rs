@@ -1,0 +1,315 @@
+//! Admin commands for organizations and API keys, run by the operator directly against the
+//! configured database. Tables by default, `--json` for scripts; a new key's secret is
+//! printed once, to stdout.
+
+use auth_core::model::{
+    ApiKeyId, ApiKeyName, Email, OrganizationId, OrganizationName, Scope, Scopes,
+};
+use auth_core::{Actor, KeyError, NewKey, OrgError};
+use auth_http::routes::api_keys::{ApiKeyItem, CreatedKey};
+use clap::Subcommand;
+use comfy_table::Table;
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::cli::CliError;
+use crate::config::Config;
+use crate::wiring::{self, Services, Store};
+
+/// `organizations` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum OrganizationsCommand {
+    /// Create an organization owned by a registered user.
+    Create {
+        /// Name (1..=100 characters).
+        #[arg(long)]
+        name: String,
+        /// Email of the owner (a registered user).
+        #[arg(long)]
+        owner_email: String,
+    },
+}
+
+/// `api-keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// Organization id.
+        #[arg(long)]
+        organization: String,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Lifetime in days (none: never expires).
+        #[arg(long)]
+        ttl_days: Option<u32>,
+    },
+    /// List an organization's keys.
+    List {
+        /// Organization id.
+        #[arg(long)]
+        organization: String,
+        /// Include revoked keys.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one key.
+    Info {
+        /// Key id.
+        id: String,
+    },
+    /// Revoke a key (every running instance rejects it within a second).
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+    /// Replace a key by a new one with the same name, scopes and expiry.
+    Rotate {
+        /// Key id.
+        id: String,
+    },
+}
+
+/// Opens the configured database for an admin command: requires `DATABASE_URL`, applies
+/// migrations, and builds the services. No token is issued here, so a missing signing key
+/// is replaced by a random one rather than warned about.
+///
+/// # Errors
+/// No database, or the database is unusable.
+pub async fn open(mut config: Config) -> Result<Services, CliError> {
+    if config.database_url.is_none() {
+        return Err(CliError::Input(
+            "DATABASE_URL is not set: admin commands work on the database (the in-memory store \
+             lives only inside a running server)"
+                .into(),
+        ));
+    }
+    if config.jwt_secret_key.is_none() {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| CliError::Input(format!("random source: {e}")))?;
+        config.jwt_secret_key = Some(SecretString::from(hex::encode(key)));
+    }
+    let store = Store::open(&config)?;
+    wiring::migrate(&config).await?;
+    Ok(wiring::services(&config, &store)?)
+}
+
+fn org_error(err: OrgError) -> CliError {
+    CliError::Failed(match err {
+        OrgError::NotFound => "not found".into(),
+        other => other.to_string(),
+    })
+}
+
+fn key_error(err: KeyError) -> CliError {
+    CliError::Failed(match err {
+        KeyError::NotFound => "no such API key or organization".into(),
+        KeyError::AlreadyRevoked => "the key is already revoked".into(),
+        other => other.to_string(),
+    })
+}
+
+fn parse_id<T: std::str::FromStr>(what: &str, raw: &str) -> Result<T, CliError> {
+    raw.parse()
+        .map_err(|_| CliError::Input(format!("{what} must be a UUID")))
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn key_table(items: &[ApiKeyItem]) -> Table {
+    let mut table = Table::new();
+    table.set_header([
+        "id",
+        "prefix",
+        "name",
+        "scopes",
+        "status",
+        "created",
+        "expires",
+        "last used",
+    ]);
+    let time =
+        |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "-".into(), |t| t.to_rfc3339());
+    for k in items {
+        table.add_row([
+            k.id.to_string(),
+            k.prefix.clone(),
+            k.name.clone(),
+            k.scopes.join(","),
+            k.status.to_owned(),
+            k.created_at.to_rfc3339(),
+            time(k.expires_at),
+            time(k.last_used_at),
+        ]);
+    }
+    table
+}
+
+fn print_created(created: &CreatedKey, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(created);
+    }
+    let mut table = Table::new();
+    table.set_header(["id", "prefix", "name", "organization", "scopes", "expires"]);
+    table.add_row([
+        created.id.to_string(),
+        created.prefix.clone(),
+        created.name.clone(),
+        created.organization_id.to_string(),
+        created.scopes.join(","),
+        created
+            .expires_at
+            .map_or_else(|| "-".into(), |t| t.to_rfc3339()),
+    ]);
+    println!("{table}");
+    println!("key (shown once, store it now): {}", created.key);
+    Ok(())
+}
+
+/// Runs an `organizations` command.
+///
+/// # Errors
+/// [`CliError`].
+pub async fn organizations(
+    config: Config,
+    cmd: OrganizationsCommand,
+    json: bool,
+) -> Result<(), CliError> {
+    let services = open(config).await?;
+    match cmd {
+        OrganizationsCommand::Create { name, owner_email } => {
+            let name = OrganizationName::parse(&name)
+                .map_err(|e| CliError::Input(format!("--name: {e}")))?;
+            let email = Email::parse(&owner_email)
+                .map_err(|e| CliError::Input(format!("--owner-email: {e}")))?;
+            let owner = services
+                .orgs
+                .find_user(&email)
+                .await
+                .map_err(org_error)?
+                .ok_or_else(|| CliError::Input(format!("no user with email {email}")))?;
+            let org = services
+                .orgs
+                .create(owner.id, name)
+                .await
+                .map_err(org_error)?;
+            #[derive(Serialize)]
+            struct Created<'a> {
+                id: String,
+                name: &'a str,
+                owner_id: String,
+                created_at: String,
+            }
+            let created = Created {
+                id: org.id.to_string(),
+                name: org.name.as_str(),
+                owner_id: owner.id.to_string(),
+                created_at: org.created_at.to_rfc3339(),
+            };
+            if json {
+                print_json(&created)
+            } else {
+                let mut table = Table::new();
+                table.set_header(["id", "name", "owner", "created"]);
+                table.add_row([
+                    created.id,
+                    created.name.to_owned(),
+                    owner.email.to_string(),
+                    created.created_at,
+                ]);
+                println!("{table}");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs an `api-keys` command.
+///
+/// # Errors
+/// [`CliError`].
+pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result<(), CliError> {
+    let services = open(config).await?;
+    let keys = &services.keys;
+    let now = services.auth.clock().now();
+    let actor = Actor::Operator;
+    match cmd {
+        ApiKeysCommand::Create {
+            organization,
+            name,
+            scopes,
+            ttl_days,
+        } => {
+            let organization_id: OrganizationId = parse_id("--organization", &organization)?;
+            let name =
+                ApiKeyName::parse(&name).map_err(|e| CliError::Input(format!("--name: {e}")))?;
+            let scopes = scopes
+                .iter()
+                .map(|s| {
+                    Scope::parse(s.trim())
+                        .map_err(|e| CliError::Input(format!("--scopes: {s:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if ttl_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+                return Err(CliError::Input("--ttl-days must be 1..=3650".into()));
+            }
+            let new = NewKey {
+                organization_id,
+                name,
+                scopes: Scopes::new(scopes),
+                expires_in_days: ttl_days,
+            };
+            let issued = keys.create(&actor, new).await.map_err(key_error)?;
+            print_created(&CreatedKey::from(issued), json)
+        }
+        ApiKeysCommand::List { organization, all } => {
+            let org: OrganizationId = parse_id("--organization", &organization)?;
+            let items: Vec<ApiKeyItem> = keys
+                .list(&actor, org, all)
+                .await
+                .map_err(key_error)?
+                .iter()
+                .map(|k| ApiKeyItem::new(k, now))
+                .collect();
+            if json {
+                print_json(&items)
+            } else {
+                println!("{}", key_table(&items));
+                Ok(())
+            }
+        }
+        ApiKeysCommand::Info { id } => {
+            let id: ApiKeyId = parse_id("ID", &id)?;
+            let item = ApiKeyItem::new(&keys.get(&actor, id).await.map_err(key_error)?, now);
+            if json {
+                print_json(&item)
+            } else {
+                println!("{}", key_table(std::slice::from_ref(&item)));
+                Ok(())
+            }
+        }
+        ApiKeysCommand::Revoke { id } => {
+            let id: ApiKeyId = parse_id("ID", &id)?;
+            let item = ApiKeyItem::new(&keys.revoke(&actor, id).await.map_err(key_error)?, now);
+            if json {
+                print_json(&item)
+            } else {
+                println!("{}", key_table(std::slice::from_ref(&item)));
+                Ok(())
+            }
+        }
+        ApiKeysCommand::Rotate { id } => {
+            let id: ApiKeyId = parse_id("ID", &id)?;
+            let issued = keys.rotate(&actor, id).await.map_err(key_error)?;
+            print_created(&CreatedKey::from(issued), json)
+        }
+    }
+}

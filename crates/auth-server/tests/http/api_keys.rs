@@ -1,0 +1,488 @@
+//! API keys over HTTP: management by users and by keys, verify and verify-batch.
+
+use auth_core::model::{ApiKeySecret, KeyPrefix};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, assert_problem, on_both_stores, str_field};
+use crate::organizations::new_org;
+
+on_both_stores!(
+    keys_are_created_shown_once_and_verified,
+    revoke_and_rotate,
+    keys_manage_keys_of_their_own_organization_only,
+    users_need_a_managing_role,
+    batch_verification_answers_every_item,
+);
+
+pub async fn create_key(app: &TestApp, token: &str, org: &str, scopes: Value) -> Value {
+    let res = app
+        .post_auth(
+            "/api/v1/api-keys",
+            token,
+            Some(&json!({"organization_id": org, "name": "worker", "scopes": scopes})),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    res.json().await.unwrap()
+}
+
+pub async fn verify(app: &TestApp, key: &str, scopes: Value) -> Value {
+    let res = app
+        .post_json(
+            "/api/v1/api-keys/verify",
+            &json!({"key": key, "required_scopes": scopes}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn owner_and_org(app: &TestApp) -> (String, String) {
+    let (_, owner) = app.user_with_session().await;
+    let token = str_field(&owner, "access_token").to_owned();
+    let org = new_org(app, &token, "Keys Ltd").await;
+    (token, org)
+}
+
+async fn keys_are_created_shown_once_and_verified(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let created = create_key(
+        app,
+        &token,
+        &org,
+        json!(["invoices:read", "invoices:write", "invoices:read"]),
+    )
+    .await;
+    let key = str_field(&created, "key").to_owned();
+    assert!(key.starts_with("ak_live_"), "{key}");
+    assert_eq!(key.len(), "ak_live_".len() + 30 + 1 + 6);
+    assert_eq!(created["prefix"], key[..16]);
+    assert_eq!(created["status"], "active");
+    assert_eq!(
+        created["scopes"],
+        json!(["invoices:read", "invoices:write"])
+    );
+    assert_eq!(created["organization_id"], org.as_str());
+    assert_eq!(created["expires_at"], Value::Null);
+    let id = str_field(&created, "id");
+
+    // Never shown again.
+    let listed: Value = app
+        .get_auth(&format!("/api/v1/api-keys?organization_id={org}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let got: Value = app
+        .get_auth(&format!("/api/v1/api-keys/{id}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(got.get("key").is_none() && !got.to_string().contains(&key));
+    assert_eq!(got["status"], "active");
+    assert_eq!(got["revoked_at"], Value::Null);
+
+    let ok = verify(app, &key, json!(["invoices:read"])).await;
+    assert_eq!(ok["valid"], true);
+    assert_eq!(ok["key_id"], id);
+    assert_eq!(ok["organization_id"], org.as_str());
+    assert_eq!(ok["name"], "worker");
+    assert_eq!(verify(app, &key, json!([])).await["valid"], true);
+    let res = app
+        .post_json("/api/v1/api-keys/verify", &json!({"key": key}))
+        .await;
+    assert_eq!(res.json::<Value>().await.unwrap()["valid"], true);
+    assert_eq!(
+        verify(app, &key, json!(["invoices:read", "payments:write"])).await,
+        json!({"valid": false, "error": "INSUFFICIENT_SCOPE"})
+    );
+
+    // Mistyped, invented (right checksum, never issued), padded: INVALID.
+    let mut typo = key.clone().into_bytes();
+    typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
+    let invented = ApiKeySecret::from_random(&KeyPrefix::default(), &[9u8; 64]).unwrap();
+    for bad in [
+        String::from_utf8(typo).unwrap(),
+        invented.expose().to_owned(),
+        format!(" {key}"),
+        format!("{key} "),
+        "garbage".into(),
+    ] {
+        assert_eq!(
+            verify(app, &bad, json!([])).await,
+            json!({"valid": false, "error": "INVALID"}),
+            "{bad:?}"
+        );
+    }
+    let res = app
+        .post_json(
+            "/api/v1/api-keys/verify",
+            &json!({"key": key, "required_scopes": ["Bad Scope"]}),
+        )
+        .await;
+    assert_problem(res, 422, "VALIDATION_FAILED").await;
+    assert_problem(
+        app.post_json("/api/v1/api-keys/verify", &json!({})).await,
+        422,
+        "VALIDATION_FAILED",
+    )
+    .await;
+
+    // An admin key holds every scope; expiry is set from days.
+    let admin = create_key(app, &token, &org, json!(["admin"])).await;
+    assert_eq!(
+        verify(app, str_field(&admin, "key"), json!(["anything:at-all"])).await["valid"],
+        true
+    );
+    let res = app
+        .post_auth("/api/v1/api-keys", &token, Some(&json!({"organization_id": org, "name": "temp", "scopes": [], "expires_in_days": 7})))
+        .await;
+    let temp: Value = res.json().await.unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(str_field(&temp, "expires_at")).unwrap();
+    let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
+    assert!((167..=168).contains(&days), "{days}");
+    for bad in [
+        json!({"organization_id": org, "name": "x", "scopes": ["UPPER"]}),
+        json!({"organization_id": org, "name": "", "scopes": []}),
+        json!({"organization_id": org, "name": "x", "scopes": [], "expires_in_days": 0}),
+        json!({"organization_id": "nope", "name": "x", "scopes": []}),
+    ] {
+        assert_problem(
+            app.post_auth("/api/v1/api-keys", &token, Some(&bad)).await,
+            422,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
+}
+
+async fn revoke_and_rotate(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let first = create_key(app, &token, &org, json!(["read"])).await;
+    let (id, key) = (str_field(&first, "id"), str_field(&first, "key"));
+    assert_eq!(verify(app, key, json!([])).await["valid"], true);
+
+    let res = app
+        .post_auth(&format!("/api/v1/api-keys/{id}/rotate"), &token, None)
+        .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let second: Value = res.json().await.unwrap();
+    assert_ne!(second["id"], first["id"]);
+    assert_ne!(second["key"], first["key"]);
+    for field in ["name", "scopes", "organization_id", "expires_at"] {
+        assert_eq!(second[field], first[field], "{field}");
+    }
+    assert_eq!(
+        verify(app, key, json!([])).await,
+        json!({"valid": false, "error": "REVOKED"})
+    );
+    let new_key = str_field(&second, "key");
+    assert_eq!(verify(app, new_key, json!(["read"])).await["valid"], true);
+    let res = app
+        .post_auth(&format!("/api/v1/api-keys/{id}/rotate"), &token, None)
+        .await;
+    assert_problem(res, 409, "ALREADY_REVOKED").await;
+
+    let new_id = str_field(&second, "id");
+    let res = app
+        .post_auth(&format!("/api/v1/api-keys/{new_id}/revoke"), &token, None)
+        .await;
+    assert_eq!(res.status(), 200);
+    let revoked: Value = res.json().await.unwrap();
+    assert_eq!(revoked["status"], "revoked");
+    assert!(revoked["revoked_at"].is_string());
+    assert_eq!(
+        verify(app, new_key, json!([])).await,
+        json!({"valid": false, "error": "REVOKED"})
+    );
+    assert_problem(
+        app.post_auth(&format!("/api/v1/api-keys/{new_id}/revoke"), &token, None)
+            .await,
+        409,
+        "ALREADY_REVOKED",
+    )
+    .await;
+    assert_problem(
+        app.post_auth("/api/v1/api-keys/not-an-id/revoke", &token, None)
+            .await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+
+    let active: Value = app
+        .get_auth(&format!("/api/v1/api-keys?organization_id={org}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(active["items"], json!([]));
+    let all: Value = app
+        .get_auth(
+            &format!("/api/v1/api-keys?organization_id={org}&include_revoked=true"),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    assert!(
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["status"] == "revoked")
+    );
+    let res = app.get_auth("/api/v1/api-keys", &token).await;
+    assert_problem(res, 422, "VALIDATION_FAILED").await;
+    let res = app
+        .get_auth(
+            &format!("/api/v1/api-keys?organization_id={org}&include_revoked=maybe"),
+            &token,
+        )
+        .await;
+    assert_problem(res, 422, "VALIDATION_FAILED").await;
+}
+
+async fn with_key(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = app.request(method, path).header("x-api-key", key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.unwrap()
+}
+
+async fn keys_manage_keys_of_their_own_organization_only(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let admin = create_key(app, &token, &org, json!(["admin"])).await;
+    let plain = create_key(app, &token, &org, json!(["read"])).await;
+    let ak = str_field(&admin, "key");
+    let res = with_key(
+        app,
+        Method::POST,
+        "/api/v1/api-keys",
+        ak,
+        Some(json!({"organization_id": org, "name": "by key", "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let made: Value = res.json().await.unwrap();
+    let res = with_key(
+        app,
+        Method::GET,
+        &format!("/api/v1/api-keys?organization_id={org}"),
+        ak,
+        None,
+    )
+    .await;
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let res = with_key(
+        app,
+        Method::POST,
+        &format!("/api/v1/api-keys/{}/revoke", str_field(&made, "id")),
+        ak,
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+
+    // Without `admin`: 403. Another organization: 404. A key is never a Bearer token.
+    let res = with_key(
+        app,
+        Method::GET,
+        &format!("/api/v1/api-keys?organization_id={org}"),
+        str_field(&plain, "key"),
+        None,
+    )
+    .await;
+    assert_problem(res, 403, "FORBIDDEN").await;
+    let (other_token, other_org) = owner_and_org(app).await;
+    let other_key = create_key(app, &other_token, &other_org, json!(["read"])).await;
+    let res = with_key(
+        app,
+        Method::GET,
+        &format!("/api/v1/api-keys/{}", str_field(&other_key, "id")),
+        ak,
+        None,
+    )
+    .await;
+    assert_problem(res, 404, "NOT_FOUND").await;
+    let res = with_key(
+        app,
+        Method::POST,
+        "/api/v1/api-keys",
+        ak,
+        Some(json!({"organization_id": other_org, "name": "x", "scopes": []})),
+    )
+    .await;
+    assert_problem(res, 404, "NOT_FOUND").await;
+    let res = app
+        .get_auth(&format!("/api/v1/api-keys?organization_id={org}"), ak)
+        .await;
+    assert_problem(res, 401, "UNAUTHENTICATED").await;
+    let res = with_key(
+        app,
+        Method::GET,
+        &format!("/api/v1/api-keys?organization_id={org}"),
+        "ak_live_bogus",
+        None,
+    )
+    .await;
+    assert_problem(res, 401, "UNAUTHENTICATED").await;
+    let res = app
+        .get(&format!("/api/v1/api-keys?organization_id={org}"))
+        .await;
+    assert_problem(res, 401, "UNAUTHENTICATED").await;
+    // A revoked admin key manages nothing.
+    app.post_auth(
+        &format!("/api/v1/api-keys/{}/revoke", str_field(&admin, "id")),
+        &token,
+        None,
+    )
+    .await;
+    let res = with_key(
+        app,
+        Method::GET,
+        &format!("/api/v1/api-keys?organization_id={org}"),
+        ak,
+        None,
+    )
+    .await;
+    assert_problem(res, 401, "UNAUTHENTICATED").await;
+}
+
+async fn users_need_a_managing_role(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let key = create_key(app, &token, &org, json!([])).await;
+    let (member_email, member) = app.user_with_session().await;
+    app.post_auth(
+        &format!("/api/v1/organizations/{org}/members"),
+        &token,
+        Some(&json!({"email": member_email, "role": "member"})),
+    )
+    .await;
+    let mt = str_field(&member, "access_token");
+    let (_, stranger) = app.user_with_session().await;
+    let st = str_field(&stranger, "access_token");
+    let body = json!({"organization_id": org, "name": "x", "scopes": []});
+    assert_problem(
+        app.post_auth("/api/v1/api-keys", mt, Some(&body)).await,
+        403,
+        "FORBIDDEN",
+    )
+    .await;
+    assert_problem(
+        app.post_auth("/api/v1/api-keys", st, Some(&body)).await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    let path = format!("/api/v1/api-keys/{}", str_field(&key, "id"));
+    assert_problem(app.get_auth(&path, mt).await, 403, "FORBIDDEN").await;
+    assert_problem(app.get_auth(&path, st).await, 404, "NOT_FOUND").await;
+    assert_problem(
+        app.post_auth(&format!("{path}/revoke"), st, None).await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    let body = json!({"organization_id": uuid::Uuid::now_v7(), "name": "x", "scopes": []});
+    assert_problem(
+        app.post_auth("/api/v1/api-keys", &token, Some(&body)).await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+}
+
+async fn batch_verification_answers_every_item(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let good = create_key(app, &token, &org, json!(["read"])).await;
+    let gone = create_key(app, &token, &org, json!(["read"])).await;
+    app.post_auth(
+        &format!("/api/v1/api-keys/{}/revoke", str_field(&gone, "id")),
+        &token,
+        None,
+    )
+    .await;
+    let items = json!([
+        {"key": good["key"]},
+        {"key": good["key"], "required_scopes": ["write"]},
+        {"key": gone["key"]},
+        {"key": "nonsense"},
+        {"key": 42},
+        "not even an object",
+        {"key": good["key"], "required_scopes": ["BAD SCOPE"]},
+        {"key": good["key"], "required_scopes": ["read"]},
+    ]);
+    let res = app
+        .post_json("/api/v1/api-keys/verify-batch", &json!({"items": items}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let results: Vec<Value> = res.json::<Value>().await.unwrap()["results"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let summary: Vec<(bool, Option<&str>)> = results
+        .iter()
+        .map(|r| (r["valid"].as_bool().unwrap(), r["error"].as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (true, None),
+            (false, Some("INSUFFICIENT_SCOPE")),
+            (false, Some("REVOKED")),
+            (false, Some("INVALID")),
+            (false, Some("INVALID")),
+            (false, Some("INVALID")),
+            (false, Some("INVALID")),
+            (true, None),
+        ]
+    );
+    assert_eq!(results[0]["key_id"], good["id"]);
+    for bad in [
+        json!({"items": []}),
+        json!({"items": vec![json!({"key": "x"}); 101]}),
+        json!({}),
+    ] {
+        assert_problem(
+            app.post_json("/api/v1/api-keys/verify-batch", &bad).await,
+            422,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
+    let hundred = json!({"items": vec![json!({"key": good["key"]}); 100]});
+    let res: Value = app
+        .post_json("/api/v1/api-keys/verify-batch", &hundred)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        res["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["valid"] == true)
+    );
+}

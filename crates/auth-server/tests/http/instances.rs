@@ -1,0 +1,245 @@
+//! Several instances on one Postgres: revocations and ended sessions reach every instance
+//! within a second; a database outage is a 503, never a cached or invented verdict.
+
+use std::time::{Duration, Instant};
+
+use auth_infra::test_support::TestDb;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::api_keys::{create_key, verify};
+use crate::common::{PgProxy, TestApp, assert_problem, pg_addr, str_field, test_config};
+use crate::organizations::new_org;
+
+async fn two_instances() -> (TestApp, TestApp, TestDb) {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    let a = TestApp::serve(config.clone(), None).await;
+    let b = TestApp::serve(config, None).await;
+    assert_eq!(a.get("/health/ready").await.status(), 200);
+    assert_eq!(b.get("/health/ready").await.status(), 200);
+    (a, b, db)
+}
+
+/// Polls `check` until it holds, returning how long it took; fails after `limit`.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_instance_is_rejected_by_the_other_within_a_second() {
+    let (a, b, _db) = two_instances().await;
+    let (_, owner) = a.user_with_session().await;
+    let token = str_field(&owner, "access_token");
+    let org = new_org(&a, token, "Two Instances").await;
+    let created = create_key(&a, token, &org, json!(["read"])).await;
+    let key = str_field(&created, "key");
+    // B caches the key as valid.
+    assert_eq!(verify(&b, key, json!([])).await["valid"], true);
+    let health: Value = b.get("/health").await.json().await.unwrap();
+    assert!(
+        health["components"]["cache"]["entries"].as_u64().unwrap() >= 1,
+        "{health}"
+    );
+
+    let res = a
+        .post_auth(
+            &format!("/api/v1/api-keys/{}/revoke", str_field(&created, "id")),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    // A rejects at once; B within a second.
+    assert_eq!(verify(&a, key, json!([])).await["error"], "REVOKED");
+    let took = within(Duration::from_secs(1), || async {
+        verify(&b, key, json!([])).await["error"] == "REVOKED"
+    })
+    .await;
+    eprintln!("revocation reached the second instance in {took:?}");
+
+    // Rotation too.
+    let second = create_key(&a, token, &org, json!(["read"])).await;
+    let second_key = str_field(&second, "key");
+    assert_eq!(verify(&b, second_key, json!([])).await["valid"], true);
+    let res = b
+        .post_auth(
+            &format!("/api/v1/api-keys/{}/rotate", str_field(&second, "id")),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    within(Duration::from_secs(1), || async {
+        verify(&a, second_key, json!([])).await["error"] == "REVOKED"
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_on_one_instance_ends_on_the_other_within_a_second() {
+    let (a, b, _db) = two_instances().await;
+    let (email, first) = a.user_with_session().await;
+    let at = str_field(&first, "access_token");
+    assert_eq!(b.get_auth("/api/v1/auth/verify", at).await.status(), 200);
+    a.post_json(
+        "/api/v1/auth/logout",
+        &json!({"refresh_token": first["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(a.get_auth("/api/v1/auth/verify", at).await.status(), 401);
+    within(Duration::from_secs(1), || async {
+        b.get_auth("/api/v1/auth/verify", at).await.status() == 401
+    })
+    .await;
+
+    // logout-all on B, seen on A; verify-token agrees.
+    let s1: Value = a
+        .login(&email, crate::common::PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let s2: Value = a
+        .login(&email, crate::common::PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let t1 = str_field(&s1, "access_token");
+    assert_eq!(a.get_auth("/api/v1/auth/verify", t1).await.status(), 200);
+    let res = b
+        .post_auth(
+            "/api/v1/auth/logout-all",
+            str_field(&s2, "access_token"),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    within(Duration::from_secs(1), || async {
+        let v: Value = a
+            .post_json("/api/v1/auth/verify-token", &json!({"token": t1}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        v["error"] == "REVOKED"
+    })
+    .await;
+
+    // Refresh-token reuse detected on B ends the session on A.
+    let s3: Value = a
+        .login(&email, crate::common::PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let t3 = str_field(&s3, "access_token");
+    assert_eq!(a.get_auth("/api/v1/auth/verify", t3).await.status(), 200);
+    let rt = s3["refresh_token"].clone();
+    assert_eq!(
+        b.post_json("/api/v1/auth/refresh", &json!({"refresh_token": rt}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        b.post_json("/api/v1/auth/refresh", &json!({"refresh_token": rt}))
+            .await
+            .status(),
+        401
+    );
+    within(Duration::from_secs(1), || async {
+        a.get_auth("/api/v1/auth/verify", t3).await.status() == 401
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_a_503_never_cached_and_cached_verdicts_keep_answering() {
+    let db = TestDb::new().await;
+    let mut direct = test_config();
+    direct.database_url = Some(SecretString::from(db.url().to_owned()));
+    let a = TestApp::serve(direct, None).await;
+    let proxy = PgProxy::start(pg_addr(db.url())).await;
+    let mut via_proxy = test_config();
+    via_proxy.database_url = Some(SecretString::from(proxy.url_for(db.url())));
+    via_proxy.db_timeout_ms = 300;
+    let b = TestApp::serve(via_proxy, None).await;
+    assert_eq!(b.get("/health/ready").await.status(), 200);
+
+    let (_, owner) = a.user_with_session().await;
+    let token = str_field(&owner, "access_token");
+    let org = new_org(&a, token, "Outage").await;
+    let cached = str_field(&create_key(&a, token, &org, json!([])).await, "key").to_owned();
+    let uncached = str_field(&create_key(&a, token, &org, json!([])).await, "key").to_owned();
+    assert_eq!(verify(&b, &cached, json!([])).await["valid"], true);
+    assert_eq!(b.get_auth("/api/v1/auth/verify", token).await.status(), 200);
+
+    proxy.cut();
+    // A key B has never seen: 503 with Retry-After, not valid:false.
+    let res = b
+        .post_json("/api/v1/api-keys/verify", &json!({"key": uncached}))
+        .await;
+    assert!(
+        res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            >= 1
+    );
+    assert_problem(res, 503, "SERVICE_UNAVAILABLE").await;
+    let res = b
+        .post_json(
+            "/api/v1/api-keys/verify-batch",
+            &json!({"items": [{"key": cached}, {"key": uncached}]}),
+        )
+        .await;
+    assert_problem(res, 503, "SERVICE_UNAVAILABLE").await;
+    // What B saw before the outage still answers: the cached key and the cached session.
+    assert_eq!(verify(&b, &cached, json!([])).await["valid"], true);
+    assert_eq!(b.get_auth("/api/v1/auth/verify", token).await.status(), 200);
+    // Malformed keys are refused without the database at all.
+    assert_eq!(
+        verify(&b, "ak_live_garbage", json!([])).await["error"],
+        "INVALID"
+    );
+    within(Duration::from_secs(5), || async {
+        b.get("/health/ready").await.status() == 503
+    })
+    .await;
+    assert_eq!(b.get("/health/live").await.status(), 200);
+
+    proxy.restore();
+    // The error was not cached: once the database is back the same key verifies.
+    within(Duration::from_secs(10), || async {
+        let res = b
+            .post_json("/api/v1/api-keys/verify", &json!({"key": uncached}))
+            .await;
+        res.status() == 200 && res.json::<Value>().await.unwrap()["valid"] == true
+    })
+    .await;
+    within(Duration::from_secs(10), || async {
+        b.get("/health/ready").await.status() == 200
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -227,7 +227,40 @@ async fn an_outage_is_a_503_never_cached_and_cached_verdicts_keep_answering() {
     .await;
     assert_eq!(b.get("/health/live").await.status(), 200);
 
+    // Revoked on A while B cannot hear: B keeps its pre-outage answer until it reconnects,
+    // then flushes its caches, since it may have missed the notification.
+    let cached_id = {
+        let list: Value = a
+            .get_auth(&format!("/api/v1/api-keys?organization_id={org}"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| cached.starts_with(k["prefix"].as_str().unwrap()))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let res = a
+        .post_auth(&format!("/api/v1/api-keys/{cached_id}/revoke"), token, None)
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        verify(&b, &cached, json!([])).await["valid"],
+        true,
+        "served from cache while cut off"
+    );
+
     proxy.restore();
+    within(Duration::from_secs(10), || async {
+        verify(&b, &cached, json!([])).await["error"] == "REVOKED"
+    })
+    .await;
     // The error was not cached: once the database is back the same key verifies.
     within(Duration::from_secs(10), || async {
         let res = b

@@ -124,3 +124,166 @@ async fn cli_migrates_and_creates_an_admin_from_stdin() {
     assert_eq!(me["email"], "Root@Example.com");
     app.stop().await;
 }
+
+fn cli_json(db: &TestDb, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = cli(db, &all, "");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_organizations_and_keys_and_running_instances_hear_it() {
+    let db = TestDb::new().await;
+    let out = cli(
+        &db,
+        &["users", "create", "--email", "owner@example.com"],
+        "owner passphrase\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let org = cli_json(
+        &db,
+        &[
+            "organizations",
+            "create",
+            "--name",
+            "Fleet",
+            "--owner-email",
+            "OWNER@example.com",
+        ],
+    );
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    assert_eq!(org["name"], "Fleet");
+
+    let created = cli_json(
+        &db,
+        &[
+            "api-keys",
+            "create",
+            "--organization",
+            &org_id,
+            "--name",
+            "ingest",
+            "--scopes",
+            "events:write,events:read",
+        ],
+    );
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with(created["prefix"].as_str().unwrap()));
+    assert_eq!(
+        created["scopes"],
+        serde_json::json!(["events:read", "events:write"])
+    );
+    let listed = cli_json(&db, &["api-keys", "list", "--organization", &org_id]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(
+        !listed.to_string().contains(&key),
+        "the secret is shown once"
+    );
+    assert_eq!(
+        cli_json(&db, &["api-keys", "info", &key_id])["status"],
+        "active"
+    );
+
+    // Tables by default.
+    let table = cli(&db, &["api-keys", "list", "--organization", &org_id], "");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("ingest") && text.contains("active") && !text.contains(&key),
+        "{text}"
+    );
+
+    // A running instance caches the key; revoking from the command line reaches it.
+    let mut config = test_config();
+    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    let app = TestApp::serve(config, None).await;
+    let verify = |k: String| {
+        let app = &app;
+        async move {
+            app.post_json("/api/v1/api-keys/verify", &serde_json::json!({"key": k}))
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(verify(key.clone()).await["valid"], true);
+    let revoked = cli_json(&db, &["api-keys", "revoke", &key_id]);
+    assert_eq!(revoked["status"], "revoked");
+    let start = std::time::Instant::now();
+    while verify(key.clone()).await["error"] != "REVOKED" {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "CLI revocation not heard"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let again = cli(&db, &["api-keys", "revoke", &key_id], "");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"));
+
+    let second = cli_json(
+        &db,
+        &[
+            "api-keys",
+            "create",
+            "--organization",
+            &org_id,
+            "--name",
+            "n2",
+            "--scopes",
+            "a",
+            "--ttl-days",
+            "30",
+        ],
+    );
+    let rotated = cli_json(&db, &["api-keys", "rotate", second["id"].as_str().unwrap()]);
+    assert_eq!(rotated["expires_at"], second["expires_at"]);
+    assert_eq!(
+        verify(rotated["key"].as_str().unwrap().to_owned()).await["valid"],
+        true
+    );
+    assert_eq!(
+        verify(second["key"].as_str().unwrap().to_owned()).await["error"],
+        "REVOKED"
+    );
+
+    let bad = cli(
+        &db,
+        &[
+            "api-keys",
+            "create",
+            "--organization",
+            "nope",
+            "--name",
+            "x",
+            "--scopes",
+            "a",
+        ],
+        "",
+    );
+    assert!(!bad.status.success());
+    let missing = cli(
+        &db,
+        &["api-keys", "list", "--organization", &uuid_like()],
+        "",
+    );
+    assert!(!missing.status.success());
+    app.stop().await;
+    drop(db);
+}
+
+fn uuid_like() -> String {
+    auth_core::model::OrganizationId::generate().to_string()
+}

@@ -65,6 +65,13 @@ impl ApiKeyRepository for Counting {
     }
 }
 
+type Stores = (
+    Arc<dyn UserRepository>,
+    Arc<dyn OrganizationRepository>,
+    Arc<dyn ApiKeyRepository>,
+    Option<TestDb>,
+);
+
 struct Harness {
     keys: ApiKeyService,
     clock: Arc<ManualClock>,
@@ -75,12 +82,7 @@ struct Harness {
 
 async fn harness(postgres: bool) -> Harness {
     let clock = Arc::new(ManualClock::starting_now());
-    let (users, orgs, repo, db): (
-        Arc<dyn UserRepository>,
-        Arc<dyn OrganizationRepository>,
-        Arc<dyn ApiKeyRepository>,
-        _,
-    ) = if postgres {
+    let (users, orgs, repo, db): Stores = if postgres {
         let db = TestDb::new().await;
         let pool = db.pool();
         (

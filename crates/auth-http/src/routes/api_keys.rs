@@ -70,8 +70,8 @@ impl ApiKeyItem {
     }
 }
 
-/// A new key: shown once.
-#[derive(Debug, Serialize, ToSchema)]
+/// A new key: shown once. `Debug` never shows the key.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedKey {
     /// Id.
     pub id: Uuid,
@@ -92,6 +92,17 @@ pub struct CreatedKey {
     pub created_at: DateTime<Utc>,
     /// Expiry, if any.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("id", &self.id)
+            .field("key", &"[REDACTED]")
+            .field("prefix", &self.prefix)
+            .field("organization_id", &self.organization_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<IssuedKey> for CreatedKey {
@@ -459,4 +470,28 @@ pub async fn verify_batch(
         results.push(KeyVerification::from(verdict?));
     }
     Ok(HttpResponse::Ok().json(BatchVerification { results }))
+}
+
+#[cfg(test)]
+mod tests {
+    use auth_core::model::{ApiKeySecret, KeyPrefix};
+
+    use super::*;
+
+    #[test]
+    fn debug_output_never_holds_the_key() {
+        let secret = ApiKeySecret::from_random(&KeyPrefix::default(), &[5u8; 64]).unwrap();
+        let created = CreatedKey {
+            id: Uuid::nil(),
+            key: secret.expose().to_owned(),
+            prefix: "ak_live_55555555".into(),
+            name: "n".into(),
+            organization_id: Uuid::nil(),
+            scopes: vec![],
+            status: "active",
+            created_at: Utc::now(),
+            expires_at: None,
+        };
+        assert!(!format!("{created:?}").contains(secret.expose()));
+    }
 }

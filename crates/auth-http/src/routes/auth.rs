@@ -63,8 +63,8 @@ pub struct TokenUser {
     pub email: String,
 }
 
-/// A new access token and refresh token.
-#[derive(Debug, Serialize, ToSchema)]
+/// A new access token and refresh token. `Debug` never shows the tokens.
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     /// JWT access token (`typ: at+jwt`).
     pub access_token: String,
@@ -81,6 +81,17 @@ pub struct TokenResponse {
     pub refresh_expires_in: i64,
     /// The user.
     pub user: TokenUser,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[REDACTED]")
+            .field("refresh_token", &"[REDACTED]")
+            .field("expires_in", &self.expires_in)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<TokenPair> for TokenResponse {

@@ -10,4 +10,8 @@ if [ -z "${DATABASE_URL:-}" ]; then
   echo "test Postgres at ${DATABASE_URL%%@*}@${DATABASE_URL#*@} (throwaway)" >&2
 fi
 export DATABASE_URL
-cargo test --workspace "$@"
+scope=(--workspace)
+for arg in "$@"; do
+  case "$arg" in -p|--package|-p*|--package=*) scope=() ;; esac
+done
+cargo test "${scope[@]}" "$@"

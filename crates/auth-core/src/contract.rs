@@ -15,13 +15,14 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::memory::ManualClock;
 use crate::model::{
-    ApiKey, ApiKeyId, ApiKeyName, DisplayName, Email, Member, Membership, Organization,
-    OrganizationId, OrganizationName, PasswordHash, Role, Scope, Scopes, Session, SessionId,
-    TokenHash, User, UserId,
+    ApiKey, ApiKeyId, ApiKeyName, Device, DeviceId, DeviceMetadata, DeviceName, DisplayName, Email,
+    Member, Membership, Organization, OrganizationId, OrganizationName, PasswordHash, Role, Scope,
+    Scopes, Session, SessionId, TokenHash, User, UserId,
 };
 use crate::ports::{
-    AddMemberError, ApiKeyRepository, Clock, CreateUserError, OrganizationRepository,
-    RemoveMemberError, RevokeKeyError, Rotation, SessionRepository, UserRepository,
+    AddMemberError, ApiKeyRepository, ChangeDeviceError, Clock, CreateUserError, DeviceRepository,
+    OrganizationRepository, RegisterDeviceError, RemoveMemberError, RevokeKeyError, Rotation,
+    SessionRepository, UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -35,6 +36,9 @@ pub trait Fixture: Send + Sync {
     /// The API key repository under test (its keys belong to organizations of
     /// `organizations`).
     fn api_keys(&self) -> Arc<dyn ApiKeyRepository>;
+    /// The device repository under test (its devices belong to organizations of
+    /// `organizations`).
+    fn devices(&self) -> Arc<dyn DeviceRepository>;
 }
 
 /// Expands to one `#[tokio::test]` per contract behaviour; `$fixture` is an async expression
@@ -53,7 +57,11 @@ macro_rules! storage_contract_tests {
             remove_member_rules, concurrent_owner_removals_one_winner,
             api_key_round_trip, api_key_create_refuses_duplicates, api_key_list_order_and_revoked,
             api_key_revoke, concurrent_key_revokes_one_winner, api_key_rotate,
-            failed_rotation_changes_nothing, concurrent_key_rotations_one_winner, record_usage_moves_forward);
+            failed_rotation_changes_nothing, concurrent_key_rotations_one_winner, record_usage_moves_forward,
+            device_round_trip, device_ids_byte_exact, device_id_unique_across_organizations,
+            concurrent_device_registrations_one_winner, device_list_order_and_isolation,
+            device_rotate_secret, device_revoke, concurrent_device_revokes_one_winner,
+            record_authentications_moves_forward);
     };
     (@each $fixture:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1229,6 +1237,369 @@ pub async fn record_usage_moves_forward(f: &impl Fixture) {
         f.api_keys().find(a.id).await.unwrap().unwrap(),
         ApiKey {
             last_used_at: Some(at(40)),
+            ..a
+        }
+    );
+}
+
+// ---- Devices -------------------------------------------------------------------------------
+
+/// A fresh device id: `tag`, a dot, then 32 lowercase hex digits.
+fn device_id(tag: &str) -> DeviceId {
+    DeviceId::parse(&format!("{tag}.{}", UserId::generate().as_uuid().simple())).unwrap()
+}
+
+fn device(id: DeviceId, org: OrganizationId, created_at: DateTime<Utc>) -> Device {
+    Device {
+        id,
+        organization_id: org,
+        name: DeviceName::parse("Kitchen frame").unwrap(),
+        metadata: DeviceMetadata::default(),
+        secret_hash: token("device-secret"),
+        revoked_at: None,
+        created_at,
+        last_authenticated_at: None,
+    }
+}
+
+async fn stored_device(f: &impl Fixture, org: OrganizationId, now: DateTime<Utc>) -> Device {
+    let d = device(device_id("frame"), org, now);
+    f.devices().register(&d).await.unwrap();
+    d
+}
+
+/// A registered device reads back field for field: metadata with nested values, optional
+/// times to the microsecond; an unknown id answers `None`.
+pub async fn device_round_trip(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let bare_id = device_id("bare");
+    let bare = Device {
+        name: DeviceName::from_id(&bare_id),
+        ..device(bare_id, org.id, now)
+    };
+    let metadata = serde_json::json!({
+        "location": {"room": "kitchen", "floor": 2, "coords": [52.52, 13.405, -1]},
+        "tags": ["frame", "wifi", {"nested": [true, null]}],
+        "firmware": "1.4.2-rc.1",
+        "enabled": true,
+        "retired": null,
+        "serial": 9_007_199_254_740_993_u64,
+        "note": "Küche ✓ \"quoted\"",
+        "empty": {}
+    });
+    let full = Device {
+        metadata: DeviceMetadata::new(metadata.clone()).unwrap(),
+        revoked_at: Some(now + Duration::microseconds(123_457)),
+        last_authenticated_at: Some(now + Duration::microseconds(999_999)),
+        ..device(device_id("full"), org.id, now)
+    };
+    for d in [&bare, &full] {
+        f.devices().register(d).await.unwrap();
+        assert_eq!(f.devices().find(&d.id).await.unwrap().as_ref(), Some(d));
+    }
+    let read = f.devices().find(&full.id).await.unwrap().unwrap();
+    assert_eq!(read.metadata.to_value(), metadata);
+    assert_eq!(read.secret_hash, full.secret_hash);
+    assert_eq!(
+        f.devices()
+            .find(&bare.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata
+            .as_map()
+            .len(),
+        0
+    );
+    assert_eq!(f.devices().find(&device_id("unknown")).await.unwrap(), None);
+}
+
+/// Ids are compared byte-exact: ids differing only in case are two devices.
+pub async fn device_ids_byte_exact(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let upper = device_id("Frame-1");
+    let lower = DeviceId::parse(&upper.as_str().to_lowercase()).unwrap();
+    assert_ne!(upper, lower);
+    let (a, b) = (
+        device(upper.clone(), org.id, now),
+        device(lower.clone(), org.id, now),
+    );
+    f.devices().register(&a).await.unwrap();
+    f.devices().register(&b).await.unwrap();
+    assert_eq!(f.devices().find(&upper).await.unwrap(), Some(a.clone()));
+    assert_eq!(f.devices().find(&lower).await.unwrap(), Some(b.clone()));
+    let shouting = DeviceId::parse(&upper.as_str().to_uppercase()).unwrap();
+    assert_eq!(f.devices().find(&shouting).await.unwrap(), None);
+    assert_eq!(f.devices().list(org.id).await.unwrap(), vec![a, b]);
+    // A change to one leaves the other alone.
+    f.devices().revoke(&lower, now).await.unwrap();
+    assert_eq!(
+        f.devices().find(&upper).await.unwrap().unwrap().revoked_at,
+        None
+    );
+}
+
+/// A device id is unique across the service: registering it again, in the same or in
+/// another organization, is `Exists` and changes nothing.
+pub async fn device_id_unique_across_organizations(f: &impl Fixture) {
+    let now = clock().now();
+    let (org, other_org) = (key_owner(f, now).await, key_owner(f, now).await);
+    let first = stored_device(f, org.id, now).await;
+    for owner in [other_org.id, org.id] {
+        let again = Device {
+            name: DeviceName::parse("Impostor").unwrap(),
+            ..device(first.id.clone(), owner, now + Duration::seconds(1))
+        };
+        let err = f.devices().register(&again).await.unwrap_err();
+        assert!(matches!(err, RegisterDeviceError::Exists), "{err:?}");
+    }
+    assert_eq!(
+        f.devices().find(&first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(f.devices().list(org.id).await.unwrap(), vec![first]);
+    assert!(f.devices().list(other_org.id).await.unwrap().is_empty());
+}
+
+/// Of 20 concurrent registrations of one id (from two organizations), exactly one wins and
+/// its device is the one stored.
+pub async fn concurrent_device_registrations_one_winner(f: &impl Fixture) {
+    let now = clock().now();
+    let orgs = [key_owner(f, now).await.id, key_owner(f, now).await.id];
+    let id = device_id("race");
+    let candidates: Vec<Device> = (0..20)
+        .map(|i| device(id.clone(), orgs[i % 2], now))
+        .collect();
+    let attempts = candidates.iter().map(|d| {
+        let repo = f.devices();
+        async move { repo.register(d).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut winners = Vec::new();
+    for (d, r) in candidates.iter().zip(results) {
+        match r {
+            Ok(()) => winners.push(d),
+            Err(RegisterDeviceError::Exists) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(
+        f.devices().find(&id).await.unwrap().as_ref(),
+        Some(winners[0])
+    );
+    let listed: usize = [
+        f.devices().list(orgs[0]).await.unwrap(),
+        f.devices().list(orgs[1]).await.unwrap(),
+    ]
+    .iter()
+    .map(Vec::len)
+    .sum();
+    assert_eq!(listed, 1);
+}
+
+/// An organization's devices, revoked ones included, are listed by registration time, then
+/// id in byte order (`B` before `a` before `b`); other organizations' devices never.
+pub async fn device_list_order_and_isolation(f: &impl Fixture) {
+    let t0 = clock().now();
+    let org = key_owner(f, t0).await;
+    let other = key_owner(f, t0).await;
+    let newest = stored_device(f, org.id, t0 + Duration::seconds(3)).await;
+    let oldest = stored_device(f, org.id, t0).await;
+    let suffix = UserId::generate().as_uuid().simple().to_string();
+    let tie = |prefix: &str| {
+        device(
+            DeviceId::parse(&format!("{prefix}-tie.{suffix}")).unwrap(),
+            org.id,
+            t0 + Duration::seconds(1),
+        )
+    };
+    let (tie_b, tie_upper_b, tie_a) = (tie("b"), tie("B"), tie("a"));
+    for d in [&tie_b, &tie_upper_b, &tie_a] {
+        f.devices().register(d).await.unwrap();
+    }
+    let theirs = stored_device(f, other.id, t0).await;
+    let revoked = f
+        .devices()
+        .revoke(&tie_a.id, t0 + Duration::seconds(5))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        f.devices().list(org.id).await.unwrap(),
+        vec![oldest, tie_upper_b, revoked, tie_b, newest]
+    );
+    assert_eq!(f.devices().list(other.id).await.unwrap(), vec![theirs]);
+    assert!(
+        f.devices()
+            .list(OrganizationId::generate())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// `rotate_secret` replaces the hash of an active device and answers the device as changed;
+/// a revoked device is `AlreadyRevoked` and keeps its hash; an unknown one is `NotFound`.
+pub async fn device_rotate_secret(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let d = stored_device(f, org.id, now).await;
+    let bystander = stored_device(f, org.id, now).await;
+    let (h1, h2) = (token("rotated-1"), token("rotated-2"));
+
+    let rotated = f.devices().rotate_secret(&d.id, &h1).await.unwrap();
+    assert_eq!(
+        rotated,
+        Device {
+            secret_hash: h1,
+            ..d.clone()
+        }
+    );
+    assert_eq!(
+        f.devices().find(&d.id).await.unwrap(),
+        Some(rotated.clone())
+    );
+    let again = f.devices().rotate_secret(&d.id, &h2).await.unwrap();
+    assert_eq!(again.secret_hash, h2);
+    assert_eq!(
+        f.devices().find(&bystander.id).await.unwrap(),
+        Some(bystander)
+    );
+
+    let revoked = f.devices().revoke(&d.id, now).await.unwrap();
+    let err = f
+        .devices()
+        .rotate_secret(&d.id, &token("too-late"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChangeDeviceError::AlreadyRevoked), "{err:?}");
+    let stored = f.devices().find(&d.id).await.unwrap().unwrap();
+    assert_eq!(stored.secret_hash, h2);
+    assert_eq!(stored, revoked);
+
+    let err = f
+        .devices()
+        .rotate_secret(&device_id("unknown"), &token("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChangeDeviceError::NotFound), "{err:?}");
+}
+
+/// Revoking answers the device as revoked at `now`; a second revocation is `AlreadyRevoked`
+/// and keeps the first time; an unknown device is `NotFound`.
+pub async fn device_revoke(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let d = stored_device(f, org.id, c.now()).await;
+    c.advance(Duration::seconds(7));
+    let first = c.now();
+    let revoked = f.devices().revoke(&d.id, first).await.unwrap();
+    assert_eq!(
+        revoked,
+        Device {
+            revoked_at: Some(first),
+            ..d.clone()
+        }
+    );
+    assert_eq!(
+        f.devices().find(&d.id).await.unwrap(),
+        Some(revoked.clone())
+    );
+    c.advance(Duration::seconds(1));
+    let err = f.devices().revoke(&d.id, c.now()).await.unwrap_err();
+    assert!(matches!(err, ChangeDeviceError::AlreadyRevoked), "{err:?}");
+    assert_eq!(f.devices().find(&d.id).await.unwrap(), Some(revoked));
+    let err = f
+        .devices()
+        .revoke(&device_id("unknown"), c.now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChangeDeviceError::NotFound), "{err:?}");
+}
+
+/// Of 10 concurrent revocations of one device exactly one succeeds, and its time is kept.
+pub async fn concurrent_device_revokes_one_winner(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let d = stored_device(f, org.id, now).await;
+    let attempts = (0..10).map(|i| {
+        let repo = f.devices();
+        let id = d.id.clone();
+        async move { repo.revoke(&id, now + Duration::milliseconds(i)).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut winners = Vec::new();
+    for r in results {
+        match r {
+            Ok(revoked) => winners.push(revoked),
+            Err(ChangeDeviceError::AlreadyRevoked) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert!(winners[0].revoked_at.is_some());
+    let stored = f.devices().find(&d.id).await.unwrap().unwrap();
+    assert_eq!(stored, winners[0]);
+}
+
+/// `record_authentications` keeps the latest of what is stored and what is given: it sets,
+/// moves forward, never back; unknown ids are ignored; an empty batch is fine.
+pub async fn record_authentications_moves_forward(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let (a, b, untouched) = (
+        stored_device(f, org.id, now).await,
+        stored_device(f, org.id, now).await,
+        stored_device(f, org.id, now).await,
+    );
+    let at = |micros: i64| now + Duration::microseconds(micros);
+    let last_seen = async |id: &DeviceId| {
+        f.devices()
+            .find(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_authenticated_at
+    };
+
+    f.devices().record_authentications(&[]).await.unwrap();
+    f.devices()
+        .record_authentications(&[
+            (a.id.clone(), at(10)),
+            (device_id("unknown"), at(50)),
+            (b.id.clone(), at(20)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(last_seen(&a.id).await, Some(at(10)));
+    assert_eq!(last_seen(&b.id).await, Some(at(20)));
+
+    // An older batch arriving late moves nothing back; a newer one moves forward.
+    f.devices()
+        .record_authentications(&[(a.id.clone(), at(5)), (b.id.clone(), at(1_000_001))])
+        .await
+        .unwrap();
+    assert_eq!(last_seen(&a.id).await, Some(at(10)));
+    assert_eq!(last_seen(&b.id).await, Some(at(1_000_001)));
+
+    // The same device twice in one batch: the later time wins, in either order.
+    f.devices()
+        .record_authentications(&[(a.id.clone(), at(40)), (a.id.clone(), at(30))])
+        .await
+        .unwrap();
+    assert_eq!(last_seen(&a.id).await, Some(at(40)));
+    f.devices()
+        .record_authentications(&[(device_id("unknown"), at(1))])
+        .await
+        .unwrap();
+    assert_eq!(last_seen(&untouched.id).await, None);
+    assert_eq!(
+        f.devices().find(&a.id).await.unwrap().unwrap(),
+        Device {
+            last_authenticated_at: Some(at(40)),
             ..a
         }
     );

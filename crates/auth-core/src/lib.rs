@@ -22,5 +22,8 @@ pub use service::api_key::{ApiKeyPorts, ApiKeyService, IssuedKey, KeyError, KeyV
 pub use service::auth::{
     AuthConfig, AuthError, AuthPorts, AuthService, Principal, Registration, SessionSnapshot,
 };
+pub use service::device::{
+    DeviceError, DevicePorts, DeviceService, DeviceToken, IssuedDevice, NewDevice,
+};
 pub use service::invalidation::CacheInvalidator;
 pub use service::organization::{Caller, OrgError, OrganizationService};

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use auth_core::contract::Fixture;
 use auth_core::memory::{
-    MemoryApiKeyRepository, MemoryOrganizationRepository, MemorySessionRepository,
-    MemoryUserRepository,
+    MemoryApiKeyRepository, MemoryDeviceRepository, MemoryOrganizationRepository,
+    MemorySessionRepository, MemoryUserRepository,
 };
 use auth_core::ports::{
-    ApiKeyRepository, OrganizationRepository, SessionRepository, UserRepository,
+    ApiKeyRepository, DeviceRepository, OrganizationRepository, SessionRepository, UserRepository,
 };
 
 struct Memory {
@@ -16,6 +16,7 @@ struct Memory {
     sessions: Arc<MemorySessionRepository>,
     organizations: Arc<MemoryOrganizationRepository>,
     api_keys: Arc<MemoryApiKeyRepository>,
+    devices: Arc<MemoryDeviceRepository>,
 }
 
 impl Fixture for Memory {
@@ -31,6 +32,9 @@ impl Fixture for Memory {
     fn api_keys(&self) -> Arc<dyn ApiKeyRepository> {
         self.api_keys.clone()
     }
+    fn devices(&self) -> Arc<dyn DeviceRepository> {
+        self.devices.clone()
+    }
 }
 
 async fn memory() -> Memory {
@@ -40,6 +44,7 @@ async fn memory() -> Memory {
         users,
         sessions: Arc::new(MemorySessionRepository::new()),
         api_keys: Arc::new(MemoryApiKeyRepository::new()),
+        devices: Arc::new(MemoryDeviceRepository::new()),
     }
 }
 

@@ -75,6 +75,7 @@ impl Modify for BearerScheme {
         (name = "users", description = "The calling user"),
         (name = "organizations", description = "Organizations and their members"),
         (name = "api-keys", description = "Organization API keys: manage and verify"),
+        (name = "devices", description = "Device credentials: register, authenticate, rotate, revoke"),
         (name = "service", description = "Service information and health"),
     )
 )]

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use auth_core::ports::StoreError;
-use auth_core::{AuthError, KeyError, OrgError};
+use auth_core::{AuthError, DeviceError, KeyError, OrgError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -151,6 +151,15 @@ impl ApiError {
     /// 409 with a code.
     pub fn conflict(code: &'static str, detail: &str) -> Self {
         Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// 401 `INVALID_DEVICE_CREDENTIALS`: the same answer for every way device credentials fail.
+    pub fn invalid_device_credentials() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_DEVICE_CREDENTIALS",
+            "Invalid device credentials",
+        )
     }
 
     /// 404 `NOT_FOUND`.
@@ -305,6 +314,26 @@ impl From<KeyError> for ApiError {
                 Self::unavailable()
             }
             KeyError::Internal(_) => Self::internal(&err),
+        }
+    }
+}
+
+impl From<DeviceError> for ApiError {
+    fn from(err: DeviceError) -> Self {
+        match err {
+            DeviceError::NotFound => Self::not_found(),
+            DeviceError::Forbidden => Self::forbidden(),
+            DeviceError::Exists => Self::conflict("DEVICE_EXISTS", "a device with this id exists"),
+            DeviceError::AlreadyRevoked => {
+                Self::conflict("ALREADY_REVOKED", "the device is already revoked")
+            }
+            DeviceError::InvalidCredentials => Self::invalid_device_credentials(),
+            DeviceError::InvalidToken(_) => Self::unauthenticated(true),
+            DeviceError::Unavailable(_) => {
+                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
+                Self::unavailable()
+            }
+            DeviceError::Internal(_) => Self::internal(&err),
         }
     }
 }

@@ -32,7 +32,7 @@ fn api_routes<T>(app: utoipa_actix_web::UtoipaApp<T>) -> utoipa_actix_web::Utoip
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    use routes::{api_keys, auth, organizations, service, users};
+    use routes::{api_keys, auth, devices, organizations, service, users};
     app.service(service::root)
         .service(service::health)
         .service(service::live)
@@ -61,7 +61,13 @@ where
                 .service(api_keys::list)
                 .service(api_keys::get)
                 .service(api_keys::revoke)
-                .service(api_keys::rotate),
+                .service(api_keys::rotate)
+                .service(devices::authenticate)
+                .service(devices::register)
+                .service(devices::list)
+                .service(devices::get)
+                .service(devices::rotate_secret)
+                .service(devices::revoke),
         )
 }
 

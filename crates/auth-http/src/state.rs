@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use auth_core::model::PasswordPolicy;
 use auth_core::ports::InvalidationBus;
-use auth_core::{ApiKeyService, AuthService, CacheInvalidator, OrganizationService};
+use auth_core::{ApiKeyService, AuthService, CacheInvalidator, DeviceService, OrganizationService};
 
 /// What a store probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub struct AppState {
     pub orgs: OrganizationService,
     /// API keys.
     pub keys: ApiKeyService,
+    /// Devices.
+    pub devices: DeviceService,
     /// The invalidation bus (its connection decides readiness).
     pub bus: Arc<dyn InvalidationBus>,
     /// The store's health.

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use auth_core::model::{AccessClaims, SessionId, TokenRejection, UserId};
+use auth_core::model::{
+    AccessClaims, DeviceClaims, DeviceId, OrganizationId, SessionId, TokenKind, TokenRejection,
+    UserId,
+};
 use auth_core::ports::{SignError, TokenSigner};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,6 +20,8 @@ use uuid::Uuid;
 
 /// `typ` header of user access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// `typ` header of device tokens.
+pub const DEVICE_TOKEN_TYP: &str = "device+jwt";
 /// Minimum HS256 key length in bytes.
 pub const MIN_HS256_KEY_BYTES: usize = 32;
 /// The largest leeway the contract allows.
@@ -65,7 +70,19 @@ struct AccessJwt {
     exp: i64,
 }
 
-/// Signs and verifies user access tokens with HS256.
+#[derive(Debug, Serialize, Deserialize)]
+struct DeviceJwt {
+    iss: String,
+    aud: String,
+    sub: String,
+    org: Uuid,
+    jti: Uuid,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+}
+
+/// Signs and verifies user access tokens and device tokens with HS256.
 pub struct JwtSigner {
     settings: JwtSettings,
     encoding: EncodingKey,
@@ -117,12 +134,7 @@ impl JwtSigner {
 /// `crit`, ...). jsonwebtoken would ignore unknown parameters such as `crit`, so the header
 /// is read here first.
 fn check_header(token: &str, alg: &str, typ: &str) -> Result<(), TokenRejection> {
-    let encoded = token.split('.').next().ok_or(TokenRejection::Invalid)?;
-    let raw = URL_SAFE_NO_PAD
-        .decode(encoded)
-        .map_err(|_| TokenRejection::Invalid)?;
-    let header: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&raw).map_err(|_| TokenRejection::Invalid)?;
+    let header = read_header(token).ok_or(TokenRejection::Invalid)?;
     let ok = header.len() == 2
         && header.get("alg").and_then(|v| v.as_str()) == Some(alg)
         && header.get("typ").and_then(|v| v.as_str()) == Some(typ);
@@ -131,6 +143,37 @@ fn check_header(token: &str, alg: &str, typ: &str) -> Result<(), TokenRejection>
     } else {
         Err(TokenRejection::Invalid)
     }
+}
+
+fn read_header(token: &str) -> Option<BTreeMap<String, serde_json::Value>> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let encoded = token.split('.').next()?;
+    let raw = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// Checks `nbf`/`iat` and `exp` against `now` with the leeway.
+fn check_times(
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    now: DateTime<Utc>,
+    leeway: i64,
+) -> Result<(), TokenRejection> {
+    let now_s = now.timestamp();
+    if nbf > now_s + leeway || iat > now_s + leeway {
+        return Err(TokenRejection::Invalid);
+    }
+    if now_s >= exp + leeway {
+        return Err(TokenRejection::Expired);
+    }
+    Ok(())
+}
+
+fn at(seconds: i64) -> Result<DateTime<Utc>, TokenRejection> {
+    DateTime::<Utc>::from_timestamp(seconds, 0).ok_or(TokenRejection::Invalid)
 }
 
 impl TokenSigner for JwtSigner {
@@ -157,22 +200,11 @@ impl TokenSigner for JwtSigner {
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<AccessClaims, TokenRejection> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenRejection::Invalid);
-        }
         check_header(token, "HS256", ACCESS_TOKEN_TYP)?;
         let data = jsonwebtoken::decode::<AccessJwt>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenRejection::Invalid)?;
         let c = data.claims;
-        let leeway = self.settings.leeway.num_seconds();
-        let now_s = now.timestamp();
-        if c.nbf > now_s + leeway || c.iat > now_s + leeway {
-            return Err(TokenRejection::Invalid);
-        }
-        if now_s >= c.exp + leeway {
-            return Err(TokenRejection::Expired);
-        }
-        let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).ok_or(TokenRejection::Invalid);
+        check_times(c.iat, c.nbf, c.exp, now, self.settings.leeway.num_seconds())?;
         Ok(AccessClaims {
             user_id: UserId::from_uuid(c.sub),
             session_id: SessionId::from_uuid(c.sid),
@@ -180,6 +212,51 @@ impl TokenSigner for JwtSigner {
             issued_at: at(c.iat)?,
             expires_at: at(c.exp)?,
         })
+    }
+
+    fn sign_device(&self, claims: &DeviceClaims) -> Result<SecretString, SignError> {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(DEVICE_TOKEN_TYP.into());
+        let body = DeviceJwt {
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            sub: claims.device_id.as_str().to_owned(),
+            org: claims.organization_id.as_uuid(),
+            jti: claims.token_id,
+            iat: claims.issued_at.timestamp(),
+            nbf: claims.issued_at.timestamp(),
+            exp: claims.expires_at.timestamp(),
+        };
+        jsonwebtoken::encode(&header, &body, &self.encoding)
+            .map(SecretString::from)
+            .map_err(|e| SignError(Box::new(e)))
+    }
+
+    fn verify_device(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DeviceClaims, TokenRejection> {
+        check_header(token, "HS256", DEVICE_TOKEN_TYP)?;
+        let data = jsonwebtoken::decode::<DeviceJwt>(token, &self.decoding, &self.validation)
+            .map_err(|_| TokenRejection::Invalid)?;
+        let c = data.claims;
+        check_times(c.iat, c.nbf, c.exp, now, self.settings.leeway.num_seconds())?;
+        Ok(DeviceClaims {
+            device_id: DeviceId::parse(&c.sub).map_err(|_| TokenRejection::Invalid)?,
+            organization_id: OrganizationId::from_uuid(c.org),
+            token_id: c.jti,
+            issued_at: at(c.iat)?,
+            expires_at: at(c.exp)?,
+        })
+    }
+
+    fn kind(&self, token: &str) -> Option<TokenKind> {
+        match read_header(token)?.get("typ")?.as_str()? {
+            ACCESS_TOKEN_TYP => Some(TokenKind::User),
+            DEVICE_TOKEN_TYP => Some(TokenKind::Device),
+            _ => None,
+        }
     }
 }
 
@@ -300,6 +377,35 @@ mod tests {
                 .verify_access(&jsonwebtoken::encode(&h, &body, &key).unwrap(), t0)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn device_tokens_are_their_own_kind() {
+        let s = signer();
+        let t0 = now();
+        let device = DeviceClaims {
+            device_id: DeviceId::parse("frame:01").unwrap(),
+            organization_id: OrganizationId::generate(),
+            token_id: Uuid::now_v7(),
+            issued_at: t0,
+            expires_at: t0 + Duration::hours(24),
+        };
+        let dt = s.sign_device(&device).unwrap();
+        let dt = dt.expose_secret();
+        assert_eq!(s.verify_device(dt, t0).unwrap(), device);
+        assert_eq!(s.kind(dt), Some(TokenKind::Device));
+        assert_eq!(s.verify_access(dt, t0), Err(TokenRejection::Invalid));
+        let user = s.sign_access(&claims(t0)).unwrap();
+        assert_eq!(s.kind(user.expose_secret()), Some(TokenKind::User));
+        assert_eq!(
+            s.verify_device(user.expose_secret(), t0),
+            Err(TokenRejection::Invalid)
+        );
+        assert_eq!(
+            s.verify_device(dt, device.expires_at + Duration::seconds(30)),
+            Err(TokenRejection::Expired)
+        );
+        assert_eq!(s.kind("garbage"), None);
     }
 
     #[test]

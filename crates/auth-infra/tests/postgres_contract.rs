@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use auth_core::contract::Fixture;
 use auth_core::ports::{
-    ApiKeyRepository, OrganizationRepository, SessionRepository, UserRepository,
+    ApiKeyRepository, DeviceRepository, OrganizationRepository, SessionRepository, UserRepository,
 };
 use auth_infra::postgres::{
-    PgApiKeyRepository, PgOrganizationRepository, PgSessionRepository, PgUserRepository,
+    PgApiKeyRepository, PgDeviceRepository, PgOrganizationRepository, PgSessionRepository,
+    PgUserRepository,
 };
 use auth_infra::test_support::TestDb;
 
@@ -16,6 +17,7 @@ struct Postgres {
     sessions: Arc<PgSessionRepository>,
     organizations: Arc<PgOrganizationRepository>,
     api_keys: Arc<PgApiKeyRepository>,
+    devices: Arc<PgDeviceRepository>,
     _db: TestDb,
 }
 
@@ -32,6 +34,9 @@ impl Fixture for Postgres {
     fn api_keys(&self) -> Arc<dyn ApiKeyRepository> {
         self.api_keys.clone()
     }
+    fn devices(&self) -> Arc<dyn DeviceRepository> {
+        self.devices.clone()
+    }
 }
 
 async fn postgres() -> Postgres {
@@ -41,7 +46,8 @@ async fn postgres() -> Postgres {
         users: Arc::new(PgUserRepository::new(pool.clone())),
         sessions: Arc::new(PgSessionRepository::new(pool.clone())),
         organizations: Arc::new(PgOrganizationRepository::new(pool.clone())),
-        api_keys: Arc::new(PgApiKeyRepository::new(pool)),
+        api_keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
+        devices: Arc::new(PgDeviceRepository::new(pool)),
         _db: db,
     }
 }

@@ -1,12 +1,14 @@
-//! Admin commands for organizations and API keys, run by the operator directly against the
+//! Admin commands for organizations, API keys and devices, run by the operator directly against the
 //! configured database. Tables by default, `--json` for scripts; a new key's secret is
 //! printed once, to stdout.
 
 use auth_core::model::{
-    ApiKeyId, ApiKeyName, Email, OrganizationId, OrganizationName, Scope, Scopes,
+    ApiKeyId, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, OrganizationId,
+    OrganizationName, Scope, Scopes,
 };
-use auth_core::{Actor, KeyError, NewKey, OrgError};
+use auth_core::{Actor, DeviceError, KeyError, NewDevice, NewKey, OrgError};
 use auth_http::routes::api_keys::{ApiKeyItem, CreatedKey};
+use auth_http::routes::devices::{DeviceItem, RegisteredDevice, RotatedSecret};
 use clap::Subcommand;
 use comfy_table::Table;
 use secrecy::SecretString;
@@ -74,6 +76,45 @@ pub enum ApiKeysCommand {
     },
 }
 
+/// `devices` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Register a device; its secret is printed once.
+    Register {
+        /// Organization id.
+        #[arg(long)]
+        organization: String,
+        /// The device's id (1..=128 of `[A-Za-z0-9_.:-]`).
+        #[arg(long)]
+        device_id: String,
+        /// Name (defaults to the id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List an organization's devices.
+    List {
+        /// Organization id.
+        #[arg(long)]
+        organization: String,
+    },
+    /// Show one device.
+    Info {
+        /// Device id.
+        device_id: String,
+    },
+    /// Give a device a new secret (printed once); the old one stops working at once.
+    #[command(name = "rotate-secret")]
+    RotateSecret {
+        /// Device id.
+        device_id: String,
+    },
+    /// Revoke a device; its tokens stop verifying on every instance within a second.
+    Revoke {
+        /// Device id.
+        device_id: String,
+    },
+}
+
 /// Opens the configured database for an admin command: requires `DATABASE_URL`, applies
 /// migrations, and builds the services. No token is issued here, so a missing signing key
 /// is replaced by a random one rather than warned about.
@@ -111,6 +152,138 @@ fn key_error(err: KeyError) -> CliError {
         KeyError::AlreadyRevoked => "the key is already revoked".into(),
         other => other.to_string(),
     })
+}
+
+fn device_error(err: DeviceError) -> CliError {
+    CliError::Failed(match err {
+        DeviceError::NotFound => "no such device or organization".into(),
+        DeviceError::Exists => "a device with this id exists".into(),
+        DeviceError::AlreadyRevoked => "the device is already revoked".into(),
+        other => other.to_string(),
+    })
+}
+
+fn device_id(raw: &str) -> Result<DeviceId, CliError> {
+    DeviceId::parse(raw).map_err(|e| CliError::Input(format!("device id: {e}")))
+}
+
+fn device_table(items: &[DeviceItem]) -> Table {
+    let mut table = Table::new();
+    table.set_header([
+        "device id",
+        "name",
+        "organization",
+        "status",
+        "created",
+        "last authenticated",
+    ]);
+    for d in items {
+        table.add_row([
+            d.device_id.clone(),
+            d.name.clone(),
+            d.organization_id.to_string(),
+            d.status.to_owned(),
+            d.created_at.to_rfc3339(),
+            d.last_authenticated_at
+                .map_or_else(|| "-".into(), |t| t.to_rfc3339()),
+        ]);
+    }
+    table
+}
+
+fn print_devices(items: &[DeviceItem], json: bool) -> Result<(), CliError> {
+    if json {
+        print_json(&items)
+    } else {
+        println!("{}", device_table(items));
+        Ok(())
+    }
+}
+
+fn print_secret(
+    device_id: &str,
+    secret: &str,
+    json: bool,
+    value: &impl Serialize,
+) -> Result<(), CliError> {
+    if json {
+        return print_json(value);
+    }
+    println!("device {device_id}");
+    println!("secret (shown once, store it on the device now): {secret}");
+    Ok(())
+}
+
+/// Runs a `devices` command.
+///
+/// # Errors
+/// [`CliError`].
+pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<(), CliError> {
+    let services = open(config).await?;
+    let devices = &services.devices;
+    let actor = Actor::Operator;
+    match cmd {
+        DevicesCommand::Register {
+            organization,
+            device_id: id,
+            name,
+        } => {
+            let new = NewDevice {
+                id: device_id(&id)?,
+                organization_id: parse_id("--organization", &organization)?,
+                name: name
+                    .map(|n| {
+                        DeviceName::parse(&n).map_err(|e| CliError::Input(format!("--name: {e}")))
+                    })
+                    .transpose()?,
+                metadata: DeviceMetadata::default(),
+            };
+            let issued = devices.register(&actor, new).await.map_err(device_error)?;
+            let registered = RegisteredDevice::from(issued);
+            print_secret(
+                &registered.device_id,
+                &registered.device_secret,
+                json,
+                &registered,
+            )
+        }
+        DevicesCommand::List { organization } => {
+            let org: OrganizationId = parse_id("--organization", &organization)?;
+            let items: Vec<DeviceItem> = devices
+                .list(&actor, org)
+                .await
+                .map_err(device_error)?
+                .iter()
+                .map(DeviceItem::from)
+                .collect();
+            print_devices(&items, json)
+        }
+        DevicesCommand::Info { device_id: id } => {
+            let device = devices
+                .get(&actor, &device_id(&id)?)
+                .await
+                .map_err(device_error)?;
+            print_devices(&[DeviceItem::from(&device)], json)
+        }
+        DevicesCommand::RotateSecret { device_id: id } => {
+            let issued = devices
+                .rotate_secret(&actor, &device_id(&id)?)
+                .await
+                .map_err(device_error)?;
+            let rotated = RotatedSecret {
+                device_id: issued.device.id.as_str().to_owned(),
+                device_secret: issued.secret.expose().to_owned(),
+            };
+            print_secret(&rotated.device_id, &rotated.device_secret, json, &rotated)
+        }
+        DevicesCommand::Revoke { device_id: id } => {
+            let device = devices
+                .revoke(&actor, &device_id(&id)?)
+                .await
+                .map_err(device_error)?;
+            print_devices(&[DeviceItem::from(&device)], json)
+        }
+    }
 }
 
 fn parse_id<T: std::str::FromStr>(what: &str, raw: &str) -> Result<T, CliError> {

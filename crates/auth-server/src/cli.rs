@@ -43,6 +43,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(crate::admin::ApiKeysCommand),
+    /// Manage devices.
+    #[command(subcommand)]
+    Devices(crate::admin::DevicesCommand),
 }
 
 /// `users` subcommands.
@@ -102,6 +105,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Organizations(cmd) => crate::admin::organizations(config, cmd, json).await,
         Command::ApiKeys(cmd) => crate::admin::api_keys(config, cmd, json).await,
+        Command::Devices(cmd) => crate::admin::devices(config, cmd, json).await,
     }
 }
 
@@ -110,8 +114,8 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let store = Store::open(&config)?;
     let state = wiring::app_state(&config, &store)?;
     wiring::migrate_at_start(&config).await?;
-    let flusher = wiring::spawn_usage_flusher(state.keys.clone());
-    let keys = state.keys.clone();
+    let flusher = wiring::spawn_usage_flusher(state.keys.clone(), state.devices.clone());
+    let (keys, devices) = (state.keys.clone(), state.devices.clone());
     let listener = TcpListener::bind((config.host.as_str(), config.port))?;
     let running = crate::server::start(state, listener, true)?;
     tracing::info!(
@@ -124,6 +128,9 @@ async fn serve(config: Config) -> Result<(), CliError> {
     flusher.abort();
     if let Err(err) = keys.flush_usage().await {
         tracing::warn!(error = %err, "API key usage not written at shutdown");
+    }
+    if let Err(err) = devices.flush_seen().await {
+        tracing::warn!(error = %err, "device authentications not written at shutdown");
     }
     tracing::info!("auth-server stopped");
     Ok(())

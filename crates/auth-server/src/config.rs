@@ -143,6 +143,10 @@ pub struct Config {
     #[arg(long, env = "AUTH_CACHE_CAPACITY", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), global = true)]
     pub cache_capacity: u64,
 
+    /// Lifetime of device tokens, in seconds.
+    #[arg(long, env = "AUTH_DEVICE_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=2_592_000), global = true)]
+    pub device_token_ttl_seconds: i64,
+
     /// Prefix of issued API keys (`<prefix>_<random>_<checksum>`).
     #[arg(
         long,

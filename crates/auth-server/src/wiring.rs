@@ -5,26 +5,27 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auth_core::memory::{
-    LocalInvalidationBus, MemoryApiKeyRepository, MemoryOrganizationRepository,
-    MemorySessionRepository, MemoryUserRepository, NoCache,
+    LocalInvalidationBus, MemoryApiKeyRepository, MemoryDeviceRepository,
+    MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository, NoCache,
 };
-use auth_core::model::{ApiKey, KeyPrefix, PasswordPolicy, SessionId, TokenHash};
+use auth_core::model::{ApiKey, Device, DeviceId, KeyPrefix, PasswordPolicy, SessionId, TokenHash};
 use auth_core::ports::{
-    ApiKeyRepository, Clock, InvalidationBus, OrganizationRepository, SecretGenerator,
-    SessionRepository, StoreError, UserRepository, VerificationCache,
+    ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, OrganizationRepository,
+    SecretGenerator, SessionRepository, StoreError, TokenSigner, UserRepository, VerificationCache,
 };
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
-    ApiKeyPorts, ApiKeyService, AuthConfig, AuthPorts, AuthService, CacheInvalidator,
-    OrganizationService, SessionSnapshot,
+    ApiKeyPorts, ApiKeyService, AuthConfig, AuthPorts, AuthService, CacheInvalidator, DevicePorts,
+    DeviceService, OrganizationService, SessionSnapshot,
 };
 use auth_http::{AppState, StoreHealth, StoreProbe};
 use auth_infra::cache::MokaCache;
 use auth_infra::jwt::{JwtSettings, JwtSigner, MIN_HS256_KEY_BYTES};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
-    DbPool, PgApiKeyRepository, PgInvalidationBus, PgOrganizationRepository, PgSessionRepository,
-    PgUserRepository, PoolSettings, SchemaState, build_pool, run_migrations, schema_state,
+    DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus, PgOrganizationRepository,
+    PgSessionRepository, PgUserRepository, PoolSettings, SchemaState, build_pool, run_migrations,
+    schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 
@@ -65,6 +66,8 @@ pub enum Store {
         orgs: Arc<MemoryOrganizationRepository>,
         /// API keys.
         keys: Arc<MemoryApiKeyRepository>,
+        /// Devices.
+        devices: Arc<MemoryDeviceRepository>,
         /// Invalidations between instances sharing this store.
         bus: Arc<LocalInvalidationBus>,
     },
@@ -75,6 +78,7 @@ struct Repositories {
     sessions: Arc<dyn SessionRepository>,
     orgs: Arc<dyn OrganizationRepository>,
     keys: Arc<dyn ApiKeyRepository>,
+    devices: Arc<dyn DeviceRepository>,
 }
 
 impl std::fmt::Debug for Store {
@@ -119,6 +123,7 @@ impl Store {
                     users,
                     sessions: Arc::new(MemorySessionRepository::new()),
                     keys: Arc::new(MemoryApiKeyRepository::new()),
+                    devices: Arc::new(MemoryDeviceRepository::new()),
                     bus: Arc::new(LocalInvalidationBus::new()),
                 })
             }
@@ -132,18 +137,21 @@ impl Store {
                 sessions: Arc::new(PgSessionRepository::new(pool.clone())),
                 orgs: Arc::new(PgOrganizationRepository::new(pool.clone())),
                 keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
+                devices: Arc::new(PgDeviceRepository::new(pool.clone())),
             },
             Self::Memory {
                 users,
                 sessions,
                 orgs,
                 keys,
+                devices,
                 ..
             } => Repositories {
                 users: users.clone(),
                 sessions: sessions.clone(),
                 orgs: orgs.clone(),
                 keys: keys.clone(),
+                devices: devices.clone(),
             },
         }
     }
@@ -253,6 +261,8 @@ pub struct Services {
     pub orgs: OrganizationService,
     /// API keys.
     pub keys: ApiKeyService,
+    /// Devices.
+    pub devices: DeviceService,
     /// The invalidation bus.
     pub bus: Arc<dyn InvalidationBus>,
     /// The verification caches.
@@ -267,6 +277,7 @@ impl std::fmt::Debug for Services {
 
 type KeyCache = Arc<dyn VerificationCache<TokenHash, ApiKey>>;
 type SessionCache = Arc<dyn VerificationCache<SessionId, SessionSnapshot>>;
+type DeviceCache = Arc<dyn VerificationCache<DeviceId, Device>>;
 
 /// Builds every service over `store`: caches (Moka over Postgres; none over the in-memory
 /// store, which is as fast and always current) and the invalidation bus. Must run inside a
@@ -284,20 +295,25 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets: Arc<dyn SecretGenerator> = Arc::new(OsSecretGenerator);
 
-    let (key_cache, session_cache): (KeyCache, SessionCache) = match store {
-        Store::Postgres { .. } => {
-            let ttl = Duration::from_secs(config.token_cache_ttl);
-            (
-                Arc::new(MokaCache::new(config.cache_capacity, ttl)),
-                Arc::new(MokaCache::new(config.cache_capacity, ttl)),
-            )
-        }
-        Store::Memory { .. } => (Arc::new(NoCache), Arc::new(NoCache)),
-    };
+    let (key_cache, session_cache, device_cache): (KeyCache, SessionCache, DeviceCache) =
+        match store {
+            Store::Postgres { .. } => {
+                let ttl = Duration::from_secs(config.token_cache_ttl);
+                let capacity = config.cache_capacity;
+                (
+                    Arc::new(MokaCache::new(capacity, ttl)),
+                    Arc::new(MokaCache::new(capacity, ttl)),
+                    Arc::new(MokaCache::new(capacity, ttl)),
+                )
+            }
+            Store::Memory { .. } => (Arc::new(NoCache), Arc::new(NoCache), Arc::new(NoCache)),
+        };
     let caches = CacheInvalidator {
         keys: key_cache.clone(),
         sessions: session_cache.clone(),
+        devices: device_cache.clone(),
     };
+    let signer: Arc<dyn TokenSigner> = Arc::new(signer(config)?);
     let bus: Arc<dyn InvalidationBus> = match store {
         Store::Postgres { pool, url } => Arc::new(PgInvalidationBus::start(
             url.expose_secret(),
@@ -314,7 +330,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         users: repos.users.clone(),
         sessions: repos.sessions,
         hasher: Arc::new(hasher),
-        signer: Arc::new(signer(config)?),
+        signer: signer.clone(),
         clock: clock.clone(),
         secrets: secrets.clone(),
         session_cache: session_cache.clone(),
@@ -332,15 +348,28 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
             orgs: orgs.clone(),
             cache: key_cache.clone(),
             bus: bus.clone(),
+            clock: clock.clone(),
+            secrets: secrets.clone(),
+        },
+        prefix,
+    );
+    let devices = DeviceService::new(
+        DevicePorts {
+            devices: repos.devices,
+            orgs: orgs.clone(),
+            cache: device_cache,
+            bus: bus.clone(),
+            signer,
             clock,
             secrets,
         },
-        prefix,
+        chrono::Duration::seconds(config.device_token_ttl_seconds),
     );
     Ok(Services {
         auth: AuthService::new(auth_ports, auth_config),
         orgs,
         keys,
+        devices,
         bus,
         caches,
     })
@@ -360,6 +389,7 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
         auth: services.auth,
         orgs: services.orgs,
         keys: services.keys,
+        devices: services.devices,
         bus: services.bus,
         password_policy: PasswordPolicy {
             min_chars: usize::from(config.password_min_length),
@@ -370,10 +400,13 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
     })
 }
 
-/// Writes API-key `last_used_at` times every few seconds, until the returned task is
-/// aborted.
+/// Writes API-key `last_used_at` and device `last_authenticated_at` times every few
+/// seconds, until the returned task is aborted.
 #[must_use]
-pub fn spawn_usage_flusher(keys: ApiKeyService) -> tokio::task::JoinHandle<()> {
+pub fn spawn_usage_flusher(
+    keys: ApiKeyService,
+    devices: DeviceService,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -381,6 +414,9 @@ pub fn spawn_usage_flusher(keys: ApiKeyService) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             if let Err(err) = keys.flush_usage().await {
                 tracing::warn!(error = %err, "API key usage not written; will retry");
+            }
+            if let Err(err) = devices.flush_seen().await {
+                tracing::warn!(error = %err, "device authentications not written; will retry");
             }
         }
     })

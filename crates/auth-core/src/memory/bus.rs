@@ -40,7 +40,7 @@ impl InvalidationBus for LocalInvalidationBus {
     async fn publish(&self, event: Invalidation) -> Result<(), StoreError> {
         let handlers = lock(&self.handlers).clone();
         for handler in handlers {
-            handler.invalidate(event).await;
+            handler.invalidate(event.clone()).await;
         }
         Ok(())
     }

@@ -21,6 +21,15 @@ pub struct AccessClaims {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Which kind of token a JWT claims to be (from its `typ` header), before any verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `at+jwt`: a user access token.
+    User,
+    /// `device+jwt`: a device token.
+    Device,
+}
+
 /// Why a presented token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRejection {

@@ -2,6 +2,7 @@
 
 mod api_key;
 mod claims;
+mod device;
 mod email;
 mod ids;
 mod organization;
@@ -14,7 +15,11 @@ pub use api_key::{
     ApiKey, ApiKeyName, ApiKeySecret, KeyPrefix, KeyPrefixError, KeyStatus, Scope, ScopeError,
     Scopes, parse_presented_key,
 };
-pub use claims::{AccessClaims, TokenRejection};
+pub use claims::{AccessClaims, TokenKind, TokenRejection};
+pub use device::{
+    Device, DeviceClaims, DeviceId, DeviceIdError, DeviceMetadata, DeviceName, DeviceSecret,
+    DeviceStatus, MetadataError,
+};
 pub use email::{Email, EmailError};
 pub use ids::{ApiKeyId, OrganizationId, SessionId, UserId};
 pub use organization::{

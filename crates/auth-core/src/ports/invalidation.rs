@@ -3,15 +3,17 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::model::{SessionId, TokenHash};
+use crate::model::{DeviceId, SessionId, TokenHash};
 
 /// Something every instance must stop trusting from its cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Invalidation {
     /// An API key was revoked (by hand or by rotation).
     ApiKey(TokenHash),
     /// A session ended (logout, logout-all, password change, refresh-token reuse).
     Session(SessionId),
+    /// A device was revoked or its secret rotated.
+    Device(DeviceId),
 }
 
 /// Receives what the bus delivers (the caches of this instance).

@@ -7,6 +7,7 @@
 mod api_key;
 mod cache;
 mod clock;
+mod device;
 mod error;
 mod invalidation;
 mod organization;
@@ -19,6 +20,7 @@ mod user;
 pub use api_key::{ApiKeyRepository, RevokeKeyError};
 pub use cache::{Loader, VerificationCache};
 pub use clock::Clock;
+pub use device::{ChangeDeviceError, DeviceRepository, RegisterDeviceError};
 pub use error::{BoxError, StoreError};
 pub use invalidation::{Invalidation, InvalidationBus, InvalidationHandler};
 pub use organization::{AddMemberError, OrganizationRepository, RemoveMemberError};

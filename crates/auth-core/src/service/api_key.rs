@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Duration, Utc};
 
 use super::actor::Actor;
-use super::organization::{Caller, OrgError, OrganizationService};
+use super::organization::{OrgError, OrganizationService};
 use crate::model::{
     ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, KeyPrefix, KeyStatus, OrganizationId, Scope,
     Scopes, TokenHash, parse_presented_key,
@@ -169,23 +169,7 @@ impl ApiKeyService {
     }
 
     async fn authorize(&self, actor: &Actor, org: OrganizationId) -> Result<(), KeyError> {
-        match actor {
-            Actor::User { id, is_admin } => {
-                let caller = Caller {
-                    user: *id,
-                    is_admin: *is_admin,
-                };
-                self.ports.orgs.require_manager(caller, org).await?;
-                Ok(())
-            }
-            Actor::ApiKey(key) if key.organization_id != org => Err(KeyError::NotFound),
-            Actor::ApiKey(key) if !key.scopes.is_admin() => Err(KeyError::Forbidden),
-            Actor::ApiKey(_) => Ok(()),
-            Actor::Operator => match self.ports.orgs.repository().find(org).await? {
-                Some(_) => Ok(()),
-                None => Err(KeyError::NotFound),
-            },
-        }
+        Ok(self.ports.orgs.authorize(actor, org).await?)
     }
 
     fn mint(

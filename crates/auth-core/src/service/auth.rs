@@ -160,6 +160,12 @@ impl AuthService {
         &self.config
     }
 
+    /// The kind a token claims to be (its `typ` header), unverified: for routing only.
+    #[must_use]
+    pub fn token_kind(&self, token: &str) -> Option<crate::model::TokenKind> {
+        self.ports.signer.kind(token)
+    }
+
     /// The clock the service reads.
     #[must_use]
     pub fn clock(&self) -> &Arc<dyn Clock> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::model::{ApiKey, SessionId, TokenHash};
+use crate::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use crate::ports::{Invalidation, InvalidationHandler, VerificationCache};
 use crate::service::auth::SessionSnapshot;
 
@@ -13,6 +13,8 @@ pub struct CacheInvalidator {
     pub keys: Arc<dyn VerificationCache<TokenHash, ApiKey>>,
     /// Sessions by id.
     pub sessions: Arc<dyn VerificationCache<SessionId, SessionSnapshot>>,
+    /// Devices by id.
+    pub devices: Arc<dyn VerificationCache<DeviceId, Device>>,
 }
 
 impl std::fmt::Debug for CacheInvalidator {
@@ -24,7 +26,9 @@ impl std::fmt::Debug for CacheInvalidator {
 impl CacheInvalidator {
     /// Entries held by both caches.
     pub async fn entry_count(&self) -> u64 {
-        self.keys.entry_count().await + self.sessions.entry_count().await
+        self.keys.entry_count().await
+            + self.sessions.entry_count().await
+            + self.devices.entry_count().await
     }
 }
 
@@ -34,11 +38,13 @@ impl InvalidationHandler for CacheInvalidator {
         match event {
             Invalidation::ApiKey(hash) => self.keys.invalidate(&hash).await,
             Invalidation::Session(id) => self.sessions.invalidate(&id).await,
+            Invalidation::Device(id) => self.devices.invalidate(&id).await,
         }
     }
 
     async fn flush(&self) {
         self.keys.clear().await;
         self.sessions.clear().await;
+        self.devices.clear().await;
     }
 }

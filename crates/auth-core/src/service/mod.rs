@@ -3,5 +3,6 @@
 pub mod actor;
 pub mod api_key;
 pub mod auth;
+pub mod device;
 pub mod invalidation;
 pub mod organization;

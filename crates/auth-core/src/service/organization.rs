@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::actor::Actor;
 use crate::model::{
     Email, Member, Membership, Organization, OrganizationId, OrganizationName, Role, UserId,
 };
@@ -147,6 +148,32 @@ impl OrganizationService {
             Some(r) if r.can_manage() => Ok(role),
             None if caller.is_admin => Ok(None),
             _ => Err(OrgError::Forbidden),
+        }
+    }
+
+    /// Checks that `actor` may manage the credentials (API keys, devices) of `org`: its
+    /// owner or admin, a service administrator, an `admin` API key of that same
+    /// organization, or the operator. Non-members and keys of other organizations get
+    /// `NotFound`; members without the right and keys without `admin` get `Forbidden`.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, or a store failure.
+    pub async fn authorize(&self, actor: &Actor, org: OrganizationId) -> Result<(), OrgError> {
+        match actor {
+            Actor::User { id, is_admin } => {
+                let caller = Caller {
+                    user: *id,
+                    is_admin: *is_admin,
+                };
+                self.require_manager(caller, org).await.map(|_| ())
+            }
+            Actor::ApiKey(key) if key.organization_id != org => Err(OrgError::NotFound),
+            Actor::ApiKey(key) if !key.scopes.is_admin() => Err(OrgError::Forbidden),
+            Actor::ApiKey(_) => Ok(()),
+            Actor::Operator => match self.orgs.find(org).await? {
+                Some(_) => Ok(()),
+                None => Err(OrgError::NotFound),
+            },
         }
     }
 

@@ -2,8 +2,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
+use auth_core::model::TokenKind;
 use auth_core::model::{DisplayName, Email, Password, RefreshToken, TokenPair};
-use auth_core::{AuthError, Registration};
+use auth_core::{AuthError, DeviceError, Registration};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
@@ -369,7 +370,26 @@ pub async fn verify_token(
     state: web::Data<AppState>,
     body: ValidJson<VerifyTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let verdict = match state.auth.verify(body.0.token.as_str()).await {
+    let token = body.0.token.as_str();
+    if state.auth.token_kind(token) == Some(TokenKind::Device) {
+        let verdict = match state.devices.verify_token(token).await {
+            Ok((claims, device)) => VerifyTokenResponse {
+                valid: true,
+                token_type: Some("device"),
+                device_id: Some(device.id.as_str().to_owned()),
+                organization_id: Some(device.organization_id.as_uuid()),
+                expires_at: Some(claims.expires_at),
+                ..VerifyTokenResponse::default()
+            },
+            Err(DeviceError::InvalidToken(rejection)) => VerifyTokenResponse {
+                error: Some(rejection.code()),
+                ..VerifyTokenResponse::default()
+            },
+            Err(other) => return Err(other.into()),
+        };
+        return Ok(HttpResponse::Ok().json(verdict));
+    }
+    let verdict = match state.auth.verify(token).await {
         Ok(p) => VerifyTokenResponse {
             valid: true,
             token_type: Some("user"),

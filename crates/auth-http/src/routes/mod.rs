@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod devices;
 pub mod organizations;
 pub mod service;
 pub mod users;

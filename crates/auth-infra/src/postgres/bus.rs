@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auth_core::model::{SessionId, TokenHash};
+use auth_core::model::{DeviceId, SessionId, TokenHash};
 use auth_core::ports::{Invalidation, InvalidationBus, InvalidationHandler, StoreError};
 use diesel::sql_types::Text;
 use diesel_async::{
@@ -35,6 +35,7 @@ fn encode(event: Invalidation) -> String {
     match event {
         Invalidation::ApiKey(hash) => format!("k:{}", hex::encode(hash.as_bytes())),
         Invalidation::Session(id) => format!("s:{id}"),
+        Invalidation::Device(id) => format!("d:{id}"),
     }
 }
 
@@ -47,6 +48,7 @@ fn decode(payload: &str) -> Option<Invalidation> {
             Some(Invalidation::ApiKey(TokenHash::from_bytes(bytes)))
         }
         "s" => value.parse::<SessionId>().ok().map(Invalidation::Session),
+        "d" => DeviceId::parse(value).ok().map(Invalidation::Device),
         _ => None,
     }
 }
@@ -183,8 +185,9 @@ mod tests {
     fn payloads_round_trip() {
         let key = Invalidation::ApiKey(TokenHash::of(b"k"));
         let session = Invalidation::Session(SessionId::generate());
-        for event in [key, session] {
-            assert_eq!(decode(&encode(event)), Some(event));
+        let device = Invalidation::Device(DeviceId::parse("frame:01.a-b_c").unwrap());
+        for event in [key, session, device] {
+            assert_eq!(decode(&encode(event.clone())), Some(event));
         }
         for junk in [
             "",

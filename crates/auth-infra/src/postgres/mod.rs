@@ -2,6 +2,7 @@
 
 mod api_key;
 mod bus;
+mod device;
 mod error;
 mod migrate;
 mod organization;
@@ -12,6 +13,7 @@ mod user;
 
 pub use api_key::PgApiKeyRepository;
 pub use bus::PgInvalidationBus;
+pub use device::PgDeviceRepository;
 pub use error::classify;
 pub use migrate::{MIGRATIONS, latest_migration_version, run_migrations};
 pub use organization::PgOrganizationRepository;

@@ -64,16 +64,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    devices (device_id) {
+        device_id -> Text,
+        organization_id -> Uuid,
+        name -> Text,
+        metadata -> Jsonb,
+        secret_hash -> Bytea,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        last_authenticated_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(api_keys -> organizations (organization_id));
+diesel::joinable!(devices -> organizations (organization_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
     refresh_tokens,
     organizations,
     memberships,
-    api_keys
+    api_keys,
+    devices
 );

@@ -35,6 +35,12 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/v1/api-keys/{id}/rotate"),
     ("post", "/api/v1/api-keys/verify"),
     ("post", "/api/v1/api-keys/verify-batch"),
+    ("post", "/api/v1/devices"),
+    ("post", "/api/v1/devices/authenticate"),
+    ("post", "/api/v1/devices/{device_id}/rotate-secret"),
+    ("post", "/api/v1/devices/{device_id}/revoke"),
+    ("get", "/api/v1/devices"),
+    ("get", "/api/v1/devices/{device_id}"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,6 +172,44 @@ async fn a_session_ended_on_one_instance_ends_on_the_other_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_revoked_on_one_instance_has_its_tokens_refused_by_the_other_within_a_second() {
+    let (a, b, _db) = two_instances().await;
+    let (token, org) = crate::devices::owner_and_org(&a).await;
+    let reg = crate::devices::register(&a, &token, &org, "frame-two-instances").await;
+    let secret = str_field(&reg, "device_secret");
+    // Authenticated on B (now cached there), verified on B.
+    let auth: Value = crate::devices::authenticate(&b, "frame-two-instances", secret)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let dt = str_field(&auth, "access_token");
+    assert_eq!(crate::devices::verify_token(&b, dt).await["valid"], true);
+
+    let res = a
+        .post_auth("/api/v1/devices/frame-two-instances/revoke", &token, None)
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        crate::devices::verify_token(&a, dt).await["error"],
+        "REVOKED"
+    );
+    let took = within(Duration::from_secs(1), || async {
+        crate::devices::verify_token(&b, dt).await["error"] == "REVOKED"
+    })
+    .await;
+    eprintln!("device revocation reached the second instance in {took:?}");
+    assert_eq!(
+        crate::devices::authenticate(&b, "frame-two-instances", secret)
+            .await
+            .status(),
+        401
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_a_503_never_cached_and_cached_verdicts_keep_answering() {
     let db = TestDb::new().await;
     let mut direct = test_config();

@@ -9,6 +9,7 @@ mod common;
 
 mod api_keys;
 mod conventions;
+mod devices;
 mod docs;
 mod instances;
 mod organizations;

@@ -1,0 +1,96 @@
+//! In-memory `DeviceRepository`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::lock;
+use crate::model::{Device, DeviceId, OrganizationId, TokenHash};
+use crate::ports::{ChangeDeviceError, DeviceRepository, RegisterDeviceError, StoreError};
+
+/// Looks up an active device for a change: missing is `NotFound`, revoked `AlreadyRevoked`.
+fn active<'a>(
+    devices: &'a mut HashMap<DeviceId, Device>,
+    id: &DeviceId,
+) -> Result<&'a mut Device, ChangeDeviceError> {
+    let device = devices.get_mut(id).ok_or(ChangeDeviceError::NotFound)?;
+    if device.revoked_at.is_some() {
+        return Err(ChangeDeviceError::AlreadyRevoked);
+    }
+    Ok(device)
+}
+
+/// Devices in a map keyed by id (compared byte-exact) behind one lock, which makes
+/// registration, rotation and revocation atomic: every check happens before any change. The
+/// organization a device names is not checked: callers register devices for organizations
+/// they have found.
+#[derive(Debug, Default)]
+pub struct MemoryDeviceRepository(Mutex<HashMap<DeviceId, Device>>);
+
+impl MemoryDeviceRepository {
+    /// An empty repository.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl DeviceRepository for MemoryDeviceRepository {
+    async fn register(&self, device: &Device) -> Result<(), RegisterDeviceError> {
+        let mut devices = lock(&self.0);
+        if devices.contains_key(&device.id) {
+            return Err(RegisterDeviceError::Exists);
+        }
+        devices.insert(device.id.clone(), device.clone());
+        Ok(())
+    }
+
+    async fn find(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        Ok(lock(&self.0).get(id).cloned())
+    }
+
+    async fn list(&self, org: OrganizationId) -> Result<Vec<Device>, StoreError> {
+        let devices = lock(&self.0);
+        let mut found: Vec<Device> = devices
+            .values()
+            .filter(|d| d.organization_id == org)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(found)
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: &DeviceId,
+        new_hash: &TokenHash,
+    ) -> Result<Device, ChangeDeviceError> {
+        let mut devices = lock(&self.0);
+        let device = active(&mut devices, id)?;
+        device.secret_hash = *new_hash;
+        Ok(device.clone())
+    }
+
+    async fn revoke(&self, id: &DeviceId, now: DateTime<Utc>) -> Result<Device, ChangeDeviceError> {
+        let mut devices = lock(&self.0);
+        let device = active(&mut devices, id)?;
+        device.revoked_at = Some(now);
+        Ok(device.clone())
+    }
+
+    async fn record_authentications(
+        &self,
+        seen: &[(DeviceId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        let mut devices = lock(&self.0);
+        for (id, at) in seen {
+            if let Some(device) = devices.get_mut(id) {
+                device.last_authenticated_at = device.last_authenticated_at.max(Some(*at));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,405 @@
+//! `DeviceService`: register, authenticate, rotate, revoke, list; and verify device tokens.
+//!
+//! Device secrets are 256-bit random values, so a SHA-256 compared in constant time is the
+//! right check (no password-grade hashing). Devices are read through the
+//! [`VerificationCache`], so a device that authenticates again within the cache's lifetime
+//! costs no database read; rotation and revocation evict it here at once and on every other
+//! instance through the [`InvalidationBus`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::SecretString;
+use subtle::ConstantTimeEq as _;
+use uuid::Uuid;
+
+use super::actor::Actor;
+use super::organization::{OrgError, OrganizationService};
+use crate::model::{
+    Device, DeviceClaims, DeviceId, DeviceMetadata, DeviceName, DeviceSecret, OrganizationId,
+    TokenHash, TokenRejection,
+};
+use crate::ports::{
+    BoxError, ChangeDeviceError, Clock, DeviceRepository, Invalidation, InvalidationBus,
+    RegisterDeviceError, SecretGenerator, StoreError, TokenSigner, VerificationCache,
+};
+
+/// What can go wrong with devices.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// No such device or organization, or the caller may not see it.
+    #[error("not found")]
+    NotFound,
+    /// The caller sees it but may not manage it.
+    #[error("forbidden")]
+    Forbidden,
+    /// The device id is taken.
+    #[error("device exists")]
+    Exists,
+    /// Revoke of a revoked device.
+    #[error("already revoked")]
+    AlreadyRevoked,
+    /// Authenticate: unknown device, wrong secret or revoked device (never says which).
+    #[error("invalid device credentials")]
+    InvalidCredentials,
+    /// A device token was refused.
+    #[error("device token refused: {0}")]
+    InvalidToken(TokenRejection),
+    /// The store (or the bus) cannot be reached now.
+    #[error("store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl From<StoreError> for DeviceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            StoreError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<OrgError> for DeviceError {
+    fn from(err: OrgError) -> Self {
+        match err {
+            OrgError::Forbidden => Self::Forbidden,
+            OrgError::Unavailable(e) => Self::Unavailable(e),
+            OrgError::Internal(e) => Self::Internal(e),
+            OrgError::NotFound | OrgError::AlreadyMember | OrgError::LastOwner => Self::NotFound,
+        }
+    }
+}
+
+impl From<ChangeDeviceError> for DeviceError {
+    fn from(err: ChangeDeviceError) -> Self {
+        match err {
+            ChangeDeviceError::NotFound => Self::NotFound,
+            ChangeDeviceError::AlreadyRevoked => Self::AlreadyRevoked,
+            ChangeDeviceError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A new device (or a rotated secret) with the secret, shown once.
+#[derive(Debug, Clone)]
+pub struct IssuedDevice {
+    /// The device.
+    pub device: Device,
+    /// Its secret.
+    pub secret: DeviceSecret,
+}
+
+/// A device token, issued by `authenticate`.
+#[derive(Debug, Clone)]
+pub struct DeviceToken {
+    /// The signed token.
+    pub token: SecretString,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// The device.
+    pub device: Device,
+}
+
+/// What a registration is made of.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    /// Id.
+    pub id: DeviceId,
+    /// Owner.
+    pub organization_id: OrganizationId,
+    /// Name (defaults to the id).
+    pub name: Option<DeviceName>,
+    /// Metadata (defaults to `{}`).
+    pub metadata: DeviceMetadata,
+}
+
+/// The ports `DeviceService` runs on.
+#[derive(Clone)]
+pub struct DevicePorts {
+    /// Devices.
+    pub devices: Arc<dyn DeviceRepository>,
+    /// Organizations, for access checks.
+    pub orgs: OrganizationService,
+    /// Cache of devices by id.
+    pub cache: Arc<dyn VerificationCache<DeviceId, Device>>,
+    /// Invalidations to every instance.
+    pub bus: Arc<dyn InvalidationBus>,
+    /// Device tokens.
+    pub signer: Arc<dyn TokenSigner>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness for secrets.
+    pub secrets: Arc<dyn SecretGenerator>,
+}
+
+impl std::fmt::Debug for DevicePorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevicePorts").finish_non_exhaustive()
+    }
+}
+
+/// Devices.
+#[derive(Clone)]
+pub struct DeviceService {
+    ports: DevicePorts,
+    token_ttl: Duration,
+    /// Compared against when the device is unknown, so that case costs the same.
+    dummy_hash: TokenHash,
+    seen: Arc<Mutex<HashMap<DeviceId, DateTime<Utc>>>>,
+}
+
+impl std::fmt::Debug for DeviceService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceService")
+            .field("token_ttl", &self.token_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceService {
+    /// Builds the service; device tokens live `token_ttl`.
+    #[must_use]
+    pub fn new(ports: DevicePorts, token_ttl: Duration) -> Self {
+        Self {
+            ports,
+            token_ttl,
+            dummy_hash: TokenHash::of(b"no device has this secret"),
+            seen: Arc::default(),
+        }
+    }
+
+    fn new_secret(&self) -> Result<DeviceSecret, DeviceError> {
+        let mut bytes = [0u8; DeviceSecret::BYTES];
+        self.ports
+            .secrets
+            .fill(&mut bytes)
+            .map_err(|e| DeviceError::Internal(Box::new(e)))?;
+        Ok(DeviceSecret::from_random(&bytes))
+    }
+
+    /// Forgets the device here at once and tells every other instance; called on success and
+    /// on `AlreadyRevoked` alike, so a retry after a failed publish still reaches everyone.
+    async fn announce(&self, id: &DeviceId) -> Result<(), DeviceError> {
+        self.ports.cache.invalidate(id).await;
+        Ok(self
+            .ports
+            .bus
+            .publish(Invalidation::Device(id.clone()))
+            .await?)
+    }
+
+    /// Registers a device for an organization the actor manages.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, `Exists`, or a store failure.
+    pub async fn register(
+        &self,
+        actor: &Actor,
+        new: NewDevice,
+    ) -> Result<IssuedDevice, DeviceError> {
+        self.ports
+            .orgs
+            .authorize(actor, new.organization_id)
+            .await?;
+        let secret = self.new_secret()?;
+        let device = Device {
+            name: new.name.unwrap_or_else(|| DeviceName::from_id(&new.id)),
+            id: new.id,
+            organization_id: new.organization_id,
+            metadata: new.metadata,
+            secret_hash: secret.hash(),
+            revoked_at: None,
+            created_at: self.ports.clock.now(),
+            last_authenticated_at: None,
+        };
+        match self.ports.devices.register(&device).await {
+            Ok(()) => {}
+            Err(RegisterDeviceError::Exists) => return Err(DeviceError::Exists),
+            Err(RegisterDeviceError::Store(e)) => return Err(e.into()),
+        }
+        // A negative lookup of this id may be cached from before it existed.
+        self.announce(&device.id).await?;
+        tracing::info!(device_id = %device.id, organization_id = %device.organization_id, "device registered");
+        Ok(IssuedDevice { device, secret })
+    }
+
+    /// Exchanges a device id and secret for a device token. Unknown device, wrong secret and
+    /// revoked device fail alike, after the same work.
+    ///
+    /// # Errors
+    /// `InvalidCredentials`, or a store failure.
+    pub async fn authenticate(
+        &self,
+        id: &DeviceId,
+        secret: &DeviceSecret,
+    ) -> Result<DeviceToken, DeviceError> {
+        let devices = self.ports.devices.clone();
+        let key = id.clone();
+        let found = self
+            .ports
+            .cache
+            .get_or_load(
+                id.clone(),
+                Box::pin(async move { devices.find(&key).await }),
+            )
+            .await?;
+        let presented = secret.hash();
+        let stored = found.as_ref().map_or(&self.dummy_hash, |d| &d.secret_hash);
+        let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
+        let Some(device) = found.filter(|d| matches && d.revoked_at.is_none()) else {
+            return Err(DeviceError::InvalidCredentials);
+        };
+        let now = self.ports.clock.now();
+        let claims = DeviceClaims {
+            device_id: device.id.clone(),
+            organization_id: device.organization_id,
+            token_id: Uuid::now_v7(),
+            issued_at: now,
+            expires_at: now + self.token_ttl,
+        };
+        let token = self
+            .ports
+            .signer
+            .sign_device(&claims)
+            .map_err(|e| DeviceError::Internal(Box::new(e)))?;
+        self.note_seen(device.id.clone(), now);
+        Ok(DeviceToken {
+            token,
+            expires_in: self.token_ttl.num_seconds(),
+            device,
+        })
+    }
+
+    /// Checks a device token: signature and claims, then that the device still exists, is
+    /// active and belongs to the organization the token names.
+    ///
+    /// # Errors
+    /// `InvalidToken` (invalid, expired, revoked), or a store failure.
+    pub async fn verify_token(&self, token: &str) -> Result<(DeviceClaims, Device), DeviceError> {
+        let now = self.ports.clock.now();
+        let claims = self
+            .ports
+            .signer
+            .verify_device(token, now)
+            .map_err(DeviceError::InvalidToken)?;
+        let devices = self.ports.devices.clone();
+        let key = claims.device_id.clone();
+        let found = self
+            .ports
+            .cache
+            .get_or_load(
+                key.clone(),
+                Box::pin(async move { devices.find(&key).await }),
+            )
+            .await?;
+        match found {
+            Some(device)
+                if device.revoked_at.is_none()
+                    && device.organization_id == claims.organization_id =>
+            {
+                Ok((claims, device))
+            }
+            _ => Err(DeviceError::InvalidToken(TokenRejection::Revoked)),
+        }
+    }
+
+    /// Replaces a device's secret; the old one stops working at once. Tokens already issued
+    /// stay valid until they expire (revoke the device to end them).
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, `AlreadyRevoked` (a revoked device gets no new secret), or a
+    /// store failure.
+    pub async fn rotate_secret(
+        &self,
+        actor: &Actor,
+        id: &DeviceId,
+    ) -> Result<IssuedDevice, DeviceError> {
+        self.get(actor, id).await?;
+        let secret = self.new_secret()?;
+        let device = self.ports.devices.rotate_secret(id, &secret.hash()).await?;
+        self.announce(id).await?;
+        tracing::info!(device_id = %id, "device secret rotated");
+        Ok(IssuedDevice { device, secret })
+    }
+
+    /// Revokes a device: it can no longer authenticate, and its tokens stop verifying here at
+    /// once and on every instance within a second.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, `AlreadyRevoked`, or a store failure.
+    pub async fn revoke(&self, actor: &Actor, id: &DeviceId) -> Result<Device, DeviceError> {
+        self.get(actor, id).await?;
+        let now = self.ports.clock.now();
+        let result = self.ports.devices.revoke(id, now).await;
+        if matches!(result, Ok(_) | Err(ChangeDeviceError::AlreadyRevoked)) {
+            self.announce(id).await?;
+        }
+        let device = result?;
+        tracing::info!(device_id = %id, "device revoked");
+        Ok(device)
+    }
+
+    /// The devices of an organization the actor manages.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, or a store failure.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        org: OrganizationId,
+    ) -> Result<Vec<Device>, DeviceError> {
+        self.ports.orgs.authorize(actor, org).await?;
+        Ok(self.ports.devices.list(org).await?)
+    }
+
+    /// One device, if the actor manages its organization.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, or a store failure.
+    pub async fn get(&self, actor: &Actor, id: &DeviceId) -> Result<Device, DeviceError> {
+        let device = self
+            .ports
+            .devices
+            .find(id)
+            .await?
+            .ok_or(DeviceError::NotFound)?;
+        self.ports
+            .orgs
+            .authorize(actor, device.organization_id)
+            .await?;
+        Ok(device)
+    }
+
+    fn note_seen(&self, id: DeviceId, at: DateTime<Utc>) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.entry(id)
+            .and_modify(|t| *t = (*t).max(at))
+            .or_insert(at);
+    }
+
+    /// Writes the `last_authenticated_at` times gathered since the last call, in one batch;
+    /// on failure they are kept for the next call.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn flush_seen(&self) -> Result<usize, DeviceError> {
+        let batch: Vec<(DeviceId, DateTime<Utc>)> = {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.drain().collect()
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        if let Err(err) = self.ports.devices.record_authentications(&batch).await {
+            for (id, at) in batch {
+                self.note_seen(id, at);
+            }
+            return Err(err.into());
+        }
+        Ok(batch.len())
+    }
+}

@@ -1,0 +1,231 @@
+//! `PgDeviceRepository`: ids are unique by primary key (collation "C", so byte-exact);
+//! rotation and revocation are each one conditional `UPDATE`, so concurrent callers get
+//! exactly one winner.
+
+use async_trait::async_trait;
+use auth_core::model::{Device, DeviceId, DeviceMetadata, DeviceName, OrganizationId, TokenHash};
+use auth_core::ports::{ChangeDeviceError, DeviceRepository, RegisterDeviceError, StoreError};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{Array, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::error::{classify, pool_error};
+use super::pool::DbPool;
+use super::schema::devices;
+
+/// A row of `devices`.
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = devices, check_for_backend(diesel::pg::Pg))]
+struct DeviceRow {
+    device_id: String,
+    organization_id: Uuid,
+    name: String,
+    metadata: serde_json::Value,
+    secret_hash: Vec<u8>,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    last_authenticated_at: Option<DateTime<Utc>>,
+}
+
+impl DeviceRow {
+    fn from_domain(device: &Device) -> Self {
+        Self {
+            device_id: device.id.as_str().to_owned(),
+            organization_id: device.organization_id.as_uuid(),
+            name: device.name.as_str().to_owned(),
+            metadata: device.metadata.to_value(),
+            secret_hash: device.secret_hash.as_bytes().to_vec(),
+            created_at: device.created_at,
+            revoked_at: device.revoked_at,
+            last_authenticated_at: device.last_authenticated_at,
+        }
+    }
+
+    /// The domain device; a stored value the domain refuses is an internal error.
+    fn into_domain(self) -> Result<Device, StoreError> {
+        let secret_hash: [u8; 32] = self
+            .secret_hash
+            .as_slice()
+            .try_into()
+            .map_err(StoreError::internal)?;
+        Ok(Device {
+            id: DeviceId::parse(&self.device_id).map_err(StoreError::internal)?,
+            organization_id: OrganizationId::from_uuid(self.organization_id),
+            name: DeviceName::parse(&self.name).map_err(StoreError::internal)?,
+            metadata: DeviceMetadata::new(self.metadata).map_err(StoreError::internal)?,
+            secret_hash: TokenHash::from_bytes(secret_hash),
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+            last_authenticated_at: self.last_authenticated_at,
+        })
+    }
+}
+
+/// Raises `last_authenticated_at` to the latest given time per device (`GREATEST` ignores
+/// NULL), in one statement for the whole batch. The rows are locked in id order first, so
+/// concurrent batches from several instances queue up instead of deadlocking.
+const RECORD_AUTHENTICATIONS_SQL: &str = "\
+WITH given AS (
+    SELECT device_id, max(at) AS at
+    FROM unnest($1::text[], $2::timestamptz[]) AS u(device_id, at) GROUP BY device_id
+), locked AS (
+    SELECT d.device_id, given.at FROM devices AS d JOIN given ON given.device_id = d.device_id
+    ORDER BY d.device_id FOR UPDATE OF d
+)
+UPDATE devices AS d SET last_authenticated_at = GREATEST(d.last_authenticated_at, locked.at)
+FROM locked WHERE d.device_id = locked.device_id";
+
+/// Why `id` could not be changed: it is missing, or already revoked (`revoked_at` is never
+/// cleared, so a device that exists but did not match `revoked_at IS NULL` is revoked).
+async fn refusal(conn: &mut AsyncPgConnection, id: &DeviceId) -> ChangeDeviceError {
+    let exists = devices::table
+        .find(id.as_str())
+        .select(devices::device_id)
+        .first::<String>(conn)
+        .await
+        .optional();
+    match exists {
+        Ok(Some(_)) => ChangeDeviceError::AlreadyRevoked,
+        Ok(None) => ChangeDeviceError::NotFound,
+        Err(err) => classify(err).into(),
+    }
+}
+
+/// Devices in Postgres, unique by `device_id`.
+#[derive(Clone)]
+pub struct PgDeviceRepository {
+    pool: DbPool,
+}
+
+impl std::fmt::Debug for PgDeviceRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDeviceRepository")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PgDeviceRepository {
+    /// A repository over `pool`.
+    #[must_use]
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl DeviceRepository for PgDeviceRepository {
+    async fn register(&self, device: &Device) -> Result<(), RegisterDeviceError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let inserted = diesel::insert_into(devices::table)
+            .values(DeviceRow::from_domain(device))
+            .execute(&mut conn)
+            .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                if info.constraint_name() == Some("devices_pkey") =>
+            {
+                Err(RegisterDeviceError::Exists)
+            }
+            Err(other) => Err(classify(other).into()),
+        }
+    }
+
+    async fn find(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        devices::table
+            .find(id.as_str())
+            .select(DeviceRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(classify)?
+            .map(DeviceRow::into_domain)
+            .transpose()
+    }
+
+    async fn list(&self, org: OrganizationId) -> Result<Vec<Device>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        devices::table
+            .filter(devices::organization_id.eq(org.as_uuid()))
+            .order((devices::created_at.asc(), devices::device_id.asc()))
+            .select(DeviceRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(DeviceRow::into_domain)
+            .collect()
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: &DeviceId,
+        new_hash: &TokenHash,
+    ) -> Result<Device, ChangeDeviceError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        // A concurrent revocation holds the row lock; once it commits, the re-check of
+        // `revoked_at IS NULL` fails and nothing is replaced.
+        let rotated = diesel::update(
+            devices::table
+                .find(id.as_str())
+                .filter(devices::revoked_at.is_null()),
+        )
+        .set(devices::secret_hash.eq(new_hash.as_bytes().as_slice()))
+        .returning(DeviceRow::as_returning())
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(classify)?;
+        match rotated {
+            Some(row) => Ok(row.into_domain()?),
+            None => Err(refusal(&mut conn, id).await),
+        }
+    }
+
+    async fn revoke(&self, id: &DeviceId, now: DateTime<Utc>) -> Result<Device, ChangeDeviceError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        // Concurrent revocations serialise on the row lock; the losers re-check
+        // `revoked_at IS NULL`, find it set, and update nothing.
+        let revoked = diesel::update(
+            devices::table
+                .find(id.as_str())
+                .filter(devices::revoked_at.is_null()),
+        )
+        .set(devices::revoked_at.eq(now))
+        .returning(DeviceRow::as_returning())
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(classify)?;
+        match revoked {
+            Some(row) => Ok(row.into_domain()?),
+            None => Err(refusal(&mut conn, id).await),
+        }
+    }
+
+    async fn record_authentications(
+        &self,
+        seen: &[(DeviceId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let (ids, times): (Vec<String>, Vec<DateTime<Utc>>) = seen
+            .iter()
+            .map(|(id, at)| (id.as_str().to_owned(), *at))
+            .unzip();
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        diesel::sql_query(RECORD_AUTHENTICATIONS_SQL)
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<Timestamptz>, _>(times)
+            .execute(&mut conn)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}

@@ -135,7 +135,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
                 if token_sent {
-                    "the access token is invalid, expired or revoked"
+                    "the credentials are invalid, expired or revoked"
                 } else {
                     "authentication required"
                 },

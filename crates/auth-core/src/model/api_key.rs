@@ -232,8 +232,12 @@ pub fn parse_presented_key(prefix: &KeyPrefix, presented: &str) -> Option<TokenH
         && sum.len() == CHECKSUM_CHARS
         && random.bytes().all(|b| b.is_ascii_alphanumeric())
         && sum.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !well_formed {
+        return None;
+    }
+    // Well-formed means all ASCII, so this cut falls on a character boundary.
     let body = &presented[..presented.len() - CHECKSUM_CHARS - 1];
-    (well_formed && checksum(body) == sum).then(|| TokenHash::of(presented.as_bytes()))
+    (checksum(body) == sum).then(|| TokenHash::of(presented.as_bytes()))
 }
 
 /// Lifecycle state of a key at a given time.
@@ -340,8 +344,19 @@ mod tests {
             "ak_live_short_abcdef",
             "",
             "ak_live__",
+            "ak_live_aé12345_",
+            "ak_live_éééééééééééééééééééééééééééééé_abcdef",
+            &format!("{}é", &text[..text.len() - 1]),
         ] {
             assert_eq!(parse_presented_key(&prefix, bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn short_prefixes_and_short_inputs_never_panic() {
+        let p = KeyPrefix::parse("a").unwrap();
+        for bad in ["a__", "a_", "a", "", "a_x_y", "a_é_é"] {
+            assert_eq!(parse_presented_key(&p, bad), None, "{bad:?}");
         }
     }
 

@@ -90,6 +90,20 @@ pub enum MetadataError {
     /// Over 16 KiB serialised.
     #[error("metadata must be at most 16 KiB")]
     TooLarge,
+    /// A key or string value holds a control character.
+    #[error("metadata must not contain control characters")]
+    ControlCharacter,
+}
+
+fn has_control(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => super::text::has_control_chars(s),
+        serde_json::Value::Array(items) => items.iter().any(has_control),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| super::text::has_control_chars(k) || has_control(v)),
+        _ => false,
+    }
 }
 
 impl DeviceMetadata {
@@ -106,6 +120,12 @@ impl DeviceMetadata {
         };
         if serde_json::to_vec(&map).map_or(usize::MAX, |v| v.len()) > Self::MAX_BYTES {
             return Err(MetadataError::TooLarge);
+        }
+        if map
+            .iter()
+            .any(|(k, v)| super::text::has_control_chars(k) || has_control(v))
+        {
+            return Err(MetadataError::ControlCharacter);
         }
         Ok(Self(map))
     }
@@ -253,6 +273,16 @@ mod tests {
         );
         let big = serde_json::json!({"k": "v".repeat(DeviceMetadata::MAX_BYTES)});
         assert_eq!(DeviceMetadata::new(big), Err(MetadataError::TooLarge));
+        let nul = serde_json::json!({"a": [{"b": "x\u{0}y"}]});
+        assert_eq!(
+            DeviceMetadata::new(nul),
+            Err(MetadataError::ControlCharacter)
+        );
+        let key = serde_json::json!({"k\u{7}": 1});
+        assert_eq!(
+            DeviceMetadata::new(key),
+            Err(MetadataError::ControlCharacter)
+        );
         let s = DeviceSecret::from_random(&[1u8; 32]);
         assert!(s.expose().starts_with("ds_") && s.expose().len() == 46);
         assert!(!format!("{s:?}").contains(s.expose()));

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::model::{DeviceId, SessionId, TokenHash};
+use crate::model::{DeviceId, SessionId, TokenHash, UserId};
 
 /// Something every instance must stop trusting from its cache.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -14,6 +14,9 @@ pub enum Invalidation {
     Session(SessionId),
     /// A device was revoked or its secret rotated.
     Device(DeviceId),
+    /// Sessions of this user ended or its details changed (logout-all, password change):
+    /// cached sessions may be stale.
+    User(UserId),
 }
 
 /// Receives what the bus delivers (the caches of this instance).

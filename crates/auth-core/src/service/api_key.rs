@@ -291,7 +291,12 @@ impl ApiKeyService {
         let now = self.ports.clock.now();
         match self.ports.keys.rotate(id, &issued.key, now).await {
             Ok(_) => {
-                self.announce_revoked(old.key_hash).await?;
+                // The new key exists now and its secret is shown only in this answer: a
+                // failed publish must not lose it. The old key is already rejected here;
+                // other instances drop it at their next reconnect flush or its cache expiry.
+                if let Err(err) = self.announce_revoked(old.key_hash).await {
+                    tracing::error!(key_id = %id, error = %err, "rotation not announced to other instances");
+                }
                 tracing::info!(old_key_id = %id, new_key_id = %issued.key.id, "API key rotated");
                 Ok(issued)
             }

@@ -328,7 +328,9 @@ impl AuthService {
             .sessions
             .revoke_all_for_user(user, None, now)
             .await?;
-        self.announce_ended(&ended).await?;
+        // Announced by user, so a retry after a failed publish announces again even though
+        // no session is newly ended.
+        self.announce_user(user).await?;
         tracing::info!(user_id = %user, sessions = ended.len(), "logout from every session");
         Ok(ended)
     }
@@ -384,10 +386,14 @@ impl AuthService {
         current: &Password,
         new: &Password,
     ) -> Result<(), AuthError> {
+        // The principal may come from a cache: check against the stored hash.
+        let Some(user) = self.ports.users.find_by_id(principal.user.id).await? else {
+            return Err(AuthError::InvalidToken(TokenRejection::Revoked));
+        };
         let check = self
             .ports
             .hasher
-            .verify(current, Some(&principal.user.password_hash))
+            .verify(current, Some(&user.password_hash))
             .await
             .map_err(internal)?;
         if !check.matches {
@@ -402,7 +408,6 @@ impl AuthService {
             .sessions
             .revoke_all_for_user(principal.user.id, Some(principal.session.id), now)
             .await?;
-        self.announce_ended(&ended).await?;
         if !self
             .ports
             .users
@@ -411,6 +416,8 @@ impl AuthService {
         {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         }
+        // Every cached session of the user holds the old hash; drop them everywhere.
+        self.announce_user(principal.user.id).await?;
         tracing::info!(user_id = %principal.user.id, other_sessions_ended = ended.len(), "password changed");
         Ok(())
     }
@@ -423,6 +430,13 @@ impl AuthService {
         for id in ended {
             self.ports.bus.publish(Invalidation::Session(*id)).await?;
         }
+        Ok(())
+    }
+
+    /// Drops this user's cached sessions here at once and tells every other instance.
+    async fn announce_user(&self, user: UserId) -> Result<(), AuthError> {
+        self.ports.session_cache.clear().await;
+        self.ports.bus.publish(Invalidation::User(user)).await?;
         Ok(())
     }
 

@@ -321,7 +321,10 @@ impl DeviceService {
         self.get(actor, id).await?;
         let secret = self.new_secret()?;
         let device = self.ports.devices.rotate_secret(id, &secret.hash()).await?;
-        self.announce(id).await?;
+        // The new secret is shown only in this answer: a failed publish must not lose it.
+        if let Err(err) = self.announce(id).await {
+            tracing::error!(device_id = %id, error = %err, "secret rotation not announced to other instances");
+        }
         tracing::info!(device_id = %id, "device secret rotated");
         Ok(IssuedDevice { device, secret })
     }

@@ -39,6 +39,9 @@ impl InvalidationHandler for CacheInvalidator {
             Invalidation::ApiKey(hash) => self.keys.invalidate(&hash).await,
             Invalidation::Session(id) => self.sessions.invalidate(&id).await,
             Invalidation::Device(id) => self.devices.invalidate(&id).await,
+            // Session entries are keyed by session, not user: drop them all. Rare (logout-all,
+            // password change) and cheap to reload.
+            Invalidation::User(_) => self.sessions.clear().await,
         }
     }
 

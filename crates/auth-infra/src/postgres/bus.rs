@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auth_core::model::{DeviceId, SessionId, TokenHash};
+use auth_core::model::{DeviceId, SessionId, TokenHash, UserId};
 use auth_core::ports::{Invalidation, InvalidationBus, InvalidationHandler, StoreError};
 use diesel::sql_types::Text;
 use diesel_async::{
@@ -36,6 +36,7 @@ fn encode(event: Invalidation) -> String {
         Invalidation::ApiKey(hash) => format!("k:{}", hex::encode(hash.as_bytes())),
         Invalidation::Session(id) => format!("s:{id}"),
         Invalidation::Device(id) => format!("d:{id}"),
+        Invalidation::User(id) => format!("u:{id}"),
     }
 }
 
@@ -49,6 +50,7 @@ fn decode(payload: &str) -> Option<Invalidation> {
         }
         "s" => value.parse::<SessionId>().ok().map(Invalidation::Session),
         "d" => DeviceId::parse(value).ok().map(Invalidation::Device),
+        "u" => value.parse::<UserId>().ok().map(Invalidation::User),
         _ => None,
     }
 }
@@ -186,7 +188,8 @@ mod tests {
         let key = Invalidation::ApiKey(TokenHash::of(b"k"));
         let session = Invalidation::Session(SessionId::generate());
         let device = Invalidation::Device(DeviceId::parse("frame:01.a-b_c").unwrap());
-        for event in [key, session, device] {
+        let user = Invalidation::User(UserId::generate());
+        for event in [key, session, device, user] {
             assert_eq!(decode(&encode(event.clone())), Some(event));
         }
         for junk in [

@@ -111,6 +111,8 @@ async fn keys_are_created_shown_once_and_verified(app: &TestApp) {
         format!(" {key}"),
         format!("{key} "),
         "garbage".into(),
+        "ak_live_aé12345_".into(),
+        format!("{}é", &key[..key.len() - 2]),
     ] {
         assert_eq!(
             verify(app, &bad, json!([])).await,

@@ -137,6 +137,7 @@ async fn devices_register_authenticate_and_verify(app: &TestApp) {
         json!({"device_id": "x".repeat(129), "organization_id": org}),
         json!({"device_id": "ok-id", "organization_id": org, "metadata": [1, 2]}),
         json!({"device_id": "ok-id", "organization_id": org, "name": ""}),
+        json!({"device_id": "ok-id", "organization_id": org, "metadata": {"note": "nul\u{0}inside"}}),
         json!({"organization_id": org}),
     ] {
         assert_problem(

@@ -87,4 +87,18 @@ async fn password_change_ends_other_sessions(app: &TestApp) {
     assert_eq!(res.status(), 401);
     assert_eq!(app.login(&email, PASSWORD).await.status(), 401);
     assert_eq!(app.login(&email, "a new passphrase").await.status(), 200);
+
+    // The session that changed it changes it again: checked against the stored hash, not a
+    // cached one.
+    let res = app
+        .post_auth(
+            path,
+            at,
+            Some(&json!({"current_password": PASSWORD, "new_password": "third passphrase"})),
+        )
+        .await;
+    assert_problem(res, 401, "INVALID_CREDENTIALS").await;
+    let res = app.post_auth(path, at, Some(&json!({"current_password": "a new passphrase", "new_password": "third passphrase"}))).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(app.login(&email, "third passphrase").await.status(), 200);
 }

@@ -287,3 +287,110 @@ async fn cli_manages_organizations_and_keys_and_running_instances_hear_it() {
 fn uuid_like() -> String {
     auth_core::model::OrganizationId::generate().to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_devices() {
+    let db = TestDb::new().await;
+    let out = cli(
+        &db,
+        &["users", "create", "--email", "fleet@example.com"],
+        "fleet passphrase\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let org = cli_json(
+        &db,
+        &[
+            "organizations",
+            "create",
+            "--name",
+            "Frames",
+            "--owner-email",
+            "fleet@example.com",
+        ],
+    );
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    let reg = cli_json(
+        &db,
+        &[
+            "devices",
+            "register",
+            "--organization",
+            &org_id,
+            "--device-id",
+            "frame:hall-1",
+            "--name",
+            "Hall",
+        ],
+    );
+    assert_eq!(reg["device_id"], "frame:hall-1");
+    assert_eq!(reg["name"], "Hall");
+    let secret = reg["device_secret"].as_str().unwrap().to_owned();
+    let listed = cli_json(&db, &["devices", "list", "--organization", &org_id]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&secret));
+    assert_eq!(
+        cli_json(&db, &["devices", "info", "frame:hall-1"])[0]["status"],
+        "active"
+    );
+    let table = cli(&db, &["devices", "list", "--organization", &org_id], "");
+    assert!(String::from_utf8_lossy(&table.stdout).contains("frame:hall-1"));
+
+    let mut config = test_config();
+    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    let app = TestApp::serve(config, None).await;
+    let auth = |s: String| {
+        let app = &app;
+        async move {
+            app.post_json(
+                "/api/v1/devices/authenticate",
+                &serde_json::json!({"device_id": "frame:hall-1", "device_secret": s}),
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    };
+    assert_eq!(auth(secret.clone()).await, 200);
+    let rotated = cli_json(&db, &["devices", "rotate-secret", "frame:hall-1"]);
+    let new_secret = rotated["device_secret"].as_str().unwrap().to_owned();
+    // The running instance hears the rotation: the old secret fails within a second.
+    let start = std::time::Instant::now();
+    while auth(secret.clone()).await != 401 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "rotation not heard"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(auth(new_secret.clone()).await, 200);
+    assert_eq!(
+        cli_json(&db, &["devices", "revoke", "frame:hall-1"])[0]["status"],
+        "revoked"
+    );
+    let start = std::time::Instant::now();
+    while auth(new_secret.clone()).await != 401 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "revocation not heard"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let dup = cli(
+        &db,
+        &[
+            "devices",
+            "register",
+            "--organization",
+            &org_id,
+            "--device-id",
+            "frame:hall-1",
+        ],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("exists"));
+    app.stop().await;
+}

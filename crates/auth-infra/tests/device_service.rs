@@ -1,0 +1,218 @@
+//! `DeviceService` on both stores with a counting repository: the fast path reads the store
+//! once, authentications are recorded in batches, tokens expire with the clock.
+#![expect(
+    clippy::unwrap_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use auth_core::memory::{
+    LocalInvalidationBus, ManualClock, MemoryDeviceRepository, MemoryOrganizationRepository,
+    MemoryUserRepository,
+};
+use auth_core::model::{
+    Device, DeviceId, DeviceMetadata, DeviceSecret, Email, Organization, OrganizationId,
+    OrganizationName, PasswordHash, TokenHash, TokenRejection, User, UserId,
+};
+use auth_core::ports::{
+    ChangeDeviceError, Clock as _, DeviceRepository, OrganizationRepository, RegisterDeviceError,
+    StoreError, UserRepository,
+};
+use auth_core::system::OsSecretGenerator;
+use auth_core::{Actor, DeviceError, DevicePorts, DeviceService, NewDevice, OrganizationService};
+use auth_infra::cache::MokaCache;
+use auth_infra::jwt::{JwtSettings, JwtSigner};
+use auth_infra::postgres::{PgDeviceRepository, PgOrganizationRepository, PgUserRepository};
+use auth_infra::test_support::TestDb;
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret as _, SecretSlice};
+
+struct Counting {
+    inner: Arc<dyn DeviceRepository>,
+    finds: AtomicUsize,
+}
+
+#[async_trait]
+impl DeviceRepository for Counting {
+    async fn register(&self, d: &Device) -> Result<(), RegisterDeviceError> {
+        self.inner.register(d).await
+    }
+    async fn find(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        self.finds.fetch_add(1, Ordering::SeqCst);
+        self.inner.find(id).await
+    }
+    async fn list(&self, org: OrganizationId) -> Result<Vec<Device>, StoreError> {
+        self.inner.list(org).await
+    }
+    async fn rotate_secret(
+        &self,
+        id: &DeviceId,
+        h: &TokenHash,
+    ) -> Result<Device, ChangeDeviceError> {
+        self.inner.rotate_secret(id, h).await
+    }
+    async fn revoke(&self, id: &DeviceId, now: DateTime<Utc>) -> Result<Device, ChangeDeviceError> {
+        self.inner.revoke(id, now).await
+    }
+    async fn record_authentications(
+        &self,
+        seen: &[(DeviceId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        self.inner.record_authentications(seen).await
+    }
+}
+
+type Stores = (
+    Arc<dyn UserRepository>,
+    Arc<dyn OrganizationRepository>,
+    Arc<dyn DeviceRepository>,
+    Option<TestDb>,
+);
+
+async fn stores(postgres: bool) -> Stores {
+    if postgres {
+        let db = TestDb::new().await;
+        let pool = db.pool();
+        (
+            Arc::new(PgUserRepository::new(pool.clone())),
+            Arc::new(PgOrganizationRepository::new(pool.clone())),
+            Arc::new(PgDeviceRepository::new(pool)),
+            Some(db),
+        )
+    } else {
+        let users = Arc::new(MemoryUserRepository::new());
+        (
+            users.clone(),
+            Arc::new(MemoryOrganizationRepository::new(users)),
+            Arc::new(MemoryDeviceRepository::new()),
+            None,
+        )
+    }
+}
+
+async fn fast_path_batches_and_expiry(postgres: bool) {
+    let (users, orgs, repo, _db) = stores(postgres).await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let now = clock.now();
+    let owner = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("o{}@example.com", UserId::generate())).unwrap(),
+        display_name: None,
+        password_hash: PasswordHash::new("$2b$04$x".into()),
+        is_admin: false,
+        created_at: now,
+        updated_at: now,
+    };
+    users.create(&owner).await.unwrap();
+    let org = Organization {
+        id: OrganizationId::generate(),
+        name: OrganizationName::parse("Org").unwrap(),
+        created_at: now,
+    };
+    orgs.create(&org, owner.id).await.unwrap();
+    let counting = Arc::new(Counting {
+        inner: repo,
+        finds: AtomicUsize::new(0),
+    });
+    let signer =
+        JwtSigner::hs256(&SecretSlice::from(vec![3u8; 32]), JwtSettings::default()).unwrap();
+    let devices = DeviceService::new(
+        DevicePorts {
+            devices: counting.clone(),
+            orgs: OrganizationService::new(orgs, users, clock.clone()),
+            cache: Arc::new(MokaCache::new(1000, std::time::Duration::from_secs(300))),
+            bus: Arc::new(LocalInvalidationBus::new()),
+            signer: Arc::new(signer),
+            clock: clock.clone(),
+            secrets: Arc::new(OsSecretGenerator),
+        },
+        Duration::hours(24),
+    );
+    let id = DeviceId::parse("frame-1").unwrap();
+    let new = NewDevice {
+        id: id.clone(),
+        organization_id: org.id,
+        name: None,
+        metadata: DeviceMetadata::default(),
+    };
+    let issued = devices.register(&Actor::Operator, new).await.unwrap();
+    let secret = issued.secret.clone();
+
+    // Ten authentications, one store read.
+    let mut token = String::new();
+    for _ in 0..10 {
+        token = devices
+            .authenticate(&id, &secret)
+            .await
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_owned();
+    }
+    assert_eq!(counting.finds.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        devices
+            .authenticate(&id, &DeviceSecret::presented("ds_wrong"))
+            .await,
+        Err(DeviceError::InvalidCredentials)
+    ));
+
+    // last_authenticated_at is written only when flushed, in one batch.
+    assert!(
+        devices
+            .get(&Actor::Operator, &id)
+            .await
+            .unwrap()
+            .last_authenticated_at
+            .is_none()
+    );
+    assert_eq!(devices.flush_seen().await.unwrap(), 1);
+    assert_eq!(
+        devices
+            .get(&Actor::Operator, &id)
+            .await
+            .unwrap()
+            .last_authenticated_at,
+        Some(now)
+    );
+
+    // The token verifies until it expires (24 h plus the 30 s leeway).
+    assert!(devices.verify_token(&token).await.is_ok());
+    clock.advance(Duration::hours(24) + Duration::seconds(30));
+    assert!(matches!(
+        devices.verify_token(&token).await,
+        Err(DeviceError::InvalidToken(TokenRejection::Expired))
+    ));
+    clock.set(now);
+
+    // Rotation evicts the cached device: the old secret fails at once.
+    let rotated = devices.rotate_secret(&Actor::Operator, &id).await.unwrap();
+    assert!(matches!(
+        devices.authenticate(&id, &secret).await,
+        Err(DeviceError::InvalidCredentials)
+    ));
+    assert!(devices.authenticate(&id, &rotated.secret).await.is_ok());
+    // Revocation ends authentication and every token.
+    devices.revoke(&Actor::Operator, &id).await.unwrap();
+    assert!(matches!(
+        devices.authenticate(&id, &rotated.secret).await,
+        Err(DeviceError::InvalidCredentials)
+    ));
+    assert!(matches!(
+        devices.verify_token(&token).await,
+        Err(DeviceError::InvalidToken(TokenRejection::Revoked))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_path_batches_and_expiry_memory() {
+    fast_path_batches_and_expiry(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_path_batches_and_expiry_postgres() {
+    fast_path_batches_and_expiry(true).await;
+}

@@ -20,9 +20,10 @@ use crate::model::{
     Scopes, Session, SessionId, TokenHash, User, UserId,
 };
 use crate::ports::{
-    AddMemberError, ApiKeyRepository, ChangeDeviceError, Clock, CreateUserError, DeviceRepository,
-    OrganizationRepository, RegisterDeviceError, RemoveMemberError, RevokeKeyError, Rotation,
-    SessionRepository, UserRepository,
+    AddMemberError, ApiKeyRepository, AttemptState, ChangeDeviceError, Clock, CreateUserError,
+    DeviceRepository, LockoutPolicy, LoginAttemptStore, OrganizationRepository,
+    RegisterDeviceError, RemoveMemberError, RevokeKeyError, Rotation, SessionRepository,
+    UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -39,6 +40,8 @@ pub trait Fixture: Send + Sync {
     /// The device repository under test (its devices belong to organizations of
     /// `organizations`).
     fn devices(&self) -> Arc<dyn DeviceRepository>;
+    /// The failed-login counters under test.
+    fn login_attempts(&self) -> Arc<dyn LoginAttemptStore>;
 }
 
 /// Expands to one `#[tokio::test]` per contract behaviour; `$fixture` is an async expression
@@ -61,7 +64,13 @@ macro_rules! storage_contract_tests {
             device_round_trip, device_ids_byte_exact, device_id_unique_across_organizations,
             concurrent_device_registrations_one_winner, device_list_order_and_isolation,
             device_rotate_secret, device_revoke, concurrent_device_revokes_one_winner,
-            record_authentications_moves_forward);
+            record_authentications_moves_forward,
+            login_failures_count_within_window, login_threshold_failure_locks,
+            login_failures_while_locked_change_nothing, login_lock_ends_at_locked_until,
+            login_failure_after_lock_starts_new_window, login_window_expiry_restarts_count,
+            login_threshold_one_locks_every_new_window, login_reset_clears,
+            login_keys_independent, concurrent_login_failures_none_lost,
+            concurrent_login_failures_lock_once);
     };
     (@each $fixture:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1602,5 +1611,347 @@ pub async fn record_authentications_moves_forward(f: &impl Fixture) {
             last_authenticated_at: Some(at(40)),
             ..a
         }
+    );
+}
+
+// ---- Login attempts ------------------------------------------------------------------------
+
+/// A policy whose window and duration differ, so an adapter mixing them up fails.
+fn lockout(threshold: u32) -> LockoutPolicy {
+    LockoutPolicy {
+        threshold,
+        window: Duration::minutes(10),
+        duration: Duration::minutes(7),
+    }
+}
+
+const fn counted(failures: u32) -> AttemptState {
+    AttemptState {
+        failures,
+        locked_until: None,
+    }
+}
+
+const fn locked(failures: u32, until: DateTime<Utc>) -> AttemptState {
+    AttemptState {
+        failures,
+        locked_until: Some(until),
+    }
+}
+
+/// Records failures for `key` at the clock's time, one second apart, until `key` locks under
+/// `policy` (starting from no counter); answers when the lock ends.
+async fn lock_out(
+    store: &dyn LoginAttemptStore,
+    key: &TokenHash,
+    c: &ManualClock,
+    policy: &LockoutPolicy,
+) -> DateTime<Utc> {
+    for n in 1..policy.threshold {
+        let state = store.record_failure(key, c.now(), policy).await.unwrap();
+        assert_eq!(state, counted(n));
+        c.advance(Duration::seconds(1));
+    }
+    let state = store.record_failure(key, c.now(), policy).await.unwrap();
+    let until = c.now() + policy.duration;
+    assert_eq!(state, locked(policy.threshold, until));
+    until
+}
+
+/// Failures within the window count up from 1 without locking below the threshold; an
+/// unknown key and a counting one are not locked.
+pub async fn login_failures_count_within_window(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(5));
+    let key = token("count");
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
+    for n in 1..=4 {
+        assert_eq!(
+            store.record_failure(&key, c.now(), &policy).await.unwrap(),
+            counted(n)
+        );
+        assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
+        c.advance(Duration::minutes(3));
+    }
+}
+
+/// The threshold-th failure starts a lock of `duration` from its own time, and `check`
+/// answers that end while the lock runs.
+pub async fn login_threshold_failure_locks(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(3));
+    let key = token("lock");
+    for n in 1..=2 {
+        assert_eq!(
+            store.record_failure(&key, c.now(), &policy).await.unwrap(),
+            counted(n)
+        );
+        c.advance(Duration::minutes(2));
+    }
+    let at = c.now();
+    let until = at + Duration::minutes(7);
+    assert_eq!(
+        store.record_failure(&key, at, &policy).await.unwrap(),
+        locked(3, until)
+    );
+    assert_eq!(store.check(&key, at).await.unwrap(), Some(until));
+    assert_eq!(
+        store.check(&key, at + Duration::minutes(5)).await.unwrap(),
+        Some(until)
+    );
+}
+
+/// Failures while a lock runs change nothing: the count stays, the lock is neither extended
+/// nor restarted, even once the window the lock began in is long over.
+pub async fn login_failures_while_locked_change_nothing(f: &impl Fixture) {
+    let (store, c) = (f.login_attempts(), clock());
+    // A lock outlasting the window, so "window over" and "lock running" overlap.
+    let policy = LockoutPolicy {
+        threshold: 2,
+        window: Duration::minutes(1),
+        duration: Duration::minutes(30),
+    };
+    let key = token("locked");
+    let until = lock_out(store.as_ref(), &key, &c, &policy).await;
+    for step in [
+        Duration::zero(),
+        Duration::seconds(30),
+        Duration::minutes(20),
+    ] {
+        c.advance(step);
+        assert_eq!(
+            store.record_failure(&key, c.now(), &policy).await.unwrap(),
+            locked(2, until),
+            "{step}"
+        );
+        assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));
+    }
+    c.set(until - Duration::microseconds(1));
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        locked(2, until)
+    );
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));
+}
+
+/// `check` answers the lock only while `now < locked_until`.
+pub async fn login_lock_ends_at_locked_until(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(2));
+    let key = token("ends");
+    let until = lock_out(store.as_ref(), &key, &c, &policy).await;
+    assert_eq!(
+        store
+            .check(&key, until - Duration::microseconds(1))
+            .await
+            .unwrap(),
+        Some(until)
+    );
+    assert_eq!(store.check(&key, until).await.unwrap(), None);
+    assert_eq!(
+        store.check(&key, until + Duration::hours(1)).await.unwrap(),
+        None
+    );
+}
+
+/// Once a lock has ended, the next failure starts a new window at 1, even when the lock
+/// ended before the window it began in (here `duration` < `window`); the new window then
+/// counts and locks afresh.
+pub async fn login_failure_after_lock_starts_new_window(f: &impl Fixture) {
+    let (store, c) = (f.login_attempts(), clock());
+    let policy = LockoutPolicy {
+        threshold: 3,
+        window: Duration::hours(1),
+        duration: Duration::minutes(5),
+    };
+    let key = token("after");
+    let until = lock_out(store.as_ref(), &key, &c, &policy).await;
+    c.set(until);
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        counted(1)
+    );
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
+    c.advance(Duration::minutes(1));
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        counted(2)
+    );
+    c.advance(Duration::minutes(1));
+    let again = c.now() + policy.duration;
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        locked(3, again)
+    );
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(again));
+}
+
+/// A window that began more than `window` ago restarts the count at 1 from that failure;
+/// a failure exactly `window` after the start still counts in it.
+pub async fn login_window_expiry_restarts_count(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(4));
+    let key = token("window");
+    let start = c.now();
+    for n in 1..=2 {
+        assert_eq!(
+            store.record_failure(&key, c.now(), &policy).await.unwrap(),
+            counted(n)
+        );
+        c.advance(Duration::minutes(1));
+    }
+    c.set(start + policy.window);
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        counted(3),
+        "exactly `window` after the start is still inside it"
+    );
+    c.advance(Duration::microseconds(1));
+    let restart = c.now();
+    assert_eq!(
+        store.record_failure(&key, restart, &policy).await.unwrap(),
+        counted(1),
+        "the window is over: a new one starts"
+    );
+    // The new window runs from the restart, not from the first window's start.
+    for n in 2..=3 {
+        c.advance(Duration::minutes(4));
+        assert_eq!(
+            store.record_failure(&key, c.now(), &policy).await.unwrap(),
+            counted(n)
+        );
+    }
+    c.set(restart + policy.window);
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        locked(4, c.now() + policy.duration)
+    );
+}
+
+/// With a threshold of 1 the first failure of every window locks, including the one that
+/// follows an ended lock.
+pub async fn login_threshold_one_locks_every_new_window(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(1));
+    let key = token("one");
+    let until = c.now() + policy.duration;
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        locked(1, until)
+    );
+    c.set(until);
+    let again = until + policy.duration;
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        locked(1, again)
+    );
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(again));
+}
+
+/// `reset` forgets the key, lock included: the next failure counts from 1. Resetting an
+/// unknown key is fine.
+pub async fn login_reset_clears(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(3));
+    let key = token("reset");
+    store.reset(&key).await.unwrap();
+    let until = lock_out(store.as_ref(), &key, &c, &policy).await;
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));
+    store.reset(&key).await.unwrap();
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        counted(1)
+    );
+    c.advance(Duration::seconds(1));
+    store.reset(&key).await.unwrap();
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        counted(1)
+    );
+}
+
+/// Keys count, lock and reset independently.
+pub async fn login_keys_independent(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(2));
+    let (a, b) = (token("a"), token("b"));
+    let until = lock_out(store.as_ref(), &a, &c, &policy).await;
+    assert_eq!(store.check(&b, c.now()).await.unwrap(), None);
+    assert_eq!(
+        store.record_failure(&b, c.now(), &policy).await.unwrap(),
+        counted(1)
+    );
+    store.reset(&b).await.unwrap();
+    assert_eq!(store.check(&a, c.now()).await.unwrap(), Some(until));
+    store.reset(&a).await.unwrap();
+    assert_eq!(
+        store.record_failure(&b, c.now(), &policy).await.unwrap(),
+        counted(1)
+    );
+}
+
+/// 50 concurrent failures for one key add exactly 50: every count from 1 to 50 is answered
+/// once, and the next failure is the 51st.
+pub async fn concurrent_login_failures_none_lost(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(1000));
+    let key = token("race");
+    let now = c.now();
+    let attempts = (0..50).map(|_| {
+        let store = store.clone();
+        async move { store.record_failure(&key, now, &policy).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut counts: Vec<u32> = results
+        .into_iter()
+        .map(|r| {
+            let state = r.unwrap();
+            assert_eq!(state.locked_until, None);
+            state.failures
+        })
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=50).collect::<Vec<u32>>());
+    assert_eq!(
+        store.record_failure(&key, now, &policy).await.unwrap(),
+        counted(51)
+    );
+}
+
+/// 50 concurrent failures for one key (each a microsecond apart) under a threshold of 5:
+/// four answer counts 1 to 4 unlocked, the rest all answer count 5 and one lock, started by
+/// exactly one of them at its own time; the lock stays as it was.
+pub async fn concurrent_login_failures_lock_once(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(5));
+    let key = token("race-lock");
+    let start = c.now();
+    let attempts = (0..50).map(|i| {
+        let store = store.clone();
+        let at = start + Duration::microseconds(i);
+        async move { (at, store.record_failure(&key, at, &policy).await) }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut unlocked = Vec::new();
+    let mut ends = Vec::new();
+    let mut starters = 0;
+    for (at, r) in results {
+        let state = r.unwrap();
+        match state.locked_until {
+            None => unlocked.push(state.failures),
+            Some(until) => {
+                assert_eq!(state.failures, 5);
+                ends.push(until);
+                if until == at + policy.duration {
+                    starters += 1;
+                }
+            }
+        }
+    }
+    unlocked.sort_unstable();
+    assert_eq!(unlocked, vec![1, 2, 3, 4]);
+    assert_eq!(ends.len(), 46);
+    ends.sort_unstable();
+    ends.dedup();
+    assert_eq!(ends.len(), 1, "one lock: {ends:?}");
+    assert_eq!(starters, 1, "started by exactly one failure");
+    let until = ends[0];
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));
+    c.advance(Duration::minutes(1));
+    assert_eq!(
+        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        locked(5, until)
     );
 }

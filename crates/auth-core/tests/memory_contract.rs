@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use auth_core::contract::Fixture;
 use auth_core::memory::{
-    MemoryApiKeyRepository, MemoryDeviceRepository, MemoryOrganizationRepository,
-    MemorySessionRepository, MemoryUserRepository,
+    MemoryApiKeyRepository, MemoryDeviceRepository, MemoryLoginAttemptStore,
+    MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository,
 };
 use auth_core::ports::{
-    ApiKeyRepository, DeviceRepository, OrganizationRepository, SessionRepository, UserRepository,
+    ApiKeyRepository, DeviceRepository, LoginAttemptStore, OrganizationRepository,
+    SessionRepository, UserRepository,
 };
 
 struct Memory {
@@ -17,6 +18,7 @@ struct Memory {
     organizations: Arc<MemoryOrganizationRepository>,
     api_keys: Arc<MemoryApiKeyRepository>,
     devices: Arc<MemoryDeviceRepository>,
+    login_attempts: Arc<MemoryLoginAttemptStore>,
 }
 
 impl Fixture for Memory {
@@ -35,6 +37,9 @@ impl Fixture for Memory {
     fn devices(&self) -> Arc<dyn DeviceRepository> {
         self.devices.clone()
     }
+    fn login_attempts(&self) -> Arc<dyn LoginAttemptStore> {
+        self.login_attempts.clone()
+    }
 }
 
 async fn memory() -> Memory {
@@ -45,6 +50,7 @@ async fn memory() -> Memory {
         sessions: Arc::new(MemorySessionRepository::new()),
         api_keys: Arc::new(MemoryApiKeyRepository::new()),
         devices: Arc::new(MemoryDeviceRepository::new()),
+        login_attempts: Arc::new(MemoryLoginAttemptStore::new()),
     }
 }
 

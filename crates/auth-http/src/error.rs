@@ -167,6 +167,30 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "resource not found")
     }
 
+    /// 429 `RATE_LIMITED` with `Retry-After`.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many requests from this address; retry later",
+            )
+        }
+    }
+
+    /// 429 `TOO_MANY_ATTEMPTS` with `Retry-After`: the account is locked.
+    pub fn too_many_attempts(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_ATTEMPTS",
+                "too many failed attempts; retry later",
+            )
+        }
+    }
+
     /// 503 `SERVICE_UNAVAILABLE` with `Retry-After`.
     pub fn unavailable() -> Self {
         Self {
@@ -357,6 +381,11 @@ impl From<AuthError> for ApiError {
                 "the refresh token is invalid, expired or revoked",
             ),
             AuthError::InvalidToken(_) => Self::unauthenticated(true),
+            AuthError::Locked { retry_after } => {
+                let ms = retry_after.num_milliseconds().max(0);
+                let secs = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
+                Self::too_many_attempts(secs.max(1))
+            }
             AuthError::Unavailable(_) => {
                 tracing::warn!(error = %ErrorChain(&err), "store unavailable");
                 Self::unavailable()

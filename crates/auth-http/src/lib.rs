@@ -9,13 +9,14 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod json;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 pub mod state;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, web};
 use utoipa::OpenApi as _;
 use utoipa_actix_web::{AppExt as _, scope};
@@ -25,6 +26,31 @@ pub use state::{AppState, StoreHealth, StoreProbe};
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found())
+}
+
+/// CORS for the configured origins: credentials in headers (no cookies), the API's methods
+/// and headers, and the response headers clients need to read.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::HeaderName::from_static("x-api-key"),
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            "x-request-id",
+            "retry-after",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
 }
 
 /// Registers every API route on a utoipa-aware app, so routes and document agree.
@@ -95,6 +121,8 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let cors = cors(&state.cors_origins);
+    let cors_enabled = !state.cors_origins.is_empty();
     let (app, api) = api_routes(
         App::new()
             .into_utoipa_app()
@@ -104,6 +132,8 @@ pub fn app(
     .split_for_parts();
     docs::register(app, api)
         .default_service(web::to(not_found))
+        .wrap(from_fn(rate_limit::middleware))
+        .wrap(Condition::new(cors_enabled, cors))
         .wrap(
             DefaultHeaders::new()
                 .add(("X-Content-Type-Options", "nosniff"))

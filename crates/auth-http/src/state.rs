@@ -48,6 +48,10 @@ pub struct AppState {
     pub bus: Arc<dyn InvalidationBus>,
     /// The store's health.
     pub store: Arc<dyn StoreProbe>,
+    /// Per-IP rate limits.
+    pub rate_limits: Arc<crate::rate_limit::RateLimits>,
+    /// Origins allowed by CORS (`CORS_ORIGINS`); none by default.
+    pub cors_origins: Vec<String>,
     /// This instance's verification caches (their size shows in `/health`).
     pub caches: CacheInvalidator,
 }

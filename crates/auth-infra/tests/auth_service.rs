@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use auth_core::memory::{
-    LocalInvalidationBus, ManualClock, MemorySessionRepository, MemoryUserRepository, NoCache,
+    LocalInvalidationBus, ManualClock, MemoryLoginAttemptStore, MemorySessionRepository,
+    MemoryUserRepository, NoCache,
 };
 use auth_core::model::{
     Email, Password, PasswordHash, PasswordPolicy, RefreshToken, TokenRejection,
@@ -45,6 +46,7 @@ fn harness_with(config: AuthConfig, cost: u32) -> Harness {
         secrets: Arc::new(OsSecretGenerator),
         session_cache: Arc::new(NoCache),
         bus: Arc::new(LocalInvalidationBus::new()),
+        attempts: Arc::new(MemoryLoginAttemptStore::new()),
     };
     Harness {
         auth: AuthService::new(ports, config),

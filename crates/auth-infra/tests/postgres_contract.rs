@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use auth_core::contract::Fixture;
 use auth_core::ports::{
-    ApiKeyRepository, DeviceRepository, OrganizationRepository, SessionRepository, UserRepository,
+    ApiKeyRepository, DeviceRepository, LoginAttemptStore, OrganizationRepository,
+    SessionRepository, UserRepository,
 };
 use auth_infra::postgres::{
-    PgApiKeyRepository, PgDeviceRepository, PgOrganizationRepository, PgSessionRepository,
-    PgUserRepository,
+    PgApiKeyRepository, PgDeviceRepository, PgLoginAttemptStore, PgOrganizationRepository,
+    PgSessionRepository, PgUserRepository,
 };
 use auth_infra::test_support::TestDb;
 
@@ -18,6 +19,7 @@ struct Postgres {
     organizations: Arc<PgOrganizationRepository>,
     api_keys: Arc<PgApiKeyRepository>,
     devices: Arc<PgDeviceRepository>,
+    login_attempts: Arc<PgLoginAttemptStore>,
     _db: TestDb,
 }
 
@@ -37,6 +39,9 @@ impl Fixture for Postgres {
     fn devices(&self) -> Arc<dyn DeviceRepository> {
         self.devices.clone()
     }
+    fn login_attempts(&self) -> Arc<dyn LoginAttemptStore> {
+        self.login_attempts.clone()
+    }
 }
 
 async fn postgres() -> Postgres {
@@ -47,7 +52,8 @@ async fn postgres() -> Postgres {
         sessions: Arc::new(PgSessionRepository::new(pool.clone())),
         organizations: Arc::new(PgOrganizationRepository::new(pool.clone())),
         api_keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
-        devices: Arc::new(PgDeviceRepository::new(pool)),
+        devices: Arc::new(PgDeviceRepository::new(pool.clone())),
+        login_attempts: Arc::new(PgLoginAttemptStore::new(pool)),
         _db: db,
     }
 }

@@ -200,6 +200,15 @@ fn print_devices(items: &[DeviceItem], json: bool) -> Result<(), CliError> {
     }
 }
 
+fn print_device(item: &DeviceItem, json: bool) -> Result<(), CliError> {
+    if json {
+        print_json(item)
+    } else {
+        println!("{}", device_table(std::slice::from_ref(item)));
+        Ok(())
+    }
+}
+
 fn print_secret(
     device_id: &str,
     secret: &str,
@@ -263,7 +272,7 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
                 .get(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            print_devices(&[DeviceItem::from(&device)], json)
+            print_device(&DeviceItem::from(&device), json)
         }
         DevicesCommand::RotateSecret { device_id: id } => {
             let issued = devices
@@ -281,7 +290,7 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
                 .revoke(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            print_devices(&[DeviceItem::from(&device)], json)
+            print_device(&DeviceItem::from(&device), json)
         }
     }
 }

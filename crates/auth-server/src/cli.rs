@@ -114,7 +114,7 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let store = Store::open(&config)?;
     let state = wiring::app_state(&config, &store)?;
     wiring::migrate_at_start(&config).await?;
-    let flusher = wiring::spawn_usage_flusher(state.keys.clone(), state.devices.clone());
+    let flusher = wiring::spawn_maintenance(&state);
     let (keys, devices) = (state.keys.clone(), state.devices.clone());
     let listener = TcpListener::bind((config.host.as_str(), config.port))?;
     let running = crate::server::start(state, listener, true)?;

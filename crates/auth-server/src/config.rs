@@ -135,7 +135,7 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
 
-    /// Seconds a verification result (API key, session) may be served from cache.
+    /// Seconds a verification result (API key, session, device) may be served from cache.
     #[arg(long, env = "TOKEN_CACHE_TTL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub token_cache_ttl: u64,
 
@@ -146,6 +146,40 @@ pub struct Config {
     /// Lifetime of device tokens, in seconds.
     #[arg(long, env = "AUTH_DEVICE_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=2_592_000), global = true)]
     pub device_token_ttl_seconds: i64,
+
+    /// Per-client-IP rate limits on register, login, refresh, device authenticate and the
+    /// verify endpoints (`false` for load tests).
+    #[arg(long, env = "AUTH_RATE_LIMIT_ENABLED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub rate_limit_enabled: bool,
+
+    /// Requests per minute per client IP and endpoint group.
+    #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub rate_limit_per_minute: u32,
+
+    /// Comma-separated CIDRs of proxies whose `X-Forwarded-For` is believed.
+    #[arg(
+        long,
+        env = "AUTH_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Comma-separated origins allowed by CORS (none by default).
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
+    pub cors_origins: Vec<String>,
+
+    /// Failed logins for one email, within the window, that lock it.
+    #[arg(long, env = "AUTH_LOCKOUT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub lockout_threshold: u32,
+
+    /// Seconds in which failed logins are counted.
+    #[arg(long, env = "AUTH_LOCKOUT_WINDOW_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..=86_400), global = true)]
+    pub lockout_window_seconds: i64,
+
+    /// Seconds a lock lasts from its start.
+    #[arg(long, env = "AUTH_LOCKOUT_DURATION_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..=86_400), global = true)]
+    pub lockout_duration_seconds: i64,
 
     /// Prefix of issued API keys (`<prefix>_<random>_<checksum>`).
     #[arg(

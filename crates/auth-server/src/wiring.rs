@@ -5,29 +5,32 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auth_core::memory::{
-    LocalInvalidationBus, MemoryApiKeyRepository, MemoryDeviceRepository,
+    LocalInvalidationBus, MemoryApiKeyRepository, MemoryDeviceRepository, MemoryLoginAttemptStore,
     MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository, NoCache,
 };
 use auth_core::model::{ApiKey, Device, DeviceId, KeyPrefix, PasswordPolicy, SessionId, TokenHash};
 use auth_core::ports::{
-    ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, OrganizationRepository,
-    SecretGenerator, SessionRepository, StoreError, TokenSigner, UserRepository, VerificationCache,
+    ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LockoutPolicy, LoginAttemptStore,
+    OrganizationRepository, SecretGenerator, SessionRepository, StoreError, TokenSigner,
+    UserRepository, VerificationCache,
 };
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
     ApiKeyPorts, ApiKeyService, AuthConfig, AuthPorts, AuthService, CacheInvalidator, DevicePorts,
     DeviceService, OrganizationService, SessionSnapshot,
 };
+use auth_http::rate_limit::RateLimits;
 use auth_http::{AppState, StoreHealth, StoreProbe};
 use auth_infra::cache::MokaCache;
 use auth_infra::jwt::{JwtSettings, JwtSigner, MIN_HS256_KEY_BYTES};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
-    DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus, PgOrganizationRepository,
-    PgSessionRepository, PgUserRepository, PoolSettings, SchemaState, build_pool, run_migrations,
-    schema_state,
+    DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus, PgLoginAttemptStore,
+    PgOrganizationRepository, PgSessionRepository, PgUserRepository, PoolSettings, SchemaState,
+    build_pool, run_migrations, schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
+use std::num::NonZeroU32;
 
 use crate::config::{Config, Environment, JwtAlgorithm};
 
@@ -68,6 +71,8 @@ pub enum Store {
         keys: Arc<MemoryApiKeyRepository>,
         /// Devices.
         devices: Arc<MemoryDeviceRepository>,
+        /// Failed-login counters.
+        attempts: Arc<MemoryLoginAttemptStore>,
         /// Invalidations between instances sharing this store.
         bus: Arc<LocalInvalidationBus>,
     },
@@ -79,6 +84,7 @@ struct Repositories {
     orgs: Arc<dyn OrganizationRepository>,
     keys: Arc<dyn ApiKeyRepository>,
     devices: Arc<dyn DeviceRepository>,
+    attempts: Arc<dyn LoginAttemptStore>,
 }
 
 impl std::fmt::Debug for Store {
@@ -124,6 +130,7 @@ impl Store {
                     sessions: Arc::new(MemorySessionRepository::new()),
                     keys: Arc::new(MemoryApiKeyRepository::new()),
                     devices: Arc::new(MemoryDeviceRepository::new()),
+                    attempts: Arc::new(MemoryLoginAttemptStore::new()),
                     bus: Arc::new(LocalInvalidationBus::new()),
                 })
             }
@@ -138,6 +145,7 @@ impl Store {
                 orgs: Arc::new(PgOrganizationRepository::new(pool.clone())),
                 keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
                 devices: Arc::new(PgDeviceRepository::new(pool.clone())),
+                attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
             },
             Self::Memory {
                 users,
@@ -145,6 +153,7 @@ impl Store {
                 orgs,
                 keys,
                 devices,
+                attempts,
                 ..
             } => Repositories {
                 users: users.clone(),
@@ -152,6 +161,7 @@ impl Store {
                 orgs: orgs.clone(),
                 keys: keys.clone(),
                 devices: devices.clone(),
+                attempts: attempts.clone(),
             },
         }
     }
@@ -335,11 +345,17 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         secrets: secrets.clone(),
         session_cache: session_cache.clone(),
         bus: bus.clone(),
+        attempts: repos.attempts,
     };
     let auth_config = AuthConfig {
         access_ttl: chrono::Duration::minutes(config.access_token_expire_minutes),
         session_ttl: chrono::Duration::days(config.refresh_token_expire_days),
         reuse_grace: chrono::Duration::seconds(config.refresh_reuse_grace_seconds),
+        lockout: LockoutPolicy {
+            threshold: config.lockout_threshold,
+            window: chrono::Duration::seconds(config.lockout_window_seconds),
+            duration: chrono::Duration::seconds(config.lockout_duration_seconds),
+        },
     };
     let orgs = OrganizationService::new(repos.orgs, repos.users, clock.clone());
     let keys = ApiKeyService::new(
@@ -397,21 +413,35 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
         },
         store: probe,
         caches: services.caches,
+        rate_limits: Arc::new(RateLimits::new(
+            config.rate_limit_enabled,
+            NonZeroU32::new(config.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN),
+            config.trusted_proxies.clone(),
+        )),
+        cors_origins: config
+            .cors_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
     })
 }
 
-/// Writes API-key `last_used_at` and device `last_authenticated_at` times every few
-/// seconds, until the returned task is aborted.
+/// Every few seconds, until the returned task is aborted: writes API-key `last_used_at` and
+/// device `last_authenticated_at` times, and forgets rate-limit state of idle clients.
 #[must_use]
-pub fn spawn_usage_flusher(
-    keys: ApiKeyService,
-    devices: DeviceService,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_maintenance(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let (keys, devices, limits) = (
+        state.keys.clone(),
+        state.devices.clone(),
+        state.rate_limits.clone(),
+    );
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            limits.retain_recent();
             if let Err(err) = keys.flush_usage().await {
                 tracing::warn!(error = %err, "API key usage not written; will retry");
             }

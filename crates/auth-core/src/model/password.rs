@@ -1,7 +1,13 @@
 //! `Password` (a secret that never prints), the policy a new password must meet, and the
 //! stored `PasswordHash`.
+//!
+//! The policy refuses passwords on a list of common passwords shipped in the binary
+//! (`crates/auth-core/data/common-passwords.txt`; source, licence and extraction in the
+//! `README.md` next to it).
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::LazyLock;
 
 use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
@@ -33,6 +39,27 @@ pub enum PasswordError {
     /// Contains a control character (U+0000..U+001F, U+007F..U+009F).
     #[error("password must not contain control characters")]
     ControlCharacter,
+    /// On the list of common passwords (compared in lower case).
+    #[error("this password is too common")]
+    Common,
+}
+
+/// The common-password list: one lower-cased password per line, most common first.
+const COMMON_PASSWORDS_TXT: &str = include_str!("../../data/common-passwords.txt");
+
+/// The common-password list as a set, built on first use.
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    COMMON_PASSWORDS_TXT
+        .lines()
+        .filter(|line| !line.is_empty())
+        .collect()
+});
+
+/// Whether `raw`, lower-cased (Unicode), is on the common-password list.
+fn is_common(raw: &str) -> bool {
+    // The lower-cased copy is as secret as the password: zeroed on drop like it.
+    let lower = SecretString::from(raw.to_lowercase());
+    COMMON_PASSWORDS.contains(lower.expose_secret())
 }
 
 /// Rules for choosing a new password (NIST SP 800-63B: length, no composition rules).
@@ -54,7 +81,9 @@ impl Default for PasswordPolicy {
 }
 
 impl PasswordPolicy {
-    /// Checks a candidate new password against the policy.
+    /// Checks a candidate new password against the policy: no control characters, a length
+    /// within the bounds, and not on the common-password list (compared in lower case; only a
+    /// candidate of allowed length is looked up).
     ///
     /// # Errors
     /// [`PasswordError`] saying which rule was broken.
@@ -75,6 +104,9 @@ impl PasswordPolicy {
             return Err(PasswordError::TooLong {
                 max: self.max_chars,
             });
+        }
+        if is_common(raw) {
+            return Err(PasswordError::Common);
         }
         Ok(Password(SecretString::from(raw)))
     }
@@ -159,5 +191,100 @@ mod tests {
             policy.new_password("abc\u{0}defgh").unwrap_err(),
             PasswordError::ControlCharacter
         );
+    }
+
+    #[test]
+    fn the_common_password_list_is_complete_and_normalised() {
+        assert!(
+            COMMON_PASSWORDS.len() >= 10_000,
+            "{}",
+            COMMON_PASSWORDS.len()
+        );
+        // No duplicates and no blank lines: every line is one distinct entry.
+        assert_eq!(COMMON_PASSWORDS.len(), COMMON_PASSWORDS_TXT.lines().count());
+        for entry in COMMON_PASSWORDS.iter() {
+            assert_eq!(*entry, entry.to_lowercase(), "not lower-case: {entry:?}");
+            assert_eq!(*entry, entry.trim(), "surrounding whitespace: {entry:?}");
+            assert!(!has_control_chars(entry), "control character: {entry:?}");
+        }
+    }
+
+    #[test]
+    fn common_passwords_are_refused_in_any_case() {
+        let policy = PasswordPolicy::default();
+        for common in [
+            "password",
+            "123456789",
+            "qwertyuiop",
+            "PASSWORD",
+            "PassWord",
+            "QwertyUiop",
+            "iloveyou1",
+            "987654321",
+        ] {
+            assert!(COMMON_PASSWORDS.contains(common.to_lowercase().as_str()));
+            assert_eq!(
+                policy.new_password(common).unwrap_err(),
+                PasswordError::Common,
+                "{common}"
+            );
+        }
+        // Unicode lower-casing: "ПАРОЛЬ" is "пароль", which is on the list.
+        let short = PasswordPolicy {
+            min_chars: 6,
+            ..PasswordPolicy::default()
+        };
+        assert_eq!(
+            short.new_password("ПАРОЛЬ").unwrap_err(),
+            PasswordError::Common
+        );
+    }
+
+    #[test]
+    fn length_rules_come_before_the_list() {
+        // "123456" is the most common password, but at the default minimum of 8 it is
+        // refused as too short: only candidates of allowed length are looked up.
+        assert!(COMMON_PASSWORDS.contains("123456"));
+        assert_eq!(
+            PasswordPolicy::default()
+                .new_password("123456")
+                .unwrap_err(),
+            PasswordError::TooShort { min: 8 }
+        );
+        let tight = PasswordPolicy {
+            min_chars: 4,
+            max_chars: 6,
+        };
+        assert_eq!(
+            tight.new_password("123456").unwrap_err(),
+            PasswordError::Common
+        );
+        assert_eq!(
+            tight.new_password("password").unwrap_err(),
+            PasswordError::TooLong { max: 6 }
+        );
+    }
+
+    #[test]
+    fn uncommon_passwords_and_random_passphrases_are_accepted() {
+        let policy = PasswordPolicy::default();
+        for fine in [
+            "violet tugboat margin 47",
+            "Tr0ub4dor&3-staple-battery",
+            "kq7v-xw2m-9hzr-t4pb",
+            "first password",
+        ] {
+            assert!(policy.new_password(fine).is_ok(), "{fine}");
+        }
+        // Random 16..=30 character passphrases from the OS generator are never refused.
+        for _ in 0..200 {
+            let mut bytes = [0_u8; 30];
+            getrandom::fill(&mut bytes).unwrap();
+            let candidate: String = bytes[..16 + usize::from(bytes[0] % 15)]
+                .iter()
+                .map(|b| char::from(b'a' + b % 26))
+                .collect();
+            assert!(policy.new_password(&candidate).is_ok(), "{candidate}");
+        }
     }
 }

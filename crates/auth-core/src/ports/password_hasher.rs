@@ -47,4 +47,9 @@ pub trait PasswordHasher: Send + Sync + 'static {
         password: &Password,
         hash: Option<&PasswordHash>,
     ) -> Result<PasswordCheck, HashError>;
+
+    /// Waits about as long as one `verify` takes, without doing the work (and without
+    /// holding a CPU): answers that must not reveal that no verification happened (a locked
+    /// account) take the same time as those that did.
+    async fn delay_like_verify(&self);
 }

@@ -7,12 +7,13 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use crate::model::{
-    AccessClaims, DisplayName, Email, Password, RefreshToken, Session, SessionId, TokenPair,
-    TokenRejection, User, UserId,
+    AccessClaims, DisplayName, Email, Password, RefreshToken, Session, SessionId, TokenHash,
+    TokenPair, TokenRejection, User, UserId,
 };
 use crate::ports::{
-    BoxError, Clock, CreateUserError, Invalidation, InvalidationBus, PasswordHasher, Rotation,
-    SecretGenerator, SessionRepository, StoreError, TokenSigner, UserRepository, VerificationCache,
+    BoxError, Clock, CreateUserError, Invalidation, InvalidationBus, LockoutPolicy,
+    LoginAttemptStore, PasswordHasher, Rotation, SecretGenerator, SessionRepository, StoreError,
+    TokenSigner, UserRepository, VerificationCache,
 };
 
 /// Lifetimes and grace periods.
@@ -25,6 +26,8 @@ pub struct AuthConfig {
     /// A rotated refresh token presented within this time of its rotation is refused without
     /// ending the session (`AUTH_REFRESH_REUSE_GRACE_SECONDS`, 0).
     pub reuse_grace: Duration,
+    /// Account lockout (`AUTH_LOCKOUT_*`).
+    pub lockout: LockoutPolicy,
 }
 
 impl Default for AuthConfig {
@@ -33,6 +36,7 @@ impl Default for AuthConfig {
             access_ttl: Duration::minutes(15),
             session_ttl: Duration::days(30),
             reuse_grace: Duration::zero(),
+            lockout: LockoutPolicy::default(),
         }
     }
 }
@@ -56,6 +60,8 @@ pub struct AuthPorts {
     pub session_cache: Arc<dyn VerificationCache<SessionId, SessionSnapshot>>,
     /// Tells every instance when a session ends.
     pub bus: Arc<dyn InvalidationBus>,
+    /// Failed-login counters for lockout.
+    pub attempts: Arc<dyn LoginAttemptStore>,
 }
 
 /// A session and its user, as verification needs them (and caches them).
@@ -82,6 +88,13 @@ pub enum AuthError {
     /// Login or password change: unknown email or wrong password (never says which).
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// Login or password change: the email is locked after too many failures; retry after
+    /// the given time.
+    #[error("too many failed attempts")]
+    Locked {
+        /// Until the lock ends.
+        retry_after: Duration,
+    },
     /// Refresh: unknown, spent, expired or revoked refresh token.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
@@ -206,6 +219,8 @@ impl AuthService {
     /// # Errors
     /// [`AuthError::InvalidCredentials`], or a store/hash/sign failure.
     pub async fn login(&self, email: &Email, password: &Password) -> Result<TokenPair, AuthError> {
+        let attempt_key = TokenHash::of(email.normalized().as_bytes());
+        self.refuse_if_locked(&attempt_key).await?;
         let user = self.ports.users.find_by_email(email).await?;
         let check = self
             .ports
@@ -214,8 +229,10 @@ impl AuthService {
             .await
             .map_err(internal)?;
         let Some(mut user) = user.filter(|_| check.matches) else {
+            self.count_failure(&attempt_key).await?;
             return Err(AuthError::InvalidCredentials);
         };
+        self.ports.attempts.reset(&attempt_key).await?;
         if check.needs_rehash {
             self.rehash(&mut user, password).await;
         }
@@ -390,6 +407,8 @@ impl AuthService {
         let Some(user) = self.ports.users.find_by_id(principal.user.id).await? else {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         };
+        let attempt_key = TokenHash::of(user.email.normalized().as_bytes());
+        self.refuse_if_locked(&attempt_key).await?;
         let check = self
             .ports
             .hasher
@@ -397,6 +416,7 @@ impl AuthService {
             .await
             .map_err(internal)?;
         if !check.matches {
+            self.count_failure(&attempt_key).await?;
             return Err(AuthError::InvalidCredentials);
         }
         let hash = self.ports.hasher.hash(new).await.map_err(internal)?;
@@ -416,9 +436,42 @@ impl AuthService {
         {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         }
-        // Every cached session of the user holds the old hash; drop them everywhere.
-        self.announce_user(principal.user.id).await?;
+        // Every cached session of the user holds the old hash; drop them everywhere. The new
+        // password is stored, and a retry could not repeat this step (the old password no
+        // longer verifies), so a failed announcement is logged rather than returned: other
+        // instances drop the ended sessions at their next reconnect flush or cache expiry.
+        if let Err(err) = self.announce_user(principal.user.id).await {
+            tracing::error!(user_id = %principal.user.id, error = %err, "password change not announced to other instances");
+        }
         tracing::info!(user_id = %principal.user.id, other_sessions_ended = ended.len(), "password changed");
+        Ok(())
+    }
+
+    /// Answers a locked key with `Locked`, after as long as a password check would take
+    /// (no check is made: a lock costs no CPU and reveals nothing by its timing).
+    async fn refuse_if_locked(&self, key: &TokenHash) -> Result<(), AuthError> {
+        let now = self.ports.clock.now();
+        if let Some(until) = self.ports.attempts.check(key, now).await? {
+            self.ports.hasher.delay_like_verify().await;
+            tracing::info!(locked_until = %until, "login refused: locked");
+            return Err(AuthError::Locked {
+                retry_after: until - now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a failed password check toward the lockout.
+    async fn count_failure(&self, key: &TokenHash) -> Result<(), AuthError> {
+        let now = self.ports.clock.now();
+        let state = self
+            .ports
+            .attempts
+            .record_failure(key, now, &self.config.lockout)
+            .await?;
+        if state.failures == self.config.lockout.threshold && state.locked_until.is_some() {
+            tracing::info!(failures = state.failures, locked_until = ?state.locked_until, "lockout started");
+        }
         Ok(())
     }
 

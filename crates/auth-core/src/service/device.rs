@@ -221,8 +221,12 @@ impl DeviceService {
             Err(RegisterDeviceError::Exists) => return Err(DeviceError::Exists),
             Err(RegisterDeviceError::Store(e)) => return Err(e.into()),
         }
-        // A negative lookup of this id may be cached from before it existed.
-        self.announce(&device.id).await?;
+        // A negative lookup of this id may be cached from before it existed. The device is
+        // stored and its secret is shown only in this answer, so a failed announcement is
+        // logged, not returned: at worst another instance refuses it until its cache expires.
+        if let Err(err) = self.announce(&device.id).await {
+            tracing::error!(device_id = %device.id, error = %err, "registration not announced to other instances");
+        }
         tracing::info!(device_id = %device.id, organization_id = %device.organization_id, "device registered");
         Ok(IssuedDevice { device, secret })
     }

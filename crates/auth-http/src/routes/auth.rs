@@ -189,6 +189,7 @@ pub(crate) fn password_error(field: &str, err: auth_core::model::PasswordError) 
         E::TooShort { .. } => "too_short",
         E::TooLong { .. } => "too_long",
         E::ControlCharacter => "control_character",
+        E::Common => "too_common",
     };
     FieldError::new(field, code, err)
 }

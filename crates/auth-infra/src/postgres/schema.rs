@@ -77,6 +77,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    login_attempts (key) {
+        key -> Bytea,
+        failures -> Integer,
+        window_started_at -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(memberships -> organizations (organization_id));
@@ -90,5 +99,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     memberships,
     api_keys,
-    devices
+    devices,
+    login_attempts
 );

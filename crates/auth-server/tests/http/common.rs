@@ -40,6 +40,10 @@ pub fn test_config() -> Config {
     config.jwt_secret_key = Some(SecretString::from(TEST_JWT_KEY));
     config.host = "127.0.0.1".into();
     config.port = 0;
+    // Tests send many requests from 127.0.0.1; the limits have tests of their own.
+    config.rate_limit_enabled = false;
+    // A loaded test machine must not turn a slow pool into a 503; outage tests set their own.
+    config.db_timeout_ms = 5000;
     config
 }
 
@@ -63,6 +67,13 @@ impl TestApp {
     }
 
     pub async fn serve(config: Config, db: Option<TestDb>) -> Self {
+        // `TEST_LOG=debug` shows the servers' logs while debugging a test.
+        if let Ok(level) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+                .with_test_writer()
+                .try_init();
+        }
         let store = Store::open(&config).expect("open store");
         wiring::migrate_at_start(&config).await.expect("migrate");
         let state = wiring::app_state(&config, &store).expect("state");

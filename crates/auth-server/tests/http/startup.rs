@@ -333,7 +333,7 @@ async fn cli_manages_devices() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert!(!listed.to_string().contains(&secret));
     assert_eq!(
-        cli_json(&db, &["devices", "info", "frame:hall-1"])[0]["status"],
+        cli_json(&db, &["devices", "info", "frame:hall-1"])["status"],
         "active"
     );
     let table = cli(&db, &["devices", "list", "--organization", &org_id], "");
@@ -368,7 +368,7 @@ async fn cli_manages_devices() {
     }
     assert_eq!(auth(new_secret.clone()).await, 200);
     assert_eq!(
-        cli_json(&db, &["devices", "revoke", "frame:hall-1"])[0]["status"],
+        cli_json(&db, &["devices", "revoke", "frame:hall-1"])["status"],
         "revoked"
     );
     let start = std::time::Instant::now();

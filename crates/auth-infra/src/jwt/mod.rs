@@ -1,22 +1,31 @@
-//! `JwtSigner`: user access tokens as JWTs, with every rule of the contract's *Tokens*
-//! section pinned: HS256 over the raw key bytes, `typ: at+jwt`, required claims, issuer and
-//! audience, `exp`/`nbf` against the domain clock with bounded leeway, and a closed set of
-//! header parameters.
+//! `JwtSigner`: user access tokens and device tokens as JWTs, with every rule of the
+//! contract's *Tokens* section pinned: the configured algorithm only (HS256 over the raw key
+//! bytes, or EdDSA / ES256 / RS256 with PEM keys and an RFC 7638 `kid`), `typ` per kind,
+//! required claims, issuer and audience, `exp`/`nbf` against the domain clock with bounded
+//! leeway, and a closed set of header parameters.
+//!
+//! Verification reads the header strictly first ([`header`]): exactly `alg` and `typ` (plus
+//! `kid` under an asymmetric algorithm), each once; `alg` must be the configured algorithm
+//! and `kid` must name a configured key. Only then does jsonwebtoken check the signature
+//! with that one key, pinned to that one algorithm.
 
-use std::collections::BTreeMap;
+mod header;
+pub(crate) mod keys;
 
 use auth_core::model::{
     AccessClaims, DeviceClaims, DeviceId, OrganizationId, SessionId, TokenKind, TokenRejection,
     UserId,
 };
 use auth_core::ports::{SignError, TokenSigner};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+pub use keys::{AsymmetricAlgorithm, JwtKeyError, JwtKeys, KeyRole, MAX_RSA_BITS, MIN_RSA_BITS};
 
 /// `typ` header of user access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -26,8 +35,6 @@ pub const DEVICE_TOKEN_TYP: &str = "device+jwt";
 pub const MIN_HS256_KEY_BYTES: usize = 32;
 /// The largest leeway the contract allows.
 pub const MAX_LEEWAY: Duration = Duration::seconds(30);
-/// Tokens longer than this are refused before any parsing (ours are a few hundred bytes).
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Settings of the signer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,14 +55,6 @@ impl Default for JwtSettings {
             leeway: MAX_LEEWAY,
         }
     }
-}
-
-/// Building a signer failed.
-#[derive(Debug, thiserror::Error)]
-pub enum JwtKeyError {
-    /// The HS256 key is shorter than 32 bytes.
-    #[error("JWT_SECRET_KEY must be at least {MIN_HS256_KEY_BYTES} bytes")]
-    KeyTooShort,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,20 +81,48 @@ struct DeviceJwt {
     exp: i64,
 }
 
-/// Signs and verifies user access tokens and device tokens with HS256.
+/// A public key tokens may be signed with.
+struct VerifyKey {
+    kid: String,
+    decoding: DecodingKey,
+}
+
+enum Keyring {
+    Hs256 {
+        encoding: EncodingKey,
+        decoding: DecodingKey,
+    },
+    Asymmetric {
+        algorithm: AsymmetricAlgorithm,
+        encoding: EncodingKey,
+        /// The signing key's thumbprint, put in every token's `kid`.
+        kid: String,
+        /// The signing key first, then the extra verify keys, without duplicates.
+        verify: Vec<VerifyKey>,
+    },
+}
+
+/// Signs and verifies user access tokens and device tokens with HS256 or an asymmetric
+/// algorithm (see [`JwtKeys`]).
 pub struct JwtSigner {
     settings: JwtSettings,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keys: Keyring,
     validation: Validation,
+    /// `{"keys":[...]}`, computed once.
+    jwks: serde_json::Value,
 }
 
 impl std::fmt::Debug for JwtSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtSigner")
-            .field("algorithm", &Algorithm::HS256)
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+        let mut s = f.debug_struct("JwtSigner");
+        s.field("algorithm", &self.algorithm_name());
+        if let Keyring::Asymmetric { kid, verify, .. } = &self.keys {
+            s.field("kid", kid).field(
+                "verify_kids",
+                &verify.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+            );
+        }
+        s.field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
@@ -109,7 +136,77 @@ impl JwtSigner {
         if bytes.len() < MIN_HS256_KEY_BYTES {
             return Err(JwtKeyError::KeyTooShort);
         }
-        let mut validation = Validation::new(Algorithm::HS256);
+        Ok(Self::build(
+            Keyring::Hs256 {
+                encoding: EncodingKey::from_secret(bytes),
+                decoding: DecodingKey::from_secret(bytes),
+            },
+            Algorithm::HS256,
+            serde_json::json!({ "keys": [] }),
+            settings,
+        ))
+    }
+
+    /// A signer for the configured keys. Asymmetric keys are checked against the algorithm
+    /// (type, curve, RSA size), the public key is derived from the private one, and a test
+    /// signature is made, so that a bad key fails here rather than on the first request.
+    ///
+    /// # Errors
+    /// [`JwtKeyError`], naming the offending key.
+    pub fn from_keys(keys: &JwtKeys, settings: JwtSettings) -> Result<Self, JwtKeyError> {
+        let (algorithm, private_pem, verify_pems) = match keys {
+            JwtKeys::Hs256(key) => return Self::hs256(key, settings),
+            JwtKeys::Asymmetric {
+                algorithm,
+                private_pem,
+                verify_pems,
+            } => (*algorithm, private_pem, verify_pems),
+        };
+        let (encoding, signing) = keys::load_private(algorithm, private_pem)?;
+        let kid = signing.kid.clone();
+        let mut loaded = vec![signing];
+        for (index, pem) in verify_pems.iter().enumerate() {
+            let key = keys::load_public(algorithm, index, pem)?;
+            // The signing key listed again, or a file given twice: keep one.
+            if loaded.iter().all(|k| k.kid != key.kid) {
+                loaded.push(key);
+            }
+        }
+        let set = JwkSet {
+            keys: loaded.iter().map(|k| k.jwk.clone()).collect(),
+        };
+        let jwks = serde_json::to_value(&set).map_err(|e| JwtKeyError::InvalidKey {
+            role: KeyRole::Signing,
+            algorithm,
+            reason: format!("cannot serialise the JWKS: {e}"),
+        })?;
+        let verify = loaded
+            .into_iter()
+            .map(|k| VerifyKey {
+                kid: k.kid,
+                decoding: k.decoding,
+            })
+            .collect();
+        Ok(Self::build(
+            Keyring::Asymmetric {
+                algorithm,
+                encoding,
+                kid,
+                verify,
+            },
+            algorithm.jwt_algorithm(),
+            jwks,
+            settings,
+        ))
+    }
+
+    fn build(
+        keys: Keyring,
+        algorithm: Algorithm,
+        jwks: serde_json::Value,
+        settings: JwtSettings,
+    ) -> Self {
+        let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
@@ -117,41 +214,94 @@ impl JwtSigner {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.leeway = 0;
-        Ok(Self {
+        Self {
             settings: JwtSettings {
                 leeway: settings.leeway.clamp(Duration::zero(), MAX_LEEWAY),
                 ..settings
             },
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
+            keys,
             validation,
-        })
+            jwks,
+        }
     }
-}
 
-/// Accepts only headers this service issues: `alg` equal to the pinned one, `typ` equal to
-/// the expected kind, and nothing else (no `kid` under HS256, no `jku`, `jwk`, `x5u`, `x5c`,
-/// `crit`, ...). jsonwebtoken would ignore unknown parameters such as `crit`, so the header
-/// is read here first.
-fn check_header(token: &str, alg: &str, typ: &str) -> Result<(), TokenRejection> {
-    let header = read_header(token).ok_or(TokenRejection::Invalid)?;
-    let ok = header.len() == 2
-        && header.get("alg").and_then(|v| v.as_str()) == Some(alg)
-        && header.get("typ").and_then(|v| v.as_str()) == Some(typ);
-    if ok {
-        Ok(())
-    } else {
-        Err(TokenRejection::Invalid)
+    /// The public keys as a JWK Set, `{"keys":[...]}`: the signing key first, then every
+    /// verify key, each with `kty`, `crv`/`x`/`y` or `n`/`e`, `kid`, `alg` and `use: "sig"`.
+    /// Empty under HS256 (the secret is never published).
+    #[must_use]
+    pub fn jwks(&self) -> serde_json::Value {
+        self.jwks.clone()
     }
-}
 
-fn read_header(token: &str) -> Option<BTreeMap<String, serde_json::Value>> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return None;
+    /// `HS256`, `EdDSA`, `ES256` or `RS256`.
+    #[must_use]
+    pub fn algorithm_name(&self) -> &'static str {
+        match &self.keys {
+            Keyring::Hs256 { .. } => "HS256",
+            Keyring::Asymmetric { algorithm, .. } => algorithm.as_str(),
+        }
     }
-    let encoded = token.split('.').next()?;
-    let raw = URL_SAFE_NO_PAD.decode(encoded).ok()?;
-    serde_json::from_slice(&raw).ok()
+
+    /// The `kid` put in new tokens (the signing key's RFC 7638 thumbprint); `None` under
+    /// HS256, whose tokens carry no `kid`.
+    #[must_use]
+    pub fn signing_kid(&self) -> Option<&str> {
+        match &self.keys {
+            Keyring::Hs256 { .. } => None,
+            Keyring::Asymmetric { kid, .. } => Some(kid),
+        }
+    }
+
+    fn sign<T: Serialize>(&self, typ: &str, body: &T) -> Result<SecretString, SignError> {
+        let (header, key) = match &self.keys {
+            Keyring::Hs256 { encoding, .. } => (Header::new(Algorithm::HS256), encoding),
+            Keyring::Asymmetric {
+                algorithm,
+                encoding,
+                kid,
+                ..
+            } => {
+                let mut header = Header::new(algorithm.jwt_algorithm());
+                header.kid = Some(kid.clone());
+                (header, encoding)
+            }
+        };
+        let header = Header {
+            typ: Some(typ.to_owned()),
+            ..header
+        };
+        jsonwebtoken::encode(&header, body, key)
+            .map(SecretString::from)
+            .map_err(|e| SignError(Box::new(e)))
+    }
+
+    /// Header rules, then the signature with the one key the header may name, then the
+    /// claims jsonwebtoken checks (`iss`, `aud`, presence). Times are the caller's.
+    fn verify<T: DeserializeOwned>(&self, token: &str, typ: &str) -> Result<T, TokenRejection> {
+        let header = header::read_strict(token).ok_or(TokenRejection::Invalid)?;
+        if header.typ != typ {
+            return Err(TokenRejection::Invalid);
+        }
+        let key = match (&self.keys, header.kid) {
+            (Keyring::Hs256 { decoding, .. }, None) if header.alg == "HS256" => decoding,
+            (
+                Keyring::Asymmetric {
+                    algorithm, verify, ..
+                },
+                Some(kid),
+            ) if header.alg == algorithm.as_str() => {
+                &verify
+                    .iter()
+                    .find(|k| k.kid == kid)
+                    .ok_or(TokenRejection::Invalid)?
+                    .decoding
+            }
+            _ => return Err(TokenRejection::Invalid),
+        };
+        jsonwebtoken::decode::<T>(token, key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| TokenRejection::Invalid)
+    }
 }
 
 /// Checks `nbf`/`iat` and `exp` against `now` with the leeway.
@@ -178,21 +328,19 @@ fn at(seconds: i64) -> Result<DateTime<Utc>, TokenRejection> {
 
 impl TokenSigner for JwtSigner {
     fn sign_access(&self, claims: &AccessClaims) -> Result<SecretString, SignError> {
-        let mut header = Header::new(Algorithm::HS256);
-        header.typ = Some(ACCESS_TOKEN_TYP.into());
-        let body = AccessJwt {
-            iss: self.settings.issuer.clone(),
-            aud: self.settings.audience.clone(),
-            sub: claims.user_id.as_uuid(),
-            sid: claims.session_id.as_uuid(),
-            jti: claims.token_id,
-            iat: claims.issued_at.timestamp(),
-            nbf: claims.issued_at.timestamp(),
-            exp: claims.expires_at.timestamp(),
-        };
-        jsonwebtoken::encode(&header, &body, &self.encoding)
-            .map(SecretString::from)
-            .map_err(|e| SignError(Box::new(e)))
+        self.sign(
+            ACCESS_TOKEN_TYP,
+            &AccessJwt {
+                iss: self.settings.issuer.clone(),
+                aud: self.settings.audience.clone(),
+                sub: claims.user_id.as_uuid(),
+                sid: claims.session_id.as_uuid(),
+                jti: claims.token_id,
+                iat: claims.issued_at.timestamp(),
+                nbf: claims.issued_at.timestamp(),
+                exp: claims.expires_at.timestamp(),
+            },
+        )
     }
 
     fn verify_access(
@@ -200,10 +348,7 @@ impl TokenSigner for JwtSigner {
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<AccessClaims, TokenRejection> {
-        check_header(token, "HS256", ACCESS_TOKEN_TYP)?;
-        let data = jsonwebtoken::decode::<AccessJwt>(token, &self.decoding, &self.validation)
-            .map_err(|_| TokenRejection::Invalid)?;
-        let c = data.claims;
+        let c: AccessJwt = self.verify(token, ACCESS_TOKEN_TYP)?;
         check_times(c.iat, c.nbf, c.exp, now, self.settings.leeway.num_seconds())?;
         Ok(AccessClaims {
             user_id: UserId::from_uuid(c.sub),
@@ -215,21 +360,19 @@ impl TokenSigner for JwtSigner {
     }
 
     fn sign_device(&self, claims: &DeviceClaims) -> Result<SecretString, SignError> {
-        let mut header = Header::new(Algorithm::HS256);
-        header.typ = Some(DEVICE_TOKEN_TYP.into());
-        let body = DeviceJwt {
-            iss: self.settings.issuer.clone(),
-            aud: self.settings.audience.clone(),
-            sub: claims.device_id.as_str().to_owned(),
-            org: claims.organization_id.as_uuid(),
-            jti: claims.token_id,
-            iat: claims.issued_at.timestamp(),
-            nbf: claims.issued_at.timestamp(),
-            exp: claims.expires_at.timestamp(),
-        };
-        jsonwebtoken::encode(&header, &body, &self.encoding)
-            .map(SecretString::from)
-            .map_err(|e| SignError(Box::new(e)))
+        self.sign(
+            DEVICE_TOKEN_TYP,
+            &DeviceJwt {
+                iss: self.settings.issuer.clone(),
+                aud: self.settings.audience.clone(),
+                sub: claims.device_id.as_str().to_owned(),
+                org: claims.organization_id.as_uuid(),
+                jti: claims.token_id,
+                iat: claims.issued_at.timestamp(),
+                nbf: claims.issued_at.timestamp(),
+                exp: claims.expires_at.timestamp(),
+            },
+        )
     }
 
     fn verify_device(
@@ -237,10 +380,7 @@ impl TokenSigner for JwtSigner {
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<DeviceClaims, TokenRejection> {
-        check_header(token, "HS256", DEVICE_TOKEN_TYP)?;
-        let data = jsonwebtoken::decode::<DeviceJwt>(token, &self.decoding, &self.validation)
-            .map_err(|_| TokenRejection::Invalid)?;
-        let c = data.claims;
+        let c: DeviceJwt = self.verify(token, DEVICE_TOKEN_TYP)?;
         check_times(c.iat, c.nbf, c.exp, now, self.settings.leeway.num_seconds())?;
         Ok(DeviceClaims {
             device_id: DeviceId::parse(&c.sub).map_err(|_| TokenRejection::Invalid)?,
@@ -252,7 +392,7 @@ impl TokenSigner for JwtSigner {
     }
 
     fn kind(&self, token: &str) -> Option<TokenKind> {
-        match read_header(token)?.get("typ")?.as_str()? {
+        match header::read_typ(token)?.as_str() {
             ACCESS_TOKEN_TYP => Some(TokenKind::User),
             DEVICE_TOKEN_TYP => Some(TokenKind::Device),
             _ => None,

@@ -1,0 +1,107 @@
+//! In-memory `LoginAttemptStore`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::lock;
+use crate::model::TokenHash;
+use crate::ports::{AttemptState, LockoutPolicy, LoginAttemptStore, StoreError};
+
+/// The counter of one key.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    window_started_at: DateTime<Utc>,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+impl Entry {
+    /// The state reported to callers.
+    const fn state(self) -> AttemptState {
+        AttemptState {
+            failures: self.failures,
+            locked_until: self.locked_until,
+        }
+    }
+}
+
+/// When a lock starting at `now` ends.
+fn lock_end(now: DateTime<Utc>, policy: &LockoutPolicy) -> Result<DateTime<Utc>, StoreError> {
+    now.checked_add_signed(policy.duration)
+        .ok_or_else(|| StoreError::internal("lockout duration out of range"))
+}
+
+/// Counters in a map keyed by hash behind one lock, which makes every `record_failure` one
+/// atomic read-modify-write. Rows are dropped only by `reset`: like the Postgres table, the
+/// map keeps one small entry per key that ever failed, until the process ends.
+#[derive(Debug, Default)]
+pub struct MemoryLoginAttemptStore(Mutex<HashMap<TokenHash, Entry>>);
+
+impl MemoryLoginAttemptStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl LoginAttemptStore for MemoryLoginAttemptStore {
+    async fn check(
+        &self,
+        key: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(lock(&self.0)
+            .get(key)
+            .and_then(|e| e.locked_until)
+            .filter(|until| now < *until))
+    }
+
+    async fn record_failure(
+        &self,
+        key: &TokenHash,
+        now: DateTime<Utc>,
+        policy: &LockoutPolicy,
+    ) -> Result<AttemptState, StoreError> {
+        let mut entries = lock(&self.0);
+        let next = match entries.get(key).copied() {
+            // A running lock: nothing changes, the lock is neither extended nor restarted.
+            Some(e) if e.locked_until.is_some_and(|until| now < until) => return Ok(e.state()),
+            // Within the window and never locked: one more failure.
+            Some(e) if e.locked_until.is_none() && now - e.window_started_at <= policy.window => {
+                let failures = e.failures.saturating_add(1);
+                Entry {
+                    failures,
+                    locked_until: if failures >= policy.threshold {
+                        Some(lock_end(now, policy)?)
+                    } else {
+                        None
+                    },
+                    ..e
+                }
+            }
+            // No counter, a window older than `window`, or a lock that has ended: a new
+            // window, with this failure as its first.
+            _ => Entry {
+                failures: 1,
+                window_started_at: now,
+                locked_until: if 1 >= policy.threshold {
+                    Some(lock_end(now, policy)?)
+                } else {
+                    None
+                },
+            },
+        };
+        entries.insert(*key, next);
+        Ok(next.state())
+    }
+
+    async fn reset(&self, key: &TokenHash) -> Result<(), StoreError> {
+        lock(&self.0).remove(key);
+        Ok(())
+    }
+}

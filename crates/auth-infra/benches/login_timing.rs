@@ -1,0 +1,221 @@
+//! Login timing: the contract requires that a login for an unknown email, with a wrong
+//! password, for a locked account and with an over-long password all take about the same
+//! time, so that response times reveal neither which accounts exist nor anything about them.
+//!
+//! `AuthService::login` over the in-memory stores, the real `BcryptHasher` (cost 10 and 12, one
+//! bench group each) and an HS256 `JwtSigner`, one login at a time. Results and their
+//! interpretation: `docs/security-timing.md`.
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/tmp/target-pw cargo bench -p auth-infra --bench login_timing -- \
+//!     --warm-up-time 1 --measurement-time 5
+//! ```
+#![expect(
+    clippy::expect_used,
+    reason = "benchmark setup: a failure to build the fixture aborts the run"
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_core::memory::{
+    LocalInvalidationBus, MemorySessionRepository, MemoryUserRepository, NoCache,
+};
+use auth_core::model::{Email, Password, PasswordPolicy};
+use auth_core::system::{OsSecretGenerator, SystemClock};
+use auth_core::{AuthConfig, AuthError, AuthPorts, AuthService, Registration};
+use auth_infra::jwt::{JwtSettings, JwtSigner};
+use auth_infra::password::BcryptHasher;
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use secrecy::SecretSlice;
+use tokio::runtime::Runtime;
+
+/// The registered user's password: 26 bytes, so stored as plain bcrypt (`$2b$`).
+const RIGHT: &str = "violet tugboat margin 47!x";
+/// Same length as `RIGHT`, one character different.
+const WRONG: &str = "violet tugboat margin 47!y";
+/// A second user whose password is over bcrypt's 72 bytes (stored as `$bcrypt-sha256$`).
+const LONG_RIGHT: &str =
+    "a long passphrase of more than seventy-two bytes, so that it is pre-hashed";
+
+/// Everything the benchmark needs for one bcrypt cost.
+struct Fixture {
+    auth: AuthService,
+    /// A registered user with the short password `RIGHT`.
+    user: Email,
+    /// A registered user with the over-72-byte password `LONG_RIGHT`.
+    long_user: Email,
+    /// An email no account has.
+    unknown: Email,
+}
+
+fn email(raw: &str) -> Email {
+    Email::parse(raw).expect("valid email")
+}
+
+fn presented(raw: &str) -> Password {
+    Password::presented(raw).expect("valid presented password")
+}
+
+fn fixture(rt: &Runtime, cost: u32) -> Fixture {
+    let ports = AuthPorts {
+        users: Arc::new(MemoryUserRepository::new()),
+        sessions: Arc::new(MemorySessionRepository::new()),
+        hasher: Arc::new(BcryptHasher::new(cost, 2).expect("bcrypt cost in range")),
+        signer: Arc::new(
+            JwtSigner::hs256(
+                &SecretSlice::from(b"0123456789abcdef0123456789abcdef".to_vec()),
+                JwtSettings::default(),
+            )
+            .expect("HS256 key of 32 bytes"),
+        ),
+        clock: Arc::new(SystemClock),
+        secrets: Arc::new(OsSecretGenerator),
+        session_cache: Arc::new(NoCache),
+        bus: Arc::new(LocalInvalidationBus::new()),
+    };
+    let fx = Fixture {
+        auth: AuthService::new(ports, AuthConfig::default()),
+        user: email("timing.user@example.com"),
+        long_user: email("timing.long@example.com"),
+        unknown: email("nobody.here@example.com"),
+    };
+    rt.block_on(async {
+        for (who, password) in [(&fx.user, RIGHT), (&fx.long_user, LONG_RIGHT)] {
+            let password = PasswordPolicy::default()
+                .new_password(password)
+                .expect("fixture password meets the policy");
+            fx.auth
+                .register(
+                    Registration {
+                        email: who.clone(),
+                        password,
+                        display_name: None,
+                    },
+                    false,
+                )
+                .await
+                .expect("register fixture user");
+        }
+    });
+    fx
+}
+
+/// One measured case: who logs in with what, and whether that must succeed.
+struct Case {
+    name: &'static str,
+    email: Email,
+    password: Password,
+    succeeds: bool,
+}
+
+fn cases(fx: &Fixture) -> Vec<Case> {
+    let chars_128 = "x".repeat(128);
+    let bytes_1000 = "y".repeat(1000);
+    vec![
+        Case {
+            name: "right_password",
+            email: fx.user.clone(),
+            password: presented(RIGHT),
+            succeeds: true,
+        },
+        Case {
+            name: "wrong_password",
+            email: fx.user.clone(),
+            password: presented(WRONG),
+            succeeds: false,
+        },
+        Case {
+            name: "unknown_email",
+            email: fx.unknown.clone(),
+            password: presented(WRONG),
+            succeeds: false,
+        },
+        Case {
+            name: "password_128_chars",
+            email: fx.user.clone(),
+            password: presented(&chars_128),
+            succeeds: false,
+        },
+        Case {
+            name: "password_1000_bytes",
+            email: fx.user.clone(),
+            password: presented(&bytes_1000),
+            succeeds: false,
+        },
+        // Two more for the interpretation of the over-long cases: the same 128 characters
+        // for an unknown email, and for a user whose stored hash is of the pre-hashed kind.
+        Case {
+            name: "unknown_email_128_chars",
+            email: fx.unknown.clone(),
+            password: presented(&chars_128),
+            succeeds: false,
+        },
+        Case {
+            name: "long_hash_user_128_chars",
+            email: fx.long_user.clone(),
+            password: presented(&chars_128),
+            succeeds: false,
+        },
+        // ---------------------------------------------------------------------------------
+        // LOCKED ACCOUNT — to be added with the lockout work (contract, "Abuse protection").
+        // Once `AuthPorts` has the login-attempt store: lock `fx.user` (5 failed logins within
+        // the window, before measuring) and add a case logging in as that user with the RIGHT
+        // password, expecting the lockout error. Its time must match the cases above.
+        // ---------------------------------------------------------------------------------
+    ]
+}
+
+fn bench_cost(c: &mut Criterion, rt: &Runtime, cost: u32, sample_size: usize) {
+    let fx = fixture(rt, cost);
+    let cases = cases(&fx);
+    // Check every case does what its name says before timing it.
+    rt.block_on(async {
+        for case in &cases {
+            let outcome = fx.auth.login(&case.email, &case.password).await;
+            match (case.succeeds, outcome) {
+                (true, Ok(_)) | (false, Err(AuthError::InvalidCredentials)) => {}
+                (_, other) => panic!("case {}: unexpected outcome {other:?}", case.name),
+            }
+        }
+    });
+
+    let mut group = c.benchmark_group(format!("login/bcrypt_cost_{cost}"));
+    // Each iteration is one bcrypt (tens to hundreds of ms): the same iteration count in
+    // every sample, and fewer samples than criterion's default 100.
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(sample_size);
+    for case in &cases {
+        group.bench_function(case.name, |b| {
+            b.to_async(rt).iter(|| async {
+                black_box(
+                    fx.auth
+                        .login(black_box(&case.email), black_box(&case.password))
+                        .await
+                        .is_ok(),
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+fn login_timing(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    bench_cost(c, &rt, 10, 30);
+    bench_cost(c, &rt, 12, 15);
+}
+
+criterion_group! {
+    name = benches;
+    // Defaults for a run without arguments; `--warm-up-time` / `--measurement-time` override.
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    targets = login_timing
+}
+criterion_main!(benches);

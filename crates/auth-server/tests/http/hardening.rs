@@ -1,0 +1,240 @@
+//! Rate limits, CORS, security headers, and a corpus of bad bodies sent to every endpoint
+//! that takes one: only 4xx answers, never a 5xx, and nothing changes.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{Backend, PASSWORD, TestApp, assert_problem, on_both_stores, unique_email};
+
+on_both_stores!(bad_body_corpus_gets_only_4xx);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_per_ip_and_group_with_headers() {
+    let app = TestApp::start_with(Backend::Memory, |c| {
+        c.rate_limit_enabled = true;
+        c.rate_limit_per_minute = 3;
+    })
+    .await;
+    let email = unique_email();
+    for i in 0..3 {
+        let res = app.login(&email, PASSWORD).await;
+        assert_eq!(res.status(), 401);
+        assert_eq!(res.headers()["x-ratelimit-limit"], "3");
+        assert_eq!(
+            res.headers()["x-ratelimit-remaining"],
+            (2 - i).to_string().as_str()
+        );
+        let reset: u64 = res.headers()["x-ratelimit-reset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&reset), "{reset}");
+    }
+    let res = app.login(&email, PASSWORD).await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
+    assert_problem(res, 429, "RATE_LIMITED").await;
+
+    // Other groups keep their own allowance; unlimited endpoints carry no headers.
+    let res = app.register(&email, PASSWORD).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "2");
+    let res = app.get("/health/live").await;
+    assert!(res.headers().get("x-ratelimit-limit").is_none());
+
+    // X-Forwarded-For is not believed from an untrusted peer: still limited.
+    let res = app
+        .request(Method::POST, "/api/v1/auth/login")
+        .header("x-forwarded-for", "203.0.113.9")
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    app.stop().await;
+
+    // Behind a trusted proxy, each forwarded client has its own allowance.
+    let app = TestApp::start_with(Backend::Memory, |c| {
+        c.rate_limit_enabled = true;
+        c.rate_limit_per_minute = 1;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let login_from = |client: &'static str| {
+        app.request(Method::POST, "/api/v1/auth/login")
+            .header("x-forwarded-for", client)
+            .json(&json!({"email": "x@example.com", "password": PASSWORD}))
+            .send()
+    };
+    assert_eq!(login_from("198.51.100.1").await.unwrap().status(), 401);
+    assert_eq!(login_from("198.51.100.1").await.unwrap().status(), 429);
+    assert_eq!(login_from("198.51.100.2").await.unwrap().status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_only_for_configured_origins() {
+    let app = TestApp::start(Backend::Memory).await;
+    let res = app
+        .request(Method::GET, "/health/live")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers().get("access-control-allow-origin").is_none(),
+        "no CORS by default"
+    );
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert!(res.headers().get("server").is_none(), "no server header");
+    app.stop().await;
+
+    let app = TestApp::start_with(Backend::Memory, |c| {
+        c.cors_origins = vec!["https://app.example.com".into()]
+    })
+    .await;
+    let res = app
+        .request(Method::OPTIONS, "/api/v1/auth/login")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let res = app
+        .request(Method::GET, "/health/live")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let res = app
+        .request(Method::GET, "/health/live")
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    app.stop().await;
+}
+
+/// Bodies every endpoint must refuse with a 4xx.
+fn corpus() -> Vec<(&'static str, Option<&'static str>, Vec<u8>)> {
+    let json = Some("application/json");
+    let mut deep_obj = String::new();
+    for _ in 0..10_000 {
+        deep_obj.push_str("{\"a\":");
+    }
+    vec![
+        ("truncated", json, b"{\"email\":".to_vec()),
+        ("not json", json, b"hello".to_vec()),
+        ("trailing garbage", json, b"{} {}".to_vec()),
+        ("array", json, b"[1,2,3]".to_vec()),
+        ("number", json, b"42".to_vec()),
+        ("null", json, b"null".to_vec()),
+        ("empty", json, Vec::new()),
+        ("raw nul byte", json, b"{\"email\":\"a\x00b\"}".to_vec()),
+        ("escaped nul everywhere", json, br#"{"email":"a\u0000@x.com","password":"p\u0000ssword!","refresh_token":"\u0000","token":"\u0000","key":"\u0000","name":"\u0000","device_id":"\u0000","device_secret":"\u0000","current_password":"\u0000","new_password":"\u0000","organization_id":"\u0000","scopes":["\u0000"],"items":[{"key":"\u0000"}],"role":"\u0000"}"#.to_vec()),
+        ("wrong types", json, br#"{"email":1,"password":[],"refresh_token":{},"token":true,"key":2,"name":3,"device_id":4,"device_secret":5,"current_password":6,"new_password":7,"organization_id":8,"scopes":"x","items":"y","role":9,"metadata":10}"#.to_vec()),
+        ("deep arrays", json, "[".repeat(10_000).into_bytes()),
+        ("deep objects", json, deep_obj.into_bytes()),
+        ("invalid utf-8", json, b"{\"email\":\"\xff\xfe\"}".to_vec()),
+        ("oversized", json, format!("{{\"email\":\"{}\"}}", "a".repeat(70 * 1024)).into_bytes()),
+        ("text/plain", Some("text/plain"), b"{}".to_vec()),
+        ("form", Some("application/x-www-form-urlencoded"), b"email=a".to_vec()),
+        ("xml", Some("application/xml"), b"<a/>".to_vec()),
+        ("json-like suffix", Some("application/problem+json"), b"{}".to_vec()),
+        ("no content type", None, b"{}".to_vec()),
+        ("bad content type", Some(";;;"), b"{}".to_vec()),
+    ]
+}
+
+async fn bad_body_corpus_gets_only_4xx(app: &TestApp) {
+    let (_, login) = app.user_with_session().await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let doc: Value = app
+        .get("/api-docs/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut endpoints = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if item
+            .get("post")
+            .is_some_and(|op| op.get("requestBody").is_some())
+        {
+            endpoints.push(
+                path.replace("{id}", &uuid::Uuid::now_v7().to_string())
+                    .replace("{org_id}", &uuid::Uuid::now_v7().to_string()),
+            );
+        }
+    }
+    assert!(endpoints.len() >= 12, "{endpoints:?}");
+    let mut answers = 0;
+    for path in &endpoints {
+        for (label, content_type, body) in corpus() {
+            let mut req = app
+                .request(Method::POST, path)
+                .bearer_auth(&token)
+                .body(body);
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            if path.ends_with("/verify-batch") && label == "escaped nul everywhere" {
+                // Well-formed batch: a bad item is that item's INVALID, never the batch's failure.
+                assert_eq!(status, 200);
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(
+                    body["results"],
+                    json!([{"valid": false, "error": "INVALID"}])
+                );
+                continue;
+            }
+            assert!((400..500).contains(&status), "{path} {label}: {status}");
+            let ct = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            assert_eq!(ct, "application/problem+json", "{path} {label}");
+            let body: Value = res.json().await.unwrap();
+            let text = body.to_string().to_lowercase();
+            for leak in ["serde", "diesel", "panicked", "sql", "postgres"] {
+                assert!(!text.contains(leak), "{path} {label}: {body}");
+            }
+            answers += 1;
+        }
+    }
+    assert!(answers >= 12 * 20);
+    // Nothing changed: the account still has exactly the one session it had, and no other
+    // account or organization appeared.
+    let orgs: Value = app
+        .get_auth("/api/v1/organizations", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(orgs["items"], json!([]));
+    assert_eq!(
+        app.get_auth("/api/v1/auth/verify", &token).await.status(),
+        200
+    );
+}

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::memory::{
-    LocalInvalidationBus, MemorySessionRepository, MemoryUserRepository, NoCache,
+    LocalInvalidationBus, MemoryLoginAttemptStore, MemorySessionRepository, MemoryUserRepository,
+    NoCache,
 };
 use auth_core::model::{Email, Password, PasswordPolicy};
 use auth_core::system::{OsSecretGenerator, SystemClock};
@@ -74,6 +75,7 @@ fn fixture(rt: &Runtime, cost: u32) -> Fixture {
         secrets: Arc::new(OsSecretGenerator),
         session_cache: Arc::new(NoCache),
         bus: Arc::new(LocalInvalidationBus::new()),
+        attempts: Arc::new(MemoryLoginAttemptStore::new()),
     };
     let fx = Fixture {
         auth: AuthService::new(ports, AuthConfig::default()),

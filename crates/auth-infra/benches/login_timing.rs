@@ -24,6 +24,7 @@ use auth_core::memory::{
     NoCache,
 };
 use auth_core::model::{Email, Password, PasswordPolicy};
+use auth_core::ports::LockoutPolicy;
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{AuthConfig, AuthError, AuthPorts, AuthService, Registration};
 use auth_infra::jwt::{JwtSettings, JwtSigner};
@@ -42,11 +43,16 @@ const LONG_RIGHT: &str =
 
 /// Everything the benchmark needs for one bcrypt cost.
 struct Fixture {
+    /// The service measured. Its lockout threshold is out of reach, so the thousands of
+    /// failures the benchmark makes never lock `user` or `unknown`; failures are still
+    /// counted, as in production.
     auth: AuthService,
     /// A registered user with the short password `RIGHT`.
     user: Email,
     /// A registered user with the over-72-byte password `LONG_RIGHT`.
     long_user: Email,
+    /// A registered user with the password `RIGHT`, locked during setup.
+    locked_user: Email,
     /// An email no account has.
     unknown: Email,
 }
@@ -77,14 +83,29 @@ fn fixture(rt: &Runtime, cost: u32) -> Fixture {
         bus: Arc::new(LocalInvalidationBus::new()),
         attempts: Arc::new(MemoryLoginAttemptStore::new()),
     };
+    // Same stores, the contract's default lockout (5 failures in 15 min lock for 15 min):
+    // used only to lock `locked_user`.
+    let locker = AuthService::new(ports.clone(), AuthConfig::default());
+    let never_locks = AuthConfig {
+        lockout: LockoutPolicy {
+            threshold: u32::MAX,
+            ..LockoutPolicy::default()
+        },
+        ..AuthConfig::default()
+    };
     let fx = Fixture {
-        auth: AuthService::new(ports, AuthConfig::default()),
+        auth: AuthService::new(ports, never_locks),
         user: email("timing.user@example.com"),
         long_user: email("timing.long@example.com"),
+        locked_user: email("timing.locked@example.com"),
         unknown: email("nobody.here@example.com"),
     };
     rt.block_on(async {
-        for (who, password) in [(&fx.user, RIGHT), (&fx.long_user, LONG_RIGHT)] {
+        for (who, password) in [
+            (&fx.user, RIGHT),
+            (&fx.long_user, LONG_RIGHT),
+            (&fx.locked_user, RIGHT),
+        ] {
             let password = PasswordPolicy::default()
                 .new_password(password)
                 .expect("fixture password meets the policy");
@@ -100,16 +121,29 @@ fn fixture(rt: &Runtime, cost: u32) -> Fixture {
                 .await
                 .expect("register fixture user");
         }
+        // The lock starts now and lasts 15 minutes: longer than one bench group runs.
+        for _ in 0..AuthConfig::default().lockout.threshold {
+            let refused = locker.login(&fx.locked_user, &presented(WRONG)).await;
+            assert!(matches!(refused, Err(AuthError::InvalidCredentials)));
+        }
     });
     fx
 }
 
-/// One measured case: who logs in with what, and whether that must succeed.
+/// What a case's login must answer.
+#[derive(Clone, Copy)]
+enum Expect {
+    Tokens,
+    InvalidCredentials,
+    Locked,
+}
+
+/// One measured case: who logs in with what, and what the login must answer.
 struct Case {
     name: &'static str,
     email: Email,
     password: Password,
-    succeeds: bool,
+    expect: Expect,
 }
 
 fn cases(fx: &Fixture) -> Vec<Case> {
@@ -120,31 +154,31 @@ fn cases(fx: &Fixture) -> Vec<Case> {
             name: "right_password",
             email: fx.user.clone(),
             password: presented(RIGHT),
-            succeeds: true,
+            expect: Expect::Tokens,
         },
         Case {
             name: "wrong_password",
             email: fx.user.clone(),
             password: presented(WRONG),
-            succeeds: false,
+            expect: Expect::InvalidCredentials,
         },
         Case {
             name: "unknown_email",
             email: fx.unknown.clone(),
             password: presented(WRONG),
-            succeeds: false,
+            expect: Expect::InvalidCredentials,
         },
         Case {
             name: "password_128_chars",
             email: fx.user.clone(),
             password: presented(&chars_128),
-            succeeds: false,
+            expect: Expect::InvalidCredentials,
         },
         Case {
             name: "password_1000_bytes",
             email: fx.user.clone(),
             password: presented(&bytes_1000),
-            succeeds: false,
+            expect: Expect::InvalidCredentials,
         },
         // Two more for the interpretation of the over-long cases: the same 128 characters
         // for an unknown email, and for a user whose stored hash is of the pre-hashed kind.
@@ -152,20 +186,23 @@ fn cases(fx: &Fixture) -> Vec<Case> {
             name: "unknown_email_128_chars",
             email: fx.unknown.clone(),
             password: presented(&chars_128),
-            succeeds: false,
+            expect: Expect::InvalidCredentials,
         },
         Case {
             name: "long_hash_user_128_chars",
             email: fx.long_user.clone(),
             password: presented(&chars_128),
-            succeeds: false,
+            expect: Expect::InvalidCredentials,
         },
-        // ---------------------------------------------------------------------------------
-        // LOCKED ACCOUNT — to be added with the lockout work (contract, "Abuse protection").
-        // Once `AuthPorts` has the login-attempt store: lock `fx.user` (5 failed logins within
-        // the window, before measuring) and add a case logging in as that user with the RIGHT
-        // password, expecting the lockout error. Its time must match the cases above.
-        // ---------------------------------------------------------------------------------
+        // LOCKED ACCOUNT (contract, "Abuse protection"): a user locked by 5 failures during
+        // setup, presenting the RIGHT password. No bcrypt runs: the service waits
+        // `PasswordHasher::delay_like_verify` instead.
+        Case {
+            name: "locked_account",
+            email: fx.locked_user.clone(),
+            password: presented(RIGHT),
+            expect: Expect::Locked,
+        },
     ]
 }
 
@@ -176,8 +213,10 @@ fn bench_cost(c: &mut Criterion, rt: &Runtime, cost: u32, sample_size: usize) {
     rt.block_on(async {
         for case in &cases {
             let outcome = fx.auth.login(&case.email, &case.password).await;
-            match (case.succeeds, outcome) {
-                (true, Ok(_)) | (false, Err(AuthError::InvalidCredentials)) => {}
+            match (case.expect, outcome) {
+                (Expect::Tokens, Ok(_))
+                | (Expect::InvalidCredentials, Err(AuthError::InvalidCredentials))
+                | (Expect::Locked, Err(AuthError::Locked { .. })) => {}
                 (_, other) => panic!("case {}: unexpected outcome {other:?}", case.name),
             }
         }

@@ -199,6 +199,8 @@ pub mod test_keys {
     pub const RSA2048_A_PUB: &str = include_str!("../tests/keys/rsa2048-a.pub.pem");
     /// [`RSA2048_A`] as PKCS#1 (`BEGIN RSA PRIVATE KEY`).
     pub const RSA2048_A_PKCS1: &str = include_str!("../tests/keys/rsa2048-a.pkcs1.pem");
+    /// Public half of [`RSA2048_A`] as PKCS#1 (`BEGIN RSA PUBLIC KEY`).
+    pub const RSA2048_A_PKCS1_PUB: &str = include_str!("../tests/keys/rsa2048-a.pkcs1.pub.pem");
     /// RSA-2048 pair "b".
     pub const RSA2048_B: &str = include_str!("../tests/keys/rsa2048-b.pem");
     /// Public half of [`RSA2048_B`].
@@ -381,7 +383,18 @@ fn sign_jws(h64: &str, p64: &str, key: &EncodingKey, alg: Algorithm) -> String {
     format!("{message}.{sig}")
 }
 
-fn with(map: &Map<String, Value>, edits: &[(&str, Option<Value>)]) -> Map<String, Value> {
+/// Sets (`Some`) or removes (`None`) one member of a JSON object.
+type Edit = (&'static str, Option<Value>);
+
+fn set(name: &'static str, value: Value) -> Edit {
+    (name, Some(value))
+}
+
+fn del(name: &'static str) -> Edit {
+    (name, None)
+}
+
+fn with(map: &Map<String, Value>, edits: &[Edit]) -> Map<String, Value> {
     let mut map = map.clone();
     for (name, value) in edits {
         match value {
@@ -402,7 +415,7 @@ struct Attacker {
 }
 
 fn attackers() -> Vec<Attacker> {
-    let keys = [
+    [
         (
             "attacker Ed25519",
             AsymmetricAlgorithm::EdDsa,
@@ -418,43 +431,48 @@ fn attackers() -> Vec<Attacker> {
             AsymmetricAlgorithm::Rs256,
             test_keys::ATTACKER_RSA2048,
         ),
-    ];
-    keys.into_iter()
-        .map(|(name, algorithm, pem)| {
-            let secret = SecretSlice::from(pem.as_bytes().to_vec());
-            let (key, _) =
-                crate::jwt::keys::load_private(algorithm, &secret).expect("attacker key");
-            let signer = JwtSigner::from_keys(
-                &JwtKeys::Asymmetric {
-                    algorithm,
-                    private_pem: secret,
-                    verify_pems: Vec::new(),
-                },
-                JwtSettings::default(),
-            )
-            .expect("attacker signer");
-            Attacker {
-                name,
-                alg: algorithm.jwt_algorithm(),
-                key,
-                jwk: signer.jwks()["keys"][0].clone(),
-            }
-        })
-        .collect()
+    ]
+    .into_iter()
+    .map(|(name, algorithm, pem)| {
+        let secret = SecretSlice::from(pem.as_bytes().to_vec());
+        let (key, _) = crate::jwt::keys::load_private(algorithm, &secret).expect("attacker key");
+        let signer = JwtSigner::from_keys(
+            &JwtKeys::Asymmetric {
+                algorithm,
+                private_pem: secret,
+                verify_pems: Vec::new(),
+            },
+            JwtSettings::default(),
+        )
+        .expect("attacker signer");
+        Attacker {
+            name,
+            alg: algorithm.jwt_algorithm(),
+            key,
+            jwk: signer.jwks()["keys"][0].clone(),
+        }
+    })
+    .collect()
 }
 
-struct Forger {
+/// What the forgeries are built from.
+struct Ctx {
+    user: Parts,
+    device: Parts,
     /// The service's own key, for tokens that are correctly signed but wrong otherwise.
     real_key: EncodingKey,
     real_alg: Algorithm,
-    out: Vec<(String, String)>,
+    real_alg_name: &'static str,
+    kid: Option<String>,
+    /// The service's public JWKs (signing key first).
+    service_jwks: Vec<Value>,
+    verify_pems: Vec<String>,
+    attackers: Vec<Attacker>,
+    /// `iat` of the valid user token.
+    now: i64,
 }
 
-impl Forger {
-    fn push(&mut self, label: impl Into<String>, token: impl Into<String>) {
-        self.out.push((label.into(), token.into()));
-    }
-
+impl Ctx {
     /// `header.payload` (already encoded) signed with the service's key.
     fn real_raw(&self, h64: &str, p64: &str) -> String {
         sign_jws(h64, p64, &self.real_key, self.real_alg)
@@ -463,212 +481,203 @@ impl Forger {
     fn real(&self, header: &Map<String, Value>, payload: &Map<String, Value>) -> String {
         self.real_raw(&enc(header), &enc(payload))
     }
+
+    /// The user token's header with edits, encoded.
+    fn user_header(&self, edits: &[Edit]) -> String {
+        enc(&with(&self.user.header, edits))
+    }
 }
 
-/// At least 30 distinct forged tokens `(label, token)`, each of which a correct verifier of
-/// the service configured with `keys` must refuse with `verify_access` **and**
-/// `verify_device`. Built from a currently valid user token and device token of that service
-/// (so an HTTP test can pass tokens its server issued: a tampered token then differs from an
-/// accepted one only by the forgery).
-///
-/// Many entries are signed with the service's own key (expired, wrong `iss`/`aud`, missing
-/// claims, unknown `kid`, extra header members, `typ` swapped, ...) so that only the rule
-/// under test can refuse them; the others use attacker keys shipped with the tests, public
-/// keys as HMAC secrets, `alg: none` and malformed encodings. Labels are unique; tokens are
-/// distinct.
-///
-/// # Panics
-/// When `keys` do not build a signer or the tokens are not compact JWS with JSON parts.
-#[must_use]
-pub fn forged_tokens(
-    keys: &JwtKeys,
-    user_token: &str,
-    device_token: &str,
-) -> Vec<(String, String)> {
-    let signer = JwtSigner::from_keys(keys, JwtSettings::default()).expect("service keys");
-    let service_jwks: Vec<Value> = signer.jwks()["keys"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let (real_key, real_alg) = match keys {
-        JwtKeys::Hs256(secret) => (
-            EncodingKey::from_secret(secret.expose_secret()),
-            Algorithm::HS256,
-        ),
-        JwtKeys::Asymmetric {
-            algorithm,
-            private_pem,
-            ..
-        } => (
-            crate::jwt::keys::load_private(*algorithm, private_pem)
-                .expect("service key")
-                .0,
-            algorithm.jwt_algorithm(),
-        ),
-    };
-    let real_alg_name = signer.algorithm_name();
-    let kid = signer.signing_kid().map(str::to_owned);
-    let user = parts(user_token);
-    let device = parts(device_token);
-    let mut f = Forger {
-        real_key,
-        real_alg,
-        out: Vec::new(),
-    };
-    let attackers = attackers();
-    let now = user.payload["iat"].as_i64().expect("iat");
+type Corpus = Vec<(String, String)>;
 
-    // --- alg none -------------------------------------------------------------------
+fn push(out: &mut Corpus, label: impl Into<String>, token: impl Into<String>) {
+    out.push((label.into(), token.into()));
+}
+
+fn alg_none(c: &Ctx, out: &mut Corpus) {
+    let p = &c.user.p64;
     for spelling in ["none", "None", "NONE", "nOnE"] {
-        let h = enc(&with(&user.header, &[("alg", Some(json!(spelling)))]));
-        f.push(
+        let h = c.user_header(&[set("alg", json!(spelling))]);
+        push(
+            out,
             format!("alg {spelling}, empty signature"),
-            format!("{h}.{}.", user.p64),
+            format!("{h}.{p}."),
         );
-        f.push(
+        push(
+            out,
             format!("alg {spelling}, no signature part"),
-            format!("{h}.{}", user.p64),
+            format!("{h}.{p}"),
         );
     }
     let h = enc(&json!({"alg": "none", "typ": "at+jwt"}));
-    f.push("alg none, bare header", format!("{h}.{}.", user.p64));
-    let h = enc(&with(&user.header, &[("alg", Some(json!("none")))]));
-    f.push(
+    push(out, "alg none, bare header", format!("{h}.{p}."));
+    let h = c.user_header(&[set("alg", json!("none"))]);
+    push(
+        out,
         "alg none, original signature kept",
-        format!("{h}.{}.{}", user.p64, user.sig),
+        format!("{h}.{p}.{}", c.user.sig),
     );
-    let h = enc(&with(&device.header, &[("alg", Some(json!("none")))]));
-    f.push(
+    let h = enc(&with(&c.device.header, &[set("alg", json!("none"))]));
+    push(
+        out,
         "alg none on the device token",
-        format!("{h}.{}.", device.p64),
+        format!("{h}.{}.", c.device.p64),
     );
+}
 
-    // --- signature damage -----------------------------------------------------------
-    f.push("signature stripped", format!("{}.{}.", user.h64, user.p64));
-    f.push(
+fn signature_damage(c: &Ctx, out: &mut Corpus) {
+    let (u, d) = (&c.user, &c.device);
+    push(out, "signature stripped", format!("{}.{}.", u.h64, u.p64));
+    push(
+        out,
         "signature stripped (device)",
-        format!("{}.{}.", device.h64, device.p64),
+        format!("{}.{}.", d.h64, d.p64),
     );
-    let sig = URL_SAFE_NO_PAD.decode(&user.sig).expect("signature");
+    let sig = URL_SAFE_NO_PAD.decode(&u.sig).expect("signature");
+    let with_sig = |s: &[u8]| format!("{}.{}.{}", u.h64, u.p64, b64(s));
     for (label, index) in [("first", 0), ("last", sig.len() - 1)] {
         let mut flipped = sig.clone();
         flipped[index] ^= 0x01;
-        f.push(
+        push(
+            out,
             format!("{label} signature byte flipped"),
-            format!("{}.{}.{}", user.h64, user.p64, b64(&flipped)),
+            with_sig(&flipped),
         );
     }
-    f.push(
+    push(
+        out,
         "signature truncated by one byte",
-        format!("{}.{}.{}", user.h64, user.p64, b64(&sig[..sig.len() - 1])),
+        with_sig(&sig[..sig.len() - 1]),
     );
-    f.push(
+    push(
+        out,
         "signature all zero bytes",
-        format!("{}.{}.{}", user.h64, user.p64, b64(&vec![0; sig.len()])),
+        with_sig(&vec![0; sig.len()]),
     );
-    f.push(
+    push(
+        out,
         "signature of the device token on the user token",
-        format!("{}.{}.{}", user.h64, user.p64, device.sig),
+        format!("{}.{}.{}", u.h64, u.p64, d.sig),
     );
-    let mut dsig = URL_SAFE_NO_PAD.decode(&device.sig).expect("signature");
+    let mut dsig = URL_SAFE_NO_PAD.decode(&d.sig).expect("signature");
     dsig[0] ^= 0x80;
-    f.push(
+    push(
+        out,
         "device signature byte flipped",
-        format!("{}.{}.{}", device.h64, device.p64, b64(&dsig)),
+        format!("{}.{}.{}", d.h64, d.p64, b64(&dsig)),
     );
-    let es = enc(&with(&user.header, &[("alg", Some(json!("ES256")))]));
-    f.push(
+    let es = c.user_header(&[set("alg", json!("ES256"))]);
+    push(
+        out,
         "ES256 zero signature (r = s = 0, CVE-2022-21449)",
-        format!("{es}.{}.{}", user.p64, b64(&[0; 64])),
+        format!("{es}.{}.{}", u.p64, b64(&[0; 64])),
     );
+    push(
+        out,
+        "standard-alphabet padded signature",
+        format!("{}.{}.{}", u.h64, u.p64, STANDARD.encode(&sig)),
+    );
+}
 
-    // --- tampered payload or header, signature kept ---------------------------------
+fn tampered(c: &Ctx, out: &mut Corpus) {
+    let (u, d) = (&c.user, &c.device);
     let other = json!(Uuid::now_v7());
-    for (label, edits) in [
-        ("sub", vec![("sub", Some(other.clone()))]),
-        ("sid", vec![("sid", Some(other.clone()))]),
-        ("exp", vec![("exp", Some(json!(now + 365 * 86_400)))]),
-        ("iss", vec![("iss", Some(json!("evil")))]),
+    for (label, edit) in [
+        ("sub", set("sub", other.clone())),
+        ("sid", set("sid", other.clone())),
+        ("exp", set("exp", json!(c.now + 365 * 86_400))),
+        ("iss", set("iss", json!("evil"))),
     ] {
-        let p = enc(&with(&user.payload, &edits));
-        f.push(
+        let p = enc(&with(&u.payload, &[edit]));
+        push(
+            out,
             format!("payload {label} changed, signature kept"),
-            format!("{}.{p}.{}", user.h64, user.sig),
+            format!("{}.{p}.{}", u.h64, u.sig),
         );
     }
-    for (label, edits) in [
-        ("sub", vec![("sub", Some(json!("another-device")))]),
-        ("org", vec![("org", Some(other.clone()))]),
+    for (label, edit) in [
+        ("sub", set("sub", json!("another-device"))),
+        ("org", set("org", other)),
     ] {
-        let p = enc(&with(&device.payload, &edits));
-        f.push(
+        let p = enc(&with(&d.payload, &[edit]));
+        push(
+            out,
             format!("device payload {label} changed, signature kept"),
-            format!("{}.{p}.{}", device.h64, device.sig),
+            format!("{}.{p}.{}", d.h64, d.sig),
         );
     }
-    let h = enc(&with(&user.header, &[("typ", Some(json!("device+jwt")))]));
-    f.push(
+    let h = c.user_header(&[set("typ", json!("device+jwt"))]);
+    push(
+        out,
         "user header typ swapped to device+jwt, signature kept",
-        format!("{h}.{}.{}", user.p64, user.sig),
+        format!("{h}.{}.{}", u.p64, u.sig),
     );
-    let h = enc(&with(&device.header, &[("typ", Some(json!("at+jwt")))]));
-    f.push(
+    let h = enc(&with(&d.header, &[set("typ", json!("at+jwt"))]));
+    push(
+        out,
         "device header typ swapped to at+jwt, signature kept",
-        format!("{h}.{}.{}", device.p64, device.sig),
+        format!("{h}.{}.{}", d.p64, d.sig),
     );
     for alg in ["HS256", "EdDSA", "ES256", "RS256", "PS256"] {
-        if alg != real_alg_name {
-            let h = enc(&with(&user.header, &[("alg", Some(json!(alg)))]));
-            f.push(
+        if alg != c.real_alg_name {
+            let h = c.user_header(&[set("alg", json!(alg))]);
+            push(
+                out,
                 format!("alg changed to {alg}, signature kept"),
-                format!("{h}.{}.{}", user.p64, user.sig),
+                format!("{h}.{}.{}", u.p64, u.sig),
             );
         }
     }
+}
 
-    // --- other keys -----------------------------------------------------------------
-    let attacker_secret = EncodingKey::from_secret(b"attacker-chosen-secret-0123456789abcdef");
+fn other_keys(c: &Ctx, out: &mut Corpus) {
+    let p = &c.user.p64;
+    let hs = c.user_header(&[set("alg", json!("HS256"))]);
     for (label, secret) in [
-        ("another HS256 secret", attacker_secret.clone()),
-        ("the empty HS256 secret", EncodingKey::from_secret(b"")),
         (
-            "HS256 secret \"secret\"",
-            EncodingKey::from_secret(b"secret"),
+            "another HS256 secret",
+            &b"attacker-chosen-secret-0123456789abcdef"[..],
         ),
+        ("the empty HS256 secret", b""),
+        ("HS256 secret \"secret\"", b"secret"),
     ] {
-        let h = enc(&with(&user.header, &[("alg", Some(json!("HS256")))]));
-        f.push(
+        let key = EncodingKey::from_secret(secret);
+        push(
+            out,
             format!("signed with {label}"),
-            sign_jws(&h, &user.p64, &secret, Algorithm::HS256),
+            sign_jws(&hs, p, &key, Algorithm::HS256),
         );
     }
-    for a in &attackers {
+    for a in &c.attackers {
         let alg_name = a.jwk["alg"].as_str().expect("alg");
-        let h = with(&user.header, &[("alg", Some(json!(alg_name)))]);
-        let label = if alg_name == real_alg_name {
+        let h = with(&c.user.header, &[set("alg", json!(alg_name))]);
+        let label = if alg_name == c.real_alg_name {
             format!("same alg, {} key, service kid", a.name)
         } else {
             format!("alg swapped to {alg_name}, {} key", a.name)
         };
-        f.push(label, sign_jws(&enc(&h), &user.p64, &a.key, a.alg));
-        let h = with(&h, &[("kid", Some(a.jwk["kid"].clone()))]);
-        f.push(
+        push(out, label, sign_jws(&enc(&h), p, &a.key, a.alg));
+        let h = with(&h, &[set("kid", a.jwk["kid"].clone())]);
+        push(
+            out,
             format!("{alg_name} by the {}, its own kid", a.name),
-            sign_jws(&enc(&h), &user.p64, &a.key, a.alg),
+            sign_jws(&enc(&h), p, &a.key, a.alg),
         );
-        let h = with(&h, &[("jwk", Some(a.jwk.clone()))]);
-        f.push(
+        let h = with(&h, &[set("jwk", a.jwk.clone())]);
+        push(
+            out,
             format!("jwk header embedding the {}, signed by it", a.name),
-            sign_jws(&enc(&h), &user.p64, &a.key, a.alg),
+            sign_jws(&enc(&h), p, &a.key, a.alg),
         );
-        let hd = with(&device.header, &[("alg", Some(json!(alg_name)))]);
-        f.push(
+        let hd = with(&c.device.header, &[set("alg", json!(alg_name))]);
+        push(
+            out,
             format!("device token by the {}", a.name),
-            sign_jws(&enc(&hd), &device.p64, &a.key, a.alg),
+            sign_jws(&enc(&hd), &c.device.p64, &a.key, a.alg),
         );
     }
     // The service's own key under another algorithm of its family.
-    let same_family: &[(&str, Algorithm)] = match real_alg {
+    let same_family: &[(&str, Algorithm)] = match c.real_alg {
         Algorithm::HS256 => &[("HS384", Algorithm::HS384), ("HS512", Algorithm::HS512)],
         Algorithm::RS256 => &[
             ("RS384", Algorithm::RS384),
@@ -678,213 +687,184 @@ pub fn forged_tokens(
         _ => &[],
     };
     for (name, alg) in same_family {
-        let h = enc(&with(&user.header, &[("alg", Some(json!(name)))]));
-        f.push(
+        let h = c.user_header(&[set("alg", json!(name))]);
+        push(
+            out,
             format!("alg {name} with the service's own key"),
-            sign_jws(&h, &user.p64, &f.real_key, *alg),
+            sign_jws(&h, p, &c.real_key, *alg),
         );
     }
+}
 
-    // --- HS256 with public key bytes as the secret (algorithm confusion) -------------
-    let mut public_keys: Vec<(String, Vec<u8>)> = Vec::new();
-    for jwk in service_jwks.iter().chain(attackers.iter().map(|a| &a.jwk)) {
-        let kid_text = jwk["kid"]
-            .as_str()
-            .unwrap_or("?")
-            .chars()
-            .take(8)
-            .collect::<String>();
+/// HS256 keyed with public key bytes (algorithm confusion against a verifier that lets the
+/// header choose the algorithm).
+fn key_confusion(c: &Ctx, out: &mut Corpus) {
+    let mut secrets: Vec<(String, Vec<u8>)> = Vec::new();
+    let jwks = c
+        .service_jwks
+        .iter()
+        .chain(c.attackers.iter().map(|a| &a.jwk));
+    for jwk in jwks {
+        let kid: String = jwk["kid"].as_str().unwrap_or("?").chars().take(8).collect();
+        let name = format!("{} key {kid}", jwk["kty"].as_str().unwrap_or("?"));
         if let (Some(pem), Some(der)) = (public_pem_from_jwk(jwk), public_der_from_jwk(jwk)) {
-            public_keys.push((
-                format!("{} key {kid_text} PEM", jwk["kty"]),
-                pem.clone().into_bytes(),
-            ));
-            public_keys.push((
-                format!("{} key {kid_text} PEM without final newline", jwk["kty"]),
+            secrets.push((format!("{name} PEM"), pem.clone().into_bytes()));
+            secrets.push((
+                format!("{name} PEM without final newline"),
                 pem.trim_end().as_bytes().to_vec(),
             ));
-            public_keys.push((format!("{} key {kid_text} DER", jwk["kty"]), der));
-            public_keys.push((
-                format!("{} key {kid_text} JWK JSON", jwk["kty"]),
+            secrets.push((format!("{name} DER"), der));
+            secrets.push((
+                format!("{name} JWK JSON"),
                 serde_json::to_vec(jwk).expect("JSON"),
             ));
         }
     }
-    if let JwtKeys::Asymmetric { verify_pems, .. } = keys {
-        for (i, pem) in verify_pems.iter().enumerate() {
-            public_keys.push((
-                format!("verify key file #{}", i + 1),
-                pem.clone().into_bytes(),
-            ));
-        }
+    for (i, pem) in c.verify_pems.iter().enumerate() {
+        secrets.push((
+            format!("verify key file #{}", i + 1),
+            pem.clone().into_bytes(),
+        ));
     }
-    for (label, secret) in public_keys {
-        let h = enc(&with(&user.header, &[("alg", Some(json!("HS256")))]));
-        f.push(
+    let h = c.user_header(&[set("alg", json!("HS256"))]);
+    for (label, secret) in secrets {
+        let key = EncodingKey::from_secret(&secret);
+        push(
+            out,
             format!("HS256 keyed with the {label}"),
-            sign_jws(
-                &h,
-                &user.p64,
-                &EncodingKey::from_secret(&secret),
-                Algorithm::HS256,
-            ),
+            sign_jws(&h, &c.user.p64, &key, Algorithm::HS256),
         );
     }
+}
 
-    // --- correctly signed, claims wrong ---------------------------------------------
-    let user_claims: Vec<(&str, Vec<(&str, Option<Value>)>)> = vec![
-        (
-            "expired an hour ago",
-            vec![
-                ("iat", Some(json!(now - 7200))),
-                ("nbf", Some(json!(now - 7200))),
-                ("exp", Some(json!(now - 3600))),
-            ],
-        ),
-        (
-            "nbf an hour ahead",
-            vec![
-                ("nbf", Some(json!(now + 3600))),
-                ("exp", Some(json!(now + 7200))),
-            ],
-        ),
-        (
-            "iat an hour ahead",
-            vec![
-                ("iat", Some(json!(now + 3600))),
-                ("exp", Some(json!(now + 7200))),
-            ],
-        ),
-        (
-            "wrong iss",
-            vec![("iss", Some(json!("https://evil.example")))],
-        ),
-        (
-            "iss in other case",
-            vec![(
-                "iss",
-                Some(json!(
-                    user.payload["iss"].as_str().unwrap_or("").to_uppercase() + "X"
-                )),
-            )],
-        ),
-        ("wrong aud", vec![("aud", Some(json!("another-api")))]),
+fn bad_claims(c: &Ctx, out: &mut Corpus) {
+    let now = c.now;
+    let expired = || {
+        vec![
+            set("iat", json!(now - 7200)),
+            set("nbf", json!(now - 7200)),
+            set("exp", json!(now - 3600)),
+        ]
+    };
+    let not_yet = |member| {
+        vec![
+            set(member, json!(now + 3600)),
+            set("exp", json!(now + 7200)),
+        ]
+    };
+    let iss = c.user.payload["iss"].as_str().unwrap_or("").to_uppercase() + "X";
+    let user: Vec<(&str, Vec<Edit>)> = vec![
+        ("expired an hour ago", expired()),
+        ("nbf an hour ahead", not_yet("nbf")),
+        ("iat an hour ahead", not_yet("iat")),
+        ("wrong iss", vec![set("iss", json!("https://evil.example"))]),
+        ("iss in other case", vec![set("iss", json!(iss))]),
+        ("wrong aud", vec![set("aud", json!("another-api"))]),
         (
             "aud array without the service",
-            vec![("aud", Some(json!(["another-api"])))],
+            vec![set("aud", json!(["another-api"]))],
         ),
-        ("missing exp", vec![("exp", None)]),
-        ("missing sub", vec![("sub", None)]),
-        ("missing nbf", vec![("nbf", None)]),
-        ("missing iat", vec![("iat", None)]),
-        ("missing jti", vec![("jti", None)]),
-        ("missing sid", vec![("sid", None)]),
-        ("missing iss", vec![("iss", None)]),
-        ("missing aud", vec![("aud", None)]),
+        ("missing exp", vec![del("exp")]),
+        ("missing sub", vec![del("sub")]),
+        ("missing nbf", vec![del("nbf")]),
+        ("missing iat", vec![del("iat")]),
+        ("missing jti", vec![del("jti")]),
+        ("missing sid", vec![del("sid")]),
+        ("missing iss", vec![del("iss")]),
+        ("missing aud", vec![del("aud")]),
         (
             "exp as a string",
-            vec![("exp", Some(json!((now + 3600).to_string())))],
+            vec![set("exp", json!((now + 3600).to_string()))],
         ),
-        ("exp as a huge float", vec![("exp", Some(json!(1e300)))]),
-        ("exp null", vec![("exp", Some(Value::Null))]),
-        ("sub not a UUID", vec![("sub", Some(json!("admin")))]),
+        ("exp as a huge float", vec![set("exp", json!(1e300))]),
+        ("exp null", vec![set("exp", Value::Null)]),
+        ("sub not a UUID", vec![set("sub", json!("admin"))]),
         (
             "100 KB claim",
-            vec![("pad", Some(json!("A".repeat(100 * 1024))))],
+            vec![set("pad", json!("A".repeat(100 * 1024)))],
         ),
     ];
-    for (label, edits) in user_claims {
-        let token = f.real(&user.header, &with(&user.payload, &edits));
-        f.push(format!("{label}, correctly signed"), token);
+    for (label, edits) in user {
+        let token = c.real(&c.user.header, &with(&c.user.payload, &edits));
+        push(out, format!("{label}, correctly signed"), token);
     }
-    let device_claims: Vec<(&str, Vec<(&str, Option<Value>)>)> = vec![
-        (
-            "device expired an hour ago",
-            vec![
-                ("iat", Some(json!(now - 7200))),
-                ("nbf", Some(json!(now - 7200))),
-                ("exp", Some(json!(now - 3600))),
-            ],
-        ),
-        (
-            "device nbf an hour ahead",
-            vec![
-                ("nbf", Some(json!(now + 3600))),
-                ("exp", Some(json!(now + 7200))),
-            ],
-        ),
-        ("device missing org", vec![("org", None)]),
-        ("device missing exp", vec![("exp", None)]),
-        (
-            "device wrong aud",
-            vec![("aud", Some(json!("another-api")))],
-        ),
+    let device: Vec<(&str, Vec<Edit>)> = vec![
+        ("device expired an hour ago", expired()),
+        ("device nbf an hour ahead", not_yet("nbf")),
+        ("device missing org", vec![del("org")]),
+        ("device missing exp", vec![del("exp")]),
+        ("device wrong aud", vec![set("aud", json!("another-api"))]),
         (
             "device sub with path traversal",
-            vec![("sub", Some(json!("../../etc/passwd")))],
+            vec![set("sub", json!("../../etc/passwd"))],
         ),
     ];
-    for (label, edits) in device_claims {
-        let token = f.real(&device.header, &with(&device.payload, &edits));
-        f.push(format!("{label}, correctly signed"), token);
+    for (label, edits) in device {
+        let token = c.real(&c.device.header, &with(&c.device.payload, &edits));
+        push(out, format!("{label}, correctly signed"), token);
     }
-    let array = f.real_raw(&user.h64, &enc(&json!([user.payload.clone()])));
-    f.push("payload a JSON array, correctly signed", array);
-    let null = f.real_raw(&user.h64, &enc(&Value::Null));
-    f.push("payload null, correctly signed", null);
-    let text = f.real_raw(&user.h64, &b64(b"not json"));
-    f.push("payload not JSON, correctly signed", text);
-    let p = serde_json::to_string(&user.payload).expect("JSON");
-    let dup = f.real_raw(
-        &user.h64,
-        &b64(format!("{{\"sub\":{other},{}", &p[1..]).as_bytes()),
+    let h = &c.user.h64;
+    let array = enc(&json!([c.user.payload.clone()]));
+    push(
+        out,
+        "payload a JSON array, correctly signed",
+        c.real_raw(h, &array),
     );
-    f.push("duplicate sub claim, correctly signed", dup);
+    push(
+        out,
+        "payload null, correctly signed",
+        c.real_raw(h, &enc(&Value::Null)),
+    );
+    push(
+        out,
+        "payload not JSON, correctly signed",
+        c.real_raw(h, &b64(b"not json")),
+    );
+    let p = serde_json::to_string(&c.user.payload).expect("JSON");
+    let dup = format!("{{\"sub\":\"{}\",{}", Uuid::now_v7(), &p[1..]);
+    push(
+        out,
+        "duplicate sub claim, correctly signed",
+        c.real_raw(h, &b64(dup.as_bytes())),
+    );
+}
 
-    // --- kind confusion, correctly signed -------------------------------------------
+fn kind_confusion(c: &Ctx, out: &mut Corpus) {
+    let (u, d) = (&c.user, &c.device);
+    let user_typ = |typ: Option<Value>| with(&u.header, &[("typ", typ)]);
     for (label, header, payload) in [
         (
             "user claims with typ device+jwt",
-            with(&user.header, &[("typ", Some(json!("device+jwt")))]),
-            &user.payload,
+            user_typ(Some(json!("device+jwt"))),
+            &u.payload,
         ),
         (
             "device claims with typ at+jwt",
-            with(&device.header, &[("typ", Some(json!("at+jwt")))]),
-            &device.payload,
+            with(&d.header, &[set("typ", json!("at+jwt"))]),
+            &d.payload,
         ),
-        (
-            "typ JWT",
-            with(&user.header, &[("typ", Some(json!("JWT")))]),
-            &user.payload,
-        ),
-        (
-            "typ missing",
-            with(&user.header, &[("typ", None)]),
-            &user.payload,
-        ),
-        (
-            "typ AT+JWT",
-            with(&user.header, &[("typ", Some(json!("AT+JWT")))]),
-            &user.payload,
-        ),
+        ("typ JWT", user_typ(Some(json!("JWT"))), &u.payload),
+        ("typ missing", user_typ(None), &u.payload),
+        ("typ AT+JWT", user_typ(Some(json!("AT+JWT"))), &u.payload),
         (
             "typ application/at+jwt",
-            with(&user.header, &[("typ", Some(json!("application/at+jwt")))]),
-            &user.payload,
+            user_typ(Some(json!("application/at+jwt"))),
+            &u.payload,
         ),
-        (
-            "typ null",
-            with(&user.header, &[("typ", Some(Value::Null))]),
-            &user.payload,
-        ),
+        ("typ null", user_typ(Some(Value::Null)), &u.payload),
     ] {
-        let token = f.real(&header, payload);
-        f.push(format!("{label}, correctly signed"), token);
+        push(
+            out,
+            format!("{label}, correctly signed"),
+            c.real(&header, payload),
+        );
     }
+}
 
-    // --- kid, correctly signed ------------------------------------------------------
+fn bad_kids(c: &Ctx, out: &mut Corpus) {
+    let real = c.kid.clone().unwrap_or_default();
     let mut kids: Vec<(&str, Option<Value>)> = vec![
+        // The RFC 7638 example key: well-formed, but not configured.
         (
             "kid of an unknown key",
             Some(json!("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")),
@@ -900,34 +880,29 @@ pub fn forged_tokens(
         ("kid empty", Some(json!(""))),
         ("kid null", Some(Value::Null)),
         ("kid a number", Some(json!(0))),
-        (
-            "kid an array",
-            Some(json!([kid.clone().unwrap_or_default()])),
-        ),
-        (
-            "kid with a NUL byte",
-            Some(json!(format!("{}\u{0}", kid.clone().unwrap_or_default()))),
-        ),
+        ("kid an array", Some(json!([real.clone()]))),
+        ("kid with a NUL byte", Some(json!(format!("{real}\u{0}")))),
         ("kid a URL", Some(json!("https://attacker.example/key.pem"))),
     ];
-    if let Some(k) = &kid {
-        kids.push(("kid in other case", Some(json!(k.to_uppercase()))));
+    if c.kid.is_some() {
+        kids.push(("kid in other case", Some(json!(real.to_uppercase()))));
         kids.push(("kid missing", None));
     } else {
         kids.push(("kid under HS256", Some(json!("k1"))));
     }
     for (label, value) in kids {
-        let token = f.real(&with(&user.header, &[("kid", value)]), &user.payload);
-        f.push(format!("{label}, correctly signed"), token);
+        let token = c.real(&with(&c.user.header, &[("kid", value)]), &c.user.payload);
+        push(out, format!("{label}, correctly signed"), token);
     }
+}
 
-    // --- header members never issued, correctly signed -------------------------------
-    let extra: Vec<(&str, Value)> = vec![
+fn bad_headers(c: &Ctx, out: &mut Corpus) {
+    let extra: Vec<(&'static str, Value)> = vec![
         (
             "jku",
             json!("https://attacker.example/.well-known/jwks.json"),
         ),
-        ("jwk", attackers[0].jwk.clone()),
+        ("jwk", c.attackers[0].jwk.clone()),
         ("x5u", json!("https://attacker.example/cert.pem")),
         ("x5c", json!([STANDARD.encode(b"not really a certificate")])),
         ("x5t", json!(b64(&[1; 20]))),
@@ -940,66 +915,61 @@ pub fn forged_tokens(
         ("foo", json!("bar")),
     ];
     for (name, value) in extra {
-        let token = f.real(&with(&user.header, &[(name, Some(value))]), &user.payload);
-        f.push(format!("{name} header, correctly signed"), token);
+        let token = c.real(&with(&c.user.header, &[set(name, value)]), &c.user.payload);
+        push(out, format!("{name} header, correctly signed"), token);
     }
-    let token = f.real(
-        &with(
-            &user.header,
-            &[("crit", Some(json!(["b64"]))), ("b64", Some(json!(false)))],
-        ),
-        &user.payload,
+    let rfc7797 = with(
+        &c.user.header,
+        &[set("crit", json!(["b64"])), set("b64", json!(false))],
     );
-    f.push("crit b64 (RFC 7797), correctly signed", token);
-    let token = f.real(
-        &with(
-            &device.header,
-            &[("jku", Some(json!("https://attacker.example/j")))],
-        ),
-        &device.payload,
+    push(
+        out,
+        "crit b64 (RFC 7797), correctly signed",
+        c.real(&rfc7797, &c.user.payload),
     );
-    f.push("jku header on the device token, correctly signed", token);
-    let h = serde_json::to_string(&user.header).expect("JSON");
-    let dups = [
+    let jku = with(
+        &c.device.header,
+        &[set("jku", json!("https://attacker.example/j"))],
+    );
+    push(
+        out,
+        "jku header on the device token, correctly signed",
+        c.real(&jku, &c.device.payload),
+    );
+    let h = serde_json::to_string(&c.user.header).expect("JSON");
+    let (open, close) = (&h[1..], &h[..h.len() - 1]);
+    for (label, header) in [
         (
             "duplicate alg (none first)",
-            format!("{{\"alg\":\"none\",{}", &h[1..]),
+            format!("{{\"alg\":\"none\",{open}"),
         ),
         (
             "duplicate alg (none last)",
-            format!("{},\"alg\":\"none\"}}", &h[..h.len() - 1]),
+            format!("{close},\"alg\":\"none\"}}"),
         ),
-        (
-            "duplicate typ",
-            format!("{{\"typ\":\"device+jwt\",{}", &h[1..]),
-        ),
-        (
-            "duplicate kid",
-            format!("{{\"kid\":\"unknown\",{}", &h[1..]),
-        ),
+        ("duplicate typ", format!("{{\"typ\":\"device+jwt\",{open}")),
+        ("duplicate kid", format!("{{\"kid\":\"unknown\",{open}")),
         ("header a JSON array", format!("[{h}]")),
         ("header not JSON", "alg=HS256".to_owned()),
-    ];
-    for (label, header) in dups {
-        let token = f.real_raw(&b64(header.as_bytes()), &user.p64);
-        f.push(format!("{label}, correctly signed"), token);
+    ] {
+        let token = c.real_raw(&b64(header.as_bytes()), &c.user.p64);
+        push(out, format!("{label}, correctly signed"), token);
     }
+}
 
-    // --- shapes and encodings -------------------------------------------------------
-    let u = user.raw.as_str();
-    let big_header = enc(&with(
-        &user.header,
-        &[("pad", Some(json!("A".repeat(100 * 1024))))],
-    ));
-    f.push(
-        "100 KB header",
-        format!("{big_header}.{}.{}", user.p64, user.sig),
-    );
-    f.push(
-        "100 KB of repeated token",
-        u.repeat(100 * 1024 / u.len() + 1),
-    );
+fn bad_shapes(c: &Ctx, out: &mut Corpus) {
+    let (user, u) = (&c.user, c.user.raw.as_str());
+    let big_header = c.user_header(&[set("pad", json!("A".repeat(100 * 1024)))]);
+    let jwe_header = enc(&json!({"alg": "RSA-OAEP", "enc": "A256GCM", "typ": "at+jwt"}));
     for (label, token) in [
+        (
+            "100 KB header",
+            format!("{big_header}.{}.{}", user.p64, user.sig),
+        ),
+        (
+            "100 KB of repeated token",
+            u.repeat(100 * 1024 / u.len() + 1),
+        ),
         ("empty string", String::new()),
         ("single space", " ".to_owned()),
         ("one dot", ".".to_owned()),
@@ -1012,10 +982,7 @@ pub fn forged_tokens(
         ("four-part token", format!("{u}.AAAA")),
         (
             "five-part JWE-shaped token",
-            format!(
-                "{}.AAAA.AAAA.AAAA.AAAA",
-                enc(&json!({"alg":"RSA-OAEP","enc":"A256GCM","typ":"at+jwt"}))
-            ),
+            format!("{jwe_header}.AAAA.AAAA.AAAA.AAAA"),
         ),
         (
             "valid token with two JWE parts appended",
@@ -1032,34 +999,83 @@ pub fn forged_tokens(
             "header base64 with padding",
             format!("{}=.{}.{}", user.h64, user.p64, user.sig),
         ),
-        (
-            "standard-alphabet signature",
-            format!(
-                "{}.{}.{}",
-                user.h64,
-                user.p64,
-                STANDARD
-                    .encode(&sig)
-                    .trim_end_matches('=')
-                    .replace(['-', '_'], "+")
-            ),
-        ),
         ("valid user token reversed", u.chars().rev().collect()),
         (
             "header and payload swapped",
             format!("{}.{}.{}", user.p64, user.h64, user.sig),
         ),
     ] {
-        f.push(label, token);
+        push(out, label, token);
     }
+}
 
+/// More than 30 distinct forged tokens `(label, token)` (about 150), each of which a
+/// correct verifier of the service configured with `keys` must refuse with `verify_access`
+/// **and** `verify_device`. Built from a currently valid user token and device token of that
+/// service, so an HTTP test can pass tokens its server issued (and configure the server with
+/// the same `keys`): a tampered token then differs from an accepted one only by the forgery.
+///
+/// Many entries are signed with the service's own key (expired, wrong `iss`/`aud`, missing
+/// claims, unknown `kid`, extra header members, `typ` swapped, ...) so that only the rule
+/// under test can refuse them; the others use attacker keys shipped with the tests, public
+/// keys as HMAC secrets, `alg: none` and malformed encodings. Labels are unique; tokens are
+/// distinct and never equal to the two valid tokens. Only entries whose label contains
+/// `expired` may be refused as `Expired` (they are otherwise valid); every other refusal must
+/// be `Invalid`.
+///
+/// # Panics
+/// When `keys` do not build a signer or the tokens are not compact JWS with JSON parts.
+#[must_use]
+pub fn forged_tokens(keys: &JwtKeys, user_token: &str, device_token: &str) -> Corpus {
+    let signer = JwtSigner::from_keys(keys, JwtSettings::default()).expect("service keys");
+    let (real_key, verify_pems) = match keys {
+        JwtKeys::Hs256(secret) => (EncodingKey::from_secret(secret.expose_secret()), Vec::new()),
+        JwtKeys::Asymmetric {
+            algorithm,
+            private_pem,
+            verify_pems,
+        } => (
+            crate::jwt::keys::load_private(*algorithm, private_pem)
+                .expect("service key")
+                .0,
+            verify_pems.clone(),
+        ),
+    };
+    let user = parts(user_token);
+    let now = user.payload["iat"].as_i64().expect("iat");
+    let real_alg_name = signer.algorithm_name();
+    let c = Ctx {
+        user,
+        device: parts(device_token),
+        real_key,
+        real_alg: real_alg_name.parse().expect("algorithm"),
+        real_alg_name,
+        kid: signer.signing_kid().map(str::to_owned),
+        service_jwks: signer.jwks()["keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        verify_pems,
+        attackers: attackers(),
+        now,
+    };
+    let mut out = Corpus::new();
+    for section in [
+        alg_none,
+        signature_damage,
+        tampered,
+        other_keys,
+        key_confusion,
+        bad_claims,
+        kind_confusion,
+        bad_kids,
+        bad_headers,
+        bad_shapes,
+    ] {
+        section(&c, &mut out);
+    }
     // Unique tokens (a forgery that happens to equal another is kept once).
     let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<(String, String)> = f
-        .out
-        .into_iter()
-        .filter(|(_, t)| seen.insert(t.clone()))
-        .collect();
-    out.retain(|(_, t)| t != user_token && t != device_token);
+    out.retain(|(_, t)| t != user_token && t != device_token && seen.insert(t.clone()));
     out
 }

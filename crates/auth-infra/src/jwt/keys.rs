@@ -155,7 +155,7 @@ pub enum JwtKeyError {
     #[error("JWT_SECRET_KEY must be at least {MIN_HS256_KEY_BYTES} bytes")]
     KeyTooShort,
     /// An algorithm name this signer does not offer.
-    #[error("JWT_ALGORITHM={0:?} is not supported; use HS256, EdDSA, ES256 or RS256")]
+    #[error("{0:?} is not an asymmetric JWT algorithm: expected EdDSA, ES256 or RS256")]
     UnknownAlgorithm(String),
     /// Not a PEM key of a kind this signer reads (or not the kind expected in that place).
     #[error("{role}: unreadable PEM: {reason}")]
@@ -223,15 +223,14 @@ fn unreadable(role: KeyRole, reason: impl Into<String>) -> JwtKeyError {
     }
 }
 
-fn label_text(role: KeyRole, pem: &[u8]) -> Result<(&str, &str), JwtKeyError> {
+fn label_of(role: KeyRole, pem: &[u8]) -> Result<&str, JwtKeyError> {
     let text = std::str::from_utf8(pem).map_err(|_| {
         unreadable(
             role,
             "not PEM text (a DER file? convert it with `openssl pkey -inform DER`)",
         )
     })?;
-    let label = pem_label(text).ok_or_else(|| unreadable(role, "no `-----BEGIN ...-----` line"))?;
-    Ok((text, label))
+    pem_label(text).ok_or_else(|| unreadable(role, "no `-----BEGIN ...-----` line"))
 }
 
 /// Checks the PEM label of a private key and explains the usual mistakes.
@@ -382,6 +381,28 @@ fn other_reason(kind: &ErrorKind) -> String {
     }
 }
 
+/// The key among jsonwebtoken's per-family PEM readers (each accepts only its own family)
+/// that read it, if it is of the algorithm's family.
+fn pick<K>(
+    role: KeyRole,
+    algorithm: AsymmetricAlgorithm,
+    parsed: [(AlgorithmFamily, jsonwebtoken::errors::Result<K>); 3],
+    unreadable_reason: &str,
+) -> Result<K, JwtKeyError> {
+    let mut read = parsed
+        .into_iter()
+        .filter_map(|(family, result)| result.ok().map(|key| (family, key)));
+    match read.next() {
+        Some((family, key)) if family == algorithm.family() => Ok(key),
+        Some((family, _)) => Err(JwtKeyError::WrongKeyType {
+            role,
+            algorithm,
+            found: family_name(family),
+        }),
+        None => Err(unreadable(role, unreadable_reason)),
+    }
+}
+
 /// Reads the private signing key: its [`EncodingKey`] and its public half.
 ///
 /// # Errors
@@ -392,33 +413,18 @@ pub(crate) fn load_private(
 ) -> Result<(EncodingKey, LoadedKey), JwtKeyError> {
     let role = KeyRole::Signing;
     let pem = pem.expose_secret();
-    let (_, label) = label_text(role, pem)?;
+    let label = label_of(role, pem)?;
     check_private_label(role, label)?;
-    let parsed = [
-        (AlgorithmFamily::Ed, EncodingKey::from_ed_pem(pem)),
-        (AlgorithmFamily::Ec, EncodingKey::from_ec_pem(pem)),
-        (AlgorithmFamily::Rsa, EncodingKey::from_rsa_pem(pem)),
-    ];
-    let mut found = None;
-    for (family, result) in parsed {
-        if let Ok(key) = result {
-            if family == algorithm.family() {
-                found = Some(key);
-                break;
-            }
-            return Err(JwtKeyError::WrongKeyType {
-                role,
-                algorithm,
-                found: family_name(family),
-            });
-        }
-    }
-    let key = found.ok_or_else(|| {
-        unreadable(
-            role,
-            "not a PKCS#8 Ed25519, EC or RSA private key (or corrupt base64/DER)",
-        )
-    })?;
+    let key = pick(
+        role,
+        algorithm,
+        [
+            (AlgorithmFamily::Ed, EncodingKey::from_ed_pem(pem)),
+            (AlgorithmFamily::Ec, EncodingKey::from_ec_pem(pem)),
+            (AlgorithmFamily::Rsa, EncodingKey::from_rsa_pem(pem)),
+        ],
+        "not a PKCS#8 Ed25519, EC or RSA private key (or corrupt base64/DER)",
+    )?;
     if algorithm == AsymmetricAlgorithm::EdDsa && key.as_bytes().len() != 48 {
         return Err(JwtKeyError::InvalidKey {
             role,
@@ -430,25 +436,20 @@ pub(crate) fn load_private(
     }
     let jwk = match Jwk::from_encoding_key(&key, algorithm.jwt_algorithm()) {
         Ok(jwk) => jwk,
-        Err(e) => {
-            if algorithm == AsymmetricAlgorithm::Es256
-                && Jwk::from_encoding_key(&key, Algorithm::ES384).is_ok()
-            {
-                return Err(JwtKeyError::WrongKeyType {
-                    role,
-                    algorithm,
-                    found: "a P-384 EC key",
-                });
-            }
-            if algorithm == AsymmetricAlgorithm::Es256 {
-                return Err(JwtKeyError::WrongKeyType {
-                    role,
-                    algorithm,
-                    found: "an EC key on another curve than P-256 (or a corrupt one)",
-                });
-            }
-            return Err(backend_error(role, algorithm, e.kind()));
+        // jsonwebtoken's PEM reader accepts any EC key; the backend refuses other curves.
+        Err(_) if algorithm == AsymmetricAlgorithm::Es256 => {
+            let p384 = Jwk::from_encoding_key(&key, Algorithm::ES384).is_ok();
+            return Err(JwtKeyError::WrongKeyType {
+                role,
+                algorithm,
+                found: if p384 {
+                    "a P-384 EC key"
+                } else {
+                    "an EC key on another curve than P-256 (or a corrupt one)"
+                },
+            });
         }
+        Err(e) => return Err(backend_error(role, algorithm, e.kind())),
     };
     let loaded = finish(role, algorithm, jwk)?;
     self_test(&key, &loaded, algorithm)?;
@@ -490,34 +491,19 @@ pub(crate) fn load_public(
     pem: &str,
 ) -> Result<LoadedKey, JwtKeyError> {
     let role = KeyRole::Verify(index);
-    let (_, label) = label_text(role, pem.as_bytes())?;
+    let label = label_of(role, pem.as_bytes())?;
     check_public_label(role, label)?;
     let bytes = pem.as_bytes();
-    let parsed = [
-        (AlgorithmFamily::Ed, DecodingKey::from_ed_pem(bytes)),
-        (AlgorithmFamily::Ec, DecodingKey::from_ec_pem(bytes)),
-        (AlgorithmFamily::Rsa, DecodingKey::from_rsa_pem(bytes)),
-    ];
-    let mut found = None;
-    for (family, result) in parsed {
-        if let Ok(key) = result {
-            if family == algorithm.family() {
-                found = Some(key);
-                break;
-            }
-            return Err(JwtKeyError::WrongKeyType {
-                role,
-                algorithm,
-                found: family_name(family),
-            });
-        }
-    }
-    let key = found.ok_or_else(|| {
-        unreadable(
-            role,
-            "not an Ed25519, EC or RSA public key (or corrupt base64/DER)",
-        )
-    })?;
+    let key = pick(
+        role,
+        algorithm,
+        [
+            (AlgorithmFamily::Ed, DecodingKey::from_ed_pem(bytes)),
+            (AlgorithmFamily::Ec, DecodingKey::from_ec_pem(bytes)),
+            (AlgorithmFamily::Rsa, DecodingKey::from_rsa_pem(bytes)),
+        ],
+        "not an Ed25519, EC or RSA public key (or corrupt base64/DER)",
+    )?;
     let jwk =
         Jwk::from_decoding_key(&key, Some(algorithm.jwt_algorithm())).map_err(|e| {
             match (algorithm, e.kind()) {

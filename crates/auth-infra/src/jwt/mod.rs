@@ -4,7 +4,7 @@
 //! required claims, issuer and audience, `exp`/`nbf` against the domain clock with bounded
 //! leeway, and a closed set of header parameters.
 //!
-//! Verification reads the header strictly first ([`header`]): exactly `alg` and `typ` (plus
+//! Verification reads the header strictly first (module `header`): exactly `alg` and `typ` (plus
 //! `kid` under an asymmetric algorithm), each once; `alg` must be the configured algorithm
 //! and `kid` must name a configured key. Only then does jsonwebtoken check the signature
 //! with that one key, pinned to that one algorithm.
@@ -313,10 +313,10 @@ fn check_times(
     leeway: i64,
 ) -> Result<(), TokenRejection> {
     let now_s = now.timestamp();
-    if nbf > now_s + leeway || iat > now_s + leeway {
+    if nbf > now_s.saturating_add(leeway) || iat > now_s.saturating_add(leeway) {
         return Err(TokenRejection::Invalid);
     }
-    if now_s >= exp + leeway {
+    if now_s >= exp.saturating_add(leeway) {
         return Err(TokenRejection::Expired);
     }
     Ok(())

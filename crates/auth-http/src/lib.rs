@@ -63,6 +63,7 @@ where
         .service(service::health)
         .service(service::live)
         .service(service::ready)
+        .service(service::jwks)
         .service(
             scope::scope("/api/v1")
                 .service(auth::register)

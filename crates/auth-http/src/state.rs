@@ -48,6 +48,8 @@ pub struct AppState {
     pub bus: Arc<dyn InvalidationBus>,
     /// The store's health.
     pub store: Arc<dyn StoreProbe>,
+    /// The public keys that verify tokens, as a JWK set.
+    pub jwks: Arc<serde_json::Value>,
     /// Per-IP rate limits.
     pub rate_limits: Arc<crate::rate_limit::RateLimits>,
     /// Origins allowed by CORS (`CORS_ORIGINS`); none by default.

@@ -30,13 +30,13 @@ pub enum JwtAlgorithm {
     /// HMAC-SHA256 over `JWT_SECRET_KEY`.
     #[value(name = "HS256")]
     Hs256,
-    /// Ed25519 (not available yet).
+    /// Ed25519 with `JWT_PRIVATE_KEY_FILE`.
     #[value(name = "EdDSA")]
     EdDsa,
-    /// ECDSA P-256 (not available yet).
+    /// ECDSA P-256 with `JWT_PRIVATE_KEY_FILE`.
     #[value(name = "ES256")]
     Es256,
-    /// RSA PKCS#1 v1.5 SHA-256 (not available yet).
+    /// RSA (2048..=8192 bits) PKCS#1 v1.5 SHA-256 with `JWT_PRIVATE_KEY_FILE`.
     #[value(name = "RS256")]
     Rs256,
 }
@@ -79,6 +79,20 @@ pub struct Config {
         global = true
     )]
     pub jwt_algorithm: JwtAlgorithm,
+
+    /// PEM file of the private signing key (PKCS#8) for EdDSA, ES256 or RS256.
+    #[arg(long, env = "JWT_PRIVATE_KEY_FILE", global = true)]
+    pub jwt_private_key_file: Option<std::path::PathBuf>,
+
+    /// Comma-separated PEM files of public keys that also verify (previous keys during a
+    /// rotation).
+    #[arg(
+        long,
+        env = "JWT_VERIFY_KEY_FILES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub jwt_verify_key_files: Vec<std::path::PathBuf>,
 
     /// `iss` of issued tokens.
     #[arg(

@@ -22,7 +22,7 @@ use auth_core::{
 use auth_http::rate_limit::RateLimits;
 use auth_http::{AppState, StoreHealth, StoreProbe};
 use auth_infra::cache::MokaCache;
-use auth_infra::jwt::{JwtSettings, JwtSigner, MIN_HS256_KEY_BYTES};
+use auth_infra::jwt::{AsymmetricAlgorithm, JwtKeys, JwtSettings, JwtSigner, MIN_HS256_KEY_BYTES};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
     DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus, PgLoginAttemptStore,
@@ -214,14 +214,46 @@ fn is_weak_key(key: &[u8]) -> bool {
     key.len() < MIN_HS256_KEY_BYTES || distinct.len() < 12
 }
 
-fn signer(config: &Config) -> Result<JwtSigner, StartupError> {
-    if config.jwt_algorithm != JwtAlgorithm::Hs256 {
-        let name = clap::ValueEnum::to_possible_value(&config.jwt_algorithm)
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default();
-        return Err(config_error(format!(
-            "JWT_ALGORITHM={name} is not available in this version; use HS256"
-        )));
+fn read_key_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, StartupError> {
+    std::fs::read(path).map_err(|e| config_error(format!("{what} {}: {e}", path.display())))
+}
+
+/// The signing keys the configuration names.
+///
+/// # Errors
+/// Missing, unreadable or unsuitable keys.
+pub fn jwt_keys(config: &Config) -> Result<JwtKeys, StartupError> {
+    let algorithm = match config.jwt_algorithm {
+        JwtAlgorithm::Hs256 => None,
+        JwtAlgorithm::EdDsa => Some(AsymmetricAlgorithm::EdDsa),
+        JwtAlgorithm::Es256 => Some(AsymmetricAlgorithm::Es256),
+        JwtAlgorithm::Rs256 => Some(AsymmetricAlgorithm::Rs256),
+    };
+    if let Some(algorithm) = algorithm {
+        let Some(path) = &config.jwt_private_key_file else {
+            return Err(config_error(format!(
+                "JWT_ALGORITHM={algorithm} needs JWT_PRIVATE_KEY_FILE (a PKCS#8 PEM private key)"
+            )));
+        };
+        let private_pem = SecretSlice::from(read_key_file("JWT_PRIVATE_KEY_FILE", path)?);
+        let verify_pems = config
+            .jwt_verify_key_files
+            .iter()
+            .map(|p| {
+                let bytes = read_key_file("JWT_VERIFY_KEY_FILES", p)?;
+                String::from_utf8(bytes).map_err(|_| {
+                    config_error(format!(
+                        "JWT_VERIFY_KEY_FILES {}: not a PEM text file",
+                        p.display()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(JwtKeys::Asymmetric {
+            algorithm,
+            private_pem,
+            verify_pems,
+        });
     }
     let key: SecretSlice<u8> = match &config.jwt_secret_key {
         Some(key) => {
@@ -254,12 +286,16 @@ fn signer(config: &Config) -> Result<JwtSigner, StartupError> {
             SecretSlice::from(bytes)
         }
     };
+    Ok(JwtKeys::Hs256(key))
+}
+
+fn signer(config: &Config) -> Result<JwtSigner, StartupError> {
     let settings = JwtSettings {
         issuer: config.jwt_issuer.clone(),
         audience: config.jwt_audience.clone(),
         ..JwtSettings::default()
     };
-    JwtSigner::hs256(&key, settings).map_err(|e| config_error(e.to_string()))
+    JwtSigner::from_keys(&jwt_keys(config)?, settings).map_err(|e| config_error(e.to_string()))
 }
 
 /// Everything the API runs on.
@@ -277,6 +313,8 @@ pub struct Services {
     pub bus: Arc<dyn InvalidationBus>,
     /// The verification caches.
     pub caches: CacheInvalidator,
+    /// The public keys that verify tokens (`/.well-known/jwks.json`).
+    pub jwks: serde_json::Value,
 }
 
 impl std::fmt::Debug for Services {
@@ -323,7 +361,9 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         sessions: session_cache.clone(),
         devices: device_cache.clone(),
     };
-    let signer: Arc<dyn TokenSigner> = Arc::new(signer(config)?);
+    let jwt = signer(config)?;
+    let jwks = jwt.jwks();
+    let signer: Arc<dyn TokenSigner> = Arc::new(jwt);
     let bus: Arc<dyn InvalidationBus> = match store {
         Store::Postgres { pool, url } => Arc::new(PgInvalidationBus::start(
             url.expose_secret(),
@@ -388,6 +428,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         devices,
         bus,
         caches,
+        jwks,
     })
 }
 
@@ -413,6 +454,7 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
         },
         store: probe,
         caches: services.caches,
+        jwks: Arc::new(services.jwks),
         rate_limits: Arc::new(RateLimits::new(
             config.rate_limit_enabled,
             NonZeroU32::new(config.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN),

@@ -121,6 +121,22 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// The public keys that verify this service's tokens (current and previous), so other
+/// services verify access tokens with no call to this one. `{"keys":[]}` under HS256.
+#[utoipa::path(
+    tag = "service",
+    responses((status = 200, description = "JWK set (RFC 7517)", body = Object))
+)]
+#[get("/.well-known/jwks.json")]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CACHE_CONTROL,
+            "public, max-age=300",
+        ))
+        .json(state.jwks.as_ref())
+}
+
 /// `GET /health/live` and `/health/ready` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Probe {

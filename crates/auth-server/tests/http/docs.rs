@@ -13,6 +13,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/health/live"),
     ("get", "/health/ready"),
+    ("get", "/.well-known/jwks.json"),
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),

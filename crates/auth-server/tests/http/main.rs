@@ -13,6 +13,7 @@ mod devices;
 mod docs;
 mod hardening;
 mod instances;
+mod jwt;
 mod lockout;
 mod organizations;
 mod sessions;

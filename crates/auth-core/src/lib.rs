@@ -20,7 +20,8 @@ pub use model::*;
 pub use service::actor::Actor;
 pub use service::api_key::{ApiKeyPorts, ApiKeyService, IssuedKey, KeyError, KeyVerdict, NewKey};
 pub use service::auth::{
-    AuthConfig, AuthError, AuthPorts, AuthService, Principal, Registration, SessionSnapshot,
+    AuthConfig, AuthError, AuthPorts, AuthService, ImportedUser, Principal, Registration,
+    SessionSnapshot,
 };
 pub use service::device::{
     DeviceError, DevicePorts, DeviceService, DeviceToken, IssuedDevice, NewDevice,

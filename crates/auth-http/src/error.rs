@@ -390,7 +390,7 @@ impl From<AuthError> for ApiError {
                 tracing::warn!(error = %ErrorChain(&err), "store unavailable");
                 Self::unavailable()
             }
-            AuthError::Internal(_) => Self::internal(&err),
+            AuthError::Internal(_) | AuthError::UnrecognisedHash => Self::internal(&err),
         }
     }
 }

@@ -164,6 +164,16 @@ impl PasswordHasher for BcryptHasher {
         })
     }
 
+    fn recognises(&self, hash: &PasswordHash) -> bool {
+        let bcrypt_part = hash
+            .as_str()
+            .strip_prefix(PREHASH_PREFIX)
+            .unwrap_or(hash.as_str());
+        bcrypt_part
+            .parse::<bcrypt::HashParts>()
+            .is_ok_and(|parts| (4..=31).contains(&parts.get_cost()))
+    }
+
     async fn delay_like_verify(&self) {
         tokio::time::sleep(self.verify_time).await;
     }
@@ -175,6 +185,27 @@ mod tests {
 
     fn pw(s: &str) -> Password {
         Password::presented(s).unwrap()
+    }
+
+    #[test]
+    fn recognises_bcrypt_formats_only() {
+        let h = BcryptHasher::new(4, 1).unwrap();
+        let ok = bcrypt::hash_with_result("x", 4).unwrap();
+        for version in [
+            bcrypt::Version::TwoA,
+            bcrypt::Version::TwoB,
+            bcrypt::Version::TwoY,
+        ] {
+            assert!(h.recognises(&PasswordHash::new(ok.format_for_version(version))));
+        }
+        for bad in [
+            "",
+            "plaintext",
+            "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+            "$2b$04$short",
+        ] {
+            assert!(!h.recognises(&PasswordHash::new(bad.into())), "{bad}");
+        }
     }
 
     #[tokio::test]

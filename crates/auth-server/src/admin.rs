@@ -6,7 +6,9 @@ use auth_core::model::{
     ApiKeyId, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, OrganizationId,
     OrganizationName, Scope, Scopes,
 };
-use auth_core::{Actor, DeviceError, KeyError, NewDevice, NewKey, OrgError};
+use auth_core::{
+    Actor, AuthError, DeviceError, ImportedUser, KeyError, NewDevice, NewKey, OrgError,
+};
 use auth_http::routes::api_keys::{ApiKeyItem, CreatedKey};
 use auth_http::routes::devices::{DeviceItem, RegisteredDevice, RotatedSecret};
 use clap::Subcommand;
@@ -113,6 +115,128 @@ pub enum DevicesCommand {
         /// Device id.
         device_id: String,
     },
+}
+
+/// One line of an import file.
+#[derive(serde::Deserialize)]
+struct ImportLine {
+    email: String,
+    password_hash: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    is_admin: bool,
+    #[serde(default)]
+    created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+enum Imported {
+    Added,
+    Present,
+    Invalid(String),
+}
+
+fn parse_import_line(line: &str) -> Result<ImportedUser, String> {
+    let parsed: ImportLine =
+        serde_json::from_str(line).map_err(|e| format!("not a valid import object: {e}"))?;
+    let email = Email::parse(&parsed.email).map_err(|e| format!("email: {e}"))?;
+    let display_name = parsed
+        .display_name
+        .as_deref()
+        .map(auth_core::model::DisplayName::parse)
+        .transpose()
+        .map_err(|e| format!("display_name: {e}"))?;
+    Ok(ImportedUser {
+        email,
+        password_hash: auth_core::model::PasswordHash::new(parsed.password_hash),
+        display_name,
+        is_admin: parsed.is_admin,
+        created_at: parsed.created_at,
+    })
+}
+
+/// `users import FILE`: imports concurrently (16 at a time), with a progress bar on a
+/// terminal, and reports what it could not import by line number.
+///
+/// # Errors
+/// [`CliError`]; also when any line was invalid (after importing the others).
+pub async fn import_users(
+    config: Config,
+    file: &std::path::Path,
+    json: bool,
+) -> Result<(), CliError> {
+    use futures::StreamExt as _;
+
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+    let services = open(config).await?;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    let bar = indicatif::ProgressBar::new(lines.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} users ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let auth = &services.auth;
+    let outcomes: Vec<(usize, Result<Imported, CliError>)> = futures::stream::iter(lines)
+        .map(|(number, line)| {
+            let bar = bar.clone();
+            async move {
+                let outcome = match parse_import_line(line) {
+                    Err(reason) => Ok(Imported::Invalid(reason)),
+                    Ok(user) => match auth.import(user).await {
+                        Ok(_) => Ok(Imported::Added),
+                        Err(AuthError::EmailTaken) => Ok(Imported::Present),
+                        Err(AuthError::UnrecognisedHash) => Ok(Imported::Invalid(
+                            "password_hash is not a bcrypt hash".into(),
+                        )),
+                        Err(other) => Err(CliError::Failed(format!("line {number}: {other}"))),
+                    },
+                };
+                bar.inc(1);
+                (number, outcome)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let (mut added, mut present, mut invalid) = (0usize, 0usize, Vec::new());
+    for (number, outcome) in outcomes {
+        match outcome? {
+            Imported::Added => added += 1,
+            Imported::Present => present += 1,
+            Imported::Invalid(reason) => invalid.push((number, reason)),
+        }
+    }
+    invalid.sort();
+    for (number, reason) in &invalid {
+        eprintln!("line {number}: {reason}");
+    }
+    if json {
+        print_json(
+            &serde_json::json!({"imported": added, "already_present": present, "invalid": invalid.len()}),
+        )?;
+    } else {
+        println!(
+            "imported {added}, already present {present}, invalid {}",
+            invalid.len()
+        );
+    }
+    if invalid.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "{} lines were not imported",
+            invalid.len()
+        )))
+    }
 }
 
 /// Opens the configured database for an admin command: requires `DATABASE_URL`, applies

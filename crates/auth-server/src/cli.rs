@@ -61,6 +61,14 @@ pub enum UsersCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Import users with existing bcrypt hashes from a JSON-lines file, one object a line:
+    /// `{"email": "...", "password_hash": "$2b$...", "display_name"?: "...",
+    /// "is_admin"?: false, "created_at"?: "RFC 3339"}`. Users already present (by email)
+    /// are skipped, so an interrupted import can simply be run again.
+    Import {
+        /// The file.
+        file: std::path::PathBuf,
+    },
 }
 
 /// A command failed; the message is for the operator.
@@ -102,6 +110,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Users(UsersCommand::Create { email, admin }) => {
             create_user(config, &email, admin).await
+        }
+        Command::Users(UsersCommand::Import { file }) => {
+            crate::admin::import_users(config, &file, json).await
         }
         Command::Organizations(cmd) => crate::admin::organizations(config, cmd, json).await,
         Command::ApiKeys(cmd) => crate::admin::api_keys(config, cmd, json).await,

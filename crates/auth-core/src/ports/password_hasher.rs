@@ -48,6 +48,10 @@ pub trait PasswordHasher: Send + Sync + 'static {
         hash: Option<&PasswordHash>,
     ) -> Result<PasswordCheck, HashError>;
 
+    /// True when `hash` is in a format this hasher verifies (for importing hashes made
+    /// elsewhere): nothing is checked but the format.
+    fn recognises(&self, hash: &PasswordHash) -> bool;
+
     /// Waits about as long as one `verify` takes, without doing the work (and without
     /// holding a CPU): answers that must not reveal that no verification happened (a locked
     /// account) take the same time as those that did.

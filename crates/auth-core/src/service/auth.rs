@@ -95,6 +95,9 @@ pub enum AuthError {
         /// Until the lock ends.
         retry_after: Duration,
     },
+    /// Import: the password hash is in no format the hasher verifies.
+    #[error("password hash format not recognised")]
+    UnrecognisedHash,
     /// Refresh: unknown, spent, expired or revoked refresh token.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
@@ -140,6 +143,21 @@ pub struct Registration {
     pub password: Password,
     /// Optional display name.
     pub display_name: Option<DisplayName>,
+}
+
+/// An account brought over from another system.
+#[derive(Debug, Clone)]
+pub struct ImportedUser {
+    /// Email.
+    pub email: Email,
+    /// The existing hash (bcrypt `$2a$`/`$2b$`/`$2y$`).
+    pub password_hash: crate::model::PasswordHash,
+    /// Display name.
+    pub display_name: Option<DisplayName>,
+    /// Service administrator.
+    pub is_admin: bool,
+    /// Original creation time, if known.
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// Who a valid access token speaks for.
@@ -208,6 +226,29 @@ impl AuthService {
         };
         self.ports.users.create(&user).await?;
         tracing::info!(user_id = %user.id, "user registered");
+        Ok(user)
+    }
+
+    /// Imports an account whose password hash was made elsewhere (bcrypt), so its user keeps
+    /// the password. The hash must be in a format the hasher verifies.
+    ///
+    /// # Errors
+    /// [`AuthError::EmailTaken`], [`AuthError::UnrecognisedHash`], or a store failure.
+    pub async fn import(&self, import: ImportedUser) -> Result<User, AuthError> {
+        if !self.ports.hasher.recognises(&import.password_hash) {
+            return Err(AuthError::UnrecognisedHash);
+        }
+        let now = self.ports.clock.now();
+        let user = User {
+            id: UserId::generate(),
+            email: import.email,
+            display_name: import.display_name,
+            password_hash: import.password_hash,
+            is_admin: import.is_admin,
+            created_at: import.created_at.unwrap_or(now),
+            updated_at: now,
+        };
+        self.ports.users.create(&user).await?;
         Ok(user)
     }
 

@@ -394,3 +394,92 @@ async fn cli_manages_devices() {
     assert!(String::from_utf8_lossy(&dup.stderr).contains("exists"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_import_keeps_passwords_and_reports_bad_lines() {
+    let db = TestDb::empty().await;
+    assert!(cli(&db, &["migrate"], "").status.success());
+    // Hashes as other systems write them: PHP's $2y$, a $2a$ and a $2b$ at other costs.
+    let php = bcrypt::hash_with_result("imported passphrase 1", 5)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    let old = bcrypt::hash_with_result("imported passphrase 2", 4)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoA);
+    let file = std::env::temp_dir().join(format!("import-{}.jsonl", uuid::Uuid::now_v7()));
+    let lines = [
+        serde_json::json!({"email": "One@Example.com", "password_hash": php, "display_name": "One", "created_at": "2020-01-02T03:04:05Z"}).to_string(),
+        String::new(),
+        serde_json::json!({"email": "two@example.com", "password_hash": old, "is_admin": true}).to_string(),
+        serde_json::json!({"email": "not-an-email", "password_hash": php}).to_string(),
+        serde_json::json!({"email": "three@example.com", "password_hash": "plaintext-password"}).to_string(),
+        "{broken json".to_owned(),
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = cli(
+        &db,
+        &["--json", "users", "import", file.to_str().unwrap()],
+        "",
+    );
+    assert!(
+        !out.status.success(),
+        "bad lines make the command fail after importing the rest"
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({"imported": 2, "already_present": 0, "invalid": 3})
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in ["line 4:", "line 5:", "line 6:"] {
+        assert!(stderr.contains(line), "{stderr}");
+    }
+    assert!(!stderr.contains("plaintext-password"), "{stderr}");
+    // Run again: nothing is imported twice.
+    let again: Value = serde_json::from_slice(
+        &cli(
+            &db,
+            &["--json", "users", "import", file.to_str().unwrap()],
+            "",
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(again["imported"], 0);
+    assert_eq!(again["already_present"], 2);
+    std::fs::remove_file(&file).unwrap();
+
+    let mut config = test_config();
+    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    config.bcrypt_rounds = 4;
+    let app = TestApp::serve(config, None).await;
+    let login: Value = app
+        .login("one@example.com", "imported passphrase 1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let me: Value = app
+        .get_auth("/api/v1/users/me", login["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["display_name"], "One");
+    assert_eq!(me["created_at"], "2020-01-02T03:04:05Z");
+    let two: Value = app
+        .login("two@example.com", "imported passphrase 2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let me: Value = app
+        .get_auth("/api/v1/users/me", two["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["is_admin"], true);
+    assert_eq!(app.login("two@example.com", "wrong").await.status(), 401);
+    app.stop().await;
+}

@@ -5,12 +5,12 @@
 //! misses share one load, store errors are never cached). Revocation evicts locally at once
 //! and publishes on the [`InvalidationBus`] so every other instance evicts too.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::actor::Actor;
+use super::last_seen::LastSeen;
 use super::organization::{OrgError, OrganizationService};
 use crate::model::{
     ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, KeyPrefix, KeyStatus, OrganizationId, Scope,
@@ -140,7 +140,7 @@ impl std::fmt::Debug for ApiKeyPorts {
 pub struct ApiKeyService {
     ports: ApiKeyPorts,
     prefix: KeyPrefix,
-    usage: Arc<Mutex<HashMap<ApiKeyId, DateTime<Utc>>>>,
+    usage: LastSeen<ApiKeyId>,
 }
 
 impl std::fmt::Debug for ApiKeyService {
@@ -158,7 +158,7 @@ impl ApiKeyService {
         Self {
             ports,
             prefix,
-            usage: Arc::default(),
+            usage: LastSeen::default(),
         }
     }
 
@@ -346,11 +346,7 @@ impl ApiKeyService {
     }
 
     fn note_use(&self, id: ApiKeyId, at: DateTime<Utc>) {
-        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        usage
-            .entry(id)
-            .and_modify(|t| *t = (*t).max(at))
-            .or_insert(at);
+        self.usage.note(id, at);
     }
 
     /// Writes the `last_used_at` times gathered since the last call, in one batch. The server
@@ -359,19 +355,13 @@ impl ApiKeyService {
     /// # Errors
     /// A store failure.
     pub async fn flush_usage(&self) -> Result<usize, KeyError> {
-        let batch: Vec<(ApiKeyId, DateTime<Utc>)> = {
-            let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-            usage.drain().collect()
-        };
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        if let Err(err) = self.ports.keys.record_usage(&batch).await {
-            for (id, at) in batch {
-                self.note_use(id, at);
-            }
-            return Err(err.into());
-        }
-        Ok(batch.len())
+        let keys = self.ports.keys.clone();
+        Ok(self
+            .usage
+            .flush(|batch| async move {
+                let result = keys.record_usage(&batch).await;
+                (batch, result)
+            })
+            .await?)
     }
 }

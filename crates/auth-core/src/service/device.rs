@@ -6,8 +6,7 @@
 //! costs no database read; rotation and revocation evict it here at once and on every other
 //! instance through the [`InvalidationBus`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
@@ -15,6 +14,7 @@ use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
 use super::actor::Actor;
+use super::last_seen::LastSeen;
 use super::organization::{OrgError, OrganizationService};
 use crate::model::{
     Device, DeviceClaims, DeviceId, DeviceMetadata, DeviceName, DeviceSecret, OrganizationId,
@@ -149,7 +149,7 @@ pub struct DeviceService {
     token_ttl: Duration,
     /// Compared against when the device is unknown, so that case costs the same.
     dummy_hash: TokenHash,
-    seen: Arc<Mutex<HashMap<DeviceId, DateTime<Utc>>>>,
+    seen: LastSeen<DeviceId>,
 }
 
 impl std::fmt::Debug for DeviceService {
@@ -168,7 +168,7 @@ impl DeviceService {
             ports,
             token_ttl,
             dummy_hash: TokenHash::of(b"no device has this secret"),
-            seen: Arc::default(),
+            seen: LastSeen::default(),
         }
     }
 
@@ -382,10 +382,7 @@ impl DeviceService {
     }
 
     fn note_seen(&self, id: DeviceId, at: DateTime<Utc>) {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.entry(id)
-            .and_modify(|t| *t = (*t).max(at))
-            .or_insert(at);
+        self.seen.note(id, at);
     }
 
     /// Writes the `last_authenticated_at` times gathered since the last call, in one batch;
@@ -394,19 +391,13 @@ impl DeviceService {
     /// # Errors
     /// A store failure.
     pub async fn flush_seen(&self) -> Result<usize, DeviceError> {
-        let batch: Vec<(DeviceId, DateTime<Utc>)> = {
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            seen.drain().collect()
-        };
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        if let Err(err) = self.ports.devices.record_authentications(&batch).await {
-            for (id, at) in batch {
-                self.note_seen(id, at);
-            }
-            return Err(err.into());
-        }
-        Ok(batch.len())
+        let devices = self.ports.devices.clone();
+        Ok(self
+            .seen
+            .flush(|batch| async move {
+                let result = devices.record_authentications(&batch).await;
+                (batch, result)
+            })
+            .await?)
     }
 }

@@ -5,4 +5,5 @@ pub mod api_key;
 pub mod auth;
 pub mod device;
 pub mod invalidation;
+pub mod last_seen;
 pub mod organization;

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::no_store_json;
-use super::organizations::path_id;
+use super::organizations::{path_id, query, required_organization};
 use crate::error::{ApiError, BodyErrors, FieldError, ManagerErrors, Problem, StoreErrors};
 use crate::extract::Manager;
 use crate::json::{CleanString, ValidJson};
@@ -229,16 +229,8 @@ pub async fn list(
     manager: Manager,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = web::Query::<ListKeysQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::validation(vec![FieldError::new("query", "invalid", e)]))?
-        .into_inner();
-    let Some(org) = query.organization_id else {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "organization_id",
-            "required",
-            "organization_id is required",
-        )]));
-    };
+    let query: ListKeysQuery = query(&req)?;
+    let org = required_organization(query.organization_id.as_deref())?;
     let include_revoked = match query.include_revoked.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -250,7 +242,6 @@ pub async fn list(
             )]));
         }
     };
-    let org: OrganizationId = path_id(&org)?;
     let now = state.auth.clock().now();
     let items = state
         .keys

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::no_store_json;
-use super::organizations::path_id;
+use super::organizations::{query, required_organization};
 use crate::error::{ApiError, BodyErrors, FieldError, ManagerErrors, Problem, StoreErrors};
 use crate::extract::Manager;
 use crate::json::{CleanString, ValidJson};
@@ -344,17 +344,8 @@ pub async fn list(
     manager: Manager,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = web::Query::<ListDevicesQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::validation(vec![FieldError::new("query", "invalid", e)]))?
-        .into_inner();
-    let Some(org) = query.organization_id else {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "organization_id",
-            "required",
-            "organization_id is required",
-        )]));
-    };
-    let org: OrganizationId = path_id(&org)?;
+    let query: ListDevicesQuery = query(&req)?;
+    let org = required_organization(query.organization_id.as_deref())?;
     let items = state
         .devices
         .list(&manager.0, org)

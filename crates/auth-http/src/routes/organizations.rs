@@ -27,6 +27,27 @@ pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found())
 }
 
+/// Parses a query string into `T`; a shape error is a 422.
+pub(crate) fn query<T: serde::de::DeserializeOwned>(
+    req: &actix_web::HttpRequest,
+) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::validation(vec![FieldError::new("query", "invalid", e)]))
+}
+
+/// The `organization_id` a listing needs: missing is a 422, malformed or unknown a 404.
+pub(crate) fn required_organization(raw: Option<&str>) -> Result<OrganizationId, ApiError> {
+    let raw = raw.ok_or_else(|| {
+        ApiError::validation(vec![FieldError::new(
+            "organization_id",
+            "required",
+            "organization_id is required",
+        )])
+    })?;
+    path_id(raw)
+}
+
 /// `POST /organizations` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrganization {

@@ -74,11 +74,14 @@ async fn corpus_is_refused_everywhere(app: &TestApp, keys: &JwtKeys) {
     for (label, token) in &corpus {
         // In a header, white space around the credentials is the HTTP syntax's, not the
         // token's (RFC 9110 trims it): such entries are forgeries only in a JSON body.
-        let header_paths = if token.trim() == user || token.trim() == device {
-            &[][..]
-        } else {
-            &HEADER_PATHS[..]
-        };
+        // A header over the server's size limit is refused by the HTTP layer itself, which then
+        // closes the connection: `oversized_credentials_are_refused_by_the_http_layer`.
+        let header_paths =
+            if token.trim() == user || token.trim() == device || token.len() > 16 * 1024 {
+                &[][..]
+            } else {
+                &HEADER_PATHS[..]
+            };
         for (method, path) in header_paths.iter().cloned() {
             let res = app
                 .request(method.clone(), path)
@@ -224,4 +227,32 @@ async fn asymmetric_algorithms_need_a_usable_key() {
     assert!(auth_server::wiring::jwt_keys(&c).is_err());
     c.jwt_private_key_file = Some(key_file("p256-a.pem"));
     assert!(auth_server::wiring::app_state(&c, &store).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_credentials_are_refused_by_the_http_layer() {
+    let app = TestApp::start(Backend::Memory).await;
+    let huge = format!("Bearer {}", "a".repeat(100 * 1024));
+    // A client of its own: a server refusing a header may close the connection.
+    let client = reqwest::Client::new();
+    match client
+        .get(app.url("/api/v1/auth/verify"))
+        .header("authorization", huge)
+        .send()
+        .await
+    {
+        // Within the header limit: the token itself is refused (over 8 KiB is never ours).
+        Ok(res) => assert!(
+            matches!(res.status().as_u16(), 401 | 431),
+            "{}",
+            res.status()
+        ),
+        Err(err) => assert!(err.is_request() || err.is_connect(), "{err}"),
+    }
+    assert_eq!(
+        app.get("/health/live").await.status(),
+        200,
+        "the server lives on"
+    );
+    app.stop().await;
 }

@@ -440,6 +440,24 @@ pub enum BearerErrors {
     Unauthenticated(Problem),
 }
 
+/// Documented answer of endpoints under a per-IP rate limit.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum LimitedErrors {
+    /// Over the limit.
+    #[response(
+        status = 429,
+        description = "`RATE_LIMITED`: over the per-IP limit of this endpoint group (with `Retry-After`); `TOO_MANY_ATTEMPTS` on login while the email is locked",
+        content_type = "application/problem+json",
+        headers(
+            ("Retry-After" = u64, description = "Seconds to wait"),
+            ("X-RateLimit-Limit" = u64, description = "Requests a minute allowed per client IP"),
+            ("X-RateLimit-Remaining" = u64, description = "Requests left now"),
+            ("X-RateLimit-Reset" = u64, description = "Seconds until the allowance is whole again"),
+        )
+    )]
+    Limited(Problem),
+}
+
 /// Documented answer of endpoints that need the store.
 #[derive(Debug, utoipa::IntoResponses)]
 pub enum StoreErrors {

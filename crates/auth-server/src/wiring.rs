@@ -255,6 +255,12 @@ pub fn jwt_keys(config: &Config) -> Result<JwtKeys, StartupError> {
             verify_pems,
         });
     }
+    if config.jwt_private_key_file.is_some() || !config.jwt_verify_key_files.is_empty() {
+        return Err(config_error(
+            "JWT_PRIVATE_KEY_FILE and JWT_VERIFY_KEY_FILES are for JWT_ALGORITHM=EdDSA, ES256 or \
+             RS256; under HS256 the key is JWT_SECRET_KEY",
+        ));
+    }
     let key: SecretSlice<u8> = match &config.jwt_secret_key {
         Some(key) => {
             let bytes = key.expose_secret().as_bytes();
@@ -460,13 +466,35 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
             NonZeroU32::new(config.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN),
             config.trusted_proxies.clone(),
         )),
-        cors_origins: config
-            .cors_origins
-            .iter()
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty())
-            .collect(),
+        cors_origins: cors_origins(&config.cors_origins)?,
     })
+}
+
+/// `CORS_ORIGINS` as origins CORS can match: `scheme://host[:port]`, no path, no wildcard.
+///
+/// # Errors
+/// An entry that is not such an origin.
+pub fn cors_origins(raw: &[String]) -> Result<Vec<String>, StartupError> {
+    raw.iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let origin = origin.trim_end_matches('/');
+            let uri: actix_web::http::Uri = origin
+                .parse()
+                .map_err(|_| config_error(format!("CORS_ORIGINS: {origin:?} is not an origin")))?;
+            let ok = matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.authority().is_some()
+                && uri.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/");
+            if ok {
+                Ok(origin.to_owned())
+            } else {
+                Err(config_error(format!(
+                    "CORS_ORIGINS: {origin:?} must be scheme://host[:port], such as https://app.example.com"
+                )))
+            }
+        })
+        .collect()
 }
 
 /// Every few seconds, until the returned task is aborted: writes API-key `last_used_at` and

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::no_store_json;
 use super::organizations::{path_id, query, required_organization};
-use crate::error::{ApiError, BodyErrors, FieldError, ManagerErrors, Problem, StoreErrors};
+use crate::error::{
+    ApiError, BodyErrors, FieldError, LimitedErrors, ManagerErrors, Problem, StoreErrors,
+};
 use crate::extract::Manager;
 use crate::json::{CleanString, ValidJson};
 use crate::state::AppState;
@@ -381,7 +383,7 @@ impl From<KeyVerdict> for KeyVerification {
 #[utoipa::path(
     tag = "api-keys",
     request_body = VerifyKey,
-    responses((status = 200, description = "Verdict", body = KeyVerification), BodyErrors, StoreErrors)
+    responses((status = 200, description = "Verdict", body = KeyVerification), BodyErrors, StoreErrors, LimitedErrors)
 )]
 #[post("/api-keys/verify")]
 pub async fn verify(
@@ -422,7 +424,7 @@ pub struct BatchVerification {
 #[utoipa::path(
     tag = "api-keys",
     request_body = VerifyBatch,
-    responses((status = 200, description = "Verdicts in order", body = BatchVerification), BodyErrors, StoreErrors)
+    responses((status = 200, description = "Verdicts in order", body = BatchVerification), BodyErrors, StoreErrors, LimitedErrors)
 )]
 #[post("/api-keys/verify-batch")]
 pub async fn verify_batch(

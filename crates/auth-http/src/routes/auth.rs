@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::no_store_json;
-use crate::error::{ApiError, BearerErrors, BodyErrors, FieldError, Problem, StoreErrors};
+use crate::error::{
+    ApiError, BearerErrors, BodyErrors, FieldError, LimitedErrors, Problem, StoreErrors,
+};
 use crate::extract::Authenticated;
 use crate::json::{CleanString, ValidJson};
 use crate::state::AppState;
@@ -201,7 +203,7 @@ pub(crate) fn password_error(field: &str, err: auth_core::model::PasswordError) 
     responses(
         (status = 201, description = "Account created", body = UserCreated),
         (status = 409, description = "`EMAIL_TAKEN`", body = Problem, content_type = "application/problem+json"),
-        BodyErrors, StoreErrors,
+        BodyErrors, StoreErrors, LimitedErrors,
     )
 )]
 #[post("/auth/register")]
@@ -256,7 +258,7 @@ pub async fn register(
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 401, description = "`INVALID_CREDENTIALS`", body = Problem, content_type = "application/problem+json"),
-        BodyErrors, StoreErrors,
+        BodyErrors, StoreErrors, LimitedErrors,
     )
 )]
 #[post("/auth/login")]
@@ -285,7 +287,7 @@ pub async fn login(
     responses(
         (status = 200, description = "New token pair", body = TokenResponse),
         (status = 401, description = "`INVALID_REFRESH_TOKEN`", body = Problem, content_type = "application/problem+json"),
-        BodyErrors, StoreErrors,
+        BodyErrors, StoreErrors, LimitedErrors,
     )
 )]
 #[post("/auth/refresh")]
@@ -341,7 +343,7 @@ pub async fn logout_all(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Token valid", body = VerifyResponse),
-        BearerErrors, StoreErrors,
+        BearerErrors, StoreErrors, LimitedErrors,
     )
 )]
 #[get("/auth/verify")]
@@ -363,7 +365,7 @@ pub async fn verify(caller: Authenticated) -> Result<HttpResponse, ApiError> {
     request_body = VerifyTokenRequest,
     responses(
         (status = 200, description = "Verdict", body = VerifyTokenResponse),
-        BodyErrors, StoreErrors,
+        BodyErrors, StoreErrors, LimitedErrors,
     )
 )]
 #[post("/auth/verify-token")]

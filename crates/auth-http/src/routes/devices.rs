@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::no_store_json;
 use super::organizations::{query, required_organization};
-use crate::error::{ApiError, BodyErrors, FieldError, ManagerErrors, Problem, StoreErrors};
+use crate::error::{
+    ApiError, BodyErrors, FieldError, LimitedErrors, ManagerErrors, Problem, StoreErrors,
+};
 use crate::extract::Manager;
 use crate::json::{CleanString, ValidJson};
 use crate::state::AppState;
@@ -211,7 +213,7 @@ impl std::fmt::Debug for DeviceTokenResponse {
     responses(
         (status = 200, description = "Device token", body = DeviceTokenResponse),
         (status = 401, description = "`INVALID_DEVICE_CREDENTIALS`", body = Problem, content_type = "application/problem+json"),
-        BodyErrors, StoreErrors,
+        BodyErrors, StoreErrors, LimitedErrors,
     )
 )]
 #[post("/devices/authenticate")]

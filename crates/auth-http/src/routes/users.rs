@@ -96,6 +96,7 @@ pub struct ChangePasswordRequest {
         (status = 204, description = "Password changed"),
         (status = 401, description = "`UNAUTHENTICATED` or `INVALID_CREDENTIALS`", body = Problem, content_type = "application/problem+json"),
         BodyErrors, StoreErrors,
+        (status = 429, description = "`TOO_MANY_ATTEMPTS`: too many wrong current passwords (with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/users/me/password")]

@@ -483,3 +483,33 @@ async fn users_import_keeps_passwords_and_reports_bad_lines() {
     assert_eq!(app.login("two@example.com", "wrong").await.status(), 401);
     app.stop().await;
 }
+
+#[test]
+fn cors_origins_are_checked_at_start() {
+    use auth_server::wiring::cors_origins;
+    let ok = cors_origins(&[
+        "https://app.example.com/".into(),
+        " http://localhost:3000".into(),
+        String::new(),
+    ])
+    .unwrap();
+    assert_eq!(ok, vec!["https://app.example.com", "http://localhost:3000"]);
+    for bad in [
+        "*",
+        "app.example.com",
+        "https://app.example.com/path",
+        "ftp://x.example",
+        "https://",
+    ] {
+        assert!(cors_origins(&[bad.into()]).is_err(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn key_files_under_hs256_are_refused() {
+    let mut config = test_config();
+    config.jwt_verify_key_files = vec!["old.pub.pem".into()];
+    let store = Store::open(&config).unwrap();
+    let err = wiring::app_state(&config, &store).unwrap_err().to_string();
+    assert!(err.contains("JWT_VERIFY_KEY_FILES"), "{err}");
+}

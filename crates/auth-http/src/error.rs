@@ -203,6 +203,12 @@ impl ApiError {
         }
     }
 
+    /// 503 for a store that cannot be reached now; the cause goes to the log only.
+    pub fn outage(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::warn!(error = %ErrorChain(cause), "store unavailable");
+        Self::unavailable()
+    }
+
     /// 500 with a generic body; the cause goes to the log only.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
         tracing::error!(error = %ErrorChain(cause), "internal error");
@@ -296,10 +302,7 @@ impl ResponseError for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match &err {
-            StoreError::Unavailable(_) => {
-                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
-                Self::unavailable()
-            }
+            StoreError::Unavailable(_) => Self::outage(&err),
             StoreError::Internal(_) => Self::internal(&err),
         }
     }
@@ -316,10 +319,7 @@ impl From<OrgError> for ApiError {
             OrgError::LastOwner => {
                 Self::conflict("LAST_OWNER", "an organization must keep at least one owner")
             }
-            OrgError::Unavailable(_) => {
-                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
-                Self::unavailable()
-            }
+            OrgError::Unavailable(_) => Self::outage(&err),
             OrgError::Internal(_) => Self::internal(&err),
         }
     }
@@ -333,10 +333,7 @@ impl From<KeyError> for ApiError {
             KeyError::AlreadyRevoked => {
                 Self::conflict("ALREADY_REVOKED", "the key is already revoked")
             }
-            KeyError::Unavailable(_) => {
-                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
-                Self::unavailable()
-            }
+            KeyError::Unavailable(_) => Self::outage(&err),
             KeyError::Internal(_) => Self::internal(&err),
         }
     }
@@ -353,10 +350,7 @@ impl From<DeviceError> for ApiError {
             }
             DeviceError::InvalidCredentials => Self::invalid_device_credentials(),
             DeviceError::InvalidToken(_) => Self::unauthenticated(true),
-            DeviceError::Unavailable(_) => {
-                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
-                Self::unavailable()
-            }
+            DeviceError::Unavailable(_) => Self::outage(&err),
             DeviceError::Internal(_) => Self::internal(&err),
         }
     }
@@ -386,10 +380,7 @@ impl From<AuthError> for ApiError {
                 let secs = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
                 Self::too_many_attempts(secs.max(1))
             }
-            AuthError::Unavailable(_) => {
-                tracing::warn!(error = %ErrorChain(&err), "store unavailable");
-                Self::unavailable()
-            }
+            AuthError::Unavailable(_) => Self::outage(&err),
             AuthError::Internal(_) | AuthError::UnrecognisedHash => Self::internal(&err),
         }
     }

@@ -9,6 +9,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod json;
+pub mod metrics;
 pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
@@ -64,6 +65,7 @@ where
         .service(service::live)
         .service(service::ready)
         .service(service::jwks)
+        .service(metrics::scrape)
         .service(
             scope::scope("/api/v1")
                 .service(auth::register)
@@ -122,6 +124,7 @@ pub fn app(
         InitError = (),
     >,
 > {
+    metrics::handle();
     let cors = cors(&state.cors_origins);
     let cors_enabled = !state.cors_origins.is_empty();
     let (app, api) = api_routes(
@@ -141,5 +144,6 @@ pub fn app(
                 .add(("X-Frame-Options", "DENY"))
                 .add(("Referrer-Policy", "no-referrer")),
         )
+        .wrap(from_fn(metrics::middleware))
         .wrap(from_fn(request_id::middleware))
 }

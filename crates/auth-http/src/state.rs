@@ -29,6 +29,9 @@ pub struct StoreHealth {
 pub trait StoreProbe: Send + Sync + 'static {
     /// Probes the store.
     async fn probe(&self) -> StoreHealth;
+
+    /// Publishes the store's gauges (pool state) before `/metrics` renders; nothing by default.
+    fn record_metrics(&self) {}
 }
 
 /// Shared by every handler (`web::Data<AppState>`).

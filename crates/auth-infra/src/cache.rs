@@ -5,15 +5,20 @@
 //! load was already running when the key was invalidated would be inserted afterwards, stale.
 //! An epoch counter closes that gap: every invalidation bumps it, and a load that finishes
 //! under another epoch than it started in evicts what it just inserted.
+//!
+//! Metrics, labelled with the cache's name: `auth_cache_requests_total{result="hit"|"miss"}`
+//! (a miss is a lookup that ran the loader), `auth_cache_evictions_total{cause}` (`size`,
+//! `expired`, `explicit`, `replaced`); the entry count is published by the owner at scrape time.
 
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use auth_core::ports::{Loader, StoreError, VerificationCache};
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 
 /// Shares a load's error between the callers that waited for it.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,8 @@ struct SharedError(Arc<StoreError>);
 pub struct MokaCache<K, V> {
     cache: Cache<K, Option<V>>,
     epoch: AtomicU64,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl<K, V> std::fmt::Debug for MokaCache<K, V> {
@@ -39,15 +46,27 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// At most `capacity` entries, each kept at most `ttl`.
+    /// At most `capacity` entries, each kept at most `ttl`; `name` labels its metrics.
     #[must_use]
-    pub fn new(capacity: u64, ttl: Duration) -> Self {
+    pub fn new(name: &'static str, capacity: u64, ttl: Duration) -> Self {
         Self {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
+                .eviction_listener(move |_key, _value, cause| {
+                    let cause = match cause {
+                        RemovalCause::Size => "size",
+                        RemovalCause::Expired => "expired",
+                        RemovalCause::Explicit => "explicit",
+                        RemovalCause::Replaced => "replaced",
+                    };
+                    metrics::counter!("auth_cache_evictions_total", "cache" => name, "cause" => cause)
+                        .increment(1);
+                })
                 .build(),
             epoch: AtomicU64::new(0),
+            hits: metrics::counter!("auth_cache_requests_total", "cache" => name, "result" => "hit"),
+            misses: metrics::counter!("auth_cache_requests_total", "cache" => name, "result" => "miss"),
         }
     }
 
@@ -65,9 +84,13 @@ where
 {
     async fn get_or_load(&self, key: K, load: Loader<'_, V>) -> Result<Option<V>, StoreError> {
         let started = self.epoch.load(Ordering::Acquire);
+        let loaded = AtomicBool::new(false);
         let value = self
             .cache
-            .try_get_with(key.clone(), load)
+            .try_get_with(key.clone(), async {
+                loaded.store(true, Ordering::Relaxed);
+                load.await
+            })
             .await
             .map_err(|err| {
                 let unavailable = matches!(*err, StoreError::Unavailable(_));
@@ -78,6 +101,11 @@ where
                     StoreError::internal(shared)
                 }
             })?;
+        if loaded.load(Ordering::Relaxed) {
+            self.misses.increment(1);
+        } else {
+            self.hits.increment(1);
+        }
         if self.epoch.load(Ordering::Acquire) != started {
             self.cache.invalidate(&key).await;
         }
@@ -107,7 +135,7 @@ mod tests {
     use super::*;
 
     fn cache() -> Arc<MokaCache<u32, String>> {
-        Arc::new(MokaCache::new(100, Duration::from_secs(60)))
+        Arc::new(MokaCache::new("test", 100, Duration::from_secs(60)))
     }
 
     #[tokio::test]
@@ -197,7 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn bounded_by_capacity() {
-        let c: MokaCache<u32, String> = MokaCache::new(100, Duration::from_secs(60));
+        let c: MokaCache<u32, String> = MokaCache::new("test", 100, Duration::from_secs(60));
         for i in 0..1000 {
             let load: Loader<'static, String> = Box::pin(async move { Ok(Some(i.to_string())) });
             c.get_or_load(i, load).await.unwrap();

@@ -7,6 +7,7 @@
 //! and the scheme can evolve without breaking stored hashes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use auth_core::model::{Password, PasswordHash};
@@ -124,19 +125,31 @@ impl BcryptHasher {
         self.cost
     }
 
+    /// Runs one bcrypt job on the blocking pool, at most `concurrency` at a time.
+    /// Records `auth_bcrypt_queue_seconds` (waiting for a slot: saturation shows here first)
+    /// and `auth_bcrypt_duration_seconds` (the job itself), both labelled with `op`.
     async fn run<T: Send + 'static>(
         &self,
+        op: &'static str,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
+        let queued = Instant::now();
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|e| HashError(Box::new(e)))?;
+        metrics::histogram!("auth_bcrypt_queue_seconds", "op" => op).record(queued.elapsed());
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(job))
-            .await
-            .map_err(|e| HashError(Box::new(e)))
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let out = span.in_scope(job);
+            metrics::histogram!("auth_bcrypt_duration_seconds", "op" => op)
+                .record(started.elapsed());
+            out
+        })
+        .await
+        .map_err(|e| HashError(Box::new(e)))
     }
 }
 
@@ -146,7 +159,7 @@ impl PasswordHasher for BcryptHasher {
         let plain = SecretString::from(password.expose());
         let cost = self.cost;
         let hashed = self
-            .run(move || hash_blocking(plain.expose_secret(), cost))
+            .run("hash", move || hash_blocking(plain.expose_secret(), cost))
             .await?
             .map_err(|e| HashError(Box::new(e)))?;
         Ok(PasswordHash::new(hashed))
@@ -164,7 +177,9 @@ impl PasswordHasher for BcryptHasher {
         };
         let cost = self.cost;
         let check = self
-            .run(move || verify_blocking(plain.expose_secret(), &stored, cost))
+            .run("verify", move || {
+                verify_blocking(plain.expose_secret(), &stored, cost)
+            })
             .await?;
         Ok(if known {
             check

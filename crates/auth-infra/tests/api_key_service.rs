@@ -125,7 +125,11 @@ async fn harness(postgres: bool) -> Harness {
         ApiKeyPorts {
             keys: counting.clone(),
             orgs: OrganizationService::new(orgs, users, clock.clone()),
-            cache: Arc::new(MokaCache::new(1000, std::time::Duration::from_secs(300))),
+            cache: Arc::new(MokaCache::new(
+                "api_keys",
+                1000,
+                std::time::Duration::from_secs(300),
+            )),
             bus: Arc::new(LocalInvalidationBus::new()),
             clock: clock.clone(),
             secrets: Arc::new(OsSecretGenerator),

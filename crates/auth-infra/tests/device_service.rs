@@ -123,7 +123,11 @@ async fn fast_path_batches_and_expiry(postgres: bool) {
         DevicePorts {
             devices: counting.clone(),
             orgs: OrganizationService::new(orgs, users, clock.clone()),
-            cache: Arc::new(MokaCache::new(1000, std::time::Duration::from_secs(300))),
+            cache: Arc::new(MokaCache::new(
+                "devices",
+                1000,
+                std::time::Duration::from_secs(300),
+            )),
             bus: Arc::new(LocalInvalidationBus::new()),
             signer: Arc::new(signer),
             clock: clock.clone(),

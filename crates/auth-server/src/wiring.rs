@@ -90,7 +90,7 @@ struct Repositories {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Postgres { pool, .. } => f.debug_tuple("Postgres").field(&pool.status()).finish(),
+            Self::Postgres { pool, .. } => f.debug_tuple("Postgres").field(pool).finish(),
             Self::Memory { .. } => f.write_str("Memory"),
         }
     }
@@ -102,6 +102,8 @@ impl Store {
     /// # Errors
     /// A production configuration without a database, or an unusable URL.
     pub fn open(config: &Config) -> Result<Self, StartupError> {
+        // The metrics recorder first: the pool and its breaker publish gauges as they are built.
+        auth_http::metrics::handle();
         match &config.database_url {
             Some(url) => {
                 let settings = PoolSettings {
@@ -189,6 +191,10 @@ impl StoreProbe for PgProbe {
             schema_current: matches!(state, Ok(SchemaState::Current)),
             latency: started.elapsed(),
         }
+    }
+
+    fn record_metrics(&self) {
+        self.0.record_metrics();
     }
 }
 
@@ -355,9 +361,9 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
                 let ttl = Duration::from_secs(config.token_cache_ttl);
                 let capacity = config.cache_capacity;
                 (
-                    Arc::new(MokaCache::new(capacity, ttl)),
-                    Arc::new(MokaCache::new(capacity, ttl)),
-                    Arc::new(MokaCache::new(capacity, ttl)),
+                    Arc::new(MokaCache::new("api_keys", capacity, ttl)),
+                    Arc::new(MokaCache::new("sessions", capacity, ttl)),
+                    Arc::new(MokaCache::new("devices", capacity, ttl)),
                 )
             }
             Store::Memory { .. } => (Arc::new(NoCache), Arc::new(NoCache), Arc::new(NoCache)),

@@ -260,6 +260,23 @@ impl AuthService {
     /// # Errors
     /// [`AuthError::InvalidCredentials`], or a store/hash/sign failure.
     pub async fn login(&self, email: &Email, password: &Password) -> Result<TokenPair, AuthError> {
+        let result = self.attempt_login(email, password).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(AuthError::InvalidCredentials) => "invalid_credentials",
+            Err(AuthError::Locked { .. }) => "locked",
+            Err(AuthError::Unavailable(_)) => "unavailable",
+            Err(_) => "error",
+        };
+        metrics::counter!("auth_logins_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn attempt_login(
+        &self,
+        email: &Email,
+        password: &Password,
+    ) -> Result<TokenPair, AuthError> {
         let attempt_key = TokenHash::of(email.normalized().as_bytes());
         self.refuse_if_locked(&attempt_key).await?;
         let user = self.ports.users.find_by_email(email).await?;
@@ -344,8 +361,9 @@ impl AuthService {
                 let within_grace = grace > Duration::zero() && now - rotated_at <= grace;
                 if !within_grace {
                     let ended = self.ports.sessions.revoke(session_id, now).await?;
-                    self.announce_ended(&[session_id]).await?;
+                    metrics::counter!("auth_refresh_reuse_detected_total").increment(1);
                     tracing::warn!(%session_id, ended, "refresh token reuse detected; session ended");
+                    self.announce_ended(&[session_id]).await?;
                 } else {
                     tracing::info!(%session_id, "rotated refresh token presented within grace period");
                 }
@@ -494,7 +512,7 @@ impl AuthService {
         let now = self.ports.clock.now();
         if let Some(until) = self.ports.attempts.check(key, now).await? {
             self.ports.hasher.delay_like_verify().await;
-            tracing::info!(locked_until = %until, "login refused: locked");
+            tracing::info!(attempt_key = ?key, locked_until = %until, "login refused: locked");
             return Err(AuthError::Locked {
                 retry_after: until - now,
             });
@@ -511,7 +529,8 @@ impl AuthService {
             .record_failure(key, now, &self.config.lockout)
             .await?;
         if state.failures == self.config.lockout.threshold && state.locked_until.is_some() {
-            tracing::info!(failures = state.failures, locked_until = ?state.locked_until, "lockout started");
+            metrics::counter!("auth_lockouts_total").increment(1);
+            tracing::info!(attempt_key = ?key, failures = state.failures, locked_until = ?state.locked_until, "lockout started");
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::error::{classify, pool_error};
+use super::error::classify;
 use super::pool::DbPool;
 use super::schema::api_keys;
 
@@ -131,7 +131,7 @@ pub struct PgApiKeyRepository {
 impl std::fmt::Debug for PgApiKeyRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgApiKeyRepository")
-            .field("pool", &self.pool.status())
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -147,7 +147,7 @@ impl PgApiKeyRepository {
 #[async_trait]
 impl ApiKeyRepository for PgApiKeyRepository {
     async fn create(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         diesel::insert_into(api_keys::table)
             .values(ApiKeyRow::from_domain(key))
             .execute(&mut conn)
@@ -157,7 +157,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
     }
 
     async fn find(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         api_keys::table
             .find(id.as_uuid())
             .select(ApiKeyRow::as_select())
@@ -170,7 +170,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
     }
 
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         api_keys::table
             .filter(api_keys::key_hash.eq(hash.as_bytes().as_slice()))
             .select(ApiKeyRow::as_select())
@@ -187,7 +187,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
         org: OrganizationId,
         include_revoked: bool,
     ) -> Result<Vec<ApiKey>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let mut query = api_keys::table
             .filter(api_keys::organization_id.eq(org.as_uuid()))
             .order((api_keys::created_at.asc(), api_keys::id.asc()))
@@ -206,7 +206,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
     }
 
     async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         // Concurrent revocations serialise on the row lock; the losers re-check
         // `revoked_at IS NULL`, find it set, and update nothing.
         let revoked = diesel::update(
@@ -232,7 +232,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
         new: &ApiKey,
         now: DateTime<Utc>,
     ) -> Result<ApiKey, RevokeKeyError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let new_row = ApiKeyRow::from_domain(new);
         let rotated = conn
             .transaction::<_, RotateFailure, _>(async |conn| {
@@ -267,7 +267,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
         }
         let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) =
             usage.iter().map(|(id, at)| (id.as_uuid(), *at)).unzip();
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         diesel::sql_query(RECORD_USAGE_SQL)
             .bind::<Array<SqlUuid>, _>(ids)
             .bind::<Array<Timestamptz>, _>(times)

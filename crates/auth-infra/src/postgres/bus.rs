@@ -6,6 +6,11 @@
 //! the connection reports an error, the instance marks itself disconnected (not ready), drops
 //! the connection and reconnects with backoff. After every (re)connect the handler flushes its
 //! caches, since notifications sent meanwhile were missed.
+//!
+//! Every payload ends in `@` and the sender's wall-clock time in microseconds, so receivers
+//! measure the invalidation lag (`auth_invalidation_lag_seconds`, heartbeats included, so the
+//! figure is fresh even when nothing is revoked). Across hosts the figure includes their clock
+//! difference.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +26,7 @@ use diesel_async::{
 use futures::StreamExt as _;
 use tokio::task::JoinHandle;
 
-use super::error::{classify, pool_error};
+use super::error::classify;
 use super::pool::DbPool;
 
 /// The notification channel.
@@ -30,6 +35,42 @@ const HEARTBEAT: &str = "h";
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Appends the send time to a payload.
+fn stamped(payload: &str) -> String {
+    format!("{payload}@{}", now_micros())
+}
+
+/// Splits a payload into its body and send time (absent in unstamped payloads).
+fn unstamp(payload: &str) -> (&str, Option<i64>) {
+    match payload.rsplit_once('@') {
+        Some((body, sent)) => (body, sent.parse().ok()),
+        None => (payload, None),
+    }
+}
+
+/// Records how long a notification took from its sender to us.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "lags are far below 2^52 microseconds"
+)]
+fn record_lag(sent_micros: i64) {
+    let lag = (now_micros() - sent_micros).max(0) as f64 / 1e6;
+    metrics::histogram!("auth_invalidation_lag_seconds").record(lag);
+}
+
+fn kind(event: &Invalidation) -> &'static str {
+    match event {
+        Invalidation::ApiKey(_) => "api_key",
+        Invalidation::Session(_) => "session",
+        Invalidation::Device(_) => "device",
+        Invalidation::User(_) => "user",
+    }
+}
 
 fn encode(event: Invalidation) -> String {
     match event {
@@ -99,7 +140,7 @@ impl PgInvalidationBus {
                 loop {
                     tick.tick().await;
                     // A failure shows up as silence on the listener; nothing to do here.
-                    let _ = notify(&pool, HEARTBEAT).await;
+                    let _ = notify(&pool, &stamped(HEARTBEAT)).await;
                 }
             }
         });
@@ -112,7 +153,7 @@ impl PgInvalidationBus {
 }
 
 async fn notify(pool: &DbPool, payload: &str) -> Result<(), StoreError> {
-    let mut conn = pool.get().await.map_err(pool_error)?;
+    let mut conn = pool.get().await?;
     diesel::sql_query("SELECT pg_notify($1, $2)")
         .bind::<Text, _>(CHANNEL)
         .bind::<Text, _>(payload)
@@ -135,13 +176,21 @@ async fn listen(url: String, handler: Arc<dyn InvalidationHandler>, connected: A
                     // Whatever was published while we were not listening is lost: forget it all.
                     handler.flush().await;
                     connected.store(true, Ordering::Release);
+                    metrics::gauge!("auth_invalidation_listener_connected").set(1.0);
+                    metrics::counter!("auth_invalidation_listener_connects_total").increment(1);
                     tracing::info!("invalidation listener connected");
                     backoff = Duration::from_millis(100);
                     let mut stream = std::pin::pin!(conn.notifications_stream());
                     loop {
                         match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
                             Ok(Some(Ok(note))) => {
-                                if let Some(event) = decode(&note.payload) {
+                                let (body, sent) = unstamp(&note.payload);
+                                if let Some(sent) = sent {
+                                    record_lag(sent);
+                                }
+                                if let Some(event) = decode(body) {
+                                    metrics::counter!("auth_invalidations_received_total", "kind" => kind(&event))
+                                        .increment(1);
                                     handler.invalidate(event).await;
                                 }
                             }
@@ -163,6 +212,7 @@ async fn listen(url: String, handler: Arc<dyn InvalidationHandler>, connected: A
             Err(err) => tracing::debug!(error = %err, "invalidation listener cannot connect"),
         }
         connected.store(false, Ordering::Release);
+        metrics::gauge!("auth_invalidation_listener_connected").set(0.0);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -171,7 +221,7 @@ async fn listen(url: String, handler: Arc<dyn InvalidationHandler>, connected: A
 #[async_trait]
 impl InvalidationBus for PgInvalidationBus {
     async fn publish(&self, event: Invalidation) -> Result<(), StoreError> {
-        notify(&self.pool, &encode(event)).await
+        notify(&self.pool, &stamped(&encode(event))).await
     }
 
     fn is_connected(&self) -> bool {
@@ -190,8 +240,14 @@ mod tests {
         let device = Invalidation::Device(DeviceId::parse("frame:01.a-b_c").unwrap());
         let user = Invalidation::User(UserId::generate());
         for event in [key, session, device, user] {
-            assert_eq!(decode(&encode(event.clone())), Some(event));
+            assert_eq!(decode(&encode(event.clone())), Some(event.clone()));
+            let stamped = stamped(&encode(event.clone()));
+            let (body, sent) = unstamp(&stamped);
+            assert_eq!(decode(body), Some(event));
+            assert!(sent.is_some_and(|t| t > 1_700_000_000_000_000), "{stamped}");
         }
+        assert_eq!(unstamp("h"), ("h", None));
+        assert_eq!(unstamp("h@x"), ("h", None));
         for junk in [
             "",
             "h",

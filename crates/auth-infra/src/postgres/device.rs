@@ -12,7 +12,7 @@ use diesel::sql_types::{Array, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::error::{classify, pool_error};
+use super::error::classify;
 use super::pool::DbPool;
 use super::schema::devices;
 
@@ -103,7 +103,7 @@ pub struct PgDeviceRepository {
 impl std::fmt::Debug for PgDeviceRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgDeviceRepository")
-            .field("pool", &self.pool.status())
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -119,7 +119,7 @@ impl PgDeviceRepository {
 #[async_trait]
 impl DeviceRepository for PgDeviceRepository {
     async fn register(&self, device: &Device) -> Result<(), RegisterDeviceError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let inserted = diesel::insert_into(devices::table)
             .values(DeviceRow::from_domain(device))
             .execute(&mut conn)
@@ -136,7 +136,7 @@ impl DeviceRepository for PgDeviceRepository {
     }
 
     async fn find(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         devices::table
             .find(id.as_str())
             .select(DeviceRow::as_select())
@@ -149,7 +149,7 @@ impl DeviceRepository for PgDeviceRepository {
     }
 
     async fn list(&self, org: OrganizationId) -> Result<Vec<Device>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         devices::table
             .filter(devices::organization_id.eq(org.as_uuid()))
             .order((devices::created_at.asc(), devices::device_id.asc()))
@@ -167,7 +167,7 @@ impl DeviceRepository for PgDeviceRepository {
         id: &DeviceId,
         new_hash: &TokenHash,
     ) -> Result<Device, ChangeDeviceError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         // A concurrent revocation holds the row lock; once it commits, the re-check of
         // `revoked_at IS NULL` fails and nothing is replaced.
         let rotated = diesel::update(
@@ -188,7 +188,7 @@ impl DeviceRepository for PgDeviceRepository {
     }
 
     async fn revoke(&self, id: &DeviceId, now: DateTime<Utc>) -> Result<Device, ChangeDeviceError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         // Concurrent revocations serialise on the row lock; the losers re-check
         // `revoked_at IS NULL`, find it set, and update nothing.
         let revoked = diesel::update(
@@ -219,7 +219,7 @@ impl DeviceRepository for PgDeviceRepository {
             .iter()
             .map(|(id, at)| (id.as_str().to_owned(), *at))
             .unzip();
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         diesel::sql_query(RECORD_AUTHENTICATIONS_SQL)
             .bind::<Array<Text>, _>(ids)
             .bind::<Array<Timestamptz>, _>(times)

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bytea, Integer, Nullable, Timestamptz};
 use diesel_async::RunQueryDsl;
 
-use super::error::{classify, pool_error};
+use super::error::classify;
 use super::pool::DbPool;
 use super::schema::login_attempts;
 
@@ -73,7 +73,7 @@ pub struct PgLoginAttemptStore {
 impl std::fmt::Debug for PgLoginAttemptStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgLoginAttemptStore")
-            .field("pool", &self.pool.status())
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -93,7 +93,7 @@ impl LoginAttemptStore for PgLoginAttemptStore {
         key: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let locked: Option<Option<DateTime<Utc>>> = login_attempts::table
             .find(key.as_bytes().as_slice())
             .filter(login_attempts::locked_until.gt(now))
@@ -113,7 +113,7 @@ impl LoginAttemptStore for PgLoginAttemptStore {
     ) -> Result<AttemptState, StoreError> {
         let window = micros(policy.window)?;
         let duration = micros(policy.duration)?;
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let counted: Counted = diesel::sql_query(RECORD_FAILURE_SQL)
             .bind::<Bytea, _>(key.as_bytes().as_slice())
             .bind::<Timestamptz, _>(now)
@@ -130,7 +130,7 @@ impl LoginAttemptStore for PgLoginAttemptStore {
     }
 
     async fn reset(&self, key: &TokenHash) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         diesel::delete(login_attempts::table.find(key.as_bytes().as_slice()))
             .execute(&mut conn)
             .await

@@ -19,7 +19,10 @@ pub use error::classify;
 pub use login_attempt::PgLoginAttemptStore;
 pub use migrate::{MIGRATIONS, latest_migration_version, run_migrations};
 pub use organization::PgOrganizationRepository;
-pub use pool::{DbPool, PoolSettings, build_pool};
+pub use pool::{
+    BREAKER_FAILURES, BREAKER_MAX_OPEN, BREAKER_MIN_OPEN, DbConnection, DbPool, PoolSettings,
+    PoolState, build_pool,
+};
 pub use session::PgSessionRepository;
 pub use user::PgUserRepository;
 
@@ -50,7 +53,7 @@ struct Applied {
 /// # Errors
 /// [`StoreError`] when the database cannot be queried.
 pub async fn schema_state(pool: &DbPool) -> Result<SchemaState, StoreError> {
-    let mut conn = pool.get().await.map_err(error::pool_error)?;
+    let mut conn = pool.get().await?;
     let row: Applied =
         diesel::sql_query("SELECT max(version)::text AS version FROM __diesel_schema_migrations")
             .get_result(&mut conn)

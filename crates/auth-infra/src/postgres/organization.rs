@@ -13,7 +13,7 @@ use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use uuid::Uuid;
 
-use super::error::{classify, pool_error};
+use super::error::classify;
 use super::pool::DbPool;
 use super::schema::{memberships, organizations, users};
 
@@ -110,7 +110,7 @@ pub struct PgOrganizationRepository {
 impl std::fmt::Debug for PgOrganizationRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOrganizationRepository")
-            .field("pool", &self.pool.status())
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -126,7 +126,7 @@ impl PgOrganizationRepository {
 #[async_trait]
 impl OrganizationRepository for PgOrganizationRepository {
     async fn create(&self, org: &Organization, owner: UserId) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let org_row = OrganizationRow::from_domain(org);
         let owner_row = MembershipRow::from_domain(&Membership {
             organization_id: org.id,
@@ -150,7 +150,7 @@ impl OrganizationRepository for PgOrganizationRepository {
     }
 
     async fn find(&self, id: OrganizationId) -> Result<Option<Organization>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         organizations::table
             .find(id.as_uuid())
             .select(OrganizationRow::as_select())
@@ -163,7 +163,7 @@ impl OrganizationRepository for PgOrganizationRepository {
     }
 
     async fn list_for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let rows: Vec<(OrganizationRow, String)> = memberships::table
             .inner_join(organizations::table)
             .filter(memberships::user_id.eq(user.as_uuid()))
@@ -178,7 +178,7 @@ impl OrganizationRepository for PgOrganizationRepository {
     }
 
     async fn role_of(&self, org: OrganizationId, user: UserId) -> Result<Option<Role>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         memberships::table
             .find((org.as_uuid(), user.as_uuid()))
             .select(memberships::role)
@@ -192,7 +192,7 @@ impl OrganizationRepository for PgOrganizationRepository {
     }
 
     async fn add_member(&self, membership: &Membership) -> Result<(), AddMemberError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let inserted = diesel::insert_into(memberships::table)
             .values(MembershipRow::from_domain(membership))
             .execute(&mut conn)
@@ -217,7 +217,7 @@ impl OrganizationRepository for PgOrganizationRepository {
     }
 
     async fn members(&self, org: OrganizationId) -> Result<Vec<Member>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let rows: Vec<(MembershipRow, String)> = memberships::table
             .inner_join(users::table)
             .filter(memberships::organization_id.eq(org.as_uuid()))
@@ -241,7 +241,7 @@ impl OrganizationRepository for PgOrganizationRepository {
         org: OrganizationId,
         user: UserId,
     ) -> Result<Role, RemoveMemberError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let (org, user) = (org.as_uuid(), user.as_uuid());
         let removal = conn
             .transaction::<_, DieselError, _>(async |conn| {

@@ -1,16 +1,168 @@
-//! The connection pool: explicit size, short wait, bounded statements.
+//! The connection pool: explicit size, short wait, bounded statements, and a circuit breaker
+//! that fails fast while the database is known to be down.
+//!
+//! Every adapter takes its connections from [`DbPool::get`]. Getting one is bounded by
+//! `AUTH_DB_TIMEOUT_MS` in all (waiting for a slot and connecting together). After
+//! [`BREAKER_FAILURES`] failures in a row the breaker opens: calls fail at once with
+//! [`StoreError::Unavailable`] (503 with `Retry-After`) instead of each waiting for a timeout.
+//! After a pause that doubles from [`BREAKER_MIN_OPEN`] up to [`BREAKER_MAX_OPEN`], the next
+//! calls go through as probes (half-open): one success closes the breaker, a failure opens it
+//! again. So the service recovers by itself at most [`BREAKER_MAX_OPEN`] after the database
+//! returns, with no restart.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use auth_core::ports::StoreError;
 use diesel::ConnectionError;
-use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection as _};
+use failsafe::backoff::{self, Exponential};
+use failsafe::failure_policy::{self, ConsecutiveFailures};
+use failsafe::{Instrument, StateMachine};
 use futures::FutureExt as _;
 
-/// The pool type every Postgres adapter shares.
-pub type DbPool = Pool<AsyncPgConnection>;
+use super::error::pool_error;
+
+/// Failures in a row that open the breaker.
+pub const BREAKER_FAILURES: u32 = 3;
+/// The first pause of an open breaker before it lets a probe through (failsafe's backoffs
+/// count whole seconds).
+pub const BREAKER_MIN_OPEN: Duration = Duration::from_secs(1);
+/// The longest pause of an open breaker (the pause doubles while probes fail).
+pub const BREAKER_MAX_OPEN: Duration = Duration::from_secs(4);
+
+/// A pooled connection.
+pub type DbConnection = Object<AsyncPgConnection>;
+
+type Breaker = StateMachine<ConsecutiveFailures<Exponential>, BreakerMetrics>;
+
+/// The pool every Postgres adapter shares: deadpool with a circuit breaker in front.
+/// Cheap to clone (all clones share the connections and the breaker).
+#[derive(Clone)]
+pub struct DbPool {
+    pool: Pool<AsyncPgConnection>,
+    breaker: Breaker,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbPool")
+            .field("status", &self.pool.status())
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The database is known to be down: the breaker is open.
+#[derive(Debug, thiserror::Error)]
+#[error("database circuit open: failing fast until the next probe")]
+struct CircuitOpen;
+
+/// Getting a connection took longer than `AUTH_DB_TIMEOUT_MS`.
+#[derive(Debug, thiserror::Error)]
+#[error("no database connection within {0:?}")]
+struct AcquireTimeout(Duration);
+
+/// What the pool looks like now, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// Connections open (idle and in use).
+    pub size: usize,
+    /// Connections idle in the pool.
+    pub available: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
+    /// The configured maximum.
+    pub max_size: usize,
+}
+
+impl DbPool {
+    /// A connection, within the configured timeout, or at once
+    /// [`StoreError::Unavailable`] while the breaker is open.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when no connection can be had now.
+    pub async fn get(&self) -> Result<DbConnection, StoreError> {
+        if !self.breaker.is_call_permitted() {
+            return Err(StoreError::unavailable(CircuitOpen));
+        }
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, self.pool.get()).await;
+        metrics::histogram!("auth_db_pool_wait_seconds").record(started.elapsed());
+        match outcome {
+            Ok(Ok(conn)) => {
+                self.breaker.on_success();
+                Ok(conn)
+            }
+            Ok(Err(err)) => {
+                let err = pool_error(err);
+                if matches!(err, StoreError::Unavailable(_)) {
+                    self.breaker.on_error();
+                }
+                Err(err)
+            }
+            Err(_) => {
+                self.breaker.on_error();
+                Err(StoreError::unavailable(AcquireTimeout(self.timeout)))
+            }
+        }
+    }
+
+    /// The pool's size, idle connections and waiters.
+    #[must_use]
+    pub fn state(&self) -> PoolState {
+        let status = self.pool.status();
+        PoolState {
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+            max_size: status.max_size,
+        }
+    }
+
+    /// Publishes the pool's state as gauges (called when `/metrics` is scraped).
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "connection counts are far below 2^52"
+    )]
+    pub fn record_metrics(&self) {
+        let state = self.state();
+        metrics::gauge!("auth_db_pool_connections", "state" => "idle").set(state.available as f64);
+        metrics::gauge!("auth_db_pool_connections", "state" => "in_use")
+            .set(state.size.saturating_sub(state.available) as f64);
+        metrics::gauge!("auth_db_pool_max_connections").set(state.max_size as f64);
+        metrics::gauge!("auth_db_pool_waiting").set(state.waiting as f64);
+    }
+}
+
+/// Reports the breaker's transitions as the `auth_db_circuit_state` gauge (0 closed,
+/// 1 open, 2 half-open), counts rejected calls, and logs each transition once.
+#[derive(Debug, Clone, Copy)]
+struct BreakerMetrics;
+
+impl Instrument for BreakerMetrics {
+    fn on_call_rejected(&self) {
+        metrics::counter!("auth_db_circuit_rejections_total").increment(1);
+    }
+
+    fn on_open(&self) {
+        metrics::gauge!("auth_db_circuit_state").set(1.0);
+        metrics::counter!("auth_db_circuit_opened_total").increment(1);
+        tracing::warn!("database unreachable: circuit open, failing fast");
+    }
+
+    fn on_half_open(&self) {
+        metrics::gauge!("auth_db_circuit_state").set(2.0);
+        tracing::info!("database circuit half-open: probing");
+    }
+
+    fn on_closed(&self) {
+        metrics::gauge!("auth_db_circuit_state").set(0.0);
+        tracing::info!("database circuit closed");
+    }
+}
 
 /// Pool settings (`AUTH_DB_POOL_SIZE`, `AUTH_DB_TIMEOUT_MS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,12 +212,21 @@ pub fn build_pool(database_url: &str, settings: PoolSettings) -> Result<DbPool, 
         .boxed()
     });
     let manager = AsyncDieselConnectionManager::new_with_config(database_url, config);
-    Pool::builder(manager)
+    let pool = Pool::builder(manager)
         .max_size(settings.max_size)
         .wait_timeout(Some(settings.timeout))
         .create_timeout(Some(settings.timeout))
         .recycle_timeout(Some(settings.timeout))
         .runtime(deadpool::Runtime::Tokio1)
         .build()
-        .map_err(StoreError::internal)
+        .map_err(StoreError::internal)?;
+    let policy = failure_policy::consecutive_failures(
+        BREAKER_FAILURES,
+        backoff::exponential(BREAKER_MIN_OPEN, BREAKER_MAX_OPEN),
+    );
+    Ok(DbPool {
+        pool,
+        breaker: StateMachine::new(policy, BreakerMetrics),
+        timeout: settings.timeout,
+    })
 }

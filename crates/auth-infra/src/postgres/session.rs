@@ -9,7 +9,7 @@ use diesel::sql_types::{Bytea, Timestamptz};
 use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use uuid::Uuid;
 
-use super::error::{classify, pool_error};
+use super::error::classify;
 use super::pool::DbPool;
 use super::schema::{refresh_tokens, sessions};
 
@@ -70,7 +70,7 @@ pub struct PgSessionRepository {
 impl std::fmt::Debug for PgSessionRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgSessionRepository")
-            .field("pool", &self.pool.status())
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -86,7 +86,7 @@ impl PgSessionRepository {
 #[async_trait]
 impl SessionRepository for PgSessionRepository {
     async fn create(&self, session: &Session, first_token: &TokenHash) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let row = SessionRow::from_domain(session);
         let token = first_token.as_bytes().to_vec();
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -109,7 +109,7 @@ impl SessionRepository for PgSessionRepository {
     }
 
     async fn find(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let row = sessions::table
             .find(id.as_uuid())
             .select(SessionRow::as_select())
@@ -126,7 +126,7 @@ impl SessionRepository for PgSessionRepository {
         next: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let rotated: Option<SessionRow> = diesel::sql_query(ROTATE_SQL)
             .bind::<Bytea, _>(presented.as_bytes().as_slice())
             .bind::<Bytea, _>(next.as_bytes().as_slice())
@@ -156,7 +156,7 @@ impl SessionRepository for PgSessionRepository {
     }
 
     async fn revoke(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let n = diesel::update(
             sessions::table
                 .find(id.as_uuid())
@@ -174,7 +174,7 @@ impl SessionRepository for PgSessionRepository {
         token: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<Option<SessionId>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let session_id: Option<Uuid> = refresh_tokens::table
             .find(token.as_bytes().as_slice())
             .select(refresh_tokens::session_id)
@@ -203,7 +203,7 @@ impl SessionRepository for PgSessionRepository {
         keep: Option<SessionId>,
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let keep = keep.map(|k| k.as_uuid()).unwrap_or(Uuid::nil());
         let mut ended: Vec<Uuid> = diesel::update(
             sessions::table

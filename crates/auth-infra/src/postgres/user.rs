@@ -9,7 +9,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::error::{classify, pool_error};
+use super::error::classify;
 use super::pool::DbPool;
 use super::schema::users;
 
@@ -70,7 +70,7 @@ pub struct PgUserRepository {
 impl std::fmt::Debug for PgUserRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgUserRepository")
-            .field("pool", &self.pool.status())
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -86,7 +86,7 @@ impl PgUserRepository {
 #[async_trait]
 impl UserRepository for PgUserRepository {
     async fn create(&self, user: &User) -> Result<(), CreateUserError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let inserted = diesel::insert_into(users::table)
             .values(UserRow::from_domain(user))
             .execute(&mut conn)
@@ -103,7 +103,7 @@ impl UserRepository for PgUserRepository {
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         users::table
             .filter(users::email_normalized.eq(email.normalized()))
             .select(UserRow::as_select())
@@ -116,7 +116,7 @@ impl UserRepository for PgUserRepository {
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         users::table
             .find(id.as_uuid())
             .select(UserRow::as_select())
@@ -134,7 +134,7 @@ impl UserRepository for PgUserRepository {
         hash: &PasswordHash,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.pool.get().await?;
         let updated = diesel::update(users::table.find(id.as_uuid()))
             .set((
                 users::password_hash.eq(hash.as_str()),

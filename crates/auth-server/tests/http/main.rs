@@ -15,6 +15,7 @@ mod hardening;
 mod instances;
 mod jwt;
 mod lockout;
+mod metrics;
 mod organizations;
 mod sessions;
 mod startup;

@@ -33,9 +33,11 @@ use diesel_async::RunQueryDsl;
 /// Health of the database as readiness sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemaState {
-    /// The newest embedded migration is applied.
+    /// This build's newest migration is applied (newer ones may be too: migrations only
+    /// expand, so during a rolling upgrade the previous release keeps serving on the new
+    /// schema).
     Current,
-    /// The database answers, but its newest applied migration is not ours.
+    /// The database answers, but this build's newest migration is not applied yet.
     Behind {
         /// Newest version applied in the database, if any.
         applied: Option<String>,
@@ -46,21 +48,25 @@ pub enum SchemaState {
 struct Applied {
     #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
     version: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ours: bool,
 }
 
-/// Checks that the database answers and that its schema is the one this build expects.
+/// Checks that the database answers and that this build's newest migration is applied.
 ///
 /// # Errors
 /// [`StoreError`] when the database cannot be queried.
 pub async fn schema_state(pool: &DbPool) -> Result<SchemaState, StoreError> {
     let mut conn = pool.get().await?;
-    let row: Applied =
-        diesel::sql_query("SELECT max(version)::text AS version FROM __diesel_schema_migrations")
-            .get_result(&mut conn)
-            .await
-            .map_err(classify)?;
-    let expected = latest_migration_version();
-    if row.version.as_deref() == Some(expected.as_str()) {
+    let row: Applied = diesel::sql_query(
+        "SELECT max(version)::text AS version, coalesce(bool_or(version = $1), false) AS ours \
+         FROM __diesel_schema_migrations",
+    )
+    .bind::<Text, _>(latest_migration_version())
+    .get_result(&mut conn)
+    .await
+    .map_err(classify)?;
+    if row.ours {
         Ok(SchemaState::Current)
     } else {
         Ok(SchemaState::Behind {

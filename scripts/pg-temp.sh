@@ -2,6 +2,9 @@
 # Throwaway Postgres: scram password auth over TCP on 127.0.0.1, on a free port.
 #   eval "$(scripts/pg-temp.sh start)"     # exports PGTEMP_DIR and DATABASE_URL
 #   scripts/pg-temp.sh stop "$PGTEMP_DIR"  # stops that cluster and removes its directory
+#   scripts/pg-temp.sh pause "$PGTEMP_DIR" # stops the server (fast shutdown), keeps its data
+#   scripts/pg-temp.sh resume "$PGTEMP_DIR" # starts it again on the same port, same options
+# `start` records the port in "$PGTEMP_DIR/port" (what `resume` reuses).
 # Postgres refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
 find_pgbin() { pg_config --bindir 2>/dev/null || { command -v initdb >/dev/null && dirname "$(command -v initdb)"; } || ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
@@ -24,6 +27,11 @@ if [ "$(id -u)" = 0 ]; then
   AS=(runuser -u postgres --)
 fi
 
+# Server options for a cluster in directory $2 listening on port $1 (start and resume).
+server_opts() {
+  echo "-p $1 -k $2 -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+}
+
 case "${1:-start}" in
 stop)
   dir=${2:?usage: pg-temp.sh stop DIR}
@@ -42,8 +50,8 @@ start)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
            2>/dev/null || echo $((20000 + RANDOM % 20000)))
     if "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o \
-        "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
-        >/dev/null; then
+        "$(server_opts "$port" "$dir")" >/dev/null; then
+      printf '%s\n' "$port" > "$dir/port"
       echo "export PGTEMP_DIR=$dir"
       echo "export DATABASE_URL=postgres://postgres:$PW@127.0.0.1:$port/postgres"
       exit 0
@@ -51,5 +59,15 @@ start)
   done
   cat "$dir/server.log" >&2; exit 1
   ;;
-*) echo "usage: pg-temp.sh start | stop DIR" >&2; exit 2 ;;
+pause)
+  dir=${2:?usage: pg-temp.sh pause DIR}
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null
+  ;;
+resume)
+  dir=${2:?usage: pg-temp.sh resume DIR}
+  port=$(cat "$dir/port")
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o \
+      "$(server_opts "$port" "$dir")" >/dev/null || { tail -n 20 "$dir/server.log" >&2; exit 1; }
+  ;;
+*) echo "usage: pg-temp.sh start | stop DIR | pause DIR | resume DIR" >&2; exit 2 ;;
 esac

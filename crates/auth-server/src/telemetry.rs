@@ -4,9 +4,24 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat};
 
+/// The Postgres driver logs every statement's parameters at debug level (password hashes,
+/// emails). It stays at `info` unless `LOG_LEVEL` names it explicitly.
+const QUIET_DRIVER: &str = "tokio_postgres=info";
+
+/// The filter for a `LOG_LEVEL` value (`info` when it does not parse).
+#[must_use]
+pub fn filter(log_level: &str) -> EnvFilter {
+    let directives = if log_level.contains("tokio_postgres") {
+        log_level.to_owned()
+    } else {
+        format!("{log_level},{QUIET_DRIVER}")
+    };
+    EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_DRIVER}")))
+}
+
 /// Installs the global subscriber. Call once, before anything logs.
 pub fn init(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(&config.log_level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

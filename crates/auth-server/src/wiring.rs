@@ -568,7 +568,7 @@ pub async fn migrate_at_start(config: &Config) -> Result<(), StartupError> {
                             return;
                         }
                         Err(StoreError::Unavailable(_)) => {
-                            delay = (delay * 2).min(Duration::from_secs(10));
+                            delay = (delay * 2).min(Duration::from_secs(4));
                         }
                         Err(err) => {
                             tracing::error!(error = %err, "migration failed; the service stays not ready");

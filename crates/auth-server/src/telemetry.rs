@@ -16,7 +16,8 @@ pub fn filter(log_level: &str) -> EnvFilter {
     } else {
         format!("{log_level},{QUIET_DRIVER}")
     };
-    EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_DRIVER}")))
+    EnvFilter::try_new(directives)
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_DRIVER}")))
 }
 
 /// Installs the global subscriber. Call once, before anything logs.

@@ -18,6 +18,10 @@ lint:
     scripts/check-deps.sh
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Check deploy/ (YAML, probes, env names) against the built binary (`just test` builds it).
+check-deploy:
+    scripts/check-deploy.py target/debug/auth-server
+
 # Start a local throwaway Postgres and print the DATABASE_URL to export.
 db:
     scripts/pg-temp.sh start

@@ -166,7 +166,14 @@ async fn notify(pool: &DbPool, payload: &str) -> Result<(), StoreError> {
 async fn listen(url: String, handler: Arc<dyn InvalidationHandler>, connected: Arc<AtomicBool>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match AsyncPgConnection::establish(&url).await {
+        let attempt = tokio::time::timeout(SILENCE_LIMIT, AsyncPgConnection::establish(&url))
+            .await
+            .unwrap_or_else(|_| {
+                Err(diesel::ConnectionError::BadConnection(
+                    "connect timed out".into(),
+                ))
+            });
+        match attempt {
             Ok(mut conn) => {
                 if conn
                     .batch_execute(&format!("LISTEN {CHANNEL}"))

@@ -24,13 +24,27 @@ pub fn latest_migration_version() -> String {
         .unwrap_or_default()
 }
 
+/// Seconds the migration connection may take to connect, unless the URL sets
+/// `connect_timeout` itself: an unreachable host must not hang start-up.
+const CONNECT_TIMEOUT_SECONDS: u32 = 10;
+
+/// The URL with a `connect_timeout` parameter, unless it has one.
+fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        url.to_owned()
+    } else {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}connect_timeout={CONNECT_TIMEOUT_SECONDS}")
+    }
+}
+
 /// Applies pending migrations, returning the versions applied. Runs on a blocking thread
 /// (the harness is synchronous).
 ///
 /// # Errors
 /// [`StoreError`] when the database is unreachable or a migration fails.
 pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, StoreError> {
-    let url = database_url.to_owned();
+    let url = with_connect_timeout(database_url);
     tokio::task::spawn_blocking(move || {
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
             .map_err(StoreError::unavailable)?;
@@ -51,4 +65,25 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, StoreErro
     })
     .await
     .map_err(StoreError::internal)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connect_timeout_is_added_unless_present() {
+        assert_eq!(
+            with_connect_timeout("postgres://u:p@h/db"),
+            "postgres://u:p@h/db?connect_timeout=10"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://u:p@h/db?sslmode=disable"),
+            "postgres://u:p@h/db?sslmode=disable&connect_timeout=10"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?connect_timeout=3"),
+            "postgres://h/db?connect_timeout=3"
+        );
+    }
 }

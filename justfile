@@ -37,3 +37,11 @@ migrate:
 # Everything CI runs.
 ci:
     .ci/run
+
+# Load benchmarks: release server on a throwaway Postgres, wrk per scenario (docs/benchmarks.md).
+bench *scenarios:
+    scripts/bench.sh {{scenarios}}
+
+# Micro-benchmarks (criterion): key verification, JWT, refresh rotation, bcrypt.
+bench-micro *args:
+    cargo bench -p auth-infra --bench hot_paths -- {{args}}

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use auth_core::ports::StoreError;
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection as _};
 use failsafe::backoff::{self, Exponential};
 use failsafe::failure_policy::{self, ConsecutiveFailures};
@@ -194,6 +196,10 @@ pub fn build_pool(database_url: &str, settings: PoolSettings) -> Result<DbPool, 
     let statement_ms = settings.statement_timeout.as_millis();
     let connect_timeout = settings.timeout;
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    // No test query on every checkout (it doubled the round trips of every database call):
+    // a connection the server closed is seen as closed and discarded all the same, and one
+    // that dies mid-query fails that query as `Unavailable` (503) once.
+    config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
         async move {

@@ -1,0 +1,208 @@
+//! `auth-bench-seed`: prepares a database for the load scenarios of `scripts/bench.sh` and
+//! writes the credentials they present, one per line, into `--out`:
+//!
+//! - `token.txt`: a user access token (`GET /auth/verify`, `POST /auth/verify-token`);
+//! - `refresh.txt`: one refresh token per open session (`POST /auth/refresh` chains them);
+//! - `key.txt`: one API key (the cached verification);
+//! - `keys.txt`: `--keys` distinct API keys (the cold-cache verification);
+//! - `unknown_keys.txt`: `--unknown-keys` well-formed keys that exist nowhere (the memory bound:
+//!   each is a database miss and a negative cache entry);
+//! - `devices.txt`: `<device_id> <secret>` per device (`POST /devices/authenticate`).
+//!
+//! It reads the server's configuration from the same environment (`DATABASE_URL`,
+//! `JWT_SECRET_KEY`, `BCRYPT_ROUNDS`, ...), so the tokens it signs verify on the server. The
+//! login user's password is hashed at the configured `BCRYPT_ROUNDS`, as a real user's would be;
+//! the user whose sessions feed the refresh scenario is hashed at cost 4 so that opening
+//! hundreds of sessions takes a second, not a minute (refresh never runs bcrypt).
+//!
+//! Everything goes through the service's own code (the same services the server runs), so the
+//! rows are exactly what the API would have written.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use auth_core::model::{
+    ApiKeyName, ApiKeySecret, DeviceId, DeviceMetadata, Email, KeyPrefix, OrganizationName,
+    Password, PasswordPolicy, Scope, Scopes,
+};
+use auth_core::{Actor, NewDevice, NewKey, Registration};
+use auth_server::cli::Cli;
+use auth_server::wiring::{self, Store};
+use clap::Parser;
+use futures::{StreamExt as _, TryStreamExt as _};
+use secrecy::ExposeSecret as _;
+
+/// The login scenario's user (its password is hashed at the configured cost).
+const LOGIN_EMAIL: &str = "bench.login@example.com";
+/// The password of every seeded user.
+const PASSWORD: &str = "violet tugboat margin 47!x";
+/// Concurrent writes while seeding.
+const PARALLEL: usize = 32;
+
+#[derive(Debug, Parser)]
+#[command(about = "Seeds a database for the load scenarios and writes their credentials")]
+struct Args {
+    /// Directory for the credential files.
+    #[arg(long)]
+    out: PathBuf,
+    /// Distinct API keys created.
+    #[arg(long, default_value_t = 100_000)]
+    keys: usize,
+    /// Well-formed keys that exist nowhere.
+    #[arg(long, default_value_t = 1_000_000)]
+    unknown_keys: usize,
+    /// Devices registered.
+    #[arg(long, default_value_t = 1_000)]
+    devices: usize,
+    /// Sessions opened for the refresh scenario.
+    #[arg(long, default_value_t = 256)]
+    sessions: usize,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn write_lines(path: PathBuf, lines: impl IntoIterator<Item = String>) -> Result<usize, Error> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let mut count = 0;
+    for line in lines {
+        writeln!(out, "{line}")?;
+        count += 1;
+    }
+    out.flush()?;
+    eprintln!("  {}: {count} lines", path.display());
+    Ok(count)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.out)?;
+    let config = Cli::try_parse_from(["auth-server"])?.config;
+    let mut fast_config = config.clone();
+    fast_config.bcrypt_rounds = 4;
+    wiring::migrate(&config).await?;
+    let slow = wiring::services(&config, &Store::open(&config)?)?;
+    let fast = wiring::services(&fast_config, &Store::open(&fast_config)?)?;
+    let policy = PasswordPolicy::default();
+    let password = || Password::presented(PASSWORD);
+
+    eprintln!("seeding users and sessions");
+    let login_email = Email::parse(LOGIN_EMAIL)?;
+    if slow.auth.login(&login_email, &password()?).await.is_err() {
+        slow.auth
+            .register(
+                Registration {
+                    email: login_email,
+                    password: policy.new_password(PASSWORD)?,
+                    display_name: None,
+                },
+                false,
+            )
+            .await?;
+    }
+    let owner_email = Email::parse(&format!(
+        "bench.{}@example.com",
+        auth_core::model::UserId::generate()
+    ))?;
+    let owner = fast
+        .auth
+        .register(
+            Registration {
+                email: owner_email.clone(),
+                password: policy.new_password(PASSWORD)?,
+                display_name: None,
+            },
+            false,
+        )
+        .await?;
+    let sessions: Vec<_> = futures::stream::iter(0..args.sessions.max(1))
+        .map(|_| {
+            let auth = fast.auth.clone();
+            let email = owner_email.clone();
+            async move {
+                auth.login(&email, &Password::presented(PASSWORD)?)
+                    .await
+                    .map_err(Error::from)
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .try_collect()
+        .await?;
+    write_lines(
+        args.out.join("token.txt"),
+        sessions
+            .first()
+            .map(|pair| pair.access_token.expose_secret().to_owned()),
+    )?;
+    write_lines(
+        args.out.join("refresh.txt"),
+        sessions
+            .iter()
+            .map(|pair| pair.refresh_token.expose().to_owned()),
+    )?;
+
+    eprintln!("seeding {} API keys", args.keys);
+    let org = fast
+        .orgs
+        .create(owner.id, OrganizationName::parse("Load test")?)
+        .await?;
+    let scopes = Scopes::new(vec![Scope::parse("read")?, Scope::parse("write")?]);
+    let keys: Vec<String> = futures::stream::iter(0..args.keys.max(1))
+        .map(|i| {
+            let service = fast.keys.clone();
+            let scopes = scopes.clone();
+            async move {
+                let new = NewKey {
+                    organization_id: org.id,
+                    name: ApiKeyName::parse(&format!("load-{i}"))?,
+                    scopes,
+                    expires_in_days: None,
+                };
+                let issued = service.create(&Actor::Operator, new).await?;
+                Ok::<_, Error>(issued.secret.expose().to_owned())
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .try_collect()
+        .await?;
+    write_lines(args.out.join("key.txt"), keys.first().cloned())?;
+    write_lines(args.out.join("keys.txt"), keys)?;
+
+    eprintln!("seeding {} devices", args.devices);
+    let devices: Vec<String> = futures::stream::iter(0..args.devices)
+        .map(|i| {
+            let service = fast.devices.clone();
+            async move {
+                let id = DeviceId::parse(&format!("load-device-{i:06}"))?;
+                let issued = service
+                    .register(
+                        &Actor::Operator,
+                        NewDevice {
+                            id: id.clone(),
+                            organization_id: org.id,
+                            name: None,
+                            metadata: DeviceMetadata::default(),
+                        },
+                    )
+                    .await?;
+                Ok::<_, Error>(format!("{} {}", id.as_str(), issued.secret.expose()))
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .try_collect()
+        .await?;
+    write_lines(args.out.join("devices.txt"), devices)?;
+
+    eprintln!("writing {} unknown keys", args.unknown_keys);
+    let prefix = KeyPrefix::parse(&config.api_key_prefix)?;
+    let mut random = [0u8; 64];
+    let mut unknown = Vec::with_capacity(args.unknown_keys);
+    while unknown.len() < args.unknown_keys {
+        getrandom::fill(&mut random)?;
+        if let Some(key) = ApiKeySecret::from_random(&prefix, &random) {
+            unknown.push(key.expose().to_owned());
+        }
+    }
+    write_lines(args.out.join("unknown_keys.txt"), unknown)?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Load harness: the release server on a throwaway Postgres, seeded through the service's own
+# code, each scenario driven by wrk from a second process over loopback for a bounded time.
+# Prints one line per scenario (requests/s, p50, p99, errors), then each target of
+# docs/benchmarks.md as a ratio within this run.
+#
+#   scripts/bench.sh                 # every scenario
+#   scripts/bench.sh live verify     # only the named scenarios (the ceiling is always run)
+#
+# Settings (environment): BENCH_DURATION (seconds per scenario, 10), BENCH_CONNECTIONS (64),
+# BENCH_THREADS (wrk threads, 1), BENCH_BCRYPT_ROUNDS (12), BENCH_KEYS (100000),
+# BENCH_UNKNOWN_KEYS (1000000), BENCH_OUT (where the seed files and logs go), BENCH_NO_BUILD
+# (use the release binaries already built).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+DURATION=${BENCH_DURATION:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-1}
+ROUNDS=${BENCH_BCRYPT_ROUNDS:-12}
+KEYS=${BENCH_KEYS:-100000}
+UNKNOWN=${BENCH_UNKNOWN_KEYS:-1000000}
+OUT=${BENCH_OUT:-$root/target/bench}
+mkdir -p "$OUT"
+wanted=" $* "
+want() { [ "$wanted" = "  " ] || [[ "$wanted" == *" $1 "* ]]; }
+
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing wrk with apt-get" >&2
+    { apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } >&2
+  else
+    echo "wrk not found: install it (Debian: apt-get install wrk)" >&2; exit 1
+  fi
+fi
+
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+  echo "building the release server and the seeding tool" >&2
+  cargo build --release -q -p auth-server -p auth-bench
+fi
+server_bin=$root/target/release/auth-server
+seed_bin=$root/target/release/auth-bench-seed
+
+eval "$(scripts/pg-temp.sh start)"
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  scripts/pg-temp.sh stop "$PGTEMP_DIR"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export DATABASE_URL HOST=127.0.0.1 PORT=$port BCRYPT_ROUNDS=$ROUNDS LOG_LEVEL=warn \
+  AUTH_RATE_LIMIT_ENABLED=false ACCESS_TOKEN_EXPIRE_MINUTES=120 \
+  JWT_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+base=http://127.0.0.1:$port
+
+echo "seeding: $KEYS API keys, $UNKNOWN unknown keys, 1000 devices, 256 sessions" >&2
+"$seed_bin" --out "$OUT" --keys "$KEYS" --unknown-keys "$UNKNOWN" >&2
+
+"$server_bin" serve 2>"$OUT/server.log" &
+server_pid=$!
+for _ in $(seq 1 100); do curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
+curl -sf "$base/health/ready" >/dev/null || { echo "server not ready" >&2; cat "$OUT/server.log" >&2; exit 1; }
+
+export BENCH_LUA=$root/bench/wrk BENCH_TOKEN_FILE=$OUT/token.txt
+results=$OUT/results.jsonl
+: > "$results"
+
+# run NAME CONNECTIONS SCRIPT PATH [seconds]: one scenario; its JSON line goes to $results.
+run() {
+  local name=$1 conns=$2 script=$3 path=$4 seconds=${5:-$DURATION}
+  local line
+  line=$(wrk -t"$THREADS" -c"$conns" -d"${seconds}s" --timeout 10s --latency \
+           -s "$BENCH_LUA/$script" "$base$path" | grep '^{' | tail -n 1)
+  echo "{\"scenario\":\"$name\",\"connections\":$conns,${line#\{}" >> "$results"
+  python3 - "$line" "$name" "$conns" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"{sys.argv[2]:<28} c={sys.argv[3]:<4} {r['rps']:>10.1f} req/s   p50 {r['p50_ms']:>8.3f} ms   p99 {r['p99_ms']:>8.3f} ms   errors {r['errors']}")
+PY
+}
+
+metric() { # metric NAME LABEL-FILTER: sum of the matching series in /metrics
+  curl -s "$base/metrics" | python3 -c '
+import sys
+name, want = sys.argv[1], sys.argv[2]
+total = 0.0
+for line in sys.stdin:
+    if line.startswith("#"): continue
+    series, _, value = line.rstrip().rpartition(" ")
+    if series.split("{")[0] == name and want in series: total += float(value)
+print(total)' "$1" "${2:-}"
+}
+
+echo "scenario                     conns   throughput        latency                           errors"
+run live "$CONNS" get.lua /health/live
+if want verify; then
+  BENCH_TOKEN_FILE=$OUT/token.txt run verify "$CONNS" get.lua /api/v1/auth/verify
+fi
+if want verify-token; then run verify-token "$CONNS" verify_token.lua /api/v1/auth/verify-token; fi
+if want key-cached; then
+  BENCH_KEYS_FILE=$OUT/key.txt run key-cached "$CONNS" api_key.lua /api/v1/api-keys/verify
+fi
+if want key-cold; then
+  BENCH_KEYS_FILE=$OUT/keys.txt run key-cold "$CONNS" api_key.lua /api/v1/api-keys/verify
+fi
+if want key-batch; then
+  BENCH_KEYS_FILE=$OUT/keys.txt run key-batch-100 "$CONNS" api_key_batch.lua /api/v1/api-keys/verify-batch
+fi
+if want device; then
+  BENCH_DEVICES_FILE=$OUT/devices.txt run device-authenticate "$CONNS" device.lua /api/v1/devices/authenticate
+fi
+if want refresh; then
+  BENCH_REFRESH_FILE=$OUT/refresh.txt run refresh "$CONNS" refresh.lua /api/v1/auth/refresh
+fi
+if want login; then
+  # One bcrypt at the configured cost, measured by the server itself (its bcrypt histogram)
+  # over logins alone, one per core at a time.
+  before_sum=$(metric auth_bcrypt_duration_seconds_sum 'op="verify"')
+  before_count=$(metric auth_bcrypt_duration_seconds_count 'op="verify"')
+  run login-alone "$(nproc)" login.lua /api/v1/auth/login > /dev/null
+  after_sum=$(metric auth_bcrypt_duration_seconds_sum 'op="verify"')
+  after_count=$(metric auth_bcrypt_duration_seconds_count 'op="verify"')
+  python3 -c "print('{\"scenario\":\"bcrypt\",\"mean_s\":%f}' % ((float('$after_sum')-float('$before_sum'))/max(1.0,float('$after_count')-float('$before_count'))))" >> "$results"
+  # Logins saturating bcrypt while verifications arrive beside them at a steady pace
+  # (16 connections, one request every 10 ms each: about 1,600 per second). Logins must not
+  # starve them.
+  BENCH_DELAY_MS=10 run verify-during-login 16 get.lua /api/v1/auth/verify > "$OUT/beside.txt" &
+  beside=$!
+  run login 8 login.lua /api/v1/auth/login
+  wait "$beside"; cat "$OUT/beside.txt"
+fi
+if want register; then BENCH_RUN=$$ run register 8 register.lua /api/v1/auth/register; fi
+if want memory; then
+  # One million distinct keys that exist nowhere, 100 per batch: each a database miss and a
+  # negative cache entry. The cache is bounded, so resident memory must stay bounded too.
+  line=$(python3 bench/memory.py "$base" "$OUT/unknown_keys.txt" "$server_pid" 16)
+  entries=$(metric auth_cache_entries 'cache="api_keys"')
+  echo "${line%\}},\"api_key_cache_entries\":$entries}" >> "$results"
+  python3 - "$line" "$entries" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"{'memory-' + str(r['keys']) + '-unknown-keys':<28} {r['keys'] / r['seconds']:>17.0f} keys/s   resident {r['rss_kb'] // 1024} MB (peak {r['hwm_kb'] // 1024} MB), API-key cache entries {float(sys.argv[2]):.0f}, failures {r['failures']}")
+PY
+fi
+
+python3 - "$results" "$(nproc)" <<'PY'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    rows[r["scenario"]] = r
+cores = int(sys.argv[2])
+live = rows["live"]["rps"]
+print("\ntargets (ratios within this run; ceiling = GET /health/live at %.0f req/s)" % live)
+def check(label, ok, detail):
+    print(f"  {'met ' if ok else 'MISS'}  {label:<58} {detail}")
+for name in ("verify", "key-cached"):
+    if name in rows:
+        r = rows[name]
+        check(f"{name}: >= 70% of ceiling, p99 <= 5 ms", r["rps"] >= 0.7 * live and r["p99_ms"] <= 5,
+              f"{r['rps'] / live:.0%}, p99 {r['p99_ms']:.2f} ms")
+for name in ("refresh", "device-authenticate"):
+    if name in rows:
+        r = rows[name]
+        check(f"{name}: >= 20% of ceiling", r["rps"] >= 0.2 * live, f"{r['rps'] / live:.0%}")
+if "login" in rows and "bcrypt" in rows:
+    limit = cores / rows["bcrypt"]["mean_s"]
+    r = rows["login"]
+    check("login: >= 85% of the bcrypt limit (cores / one bcrypt)", r["rps"] >= 0.85 * limit,
+          f"{r['rps']:.1f} of {limit:.1f} req/s = {r['rps'] / limit:.0%} (bcrypt {rows['bcrypt']['mean_s'] * 1000:.0f} ms)")
+    b = rows.get("verify-during-login")
+    if b:
+        check("verify beside login: p99 <= 10 ms", b["p99_ms"] <= 10, f"p99 {b['p99_ms']:.2f} ms")
+if "memory" in rows:
+    m = rows["memory"]
+    check("memory: resident <= 100 MB after 1M distinct key verifications",
+          m["rss_kb"] <= 100 * 1024, f"{m['rss_kb'] / 1024:.0f} MB (peak {m['hwm_kb'] / 1024:.0f} MB)")
+PY

@@ -136,6 +136,15 @@ if want register; then BENCH_RUN=$$ run register 8 register.lua /api/v1/auth/reg
 if want memory; then
   # One million distinct keys that exist nowhere, 100 per batch: each a database miss and a
   # negative cache entry. The cache is bounded, so resident memory must stay bounded too.
+  # Measured on a fresh server process, so that what earlier scenarios left behind does not
+  # count; the resident size at the end of the other scenarios is reported before it.
+  rss_before=$(awk '/^VmRSS/ {print $2}' "/proc/$server_pid/status")
+  echo "{\"scenario\":\"rss-after-scenarios\",\"rss_kb\":$rss_before}" >> "$results"
+  printf '%-28s resident %d MB after the scenarios above; restarting the server\n' rss $((rss_before / 1024))
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  "$server_bin" serve 2>>"$OUT/server.log" &
+  server_pid=$!
+  for _ in $(seq 1 100); do curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
   line=$(python3 bench/memory.py "$base" "$OUT/unknown_keys.txt" "$server_pid" 16)
   entries=$(metric auth_cache_entries 'cache="api_keys"')
   echo "${line%\}},\"api_key_cache_entries\":$entries}" >> "$results"

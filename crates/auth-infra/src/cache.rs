@@ -27,7 +27,9 @@ struct SharedError(Arc<StoreError>);
 
 /// A bounded cache with a time-to-live, shared loads and honest invalidation.
 pub struct MokaCache<K, V> {
-    cache: Cache<K, Option<V>>,
+    /// Values behind an `Arc`, so that a negative entry (`None`) costs a pointer rather than
+    /// the size of a whole record: a flood of unknown keys fills the cache with them.
+    cache: Cache<K, Option<Arc<V>>>,
     epoch: AtomicU64,
     hits: metrics::Counter,
     misses: metrics::Counter,
@@ -89,7 +91,7 @@ where
             .cache
             .try_get_with(key.clone(), async {
                 loaded.store(true, Ordering::Relaxed);
-                load.await
+                load.await.map(|found| found.map(Arc::new))
             })
             .await
             .map_err(|err| {
@@ -109,7 +111,7 @@ where
         if self.epoch.load(Ordering::Acquire) != started {
             self.cache.invalidate(&key).await;
         }
-        Ok(value)
+        Ok(value.map(|shared| V::clone(&shared)))
     }
 
     async fn invalidate(&self, key: &K) {

@@ -15,4 +15,16 @@ for features in "" "--all-features"; do
   fi
 done
 [ "$status" = 0 ] && echo "auth-core depends on no infrastructure crate"
+
+# auth-client is linked into other services: whatever its features, it must pull none of the
+# server's crates, nor its storage and password-hashing stack. Fails listing the offenders.
+client_forbidden='^(auth-infra|auth-http|auth-server|diesel|deadpool|bcrypt)$'
+found=$(cargo tree -q -p auth-client -e normal --all-features --prefix none | awk '{print $1}' | sort -u | grep -E "$client_forbidden" || true)
+if [ -n "$found" ]; then
+  echo "auth-client depends on server-side crates:" >&2
+  echo "$found" | sed 's/^/  - /' >&2
+  status=1
+else
+  echo "auth-client depends on no server-side crate"
+fi
 exit "$status"

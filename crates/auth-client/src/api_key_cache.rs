@@ -1,0 +1,165 @@
+//! The API-key verification cache: the service's verdict on a key, kept for a while so that a
+//! service verifying the same key on every request asks the auth service once per TTL.
+//!
+//! - Keyed by the SHA-256 of the key: the cache never holds a key.
+//! - Holds the verdict on the key alone (verified with no required scopes); required scopes
+//!   are checked here against the key's scopes, by the service's rule (`admin` holds every
+//!   scope), so one entry serves every route whatever scopes it requires.
+//! - A valid verdict lives `ttl`, and never beyond the key's `expires_at`; every hit also
+//!   compares `expires_at` with the clock, as the service does.
+//! - A negative verdict (`INVALID`, `REVOKED`, `EXPIRED`) lives `negative_ttl` only.
+//! - Only definitive verdicts are cached: a failure to get one (connection error, timeout,
+//!   5xx, open breaker) is not, and the next verification asks again.
+//! - Concurrent misses for one key share one request.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use moka::Expiry;
+use moka::future::Cache;
+use sha2::{Digest as _, Sha256};
+
+use crate::config::ApiKeyCacheConfig;
+use crate::error::Error;
+use crate::types::ApiKeyVerdict;
+
+/// The SHA-256 of a key.
+pub(crate) type KeyHash = [u8; 32];
+
+pub(crate) fn hash(key: &str) -> KeyHash {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&digest);
+    out
+}
+
+struct Lifetimes {
+    ttl: Duration,
+    negative: Duration,
+}
+
+impl Expiry<KeyHash, ApiKeyVerdict> for Lifetimes {
+    fn expire_after_create(
+        &self,
+        _key: &KeyHash,
+        verdict: &ApiKeyVerdict,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(match verdict {
+            ApiKeyVerdict::Rejected(_) => self.negative,
+            ApiKeyVerdict::Valid(key) => match key.expires_at {
+                Some(at) => (at - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(self.ttl),
+                None => self.ttl,
+            },
+        })
+    }
+}
+
+/// Verdicts by key hash.
+pub(crate) struct ApiKeyCache {
+    cache: Cache<KeyHash, ApiKeyVerdict>,
+}
+
+impl std::fmt::Debug for ApiKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyCache")
+            .field("entries", &self.cache.entry_count())
+            .finish()
+    }
+}
+
+impl ApiKeyCache {
+    pub(crate) fn new(config: &ApiKeyCacheConfig) -> Self {
+        Self {
+            cache: Cache::builder()
+                .name("auth-client-api-keys")
+                .max_capacity(config.capacity)
+                .expire_after(Lifetimes {
+                    ttl: config.ttl,
+                    negative: config.negative_ttl,
+                })
+                .build(),
+        }
+    }
+
+    /// The cached verdict on `key`, or the one `load` gets (then cached); `true` for a hit.
+    pub(crate) async fn get_or_load(
+        &self,
+        key: KeyHash,
+        load: impl Future<Output = Result<ApiKeyVerdict, Error>>,
+    ) -> Result<(ApiKeyVerdict, bool), Error> {
+        if let Some(verdict) = self.cache.get(&key).await {
+            return Ok((verdict, true));
+        }
+        self.cache
+            .try_get_with(key, load)
+            .await
+            .map(|verdict| (verdict, false))
+            .map_err(Arc::unwrap_or_clone)
+    }
+
+    pub(crate) async fn forget(&self, key: &KeyHash) {
+        self.cache.invalidate(key).await;
+    }
+
+    pub(crate) fn clear(&self) {
+        self.cache.invalidate_all();
+    }
+
+    pub(crate) fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Applies pending evictions now (the cache does so lazily), so counts are exact.
+    pub(crate) async fn sync(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{KeyRejection, VerifiedApiKey};
+
+    fn valid(expires_in: Option<chrono::Duration>) -> ApiKeyVerdict {
+        ApiKeyVerdict::Valid(VerifiedApiKey {
+            key_id: uuid::Uuid::nil(),
+            organization_id: uuid::Uuid::nil(),
+            name: "k".into(),
+            scopes: vec![],
+            expires_at: expires_in.map(|d| Utc::now() + d),
+        })
+    }
+
+    #[test]
+    fn lifetimes_follow_the_verdict_and_the_key_expiry() {
+        let l = Lifetimes {
+            ttl: Duration::from_secs(300),
+            negative: Duration::from_secs(10),
+        };
+        let at = Instant::now();
+        let k = hash("ak_live_x");
+        assert_eq!(
+            l.expire_after_create(&k, &valid(None), at),
+            Some(Duration::from_secs(300))
+        );
+        let soon = l
+            .expire_after_create(&k, &valid(Some(chrono::Duration::seconds(20))), at)
+            .unwrap();
+        assert!(soon <= Duration::from_secs(20) && soon > Duration::from_secs(15));
+        assert_eq!(
+            l.expire_after_create(&k, &valid(Some(chrono::Duration::seconds(-5))), at),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            l.expire_after_create(&k, &ApiKeyVerdict::Rejected(KeyRejection::Revoked), at),
+            Some(Duration::from_secs(10))
+        );
+        assert_ne!(hash("ak_live_x"), hash("ak_live_y"));
+    }
+}

@@ -1,0 +1,63 @@
+//! Rust client of the authentication service, for the services that rely on it.
+//!
+//! - The whole v1 API, typed, with the service's problem+json errors as [`ApiError`].
+//! - One pooled HTTP client (keep-alive), a timeout per attempt, a configurable base URL.
+//! - Retries with exponential backoff and jitter for transient failures only, never
+//!   repeating a call that may have changed something; a circuit breaker that fails fast
+//!   while the service is down.
+//! - An API-key verification cache; local verification of access and device tokens with the
+//!   service's JWKS; a [`DeviceSession`] that keeps a device's token renewed.
+//! - Metrics readable from the client ([`AuthClient::metrics`]) and through the `metrics`
+//!   facade.
+//! - With the feature `actix`, extractors for actix-web handlers ([`actix`]).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), auth_client::Error> {
+//! use auth_client::{AuthClient, SecretString};
+//!
+//! let client = AuthClient::new("http://localhost:8000")?;
+//! let pair = client
+//!     .login("ada@example.com", &SecretString::from("correct horse battery staple"))
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The rules (defaults, what is retried, how long answers are cached, what local
+//! verification can and cannot see) are in `docs/client.md`.
+
+#![warn(missing_docs)]
+
+#[cfg(feature = "actix")]
+pub mod actix;
+mod api_key_cache;
+mod breaker;
+mod client;
+mod config;
+mod device;
+mod error;
+mod local;
+mod stats;
+mod transport;
+mod types;
+
+pub use client::{AuthClient, ClientBuilder, Credential};
+pub use config::{
+    ApiKeyCacheConfig, BreakerPolicy, ClientConfig, MAX_LEEWAY, MIN_HS256_SECRET_BYTES,
+    RetryPolicy, TokenConfig, TokenVerification,
+};
+pub use device::{DeviceSession, DeviceSessionConfig};
+pub use error::{ApiError, Error, ErrorCode, FieldError, TokenError};
+pub use local::{ACCESS_TOKEN_TYP, DEVICE_TOKEN_TYP, MAX_TOKEN_BYTES};
+pub use secrecy::{ExposeSecret, SecretString};
+pub use stats::{
+    BreakerMetrics, BreakerState, CacheMetrics, LatencySummary, MetricsSnapshot, Operation,
+    OperationMetrics, TokenMetrics,
+};
+pub use types::{
+    ApiKeyInfo, ApiKeyVerdict, ComponentHealth, CreatedApiKey, DeviceInfo, DeviceStatus,
+    DeviceToken, Health, HealthStatus, KeyRejection, KeyStatus, Me, Member, Membership, NewApiKey,
+    NewDevice, NewUser, Organization, OrganizationWithRole, RegisteredDevice, Role, RotatedSecret,
+    ServiceInfo, SessionInfo, TokenPair, TokenRejection, TokenUser, TokenVerdict, UserCreated,
+    VerifiedApiKey, VerifiedBy, VerifiedDevice, VerifiedToken, VerifiedUser,
+};

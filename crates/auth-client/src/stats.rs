@@ -1,0 +1,717 @@
+//! What the client has done, readable at any time with
+//! [`AuthClient::metrics`](crate::AuthClient::metrics): calls, outcomes and latency per
+//! operation, retries, the breaker's state, the API-key cache's hit rate and local token
+//! verifications.
+//!
+//! The same figures are also recorded through the `metrics` facade (`auth_client_*`), so a
+//! service with a Prometheus recorder installed exports them with its own.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Every call the client makes to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// `POST /api/v1/auth/register`.
+    Register,
+    /// `POST /api/v1/auth/login`.
+    Login,
+    /// `POST /api/v1/auth/refresh`.
+    Refresh,
+    /// `POST /api/v1/auth/logout`.
+    Logout,
+    /// `POST /api/v1/auth/logout-all`.
+    LogoutAll,
+    /// `GET /api/v1/auth/verify`.
+    VerifySession,
+    /// `POST /api/v1/auth/verify-token`.
+    VerifyToken,
+    /// `GET /api/v1/users/me`.
+    Me,
+    /// `POST /api/v1/users/me/password`.
+    ChangePassword,
+    /// `POST /api/v1/organizations`.
+    CreateOrganization,
+    /// `GET /api/v1/organizations`.
+    ListOrganizations,
+    /// `GET /api/v1/organizations/{id}`.
+    GetOrganization,
+    /// `POST /api/v1/organizations/{id}/members`.
+    AddMember,
+    /// `GET /api/v1/organizations/{id}/members`.
+    ListMembers,
+    /// `DELETE /api/v1/organizations/{id}/members/{user_id}`.
+    RemoveMember,
+    /// `POST /api/v1/api-keys`.
+    CreateApiKey,
+    /// `GET /api/v1/api-keys`.
+    ListApiKeys,
+    /// `GET /api/v1/api-keys/{id}`.
+    GetApiKey,
+    /// `POST /api/v1/api-keys/{id}/revoke`.
+    RevokeApiKey,
+    /// `POST /api/v1/api-keys/{id}/rotate`.
+    RotateApiKey,
+    /// `POST /api/v1/api-keys/verify`.
+    VerifyApiKey,
+    /// `POST /api/v1/api-keys/verify-batch`.
+    VerifyApiKeyBatch,
+    /// `POST /api/v1/devices`.
+    RegisterDevice,
+    /// `POST /api/v1/devices/authenticate`.
+    AuthenticateDevice,
+    /// `POST /api/v1/devices/{id}/rotate-secret`.
+    RotateDeviceSecret,
+    /// `POST /api/v1/devices/{id}/revoke`.
+    RevokeDevice,
+    /// `GET /api/v1/devices`.
+    ListDevices,
+    /// `GET /api/v1/devices/{id}`.
+    GetDevice,
+    /// `GET /`.
+    ServiceInfo,
+    /// `GET /health`.
+    Health,
+    /// `GET /health/live`.
+    Live,
+    /// `GET /health/ready`.
+    Ready,
+    /// `GET /.well-known/jwks.json`.
+    Jwks,
+    /// `GET /metrics`.
+    PrometheusMetrics,
+    /// `GET /api-docs/openapi.json`.
+    OpenApi,
+}
+
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Self; 35] = [
+        Self::Register,
+        Self::Login,
+        Self::Refresh,
+        Self::Logout,
+        Self::LogoutAll,
+        Self::VerifySession,
+        Self::VerifyToken,
+        Self::Me,
+        Self::ChangePassword,
+        Self::CreateOrganization,
+        Self::ListOrganizations,
+        Self::GetOrganization,
+        Self::AddMember,
+        Self::ListMembers,
+        Self::RemoveMember,
+        Self::CreateApiKey,
+        Self::ListApiKeys,
+        Self::GetApiKey,
+        Self::RevokeApiKey,
+        Self::RotateApiKey,
+        Self::VerifyApiKey,
+        Self::VerifyApiKeyBatch,
+        Self::RegisterDevice,
+        Self::AuthenticateDevice,
+        Self::RotateDeviceSecret,
+        Self::RevokeDevice,
+        Self::ListDevices,
+        Self::GetDevice,
+        Self::ServiceInfo,
+        Self::Health,
+        Self::Live,
+        Self::Ready,
+        Self::Jwks,
+        Self::PrometheusMetrics,
+        Self::OpenApi,
+    ];
+
+    /// A stable snake_case name, used as the `operation` label.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Login => "login",
+            Self::Refresh => "refresh",
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::VerifySession => "verify_session",
+            Self::VerifyToken => "verify_token",
+            Self::Me => "me",
+            Self::ChangePassword => "change_password",
+            Self::CreateOrganization => "create_organization",
+            Self::ListOrganizations => "list_organizations",
+            Self::GetOrganization => "get_organization",
+            Self::AddMember => "add_member",
+            Self::ListMembers => "list_members",
+            Self::RemoveMember => "remove_member",
+            Self::CreateApiKey => "create_api_key",
+            Self::ListApiKeys => "list_api_keys",
+            Self::GetApiKey => "get_api_key",
+            Self::RevokeApiKey => "revoke_api_key",
+            Self::RotateApiKey => "rotate_api_key",
+            Self::VerifyApiKey => "verify_api_key",
+            Self::VerifyApiKeyBatch => "verify_api_key_batch",
+            Self::RegisterDevice => "register_device",
+            Self::AuthenticateDevice => "authenticate_device",
+            Self::RotateDeviceSecret => "rotate_device_secret",
+            Self::RevokeDevice => "revoke_device",
+            Self::ListDevices => "list_devices",
+            Self::GetDevice => "get_device",
+            Self::ServiceInfo => "service_info",
+            Self::Health => "health",
+            Self::Live => "live",
+            Self::Ready => "ready",
+            Self::Jwks => "jwks",
+            Self::PrometheusMetrics => "prometheus_metrics",
+            Self::OpenApi => "openapi",
+        }
+    }
+
+    /// Whether repeating the call after it may have reached the service is harmless, so that
+    /// it is retried on every transient failure (timeouts, broken connections, 429, 502, 503,
+    /// 504). The others are retried only when the connection could not be made, when nothing
+    /// was sent.
+    ///
+    /// Idempotent: every read, the verify endpoints, logout and logout-all (ending an ended
+    /// session changes nothing), and device authentication (it issues a token and changes
+    /// nothing else; a lost answer only loses that token). Not idempotent: register, login
+    /// (a session and the lockout count), refresh (rotation: a repeat looks like a reuse and
+    /// ends the session), password change, creating organizations, keys and devices, adding
+    /// and removing members, revoking and rotating keys and device secrets (a repeat answers
+    /// 409 or 404, or loses the secret of the first).
+    #[must_use]
+    pub const fn is_idempotent(self) -> bool {
+        !matches!(
+            self,
+            Self::Register
+                | Self::Login
+                | Self::Refresh
+                | Self::ChangePassword
+                | Self::CreateOrganization
+                | Self::AddMember
+                | Self::RemoveMember
+                | Self::CreateApiKey
+                | Self::RevokeApiKey
+                | Self::RotateApiKey
+                | Self::RegisterDevice
+                | Self::RotateDeviceSecret
+                | Self::RevokeDevice
+        )
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The expected answer.
+    Ok,
+    /// A definitive 4xx answer of the service.
+    ApiError,
+    /// A 5xx answer, a transport failure, a timeout, an unreadable answer.
+    Failure,
+    /// Refused by the open breaker without a request.
+    CircuitOpen,
+}
+
+impl Outcome {
+    const fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ApiError => "api_error",
+            Self::Failure => "failure",
+            Self::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
+/// Upper bounds of the latency buckets, in microseconds.
+const BUCKETS_MICROS: [u64; 14] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// One per bucket, plus one for everything above the last bound.
+    buckets: [AtomicU64; BUCKETS_MICROS.len() + 1],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn record(&self, d: Duration) {
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let slot = BUCKETS_MICROS
+            .iter()
+            .position(|bound| micros <= *bound)
+            .unwrap_or(BUCKETS_MICROS.len());
+        if let Some(bucket) = self.buckets.get(slot) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.max_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> LatencySummary {
+        LatencySummary {
+            count: self.count.load(Ordering::Relaxed),
+            total: Duration::from_micros(self.sum_micros.load(Ordering::Relaxed)),
+            max: Duration::from_micros(self.max_micros.load(Ordering::Relaxed)),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct OpCounters {
+    calls: AtomicU64,
+    ok: AtomicU64,
+    api_errors: AtomicU64,
+    failures: AtomicU64,
+    circuit_open: AtomicU64,
+    attempts: AtomicU64,
+    retries: AtomicU64,
+    latency: Histogram,
+}
+
+/// The client's counters; shared by every clone of a client.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    ops: Vec<OpCounters>,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    local_accepted: AtomicU64,
+    local_rejected: AtomicU64,
+    remote_verifications: AtomicU64,
+    jwks_fetches: AtomicU64,
+    jwks_refetches_suppressed: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            ops: Operation::ALL
+                .iter()
+                .map(|_| OpCounters::default())
+                .collect(),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            local_accepted: AtomicU64::new(0),
+            local_rejected: AtomicU64::new(0),
+            remote_verifications: AtomicU64::new(0),
+            jwks_fetches: AtomicU64::new(0),
+            jwks_refetches_suppressed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    fn op(&self, op: Operation) -> Option<&OpCounters> {
+        self.ops.get(op.index())
+    }
+
+    /// One attempt (a request sent, or refused by the breaker) of `op`.
+    pub(crate) fn attempt(&self, op: Operation, retry: bool) {
+        if let Some(c) = self.op(op) {
+            c.attempts.fetch_add(1, Ordering::Relaxed);
+            if retry {
+                c.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("auth_client_retries_total", "operation" => op.name())
+                    .increment(1);
+            }
+        }
+    }
+
+    /// A finished call of `op`, retries included.
+    pub(crate) fn call(&self, op: Operation, outcome: Outcome, elapsed: Duration) {
+        if let Some(c) = self.op(op) {
+            c.calls.fetch_add(1, Ordering::Relaxed);
+            let counter = match outcome {
+                Outcome::Ok => &c.ok,
+                Outcome::ApiError => &c.api_errors,
+                Outcome::Failure => &c.failures,
+                Outcome::CircuitOpen => &c.circuit_open,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            c.latency.record(elapsed);
+        }
+        metrics::counter!(
+            "auth_client_calls_total",
+            "operation" => op.name(),
+            "outcome" => outcome.label()
+        )
+        .increment(1);
+        metrics::histogram!("auth_client_call_duration_seconds", "operation" => op.name())
+            .record(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn cache(&self, hit: bool) {
+        let (counter, label) = if hit {
+            (&self.cache_hits, "hit")
+        } else {
+            (&self.cache_misses, "miss")
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("auth_client_api_key_cache_total", "result" => label).increment(1);
+    }
+
+    pub(crate) fn local_verification(&self, accepted: bool) {
+        let (counter, label) = if accepted {
+            (&self.local_accepted, "accepted")
+        } else {
+            (&self.local_rejected, "rejected")
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("auth_client_local_verifications_total", "result" => label).increment(1);
+    }
+
+    pub(crate) fn remote_verification(&self) {
+        self.remote_verifications.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn jwks_fetch(&self) {
+        self.jwks_fetches.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("auth_client_jwks_fetches_total").increment(1);
+    }
+
+    pub(crate) fn jwks_refetch_suppressed(&self) {
+        self.jwks_refetches_suppressed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        breaker: BreakerMetrics,
+        cache_entries: Option<u64>,
+    ) -> MetricsSnapshot {
+        let operations: Vec<OperationMetrics> = Operation::ALL
+            .iter()
+            .filter_map(|op| {
+                let c = self.op(*op)?;
+                let calls = c.calls.load(Ordering::Relaxed);
+                (calls > 0 || c.attempts.load(Ordering::Relaxed) > 0).then(|| OperationMetrics {
+                    operation: *op,
+                    calls,
+                    ok: c.ok.load(Ordering::Relaxed),
+                    api_errors: c.api_errors.load(Ordering::Relaxed),
+                    failures: c.failures.load(Ordering::Relaxed),
+                    circuit_open: c.circuit_open.load(Ordering::Relaxed),
+                    attempts: c.attempts.load(Ordering::Relaxed),
+                    retries: c.retries.load(Ordering::Relaxed),
+                    latency: c.latency.snapshot(),
+                })
+            })
+            .collect();
+        MetricsSnapshot {
+            operations,
+            breaker,
+            api_key_cache: cache_entries.map(|entries| CacheMetrics {
+                hits: self.cache_hits.load(Ordering::Relaxed),
+                misses: self.cache_misses.load(Ordering::Relaxed),
+                entries,
+            }),
+            tokens: TokenMetrics {
+                local_accepted: self.local_accepted.load(Ordering::Relaxed),
+                local_rejected: self.local_rejected.load(Ordering::Relaxed),
+                remote: self.remote_verifications.load(Ordering::Relaxed),
+                jwks_fetches: self.jwks_fetches.load(Ordering::Relaxed),
+                jwks_refetches_suppressed: self.jwks_refetches_suppressed.load(Ordering::Relaxed),
+            },
+        }
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "counts far below 2^52; a ratio needs no more precision"
+        )]
+        let r = part as f64 / whole as f64;
+        r
+    }
+}
+
+/// Latency of finished calls (retries and their pauses included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LatencySummary {
+    /// Calls measured.
+    pub count: u64,
+    /// Their total time.
+    pub total: Duration,
+    /// The slowest.
+    pub max: Duration,
+    /// Calls per bucket, bounds as in [`LatencySummary::BUCKET_BOUNDS`], plus a last bucket for
+    /// anything slower.
+    pub buckets: Vec<u64>,
+}
+
+impl LatencySummary {
+    /// Upper bounds of the buckets.
+    pub const BUCKET_BOUNDS: [Duration; 14] = [
+        Duration::from_millis(1),
+        Duration::from_micros(2_500),
+        Duration::from_millis(5),
+        Duration::from_millis(10),
+        Duration::from_millis(25),
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+        Duration::from_millis(250),
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+        Duration::from_millis(2_500),
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+    ];
+
+    /// The mean, or zero before any call.
+    #[must_use]
+    pub fn mean(&self) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        let micros = u64::try_from(self.total.as_micros()).unwrap_or(u64::MAX) / self.count;
+        Duration::from_micros(micros)
+    }
+
+    /// An upper bound of the `q` quantile (0.0..=1.0): the bound of the bucket holding it
+    /// (the maximum for the last bucket).
+    #[must_use]
+    pub fn quantile(&self, q: f64) -> Duration {
+        let q = q.clamp(0.0, 1.0);
+        let mut seen = 0u64;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if self.count > 0 && ratio(seen, self.count) >= q {
+                return Self::BUCKET_BOUNDS
+                    .get(i)
+                    .copied()
+                    .unwrap_or(self.max)
+                    .min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// Counters of one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OperationMetrics {
+    /// The operation.
+    pub operation: Operation,
+    /// Finished calls.
+    pub calls: u64,
+    /// Calls that got the expected answer.
+    pub ok: u64,
+    /// Calls refused by the service with a 4xx answer (wrong password, 404, 409...).
+    pub api_errors: u64,
+    /// Calls that failed: 5xx answers, connection failures, timeouts, unreadable answers.
+    pub failures: u64,
+    /// Calls refused at once by the open breaker.
+    pub circuit_open: u64,
+    /// Requests sent or refused by the breaker, retries included.
+    pub attempts: u64,
+    /// Of which retries.
+    pub retries: u64,
+    /// Latency of the calls.
+    pub latency: LatencySummary,
+}
+
+impl OperationMetrics {
+    /// Share of calls that did not get the expected answer (4xx, failures, breaker).
+    #[must_use]
+    pub fn error_rate(&self) -> f64 {
+        ratio(self.calls - self.ok, self.calls)
+    }
+
+    /// Share of calls that failed for want of a working service (failures and breaker, not
+    /// 4xx answers).
+    #[must_use]
+    pub fn failure_rate(&self) -> f64 {
+        ratio(self.failures + self.circuit_open, self.calls)
+    }
+}
+
+/// State of the circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed,
+    /// Calls fail at once.
+    Open,
+    /// One probe may go through; its outcome closes or reopens the breaker.
+    HalfOpen,
+    /// The client has no breaker.
+    Disabled,
+}
+
+/// The circuit breaker's figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerMetrics {
+    /// Its state now. An open breaker stays `Open` until a call arrives after its pause.
+    pub state: BreakerState,
+    /// Times it opened.
+    pub opened: u64,
+    /// Calls it refused.
+    pub rejected: u64,
+}
+
+impl BreakerMetrics {
+    pub(crate) fn disabled() -> Self {
+        Self {
+            state: BreakerState::Disabled,
+            opened: 0,
+            rejected: 0,
+        }
+    }
+}
+
+/// The API-key cache's figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheMetrics {
+    /// Verifications answered from the cache.
+    pub hits: u64,
+    /// Verifications that asked the service.
+    pub misses: u64,
+    /// Entries held (approximate: expired entries leave in the background).
+    pub entries: u64,
+}
+
+impl CacheMetrics {
+    /// Share of verifications answered from the cache.
+    #[must_use]
+    pub fn hit_rate(&self) -> f64 {
+        ratio(self.hits, self.hits + self.misses)
+    }
+}
+
+/// Token verification figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenMetrics {
+    /// Tokens accepted locally.
+    pub local_accepted: u64,
+    /// Tokens refused locally.
+    pub local_rejected: u64,
+    /// Verifications that asked the service.
+    pub remote: u64,
+    /// JWKS fetches.
+    pub jwks_fetches: u64,
+    /// Fetches an unknown `kid` would have caused, refused by the rate limit.
+    pub jwks_refetches_suppressed: u64,
+}
+
+/// Everything the client has counted.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Operations called at least once.
+    pub operations: Vec<OperationMetrics>,
+    /// The breaker.
+    pub breaker: BreakerMetrics,
+    /// The API-key cache, when there is one.
+    pub api_key_cache: Option<CacheMetrics>,
+    /// Token verification.
+    pub tokens: TokenMetrics,
+}
+
+impl MetricsSnapshot {
+    /// The counters of `op`, if it was called.
+    #[must_use]
+    pub fn operation(&self, op: Operation) -> Option<&OperationMetrics> {
+        self.operations.iter().find(|o| o.operation == op)
+    }
+
+    /// Finished calls, all operations.
+    #[must_use]
+    pub fn calls(&self) -> u64 {
+        self.operations.iter().map(|o| o.calls).sum()
+    }
+
+    /// Share of all calls that did not get the expected answer.
+    #[must_use]
+    pub fn error_rate(&self) -> f64 {
+        let ok: u64 = self.operations.iter().map(|o| o.ok).sum();
+        ratio(self.calls() - ok, self.calls())
+    }
+
+    /// Share of all calls that failed for want of a working service.
+    #[must_use]
+    pub fn failure_rate(&self) -> f64 {
+        let failed: u64 = self
+            .operations
+            .iter()
+            .map(|o| o.failures + o.circuit_open)
+            .sum();
+        ratio(failed, self.calls())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_indexed_in_order() {
+        for (i, op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(op.index(), i, "{op}");
+        }
+    }
+
+    #[test]
+    fn counts_outcomes_rates_and_latency() {
+        let m = Metrics::default();
+        m.attempt(Operation::Login, false);
+        m.call(Operation::Login, Outcome::Ok, Duration::from_millis(3));
+        m.attempt(Operation::Login, false);
+        m.call(
+            Operation::Login,
+            Outcome::ApiError,
+            Duration::from_millis(30),
+        );
+        m.attempt(Operation::Me, false);
+        m.attempt(Operation::Me, true);
+        m.call(Operation::Me, Outcome::Failure, Duration::from_secs(40));
+        m.cache(true);
+        m.cache(true);
+        m.cache(false);
+        let s = m.snapshot(BreakerMetrics::disabled(), Some(1));
+        let login = s.operation(Operation::Login).unwrap();
+        assert_eq!((login.calls, login.ok, login.api_errors), (2, 1, 1));
+        assert!((login.error_rate() - 0.5).abs() < 1e-9);
+        assert!(login.failure_rate().abs() < 1e-9);
+        assert_eq!(login.latency.max, Duration::from_millis(30));
+        assert_eq!(login.latency.quantile(0.5), Duration::from_millis(5));
+        assert_eq!(login.latency.quantile(1.0), Duration::from_millis(30));
+        let me = s.operation(Operation::Me).unwrap();
+        assert_eq!((me.attempts, me.retries, me.failures), (2, 1, 1));
+        assert_eq!(me.latency.quantile(0.99), Duration::from_secs(40));
+        assert!(s.operation(Operation::Register).is_none());
+        assert!((s.api_key_cache.as_ref().unwrap().hit_rate() - 2.0 / 3.0).abs() < 1e-9);
+        assert!((s.error_rate() - 2.0 / 3.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,239 @@
+//! The API-key verification cache: hits, scopes checked locally, staleness after a
+//! revocation, negative verdicts, failures never cached, the size bound.
+
+use std::time::Duration;
+
+use auth_client::{ApiKeyCacheConfig, ApiKeyVerdict, Credential, Error, KeyRejection, Operation};
+
+use crate::common::{TestServer, api_key, exposed, owner_and_org};
+
+fn hits_misses(client: &auth_client::AuthClient) -> (u64, u64) {
+    let cache = client.metrics().api_key_cache.unwrap();
+    (cache.hits, cache.misses)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_are_cached_and_answer_while_the_service_is_down() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let (owner, org) = owner_and_org(&client).await;
+    let key = api_key(&client, &owner, &org, &["invoices:read", "invoices:write"]).await;
+    let key = exposed(&key.key);
+
+    assert!(
+        client
+            .verify_api_key(key, &["invoices:read"])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+    assert_eq!(hits_misses(&client), (0, 1));
+    // Other scopes, same entry: the scopes are checked here, by the service's rule.
+    assert!(
+        client
+            .verify_api_key(key, &["invoices:write"])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+    assert_eq!(
+        client
+            .verify_api_key(key, &["invoices:delete"])
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope)
+    );
+    // The service agrees on the scope verdict.
+    assert_eq!(
+        client
+            .verify_api_key_remote(key, &["invoices:delete"])
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope)
+    );
+    assert_eq!(hits_misses(&client), (2, 1));
+    let malformed = client
+        .verify_api_key(key, &["Not A Scope"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(malformed, Error::InvalidArgument(_)),
+        "{malformed:?}"
+    );
+
+    let verifications_before = client
+        .metrics()
+        .operation(Operation::VerifyApiKey)
+        .unwrap()
+        .attempts;
+    server.stop().await;
+    assert!(
+        client
+            .verify_api_key(key, &["invoices:read"])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+    assert_eq!(
+        client
+            .metrics()
+            .operation(Operation::VerifyApiKey)
+            .unwrap()
+            .attempts,
+        verifications_before,
+        "a hit sends nothing"
+    );
+    // A key never seen needs the service: a failure, not a verdict.
+    let err = client
+        .verify_api_key("ak_live_never_seen", &[])
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let cache = client.metrics().api_key_cache.unwrap();
+    assert_eq!((cache.hits, cache.misses), (3, 2));
+    assert!((cache.hit_rate() - 0.6).abs() < 1e-9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_is_seen_after_the_ttl_or_when_the_key_is_forgotten() {
+    let server = TestServer::start().await;
+    let client = server
+        .builder()
+        .api_key_cache(Some(ApiKeyCacheConfig {
+            ttl: Duration::from_secs(1),
+            ..ApiKeyCacheConfig::default()
+        }))
+        .build()
+        .unwrap();
+    let (owner, org) = owner_and_org(&client).await;
+    let manager = Credential::Bearer(&owner.access_token);
+    let first = api_key(&client, &owner, &org, &[]).await;
+    let second = api_key(&client, &owner, &org, &[]).await;
+    for key in [&first, &second] {
+        assert!(
+            client
+                .verify_api_key(exposed(&key.key), &[])
+                .await
+                .unwrap()
+                .is_valid()
+        );
+        client.revoke_api_key(manager, key.id).await.unwrap();
+        // Stale, as documented: the cache answers until its entry expires.
+        assert!(
+            client
+                .verify_api_key(exposed(&key.key), &[])
+                .await
+                .unwrap()
+                .is_valid()
+        );
+        assert_eq!(
+            client
+                .verify_api_key_remote(exposed(&key.key), &[])
+                .await
+                .unwrap(),
+            ApiKeyVerdict::Rejected(KeyRejection::Revoked)
+        );
+    }
+    client.forget_api_key(exposed(&first.key)).await;
+    assert_eq!(
+        client
+            .verify_api_key(exposed(&first.key), &[])
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Rejected(KeyRejection::Revoked)
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        client
+            .verify_api_key(exposed(&second.key), &[])
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Rejected(KeyRejection::Revoked)
+    );
+    client.clear_api_key_cache();
+    client.sync_api_key_cache().await;
+    assert_eq!(client.metrics().api_key_cache.unwrap().entries, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_verdicts_are_kept_only_as_configured() {
+    let server = TestServer::start().await;
+    let made_up = "ak_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA_AAAAAA";
+    let default = server.client();
+    for _ in 0..2 {
+        assert_eq!(
+            default.verify_api_key(made_up, &[]).await.unwrap(),
+            ApiKeyVerdict::Rejected(KeyRejection::Invalid)
+        );
+    }
+    assert_eq!(hits_misses(&default), (1, 1));
+
+    let none = server
+        .builder()
+        .api_key_cache(Some(ApiKeyCacheConfig {
+            negative_ttl: Duration::ZERO,
+            ..ApiKeyCacheConfig::default()
+        }))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        assert!(!none.verify_api_key(made_up, &[]).await.unwrap().is_valid());
+    }
+    assert_eq!(hits_misses(&none), (0, 2));
+
+    let uncached = server.builder().api_key_cache(None).build().unwrap();
+    assert!(
+        !uncached
+            .verify_api_key(made_up, &[])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+    assert!(uncached.metrics().api_key_cache.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_never_cached() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let (owner, org) = owner_and_org(&client).await;
+    let key = api_key(&client, &owner, &org, &[]).await;
+    server.stop().await;
+    assert!(client.verify_api_key(exposed(&key.key), &[]).await.is_err());
+    server.restart().await;
+    assert!(
+        client
+            .verify_api_key(exposed(&key.key), &[])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+    assert!(
+        client
+            .verify_api_key(exposed(&key.key), &[])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+    assert_eq!(hits_misses(&client), (1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_holds_at_most_its_capacity() {
+    let server = TestServer::start().await;
+    let client = server
+        .builder()
+        .api_key_cache(Some(ApiKeyCacheConfig {
+            capacity: 3,
+            ..ApiKeyCacheConfig::default()
+        }))
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        let key = format!("ak_live_made_up_{i}");
+        assert!(!client.verify_api_key(&key, &[]).await.unwrap().is_valid());
+    }
+    client.sync_api_key_cache().await;
+    let entries = client.metrics().api_key_cache.unwrap().entries;
+    assert!((1..=3).contains(&entries), "{entries}");
+}

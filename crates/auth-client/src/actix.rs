@@ -314,6 +314,17 @@ fn missing_client(req: &HttpRequest) -> AuthRejection {
     AuthRejection::new(RejectionKind::Misconfigured, req)
 }
 
+/// The registered client and the request's bearer token, or the rejection for a missing or
+/// malformed `Authorization` header.
+fn client_and_bearer(req: &HttpRequest) -> Result<(AuthClient, SecretString), AuthRejection> {
+    let client = client_of(req).ok_or_else(|| missing_client(req))?;
+    match bearer(req) {
+        Ok(Some(token)) => Ok((client, token)),
+        Ok(None) => Err(AuthRejection::new(RejectionKind::Missing, req)),
+        Err(()) => Err(AuthRejection::new(RejectionKind::Invalid, req)),
+    }
+}
+
 /// The token of `Authorization: Bearer <token>`: `Ok(None)` when absent; another scheme or
 /// an unreadable header is a bad credential.
 fn bearer(req: &HttpRequest) -> Result<Option<SecretString>, ()> {
@@ -388,12 +399,7 @@ impl<V: VerifyMode + 'static> FromRequest for AuthenticatedUser<V> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let client = client_of(&req).ok_or_else(|| missing_client(&req))?;
-            let token = match bearer(&req) {
-                Ok(Some(token)) => token,
-                Ok(None) => return Err(AuthRejection::new(RejectionKind::Missing, &req)),
-                Err(()) => return Err(AuthRejection::new(RejectionKind::Invalid, &req)),
-            };
+            let (client, token) = client_and_bearer(&req)?;
             let mode = V::mode(client.config().tokens.verification);
             match client
                 .verify_access_token_with(token.expose_secret(), mode)
@@ -457,12 +463,7 @@ impl<V: VerifyMode + 'static> FromRequest for AuthenticatedDevice<V> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let client = client_of(&req).ok_or_else(|| missing_client(&req))?;
-            let token = match bearer(&req) {
-                Ok(Some(token)) => token,
-                Ok(None) => return Err(AuthRejection::new(RejectionKind::Missing, &req)),
-                Err(()) => return Err(AuthRejection::new(RejectionKind::Invalid, &req)),
-            };
+            let (client, token) = client_and_bearer(&req)?;
             let mode = V::mode(client.config().tokens.verification);
             match client
                 .verify_device_token_with(token.expose_secret(), mode)

@@ -11,7 +11,8 @@
 3. Every environment variable set for the auth-server container (compose `environment`,
    Kubernetes `env`, the keys of ConfigMaps and Secrets it reads through envFrom, the
    Dockerfile's ENV) is one the binary reads, as listed by `auth-server serve --help`; none
-   is set to an empty string (the binary parses an empty value as a value).
+   is set to an empty string (the binary reads an empty value as unset; leaving the
+   setting out says so plainly).
 4. Probe paths and the Prometheus path annotation are service endpoints of the API contract;
    the container port, the probe ports, the Service's targetPort, the scrape port, nginx's
    upstream and the Dockerfile's EXPOSE all equal the PORT the container is given.

@@ -77,7 +77,7 @@ fn write_lines(path: PathBuf, lines: impl IntoIterator<Item = String>) -> Result
 async fn main() -> Result<(), Error> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.out)?;
-    let config = Cli::try_parse_from(["auth-server"])?.config;
+    let config = Cli::try_parse_with_env(["auth-server"])?.config;
     let mut fast_config = config.clone();
     fast_config.bcrypt_rounds = 4;
     wiring::migrate(&config).await?;

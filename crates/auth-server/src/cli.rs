@@ -27,6 +27,44 @@ pub struct Cli {
     pub json: bool,
 }
 
+impl Cli {
+    /// Parses `args` (the process's own with [`Cli::parse_process`]) and the environment,
+    /// treating a setting whose environment variable is set but empty as not set: templates
+    /// (compose files, Helm values) often write `NAME: ""` for "none", and a list such as
+    /// `AUTH_TRUSTED_PROXIES` or `CORS_ORIGINS` would otherwise be read as one empty entry.
+    ///
+    /// # Errors
+    /// clap's error for invalid arguments or values (and for `--help` / `--version`).
+    pub fn try_parse_with_env<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let mut command = Self::command();
+        let unset: Vec<clap::Id> = command
+            .get_arguments()
+            .filter(|arg| {
+                arg.get_env()
+                    .and_then(std::env::var_os)
+                    .is_some_and(|value| value.is_empty())
+            })
+            .map(|arg| arg.get_id().clone())
+            .collect();
+        for id in unset {
+            command = command.mut_arg(id, |arg| arg.env(None::<&str>));
+        }
+        Self::from_arg_matches(&command.try_get_matches_from(args)?)
+    }
+
+    /// [`Cli::try_parse_with_env`] over the process's arguments; prints clap's message and
+    /// exits on an error, as `Parser::parse` does.
+    #[must_use]
+    pub fn parse_process() -> Self {
+        Self::try_parse_with_env(std::env::args_os()).unwrap_or_else(|err| err.exit())
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -1,10 +1,8 @@
 //! `auth-server`: serve the API, migrate the database, administer users.
 
-use clap::Parser as _;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = auth_server::cli::Cli::parse();
+    let cli = auth_server::cli::Cli::parse_process();
     auth_server::telemetry::init(&cli.config);
     match auth_server::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -513,3 +513,31 @@ async fn key_files_under_hs256_are_refused() {
     let err = wiring::app_state(&config, &store).unwrap_err().to_string();
     assert!(err.contains("JWT_VERIFY_KEY_FILES"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_environment_value_counts_as_unset() {
+    let db = TestDb::empty().await;
+    let run = |proxies: &str| {
+        Command::new(env!("CARGO_BIN_EXE_auth-server"))
+            .arg("migrate")
+            .env("DATABASE_URL", db.url())
+            .env("LOG_LEVEL", "warn")
+            .env("AUTH_TRUSTED_PROXIES", proxies)
+            .env("CORS_ORIGINS", "")
+            .env("JWT_VERIFY_KEY_FILES", "")
+            .env("LOG_FORMAT", "")
+            .env("AUTH_CACHE_CAPACITY", "")
+            .output()
+            .unwrap()
+    };
+    let out = run("");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A value that is set is still checked.
+    let out = run("not-a-cidr");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--trusted-proxies"));
+}

@@ -151,7 +151,8 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let Some(group) = Group::of(req.method(), req.path()) else {
+    // The path the router matches (percent-decoded), not the raw one: `/auth/logi%6E` is login.
+    let Some(group) = Group::of(req.method(), req.match_info().as_str()) else {
         return next
             .call(req)
             .await

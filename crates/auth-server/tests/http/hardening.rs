@@ -57,6 +57,16 @@ async fn rate_limits_per_ip_and_group_with_headers() {
         .await
         .unwrap();
     assert_eq!(res.status(), 429);
+    // A percent-encoded path reaches the same handler, so it counts against the same limit.
+    for path in ["/api/v1/auth/logi%6E", "/api/v1/auth/%6Cogin"] {
+        let res = app
+            .request(Method::POST, path)
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(res, 429, "RATE_LIMITED").await;
+    }
     app.stop().await;
 
     // Behind a trusted proxy, each forwarded client has its own allowance.

@@ -431,6 +431,25 @@ pub enum BearerErrors {
     Unauthenticated(Problem),
 }
 
+/// Documented answers of endpoints that take no body, when one is sent anyway.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum NoBodyErrors {
+    /// Too large.
+    #[response(
+        status = 413,
+        description = "`PAYLOAD_TOO_LARGE`: a body (none is needed) exceeds 64 KiB",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(Problem),
+    /// Wrong media type.
+    #[response(
+        status = 415,
+        description = "`UNSUPPORTED_MEDIA_TYPE`: a body (none is needed) is not application/json",
+        content_type = "application/problem+json"
+    )]
+    MediaType(Problem),
+}
+
 /// Documented answer of endpoints under a per-IP rate limit.
 #[derive(Debug, utoipa::IntoResponses)]
 pub enum LimitedErrors {

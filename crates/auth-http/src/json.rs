@@ -27,31 +27,42 @@ fn is_json(req: &HttpRequest) -> bool {
     matches!(req.mime_type(), Ok(Some(m)) if m.type_() == mime::APPLICATION && m.subtype() == mime::JSON && m.suffix().is_none())
 }
 
+fn declared_len(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`] (413 beyond, whether declared or streamed).
+async fn read_body(
+    declared_len: Option<usize>,
+    mut payload: Payload,
+) -> Result<BytesMut, ApiError> {
+    if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+    }
+    let mut body = BytesMut::with_capacity(declared_len.unwrap_or(0).min(MAX_BODY_BYTES));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::malformed("the request body could not be read"))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let declared_len = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let declared_len = declared_len(req);
         let json = is_json(req);
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
-            if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
-                return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
-            }
-            let mut body = BytesMut::with_capacity(declared_len.unwrap_or(0).min(MAX_BODY_BYTES));
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|_| ApiError::malformed("the request body could not be read"))?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_body(declared_len, payload).await?;
             if body.is_empty() {
                 return Err(ApiError::malformed("a JSON request body is required"));
             }
@@ -59,6 +70,29 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
                 return Err(ApiError::unsupported_media_type());
             }
             parse(&body).map(ValidJson)
+        })
+    }
+}
+
+/// For endpoints that take no body: one sent anyway follows the same rules as any body (413
+/// over [`MAX_BODY_BYTES`], 415 unless JSON) and is otherwise ignored.
+#[derive(Debug)]
+pub struct NoBody;
+
+impl FromRequest for NoBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let declared_len = declared_len(req);
+        let json = is_json(req);
+        let payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(declared_len, payload).await?;
+            if !body.is_empty() && !json {
+                return Err(ApiError::unsupported_media_type());
+            }
+            Ok(NoBody)
         })
     }
 }
@@ -92,9 +126,12 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// A 422 entry for a data error, in the service's own words: serde's message names Rust
+/// types and echoes input (`invalid type: integer `5`, expected a string`), and the contract
+/// keeps serde text out of every error body. Only the kind of error is read from it.
 fn field_error(path: &serde_path_to_error::Path, err: &serde_json::Error) -> FieldError {
     let text = err.to_string();
-    let message = text.split(" at line ").next().unwrap_or(&text).to_owned();
+    let message = text.split(" at line ").next().unwrap_or(&text);
     let parent = path.to_string();
     if let Some(name) = message
         .strip_prefix("missing field `")
@@ -105,19 +142,32 @@ fn field_error(path: &serde_path_to_error::Path, err: &serde_json::Error) -> Fie
         } else {
             format!("{parent}.{name}")
         };
-        return FieldError::new(field, "required", format!("{name} is required"));
+        return FieldError::new(field.clone(), "required", format!("{field} is required"));
     }
     let field = if parent == "." {
         "body".to_owned()
     } else {
         parent
     };
-    let code = if message.contains(CONTROL_CHAR_MESSAGE) {
-        "control_character"
+    if message.contains(CONTROL_CHAR_MESSAGE) {
+        let text = format!("{field} {CONTROL_CHAR_MESSAGE}");
+        return FieldError::new(field, "control_character", text);
+    }
+    let what = if message.starts_with("invalid type") {
+        "has the wrong type"
+    } else if message.starts_with("invalid length") {
+        "has the wrong number of items"
+    } else if message.starts_with("unknown variant") {
+        "is not one of the allowed values"
+    } else if message.starts_with("unknown field") {
+        "holds a field that is not known"
+    } else if message.starts_with("duplicate field") {
+        "holds a field more than once"
     } else {
-        "invalid_type"
+        "has an invalid value"
     };
-    FieldError::new(field, code, message)
+    let text = format!("{field} {what}");
+    FieldError::new(field, "invalid_type", text)
 }
 
 const CONTROL_CHAR_MESSAGE: &str = "must not contain control characters";

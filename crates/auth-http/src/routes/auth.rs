@@ -13,10 +13,11 @@ use uuid::Uuid;
 
 use super::no_store_json;
 use crate::error::{
-    ApiError, BearerErrors, BodyErrors, FieldError, LimitedErrors, Problem, StoreErrors,
+    ApiError, BearerErrors, BodyErrors, FieldError, LimitedErrors, NoBodyErrors, Problem,
+    StoreErrors,
 };
 use crate::extract::Authenticated;
-use crate::json::{CleanString, ValidJson};
+use crate::json::{CleanString, NoBody, ValidJson};
 use crate::state::AppState;
 
 /// `POST /auth/register` body.
@@ -325,13 +326,14 @@ pub async fn logout(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Every session ended"),
-        BearerErrors, StoreErrors,
+        BearerErrors, StoreErrors, NoBodyErrors,
     )
 )]
 #[post("/auth/logout-all")]
 pub async fn logout_all(
     state: web::Data<AppState>,
     caller: Authenticated,
+    _body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.logout_all(caller.0.user.id).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -15,10 +15,11 @@ use uuid::Uuid;
 use super::no_store_json;
 use super::organizations::{query, required_organization};
 use crate::error::{
-    ApiError, BodyErrors, FieldError, LimitedErrors, ManagerErrors, Problem, StoreErrors,
+    ApiError, BodyErrors, FieldError, LimitedErrors, ManagerErrors, NoBodyErrors, Problem,
+    StoreErrors,
 };
 use crate::extract::Manager;
-use crate::json::{CleanString, ValidJson};
+use crate::json::{CleanString, NoBody, ValidJson};
 use crate::state::AppState;
 
 /// A device as listed (never its secret).
@@ -267,7 +268,7 @@ impl std::fmt::Debug for RotatedSecret {
     responses(
         (status = 200, description = "New secret, shown only here", body = RotatedSecret),
         (status = 409, description = "`ALREADY_REVOKED`", body = Problem, content_type = "application/problem+json"),
-        ManagerErrors, StoreErrors,
+        ManagerErrors, StoreErrors, NoBodyErrors,
     )
 )]
 #[post("/devices/{device_id}/rotate-secret")]
@@ -275,6 +276,7 @@ pub async fn rotate_secret(
     state: web::Data<AppState>,
     manager: Manager,
     path: web::Path<String>,
+    _body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let id: DeviceId = device_path(&path)?;
     let issued = state.devices.rotate_secret(&manager.0, &id).await?;
@@ -300,7 +302,7 @@ fn device_path(raw: &str) -> Result<DeviceId, ApiError> {
     responses(
         (status = 200, description = "Revoked", body = DeviceItem),
         (status = 409, description = "`ALREADY_REVOKED`", body = Problem, content_type = "application/problem+json"),
-        ManagerErrors, StoreErrors,
+        ManagerErrors, StoreErrors, NoBodyErrors,
     )
 )]
 #[post("/devices/{device_id}/revoke")]
@@ -308,6 +310,7 @@ pub async fn revoke(
     state: web::Data<AppState>,
     manager: Manager,
     path: web::Path<String>,
+    _body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_path(&path)?;
     let device = state.devices.revoke(&manager.0, &id).await?;

@@ -33,7 +33,14 @@ pub(crate) fn query<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     web::Query::<T>::from_query(req.query_string())
         .map(web::Query::into_inner)
-        .map_err(|e| ApiError::validation(vec![FieldError::new("query", "invalid", e)]))
+        .map_err(|_| {
+            // The deserializer's message is serde text: keep it out of the body.
+            ApiError::validation(vec![FieldError::new(
+                "query",
+                "invalid",
+                "the query parameters are not valid",
+            )])
+        })
 }
 
 /// The `organization_id` a listing needs: missing is a 422, malformed or unknown a 404.

@@ -117,7 +117,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     if db_ok {
         HttpResponse::Ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
+        HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "5"))
+            .json(body)
     }
 }
 

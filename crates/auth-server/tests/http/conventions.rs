@@ -116,13 +116,93 @@ async fn field_errors(app: &TestApp, body: Value) -> Vec<(String, String)> {
         .expect("errors array")
         .iter()
         .map(|e| {
-            assert!(e["message"].is_string());
+            assert_no_serde_text(e["message"].as_str().unwrap());
             (
                 e["field"].as_str().unwrap().to_owned(),
                 e["code"].as_str().unwrap().to_owned(),
             )
         })
         .collect()
+}
+
+/// The contract keeps serde text out of error bodies; these are its tell-tale fragments.
+fn assert_no_serde_text(message: &str) {
+    for fragment in [
+        "invalid type",
+        "expected",
+        "`",
+        "UUID",
+        "deserialize",
+        "at line",
+    ] {
+        assert!(!message.contains(fragment), "serde text in {message:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serde_text_stays_out_of_422_bodies() {
+    let app = TestApp::start(Backend::Memory).await;
+    let (_, session) = app.user_with_session().await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let cases = [
+        app.post_json(REGISTER, &json!({"email": 5, "password": [1]}))
+            .await,
+        app.post_auth(
+            "/api/v1/api-keys",
+            &token,
+            Some(&json!({"organization_id": "not-an-id", "name": "k", "scopes": []})),
+        )
+        .await,
+        app.get_auth(
+            "/api/v1/api-keys?organization_id=a&organization_id=b",
+            &token,
+        )
+        .await,
+    ];
+    for res in cases {
+        let problem = assert_problem(res, 422, "VALIDATION_FAILED").await;
+        for error in problem["errors"].as_array().unwrap() {
+            assert_no_serde_text(error["message"].as_str().unwrap());
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_where_none_is_needed_follows_the_body_rules() {
+    let app = TestApp::start(Backend::Memory).await;
+    let (_, session) = app.user_with_session().await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let send = |content_type: &'static str, body: String| {
+        app.request(Method::POST, "/api/v1/auth/logout-all")
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let res = send("text/plain", "hello".into()).await.unwrap();
+    assert_problem(res, 415, "UNSUPPORTED_MEDIA_TYPE").await;
+    let res = send("application/json", format!("\"{}\"", "x".repeat(70 * 1024)))
+        .await
+        .unwrap();
+    assert_problem(res, 413, "PAYLOAD_TOO_LARGE").await;
+    // Neither ended the sessions; a JSON body is accepted and ignored.
+    assert_eq!(
+        app.get_auth("/api/v1/auth/verify", &token).await.status(),
+        200
+    );
+    assert_eq!(
+        send("application/json", "{}".into())
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.get_auth("/api/v1/auth/verify", &token).await.status(),
+        401
+    );
+    app.stop().await;
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

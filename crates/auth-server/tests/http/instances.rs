@@ -264,6 +264,10 @@ async fn an_outage_is_a_503_never_cached_and_cached_verdicts_keep_answering() {
     })
     .await;
     assert_eq!(b.get("/health/live").await.status(), 200);
+    let res = b.get("/health").await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "5");
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "unhealthy");
 
     // Revoked on A while B cannot hear: B keeps its pre-outage answer until it reconnects,
     // then flushes its caches, since it may have missed the notification.

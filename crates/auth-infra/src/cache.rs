@@ -108,7 +108,9 @@ where
         } else {
             self.hits.increment(1);
         }
-        if self.epoch.load(Ordering::Acquire) != started {
+        // Only a load of this call can have inserted a stale value; a hit read during an
+        // unrelated invalidation stays.
+        if loaded.load(Ordering::Relaxed) && self.epoch.load(Ordering::Acquire) != started {
             self.cache.invalidate(&key).await;
         }
         Ok(value.map(|shared| V::clone(&shared)))

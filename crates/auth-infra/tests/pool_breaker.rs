@@ -75,3 +75,25 @@ async fn a_reachable_database_keeps_it_closed() {
     assert_eq!(state.max_size, 2);
     assert!(state.size >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_pool_answers_unavailable_without_opening_the_breaker() {
+    let db = TestDb::new().await;
+    let pool = build_pool(
+        db.url(),
+        PoolSettings {
+            max_size: 1,
+            timeout: Duration::from_millis(200),
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let held = pool.get().await.unwrap();
+    for _ in 0..(BREAKER_FAILURES * 2) {
+        let err = failure(&pool).await;
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(!is_open_breaker(&err), "overload opened the breaker");
+    }
+    drop(held);
+    drop(pool.get().await.unwrap());
+}

@@ -28,13 +28,16 @@ pub fn latest_migration_version() -> String {
 /// `connect_timeout` itself: an unreachable host must not hang start-up.
 const CONNECT_TIMEOUT_SECONDS: u32 = 10;
 
-/// The URL with a `connect_timeout` parameter, unless it has one.
+/// The connection string (URL or `key=value` form) with a `connect_timeout`, unless it has one.
 fn with_connect_timeout(url: &str) -> String {
     if url.contains("connect_timeout=") {
         url.to_owned()
-    } else {
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let separator = if url.contains('?') { '&' } else { '?' };
         format!("{url}{separator}connect_timeout={CONNECT_TIMEOUT_SECONDS}")
+    } else {
+        // The `key=value` form.
+        format!("{url} connect_timeout={CONNECT_TIMEOUT_SECONDS}")
     }
 }
 
@@ -80,6 +83,10 @@ mod tests {
         assert_eq!(
             with_connect_timeout("postgres://u:p@h/db?sslmode=disable"),
             "postgres://u:p@h/db?sslmode=disable&connect_timeout=10"
+        );
+        assert_eq!(
+            with_connect_timeout("host=h password=p dbname=db"),
+            "host=h password=p dbname=db connect_timeout=10"
         );
         assert_eq!(
             with_connect_timeout("postgres://h/db?connect_timeout=3"),

@@ -13,8 +13,9 @@
 use std::time::{Duration, Instant};
 
 use auth_core::ports::StoreError;
+use deadpool::managed::TimeoutType;
 use diesel::ConnectionError;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
@@ -98,6 +99,12 @@ impl DbPool {
                 self.breaker.on_success();
                 Ok(conn)
             }
+            // Waiting for a slot of a busy pool is overload, not an outage: it answers 503
+            // but does not count toward opening the breaker (one burst of cold lookups must
+            // not shut every request out). Failing to connect does.
+            Ok(Err(PoolError::Timeout(TimeoutType::Wait))) => {
+                Err(StoreError::unavailable(AcquireTimeout(self.timeout)))
+            }
             Ok(Err(err)) => {
                 let err = pool_error(err);
                 if matches!(err, StoreError::Unavailable(_)) {
@@ -106,7 +113,9 @@ impl DbPool {
                 Err(err)
             }
             Err(_) => {
-                self.breaker.on_error();
+                if self.pool.status().size == 0 {
+                    self.breaker.on_error();
+                }
                 Err(StoreError::unavailable(AcquireTimeout(self.timeout)))
             }
         }

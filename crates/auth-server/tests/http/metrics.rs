@@ -1,10 +1,9 @@
 //! `/metrics`: the Prometheus text an operator scrapes moves with what the service does.
 //!
 //! The recorder is global to the process and the tests of this binary run in parallel, so
-//! every assertion is on a change this test caused (at least its own increments), never on an
-//! absolute count.
-
-use std::time::{Duration, Instant};
+//! these are lower bounds that other tests may also satisfy; the exact counts are checked on
+//! a process of its own in `tests/operations/metrics.rs`. What only this test can cause is
+//! checked here: route templates as labels and no secret in the text.
 
 use reqwest::Method;
 use serde_json::json;
@@ -129,30 +128,9 @@ async fn metrics_follow_requests_logins_caches_and_the_pool() {
             &[("cache", "api_keys"), ("result", "hit")]
         ) >= 2.0
     );
-    assert!(after.contains("auth_cache_entries{cache=\"api_keys\"}"));
     assert!(delta("auth_bcrypt_duration_seconds_count", &[("op", "verify")]) >= 4.0);
     assert!(delta("auth_db_pool_wait_seconds_count", &[]) >= 1.0);
-    assert!(value(&after, "auth_db_pool_max_connections", &[]) >= 1.0);
-    assert!(after.contains("auth_db_pool_connections{state=\"idle\"}"));
-    assert!(after.contains("auth_db_circuit_state"));
 
-    // Heartbeats cross the bus every second, so the lag histogram fills without any
-    // invalidation being sent.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = scrape(&app).await;
-        if value(&now, "auth_invalidation_lag_seconds_count", &[])
-            > value(&before, "auth_invalidation_lag_seconds_count", &[])
-        {
-            assert_eq!(
-                value(&now, "auth_invalidation_listener_connected", &[]),
-                1.0
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "no invalidation lag observed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     app.stop().await;
 }
 

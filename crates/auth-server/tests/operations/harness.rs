@@ -532,3 +532,31 @@ impl Drop for OwnedPostgres {
         }
     }
 }
+
+/// The Prometheus text of `/metrics`.
+pub async fn scrape(server: &ServerProcess) -> String {
+    let res = server.get("/metrics").await;
+    assert_eq!(res.status(), 200, "GET /metrics");
+    res.text().await.expect("metrics text")
+}
+
+/// The sum of the series of `name` whose labels include every pair of `labels` (0 when
+/// there is none).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+            let matches = series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
+            if matches {
+                value.parse::<f64>().ok()
+            } else {
+                None
+            }
+        })
+        .sum()
+}

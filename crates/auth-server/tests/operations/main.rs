@@ -11,4 +11,5 @@ mod harness;
 
 mod instances;
 mod logs;
+mod metrics;
 mod outage;

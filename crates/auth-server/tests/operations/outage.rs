@@ -12,8 +12,8 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    OwnedPostgres, PASSWORD, ServerProcess, assert_unavailable, check_metrics, client, str_field,
-    timed, unique_email, within,
+    OwnedPostgres, PASSWORD, ServerProcess, assert_unavailable, check_metrics, client, metric,
+    scrape, str_field, timed, unique_email, within,
 };
 
 /// Each answer during the outage must arrive within 2 s: this is the fail-fast behaviour an
@@ -215,6 +215,18 @@ async fn a_postgres_outage_fails_fast_keeps_cached_verdicts_and_loses_no_acknowl
     if let Err(e) = check_metrics(&server, &["http_requests_total"]).await {
         metric_problems.push(format!("during the outage: {e}"));
     }
+    // The breaker opened (it may be half-open at this instant, probing).
+    let during = scrape(&server).await;
+    assert!(
+        metric(&during, "auth_db_circuit_opened_total", &[]) >= 1.0,
+        "breaker never opened"
+    );
+    assert!(metric(&during, "auth_db_circuit_rejections_total", &[]) >= 1.0);
+    assert_ne!(
+        metric(&during, "auth_db_circuit_state", &[]),
+        0.0,
+        "breaker closed during the outage"
+    );
     let outage_lasted = paused_at.elapsed();
 
     // ---- Recovery ----
@@ -304,6 +316,11 @@ async fn a_postgres_outage_fails_fast_keeps_cached_verdicts_and_loses_no_acknowl
     {
         metric_problems.push(format!("after recovery: {e}"));
     }
+    assert_eq!(
+        metric(&scrape(&server).await, "auth_db_circuit_state", &[]),
+        0.0,
+        "breaker still open after recovery"
+    );
 
     // When writes came back (the writer's first 201 after the resume): reported, not
     // asserted; readiness is the operator's signal.

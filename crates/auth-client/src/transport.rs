@@ -199,6 +199,9 @@ impl Transport {
 
     async fn attempts(&self, call: &Call<'_>, timeout: Duration) -> Result<Answer, Error> {
         let url = self.url(call)?;
+        // Checked before any attempt: a credential that cannot be a header is the caller's
+        // error, never a transport failure to retry or to count against the breaker.
+        let credential = credential_header(call.auth)?;
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.retry.initial_backoff)
             .with_max_delay(self.retry.max_backoff)
@@ -215,9 +218,13 @@ impl Transport {
                 None => None,
             };
             self.metrics.attempt(call.op, retry);
-            let result = self.send(call, &url, timeout).await;
+            let result = self.send(call, &url, credential.as_ref(), timeout).await;
             if let (Some(breaker), Some(permit)) = (&self.breaker, permit) {
-                let failed = result.as_ref().map_or(true, |a| a.status >= 500);
+                let failed = match &result {
+                    Ok(answer) => answer.status >= 500,
+                    Err(Error::Connect(_) | Error::Timeout(_) | Error::Transport(_)) => true,
+                    Err(_) => false,
+                };
                 breaker.record(permit, failed);
             }
             let Next::Retry { at_least } = self.next(call.op, &result) else {
@@ -263,21 +270,19 @@ impl Transport {
         }
     }
 
-    async fn send(&self, call: &Call<'_>, url: &Url, timeout: Duration) -> Result<Answer, Error> {
+    async fn send(
+        &self,
+        call: &Call<'_>,
+        url: &Url,
+        credential: Option<&(header::HeaderName, HeaderValue)>,
+        timeout: Duration,
+    ) -> Result<Answer, Error> {
         let mut request = self
             .http
             .request(call.method.clone(), url.clone())
             .timeout(timeout);
-        match call.auth {
-            Auth::None => {}
-            Auth::Bearer(token) => request = request.bearer_auth(token),
-            Auth::ApiKey(key) => {
-                let mut value = HeaderValue::from_str(key).map_err(|_| {
-                    Error::InvalidArgument("an API key must be visible ASCII".into())
-                })?;
-                value.set_sensitive(true);
-                request = request.header("x-api-key", value);
-            }
+        if let Some((name, value)) = credential {
+            request = request.header(name.clone(), value.clone());
         }
         if let Some(body) = &call.body {
             request = request
@@ -341,6 +346,36 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
     Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The header carrying the call's credential, marked sensitive (kept out of reqwest's
+/// `Debug`).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a credential that is not visible ASCII.
+fn credential_header(auth: Auth<'_>) -> Result<Option<(header::HeaderName, HeaderValue)>, Error> {
+    let (name, credential, text, what) = match auth {
+        Auth::None => return Ok(None),
+        Auth::Bearer(token) => (
+            header::AUTHORIZATION,
+            token,
+            format!("Bearer {token}"),
+            "a token",
+        ),
+        Auth::ApiKey(key) => (
+            header::HeaderName::from_static("x-api-key"),
+            key,
+            key.to_owned(),
+            "an API key",
+        ),
+    };
+    let invalid = || Error::InvalidArgument(format!("{what} must be visible ASCII"));
+    if credential.is_empty() || !credential.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    let mut value = HeaderValue::from_str(&text).map_err(|_| invalid())?;
+    value.set_sensitive(true);
+    Ok(Some((name, value)))
 }
 
 #[cfg(test)]
@@ -451,5 +486,20 @@ mod tests {
             t.url(&call).unwrap().as_str(),
             "http://localhost:1/prefix/api/v1/devices/a%2Fb%3Fc?organization_id=x+y"
         );
+    }
+
+    #[test]
+    fn credentials_that_cannot_be_headers_are_the_callers_error() {
+        for auth in [Auth::Bearer("tok\nen"), Auth::ApiKey("ak_live_é")] {
+            assert!(matches!(
+                credential_header(auth),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        let (name, value) = credential_header(Auth::Bearer("abc")).unwrap().unwrap();
+        assert_eq!(name, header::AUTHORIZATION);
+        assert_eq!(value, "Bearer abc");
+        assert!(value.is_sensitive());
+        assert!(credential_header(Auth::None).unwrap().is_none());
     }
 }

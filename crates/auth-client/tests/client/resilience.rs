@@ -264,7 +264,7 @@ async fn refusals_are_neither_retried_nor_counted_by_the_breaker() {
     }
     for _ in 0..3 {
         client
-            .me(&SecretString::from("not a token"))
+            .me(&SecretString::from("not-a-token"))
             .await
             .unwrap_err();
     }

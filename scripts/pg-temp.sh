@@ -4,6 +4,9 @@
 #   scripts/pg-temp.sh stop "$PGTEMP_DIR"  # stops that cluster and removes its directory
 #   scripts/pg-temp.sh pause "$PGTEMP_DIR" # stops the server (fast shutdown), keeps its data
 #   scripts/pg-temp.sh resume "$PGTEMP_DIR" # starts it again on the same port, same options
+#   scripts/pg-temp.sh freeze "$PGTEMP_DIR" # SIGSTOPs the server and its backends: connections
+#                                           # stay open but nothing answers (a hung database)
+#   scripts/pg-temp.sh thaw "$PGTEMP_DIR"   # SIGCONTs them
 # `start` records the port in "$PGTEMP_DIR/port" (what `resume` reuses).
 # Postgres refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
@@ -69,5 +72,12 @@ resume)
   "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o \
       "$(server_opts "$port" "$dir")" >/dev/null || { tail -n 20 "$dir/server.log" >&2; exit 1; }
   ;;
-*) echo "usage: pg-temp.sh start | stop DIR | pause DIR | resume DIR" >&2; exit 2 ;;
+freeze|thaw)
+  dir=${2:?usage: pg-temp.sh freeze|thaw DIR}
+  signal=STOP; [ "$1" = thaw ] && signal=CONT
+  main=$(head -n 1 "$dir/data/postmaster.pid")
+  # The postmaster and its children (backends, checkpointer, walwriter, ...) of this cluster only.
+  kill -s "$signal" "$main" $(pgrep -P "$main" || true)
+  ;;
+*) echo "usage: pg-temp.sh start | stop DIR | pause DIR | resume DIR | freeze DIR | thaw DIR" >&2; exit 2 ;;
 esac

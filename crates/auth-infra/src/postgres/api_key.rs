@@ -147,39 +147,51 @@ impl PgApiKeyRepository {
 #[async_trait]
 impl ApiKeyRepository for PgApiKeyRepository {
     async fn create(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await?;
-        diesel::insert_into(api_keys::table)
-            .values(ApiKeyRow::from_domain(key))
-            .execute(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                diesel::insert_into(api_keys::table)
+                    .values(ApiKeyRow::from_domain(key))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(())
+            })
             .await
-            .map_err(classify)?;
-        Ok(())
     }
 
     async fn find(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        api_keys::table
-            .find(id.as_uuid())
-            .select(ApiKeyRow::as_select())
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                api_keys::table
+                    .find(id.as_uuid())
+                    .select(ApiKeyRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?
+                    .map(ApiKeyRow::into_domain)
+                    .transpose()
+            })
             .await
-            .optional()
-            .map_err(classify)?
-            .map(ApiKeyRow::into_domain)
-            .transpose()
     }
 
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        api_keys::table
-            .filter(api_keys::key_hash.eq(hash.as_bytes().as_slice()))
-            .select(ApiKeyRow::as_select())
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                api_keys::table
+                    .filter(api_keys::key_hash.eq(hash.as_bytes().as_slice()))
+                    .select(ApiKeyRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?
+                    .map(ApiKeyRow::into_domain)
+                    .transpose()
+            })
             .await
-            .optional()
-            .map_err(classify)?
-            .map(ApiKeyRow::into_domain)
-            .transpose()
     }
 
     async fn list(
@@ -187,43 +199,51 @@ impl ApiKeyRepository for PgApiKeyRepository {
         org: OrganizationId,
         include_revoked: bool,
     ) -> Result<Vec<ApiKey>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let mut query = api_keys::table
-            .filter(api_keys::organization_id.eq(org.as_uuid()))
-            .order((api_keys::created_at.asc(), api_keys::id.asc()))
-            .select(ApiKeyRow::as_select())
-            .into_boxed();
-        if !include_revoked {
-            query = query.filter(api_keys::revoked_at.is_null());
-        }
-        query
-            .load(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let mut query = api_keys::table
+                    .filter(api_keys::organization_id.eq(org.as_uuid()))
+                    .order((api_keys::created_at.asc(), api_keys::id.asc()))
+                    .select(ApiKeyRow::as_select())
+                    .into_boxed();
+                if !include_revoked {
+                    query = query.filter(api_keys::revoked_at.is_null());
+                }
+                query
+                    .load(&mut conn)
+                    .await
+                    .map_err(classify)?
+                    .into_iter()
+                    .map(ApiKeyRow::into_domain)
+                    .collect()
+            })
             .await
-            .map_err(classify)?
-            .into_iter()
-            .map(ApiKeyRow::into_domain)
-            .collect()
     }
 
     async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
-        let mut conn = self.pool.get().await?;
-        // Concurrent revocations serialise on the row lock; the losers re-check
-        // `revoked_at IS NULL`, find it set, and update nothing.
-        let revoked = diesel::update(
-            api_keys::table
-                .find(id.as_uuid())
-                .filter(api_keys::revoked_at.is_null()),
-        )
-        .set(api_keys::revoked_at.eq(now))
-        .returning(ApiKeyRow::as_returning())
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .map_err(classify)?;
-        match revoked {
-            Some(row) => Ok(row.into_domain()?),
-            None => Err(refusal(&mut conn, id.as_uuid()).await),
-        }
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                // Concurrent revocations serialise on the row lock; the losers re-check
+                // `revoked_at IS NULL`, find it set, and update nothing.
+                let revoked = diesel::update(
+                    api_keys::table
+                        .find(id.as_uuid())
+                        .filter(api_keys::revoked_at.is_null()),
+                )
+                .set(api_keys::revoked_at.eq(now))
+                .returning(ApiKeyRow::as_returning())
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .map_err(classify)?;
+                match revoked {
+                    Some(row) => Ok(row.into_domain()?),
+                    None => Err(refusal(&mut conn, id.as_uuid()).await),
+                }
+            })
+            .await
     }
 
     async fn rotate(
@@ -232,48 +252,56 @@ impl ApiKeyRepository for PgApiKeyRepository {
         new: &ApiKey,
         now: DateTime<Utc>,
     ) -> Result<ApiKey, RevokeKeyError> {
-        let mut conn = self.pool.get().await?;
-        let new_row = ApiKeyRow::from_domain(new);
-        let rotated = conn
-            .transaction::<_, RotateFailure, _>(async |conn| {
-                let revoked = diesel::update(
-                    api_keys::table
-                        .find(old.as_uuid())
-                        .filter(api_keys::revoked_at.is_null()),
-                )
-                .set(api_keys::revoked_at.eq(now))
-                .returning(ApiKeyRow::as_returning())
-                .get_result(conn)
-                .await
-                .optional()?;
-                let revoked = revoked.ok_or(RotateFailure::Refused)?;
-                diesel::insert_into(api_keys::table)
-                    .values(&new_row)
-                    .execute(conn)
-                    .await?;
-                Ok(revoked)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let new_row = ApiKeyRow::from_domain(new);
+                let rotated = conn
+                    .transaction::<_, RotateFailure, _>(async |conn| {
+                        let revoked = diesel::update(
+                            api_keys::table
+                                .find(old.as_uuid())
+                                .filter(api_keys::revoked_at.is_null()),
+                        )
+                        .set(api_keys::revoked_at.eq(now))
+                        .returning(ApiKeyRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                        let revoked = revoked.ok_or(RotateFailure::Refused)?;
+                        diesel::insert_into(api_keys::table)
+                            .values(&new_row)
+                            .execute(conn)
+                            .await?;
+                        Ok(revoked)
+                    })
+                    .await;
+                match rotated {
+                    Ok(row) => Ok(row.into_domain()?),
+                    Err(RotateFailure::Refused) => Err(refusal(&mut conn, old.as_uuid()).await),
+                    Err(RotateFailure::Db(err)) => Err(classify(err).into()),
+                }
             })
-            .await;
-        match rotated {
-            Ok(row) => Ok(row.into_domain()?),
-            Err(RotateFailure::Refused) => Err(refusal(&mut conn, old.as_uuid()).await),
-            Err(RotateFailure::Db(err)) => Err(classify(err).into()),
-        }
+            .await
     }
 
     async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
-        if usage.is_empty() {
-            return Ok(());
-        }
-        let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) =
-            usage.iter().map(|(id, at)| (id.as_uuid(), *at)).unzip();
-        let mut conn = self.pool.get().await?;
-        diesel::sql_query(RECORD_USAGE_SQL)
-            .bind::<Array<SqlUuid>, _>(ids)
-            .bind::<Array<Timestamptz>, _>(times)
-            .execute(&mut conn)
+        self.pool
+            .deadline(async {
+                if usage.is_empty() {
+                    return Ok(());
+                }
+                let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) =
+                    usage.iter().map(|(id, at)| (id.as_uuid(), *at)).unzip();
+                let mut conn = self.pool.get().await?;
+                diesel::sql_query(RECORD_USAGE_SQL)
+                    .bind::<Array<SqlUuid>, _>(ids)
+                    .bind::<Array<Timestamptz>, _>(times)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(())
+            })
             .await
-            .map_err(classify)?;
-        Ok(())
     }
 }

@@ -153,14 +153,17 @@ impl PgInvalidationBus {
 }
 
 async fn notify(pool: &DbPool, payload: &str) -> Result<(), StoreError> {
-    let mut conn = pool.get().await?;
-    diesel::sql_query("SELECT pg_notify($1, $2)")
-        .bind::<Text, _>(CHANNEL)
-        .bind::<Text, _>(payload)
-        .execute(&mut conn)
-        .await
-        .map_err(classify)?;
-    Ok(())
+    pool.deadline(async {
+        let mut conn = pool.get().await?;
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(CHANNEL)
+            .bind::<Text, _>(payload)
+            .execute(&mut conn)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    })
+    .await
 }
 
 async fn listen(url: String, handler: Arc<dyn InvalidationHandler>, connected: Arc<AtomicBool>) {

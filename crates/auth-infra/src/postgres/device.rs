@@ -119,47 +119,59 @@ impl PgDeviceRepository {
 #[async_trait]
 impl DeviceRepository for PgDeviceRepository {
     async fn register(&self, device: &Device) -> Result<(), RegisterDeviceError> {
-        let mut conn = self.pool.get().await?;
-        let inserted = diesel::insert_into(devices::table)
-            .values(DeviceRow::from_domain(device))
-            .execute(&mut conn)
-            .await;
-        match inserted {
-            Ok(_) => Ok(()),
-            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
-                if info.constraint_name() == Some("devices_pkey") =>
-            {
-                Err(RegisterDeviceError::Exists)
-            }
-            Err(other) => Err(classify(other).into()),
-        }
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let inserted = diesel::insert_into(devices::table)
+                    .values(DeviceRow::from_domain(device))
+                    .execute(&mut conn)
+                    .await;
+                match inserted {
+                    Ok(_) => Ok(()),
+                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                        if info.constraint_name() == Some("devices_pkey") =>
+                    {
+                        Err(RegisterDeviceError::Exists)
+                    }
+                    Err(other) => Err(classify(other).into()),
+                }
+            })
+            .await
     }
 
     async fn find(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        devices::table
-            .find(id.as_str())
-            .select(DeviceRow::as_select())
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                devices::table
+                    .find(id.as_str())
+                    .select(DeviceRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?
+                    .map(DeviceRow::into_domain)
+                    .transpose()
+            })
             .await
-            .optional()
-            .map_err(classify)?
-            .map(DeviceRow::into_domain)
-            .transpose()
     }
 
     async fn list(&self, org: OrganizationId) -> Result<Vec<Device>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        devices::table
-            .filter(devices::organization_id.eq(org.as_uuid()))
-            .order((devices::created_at.asc(), devices::device_id.asc()))
-            .select(DeviceRow::as_select())
-            .load(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                devices::table
+                    .filter(devices::organization_id.eq(org.as_uuid()))
+                    .order((devices::created_at.asc(), devices::device_id.asc()))
+                    .select(DeviceRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(classify)?
+                    .into_iter()
+                    .map(DeviceRow::into_domain)
+                    .collect()
+            })
             .await
-            .map_err(classify)?
-            .into_iter()
-            .map(DeviceRow::into_domain)
-            .collect()
     }
 
     async fn rotate_secret(
@@ -167,65 +179,77 @@ impl DeviceRepository for PgDeviceRepository {
         id: &DeviceId,
         new_hash: &TokenHash,
     ) -> Result<Device, ChangeDeviceError> {
-        let mut conn = self.pool.get().await?;
-        // A concurrent revocation holds the row lock; once it commits, the re-check of
-        // `revoked_at IS NULL` fails and nothing is replaced.
-        let rotated = diesel::update(
-            devices::table
-                .find(id.as_str())
-                .filter(devices::revoked_at.is_null()),
-        )
-        .set(devices::secret_hash.eq(new_hash.as_bytes().as_slice()))
-        .returning(DeviceRow::as_returning())
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .map_err(classify)?;
-        match rotated {
-            Some(row) => Ok(row.into_domain()?),
-            None => Err(refusal(&mut conn, id).await),
-        }
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                // A concurrent revocation holds the row lock; once it commits, the re-check of
+                // `revoked_at IS NULL` fails and nothing is replaced.
+                let rotated = diesel::update(
+                    devices::table
+                        .find(id.as_str())
+                        .filter(devices::revoked_at.is_null()),
+                )
+                .set(devices::secret_hash.eq(new_hash.as_bytes().as_slice()))
+                .returning(DeviceRow::as_returning())
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .map_err(classify)?;
+                match rotated {
+                    Some(row) => Ok(row.into_domain()?),
+                    None => Err(refusal(&mut conn, id).await),
+                }
+            })
+            .await
     }
 
     async fn revoke(&self, id: &DeviceId, now: DateTime<Utc>) -> Result<Device, ChangeDeviceError> {
-        let mut conn = self.pool.get().await?;
-        // Concurrent revocations serialise on the row lock; the losers re-check
-        // `revoked_at IS NULL`, find it set, and update nothing.
-        let revoked = diesel::update(
-            devices::table
-                .find(id.as_str())
-                .filter(devices::revoked_at.is_null()),
-        )
-        .set(devices::revoked_at.eq(now))
-        .returning(DeviceRow::as_returning())
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .map_err(classify)?;
-        match revoked {
-            Some(row) => Ok(row.into_domain()?),
-            None => Err(refusal(&mut conn, id).await),
-        }
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                // Concurrent revocations serialise on the row lock; the losers re-check
+                // `revoked_at IS NULL`, find it set, and update nothing.
+                let revoked = diesel::update(
+                    devices::table
+                        .find(id.as_str())
+                        .filter(devices::revoked_at.is_null()),
+                )
+                .set(devices::revoked_at.eq(now))
+                .returning(DeviceRow::as_returning())
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .map_err(classify)?;
+                match revoked {
+                    Some(row) => Ok(row.into_domain()?),
+                    None => Err(refusal(&mut conn, id).await),
+                }
+            })
+            .await
     }
 
     async fn record_authentications(
         &self,
         seen: &[(DeviceId, DateTime<Utc>)],
     ) -> Result<(), StoreError> {
-        if seen.is_empty() {
-            return Ok(());
-        }
-        let (ids, times): (Vec<String>, Vec<DateTime<Utc>>) = seen
-            .iter()
-            .map(|(id, at)| (id.as_str().to_owned(), *at))
-            .unzip();
-        let mut conn = self.pool.get().await?;
-        diesel::sql_query(RECORD_AUTHENTICATIONS_SQL)
-            .bind::<Array<Text>, _>(ids)
-            .bind::<Array<Timestamptz>, _>(times)
-            .execute(&mut conn)
+        self.pool
+            .deadline(async {
+                if seen.is_empty() {
+                    return Ok(());
+                }
+                let (ids, times): (Vec<String>, Vec<DateTime<Utc>>) = seen
+                    .iter()
+                    .map(|(id, at)| (id.as_str().to_owned(), *at))
+                    .unzip();
+                let mut conn = self.pool.get().await?;
+                diesel::sql_query(RECORD_AUTHENTICATIONS_SQL)
+                    .bind::<Array<Text>, _>(ids)
+                    .bind::<Array<Timestamptz>, _>(times)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(())
+            })
             .await
-            .map_err(classify)?;
-        Ok(())
     }
 }

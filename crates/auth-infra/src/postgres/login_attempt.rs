@@ -93,16 +93,20 @@ impl LoginAttemptStore for PgLoginAttemptStore {
         key: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let locked: Option<Option<DateTime<Utc>>> = login_attempts::table
-            .find(key.as_bytes().as_slice())
-            .filter(login_attempts::locked_until.gt(now))
-            .select(login_attempts::locked_until)
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let locked: Option<Option<DateTime<Utc>>> = login_attempts::table
+                    .find(key.as_bytes().as_slice())
+                    .filter(login_attempts::locked_until.gt(now))
+                    .select(login_attempts::locked_until)
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?;
+                Ok(locked.flatten())
+            })
             .await
-            .optional()
-            .map_err(classify)?;
-        Ok(locked.flatten())
     }
 
     async fn record_failure(
@@ -111,30 +115,38 @@ impl LoginAttemptStore for PgLoginAttemptStore {
         now: DateTime<Utc>,
         policy: &LockoutPolicy,
     ) -> Result<AttemptState, StoreError> {
-        let window = micros(policy.window)?;
-        let duration = micros(policy.duration)?;
-        let mut conn = self.pool.get().await?;
-        let counted: Counted = diesel::sql_query(RECORD_FAILURE_SQL)
-            .bind::<Bytea, _>(key.as_bytes().as_slice())
-            .bind::<Timestamptz, _>(now)
-            .bind::<BigInt, _>(i64::from(policy.threshold))
-            .bind::<BigInt, _>(window)
-            .bind::<BigInt, _>(duration)
-            .get_result(&mut conn)
+        self.pool
+            .deadline(async {
+                let window = micros(policy.window)?;
+                let duration = micros(policy.duration)?;
+                let mut conn = self.pool.get().await?;
+                let counted: Counted = diesel::sql_query(RECORD_FAILURE_SQL)
+                    .bind::<Bytea, _>(key.as_bytes().as_slice())
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(i64::from(policy.threshold))
+                    .bind::<BigInt, _>(window)
+                    .bind::<BigInt, _>(duration)
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(AttemptState {
+                    failures: u32::try_from(counted.failures).map_err(StoreError::internal)?,
+                    locked_until: counted.locked_until,
+                })
+            })
             .await
-            .map_err(classify)?;
-        Ok(AttemptState {
-            failures: u32::try_from(counted.failures).map_err(StoreError::internal)?,
-            locked_until: counted.locked_until,
-        })
     }
 
     async fn reset(&self, key: &TokenHash) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await?;
-        diesel::delete(login_attempts::table.find(key.as_bytes().as_slice()))
-            .execute(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                diesel::delete(login_attempts::table.find(key.as_bytes().as_slice()))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(())
+            })
             .await
-            .map_err(classify)?;
-        Ok(())
     }
 }

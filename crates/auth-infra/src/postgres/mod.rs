@@ -57,20 +57,23 @@ struct Applied {
 /// # Errors
 /// [`StoreError`] when the database cannot be queried.
 pub async fn schema_state(pool: &DbPool) -> Result<SchemaState, StoreError> {
-    let mut conn = pool.get().await?;
-    let row: Applied = diesel::sql_query(
-        "SELECT max(version)::text AS version, coalesce(bool_or(version = $1), false) AS ours \
-         FROM __diesel_schema_migrations",
-    )
-    .bind::<Text, _>(latest_migration_version())
-    .get_result(&mut conn)
+    pool.deadline(async {
+        let mut conn = pool.get().await?;
+        let row: Applied = diesel::sql_query(
+            "SELECT max(version)::text AS version, coalesce(bool_or(version = $1), false) AS ours \
+             FROM __diesel_schema_migrations",
+        )
+        .bind::<Text, _>(latest_migration_version())
+        .get_result(&mut conn)
+        .await
+        .map_err(classify)?;
+        if row.ours {
+            Ok(SchemaState::Current)
+        } else {
+            Ok(SchemaState::Behind {
+                applied: row.version,
+            })
+        }
+    })
     .await
-    .map_err(classify)?;
-    if row.ours {
-        Ok(SchemaState::Current)
-    } else {
-        Ok(SchemaState::Behind {
-            applied: row.version,
-        })
-    }
 }

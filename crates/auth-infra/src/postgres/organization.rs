@@ -126,114 +126,140 @@ impl PgOrganizationRepository {
 #[async_trait]
 impl OrganizationRepository for PgOrganizationRepository {
     async fn create(&self, org: &Organization, owner: UserId) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await?;
-        let org_row = OrganizationRow::from_domain(org);
-        let owner_row = MembershipRow::from_domain(&Membership {
-            organization_id: org.id,
-            user_id: owner,
-            role: Role::Owner,
-            created_at: org.created_at,
-        });
-        conn.transaction::<_, DieselError, _>(async |conn| {
-            diesel::insert_into(organizations::table)
-                .values(&org_row)
-                .execute(conn)
-                .await?;
-            diesel::insert_into(memberships::table)
-                .values(&owner_row)
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-        .await
-        .map_err(classify)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let org_row = OrganizationRow::from_domain(org);
+                let owner_row = MembershipRow::from_domain(&Membership {
+                    organization_id: org.id,
+                    user_id: owner,
+                    role: Role::Owner,
+                    created_at: org.created_at,
+                });
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    diesel::insert_into(organizations::table)
+                        .values(&org_row)
+                        .execute(conn)
+                        .await?;
+                    diesel::insert_into(memberships::table)
+                        .values(&owner_row)
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+                .await
+                .map_err(classify)
+            })
+            .await
     }
 
     async fn find(&self, id: OrganizationId) -> Result<Option<Organization>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        organizations::table
-            .find(id.as_uuid())
-            .select(OrganizationRow::as_select())
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                organizations::table
+                    .find(id.as_uuid())
+                    .select(OrganizationRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?
+                    .map(OrganizationRow::into_domain)
+                    .transpose()
+            })
             .await
-            .optional()
-            .map_err(classify)?
-            .map(OrganizationRow::into_domain)
-            .transpose()
     }
 
     async fn list_for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let rows: Vec<(OrganizationRow, String)> = memberships::table
-            .inner_join(organizations::table)
-            .filter(memberships::user_id.eq(user.as_uuid()))
-            .order((organizations::created_at.asc(), organizations::id.asc()))
-            .select((OrganizationRow::as_select(), memberships::role))
-            .load(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let rows: Vec<(OrganizationRow, String)> = memberships::table
+                    .inner_join(organizations::table)
+                    .filter(memberships::user_id.eq(user.as_uuid()))
+                    .order((organizations::created_at.asc(), organizations::id.asc()))
+                    .select((OrganizationRow::as_select(), memberships::role))
+                    .load(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                rows.into_iter()
+                    .map(|(org, role)| Ok((org.into_domain()?, parse_role(&role)?)))
+                    .collect()
+            })
             .await
-            .map_err(classify)?;
-        rows.into_iter()
-            .map(|(org, role)| Ok((org.into_domain()?, parse_role(&role)?)))
-            .collect()
     }
 
     async fn role_of(&self, org: OrganizationId, user: UserId) -> Result<Option<Role>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        memberships::table
-            .find((org.as_uuid(), user.as_uuid()))
-            .select(memberships::role)
-            .first::<String>(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                memberships::table
+                    .find((org.as_uuid(), user.as_uuid()))
+                    .select(memberships::role)
+                    .first::<String>(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?
+                    .as_deref()
+                    .map(parse_role)
+                    .transpose()
+            })
             .await
-            .optional()
-            .map_err(classify)?
-            .as_deref()
-            .map(parse_role)
-            .transpose()
     }
 
     async fn add_member(&self, membership: &Membership) -> Result<(), AddMemberError> {
-        let mut conn = self.pool.get().await?;
-        let inserted = diesel::insert_into(memberships::table)
-            .values(MembershipRow::from_domain(membership))
-            .execute(&mut conn)
-            .await;
-        match inserted {
-            Ok(_) => Ok(()),
-            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
-                if info.constraint_name() == Some("memberships_pkey") =>
-            {
-                Err(AddMemberError::AlreadyMember)
-            }
-            Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info))
-                if matches!(
-                    info.constraint_name(),
-                    Some("memberships_organization_id_fkey" | "memberships_user_id_fkey")
-                ) =>
-            {
-                Err(AddMemberError::NotFound)
-            }
-            Err(other) => Err(classify(other).into()),
-        }
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let inserted = diesel::insert_into(memberships::table)
+                    .values(MembershipRow::from_domain(membership))
+                    .execute(&mut conn)
+                    .await;
+                match inserted {
+                    Ok(_) => Ok(()),
+                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                        if info.constraint_name() == Some("memberships_pkey") =>
+                    {
+                        Err(AddMemberError::AlreadyMember)
+                    }
+                    Err(DieselError::DatabaseError(
+                        DatabaseErrorKind::ForeignKeyViolation,
+                        info,
+                    )) if matches!(
+                        info.constraint_name(),
+                        Some("memberships_organization_id_fkey" | "memberships_user_id_fkey")
+                    ) =>
+                    {
+                        Err(AddMemberError::NotFound)
+                    }
+                    Err(other) => Err(classify(other).into()),
+                }
+            })
+            .await
     }
 
     async fn members(&self, org: OrganizationId) -> Result<Vec<Member>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let rows: Vec<(MembershipRow, String)> = memberships::table
-            .inner_join(users::table)
-            .filter(memberships::organization_id.eq(org.as_uuid()))
-            .order((memberships::created_at.asc(), memberships::user_id.asc()))
-            .select((MembershipRow::as_select(), users::email))
-            .load(&mut conn)
-            .await
-            .map_err(classify)?;
-        rows.into_iter()
-            .map(|(membership, email)| {
-                Ok(Member {
-                    membership: membership.into_domain()?,
-                    email: Email::parse(&email).map_err(StoreError::internal)?,
-                })
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let rows: Vec<(MembershipRow, String)> = memberships::table
+                    .inner_join(users::table)
+                    .filter(memberships::organization_id.eq(org.as_uuid()))
+                    .order((memberships::created_at.asc(), memberships::user_id.asc()))
+                    .select((MembershipRow::as_select(), users::email))
+                    .load(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                rows.into_iter()
+                    .map(|(membership, email)| {
+                        Ok(Member {
+                            membership: membership.into_domain()?,
+                            email: Email::parse(&email).map_err(StoreError::internal)?,
+                        })
+                    })
+                    .collect()
             })
-            .collect()
+            .await
     }
 
     async fn remove_member(
@@ -241,43 +267,47 @@ impl OrganizationRepository for PgOrganizationRepository {
         org: OrganizationId,
         user: UserId,
     ) -> Result<Role, RemoveMemberError> {
-        let mut conn = self.pool.get().await?;
-        let (org, user) = (org.as_uuid(), user.as_uuid());
-        let removal = conn
-            .transaction::<_, DieselError, _>(async |conn| {
-                // Lock the owners and the target together, in one order (by user id), so
-                // that concurrent removals in this organization queue up instead of
-                // deadlocking. A row deleted by the transaction we waited for is skipped.
-                let locked: Vec<Uuid> = memberships::table
-                    .filter(memberships::organization_id.eq(org))
-                    .filter(
-                        memberships::role
-                            .eq(Role::Owner.as_str())
-                            .or(memberships::user_id.eq(user)),
-                    )
-                    .order(memberships::user_id.asc())
-                    .select(memberships::user_id)
-                    .for_update()
-                    .load(conn)
-                    .await?;
-                if !locked.contains(&user) {
-                    return Ok(Removal::NotMember);
-                }
-                let removed: Option<RemovedRow> = diesel::sql_query(REMOVE_SQL)
-                    .bind::<SqlUuid, _>(org)
-                    .bind::<SqlUuid, _>(user)
-                    .get_result(conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let (org, user) = (org.as_uuid(), user.as_uuid());
+                let removal = conn
+                    .transaction::<_, DieselError, _>(async |conn| {
+                        // Lock the owners and the target together, in one order (by user id), so
+                        // that concurrent removals in this organization queue up instead of
+                        // deadlocking. A row deleted by the transaction we waited for is skipped.
+                        let locked: Vec<Uuid> = memberships::table
+                            .filter(memberships::organization_id.eq(org))
+                            .filter(
+                                memberships::role
+                                    .eq(Role::Owner.as_str())
+                                    .or(memberships::user_id.eq(user)),
+                            )
+                            .order(memberships::user_id.asc())
+                            .select(memberships::user_id)
+                            .for_update()
+                            .load(conn)
+                            .await?;
+                        if !locked.contains(&user) {
+                            return Ok(Removal::NotMember);
+                        }
+                        let removed: Option<RemovedRow> = diesel::sql_query(REMOVE_SQL)
+                            .bind::<SqlUuid, _>(org)
+                            .bind::<SqlUuid, _>(user)
+                            .get_result(conn)
+                            .await
+                            .optional()?;
+                        // The target's row is locked by us, so only the owner rule can have refused.
+                        Ok(removed.map_or(Removal::LastOwner, |r| Removal::Removed(r.role)))
+                    })
                     .await
-                    .optional()?;
-                // The target's row is locked by us, so only the owner rule can have refused.
-                Ok(removed.map_or(Removal::LastOwner, |r| Removal::Removed(r.role)))
+                    .map_err(classify)?;
+                match removal {
+                    Removal::Removed(role) => Ok(parse_role(&role)?),
+                    Removal::NotMember => Err(RemoveMemberError::NotFound),
+                    Removal::LastOwner => Err(RemoveMemberError::LastOwner),
+                }
             })
             .await
-            .map_err(classify)?;
-        match removal {
-            Removal::Removed(role) => Ok(parse_role(&role)?),
-            Removal::NotMember => Err(RemoveMemberError::NotFound),
-            Removal::LastOwner => Err(RemoveMemberError::LastOwner),
-        }
     }
 }

@@ -68,6 +68,11 @@ struct CircuitOpen;
 #[error("no database connection within {0:?}")]
 struct AcquireTimeout(Duration);
 
+/// A database operation took longer than `AUTH_DB_TIMEOUT_MS`.
+#[derive(Debug, thiserror::Error)]
+#[error("database operation not done within {0:?}")]
+struct OperationTimeout(Duration);
+
 /// What the pool looks like now, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolState {
@@ -118,6 +123,31 @@ impl DbPool {
                 }
                 Err(StoreError::unavailable(AcquireTimeout(self.timeout)))
             }
+        }
+    }
+
+    /// Runs one database operation (getting its connection included) within
+    /// `AUTH_DB_TIMEOUT_MS`. A database that stops answering without closing its connections
+    /// (a frozen process, a stalled disk) would otherwise hold the request until it answers
+    /// again, since `statement_timeout` is enforced by that same server. Running out of time
+    /// is [`StoreError::Unavailable`] and counts toward opening the breaker. The operation is
+    /// dropped: if it was a write, it may still be applied when the database resumes, as for
+    /// any 503.
+    ///
+    /// # Errors
+    /// The operation's own error, or [`StoreError::Unavailable`] when time runs out.
+    pub async fn deadline<T, E>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        if let Ok(result) = tokio::time::timeout(self.timeout, operation).await {
+            result
+        } else {
+            self.breaker.on_error();
+            Err(StoreError::unavailable(OperationTimeout(self.timeout)).into())
         }
     }
 

@@ -127,38 +127,46 @@ impl PgSessionRepository {
 #[async_trait]
 impl SessionRepository for PgSessionRepository {
     async fn create(&self, session: &Session, first_token: &TokenHash) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await?;
-        let row = SessionRow::from_domain(session);
-        let token = first_token.as_bytes().to_vec();
-        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            diesel::insert_into(sessions::table)
-                .values(&row)
-                .execute(conn)
-                .await?;
-            diesel::insert_into(refresh_tokens::table)
-                .values((
-                    refresh_tokens::token_hash.eq(token),
-                    refresh_tokens::session_id.eq(row.id),
-                    refresh_tokens::created_at.eq(row.created_at),
-                ))
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-        .await
-        .map_err(classify)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let row = SessionRow::from_domain(session);
+                let token = first_token.as_bytes().to_vec();
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    diesel::insert_into(sessions::table)
+                        .values(&row)
+                        .execute(conn)
+                        .await?;
+                    diesel::insert_into(refresh_tokens::table)
+                        .values((
+                            refresh_tokens::token_hash.eq(token),
+                            refresh_tokens::session_id.eq(row.id),
+                            refresh_tokens::created_at.eq(row.created_at),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+                .await
+                .map_err(classify)
+            })
+            .await
     }
 
     async fn find(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let row = sessions::table
-            .find(id.as_uuid())
-            .select(SessionRow::as_select())
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let row = sessions::table
+                    .find(id.as_uuid())
+                    .select(SessionRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?;
+                Ok(row.map(SessionRow::into_domain))
+            })
             .await
-            .optional()
-            .map_err(classify)?;
-        Ok(row.map(SessionRow::into_domain))
     }
 
     async fn rotate(
@@ -167,48 +175,56 @@ impl SessionRepository for PgSessionRepository {
         next: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let rotated: Option<SessionRow> = RotateQuery {
-            presented: presented.as_bytes().to_vec(),
-            next: next.as_bytes().to_vec(),
-            now,
-        }
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .map_err(classify)?;
-        if let Some(row) = rotated {
-            return Ok(Rotation::Rotated(row.into_domain()));
-        }
-        let known: Option<(Uuid, Option<DateTime<Utc>>)> = refresh_tokens::table
-            .find(presented.as_bytes().as_slice())
-            .select((refresh_tokens::session_id, refresh_tokens::spent_at))
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let rotated: Option<SessionRow> = RotateQuery {
+                    presented: presented.as_bytes().to_vec(),
+                    next: next.as_bytes().to_vec(),
+                    now,
+                }
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .map_err(classify)?;
+                if let Some(row) = rotated {
+                    return Ok(Rotation::Rotated(row.into_domain()));
+                }
+                let known: Option<(Uuid, Option<DateTime<Utc>>)> = refresh_tokens::table
+                    .find(presented.as_bytes().as_slice())
+                    .select((refresh_tokens::session_id, refresh_tokens::spent_at))
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?;
+                Ok(match known {
+                    None => Rotation::Unknown,
+                    Some((session_id, Some(rotated_at))) => Rotation::Reused {
+                        session_id: SessionId::from_uuid(session_id),
+                        rotated_at,
+                    },
+                    Some((_, None)) => Rotation::Inactive,
+                })
+            })
             .await
-            .optional()
-            .map_err(classify)?;
-        Ok(match known {
-            None => Rotation::Unknown,
-            Some((session_id, Some(rotated_at))) => Rotation::Reused {
-                session_id: SessionId::from_uuid(session_id),
-                rotated_at,
-            },
-            Some((_, None)) => Rotation::Inactive,
-        })
     }
 
     async fn revoke(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let n = diesel::update(
-            sessions::table
-                .find(id.as_uuid())
-                .filter(sessions::revoked_at.is_null()),
-        )
-        .set(sessions::revoked_at.eq(now))
-        .execute(&mut conn)
-        .await
-        .map_err(classify)?;
-        Ok(n == 1)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let n = diesel::update(
+                    sessions::table
+                        .find(id.as_uuid())
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set(sessions::revoked_at.eq(now))
+                .execute(&mut conn)
+                .await
+                .map_err(classify)?;
+                Ok(n == 1)
+            })
+            .await
     }
 
     async fn revoke_by_token(
@@ -216,27 +232,31 @@ impl SessionRepository for PgSessionRepository {
         token: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<Option<SessionId>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let session_id: Option<Uuid> = refresh_tokens::table
-            .find(token.as_bytes().as_slice())
-            .select(refresh_tokens::session_id)
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let session_id: Option<Uuid> = refresh_tokens::table
+                    .find(token.as_bytes().as_slice())
+                    .select(refresh_tokens::session_id)
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?;
+                let Some(session_id) = session_id else {
+                    return Ok(None);
+                };
+                diesel::update(
+                    sessions::table
+                        .find(session_id)
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set(sessions::revoked_at.eq(now))
+                .execute(&mut conn)
+                .await
+                .map_err(classify)?;
+                Ok(Some(SessionId::from_uuid(session_id)))
+            })
             .await
-            .optional()
-            .map_err(classify)?;
-        let Some(session_id) = session_id else {
-            return Ok(None);
-        };
-        diesel::update(
-            sessions::table
-                .find(session_id)
-                .filter(sessions::revoked_at.is_null()),
-        )
-        .set(sessions::revoked_at.eq(now))
-        .execute(&mut conn)
-        .await
-        .map_err(classify)?;
-        Ok(Some(SessionId::from_uuid(session_id)))
     }
 
     async fn revoke_all_for_user(
@@ -245,20 +265,24 @@ impl SessionRepository for PgSessionRepository {
         keep: Option<SessionId>,
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let keep = keep.map(|k| k.as_uuid()).unwrap_or(Uuid::nil());
-        let mut ended: Vec<Uuid> = diesel::update(
-            sessions::table
-                .filter(sessions::user_id.eq(user.as_uuid()))
-                .filter(sessions::revoked_at.is_null())
-                .filter(sessions::id.ne(keep)),
-        )
-        .set(sessions::revoked_at.eq(now))
-        .returning(sessions::id)
-        .get_results(&mut conn)
-        .await
-        .map_err(classify)?;
-        ended.sort();
-        Ok(ended.into_iter().map(SessionId::from_uuid).collect())
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let keep = keep.map(|k| k.as_uuid()).unwrap_or(Uuid::nil());
+                let mut ended: Vec<Uuid> = diesel::update(
+                    sessions::table
+                        .filter(sessions::user_id.eq(user.as_uuid()))
+                        .filter(sessions::revoked_at.is_null())
+                        .filter(sessions::id.ne(keep)),
+                )
+                .set(sessions::revoked_at.eq(now))
+                .returning(sessions::id)
+                .get_results(&mut conn)
+                .await
+                .map_err(classify)?;
+                ended.sort();
+                Ok(ended.into_iter().map(SessionId::from_uuid).collect())
+            })
+            .await
     }
 }

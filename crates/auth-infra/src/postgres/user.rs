@@ -86,46 +86,58 @@ impl PgUserRepository {
 #[async_trait]
 impl UserRepository for PgUserRepository {
     async fn create(&self, user: &User) -> Result<(), CreateUserError> {
-        let mut conn = self.pool.get().await?;
-        let inserted = diesel::insert_into(users::table)
-            .values(UserRow::from_domain(user))
-            .execute(&mut conn)
-            .await;
-        match inserted {
-            Ok(_) => Ok(()),
-            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
-                if info.constraint_name() == Some("users_email_normalized_key") =>
-            {
-                Err(CreateUserError::EmailTaken)
-            }
-            Err(other) => Err(classify(other).into()),
-        }
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let inserted = diesel::insert_into(users::table)
+                    .values(UserRow::from_domain(user))
+                    .execute(&mut conn)
+                    .await;
+                match inserted {
+                    Ok(_) => Ok(()),
+                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                        if info.constraint_name() == Some("users_email_normalized_key") =>
+                    {
+                        Err(CreateUserError::EmailTaken)
+                    }
+                    Err(other) => Err(classify(other).into()),
+                }
+            })
+            .await
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        users::table
-            .filter(users::email_normalized.eq(email.normalized()))
-            .select(UserRow::as_select())
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                users::table
+                    .filter(users::email_normalized.eq(email.normalized()))
+                    .select(UserRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?
+                    .map(UserRow::into_domain)
+                    .transpose()
+            })
             .await
-            .optional()
-            .map_err(classify)?
-            .map(UserRow::into_domain)
-            .transpose()
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        users::table
-            .find(id.as_uuid())
-            .select(UserRow::as_select())
-            .first(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                users::table
+                    .find(id.as_uuid())
+                    .select(UserRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?
+                    .map(UserRow::into_domain)
+                    .transpose()
+            })
             .await
-            .optional()
-            .map_err(classify)?
-            .map(UserRow::into_domain)
-            .transpose()
     }
 
     async fn update_password(
@@ -134,15 +146,19 @@ impl UserRepository for PgUserRepository {
         hash: &PasswordHash,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let updated = diesel::update(users::table.find(id.as_uuid()))
-            .set((
-                users::password_hash.eq(hash.as_str()),
-                users::updated_at.eq(now),
-            ))
-            .execute(&mut conn)
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let updated = diesel::update(users::table.find(id.as_uuid()))
+                    .set((
+                        users::password_hash.eq(hash.as_str()),
+                        users::updated_at.eq(now),
+                    ))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(updated == 1)
+            })
             .await
-            .map_err(classify)?;
-        Ok(updated == 1)
     }
 }

@@ -522,10 +522,22 @@ impl OwnedPostgres {
     pub async fn resume(&self) {
         self.run("resume").await;
     }
+
+    /// Freezes the server and its backends (SIGSTOP): connections stay open, nothing answers.
+    pub async fn freeze(&self) {
+        self.run("freeze").await;
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub async fn thaw(&self) {
+        self.run("thaw").await;
+    }
 }
 
 impl Drop for OwnedPostgres {
     fn drop(&mut self) {
+        // A frozen cluster cannot shut down; thawing a running one does nothing.
+        let _thawed = pg_temp(&["thaw", &self.dir]);
         let out = pg_temp(&["stop", &self.dir]);
         if !out.status.success() || std::path::Path::new(&self.dir).exists() {
             eprintln!("warning: owned Postgres at {} was not removed", self.dir);

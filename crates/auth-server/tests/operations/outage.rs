@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{
@@ -393,4 +394,47 @@ async fn an_instance_started_while_postgres_is_down_is_live_and_gets_ready_when_
         "cold start report: 503 answers took register {took:?}, login {login_took:?}; \
          ready {recovery:?} after the database came up"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_postgres_answers_503_fast_and_recovers_when_it_thaws() {
+    let pg = OwnedPostgres::start().await;
+    let server = ServerProcess::spawn("frozen", Some(&pg.url), &[]).await;
+    within(RECOVERY, "ready before the freeze", || async {
+        server.get("/health/ready").await.status() == 200
+    })
+    .await;
+    // Warm the pool: the requests below find open connections that no longer answer.
+    let email = unique_email("frozen");
+    assert_eq!(server.register(&email, PASSWORD).await.status(), 201);
+    assert_eq!(server.login(&email, PASSWORD).await.status(), 200);
+
+    pg.freeze().await;
+    for what in ["login", "ready", "login again"] {
+        let request = if what == "ready" {
+            server.request(Method::GET, "/health/ready")
+        } else {
+            server
+                .request(Method::POST, "/api/v1/auth/login")
+                .json(&json!({"email": email, "password": PASSWORD}))
+        };
+        let (res, took) = timed(async { request.send().await.expect("an answer") }).await;
+        assert!(
+            took <= FAIL_FAST,
+            "{what} took {took:?} on a frozen database"
+        );
+        assert_eq!(res.status(), 503, "{what}");
+        assert!(res.headers().contains_key("retry-after"), "{what}");
+    }
+    assert_eq!(server.get("/health/live").await.status(), 200);
+
+    pg.thaw().await;
+    within(RECOVERY, "ready after the thaw", || async {
+        server.get("/health/ready").await.status() == 200
+    })
+    .await;
+    within(RECOVERY, "login after the thaw", || async {
+        server.login(&email, PASSWORD).await.status() == 200
+    })
+    .await;
 }

@@ -143,7 +143,10 @@ impl DbPool {
     where
         E: From<StoreError>,
     {
-        if let Ok(result) = tokio::time::timeout(self.timeout, operation).await {
+        // Boxed: the operation futures are large, and moving one into the timeout by value
+        // cost about a third of the refresh throughput (measured: 5,500–6,100 against
+        // 7,600–9,000 refreshes/s at 64 connections).
+        if let Ok(result) = tokio::time::timeout(self.timeout, Box::pin(operation)).await {
             result
         } else {
             self.breaker.on_error();

@@ -410,11 +410,20 @@ pub async fn verify(
 
 /// `POST /api-keys/verify-batch` body: 1..=100 items, each shaped as a verify body. An item
 /// that is not well-formed gets `valid:false, error:"INVALID"` without failing the batch.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct VerifyBatch {
     /// The keys to verify.
     #[schema(value_type = Vec<VerifyKey>, min_items = 1, max_items = 100)]
     pub items: Vec<serde_json::Value>,
+}
+
+impl std::fmt::Debug for VerifyBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The items hold presented API keys.
+        f.debug_struct("VerifyBatch")
+            .field("items", &self.items.len())
+            .finish()
+    }
 }
 
 /// One result per item, in order.

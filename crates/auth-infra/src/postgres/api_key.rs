@@ -16,7 +16,8 @@ use super::pool::DbPool;
 use super::schema::api_keys;
 
 /// A row of `api_keys`.
-#[derive(Debug, Queryable, Selectable, Insertable)]
+// No `Debug`: the row holds a password hash or a secret's hash.
+#[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
 struct ApiKeyRow {
     id: Uuid,

@@ -17,7 +17,8 @@ use super::pool::DbPool;
 use super::schema::devices;
 
 /// A row of `devices`.
-#[derive(Debug, Queryable, Selectable, Insertable)]
+// No `Debug`: the row holds a password hash or a secret's hash.
+#[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = devices, check_for_backend(diesel::pg::Pg))]
 struct DeviceRow {
     device_id: String,

@@ -14,7 +14,8 @@ use super::pool::DbPool;
 use super::schema::users;
 
 /// A row of `users`.
-#[derive(Debug, Queryable, Selectable, Insertable)]
+// No `Debug`: the row holds a password hash or a secret's hash.
+#[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 struct UserRow {
     id: Uuid,

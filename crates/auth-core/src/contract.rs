@@ -20,8 +20,8 @@ use crate::model::{
     Scopes, Session, SessionId, TokenHash, User, UserId,
 };
 use crate::ports::{
-    AddMemberError, ApiKeyRepository, AttemptState, ChangeDeviceError, Clock, CreateUserError,
-    DeviceRepository, LockoutPolicy, LoginAttemptStore, OrganizationRepository,
+    AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError, Clock,
+    CreateUserError, DeviceRepository, LockoutPolicy, LoginAttemptStore, OrganizationRepository,
     RegisterDeviceError, RemoveMemberError, RevokeKeyError, Rotation, SessionRepository,
     UserRepository,
 };
@@ -70,7 +70,7 @@ macro_rules! storage_contract_tests {
             login_failure_after_lock_starts_new_window, login_window_expiry_restarts_count,
             login_threshold_one_locks_every_new_window, login_reset_clears,
             login_keys_independent, concurrent_login_failures_none_lost,
-            concurrent_login_failures_lock_once);
+            concurrent_login_failures_lock_once, login_success_undoes_its_lock);
     };
     (@each $fixture:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1625,18 +1625,25 @@ fn lockout(threshold: u32) -> LockoutPolicy {
     }
 }
 
-const fn counted(failures: u32) -> AttemptState {
-    AttemptState {
+/// An admitted attempt, the `failures`-th of its window, that started no lock.
+const fn counted(failures: u32) -> Admission {
+    Admission::Admitted(AttemptState {
         failures,
         locked_until: None,
-    }
+    })
 }
 
-const fn locked(failures: u32, until: DateTime<Utc>) -> AttemptState {
-    AttemptState {
+/// An admitted attempt, the `failures`-th of its window, that started a lock ending `until`.
+const fn locking(failures: u32, until: DateTime<Utc>) -> Admission {
+    Admission::Admitted(AttemptState {
         failures,
         locked_until: Some(until),
-    }
+    })
+}
+
+/// A refused attempt: the key is locked until `until`.
+const fn refused(until: DateTime<Utc>) -> Admission {
+    Admission::Locked { until }
 }
 
 /// Records failures for `key` at the clock's time, one second apart, until `key` locks under
@@ -1648,13 +1655,13 @@ async fn lock_out(
     policy: &LockoutPolicy,
 ) -> DateTime<Utc> {
     for n in 1..policy.threshold {
-        let state = store.record_failure(key, c.now(), policy).await.unwrap();
+        let state = store.begin_attempt(key, c.now(), policy).await.unwrap();
         assert_eq!(state, counted(n));
         c.advance(Duration::seconds(1));
     }
-    let state = store.record_failure(key, c.now(), policy).await.unwrap();
+    let state = store.begin_attempt(key, c.now(), policy).await.unwrap();
     let until = c.now() + policy.duration;
-    assert_eq!(state, locked(policy.threshold, until));
+    assert_eq!(state, locking(policy.threshold, until));
     until
 }
 
@@ -1666,7 +1673,7 @@ pub async fn login_failures_count_within_window(f: &impl Fixture) {
     assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
     for n in 1..=4 {
         assert_eq!(
-            store.record_failure(&key, c.now(), &policy).await.unwrap(),
+            store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
             counted(n)
         );
         assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
@@ -1681,7 +1688,7 @@ pub async fn login_threshold_failure_locks(f: &impl Fixture) {
     let key = token("lock");
     for n in 1..=2 {
         assert_eq!(
-            store.record_failure(&key, c.now(), &policy).await.unwrap(),
+            store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
             counted(n)
         );
         c.advance(Duration::minutes(2));
@@ -1689,8 +1696,8 @@ pub async fn login_threshold_failure_locks(f: &impl Fixture) {
     let at = c.now();
     let until = at + Duration::minutes(7);
     assert_eq!(
-        store.record_failure(&key, at, &policy).await.unwrap(),
-        locked(3, until)
+        store.begin_attempt(&key, at, &policy).await.unwrap(),
+        locking(3, until)
     );
     assert_eq!(store.check(&key, at).await.unwrap(), Some(until));
     assert_eq!(
@@ -1718,16 +1725,16 @@ pub async fn login_failures_while_locked_change_nothing(f: &impl Fixture) {
     ] {
         c.advance(step);
         assert_eq!(
-            store.record_failure(&key, c.now(), &policy).await.unwrap(),
-            locked(2, until),
+            store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
+            refused(until),
             "{step}"
         );
         assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));
     }
     c.set(until - Duration::microseconds(1));
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
-        locked(2, until)
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
+        refused(until)
     );
     assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));
 }
@@ -1765,20 +1772,20 @@ pub async fn login_failure_after_lock_starts_new_window(f: &impl Fixture) {
     let until = lock_out(store.as_ref(), &key, &c, &policy).await;
     c.set(until);
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
         counted(1)
     );
     assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
     c.advance(Duration::minutes(1));
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
         counted(2)
     );
     c.advance(Duration::minutes(1));
     let again = c.now() + policy.duration;
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
-        locked(3, again)
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
+        locking(3, again)
     );
     assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(again));
 }
@@ -1791,21 +1798,21 @@ pub async fn login_window_expiry_restarts_count(f: &impl Fixture) {
     let start = c.now();
     for n in 1..=2 {
         assert_eq!(
-            store.record_failure(&key, c.now(), &policy).await.unwrap(),
+            store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
             counted(n)
         );
         c.advance(Duration::minutes(1));
     }
     c.set(start + policy.window);
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
         counted(3),
         "exactly `window` after the start is still inside it"
     );
     c.advance(Duration::microseconds(1));
     let restart = c.now();
     assert_eq!(
-        store.record_failure(&key, restart, &policy).await.unwrap(),
+        store.begin_attempt(&key, restart, &policy).await.unwrap(),
         counted(1),
         "the window is over: a new one starts"
     );
@@ -1813,14 +1820,14 @@ pub async fn login_window_expiry_restarts_count(f: &impl Fixture) {
     for n in 2..=3 {
         c.advance(Duration::minutes(4));
         assert_eq!(
-            store.record_failure(&key, c.now(), &policy).await.unwrap(),
+            store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
             counted(n)
         );
     }
     c.set(restart + policy.window);
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
-        locked(4, c.now() + policy.duration)
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
+        locking(4, c.now() + policy.duration)
     );
 }
 
@@ -1831,14 +1838,14 @@ pub async fn login_threshold_one_locks_every_new_window(f: &impl Fixture) {
     let key = token("one");
     let until = c.now() + policy.duration;
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
-        locked(1, until)
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
+        locking(1, until)
     );
     c.set(until);
     let again = until + policy.duration;
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
-        locked(1, again)
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
+        locking(1, again)
     );
     assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(again));
 }
@@ -1854,13 +1861,13 @@ pub async fn login_reset_clears(f: &impl Fixture) {
     store.reset(&key).await.unwrap();
     assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
         counted(1)
     );
     c.advance(Duration::seconds(1));
     store.reset(&key).await.unwrap();
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
         counted(1)
     );
 }
@@ -1872,48 +1879,50 @@ pub async fn login_keys_independent(f: &impl Fixture) {
     let until = lock_out(store.as_ref(), &a, &c, &policy).await;
     assert_eq!(store.check(&b, c.now()).await.unwrap(), None);
     assert_eq!(
-        store.record_failure(&b, c.now(), &policy).await.unwrap(),
+        store.begin_attempt(&b, c.now(), &policy).await.unwrap(),
         counted(1)
     );
     store.reset(&b).await.unwrap();
     assert_eq!(store.check(&a, c.now()).await.unwrap(), Some(until));
     store.reset(&a).await.unwrap();
     assert_eq!(
-        store.record_failure(&b, c.now(), &policy).await.unwrap(),
+        store.begin_attempt(&b, c.now(), &policy).await.unwrap(),
         counted(1)
     );
 }
 
-/// 50 concurrent failures for one key add exactly 50: every count from 1 to 50 is answered
-/// once, and the next failure is the 51st.
+/// 50 concurrent attempts for one key add exactly 50: every count from 1 to 50 is answered
+/// once, and the next attempt is the 51st.
 pub async fn concurrent_login_failures_none_lost(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(1000));
     let key = token("race");
     let now = c.now();
     let attempts = (0..50).map(|_| {
         let store = store.clone();
-        async move { store.record_failure(&key, now, &policy).await }
+        async move { store.begin_attempt(&key, now, &policy).await }
     });
     let results = futures::future::join_all(attempts).await;
     let mut counts: Vec<u32> = results
         .into_iter()
-        .map(|r| {
-            let state = r.unwrap();
-            assert_eq!(state.locked_until, None);
-            state.failures
+        .map(|r| match r.unwrap() {
+            Admission::Admitted(AttemptState {
+                failures,
+                locked_until: None,
+            }) => failures,
+            other => panic!("not admitted without a lock: {other:?}"),
         })
         .collect();
     counts.sort_unstable();
     assert_eq!(counts, (1..=50).collect::<Vec<u32>>());
     assert_eq!(
-        store.record_failure(&key, now, &policy).await.unwrap(),
+        store.begin_attempt(&key, now, &policy).await.unwrap(),
         counted(51)
     );
 }
 
-/// 50 concurrent failures for one key (each a microsecond apart) under a threshold of 5:
-/// four answer counts 1 to 4 unlocked, the rest all answer count 5 and one lock, started by
-/// exactly one of them at its own time; the lock stays as it was.
+/// 50 concurrent attempts for one key (each a microsecond apart) under a threshold of 5:
+/// exactly five are admitted, counting 1 to 5, and the fifth starts the lock at its own time;
+/// the other 45 are refused with that one lock, which they leave as it was.
 pub async fn concurrent_login_failures_lock_once(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(5));
     let key = token("race-lock");
@@ -1921,37 +1930,57 @@ pub async fn concurrent_login_failures_lock_once(f: &impl Fixture) {
     let attempts = (0..50).map(|i| {
         let store = store.clone();
         let at = start + Duration::microseconds(i);
-        async move { (at, store.record_failure(&key, at, &policy).await) }
+        async move { (at, store.begin_attempt(&key, at, &policy).await) }
     });
     let results = futures::future::join_all(attempts).await;
-    let mut unlocked = Vec::new();
-    let mut ends = Vec::new();
-    let mut starters = 0;
+    let mut admitted = Vec::new();
+    let mut refusals = Vec::new();
+    let mut lock = None;
     for (at, r) in results {
-        let state = r.unwrap();
-        match state.locked_until {
-            None => unlocked.push(state.failures),
-            Some(until) => {
-                assert_eq!(state.failures, 5);
-                ends.push(until);
-                if until == at + policy.duration {
-                    starters += 1;
+        match r.unwrap() {
+            Admission::Admitted(state) => {
+                admitted.push(state.failures);
+                if let Some(until) = state.locked_until {
+                    assert_eq!(state.failures, 5);
+                    assert_eq!(
+                        until,
+                        at + policy.duration,
+                        "the lock starts at its attempt"
+                    );
+                    assert_eq!(lock.replace(until), None, "one lock");
                 }
             }
+            Admission::Locked { until } => refusals.push(until),
         }
     }
-    unlocked.sort_unstable();
-    assert_eq!(unlocked, vec![1, 2, 3, 4]);
-    assert_eq!(ends.len(), 46);
-    ends.sort_unstable();
-    ends.dedup();
-    assert_eq!(ends.len(), 1, "one lock: {ends:?}");
-    assert_eq!(starters, 1, "started by exactly one failure");
-    let until = ends[0];
+    admitted.sort_unstable();
+    assert_eq!(
+        admitted,
+        vec![1, 2, 3, 4, 5],
+        "at most the threshold admitted"
+    );
+    let until = lock.expect("the fifth attempt locks");
+    assert_eq!(refusals.len(), 45);
+    assert!(refusals.iter().all(|r| *r == until), "{refusals:?}");
     assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));
     c.advance(Duration::minutes(1));
     assert_eq!(
-        store.record_failure(&key, c.now(), &policy).await.unwrap(),
-        locked(5, until)
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
+        refused(until)
+    );
+}
+
+/// An attempt admitted and then reset (a successful check) leaves nothing behind, even when
+/// it was the one that started a lock: the next attempt counts from 1.
+pub async fn login_success_undoes_its_lock(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(3));
+    let key = token("undo");
+    let until = lock_out(store.as_ref(), &key, &c, &policy).await;
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));
+    store.reset(&key).await.unwrap();
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
+    assert_eq!(
+        store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
+        counted(1)
     );
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::lock;
 use crate::model::TokenHash;
-use crate::ports::{AttemptState, LockoutPolicy, LoginAttemptStore, StoreError};
+use crate::ports::{Admission, AttemptState, LockoutPolicy, LoginAttemptStore, StoreError};
 
 /// The counter of one key.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +34,7 @@ fn lock_end(now: DateTime<Utc>, policy: &LockoutPolicy) -> Result<DateTime<Utc>,
         .ok_or_else(|| StoreError::internal("lockout duration out of range"))
 }
 
-/// Counters in a map keyed by hash behind one lock, which makes every `record_failure` one
+/// Counters in a map keyed by hash behind one lock, which makes every `begin_attempt` one
 /// atomic read-modify-write. Rows are dropped only by `reset`: like the Postgres table, the
 /// map keeps one small entry per key that ever failed, until the process ends.
 #[derive(Debug, Default)]
@@ -61,17 +61,21 @@ impl LoginAttemptStore for MemoryLoginAttemptStore {
             .filter(|until| now < *until))
     }
 
-    async fn record_failure(
+    async fn begin_attempt(
         &self,
         key: &TokenHash,
         now: DateTime<Utc>,
         policy: &LockoutPolicy,
-    ) -> Result<AttemptState, StoreError> {
+    ) -> Result<Admission, StoreError> {
         let mut entries = lock(&self.0);
         let next = match entries.get(key).copied() {
-            // A running lock: nothing changes, the lock is neither extended nor restarted.
-            Some(e) if e.locked_until.is_some_and(|until| now < until) => return Ok(e.state()),
-            // Within the window and never locked: one more failure.
+            // A running lock: refused, and nothing changes (the lock is neither extended nor
+            // restarted).
+            Some(Entry {
+                locked_until: Some(until),
+                ..
+            }) if now < until => return Ok(Admission::Locked { until }),
+            // Within the window and never locked: one more attempt.
             Some(e) if e.locked_until.is_none() && now - e.window_started_at <= policy.window => {
                 let failures = e.failures.saturating_add(1);
                 Entry {
@@ -85,7 +89,7 @@ impl LoginAttemptStore for MemoryLoginAttemptStore {
                 }
             }
             // No counter, a window older than `window`, or a lock that has ended: a new
-            // window, with this failure as its first.
+            // window, with this attempt as its first.
             _ => Entry {
                 failures: 1,
                 window_started_at: now,
@@ -97,7 +101,7 @@ impl LoginAttemptStore for MemoryLoginAttemptStore {
             },
         };
         entries.insert(*key, next);
-        Ok(next.state())
+        Ok(Admission::Admitted(next.state()))
     }
 
     async fn reset(&self, key: &TokenHash) -> Result<(), StoreError> {

@@ -27,27 +27,49 @@ impl Default for LockoutPolicy {
     }
 }
 
-/// The counter of one key after a recorded failure.
+/// The counter of one key after an attempt was counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptState {
-    /// Failures counted in the current window.
+    /// Attempts counted in the current window, this one included.
     pub failures: u32,
-    /// When the lock ends, if the key is locked.
+    /// When the lock ends, if this attempt reached the threshold and started it.
     pub locked_until: Option<DateTime<Utc>>,
 }
 
-/// Counts failed logins per key (the SHA-256 of a normalised email, so the store holds no
-/// email of an account that may not exist).
+/// The answer to an attempt announced before its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The attempt is counted and may be checked. A check that succeeds must `reset` the
+    /// key; one that fails leaves the count as it is.
+    Admitted(AttemptState),
+    /// The key is locked: no check may be made. Nothing was changed.
+    Locked {
+        /// When the lock ends.
+        until: DateTime<Utc>,
+    },
+}
+
+/// Counts attempts per key (the SHA-256 of a normalised email, so the store holds no email of
+/// an account that may not exist) for account lockout.
+///
+/// An attempt is counted *before* its check, in the same atomic step that decides whether it
+/// may be checked at all, and the count is undone by `reset` when the check succeeds. So of N
+/// concurrent attempts for one key, at most `threshold` are admitted to a check, whatever N
+/// and however many instances share the store: the lock decision never waits for a slow
+/// check to be counted.
 ///
 /// Implementations MUST:
-/// - make `record_failure` one atomic read-modify-write: N concurrent failures for one key
-///   add exactly N (no lost update), across every instance sharing the store;
+/// - make `begin_attempt` one atomic read-modify-write across every instance sharing the
+///   store: while a lock runs (`now < locked_until`) answer [`Admission::Locked`] and change
+///   nothing; otherwise count the attempt (N concurrent admitted attempts add exactly N) and
+///   answer [`Admission::Admitted`];
 /// - start a new window (count 1) when the current one began more than `window` ago, or when
 ///   a lock has ended;
-/// - start a lock of `duration` at the failure that brings the count to `threshold`, and
-///   never extend or restart a lock that is running (failures while locked change nothing);
+/// - start a lock of `duration` from `now` at the attempt that brings the count to
+///   `threshold` (that attempt is still admitted, and reports `locked_until`), and never
+///   extend or restart a lock that is running;
 /// - answer `locked_until` from `check` only while the lock runs (`now < locked_until`);
-/// - clear the key on `reset`;
+/// - clear the key, lock included, on `reset`;
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait LoginAttemptStore: Send + Sync + 'static {
@@ -61,18 +83,18 @@ pub trait LoginAttemptStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    /// Counts one failure at `now` under `policy`.
+    /// Counts one attempt at `now` under `policy`, unless the key is locked.
     ///
     /// # Errors
-    /// [`StoreError`].
-    async fn record_failure(
+    /// [`StoreError`]; then nothing was counted.
+    async fn begin_attempt(
         &self,
         key: &TokenHash,
         now: DateTime<Utc>,
         policy: &LockoutPolicy,
-    ) -> Result<AttemptState, StoreError>;
+    ) -> Result<Admission, StoreError>;
 
-    /// Forgets the key (after a successful login).
+    /// Forgets the key (after a successful check).
     ///
     /// # Errors
     /// [`StoreError`].

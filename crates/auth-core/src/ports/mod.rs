@@ -24,7 +24,7 @@ pub use clock::Clock;
 pub use device::{ChangeDeviceError, DeviceRepository, RegisterDeviceError};
 pub use error::{BoxError, StoreError};
 pub use invalidation::{Invalidation, InvalidationBus, InvalidationHandler};
-pub use login_attempt::{AttemptState, LockoutPolicy, LoginAttemptStore};
+pub use login_attempt::{Admission, AttemptState, LockoutPolicy, LoginAttemptStore};
 pub use organization::{AddMemberError, OrganizationRepository, RemoveMemberError};
 pub use password_hasher::{HashError, PasswordCheck, PasswordHasher};
 pub use secret::{SecretError, SecretGenerator};

@@ -11,9 +11,9 @@ use crate::model::{
     TokenPair, TokenRejection, User, UserId,
 };
 use crate::ports::{
-    BoxError, Clock, CreateUserError, Invalidation, InvalidationBus, LockoutPolicy,
-    LoginAttemptStore, PasswordHasher, Rotation, SecretGenerator, SessionRepository, StoreError,
-    TokenSigner, UserRepository, VerificationCache,
+    Admission, AttemptState, BoxError, Clock, CreateUserError, Invalidation, InvalidationBus,
+    LockoutPolicy, LoginAttemptStore, PasswordHasher, Rotation, SecretGenerator, SessionRepository,
+    StoreError, TokenSigner, UserRepository, VerificationCache,
 };
 
 /// Lifetimes and grace periods.
@@ -278,7 +278,7 @@ impl AuthService {
         password: &Password,
     ) -> Result<TokenPair, AuthError> {
         let attempt_key = TokenHash::of(email.normalized().as_bytes());
-        self.refuse_if_locked(&attempt_key).await?;
+        let attempt = self.admit_attempt(&attempt_key).await?;
         let user = self.ports.users.find_by_email(email).await?;
         let check = self
             .ports
@@ -287,7 +287,7 @@ impl AuthService {
             .await
             .map_err(internal)?;
         let Some(mut user) = user.filter(|_| check.matches) else {
-            self.count_failure(&attempt_key).await?;
+            Self::note_failure(&attempt_key, attempt);
             return Err(AuthError::InvalidCredentials);
         };
         self.ports.attempts.reset(&attempt_key).await?;
@@ -467,7 +467,7 @@ impl AuthService {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         };
         let attempt_key = TokenHash::of(user.email.normalized().as_bytes());
-        self.refuse_if_locked(&attempt_key).await?;
+        let attempt = self.admit_attempt(&attempt_key).await?;
         let check = self
             .ports
             .hasher
@@ -475,9 +475,10 @@ impl AuthService {
             .await
             .map_err(internal)?;
         if !check.matches {
-            self.count_failure(&attempt_key).await?;
+            Self::note_failure(&attempt_key, attempt);
             return Err(AuthError::InvalidCredentials);
         }
+        self.ports.attempts.reset(&attempt_key).await?;
         let hash = self.ports.hasher.hash(new).await.map_err(internal)?;
         let now = self.ports.clock.now();
         // Other sessions end first: if storing the new hash then fails, the caller retries
@@ -506,33 +507,38 @@ impl AuthService {
         Ok(())
     }
 
-    /// Answers a locked key with `Locked`, after as long as a password check would take
-    /// (no check is made: a lock costs no CPU and reveals nothing by its timing).
-    async fn refuse_if_locked(&self, key: &TokenHash) -> Result<(), AuthError> {
+    /// Counts an attempt for `key` before its check, or refuses it when the key is locked.
+    ///
+    /// The count and the lock decision are one atomic step in the store, so parallel attempts
+    /// cannot all slip in before the first failures are recorded: at most the threshold reach
+    /// a check. A refusal waits as long as a password check would take without making one (a
+    /// lock costs no CPU and reveals nothing by its timing). The caller resets the key after a
+    /// successful check; a failed one stays counted.
+    async fn admit_attempt(&self, key: &TokenHash) -> Result<AttemptState, AuthError> {
         let now = self.ports.clock.now();
-        if let Some(until) = self.ports.attempts.check(key, now).await? {
-            self.ports.hasher.delay_like_verify().await;
-            tracing::info!(attempt_key = ?key, locked_until = %until, "login refused: locked");
-            return Err(AuthError::Locked {
-                retry_after: until - now,
-            });
-        }
-        Ok(())
-    }
-
-    /// Counts a failed password check toward the lockout.
-    async fn count_failure(&self, key: &TokenHash) -> Result<(), AuthError> {
-        let now = self.ports.clock.now();
-        let state = self
+        match self
             .ports
             .attempts
-            .record_failure(key, now, &self.config.lockout)
-            .await?;
-        if state.failures == self.config.lockout.threshold && state.locked_until.is_some() {
-            metrics::counter!("auth_lockouts_total").increment(1);
-            tracing::info!(attempt_key = ?key, failures = state.failures, locked_until = ?state.locked_until, "lockout started");
+            .begin_attempt(key, now, &self.config.lockout)
+            .await?
+        {
+            Admission::Admitted(state) => Ok(state),
+            Admission::Locked { until } => {
+                self.ports.hasher.delay_like_verify().await;
+                tracing::info!(attempt_key = ?key, locked_until = %until, "login refused: locked");
+                Err(AuthError::Locked {
+                    retry_after: until - now,
+                })
+            }
         }
-        Ok(())
+    }
+
+    /// Reports a failed check; the attempt was counted when it was admitted.
+    fn note_failure(key: &TokenHash, attempt: AttemptState) {
+        if let Some(until) = attempt.locked_until {
+            metrics::counter!("auth_lockouts_total").increment(1);
+            tracing::info!(attempt_key = ?key, failures = attempt.failures, locked_until = %until, "lockout started");
+        }
     }
 
     /// Forgets ended sessions here at once and tells every other instance.

@@ -245,7 +245,10 @@ pub async fn rotation_spends_token(f: &impl Fixture) {
     let rotated_at = c.now();
     assert_eq!(
         f.sessions().rotate(&t1, &t2, rotated_at).await.unwrap(),
-        Rotation::Rotated(s.clone())
+        Rotation::Rotated {
+            session: s.clone(),
+            user: u.clone()
+        }
     );
     c.advance(Duration::seconds(10));
     assert_eq!(
@@ -265,7 +268,10 @@ pub async fn rotation_spends_token(f: &impl Fixture) {
     );
     assert_eq!(
         f.sessions().rotate(&t2, &t3, c.now()).await.unwrap(),
-        Rotation::Rotated(s)
+        Rotation::Rotated {
+            session: s,
+            user: u
+        }
     );
 }
 
@@ -339,7 +345,7 @@ pub async fn concurrent_rotations_one_winner(f: &impl Fixture) {
     let (mut rotated, mut reused) = (0, 0);
     for r in results {
         match r.unwrap() {
-            Rotation::Rotated(_) => rotated += 1,
+            Rotation::Rotated { .. } => rotated += 1,
             Rotation::Reused { session_id, .. } => {
                 assert_eq!(session_id, s.id);
                 reused += 1;

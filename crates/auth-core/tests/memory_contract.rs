@@ -46,8 +46,8 @@ async fn memory() -> Memory {
     let users = Arc::new(MemoryUserRepository::new());
     Memory {
         organizations: Arc::new(MemoryOrganizationRepository::new(users.clone())),
+        sessions: Arc::new(MemorySessionRepository::new(users.clone())),
         users,
-        sessions: Arc::new(MemorySessionRepository::new()),
         api_keys: Arc::new(MemoryApiKeyRepository::new()),
         devices: Arc::new(MemoryDeviceRepository::new()),
         login_attempts: Arc::new(MemoryLoginAttemptStore::new()),

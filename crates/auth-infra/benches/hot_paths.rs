@@ -190,10 +190,11 @@ fn jwt(c: &mut Criterion) {
 
 fn refresh(c: &mut Criterion) {
     let rt = runtime();
+    let users = Arc::new(MemoryUserRepository::new());
     let auth = AuthService::new(
         AuthPorts {
-            users: Arc::new(MemoryUserRepository::new()),
-            sessions: Arc::new(MemorySessionRepository::new()),
+            users: users.clone(),
+            sessions: Arc::new(MemorySessionRepository::new(users)),
             hasher: Arc::new(BcryptHasher::new(4, 2).expect("cost")),
             signer: Arc::new(hs256()),
             clock: Arc::new(SystemClock),

@@ -66,9 +66,10 @@ fn presented(raw: &str) -> Password {
 }
 
 fn fixture(rt: &Runtime, cost: u32) -> Fixture {
+    let users = Arc::new(MemoryUserRepository::new());
     let ports = AuthPorts {
-        users: Arc::new(MemoryUserRepository::new()),
-        sessions: Arc::new(MemorySessionRepository::new()),
+        users: users.clone(),
+        sessions: Arc::new(MemorySessionRepository::new(users)),
         hasher: Arc::new(BcryptHasher::new(cost, 2).expect("bcrypt cost in range")),
         signer: Arc::new(
             JwtSigner::hs256(

@@ -14,7 +14,9 @@ use auth_core::memory::{
 use auth_core::model::{
     Email, Password, PasswordHash, PasswordPolicy, RefreshToken, TokenRejection,
 };
-use auth_core::ports::{Clock as _, PasswordHasher as _, UserRepository as _};
+use auth_core::ports::{
+    Clock as _, CreateUserError, PasswordHasher as _, StoreError, UserRepository as _,
+};
 use auth_core::system::OsSecretGenerator;
 use auth_core::{AuthConfig, AuthError, AuthPorts, AuthService, Registration};
 use auth_infra::jwt::{JwtSettings, JwtSigner};
@@ -33,7 +35,7 @@ fn harness_with(config: AuthConfig, cost: u32) -> Harness {
     let users = Arc::new(MemoryUserRepository::new());
     let ports = AuthPorts {
         users: users.clone(),
-        sessions: Arc::new(MemorySessionRepository::new()),
+        sessions: Arc::new(MemorySessionRepository::new(users.clone())),
         hasher: Arc::new(BcryptHasher::new(cost, 2).unwrap()),
         signer: Arc::new(
             JwtSigner::hs256(
@@ -322,4 +324,89 @@ async fn without_grace_a_reuse_read_before_the_rotation_still_ends_the_session()
         h.auth.refresh(&second.refresh_token).await,
         Err(AuthError::InvalidRefreshToken)
     ));
+}
+
+/// Users whose lookups by id fail while `down` is set, as when the database goes away between
+/// two statements.
+struct FlakyLookups {
+    inner: Arc<MemoryUserRepository>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl auth_core::ports::UserRepository for FlakyLookups {
+    async fn create(&self, user: &auth_core::model::User) -> Result<(), CreateUserError> {
+        self.inner.create(user).await
+    }
+    async fn find_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<auth_core::model::User>, StoreError> {
+        self.inner.find_by_email(email).await
+    }
+    async fn find_by_id(
+        &self,
+        id: auth_core::model::UserId,
+    ) -> Result<Option<auth_core::model::User>, StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("database went away".into()));
+        }
+        self.inner.find_by_id(id).await
+    }
+    async fn update_password(
+        &self,
+        id: auth_core::model::UserId,
+        hash: &PasswordHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.update_password(id, hash, now).await
+    }
+}
+
+/// A refresh answers 200 or has not spent its token: with user lookups failing after the
+/// rotation (where a 503 used to leave the client holding a spent token, whose retry then
+/// ended the session as a reuse), the refresh still answers, and the new token works.
+#[tokio::test]
+async fn a_refresh_never_spends_its_token_without_answering() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let memory = Arc::new(MemoryUserRepository::new());
+    let users = Arc::new(FlakyLookups {
+        inner: memory.clone(),
+        down: std::sync::atomic::AtomicBool::new(false),
+    });
+    let ports = AuthPorts {
+        users: users.clone(),
+        sessions: Arc::new(MemorySessionRepository::new(memory)),
+        hasher: Arc::new(BcryptHasher::new(4, 2).unwrap()),
+        signer: Arc::new(
+            JwtSigner::hs256(
+                &SecretSlice::from(b"0123456789abcdef0123456789abcdef".to_vec()),
+                JwtSettings::default(),
+            )
+            .unwrap(),
+        ),
+        clock: clock.clone(),
+        secrets: Arc::new(OsSecretGenerator),
+        session_cache: Arc::new(NoCache),
+        bus: Arc::new(LocalInvalidationBus::new()),
+        attempts: Arc::new(MemoryLoginAttemptStore::new()),
+    };
+    let auth = AuthService::new(ports, AuthConfig::default());
+    let e = email();
+    auth.register(
+        Registration {
+            email: e.clone(),
+            password: pw("first password"),
+            display_name: None,
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    let first = auth.login(&e, &pw("first password")).await.unwrap();
+    users.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let second = auth.refresh(&first.refresh_token).await.unwrap();
+    users.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let third = auth.refresh(&second.refresh_token).await.unwrap();
+    assert_eq!(third.session.id, first.session.id, "the session lives on");
 }

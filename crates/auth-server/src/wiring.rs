@@ -128,8 +128,8 @@ impl Store {
                 let users = Arc::new(MemoryUserRepository::new());
                 Ok(Self::Memory {
                     orgs: Arc::new(MemoryOrganizationRepository::new(users.clone())),
+                    sessions: Arc::new(MemorySessionRepository::new(users.clone())),
                     users,
-                    sessions: Arc::new(MemorySessionRepository::new()),
                     keys: Arc::new(MemoryApiKeyRepository::new()),
                     devices: Arc::new(MemoryDeviceRepository::new()),
                     attempts: Arc::new(MemoryLoginAttemptStore::new()),

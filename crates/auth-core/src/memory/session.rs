@@ -1,12 +1,12 @@
 //! In-memory `SessionRepository`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::lock;
+use super::{MemoryUserRepository, lock};
 use crate::model::{Session, SessionId, TokenHash, UserId};
 use crate::ports::{Rotation, SessionRepository, StoreError};
 
@@ -23,14 +23,21 @@ struct State {
 }
 
 /// Sessions and refresh-token hashes in maps behind one lock, which makes rotation atomic.
-#[derive(Debug, Default)]
-pub struct MemorySessionRepository(Mutex<State>);
+/// Rotation reads the session's user from `users` under that lock.
+#[derive(Debug)]
+pub struct MemorySessionRepository {
+    state: Mutex<State>,
+    users: Arc<MemoryUserRepository>,
+}
 
 impl MemorySessionRepository {
-    /// An empty repository.
+    /// An empty repository whose sessions belong to users of `users`.
     #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(users: Arc<MemoryUserRepository>) -> Self {
+        Self {
+            state: Mutex::default(),
+            users,
+        }
     }
 }
 
@@ -45,7 +52,7 @@ fn end(session: &mut Session, now: DateTime<Utc>) -> bool {
 #[async_trait]
 impl SessionRepository for MemorySessionRepository {
     async fn create(&self, session: &Session, first_token: &TokenHash) -> Result<(), StoreError> {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.state);
         state.sessions.insert(session.id, session.clone());
         state.tokens.insert(
             *first_token,
@@ -58,7 +65,7 @@ impl SessionRepository for MemorySessionRepository {
     }
 
     async fn find(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
-        Ok(lock(&self.0).sessions.get(&id).cloned())
+        Ok(lock(&self.state).sessions.get(&id).cloned())
     }
 
     async fn rotate(
@@ -67,7 +74,7 @@ impl SessionRepository for MemorySessionRepository {
         next: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.state);
         let Some(record) = state.tokens.get(presented).copied() else {
             return Ok(Rotation::Unknown);
         };
@@ -77,11 +84,11 @@ impl SessionRepository for MemorySessionRepository {
                 rotated_at,
             });
         }
-        let Some(session) = state
+        let Some((session, user)) = state
             .sessions
             .get(&record.session_id)
             .filter(|s| s.is_active(now))
-            .cloned()
+            .and_then(|s| Some((s.clone(), self.users.user(s.user_id)?)))
         else {
             return Ok(Rotation::Inactive);
         };
@@ -99,11 +106,11 @@ impl SessionRepository for MemorySessionRepository {
                 spent_at: None,
             },
         );
-        Ok(Rotation::Rotated(session))
+        Ok(Rotation::Rotated { session, user })
     }
 
     async fn revoke(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        Ok(lock(&self.0)
+        Ok(lock(&self.state)
             .sessions
             .get_mut(&id)
             .is_some_and(|s| end(s, now)))
@@ -114,7 +121,7 @@ impl SessionRepository for MemorySessionRepository {
         token: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<Option<SessionId>, StoreError> {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.state);
         let Some(id) = state.tokens.get(token).map(|r| r.session_id) else {
             return Ok(None);
         };
@@ -130,7 +137,7 @@ impl SessionRepository for MemorySessionRepository {
         keep: Option<SessionId>,
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.state);
         let mut ended: Vec<SessionId> = state
             .sessions
             .values_mut()

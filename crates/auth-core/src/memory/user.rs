@@ -27,6 +27,11 @@ impl MemoryUserRepository {
         Self::default()
     }
 
+    /// User `id`, if it exists (for adapters that join on users).
+    pub(crate) fn user(&self, id: UserId) -> Option<User> {
+        lock(&self.0).by_id.get(&id).cloned()
+    }
+
     /// The email of user `id`, if it exists (for adapters that join on users).
     pub(crate) fn email_of(&self, id: UserId) -> Option<Email> {
         lock(&self.0).by_id.get(&id).map(|u| u.email.clone())

@@ -4,13 +4,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::model::{Session, SessionId, TokenHash, UserId};
+use crate::model::{Session, SessionId, TokenHash, User, UserId};
 
 /// The result of presenting a refresh token for rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
     /// The token was current and its session active: it is now spent and `next` is current.
-    Rotated(Session),
+    /// The session's user is read in the same atomic step, so that nothing fallible is left
+    /// between spending the token and answering with its successor.
+    Rotated {
+        /// The session, as stored.
+        session: Session,
+        /// Its user, as stored.
+        user: User,
+    },
     /// The token belongs to a session but was already rotated at `rotated_at`: a reuse.
     /// Nothing was changed; the caller decides whether to end the session.
     Reused {
@@ -19,7 +26,8 @@ pub enum Rotation {
         /// When the token was rotated.
         rotated_at: DateTime<Utc>,
     },
-    /// The token was current, but its session has ended or expired. Nothing was changed.
+    /// The token was current, but its session has ended or expired (or its user is gone).
+    /// Nothing was changed.
     Inactive,
     /// No session knows this token.
     Unknown,
@@ -31,7 +39,9 @@ pub enum Rotation {
 /// - store only [`TokenHash`]es, never token text;
 /// - make [`SessionRepository::rotate`] one atomic compare-and-swap: of any number of
 ///   concurrent calls presenting the same current token, exactly one gets
-///   [`Rotation::Rotated`]; a call that fails part-way changes nothing;
+///   [`Rotation::Rotated`], with the session's user read within that same step; a call that
+///   fails part-way changes nothing, so a caller that could not answer has not spent the
+///   token;
 /// - remember every token a session issued (spent ones too) for as long as the session is
 ///   kept, so that a reuse is recognised as [`Rotation::Reused`];
 /// - never un-revoke a session: `revoked_at`, once set, keeps its first value;

@@ -345,12 +345,9 @@ impl AuthService {
             .rotate(&presented.hash(), &next.hash(), now)
             .await?;
         match rotation {
-            Rotation::Rotated(session) => {
-                let Some(user) = self.ports.users.find_by_id(session.user_id).await? else {
-                    return Err(AuthError::InvalidRefreshToken);
-                };
-                self.issue(user, session, next, now)
-            }
+            // Nothing fallible is left between spending the token and answering with its
+            // successor: the user came with the rotation, and signing is local.
+            Rotation::Rotated { session, user } => self.issue(user, session, next, now),
             Rotation::Reused {
                 session_id,
                 rotated_at,

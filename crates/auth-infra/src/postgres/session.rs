@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::error::classify;
 use super::pool::DbPool;
 use super::schema::{refresh_tokens, sessions};
+use super::user::UserRow;
 
 #[derive(Debug, Queryable, Selectable, Insertable, QueryableByName)]
 #[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
@@ -46,8 +47,10 @@ impl SessionRow {
 }
 
 /// Spends the presented token and records its successor in one statement, only when the
-/// token is unspent and its session active. Concurrent callers serialise on the token's row
-/// lock; the losers re-check `spent_at IS NULL`, find it set, and get no row.
+/// token is unspent, its session active and its user present, and returns the session with
+/// its user: nothing that can fail is left between spending the token and answering.
+/// Concurrent callers serialise on the token's row lock; the losers re-check
+/// `spent_at IS NULL`, find it set, and get no row.
 ///
 /// A typed query rather than `sql_query`, so that diesel-async keeps it as a prepared statement
 /// per connection: planning this statement cost Postgres about 120 µs on every refresh
@@ -69,7 +72,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateQuery {
              UPDATE refresh_tokens rt SET spent_at = ",
         );
         out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(" FROM sessions s WHERE rt.token_hash = ");
+        out.push_sql(" FROM sessions s JOIN users u ON u.id = s.user_id WHERE rt.token_hash = ");
         out.push_bind_param::<Bytea, _>(&self.presented)?;
         out.push_sql(
             " AND rt.spent_at IS NULL \
@@ -77,7 +80,9 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateQuery {
         );
         out.push_bind_param::<Timestamptz, _>(&self.now)?;
         out.push_sql(
-            " RETURNING s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at \
+            " RETURNING s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at, \
+             u.id AS u_id, u.email, u.email_normalized, u.display_name, u.password_hash, \
+             u.is_admin, u.created_at AS u_created_at, u.updated_at \
              ), successor AS ( \
              INSERT INTO refresh_tokens (token_hash, session_id, created_at) SELECT ",
         );
@@ -86,7 +91,9 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateQuery {
         out.push_bind_param::<Timestamptz, _>(&self.now)?;
         out.push_sql(
             " FROM spent) \
-             SELECT id, user_id, created_at, expires_at, revoked_at FROM spent",
+             SELECT id, user_id, created_at, expires_at, revoked_at, \
+             u_id, email, email_normalized, display_name, password_hash, is_admin, \
+             u_created_at, updated_at FROM spent",
         );
         Ok(())
     }
@@ -94,11 +101,23 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateQuery {
 
 impl diesel::query_builder::Query for RotateQuery {
     type SqlType = (
-        diesel::sql_types::Uuid,
-        diesel::sql_types::Uuid,
-        Timestamptz,
-        Timestamptz,
-        diesel::sql_types::Nullable<Timestamptz>,
+        (
+            diesel::sql_types::Uuid,
+            diesel::sql_types::Uuid,
+            Timestamptz,
+            Timestamptz,
+            diesel::sql_types::Nullable<Timestamptz>,
+        ),
+        (
+            diesel::sql_types::Uuid,
+            diesel::sql_types::Text,
+            diesel::sql_types::Text,
+            diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            diesel::sql_types::Text,
+            diesel::sql_types::Bool,
+            Timestamptz,
+            Timestamptz,
+        ),
     );
 }
 
@@ -178,7 +197,7 @@ impl SessionRepository for PgSessionRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                let rotated: Option<SessionRow> = RotateQuery {
+                let rotated: Option<(SessionRow, UserRow)> = RotateQuery {
                     presented: presented.as_bytes().to_vec(),
                     next: next.as_bytes().to_vec(),
                     now,
@@ -187,8 +206,11 @@ impl SessionRepository for PgSessionRepository {
                 .await
                 .optional()
                 .map_err(classify)?;
-                if let Some(row) = rotated {
-                    return Ok(Rotation::Rotated(row.into_domain()));
+                if let Some((session, user)) = rotated {
+                    return Ok(Rotation::Rotated {
+                        session: session.into_domain(),
+                        user: user.into_domain()?,
+                    });
                 }
                 let known: Option<(Uuid, Option<DateTime<Utc>>)> = refresh_tokens::table
                     .find(presented.as_bytes().as_slice())

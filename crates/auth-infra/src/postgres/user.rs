@@ -17,7 +17,7 @@ use super::schema::users;
 // No `Debug`: the row holds a password hash or a secret's hash.
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
-struct UserRow {
+pub(super) struct UserRow {
     id: Uuid,
     email: String,
     email_normalized: String,
@@ -42,7 +42,7 @@ impl UserRow {
         }
     }
 
-    fn into_domain(self) -> Result<User, StoreError> {
+    pub(super) fn into_domain(self) -> Result<User, StoreError> {
         let email = Email::parse(&self.email).map_err(StoreError::internal)?;
         let display_name = self
             .display_name

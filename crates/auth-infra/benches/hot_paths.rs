@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::memory::{
-    LocalInvalidationBus, MemoryApiKeyRepository, MemoryLoginAttemptStore,
-    MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository, NoCache,
+    MemoryApiKeyRepository, MemoryLoginAttemptStore, MemoryOrganizationRepository,
+    MemorySessionRepository, MemoryUserRepository, NoCache,
 };
 use auth_core::model::{
     AccessClaims, ApiKeyName, Email, KeyPrefix, Organization, OrganizationId, OrganizationName,
@@ -78,7 +78,6 @@ fn api_keys(c: &mut Criterion) {
                 100_000,
                 Duration::from_secs(300),
             )),
-            bus: Arc::new(LocalInvalidationBus::new()),
             clock: clock.clone(),
             secrets: Arc::new(OsSecretGenerator),
         },
@@ -200,7 +199,6 @@ fn refresh(c: &mut Criterion) {
             clock: Arc::new(SystemClock),
             secrets: Arc::new(OsSecretGenerator),
             session_cache: Arc::new(NoCache),
-            bus: Arc::new(LocalInvalidationBus::new()),
             attempts: Arc::new(MemoryLoginAttemptStore::new()),
         },
         AuthConfig::default(),

@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::memory::{
-    LocalInvalidationBus, MemoryLoginAttemptStore, MemorySessionRepository, MemoryUserRepository,
-    NoCache,
+    MemoryLoginAttemptStore, MemorySessionRepository, MemoryUserRepository, NoCache,
 };
 use auth_core::model::{Email, Password, PasswordPolicy};
 use auth_core::ports::LockoutPolicy;
@@ -81,7 +80,6 @@ fn fixture(rt: &Runtime, cost: u32) -> Fixture {
         clock: Arc::new(SystemClock),
         secrets: Arc::new(OsSecretGenerator),
         session_cache: Arc::new(NoCache),
-        bus: Arc::new(LocalInvalidationBus::new()),
         attempts: Arc::new(MemoryLoginAttemptStore::new()),
     };
     // Same stores, the contract's default lockout (5 failures in 15 min lock for 15 min):

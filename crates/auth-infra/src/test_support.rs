@@ -131,6 +131,23 @@ impl TestDb {
         &self.url
     }
 
+    /// Runs `sql` (one or more statements) on this test's database.
+    ///
+    /// # Panics
+    /// When the statements fail.
+    pub async fn execute(&self, sql: &str) {
+        let (url, sql) = (self.url.clone(), sql.to_owned());
+        tokio::task::spawn_blocking(move || {
+            use diesel::connection::SimpleConnection as _;
+            SyncPg::establish(&url)
+                .expect("connect to the test database")
+                .batch_execute(&sql)
+                .expect("run SQL");
+        })
+        .await
+        .expect("join");
+    }
+
     /// A pool on this test's database.
     ///
     /// # Panics

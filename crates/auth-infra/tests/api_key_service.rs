@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use auth_core::memory::{
-    LocalInvalidationBus, ManualClock, MemoryApiKeyRepository, MemoryOrganizationRepository,
-    MemoryUserRepository,
+    ManualClock, MemoryApiKeyRepository, MemoryOrganizationRepository, MemoryUserRepository,
 };
 use auth_core::model::{
     ApiKey, ApiKeyId, ApiKeyName, Email, KeyPrefix, Organization, OrganizationId, OrganizationName,
@@ -130,7 +129,6 @@ async fn harness(postgres: bool) -> Harness {
                 1000,
                 std::time::Duration::from_secs(300),
             )),
-            bus: Arc::new(LocalInvalidationBus::new()),
             clock: clock.clone(),
             secrets: Arc::new(OsSecretGenerator),
         },

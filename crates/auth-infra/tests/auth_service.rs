@@ -8,8 +8,7 @@
 use std::sync::Arc;
 
 use auth_core::memory::{
-    LocalInvalidationBus, ManualClock, MemoryLoginAttemptStore, MemorySessionRepository,
-    MemoryUserRepository, NoCache,
+    ManualClock, MemoryLoginAttemptStore, MemorySessionRepository, MemoryUserRepository, NoCache,
 };
 use auth_core::model::{
     Email, Password, PasswordHash, PasswordPolicy, RefreshToken, TokenRejection,
@@ -47,7 +46,6 @@ fn harness_with(config: AuthConfig, cost: u32) -> Harness {
         clock: clock.clone(),
         secrets: Arc::new(OsSecretGenerator),
         session_cache: Arc::new(NoCache),
-        bus: Arc::new(LocalInvalidationBus::new()),
         attempts: Arc::new(MemoryLoginAttemptStore::new()),
     };
     Harness {
@@ -388,7 +386,6 @@ async fn a_refresh_never_spends_its_token_without_answering() {
         clock: clock.clone(),
         secrets: Arc::new(OsSecretGenerator),
         session_cache: Arc::new(NoCache),
-        bus: Arc::new(LocalInvalidationBus::new()),
         attempts: Arc::new(MemoryLoginAttemptStore::new()),
     };
     let auth = AuthService::new(ports, AuthConfig::default());

@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use auth_core::memory::{
-    LocalInvalidationBus, ManualClock, MemoryDeviceRepository, MemoryOrganizationRepository,
-    MemoryUserRepository,
+    ManualClock, MemoryDeviceRepository, MemoryOrganizationRepository, MemoryUserRepository,
 };
 use auth_core::model::{
     Device, DeviceId, DeviceMetadata, DeviceSecret, Email, Organization, OrganizationId,
@@ -128,7 +127,6 @@ async fn fast_path_batches_and_expiry(postgres: bool) {
                 1000,
                 std::time::Duration::from_secs(300),
             )),
-            bus: Arc::new(LocalInvalidationBus::new()),
             signer: Arc::new(signer),
             clock: clock.clone(),
             secrets: Arc::new(OsSecretGenerator),

@@ -126,14 +126,19 @@ impl Store {
                      Set DATABASE_URL for anything but local development. !!!"
                 );
                 let users = Arc::new(MemoryUserRepository::new());
+                // The repositories announce what they end on the bus every instance over this
+                // store subscribes to, as Postgres repositories do with NOTIFY.
+                let bus = Arc::new(LocalInvalidationBus::new());
                 Ok(Self::Memory {
                     orgs: Arc::new(MemoryOrganizationRepository::new(users.clone())),
-                    sessions: Arc::new(MemorySessionRepository::new(users.clone())),
+                    sessions: Arc::new(
+                        MemorySessionRepository::new(users.clone()).announcing_to(bus.clone()),
+                    ),
                     users,
-                    keys: Arc::new(MemoryApiKeyRepository::new()),
-                    devices: Arc::new(MemoryDeviceRepository::new()),
+                    keys: Arc::new(MemoryApiKeyRepository::new().announcing_to(bus.clone())),
+                    devices: Arc::new(MemoryDeviceRepository::new().announcing_to(bus.clone())),
                     attempts: Arc::new(MemoryLoginAttemptStore::new()),
-                    bus: Arc::new(LocalInvalidationBus::new()),
+                    bus,
                 })
             }
         }
@@ -396,7 +401,6 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         clock: clock.clone(),
         secrets: secrets.clone(),
         session_cache: session_cache.clone(),
-        bus: bus.clone(),
         attempts: repos.attempts,
     };
     let auth_config = AuthConfig {
@@ -415,7 +419,6 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
             keys: repos.keys,
             orgs: orgs.clone(),
             cache: key_cache.clone(),
-            bus: bus.clone(),
             clock: clock.clone(),
             secrets: secrets.clone(),
         },
@@ -426,7 +429,6 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
             devices: repos.devices,
             orgs: orgs.clone(),
             cache: device_cache,
-            bus: bus.clone(),
             signer,
             clock,
             secrets,

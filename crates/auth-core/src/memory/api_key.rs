@@ -1,14 +1,15 @@
 //! In-memory `ApiKeyRepository`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::lock;
+use super::bus::Announcer;
+use super::{LocalInvalidationBus, lock};
 use crate::model::{ApiKey, ApiKeyId, OrganizationId, TokenHash};
-use crate::ports::{ApiKeyRepository, RevokeKeyError, StoreError};
+use crate::ports::{ApiKeyRepository, Invalidation, RevokeKeyError, StoreError};
 
 #[derive(Debug, Default)]
 struct State {
@@ -48,13 +49,20 @@ impl State {
 /// atomic. The organization a key names is not checked: callers create keys for
 /// organizations they have found.
 #[derive(Debug, Default)]
-pub struct MemoryApiKeyRepository(Mutex<State>);
+pub struct MemoryApiKeyRepository(Mutex<State>, Announcer);
 
 impl MemoryApiKeyRepository {
     /// An empty repository.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Announces revocations and rotations on `bus`, the bus of every instance sharing this
+    /// repository.
+    #[must_use]
+    pub fn announcing_to(self, bus: Arc<LocalInvalidationBus>) -> Self {
+        Self(self.0, Announcer::to(bus))
     }
 }
 
@@ -97,7 +105,11 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
     }
 
     async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
-        lock(&self.0).revoke(id, now)
+        let revoked = lock(&self.0).revoke(id, now)?;
+        self.1
+            .announce(&[Invalidation::ApiKey(revoked.key_hash)])
+            .await;
+        Ok(revoked)
     }
 
     async fn rotate(
@@ -106,15 +118,21 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
         new: &ApiKey,
         now: DateTime<Utc>,
     ) -> Result<ApiKey, RevokeKeyError> {
-        let mut state = lock(&self.0);
-        // Every check before any change, so a refused rotation changes nothing.
-        let current = state.keys.get(&old).ok_or(RevokeKeyError::NotFound)?;
-        if current.revoked_at.is_some() {
-            return Err(RevokeKeyError::AlreadyRevoked);
-        }
-        state.check_new(new)?;
-        let revoked = state.revoke(old, now)?;
-        state.insert(new);
+        let revoked = {
+            let mut state = lock(&self.0);
+            // Every check before any change, so a refused rotation changes nothing.
+            let current = state.keys.get(&old).ok_or(RevokeKeyError::NotFound)?;
+            if current.revoked_at.is_some() {
+                return Err(RevokeKeyError::AlreadyRevoked);
+            }
+            state.check_new(new)?;
+            let revoked = state.revoke(old, now)?;
+            state.insert(new);
+            revoked
+        };
+        self.1
+            .announce(&[Invalidation::ApiKey(revoked.key_hash)])
+            .await;
         Ok(revoked)
     }
 

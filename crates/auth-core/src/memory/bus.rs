@@ -35,6 +35,34 @@ impl LocalInvalidationBus {
     }
 }
 
+/// Where an in-memory repository announces what it changes: the bus of the instances that
+/// share its store (set with the repository's `announcing_to`), or nowhere (one instance,
+/// whose service evicts its own cache).
+///
+/// An in-memory change cannot fail after it is made, so announcing right after it, before the
+/// repository call returns, is as atomic as Postgres's `NOTIFY` inside the transaction.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Announcer(Option<Arc<LocalInvalidationBus>>);
+
+impl Announcer {
+    /// Announces on `bus`.
+    pub(crate) fn to(bus: Arc<LocalInvalidationBus>) -> Self {
+        Self(Some(bus))
+    }
+
+    /// Delivers `events` to every subscribed handler.
+    pub(crate) async fn announce(&self, events: &[Invalidation]) {
+        if let Some(bus) = &self.0 {
+            let handlers = lock(&bus.handlers).clone();
+            for event in events {
+                for handler in &handlers {
+                    handler.invalidate(event.clone()).await;
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl InvalidationBus for LocalInvalidationBus {
     async fn publish(&self, event: Invalidation) -> Result<(), StoreError> {

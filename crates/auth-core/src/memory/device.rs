@@ -1,14 +1,17 @@
 //! In-memory `DeviceRepository`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::lock;
+use super::bus::Announcer;
+use super::{LocalInvalidationBus, lock};
 use crate::model::{Device, DeviceId, OrganizationId, TokenHash};
-use crate::ports::{ChangeDeviceError, DeviceRepository, RegisterDeviceError, StoreError};
+use crate::ports::{
+    ChangeDeviceError, DeviceRepository, Invalidation, RegisterDeviceError, StoreError,
+};
 
 /// Looks up an active device for a change: missing is `NotFound`, revoked `AlreadyRevoked`.
 fn active<'a>(
@@ -27,7 +30,7 @@ fn active<'a>(
 /// organization a device names is not checked: callers register devices for organizations
 /// they have found.
 #[derive(Debug, Default)]
-pub struct MemoryDeviceRepository(Mutex<HashMap<DeviceId, Device>>);
+pub struct MemoryDeviceRepository(Mutex<HashMap<DeviceId, Device>>, Announcer);
 
 impl MemoryDeviceRepository {
     /// An empty repository.
@@ -35,16 +38,28 @@ impl MemoryDeviceRepository {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Announces registrations, rotations and revocations on `bus`, the bus of every instance
+    /// sharing this repository.
+    #[must_use]
+    pub fn announcing_to(self, bus: Arc<LocalInvalidationBus>) -> Self {
+        Self(self.0, Announcer::to(bus))
+    }
 }
 
 #[async_trait]
 impl DeviceRepository for MemoryDeviceRepository {
     async fn register(&self, device: &Device) -> Result<(), RegisterDeviceError> {
-        let mut devices = lock(&self.0);
-        if devices.contains_key(&device.id) {
-            return Err(RegisterDeviceError::Exists);
+        {
+            let mut devices = lock(&self.0);
+            if devices.contains_key(&device.id) {
+                return Err(RegisterDeviceError::Exists);
+            }
+            devices.insert(device.id.clone(), device.clone());
         }
-        devices.insert(device.id.clone(), device.clone());
+        self.1
+            .announce(&[Invalidation::Device(device.id.clone())])
+            .await;
         Ok(())
     }
 
@@ -68,17 +83,25 @@ impl DeviceRepository for MemoryDeviceRepository {
         id: &DeviceId,
         new_hash: &TokenHash,
     ) -> Result<Device, ChangeDeviceError> {
-        let mut devices = lock(&self.0);
-        let device = active(&mut devices, id)?;
-        device.secret_hash = *new_hash;
-        Ok(device.clone())
+        let rotated = {
+            let mut devices = lock(&self.0);
+            let device = active(&mut devices, id)?;
+            device.secret_hash = *new_hash;
+            device.clone()
+        };
+        self.1.announce(&[Invalidation::Device(id.clone())]).await;
+        Ok(rotated)
     }
 
     async fn revoke(&self, id: &DeviceId, now: DateTime<Utc>) -> Result<Device, ChangeDeviceError> {
-        let mut devices = lock(&self.0);
-        let device = active(&mut devices, id)?;
-        device.revoked_at = Some(now);
-        Ok(device.clone())
+        let revoked = {
+            let mut devices = lock(&self.0);
+            let device = active(&mut devices, id)?;
+            device.revoked_at = Some(now);
+            device.clone()
+        };
+        self.1.announce(&[Invalidation::Device(id.clone())]).await;
+        Ok(revoked)
     }
 
     async fn record_authentications(

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MemoryUserRepository, lock};
+use super::bus::Announcer;
+use super::{LocalInvalidationBus, MemoryUserRepository, lock};
 use crate::model::{Session, SessionId, TokenHash, UserId};
-use crate::ports::{Rotation, SessionRepository, StoreError};
+use crate::ports::{Invalidation, Rotation, SessionRepository, StoreError};
 
 #[derive(Debug, Clone, Copy)]
 struct TokenRecord {
@@ -28,6 +29,7 @@ struct State {
 pub struct MemorySessionRepository {
     state: Mutex<State>,
     users: Arc<MemoryUserRepository>,
+    announcer: Announcer,
 }
 
 impl MemorySessionRepository {
@@ -37,6 +39,16 @@ impl MemorySessionRepository {
         Self {
             state: Mutex::default(),
             users,
+            announcer: Announcer::default(),
+        }
+    }
+
+    /// Announces ended sessions on `bus`, the bus of every instance sharing this repository.
+    #[must_use]
+    pub fn announcing_to(self, bus: Arc<LocalInvalidationBus>) -> Self {
+        Self {
+            announcer: Announcer::to(bus),
+            ..self
         }
     }
 }
@@ -110,10 +122,14 @@ impl SessionRepository for MemorySessionRepository {
     }
 
     async fn revoke(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        Ok(lock(&self.state)
+        let ended = lock(&self.state)
             .sessions
             .get_mut(&id)
-            .is_some_and(|s| end(s, now)))
+            .is_some_and(|s| end(s, now));
+        if ended {
+            self.announcer.announce(&[Invalidation::Session(id)]).await;
+        }
+        Ok(ended)
     }
 
     async fn revoke_by_token(
@@ -121,12 +137,16 @@ impl SessionRepository for MemorySessionRepository {
         token: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<Option<SessionId>, StoreError> {
-        let mut state = lock(&self.state);
-        let Some(id) = state.tokens.get(token).map(|r| r.session_id) else {
-            return Ok(None);
+        let (id, ended) = {
+            let mut state = lock(&self.state);
+            let Some(id) = state.tokens.get(token).map(|r| r.session_id) else {
+                return Ok(None);
+            };
+            let ended = state.sessions.get_mut(&id).is_some_and(|s| end(s, now));
+            (id, ended)
         };
-        if let Some(session) = state.sessions.get_mut(&id) {
-            end(session, now);
+        if ended {
+            self.announcer.announce(&[Invalidation::Session(id)]).await;
         }
         Ok(Some(id))
     }
@@ -137,14 +157,15 @@ impl SessionRepository for MemorySessionRepository {
         keep: Option<SessionId>,
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let mut state = lock(&self.state);
-        let mut ended: Vec<SessionId> = state
+        let mut ended: Vec<SessionId> = lock(&self.state)
             .sessions
             .values_mut()
             .filter(|s| s.user_id == user && Some(s.id) != keep)
             .filter_map(|s| end(s, now).then_some(s.id))
             .collect();
         ended.sort();
+        let events: Vec<Invalidation> = ended.iter().copied().map(Invalidation::Session).collect();
+        self.announcer.announce(&events).await;
         Ok(ended)
     }
 }

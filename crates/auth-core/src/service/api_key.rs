@@ -17,8 +17,8 @@ use crate::model::{
     Scopes, TokenHash, parse_presented_key,
 };
 use crate::ports::{
-    ApiKeyRepository, BoxError, Clock, Invalidation, InvalidationBus, RevokeKeyError,
-    SecretGenerator, StoreError, VerificationCache,
+    ApiKeyRepository, BoxError, Clock, RevokeKeyError, SecretGenerator, StoreError,
+    VerificationCache,
 };
 
 /// What can go wrong with API keys.
@@ -121,8 +121,6 @@ pub struct ApiKeyPorts {
     pub orgs: OrganizationService,
     /// Cache of lookups by hash.
     pub cache: Arc<dyn VerificationCache<TokenHash, ApiKey>>,
-    /// Invalidations to every instance.
-    pub bus: Arc<dyn InvalidationBus>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Randomness for keys.
@@ -240,15 +238,10 @@ impl ApiKeyService {
         Ok(key)
     }
 
-    /// Forgets the key here and tells every other instance. Called on success and on
-    /// `AlreadyRevoked` alike, so a retry after a failed publish still reaches everyone.
-    async fn announce_revoked(&self, hash: TokenHash) -> Result<(), KeyError> {
+    /// Forgets the key here at once. Every other instance was told by the repository, in the
+    /// same atomic step as the revocation, so a revocation that committed was announced.
+    async fn forget(&self, hash: TokenHash) {
         self.ports.cache.invalidate(&hash).await;
-        self.ports
-            .bus
-            .publish(Invalidation::ApiKey(hash))
-            .await
-            .map_err(KeyError::from)
     }
 
     /// Revokes a key.
@@ -261,12 +254,12 @@ impl ApiKeyService {
         let result = self.ports.keys.revoke(id, now).await;
         match result {
             Ok(revoked) => {
-                self.announce_revoked(key.key_hash).await?;
+                self.forget(key.key_hash).await;
                 tracing::info!(key_id = %id, organization_id = %key.organization_id, "API key revoked");
                 Ok(revoked)
             }
             Err(RevokeKeyError::AlreadyRevoked) => {
-                self.announce_revoked(key.key_hash).await?;
+                self.forget(key.key_hash).await;
                 Err(KeyError::AlreadyRevoked)
             }
             Err(RevokeKeyError::NotFound) => Err(KeyError::NotFound),
@@ -291,17 +284,12 @@ impl ApiKeyService {
         let now = self.ports.clock.now();
         match self.ports.keys.rotate(id, &issued.key, now).await {
             Ok(_) => {
-                // The new key exists now and its secret is shown only in this answer: a
-                // failed publish must not lose it. The old key is already rejected here;
-                // other instances drop it at their next reconnect flush or its cache expiry.
-                if let Err(err) = self.announce_revoked(old.key_hash).await {
-                    tracing::error!(key_id = %id, error = %err, "rotation not announced to other instances");
-                }
+                self.forget(old.key_hash).await;
                 tracing::info!(old_key_id = %id, new_key_id = %issued.key.id, "API key rotated");
                 Ok(issued)
             }
             Err(RevokeKeyError::AlreadyRevoked) => {
-                self.announce_revoked(old.key_hash).await?;
+                self.forget(old.key_hash).await;
                 Err(KeyError::AlreadyRevoked)
             }
             Err(RevokeKeyError::NotFound) => Err(KeyError::NotFound),

@@ -11,9 +11,9 @@ use crate::model::{
     TokenPair, TokenRejection, User, UserId,
 };
 use crate::ports::{
-    Admission, AttemptState, BoxError, Clock, CreateUserError, Invalidation, InvalidationBus,
-    LockoutPolicy, LoginAttemptStore, PasswordHasher, Rotation, SecretGenerator, SessionRepository,
-    StoreError, TokenSigner, UserRepository, VerificationCache,
+    Admission, AttemptState, BoxError, Clock, CreateUserError, LockoutPolicy, LoginAttemptStore,
+    PasswordHasher, Rotation, SecretGenerator, SessionRepository, StoreError, TokenSigner,
+    UserRepository, VerificationCache,
 };
 
 /// Lifetimes and grace periods.
@@ -58,8 +58,6 @@ pub struct AuthPorts {
     pub secrets: Arc<dyn SecretGenerator>,
     /// Cache of sessions for verification.
     pub session_cache: Arc<dyn VerificationCache<SessionId, SessionSnapshot>>,
-    /// Tells every instance when a session ends.
-    pub bus: Arc<dyn InvalidationBus>,
     /// Failed-login counters for lockout.
     pub attempts: Arc<dyn LoginAttemptStore>,
 }
@@ -360,7 +358,7 @@ impl AuthService {
                     let ended = self.ports.sessions.revoke(session_id, now).await?;
                     metrics::counter!("auth_refresh_reuse_detected_total").increment(1);
                     tracing::warn!(%session_id, ended, "refresh token reuse detected; session ended");
-                    self.announce_ended(&[session_id]).await?;
+                    self.forget(&[session_id]).await;
                 } else {
                     tracing::info!(%session_id, "rotated refresh token presented within grace period");
                 }
@@ -382,9 +380,7 @@ impl AuthService {
             .revoke_by_token(&token.hash(), now)
             .await?
         {
-            // Announced even when it had already ended, so a retry after a failed publish
-            // still reaches every instance.
-            self.announce_ended(&[session_id]).await?;
+            self.forget(&[session_id]).await;
             tracing::info!(%session_id, "logout");
         }
         Ok(())
@@ -401,9 +397,7 @@ impl AuthService {
             .sessions
             .revoke_all_for_user(user, None, now)
             .await?;
-        // Announced by user, so a retry after a failed publish announces again even though
-        // no session is newly ended.
-        self.announce_user(user).await?;
+        self.forget(&ended).await;
         tracing::info!(user_id = %user, sessions = ended.len(), "logout from every session");
         Ok(ended)
     }
@@ -493,13 +487,9 @@ impl AuthService {
         {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));
         }
-        // Every cached session of the user holds the old hash; drop them everywhere. The new
-        // password is stored, and a retry could not repeat this step (the old password no
-        // longer verifies), so a failed announcement is logged rather than returned: other
-        // instances drop the ended sessions at their next reconnect flush or cache expiry.
-        if let Err(err) = self.announce_user(principal.user.id).await {
-            tracing::error!(user_id = %principal.user.id, error = %err, "password change not announced to other instances");
-        }
+        // The ended sessions were announced to every instance with their revocation. The
+        // session kept may be cached with the old hash; nothing reads a hash from the cache.
+        self.forget(&ended).await;
         tracing::info!(user_id = %principal.user.id, other_sessions_ended = ended.len(), "password changed");
         Ok(())
     }
@@ -538,22 +528,12 @@ impl AuthService {
         }
     }
 
-    /// Forgets ended sessions here at once and tells every other instance.
-    async fn announce_ended(&self, ended: &[SessionId]) -> Result<(), AuthError> {
+    /// Forgets ended sessions here at once. Every other instance was told by the session
+    /// repository, in the same atomic step that ended them.
+    async fn forget(&self, ended: &[SessionId]) {
         for id in ended {
             self.ports.session_cache.invalidate(id).await;
         }
-        for id in ended {
-            self.ports.bus.publish(Invalidation::Session(*id)).await?;
-        }
-        Ok(())
-    }
-
-    /// Drops this user's cached sessions here at once and tells every other instance.
-    async fn announce_user(&self, user: UserId) -> Result<(), AuthError> {
-        self.ports.session_cache.clear().await;
-        self.ports.bus.publish(Invalidation::User(user)).await?;
-        Ok(())
     }
 
     fn new_refresh_token(&self) -> Result<RefreshToken, AuthError> {

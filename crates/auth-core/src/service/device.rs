@@ -21,8 +21,8 @@ use crate::model::{
     TokenHash, TokenRejection,
 };
 use crate::ports::{
-    BoxError, ChangeDeviceError, Clock, DeviceRepository, Invalidation, InvalidationBus,
-    RegisterDeviceError, SecretGenerator, StoreError, TokenSigner, VerificationCache,
+    BoxError, ChangeDeviceError, Clock, DeviceRepository, RegisterDeviceError, SecretGenerator,
+    StoreError, TokenSigner, VerificationCache,
 };
 
 /// What can go wrong with devices.
@@ -126,8 +126,6 @@ pub struct DevicePorts {
     pub orgs: OrganizationService,
     /// Cache of devices by id.
     pub cache: Arc<dyn VerificationCache<DeviceId, Device>>,
-    /// Invalidations to every instance.
-    pub bus: Arc<dyn InvalidationBus>,
     /// Device tokens.
     pub signer: Arc<dyn TokenSigner>,
     /// Time.
@@ -181,15 +179,10 @@ impl DeviceService {
         Ok(DeviceSecret::from_random(&bytes))
     }
 
-    /// Forgets the device here at once and tells every other instance; called on success and
-    /// on `AlreadyRevoked` alike, so a retry after a failed publish still reaches everyone.
-    async fn announce(&self, id: &DeviceId) -> Result<(), DeviceError> {
+    /// Forgets the device here at once. Every other instance was told by the repository, in
+    /// the same atomic step as the change.
+    async fn forget(&self, id: &DeviceId) {
         self.ports.cache.invalidate(id).await;
-        Ok(self
-            .ports
-            .bus
-            .publish(Invalidation::Device(id.clone()))
-            .await?)
     }
 
     /// Registers a device for an organization the actor manages.
@@ -221,12 +214,8 @@ impl DeviceService {
             Err(RegisterDeviceError::Exists) => return Err(DeviceError::Exists),
             Err(RegisterDeviceError::Store(e)) => return Err(e.into()),
         }
-        // A negative lookup of this id may be cached from before it existed. The device is
-        // stored and its secret is shown only in this answer, so a failed announcement is
-        // logged, not returned: at worst another instance refuses it until its cache expires.
-        if let Err(err) = self.announce(&device.id).await {
-            tracing::error!(device_id = %device.id, error = %err, "registration not announced to other instances");
-        }
+        // A negative lookup of this id may be cached from before it existed.
+        self.forget(&device.id).await;
         tracing::info!(device_id = %device.id, organization_id = %device.organization_id, "device registered");
         Ok(IssuedDevice { device, secret })
     }
@@ -325,10 +314,7 @@ impl DeviceService {
         self.get(actor, id).await?;
         let secret = self.new_secret()?;
         let device = self.ports.devices.rotate_secret(id, &secret.hash()).await?;
-        // The new secret is shown only in this answer: a failed publish must not lose it.
-        if let Err(err) = self.announce(id).await {
-            tracing::error!(device_id = %id, error = %err, "secret rotation not announced to other instances");
-        }
+        self.forget(id).await;
         tracing::info!(device_id = %id, "device secret rotated");
         Ok(IssuedDevice { device, secret })
     }
@@ -343,7 +329,7 @@ impl DeviceService {
         let now = self.ports.clock.now();
         let result = self.ports.devices.revoke(id, now).await;
         if matches!(result, Ok(_) | Err(ChangeDeviceError::AlreadyRevoked)) {
-            self.announce(id).await?;
+            self.forget(id).await;
         }
         let device = result?;
         tracing::info!(device_id = %id, "device revoked");

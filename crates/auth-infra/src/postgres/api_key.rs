@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use auth_core::model::{ApiKey, ApiKeyId, ApiKeyName, OrganizationId, Scope, Scopes, TokenHash};
-use auth_core::ports::{ApiKeyRepository, RevokeKeyError, StoreError};
+use auth_core::ports::{ApiKeyRepository, Invalidation, RevokeKeyError, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
@@ -11,6 +11,7 @@ use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::bus::notify_in;
 use super::error::classify;
 use super::pool::DbPool;
 use super::schema::api_keys;
@@ -33,6 +34,13 @@ struct ApiKeyRow {
 }
 
 impl ApiKeyRow {
+    /// What every instance must forget once this key is revoked.
+    fn invalidation(&self) -> Result<Invalidation, DieselError> {
+        let hash = <[u8; 32]>::try_from(self.key_hash.as_slice())
+            .map_err(|e| DieselError::DeserializationError(Box::new(e)))?;
+        Ok(Invalidation::ApiKey(TokenHash::from_bytes(hash)))
+    }
+
     fn from_domain(key: &ApiKey) -> Self {
         Self {
             id: key.id.as_uuid(),
@@ -227,18 +235,27 @@ impl ApiKeyRepository for PgApiKeyRepository {
             .deadline(async {
                 let mut conn = self.pool.get().await?;
                 // Concurrent revocations serialise on the row lock; the losers re-check
-                // `revoked_at IS NULL`, find it set, and update nothing.
-                let revoked = diesel::update(
-                    api_keys::table
-                        .find(id.as_uuid())
-                        .filter(api_keys::revoked_at.is_null()),
-                )
-                .set(api_keys::revoked_at.eq(now))
-                .returning(ApiKeyRow::as_returning())
-                .get_result(&mut conn)
-                .await
-                .optional()
-                .map_err(classify)?;
+                // `revoked_at IS NULL`, find it set, and update nothing. The revocation is
+                // announced in its own transaction: committed means announced.
+                let revoked = conn
+                    .transaction::<_, DieselError, _>(async |conn| {
+                        let revoked = diesel::update(
+                            api_keys::table
+                                .find(id.as_uuid())
+                                .filter(api_keys::revoked_at.is_null()),
+                        )
+                        .set(api_keys::revoked_at.eq(now))
+                        .returning(ApiKeyRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                        if let Some(row) = &revoked {
+                            notify_in(conn, &[row.invalidation()?]).await?;
+                        }
+                        Ok(revoked)
+                    })
+                    .await
+                    .map_err(classify)?;
                 match revoked {
                     Some(row) => Ok(row.into_domain()?),
                     None => Err(refusal(&mut conn, id.as_uuid()).await),
@@ -274,6 +291,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
                             .values(&new_row)
                             .execute(conn)
                             .await?;
+                        notify_in(conn, &[revoked.invalidation()?]).await?;
                         Ok(revoked)
                     })
                     .await;

@@ -1,6 +1,9 @@
 //! `PgInvalidationBus`: invalidations over Postgres `LISTEN`/`NOTIFY`.
 //!
-//! `publish` sends `pg_notify` through the pool; every instance holds one dedicated listening
+//! The repositories announce what they change with [`notify_in`], inside the transaction that
+//! makes the change, so a committed revocation is always announced and a notification that
+//! cannot be sent fails the change. `publish` sends `pg_notify` through the pool on its own
+//! (for callers outside a repository's transaction); every instance holds one dedicated listening
 //! connection whose notifications go to its handler. A heartbeat notification every second
 //! proves the listening connection alive end to end: when none arrives for three seconds, or
 //! the connection reports an error, the instance marks itself disconnected (not ready), drops
@@ -150,6 +153,31 @@ impl PgInvalidationBus {
             _tasks: Tasks(vec![listener, heartbeat]),
         }
     }
+}
+
+/// Queues `events` for every instance, delivered by Postgres when the transaction `conn` is in
+/// commits (and never if it rolls back). One statement, whatever the number of events.
+///
+/// # Errors
+/// The driver's error: the caller's transaction then rolls back, so nothing is changed and
+/// nothing announced.
+pub(super) async fn notify_in(
+    conn: &mut AsyncPgConnection,
+    events: &[Invalidation],
+) -> diesel::QueryResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let payloads: Vec<String> = events
+        .iter()
+        .map(|event| stamped(&encode(event.clone())))
+        .collect();
+    diesel::sql_query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+        .bind::<Text, _>(CHANNEL)
+        .bind::<diesel::sql_types::Array<Text>, _>(payloads)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 async fn notify(pool: &DbPool, payload: &str) -> Result<(), StoreError> {

@@ -4,14 +4,17 @@
 
 use async_trait::async_trait;
 use auth_core::model::{Device, DeviceId, DeviceMetadata, DeviceName, OrganizationId, TokenHash};
-use auth_core::ports::{ChangeDeviceError, DeviceRepository, RegisterDeviceError, StoreError};
+use auth_core::ports::{
+    ChangeDeviceError, DeviceRepository, Invalidation, RegisterDeviceError, StoreError,
+};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Array, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::bus::notify_in;
 use super::error::classify;
 use super::pool::DbPool;
 use super::schema::devices;
@@ -123,9 +126,15 @@ impl DeviceRepository for PgDeviceRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                let inserted = diesel::insert_into(devices::table)
-                    .values(DeviceRow::from_domain(device))
-                    .execute(&mut conn)
+                // Announced with the insert: an instance may hold "no such device" in cache.
+                let inserted = conn
+                    .transaction::<_, DieselError, _>(async |conn| {
+                        diesel::insert_into(devices::table)
+                            .values(DeviceRow::from_domain(device))
+                            .execute(conn)
+                            .await?;
+                        notify_in(conn, &[Invalidation::Device(device.id.clone())]).await
+                    })
                     .await;
                 match inserted {
                     Ok(_) => Ok(()),
@@ -185,17 +194,25 @@ impl DeviceRepository for PgDeviceRepository {
                 let mut conn = self.pool.get().await?;
                 // A concurrent revocation holds the row lock; once it commits, the re-check of
                 // `revoked_at IS NULL` fails and nothing is replaced.
-                let rotated = diesel::update(
-                    devices::table
-                        .find(id.as_str())
-                        .filter(devices::revoked_at.is_null()),
-                )
-                .set(devices::secret_hash.eq(new_hash.as_bytes().as_slice()))
-                .returning(DeviceRow::as_returning())
-                .get_result(&mut conn)
-                .await
-                .optional()
-                .map_err(classify)?;
+                let rotated = conn
+                    .transaction::<_, DieselError, _>(async |conn| {
+                        let rotated = diesel::update(
+                            devices::table
+                                .find(id.as_str())
+                                .filter(devices::revoked_at.is_null()),
+                        )
+                        .set(devices::secret_hash.eq(new_hash.as_bytes().as_slice()))
+                        .returning(DeviceRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                        if rotated.is_some() {
+                            notify_in(conn, &[Invalidation::Device(id.clone())]).await?;
+                        }
+                        Ok(rotated)
+                    })
+                    .await
+                    .map_err(classify)?;
                 match rotated {
                     Some(row) => Ok(row.into_domain()?),
                     None => Err(refusal(&mut conn, id).await),
@@ -210,17 +227,25 @@ impl DeviceRepository for PgDeviceRepository {
                 let mut conn = self.pool.get().await?;
                 // Concurrent revocations serialise on the row lock; the losers re-check
                 // `revoked_at IS NULL`, find it set, and update nothing.
-                let revoked = diesel::update(
-                    devices::table
-                        .find(id.as_str())
-                        .filter(devices::revoked_at.is_null()),
-                )
-                .set(devices::revoked_at.eq(now))
-                .returning(DeviceRow::as_returning())
-                .get_result(&mut conn)
-                .await
-                .optional()
-                .map_err(classify)?;
+                let revoked = conn
+                    .transaction::<_, DieselError, _>(async |conn| {
+                        let revoked = diesel::update(
+                            devices::table
+                                .find(id.as_str())
+                                .filter(devices::revoked_at.is_null()),
+                        )
+                        .set(devices::revoked_at.eq(now))
+                        .returning(DeviceRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                        if revoked.is_some() {
+                            notify_in(conn, &[Invalidation::Device(id.clone())]).await?;
+                        }
+                        Ok(revoked)
+                    })
+                    .await
+                    .map_err(classify)?;
                 match revoked {
                     Some(row) => Ok(row.into_domain()?),
                     None => Err(refusal(&mut conn, id).await),

@@ -2,13 +2,15 @@
 
 use async_trait::async_trait;
 use auth_core::model::{Session, SessionId, TokenHash, UserId};
-use auth_core::ports::{Rotation, SessionRepository, StoreError};
+use auth_core::ports::{Invalidation, Rotation, SessionRepository, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::result::Error as DieselError;
 use diesel::sql_types::{Bytea, Timestamptz};
 use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use uuid::Uuid;
 
+use super::bus::notify_in;
 use super::error::classify;
 use super::pool::DbPool;
 use super::schema::{refresh_tokens, sessions};
@@ -235,16 +237,22 @@ impl SessionRepository for PgSessionRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                let n = diesel::update(
-                    sessions::table
-                        .find(id.as_uuid())
-                        .filter(sessions::revoked_at.is_null()),
-                )
-                .set(sessions::revoked_at.eq(now))
-                .execute(&mut conn)
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    let n = diesel::update(
+                        sessions::table
+                            .find(id.as_uuid())
+                            .filter(sessions::revoked_at.is_null()),
+                    )
+                    .set(sessions::revoked_at.eq(now))
+                    .execute(conn)
+                    .await?;
+                    if n == 1 {
+                        notify_in(conn, &[Invalidation::Session(id)]).await?;
+                    }
+                    Ok(n == 1)
+                })
                 .await
-                .map_err(classify)?;
-                Ok(n == 1)
+                .map_err(classify)
             })
             .await
     }
@@ -257,26 +265,31 @@ impl SessionRepository for PgSessionRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                let session_id: Option<Uuid> = refresh_tokens::table
-                    .find(token.as_bytes().as_slice())
-                    .select(refresh_tokens::session_id)
-                    .first(&mut conn)
-                    .await
-                    .optional()
-                    .map_err(classify)?;
-                let Some(session_id) = session_id else {
-                    return Ok(None);
-                };
-                diesel::update(
-                    sessions::table
-                        .find(session_id)
-                        .filter(sessions::revoked_at.is_null()),
-                )
-                .set(sessions::revoked_at.eq(now))
-                .execute(&mut conn)
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    let session_id: Option<Uuid> = refresh_tokens::table
+                        .find(token.as_bytes().as_slice())
+                        .select(refresh_tokens::session_id)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    let Some(session_id) = session_id.map(SessionId::from_uuid) else {
+                        return Ok(None);
+                    };
+                    let n = diesel::update(
+                        sessions::table
+                            .find(session_id.as_uuid())
+                            .filter(sessions::revoked_at.is_null()),
+                    )
+                    .set(sessions::revoked_at.eq(now))
+                    .execute(conn)
+                    .await?;
+                    if n == 1 {
+                        notify_in(conn, &[Invalidation::Session(session_id)]).await?;
+                    }
+                    Ok(Some(session_id))
+                })
                 .await
-                .map_err(classify)?;
-                Ok(Some(SessionId::from_uuid(session_id)))
+                .map_err(classify)
             })
             .await
     }
@@ -291,19 +304,29 @@ impl SessionRepository for PgSessionRepository {
             .deadline(async {
                 let mut conn = self.pool.get().await?;
                 let keep = keep.map(|k| k.as_uuid()).unwrap_or(Uuid::nil());
-                let mut ended: Vec<Uuid> = diesel::update(
-                    sessions::table
-                        .filter(sessions::user_id.eq(user.as_uuid()))
-                        .filter(sessions::revoked_at.is_null())
-                        .filter(sessions::id.ne(keep)),
-                )
-                .set(sessions::revoked_at.eq(now))
-                .returning(sessions::id)
-                .get_results(&mut conn)
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    let mut ended: Vec<Uuid> = diesel::update(
+                        sessions::table
+                            .filter(sessions::user_id.eq(user.as_uuid()))
+                            .filter(sessions::revoked_at.is_null())
+                            .filter(sessions::id.ne(keep)),
+                    )
+                    .set(sessions::revoked_at.eq(now))
+                    .returning(sessions::id)
+                    .get_results(conn)
+                    .await?;
+                    ended.sort();
+                    let ended: Vec<SessionId> =
+                        ended.into_iter().map(SessionId::from_uuid).collect();
+                    // One notification per ended session: other instances drop exactly
+                    // those, not every cached session.
+                    let events: Vec<Invalidation> =
+                        ended.iter().copied().map(Invalidation::Session).collect();
+                    notify_in(conn, &events).await?;
+                    Ok(ended)
+                })
                 .await
-                .map_err(classify)?;
-                ended.sort();
-                Ok(ended.into_iter().map(SessionId::from_uuid).collect())
+                .map_err(classify)
             })
             .await
     }

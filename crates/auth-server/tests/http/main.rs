@@ -7,6 +7,7 @@
 
 mod common;
 
+mod announcements;
 mod api_keys;
 mod conventions;
 mod devices;

@@ -407,3 +407,148 @@ async fn a_refresh_never_spends_its_token_without_answering() {
     let third = auth.refresh(&second.refresh_token).await.unwrap();
     assert_eq!(third.session.id, first.session.id, "the session lives on");
 }
+
+/// Sessions that count their lookups by id (what a session-cache miss costs).
+struct CountingSessions {
+    inner: MemorySessionRepository,
+    finds: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl auth_core::ports::SessionRepository for CountingSessions {
+    async fn create(
+        &self,
+        session: &auth_core::model::Session,
+        first: &auth_core::model::TokenHash,
+    ) -> Result<(), StoreError> {
+        self.inner.create(session, first).await
+    }
+    async fn find(
+        &self,
+        id: auth_core::model::SessionId,
+    ) -> Result<Option<auth_core::model::Session>, StoreError> {
+        self.finds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.find(id).await
+    }
+    async fn rotate(
+        &self,
+        presented: &auth_core::model::TokenHash,
+        next: &auth_core::model::TokenHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<auth_core::ports::Rotation, StoreError> {
+        self.inner.rotate(presented, next, now).await
+    }
+    async fn revoke(
+        &self,
+        id: auth_core::model::SessionId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.revoke(id, now).await
+    }
+    async fn revoke_by_token(
+        &self,
+        token: &auth_core::model::TokenHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<auth_core::model::SessionId>, StoreError> {
+        self.inner.revoke_by_token(token, now).await
+    }
+    async fn revoke_all_for_user(
+        &self,
+        user: auth_core::model::UserId,
+        keep: Option<auth_core::model::SessionId>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<auth_core::model::SessionId>, StoreError> {
+        self.inner.revoke_all_for_user(user, keep, now).await
+    }
+}
+
+/// A password change drops from the session cache the sessions it ended, not every user's:
+/// another user's cached session is still served from the cache afterwards.
+#[tokio::test]
+async fn a_password_change_evicts_only_the_sessions_it_ends() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = Arc::new(ManualClock::starting_now());
+    let users = Arc::new(MemoryUserRepository::new());
+    let sessions = Arc::new(CountingSessions {
+        inner: MemorySessionRepository::new(users.clone()),
+        finds: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let ports = AuthPorts {
+        users: users.clone(),
+        sessions: sessions.clone(),
+        hasher: Arc::new(BcryptHasher::new(4, 2).unwrap()),
+        signer: Arc::new(
+            JwtSigner::hs256(
+                &SecretSlice::from(b"0123456789abcdef0123456789abcdef".to_vec()),
+                JwtSettings::default(),
+            )
+            .unwrap(),
+        ),
+        clock: clock.clone(),
+        secrets: Arc::new(OsSecretGenerator),
+        session_cache: Arc::new(auth_infra::cache::MokaCache::new(
+            "sessions",
+            1000,
+            std::time::Duration::from_secs(300),
+        )),
+        attempts: Arc::new(MemoryLoginAttemptStore::new()),
+    };
+    let auth = AuthService::new(ports, AuthConfig::default());
+    let mut pairs = Vec::new();
+    for _ in 0..2 {
+        let e = email();
+        auth.register(
+            Registration {
+                email: e.clone(),
+                password: pw("first password"),
+                display_name: None,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+        pairs.push((
+            e.clone(),
+            auth.login(&e, &pw("first password")).await.unwrap(),
+        ));
+    }
+    let (changer, bystander) = (&pairs[0].1, &pairs[1].1);
+    let other = auth
+        .login(&pairs[0].0, &pw("first password"))
+        .await
+        .unwrap();
+    for pair in [changer, bystander, &other] {
+        auth.verify(pair.access_token.expose_secret())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        sessions.finds.load(SeqCst),
+        3,
+        "three sessions loaded once each"
+    );
+    let principal = auth
+        .verify(changer.access_token.expose_secret())
+        .await
+        .unwrap();
+    auth.change_password(&principal, &pw("first password"), &pw("second password"))
+        .await
+        .unwrap();
+    auth.verify(bystander.access_token.expose_secret())
+        .await
+        .unwrap();
+    auth.verify(changer.access_token.expose_secret())
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions.finds.load(SeqCst),
+        3,
+        "both still served from the cache"
+    );
+    assert!(
+        auth.verify(other.access_token.expose_secret())
+            .await
+            .is_err()
+    );
+    assert_eq!(sessions.finds.load(SeqCst), 4, "the ended one was evicted");
+}

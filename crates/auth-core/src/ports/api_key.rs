@@ -27,6 +27,10 @@ pub enum RevokeKeyError {
 /// - make `revoke` and `rotate` atomic and one-shot: of concurrent revocations (or rotations)
 ///   of one key exactly one succeeds, the others get `AlreadyRevoked`; a rotation that fails
 ///   changes nothing (the old key stays active, the new one does not exist);
+/// - announce a successful `revoke` or `rotate` as [`Invalidation::ApiKey`](super::Invalidation::ApiKey) of the old key's
+///   hash to every instance sharing the store, in the same atomic step as the change: a change
+///   that could not be announced is not made (Postgres: `NOTIFY` inside the committing
+///   transaction);
 /// - apply `record_usage` as "the latest of what is stored and what is given", so batches
 ///   arriving out of order never move `last_used_at` backwards;
 /// - list in a stable order (creation time, then id);

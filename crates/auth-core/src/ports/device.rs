@@ -42,6 +42,10 @@ pub enum ChangeDeviceError {
 ///   `AlreadyRevoked`); `revoked_at`, once set, never changes;
 /// - apply `record_authentications` as "the latest of stored and given";
 /// - list in a stable order (registration time, then id);
+/// - announce a successful `register`, `rotate_secret` or `revoke` as
+///   [`Invalidation::Device`](super::Invalidation::Device) to every instance sharing the store, in the same atomic step as
+///   the change: a change that could not be announced is not made (Postgres: `NOTIFY` inside
+///   the committing transaction);
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait DeviceRepository: Send + Sync + 'static {

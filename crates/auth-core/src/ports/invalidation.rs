@@ -14,8 +14,9 @@ pub enum Invalidation {
     Session(SessionId),
     /// A device was revoked or its secret rotated.
     Device(DeviceId),
-    /// Sessions of this user ended or its details changed (logout-all, password change):
-    /// cached sessions may be stale.
+    /// Sessions of this user may be stale: every cached session is dropped. No longer sent
+    /// (ended sessions are announced one by one); still understood, so instances of an older
+    /// release that send it during a rolling upgrade are heard.
     User(UserId),
 }
 
@@ -29,6 +30,9 @@ pub trait InvalidationHandler: Send + Sync + 'static {
 }
 
 /// Publishes invalidations to every instance, this one included.
+///
+/// Credentials are ended by the repositories, which announce each end in the same atomic step
+/// as the change (see their contracts); `publish` is for announcements outside such a step.
 ///
 /// Implementations MUST:
 /// - deliver each published event to every connected instance's handler, in well under a

@@ -45,6 +45,10 @@ pub enum Rotation {
 /// - remember every token a session issued (spent ones too) for as long as the session is
 ///   kept, so that a reuse is recognised as [`Rotation::Reused`];
 /// - never un-revoke a session: `revoked_at`, once set, keeps its first value;
+/// - announce every session that `revoke`, `revoke_by_token` or `revoke_all_for_user` ends as
+///   [`Invalidation::Session`](super::Invalidation::Session) to every instance sharing the store, in the same atomic step as
+///   the change: sessions whose end could not be announced are not ended (Postgres: `NOTIFY`
+///   inside the committing transaction);
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait SessionRepository: Send + Sync + 'static {

@@ -2,8 +2,8 @@
 //!
 //! Verification is the hot path: a malformed key or bad checksum is refused with no I/O; a
 //! well-formed one is looked up by its SHA-256 through the [`VerificationCache`] (concurrent
-//! misses share one load, store errors are never cached). Revocation evicts locally at once
-//! and publishes on the [`InvalidationBus`] so every other instance evicts too.
+//! misses share one load, store errors are never cached). Revocation evicts locally at once;
+//! the repository announces it to every other instance in the same atomic step.
 
 use std::sync::Arc;
 

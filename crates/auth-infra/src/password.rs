@@ -176,11 +176,19 @@ impl PasswordHasher for BcryptHasher {
             None => (self.dummy.clone(), false),
         };
         let cost = self.cost;
-        let check = self
+        let (check, took) = self
             .run("verify", move || {
-                verify_blocking(plain.expose_secret(), &stored, cost)
+                let started = Instant::now();
+                let check = verify_blocking(plain.expose_secret(), &stored, cost);
+                (check, started.elapsed())
             })
             .await?;
+        // A hash of a lower cost (imported, not yet re-hashed at a login) verifies faster than
+        // the dummy hash an unknown email is checked against: pad every check to the time of
+        // one at the configured cost, so the answer's timing does not tell them apart.
+        if let Some(rest) = self.verify_time.checked_sub(took) {
+            tokio::time::sleep(rest).await;
+        }
         Ok(if known {
             check
         } else {
@@ -212,6 +220,26 @@ mod tests {
 
     fn pw(s: &str) -> Password {
         Password::presented(s).unwrap()
+    }
+
+    /// An imported hash of a lower cost takes at least as long to check as the dummy hash of
+    /// an unknown email (the check is padded; a lower bound, so the test cannot flake).
+    #[tokio::test]
+    async fn a_cheaper_stored_hash_takes_as_long_as_the_dummy() {
+        let h = BcryptHasher::new(8, 1).unwrap();
+        let cheap = PasswordHash::new(bcrypt::hash("imported password", 4).unwrap());
+        let started = Instant::now();
+        let check = h
+            .verify(&pw("imported password"), Some(&cheap))
+            .await
+            .unwrap();
+        assert!(check.matches && check.needs_rehash);
+        assert!(
+            started.elapsed() >= h.verify_time,
+            "{:?} < {:?}",
+            started.elapsed(),
+            h.verify_time
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod jwt;
 mod lockout;
 mod metrics;
 mod organizations;
+mod protocol;
 mod sessions;
 mod startup;
 mod users;

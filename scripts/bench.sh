@@ -6,10 +6,11 @@
 #
 #   scripts/bench.sh                 # every scenario
 #   scripts/bench.sh live verify     # only the named scenarios (the ceiling is always run)
+#   scripts/bench.sh soak            # minutes of mixed load, no scraper: resident memory growth
 #
 # Settings (environment): BENCH_DURATION (seconds per scenario, 10), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (wrk threads, 1), BENCH_BCRYPT_ROUNDS (12), BENCH_KEYS (100000),
-# BENCH_UNKNOWN_KEYS (1000000), BENCH_OUT (where the seed files and logs go), BENCH_NO_BUILD
+# BENCH_UNKNOWN_KEYS (1000000), BENCH_SOAK_SECONDS (180), BENCH_OUT (where the seed files and logs go), BENCH_NO_BUILD
 # (use the release binaries already built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -155,6 +156,42 @@ print(f"{'memory-' + str(r['keys']) + '-unknown-keys':<28} {r['keys'] / r['secon
 PY
 fi
 
+if [[ "$wanted" == *" soak "* ]]; then
+  # Mixed load for BENCH_SOAK_SECONDS on a fresh server that nobody scrapes: token
+  # verifications, cached API-key verifications, /health, and logins at about two a second.
+  # Resident memory is sampled every 5 s; what counts is its growth after a 30 s warm-up.
+  # Only run when named: it takes minutes.
+  soak_s=${BENCH_SOAK_SECONDS:-180}
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  "$server_bin" serve 2>>"$OUT/server.log" &
+  server_pid=$!
+  for _ in $(seq 1 100); do curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
+  soak_wrk() { # NAME CONNECTIONS SCRIPT PATH
+    wrk -t1 -c"$2" -d"${soak_s}s" --timeout 10s --latency -s "$BENCH_LUA/$3" "$base$4" \
+      | grep '^{' | tail -n 1 > "$OUT/soak-$1.json"
+  }
+  BENCH_TOKEN_FILE=$OUT/token.txt soak_wrk verify 16 get.lua /api/v1/auth/verify &
+  BENCH_KEYS_FILE=$OUT/key.txt soak_wrk key 16 api_key.lua /api/v1/api-keys/verify &
+  BENCH_DELAY_MS=20 soak_wrk health 2 get.lua /health &
+  BENCH_DELAY_MS=1000 soak_wrk login 2 login.lua /api/v1/auth/login &
+  line=$(python3 bench/soak.py "$server_pid" "$soak_s" 5 30)
+  wait $(jobs -p | grep -v "^$server_pid\$") 2>/dev/null || true
+  echo "$line" >> "$results"
+  python3 - "$line" "$OUT" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+loads = {}
+for name in ("verify", "key", "health", "login"):
+    try:
+        loads[name] = json.load(open(f"{sys.argv[2]}/soak-{name}.json"))
+    except (OSError, ValueError):
+        loads[name] = {"rps": 0.0, "errors": -1}
+mix = ", ".join(f"{n} {l['rps']:.0f}/s ({l['errors']} errors)" for n, l in loads.items())
+print(f"{'soak-' + str(int(r['seconds'])) + 's':<28} resident {r['rss_warm_kb'] / 1024:.0f} MB after warm-up, "
+      f"{r['rss_end_kb'] / 1024:.0f} MB at the end: {r['growth_mb']:+.1f} MB ({r['slope_mb_per_min']:+.2f} MB/min); {mix}")
+PY
+fi
+
 python3 - "$results" "$(nproc)" <<'PY'
 import json, sys
 rows = {}
@@ -187,4 +224,8 @@ if "memory" in rows:
     m = rows["memory"]
     check("memory: resident <= 100 MB after 1M distinct key verifications",
           m["rss_kb"] <= 100 * 1024, f"{m['rss_kb'] / 1024:.0f} MB (peak {m['hwm_kb'] / 1024:.0f} MB)")
+if "soak" in rows:
+    s = rows["soak"]
+    check("soak: resident growth after warm-up <= 10 MB, with no scraper", s["growth_mb"] <= 10,
+          f"{s['growth_mb']:+.1f} MB over {s['seconds'] - s['warmup_s']:.0f} s ({s['slope_mb_per_min']:+.2f} MB/min)")
 PY

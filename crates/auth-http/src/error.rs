@@ -167,6 +167,27 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "resource not found")
     }
 
+    /// 405 `METHOD_NOT_ALLOWED`; the caller adds `Allow`.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "this path does not serve this method; the Allow header lists those it serves",
+        )
+    }
+
+    /// 408 `REQUEST_TIMEOUT`: the body did not arrive in time.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!(
+                "the request body did not arrive within {} seconds",
+                limit.as_secs()
+            ),
+        )
+    }
+
     /// 429 `RATE_LIMITED` with `Retry-After`.
     pub fn rate_limited(retry_after: u64) -> Self {
         Self {

@@ -73,6 +73,12 @@ impl FromRequest for Manager {
                 .map_err(|_| ApiError::unauthenticated(true))
         });
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let client = state.as_ref().and_then(|state| {
+            state.rate_limits.client_ip(
+                req.peer_addr().map(|a| a.ip()),
+                crate::rate_limit::forwarded_lines(req.headers()),
+            )
+        });
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
             if let Some(token) = token? {
@@ -85,9 +91,16 @@ impl FromRequest for Manager {
             let Some(key) = api_key.transpose()? else {
                 return Err(ApiError::unauthenticated(false));
             };
+            // Bounds the database lookups that made-up keys can cause from one address.
+            if let Some(wait) = state.rate_limits.key_auth_refused(client) {
+                return Err(ApiError::rate_limited(wait));
+            }
             match state.keys.verify(&key, &[]).await? {
                 KeyVerdict::Valid(key) => Ok(Self(Actor::ApiKey(Box::new(key)))),
-                _ => Err(ApiError::unauthenticated(true)),
+                _ => {
+                    state.rate_limits.key_auth_failed(client);
+                    Err(ApiError::unauthenticated(true))
+                }
             }
         })
     }

@@ -1,8 +1,10 @@
 //! `ValidJson<T>`: the JSON body extractor behind every endpoint that takes a body, enforcing
 //! the contract's conventions in order: size (413, before parsing), media type (415),
-//! syntax (400), shape (422 with the offending field).
+//! syntax (400), shape (422 with the offending field). A body must arrive whole within
+//! [`BODY_TIMEOUT`] (408 otherwise), so a client trickling it cannot hold a connection.
 
 use std::fmt;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -34,14 +36,26 @@ fn declared_len(req: &HttpRequest) -> Option<usize> {
         .and_then(|v| v.parse::<usize>().ok())
 }
 
-/// Reads a body of at most [`MAX_BODY_BYTES`] (413 beyond, whether declared or streamed).
-async fn read_body(
-    declared_len: Option<usize>,
-    mut payload: Payload,
-) -> Result<BytesMut, ApiError> {
+/// Longest time a whole body may take to arrive, from when the handler starts reading it: the
+/// same 10 s the server gives a request head. 64 KiB in 10 s is 6.4 KB/s, which any client
+/// that is not trickling on purpose exceeds.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads a body of at most [`MAX_BODY_BYTES`] (413 beyond, whether declared or streamed)
+/// within [`BODY_TIMEOUT`] (408 beyond).
+async fn read_body(declared_len: Option<usize>, payload: Payload) -> Result<BytesMut, ApiError> {
     if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
     }
+    tokio::time::timeout(BODY_TIMEOUT, read_chunks(declared_len, payload))
+        .await
+        .unwrap_or_else(|_| Err(ApiError::request_timeout(BODY_TIMEOUT)))
+}
+
+async fn read_chunks(
+    declared_len: Option<usize>,
+    mut payload: Payload,
+) -> Result<BytesMut, ApiError> {
     let mut body = BytesMut::with_capacity(declared_len.unwrap_or(0).min(MAX_BODY_BYTES));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| ApiError::malformed("the request body could not be read"))?;

@@ -5,10 +5,12 @@
 //! Routes are registered through `utoipa-actix-web`, so a handler cannot be served without
 //! appearing in the OpenAPI document.
 
+pub mod compress;
 pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod json;
+pub mod methods;
 pub mod metrics;
 pub mod rate_limit;
 pub mod request_id;
@@ -23,11 +25,7 @@ use utoipa::OpenApi as _;
 use utoipa_actix_web::{AppExt as _, scope};
 
 pub use error::{ApiError, Problem};
-pub use state::{AppState, StoreHealth, StoreProbe};
-
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found())
-}
+pub use state::{AppState, SharedProbe, StoreHealth, StoreProbe};
 
 /// CORS for the configured origins: credentials in headers (no cookies), the API's methods
 /// and headers, and the response headers clients need to read.
@@ -134,8 +132,11 @@ pub fn app(
             .app_data(web::Data::new(state)),
     )
     .split_for_parts();
+    let allow = web::Data::new(methods::AllowTable::new(&api));
     docs::register(app, api)
-        .default_service(web::to(not_found))
+        .app_data(allow)
+        .default_service(web::to(methods::fallback))
+        .wrap(from_fn(compress::middleware))
         .wrap(from_fn(rate_limit::middleware))
         .wrap(Condition::new(cors_enabled, cors))
         .wrap(

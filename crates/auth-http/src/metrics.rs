@@ -8,7 +8,7 @@
 //! (pool state, cache entries). The full list is in `docs/operations.md`.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -42,8 +42,38 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
         }
         describe();
+        if let Err(err) = spawn_upkeep(handle.clone(), UPKEEP_INTERVAL) {
+            tracing::error!(error = %err, "metrics upkeep not started; memory grows until /metrics is scraped");
+        }
         handle
     })
+}
+
+/// How often histogram samples are folded into their buckets.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds pending histogram samples into their buckets every `every`, on a thread of its own.
+///
+/// The recorder keeps every sample of a histogram until it is folded, which otherwise happens
+/// only when `/metrics` is rendered: with nobody scraping, memory grows with every request
+/// (69 MB in 50 s at 73,000 requests/s). `PrometheusBuilder::build` starts such a task itself,
+/// but it is not used here because it needs an exporter and a Tokio runtime; a plain thread
+/// also runs before the runtime starts and is independent of it.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn_upkeep(
+    handle: PrometheusHandle,
+    every: Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                handle.run_upkeep();
+            }
+        })
 }
 
 /// Help texts, shown by Prometheus next to each metric.
@@ -141,7 +171,8 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    // A fixed set: a request with a made-up method must not create a series.
+    let method = crate::methods::label(req.method());
     let res = next.call(req).await?;
     let route = res
         .request()
@@ -150,7 +181,7 @@ pub async fn middleware(
     let status = res.status().as_u16().to_string();
     metrics::counter!(
         "http_requests_total",
-        "method" => method.clone(),
+        "method" => method,
         "route" => route.clone(),
         "status" => status
     )
@@ -191,4 +222,72 @@ pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
                 .unwrap_or(mime::TEXT_PLAIN_UTF_8),
         ))
         .body(handle().render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resident memory of this process, in kB.
+    fn rss_kb() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    /// Records `samples` histogram samples without rendering; returns the growth of resident
+    /// memory in kB and the rendered count.
+    fn record(samples: u64, upkeep: bool) -> (u64, u64) {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        if upkeep {
+            spawn_upkeep(handle.clone(), Duration::from_millis(5)).unwrap();
+        }
+        let histogram =
+            metrics::with_local_recorder(&recorder, || metrics::histogram!("upkeep_test_seconds"));
+        let before = rss_kb();
+        for _ in 0..samples {
+            histogram.record(0.001);
+        }
+        let grown = rss_kb().saturating_sub(before);
+        // Let a fold that is under way finish before reading the counts.
+        std::thread::sleep(Duration::from_millis(50));
+        let count = handle
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("upkeep_test_seconds_count "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        (grown, count)
+    }
+
+    /// With upkeep running, samples recorded with nobody rendering are folded into their
+    /// buckets as they come: memory stays flat, and the counts stay exact. Without it, the
+    /// same samples pile up (8 bytes each).
+    #[test]
+    fn upkeep_keeps_memory_flat_without_a_scrape() {
+        const SAMPLES: u64 = 8_000_000;
+        let (with_upkeep, count) = record(SAMPLES, true);
+        // metrics-util's bucket can drop a sample pushed while it is being cleared (seen:
+        // 0.4 % here, with a fold every 5 ms beside a tight loop; a scrape clears it the same
+        // way). At one fold every 5 s beside real requests that is noise.
+        assert!(count * 100 >= SAMPLES * 99, "{count} of {SAMPLES}");
+        let (without, count) = record(SAMPLES, false);
+        assert_eq!(count, SAMPLES);
+        assert!(
+            without > 40_000,
+            "samples held until rendered: +{without} kB"
+        );
+        assert!(
+            with_upkeep < 16_000,
+            "with upkeep: +{with_upkeep} kB (without: +{without} kB)"
+        );
+    }
 }

@@ -46,7 +46,7 @@ pub async fn middleware(
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        method = %req.method(),
+        method = crate::methods::label(req.method()),
         path = %req.path(),
     );
     let started = std::time::Instant::now();

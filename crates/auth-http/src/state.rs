@@ -1,7 +1,7 @@
 //! What handlers share: the services and the probes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auth_core::model::PasswordPolicy;
@@ -34,6 +34,61 @@ pub trait StoreProbe: Send + Sync + 'static {
     fn record_metrics(&self) {}
 }
 
+/// How long one probe result answers `/health` and `/health/ready`.
+pub const PROBE_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// A [`StoreProbe`] behind a one-second cache that concurrent callers share: `/health` needs
+/// no credentials, so without it anyone could make the service query its database at will.
+/// However many calls arrive, the store sees at most about one probe a second; callers that
+/// arrive while a probe runs wait for its result instead of starting their own.
+#[derive(Clone)]
+pub struct SharedProbe {
+    probe: Arc<dyn StoreProbe>,
+    last: Arc<tokio::sync::Mutex<Option<(Instant, StoreHealth)>>>,
+}
+
+impl SharedProbe {
+    /// Caches `probe`.
+    #[must_use]
+    pub fn new(probe: Arc<dyn StoreProbe>) -> Self {
+        Self {
+            probe,
+            last: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    /// The store's health, at most [`PROBE_CACHE_TTL`] old.
+    pub async fn probe(&self) -> StoreHealth {
+        // Held across the probe: that is what makes concurrent callers share one.
+        let mut last = self.last.lock().await;
+        if let Some((at, health)) = last.as_ref()
+            && at.elapsed() < PROBE_CACHE_TTL
+        {
+            return health.clone();
+        }
+        let health = self.probe.probe().await;
+        *last = Some((Instant::now(), health.clone()));
+        health
+    }
+
+    /// Publishes the store's gauges.
+    pub fn record_metrics(&self) {
+        self.probe.record_metrics();
+    }
+}
+
+impl From<Arc<dyn StoreProbe>> for SharedProbe {
+    fn from(probe: Arc<dyn StoreProbe>) -> Self {
+        Self::new(probe)
+    }
+}
+
+impl std::fmt::Debug for SharedProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedProbe").finish_non_exhaustive()
+    }
+}
+
 /// Shared by every handler (`web::Data<AppState>`).
 #[derive(Clone)]
 pub struct AppState {
@@ -49,8 +104,8 @@ pub struct AppState {
     pub devices: DeviceService,
     /// The invalidation bus (its connection decides readiness).
     pub bus: Arc<dyn InvalidationBus>,
-    /// The store's health.
-    pub store: Arc<dyn StoreProbe>,
+    /// The store's health, probed at most about once a second.
+    pub store: SharedProbe,
     /// The public keys that verify tokens, as a JWK set.
     pub jwks: Arc<serde_json::Value>,
     /// Per-IP rate limits.

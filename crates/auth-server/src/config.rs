@@ -161,14 +161,20 @@ pub struct Config {
     #[arg(long, env = "AUTH_DEVICE_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=2_592_000), global = true)]
     pub device_token_ttl_seconds: i64,
 
-    /// Per-client-IP rate limits on register, login, refresh, device authenticate and the
-    /// verify endpoints (`false` for load tests).
+    /// Per-client-IP rate limits on register, login, refresh and logout, device authenticate,
+    /// and the verify endpoints when AUTH_RATE_LIMIT_VERIFY_PER_MINUTE is set (`false` for load
+    /// tests).
     #[arg(long, env = "AUTH_RATE_LIMIT_ENABLED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub rate_limit_enabled: bool,
 
     /// Requests per minute per client IP and endpoint group.
     #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub rate_limit_per_minute: u32,
+
+    /// Requests per minute per client IP on the verify endpoints (`/auth/verify`,
+    /// `/auth/verify-token`, `/api-keys/verify`, `/api-keys/verify-batch`); 0 = not limited.
+    #[arg(long, env = "AUTH_RATE_LIMIT_VERIFY_PER_MINUTE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000), global = true)]
+    pub rate_limit_verify_per_minute: u32,
 
     /// Comma-separated CIDRs of proxies whose `X-Forwarded-For` is believed.
     #[arg(

@@ -466,12 +466,13 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
             min_chars: usize::from(config.password_min_length),
             ..PasswordPolicy::default()
         },
-        store: probe,
+        store: probe.into(),
         caches: services.caches,
         jwks: Arc::new(services.jwks),
         rate_limits: Arc::new(RateLimits::new(
             config.rate_limit_enabled,
             NonZeroU32::new(config.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN),
+            NonZeroU32::new(config.rate_limit_verify_per_minute),
             config.trusted_proxies.clone(),
         )),
         cors_origins: cors_origins(&config.cors_origins)?,

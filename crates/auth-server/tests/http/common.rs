@@ -66,7 +66,35 @@ impl TestApp {
         Self::serve(config, db).await
     }
 
+    /// As [`Self::start_with`], and `adjust_state` changes the application state before the
+    /// server starts (to put a test double in front of a port).
+    pub async fn start_with_state(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+        adjust_state: impl FnOnce(&mut auth_http::AppState),
+    ) -> Self {
+        let mut config = test_config();
+        let db = match backend {
+            Backend::Memory => None,
+            Backend::Postgres => {
+                let db = TestDb::new().await;
+                config.database_url = Some(SecretString::from(db.url().to_owned()));
+                Some(db)
+            }
+        };
+        adjust(&mut config);
+        Self::serve_state(config, db, adjust_state).await
+    }
+
     pub async fn serve(config: Config, db: Option<TestDb>) -> Self {
+        Self::serve_state(config, db, |_| {}).await
+    }
+
+    async fn serve_state(
+        config: Config,
+        db: Option<TestDb>,
+        adjust_state: impl FnOnce(&mut auth_http::AppState),
+    ) -> Self {
         // `TEST_LOG=debug` shows the servers' logs while debugging a test.
         if let Ok(level) = std::env::var("TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -76,7 +104,8 @@ impl TestApp {
         }
         let store = Store::open(&config).expect("open store");
         wiring::migrate_at_start(&config).await.expect("migrate");
-        let state = wiring::app_state(&config, &store).expect("state");
+        let mut state = wiring::app_state(&config, &store).expect("state");
+        adjust_state(&mut state);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let running = auth_server::server::start(state, listener, false).expect("start");
         let handle = running.handle.clone();

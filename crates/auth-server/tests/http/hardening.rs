@@ -248,3 +248,235 @@ async fn bad_body_corpus_gets_only_4xx(app: &TestApp) {
         200
     );
 }
+
+/// The verification endpoints are the hot path of other services, often all behind one
+/// address: by default they are not limited per IP (1,000 a minute from one address pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifications_are_not_limited_by_default() {
+    let app = TestApp::start_with(Backend::Memory, |c| {
+        c.rate_limit_enabled = true;
+    })
+    .await;
+    let (_, session) = app.user_with_session().await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let calls = (0..200).map(|i| {
+        let req = match i % 3 {
+            0 => app
+                .request(Method::GET, "/api/v1/auth/verify")
+                .bearer_auth(&token),
+            1 => app
+                .request(Method::POST, "/api/v1/auth/verify-token")
+                .json(&json!({"token": token})),
+            _ => app
+                .request(Method::POST, "/api/v1/api-keys/verify")
+                .json(&json!({"key": "ak_live_nothing"})),
+        };
+        async move { req.send().await.unwrap() }
+    });
+    for res in futures::future::join_all(calls).await {
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("x-ratelimit-limit").is_none());
+        assert!(res.headers().get("x-ratelimit-remaining").is_none());
+    }
+    app.stop().await;
+}
+
+/// Logout takes a refresh token like refresh does: both draw on one allowance, so logout
+/// cannot be used to test refresh tokens beyond the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_shares_the_refresh_allowance() {
+    let app = TestApp::start_with(Backend::Memory, |c| {
+        c.rate_limit_enabled = true;
+        c.rate_limit_per_minute = 2;
+    })
+    .await;
+    let body = json!({"refresh_token": "not-a-token"});
+    let res = app.post_json("/api/v1/auth/refresh", &body).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "1");
+    let res = app.post_json("/api/v1/auth/logout", &body).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
+    assert_problem(
+        app.post_json("/api/v1/auth/logout", &body).await,
+        429,
+        "RATE_LIMITED",
+    )
+    .await;
+    assert_problem(
+        app.post_json("/api/v1/auth/refresh", &body).await,
+        429,
+        "RATE_LIMITED",
+    )
+    .await;
+    app.stop().await;
+}
+
+/// Behind a trusted proxy, IPv6 clients are counted per /64, every `X-Forwarded-For` line
+/// is read, and ports and IPv4-mapped forms are normalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_clients_are_normalised_and_ipv6_counted_per_64() {
+    let app = TestApp::start_with(Backend::Memory, |c| {
+        c.rate_limit_enabled = true;
+        c.rate_limit_per_minute = 1;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let login_from = |lines: &[&str]| {
+        let mut req = app
+            .request(Method::POST, "/api/v1/auth/login")
+            .json(&json!({"email": "x@example.com", "password": PASSWORD}));
+        for line in lines {
+            req = req.header("x-forwarded-for", *line);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // Two addresses of one /64 share one allowance; the next /64 has its own.
+    assert_eq!(login_from(&["2001:db8:1:2::1"]).await, 401);
+    assert_eq!(login_from(&["[2001:db8:1:2:ffff::9]:443"]).await, 429);
+    assert_eq!(login_from(&["2001:db8:1:3::1"]).await, 401);
+    // A port and the IPv4-mapped form name the same client.
+    assert_eq!(login_from(&["198.51.100.7:5000"]).await, 401);
+    assert_eq!(login_from(&["::ffff:198.51.100.7"]).await, 429);
+    // The last line is the right-most part of the list: a first line written by the client
+    // does not choose the address that counts.
+    assert_eq!(login_from(&["203.0.113.50"]).await, 401);
+    assert_eq!(login_from(&["192.0.2.99", "203.0.113.50"]).await, 429);
+    app.stop().await;
+}
+
+/// Counts probes and takes a while to answer, like a database round trip.
+struct CountingProbe {
+    probes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl auth_http::StoreProbe for CountingProbe {
+    async fn probe(&self) -> auth_http::StoreHealth {
+        self.probes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        auth_http::StoreHealth {
+            kind: "memory",
+            reachable: true,
+            schema_current: true,
+            latency: std::time::Duration::from_millis(50),
+        }
+    }
+}
+
+/// `/health` is unauthenticated: a hundred parallel calls must not become a hundred database
+/// round trips. They share one recent probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_health_checks_share_one_probe() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let probes = std::sync::Arc::new(AtomicUsize::new(0));
+    let app = TestApp::start_with_state(
+        Backend::Memory,
+        |_| {},
+        |state| {
+            let probe: std::sync::Arc<dyn auth_http::StoreProbe> =
+                std::sync::Arc::new(CountingProbe {
+                    probes: probes.clone(),
+                });
+            state.store = probe.into();
+        },
+    )
+    .await;
+    // Past the cache of the readiness checks made at start.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let before = probes.load(Ordering::SeqCst);
+    let calls = (0..100).map(|_| app.get("/health"));
+    for res in futures::future::join_all(calls).await {
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["components"]["database"]["status"], "healthy");
+    }
+    let during = probes.load(Ordering::SeqCst) - before;
+    assert!(
+        during <= 2,
+        "{during} probes for 100 parallel /health calls"
+    );
+    app.stop().await;
+}
+
+/// A made-up API key with a valid checksum costs a database lookup on the management routes;
+/// one address gets `AUTH_RATE_LIMIT_PER_MINUTE` failed key authentications a minute, then
+/// 429 before any lookup. A valid key from elsewhere is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_key_authentications_are_limited_per_address() {
+    let app = TestApp::start_with(Backend::Memory, |c| {
+        c.rate_limit_enabled = true;
+        c.rate_limit_per_minute = 5;
+    })
+    .await;
+    let prefix = auth_core::model::KeyPrefix::parse("ak_live").unwrap();
+    let made_up = || {
+        let mut random = [0u8; 64];
+        getrandom::fill(&mut random).unwrap();
+        auth_core::model::ApiKeySecret::from_random(&prefix, &random)
+            .unwrap()
+            .expose()
+            .to_owned()
+    };
+    let list = |key: String| {
+        app.request(
+            Method::GET,
+            &format!("/api/v1/api-keys?organization_id={}", uuid::Uuid::now_v7()),
+        )
+        .header("x-api-key", key)
+        .send()
+    };
+    for _ in 0..5 {
+        assert_problem(list(made_up()).await.unwrap(), 401, "UNAUTHENTICATED").await;
+    }
+    let res = list(made_up()).await.unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, 429, "RATE_LIMITED").await;
+    // Bearer tokens are not counted here: they are signed, a made-up one costs no lookup.
+    let (_, session) = app.user_with_session().await;
+    let res = app
+        .get_auth(
+            &format!("/api/v1/api-keys?organization_id={}", uuid::Uuid::now_v7()),
+            session["access_token"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+    app.stop().await;
+}
+
+/// `AUTH_RATE_LIMIT_VERIFY_PER_MINUTE` puts the four verification endpoints under one
+/// allowance of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_limit_applies_when_set() {
+    let app = TestApp::start_with(Backend::Memory, |c| {
+        c.rate_limit_enabled = true;
+        c.rate_limit_verify_per_minute = 3;
+    })
+    .await;
+    let (_, session) = app.user_with_session().await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let res = app.get_auth("/api/v1/auth/verify", &token).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-ratelimit-limit"], "3");
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "2");
+    let res = app
+        .post_json("/api/v1/auth/verify-token", &json!({"token": token}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .post_json("/api/v1/api-keys/verify", &json!({"key": "ak_live_x"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
+    let res = app
+        .post_json(
+            "/api/v1/api-keys/verify-batch",
+            &json!({"items": [{"key": "ak_live_x"}]}),
+        )
+        .await;
+    assert_problem(res, 429, "RATE_LIMITED").await;
+    // Logins keep the general allowance.
+    assert_eq!(app.login("x@example.com", PASSWORD).await.status(), 401);
+    app.stop().await;
+}

@@ -264,6 +264,11 @@ async fn an_outage_is_a_503_never_cached_and_cached_verdicts_keep_answering() {
     })
     .await;
     assert_eq!(b.get("/health/live").await.status(), 200);
+    // `/health` answers from a probe at most a second old.
+    within(Duration::from_secs(3), || async {
+        b.get("/health").await.status() == 503
+    })
+    .await;
     let res = b.get("/health").await;
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["retry-after"], "5");

@@ -18,6 +18,7 @@ mod jwt;
 mod lockout;
 mod metrics;
 mod organizations;
+mod protocol;
 mod sessions;
 mod startup;
 mod users;

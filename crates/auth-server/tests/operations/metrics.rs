@@ -168,3 +168,63 @@ async fn counters_move_by_exactly_what_the_requests_did() {
     })
     .await;
 }
+
+/// Every series of a scrape, by name and labels (values left out).
+fn series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| line.rsplit_once(' ').map(|(series, _)| series.to_owned()))
+        .collect()
+}
+
+/// No request can create a metric series: made-up methods are labelled `OTHER` and unknown
+/// paths `unmatched`, so once each was seen, more of them add nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cannot_create_series() {
+    use reqwest::Method;
+    let server = ServerProcess::spawn("series", None, &[]).await;
+    let send = |method: &str, path: &str| {
+        server
+            .request(Method::from_bytes(method.as_bytes()).expect("method"), path)
+            .send()
+    };
+    // One of each kind first: the series they need exist from then on.
+    for (method, path) in [
+        ("FOO", "/health/live"),
+        ("FOO", "/no/such/path"),
+        ("GET", "/no/such/path"),
+        ("POST", "/health/live"),
+        (
+            "FOO",
+            "/api/v1/api-keys/00000000-0000-7000-8000-000000000000",
+        ),
+    ] {
+        send(method, path).await.expect("send");
+    }
+    scrape(&server).await;
+    let before = series(&scrape(&server).await);
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("random");
+    let random: String = random.iter().map(|b| char::from(b'A' + b % 26)).collect();
+    for method in ["FOO", "BAR123", "PROPFIND", "MKCOL", random.as_str()] {
+        for path in [
+            "/health/live",
+            "/no/such/path",
+            &format!("/{method}/x"),
+            "/api/v1/api-keys/00000000-0000-7000-8000-000000000000",
+        ] {
+            send(method, path).await.expect("send");
+        }
+    }
+    for path in ["/no/such/path/2", "/x%41y", "/api/v1/../../etc"] {
+        send("GET", path).await.expect("send");
+    }
+    let after_text = scrape(&server).await;
+    let after = series(&after_text);
+    let added: Vec<&String> = after.difference(&before).collect();
+    assert!(added.is_empty(), "new series: {added:#?}");
+    for made_up in ["BAR123", "PROPFIND", random.as_str()] {
+        assert!(!after_text.contains(made_up), "{made_up} in\n{after_text}");
+    }
+    assert!(metric(&after_text, "http_requests_total", &[("method", "OTHER")]) >= 20.0);
+}

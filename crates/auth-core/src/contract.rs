@@ -64,7 +64,7 @@ macro_rules! storage_contract_tests {
             device_round_trip, device_ids_byte_exact, device_id_unique_across_organizations,
             concurrent_device_registrations_one_winner, device_list_order_and_isolation,
             device_rotate_secret, device_revoke, concurrent_device_revokes_one_winner,
-            record_authentications_moves_forward,
+            record_authentications_moves_forward, values_stored_under_older_rules_still_load,
             login_failures_count_within_window, login_threshold_failure_locks,
             login_failures_while_locked_change_nothing, login_lock_ends_at_locked_until,
             login_failure_after_lock_starts_new_window, login_window_expiry_restarts_count,
@@ -1249,6 +1249,51 @@ pub async fn record_usage_moves_forward(f: &impl Fixture) {
             ..a
         }
     );
+}
+
+// ---- Values stored under older rules -------------------------------------------------------
+
+/// Rows written before a rule was tightened still load, field for field: an email with a
+/// format character, names with a bidirectional control, metadata holding one, a device id
+/// made only of dots. Adapters read stored values with the `from_stored` constructors.
+pub async fn values_stored_under_older_rules_still_load(f: &impl Fixture) {
+    let now = clock().now();
+    let tag = UserId::generate().as_uuid().simple().to_string();
+    let user = User {
+        email: Email::from_stored(&format!("old\u{200B}{tag}@example.com")).unwrap(),
+        display_name: Some(DisplayName::from_stored("Ada\u{202E}gpj.exe").unwrap()),
+        ..user(unique_email("unused"), now)
+    };
+    f.users().create(&user).await.unwrap();
+    assert_eq!(
+        f.users().find_by_id(user.id).await.unwrap(),
+        Some(user.clone())
+    );
+    assert_eq!(
+        f.users().find_by_email(&user.email).await.unwrap(),
+        Some(user.clone())
+    );
+    let org = Organization {
+        name: OrganizationName::from_stored("Acme\u{2066}x").unwrap(),
+        ..organization("unused", now)
+    };
+    f.organizations().create(&org, user.id).await.unwrap();
+    assert_eq!(
+        f.organizations().find(org.id).await.unwrap(),
+        Some(org.clone())
+    );
+    let device = Device {
+        name: DeviceName::from_stored("Frame\u{200F}1").unwrap(),
+        metadata: DeviceMetadata::from_stored(serde_json::json!({"k\u{202A}": "v\u{2069}"}))
+            .unwrap(),
+        ..device(DeviceId::from_stored("..").unwrap(), org.id, now)
+    };
+    f.devices().register(&device).await.unwrap();
+    assert_eq!(
+        f.devices().find(&device.id).await.unwrap(),
+        Some(device.clone())
+    );
+    assert_eq!(f.devices().list(org.id).await.unwrap(), vec![device]);
 }
 
 // ---- Devices -------------------------------------------------------------------------------

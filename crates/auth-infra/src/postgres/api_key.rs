@@ -68,7 +68,7 @@ impl ApiKeyRow {
         Ok(ApiKey {
             id: ApiKeyId::from_uuid(self.id),
             organization_id: OrganizationId::from_uuid(self.organization_id),
-            name: ApiKeyName::parse(&self.name).map_err(StoreError::internal)?,
+            name: ApiKeyName::from_stored(&self.name).map_err(StoreError::internal)?,
             prefix: self.prefix,
             key_hash: TokenHash::from_bytes(key_hash),
             scopes: Scopes::new(scopes),

@@ -53,10 +53,10 @@ impl DeviceRow {
             .try_into()
             .map_err(StoreError::internal)?;
         Ok(Device {
-            id: DeviceId::parse(&self.device_id).map_err(StoreError::internal)?,
+            id: DeviceId::from_stored(&self.device_id).map_err(StoreError::internal)?,
             organization_id: OrganizationId::from_uuid(self.organization_id),
-            name: DeviceName::parse(&self.name).map_err(StoreError::internal)?,
-            metadata: DeviceMetadata::new(self.metadata).map_err(StoreError::internal)?,
+            name: DeviceName::from_stored(&self.name).map_err(StoreError::internal)?,
+            metadata: DeviceMetadata::from_stored(self.metadata).map_err(StoreError::internal)?,
             secret_hash: TokenHash::from_bytes(secret_hash),
             created_at: self.created_at,
             revoked_at: self.revoked_at,

@@ -12,6 +12,7 @@ on_both_stores!(
     device_failures_are_indistinguishable,
     rotation_and_revocation,
     devices_are_managed_by_managers_only,
+    ids_made_only_of_dots_are_refused,
 );
 
 pub async fn register(app: &TestApp, token: &str, org: &str, id: &str) -> Value {
@@ -361,4 +362,26 @@ async fn devices_are_managed_by_managers_only(app: &TestApp) {
         "VALIDATION_FAILED",
     )
     .await;
+}
+
+/// `.` and `..` (and any id made only of dots) are path segments that clients and proxies
+/// normalise away (`/devices/../revoke`), so no device may be named so.
+async fn ids_made_only_of_dots_are_refused(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    for id in [".", "..", "...", &".".repeat(128)] {
+        let problem = assert_problem(
+            app.post_auth(
+                "/api/v1/devices",
+                &token,
+                Some(&json!({"device_id": id, "organization_id": org})),
+            )
+            .await,
+            422,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], "device_id", "{id}");
+    }
+    let dotted = format!(".{}.", uuid::Uuid::now_v7().simple());
+    register(app, &token, &org, &dotted).await;
 }

@@ -863,7 +863,7 @@ pub async fn concurrent_owner_removals_one_winner(f: &impl Fixture) {
 // ---- API keys ------------------------------------------------------------------------------
 
 fn scopes(names: &[&str]) -> Scopes {
-    Scopes::new(names.iter().map(|s| Scope::parse(s).unwrap()).collect())
+    Scopes::new(names.iter().map(|s| Scope::parse(s).unwrap()).collect()).unwrap()
 }
 
 fn api_key(org: OrganizationId, created_at: DateTime<Utc>) -> ApiKey {
@@ -1255,7 +1255,7 @@ pub async fn record_usage_moves_forward(f: &impl Fixture) {
 
 /// Rows written before a rule was tightened still load, field for field: an email with a
 /// format character, names with a bidirectional control, metadata holding one, a device id
-/// made only of dots. Adapters read stored values with the `from_stored` constructors.
+/// made only of dots, a key holding more than 100 scopes. Adapters read stored values with the `from_stored` constructors.
 pub async fn values_stored_under_older_rules_still_load(f: &impl Fixture) {
     let now = clock().now();
     let tag = UserId::generate().as_uuid().simple().to_string();
@@ -1294,6 +1294,21 @@ pub async fn values_stored_under_older_rules_still_load(f: &impl Fixture) {
         Some(device.clone())
     );
     assert_eq!(f.devices().list(org.id).await.unwrap(), vec![device]);
+    let key = ApiKey {
+        name: ApiKeyName::from_stored("svc\u{202D}").unwrap(),
+        scopes: Scopes::from_stored(
+            (0..150)
+                .map(|i| Scope::parse(&format!("s:{i}")).unwrap())
+                .collect(),
+        ),
+        ..api_key(org.id, now)
+    };
+    f.api_keys().create(&key).await.unwrap();
+    assert_eq!(f.api_keys().find(key.id).await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        f.api_keys().find_by_hash(&key.key_hash).await.unwrap(),
+        Some(key)
+    );
 }
 
 // ---- Devices -------------------------------------------------------------------------------

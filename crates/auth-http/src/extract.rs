@@ -3,6 +3,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use auth_core::model::Scopes;
 use auth_core::{Actor, KeyVerdict, Principal};
 use futures::future::LocalBoxFuture;
 
@@ -85,8 +86,8 @@ impl FromRequest for Manager {
             let Some(key) = api_key.transpose()? else {
                 return Err(ApiError::unauthenticated(false));
             };
-            match state.keys.verify(&key, &[]).await? {
-                KeyVerdict::Valid(key) => Ok(Self(Actor::ApiKey(Box::new(key)))),
+            match state.keys.verify(&key, &Scopes::default()).await? {
+                KeyVerdict::Valid(key) => Ok(Self(Actor::ApiKey(key))),
                 _ => Err(ApiError::unauthenticated(true)),
             }
         })

@@ -149,7 +149,7 @@ fn new_key(org: OrganizationId, days: Option<u32>) -> NewKey {
     NewKey {
         organization_id: org,
         name: ApiKeyName::parse("svc").unwrap(),
-        scopes: Scopes::new(vec![Scope::parse("read").unwrap()]),
+        scopes: Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap(),
         expires_in_days: days,
     }
 }
@@ -165,14 +165,17 @@ async fn expiry_usage_and_cache(postgres: bool) {
 
     // Garbage and bad checksums never reach the store.
     assert_eq!(
-        h.keys.verify("ak_live_nope", &[]).await.unwrap(),
+        h.keys
+            .verify("ak_live_nope", &Scopes::default())
+            .await
+            .unwrap(),
         KeyVerdict::Invalid
     );
     let mut typo = text.clone().into_bytes();
     typo[10] = if typo[10] == b'x' { b'y' } else { b'x' };
     assert_eq!(
         h.keys
-            .verify(&String::from_utf8(typo).unwrap(), &[])
+            .verify(&String::from_utf8(typo).unwrap(), &Scopes::default())
             .await
             .unwrap(),
         KeyVerdict::Invalid
@@ -182,7 +185,7 @@ async fn expiry_usage_and_cache(postgres: bool) {
     // Repeated verifications load once.
     for _ in 0..5 {
         assert!(matches!(
-            h.keys.verify(&text, &[]).await.unwrap(),
+            h.keys.verify(&text, &Scopes::default()).await.unwrap(),
             KeyVerdict::Valid(_)
         ));
     }
@@ -212,7 +215,7 @@ async fn expiry_usage_and_cache(postgres: bool) {
     // Expiry comes from the clock, even for a cached key.
     h.clock.advance(Duration::days(1));
     assert_eq!(
-        h.keys.verify(&text, &[]).await.unwrap(),
+        h.keys.verify(&text, &Scopes::default()).await.unwrap(),
         KeyVerdict::Expired
     );
 
@@ -224,12 +227,18 @@ async fn expiry_usage_and_cache(postgres: bool) {
         .unwrap();
     let other_text = other.secret.expose().to_owned();
     assert!(matches!(
-        h.keys.verify(&other_text, &[]).await.unwrap(),
+        h.keys
+            .verify(&other_text, &Scopes::default())
+            .await
+            .unwrap(),
         KeyVerdict::Valid(_)
     ));
     h.keys.revoke(&Actor::Operator, other.key.id).await.unwrap();
     assert_eq!(
-        h.keys.verify(&other_text, &[]).await.unwrap(),
+        h.keys
+            .verify(&other_text, &Scopes::default())
+            .await
+            .unwrap(),
         KeyVerdict::Revoked
     );
 

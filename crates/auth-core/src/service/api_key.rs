@@ -13,8 +13,8 @@ use super::actor::Actor;
 use super::last_seen::LastSeen;
 use super::organization::{OrgError, OrganizationService};
 use crate::model::{
-    ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, KeyPrefix, KeyStatus, OrganizationId, Scope,
-    Scopes, TokenHash, parse_presented_key,
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, KeyPrefix, KeyStatus, OrganizationId, Scopes,
+    TokenHash, parse_presented_key,
 };
 use crate::ports::{
     ApiKeyRepository, BoxError, Clock, Invalidation, InvalidationBus, RevokeKeyError,
@@ -61,11 +61,11 @@ impl From<OrgError> for KeyError {
     }
 }
 
-/// The verdict on a presented key.
+/// The verdict on a presented key. The record is the one the cache holds, shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyVerdict {
     /// Active and holding every required scope.
-    Valid(ApiKey),
+    Valid(Arc<ApiKey>),
     /// Malformed, bad checksum, or unknown.
     Invalid,
     /// Revoked.
@@ -73,7 +73,7 @@ pub enum KeyVerdict {
     /// Expired.
     Expired,
     /// Active but lacking a required scope.
-    InsufficientScope(ApiKey),
+    InsufficientScope(Arc<ApiKey>),
 }
 
 impl KeyVerdict {
@@ -119,8 +119,8 @@ pub struct ApiKeyPorts {
     pub keys: Arc<dyn ApiKeyRepository>,
     /// Organizations, for access checks.
     pub orgs: OrganizationService,
-    /// Cache of lookups by hash.
-    pub cache: Arc<dyn VerificationCache<TokenHash, ApiKey>>,
+    /// Cache of lookups by hash. Records are shared (`Arc`), so a hit copies no scope list.
+    pub cache: Arc<dyn VerificationCache<TokenHash, Arc<ApiKey>>>,
     /// Invalidations to every instance.
     pub bus: Arc<dyn InvalidationBus>,
     /// Time.
@@ -309,15 +309,12 @@ impl ApiKeyService {
         }
     }
 
-    /// Verifies a presented key against `required` scopes.
+    /// Verifies a presented key against `required` scopes (at most [`Scopes::MAX`], by
+    /// construction). A cache hit shares the cached record: nothing is copied.
     ///
     /// # Errors
     /// A store failure for a key not in the cache (never turned into a verdict).
-    pub async fn verify(
-        &self,
-        presented: &str,
-        required: &[Scope],
-    ) -> Result<KeyVerdict, KeyError> {
+    pub async fn verify(&self, presented: &str, required: &Scopes) -> Result<KeyVerdict, KeyError> {
         let Some(hash) = parse_presented_key(&self.prefix, presented) else {
             return Ok(KeyVerdict::Invalid);
         };
@@ -327,7 +324,7 @@ impl ApiKeyService {
             .cache
             .get_or_load(
                 hash,
-                Box::pin(async move { keys.find_by_hash(&hash).await }),
+                Box::pin(async move { Ok(keys.find_by_hash(&hash).await?.map(Arc::new)) }),
             )
             .await?;
         let Some(key) = found else {

@@ -71,7 +71,7 @@ impl ApiKeyRow {
             name: ApiKeyName::from_stored(&self.name).map_err(StoreError::internal)?,
             prefix: self.prefix,
             key_hash: TokenHash::from_bytes(key_hash),
-            scopes: Scopes::new(scopes),
+            scopes: Scopes::from_stored(scopes),
             created_at: self.created_at,
             expires_at: self.expires_at,
             revoked_at: self.revoked_at,

@@ -1328,6 +1328,7 @@ fn device(id: DeviceId, org: OrganizationId, created_at: DateTime<Utc>) -> Devic
         revoked_at: None,
         created_at,
         last_authenticated_at: None,
+        tokens_not_before: None,
     }
 }
 
@@ -1361,6 +1362,7 @@ pub async fn device_round_trip(f: &impl Fixture) {
         metadata: DeviceMetadata::new(metadata.clone()).unwrap(),
         revoked_at: Some(now + Duration::microseconds(123_457)),
         last_authenticated_at: Some(now + Duration::microseconds(999_999)),
+        tokens_not_before: Some(now + Duration::seconds(3)),
         ..device(device_id("full"), org.id, now)
     };
     for d in [&bare, &full] {
@@ -1510,20 +1512,24 @@ pub async fn device_list_order_and_isolation(f: &impl Fixture) {
     );
 }
 
-/// `rotate_secret` replaces the hash of an active device and answers the device as changed;
-/// a revoked device is `AlreadyRevoked` and keeps its hash; an unknown one is `NotFound`.
+/// `rotate_secret` replaces the hash of an active device, sets `tokens_not_before`, and
+/// answers the device as changed; `tokens_not_before` never moves back (a rotation from an
+/// instance whose clock is behind keeps the later time); a revoked device is `AlreadyRevoked`
+/// and keeps its hash and time; an unknown one is `NotFound`.
 pub async fn device_rotate_secret(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let d = stored_device(f, org.id, now).await;
     let bystander = stored_device(f, org.id, now).await;
-    let (h1, h2) = (token("rotated-1"), token("rotated-2"));
+    let (h1, h2, h3) = (token("rotated-1"), token("rotated-2"), token("rotated-3"));
+    let whole = DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap();
 
-    let rotated = f.devices().rotate_secret(&d.id, &h1).await.unwrap();
+    let rotated = f.devices().rotate_secret(&d.id, &h1, whole).await.unwrap();
     assert_eq!(
         rotated,
         Device {
             secret_hash: h1,
+            tokens_not_before: Some(whole),
             ..d.clone()
         }
     );
@@ -1531,8 +1537,21 @@ pub async fn device_rotate_secret(f: &impl Fixture) {
         f.devices().find(&d.id).await.unwrap(),
         Some(rotated.clone())
     );
-    let again = f.devices().rotate_secret(&d.id, &h2).await.unwrap();
-    assert_eq!(again.secret_hash, h2);
+    let earlier = whole - Duration::seconds(5);
+    let again = f
+        .devices()
+        .rotate_secret(&d.id, &h2, earlier)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.secret_hash, again.tokens_not_before),
+        (h2, Some(whole)),
+        "never moves back"
+    );
+    let later = whole + Duration::seconds(7);
+    let third = f.devices().rotate_secret(&d.id, &h3, later).await.unwrap();
+    assert_eq!(third.tokens_not_before, Some(later));
+    assert_eq!(f.devices().find(&d.id).await.unwrap(), Some(third));
     assert_eq!(
         f.devices().find(&bystander.id).await.unwrap(),
         Some(bystander)
@@ -1541,17 +1560,20 @@ pub async fn device_rotate_secret(f: &impl Fixture) {
     let revoked = f.devices().revoke(&d.id, now).await.unwrap();
     let err = f
         .devices()
-        .rotate_secret(&d.id, &token("too-late"))
+        .rotate_secret(&d.id, &token("too-late"), later + Duration::seconds(1))
         .await
         .unwrap_err();
     assert!(matches!(err, ChangeDeviceError::AlreadyRevoked), "{err:?}");
     let stored = f.devices().find(&d.id).await.unwrap().unwrap();
-    assert_eq!(stored.secret_hash, h2);
+    assert_eq!(
+        (stored.secret_hash, stored.tokens_not_before),
+        (h3, Some(later))
+    );
     assert_eq!(stored, revoked);
 
     let err = f
         .devices()
-        .rotate_secret(&device_id("unknown"), &token("x"))
+        .rotate_secret(&device_id("unknown"), &token("x"), later)
         .await
         .unwrap_err();
     assert!(matches!(err, ChangeDeviceError::NotFound), "{err:?}");

@@ -270,6 +270,11 @@ pub struct Device {
     pub created_at: DateTime<Utc>,
     /// Last successful authentication (written in batches).
     pub last_authenticated_at: Option<DateTime<Utc>>,
+    /// Device tokens issued (`iat`) before this time no longer verify; set by a secret
+    /// rotation to the whole second after it, so tokens minted with the old secret die, even
+    /// within the same second, and tokens minted after it (issued at this time at the
+    /// earliest) live. `None` until the first rotation.
+    pub tokens_not_before: Option<DateTime<Utc>>,
 }
 
 impl Device {

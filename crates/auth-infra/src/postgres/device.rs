@@ -6,9 +6,10 @@ use async_trait::async_trait;
 use auth_core::model::{Device, DeviceId, DeviceMetadata, DeviceName, OrganizationId, TokenHash};
 use auth_core::ports::{ChangeDeviceError, DeviceRepository, RegisterDeviceError, StoreError};
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{Array, Text, Timestamptz};
+use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -29,6 +30,7 @@ struct DeviceRow {
     created_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
     last_authenticated_at: Option<DateTime<Utc>>,
+    tokens_not_before: Option<DateTime<Utc>>,
 }
 
 impl DeviceRow {
@@ -42,6 +44,7 @@ impl DeviceRow {
             created_at: device.created_at,
             revoked_at: device.revoked_at,
             last_authenticated_at: device.last_authenticated_at,
+            tokens_not_before: device.tokens_not_before,
         }
     }
 
@@ -61,6 +64,7 @@ impl DeviceRow {
             created_at: self.created_at,
             revoked_at: self.revoked_at,
             last_authenticated_at: self.last_authenticated_at,
+            tokens_not_before: self.tokens_not_before,
         })
     }
 }
@@ -179,6 +183,7 @@ impl DeviceRepository for PgDeviceRepository {
         &self,
         id: &DeviceId,
         new_hash: &TokenHash,
+        tokens_not_before: DateTime<Utc>,
     ) -> Result<Device, ChangeDeviceError> {
         self.pool
             .deadline(async {
@@ -190,7 +195,16 @@ impl DeviceRepository for PgDeviceRepository {
                         .find(id.as_str())
                         .filter(devices::revoked_at.is_null()),
                 )
-                .set(devices::secret_hash.eq(new_hash.as_bytes().as_slice()))
+                .set((
+                    devices::secret_hash.eq(new_hash.as_bytes().as_slice()),
+                    // The later of stored and given (GREATEST ignores NULL): instances whose
+                    // clocks differ slightly never move it back.
+                    devices::tokens_not_before.eq(sql::<Nullable<Timestamptz>>(
+                        "GREATEST(tokens_not_before, ",
+                    )
+                    .bind::<Timestamptz, _>(tokens_not_before)
+                    .sql(")")),
+                ))
                 .returning(DeviceRow::as_returning())
                 .get_result(&mut conn)
                 .await

@@ -231,8 +231,14 @@ async fn rotation_and_revocation(app: &TestApp) {
     .await;
     let after: Value = authenticate(app, &id, new).await.json().await.unwrap();
     let new_token = str_field(&after, "access_token");
-    // Rotation keeps issued tokens; revocation ends them all.
-    assert_eq!(verify_token(app, &old_token).await["valid"], true);
+    // Rotation ends the tokens issued before it (a rotation answers a leaked secret), even
+    // within the second it happened in; tokens from the new secret verify.
+    assert_eq!(
+        verify_token(app, &old_token).await,
+        json!({"valid": false, "error": "REVOKED"})
+    );
+    assert_eq!(verify_token(app, new_token).await["valid"], true);
+    assert_eq!(verify_token(app, new_token).await["token_type"], "device");
 
     let res = app
         .post_auth(&format!("/api/v1/devices/{id}/revoke"), &token, None)

@@ -259,3 +259,59 @@ async fn expiry_usage_and_cache_memory() {
 async fn expiry_usage_and_cache_postgres() {
     expiry_usage_and_cache(true).await;
 }
+
+/// Rotating an expired key is refused: it would hand out a new key that is already dead. The
+/// expired key is left as it was; an active key rotates with its absolute expiry.
+async fn expired_keys_are_not_rotated(postgres: bool) {
+    let h = harness(postgres).await;
+    let issued = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, Some(1)))
+        .await
+        .unwrap();
+    h.clock.advance(Duration::days(2));
+    let result = h.keys.rotate(&Actor::Operator, issued.key.id).await;
+    assert!(
+        matches!(result, Err(auth_core::KeyError::Expired)),
+        "an expired key is not rotated: {:?}",
+        result.map(|i| i.key)
+    );
+    let stored = h.keys.get(&Actor::Operator, issued.key.id).await.unwrap();
+    assert_eq!(stored.revoked_at, None);
+    assert_eq!(
+        h.keys
+            .list(&Actor::Operator, h.org, true)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Revoked and expired: revoked wins, as in its status.
+    h.keys
+        .revoke(&Actor::Operator, issued.key.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.keys.rotate(&Actor::Operator, issued.key.id).await,
+        Err(auth_core::KeyError::AlreadyRevoked)
+    ));
+
+    let live = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, Some(1)))
+        .await
+        .unwrap();
+    let rotated = h.keys.rotate(&Actor::Operator, live.key.id).await.unwrap();
+    assert_eq!(rotated.key.expires_at, live.key.expires_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_keys_are_not_rotated_memory() {
+    expired_keys_are_not_rotated(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_keys_are_not_rotated_postgres() {
+    expired_keys_are_not_rotated(true).await;
+}

@@ -274,6 +274,7 @@ fn key_error(err: KeyError) -> CliError {
     CliError::Failed(match err {
         KeyError::NotFound => "no such API key or organization".into(),
         KeyError::AlreadyRevoked => "the key is already revoked".into(),
+        KeyError::Expired => "the key has expired and cannot be rotated; create a new key".into(),
         other => other.to_string(),
     })
 }

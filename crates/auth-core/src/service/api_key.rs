@@ -33,6 +33,9 @@ pub enum KeyError {
     /// Revoke or rotate of a revoked key.
     #[error("already revoked")]
     AlreadyRevoked,
+    /// Rotate of an expired key: its replacement would be born dead.
+    #[error("the key has expired")]
+    Expired,
     /// The store (or the invalidation bus) cannot be reached now.
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
@@ -275,12 +278,18 @@ impl ApiKeyService {
     }
 
     /// Replaces a key with a new one of the same name, scopes, organization and expiry; the
-    /// old key is revoked at once.
+    /// old key is revoked at once. An expired key is not rotated: keeping its expiry would
+    /// hand out a key that is already dead, and giving a new one would revive a key its
+    /// manager let lapse; a new key (with a chosen expiry) is the way forward.
     ///
     /// # Errors
-    /// `NotFound`, `Forbidden`, `AlreadyRevoked`, or a store failure.
+    /// `NotFound`, `Forbidden`, `AlreadyRevoked` (revoked wins over expired), `Expired`, or a
+    /// store failure.
     pub async fn rotate(&self, actor: &Actor, id: ApiKeyId) -> Result<IssuedKey, KeyError> {
         let old = self.get(actor, id).await?;
+        if old.status(self.ports.clock.now()) == KeyStatus::Expired {
+            return Err(KeyError::Expired);
+        }
         let template = NewKey {
             organization_id: old.organization_id,
             name: old.name.clone(),

@@ -397,7 +397,7 @@ pub async fn revoke(
     params(("id" = Uuid, Path, description = "Key id")),
     responses(
         (status = 201, description = "The new key; `key` is shown only here", body = CreatedKey),
-        (status = 409, description = "`ALREADY_REVOKED`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`ALREADY_REVOKED`, or `KEY_EXPIRED`: an expired key is not rotated (create a new one)", body = Problem, content_type = "application/problem+json"),
         ManagerErrors, StoreErrors, NoBodyErrors,
     )
 )]

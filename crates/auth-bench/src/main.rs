@@ -146,7 +146,7 @@ async fn main() -> Result<(), Error> {
         .orgs
         .create(owner.id, OrganizationName::parse("Load test")?)
         .await?;
-    let scopes = Scopes::new(vec![Scope::parse("read")?, Scope::parse("write")?]);
+    let scopes = Scopes::new(vec![Scope::parse("read")?, Scope::parse("write")?])?;
     let keys: Vec<String> = futures::stream::iter(0..args.keys.max(1))
         .map(|i| {
             let service = fast.keys.clone();

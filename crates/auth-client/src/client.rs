@@ -599,7 +599,8 @@ impl AuthClient {
     /// the old one is revoked.
     ///
     /// # Errors
-    /// [`Error::Api`] with `NOT_FOUND` (404), `ALREADY_REVOKED` (409).
+    /// [`Error::Api`] with `NOT_FOUND` (404), `ALREADY_REVOKED` or `KEY_EXPIRED` (409; an
+    /// expired key is not rotated).
     pub async fn rotate_api_key(
         &self,
         manager: Credential<'_>,

@@ -64,7 +64,7 @@ macro_rules! storage_contract_tests {
             device_round_trip, device_ids_byte_exact, device_id_unique_across_organizations,
             concurrent_device_registrations_one_winner, device_list_order_and_isolation,
             device_rotate_secret, device_revoke, concurrent_device_revokes_one_winner,
-            record_authentications_moves_forward,
+            record_authentications_moves_forward, values_stored_under_older_rules_still_load,
             login_failures_count_within_window, login_threshold_failure_locks,
             login_failures_while_locked_change_nothing, login_lock_ends_at_locked_until,
             login_failure_after_lock_starts_new_window, login_window_expiry_restarts_count,
@@ -869,7 +869,7 @@ pub async fn concurrent_owner_removals_one_winner(f: &impl Fixture) {
 // ---- API keys ------------------------------------------------------------------------------
 
 fn scopes(names: &[&str]) -> Scopes {
-    Scopes::new(names.iter().map(|s| Scope::parse(s).unwrap()).collect())
+    Scopes::new(names.iter().map(|s| Scope::parse(s).unwrap()).collect()).unwrap()
 }
 
 fn api_key(org: OrganizationId, created_at: DateTime<Utc>) -> ApiKey {
@@ -1257,6 +1257,66 @@ pub async fn record_usage_moves_forward(f: &impl Fixture) {
     );
 }
 
+// ---- Values stored under older rules -------------------------------------------------------
+
+/// Rows written before a rule was tightened still load, field for field: an email with a
+/// format character, names with a bidirectional control, metadata holding one, a device id
+/// made only of dots, a key holding more than 100 scopes. Adapters read stored values with the `from_stored` constructors.
+pub async fn values_stored_under_older_rules_still_load(f: &impl Fixture) {
+    let now = clock().now();
+    let tag = UserId::generate().as_uuid().simple().to_string();
+    let user = User {
+        email: Email::from_stored(&format!("old\u{200B}{tag}@example.com")).unwrap(),
+        display_name: Some(DisplayName::from_stored("Ada\u{202E}gpj.exe").unwrap()),
+        ..user(unique_email("unused"), now)
+    };
+    f.users().create(&user).await.unwrap();
+    assert_eq!(
+        f.users().find_by_id(user.id).await.unwrap(),
+        Some(user.clone())
+    );
+    assert_eq!(
+        f.users().find_by_email(&user.email).await.unwrap(),
+        Some(user.clone())
+    );
+    let org = Organization {
+        name: OrganizationName::from_stored("Acme\u{2066}x").unwrap(),
+        ..organization("unused", now)
+    };
+    f.organizations().create(&org, user.id).await.unwrap();
+    assert_eq!(
+        f.organizations().find(org.id).await.unwrap(),
+        Some(org.clone())
+    );
+    let device = Device {
+        name: DeviceName::from_stored("Frame\u{200F}1").unwrap(),
+        metadata: DeviceMetadata::from_stored(serde_json::json!({"k\u{202A}": "v\u{2069}"}))
+            .unwrap(),
+        ..device(DeviceId::from_stored("..").unwrap(), org.id, now)
+    };
+    f.devices().register(&device).await.unwrap();
+    assert_eq!(
+        f.devices().find(&device.id).await.unwrap(),
+        Some(device.clone())
+    );
+    assert_eq!(f.devices().list(org.id).await.unwrap(), vec![device]);
+    let key = ApiKey {
+        name: ApiKeyName::from_stored("svc\u{202D}").unwrap(),
+        scopes: Scopes::from_stored(
+            (0..150)
+                .map(|i| Scope::parse(&format!("s:{i}")).unwrap())
+                .collect(),
+        ),
+        ..api_key(org.id, now)
+    };
+    f.api_keys().create(&key).await.unwrap();
+    assert_eq!(f.api_keys().find(key.id).await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        f.api_keys().find_by_hash(&key.key_hash).await.unwrap(),
+        Some(key)
+    );
+}
+
 // ---- Devices -------------------------------------------------------------------------------
 
 /// A fresh device id: `tag`, a dot, then 32 lowercase hex digits.
@@ -1274,6 +1334,7 @@ fn device(id: DeviceId, org: OrganizationId, created_at: DateTime<Utc>) -> Devic
         revoked_at: None,
         created_at,
         last_authenticated_at: None,
+        tokens_not_before: None,
     }
 }
 
@@ -1307,6 +1368,7 @@ pub async fn device_round_trip(f: &impl Fixture) {
         metadata: DeviceMetadata::new(metadata.clone()).unwrap(),
         revoked_at: Some(now + Duration::microseconds(123_457)),
         last_authenticated_at: Some(now + Duration::microseconds(999_999)),
+        tokens_not_before: Some(now + Duration::seconds(3)),
         ..device(device_id("full"), org.id, now)
     };
     for d in [&bare, &full] {
@@ -1456,20 +1518,24 @@ pub async fn device_list_order_and_isolation(f: &impl Fixture) {
     );
 }
 
-/// `rotate_secret` replaces the hash of an active device and answers the device as changed;
-/// a revoked device is `AlreadyRevoked` and keeps its hash; an unknown one is `NotFound`.
+/// `rotate_secret` replaces the hash of an active device, sets `tokens_not_before`, and
+/// answers the device as changed; `tokens_not_before` never moves back (a rotation from an
+/// instance whose clock is behind keeps the later time); a revoked device is `AlreadyRevoked`
+/// and keeps its hash and time; an unknown one is `NotFound`.
 pub async fn device_rotate_secret(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let d = stored_device(f, org.id, now).await;
     let bystander = stored_device(f, org.id, now).await;
-    let (h1, h2) = (token("rotated-1"), token("rotated-2"));
+    let (h1, h2, h3) = (token("rotated-1"), token("rotated-2"), token("rotated-3"));
+    let whole = DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap();
 
-    let rotated = f.devices().rotate_secret(&d.id, &h1).await.unwrap();
+    let rotated = f.devices().rotate_secret(&d.id, &h1, whole).await.unwrap();
     assert_eq!(
         rotated,
         Device {
             secret_hash: h1,
+            tokens_not_before: Some(whole),
             ..d.clone()
         }
     );
@@ -1477,8 +1543,21 @@ pub async fn device_rotate_secret(f: &impl Fixture) {
         f.devices().find(&d.id).await.unwrap(),
         Some(rotated.clone())
     );
-    let again = f.devices().rotate_secret(&d.id, &h2).await.unwrap();
-    assert_eq!(again.secret_hash, h2);
+    let earlier = whole - Duration::seconds(5);
+    let again = f
+        .devices()
+        .rotate_secret(&d.id, &h2, earlier)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.secret_hash, again.tokens_not_before),
+        (h2, Some(whole)),
+        "never moves back"
+    );
+    let later = whole + Duration::seconds(7);
+    let third = f.devices().rotate_secret(&d.id, &h3, later).await.unwrap();
+    assert_eq!(third.tokens_not_before, Some(later));
+    assert_eq!(f.devices().find(&d.id).await.unwrap(), Some(third));
     assert_eq!(
         f.devices().find(&bystander.id).await.unwrap(),
         Some(bystander)
@@ -1487,17 +1566,20 @@ pub async fn device_rotate_secret(f: &impl Fixture) {
     let revoked = f.devices().revoke(&d.id, now).await.unwrap();
     let err = f
         .devices()
-        .rotate_secret(&d.id, &token("too-late"))
+        .rotate_secret(&d.id, &token("too-late"), later + Duration::seconds(1))
         .await
         .unwrap_err();
     assert!(matches!(err, ChangeDeviceError::AlreadyRevoked), "{err:?}");
     let stored = f.devices().find(&d.id).await.unwrap().unwrap();
-    assert_eq!(stored.secret_hash, h2);
+    assert_eq!(
+        (stored.secret_hash, stored.tokens_not_before),
+        (h3, Some(later))
+    );
     assert_eq!(stored, revoked);
 
     let err = f
         .devices()
-        .rotate_secret(&device_id("unknown"), &token("x"))
+        .rotate_secret(&device_id("unknown"), &token("x"), later)
         .await
         .unwrap_err();
     assert!(matches!(err, ChangeDeviceError::NotFound), "{err:?}");

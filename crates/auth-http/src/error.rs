@@ -354,6 +354,10 @@ impl From<KeyError> for ApiError {
             KeyError::AlreadyRevoked => {
                 Self::conflict("ALREADY_REVOKED", "the key is already revoked")
             }
+            KeyError::Expired => Self::conflict(
+                "KEY_EXPIRED",
+                "the key has expired and cannot be rotated; create a new key",
+            ),
             KeyError::Unavailable(_) => Self::outage(&err),
             KeyError::Internal(_) => Self::internal(&err),
         }

@@ -3,6 +3,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use auth_core::model::Scopes;
 use auth_core::{Actor, KeyVerdict, Principal};
 use futures::future::LocalBoxFuture;
 
@@ -95,8 +96,8 @@ impl FromRequest for Manager {
             if let Some(wait) = state.rate_limits.key_auth_refused(client) {
                 return Err(ApiError::rate_limited(wait));
             }
-            match state.keys.verify(&key, &[]).await? {
-                KeyVerdict::Valid(key) => Ok(Self(Actor::ApiKey(Box::new(key)))),
+            match state.keys.verify(&key, &Scopes::default()).await? {
+                KeyVerdict::Valid(key) => Ok(Self(Actor::ApiKey(key))),
                 _ => {
                     state.rate_limits.key_auth_failed(client);
                     Err(ApiError::unauthenticated(true))

@@ -107,7 +107,8 @@ fn api_keys(c: &mut Criterion) {
                 NewKey {
                     organization_id: org.id,
                     name: ApiKeyName::parse("bench").expect("name"),
-                    scopes: Scopes::new(vec![Scope::parse("read").expect("scope")]),
+                    scopes: Scopes::new(vec![Scope::parse("read").expect("scope")])
+                        .expect("one scope"),
                     expires_in_days: None,
                 },
             )
@@ -116,7 +117,7 @@ fn api_keys(c: &mut Criterion) {
         issued.secret.expose().to_owned()
     });
     let prefix = KeyPrefix::default();
-    let required = [Scope::parse("read").expect("scope")];
+    let required = Scopes::new(vec![Scope::parse("read").expect("scope")]).expect("one scope");
 
     let mut group = c.benchmark_group("api_key");
     group.bench_function("parse_checksum_hash", |b| {

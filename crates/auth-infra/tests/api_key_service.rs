@@ -147,7 +147,7 @@ fn new_key(org: OrganizationId, days: Option<u32>) -> NewKey {
     NewKey {
         organization_id: org,
         name: ApiKeyName::parse("svc").unwrap(),
-        scopes: Scopes::new(vec![Scope::parse("read").unwrap()]),
+        scopes: Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap(),
         expires_in_days: days,
     }
 }
@@ -163,14 +163,17 @@ async fn expiry_usage_and_cache(postgres: bool) {
 
     // Garbage and bad checksums never reach the store.
     assert_eq!(
-        h.keys.verify("ak_live_nope", &[]).await.unwrap(),
+        h.keys
+            .verify("ak_live_nope", &Scopes::default())
+            .await
+            .unwrap(),
         KeyVerdict::Invalid
     );
     let mut typo = text.clone().into_bytes();
     typo[10] = if typo[10] == b'x' { b'y' } else { b'x' };
     assert_eq!(
         h.keys
-            .verify(&String::from_utf8(typo).unwrap(), &[])
+            .verify(&String::from_utf8(typo).unwrap(), &Scopes::default())
             .await
             .unwrap(),
         KeyVerdict::Invalid
@@ -180,7 +183,7 @@ async fn expiry_usage_and_cache(postgres: bool) {
     // Repeated verifications load once.
     for _ in 0..5 {
         assert!(matches!(
-            h.keys.verify(&text, &[]).await.unwrap(),
+            h.keys.verify(&text, &Scopes::default()).await.unwrap(),
             KeyVerdict::Valid(_)
         ));
     }
@@ -210,7 +213,7 @@ async fn expiry_usage_and_cache(postgres: bool) {
     // Expiry comes from the clock, even for a cached key.
     h.clock.advance(Duration::days(1));
     assert_eq!(
-        h.keys.verify(&text, &[]).await.unwrap(),
+        h.keys.verify(&text, &Scopes::default()).await.unwrap(),
         KeyVerdict::Expired
     );
 
@@ -222,12 +225,18 @@ async fn expiry_usage_and_cache(postgres: bool) {
         .unwrap();
     let other_text = other.secret.expose().to_owned();
     assert!(matches!(
-        h.keys.verify(&other_text, &[]).await.unwrap(),
+        h.keys
+            .verify(&other_text, &Scopes::default())
+            .await
+            .unwrap(),
         KeyVerdict::Valid(_)
     ));
     h.keys.revoke(&Actor::Operator, other.key.id).await.unwrap();
     assert_eq!(
-        h.keys.verify(&other_text, &[]).await.unwrap(),
+        h.keys
+            .verify(&other_text, &Scopes::default())
+            .await
+            .unwrap(),
         KeyVerdict::Revoked
     );
 
@@ -247,4 +256,60 @@ async fn expiry_usage_and_cache_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_usage_and_cache_postgres() {
     expiry_usage_and_cache(true).await;
+}
+
+/// Rotating an expired key is refused: it would hand out a new key that is already dead. The
+/// expired key is left as it was; an active key rotates with its absolute expiry.
+async fn expired_keys_are_not_rotated(postgres: bool) {
+    let h = harness(postgres).await;
+    let issued = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, Some(1)))
+        .await
+        .unwrap();
+    h.clock.advance(Duration::days(2));
+    let result = h.keys.rotate(&Actor::Operator, issued.key.id).await;
+    assert!(
+        matches!(result, Err(auth_core::KeyError::Expired)),
+        "an expired key is not rotated: {:?}",
+        result.map(|i| i.key)
+    );
+    let stored = h.keys.get(&Actor::Operator, issued.key.id).await.unwrap();
+    assert_eq!(stored.revoked_at, None);
+    assert_eq!(
+        h.keys
+            .list(&Actor::Operator, h.org, true)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Revoked and expired: revoked wins, as in its status.
+    h.keys
+        .revoke(&Actor::Operator, issued.key.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.keys.rotate(&Actor::Operator, issued.key.id).await,
+        Err(auth_core::KeyError::AlreadyRevoked)
+    ));
+
+    let live = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, Some(1)))
+        .await
+        .unwrap();
+    let rotated = h.keys.rotate(&Actor::Operator, live.key.id).await.unwrap();
+    assert_eq!(rotated.key.expires_at, live.key.expires_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_keys_are_not_rotated_memory() {
+    expired_keys_are_not_rotated(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_keys_are_not_rotated_postgres() {
+    expired_keys_are_not_rotated(true).await;
 }

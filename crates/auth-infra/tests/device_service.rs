@@ -50,8 +50,9 @@ impl DeviceRepository for Counting {
         &self,
         id: &DeviceId,
         h: &TokenHash,
+        not_before: DateTime<Utc>,
     ) -> Result<Device, ChangeDeviceError> {
-        self.inner.rotate_secret(id, h).await
+        self.inner.rotate_secret(id, h, not_before).await
     }
     async fn revoke(&self, id: &DeviceId, now: DateTime<Utc>) -> Result<Device, ChangeDeviceError> {
         self.inner.revoke(id, now).await
@@ -217,4 +218,137 @@ async fn fast_path_batches_and_expiry_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_path_batches_and_expiry_postgres() {
     fast_path_batches_and_expiry(true).await;
+}
+
+/// A device service over one store, a real HS256 signer and `clock`, with an organization.
+async fn service(
+    postgres: bool,
+    clock: Arc<ManualClock>,
+) -> (DeviceService, OrganizationId, Option<TestDb>) {
+    let (users, orgs, repo, db) = stores(postgres).await;
+    let now = clock.now();
+    let owner = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("o{}@example.com", UserId::generate())).unwrap(),
+        display_name: None,
+        password_hash: PasswordHash::new("$2b$04$x".into()),
+        is_admin: false,
+        created_at: now,
+        updated_at: now,
+    };
+    users.create(&owner).await.unwrap();
+    let org = Organization {
+        id: OrganizationId::generate(),
+        name: OrganizationName::parse("Org").unwrap(),
+        created_at: now,
+    };
+    orgs.create(&org, owner.id).await.unwrap();
+    let signer =
+        JwtSigner::hs256(&SecretSlice::from(vec![3u8; 32]), JwtSettings::default()).unwrap();
+    let devices = DeviceService::new(
+        DevicePorts {
+            devices: repo,
+            orgs: OrganizationService::new(orgs, users, clock.clone()),
+            cache: Arc::new(MokaCache::new(
+                "devices",
+                1000,
+                std::time::Duration::from_secs(300),
+            )),
+            signer: Arc::new(signer),
+            clock: clock.clone(),
+            secrets: Arc::new(OsSecretGenerator),
+        },
+        Duration::hours(24),
+    );
+    (devices, org.id, db)
+}
+
+async fn token_of(devices: &DeviceService, id: &DeviceId, secret: &DeviceSecret) -> String {
+    devices
+        .authenticate(id, secret)
+        .await
+        .unwrap()
+        .token
+        .expose_secret()
+        .to_owned()
+}
+
+fn revoked(result: Result<impl std::fmt::Debug, DeviceError>) -> bool {
+    matches!(
+        result,
+        Err(DeviceError::InvalidToken(TokenRejection::Revoked))
+    )
+}
+
+/// A secret rotation ends every token minted before it, including one minted earlier in the
+/// same second (JWT `iat` is whole seconds) or at the very same instant; tokens minted after
+/// it, in the same second or later, verify. Read through the cache, as in production.
+async fn rotation_ends_earlier_tokens(postgres: bool) {
+    // 12:00:00.250 on a whole second, so the sub-second cases are exact.
+    let start = DateTime::from_timestamp(Utc::now().timestamp(), 250_000_000).unwrap();
+    let clock = Arc::new(ManualClock::new(start));
+    let (devices, org, _db) = service(postgres, clock.clone()).await;
+    let id = DeviceId::parse("frame-rotating").unwrap();
+    let new = NewDevice {
+        id: id.clone(),
+        organization_id: org,
+        name: None,
+        metadata: DeviceMetadata::default(),
+    };
+    let first = devices
+        .register(&Actor::Operator, new)
+        .await
+        .unwrap()
+        .secret;
+    let early = token_of(&devices, &id, &first).await;
+    assert!(devices.verify_token(&early).await.is_ok());
+
+    // Rotation at .700 of the same second: the .250 token dies, a .900 token lives.
+    clock.advance(Duration::milliseconds(450));
+    let second = devices
+        .rotate_secret(&Actor::Operator, &id)
+        .await
+        .unwrap()
+        .secret;
+    assert!(
+        revoked(devices.verify_token(&early).await),
+        "minted before, same second"
+    );
+    clock.advance(Duration::milliseconds(200));
+    let after = token_of(&devices, &id, &second).await;
+    let (claims, _) = devices.verify_token(&after).await.unwrap();
+    assert_eq!(claims.issued_at.timestamp(), start.timestamp() + 1);
+    assert!(claims.expires_at - claims.issued_at == Duration::hours(24));
+
+    // Still verifying seconds later; ended by the next rotation, made exactly on a whole
+    // second, as is a token minted at that very instant before it.
+    clock.set(DateTime::from_timestamp(start.timestamp() + 5, 0).unwrap());
+    assert!(devices.verify_token(&after).await.is_ok());
+    let same_instant = token_of(&devices, &id, &second).await;
+    let third = devices
+        .rotate_secret(&Actor::Operator, &id)
+        .await
+        .unwrap()
+        .secret;
+    assert!(revoked(devices.verify_token(&after).await));
+    assert!(
+        revoked(devices.verify_token(&same_instant).await),
+        "same instant"
+    );
+    let last = token_of(&devices, &id, &third).await;
+    assert!(devices.verify_token(&last).await.is_ok());
+
+    // Revocation still ends every token.
+    devices.revoke(&Actor::Operator, &id).await.unwrap();
+    assert!(revoked(devices.verify_token(&last).await));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_ends_earlier_tokens_memory() {
+    rotation_ends_earlier_tokens(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_ends_earlier_tokens_postgres() {
+    rotation_ends_earlier_tokens(true).await;
 }

@@ -274,6 +274,7 @@ fn key_error(err: KeyError) -> CliError {
     CliError::Failed(match err {
         KeyError::NotFound => "no such API key or organization".into(),
         KeyError::AlreadyRevoked => "the key is already revoked".into(),
+        KeyError::Expired => "the key has expired and cannot be rotated; create a new key".into(),
         other => other.to_string(),
     })
 }
@@ -567,10 +568,12 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
             if ttl_days.is_some_and(|d| !(1..=3650).contains(&d)) {
                 return Err(CliError::Input("--ttl-days must be 1..=3650".into()));
             }
+            let scopes =
+                Scopes::new(scopes).map_err(|e| CliError::Input(format!("--scopes: {e}")))?;
             let new = NewKey {
                 organization_id,
                 name,
-                scopes: Scopes::new(scopes),
+                scopes,
                 expires_in_days: ttl_days,
             };
             let issued = keys.create(&actor, new).await.map_err(key_error)?;

@@ -340,7 +340,7 @@ impl std::fmt::Debug for Services {
     }
 }
 
-type KeyCache = Arc<dyn VerificationCache<TokenHash, ApiKey>>;
+type KeyCache = Arc<dyn VerificationCache<TokenHash, Arc<ApiKey>>>;
 type SessionCache = Arc<dyn VerificationCache<SessionId, SessionSnapshot>>;
 type DeviceCache = Arc<dyn VerificationCache<DeviceId, Device>>;
 

@@ -82,11 +82,13 @@ impl DeviceRepository for MemoryDeviceRepository {
         &self,
         id: &DeviceId,
         new_hash: &TokenHash,
+        tokens_not_before: DateTime<Utc>,
     ) -> Result<Device, ChangeDeviceError> {
         let rotated = {
             let mut devices = lock(&self.0);
             let device = active(&mut devices, id)?;
             device.secret_hash = *new_hash;
+            device.tokens_not_before = device.tokens_not_before.max(Some(tokens_not_before));
             device.clone()
         };
         self.1.announce(&[Invalidation::Device(id.clone())]).await;

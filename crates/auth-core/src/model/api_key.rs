@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
 
-use super::organization::parse_name;
+use super::organization::{parse_name, parse_stored_name};
 use super::{ApiKeyId, NameError, OrganizationId, TokenHash};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -66,39 +66,92 @@ impl Scope {
     }
 }
 
-/// A set of scopes, sorted and without duplicates.
+/// A set of scopes, sorted and without duplicates, at most [`Scopes::MAX`] of them.
+///
+/// Sorted order makes every check a walk of two sorted lists: `admin` is one binary search and
+/// [`Scopes::grant`] one merge walk, O(n + m) for n held and m required scopes (never n·m).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scopes(Vec<Scope>);
 
+/// Why a set of scopes was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("at most 100 scopes")]
+pub struct TooManyScopes;
+
 impl Scopes {
-    /// Sorts and de-duplicates.
+    /// Most scopes a key may hold, and a verification may require. A bound keeps every
+    /// answer that lists them small: without it, a 64 KiB body could ask for thousands.
+    pub const MAX: usize = 100;
+
+    /// Sorts and de-duplicates; more than [`Scopes::MAX`] distinct scopes are refused.
+    ///
+    /// # Errors
+    /// [`TooManyScopes`].
+    pub fn new(scopes: Vec<Scope>) -> Result<Self, TooManyScopes> {
+        let scopes = Self::from_stored(scopes);
+        if scopes.0.len() > Self::MAX {
+            return Err(TooManyScopes);
+        }
+        Ok(scopes)
+    }
+
+    /// Sorts and de-duplicates scopes read from storage, whatever their number: keys issued
+    /// before the bound existed keep working. For storage adapters; new input goes through
+    /// `new`.
     #[must_use]
-    pub fn new(mut scopes: Vec<Scope>) -> Self {
-        scopes.sort();
+    pub fn from_stored(mut scopes: Vec<Scope>) -> Self {
+        scopes.sort_unstable();
         scopes.dedup();
         Self(scopes)
     }
 
     /// True when every `required` scope is held (`admin` holds all).
     #[must_use]
-    pub fn grant(&self, required: &[Scope]) -> bool {
-        self.0.iter().any(Scope::is_admin) || required.iter().all(|r| self.0.contains(r))
+    pub fn grant(&self, required: &Self) -> bool {
+        self.is_admin() || is_sorted_subset(&required.0, &self.0)
     }
 
     /// True when `admin` is held.
     #[must_use]
     pub fn is_admin(&self) -> bool {
-        self.0.iter().any(Scope::is_admin)
+        self.0
+            .binary_search_by(|s| s.as_str().cmp(Scope::ADMIN))
+            .is_ok()
     }
 
-    /// The scopes.
+    /// The scopes, sorted.
     #[must_use]
     pub fn as_slice(&self) -> &[Scope] {
         &self.0
     }
+
+    /// How many.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-/// An API key's name: trimmed, 1..=100 characters, no control characters.
+/// True when every element of `needles` is in `haystack`; both sorted and de-duplicated. One
+/// merge walk: each comparison moves past at least one element of `haystack`, or settles a
+/// needle, so at most `needles.len() + haystack.len()` comparisons.
+fn is_sorted_subset<T: Ord>(needles: &[T], haystack: &[T]) -> bool {
+    let mut rest = haystack.iter();
+    needles.iter().all(|needle| {
+        rest.by_ref()
+            .find(|held| *held >= needle)
+            .is_some_and(|held| held == needle)
+    })
+}
+
+/// An API key's name: trimmed, 1..=100 characters, no control characters, no bidirectional
+/// controls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyName(String);
 
@@ -109,6 +162,15 @@ impl ApiKeyName {
     /// [`NameError`].
     pub fn parse(raw: &str) -> Result<Self, NameError> {
         parse_name(raw).map(Self)
+    }
+
+    /// Rebuilds a name stored before bidirectional controls were refused (every other rule
+    /// of `parse` holds). For storage adapters; new input goes through `parse`.
+    ///
+    /// # Errors
+    /// [`NameError`].
+    pub fn from_stored(raw: &str) -> Result<Self, NameError> {
+        parse_stored_name(raw).map(Self)
     }
 
     /// The name.
@@ -360,18 +422,93 @@ mod tests {
         }
     }
 
+    fn scopes(names: &[&str]) -> Scopes {
+        Scopes::new(names.iter().map(|x| Scope::parse(x).unwrap()).collect()).unwrap()
+    }
+
+    fn numbered(prefix: &str, n: usize) -> Vec<Scope> {
+        (0..n)
+            .map(|i| Scope::parse(&format!("{prefix}{i:03}")).unwrap())
+            .collect()
+    }
+
     #[test]
     fn scopes_and_admin() {
         assert!(Scope::parse("keys:read").is_ok());
         assert!(Scope::parse("Keys").is_err());
         assert!(Scope::parse("").is_err());
         assert!(Scope::parse(&"a".repeat(65)).is_err());
-        let s = |v: &[&str]| Scopes::new(v.iter().map(|x| Scope::parse(x).unwrap()).collect());
-        let held = s(&["read", "write", "read"]);
+        let held = scopes(&["read", "write", "read"]);
         assert_eq!(held.as_slice().len(), 2);
-        assert!(held.grant(s(&["read"]).as_slice()));
-        assert!(!held.grant(s(&["read", "delete"]).as_slice()));
-        assert!(s(&["admin"]).grant(s(&["anything"]).as_slice()));
-        assert!(held.grant(&[]));
+        assert!(held.grant(&scopes(&["read"])));
+        assert!(held.grant(&scopes(&["write", "read"])));
+        assert!(!held.grant(&scopes(&["read", "delete"])));
+        assert!(!held.grant(&scopes(&["zzz"])));
+        assert!(!held.grant(&scopes(&["a"])));
+        assert!(!scopes(&[]).grant(&scopes(&["read"])));
+        assert!(scopes(&["admin"]).grant(&scopes(&["anything"])));
+        let hundred = Scopes::new(numbered("s", 100)).unwrap();
+        assert!(scopes(&["a", "admin", "zz"]).grant(&hundred));
+        assert!(hundred.grant(&Scopes::new(numbered("s", 50)).unwrap()));
+        assert!(held.grant(&Scopes::default()));
+        assert!(!held.is_admin() && scopes(&["admin:read"]).grant(&scopes(&["admin:read"])));
+        assert!(!scopes(&["admin:read", "admins"]).is_admin());
+    }
+
+    #[test]
+    fn at_most_a_hundred_distinct_scopes() {
+        assert_eq!(Scopes::new(numbered("s", 100)).unwrap().len(), 100);
+        assert_eq!(Scopes::new(numbered("s", 101)), Err(TooManyScopes));
+        let mut twice = numbered("s", 100);
+        twice.extend(numbered("s", 100));
+        assert_eq!(
+            Scopes::new(twice).unwrap().len(),
+            100,
+            "duplicates count once"
+        );
+        assert_eq!(Scopes::from_stored(numbered("s", 500)).len(), 500);
+    }
+
+    /// The scope check is one merge walk: for n held and m required scopes it makes at most
+    /// n + m comparisons, where checking each required scope by a linear search makes n·m.
+    #[test]
+    fn grant_is_a_merge_walk() {
+        use std::cell::Cell;
+        thread_local!(static COMPARISONS: Cell<usize> = const { Cell::new(0) });
+        /// Counts every comparison made through it.
+        struct Counted(u32);
+        impl Ord for Counted {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                COMPARISONS.with(|c| c.set(c.get() + 1));
+                self.0.cmp(&other.0)
+            }
+        }
+        impl PartialOrd for Counted {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl PartialEq for Counted {
+            fn eq(&self, other: &Self) -> bool {
+                self.cmp(other).is_eq()
+            }
+        }
+        impl Eq for Counted {}
+        let held: Vec<Counted> = (0..100).map(|i| Counted(i * 2)).collect();
+        for (required, expected) in [
+            ((0..100).map(|i| Counted(i * 2)).collect::<Vec<_>>(), true),
+            ((0..100).map(|i| Counted(i * 2 + 1)).collect(), false),
+            ((100..200).map(Counted).collect(), false),
+            (vec![Counted(198)], true),
+        ] {
+            COMPARISONS.with(|c| c.set(0));
+            assert_eq!(is_sorted_subset(&required, &held), expected);
+            let made = COMPARISONS.with(Cell::get);
+            // A linear search per required scope would make up to 100 × 100.
+            assert!(
+                made <= held.len() + 2 * required.len(),
+                "{made} comparisons"
+            );
+        }
     }
 }

@@ -8,25 +8,43 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
 
-use super::organization::parse_name;
+use super::organization::{parse_name, parse_stored_name};
 use super::{NameError, OrganizationId, TokenHash};
 
-/// A device's id, chosen by its owner: 1..=128 characters of `[A-Za-z0-9_.:-]`, unique
-/// across the service.
+/// A device's id, chosen by its owner: 1..=128 characters of `[A-Za-z0-9_.:-]`, not made
+/// only of dots, unique across the service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(String);
 
 /// Why a device id was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("device_id must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', ':' or '-'")]
+#[error(
+    "device_id must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', ':' or '-', and not only dots"
+)]
 pub struct DeviceIdError;
 
 impl DeviceId {
-    /// Validates an id (compared exactly: nothing is trimmed or case-folded).
+    /// Validates an id (compared exactly: nothing is trimmed or case-folded). An id made only
+    /// of dots (`.`, `..`) is refused: as a path segment (`/devices/../revoke`) clients and
+    /// proxies normalise it away, so the device could not be addressed, and a request meant
+    /// for it would reach another path.
     ///
     /// # Errors
     /// [`DeviceIdError`].
     pub fn parse(raw: &str) -> Result<Self, DeviceIdError> {
+        if raw.bytes().all(|b| b == b'.') {
+            return Err(DeviceIdError);
+        }
+        Self::from_stored(raw)
+    }
+
+    /// Rebuilds an id stored before ids made only of dots were refused (every other rule of
+    /// `parse` holds), so such a device still loads and lists. For storage adapters; new input
+    /// goes through `parse`.
+    ///
+    /// # Errors
+    /// [`DeviceIdError`].
+    pub fn from_stored(raw: &str) -> Result<Self, DeviceIdError> {
         let ok = (1..=128).contains(&raw.len())
             && raw
                 .bytes()
@@ -51,7 +69,8 @@ impl fmt::Display for DeviceId {
     }
 }
 
-/// A device's display name: trimmed, 1..=100 characters, no control characters.
+/// A device's display name: trimmed, 1..=100 characters, no control characters, no
+/// bidirectional controls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceName(String);
 
@@ -62,6 +81,15 @@ impl DeviceName {
     /// [`NameError`].
     pub fn parse(raw: &str) -> Result<Self, NameError> {
         parse_name(raw).map(Self)
+    }
+
+    /// Rebuilds a name stored before bidirectional controls were refused (every other rule
+    /// of `parse` holds). For storage adapters; new input goes through `parse`.
+    ///
+    /// # Errors
+    /// [`NameError`].
+    pub fn from_stored(raw: &str) -> Result<Self, NameError> {
+        parse_stored_name(raw).map(Self)
     }
 
     /// The name given when none is: the device id (cut to 100 characters).
@@ -77,7 +105,8 @@ impl DeviceName {
     }
 }
 
-/// Free-form metadata: a JSON object of at most 16 KiB (serialised).
+/// Free-form metadata: a JSON object of at most 16 KiB (serialised), with no control
+/// character and no bidirectional control in any key or string.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeviceMetadata(serde_json::Map<String, serde_json::Value>);
 
@@ -93,17 +122,23 @@ pub enum MetadataError {
     /// A key or string value holds a control character.
     #[error("metadata must not contain control characters")]
     ControlCharacter,
+    /// A key or string value holds a bidirectional control (U+202A..U+202E, U+2066..U+2069,
+    /// U+200E, U+200F, U+061C).
+    #[error("metadata must not contain bidirectional control characters")]
+    BidiControl,
 }
 
-fn has_control(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(s) => super::text::has_control_chars(s),
-        serde_json::Value::Array(items) => items.iter().any(has_control),
-        serde_json::Value::Object(map) => map
-            .iter()
-            .any(|(k, v)| super::text::has_control_chars(k) || has_control(v)),
-        _ => false,
+/// True when a key or string at any depth of `map` satisfies `bad`.
+fn any_text(map: &serde_json::Map<String, serde_json::Value>, bad: fn(&str) -> bool) -> bool {
+    fn value(v: &serde_json::Value, bad: fn(&str) -> bool) -> bool {
+        match v {
+            serde_json::Value::String(s) => bad(s),
+            serde_json::Value::Array(items) => items.iter().any(|i| value(i, bad)),
+            serde_json::Value::Object(map) => any_text(map, bad),
+            _ => false,
+        }
     }
+    map.iter().any(|(k, v)| bad(k) || value(v, bad))
 }
 
 impl DeviceMetadata {
@@ -115,16 +150,26 @@ impl DeviceMetadata {
     /// # Errors
     /// [`MetadataError`].
     pub fn new(value: serde_json::Value) -> Result<Self, MetadataError> {
+        let metadata = Self::from_stored(value)?;
+        if any_text(&metadata.0, super::text::has_bidi_controls) {
+            return Err(MetadataError::BidiControl);
+        }
+        Ok(metadata)
+    }
+
+    /// Rebuilds metadata stored before bidirectional controls were refused (every other rule
+    /// of `new` holds). For storage adapters; new input goes through `new`.
+    ///
+    /// # Errors
+    /// [`MetadataError`].
+    pub fn from_stored(value: serde_json::Value) -> Result<Self, MetadataError> {
         let serde_json::Value::Object(map) = value else {
             return Err(MetadataError::NotAnObject);
         };
         if serde_json::to_vec(&map).map_or(usize::MAX, |v| v.len()) > Self::MAX_BYTES {
             return Err(MetadataError::TooLarge);
         }
-        if map
-            .iter()
-            .any(|(k, v)| super::text::has_control_chars(k) || has_control(v))
-        {
+        if any_text(&map, super::text::has_control_chars) {
             return Err(MetadataError::ControlCharacter);
         }
         Ok(Self(map))
@@ -225,6 +270,11 @@ pub struct Device {
     pub created_at: DateTime<Utc>,
     /// Last successful authentication (written in batches).
     pub last_authenticated_at: Option<DateTime<Utc>>,
+    /// Device tokens issued (`iat`) before this time no longer verify; set by a secret
+    /// rotation to the whole second after it, so tokens minted with the old secret die, even
+    /// within the same second, and tokens minted after it (issued at this time at the
+    /// earliest) live. `None` until the first rotation.
+    pub tokens_not_before: Option<DateTime<Utc>>,
 }
 
 impl Device {
@@ -287,5 +337,32 @@ mod tests {
         assert!(s.expose().starts_with("ds_") && s.expose().len() == 46);
         assert!(!format!("{s:?}").contains(s.expose()));
         assert_eq!(s.hash(), DeviceSecret::presented(s.expose()).hash());
+    }
+
+    #[test]
+    fn ids_made_only_of_dots_are_refused() {
+        for bad in [".", "..", "...", &".".repeat(128)] {
+            assert_eq!(DeviceId::parse(bad), Err(DeviceIdError), "{bad:?}");
+        }
+        for good in [".a", "a.", "..a..", "a..b", "-", "_"] {
+            assert!(DeviceId::parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn names_and_metadata_refuse_bidi_controls_but_keep_joiners() {
+        for c in crate::model::text::BIDI {
+            assert!(DeviceName::parse(&format!("Frame{c}1")).is_err(), "{c:?}");
+            for bad in [
+                serde_json::json!({"k": format!("v{c}")}),
+                serde_json::json!({format!("k{c}"): 1}),
+                serde_json::json!({"k": [{"deep": format!("{c}")}]}),
+            ] {
+                assert!(DeviceMetadata::new(bad.clone()).is_err(), "{bad}");
+            }
+        }
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        assert!(DeviceName::parse(&format!("{family} frame")).is_ok());
+        assert!(DeviceMetadata::new(serde_json::json!({family: family})).is_ok());
     }
 }

@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 
 use thiserror::Error;
 
-use super::text::has_control_chars;
+use super::text::{has_control_chars, has_format_chars};
 
 /// An email address that passed validation.
 ///
@@ -27,7 +27,9 @@ pub enum EmailError {
     /// Longer than 254 characters.
     #[error("email must be at most 254 characters")]
     TooLong,
-    /// Not of the form `local@domain.tld`, or holds white space or control characters.
+    /// Not of the form `local@domain.tld`, or holds white space, control characters or
+    /// invisible format characters (Unicode Cf: bidi controls, zero-width spaces and joiners,
+    /// the soft hyphen, ...).
     #[error("email must be of the form name@example.com")]
     Invalid,
 }
@@ -37,12 +39,28 @@ impl Email {
     pub const MAX_CHARS: usize = 254;
 
     /// Validates an address: trimmed, at most 254 characters, exactly one `@` with a non-empty
-    /// local part and a domain that contains a dot (with no empty label), no white space or
-    /// control characters.
+    /// local part and a domain that contains a dot (with no empty label), no white space,
+    /// control characters or format characters (Cf: an address is an identifier, and an
+    /// invisible character only makes two different addresses look alike).
     ///
     /// # Errors
     /// [`EmailError`] saying which rule was broken.
     pub fn parse(raw: &str) -> Result<Self, EmailError> {
+        let email = Self::from_stored(raw)?;
+        if has_format_chars(&email.original) {
+            return Err(EmailError::Invalid);
+        }
+        Ok(email)
+    }
+
+    /// Rebuilds an address stored before format characters were refused: every rule of
+    /// [`Email::parse`] but that one, so an account made then still loads (and can log in:
+    /// login compares with what is stored). For storage adapters; new input goes through
+    /// `parse`.
+    ///
+    /// # Errors
+    /// [`EmailError`].
+    pub fn from_stored(raw: &str) -> Result<Self, EmailError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err(EmailError::Empty);
@@ -140,5 +158,37 @@ mod tests {
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert_eq!(Email::parse(&long).unwrap_err(), EmailError::TooLong);
+    }
+
+    #[test]
+    fn refuses_every_format_character() {
+        for c in [
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{061C}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{E0001}',
+        ] {
+            for raw in [
+                format!("bob{c}@x.com"),
+                format!("bob@x{c}.com"),
+                format!("{c}bob@x.com"),
+            ] {
+                assert_eq!(Email::parse(&raw), Err(EmailError::Invalid), "{raw:?}");
+            }
+        }
+        assert!(
+            Email::parse("bøb@exämple.com").is_ok(),
+            "other letters stay allowed"
+        );
     }
 }

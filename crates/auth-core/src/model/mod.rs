@@ -13,7 +13,7 @@ mod user;
 
 pub use api_key::{
     ApiKey, ApiKeyName, ApiKeySecret, KeyPrefix, KeyPrefixError, KeyStatus, Scope, ScopeError,
-    Scopes, parse_presented_key,
+    Scopes, TooManyScopes, parse_presented_key,
 };
 pub use claims::{AccessClaims, TokenKind, TokenRejection};
 pub use device::{

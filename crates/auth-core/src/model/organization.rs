@@ -6,10 +6,11 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use super::text::has_control_chars;
+use super::text::{has_bidi_controls, has_control_chars};
 use super::{Email, OrganizationId, UserId};
 
-/// An organization's name: trimmed, 1..=100 characters, no control characters.
+/// An organization's name: trimmed, 1..=100 characters, no control characters, no
+/// bidirectional controls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrganizationName(String);
 
@@ -25,10 +26,24 @@ pub enum NameError {
     /// Contains a control character.
     #[error("name must not contain control characters")]
     ControlCharacter,
+    /// Contains a bidirectional control (U+202A..U+202E, U+2066..U+2069, U+200E, U+200F,
+    /// U+061C), which would reorder how the name is shown.
+    #[error("name must not contain bidirectional control characters")]
+    BidiControl,
 }
 
-/// Validates a trimmed 1..=100 character name without control characters.
+/// Validates a trimmed 1..=100 character name without control characters or bidirectional
+/// controls. The zero-width joiner stays allowed: emoji sequences need it.
 pub(crate) fn parse_name(raw: &str) -> Result<String, NameError> {
+    let name = parse_stored_name(raw)?;
+    if has_bidi_controls(&name) {
+        return Err(NameError::BidiControl);
+    }
+    Ok(name)
+}
+
+/// [`parse_name`] without the bidirectional-control rule, for names stored before it.
+pub(crate) fn parse_stored_name(raw: &str) -> Result<String, NameError> {
     let trimmed = raw.trim();
     if has_control_chars(trimmed) {
         return Err(NameError::ControlCharacter);
@@ -49,6 +64,15 @@ impl OrganizationName {
     /// [`NameError`].
     pub fn parse(raw: &str) -> Result<Self, NameError> {
         parse_name(raw).map(Self)
+    }
+
+    /// Rebuilds a name stored before bidirectional controls were refused (every other rule
+    /// of `parse` holds). For storage adapters; new input goes through `parse`.
+    ///
+    /// # Errors
+    /// [`NameError`].
+    pub fn from_stored(raw: &str) -> Result<Self, NameError> {
+        parse_stored_name(raw).map(Self)
     }
 
     /// The name.
@@ -142,4 +166,20 @@ pub struct Member {
     pub membership: Membership,
     /// The member's email.
     pub email: Email,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_refuse_bidi_controls_but_keep_joiners() {
+        for c in crate::model::text::BIDI {
+            let raw = format!("Acme{c}exe.pdf");
+            assert!(OrganizationName::parse(&raw).is_err(), "{c:?}");
+            assert!(crate::model::ApiKeyName::parse(&raw).is_err(), "{c:?}");
+        }
+        let team = "Team \u{1F469}\u{200D}\u{1F4BB}";
+        assert_eq!(OrganizationName::parse(team).unwrap().as_str(), team);
+    }
 }

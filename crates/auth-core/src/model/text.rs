@@ -1,6 +1,17 @@
-//! Small text value objects and the shared rule that user-supplied text holds no control characters.
+//! Small text value objects and the shared rules for user-supplied text: no control
+//! characters anywhere; no invisible format characters in emails; no bidirectional controls in
+//! names and metadata.
+//!
+//! Why two spoofing rules: an email is an identifier compared by machines, so every format
+//! character (general category Cf: bidi controls, zero-width spaces and joiners, the soft
+//! hyphen, the byte order mark, ...) only serves to make two different addresses look alike.
+//! Names and metadata are shown to people and may hold emoji sequences, which need the
+//! zero-width joiner (`👩‍💻` is three code points joined by U+200D), so there only the
+//! bidirectional controls are refused: they reorder the text around them (`exe.txt` shown for
+//! `txt.exe`).
 
 use thiserror::Error;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 
 /// True when `s` contains a Unicode control character (U+0000..U+001F, U+007F..U+009F).
 #[must_use]
@@ -8,7 +19,38 @@ pub fn has_control_chars(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
-/// A user's display name: trimmed, 1..=100 characters, no control characters.
+/// True when `s` contains a Unicode format character (general category Cf), e.g. U+200B
+/// ZERO WIDTH SPACE, U+200D ZERO WIDTH JOINER, U+00AD SOFT HYPHEN, U+FEFF, U+202E.
+#[must_use]
+pub fn has_format_chars(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.general_category() == GeneralCategory::Format)
+}
+
+/// True for the characters of the Unicode property `Bidi_Control` (PropList.txt): the
+/// embeddings and overrides U+202A..U+202E, the isolates U+2066..U+2069, and the marks
+/// U+200E LEFT-TO-RIGHT MARK, U+200F RIGHT-TO-LEFT MARK and U+061C ARABIC LETTER MARK.
+///
+/// The marks are refused too: they cannot open a run that reorders later text as the others
+/// do, but they still change how neighbouring neutral characters are laid out, and a name
+/// needs none of them. The property is closed (stable since Unicode 6.3), so the list is
+/// complete; the test below checks each is also Cf.
+#[must_use]
+pub const fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// True when `s` contains a bidirectional control (see [`is_bidi_control`]).
+#[must_use]
+pub fn has_bidi_controls(s: &str) -> bool {
+    s.chars().any(is_bidi_control)
+}
+
+/// A user's display name: trimmed, 1..=100 characters, no control characters, no
+/// bidirectional controls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
 
@@ -24,6 +66,10 @@ pub enum DisplayNameError {
     /// Contains a control character.
     #[error("display name must not contain control characters")]
     ControlCharacter,
+    /// Contains a bidirectional control (U+202A..U+202E, U+2066..U+2069, U+200E, U+200F,
+    /// U+061C).
+    #[error("display name must not contain bidirectional control characters")]
+    BidiControl,
 }
 
 impl DisplayName {
@@ -33,8 +79,23 @@ impl DisplayName {
     /// Validates and trims a display name.
     ///
     /// # Errors
-    /// [`DisplayNameError`] when the trimmed name is empty, too long or holds a control character.
+    /// [`DisplayNameError`] when the trimmed name is empty, too long or holds a control
+    /// character or a bidirectional control.
     pub fn parse(raw: &str) -> Result<Self, DisplayNameError> {
+        let name = Self::from_stored(raw)?;
+        if has_bidi_controls(&name.0) {
+            return Err(DisplayNameError::BidiControl);
+        }
+        Ok(name)
+    }
+
+    /// Rebuilds a name stored before bidirectional controls were refused: every rule of
+    /// [`DisplayName::parse`] but that one, so an old row still loads. For storage adapters;
+    /// new input goes through `parse`.
+    ///
+    /// # Errors
+    /// [`DisplayNameError`].
+    pub fn from_stored(raw: &str) -> Result<Self, DisplayNameError> {
         let trimmed = raw.trim();
         if has_control_chars(trimmed) {
             return Err(DisplayNameError::ControlCharacter);
@@ -58,5 +119,51 @@ impl DisplayName {
     #[must_use]
     pub fn into_inner(self) -> String {
         self.0
+    }
+}
+
+/// Every bidirectional control, for the tests of each value object that refuses them.
+#[cfg(test)]
+pub(crate) const BIDI: [char; 12] = [
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bidi_controls_are_format_characters() {
+        for c in BIDI {
+            assert!(is_bidi_control(c), "{c:?}");
+            assert!(has_format_chars(&c.to_string()), "{c:?} is Cf");
+        }
+        for c in [
+            '\u{200B}', '\u{200C}', '\u{200D}', '\u{FEFF}', '\u{00AD}', '\u{2060}',
+        ] {
+            assert!(has_format_chars(&c.to_string()), "{c:?} is Cf");
+            assert!(!is_bidi_control(c), "{c:?} is no bidi control");
+        }
+        assert!(!has_format_chars("plain ascii, Küche ✓ 👩\u{1F3FD}"));
+    }
+
+    #[test]
+    fn display_names_refuse_bidi_controls_but_keep_emoji_joiners() {
+        for c in BIDI {
+            let raw = format!("Ada{c}Lovelace");
+            assert_eq!(
+                DisplayName::parse(&raw),
+                Err(DisplayNameError::BidiControl),
+                "{c:?}"
+            );
+            assert!(DisplayName::from_stored(&raw).is_ok(), "{c:?} stored");
+        }
+        let coder = "Ada 👩\u{200D}💻";
+        assert_eq!(DisplayName::parse(coder).unwrap().as_str(), coder);
+        assert_eq!(
+            DisplayName::parse("a\u{0}b"),
+            Err(DisplayNameError::ControlCharacter)
+        );
     }
 }

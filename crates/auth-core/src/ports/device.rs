@@ -38,7 +38,8 @@ pub enum ChangeDeviceError {
 ///   one id succeeds; the others get `Exists`), compared byte-exact;
 /// - store only the hash of a device secret;
 /// - make `rotate_secret` and `revoke` atomic: a rotation replaces the hash only of an active
-///   device; a revocation happens once (concurrent revocations: one succeeds, the others get
+///   device, and in the same step sets `tokens_not_before` to the later of the stored and the
+///   given time (it never moves backwards); a revocation happens once (concurrent revocations: one succeeds, the others get
 ///   `AlreadyRevoked`); `revoked_at`, once set, never changes;
 /// - apply `record_authentications` as "the latest of stored and given";
 /// - list in a stable order (registration time, then id);
@@ -67,7 +68,8 @@ pub trait DeviceRepository: Send + Sync + 'static {
     /// [`StoreError`].
     async fn list(&self, org: OrganizationId) -> Result<Vec<Device>, StoreError>;
 
-    /// Replaces the secret hash of an active device, returning the device as changed.
+    /// Replaces the secret hash of an active device and moves its `tokens_not_before` up to
+    /// `tokens_not_before` (never back), returning the device as changed.
     ///
     /// # Errors
     /// [`ChangeDeviceError`].
@@ -75,6 +77,7 @@ pub trait DeviceRepository: Send + Sync + 'static {
         &self,
         id: &DeviceId,
         new_hash: &TokenHash,
+        tokens_not_before: DateTime<Utc>,
     ) -> Result<Device, ChangeDeviceError>;
 
     /// Revokes a device, returning it as revoked.

@@ -1,5 +1,7 @@
 //! Who is calling: a user (through an access token) or an API key (through `X-API-Key`).
 
+use std::sync::Arc;
+
 use crate::model::{ApiKey, OrganizationId, UserId};
 
 /// The authenticated caller of a management operation.
@@ -14,7 +16,7 @@ pub enum Actor {
     },
     /// An active API key; it may act only on its own organization, and manage only with the
     /// `admin` scope.
-    ApiKey(Box<ApiKey>),
+    ApiKey(Arc<ApiKey>),
     /// The operator at the command line, with direct access to the database: may act on any
     /// organization that exists.
     Operator,

@@ -13,8 +13,8 @@ use super::actor::Actor;
 use super::last_seen::LastSeen;
 use super::organization::{OrgError, OrganizationService};
 use crate::model::{
-    ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, KeyPrefix, KeyStatus, OrganizationId, Scope,
-    Scopes, TokenHash, parse_presented_key,
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, KeyPrefix, KeyStatus, OrganizationId, Scopes,
+    TokenHash, parse_presented_key,
 };
 use crate::ports::{
     ApiKeyRepository, BoxError, Clock, RevokeKeyError, SecretGenerator, StoreError,
@@ -33,6 +33,9 @@ pub enum KeyError {
     /// Revoke or rotate of a revoked key.
     #[error("already revoked")]
     AlreadyRevoked,
+    /// Rotate of an expired key: its replacement would be born dead.
+    #[error("the key has expired")]
+    Expired,
     /// The store (or the invalidation bus) cannot be reached now.
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
@@ -61,11 +64,11 @@ impl From<OrgError> for KeyError {
     }
 }
 
-/// The verdict on a presented key.
+/// The verdict on a presented key. The record is the one the cache holds, shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyVerdict {
     /// Active and holding every required scope.
-    Valid(ApiKey),
+    Valid(Arc<ApiKey>),
     /// Malformed, bad checksum, or unknown.
     Invalid,
     /// Revoked.
@@ -73,7 +76,7 @@ pub enum KeyVerdict {
     /// Expired.
     Expired,
     /// Active but lacking a required scope.
-    InsufficientScope(ApiKey),
+    InsufficientScope(Arc<ApiKey>),
 }
 
 impl KeyVerdict {
@@ -119,8 +122,8 @@ pub struct ApiKeyPorts {
     pub keys: Arc<dyn ApiKeyRepository>,
     /// Organizations, for access checks.
     pub orgs: OrganizationService,
-    /// Cache of lookups by hash.
-    pub cache: Arc<dyn VerificationCache<TokenHash, ApiKey>>,
+    /// Cache of lookups by hash. Records are shared (`Arc`), so a hit copies no scope list.
+    pub cache: Arc<dyn VerificationCache<TokenHash, Arc<ApiKey>>>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Randomness for keys.
@@ -268,12 +271,18 @@ impl ApiKeyService {
     }
 
     /// Replaces a key with a new one of the same name, scopes, organization and expiry; the
-    /// old key is revoked at once.
+    /// old key is revoked at once. An expired key is not rotated: keeping its expiry would
+    /// hand out a key that is already dead, and giving a new one would revive a key its
+    /// manager let lapse; a new key (with a chosen expiry) is the way forward.
     ///
     /// # Errors
-    /// `NotFound`, `Forbidden`, `AlreadyRevoked`, or a store failure.
+    /// `NotFound`, `Forbidden`, `AlreadyRevoked` (revoked wins over expired), `Expired`, or a
+    /// store failure.
     pub async fn rotate(&self, actor: &Actor, id: ApiKeyId) -> Result<IssuedKey, KeyError> {
         let old = self.get(actor, id).await?;
+        if old.status(self.ports.clock.now()) == KeyStatus::Expired {
+            return Err(KeyError::Expired);
+        }
         let template = NewKey {
             organization_id: old.organization_id,
             name: old.name.clone(),
@@ -297,15 +306,12 @@ impl ApiKeyService {
         }
     }
 
-    /// Verifies a presented key against `required` scopes.
+    /// Verifies a presented key against `required` scopes (at most [`Scopes::MAX`], by
+    /// construction). A cache hit shares the cached record: nothing is copied.
     ///
     /// # Errors
     /// A store failure for a key not in the cache (never turned into a verdict).
-    pub async fn verify(
-        &self,
-        presented: &str,
-        required: &[Scope],
-    ) -> Result<KeyVerdict, KeyError> {
+    pub async fn verify(&self, presented: &str, required: &Scopes) -> Result<KeyVerdict, KeyError> {
         let Some(hash) = parse_presented_key(&self.prefix, presented) else {
             return Ok(KeyVerdict::Invalid);
         };
@@ -315,7 +321,7 @@ impl ApiKeyService {
             .cache
             .get_or_load(
                 hash,
-                Box::pin(async move { keys.find_by_hash(&hash).await }),
+                Box::pin(async move { Ok(keys.find_by_hash(&hash).await?.map(Arc::new)) }),
             )
             .await?;
         let Some(key) = found else {

@@ -25,6 +25,11 @@ use crate::ports::{
     StoreError, TokenSigner, VerificationCache,
 };
 
+/// `at` cut down to its whole second, as JWT times are.
+fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
+}
+
 /// What can go wrong with devices.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -208,6 +213,7 @@ impl DeviceService {
             revoked_at: None,
             created_at: self.ports.clock.now(),
             last_authenticated_at: None,
+            tokens_not_before: None,
         };
         match self.ports.devices.register(&device).await {
             Ok(()) => {}
@@ -247,12 +253,19 @@ impl DeviceService {
             return Err(DeviceError::InvalidCredentials);
         };
         let now = self.ports.clock.now();
+        // `iat` is whole seconds: never below the device's not-before, so a token minted in
+        // the second of a rotation, after it, is not mistaken for one minted before it (it
+        // may then be up to a second ahead of the clock, well within the leeway).
+        let floor = whole_second(now);
+        let issued_at = device
+            .tokens_not_before
+            .map_or(floor, |not_before| not_before.max(floor));
         let claims = DeviceClaims {
             device_id: device.id.clone(),
             organization_id: device.organization_id,
             token_id: Uuid::now_v7(),
-            issued_at: now,
-            expires_at: now + self.token_ttl,
+            issued_at,
+            expires_at: issued_at + self.token_ttl,
         };
         let token = self
             .ports
@@ -292,7 +305,10 @@ impl DeviceService {
         match found {
             Some(device)
                 if device.revoked_at.is_none()
-                    && device.organization_id == claims.organization_id =>
+                    && device.organization_id == claims.organization_id
+                    && device
+                        .tokens_not_before
+                        .is_none_or(|not_before| claims.issued_at >= not_before) =>
             {
                 Ok((claims, device))
             }
@@ -300,8 +316,10 @@ impl DeviceService {
         }
     }
 
-    /// Replaces a device's secret; the old one stops working at once. Tokens already issued
-    /// stay valid until they expire (revoke the device to end them).
+    /// Replaces a device's secret; the old one stops working at once, and so does every
+    /// token issued before the rotation (a rotation answers a leaked secret): the device's
+    /// `tokens_not_before` becomes the next whole second, and `verify_token` refuses a token
+    /// with an earlier `iat` as revoked.
     ///
     /// # Errors
     /// `NotFound`, `Forbidden`, `AlreadyRevoked` (a revoked device gets no new secret), or a
@@ -313,7 +331,14 @@ impl DeviceService {
     ) -> Result<IssuedDevice, DeviceError> {
         self.get(actor, id).await?;
         let secret = self.new_secret()?;
-        let device = self.ports.devices.rotate_secret(id, &secret.hash()).await?;
+        // The whole second after now: every token minted so far has `iat <= floor(now)`, and
+        // `authenticate` issues none below it from now on.
+        let not_before = whole_second(self.ports.clock.now()) + Duration::seconds(1);
+        let device = self
+            .ports
+            .devices
+            .rotate_secret(id, &secret.hash(), not_before)
+            .await?;
         self.forget(id).await;
         tracing::info!(device_id = %id, "device secret rotated");
         Ok(IssuedDevice { device, secret })

@@ -10,7 +10,7 @@ use crate::service::auth::SessionSnapshot;
 #[derive(Clone)]
 pub struct CacheInvalidator {
     /// API keys by hash.
-    pub keys: Arc<dyn VerificationCache<TokenHash, ApiKey>>,
+    pub keys: Arc<dyn VerificationCache<TokenHash, Arc<ApiKey>>>,
     /// Sessions by id.
     pub sessions: Arc<dyn VerificationCache<SessionId, SessionSnapshot>>,
     /// Devices by id.

@@ -7,7 +7,9 @@ use auth_core::{IssuedKey, KeyVerdict, NewKey};
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Array, RefOr};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use super::no_store_json;
@@ -19,6 +21,7 @@ use crate::error::{
 use crate::extract::Manager;
 use crate::json::{CleanString, NoBody, ValidJson};
 use crate::state::AppState;
+use auth_core::model::text::has_control_chars;
 
 /// A key as listed (never the secret).
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,6 +56,58 @@ fn scopes_of(scopes: &Scopes) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().to_owned())
         .collect()
+}
+
+/// A scope as the OpenAPI document describes it: the rule `Scope::parse` applies, so that a
+/// client generated from the document, or a fuzzer, sends what validation accepts.
+#[derive(Debug)]
+pub struct ScopeName;
+
+impl PartialSchema for ScopeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(64))
+            .pattern(Some("^[a-z0-9:._-]{1,64}$"))
+            .examples(["invoices:read"])
+            .description(Some(
+                "1..=64 characters of `[a-z0-9:._-]`; `admin` holds every scope",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ScopeName {}
+
+/// A list of at most [`Scopes::MAX`] scopes, for the document.
+#[derive(Debug)]
+pub struct ScopeList;
+
+impl PartialSchema for ScopeList {
+    fn schema() -> RefOr<Schema> {
+        Array::builder()
+            .items(ScopeName::schema())
+            .max_items(Some(Scopes::MAX))
+            .into()
+    }
+}
+
+impl ToSchema for ScopeList {}
+
+/// Serialises a key's scopes by reference: a verification answer copies no scope list.
+#[derive(Debug)]
+pub struct HeldScopes<'a>(&'a Scopes);
+
+impl Serialize for HeldScopes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .as_slice()
+                .iter()
+                .map(auth_core::model::Scope::as_str),
+        )
+    }
 }
 
 impl ApiKeyItem {
@@ -134,24 +189,60 @@ pub struct CreateKey {
     /// 1..=100 characters.
     #[schema(value_type = String, example = "billing worker")]
     pub name: CleanString,
-    /// Scopes: 1..=64 characters of `[a-z0-9:._-]`; `admin` holds every scope.
-    #[schema(value_type = Vec<String>, example = json!(["invoices:read"]))]
+    /// At most 100 scopes, each 1..=64 characters of `[a-z0-9:._-]`; `admin` holds every
+    /// scope.
+    #[schema(value_type = ScopeList, example = json!(["invoices:read"]))]
     pub scopes: Vec<CleanString>,
     /// Lifetime in days (1..=3650); none for a key that does not expire.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 
-fn parse_scopes(field: &str, raw: &[CleanString], errors: &mut Vec<FieldError>) -> Vec<Scope> {
-    raw.iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            Scope::parse(s.as_str())
-                .map_err(|e| {
-                    errors.push(FieldError::new(format!("{field}[{i}]"), "invalid_scope", e))
-                })
-                .ok()
-        })
-        .collect()
+/// Builds the scopes of `field`, or notes what is wrong with it: more than [`Scopes::MAX`]
+/// entries (one error, without reading them), or each entry that is not a scope.
+fn parse_scopes(field: &str, raw: &[CleanString], errors: &mut Vec<FieldError>) -> Option<Scopes> {
+    parse_scope_strs(
+        field,
+        raw.iter().map(|s| Some(s.as_str())),
+        raw.len(),
+        errors,
+    )
+}
+
+/// As [`parse_scopes`], over entries that may not be strings (`None`), as in a batch item.
+fn parse_scope_strs<'a>(
+    field: &str,
+    raw: impl Iterator<Item = Option<&'a str>>,
+    count: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<Scopes> {
+    if count > Scopes::MAX {
+        errors.push(FieldError::new(
+            field,
+            "too_many",
+            format!("{field} must hold at most {} scopes", Scopes::MAX),
+        ));
+        return None;
+    }
+    let before = errors.len();
+    let mut scopes = Vec::with_capacity(count);
+    for (i, entry) in raw.enumerate() {
+        let at = format!("{field}[{i}]");
+        match entry.map(Scope::parse) {
+            Some(Ok(scope)) => scopes.push(scope),
+            Some(Err(e)) => errors.push(FieldError::new(at, "invalid_scope", e)),
+            None => {
+                let text = format!("{at} has the wrong type");
+                errors.push(FieldError::new(at, "invalid_type", text));
+            }
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Scopes::new(scopes)
+        .map_err(|e| errors.push(FieldError::new(field, "too_many", e)))
+        .ok()
 }
 
 /// Create a key for an organization (owner/admin, or a key with `admin` of that organization).
@@ -183,13 +274,13 @@ pub async fn create(
             "expires_in_days must be 1..=3650",
         ));
     }
-    let (Some(name), true) = (name, errors.is_empty()) else {
+    let (Some(name), Some(scopes), true) = (name, scopes, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
     let new = NewKey {
         organization_id: OrganizationId::from_uuid(body.organization_id),
         name,
-        scopes: Scopes::new(scopes),
+        scopes,
         expires_in_days: body.expires_in_days,
     };
     let issued = state.keys.create(&manager.0, new).await?;
@@ -306,7 +397,7 @@ pub async fn revoke(
     params(("id" = Uuid, Path, description = "Key id")),
     responses(
         (status = 201, description = "The new key; `key` is shown only here", body = CreatedKey),
-        (status = 409, description = "`ALREADY_REVOKED`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`ALREADY_REVOKED`, or `KEY_EXPIRED`: an expired key is not rotated (create a new one)", body = Problem, content_type = "application/problem+json"),
         ManagerErrors, StoreErrors, NoBodyErrors,
     )
 )]
@@ -331,14 +422,16 @@ pub struct VerifyKey {
     /// The key, exactly as issued (nothing is trimmed).
     #[schema(value_type = String)]
     pub key: CleanString,
-    /// Scopes the key must hold (all of them; `admin` holds every scope).
-    #[schema(value_type = Option<Vec<String>>)]
+    /// Scopes the key must hold (all of them; `admin` holds every scope); at most 100.
+    #[schema(value_type = Option<ScopeList>)]
     pub required_scopes: Option<Vec<CleanString>>,
 }
 
 /// The verdict on one key.
+// Borrowed from the verdict: the key's name and scopes are written straight from the record
+// the cache shares, so no verification copies a scope list.
 #[derive(Debug, Default, Serialize, ToSchema)]
-pub struct KeyVerification {
+pub struct KeyVerification<'a> {
     /// Whether the key may be used.
     pub valid: bool,
     /// Key id.
@@ -349,10 +442,12 @@ pub struct KeyVerification {
     pub organization_id: Option<Uuid>,
     /// Name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub name: Option<&'a str>,
     /// Scopes held.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub scopes: Option<HeldScopes<'a>>,
     /// Expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
@@ -362,15 +457,15 @@ pub struct KeyVerification {
     pub error: Option<&'static str>,
 }
 
-impl From<KeyVerdict> for KeyVerification {
-    fn from(verdict: KeyVerdict) -> Self {
+impl<'a> From<&'a KeyVerdict> for KeyVerification<'a> {
+    fn from(verdict: &'a KeyVerdict) -> Self {
         match verdict {
             KeyVerdict::Valid(k) => Self {
                 valid: true,
                 key_id: Some(k.id.as_uuid()),
                 organization_id: Some(k.organization_id.as_uuid()),
-                name: Some(k.name.as_str().to_owned()),
-                scopes: Some(scopes_of(&k.scopes)),
+                name: Some(k.name.as_str()),
+                scopes: Some(HeldScopes(&k.scopes)),
                 expires_at: k.expires_at,
                 error: None,
             },
@@ -401,15 +496,19 @@ pub async fn verify(
         body.required_scopes.as_deref().unwrap_or_default(),
         &mut errors,
     );
-    if !errors.is_empty() {
+    let (Some(required), true) = (required, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
-    }
+    };
     let verdict = state.keys.verify(body.key.as_str(), &required).await?;
-    Ok(HttpResponse::Ok().json(KeyVerification::from(verdict)))
+    Ok(HttpResponse::Ok().json(KeyVerification::from(&verdict)))
 }
 
-/// `POST /api-keys/verify-batch` body: 1..=100 items, each shaped as a verify body. An item
-/// that is not well-formed gets `valid:false, error:"INVALID"` without failing the batch.
+/// Largest batch.
+const MAX_BATCH: usize = 100;
+
+/// `POST /api-keys/verify-batch` body: 1..=100 items, each a verify body. An item that is not
+/// one makes the whole request a 422 naming every broken field (`items[3].key`); a
+/// well-formed item whose key is bad gets its own `valid:false` verdict.
 #[derive(Deserialize, ToSchema)]
 pub struct VerifyBatch {
     /// The keys to verify.
@@ -426,11 +525,62 @@ impl std::fmt::Debug for VerifyBatch {
     }
 }
 
+/// One batch item checked against the [`VerifyKey`] rules, every broken field noted (serde
+/// would stop at the first). Returns the key and the required scopes when well-formed.
+fn batch_item(
+    index: usize,
+    item: serde_json::Value,
+    errors: &mut Vec<FieldError>,
+) -> Option<(String, Scopes)> {
+    use serde_json::Value;
+    let at = format!("items[{index}]");
+    let Value::Object(mut fields) = item else {
+        let text = format!("{at} must be an object");
+        errors.push(FieldError::new(at, "invalid_type", text));
+        return None;
+    };
+    let field = format!("{at}.key");
+    let key = match fields.remove("key") {
+        Some(Value::String(key)) if has_control_chars(&key) => {
+            let text = format!("{field} must not contain control characters");
+            errors.push(FieldError::new(field, "control_character", text));
+            None
+        }
+        Some(Value::String(key)) => Some(key),
+        None => {
+            let text = format!("{field} is required");
+            errors.push(FieldError::new(field, "required", text));
+            None
+        }
+        Some(_) => {
+            let text = format!("{field} has the wrong type");
+            errors.push(FieldError::new(field, "invalid_type", text));
+            None
+        }
+    };
+    let field = format!("{at}.required_scopes");
+    let required = match fields.get("required_scopes") {
+        None | Some(Value::Null) => Some(Scopes::default()),
+        Some(Value::Array(entries)) => parse_scope_strs(
+            &field,
+            entries.iter().map(Value::as_str),
+            entries.len(),
+            errors,
+        ),
+        Some(_) => {
+            let text = format!("{field} has the wrong type");
+            errors.push(FieldError::new(field, "invalid_type", text));
+            None
+        }
+    };
+    key.zip(required)
+}
+
 /// One result per item, in order.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BatchVerification {
+pub struct BatchVerification<'a> {
     /// Results.
-    pub results: Vec<KeyVerification>,
+    pub results: Vec<KeyVerification<'a>>,
 }
 
 /// Verify up to 100 keys at once.
@@ -445,38 +595,35 @@ pub async fn verify_batch(
     body: ValidJson<VerifyBatch>,
 ) -> Result<HttpResponse, ApiError> {
     let items = body.0.items;
-    if !(1..=100).contains(&items.len()) {
+    if !(1..=MAX_BATCH).contains(&items.len()) {
         return Err(ApiError::validation(vec![FieldError::new(
             "items",
             "out_of_range",
             "items must hold 1 to 100 entries",
         )]));
     }
-    let checks = items.into_iter().map(|item| {
+    let mut errors = Vec::new();
+    let parsed: Vec<_> = items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, item)| batch_item(i, item, &mut errors))
+        .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let checks = parsed.into_iter().map(|(key, required)| {
         let keys = state.keys.clone();
-        async move {
-            let Ok(parsed) = serde_json::from_value::<VerifyKey>(item) else {
-                return Ok(KeyVerdict::Invalid);
-            };
-            let mut errors = Vec::new();
-            let required = parse_scopes(
-                "required_scopes",
-                parsed.required_scopes.as_deref().unwrap_or_default(),
-                &mut errors,
-            );
-            if !errors.is_empty() {
-                return Ok(KeyVerdict::Invalid);
-            }
-            keys.verify(parsed.key.as_str(), &required).await
-        }
+        async move { keys.verify(&key, &required).await }
     });
     // At most 8 items at a time: a batch of 100 unknown keys must not take every pooled
     // connection (cache hits are answered at once either way).
-    let verdicts: Vec<_> = futures::stream::iter(checks).buffered(8).collect().await;
-    let mut results = Vec::with_capacity(verdicts.len());
-    for verdict in verdicts {
-        results.push(KeyVerification::from(verdict?));
-    }
+    let verdicts = futures::stream::iter(checks)
+        .buffered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = verdicts.iter().map(KeyVerification::from).collect();
     Ok(HttpResponse::Ok().json(BatchVerification { results }))
 }
 

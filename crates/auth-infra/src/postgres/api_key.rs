@@ -76,10 +76,10 @@ impl ApiKeyRow {
         Ok(ApiKey {
             id: ApiKeyId::from_uuid(self.id),
             organization_id: OrganizationId::from_uuid(self.organization_id),
-            name: ApiKeyName::parse(&self.name).map_err(StoreError::internal)?,
+            name: ApiKeyName::from_stored(&self.name).map_err(StoreError::internal)?,
             prefix: self.prefix,
             key_hash: TokenHash::from_bytes(key_hash),
-            scopes: Scopes::new(scopes),
+            scopes: Scopes::from_stored(scopes),
             created_at: self.created_at,
             expires_at: self.expires_at,
             revoked_at: self.revoked_at,

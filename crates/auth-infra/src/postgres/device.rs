@@ -8,9 +8,10 @@ use auth_core::ports::{
     ChangeDeviceError, DeviceRepository, Invalidation, RegisterDeviceError, StoreError,
 };
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{Array, Text, Timestamptz};
+use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -32,6 +33,7 @@ struct DeviceRow {
     created_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
     last_authenticated_at: Option<DateTime<Utc>>,
+    tokens_not_before: Option<DateTime<Utc>>,
 }
 
 impl DeviceRow {
@@ -45,6 +47,7 @@ impl DeviceRow {
             created_at: device.created_at,
             revoked_at: device.revoked_at,
             last_authenticated_at: device.last_authenticated_at,
+            tokens_not_before: device.tokens_not_before,
         }
     }
 
@@ -56,14 +59,15 @@ impl DeviceRow {
             .try_into()
             .map_err(StoreError::internal)?;
         Ok(Device {
-            id: DeviceId::parse(&self.device_id).map_err(StoreError::internal)?,
+            id: DeviceId::from_stored(&self.device_id).map_err(StoreError::internal)?,
             organization_id: OrganizationId::from_uuid(self.organization_id),
-            name: DeviceName::parse(&self.name).map_err(StoreError::internal)?,
-            metadata: DeviceMetadata::new(self.metadata).map_err(StoreError::internal)?,
+            name: DeviceName::from_stored(&self.name).map_err(StoreError::internal)?,
+            metadata: DeviceMetadata::from_stored(self.metadata).map_err(StoreError::internal)?,
             secret_hash: TokenHash::from_bytes(secret_hash),
             created_at: self.created_at,
             revoked_at: self.revoked_at,
             last_authenticated_at: self.last_authenticated_at,
+            tokens_not_before: self.tokens_not_before,
         })
     }
 }
@@ -188,6 +192,7 @@ impl DeviceRepository for PgDeviceRepository {
         &self,
         id: &DeviceId,
         new_hash: &TokenHash,
+        tokens_not_before: DateTime<Utc>,
     ) -> Result<Device, ChangeDeviceError> {
         self.pool
             .deadline(async {
@@ -201,7 +206,16 @@ impl DeviceRepository for PgDeviceRepository {
                                 .find(id.as_str())
                                 .filter(devices::revoked_at.is_null()),
                         )
-                        .set(devices::secret_hash.eq(new_hash.as_bytes().as_slice()))
+                        .set((
+                            devices::secret_hash.eq(new_hash.as_bytes().as_slice()),
+                            // The later of stored and given (GREATEST ignores NULL): instances
+                            // whose clocks differ slightly never move it back.
+                            devices::tokens_not_before.eq(sql::<Nullable<Timestamptz>>(
+                                "GREATEST(tokens_not_before, ",
+                            )
+                            .bind::<Timestamptz, _>(tokens_not_before)
+                            .sql(")")),
+                        ))
                         .returning(DeviceRow::as_returning())
                         .get_result(conn)
                         .await

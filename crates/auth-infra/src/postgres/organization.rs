@@ -38,7 +38,7 @@ impl OrganizationRow {
     fn into_domain(self) -> Result<Organization, StoreError> {
         Ok(Organization {
             id: OrganizationId::from_uuid(self.id),
-            name: OrganizationName::parse(&self.name).map_err(StoreError::internal)?,
+            name: OrganizationName::from_stored(&self.name).map_err(StoreError::internal)?,
             created_at: self.created_at,
         })
     }
@@ -254,7 +254,7 @@ impl OrganizationRepository for PgOrganizationRepository {
                     .map(|(membership, email)| {
                         Ok(Member {
                             membership: membership.into_domain()?,
-                            email: Email::parse(&email).map_err(StoreError::internal)?,
+                            email: Email::from_stored(&email).map_err(StoreError::internal)?,
                         })
                     })
                     .collect()

@@ -74,6 +74,7 @@ diesel::table! {
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         last_authenticated_at -> Nullable<Timestamptz>,
+        tokens_not_before -> Nullable<Timestamptz>,
     }
 }
 

@@ -43,11 +43,11 @@ impl UserRow {
     }
 
     pub(super) fn into_domain(self) -> Result<User, StoreError> {
-        let email = Email::parse(&self.email).map_err(StoreError::internal)?;
+        let email = Email::from_stored(&self.email).map_err(StoreError::internal)?;
         let display_name = self
             .display_name
             .as_deref()
-            .map(DisplayName::parse)
+            .map(DisplayName::from_stored)
             .transpose()
             .map_err(StoreError::internal)?;
         Ok(User {

@@ -13,6 +13,8 @@ on_both_stores!(
     keys_manage_keys_of_their_own_organization_only,
     users_need_a_managing_role,
     batch_verification_answers_every_item,
+    scope_lists_are_bounded,
+    a_malformed_batch_item_fails_the_batch_with_every_field,
 );
 
 pub async fn create_key(app: &TestApp, token: &str, org: &str, scopes: Value) -> Value {
@@ -430,9 +432,9 @@ async fn batch_verification_answers_every_item(app: &TestApp) {
         {"key": good["key"], "required_scopes": ["write"]},
         {"key": gone["key"]},
         {"key": "nonsense"},
-        {"key": 42},
-        "not even an object",
-        {"key": good["key"], "required_scopes": ["BAD SCOPE"]},
+        {"key": format!("{} ", str_field(&good, "key"))},
+        {"key": "ak_live_000000000000000000000000000000_000000"},
+        {"key": good["key"], "required_scopes": ["admin"]},
         {"key": good["key"], "required_scopes": ["read"]},
     ]);
     let res = app
@@ -456,7 +458,7 @@ async fn batch_verification_answers_every_item(app: &TestApp) {
             (false, Some("INVALID")),
             (false, Some("INVALID")),
             (false, Some("INVALID")),
-            (false, Some("INVALID")),
+            (false, Some("INSUFFICIENT_SCOPE")),
             (true, None),
         ]
     );
@@ -487,4 +489,103 @@ async fn batch_verification_answers_every_item(app: &TestApp) {
             .iter()
             .all(|r| r["valid"] == true)
     );
+}
+
+/// The problem's field errors as `(field, code)` pairs, in the order given.
+async fn fields_of(res: reqwest::Response) -> Vec<(String, String)> {
+    let problem = assert_problem(res, 422, "VALIDATION_FAILED").await;
+    problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn scope_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("s:{i:03}")).collect()
+}
+
+/// A key holds at most 100 scopes, and a verification names at most 100.
+async fn scope_lists_are_bounded(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let res = app
+        .post_auth(
+            "/api/v1/api-keys",
+            &token,
+            Some(&json!({"organization_id": org, "name": "wide", "scopes": scope_names(101)})),
+        )
+        .await;
+    let fields = fields_of(res).await;
+    assert_eq!(fields.len(), 1, "{fields:?}");
+    assert_eq!(fields[0].0, "scopes");
+    let hundred = create_key(app, &token, &org, json!(scope_names(100))).await;
+    assert_eq!(hundred["scopes"].as_array().unwrap().len(), 100);
+    let key = str_field(&hundred, "key");
+    let res = app
+        .post_json(
+            "/api/v1/api-keys/verify",
+            &json!({"key": key, "required_scopes": scope_names(101)}),
+        )
+        .await;
+    let fields = fields_of(res).await;
+    assert_eq!(fields.len(), 1, "{fields:?}");
+    assert_eq!(fields[0].0, "required_scopes");
+    assert_eq!(
+        verify(app, key, json!(scope_names(100))).await["valid"],
+        true
+    );
+
+    let mut items = vec![json!({"key": key}); 5];
+    items[3] = json!({"key": key, "required_scopes": scope_names(101)});
+    let res = app
+        .post_json("/api/v1/api-keys/verify-batch", &json!({"items": items}))
+        .await;
+    let fields = fields_of(res).await;
+    assert_eq!(fields.len(), 1, "{fields:?}");
+    assert_eq!(fields[0].0, "items[3].required_scopes");
+}
+
+/// An item that is not a well-formed verify body fails the whole batch with 422 naming every
+/// broken field; well-formed items with bad keys get their own verdicts (above).
+async fn a_malformed_batch_item_fails_the_batch_with_every_field(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let good = create_key(app, &token, &org, json!(["read"])).await;
+    let key = str_field(&good, "key");
+    let items = json!([
+        {"key": key},
+        {"key": 42},
+        "not even an object",
+        {"required_scopes": ["read"]},
+        {"key": key, "required_scopes": ["read", "BAD SCOPE", "x".repeat(65)]},
+        {"key": key, "required_scopes": "read"},
+        {"key": "a\u{0}b"},
+        {"key": key, "required_scopes": [7]},
+    ]);
+    let res = app
+        .post_json("/api/v1/api-keys/verify-batch", &json!({"items": items}))
+        .await;
+    let fields: Vec<String> = fields_of(res).await.into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        [
+            "items[1].key",
+            "items[2]",
+            "items[3].key",
+            "items[4].required_scopes[1]",
+            "items[4].required_scopes[2]",
+            "items[5].required_scopes",
+            "items[6].key",
+            "items[7].required_scopes[0]",
+        ]
+    );
+    let res = app
+        .post_json("/api/v1/api-keys/verify-batch", &json!({"items": "nope"}))
+        .await;
+    assert_eq!(fields_of(res).await[0].0, "items");
 }

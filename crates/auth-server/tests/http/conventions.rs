@@ -9,7 +9,8 @@ use crate::common::{
 
 on_both_stores!(
     bad_bodies_get_clear_4xx_and_change_nothing,
-    field_rules_answer_422_with_the_field
+    field_rules_answer_422_with_the_field,
+    invisible_and_bidi_characters_are_refused_where_they_spoof,
 );
 
 const REGISTER: &str = "/api/v1/auth/register";
@@ -262,6 +263,115 @@ async fn field_rules_answer_422_with_the_field(app: &TestApp) {
             .status(),
         201
     );
+}
+
+/// Emails refuse every format character (Cf); names and metadata refuse the bidirectional
+/// controls but keep the zero-width joiner of emoji sequences.
+async fn invisible_and_bidi_characters_are_refused_where_they_spoof(app: &TestApp) {
+    let email = unique_email();
+    for spoof in [
+        "\u{202E}", "\u{2066}", "\u{200E}", "\u{200B}", "\u{200D}", "\u{FEFF}", "\u{00AD}",
+    ] {
+        let (local, domain) = email.split_once('@').unwrap();
+        assert_eq!(
+            field_errors(
+                app,
+                json!({"email": format!("{local}{spoof}@{domain}"), "password": PASSWORD})
+            )
+            .await,
+            pairs(&[("email", "invalid_email")]),
+            "{spoof:?}"
+        );
+    }
+    for spoof in ["\u{202E}", "\u{202A}", "\u{2067}", "\u{200F}", "\u{061C}"] {
+        assert_eq!(
+            field_errors(
+                app,
+                json!({"email": email, "password": PASSWORD, "display_name": format!("Ada{spoof}gpj.exe")})
+            )
+            .await,
+            pairs(&[("display_name", "invalid")]),
+            "{spoof:?}"
+        );
+    }
+    let coder = "Ada \u{1F469}\u{200D}\u{1F4BB}";
+    let res = app
+        .post_json(
+            REGISTER,
+            &json!({"email": email, "password": PASSWORD, "display_name": coder}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.json::<Value>().await.unwrap()["display_name"], coder);
+
+    let token = app
+        .login(&email, PASSWORD)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .post_auth(
+            "/api/v1/organizations",
+            &token,
+            Some(&json!({"name": "Acme\u{202E}cod.exe"})),
+        )
+        .await;
+    assert_problem(res, 422, "VALIDATION_FAILED").await;
+    let res = app
+        .post_auth(
+            "/api/v1/organizations",
+            &token,
+            Some(&json!({"name": "Team \u{1F469}\u{200D}\u{1F4BB}"})),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let org = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let device = |id: &str, extra: Value| {
+        let mut body = json!({"device_id": id, "organization_id": org});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    for (extra, field) in [
+        (json!({"name": "Frame\u{2066}x"}), "name"),
+        (json!({"metadata": {"room": "kitchen\u{202E}"}}), "metadata"),
+        (json!({"metadata": {"r\u{202B}oom": "kitchen"}}), "metadata"),
+        (json!({"metadata": {"a": [{"b": "\u{200F}"}]}}), "metadata"),
+    ] {
+        let problem = assert_problem(
+            app.post_auth(
+                "/api/v1/devices",
+                &token,
+                Some(&device(&format!("f.{tag}"), extra.clone())),
+            )
+            .await,
+            422,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], field, "{extra}");
+    }
+    let res = app
+        .post_auth(
+            "/api/v1/devices",
+            &token,
+            Some(&device(
+                &format!("f.{tag}"),
+                json!({"name": "\u{1F469}\u{200D}\u{1F4BB} desk", "metadata": {"owner": "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}"}}),
+            )),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ on_both_stores!(
     device_failures_are_indistinguishable,
     rotation_and_revocation,
     devices_are_managed_by_managers_only,
+    ids_made_only_of_dots_are_refused,
 );
 
 pub async fn register(app: &TestApp, token: &str, org: &str, id: &str) -> Value {
@@ -230,8 +231,14 @@ async fn rotation_and_revocation(app: &TestApp) {
     .await;
     let after: Value = authenticate(app, &id, new).await.json().await.unwrap();
     let new_token = str_field(&after, "access_token");
-    // Rotation keeps issued tokens; revocation ends them all.
-    assert_eq!(verify_token(app, &old_token).await["valid"], true);
+    // Rotation ends the tokens issued before it (a rotation answers a leaked secret), even
+    // within the second it happened in; tokens from the new secret verify.
+    assert_eq!(
+        verify_token(app, &old_token).await,
+        json!({"valid": false, "error": "REVOKED"})
+    );
+    assert_eq!(verify_token(app, new_token).await["valid"], true);
+    assert_eq!(verify_token(app, new_token).await["token_type"], "device");
 
     let res = app
         .post_auth(&format!("/api/v1/devices/{id}/revoke"), &token, None)
@@ -361,4 +368,26 @@ async fn devices_are_managed_by_managers_only(app: &TestApp) {
         "VALIDATION_FAILED",
     )
     .await;
+}
+
+/// `.` and `..` (and any id made only of dots) are path segments that clients and proxies
+/// normalise away (`/devices/../revoke`), so no device may be named so.
+async fn ids_made_only_of_dots_are_refused(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    for id in [".", "..", "...", &".".repeat(128)] {
+        let problem = assert_problem(
+            app.post_auth(
+                "/api/v1/devices",
+                &token,
+                Some(&json!({"device_id": id, "organization_id": org})),
+            )
+            .await,
+            422,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], "device_id", "{id}");
+    }
+    let dotted = format!(".{}.", uuid::Uuid::now_v7().simple());
+    register(app, &token, &org, &dotted).await;
 }

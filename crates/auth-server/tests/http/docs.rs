@@ -2,7 +2,7 @@
 //! every documented operation is served.
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{Backend, TestApp};
 
@@ -152,4 +152,48 @@ async fn service_endpoints_answer_on_both_stores() {
         assert_eq!(app.get("/health/ready").await.status(), 200);
         app.stop().await;
     }
+}
+
+/// The document states the rules validation applies, so that a client generated from it (or
+/// a fuzzer such as schemathesis) sends what is accepted and expects what is refused.
+#[test]
+fn openapi_bounds_match_validation() {
+    let doc = serde_json::to_value(auth_http::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let scope_list = &schemas["ScopeList"];
+    assert_eq!(scope_list["type"], "array");
+    assert_eq!(scope_list["maxItems"], 100);
+    let scope = &scope_list["items"];
+    assert_eq!(
+        (&scope["type"], &scope["minLength"], &scope["maxLength"]),
+        (&json!("string"), &json!(1), &json!(64))
+    );
+    assert_eq!(scope["pattern"], "^[a-z0-9:._-]{1,64}$");
+    let list_ref = json!("#/components/schemas/ScopeList");
+    assert_eq!(
+        schemas["CreateKey"]["properties"]["scopes"]["$ref"],
+        list_ref
+    );
+    assert_eq!(
+        schemas["CreateKey"]["properties"]["expires_in_days"]["minimum"],
+        1
+    );
+    assert_eq!(
+        schemas["CreateKey"]["properties"]["expires_in_days"]["maximum"],
+        3650
+    );
+    let verify = &schemas["VerifyKey"];
+    assert_eq!(verify["required"], json!(["key"]));
+    assert_eq!(verify["properties"]["key"]["type"], "string");
+    assert_eq!(
+        verify["properties"]["required_scopes"]["oneOf"][0]["$ref"],
+        list_ref
+    );
+    let items = &schemas["VerifyBatch"]["properties"]["items"];
+    assert_eq!(schemas["VerifyBatch"]["required"], json!(["items"]));
+    assert_eq!(
+        (&items["minItems"], &items["maxItems"]),
+        (&json!(1), &json!(100))
+    );
+    assert_eq!(items["items"]["$ref"], "#/components/schemas/VerifyKey");
 }

@@ -210,6 +210,53 @@ async fn a_device_revoked_on_one_instance_has_its_tokens_refused_by_the_other_wi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_secret_rotated_on_one_instance_ends_its_tokens_on_the_other_within_a_second() {
+    let (a, b, _db) = two_instances().await;
+    let (token, org) = crate::devices::owner_and_org(&a).await;
+    let id = "frame-rotated-two-instances";
+    let reg = crate::devices::register(&a, &token, &org, id).await;
+    let secret = str_field(&reg, "device_secret");
+    // Authenticated and verified on B, so B has the device cached as it was.
+    let auth: Value = crate::devices::authenticate(&b, id, secret)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let dt = str_field(&auth, "access_token");
+    assert_eq!(crate::devices::verify_token(&b, dt).await["valid"], true);
+
+    let res = a
+        .post_auth(&format!("/api/v1/devices/{id}/rotate-secret"), &token, None)
+        .await;
+    assert_eq!(res.status(), 200);
+    let rotated: Value = res.json().await.unwrap();
+    assert_eq!(
+        crate::devices::verify_token(&a, dt).await,
+        json!({"valid": false, "error": "REVOKED"})
+    );
+    let took = within(Duration::from_secs(1), || async {
+        crate::devices::verify_token(&b, dt).await["error"] == "REVOKED"
+    })
+    .await;
+    eprintln!("secret rotation reached the second instance in {took:?}");
+    // A token from the new secret, minted on B, verifies on both.
+    let fresh: Value = crate::devices::authenticate(&b, id, str_field(&rotated, "device_secret"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fresh = str_field(&fresh, "access_token");
+    for app in [&a, &b] {
+        assert_eq!(
+            crate::devices::verify_token(app, fresh).await["valid"],
+            true
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_a_503_never_cached_and_cached_verdicts_keep_answering() {
     let db = TestDb::new().await;
     let mut direct = test_config();

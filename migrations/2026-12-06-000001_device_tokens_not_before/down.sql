@@ -1,0 +1,1 @@
+ALTER TABLE devices DROP COLUMN tokens_not_before;

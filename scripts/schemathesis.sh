@@ -8,7 +8,7 @@
 #
 # Installs schemathesis (pinned) into target/schemathesis-venv on first use, starts the binary
 # on the in-memory store on a free port, signs a user in so the Bearer routes are reached, and
-# stops the server afterwards. Extra settings: ST_MAX_EXAMPLES (per operation, 25), ST_SEED.
+# stops the server afterwards. Extra settings: ST_MAX_EXAMPLES (per operation, 50), ST_SEED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/debug/auth-server}
@@ -37,10 +37,9 @@ curl -fs "$base/api/v1/auth/register" -H "$json" -d "$user" >/dev/null
 token=$(curl -fs "$base/api/v1/auth/login" -H "$json" -d "$user" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 
-"$VENV/bin/schemathesis" run "$base/api-docs/openapi.json" \
+"$VENV/bin/schemathesis" --config-file scripts/schemathesis.toml run "$base/api-docs/openapi.json" \
   --header "Authorization: Bearer $token" \
-  --checks all \
-  --max-examples "${ST_MAX_EXAMPLES:-25}" \
+  --max-examples "${ST_MAX_EXAMPLES:-50}" \
   --seed "${ST_SEED:-20261206}" \
   --generation-database none \
   --workers 2 \

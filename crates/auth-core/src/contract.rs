@@ -2047,7 +2047,9 @@ pub async fn concurrent_login_failures_lock_once(f: &impl Fixture) {
         vec![1, 2, 3, 4, 5],
         "at most the threshold admitted"
     );
-    let until = lock.expect("the fifth attempt locks");
+    let Some(until) = lock else {
+        panic!("the fifth attempt locks")
+    };
     assert_eq!(refusals.len(), 45);
     assert!(refusals.iter().all(|r| *r == until), "{refusals:?}");
     assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));

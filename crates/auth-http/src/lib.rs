@@ -136,6 +136,7 @@ pub fn app(
     docs::register(app, api)
         .app_data(allow)
         .default_service(web::to(methods::fallback))
+        .wrap(from_fn(methods::literal_resources))
         .wrap(from_fn(compress::middleware))
         .wrap(from_fn(rate_limit::middleware))
         .wrap(Condition::new(cors_enabled, cors))

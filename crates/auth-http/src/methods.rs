@@ -6,8 +6,10 @@
 //! appearing in it), plus the documentation pages, which the document does not describe.
 //! `tests/http/protocol.rs` walks every path and method of the document against the server.
 
-use actix_web::dev::ResourceDef;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 
 use crate::error::ApiError;
@@ -82,10 +84,15 @@ impl AllowTable {
         Self { routes }
     }
 
-    /// The methods served at `path`: those of every pattern that matches it (`/api-keys/verify`
-    /// is also an `/api-keys/{id}`). Empty for an unknown path.
+    /// The methods served at `path`. A literal path (`/api-keys/verify`) is a resource of its
+    /// own, as the OpenAPI document describes it, even where a template (`/api-keys/{id}`)
+    /// also matches it: its own methods are the answer. Otherwise those of every template that
+    /// matches. Empty for an unknown path.
     #[must_use]
     pub fn allowed(&self, path: &str) -> Vec<Method> {
+        if let Some(methods) = self.literal(path) {
+            return methods.to_vec();
+        }
         ORDER
             .iter()
             .filter(|method| {
@@ -95,6 +102,16 @@ impl AllowTable {
             })
             .cloned()
             .collect()
+    }
+}
+
+impl AllowTable {
+    /// The methods of `path` when it is a literal path (one with no template segment).
+    fn literal(&self, path: &str) -> Option<&[Method]> {
+        self.routes
+            .iter()
+            .find(|(def, _)| def.pattern().is_some_and(|p| !p.contains('{')) && def.is_match(path))
+            .map(|(_, methods)| methods.as_slice())
     }
 }
 
@@ -111,14 +128,8 @@ fn operation(item: &utoipa::openapi::PathItem, method: &Method) -> bool {
     }
 }
 
-/// What the router answers when no route took the request: 405 with `Allow` for a path that
-/// is served with other methods, 404 (saying where the API lives) otherwise.
-pub async fn fallback(req: HttpRequest, table: web::Data<AllowTable>) -> HttpResponse {
-    // The path the router matched against (percent-decoded), as the routes saw it.
-    let allowed = table.allowed(req.match_info().as_str());
-    if allowed.is_empty() {
-        return ApiError::not_found().error_response();
-    }
+/// 405 `METHOD_NOT_ALLOWED` with `Allow` listing `allowed`.
+fn method_not_allowed(allowed: &[Method]) -> HttpResponse {
     let allow = allowed
         .iter()
         .map(Method::as_str)
@@ -129,6 +140,43 @@ pub async fn fallback(req: HttpRequest, table: web::Data<AllowTable>) -> HttpRes
         res.headers_mut().insert(header::ALLOW, value);
     }
     res
+}
+
+/// What the router answers when no route took the request: 405 with `Allow` for a path that
+/// is served with other methods, 404 (saying where the API lives) otherwise.
+pub async fn fallback(req: HttpRequest, table: web::Data<AllowTable>) -> HttpResponse {
+    // The path the router matched against (percent-decoded), as the routes saw it.
+    let allowed = table.allowed(req.match_info().as_str());
+    if allowed.is_empty() {
+        return ApiError::not_found().error_response();
+    }
+    method_not_allowed(&allowed)
+}
+
+/// A literal path is a resource of its own: a method it does not serve answers 405 there,
+/// before routing, even where a template would take the request to another resource
+/// (`GET /api-keys/verify` would otherwise reach `GET /api-keys/{id}` and answer 404 for a
+/// malformed id). CORS preflights are answered further out and never get here.
+///
+/// # Errors
+/// Passes through errors of the inner service.
+pub async fn literal_resources(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let refused = req.app_data::<web::Data<AllowTable>>().and_then(|table| {
+        table
+            .literal(req.path())
+            .filter(|methods| !methods.contains(req.method()))
+            .map(method_not_allowed)
+    });
+    match refused {
+        Some(res) => Ok(req.into_response(res).map_into_right_body()),
+        None => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+    }
 }
 
 #[cfg(test)]
@@ -148,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn allowed_methods_are_the_union_of_matching_patterns() {
+    fn allowed_methods_are_the_literal_path_or_the_matching_templates() {
         let table = AllowTable::new(&crate::openapi());
         let names = |path: &str| {
             table
@@ -165,7 +213,9 @@ mod tests {
             names("/api/v1/api-keys/0190a0a0-0000-7000-8000-000000000000"),
             "GET"
         );
-        assert_eq!(names("/api/v1/api-keys/verify"), "GET,POST");
+        assert_eq!(names("/api/v1/api-keys/verify"), "POST");
+        assert_eq!(names("/api/v1/devices/authenticate"), "POST");
+        assert_eq!(names("/api/v1/devices/frame-01"), "GET");
         assert_eq!(names("/docs/index.html"), "GET");
         assert_eq!(names("/api-docs/openapi.json"), "GET");
         assert_eq!(names("/api/v1/nothing"), "");

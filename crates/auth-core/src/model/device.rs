@@ -12,14 +12,14 @@ use super::organization::{parse_name, parse_stored_name};
 use super::{NameError, OrganizationId, TokenHash};
 
 /// A device's id, chosen by its owner: 1..=128 characters of `[A-Za-z0-9_.:-]`, not made
-/// only of dots, unique across the service.
+/// only of dots and not `authenticate`, unique across the service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(String);
 
 /// Why a device id was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error(
-    "device_id must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', ':' or '-', and not only dots"
+    "device_id must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', ':' or '-', not only dots, and not 'authenticate'"
 )]
 pub struct DeviceIdError;
 
@@ -27,12 +27,13 @@ impl DeviceId {
     /// Validates an id (compared exactly: nothing is trimmed or case-folded). An id made only
     /// of dots (`.`, `..`) is refused: as a path segment (`/devices/../revoke`) clients and
     /// proxies normalise it away, so the device could not be addressed, and a request meant
-    /// for it would reach another path.
+    /// for it would reach another path. `authenticate` is refused too: `/devices/authenticate`
+    /// is the endpoint of that name, a resource of its own for every method.
     ///
     /// # Errors
     /// [`DeviceIdError`].
     pub fn parse(raw: &str) -> Result<Self, DeviceIdError> {
-        if raw.bytes().all(|b| b == b'.') {
+        if raw.bytes().all(|b| b == b'.') || raw == "authenticate" {
             return Err(DeviceIdError);
         }
         Self::from_stored(raw)
@@ -341,10 +342,19 @@ mod tests {
 
     #[test]
     fn ids_made_only_of_dots_are_refused() {
-        for bad in [".", "..", "...", &".".repeat(128)] {
+        for bad in [".", "..", "...", &".".repeat(128), "authenticate"] {
             assert_eq!(DeviceId::parse(bad), Err(DeviceIdError), "{bad:?}");
         }
-        for good in [".a", "a.", "..a..", "a..b", "-", "_"] {
+        for good in [
+            ".a",
+            "a.",
+            "..a..",
+            "a..b",
+            "-",
+            "_",
+            "Authenticate",
+            "authenticate-2",
+        ] {
             assert!(DeviceId::parse(good).is_ok(), "{good:?}");
         }
     }

@@ -420,7 +420,7 @@ pub async fn rotate(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyKey {
     /// The key, exactly as issued (nothing is trimmed).
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub key: CleanString,
     /// Scopes the key must hold (all of them; `admin` holds every scope); at most 100.
     #[schema(value_type = Option<ScopeList>)]

@@ -24,10 +24,10 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// Email address (trimmed; unique case-insensitively).
-    #[schema(value_type = String, example = "ada@example.com")]
+    #[schema(value_type = String, example = "ada@example.com", format = Email, max_length = 254)]
     pub email: CleanString,
     /// Password: 8..=128 characters by default, no composition rules.
-    #[schema(value_type = String, example = "correct horse battery staple", format = Password)]
+    #[schema(value_type = String, example = "violet tugboat margin 47", format = Password, min_length = 8, max_length = 128, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub password: CleanString,
     /// Name to show (1..=100 characters).
     #[schema(value_type = Option<String>, example = "Ada Lovelace")]
@@ -51,10 +51,10 @@ pub struct UserCreated {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
     /// Email address.
-    #[schema(value_type = String, example = "ada@example.com")]
+    #[schema(value_type = String, example = "ada@example.com", format = Email, max_length = 254)]
     pub email: CleanString,
     /// Password.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 1, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub password: CleanString,
 }
 
@@ -118,7 +118,7 @@ impl From<TokenPair> for TokenResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     /// The refresh token.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub refresh_token: CleanString,
 }
 
@@ -143,7 +143,7 @@ pub struct VerifyResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyTokenRequest {
     /// Any token the service issued.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub token: CleanString,
 }
 

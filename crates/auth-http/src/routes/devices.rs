@@ -173,10 +173,10 @@ pub async fn register(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AuthenticateDevice {
     /// The device id.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub device_id: CleanString,
     /// The device secret.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub device_secret: CleanString,
 }
 

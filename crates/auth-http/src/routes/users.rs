@@ -80,10 +80,10 @@ pub async fn me(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
     /// The password in use now.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 1, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub current_password: CleanString,
     /// The new password (same rules as registration).
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub new_password: CleanString,
 }
 

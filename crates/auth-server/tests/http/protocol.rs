@@ -93,13 +93,18 @@ async fn a_method_a_path_does_not_serve_answers_405_with_allow() {
     for (template, served) in &table {
         assert!(!served.is_empty(), "{template}");
         let path = concrete(template);
-        // `/api-keys/verify` is also an `/api-keys/{id}`: a path serves what every template
-        // that matches it serves.
-        let served: BTreeSet<String> = table
-            .iter()
-            .filter(|(other, _)| matches(other, &path))
-            .flat_map(|(_, methods)| methods.iter().cloned())
-            .collect();
+        // A literal path is a resource of its own: `/api-keys/verify` serves only its `POST`,
+        // although `GET /api-keys/{id}` would match it. A concrete path made from a template
+        // serves what every template that matches it serves.
+        let served: BTreeSet<String> = if template.contains('{') {
+            table
+                .iter()
+                .filter(|(other, _)| matches(other, &path))
+                .flat_map(|(_, methods)| methods.iter().cloned())
+                .collect()
+        } else {
+            served.clone()
+        };
         let served = &served;
         for method in METHODS {
             let res = app

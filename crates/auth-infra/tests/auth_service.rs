@@ -29,12 +29,23 @@ struct Harness {
     users: Arc<MemoryUserRepository>,
 }
 
-fn harness_with(config: AuthConfig, cost: u32) -> Harness {
-    let clock = Arc::new(ManualClock::starting_now());
-    let users = Arc::new(MemoryUserRepository::new());
-    let ports = AuthPorts {
-        users: users.clone(),
-        sessions: Arc::new(MemorySessionRepository::new(users.clone())),
+/// Ports over the given users, sessions and session cache, with bcrypt at `cost`, an HS256
+/// signer and `clock`; the rest in memory.
+fn ports(
+    users: Arc<dyn auth_core::ports::UserRepository>,
+    sessions: Arc<dyn auth_core::ports::SessionRepository>,
+    session_cache: Arc<
+        dyn auth_core::ports::VerificationCache<
+                auth_core::model::SessionId,
+                auth_core::SessionSnapshot,
+            >,
+    >,
+    clock: Arc<ManualClock>,
+    cost: u32,
+) -> AuthPorts {
+    AuthPorts {
+        users,
+        sessions,
         hasher: Arc::new(BcryptHasher::new(cost, 2).unwrap()),
         signer: Arc::new(
             JwtSigner::hs256(
@@ -43,11 +54,23 @@ fn harness_with(config: AuthConfig, cost: u32) -> Harness {
             )
             .unwrap(),
         ),
-        clock: clock.clone(),
+        clock,
         secrets: Arc::new(OsSecretGenerator),
-        session_cache: Arc::new(NoCache),
+        session_cache,
         attempts: Arc::new(MemoryLoginAttemptStore::new()),
-    };
+    }
+}
+
+fn harness_with(config: AuthConfig, cost: u32) -> Harness {
+    let clock = Arc::new(ManualClock::starting_now());
+    let users = Arc::new(MemoryUserRepository::new());
+    let ports = ports(
+        users.clone(),
+        Arc::new(MemorySessionRepository::new(users.clone())),
+        Arc::new(NoCache),
+        clock.clone(),
+        cost,
+    );
     Harness {
         auth: AuthService::new(ports, config),
         clock,
@@ -372,22 +395,13 @@ async fn a_refresh_never_spends_its_token_without_answering() {
         inner: memory.clone(),
         down: std::sync::atomic::AtomicBool::new(false),
     });
-    let ports = AuthPorts {
-        users: users.clone(),
-        sessions: Arc::new(MemorySessionRepository::new(memory)),
-        hasher: Arc::new(BcryptHasher::new(4, 2).unwrap()),
-        signer: Arc::new(
-            JwtSigner::hs256(
-                &SecretSlice::from(b"0123456789abcdef0123456789abcdef".to_vec()),
-                JwtSettings::default(),
-            )
-            .unwrap(),
-        ),
-        clock: clock.clone(),
-        secrets: Arc::new(OsSecretGenerator),
-        session_cache: Arc::new(NoCache),
-        attempts: Arc::new(MemoryLoginAttemptStore::new()),
-    };
+    let ports = ports(
+        users.clone(),
+        Arc::new(MemorySessionRepository::new(memory)),
+        Arc::new(NoCache),
+        clock,
+        4,
+    );
     let auth = AuthService::new(ports, AuthConfig::default());
     let e = email();
     auth.register(
@@ -473,26 +487,17 @@ async fn a_password_change_evicts_only_the_sessions_it_ends() {
         inner: MemorySessionRepository::new(users.clone()),
         finds: std::sync::atomic::AtomicUsize::new(0),
     });
-    let ports = AuthPorts {
-        users: users.clone(),
-        sessions: sessions.clone(),
-        hasher: Arc::new(BcryptHasher::new(4, 2).unwrap()),
-        signer: Arc::new(
-            JwtSigner::hs256(
-                &SecretSlice::from(b"0123456789abcdef0123456789abcdef".to_vec()),
-                JwtSettings::default(),
-            )
-            .unwrap(),
-        ),
-        clock: clock.clone(),
-        secrets: Arc::new(OsSecretGenerator),
-        session_cache: Arc::new(auth_infra::cache::MokaCache::new(
+    let ports = ports(
+        users.clone(),
+        sessions.clone(),
+        Arc::new(auth_infra::cache::MokaCache::new(
             "sessions",
             1000,
             std::time::Duration::from_secs(300),
         )),
-        attempts: Arc::new(MemoryLoginAttemptStore::new()),
-    };
+        clock,
+        4,
+    );
     let auth = AuthService::new(ports, AuthConfig::default());
     let mut pairs = Vec::new();
     for _ in 0..2 {

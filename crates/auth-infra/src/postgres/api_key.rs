@@ -115,6 +115,26 @@ impl From<DieselError> for RotateFailure {
     }
 }
 
+/// Revokes `id` if it is still active, returning it as revoked; `None` when it is missing or
+/// already revoked. Concurrent callers serialise on the row lock; the losers re-check
+/// `revoked_at IS NULL`, find it set, and update nothing.
+async fn revoke_active(
+    conn: &mut AsyncPgConnection,
+    id: ApiKeyId,
+    now: DateTime<Utc>,
+) -> Result<Option<ApiKeyRow>, DieselError> {
+    diesel::update(
+        api_keys::table
+            .find(id.as_uuid())
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set(api_keys::revoked_at.eq(now))
+    .returning(ApiKeyRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
 /// Why `id` could not be revoked: it is missing, or already revoked (`revoked_at` is never
 /// cleared, so a key that exists but did not match `revoked_at IS NULL` is revoked).
 async fn refusal(conn: &mut AsyncPgConnection, id: Uuid) -> RevokeKeyError {
@@ -234,21 +254,10 @@ impl ApiKeyRepository for PgApiKeyRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                // Concurrent revocations serialise on the row lock; the losers re-check
-                // `revoked_at IS NULL`, find it set, and update nothing. The revocation is
-                // announced in its own transaction: committed means announced.
+                // The revocation is announced in its own transaction: committed means announced.
                 let revoked = conn
                     .transaction::<_, DieselError, _>(async |conn| {
-                        let revoked = diesel::update(
-                            api_keys::table
-                                .find(id.as_uuid())
-                                .filter(api_keys::revoked_at.is_null()),
-                        )
-                        .set(api_keys::revoked_at.eq(now))
-                        .returning(ApiKeyRow::as_returning())
-                        .get_result(conn)
-                        .await
-                        .optional()?;
+                        let revoked = revoke_active(conn, id, now).await?;
                         if let Some(row) = &revoked {
                             notify_in(conn, &[row.invalidation()?]).await?;
                         }
@@ -276,17 +285,9 @@ impl ApiKeyRepository for PgApiKeyRepository {
                 let new_row = ApiKeyRow::from_domain(new);
                 let rotated = conn
                     .transaction::<_, RotateFailure, _>(async |conn| {
-                        let revoked = diesel::update(
-                            api_keys::table
-                                .find(old.as_uuid())
-                                .filter(api_keys::revoked_at.is_null()),
-                        )
-                        .set(api_keys::revoked_at.eq(now))
-                        .returning(ApiKeyRow::as_returning())
-                        .get_result(conn)
-                        .await
-                        .optional()?;
-                        let revoked = revoked.ok_or(RotateFailure::Refused)?;
+                        let revoked = revoke_active(conn, old, now)
+                            .await?
+                            .ok_or(RotateFailure::Refused)?;
                         diesel::insert_into(api_keys::table)
                             .values(&new_row)
                             .execute(conn)

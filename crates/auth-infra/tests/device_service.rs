@@ -93,10 +93,12 @@ async fn stores(postgres: bool) -> Stores {
     }
 }
 
-async fn fast_path_batches_and_expiry(postgres: bool) {
-    let (users, orgs, repo, _db) = stores(postgres).await;
-    let clock = Arc::new(ManualClock::starting_now());
-    let now = clock.now();
+/// An organization with a fresh owner, created at `now`.
+async fn owned_org(
+    users: &dyn auth_core::ports::UserRepository,
+    orgs: &dyn auth_core::ports::OrganizationRepository,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Organization {
     let owner = User {
         id: UserId::generate(),
         email: Email::parse(&format!("o{}@example.com", UserId::generate())).unwrap(),
@@ -113,6 +115,14 @@ async fn fast_path_batches_and_expiry(postgres: bool) {
         created_at: now,
     };
     orgs.create(&org, owner.id).await.unwrap();
+    org
+}
+
+async fn fast_path_batches_and_expiry(postgres: bool) {
+    let (users, orgs, repo, _db) = stores(postgres).await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let now = clock.now();
+    let org = owned_org(users.as_ref(), orgs.as_ref(), now).await;
     let counting = Arc::new(Counting {
         inner: repo,
         finds: AtomicUsize::new(0),
@@ -227,22 +237,7 @@ async fn service(
 ) -> (DeviceService, OrganizationId, Option<TestDb>) {
     let (users, orgs, repo, db) = stores(postgres).await;
     let now = clock.now();
-    let owner = User {
-        id: UserId::generate(),
-        email: Email::parse(&format!("o{}@example.com", UserId::generate())).unwrap(),
-        display_name: None,
-        password_hash: PasswordHash::new("$2b$04$x".into()),
-        is_admin: false,
-        created_at: now,
-        updated_at: now,
-    };
-    users.create(&owner).await.unwrap();
-    let org = Organization {
-        id: OrganizationId::generate(),
-        name: OrganizationName::parse("Org").unwrap(),
-        created_at: now,
-    };
-    orgs.create(&org, owner.id).await.unwrap();
+    let org = owned_org(users.as_ref(), orgs.as_ref(), now).await;
     let signer =
         JwtSigner::hs256(&SecretSlice::from(vec![3u8; 32]), JwtSettings::default()).unwrap();
     let devices = DeviceService::new(

@@ -57,6 +57,9 @@ const PAGES: [&str; 5] = [
 #[derive(Debug, Default)]
 pub struct AllowTable {
     routes: Vec<(ResourceDef, Vec<Method>)>,
+    /// The literal paths (no template segment) with their methods, looked up on every request
+    /// by `literal_resources`: one hash lookup, no pattern matching.
+    literals: std::collections::HashMap<String, Vec<Method>>,
 }
 
 impl AllowTable {
@@ -81,7 +84,14 @@ impl AllowTable {
                 .iter()
                 .map(|page| (ResourceDef::new(*page), vec![Method::GET])),
         );
-        Self { routes }
+        let literals = routes
+            .iter()
+            .filter_map(|(def, methods)| {
+                let pattern = def.pattern()?;
+                (!pattern.contains('{')).then(|| (pattern.to_owned(), methods.clone()))
+            })
+            .collect();
+        Self { routes, literals }
     }
 
     /// The methods served at `path`. A literal path (`/api-keys/verify`) is a resource of its
@@ -108,10 +118,7 @@ impl AllowTable {
 impl AllowTable {
     /// The methods of `path` when it is a literal path (one with no template segment).
     fn literal(&self, path: &str) -> Option<&[Method]> {
-        self.routes
-            .iter()
-            .find(|(def, _)| def.pattern().is_some_and(|p| !p.contains('{')) && def.is_match(path))
-            .map(|(_, methods)| methods.as_slice())
+        self.literals.get(path).map(Vec::as_slice)
     }
 }
 

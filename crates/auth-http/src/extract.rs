@@ -92,16 +92,18 @@ impl FromRequest for Manager {
             let Some(key) = api_key.transpose()? else {
                 return Err(ApiError::unauthenticated(false));
             };
-            // Bounds the database lookups that made-up keys can cause from one address.
-            if let Some(wait) = state.rate_limits.key_auth_refused(client) {
-                return Err(ApiError::rate_limited(wait));
-            }
+            // Bounds the database lookups that made-up keys can cause from one address: the
+            // attempt is counted before its lookup and given back when the key is valid.
+            state
+                .rate_limits
+                .key_auth_reserve(client)
+                .map_err(ApiError::rate_limited)?;
             match state.keys.verify(&key, &Scopes::default()).await? {
-                KeyVerdict::Valid(key) => Ok(Self(Actor::ApiKey(key))),
-                _ => {
-                    state.rate_limits.key_auth_failed(client);
-                    Err(ApiError::unauthenticated(true))
+                KeyVerdict::Valid(key) => {
+                    state.rate_limits.key_auth_succeeded(client);
+                    Ok(Self(Actor::ApiKey(key)))
                 }
+                _ => Err(ApiError::unauthenticated(true)),
             }
         })
     }

@@ -85,7 +85,7 @@ pub struct RateLimits {
     key_failures: Option<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
 }
 
-/// The window of [`RateLimits::key_auth_failed`].
+/// The window of [`RateLimits::key_auth_reserve`].
 const KEY_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for RateLimits {
@@ -136,33 +136,45 @@ impl RateLimits {
         }
     }
 
-    /// Seconds until `client` may try an `X-API-Key` on a management route again, when it
-    /// has used up its `AUTH_RATE_LIMIT_PER_MINUTE` failures of the current minute. Checked
-    /// before the key is looked up: a made-up key with a valid checksum costs a database
-    /// lookup, and each new one misses the cache.
-    #[must_use]
-    pub fn key_auth_refused(&self, client: Option<IpAddr>) -> Option<u64> {
-        let failures = self.key_failures.as_ref()?;
-        let key = limiter_key(client?);
-        let failures = failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let (started, count) = failures.get(&key)?;
-        let left = KEY_FAILURE_WINDOW.checked_sub(started.elapsed())?;
-        (*count >= self.per_minute.get()).then(|| left.as_secs().max(1))
-    }
-
-    /// Counts a failed `X-API-Key` authentication of `client` on a management route.
-    pub fn key_auth_failed(&self, client: Option<IpAddr>) {
+    /// Reserves one `X-API-Key` authentication on a management route for `client`, before
+    /// the key is looked up (a made-up key with a valid checksum costs a database lookup, and
+    /// each new one misses the cache). Counted and decided in one step under the lock, so
+    /// parallel requests cannot all pass before the first failures are recorded; a key that
+    /// turns out valid gives its reservation back ([`RateLimits::key_auth_succeeded`]). When
+    /// the client has used up its `AUTH_RATE_LIMIT_PER_MINUTE` of the current minute, the
+    /// answer is the whole seconds until the minute ends (at least 1).
+    ///
+    /// # Errors
+    /// The seconds to wait.
+    pub fn key_auth_reserve(&self, client: Option<IpAddr>) -> Result<(), u64> {
         let (Some(failures), Some(client)) = (self.key_failures.as_ref(), client) else {
-            return;
+            return Ok(());
         };
         let mut failures = failures.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = failures
             .entry(limiter_key(client))
             .or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= KEY_FAILURE_WINDOW {
-            *entry = (Instant::now(), 0);
+        let Some(left) = KEY_FAILURE_WINDOW.checked_sub(entry.0.elapsed()) else {
+            *entry = (Instant::now(), 1);
+            return Ok(());
+        };
+        if entry.1 >= self.per_minute.get() {
+            let whole = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            return Err(whole.max(1));
         }
-        entry.1 = entry.1.saturating_add(1);
+        entry.1 += 1;
+        Ok(())
+    }
+
+    /// Gives back the reservation of an `X-API-Key` that turned out valid.
+    pub fn key_auth_succeeded(&self, client: Option<IpAddr>) {
+        let (Some(failures), Some(client)) = (self.key_failures.as_ref(), client) else {
+            return;
+        };
+        let mut failures = failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = failures.get_mut(&limiter_key(client)) {
+            entry.1 = entry.1.saturating_sub(1);
+        }
     }
 
     /// The allowance a minute of `group`, when it is limited.
@@ -500,15 +512,21 @@ mod tests {
     fn key_failures_are_counted_per_client() {
         let limits = RateLimits::new(true, NonZeroU32::new(2).unwrap(), None, Vec::new());
         let a = Some(ip("2001:db8::1"));
-        assert_eq!(limits.key_auth_refused(a), None);
-        limits.key_auth_failed(a);
-        limits.key_auth_failed(Some(ip("2001:db8::2")));
-        let wait = limits.key_auth_refused(a).unwrap();
+        assert_eq!(limits.key_auth_reserve(a), Ok(()));
+        assert_eq!(limits.key_auth_reserve(Some(ip("2001:db8::2"))), Ok(()));
+        let wait = limits.key_auth_reserve(a).unwrap_err();
         assert!((1..=60).contains(&wait), "{wait}");
-        assert_eq!(limits.key_auth_refused(Some(ip("192.0.2.1"))), None);
+        assert_eq!(limits.key_auth_reserve(Some(ip("192.0.2.1"))), Ok(()));
         let off = RateLimits::new(false, NonZeroU32::new(1).unwrap(), None, Vec::new());
-        off.key_auth_failed(a);
-        assert_eq!(off.key_auth_refused(a), None);
+        assert_eq!(off.key_auth_reserve(a), Ok(()));
+        assert_eq!(off.key_auth_reserve(a), Ok(()));
+        // A valid key gives its reservation back.
+        let back = RateLimits::new(true, NonZeroU32::new(1).unwrap(), None, Vec::new());
+        let c = Some(ip("198.51.100.9"));
+        assert_eq!(back.key_auth_reserve(c), Ok(()));
+        back.key_auth_succeeded(c);
+        assert_eq!(back.key_auth_reserve(c), Ok(()));
+        assert!(back.key_auth_reserve(c).is_err());
     }
 
     #[test]

@@ -173,7 +173,9 @@ pub async fn literal_resources(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let refused = req.app_data::<web::Data<AllowTable>>().and_then(|table| {
         table
-            .literal(req.path())
+            // The decoded path, as the router and the rate limits see it: `/verif%79` is
+            // `/verify`.
+            .literal(req.match_info().as_str())
             .filter(|methods| !methods.contains(req.method()))
             .map(method_not_allowed)
     });

@@ -29,6 +29,16 @@ impl LocalInvalidationBus {
         Self::default()
     }
 
+    /// Hands `events` to every subscribed handler, outside the lock.
+    async fn deliver(&self, events: &[Invalidation]) {
+        let handlers = lock(&self.handlers).clone();
+        for event in events {
+            for handler in &handlers {
+                handler.invalidate(event.clone()).await;
+            }
+        }
+    }
+
     /// Adds a handler (one per instance).
     pub fn subscribe(&self, handler: Arc<dyn InvalidationHandler>) {
         lock(&self.handlers).push(handler);
@@ -53,12 +63,7 @@ impl Announcer {
     /// Delivers `events` to every subscribed handler.
     pub(crate) async fn announce(&self, events: &[Invalidation]) {
         if let Some(bus) = &self.0 {
-            let handlers = lock(&bus.handlers).clone();
-            for event in events {
-                for handler in &handlers {
-                    handler.invalidate(event.clone()).await;
-                }
-            }
+            bus.deliver(events).await;
         }
     }
 }
@@ -66,10 +71,7 @@ impl Announcer {
 #[async_trait]
 impl InvalidationBus for LocalInvalidationBus {
     async fn publish(&self, event: Invalidation) -> Result<(), StoreError> {
-        let handlers = lock(&self.handlers).clone();
-        for handler in handlers {
-            handler.invalidate(event.clone()).await;
-        }
+        self.deliver(std::slice::from_ref(&event)).await;
         Ok(())
     }
 

@@ -25,11 +25,19 @@ struct State {
 
 /// Sessions and refresh-token hashes in maps behind one lock, which makes rotation atomic.
 /// Rotation reads the session's user from `users` under that lock.
-#[derive(Debug)]
 pub struct MemorySessionRepository {
     state: Mutex<State>,
     users: Arc<MemoryUserRepository>,
     announcer: Announcer,
+}
+
+impl std::fmt::Debug for MemorySessionRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the users it reads from: their emails are no business of a session dump.
+        f.debug_struct("MemorySessionRepository")
+            .field("sessions", &lock(&self.state).sessions.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemorySessionRepository {

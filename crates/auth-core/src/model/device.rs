@@ -123,8 +123,7 @@ pub enum MetadataError {
     /// A key or string value holds a control character.
     #[error("metadata must not contain control characters")]
     ControlCharacter,
-    /// A key or string value holds a bidirectional control (U+202A..U+202E, U+2066..U+2069,
-    /// U+200E, U+200F, U+061C).
+    /// A key or string value holds a bidirectional control (U+202A..U+202E, U+2066..U+2069).
     #[error("metadata must not contain bidirectional control characters")]
     BidiControl,
 }

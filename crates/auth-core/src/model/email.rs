@@ -54,9 +54,9 @@ impl Email {
     }
 
     /// Rebuilds an address stored before format characters were refused: every rule of
-    /// [`Email::parse`] but that one, so an account made then still loads (and can log in:
-    /// login compares with what is stored). For storage adapters; new input goes through
-    /// `parse`.
+    /// [`Email::parse`] but that one, so an account made then still loads and lists. Its owner
+    /// cannot type the address at login any more (input goes through `parse`): an
+    /// administrator changes it. For storage adapters.
     ///
     /// # Errors
     /// [`EmailError`].

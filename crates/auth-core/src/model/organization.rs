@@ -26,8 +26,8 @@ pub enum NameError {
     /// Contains a control character.
     #[error("name must not contain control characters")]
     ControlCharacter,
-    /// Contains a bidirectional control (U+202A..U+202E, U+2066..U+2069, U+200E, U+200F,
-    /// U+061C), which would reorder how the name is shown.
+    /// Contains a bidirectional control (U+202A..U+202E, U+2066..U+2069), which would
+    /// reorder how the name is shown.
     #[error("name must not contain bidirectional control characters")]
     BidiControl,
 }

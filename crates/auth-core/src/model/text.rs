@@ -27,19 +27,18 @@ pub fn has_format_chars(s: &str) -> bool {
         .any(|c| c.general_category() == GeneralCategory::Format)
 }
 
-/// True for the characters of the Unicode property `Bidi_Control` (PropList.txt): the
-/// embeddings and overrides U+202A..U+202E, the isolates U+2066..U+2069, and the marks
-/// U+200E LEFT-TO-RIGHT MARK, U+200F RIGHT-TO-LEFT MARK and U+061C ARABIC LETTER MARK.
+/// True for the bidirectional embeddings, overrides and isolates (U+202A..U+202E,
+/// U+2066..U+2069): each opens a run that reorders the text after it, which is how `txt.exe`
+/// is made to show as `exe.txt`.
 ///
-/// The marks are refused too: they cannot open a run that reorders later text as the others
-/// do, but they still change how neighbouring neutral characters are laid out, and a name
-/// needs none of them. The property is closed (stable since Unicode 6.3), so the list is
-/// complete; the test below checks each is also Cf.
+/// The other `Bidi_Control` characters, the marks U+200E LEFT-TO-RIGHT MARK, U+200F
+/// RIGHT-TO-LEFT MARK and U+061C ARABIC LETTER MARK, are kept, as the contract says: they open
+/// no run, and right-to-left names need them to show correctly next to digits and Latin text.
 #[must_use]
 pub const fn is_bidi_control(c: char) -> bool {
     matches!(
         c,
-        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
     )
 }
 
@@ -122,11 +121,11 @@ impl DisplayName {
     }
 }
 
-/// Every bidirectional control, for the tests of each value object that refuses them.
+/// Every refused bidirectional control, for the tests of each value object that refuses them.
 #[cfg(test)]
-pub(crate) const BIDI: [char; 12] = [
+pub(crate) const BIDI: [char; 9] = [
     '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
-    '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+    '\u{2069}',
 ];
 
 #[cfg(test)]
@@ -161,6 +160,14 @@ mod tests {
         }
         let coder = "Ada 👩\u{200D}💻";
         assert_eq!(DisplayName::parse(coder).unwrap().as_str(), coder);
+        // The marks right-to-left text needs are kept.
+        for name in [
+            "\u{05D3}\u{05E0}\u{05D4} 2\u{200F}",
+            "\u{0645}\u{061C}1",
+            "A\u{200E}B",
+        ] {
+            assert_eq!(DisplayName::parse(name).unwrap().as_str(), name);
+        }
         assert_eq!(
             DisplayName::parse("a\u{0}b"),
             Err(DisplayNameError::ControlCharacter)

@@ -125,6 +125,14 @@ async fn a_method_a_path_does_not_serve_answers_405_with_allow() {
             assert_eq!(body["title"], "Method Not Allowed");
         }
     }
+    // The literal path is matched decoded, as the router matches it.
+    let res = app
+        .request(Method::GET, "/api/v1/api-keys/verif%79")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allow(&res), BTreeSet::from(["POST".to_owned()]));
+    assert_problem(res, 405, "METHOD_NOT_ALLOWED").await;
     // An unknown path stays 404 whatever the method; an extension method too.
     for method in ["GET", "POST", "DELETE", "FOO"] {
         let res = app

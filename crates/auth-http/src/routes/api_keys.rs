@@ -202,7 +202,7 @@ pub struct CreateKey {
 /// entries (one error, without reading them), or each entry that is not a scope.
 fn parse_scopes(field: &str, raw: &[CleanString], errors: &mut Vec<FieldError>) -> Option<Scopes> {
     parse_scope_strs(
-        field,
+        &field,
         raw.iter().map(|s| Some(s.as_str())),
         raw.len(),
         errors,
@@ -211,14 +211,14 @@ fn parse_scopes(field: &str, raw: &[CleanString], errors: &mut Vec<FieldError>) 
 
 /// As [`parse_scopes`], over entries that may not be strings (`None`), as in a batch item.
 fn parse_scope_strs<'a>(
-    field: &str,
+    field: &dyn std::fmt::Display,
     raw: impl Iterator<Item = Option<&'a str>>,
     count: usize,
     errors: &mut Vec<FieldError>,
 ) -> Option<Scopes> {
     if count > Scopes::MAX {
         errors.push(FieldError::new(
-            field,
+            field.to_string(),
             "too_many",
             format!("{field} must hold at most {} scopes", Scopes::MAX),
         ));
@@ -227,11 +227,14 @@ fn parse_scope_strs<'a>(
     let before = errors.len();
     let mut scopes = Vec::with_capacity(count);
     for (i, entry) in raw.enumerate() {
-        let at = format!("{field}[{i}]");
+        // The field path is built only for an error: this runs for every scope of every verify.
         match entry.map(Scope::parse) {
             Some(Ok(scope)) => scopes.push(scope),
-            Some(Err(e)) => errors.push(FieldError::new(at, "invalid_scope", e)),
+            Some(Err(e)) => {
+                errors.push(FieldError::new(format!("{field}[{i}]"), "invalid_scope", e))
+            }
             None => {
+                let at = format!("{field}[{i}]");
                 let text = format!("{at} has the wrong type");
                 errors.push(FieldError::new(at, "invalid_type", text));
             }
@@ -241,7 +244,7 @@ fn parse_scope_strs<'a>(
         return None;
     }
     Scopes::new(scopes)
-        .map_err(|e| errors.push(FieldError::new(field, "too_many", e)))
+        .map_err(|e| errors.push(FieldError::new(field.to_string(), "too_many", e)))
         .ok()
 }
 
@@ -533,32 +536,36 @@ fn batch_item(
     errors: &mut Vec<FieldError>,
 ) -> Option<(String, Scopes)> {
     use serde_json::Value;
-    let at = format!("items[{index}]");
+    // Field paths are built only for errors: a clean batch of 100 items allocates none.
     let Value::Object(mut fields) = item else {
+        let at = format!("items[{index}]");
         let text = format!("{at} must be an object");
         errors.push(FieldError::new(at, "invalid_type", text));
         return None;
     };
-    let field = format!("{at}.key");
+    let field = || format!("items[{index}].key");
     let key = match fields.remove("key") {
         Some(Value::String(key)) if has_control_chars(&key) => {
+            let field = field();
             let text = format!("{field} must not contain control characters");
             errors.push(FieldError::new(field, "control_character", text));
             None
         }
         Some(Value::String(key)) => Some(key),
         None => {
+            let field = field();
             let text = format!("{field} is required");
             errors.push(FieldError::new(field, "required", text));
             None
         }
         Some(_) => {
+            let field = field();
             let text = format!("{field} has the wrong type");
             errors.push(FieldError::new(field, "invalid_type", text));
             None
         }
     };
-    let field = format!("{at}.required_scopes");
+    let field = ItemField(index, "required_scopes");
     let required = match fields.get("required_scopes") {
         None | Some(Value::Null) => Some(Scopes::default()),
         Some(Value::Array(entries)) => parse_scope_strs(
@@ -569,11 +576,20 @@ fn batch_item(
         ),
         Some(_) => {
             let text = format!("{field} has the wrong type");
-            errors.push(FieldError::new(field, "invalid_type", text));
+            errors.push(FieldError::new(field.to_string(), "invalid_type", text));
             None
         }
     };
     key.zip(required)
+}
+
+/// The path of a field of batch item `.0`, written out only when an error names it.
+struct ItemField(usize, &'static str);
+
+impl std::fmt::Display for ItemField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "items[{}].{}", self.0, self.1)
+    }
 }
 
 /// One result per item, in order.

@@ -87,6 +87,24 @@ diesel::table! {
     }
 }
 
+// `events.ip` (inet) is read and written by SQL casts, not through this definition.
+diesel::table! {
+    events (seq) {
+        seq -> BigInt,
+        id -> Uuid,
+        at -> Timestamptz,
+        action -> Text,
+        actor_type -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+        organization_id -> Nullable<Uuid>,
+        target_type -> Text,
+        target_id -> Text,
+        request_id -> Nullable<Text>,
+        details -> Jsonb,
+        invalidates -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(memberships -> organizations (organization_id));
@@ -101,5 +119,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     memberships,
     api_keys,
     devices,
-    login_attempts
+    login_attempts,
+    events
 );

@@ -16,14 +16,14 @@ use chrono::{DateTime, Duration, Utc};
 use crate::memory::ManualClock;
 use crate::model::{
     ApiKey, ApiKeyId, ApiKeyName, Device, DeviceId, DeviceMetadata, DeviceName, DisplayName, Email,
-    Member, Membership, Organization, OrganizationId, OrganizationName, PasswordHash, Role, Scope,
-    Scopes, Session, SessionId, TokenHash, User, UserId,
+    EventAction, LogEntry, Member, Membership, Organization, OrganizationId, OrganizationName,
+    PasswordHash, Role, Scope, Scopes, Session, SessionId, TokenHash, User, UserId,
 };
 use crate::ports::{
     AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError, Clock,
-    CreateUserError, DeviceRepository, LockoutPolicy, LoginAttemptStore, OrganizationRepository,
-    RegisterDeviceError, RemoveMemberError, RevokeKeyError, Rotation, SessionRepository,
-    UserRepository,
+    CreateUserError, DeviceRepository, EventLog, Invalidation, LockoutPolicy, LoginAttemptStore,
+    OrganizationRepository, PasswordUpdate, RegisterDeviceError, RemoveMemberError, RevokeKeyError,
+    Rotation, SessionRepository, UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -42,6 +42,8 @@ pub trait Fixture: Send + Sync {
     fn devices(&self) -> Arc<dyn DeviceRepository>;
     /// The failed-login counters under test.
     fn login_attempts(&self) -> Arc<dyn LoginAttemptStore>;
+    /// The event log the repositories above append to.
+    fn events(&self) -> Arc<dyn EventLog>;
 }
 
 /// Expands to one `#[tokio::test]` per contract behaviour; `$fixture` is an async expression
@@ -70,7 +72,9 @@ macro_rules! storage_contract_tests {
             login_failure_after_lock_starts_new_window, login_window_expiry_restarts_count,
             login_threshold_one_locks_every_new_window, login_reset_clears,
             login_keys_independent, concurrent_login_failures_none_lost,
-            concurrent_login_failures_lock_once, login_success_undoes_its_lock);
+            concurrent_login_failures_lock_once, login_success_undoes_its_lock,
+            ending_changes_append_their_events, refused_changes_append_nothing,
+            event_log_reads_after_and_holes, concurrent_revokes_append_once);
     };
     (@each $fixture:expr; $($case:ident),* $(,)?) => {
         $(
@@ -205,7 +209,7 @@ pub async fn update_password(f: &impl Fixture) {
         PasswordHash::new("$2b$04$zyxwvutsrqponmlkjihgfeYHPs3Tzj0HfD7Q9bGZ4qQ8rXJ0WkC1e".into());
     assert!(
         f.users()
-            .update_password(u.id, &new_hash, c.now())
+            .update_password(u.id, &new_hash, PasswordUpdate::Rehash, c.now())
             .await
             .unwrap()
     );
@@ -215,7 +219,12 @@ pub async fn update_password(f: &impl Fixture) {
     assert_eq!(read.created_at, u.created_at);
     assert!(
         !f.users()
-            .update_password(UserId::generate(), &new_hash, c.now())
+            .update_password(
+                UserId::generate(),
+                &new_hash,
+                PasswordUpdate::Change,
+                c.now()
+            )
             .await
             .unwrap()
     );
@@ -2073,4 +2082,260 @@ pub async fn login_success_undoes_its_lock(f: &impl Fixture) {
         store.begin_attempt(&key, c.now(), &policy).await.unwrap(),
         counted(1)
     );
+}
+
+/// The log's entries after `position`.
+async fn logged_after(f: &impl Fixture, position: i64) -> Vec<LogEntry> {
+    f.events().read(position, &[], 10_000).await.unwrap()
+}
+
+/// The newest position of the log.
+async fn log_head(f: &impl Fixture) -> i64 {
+    let all = f.events().read(0, &[], 1_000_000).await.unwrap();
+    all.last().map_or(0, |e| e.seq)
+}
+
+/// Each change that ends a credential appends its event, with the cache entry every instance
+/// must drop, in the same step; a re-hash appends nothing.
+pub async fn ending_changes_append_their_events(f: &impl Fixture) {
+    let c = clock();
+    let owner = key_owner(f, c.now()).await;
+    let start = log_head(f).await;
+
+    let key = stored_key(f, owner.id, c.now()).await;
+    f.api_keys().revoke(key.id, c.now()).await.unwrap();
+    let old = stored_key(f, owner.id, c.now()).await;
+    let new = ApiKey {
+        id: ApiKeyId::generate(),
+        key_hash: token("rotated"),
+        ..old.clone()
+    };
+    f.api_keys().rotate(old.id, &new, c.now()).await.unwrap();
+
+    let device = stored_device(f, owner.id, c.now()).await;
+    let not_before = c.now() + Duration::seconds(1);
+    f.devices()
+        .rotate_secret(&device.id, &token("secret"), not_before)
+        .await
+        .unwrap();
+    f.devices().revoke(&device.id, c.now()).await.unwrap();
+
+    let u = stored_user(f, c.now()).await;
+    let mut sessions = Vec::new();
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        let s = session_for(&u, c.now());
+        let t = token("first");
+        f.sessions().create(&s, &t).await.unwrap();
+        sessions.push(s.id);
+        tokens.push(t);
+    }
+    assert!(f.sessions().revoke(sessions[0], c.now()).await.unwrap());
+    assert_eq!(
+        f.sessions()
+            .revoke_by_token(&tokens[1], c.now())
+            .await
+            .unwrap(),
+        Some(sessions[1])
+    );
+    let mut rest = f
+        .sessions()
+        .revoke_all_for_user(u.id, Some(sessions[3]), c.now())
+        .await
+        .unwrap();
+    rest.sort();
+    assert_eq!(rest, vec![sessions[2]]);
+    let hash =
+        PasswordHash::new("$2b$04$zyxwvutsrqponmlkjihgfeYHPs3Tzj0HfD7Q9bGZ4qQ8rXJ0WkC1e".into());
+    f.users()
+        .update_password(u.id, &hash, PasswordUpdate::Rehash, c.now())
+        .await
+        .unwrap();
+    f.users()
+        .update_password(u.id, &hash, PasswordUpdate::Change, c.now())
+        .await
+        .unwrap();
+
+    let logged = logged_after(f, start).await;
+    let seen: Vec<(EventAction, Option<Invalidation>)> = logged
+        .iter()
+        .map(|e| (e.action.unwrap(), e.invalidation.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                EventAction::ApiKeyRevoked,
+                Some(Invalidation::ApiKey(key.key_hash))
+            ),
+            (
+                EventAction::ApiKeyRotated,
+                Some(Invalidation::ApiKey(old.key_hash))
+            ),
+            (
+                EventAction::DeviceRegistered,
+                Some(Invalidation::Device(device.id.clone()))
+            ),
+            (
+                EventAction::DeviceSecretRotated,
+                Some(Invalidation::Device(device.id.clone()))
+            ),
+            (
+                EventAction::DeviceRevoked,
+                Some(Invalidation::Device(device.id.clone()))
+            ),
+            (
+                EventAction::SessionReuseDetected,
+                Some(Invalidation::Session(sessions[0]))
+            ),
+            (
+                EventAction::SessionEnded,
+                Some(Invalidation::Session(sessions[1]))
+            ),
+            (
+                EventAction::SessionEnded,
+                Some(Invalidation::Session(sessions[2]))
+            ),
+            (EventAction::PasswordChanged, None),
+        ]
+    );
+    assert!(
+        logged.windows(2).all(|w| w[0].seq < w[1].seq),
+        "positions strictly increase: {logged:?}"
+    );
+    assert!(logged.iter().all(|e| e.at == c.now() || e.at == not_before));
+}
+
+/// A change that is refused (already revoked, unknown, a failed rotation) appends nothing.
+pub async fn refused_changes_append_nothing(f: &impl Fixture) {
+    let c = clock();
+    let owner = key_owner(f, c.now()).await;
+    let key = stored_key(f, owner.id, c.now()).await;
+    f.api_keys().revoke(key.id, c.now()).await.unwrap();
+    let device = stored_device(f, owner.id, c.now()).await;
+    f.devices().revoke(&device.id, c.now()).await.unwrap();
+    let u = stored_user(f, c.now()).await;
+    let s = session_for(&u, c.now());
+    let t = token("first");
+    f.sessions().create(&s, &t).await.unwrap();
+    f.sessions().revoke_by_token(&t, c.now()).await.unwrap();
+    let start = log_head(f).await;
+
+    assert!(f.api_keys().revoke(key.id, c.now()).await.is_err());
+    assert!(
+        f.api_keys()
+            .revoke(ApiKeyId::generate(), c.now())
+            .await
+            .is_err()
+    );
+    let live = stored_key(f, owner.id, c.now()).await;
+    // A rotation whose new key collides with an existing hash fails and changes nothing.
+    let clash = ApiKey {
+        id: ApiKeyId::generate(),
+        ..live.clone()
+    };
+    assert!(f.api_keys().rotate(live.id, &clash, c.now()).await.is_err());
+    assert!(f.devices().revoke(&device.id, c.now()).await.is_err());
+    assert!(
+        f.devices()
+            .rotate_secret(&device.id, &token("s"), c.now())
+            .await
+            .is_err()
+    );
+    assert!(!f.sessions().revoke(s.id, c.now()).await.unwrap());
+    assert_eq!(
+        f.sessions().revoke_by_token(&t, c.now()).await.unwrap(),
+        Some(s.id)
+    );
+    assert!(
+        f.sessions()
+            .revoke_all_for_user(u.id, None, c.now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let hash =
+        PasswordHash::new("$2b$04$zyxwvutsrqponmlkjihgfeYHPs3Tzj0HfD7Q9bGZ4qQ8rXJ0WkC1e".into());
+    assert!(
+        !f.users()
+            .update_password(UserId::generate(), &hash, PasswordUpdate::Change, c.now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(logged_after(f, start).await, vec![]);
+}
+
+/// `read` gives what lies after a position plus the positions asked for, in order and within
+/// the limit; `position_at` and `oldest` bound the log.
+pub async fn event_log_reads_after_and_holes(f: &impl Fixture) {
+    let c = clock();
+    let owner = key_owner(f, c.now()).await;
+    let start = log_head(f).await;
+    let mut keys = Vec::new();
+    for _ in 0..5 {
+        let key = stored_key(f, owner.id, c.now()).await;
+        f.api_keys().revoke(key.id, c.now()).await.unwrap();
+        keys.push(key);
+        c.advance(Duration::seconds(10));
+    }
+    let all = logged_after(f, start).await;
+    assert_eq!(all.len(), 5);
+    let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+
+    let page = f.events().read(seqs[2], &[seqs[0]], 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![seqs[0], seqs[3], seqs[4]]
+    );
+    let limited = f.events().read(start, &[], 2).await.unwrap();
+    assert_eq!(
+        limited.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        seqs[..2].to_vec()
+    );
+    assert_eq!(
+        f.events().read(seqs[4], &[], 10).await.unwrap(),
+        vec![],
+        "nothing after the newest"
+    );
+
+    // Events were made 10 s apart: a position at a time between the 2nd and 3rd is the 2nd.
+    let second_at = all[1].at;
+    assert_eq!(
+        f.events()
+            .position_at(second_at + Duration::seconds(5))
+            .await
+            .unwrap(),
+        seqs[1]
+    );
+    assert!(
+        f.events()
+            .position_at(all[0].at - Duration::days(1))
+            .await
+            .unwrap()
+            < seqs[0]
+    );
+    let oldest = f.events().oldest().await.unwrap().unwrap();
+    assert!(oldest <= seqs[0]);
+}
+
+/// Of concurrent revocations of one key, exactly one appends an event.
+pub async fn concurrent_revokes_append_once(f: &impl Fixture) {
+    let c = clock();
+    let owner = key_owner(f, c.now()).await;
+    let key = stored_key(f, owner.id, c.now()).await;
+    let start = log_head(f).await;
+    let now = c.now();
+    let attempts = (0..16).map(|_| {
+        let keys = f.api_keys();
+        async move { keys.revoke(key.id, now).await.is_ok() }
+    });
+    let won = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(won, 1);
+    let logged = logged_after(f, start).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].action, Some(EventAction::ApiKeyRevoked));
 }

@@ -26,5 +26,6 @@ pub use service::auth::{
 pub use service::device::{
     DeviceError, DevicePorts, DeviceService, DeviceToken, IssuedDevice, NewDevice,
 };
+pub use service::follow::LogFollower;
 pub use service::invalidation::CacheInvalidator;
 pub use service::organization::{Caller, OrgError, OrganizationService};

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use auth_core::contract::Fixture;
 use auth_core::memory::{
-    MemoryApiKeyRepository, MemoryDeviceRepository, MemoryLoginAttemptStore,
+    MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
     MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository,
 };
 use auth_core::ports::{
-    ApiKeyRepository, DeviceRepository, LoginAttemptStore, OrganizationRepository,
+    ApiKeyRepository, DeviceRepository, EventLog, LoginAttemptStore, OrganizationRepository,
     SessionRepository, UserRepository,
 };
 
@@ -19,6 +19,7 @@ struct Memory {
     api_keys: Arc<MemoryApiKeyRepository>,
     devices: Arc<MemoryDeviceRepository>,
     login_attempts: Arc<MemoryLoginAttemptStore>,
+    events: Arc<MemoryEventLog>,
 }
 
 impl Fixture for Memory {
@@ -40,17 +41,24 @@ impl Fixture for Memory {
     fn login_attempts(&self) -> Arc<dyn LoginAttemptStore> {
         self.login_attempts.clone()
     }
+    fn events(&self) -> Arc<dyn EventLog> {
+        self.events.clone()
+    }
 }
 
 async fn memory() -> Memory {
-    let users = Arc::new(MemoryUserRepository::new());
+    let events = Arc::new(MemoryEventLog::new());
+    let users = Arc::new(MemoryUserRepository::new().recording_to(events.clone()));
     Memory {
         organizations: Arc::new(MemoryOrganizationRepository::new(users.clone())),
-        sessions: Arc::new(MemorySessionRepository::new(users.clone())),
+        sessions: Arc::new(
+            MemorySessionRepository::new(users.clone()).recording_to(events.clone()),
+        ),
         users,
-        api_keys: Arc::new(MemoryApiKeyRepository::new()),
-        devices: Arc::new(MemoryDeviceRepository::new()),
+        api_keys: Arc::new(MemoryApiKeyRepository::new().recording_to(events.clone())),
+        devices: Arc::new(MemoryDeviceRepository::new().recording_to(events.clone())),
         login_attempts: Arc::new(MemoryLoginAttemptStore::new()),
+        events,
     }
 }
 

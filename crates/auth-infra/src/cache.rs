@@ -6,6 +6,11 @@
 //! An epoch counter closes that gap: every invalidation bumps it, and a load that finishes
 //! under another epoch than it started in evicts what it just inserted.
 //!
+//! A cache may be told when it can be trusted ([`MokaCache::trusted_while`]): while the flag is
+//! down (the instance is not following the event log, so invalidations may be missed), every
+//! lookup reads through to the store and refreshes the entry; the entry answers alone only when
+//! the store is unavailable.
+//!
 //! Metrics, labelled with the cache's name: `auth_cache_requests_total{result="hit"|"miss"}`
 //! (a miss is a lookup that ran the loader), `auth_cache_evictions_total{cause}` (`size`,
 //! `expired`, `explicit`, `replaced`); the entry count is published by the owner at scrape time.
@@ -31,8 +36,12 @@ pub struct MokaCache<K, V> {
     /// the size of a whole record: a flood of unknown keys fills the cache with them.
     cache: Cache<K, Option<Arc<V>>>,
     epoch: AtomicU64,
+    /// Set while invalidations are being received; `None` when they always are.
+    trusted: Option<Arc<AtomicBool>>,
     hits: metrics::Counter,
     misses: metrics::Counter,
+    read_through: metrics::Counter,
+    fallback: metrics::Counter,
 }
 
 impl<K, V> std::fmt::Debug for MokaCache<K, V> {
@@ -67,8 +76,43 @@ where
                 })
                 .build(),
             epoch: AtomicU64::new(0),
+            trusted: None,
             hits: metrics::counter!("auth_cache_requests_total", "cache" => name, "result" => "hit"),
             misses: metrics::counter!("auth_cache_requests_total", "cache" => name, "result" => "miss"),
+            read_through: metrics::counter!("auth_cache_requests_total", "cache" => name, "result" => "read_through"),
+            fallback: metrics::counter!("auth_cache_requests_total", "cache" => name, "result" => "fallback"),
+        }
+    }
+
+    /// Answers from memory only while `trusted` is set; otherwise reads through to the store
+    /// (and falls back to the entry only when the store is unavailable).
+    #[must_use]
+    pub fn trusted_while(self, trusted: Arc<AtomicBool>) -> Self {
+        Self {
+            trusted: Some(trusted),
+            ..self
+        }
+    }
+
+    /// The store's answer, cached; or, when the store is unavailable, the cached one.
+    async fn read_through(&self, key: K, load: Loader<'_, V>) -> Result<Option<V>, StoreError> {
+        let started = self.epoch.load(Ordering::Acquire);
+        match load.await {
+            Ok(found) => {
+                self.read_through.increment(1);
+                if self.epoch.load(Ordering::Acquire) == started {
+                    self.cache.insert(key, found.clone().map(Arc::new)).await;
+                }
+                Ok(found)
+            }
+            Err(StoreError::Unavailable(err)) => match self.cache.get(&key).await {
+                Some(cached) => {
+                    self.fallback.increment(1);
+                    Ok(cached.map(|shared| V::clone(&shared)))
+                }
+                None => Err(StoreError::Unavailable(err)),
+            },
+            Err(err) => Err(err),
         }
     }
 
@@ -85,6 +129,11 @@ where
     V: Clone + Send + Sync + 'static,
 {
     async fn get_or_load(&self, key: K, load: Loader<'_, V>) -> Result<Option<V>, StoreError> {
+        if let Some(trusted) = &self.trusted
+            && !trusted.load(Ordering::Acquire)
+        {
+            return self.read_through(key, load).await;
+        }
         let started = self.epoch.load(Ordering::Acquire);
         let loaded = AtomicBool::new(false);
         let value = self

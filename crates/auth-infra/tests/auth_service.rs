@@ -378,9 +378,10 @@ impl auth_core::ports::UserRepository for FlakyLookups {
         &self,
         id: auth_core::model::UserId,
         hash: &PasswordHash,
+        why: auth_core::ports::PasswordUpdate,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, StoreError> {
-        self.inner.update_password(id, hash, now).await
+        self.inner.update_password(id, hash, why, now).await
     }
 }
 

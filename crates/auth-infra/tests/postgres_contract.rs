@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use auth_core::contract::Fixture;
 use auth_core::ports::{
-    ApiKeyRepository, DeviceRepository, LoginAttemptStore, OrganizationRepository,
+    ApiKeyRepository, DeviceRepository, EventLog, LoginAttemptStore, OrganizationRepository,
     SessionRepository, UserRepository,
 };
 use auth_infra::postgres::{
-    PgApiKeyRepository, PgDeviceRepository, PgLoginAttemptStore, PgOrganizationRepository,
-    PgSessionRepository, PgUserRepository,
+    PgApiKeyRepository, PgDeviceRepository, PgEventLog, PgLoginAttemptStore,
+    PgOrganizationRepository, PgSessionRepository, PgUserRepository,
 };
 use auth_infra::test_support::TestDb;
 
@@ -20,6 +20,7 @@ struct Postgres {
     api_keys: Arc<PgApiKeyRepository>,
     devices: Arc<PgDeviceRepository>,
     login_attempts: Arc<PgLoginAttemptStore>,
+    events: Arc<PgEventLog>,
     _db: TestDb,
 }
 
@@ -42,6 +43,9 @@ impl Fixture for Postgres {
     fn login_attempts(&self) -> Arc<dyn LoginAttemptStore> {
         self.login_attempts.clone()
     }
+    fn events(&self) -> Arc<dyn EventLog> {
+        self.events.clone()
+    }
 }
 
 async fn postgres() -> Postgres {
@@ -53,7 +57,8 @@ async fn postgres() -> Postgres {
         organizations: Arc::new(PgOrganizationRepository::new(pool.clone())),
         api_keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
         devices: Arc::new(PgDeviceRepository::new(pool.clone())),
-        login_attempts: Arc::new(PgLoginAttemptStore::new(pool)),
+        login_attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
+        events: Arc::new(PgEventLog::new(pool)),
         _db: db,
     }
 }

@@ -1,11 +1,12 @@
 //! The composition root: the only place that names concrete adapters.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auth_core::memory::{
-    LocalInvalidationBus, MemoryApiKeyRepository, MemoryDeviceRepository, MemoryLoginAttemptStore,
+    MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
     MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository, NoCache,
 };
 use auth_core::model::{ApiKey, Device, DeviceId, KeyPrefix, PasswordPolicy, SessionId, TokenHash};
@@ -73,8 +74,8 @@ pub enum Store {
         devices: Arc<MemoryDeviceRepository>,
         /// Failed-login counters.
         attempts: Arc<MemoryLoginAttemptStore>,
-        /// Invalidations between instances sharing this store.
-        bus: Arc<LocalInvalidationBus>,
+        /// The event log, which also invalidates the caches of instances sharing this store.
+        log: Arc<MemoryEventLog>,
     },
 }
 
@@ -125,20 +126,20 @@ impl Store {
                      and session is lost when the process stops, and instances share nothing. \
                      Set DATABASE_URL for anything but local development. !!!"
                 );
-                let users = Arc::new(MemoryUserRepository::new());
-                // The repositories announce what they end on the bus every instance over this
-                // store subscribes to, as Postgres repositories do with NOTIFY.
-                let bus = Arc::new(LocalInvalidationBus::new());
+                // The repositories record what they change in the event log every instance
+                // over this store follows, as Postgres repositories do in `events`.
+                let log = Arc::new(MemoryEventLog::new());
+                let users = Arc::new(MemoryUserRepository::new().recording_to(log.clone()));
                 Ok(Self::Memory {
                     orgs: Arc::new(MemoryOrganizationRepository::new(users.clone())),
                     sessions: Arc::new(
-                        MemorySessionRepository::new(users.clone()).announcing_to(bus.clone()),
+                        MemorySessionRepository::new(users.clone()).recording_to(log.clone()),
                     ),
                     users,
-                    keys: Arc::new(MemoryApiKeyRepository::new().announcing_to(bus.clone())),
-                    devices: Arc::new(MemoryDeviceRepository::new().announcing_to(bus.clone())),
+                    keys: Arc::new(MemoryApiKeyRepository::new().recording_to(log.clone())),
+                    devices: Arc::new(MemoryDeviceRepository::new().recording_to(log.clone())),
                     attempts: Arc::new(MemoryLoginAttemptStore::new()),
-                    bus,
+                    log,
                 })
             }
         }
@@ -360,15 +361,24 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets: Arc<dyn SecretGenerator> = Arc::new(OsSecretGenerator);
 
+    // Set while this instance follows the event log: until then, and whenever it falls
+    // behind, the caches read through to the database.
+    let following = Arc::new(AtomicBool::new(false));
     let (key_cache, session_cache, device_cache): (KeyCache, SessionCache, DeviceCache) =
         match store {
             Store::Postgres { .. } => {
                 let ttl = Duration::from_secs(config.token_cache_ttl);
                 let capacity = config.cache_capacity;
                 (
-                    Arc::new(MokaCache::new("api_keys", capacity, ttl)),
-                    Arc::new(MokaCache::new("sessions", capacity, ttl)),
-                    Arc::new(MokaCache::new("devices", capacity, ttl)),
+                    Arc::new(
+                        MokaCache::new("api_keys", capacity, ttl).trusted_while(following.clone()),
+                    ),
+                    Arc::new(
+                        MokaCache::new("sessions", capacity, ttl).trusted_while(following.clone()),
+                    ),
+                    Arc::new(
+                        MokaCache::new("devices", capacity, ttl).trusted_while(following.clone()),
+                    ),
                 )
             }
             Store::Memory { .. } => (Arc::new(NoCache), Arc::new(NoCache), Arc::new(NoCache)),
@@ -386,10 +396,12 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
             url.expose_secret(),
             pool.clone(),
             Arc::new(caches.clone()),
+            clock.clone(),
+            following,
         )),
-        Store::Memory { bus, .. } => {
-            bus.subscribe(Arc::new(caches.clone()));
-            bus.clone()
+        Store::Memory { log, .. } => {
+            log.subscribe(Arc::new(caches.clone()));
+            log.clone()
         }
     };
 

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::bus::Announcer;
-use super::{LocalInvalidationBus, lock};
-use crate::model::{ApiKey, ApiKeyId, OrganizationId, TokenHash};
-use crate::ports::{ApiKeyRepository, Invalidation, RevokeKeyError, StoreError};
+use super::event_log::{MemoryEventLog, Recorder};
+use super::lock;
+use crate::model::{ApiKey, ApiKeyId, NewEvent, OrganizationId, TokenHash};
+use crate::ports::{ApiKeyRepository, RevokeKeyError, StoreError};
 
 #[derive(Debug, Default)]
 struct State {
@@ -49,7 +49,7 @@ impl State {
 /// atomic. The organization a key names is not checked: callers create keys for
 /// organizations they have found.
 #[derive(Debug, Default)]
-pub struct MemoryApiKeyRepository(Mutex<State>, Announcer);
+pub struct MemoryApiKeyRepository(Mutex<State>, Recorder);
 
 impl MemoryApiKeyRepository {
     /// An empty repository.
@@ -58,11 +58,11 @@ impl MemoryApiKeyRepository {
         Self::default()
     }
 
-    /// Announces revocations and rotations on `bus`, the bus of every instance sharing this
+    /// Records revocations and rotations in `log`, the event log of every instance sharing this
     /// repository.
     #[must_use]
-    pub fn announcing_to(self, bus: Arc<LocalInvalidationBus>) -> Self {
-        Self(self.0, Announcer::to(bus))
+    pub fn recording_to(self, log: Arc<MemoryEventLog>) -> Self {
+        Self(self.0, Recorder::to(log))
     }
 }
 
@@ -107,7 +107,7 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
     async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
         let revoked = lock(&self.0).revoke(id, now)?;
         self.1
-            .announce(&[Invalidation::ApiKey(revoked.key_hash)])
+            .record(vec![NewEvent::api_key_revoked(&revoked, now)])
             .await;
         Ok(revoked)
     }
@@ -131,7 +131,7 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
             revoked
         };
         self.1
-            .announce(&[Invalidation::ApiKey(revoked.key_hash)])
+            .record(vec![NewEvent::api_key_rotated(&revoked, new, now)])
             .await;
         Ok(revoked)
     }

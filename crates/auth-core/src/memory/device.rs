@@ -6,12 +6,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::bus::Announcer;
-use super::{LocalInvalidationBus, lock};
-use crate::model::{Device, DeviceId, OrganizationId, TokenHash};
-use crate::ports::{
-    ChangeDeviceError, DeviceRepository, Invalidation, RegisterDeviceError, StoreError,
-};
+use super::event_log::{MemoryEventLog, Recorder};
+use super::lock;
+use crate::model::{Device, DeviceId, NewEvent, OrganizationId, TokenHash};
+use crate::ports::{ChangeDeviceError, DeviceRepository, RegisterDeviceError, StoreError};
 
 /// Looks up an active device for a change: missing is `NotFound`, revoked `AlreadyRevoked`.
 fn active<'a>(
@@ -30,7 +28,7 @@ fn active<'a>(
 /// organization a device names is not checked: callers register devices for organizations
 /// they have found.
 #[derive(Debug, Default)]
-pub struct MemoryDeviceRepository(Mutex<HashMap<DeviceId, Device>>, Announcer);
+pub struct MemoryDeviceRepository(Mutex<HashMap<DeviceId, Device>>, Recorder);
 
 impl MemoryDeviceRepository {
     /// An empty repository.
@@ -39,11 +37,11 @@ impl MemoryDeviceRepository {
         Self::default()
     }
 
-    /// Announces registrations, rotations and revocations on `bus`, the bus of every instance
-    /// sharing this repository.
+    /// Records registrations, secret rotations and revocations in `log`, the event log of every instance sharing this
+    /// repository.
     #[must_use]
-    pub fn announcing_to(self, bus: Arc<LocalInvalidationBus>) -> Self {
-        Self(self.0, Announcer::to(bus))
+    pub fn recording_to(self, log: Arc<MemoryEventLog>) -> Self {
+        Self(self.0, Recorder::to(log))
     }
 }
 
@@ -58,7 +56,7 @@ impl DeviceRepository for MemoryDeviceRepository {
             devices.insert(device.id.clone(), device.clone());
         }
         self.1
-            .announce(&[Invalidation::Device(device.id.clone())])
+            .record(vec![NewEvent::device_registered(device, device.created_at)])
             .await;
         Ok(())
     }
@@ -91,7 +89,13 @@ impl DeviceRepository for MemoryDeviceRepository {
             device.tokens_not_before = device.tokens_not_before.max(Some(tokens_not_before));
             device.clone()
         };
-        self.1.announce(&[Invalidation::Device(id.clone())]).await;
+        self.1
+            .record(vec![NewEvent::device_secret_rotated(
+                &rotated,
+                tokens_not_before,
+                tokens_not_before,
+            )])
+            .await;
         Ok(rotated)
     }
 
@@ -102,7 +106,9 @@ impl DeviceRepository for MemoryDeviceRepository {
             device.revoked_at = Some(now);
             device.clone()
         };
-        self.1.announce(&[Invalidation::Device(id.clone())]).await;
+        self.1
+            .record(vec![NewEvent::device_revoked(&revoked, now)])
+            .await;
         Ok(revoked)
     }
 

@@ -5,20 +5,20 @@
 //! run the whole service without a database. State lives in the process and is lost with it.
 
 mod api_key;
-mod bus;
 mod cache;
 mod clock;
 mod device;
+mod event_log;
 mod login_attempt;
 mod organization;
 mod session;
 mod user;
 
 pub use api_key::MemoryApiKeyRepository;
-pub use bus::LocalInvalidationBus;
 pub use cache::NoCache;
 pub use clock::ManualClock;
 pub use device::MemoryDeviceRepository;
+pub use event_log::MemoryEventLog;
 pub use login_attempt::MemoryLoginAttemptStore;
 pub use organization::MemoryOrganizationRepository;
 pub use session::MemorySessionRepository;

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::bus::Announcer;
-use super::{LocalInvalidationBus, MemoryUserRepository, lock};
-use crate::model::{Session, SessionId, TokenHash, UserId};
-use crate::ports::{Invalidation, Rotation, SessionRepository, StoreError};
+use super::event_log::{MemoryEventLog, Recorder};
+use super::{MemoryUserRepository, lock};
+use crate::model::{NewEvent, Session, SessionId, TokenHash, UserId};
+use crate::ports::{Rotation, SessionRepository, StoreError};
 
 #[derive(Debug, Clone, Copy)]
 struct TokenRecord {
@@ -28,7 +28,7 @@ struct State {
 pub struct MemorySessionRepository {
     state: Mutex<State>,
     users: Arc<MemoryUserRepository>,
-    announcer: Announcer,
+    recorder: Recorder,
 }
 
 impl std::fmt::Debug for MemorySessionRepository {
@@ -47,15 +47,16 @@ impl MemorySessionRepository {
         Self {
             state: Mutex::default(),
             users,
-            announcer: Announcer::default(),
+            recorder: Recorder::default(),
         }
     }
 
-    /// Announces ended sessions on `bus`, the bus of every instance sharing this repository.
+    /// Records ended sessions in `log`, the event log of every instance sharing this
+    /// repository.
     #[must_use]
-    pub fn announcing_to(self, bus: Arc<LocalInvalidationBus>) -> Self {
+    pub fn recording_to(self, log: Arc<MemoryEventLog>) -> Self {
         Self {
-            announcer: Announcer::to(bus),
+            recorder: Recorder::to(log),
             ..self
         }
     }
@@ -133,11 +134,13 @@ impl SessionRepository for MemorySessionRepository {
         let ended = lock(&self.state)
             .sessions
             .get_mut(&id)
-            .is_some_and(|s| end(s, now));
-        if ended {
-            self.announcer.announce(&[Invalidation::Session(id)]).await;
+            .and_then(|s| end(s, now).then_some(s.user_id));
+        if let Some(user) = ended {
+            self.recorder
+                .record(vec![NewEvent::session_reuse_detected(id, user, now)])
+                .await;
         }
-        Ok(ended)
+        Ok(ended.is_some())
     }
 
     async fn revoke_by_token(
@@ -150,11 +153,16 @@ impl SessionRepository for MemorySessionRepository {
             let Some(id) = state.tokens.get(token).map(|r| r.session_id) else {
                 return Ok(None);
             };
-            let ended = state.sessions.get_mut(&id).is_some_and(|s| end(s, now));
+            let ended = state
+                .sessions
+                .get_mut(&id)
+                .and_then(|s| end(s, now).then_some(s.user_id));
             (id, ended)
         };
-        if ended {
-            self.announcer.announce(&[Invalidation::Session(id)]).await;
+        if let Some(user) = ended {
+            self.recorder
+                .record(vec![NewEvent::session_ended(id, user, now)])
+                .await;
         }
         Ok(Some(id))
     }
@@ -172,8 +180,11 @@ impl SessionRepository for MemorySessionRepository {
             .filter_map(|s| end(s, now).then_some(s.id))
             .collect();
         ended.sort();
-        let events: Vec<Invalidation> = ended.iter().copied().map(Invalidation::Session).collect();
-        self.announcer.announce(&events).await;
+        let events = ended
+            .iter()
+            .map(|&id| NewEvent::session_ended(id, user, now))
+            .collect();
+        self.recorder.record(events).await;
         Ok(ended)
     }
 }

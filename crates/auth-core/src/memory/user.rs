@@ -1,14 +1,15 @@
 //! In-memory `UserRepository`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::event_log::{MemoryEventLog, Recorder};
 use super::lock;
-use crate::model::{Email, PasswordHash, User, UserId};
-use crate::ports::{CreateUserError, StoreError, UserRepository};
+use crate::model::{Email, NewEvent, PasswordHash, User, UserId};
+use crate::ports::{CreateUserError, PasswordUpdate, StoreError, UserRepository};
 
 #[derive(Debug, Default)]
 struct State {
@@ -18,13 +19,20 @@ struct State {
 
 /// Users in a map, unique by normalised email.
 #[derive(Debug, Default)]
-pub struct MemoryUserRepository(Mutex<State>);
+pub struct MemoryUserRepository(Mutex<State>, Recorder);
 
 impl MemoryUserRepository {
     /// An empty repository.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records password changes in `log`, the event log of every instance sharing this
+    /// repository.
+    #[must_use]
+    pub fn recording_to(self, log: Arc<MemoryEventLog>) -> Self {
+        Self(self.0, Recorder::to(log))
     }
 
     /// User `id`, if it exists (for adapters that join on users).
@@ -68,13 +76,19 @@ impl UserRepository for MemoryUserRepository {
         &self,
         id: UserId,
         hash: &PasswordHash,
+        why: PasswordUpdate,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut state = lock(&self.0);
-        Ok(state.by_id.get_mut(&id).is_some_and(|user| {
+        let updated = lock(&self.0).by_id.get_mut(&id).is_some_and(|user| {
             user.password_hash = hash.clone();
             user.updated_at = now;
             true
-        }))
+        });
+        if updated && why == PasswordUpdate::Change {
+            self.1
+                .record(vec![NewEvent::password_changed(id, now)])
+                .await;
+        }
+        Ok(updated)
     }
 }

@@ -4,6 +4,7 @@ mod api_key;
 mod claims;
 mod device;
 mod email;
+mod event;
 mod ids;
 mod organization;
 mod password;
@@ -21,6 +22,7 @@ pub use device::{
     DeviceStatus, MetadataError,
 };
 pub use email::{Email, EmailError};
+pub use event::{EventAction, EventTarget, LogEntry, NewEvent};
 pub use ids::{ApiKeyId, OrganizationId, SessionId, UserId};
 pub use organization::{
     Member, Membership, NameError, Organization, OrganizationName, Role, RoleError,

@@ -17,6 +17,15 @@ pub enum CreateUserError {
     Store(#[from] StoreError),
 }
 
+/// Why a password hash is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordUpdate {
+    /// The same password, hashed with the current parameters (at login): no event.
+    Rehash,
+    /// A new password chosen by its user: recorded as `user.password_changed`.
+    Change,
+}
+
 /// Stores user accounts.
 ///
 /// Implementations MUST:
@@ -25,6 +34,8 @@ pub enum CreateUserError {
 ///   [`CreateUserError::EmailTaken`];
 /// - store the email as typed ([`Email::as_str`]) and find it by its normalised form;
 /// - return what was stored, field for field (timestamps at microsecond precision or better);
+/// - append `user.password_changed` to the event log in the same atomic step as an
+///   `update_password` for [`PasswordUpdate::Change`];
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait UserRepository: Send + Sync + 'static {
@@ -54,6 +65,7 @@ pub trait UserRepository: Send + Sync + 'static {
         &self,
         id: UserId,
         hash: &PasswordHash,
+        why: PasswordUpdate,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 }

@@ -12,8 +12,8 @@ use crate::model::{
 };
 use crate::ports::{
     Admission, AttemptState, BoxError, Clock, CreateUserError, LockoutPolicy, LoginAttemptStore,
-    PasswordHasher, Rotation, SecretGenerator, SessionRepository, StoreError, TokenSigner,
-    UserRepository, VerificationCache,
+    PasswordHasher, PasswordUpdate, Rotation, SecretGenerator, SessionRepository, StoreError,
+    TokenSigner, UserRepository, VerificationCache,
 };
 
 /// Lifetimes and grace periods.
@@ -315,7 +315,12 @@ impl AuthService {
         match self.ports.hasher.hash(password).await {
             Ok(hash) => {
                 let now = self.ports.clock.now();
-                match self.ports.users.update_password(user.id, &hash, now).await {
+                match self
+                    .ports
+                    .users
+                    .update_password(user.id, &hash, PasswordUpdate::Rehash, now)
+                    .await
+                {
                     Ok(_) => user.password_hash = hash,
                     Err(err) => {
                         tracing::warn!(user_id = %user.id, error = %err, "password re-hash not stored")
@@ -482,7 +487,7 @@ impl AuthService {
         if !self
             .ports
             .users
-            .update_password(principal.user.id, &hash, now)
+            .update_password(principal.user.id, &hash, PasswordUpdate::Change, now)
             .await?
         {
             return Err(AuthError::InvalidToken(TokenRejection::Revoked));

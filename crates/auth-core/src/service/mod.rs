@@ -4,6 +4,7 @@ pub mod actor;
 pub mod api_key;
 pub mod auth;
 pub mod device;
+pub mod follow;
 pub mod invalidation;
 pub mod last_seen;
 pub mod organization;

@@ -2,8 +2,10 @@
 //! the new key's `INSERT` in one transaction, so concurrent callers get exactly one winner.
 
 use async_trait::async_trait;
-use auth_core::model::{ApiKey, ApiKeyId, ApiKeyName, OrganizationId, Scope, Scopes, TokenHash};
-use auth_core::ports::{ApiKeyRepository, Invalidation, RevokeKeyError, StoreError};
+use auth_core::model::{
+    ApiKey, ApiKeyId, ApiKeyName, NewEvent, OrganizationId, Scope, Scopes, TokenHash,
+};
+use auth_core::ports::{ApiKeyRepository, RevokeKeyError, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
@@ -11,8 +13,8 @@ use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::bus::notify_in;
 use super::error::classify;
+use super::events::{append_in, corrupt};
 use super::pool::DbPool;
 use super::schema::api_keys;
 
@@ -34,13 +36,6 @@ struct ApiKeyRow {
 }
 
 impl ApiKeyRow {
-    /// What every instance must forget once this key is revoked.
-    fn invalidation(&self) -> Result<Invalidation, DieselError> {
-        let hash = <[u8; 32]>::try_from(self.key_hash.as_slice())
-            .map_err(|e| DieselError::DeserializationError(Box::new(e)))?;
-        Ok(Invalidation::ApiKey(TokenHash::from_bytes(hash)))
-    }
-
     fn from_domain(key: &ApiKey) -> Self {
         Self {
             id: key.id.as_uuid(),
@@ -254,19 +249,20 @@ impl ApiKeyRepository for PgApiKeyRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                // The revocation is announced in its own transaction: committed means announced.
+                // The revocation and its event in one transaction: committed means recorded.
                 let revoked = conn
                     .transaction::<_, DieselError, _>(async |conn| {
-                        let revoked = revoke_active(conn, id, now).await?;
-                        if let Some(row) = &revoked {
-                            notify_in(conn, &[row.invalidation()?]).await?;
-                        }
-                        Ok(revoked)
+                        let Some(row) = revoke_active(conn, id, now).await? else {
+                            return Ok(None);
+                        };
+                        let key = row.into_domain().map_err(corrupt)?;
+                        append_in(conn, &[NewEvent::api_key_revoked(&key, now)]).await?;
+                        Ok(Some(key))
                     })
                     .await
                     .map_err(classify)?;
                 match revoked {
-                    Some(row) => Ok(row.into_domain()?),
+                    Some(key) => Ok(key),
                     None => Err(refusal(&mut conn, id.as_uuid()).await),
                 }
             })
@@ -292,12 +288,13 @@ impl ApiKeyRepository for PgApiKeyRepository {
                             .values(&new_row)
                             .execute(conn)
                             .await?;
-                        notify_in(conn, &[revoked.invalidation()?]).await?;
+                        let revoked = revoked.into_domain().map_err(corrupt)?;
+                        append_in(conn, &[NewEvent::api_key_rotated(&revoked, new, now)]).await?;
                         Ok(revoked)
                     })
                     .await;
                 match rotated {
-                    Ok(row) => Ok(row.into_domain()?),
+                    Ok(key) => Ok(key),
                     Err(RotateFailure::Refused) => Err(refusal(&mut conn, old.as_uuid()).await),
                     Err(RotateFailure::Db(err)) => Err(classify(err).into()),
                 }

@@ -1,47 +1,44 @@
-//! `PgInvalidationBus`: invalidations over Postgres `LISTEN`/`NOTIFY`.
+//! `PgInvalidationBus`: keeps this instance's caches in step with the event log.
 //!
-//! The repositories announce what they change with [`notify_in`], inside the transaction that
-//! makes the change, so a committed revocation is always announced and a notification that
-//! cannot be sent fails the change. `publish` sends `pg_notify` through the pool on its own
-//! (for callers outside a repository's transaction); every instance holds one dedicated listening
-//! connection whose notifications go to its handler. A heartbeat notification every second
-//! proves the listening connection alive end to end: when none arrives for three seconds, or
-//! the connection reports an error, the instance marks itself disconnected (not ready), drops
-//! the connection and reconnects with backoff. After every (re)connect the handler flushes its
-//! caches, since notifications sent meanwhile were missed.
+//! The event log (`events`, see [`super::events`]) is the source: every credential that ends
+//! is appended there in the transaction that ends it, with a `pg_notify` carrying its `seq`.
+//! Each instance holds one dedicated listening connection; a notification only wakes its
+//! [`LogFollower`], which reads what is new from the table and applies it. So a lost
+//! notification loses nothing: the follower also reads on every heartbeat (one a second), and
+//! after a reconnect or a failover it goes on from the last `seq` it read (or flushes the
+//! caches when retention has pruned past it).
 //!
-//! Every payload ends in `@` and the sender's wall-clock time in microseconds, so receivers
-//! measure the invalidation lag (`auth_invalidation_lag_seconds`, heartbeats included, so the
-//! figure is fresh even when nothing is revoked). Across hosts the figure includes their clock
-//! difference.
+//! A heartbeat notification every second proves the listening connection alive end to end:
+//! when none arrives for three seconds, or the connection reports an error, the instance
+//! stops trusting its caches (`is_connected() == false`: not ready, and the caches read
+//! through to the database) and reconnects with backoff. It trusts them again once a pass
+//! over the log after the reconnect has succeeded.
+//!
+//! Notifications of older releases (the invalidation itself as payload) are still applied, so
+//! instances of both releases hear each other during a rolling upgrade.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auth_core::model::{DeviceId, SessionId, TokenHash, UserId};
-use auth_core::ports::{Invalidation, InvalidationBus, InvalidationHandler, StoreError};
+use auth_core::LogFollower;
+use auth_core::ports::{Clock, Invalidation, InvalidationBus, InvalidationHandler, StoreError};
 use diesel::sql_types::Text;
 use diesel_async::{
     AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _,
 };
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio::task::JoinHandle;
 
 use super::error::classify;
+use super::events::{CHANNEL, PgEventLog, decode, encode, now_micros};
 use super::pool::DbPool;
 
-/// The notification channel.
-pub const CHANNEL: &str = "auth_invalidation";
 const HEARTBEAT: &str = "h";
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
 
 /// Appends the send time to a payload.
 fn stamped(payload: &str) -> String {
@@ -56,47 +53,39 @@ fn unstamp(payload: &str) -> (&str, Option<i64>) {
     }
 }
 
-/// Records how long a notification took from its sender to us.
+/// What a notification says.
+#[derive(Debug, PartialEq, Eq)]
+enum Note {
+    /// A heartbeat.
+    Heartbeat,
+    /// Events up to this `seq` were appended.
+    Appended(i64),
+    /// An invalidation sent as such (by `publish`, or by an older release).
+    Direct(Invalidation),
+    /// Nothing this release understands.
+    Unknown,
+}
+
+fn parse_note(body: &str) -> Note {
+    if body == HEARTBEAT {
+        return Note::Heartbeat;
+    }
+    if let Some(seq) = body.strip_prefix("e:") {
+        return seq.parse().map_or(Note::Unknown, Note::Appended);
+    }
+    decode(body).map_or(Note::Unknown, Note::Direct)
+}
+
+/// Records how long a notification took from its sender to us (heartbeats included, so the
+/// figure is fresh even when nothing is revoked; across hosts it includes their clock
+/// difference).
 #[expect(
     clippy::cast_precision_loss,
     reason = "lags are far below 2^52 microseconds"
 )]
-fn record_lag(sent_micros: i64) {
+fn record_delivery(sent_micros: i64) {
     let lag = (now_micros() - sent_micros).max(0) as f64 / 1e6;
-    metrics::histogram!("auth_invalidation_lag_seconds").record(lag);
-}
-
-fn kind(event: &Invalidation) -> &'static str {
-    match event {
-        Invalidation::ApiKey(_) => "api_key",
-        Invalidation::Session(_) => "session",
-        Invalidation::Device(_) => "device",
-        Invalidation::User(_) => "user",
-    }
-}
-
-fn encode(event: Invalidation) -> String {
-    match event {
-        Invalidation::ApiKey(hash) => format!("k:{}", hex::encode(hash.as_bytes())),
-        Invalidation::Session(id) => format!("s:{id}"),
-        Invalidation::Device(id) => format!("d:{id}"),
-        Invalidation::User(id) => format!("u:{id}"),
-    }
-}
-
-fn decode(payload: &str) -> Option<Invalidation> {
-    let (kind, value) = payload.split_once(':')?;
-    match kind {
-        "k" => {
-            let mut bytes = [0u8; 32];
-            hex::decode_to_slice(value, &mut bytes).ok()?;
-            Some(Invalidation::ApiKey(TokenHash::from_bytes(bytes)))
-        }
-        "s" => value.parse::<SessionId>().ok().map(Invalidation::Session),
-        "d" => DeviceId::parse(value).ok().map(Invalidation::Device),
-        "u" => value.parse::<UserId>().ok().map(Invalidation::User),
-        _ => None,
-    }
+    metrics::histogram!("auth_notification_delay_seconds").record(lag);
 }
 
 /// Aborts the background tasks when the bus goes away.
@@ -110,10 +99,10 @@ impl Drop for Tasks {
     }
 }
 
-/// Invalidations for every instance on one Postgres.
+/// Follows the event log for one instance.
 pub struct PgInvalidationBus {
     pool: DbPool,
-    connected: Arc<AtomicBool>,
+    following: Arc<AtomicBool>,
     _tasks: Tasks,
 }
 
@@ -121,20 +110,37 @@ impl std::fmt::Debug for PgInvalidationBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgInvalidationBus")
             .field(
-                "connected",
-                &AtomicBool::load(&self.connected, Ordering::Relaxed),
+                "following",
+                &AtomicBool::load(&self.following, Ordering::Relaxed),
             )
             .finish_non_exhaustive()
     }
 }
 
 impl PgInvalidationBus {
-    /// Starts listening (in the background, reconnecting as needed) and heart-beating.
-    /// Must be called within a Tokio runtime.
+    /// Starts listening and following (in the background, reconnecting as needed) and
+    /// heart-beating. `following` is set while the caches can be trusted (the caches read
+    /// it); it is the bus's `is_connected`. Must be called within a Tokio runtime.
     #[must_use]
-    pub fn start(database_url: &str, pool: DbPool, handler: Arc<dyn InvalidationHandler>) -> Self {
-        let connected = Arc::new(AtomicBool::new(false));
-        let listener = tokio::spawn(listen(database_url.to_owned(), handler, connected.clone()));
+    pub fn start(
+        database_url: &str,
+        pool: DbPool,
+        handler: Arc<dyn InvalidationHandler>,
+        clock: Arc<dyn Clock>,
+        following: Arc<AtomicBool>,
+    ) -> Self {
+        following.store(false, Ordering::Release);
+        let follower = LogFollower::new(
+            Arc::new(PgEventLog::new(pool.clone())),
+            handler.clone(),
+            clock,
+        );
+        let listener = tokio::spawn(follow(
+            database_url.to_owned(),
+            follower,
+            handler,
+            following.clone(),
+        ));
         let heartbeat = tokio::spawn({
             let pool = pool.clone();
             async move {
@@ -149,35 +155,10 @@ impl PgInvalidationBus {
         });
         Self {
             pool,
-            connected,
+            following,
             _tasks: Tasks(vec![listener, heartbeat]),
         }
     }
-}
-
-/// Queues `events` for every instance, delivered by Postgres when the transaction `conn` is in
-/// commits (and never if it rolls back). One statement, whatever the number of events.
-///
-/// # Errors
-/// The driver's error: the caller's transaction then rolls back, so nothing is changed and
-/// nothing announced.
-pub(super) async fn notify_in(
-    conn: &mut AsyncPgConnection,
-    events: &[Invalidation],
-) -> diesel::QueryResult<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let payloads: Vec<String> = events
-        .iter()
-        .map(|event| stamped(&encode(event.clone())))
-        .collect();
-    diesel::sql_query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
-        .bind::<Text, _>(CHANNEL)
-        .bind::<diesel::sql_types::Array<Text>, _>(payloads)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 async fn notify(pool: &DbPool, payload: &str) -> Result<(), StoreError> {
@@ -194,7 +175,50 @@ async fn notify(pool: &DbPool, payload: &str) -> Result<(), StoreError> {
     .await
 }
 
-async fn listen(url: String, handler: Arc<dyn InvalidationHandler>, connected: Arc<AtomicBool>) {
+fn set_following(following: &AtomicBool, now: bool) {
+    let before = following.swap(now, Ordering::AcqRel);
+    metrics::gauge!("auth_invalidation_listener_connected").set(if now { 1.0 } else { 0.0 });
+    if before && !now {
+        tracing::warn!(
+            "not following the event log: caches read through to the database until it is \
+             followed again"
+        );
+    } else if !before && now {
+        tracing::info!("following the event log");
+    }
+}
+
+/// Makes one pass over the log, and says whether the caches can be trusted after it.
+async fn pass(follower: &mut LogFollower, resume: bool) -> bool {
+    let result = if resume {
+        follower.resume().await
+    } else {
+        follower.pass().await
+    };
+    match result {
+        Ok(done) => {
+            if done.flushed {
+                metrics::counter!("auth_invalidation_flushes_total").increment(1);
+            }
+            #[expect(clippy::cast_precision_loss, reason = "positions are far below 2^52")]
+            if let Some(position) = follower.position() {
+                metrics::gauge!("auth_event_log_position").set(position as f64);
+            }
+            true
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the event log");
+            false
+        }
+    }
+}
+
+async fn follow(
+    url: String,
+    mut follower: LogFollower,
+    handler: Arc<dyn InvalidationHandler>,
+    following: Arc<AtomicBool>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = tokio::time::timeout(SILENCE_LIMIT, AsyncPgConnection::establish(&url))
@@ -211,46 +235,59 @@ async fn listen(url: String, handler: Arc<dyn InvalidationHandler>, connected: A
                     .await
                     .is_ok()
                 {
-                    // Whatever was published while we were not listening is lost: forget it all.
-                    handler.flush().await;
-                    connected.store(true, Ordering::Release);
-                    metrics::gauge!("auth_invalidation_listener_connected").set(1.0);
                     metrics::counter!("auth_invalidation_listener_connects_total").increment(1);
-                    tracing::info!("invalidation listener connected");
+                    tracing::info!("event log listener connected");
                     backoff = Duration::from_millis(100);
+                    // Listening first, then reading: whatever commits from here on is either
+                    // read now or announced to this connection.
+                    let caught_up = pass(&mut follower, true).await;
+                    set_following(&following, caught_up);
                     let mut stream = std::pin::pin!(conn.notifications_stream());
                     loop {
-                        match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
-                            Ok(Some(Ok(note))) => {
-                                let (body, sent) = unstamp(&note.payload);
-                                if let Some(sent) = sent {
-                                    record_lag(sent);
-                                }
-                                if let Some(event) = decode(body) {
-                                    metrics::counter!("auth_invalidations_received_total", "kind" => kind(&event))
-                                        .increment(1);
-                                    handler.invalidate(event).await;
-                                }
-                            }
+                        let first = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
+                            Ok(Some(Ok(note))) => note,
                             Ok(Some(Err(err))) => {
-                                tracing::warn!(error = %err, "invalidation listener lost its connection");
+                                tracing::warn!(error = %err, "event log listener lost its connection");
                                 break;
                             }
                             Ok(None) => break,
                             Err(_) => {
                                 tracing::warn!(
-                                    "invalidation listener heard nothing for 3 s; reconnecting"
+                                    "event log listener heard nothing for 3 s; reconnecting"
                                 );
                                 break;
                             }
+                        };
+                        // Take every notification already here, then read the log once.
+                        let mut notes = vec![first];
+                        while let Some(Some(Ok(note))) = stream.next().now_or_never() {
+                            notes.push(note);
                         }
+                        for note in &notes {
+                            let (body, sent) = unstamp(&note.payload);
+                            if let Some(sent) = sent {
+                                record_delivery(sent);
+                            }
+                            match parse_note(body) {
+                                Note::Appended(seq) => follower.recheck(seq),
+                                Note::Direct(invalidation) => {
+                                    handler.invalidate(invalidation).await;
+                                }
+                                Note::Heartbeat | Note::Unknown => {}
+                            }
+                        }
+                        let caught_up = pass(
+                            &mut follower,
+                            !AtomicBool::load(&following, Ordering::Acquire),
+                        )
+                        .await;
+                        set_following(&following, caught_up);
                     }
                 }
             }
-            Err(err) => tracing::debug!(error = %err, "invalidation listener cannot connect"),
+            Err(err) => tracing::debug!(error = %err, "event log listener cannot connect"),
         }
-        connected.store(false, Ordering::Release);
-        metrics::gauge!("auth_invalidation_listener_connected").set(0.0);
+        set_following(&following, false);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -259,42 +296,34 @@ async fn listen(url: String, handler: Arc<dyn InvalidationHandler>, connected: A
 #[async_trait]
 impl InvalidationBus for PgInvalidationBus {
     async fn publish(&self, event: Invalidation) -> Result<(), StoreError> {
-        notify(&self.pool, &stamped(&encode(event))).await
+        notify(&self.pool, &stamped(&encode(&event))).await
     }
 
     fn is_connected(&self) -> bool {
-        AtomicBool::load(&self.connected, Ordering::Acquire)
+        AtomicBool::load(&self.following, Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use auth_core::model::{SessionId, TokenHash};
+
     use super::*;
 
     #[test]
-    fn payloads_round_trip() {
-        let key = Invalidation::ApiKey(TokenHash::of(b"k"));
+    fn notifications_parse() {
+        assert_eq!(parse_note("h"), Note::Heartbeat);
+        assert_eq!(parse_note("e:42"), Note::Appended(42));
+        assert_eq!(parse_note("e:x"), Note::Unknown);
+        assert_eq!(parse_note("x:1"), Note::Unknown);
         let session = Invalidation::Session(SessionId::generate());
-        let device = Invalidation::Device(DeviceId::parse("frame:01.a-b_c").unwrap());
-        let user = Invalidation::User(UserId::generate());
-        for event in [key, session, device, user] {
-            assert_eq!(decode(&encode(event.clone())), Some(event.clone()));
-            let stamped = stamped(&encode(event.clone()));
-            let (body, sent) = unstamp(&stamped);
-            assert_eq!(decode(body), Some(event));
-            assert!(sent.is_some_and(|t| t > 1_700_000_000_000_000), "{stamped}");
-        }
+        assert_eq!(parse_note(&encode(&session)), Note::Direct(session));
+        let key = Invalidation::ApiKey(TokenHash::of(b"k"));
+        let payload = stamped(&encode(&key));
+        let (body, sent) = unstamp(&payload);
+        assert_eq!(parse_note(body), Note::Direct(key));
+        assert!(sent.is_some_and(|t| t > 1_700_000_000_000_000));
         assert_eq!(unstamp("h"), ("h", None));
         assert_eq!(unstamp("h@x"), ("h", None));
-        for junk in [
-            "",
-            "h",
-            "k:zz",
-            "s:not-a-uuid",
-            "x:1",
-            &format!("k:{}", "0".repeat(63)),
-        ] {
-            assert_eq!(decode(junk), None, "{junk}");
-        }
     }
 }

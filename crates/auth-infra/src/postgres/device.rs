@@ -3,10 +3,10 @@
 //! exactly one winner.
 
 use async_trait::async_trait;
-use auth_core::model::{Device, DeviceId, DeviceMetadata, DeviceName, OrganizationId, TokenHash};
-use auth_core::ports::{
-    ChangeDeviceError, DeviceRepository, Invalidation, RegisterDeviceError, StoreError,
+use auth_core::model::{
+    Device, DeviceId, DeviceMetadata, DeviceName, NewEvent, OrganizationId, TokenHash,
 };
+use auth_core::ports::{ChangeDeviceError, DeviceRepository, RegisterDeviceError, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -15,8 +15,8 @@ use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::bus::notify_in;
 use super::error::classify;
+use super::events::{append_in, corrupt};
 use super::pool::DbPool;
 use super::schema::devices;
 
@@ -130,14 +130,18 @@ impl DeviceRepository for PgDeviceRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                // Announced with the insert: an instance may hold "no such device" in cache.
+                // Recorded with the insert: an instance may hold "no such device" in cache.
                 let inserted = conn
                     .transaction::<_, DieselError, _>(async |conn| {
                         diesel::insert_into(devices::table)
                             .values(DeviceRow::from_domain(device))
                             .execute(conn)
                             .await?;
-                        notify_in(conn, &[Invalidation::Device(device.id.clone())]).await
+                        append_in(
+                            conn,
+                            &[NewEvent::device_registered(device, device.created_at)],
+                        )
+                        .await
                     })
                     .await;
                 match inserted {
@@ -220,15 +224,25 @@ impl DeviceRepository for PgDeviceRepository {
                         .get_result(conn)
                         .await
                         .optional()?;
-                        if rotated.is_some() {
-                            notify_in(conn, &[Invalidation::Device(id.clone())]).await?;
-                        }
-                        Ok(rotated)
+                        let Some(row) = rotated else {
+                            return Ok(None);
+                        };
+                        let device = row.into_domain().map_err(corrupt)?;
+                        append_in(
+                            conn,
+                            &[NewEvent::device_secret_rotated(
+                                &device,
+                                tokens_not_before,
+                                tokens_not_before,
+                            )],
+                        )
+                        .await?;
+                        Ok(Some(device))
                     })
                     .await
                     .map_err(classify)?;
                 match rotated {
-                    Some(row) => Ok(row.into_domain()?),
+                    Some(device) => Ok(device),
                     None => Err(refusal(&mut conn, id).await),
                 }
             })
@@ -253,15 +267,17 @@ impl DeviceRepository for PgDeviceRepository {
                         .get_result(conn)
                         .await
                         .optional()?;
-                        if revoked.is_some() {
-                            notify_in(conn, &[Invalidation::Device(id.clone())]).await?;
-                        }
-                        Ok(revoked)
+                        let Some(row) = revoked else {
+                            return Ok(None);
+                        };
+                        let device = row.into_domain().map_err(corrupt)?;
+                        append_in(conn, &[NewEvent::device_revoked(&device, now)]).await?;
+                        Ok(Some(device))
                     })
                     .await
                     .map_err(classify)?;
                 match revoked {
-                    Some(row) => Ok(row.into_domain()?),
+                    Some(device) => Ok(device),
                     None => Err(refusal(&mut conn, id).await),
                 }
             })

@@ -1,8 +1,8 @@
 //! `PgSessionRepository`: rotation is one SQL statement, so it is atomic by construction.
 
 use async_trait::async_trait;
-use auth_core::model::{Session, SessionId, TokenHash, UserId};
-use auth_core::ports::{Invalidation, Rotation, SessionRepository, StoreError};
+use auth_core::model::{NewEvent, Session, SessionId, TokenHash, UserId};
+use auth_core::ports::{Rotation, SessionRepository, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
@@ -10,8 +10,8 @@ use diesel::sql_types::{Bytea, Timestamptz};
 use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use uuid::Uuid;
 
-use super::bus::notify_in;
 use super::error::classify;
+use super::events::append_in;
 use super::pool::DbPool;
 use super::schema::{refresh_tokens, sessions};
 use super::user::UserRow;
@@ -238,18 +238,29 @@ impl SessionRepository for PgSessionRepository {
             .deadline(async {
                 let mut conn = self.pool.get().await?;
                 conn.transaction::<_, DieselError, _>(async |conn| {
-                    let n = diesel::update(
+                    let user: Option<Uuid> = diesel::update(
                         sessions::table
                             .find(id.as_uuid())
                             .filter(sessions::revoked_at.is_null()),
                     )
                     .set(sessions::revoked_at.eq(now))
-                    .execute(conn)
+                    .returning(sessions::user_id)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                    let Some(user) = user else {
+                        return Ok(false);
+                    };
+                    append_in(
+                        conn,
+                        &[NewEvent::session_reuse_detected(
+                            id,
+                            UserId::from_uuid(user),
+                            now,
+                        )],
+                    )
                     .await?;
-                    if n == 1 {
-                        notify_in(conn, &[Invalidation::Session(id)]).await?;
-                    }
-                    Ok(n == 1)
+                    Ok(true)
                 })
                 .await
                 .map_err(classify)
@@ -275,16 +286,26 @@ impl SessionRepository for PgSessionRepository {
                     let Some(session_id) = session_id.map(SessionId::from_uuid) else {
                         return Ok(None);
                     };
-                    let n = diesel::update(
+                    let user: Option<Uuid> = diesel::update(
                         sessions::table
                             .find(session_id.as_uuid())
                             .filter(sessions::revoked_at.is_null()),
                     )
                     .set(sessions::revoked_at.eq(now))
-                    .execute(conn)
-                    .await?;
-                    if n == 1 {
-                        notify_in(conn, &[Invalidation::Session(session_id)]).await?;
+                    .returning(sessions::user_id)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                    if let Some(user) = user {
+                        append_in(
+                            conn,
+                            &[NewEvent::session_ended(
+                                session_id,
+                                UserId::from_uuid(user),
+                                now,
+                            )],
+                        )
+                        .await?;
                     }
                     Ok(Some(session_id))
                 })
@@ -318,11 +339,13 @@ impl SessionRepository for PgSessionRepository {
                     ended.sort();
                     let ended: Vec<SessionId> =
                         ended.into_iter().map(SessionId::from_uuid).collect();
-                    // One notification per ended session: other instances drop exactly
-                    // those, not every cached session.
-                    let events: Vec<Invalidation> =
-                        ended.iter().copied().map(Invalidation::Session).collect();
-                    notify_in(conn, &events).await?;
+                    // One event per ended session: other instances drop exactly those, not
+                    // every cached session.
+                    let events: Vec<NewEvent> = ended
+                        .iter()
+                        .map(|&id| NewEvent::session_ended(id, user, now))
+                        .collect();
+                    append_in(conn, &events).await?;
                     Ok(ended)
                 })
                 .await

@@ -1,15 +1,16 @@
 //! `PgUserRepository`.
 
 use async_trait::async_trait;
-use auth_core::model::{DisplayName, Email, PasswordHash, User, UserId};
-use auth_core::ports::{CreateUserError, StoreError, UserRepository};
+use auth_core::model::{DisplayName, Email, NewEvent, PasswordHash, User, UserId};
+use auth_core::ports::{CreateUserError, PasswordUpdate, StoreError, UserRepository};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use uuid::Uuid;
 
 use super::error::classify;
+use super::events::append_in;
 use super::pool::DbPool;
 use super::schema::users;
 
@@ -145,20 +146,27 @@ impl UserRepository for PgUserRepository {
         &self,
         id: UserId,
         hash: &PasswordHash,
+        why: PasswordUpdate,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                let updated = diesel::update(users::table.find(id.as_uuid()))
-                    .set((
-                        users::password_hash.eq(hash.as_str()),
-                        users::updated_at.eq(now),
-                    ))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(classify)?;
-                Ok(updated == 1)
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    let updated = diesel::update(users::table.find(id.as_uuid()))
+                        .set((
+                            users::password_hash.eq(hash.as_str()),
+                            users::updated_at.eq(now),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    if updated == 1 && why == PasswordUpdate::Change {
+                        append_in(conn, &[NewEvent::password_changed(id, now)]).await?;
+                    }
+                    Ok(updated == 1)
+                })
+                .await
+                .map_err(classify)
             })
             .await
     }

@@ -1,0 +1,290 @@
+//! Events: one record per change worth knowing, appended to the event log in the same atomic
+//! step as the change (see [`crate::ports::EventLog`]).
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{ApiKey, Device, OrganizationId, SessionId, UserId};
+use crate::ports::Invalidation;
+
+/// What happened, as the contract names it (`user.password_changed`, `api_key.revoked`, ...).
+///
+/// Only the actions written today are listed; the audit trail adds the rest of the contract's
+/// catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventAction {
+    /// A session ended: logout, logout everywhere, or a password change ending the others.
+    SessionEnded,
+    /// A spent refresh token was presented again: its session was ended.
+    SessionReuseDetected,
+    /// The user changed their password.
+    PasswordChanged,
+    /// An API key was revoked.
+    ApiKeyRevoked,
+    /// An API key was replaced by a new one (the old one is revoked).
+    ApiKeyRotated,
+    /// A device was registered.
+    DeviceRegistered,
+    /// A device was revoked.
+    DeviceRevoked,
+    /// A device's secret was replaced; tokens issued before are no longer accepted.
+    DeviceSecretRotated,
+}
+
+impl EventAction {
+    /// Every action, for parsing and tests.
+    pub const ALL: [Self; 8] = [
+        Self::SessionEnded,
+        Self::SessionReuseDetected,
+        Self::PasswordChanged,
+        Self::ApiKeyRevoked,
+        Self::ApiKeyRotated,
+        Self::DeviceRegistered,
+        Self::DeviceRevoked,
+        Self::DeviceSecretRotated,
+    ];
+
+    /// The contract's name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionEnded => "session.ended",
+            Self::SessionReuseDetected => "session.reuse_detected",
+            Self::PasswordChanged => "user.password_changed",
+            Self::ApiKeyRevoked => "api_key.revoked",
+            Self::ApiKeyRotated => "api_key.rotated",
+            Self::DeviceRegistered => "device.registered",
+            Self::DeviceRevoked => "device.revoked",
+            Self::DeviceSecretRotated => "device.secret_rotated",
+        }
+    }
+
+    /// The action named `name`, if it is one of ours.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for EventAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an event is about: a type (`user`, `session`, `api_key`, `device`) and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTarget {
+    /// The kind of thing.
+    pub kind: String,
+    /// Its id, as text.
+    pub id: String,
+}
+
+/// An event about to be appended. Built by the repository that makes the change, from what it
+/// changed, so that the event and the change cannot disagree.
+///
+/// Never holds a secret, a token or a password: ids, times and names only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Unique id (the log's `seq` orders; this names).
+    pub id: Uuid,
+    /// When the change was made (the time the repository was given).
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub action: EventAction,
+    /// The organization the target belongs to, if any.
+    pub organization_id: Option<OrganizationId>,
+    /// What it happened to.
+    pub target: EventTarget,
+    /// Ids that describe the change further (`user_id`, `not_before`, ...).
+    pub details: serde_json::Value,
+    /// The cache entry every instance must drop (internal: never shown).
+    pub invalidation: Option<Invalidation>,
+}
+
+impl NewEvent {
+    fn new(
+        at: DateTime<Utc>,
+        action: EventAction,
+        target: EventTarget,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            at,
+            action,
+            organization_id: None,
+            target,
+            details,
+            invalidation: None,
+        }
+    }
+
+    fn in_organization(mut self, organization: OrganizationId) -> Self {
+        self.organization_id = Some(organization);
+        self
+    }
+
+    fn invalidating(mut self, invalidation: Invalidation) -> Self {
+        self.invalidation = Some(invalidation);
+        self
+    }
+
+    /// `session.ended`: `session` of `user` was ended.
+    #[must_use]
+    pub fn session_ended(session: SessionId, user: UserId, at: DateTime<Utc>) -> Self {
+        Self::new(
+            at,
+            EventAction::SessionEnded,
+            EventTarget {
+                kind: "session".to_owned(),
+                id: session.to_string(),
+            },
+            json!({ "session_id": session.to_string(), "user_id": user.to_string() }),
+        )
+        .invalidating(Invalidation::Session(session))
+    }
+
+    /// `session.reuse_detected`: a spent refresh token of `session` was presented; the session
+    /// was ended.
+    #[must_use]
+    pub fn session_reuse_detected(session: SessionId, user: UserId, at: DateTime<Utc>) -> Self {
+        Self {
+            action: EventAction::SessionReuseDetected,
+            ..Self::session_ended(session, user, at)
+        }
+    }
+
+    /// `user.password_changed`.
+    #[must_use]
+    pub fn password_changed(user: UserId, at: DateTime<Utc>) -> Self {
+        Self::new(
+            at,
+            EventAction::PasswordChanged,
+            EventTarget {
+                kind: "user".to_owned(),
+                id: user.to_string(),
+            },
+            json!({ "user_id": user.to_string() }),
+        )
+    }
+
+    /// `api_key.revoked`.
+    #[must_use]
+    pub fn api_key_revoked(key: &ApiKey, at: DateTime<Utc>) -> Self {
+        Self::new(
+            at,
+            EventAction::ApiKeyRevoked,
+            EventTarget {
+                kind: "api_key".to_owned(),
+                id: key.id.to_string(),
+            },
+            json!({
+                "key_id": key.id.to_string(),
+                "organization_id": key.organization_id.to_string(),
+            }),
+        )
+        .in_organization(key.organization_id)
+        .invalidating(Invalidation::ApiKey(key.key_hash))
+    }
+
+    /// `api_key.rotated`: `old` was revoked and replaced by `new`.
+    #[must_use]
+    pub fn api_key_rotated(old: &ApiKey, new: &ApiKey, at: DateTime<Utc>) -> Self {
+        Self::new(
+            at,
+            EventAction::ApiKeyRotated,
+            EventTarget {
+                kind: "api_key".to_owned(),
+                id: old.id.to_string(),
+            },
+            json!({
+                "key_id": old.id.to_string(),
+                "new_key_id": new.id.to_string(),
+                "organization_id": old.organization_id.to_string(),
+            }),
+        )
+        .in_organization(old.organization_id)
+        .invalidating(Invalidation::ApiKey(old.key_hash))
+    }
+
+    /// `device.registered`. It ends a cached "no such device" answer on every instance.
+    #[must_use]
+    pub fn device_registered(device: &Device, at: DateTime<Utc>) -> Self {
+        Self::new(
+            at,
+            EventAction::DeviceRegistered,
+            EventTarget {
+                kind: "device".to_owned(),
+                id: device.id.to_string(),
+            },
+            json!({
+                "device_id": device.id.to_string(),
+                "organization_id": device.organization_id.to_string(),
+            }),
+        )
+        .in_organization(device.organization_id)
+        .invalidating(Invalidation::Device(device.id.clone()))
+    }
+
+    /// `device.revoked`.
+    #[must_use]
+    pub fn device_revoked(device: &Device, at: DateTime<Utc>) -> Self {
+        Self::new(
+            at,
+            EventAction::DeviceRevoked,
+            EventTarget {
+                kind: "device".to_owned(),
+                id: device.id.to_string(),
+            },
+            json!({
+                "device_id": device.id.to_string(),
+                "organization_id": device.organization_id.to_string(),
+            }),
+        )
+        .in_organization(device.organization_id)
+        .invalidating(Invalidation::Device(device.id.clone()))
+    }
+
+    /// `device.secret_rotated`: tokens issued before `not_before` are refused.
+    #[must_use]
+    pub fn device_secret_rotated(
+        device: &Device,
+        not_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self::new(
+            at,
+            EventAction::DeviceSecretRotated,
+            EventTarget {
+                kind: "device".to_owned(),
+                id: device.id.to_string(),
+            },
+            json!({
+                "device_id": device.id.to_string(),
+                "organization_id": device.organization_id.to_string(),
+                "not_before": not_before.timestamp(),
+            }),
+        )
+        .in_organization(device.organization_id)
+        .invalidating(Invalidation::Device(device.id.clone()))
+    }
+}
+
+/// What a follower of the log reads of an event: its position, time, action and the cache
+/// entry it ends. (The audit trail reads whole events.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Its position: strictly increasing in the order of appending (not of committing), with
+    /// holes.
+    pub seq: i64,
+    /// When the change was made.
+    pub at: DateTime<Utc>,
+    /// What happened; `None` for an action this release does not know (written by a newer
+    /// one during a rolling upgrade: its invalidation still applies).
+    pub action: Option<EventAction>,
+    /// The cache entry every instance must drop, if any.
+    pub invalidation: Option<Invalidation>,
+}

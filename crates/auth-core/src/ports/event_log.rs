@@ -1,0 +1,54 @@
+//! `EventLog`: the append-only, ordered record of every change worth knowing.
+//!
+//! One log, three uses: the source of cache invalidation between instances (each follows it
+//! from the last position it applied, see [`crate::LogFollower`]), the audit trail, and the
+//! revocation stream. Events are appended by the repositories, inside the atomic step that
+//! makes the change they record (see their contracts): a change and its event are stored
+//! together or not at all.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::model::LogEntry;
+
+/// Reads the event log.
+///
+/// Implementations MUST:
+/// - give every appended event a `seq` greater than that of every event appended before it
+///   (positions may have holes, and may become visible out of order: an event appended
+///   earlier can become readable after a later one, as a transaction commits);
+/// - make an event readable exactly when the change it records is (never before, never
+///   without it);
+/// - return from `read` the events with `seq > after` and those whose `seq` is in `also`, in
+///   ascending `seq`, at most `limit`;
+/// - delete events only through retention, oldest first;
+/// - classify errors as [`StoreError`] says.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Events after position `after`, plus the ones at the positions of `also` (holes a
+    /// follower still watches), in ascending `seq`, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn read(
+        &self,
+        after: i64,
+        also: &[i64],
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// A position from which following misses nothing appended at or after `at`: the
+    /// highest `seq` of an event made at or before `at`, or 0.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn position_at(&self, at: DateTime<Utc>) -> Result<i64, StoreError>;
+
+    /// The lowest `seq` still in the log, if any: a follower whose position is further
+    /// behind has lost events to retention.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn oldest(&self) -> Result<Option<i64>, StoreError>;
+}

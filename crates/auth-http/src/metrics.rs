@@ -112,15 +112,32 @@ fn describe() {
     describe_histogram!(
         "auth_invalidation_lag_seconds",
         Unit::Seconds,
-        "Time from publishing an invalidation (or heartbeat) to receiving it"
+        "Time from a change (its event's time) to this instance applying its event"
+    );
+    describe_histogram!(
+        "auth_notification_delay_seconds",
+        Unit::Seconds,
+        "Time from sending a notification (event or heartbeat) to receiving it"
     );
     describe_counter!(
         "auth_invalidations_received_total",
-        "Invalidations received from the bus by kind"
+        "Cache invalidations applied from the event log, by kind"
+    );
+    describe_counter!(
+        "auth_events_applied_total",
+        "Events read from the event log and applied, by action"
+    );
+    describe_gauge!(
+        "auth_event_log_position",
+        "The highest event-log position this instance has read"
+    );
+    describe_counter!(
+        "auth_invalidation_flushes_total",
+        "Whole-cache flushes because events could not be followed one by one"
     );
     describe_gauge!(
         "auth_invalidation_listener_connected",
-        "1 while the invalidation listener is connected"
+        "1 while this instance follows the event log (its caches can be trusted)"
     );
     describe_counter!(
         "auth_invalidation_listener_connects_total",

@@ -148,6 +148,40 @@ impl TestDb {
         .expect("join");
     }
 
+    /// A connection of its own to this test's database, kept open: for statements that must
+    /// run while the database refuses new connections.
+    ///
+    /// # Panics
+    /// When the database cannot be reached.
+    pub async fn hold(&self) -> HeldConnection {
+        let url = self.url.clone();
+        let conn = tokio::task::spawn_blocking(move || {
+            SyncPg::establish(&url).expect("connect to the test database")
+        })
+        .await
+        .expect("join");
+        HeldConnection(std::sync::Arc::new(std::sync::Mutex::new(conn)))
+    }
+
+    /// Lets new connections into this test's database, or refuses them (the ones open stay).
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn allow_connections(&self, allow: bool) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        tokio::task::spawn_blocking(move || {
+            use diesel::connection::SimpleConnection as _;
+            SyncPg::establish(&server)
+                .expect("connect to DATABASE_URL")
+                .batch_execute(&format!(
+                    "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allow}"
+                ))
+                .expect("alter database");
+        })
+        .await
+        .expect("join");
+    }
+
     /// A pool on this test's database.
     ///
     /// # Panics
@@ -1095,4 +1129,32 @@ pub fn forged_tokens(keys: &JwtKeys, user_token: &str, device_token: &str) -> Co
     let mut seen = std::collections::HashSet::new();
     out.retain(|(_, t)| t != user_token && t != device_token && seen.insert(t.clone()));
     out
+}
+
+/// A connection held open by a test (see [`TestDb::hold`]).
+pub struct HeldConnection(std::sync::Arc<std::sync::Mutex<SyncPg>>);
+
+impl std::fmt::Debug for HeldConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldConnection")
+    }
+}
+
+impl HeldConnection {
+    /// Runs `sql` (one or more statements) on this connection.
+    ///
+    /// # Panics
+    /// When a statement fails.
+    pub async fn execute(&self, sql: &str) {
+        let (conn, sql) = (self.0.clone(), sql.to_owned());
+        tokio::task::spawn_blocking(move || {
+            use diesel::connection::SimpleConnection as _;
+            conn.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .batch_execute(&sql)
+                .expect("run SQL");
+        })
+        .await
+        .expect("join");
+    }
 }

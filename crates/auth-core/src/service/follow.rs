@@ -22,7 +22,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::model::LogEntry;
-use crate::ports::{Clock, EventLog, InvalidationHandler, StoreError};
+use crate::ports::{Clock, EventLog, Invalidation, InvalidationHandler, StoreError};
 
 /// How long a hole is watched for a late commit; also how far back a new follower starts.
 pub const HOLE_PATIENCE: TimeDelta = TimeDelta::seconds(60);
@@ -193,6 +193,13 @@ impl LogFollower {
         let lag = (now - entry.at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
         metrics::histogram!("auth_invalidation_lag_seconds").record(lag);
         if let Some(invalidation) = &entry.invalidation {
+            let kind = match invalidation {
+                Invalidation::ApiKey(_) => "api_key",
+                Invalidation::Session(_) => "session",
+                Invalidation::Device(_) => "device",
+                Invalidation::User(_) => "user",
+            };
+            metrics::counter!("auth_invalidations_received_total", "kind" => kind).increment(1);
             self.handler.invalidate(invalidation.clone()).await;
         }
     }

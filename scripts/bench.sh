@@ -7,11 +7,13 @@
 #   scripts/bench.sh                 # every scenario
 #   scripts/bench.sh live verify     # only the named scenarios (the ceiling is always run)
 #   scripts/bench.sh soak            # minutes of mixed load, no scraper: resident memory growth
+#   scripts/bench.sh revocation      # revocation-to-rejection lag across two instances
 #
 # Settings (environment): BENCH_DURATION (seconds per scenario, 10), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (wrk threads, 1), BENCH_BCRYPT_ROUNDS (12), BENCH_KEYS (100000),
-# BENCH_UNKNOWN_KEYS (1000000), BENCH_SOAK_SECONDS (180), BENCH_OUT (where the seed files and logs go), BENCH_NO_BUILD
-# (use the release binaries already built).
+# BENCH_UNKNOWN_KEYS (1000000), BENCH_SOAK_SECONDS (180), BENCH_REVOCATIONS (1000), BENCH_OUT
+# (where the seed files and logs go), BENCH_NO_BUILD (use the release binaries already built),
+# BENCH_SERVER (another auth-server binary to measure, e.g. an earlier release's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -40,7 +42,7 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
   echo "building the release server and the seeding tool" >&2
   cargo build --release -q -p auth-server -p auth-bench
 fi
-server_bin=$root/target/release/auth-server
+server_bin=${BENCH_SERVER:-$root/target/release/auth-server}
 seed_bin=$root/target/release/auth-bench-seed
 
 eval "$(scripts/pg-temp.sh start)"
@@ -153,6 +155,25 @@ if want memory; then
 import json, sys
 r = json.loads(sys.argv[1])
 print(f"{'memory-' + str(r['keys']) + '-unknown-keys':<28} {r['keys'] / r['seconds']:>17.0f} keys/s   resident {r['rss_kb'] // 1024} MB (peak {r['hwm_kb'] // 1024} MB), API-key cache entries {float(sys.argv[2]):.0f}, failures {r['failures']}")
+PY
+fi
+
+if [[ "$wanted" == *" revocation "* ]]; then
+  # Revocation to rejection across two instances: keys revoked through this instance and
+  # verified through a second one on the same database until it answers REVOKED. Only run
+  # when named. BENCH_REVOCATIONS (1000).
+  port_b=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  PORT=$port_b "$server_bin" serve 2>"$OUT/server-b.log" &
+  server_b_pid=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port_b/health/ready" >/dev/null && break; sleep 0.1; done
+  line=$(python3 bench/revocation.py "$base" "http://127.0.0.1:$port_b" "${BENCH_REVOCATIONS:-1000}")
+  kill "$server_b_pid"; wait "$server_b_pid" 2>/dev/null || true
+  echo "$line" >> "$results"
+  python3 - "$line" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"{'revocation-lag':<28} {r['revocations']} revocations: lag p50 {r['lag_p50_ms']:.2f} ms, p99 {r['lag_p99_ms']:.2f} ms, "
+      f"max {r['lag_max_ms']:.2f} ms; revoke p50 {r['revoke_p50_ms']:.2f} ms, p99 {r['revoke_p99_ms']:.2f} ms")
 PY
 fi
 

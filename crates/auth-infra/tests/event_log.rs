@@ -236,7 +236,7 @@ async fn a_revocation_while_the_listener_is_down_is_applied_after_it_reconnects(
     // Kill the listener, then revoke at once (the listener waits at least 100 ms to reconnect).
     let killed: Vec<Killed> = diesel::sql_query(
         "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity \
-         WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()",
+         WHERE application_name = 'auth-server event log listener'",
     )
     .load(&mut connect(&db).await)
     .await

@@ -2,17 +2,18 @@
 //!
 //! The event log (`events`, see [`super::events`]) is the source: every credential that ends
 //! is appended there in the transaction that ends it, with a `pg_notify` carrying its `seq`.
-//! Each instance holds one dedicated listening connection; a notification only wakes its
-//! [`LogFollower`], which reads what is new from the table and applies it. So a lost
-//! notification loses nothing: the follower also reads on every heartbeat (one a second), and
-//! after a reconnect or a failover it goes on from the last `seq` it read (or flushes the
-//! caches when retention has pruned past it).
+//! Each instance holds one dedicated connection (outside the pool) that listens and reads: a
+//! notification only wakes its [`LogFollower`], which reads what is new from the table over
+//! that same connection and applies it. It also reads once a second when nothing woke it, so a
+//! lost notification costs at most a second; and after a reconnect or a failover it goes on
+//! from the last `seq` it read (or flushes the caches when retention has pruned past it).
 //!
-//! A heartbeat notification every second proves the listening connection alive end to end:
-//! when none arrives for three seconds, or the connection reports an error, the instance
-//! stops trusting its caches (`is_connected() == false`: not ready, and the caches read
-//! through to the database) and reconnects with backoff. It trusts them again once a pass
-//! over the log after the reconnect has succeeded.
+//! The reads prove the connection alive end to end: when one fails or takes longer than
+//! [`READ_LIMIT`], or the connection reports an error, the instance stops trusting its caches
+//! (`is_connected() == false`: not ready, and the caches read through to the database) and
+//! reconnects with backoff. It trusts them again once a pass over the log after the reconnect
+//! has succeeded. Nothing here takes a pooled connection, so an exhausted pool (overload)
+//! cannot make an instance stop following and turn every cached verification into a query.
 //!
 //! Notifications of older releases (the invalidation itself as payload) are still applied, so
 //! instances of both releases hear each other during a rolling upgrade.
@@ -23,7 +24,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use auth_core::LogFollower;
-use auth_core::ports::{Clock, Invalidation, InvalidationBus, InvalidationHandler, StoreError};
+use auth_core::model::LogEntry;
+use auth_core::ports::{
+    Clock, EventLog, Invalidation, InvalidationBus, InvalidationHandler, StoreError,
+};
+use chrono::{DateTime, Utc};
 use diesel::sql_types::Text;
 use diesel_async::{
     AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _,
@@ -32,13 +37,19 @@ use futures::{FutureExt as _, StreamExt as _};
 use tokio::task::JoinHandle;
 
 use super::error::classify;
-use super::events::{CHANNEL, PgEventLog, decode, encode, now_micros};
+use super::events::{CHANNEL, decode, encode, now_micros, oldest_on, position_at_on, read_on};
 use super::pool::DbPool;
 
+/// Heartbeats of older releases (still recognised, never sent).
 const HEARTBEAT: &str = "h";
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-const SILENCE_LIMIT: Duration = Duration::from_secs(3);
+/// How often the log is read when no notification wakes the follower.
+const READ_EVERY: Duration = Duration::from_secs(1);
+/// How long connecting, or one read of the log, may take before the connection counts as lost.
+pub const READ_LIMIT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The listening connection's `application_name`, so that operators (and tests) can tell it
+/// apart in `pg_stat_activity`.
+pub const LISTENER_APPLICATION_NAME: &str = "auth-server event log listener";
 
 /// Appends the send time to a payload.
 fn stamped(payload: &str) -> String {
@@ -88,6 +99,58 @@ fn record_delivery(sent_micros: i64) {
     metrics::histogram!("auth_notification_delay_seconds").record(lag);
 }
 
+/// The connection the listener holds, shared with the log reader that reads over it.
+type Listening = Arc<tokio::sync::Mutex<Option<AsyncPgConnection>>>;
+
+/// The event log read over the listening connection.
+struct ListenerLog(Listening);
+
+impl ListenerLog {
+    async fn with<T>(
+        &self,
+        read: impl for<'c> FnOnce(
+            &'c mut AsyncPgConnection,
+        ) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
+        + Send,
+    ) -> Result<T, StoreError> {
+        let mut held = self.0.lock().await;
+        let conn = held
+            .as_mut()
+            .ok_or_else(|| StoreError::unavailable(NotListening))?;
+        tokio::time::timeout(READ_LIMIT, read(conn))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::unavailable(NotListening)))
+    }
+}
+
+/// The listening connection is down (or a read over it ran out of time).
+#[derive(Debug, thiserror::Error)]
+#[error("event log listener not connected")]
+struct NotListening;
+
+#[async_trait]
+impl EventLog for ListenerLog {
+    async fn read(
+        &self,
+        after: i64,
+        also: &[i64],
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let also = also.to_vec();
+        self.with(move |conn| Box::pin(async move { read_on(conn, after, &also, limit).await }))
+            .await
+    }
+
+    async fn position_at(&self, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.with(move |conn| Box::pin(position_at_on(conn, at)))
+            .await
+    }
+
+    async fn oldest(&self) -> Result<Option<i64>, StoreError> {
+        self.with(|conn| Box::pin(oldest_on(conn))).await
+    }
+}
+
 /// Aborts the background tasks when the bus goes away.
 struct Tasks(Vec<JoinHandle<()>>);
 
@@ -130,33 +193,23 @@ impl PgInvalidationBus {
         following: Arc<AtomicBool>,
     ) -> Self {
         following.store(false, Ordering::Release);
+        let listening: Listening = Arc::default();
         let follower = LogFollower::new(
-            Arc::new(PgEventLog::new(pool.clone())),
+            Arc::new(ListenerLog(listening.clone())),
             handler.clone(),
             clock,
         );
         let listener = tokio::spawn(follow(
             database_url.to_owned(),
+            listening,
             follower,
             handler,
             following.clone(),
         ));
-        let heartbeat = tokio::spawn({
-            let pool = pool.clone();
-            async move {
-                let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    // A failure shows up as silence on the listener; nothing to do here.
-                    let _ = notify(&pool, &stamped(HEARTBEAT)).await;
-                }
-            }
-        });
         Self {
             pool,
             following,
-            _tasks: Tasks(vec![listener, heartbeat]),
+            _tasks: Tasks(vec![listener]),
         }
     }
 }
@@ -213,77 +266,82 @@ async fn pass(follower: &mut LogFollower, resume: bool) -> bool {
     }
 }
 
+/// Waits up to [`READ_EVERY`] for notifications and returns every one that has arrived
+/// (none when the time ran out), or `None` when the connection is lost.
+async fn next_notes(listening: &Listening) -> Option<Vec<String>> {
+    let mut held = listening.lock().await;
+    let conn = held.as_mut()?;
+    let mut stream = std::pin::pin!(conn.notifications_stream());
+    let first = match tokio::time::timeout(READ_EVERY, stream.next()).await {
+        Ok(Some(Ok(note))) => note,
+        Ok(Some(Err(err))) => {
+            tracing::warn!(error = %err, "event log listener lost its connection");
+            return None;
+        }
+        Ok(None) => return None,
+        Err(_) => return Some(Vec::new()),
+    };
+    let mut notes = vec![first.payload];
+    while let Some(Some(Ok(note))) = stream.next().now_or_never() {
+        notes.push(note.payload);
+    }
+    Some(notes)
+}
+
+async fn connect(url: &str) -> Result<AsyncPgConnection, String> {
+    let mut conn = tokio::time::timeout(READ_LIMIT, AsyncPgConnection::establish(url))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|err| err.to_string())?;
+    conn.batch_execute(&format!(
+        "SET application_name = '{LISTENER_APPLICATION_NAME}'; LISTEN {CHANNEL}"
+    ))
+    .await
+    .map_err(|err| err.to_string())?;
+    Ok(conn)
+}
+
 async fn follow(
     url: String,
+    listening: Listening,
     mut follower: LogFollower,
     handler: Arc<dyn InvalidationHandler>,
     following: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let attempt = tokio::time::timeout(SILENCE_LIMIT, AsyncPgConnection::establish(&url))
-            .await
-            .unwrap_or_else(|_| {
-                Err(diesel::ConnectionError::BadConnection(
-                    "connect timed out".into(),
-                ))
-            });
-        match attempt {
-            Ok(mut conn) => {
-                if conn
-                    .batch_execute(&format!("LISTEN {CHANNEL}"))
-                    .await
-                    .is_ok()
-                {
-                    metrics::counter!("auth_invalidation_listener_connects_total").increment(1);
-                    tracing::info!("event log listener connected");
+        match connect(&url).await {
+            Ok(conn) => {
+                *listening.lock().await = Some(conn);
+                metrics::counter!("auth_invalidation_listener_connects_total").increment(1);
+                tracing::info!("event log listener connected");
+                // Listening first, then reading: whatever commits from here on is either read
+                // now or announced to this connection.
+                let mut caught_up = pass(&mut follower, true).await;
+                set_following(&following, caught_up);
+                if caught_up {
                     backoff = Duration::from_millis(100);
-                    // Listening first, then reading: whatever commits from here on is either
-                    // read now or announced to this connection.
-                    let caught_up = pass(&mut follower, true).await;
-                    set_following(&following, caught_up);
-                    let mut stream = std::pin::pin!(conn.notifications_stream());
-                    loop {
-                        let first = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
-                            Ok(Some(Ok(note))) => note,
-                            Ok(Some(Err(err))) => {
-                                tracing::warn!(error = %err, "event log listener lost its connection");
-                                break;
-                            }
-                            Ok(None) => break,
-                            Err(_) => {
-                                tracing::warn!(
-                                    "event log listener heard nothing for 3 s; reconnecting"
-                                );
-                                break;
-                            }
-                        };
-                        // Take every notification already here, then read the log once.
-                        let mut notes = vec![first];
-                        while let Some(Some(Ok(note))) = stream.next().now_or_never() {
-                            notes.push(note);
-                        }
-                        for note in &notes {
-                            let (body, sent) = unstamp(&note.payload);
-                            if let Some(sent) = sent {
-                                record_delivery(sent);
-                            }
-                            match parse_note(body) {
-                                Note::Appended(seq) => follower.recheck(seq),
-                                Note::Direct(invalidation) => {
-                                    handler.invalidate(invalidation).await;
-                                }
-                                Note::Heartbeat | Note::Unknown => {}
-                            }
-                        }
-                        let caught_up = pass(
-                            &mut follower,
-                            !AtomicBool::load(&following, Ordering::Acquire),
-                        )
-                        .await;
-                        set_following(&following, caught_up);
-                    }
                 }
+                while caught_up {
+                    let Some(notes) = next_notes(&listening).await else {
+                        break;
+                    };
+                    for payload in &notes {
+                        let (body, sent) = unstamp(payload);
+                        if let Some(sent) = sent {
+                            record_delivery(sent);
+                        }
+                        match parse_note(body) {
+                            Note::Appended(seq) => follower.recheck(seq),
+                            Note::Direct(invalidation) => {
+                                handler.invalidate(invalidation).await;
+                            }
+                            Note::Heartbeat | Note::Unknown => {}
+                        }
+                    }
+                    caught_up = pass(&mut follower, false).await;
+                }
+                *listening.lock().await = None;
             }
             Err(err) => tracing::debug!(error = %err, "event log listener cannot connect"),
         }

@@ -144,6 +144,69 @@ impl PgEventLog {
     }
 }
 
+/// Events after `after`, plus those at the positions of `also`, on `conn`.
+pub(super) async fn read_on(
+    conn: &mut AsyncPgConnection,
+    after: i64,
+    also: &[i64],
+    limit: usize,
+) -> Result<Vec<LogEntry>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT seq, at, action, invalidates FROM events \
+         WHERE seq > $1 OR seq = ANY($2) ORDER BY seq LIMIT $3",
+    )
+    .bind::<BigInt, _>(after)
+    .bind::<Array<BigInt>, _>(also)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+    .map_err(classify)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let invalidation = row.invalidates.as_deref().and_then(decode);
+            if row.invalidates.is_some() && invalidation.is_none() {
+                // Written by a newer release in an encoding this one does not know.
+                tracing::warn!(
+                    seq = row.seq,
+                    "event names a cache entry this release cannot read"
+                );
+            }
+            LogEntry {
+                seq: row.seq,
+                at: row.at,
+                action: EventAction::parse(&row.action),
+                invalidation,
+            }
+        })
+        .collect())
+}
+
+/// See [`EventLog::position_at`]: the position of the newest event made at or before `at`.
+pub(super) async fn position_at_on(
+    conn: &mut AsyncPgConnection,
+    at: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let position: Position = diesel::sql_query(
+        "SELECT (SELECT seq FROM events WHERE at <= $1 ORDER BY at DESC LIMIT 1) AS seq",
+    )
+    .bind::<Timestamptz, _>(at)
+    .get_result(conn)
+    .await
+    .map_err(classify)?;
+    Ok(position.seq.unwrap_or(0))
+}
+
+/// See [`EventLog::oldest`].
+pub(super) async fn oldest_on(conn: &mut AsyncPgConnection) -> Result<Option<i64>, StoreError> {
+    let position: Position = diesel::sql_query("SELECT min(seq) AS seq FROM events")
+        .get_result(conn)
+        .await
+        .map_err(classify)?;
+    Ok(position.seq)
+}
+
 #[async_trait]
 impl EventLog for PgEventLog {
     async fn read(
@@ -152,73 +215,30 @@ impl EventLog for PgEventLog {
         also: &[i64],
         limit: usize,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<Row> = self
-            .pool
+        self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                diesel::sql_query(
-                    "SELECT seq, at, action, invalidates FROM events \
-                     WHERE seq > $1 OR seq = ANY($2) ORDER BY seq LIMIT $3",
-                )
-                .bind::<BigInt, _>(after)
-                .bind::<Array<BigInt>, _>(also)
-                .bind::<BigInt, _>(limit)
-                .load(&mut conn)
-                .await
-                .map_err(classify)
+                read_on(&mut conn, after, also, limit).await
             })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let invalidation = row.invalidates.as_deref().and_then(decode);
-                if row.invalidates.is_some() && invalidation.is_none() {
-                    // Written by a newer release in an encoding this one does not know.
-                    tracing::warn!(
-                        seq = row.seq,
-                        "event names a cache entry this release cannot read"
-                    );
-                }
-                LogEntry {
-                    seq: row.seq,
-                    at: row.at,
-                    action: EventAction::parse(&row.action),
-                    invalidation,
-                }
-            })
-            .collect())
+            .await
     }
 
     async fn position_at(&self, at: DateTime<Utc>) -> Result<i64, StoreError> {
-        let position: Position = self
-            .pool
+        self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                diesel::sql_query(
-                    "SELECT (SELECT seq FROM events WHERE at <= $1 ORDER BY at DESC LIMIT 1) AS seq",
-                )
-                .bind::<Timestamptz, _>(at)
-                .get_result(&mut conn)
-                .await
-                .map_err(classify)
+                position_at_on(&mut conn, at).await
             })
-            .await?;
-        Ok(position.seq.unwrap_or(0))
+            .await
     }
 
     async fn oldest(&self) -> Result<Option<i64>, StoreError> {
-        let position: Position = self
-            .pool
+        self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                diesel::sql_query("SELECT min(seq) AS seq FROM events")
-                    .get_result(&mut conn)
-                    .await
-                    .map_err(classify)
+                oldest_on(&mut conn).await
             })
-            .await?;
-        Ok(position.seq)
+            .await
     }
 }
 

@@ -14,7 +14,7 @@ mod session;
 mod user;
 
 pub use api_key::PgApiKeyRepository;
-pub use bus::PgInvalidationBus;
+pub use bus::{LISTENER_APPLICATION_NAME, PgInvalidationBus};
 pub use device::PgDeviceRepository;
 pub use error::classify;
 pub use events::PgEventLog;

@@ -48,7 +48,7 @@ async fn verifications_read_through_while_the_log_cannot_be_followed() {
     db.allow_connections(false).await;
     held.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid();",
+         WHERE application_name = 'auth-server event log listener';",
     )
     .await;
     wait_ready(&app, 503).await;

@@ -286,4 +286,58 @@ mod tests {
         let n = VerificationCache::entry_count(&c).await;
         assert!((1..=100).contains(&n), "{n}");
     }
+
+    #[tokio::test]
+    async fn an_untrusted_cache_reads_through_and_falls_back_only_when_the_store_is_down() {
+        let trusted = Arc::new(AtomicBool::new(true));
+        let c: MokaCache<u32, String> =
+            MokaCache::new("test", 100, Duration::from_secs(60)).trusted_while(trusted.clone());
+        let value = |v: &'static str| -> Loader<'static, String> {
+            Box::pin(async move { Ok(Some(v.to_owned())) })
+        };
+        let down = || -> Loader<'static, String> {
+            Box::pin(async { Err(StoreError::unavailable(std::io::Error::other("down"))) })
+        };
+        assert_eq!(
+            c.get_or_load(1, value("old")).await.unwrap().as_deref(),
+            Some("old")
+        );
+        assert_eq!(
+            c.get_or_load(1, value("new")).await.unwrap().as_deref(),
+            Some("old"),
+            "trusted: a hit"
+        );
+
+        trusted.store(false, Ordering::SeqCst);
+        assert_eq!(
+            c.get_or_load(1, value("new")).await.unwrap().as_deref(),
+            Some("new"),
+            "untrusted: the store's answer"
+        );
+        assert_eq!(
+            c.get_or_load(1, down()).await.unwrap().as_deref(),
+            Some("new"),
+            "untrusted and the store down: the entry"
+        );
+        assert!(
+            c.get_or_load(2, down()).await.is_err(),
+            "nothing cached: 503"
+        );
+        let internal: Loader<'static, String> =
+            Box::pin(async { Err(StoreError::internal(std::io::Error::other("bug"))) });
+        assert!(
+            matches!(
+                c.get_or_load(1, internal).await,
+                Err(StoreError::Internal(_))
+            ),
+            "only unavailability falls back"
+        );
+
+        trusted.store(true, Ordering::SeqCst);
+        assert_eq!(
+            c.get_or_load(1, value("newer")).await.unwrap().as_deref(),
+            Some("new"),
+            "trusted again: the refreshed entry"
+        );
+    }
 }

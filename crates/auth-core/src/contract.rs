@@ -2314,8 +2314,9 @@ pub async fn event_log_reads_after_and_holes(f: &impl Fixture) {
             .unwrap()
             < seqs[0]
     );
-    let oldest = f.events().oldest().await.unwrap().unwrap();
-    assert!(oldest <= seqs[0]);
+    let bounds = f.events().bounds().await.unwrap();
+    assert!(bounds.oldest.unwrap() <= seqs[0]);
+    assert_eq!(bounds.newest, Some(seqs[4]));
 }
 
 /// Of concurrent revocations of one key, exactly one appends an event.

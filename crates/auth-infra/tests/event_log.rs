@@ -186,6 +186,49 @@ struct Killed {
     done: bool,
 }
 
+/// A failover to a standby that never received the newest events (asynchronous replication),
+/// or a restored database: the log now holds less than the follower has read, and its next
+/// positions repeat ones the follower passed. It flushes and follows from the log's newest.
+#[tokio::test]
+async fn a_log_that_lost_events_already_read_is_followed_from_its_newest() {
+    let db = TestDb::new().await;
+    let handler = Arc::new(Recorder::default());
+    let mut follower = LogFollower::new(
+        Arc::new(PgEventLog::new(db.pool())),
+        handler.clone(),
+        Arc::new(SystemClock),
+    );
+    follower.pass().await.unwrap();
+    let mut conn = connect(&db).await;
+    for _ in 0..3 {
+        conn.batch_execute(&append_sql(SessionId::generate()))
+            .await
+            .unwrap();
+    }
+    follower.pass().await.unwrap();
+    let position = follower.position().unwrap();
+    // The standby had only the first of the three; its sequence goes on from there.
+    conn.batch_execute(&format!(
+        "DELETE FROM events WHERE seq > {keep}; \
+         ALTER TABLE events ALTER COLUMN seq RESTART WITH {next}",
+        keep = position - 2,
+        next = position - 1
+    ))
+    .await
+    .unwrap();
+    let pass = follower.resume().await.unwrap();
+    assert!(pass.flushed, "what the caches hold may rest on lost events");
+    assert_eq!(follower.position(), Some(position - 2));
+
+    let after = SessionId::generate();
+    conn.batch_execute(&append_sql(after)).await.unwrap();
+    follower.pass().await.unwrap();
+    assert!(
+        handler.has(&Invalidation::Session(after)),
+        "an event at a position passed before the failover is applied"
+    );
+}
+
 fn key(org: OrganizationId, now: chrono::DateTime<chrono::Utc>) -> ApiKey {
     ApiKey {
         id: ApiKeyId::generate(),

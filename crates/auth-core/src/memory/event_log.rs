@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::lock;
 use crate::model::{LogEntry, NewEvent};
-use crate::ports::{EventLog, Invalidation, InvalidationBus, InvalidationHandler, StoreError};
+use crate::ports::{
+    EventLog, Invalidation, InvalidationBus, InvalidationHandler, LogBounds, StoreError,
+};
 
 #[derive(Default)]
 struct Entries {
@@ -137,8 +139,12 @@ impl EventLog for MemoryEventLog {
             .map_or(0, |(seq, _)| *seq))
     }
 
-    async fn oldest(&self) -> Result<Option<i64>, StoreError> {
-        Ok(lock(&self.entries).events.front().map(|(seq, _)| *seq))
+    async fn bounds(&self) -> Result<LogBounds, StoreError> {
+        let entries = lock(&self.entries);
+        Ok(LogBounds {
+            oldest: entries.events.front().map(|(seq, _)| *seq),
+            newest: entries.events.back().map(|(seq, _)| *seq),
+        })
     }
 }
 

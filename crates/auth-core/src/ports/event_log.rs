@@ -12,6 +12,15 @@ use chrono::{DateTime, Utc};
 use super::StoreError;
 use crate::model::LogEntry;
 
+/// The positions a log holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogBounds {
+    /// The lowest `seq` still held (older ones were deleted by retention).
+    pub oldest: Option<i64>,
+    /// The highest `seq` held.
+    pub newest: Option<i64>,
+}
+
 /// Reads the event log.
 ///
 /// Implementations MUST:
@@ -45,10 +54,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// [`StoreError`] when the store fails.
     async fn position_at(&self, at: DateTime<Utc>) -> Result<i64, StoreError>;
 
-    /// The lowest `seq` still in the log, if any: a follower whose position is further
-    /// behind has lost events to retention.
+    /// The lowest and highest `seq` in the log: a follower whose position is below the
+    /// oldest has lost events to retention; one whose position is above the newest follows a
+    /// log that lost events it had read (a database restored, or a failover to a standby that
+    /// had not received them).
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
-    async fn oldest(&self) -> Result<Option<i64>, StoreError>;
+    async fn bounds(&self) -> Result<LogBounds, StoreError>;
 }

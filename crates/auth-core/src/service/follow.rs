@@ -149,26 +149,43 @@ impl LogFollower {
         Ok(pass)
     }
 
-    /// Continues after a gap in following: flushes the caches when retention has deleted
-    /// events this follower had not read, then makes a pass.
+    /// Continues after a gap in following (a reconnect, a failover): flushes the caches when
+    /// retention has deleted events this follower had not read, or when the log no longer
+    /// holds events it had read (restored, or failed over to a standby that never received
+    /// them: its next positions would repeat ones already passed); then makes a pass.
     ///
     /// # Errors
     /// [`StoreError`] when the log cannot be read.
     pub async fn resume(&mut self) -> Result<Pass, StoreError> {
         let mut flushed = false;
-        if let Some(position) = self.position
-            && let Some(oldest) = self.log.oldest().await?
-            && oldest > position.saturating_add(1)
-        {
-            tracing::warn!(
-                position,
-                oldest,
-                "event log pruned past this instance's position; flushing the caches"
-            );
-            self.handler.flush().await;
-            self.holes.clear();
-            self.position = Some(oldest - 1);
-            flushed = true;
+        if let Some(position) = self.position {
+            let bounds = self.log.bounds().await?;
+            let restart = if bounds.newest.unwrap_or(0) < position {
+                tracing::warn!(
+                    position,
+                    newest = bounds.newest,
+                    "the event log holds less than this instance has read (restored, or a \
+                     failover lost events); flushing the caches"
+                );
+                Some(bounds.newest.unwrap_or(0))
+            } else if let Some(oldest) = bounds.oldest
+                && oldest > position.saturating_add(1)
+            {
+                tracing::warn!(
+                    position,
+                    oldest,
+                    "event log pruned past this instance's position; flushing the caches"
+                );
+                Some(oldest - 1)
+            } else {
+                None
+            };
+            if let Some(restart) = restart {
+                self.handler.flush().await;
+                self.holes.clear();
+                self.position = Some(restart);
+                flushed = true;
+            }
         }
         let mut pass = self.pass().await?;
         pass.flushed |= flushed;

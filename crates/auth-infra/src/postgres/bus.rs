@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use auth_core::LogFollower;
 use auth_core::model::LogEntry;
 use auth_core::ports::{
-    Clock, EventLog, Invalidation, InvalidationBus, InvalidationHandler, StoreError,
+    Clock, EventLog, Invalidation, InvalidationBus, InvalidationHandler, LogBounds, StoreError,
 };
 use chrono::{DateTime, Utc};
 use diesel::sql_types::Text;
@@ -37,7 +37,7 @@ use futures::{FutureExt as _, StreamExt as _};
 use tokio::task::JoinHandle;
 
 use super::error::classify;
-use super::events::{CHANNEL, decode, encode, now_micros, oldest_on, position_at_on, read_on};
+use super::events::{CHANNEL, bounds_on, decode, encode, now_micros, position_at_on, read_on};
 use super::pool::DbPool;
 
 /// Heartbeats of older releases (still recognised, never sent).
@@ -146,8 +146,8 @@ impl EventLog for ListenerLog {
             .await
     }
 
-    async fn oldest(&self) -> Result<Option<i64>, StoreError> {
-        self.with(|conn| Box::pin(oldest_on(conn))).await
+    async fn bounds(&self) -> Result<LogBounds, StoreError> {
+        self.with(|conn| Box::pin(bounds_on(conn))).await
     }
 }
 

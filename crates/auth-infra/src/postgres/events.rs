@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use auth_core::model::{DeviceId, EventAction, LogEntry, NewEvent, SessionId, TokenHash, UserId};
-use auth_core::ports::{EventLog, Invalidation, StoreError};
+use auth_core::ports::{EventLog, Invalidation, LogBounds, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -125,6 +125,14 @@ struct Row {
 }
 
 #[derive(diesel::QueryableByName)]
+struct Bounds {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    oldest: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    newest: Option<i64>,
+}
+
+#[derive(diesel::QueryableByName)]
 struct Position {
     #[diesel(sql_type = Nullable<BigInt>)]
     seq: Option<i64>,
@@ -198,13 +206,17 @@ pub(super) async fn position_at_on(
     Ok(position.seq.unwrap_or(0))
 }
 
-/// See [`EventLog::oldest`].
-pub(super) async fn oldest_on(conn: &mut AsyncPgConnection) -> Result<Option<i64>, StoreError> {
-    let position: Position = diesel::sql_query("SELECT min(seq) AS seq FROM events")
-        .get_result(conn)
-        .await
-        .map_err(classify)?;
-    Ok(position.seq)
+/// See [`EventLog::bounds`].
+pub(super) async fn bounds_on(conn: &mut AsyncPgConnection) -> Result<LogBounds, StoreError> {
+    let bounds: Bounds =
+        diesel::sql_query("SELECT min(seq) AS oldest, max(seq) AS newest FROM events")
+            .get_result(conn)
+            .await
+            .map_err(classify)?;
+    Ok(LogBounds {
+        oldest: bounds.oldest,
+        newest: bounds.newest,
+    })
 }
 
 #[async_trait]
@@ -232,11 +244,11 @@ impl EventLog for PgEventLog {
             .await
     }
 
-    async fn oldest(&self) -> Result<Option<i64>, StoreError> {
+    async fn bounds(&self) -> Result<LogBounds, StoreError> {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                oldest_on(&mut conn).await
+                bounds_on(&mut conn).await
             })
             .await
     }

@@ -28,3 +28,4 @@ pub use service::device::{
 };
 pub use service::invalidation::CacheInvalidator;
 pub use service::organization::{Caller, OrgError, OrganizationService};
+pub use service::retention::RetentionService;

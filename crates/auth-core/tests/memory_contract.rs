@@ -5,10 +5,10 @@ use std::sync::Arc;
 use auth_core::contract::Fixture;
 use auth_core::memory::{
     MemoryApiKeyRepository, MemoryDeviceRepository, MemoryLoginAttemptStore,
-    MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository,
+    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
 };
 use auth_core::ports::{
-    ApiKeyRepository, DeviceRepository, LoginAttemptStore, OrganizationRepository,
+    ApiKeyRepository, DeviceRepository, LoginAttemptStore, OrganizationRepository, Pruner,
     SessionRepository, UserRepository,
 };
 
@@ -19,6 +19,7 @@ struct Memory {
     api_keys: Arc<MemoryApiKeyRepository>,
     devices: Arc<MemoryDeviceRepository>,
     login_attempts: Arc<MemoryLoginAttemptStore>,
+    pruner: Arc<MemoryPruner>,
 }
 
 impl Fixture for Memory {
@@ -40,17 +41,23 @@ impl Fixture for Memory {
     fn login_attempts(&self) -> Arc<dyn LoginAttemptStore> {
         self.login_attempts.clone()
     }
+    fn pruner(&self) -> Arc<dyn Pruner> {
+        self.pruner.clone()
+    }
 }
 
 async fn memory() -> Memory {
     let users = Arc::new(MemoryUserRepository::new());
+    let sessions = Arc::new(MemorySessionRepository::new(users.clone()));
+    let login_attempts = Arc::new(MemoryLoginAttemptStore::new());
     Memory {
         organizations: Arc::new(MemoryOrganizationRepository::new(users.clone())),
-        sessions: Arc::new(MemorySessionRepository::new(users.clone())),
+        pruner: Arc::new(MemoryPruner::new(sessions.clone(), login_attempts.clone())),
+        sessions,
         users,
         api_keys: Arc::new(MemoryApiKeyRepository::new()),
         devices: Arc::new(MemoryDeviceRepository::new()),
-        login_attempts: Arc::new(MemoryLoginAttemptStore::new()),
+        login_attempts,
     }
 }
 

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use auth_core::contract::Fixture;
 use auth_core::ports::{
-    ApiKeyRepository, DeviceRepository, LoginAttemptStore, OrganizationRepository,
+    ApiKeyRepository, DeviceRepository, LoginAttemptStore, OrganizationRepository, Pruner,
     SessionRepository, UserRepository,
 };
 use auth_infra::postgres::{
     PgApiKeyRepository, PgDeviceRepository, PgLoginAttemptStore, PgOrganizationRepository,
-    PgSessionRepository, PgUserRepository,
+    PgPruner, PgSessionRepository, PgUserRepository,
 };
 use auth_infra::test_support::TestDb;
 
@@ -20,6 +20,7 @@ struct Postgres {
     api_keys: Arc<PgApiKeyRepository>,
     devices: Arc<PgDeviceRepository>,
     login_attempts: Arc<PgLoginAttemptStore>,
+    pruner: Arc<PgPruner>,
     _db: TestDb,
 }
 
@@ -42,6 +43,9 @@ impl Fixture for Postgres {
     fn login_attempts(&self) -> Arc<dyn LoginAttemptStore> {
         self.login_attempts.clone()
     }
+    fn pruner(&self) -> Arc<dyn Pruner> {
+        self.pruner.clone()
+    }
 }
 
 async fn postgres() -> Postgres {
@@ -53,7 +57,9 @@ async fn postgres() -> Postgres {
         organizations: Arc::new(PgOrganizationRepository::new(pool.clone())),
         api_keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
         devices: Arc::new(PgDeviceRepository::new(pool.clone())),
-        login_attempts: Arc::new(PgLoginAttemptStore::new(pool)),
+        login_attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
+        // Batches of 2, so that the contract's few rows take several batches of each kind.
+        pruner: Arc::new(PgPruner::new(pool).with_batch_size(2)),
         _db: db,
     }
 }

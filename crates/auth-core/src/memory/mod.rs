@@ -11,6 +11,7 @@ mod clock;
 mod device;
 mod login_attempt;
 mod organization;
+mod prune;
 mod session;
 mod user;
 
@@ -21,6 +22,7 @@ pub use clock::ManualClock;
 pub use device::MemoryDeviceRepository;
 pub use login_attempt::MemoryLoginAttemptStore;
 pub use organization::MemoryOrganizationRepository;
+pub use prune::{EventPruneFn, MemoryPruner};
 pub use session::MemorySessionRepository;
 pub use user::MemoryUserRepository;
 

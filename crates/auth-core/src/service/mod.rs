@@ -7,3 +7,4 @@ pub mod device;
 pub mod invalidation;
 pub mod last_seen;
 pub mod organization;
+pub mod retention;

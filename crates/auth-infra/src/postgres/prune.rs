@@ -292,3 +292,81 @@ impl Pruner for PgPruner {
         Ok(PruneReport::Completed(deleted))
     }
 }
+
+#[cfg(all(test, feature = "test-support"))]
+mod tests {
+    use diesel::sql_types::Text;
+    use diesel_async::SimpleAsyncConnection as _;
+
+    use super::*;
+    use crate::test_support::TestDb;
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+
+    /// Every batch reaches its rows through an index, the retention indexes for the
+    /// statements that look for what is due: with sequential scans disabled, a statement no
+    /// index can serve still shows a `Seq Scan`. (An expression that drifts from the index's,
+    /// such as `least(expires_at, revoked_at)` in both its filter and its order, does.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_use_the_retention_indexes() {
+        let db = TestDb::new().await;
+        let pool = db.pool();
+        let mut conn = pool.get().await.unwrap();
+        conn.batch_execute("SET enable_seqscan = off")
+            .await
+            .unwrap();
+        let (now, ids) = (Utc::now(), vec![Uuid::nil()]);
+        let explain = |sql: &str| diesel::sql_query(format!("EXPLAIN {sql}")).into_boxed();
+        let cases = [
+            (
+                explain(ENDED_SESSIONS_SQL)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(1000_i64),
+                "sessions_ended_idx",
+            ),
+            (
+                explain(TOKENS_SQL)
+                    .bind::<Array<diesel::sql_types::Uuid>, _>(ids.clone())
+                    .bind::<BigInt, _>(1000_i64),
+                "refresh_tokens_session_idx",
+            ),
+            (
+                explain(SESSIONS_SQL)
+                    .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+                    .bind::<Timestamptz, _>(now),
+                "sessions_pkey",
+            ),
+            (
+                explain(LOGIN_ATTEMPTS_SQL)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(1000_i64),
+                "login_attempts_window_idx",
+            ),
+            (
+                explain(EVENTS_SQL)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(1000_i64),
+                "events_at_idx",
+            ),
+        ];
+        for (query, index) in cases {
+            let plan = query
+                .load::<PlanLine>(&mut conn)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.line)
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                plan.contains(index) && !plan.contains("Seq Scan"),
+                "{index}:\n{plan}"
+            );
+        }
+    }
+}

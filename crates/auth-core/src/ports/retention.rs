@@ -145,7 +145,8 @@ impl From<StoreError> for PruneError {
 ///   [`PruneReport::Skipped`] at once, having deleted nothing, while another runs;
 /// - delete in small batches, each its own short atomic step, so that no lock is held long
 ///   and the live paths (login, refresh, verify) are never stalled behind a pass, however
-///   large the backlog;
+///   large the backlog (an in-memory store, which holds what one process can, may take each
+///   table in one step under its lock);
 /// - report every row deleted, per table, also when the pass fails part-way
 ///   ([`PruneError::deleted`]);
 /// - classify errors as [`StoreError`] says.

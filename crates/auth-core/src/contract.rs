@@ -22,8 +22,9 @@ use crate::model::{
 use crate::ports::{
     AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError, Clock,
     CreateUserError, DeviceRepository, EventLog, Invalidation, LockoutPolicy, LoginAttemptStore,
-    OrganizationRepository, PasswordUpdate, RegisterDeviceError, RemoveMemberError, RevokeKeyError,
-    Rotation, SessionRepository, UserRepository,
+    OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner, RegisterDeviceError,
+    RemoveMemberError, RetentionPolicy, RevokeKeyError, Rotation, SessionRepository,
+    UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -44,6 +45,8 @@ pub trait Fixture: Send + Sync {
     fn login_attempts(&self) -> Arc<dyn LoginAttemptStore>;
     /// The event log the repositories above append to.
     fn events(&self) -> Arc<dyn EventLog>;
+    /// Retention over the stores above, as every instance sharing them would run it.
+    fn pruner(&self) -> Arc<dyn Pruner>;
 }
 
 /// Expands to one `#[tokio::test]` per contract behaviour; `$fixture` is an async expression
@@ -74,7 +77,10 @@ macro_rules! storage_contract_tests {
             login_keys_independent, concurrent_login_failures_none_lost,
             concurrent_login_failures_lock_once, login_success_undoes_its_lock,
             ending_changes_append_their_events, refused_changes_append_nothing,
-            event_log_reads_after_and_holes, concurrent_revokes_append_once);
+            event_log_reads_after_and_holes, concurrent_revokes_append_once,
+            prune_sessions_ended_before_retention,
+            prune_lockout_counters_once_window_and_lock_are_over,
+            prune_concurrent_passes_delete_once);
     };
     (@each $fixture:expr; $($case:ident),* $(,)?) => {
         $(
@@ -2339,4 +2345,247 @@ pub async fn concurrent_revokes_append_once(f: &impl Fixture) {
     let logged = logged_after(f, start).await;
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(logged[0].action, Some(EventAction::ApiKeyRevoked));
+}
+
+// ---- Retention -----------------------------------------------------------------------------
+
+/// The policy of the retention tests: the defaults (30 days, 90 days, 15 minutes).
+fn retention() -> RetentionPolicy {
+    RetentionPolicy {
+        retention: Duration::days(30),
+        event_retention: Duration::days(90),
+        lockout_window: Duration::minutes(15),
+    }
+}
+
+/// A stored session of `user` from `created_at` to `expires_at`, with its first token.
+async fn past_session(
+    f: &impl Fixture,
+    user: &User,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> (Session, TokenHash) {
+    let s = Session {
+        id: SessionId::generate(),
+        user_id: user.id,
+        created_at,
+        expires_at,
+        revoked_at: None,
+    };
+    let t = token("past");
+    f.sessions().create(&s, &t).await.unwrap();
+    (s, t)
+}
+
+/// Sessions go `retention` after their end, the earlier of revocation and expiry, with
+/// every token they issued; a session ended exactly `retention` ago, one ended later, and
+/// every active one stay with all their tokens, also an active session whose first token was
+/// rotated long before the cutoff.
+pub async fn prune_sessions_ended_before_retention(f: &impl Fixture) {
+    let now = clock().now();
+    let policy = retention();
+    let cutoff = now - policy.retention;
+    let u = stored_user(f, now - Duration::days(400)).await;
+    let micro = Duration::microseconds(1);
+
+    // Expired just before the cutoff, after two rotations: three tokens.
+    let (expired_out, t0) = past_session(f, &u, cutoff - Duration::days(30), cutoff - micro).await;
+    let (t1, t2) = (token("expired-1"), token("expired-2"));
+    f.sessions()
+        .rotate(&t0, &t1, cutoff - Duration::days(20))
+        .await
+        .unwrap();
+    f.sessions()
+        .rotate(&t1, &t2, cutoff - Duration::days(10))
+        .await
+        .unwrap();
+    // Revoked just before the cutoff; it would have expired long after.
+    let (revoked_out, r0) =
+        past_session(f, &u, cutoff - Duration::days(1), now + Duration::days(60)).await;
+    assert!(
+        f.sessions()
+            .revoke(revoked_out.id, cutoff - micro)
+            .await
+            .unwrap()
+    );
+    // Expired before the cutoff, revoked after it (logout-all ends expired sessions too):
+    // it ended when it expired.
+    let (late_revoked, l0) = past_session(
+        f,
+        &u,
+        cutoff - Duration::days(31),
+        cutoff - Duration::days(1),
+    )
+    .await;
+    assert!(
+        f.sessions()
+            .revoke(late_revoked.id, now - Duration::days(2))
+            .await
+            .unwrap()
+    );
+
+    // Ended exactly at the cutoff, and just after it: kept.
+    let (expired_at, e0) = past_session(f, &u, cutoff - Duration::days(30), cutoff).await;
+    let (revoked_in, i0) = past_session(f, &u, cutoff - Duration::days(5), now).await;
+    assert!(
+        f.sessions()
+            .revoke(revoked_in.id, cutoff + micro)
+            .await
+            .unwrap()
+    );
+    // Active for a year, its first token rotated 100 days ago.
+    let (active, a0) =
+        past_session(f, &u, now - Duration::days(100), now + Duration::days(265)).await;
+    let a1 = token("active-1");
+    f.sessions()
+        .rotate(&a0, &a1, now - Duration::days(100))
+        .await
+        .unwrap();
+
+    let report = f.pruner().prune(&policy, now).await.unwrap();
+    assert_eq!(
+        report,
+        PruneReport::Completed(PrunedRows {
+            sessions: 3,
+            refresh_tokens: 5,
+            login_attempts: 0,
+            events: 0,
+        })
+    );
+    for (gone, tokens) in [
+        (&expired_out, vec![&t0, &t1, &t2]),
+        (&revoked_out, vec![&r0]),
+        (&late_revoked, vec![&l0]),
+    ] {
+        assert_eq!(f.sessions().find(gone.id).await.unwrap(), None);
+        for t in tokens {
+            assert_eq!(
+                f.sessions().rotate(t, &token("n"), now).await.unwrap(),
+                Rotation::Unknown,
+                "the tokens went with their session"
+            );
+        }
+    }
+    for (kept, t) in [(&expired_at, &e0), (&revoked_in, &i0)] {
+        assert!(f.sessions().find(kept.id).await.unwrap().is_some());
+        assert_eq!(
+            f.sessions().rotate(t, &token("n"), now).await.unwrap(),
+            Rotation::Inactive
+        );
+    }
+    assert_eq!(
+        f.sessions().find(active.id).await.unwrap(),
+        Some(active.clone())
+    );
+    assert!(matches!(
+        f.sessions().rotate(&a0, &token("n"), now).await.unwrap(),
+        Rotation::Reused { session_id, .. } if session_id == active.id
+    ));
+    assert!(matches!(
+        f.sessions().rotate(&a1, &token("a2"), now).await.unwrap(),
+        Rotation::Rotated { .. }
+    ));
+
+    // A second pass finds nothing more.
+    assert_eq!(
+        f.pruner().prune(&policy, now).await.unwrap(),
+        PruneReport::Completed(PrunedRows::default())
+    );
+}
+
+/// Lockout counters go once their window is over and their lock, if any, has ended; a
+/// counter whose window began exactly `lockout_window` ago, a running window and a running
+/// lock stay, and keep counting and refusing as before.
+pub async fn prune_lockout_counters_once_window_and_lock_are_over(f: &impl Fixture) {
+    let (store, now) = (f.login_attempts(), clock().now());
+    let policy = retention();
+    let window = policy.lockout_window;
+    // A lock that outlasts the window: "window over" and "lock running" overlap.
+    let counting = LockoutPolicy {
+        threshold: 3,
+        window,
+        duration: Duration::hours(1),
+    };
+    let micro = Duration::microseconds(1);
+    let (over, edge, recent, locked, lock_ended) = (
+        token("over"),
+        token("edge"),
+        token("recent"),
+        token("locked"),
+        token("lock-ended"),
+    );
+    store
+        .begin_attempt(&over, now - window - micro, &counting)
+        .await
+        .unwrap();
+    store
+        .begin_attempt(&edge, now - window, &counting)
+        .await
+        .unwrap();
+    store
+        .begin_attempt(&recent, now - Duration::minutes(1), &counting)
+        .await
+        .unwrap();
+    let c = ManualClock::new(now - Duration::minutes(20));
+    let until = lock_out(store.as_ref(), &locked, &c, &counting).await;
+    assert!(until > now, "the lock still runs");
+    c.set(now - Duration::hours(3));
+    let ended = lock_out(store.as_ref(), &lock_ended, &c, &counting).await;
+    assert!(ended <= now - window, "that lock has ended");
+
+    let report = f.pruner().prune(&policy, now).await.unwrap();
+    assert_eq!(report.deleted().login_attempts, 2, "{report:?}");
+    assert_eq!(report.deleted().total(), 2, "{report:?}");
+
+    assert_eq!(store.check(&locked, now).await.unwrap(), Some(until));
+    assert_eq!(
+        store.begin_attempt(&locked, now, &counting).await.unwrap(),
+        refused(until)
+    );
+    assert_eq!(
+        store.begin_attempt(&edge, now, &counting).await.unwrap(),
+        counted(2),
+        "exactly `window` after its start, the window still runs"
+    );
+    assert_eq!(
+        store.begin_attempt(&recent, now, &counting).await.unwrap(),
+        counted(2)
+    );
+    // What was deleted starts again at 1, as it would have without the pass.
+    assert_eq!(
+        store.begin_attempt(&over, now, &counting).await.unwrap(),
+        counted(1)
+    );
+    assert_eq!(
+        store
+            .begin_attempt(&lock_ended, now, &counting)
+            .await
+            .unwrap(),
+        counted(1)
+    );
+}
+
+/// Two passes at once delete each row once: one runs and the other is skipped, or (when
+/// they did not overlap) the second finds nothing left.
+pub async fn prune_concurrent_passes_delete_once(f: &impl Fixture) {
+    let now = clock().now();
+    let policy = retention();
+    let u = stored_user(f, now - Duration::days(100)).await;
+    for _ in 0..20 {
+        past_session(f, &u, now - Duration::days(90), now - Duration::days(31)).await;
+    }
+    let (a, b) = (f.pruner(), f.pruner());
+    let (first, second) = futures::future::join(a.prune(&policy, now), b.prune(&policy, now)).await;
+    let reports = [first.unwrap(), second.unwrap()];
+    let sessions: u64 = reports.iter().map(|r| r.deleted().sessions).sum();
+    let tokens: u64 = reports.iter().map(|r| r.deleted().refresh_tokens).sum();
+    assert_eq!((sessions, tokens), (20, 20), "{reports:?}");
+    assert!(
+        reports.contains(&PruneReport::Skipped) || reports.iter().any(|r| r.deleted().total() == 0),
+        "{reports:?}"
+    );
+    assert_eq!(
+        f.pruner().prune(&policy, now).await.unwrap(),
+        PruneReport::Completed(PrunedRows::default())
+    );
 }

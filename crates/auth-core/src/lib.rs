@@ -29,3 +29,4 @@ pub use service::device::{
 pub use service::follow::LogFollower;
 pub use service::invalidation::CacheInvalidator;
 pub use service::organization::{Caller, OrgError, OrganizationService};
+pub use service::retention::RetentionService;

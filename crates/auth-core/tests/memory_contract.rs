@@ -5,11 +5,11 @@ use std::sync::Arc;
 use auth_core::contract::Fixture;
 use auth_core::memory::{
     MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
-    MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository,
+    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
 };
 use auth_core::ports::{
     ApiKeyRepository, DeviceRepository, EventLog, LoginAttemptStore, OrganizationRepository,
-    SessionRepository, UserRepository,
+    Pruner, SessionRepository, UserRepository,
 };
 
 struct Memory {
@@ -20,6 +20,7 @@ struct Memory {
     devices: Arc<MemoryDeviceRepository>,
     login_attempts: Arc<MemoryLoginAttemptStore>,
     events: Arc<MemoryEventLog>,
+    pruner: Arc<MemoryPruner>,
 }
 
 impl Fixture for Memory {
@@ -44,20 +45,27 @@ impl Fixture for Memory {
     fn events(&self) -> Arc<dyn EventLog> {
         self.events.clone()
     }
+    fn pruner(&self) -> Arc<dyn Pruner> {
+        self.pruner.clone()
+    }
 }
 
 async fn memory() -> Memory {
     let events = Arc::new(MemoryEventLog::new());
     let users = Arc::new(MemoryUserRepository::new().recording_to(events.clone()));
+    let sessions =
+        Arc::new(MemorySessionRepository::new(users.clone()).recording_to(events.clone()));
+    let login_attempts = Arc::new(MemoryLoginAttemptStore::new());
     Memory {
         organizations: Arc::new(MemoryOrganizationRepository::new(users.clone())),
-        sessions: Arc::new(
-            MemorySessionRepository::new(users.clone()).recording_to(events.clone()),
+        pruner: Arc::new(
+            MemoryPruner::new(sessions.clone(), login_attempts.clone()).with_events(events.clone()),
         ),
+        sessions,
         users,
         api_keys: Arc::new(MemoryApiKeyRepository::new().recording_to(events.clone())),
         devices: Arc::new(MemoryDeviceRepository::new().recording_to(events.clone())),
-        login_attempts: Arc::new(MemoryLoginAttemptStore::new()),
+        login_attempts,
         events,
     }
 }

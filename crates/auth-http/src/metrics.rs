@@ -2,8 +2,8 @@
 //! `GET /metrics`.
 //!
 //! Every crate records through the `metrics` facade (auth-core: login outcomes, lockouts,
-//! refresh-token reuse; auth-infra: caches, bcrypt, the pool and its breaker, the invalidation
-//! listener; here: requests). [`handle`] installs the Prometheus recorder once per process;
+//! refresh-token reuse, retention passes; auth-infra: caches, bcrypt, the pool and its
+//! breaker, the invalidation listener; here: requests). [`handle`] installs the Prometheus recorder once per process;
 //! `/metrics` renders it, after refreshing the gauges that are read rather than counted
 //! (pool state, cache entries). The full list is in `docs/operations.md`.
 
@@ -175,6 +175,26 @@ fn describe() {
         "auth_bcrypt_queue_seconds",
         Unit::Seconds,
         "Time waiting for a bcrypt slot by op"
+    );
+    describe_counter!(
+        "auth_prune_runs_total",
+        "Retention passes of this instance by outcome (completed, skipped: another pass held \
+         the lock, failed)"
+    );
+    describe_counter!(
+        "auth_prune_deleted_total",
+        "Rows deleted by retention passes by table (sessions, refresh_tokens, login_attempts, \
+         events)"
+    );
+    describe_histogram!(
+        "auth_prune_duration_seconds",
+        Unit::Seconds,
+        "Time of one retention pass that ran (completed or failed)"
+    );
+    describe_gauge!(
+        "auth_prune_last_run_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time at which this instance last completed a retention pass"
     );
 }
 

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use auth_core::contract::Fixture;
 use auth_core::ports::{
     ApiKeyRepository, DeviceRepository, EventLog, LoginAttemptStore, OrganizationRepository,
-    SessionRepository, UserRepository,
+    Pruner, SessionRepository, UserRepository,
 };
 use auth_infra::postgres::{
     PgApiKeyRepository, PgDeviceRepository, PgEventLog, PgLoginAttemptStore,
-    PgOrganizationRepository, PgSessionRepository, PgUserRepository,
+    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository,
 };
 use auth_infra::test_support::TestDb;
 
@@ -21,6 +21,7 @@ struct Postgres {
     devices: Arc<PgDeviceRepository>,
     login_attempts: Arc<PgLoginAttemptStore>,
     events: Arc<PgEventLog>,
+    pruner: Arc<PgPruner>,
     _db: TestDb,
 }
 
@@ -46,6 +47,9 @@ impl Fixture for Postgres {
     fn events(&self) -> Arc<dyn EventLog> {
         self.events.clone()
     }
+    fn pruner(&self) -> Arc<dyn Pruner> {
+        self.pruner.clone()
+    }
 }
 
 async fn postgres() -> Postgres {
@@ -58,7 +62,9 @@ async fn postgres() -> Postgres {
         api_keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
         devices: Arc::new(PgDeviceRepository::new(pool.clone())),
         login_attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
-        events: Arc::new(PgEventLog::new(pool)),
+        events: Arc::new(PgEventLog::new(pool.clone())),
+        // Batches of 2, so that the contract's few rows take several batches of each kind.
+        pruner: Arc::new(PgPruner::new(pool).with_batch_size(2)),
         _db: db,
     }
 }

@@ -1,11 +1,12 @@
-//! Admin commands for organizations, API keys and devices, run by the operator directly against the
-//! configured database. Tables by default, `--json` for scripts; a new key's secret is
-//! printed once, to stdout.
+//! Admin commands for organizations, API keys, devices and retention, run by the operator
+//! directly against the configured database. Tables by default, `--json` for scripts; a new
+//! key's secret is printed once, to stdout.
 
 use auth_core::model::{
     ApiKeyId, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, OrganizationId,
     OrganizationName, Scope, Scopes,
 };
+use auth_core::ports::PruneReport;
 use auth_core::{
     Actor, AuthError, DeviceError, ImportedUser, KeyError, NewDevice, NewKey, OrgError,
 };
@@ -621,4 +622,89 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
             print_created(&CreatedKey::from(issued), json)
         }
     }
+}
+
+/// What `prune --json` prints.
+#[derive(Serialize)]
+struct PruneOutput {
+    /// `completed`, or `skipped` while another instance runs a pass.
+    status: &'static str,
+    /// Rows deleted per table (all 0 when skipped).
+    deleted: PrunedOutput,
+    elapsed_ms: u64,
+}
+
+#[derive(Serialize)]
+struct PrunedOutput {
+    sessions: u64,
+    refresh_tokens: u64,
+    login_attempts: u64,
+    events: u64,
+}
+
+/// `prune`: one retention pass against the database, with the configured policy. Prints the
+/// rows deleted per table. Skipped while another instance runs a pass (exit status 0: that
+/// pass deletes what this one would have).
+///
+/// # Errors
+/// No database, or the pass failed (the message says what it deleted before).
+pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
+    if config.database_url.is_none() {
+        return Err(CliError::Input(
+            "DATABASE_URL is not set: `prune` works on the database (a server on the in-memory \
+             store prunes it itself)"
+                .into(),
+        ));
+    }
+    let store = Store::open(&config)?;
+    wiring::migrate(&config).await?;
+    let started = std::time::Instant::now();
+    let report = wiring::retention(&config, &store)
+        .run_once()
+        .await
+        .map_err(|err| {
+            let d = err.deleted;
+            CliError::Failed(format!(
+                "retention pass failed after deleting {} sessions, {} refresh tokens, {} \
+                 lockout counters and {} events: {}",
+                d.sessions,
+                d.refresh_tokens,
+                d.login_attempts,
+                d.events,
+                wiring::with_causes(&err.cause)
+            ))
+        })?;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let rows = report.deleted();
+    let status = match report {
+        PruneReport::Completed(_) => "completed",
+        PruneReport::Skipped => "skipped",
+    };
+    if json {
+        return print_json(&PruneOutput {
+            status,
+            deleted: PrunedOutput {
+                sessions: rows.sessions,
+                refresh_tokens: rows.refresh_tokens,
+                login_attempts: rows.login_attempts,
+                events: rows.events,
+            },
+            elapsed_ms,
+        });
+    }
+    if report == PruneReport::Skipped {
+        println!(
+            "skipped: another instance is running a retention pass; it deletes what this one \
+             would have"
+        );
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.set_header(["table", "deleted"]);
+    for (name, n) in rows.by_table() {
+        table.add_row([name.to_owned(), n.to_string()]);
+    }
+    println!("{table}");
+    println!("retention pass done in {elapsed_ms} ms");
+    Ok(())
 }

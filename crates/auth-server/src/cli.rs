@@ -1,5 +1,6 @@
 //! Command line: `serve` (default), `migrate`, and the admin commands (`users`,
-//! `organizations`, `api-keys`), which work directly against the configured database.
+//! `organizations`, `api-keys`, `devices`, `prune`), which work directly against the
+//! configured database.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::net::TcpListener;
@@ -84,6 +85,9 @@ pub enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Devices(crate::admin::DevicesCommand),
+    /// Run one retention pass against the database and print what it deleted (skipped, with
+    /// status 0, while another instance runs one).
+    Prune,
 }
 
 /// `users` subcommands.
@@ -155,6 +159,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Organizations(cmd) => crate::admin::organizations(config, cmd, json).await,
         Command::ApiKeys(cmd) => crate::admin::api_keys(config, cmd, json).await,
         Command::Devices(cmd) => crate::admin::devices(config, cmd, json).await,
+        Command::Prune => crate::admin::prune(config, json).await,
     }
 }
 
@@ -164,6 +169,8 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let state = wiring::app_state(&config, &store)?;
     wiring::migrate_at_start(&config).await?;
     let flusher = wiring::spawn_maintenance(&state);
+    let pruning =
+        wiring::spawn_pruning(wiring::retention(&config, &store), config.prune_interval());
     let (keys, devices) = (state.keys.clone(), state.devices.clone());
     let listener = TcpListener::bind((config.host.as_str(), config.port))?;
     let running = crate::server::start(state, listener, true)?;
@@ -175,6 +182,8 @@ async fn serve(config: Config) -> Result<(), CliError> {
     );
     running.server.await?;
     flusher.abort();
+    // A pass cut short here closes its connection, which gives its lock back.
+    pruning.abort();
     if let Err(err) = keys.flush_usage().await {
         tracing::warn!(error = %err, "API key usage not written at shutdown");
     }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use auth_core::ports::RetentionPolicy;
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
@@ -201,6 +202,18 @@ pub struct Config {
     #[arg(long, env = "AUTH_LOCKOUT_DURATION_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..=86_400), global = true)]
     pub lockout_duration_seconds: i64,
 
+    /// Days a session, with every refresh token it issued, is kept after it ended or expired.
+    #[arg(long, env = "AUTH_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650), global = true)]
+    pub retention_days: u32,
+
+    /// Days an event is kept.
+    #[arg(long, env = "AUTH_EVENT_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650), global = true)]
+    pub event_retention_days: u32,
+
+    /// Seconds between two retention passes of an instance (one instance at a time runs one).
+    #[arg(long, env = "AUTH_PRUNE_INTERVAL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub prune_interval_seconds: u64,
+
     /// Prefix of issued API keys (`<prefix>_<random>_<checksum>`).
     #[arg(
         long,
@@ -216,6 +229,22 @@ impl Config {
     #[must_use]
     pub fn db_timeout(&self) -> Duration {
         Duration::from_millis(self.db_timeout_ms)
+    }
+
+    /// What retention keeps, and for how long.
+    #[must_use]
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            retention: chrono::Duration::days(i64::from(self.retention_days)),
+            event_retention: chrono::Duration::days(i64::from(self.event_retention_days)),
+            lockout_window: chrono::Duration::seconds(self.lockout_window_seconds),
+        }
+    }
+
+    /// Time between two retention passes.
+    #[must_use]
+    pub fn prune_interval(&self) -> Duration {
+        Duration::from_secs(self.prune_interval_seconds)
     }
 
     /// The log format in force.

@@ -7,18 +7,19 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use auth_core::memory::{
     MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
-    MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository, NoCache,
+    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
+    NoCache,
 };
 use auth_core::model::{ApiKey, Device, DeviceId, KeyPrefix, PasswordPolicy, SessionId, TokenHash};
 use auth_core::ports::{
     ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LockoutPolicy, LoginAttemptStore,
-    OrganizationRepository, SecretGenerator, SessionRepository, StoreError, TokenSigner,
+    OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError, TokenSigner,
     UserRepository, VerificationCache,
 };
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
     ApiKeyPorts, ApiKeyService, AuthConfig, AuthPorts, AuthService, CacheInvalidator, DevicePorts,
-    DeviceService, OrganizationService, SessionSnapshot,
+    DeviceService, OrganizationService, RetentionService, SessionSnapshot,
 };
 use auth_http::rate_limit::RateLimits;
 use auth_http::{AppState, StoreHealth, StoreProbe};
@@ -27,8 +28,8 @@ use auth_infra::jwt::{AsymmetricAlgorithm, JwtKeys, JwtSettings, JwtSigner, MIN_
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
     DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus, PgLoginAttemptStore,
-    PgOrganizationRepository, PgSessionRepository, PgUserRepository, PoolSettings, SchemaState,
-    build_pool, run_migrations, schema_state,
+    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, PoolSettings,
+    SchemaState, build_pool, run_migrations, schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 use std::num::NonZeroU32;
@@ -76,6 +77,9 @@ pub enum Store {
         attempts: Arc<MemoryLoginAttemptStore>,
         /// The event log, which also invalidates the caches of instances sharing this store.
         log: Arc<MemoryEventLog>,
+        /// Retention of sessions, counters and events, one pass at a time for every instance
+        /// sharing this store.
+        pruner: Arc<MemoryPruner>,
     },
 }
 
@@ -130,15 +134,20 @@ impl Store {
                 // over this store follows, as Postgres repositories do in `events`.
                 let log = Arc::new(MemoryEventLog::new());
                 let users = Arc::new(MemoryUserRepository::new().recording_to(log.clone()));
+                let sessions =
+                    Arc::new(MemorySessionRepository::new(users.clone()).recording_to(log.clone()));
+                let attempts = Arc::new(MemoryLoginAttemptStore::new());
                 Ok(Self::Memory {
                     orgs: Arc::new(MemoryOrganizationRepository::new(users.clone())),
-                    sessions: Arc::new(
-                        MemorySessionRepository::new(users.clone()).recording_to(log.clone()),
+                    pruner: Arc::new(
+                        MemoryPruner::new(sessions.clone(), attempts.clone())
+                            .with_events(log.clone()),
                     ),
+                    sessions,
                     users,
                     keys: Arc::new(MemoryApiKeyRepository::new().recording_to(log.clone())),
                     devices: Arc::new(MemoryDeviceRepository::new().recording_to(log.clone())),
-                    attempts: Arc::new(MemoryLoginAttemptStore::new()),
+                    attempts,
                     log,
                 })
             }
@@ -538,6 +547,83 @@ pub fn spawn_maintenance(state: &AppState) -> tokio::task::JoinHandle<()> {
             }
             if let Err(err) = devices.flush_seen().await {
                 tracing::warn!(error = %err, "device authentications not written; will retry");
+            }
+        }
+    })
+}
+
+/// Retention over `store` under the configured policy, at the system clock's time.
+#[must_use]
+pub fn retention(config: &Config, store: &Store) -> RetentionService {
+    let pruner: Arc<dyn Pruner> = match store {
+        Store::Postgres { pool, .. } => Arc::new(PgPruner::new(pool.clone())),
+        Store::Memory { pruner, .. } => pruner.clone(),
+    };
+    RetentionService::new(pruner, Arc::new(SystemClock), config.retention_policy())
+}
+
+/// The longest wait before an instance's first retention pass, beyond the jitter.
+const FIRST_PRUNE_DELAY: Duration = Duration::from_secs(60);
+
+/// When an instance runs its first retention pass after start: not during start-up (the
+/// migrations, the first requests), and at a point spread over as long again (`fraction` is
+/// uniform in `0..1`), so instances started together do not all reach for the lock at once.
+/// With the default interval, 60 to 120 s after start; never later than two intervals.
+#[must_use]
+pub fn first_prune_delay(interval: Duration, fraction: f64) -> Duration {
+    let base = interval.min(FIRST_PRUNE_DELAY);
+    base + base.mul_f64(fraction.clamp(0.0, 1.0))
+}
+
+/// A uniform fraction in `0..1` from the OS random source (0.5 if it fails: the jitter only
+/// spreads load, nothing depends on it).
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// An error with its causes, for a log line.
+pub(crate) fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Runs a retention pass every `interval` until the returned task is aborted, the first one
+/// after [`first_prune_delay`]. Every instance runs this; the store lets one pass run at a
+/// time and the others skip. A failed pass is logged as a warning and the next one comes at
+/// the next interval (what it deleted before failing stays deleted).
+#[must_use]
+pub fn spawn_pruning(
+    retention: RetentionService,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let first = first_prune_delay(interval, random_fraction());
+    tokio::spawn(async move {
+        tokio::time::sleep(first).await;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = retention.run_once().await {
+                let deleted = err.deleted;
+                tracing::warn!(
+                    error = %with_causes(&err),
+                    sessions = deleted.sessions,
+                    refresh_tokens = deleted.refresh_tokens,
+                    login_attempts = deleted.login_attempts,
+                    events = deleted.events,
+                    next_in_seconds = interval.as_secs(),
+                    "retention pass failed; the next one comes at the next interval"
+                );
             }
         }
     })

@@ -35,8 +35,8 @@ fn lock_end(now: DateTime<Utc>, policy: &LockoutPolicy) -> Result<DateTime<Utc>,
 }
 
 /// Counters in a map keyed by hash behind one lock, which makes every `begin_attempt` one
-/// atomic read-modify-write. Rows are dropped only by `reset`: like the Postgres table, the
-/// map keeps one small entry per key that ever failed, until the process ends.
+/// atomic read-modify-write. Rows are dropped by `reset`, and by retention
+/// ([`MemoryPruner`](super::MemoryPruner)) once their window and lock are over.
 #[derive(Debug, Default)]
 pub struct MemoryLoginAttemptStore(Mutex<HashMap<TokenHash, Entry>>);
 
@@ -45,6 +45,19 @@ impl MemoryLoginAttemptStore {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl MemoryLoginAttemptStore {
+    /// Deletes the counters whose window began before `window_cutoff` and whose lock is not
+    /// running at `now`; returns how many. Under the lock, so no attempt interleaves.
+    pub(crate) fn prune(&self, window_cutoff: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
+        let mut entries = lock(&self.0);
+        let before = entries.len();
+        entries.retain(|_, e| {
+            e.window_started_at >= window_cutoff || e.locked_until.is_some_and(|until| now < until)
+        });
+        (before - entries.len()) as u64
     }
 }
 

@@ -11,6 +11,7 @@ mod device;
 mod event_log;
 mod login_attempt;
 mod organization;
+mod prune;
 mod session;
 mod user;
 
@@ -21,6 +22,7 @@ pub use device::MemoryDeviceRepository;
 pub use event_log::MemoryEventLog;
 pub use login_attempt::MemoryLoginAttemptStore;
 pub use organization::MemoryOrganizationRepository;
+pub use prune::MemoryPruner;
 pub use session::MemorySessionRepository;
 pub use user::MemoryUserRepository;
 

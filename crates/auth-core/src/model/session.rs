@@ -32,6 +32,14 @@ impl Session {
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && now < self.expires_at
     }
+
+    /// When the session ended, or will end unless revoked first: the earlier of its
+    /// revocation and its expiry. Retention counts from here.
+    #[must_use]
+    pub fn ends_at(&self) -> DateTime<Utc> {
+        self.revoked_at
+            .map_or(self.expires_at, |revoked| revoked.min(self.expires_at))
+    }
 }
 
 /// An opaque refresh token: 256 bits from the CSPRNG, base64url. Shown to the client once;

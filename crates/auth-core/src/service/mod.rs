@@ -8,3 +8,4 @@ pub mod follow;
 pub mod invalidation;
 pub mod last_seen;
 pub mod organization;
+pub mod retention;

@@ -9,6 +9,7 @@ mod login_attempt;
 mod migrate;
 mod organization;
 mod pool;
+mod prune;
 mod schema;
 mod session;
 mod user;
@@ -25,6 +26,7 @@ pub use pool::{
     BREAKER_FAILURES, BREAKER_MAX_OPEN, BREAKER_MIN_OPEN, DbConnection, DbPool, PoolSettings,
     PoolState, build_pool,
 };
+pub use prune::{PRUNE_BATCH_ROWS, PRUNE_LOCK_KEY, PgPruner};
 pub use session::PgSessionRepository;
 pub use user::PgUserRepository;
 

@@ -541,3 +541,141 @@ async fn an_empty_environment_value_counts_as_unset() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--trusted-proxies"));
 }
+
+/// `prune` prints the rows it deleted per table (a table, or JSON with `--json`), and says
+/// so when another instance's pass holds the lock, exiting 0 either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_prune_prints_what_it_deleted() {
+    let db = TestDb::new().await;
+    db.execute(
+        "INSERT INTO users (id, email, email_normalized, password_hash, created_at, updated_at)
+         VALUES ('00000000-0000-7000-8000-000000000001', 'old@example.com', 'old@example.com',
+                 'x', now(), now());
+         WITH s AS (
+           INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at)
+           SELECT gen_random_uuid(), '00000000-0000-7000-8000-000000000001',
+                  now() - interval '90 days', now() + interval '1 day',
+                  now() - interval '31 days'
+           FROM generate_series(1, 4) RETURNING id, created_at)
+         INSERT INTO refresh_tokens (token_hash, session_id, created_at)
+         SELECT sha256(convert_to(s.id::text || g::text, 'UTF8')), s.id, s.created_at
+         FROM s CROSS JOIN generate_series(1, 2) g;
+         INSERT INTO login_attempts (key, failures, window_started_at)
+         SELECT sha256(int4send(g)), 2, now() - interval '1 hour' FROM generate_series(1, 3) g;
+         INSERT INTO events (id, at, action, target_type, target_id)
+         SELECT gen_random_uuid(), now() - interval '91 days', 'user.login_failed', 'user', 'u'
+         FROM generate_series(1, 2) g;",
+    )
+    .await;
+
+    let out = cli(&db, &["prune"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    for (table, deleted) in [
+        ("sessions", "4"),
+        ("refresh_tokens", "8"),
+        ("login_attempts", "3"),
+        ("events", "2"),
+    ] {
+        assert!(
+            stdout.lines().any(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                cells.get(1) == Some(&table) && cells.get(2) == Some(&deleted)
+            }),
+            "{table} {deleted}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("retention pass done"), "{stdout}");
+
+    let again = cli_json(&db, &["prune"]);
+    assert_eq!(again["status"], "completed");
+    assert_eq!(
+        again["deleted"],
+        serde_json::json!({"sessions": 0, "refresh_tokens": 0, "login_attempts": 0, "events": 0})
+    );
+
+    // Another instance's pass, played by psql holding the lock (skipped without psql).
+    let Ok(mut holder) = Command::new("psql")
+        .args([
+            db.url(),
+            "-q",
+            "-c",
+            &format!(
+                "SELECT pg_advisory_lock({})",
+                auth_infra::postgres::PRUNE_LOCK_KEY
+            ),
+            "-c",
+            "SELECT pg_sleep(5)",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        eprintln!("note: no psql; the skipped pass is not checked here");
+        return;
+    };
+    let started = std::time::Instant::now();
+    let skipped = loop {
+        let out = cli(&db, &["prune"], "");
+        assert!(out.status.success(), "exit 0 when skipped too");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if stdout.contains("skipped") || started.elapsed() > std::time::Duration::from_secs(4) {
+            break stdout;
+        }
+    };
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        skipped.starts_with("skipped: another instance is running a retention pass"),
+        "{skipped}"
+    );
+}
+
+/// The retention settings default to the contract's values and refuse 0 (retention of no
+/// days would end reuse detection with the session; an interval of 0 would spin).
+#[test]
+fn retention_settings_default_and_refuse_zero() {
+    let config = test_config();
+    assert_eq!(
+        config.retention_policy(),
+        auth_core::ports::RetentionPolicy::default()
+    );
+    assert_eq!(
+        config.prune_interval(),
+        std::time::Duration::from_secs(3600)
+    );
+    for flag in [
+        "--retention-days",
+        "--event-retention-days",
+        "--prune-interval-seconds",
+    ] {
+        let err = auth_server::cli::Cli::try_parse_with_env(["auth-server", flag, "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(flag), "{err}");
+    }
+}
+
+/// An instance's first pass comes a little after start, spread over as long again so that
+/// instances started together do not all reach for the lock at once.
+#[test]
+fn the_first_prune_comes_a_little_after_start_with_jitter() {
+    use std::time::Duration;
+    let hour = Duration::from_secs(3600);
+    assert_eq!(
+        wiring::first_prune_delay(hour, 0.0),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        wiring::first_prune_delay(hour, 0.5),
+        Duration::from_secs(90)
+    );
+    assert!(wiring::first_prune_delay(hour, 0.999_999) < Duration::from_secs(120));
+    let short = Duration::from_secs(5);
+    assert_eq!(wiring::first_prune_delay(short, 0.0), short);
+    assert!(wiring::first_prune_delay(short, 0.99) < short * 2);
+}

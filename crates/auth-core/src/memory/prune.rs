@@ -1,0 +1,168 @@
+//! In-memory `Pruner`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{MemoryEventLog, MemoryLoginAttemptStore, MemorySessionRepository};
+use crate::ports::{PruneError, PruneReport, PrunedRows, Pruner, RetentionPolicy};
+
+/// Retention over the in-memory stores. Each table is pruned in one step under its store's
+/// lock, so an attempt or a rotation never sees half a deletion. Instances sharing the
+/// stores must share one pruner: it runs one pass at a time and skips a call made while a
+/// pass runs.
+pub struct MemoryPruner {
+    sessions: Arc<MemorySessionRepository>,
+    attempts: Arc<MemoryLoginAttemptStore>,
+    events: Option<Arc<MemoryEventLog>>,
+    running: AtomicBool,
+}
+
+impl std::fmt::Debug for MemoryPruner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryPruner")
+            .field("events", &self.events.is_some())
+            .field("running", &self.running.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryPruner {
+    /// A pruner of `sessions` (with their refresh tokens) and of the lockout counters in
+    /// `attempts`. It prunes no events until given an event log with
+    /// [`MemoryPruner::with_events`].
+    #[must_use]
+    pub fn new(
+        sessions: Arc<MemorySessionRepository>,
+        attempts: Arc<MemoryLoginAttemptStore>,
+    ) -> Self {
+        Self {
+            sessions,
+            attempts,
+            events: None,
+            running: AtomicBool::new(false),
+        }
+    }
+
+    /// Also prunes the events of `log` older than the event retention.
+    #[must_use]
+    pub fn with_events(self, log: Arc<MemoryEventLog>) -> Self {
+        Self {
+            events: Some(log),
+            ..self
+        }
+    }
+}
+
+/// Clears the running flag when the pass ends, however it ends.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+#[async_trait]
+impl Pruner for MemoryPruner {
+    async fn prune(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<PruneReport, PruneError> {
+        if self
+            .running
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Ok(PruneReport::Skipped);
+        }
+        let _running = Running(&self.running);
+        let (sessions, refresh_tokens) = self
+            .sessions
+            .prune_ended_before(policy.sessions_ended_before(now));
+        let login_attempts = self.attempts.prune(policy.lockout_windows_before(now), now);
+        // One-time tokens (email verification, password reset) go here once they exist:
+        // deleted as soon as they are used or expired.
+        let events = self
+            .events
+            .as_ref()
+            .map_or(0, |log| log.prune_before(policy.events_before(now)));
+        Ok(PruneReport::Completed(PrunedRows {
+            sessions,
+            refresh_tokens,
+            login_attempts,
+            events,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::memory::MemoryUserRepository;
+
+    fn pruner() -> MemoryPruner {
+        let users = Arc::new(MemoryUserRepository::new());
+        MemoryPruner::new(
+            Arc::new(MemorySessionRepository::new(users)),
+            Arc::new(MemoryLoginAttemptStore::new()),
+        )
+    }
+
+    /// Without an event log no event is counted; with one, the events made before
+    /// `now - event_retention` are deleted, the one at the cutoff and later ones are kept.
+    #[tokio::test]
+    async fn events_are_pruned_from_the_given_log() {
+        let now = Utc::now();
+        let policy = RetentionPolicy::default();
+        let report = pruner().prune(&policy, now).await.unwrap();
+        assert_eq!(report, PruneReport::Completed(PrunedRows::default()));
+
+        let log = Arc::new(MemoryEventLog::new());
+        let cutoff = now - Duration::days(90);
+        let user = crate::model::UserId::generate();
+        for at in [
+            cutoff - Duration::days(1),
+            cutoff - Duration::microseconds(1),
+            cutoff,
+            now,
+        ] {
+            log.append(vec![crate::model::NewEvent::password_changed(user, at)])
+                .await;
+        }
+        let report = pruner()
+            .with_events(log.clone())
+            .prune(&policy, now)
+            .await
+            .unwrap();
+        assert_eq!(report.deleted().events, 2);
+        let kept: Vec<DateTime<Utc>> = log.events().iter().map(|(_, e)| e.at).collect();
+        assert_eq!(kept, vec![cutoff, now]);
+    }
+
+    /// A call made while a pass runs is skipped and deletes nothing; the next one runs.
+    #[tokio::test]
+    async fn a_pass_during_a_pass_is_skipped() {
+        let pruner = pruner();
+        pruner.running.store(true, Ordering::Release);
+        let policy = RetentionPolicy::default();
+        assert_eq!(
+            pruner.prune(&policy, Utc::now()).await.unwrap(),
+            PruneReport::Skipped
+        );
+        pruner.running.store(false, Ordering::Release);
+        assert!(matches!(
+            pruner.prune(&policy, Utc::now()).await.unwrap(),
+            PruneReport::Completed(_)
+        ));
+        assert!(
+            !pruner.running.load(Ordering::Acquire),
+            "cleared after a pass"
+        );
+    }
+}

@@ -23,9 +23,7 @@ use async_trait::async_trait;
 use auth_core::model::{DeviceId, SessionId, TokenHash, UserId};
 use auth_core::ports::{Invalidation, InvalidationBus, InvalidationHandler, StoreError};
 use diesel::sql_types::Text;
-use diesel_async::{
-    AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _,
-};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
 use futures::StreamExt as _;
 use tokio::task::JoinHandle;
 
@@ -197,7 +195,7 @@ async fn notify(pool: &DbPool, payload: &str) -> Result<(), StoreError> {
 async fn listen(url: String, handler: Arc<dyn InvalidationHandler>, connected: Arc<AtomicBool>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let attempt = tokio::time::timeout(SILENCE_LIMIT, AsyncPgConnection::establish(&url))
+        let attempt = tokio::time::timeout(SILENCE_LIMIT, super::connect::establish(&url))
             .await
             .unwrap_or_else(|_| {
                 Err(diesel::ConnectionError::BadConnection(

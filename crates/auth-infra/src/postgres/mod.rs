@@ -2,6 +2,7 @@
 
 mod api_key;
 mod bus;
+mod connect;
 mod device;
 mod error;
 mod login_attempt;
@@ -14,6 +15,7 @@ mod user;
 
 pub use api_key::PgApiKeyRepository;
 pub use bus::PgInvalidationBus;
+pub use connect::{ConnectSettingsError, Connector, SslMode, establish};
 pub use device::PgDeviceRepository;
 pub use error::classify;
 pub use login_attempt::PgLoginAttemptStore;

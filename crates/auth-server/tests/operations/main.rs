@@ -13,3 +13,4 @@ mod instances;
 mod logs;
 mod metrics;
 mod outage;
+mod tls;

@@ -7,6 +7,8 @@
 #   scripts/pg-temp.sh freeze "$PGTEMP_DIR" # SIGSTOPs the server and its backends: connections
 #                                           # stay open but nothing answers (a hung database)
 #   scripts/pg-temp.sh thaw "$PGTEMP_DIR"   # SIGCONTs them
+#   eval "$(scripts/pg-temp.sh start-tls)" # as `start`, but TLS only (see tls_setup below); also
+#                                           # exports PGTEMP_TLS, the directory of its certificates
 # `start` records the port in "$PGTEMP_DIR/port" (what `resume` reuses).
 # Postgres refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
@@ -35,13 +37,62 @@ server_opts() {
   echo "-p $1 -k $2 -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
 }
 
+# A TLS-only cluster in directory $1, for tests of TLS to Postgres. Certificates (EC P-256,
+# valid 2 days) in $1/tls: a private CA (ca.pem), the server's certificate for `localhost` and
+# 127.0.0.1 signed by it, a second CA that signed nothing the server uses (other-ca.pem), and
+# client certificates for the role `tls_client` signed by the CA, with a SEC1 EC key
+# (client.crt/.key) and a PKCS#1 RSA key (client-rsa.crt/.key). pg_hba.conf: `tls_client` logs
+# in by client certificate, everyone else by password (scram), both over TLS only; plaintext
+# TCP is rejected.
+tls_setup() {
+  local dir=$1 tls=$1/tls
+  mkdir -m 755 "$tls"
+  (
+    cd "$tls"
+    ca() { openssl req -x509 -new -noenc -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 \
+             -keyout "$1.key" -out "$1.pem" -subj "/CN=$2" \
+             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; }
+    # sign NAME CN EXTENSIONS: a certificate for NAME.key, signed by the CA.
+    sign() { openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr"
+             openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+               -out "$1.crt" -extfile <(printf '%s\n' "$3" 'basicConstraints=critical,CA:FALSE'); }
+    ca ca "auth-service test CA"
+    ca other-ca "auth-service other test CA"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key
+    sign server localhost $'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
+    openssl ecparam -name prime256v1 -genkey -noout -out client.key
+    sign client tls_client extendedKeyUsage=clientAuth
+    openssl genrsa -traditional -out client-rsa.key 2048
+    sign client-rsa tls_client extendedKeyUsage=clientAuth
+    rm -f ./*.csr ca.srl
+    chmod 644 ./*.pem ./*.crt
+    chmod 600 ./*.key
+  ) >"$dir/tls.log" 2>&1 || { cat "$dir/tls.log" >&2; exit 1; }
+  install -m 600 "$tls/server.key" "$dir/data/server.key"
+  install -m 644 "$tls/server.crt" "$dir/data/server.crt"
+  install -m 644 "$tls/ca.pem" "$dir/data/ca.pem"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/data/server.key" "$dir/data/server.crt" "$dir/data/ca.pem"; fi
+  printf '%s\n' "ssl = on" "ssl_cert_file = 'server.crt'" "ssl_key_file = 'server.key'" \
+    "ssl_ca_file = 'ca.pem'" >> "$dir/data/postgresql.conf"
+  cat > "$dir/data/pg_hba.conf" <<'HBA'
+local     all  all         trust
+hostssl   all  tls_client  127.0.0.1/32  cert
+hostssl   all  tls_client  ::1/128       cert
+hostssl   all  all         127.0.0.1/32  scram-sha-256
+hostssl   all  all         ::1/128       scram-sha-256
+hostnossl all  all         0.0.0.0/0     reject
+hostnossl all  all         ::/0          reject
+HBA
+}
+
 case "${1:-start}" in
 stop)
   dir=${2:?usage: pg-temp.sh stop DIR}
   "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$dir"
   ;;
-start)
+start|start-tls)
+  mode=$1
   dir=$(mktemp -d -t pgtemp.XXXXXX)
   chmod 755 "$dir"
   printf '%s\n' "$PW" > "$dir/pw"
@@ -49,14 +100,27 @@ start)
   "${AS[@]}" "$PGBIN/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pw" \
       --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 -N \
       >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+  if [ "$mode" = start-tls ]; then tls_setup "$dir"; fi
   for _ in 1 2 3 4 5; do   # retry in case the port got taken between probe and bind
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
-           2>/dev/null || echo $((20000 + RANDOM % 20000)))
+    if [ "$mode" = start-tls ]; then
+      # Below the ephemeral range (32768-60999), which outgoing connections may hold.
+      port=$((20000 + RANDOM % 12000))
+    else
+      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
+             2>/dev/null || echo $((20000 + RANDOM % 20000)))
+    fi
     if "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o \
         "$(server_opts "$port" "$dir")" >/dev/null; then
       printf '%s\n' "$port" > "$dir/port"
       echo "export PGTEMP_DIR=$dir"
-      echo "export DATABASE_URL=postgres://postgres:$PW@127.0.0.1:$port/postgres"
+      if [ "$mode" = start-tls ]; then
+        "${AS[@]}" "$PGBIN/psql" -h "$dir" -p "$port" -U postgres -d postgres -qAtX \
+            -c "CREATE ROLE tls_client LOGIN" >/dev/null
+        echo "export PGTEMP_TLS=$dir/tls"
+        echo "export DATABASE_URL='postgres://postgres:$PW@localhost:$port/postgres?sslmode=verify-full&sslrootcert=$dir/tls/ca.pem'"
+      else
+        echo "export DATABASE_URL=postgres://postgres:$PW@127.0.0.1:$port/postgres"
+      fi
       exit 0
     fi
   done
@@ -79,5 +143,5 @@ freeze|thaw)
   # The postmaster and its children (backends, checkpointer, walwriter, ...) of this cluster only.
   kill -s "$signal" "$main" $(pgrep -P "$main" || true)
   ;;
-*) echo "usage: pg-temp.sh start | stop DIR | pause DIR | resume DIR | freeze DIR | thaw DIR" >&2; exit 2 ;;
+*) echo "usage: pg-temp.sh start | start-tls | stop DIR | pause DIR | resume DIR | freeze DIR | thaw DIR" >&2; exit 2 ;;
 esac

@@ -27,9 +27,9 @@ use auth_infra::cache::MokaCache;
 use auth_infra::jwt::{AsymmetricAlgorithm, JwtKeys, JwtSettings, JwtSigner, MIN_HS256_KEY_BYTES};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
-    DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus, PgLoginAttemptStore,
-    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, PoolSettings,
-    SchemaState, build_pool, run_migrations, schema_state,
+    Connector, DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus,
+    PgLoginAttemptStore, PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository,
+    PoolSettings, SchemaState, build_pool, run_migrations, schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 use std::num::NonZeroU32;
@@ -111,6 +111,11 @@ impl Store {
         auth_http::metrics::handle();
         match &config.database_url {
             Some(url) => {
+                // A TLS setting that cannot be used stops the start here, naming it, rather
+                // than failing every connection later.
+                let connector = Connector::shared(url.expose_secret())
+                    .map_err(|e| config_error(format!("DATABASE_URL: {e}")))?;
+                check_database_tls(config.auth_env, &connector);
                 let settings = PoolSettings {
                     max_size: config.db_pool_size as usize,
                     timeout: config.db_timeout(),
@@ -190,6 +195,24 @@ impl Store {
             Self::Postgres { .. } => "postgres",
             Self::Memory { .. } => "memory",
         }
+    }
+}
+
+/// Logs the TLS settings of database connections, and warns in production when a database on
+/// another machine is reached without `sslmode=verify-full` (its identity is not checked, so
+/// the connection could be intercepted).
+fn check_database_tls(env: Environment, connector: &Connector) {
+    tracing::info!(tls = %connector.describe(), "database connections");
+    let unverified = connector.unverified_remote_hosts();
+    if env == Environment::Production && !unverified.is_empty() {
+        tracing::warn!(
+            hosts = %unverified.join(", "),
+            sslmode = %connector.ssl_mode(),
+            "DATABASE_URL reaches a database on another machine without sslmode=verify-full: \
+             the server's identity is not checked and the connection could be intercepted. \
+             Use sslmode=verify-full (with sslrootcert naming the provider's CA if it is not \
+             a public one)"
+        );
     }
 }
 
@@ -635,7 +658,11 @@ pub fn spawn_pruning(
 /// [`StoreError`] when the database is unreachable or a migration fails.
 pub async fn migrate(config: &Config) -> Result<Vec<String>, StartupError> {
     match &config.database_url {
-        Some(url) => Ok(run_migrations(url.expose_secret()).await?),
+        Some(url) => {
+            Connector::shared(url.expose_secret())
+                .map_err(|e| config_error(format!("DATABASE_URL: {e}")))?;
+            Ok(run_migrations(url.expose_secret()).await?)
+        }
         None => Err(config_error("DATABASE_URL is not set: nothing to migrate")),
     }
 }

@@ -30,9 +30,7 @@ use auth_core::ports::{
 };
 use chrono::{DateTime, Utc};
 use diesel::sql_types::Text;
-use diesel_async::{
-    AsyncConnection as _, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _,
-};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
 use futures::{FutureExt as _, StreamExt as _};
 use tokio::task::JoinHandle;
 
@@ -289,7 +287,7 @@ async fn next_notes(listening: &Listening) -> Option<Vec<String>> {
 }
 
 async fn connect(url: &str) -> Result<AsyncPgConnection, String> {
-    let mut conn = tokio::time::timeout(READ_LIMIT, AsyncPgConnection::establish(url))
+    let mut conn = tokio::time::timeout(READ_LIMIT, super::connect::establish(url))
         .await
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|err| err.to_string())?;

@@ -2,12 +2,14 @@
 //! start at once.
 
 use auth_core::ports::StoreError;
+use diesel::RunQueryDsl;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
-use diesel::{Connection, RunQueryDsl};
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::connect::Connector;
 
 /// The SQL migrations of `migrations/`, compiled in.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -24,33 +26,19 @@ pub fn latest_migration_version() -> String {
         .unwrap_or_default()
 }
 
-/// Seconds the migration connection may take to connect, unless the URL sets
-/// `connect_timeout` itself: an unreachable host must not hang start-up.
-const CONNECT_TIMEOUT_SECONDS: u32 = 10;
-
-/// The connection string (URL or `key=value` form) with a `connect_timeout`, unless it has one.
-fn with_connect_timeout(url: &str) -> String {
-    if url.contains("connect_timeout=") {
-        url.to_owned()
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let separator = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{separator}connect_timeout={CONNECT_TIMEOUT_SECONDS}")
-    } else {
-        // The `key=value` form.
-        format!("{url} connect_timeout={CONNECT_TIMEOUT_SECONDS}")
-    }
-}
-
-/// Applies pending migrations, returning the versions applied. Runs on a blocking thread
-/// (the harness is synchronous).
+/// Applies pending migrations, returning the versions applied. Connects through the
+/// [`Connector`] of `database_url` (TLS as its `sslmode` says; a `connect_timeout` of 10 s
+/// unless it sets one), then runs the synchronous harness on a blocking thread.
 ///
 /// # Errors
-/// [`StoreError`] when the database is unreachable or a migration fails.
+/// [`StoreError::Internal`] for connection settings that cannot be used or a failed migration,
+/// [`StoreError::Unavailable`] when the database cannot be reached.
 pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, StoreError> {
-    let url = with_connect_timeout(database_url);
+    let connector = Connector::shared(database_url).map_err(StoreError::internal)?;
+    let conn = connector.connect().await.map_err(StoreError::unavailable)?;
     tokio::task::spawn_blocking(move || {
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
-            .map_err(StoreError::unavailable)?;
+        // The wrapper drives the async connection with the runtime this thread belongs to.
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
             .execute(&mut conn)
             .map_err(super::classify)?;
@@ -68,29 +56,4 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, StoreErro
     })
     .await
     .map_err(StoreError::internal)?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_connect_timeout_is_added_unless_present() {
-        assert_eq!(
-            with_connect_timeout("postgres://u:p@h/db"),
-            "postgres://u:p@h/db?connect_timeout=10"
-        );
-        assert_eq!(
-            with_connect_timeout("postgres://u:p@h/db?sslmode=disable"),
-            "postgres://u:p@h/db?sslmode=disable&connect_timeout=10"
-        );
-        assert_eq!(
-            with_connect_timeout("host=h password=p dbname=db"),
-            "host=h password=p dbname=db connect_timeout=10"
-        );
-        assert_eq!(
-            with_connect_timeout("postgres://h/db?connect_timeout=3"),
-            "postgres://h/db?connect_timeout=3"
-        );
-    }
 }

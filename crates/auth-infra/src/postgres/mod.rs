@@ -2,6 +2,7 @@
 
 mod api_key;
 mod bus;
+mod connect;
 mod device;
 mod error;
 mod events;
@@ -16,6 +17,7 @@ mod user;
 
 pub use api_key::PgApiKeyRepository;
 pub use bus::{LISTENER_APPLICATION_NAME, PgInvalidationBus};
+pub use connect::{ConnectSettingsError, Connector, SslMode, establish};
 pub use device::PgDeviceRepository;
 pub use error::classify;
 pub use events::PgEventLog;

@@ -19,12 +19,13 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection as _};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection as _};
 use failsafe::backoff::{self, Exponential};
 use failsafe::failure_policy::{self, ConsecutiveFailures};
 use failsafe::{Instrument, StateMachine};
 use futures::FutureExt as _;
 
+use super::connect::Connector;
 use super::error::pool_error;
 
 /// Failures in a row that open the breaker.
@@ -230,25 +231,28 @@ impl Default for PoolSettings {
 }
 
 /// Builds the pool. No connection is opened until one is needed, so the service can start
-/// while the database is down.
+/// while the database is down. Connections are opened by the [`Connector`] of `database_url`
+/// (TLS as its `sslmode` says).
 ///
 /// # Errors
-/// [`StoreError::Internal`] when the pool cannot be built (a configuration error).
+/// [`StoreError::Internal`] when the pool cannot be built (a configuration error, such as a
+/// TLS setting that cannot be used).
 pub fn build_pool(database_url: &str, settings: PoolSettings) -> Result<DbPool, StoreError> {
     let statement_ms = settings.statement_timeout.as_millis();
     let connect_timeout = settings.timeout;
+    let connector = Connector::shared(database_url).map_err(StoreError::internal)?;
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
     // No test query on every checkout (it doubled the round trips of every database call):
     // a connection the server closed is seen as closed and discarded all the same, and one
     // that dies mid-query fails that query as `Unavailable` (503) once.
     config.recycling_method = RecyclingMethod::Fast;
-    config.custom_setup = Box::new(move |url| {
-        let url = url.to_owned();
+    // The manager passes `database_url` back; the connector already holds it, parsed.
+    config.custom_setup = Box::new(move |_url| {
+        let connector = connector.clone();
         async move {
-            let mut conn =
-                tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url))
-                    .await
-                    .map_err(|_| ConnectionError::BadConnection("connect timed out".into()))??;
+            let mut conn = tokio::time::timeout(connect_timeout, connector.connect())
+                .await
+                .map_err(|_| ConnectionError::BadConnection("connect timed out".into()))??;
             conn.batch_execute(&format!(
                 "SET statement_timeout = {statement_ms}; \
                  SET idle_in_transaction_session_timeout = {statement_ms}"

@@ -14,3 +14,4 @@ mod logs;
 mod metrics;
 mod outage;
 mod retention;
+mod tls;

@@ -80,6 +80,9 @@ async fn main() -> Result<(), Error> {
     let config = Cli::try_parse_with_env(["auth-server"])?.config;
     let mut fast_config = config.clone();
     fast_config.bcrypt_rounds = 4;
+    // Seeding logs one user in hundreds of times, many at once; lockout counts attempts
+    // before their check, so a burst above the threshold would be refused.
+    fast_config.lockout_threshold = 1000;
     wiring::migrate(&config).await?;
     let slow = wiring::services(&config, &Store::open(&config)?)?;
     let fast = wiring::services(&fast_config, &Store::open(&fast_config)?)?;

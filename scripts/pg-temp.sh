@@ -13,6 +13,8 @@
 #   scripts/pg-temp.sh kill-primary "$PGTEMP_DIR" # immediate stop of the pair's primary (a crash)
 #   scripts/pg-temp.sh promote "$PGTEMP_DIR" # promotes the pair's standby, waits until it writes
 #   scripts/pg-temp.sh stop-pair "$PGTEMP_DIR" # stops both and removes the directory
+#   scripts/pg-temp.sh pause-standby "$PGTEMP_DIR"  # stops the standby: commits then wait for it
+#   scripts/pg-temp.sh resume-standby "$PGTEMP_DIR" # starts it again on its port
 # `start` records the port in "$PGTEMP_DIR/port" (what `resume` reuses).
 # Postgres refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
@@ -177,6 +179,16 @@ kill-primary)
 promote)
   dir=${2:?usage: pg-temp.sh promote DIR}
   "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/standby" -w -t 30 promote >/dev/null
+  ;;
+pause-standby)
+  dir=${2:?usage: pg-temp.sh pause-standby DIR}
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/standby" -m fast -w -t 30 stop >/dev/null
+  ;;
+resume-standby)
+  dir=${2:?usage: pg-temp.sh resume-standby DIR}
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w -t 60 start -o \
+      "$(pair_opts "$(cat "$dir/standby.port")" "$dir" -c "synchronous_standby_names=''")" >/dev/null ||
+    { tail -n 20 "$dir/standby.log" >&2; exit 1; }
   ;;
 stop-pair)
   dir=${2:?usage: pg-temp.sh stop-pair DIR}

@@ -754,3 +754,47 @@ async fn a_primary_failover_loses_no_acknowledged_write_and_no_revocation() {
         logs_of(&[&a, &b])
     );
 }
+
+/// The moment a failover can lose an acknowledged write, made certain rather than left to
+/// chance: a refresh whose commit waits for the synchronous standby when the primary dies.
+/// The dying server sends out the statement's result as it goes; a service that answers on
+/// that result hands out a token pair the new primary never had (and the token it claimed to
+/// spend works again there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_waiting_for_the_standby_when_the_primary_dies_is_not_acknowledged() {
+    let pair = OwnedPair::start().await;
+    let server = ServerProcess::spawn("S", Some(&pair.url), &[]).await;
+    within(Duration::from_secs(20), "ready at start", || async {
+        server.get("/health/ready").await.status() == 200
+    })
+    .await;
+    let (_, login) = server.user_with_session().await;
+    let token = str_field(&login, "refresh_token").to_owned();
+
+    // Without its standby the primary commits locally and then waits.
+    pair.pause_standby().await;
+    let ((status, body), ()) = tokio::join!(call(refresh(&server, &token)), async {
+        // Well inside AUTH_DB_TIMEOUT_MS (2 s), after the refresh has reached its commit.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        pair.kill_primary().await;
+    });
+    assert_eq!(
+        status,
+        503,
+        "a refresh whose commit never reached the standby: {body}\n{}",
+        server.log_tail(20)
+    );
+
+    // The standby, which never saw that rotation, takes over.
+    pair.resume_standby().await;
+    pair.promote().await;
+    within(READY_LIMIT, "ready after the promotion", || async {
+        server.get("/health/ready").await.status() == 200
+    })
+    .await;
+    let (status, body) = call(refresh(&server, &token)).await;
+    assert_eq!(
+        status, 200,
+        "the refresh token of the unacknowledged rotation, after the failover: {body}"
+    );
+}

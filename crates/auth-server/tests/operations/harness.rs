@@ -637,6 +637,16 @@ impl OwnedPair {
     pub async fn promote(&self) {
         self.run("promote").await;
     }
+
+    /// Stops the standby: the primary's commits then wait for it.
+    pub async fn pause_standby(&self) {
+        self.run("pause-standby").await;
+    }
+
+    /// Starts the standby again on its port.
+    pub async fn resume_standby(&self) {
+        self.run("resume-standby").await;
+    }
 }
 
 impl Drop for OwnedPair {

@@ -9,6 +9,14 @@
 #   scripts/pg-temp.sh thaw "$PGTEMP_DIR"   # SIGCONTs them
 #   eval "$(scripts/pg-temp.sh start-tls)" # as `start`, but TLS only (see tls_setup below); also
 #                                           # exports PGTEMP_TLS, the directory of its certificates
+#   scripts/pg-temp.sh start-pair           # a primary and a synchronous streaming standby; exports
+#                                           # PGTEMP_DIR, DATABASE_URL (both hosts, read-write
+#                                           # target), PGTEMP_PRIMARY_PORT, PGTEMP_STANDBY_PORT
+#   scripts/pg-temp.sh kill-primary "$PGTEMP_DIR" # immediate stop of the pair's primary (a crash)
+#   scripts/pg-temp.sh promote "$PGTEMP_DIR" # promotes the pair's standby, waits until it writes
+#   scripts/pg-temp.sh stop-pair "$PGTEMP_DIR" # stops both and removes the directory
+#   scripts/pg-temp.sh pause-standby "$PGTEMP_DIR"  # stops the standby: commits then wait for it
+#   scripts/pg-temp.sh resume-standby "$PGTEMP_DIR" # starts it again on its port
 # `start` records the port in "$PGTEMP_DIR/port" (what `resume` reuses).
 # Postgres refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
@@ -85,6 +93,53 @@ hostnossl all  all         ::/0          reject
 HBA
 }
 
+# A port below the ephemeral range (32768-60999 on Linux by default) that nothing holds now:
+# a port in that range can be taken by an outgoing connection between the probe and the bind.
+low_port() {
+  python3 -c '
+import random, socket
+for _ in range(100):
+    p = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        print(p)
+        break
+    except OSError:
+        pass
+    finally:
+        s.close()
+' 2>/dev/null || echo $((20000 + RANDOM % 12000))
+}
+
+# Server options of a pair member in directory $2 on port $1; the rest ($3...) are appended.
+# Unlike a single throwaway cluster, commits are synchronous: a commit is acknowledged only once
+# the standby has the WAL, which is what "no acknowledged write lost across a failover" needs.
+# fsync stays off: the tests kill server processes, not the machine, and the page cache
+# survives a killed process.
+pair_opts() {
+  local port=$1 dir=$2; shift 2
+  echo "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=on -c wal_level=replica -c max_wal_senders=5 -c wal_sender_timeout=5s -c wal_receiver_status_interval=1s $*"
+}
+
+# Starts the pair member in "$1/$2" on a fresh low port (retrying when the port is taken);
+# prints the port. Extra server options follow.
+start_member() {
+  local dir=$1 member=$2; shift 2
+  local port
+  for _ in 1 2 3 4 5; do
+    port=$(low_port)
+    if "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/$member" -l "$dir/$member.log" -w -t 60 start -o \
+        "$(pair_opts "$port" "$dir" "$@")" >/dev/null; then
+      printf '%s\n' "$port" > "$dir/$member.port"
+      echo "$port"
+      return 0
+    fi
+  done
+  tail -n 20 "$dir/$member.log" >&2
+  return 1
+}
+
 case "${1:-start}" in
 stop)
   dir=${2:?usage: pg-temp.sh stop DIR}
@@ -143,5 +198,69 @@ freeze|thaw)
   # The postmaster and its children (backends, checkpointer, walwriter, ...) of this cluster only.
   kill -s "$signal" "$main" $(pgrep -P "$main" || true)
   ;;
-*) echo "usage: pg-temp.sh start | start-tls | stop DIR | pause DIR | resume DIR | freeze DIR | thaw DIR" >&2; exit 2 ;;
+start-pair)
+  dir=$(mktemp -d -t pgpair.XXXXXX)
+  chmod 755 "$dir"
+  printf '%s\n' "$PW" > "$dir/pw"
+  if [ "$(id -u)" = 0 ]; then chown -R postgres: "$dir"; fi
+  "${AS[@]}" "$PGBIN/initdb" -D "$dir/primary" -U postgres --pwfile="$dir/pw" \
+      --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 -N \
+      >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+  # initdb's pg_hba.conf already admits replication over TCP with a password; say so
+  # explicitly in case a packaged template does not.
+  grep -Eq '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32' "$dir/primary/pg_hba.conf" ||
+    echo 'host replication all 127.0.0.1/32 scram-sha-256' | "${AS[@]}" tee -a "$dir/primary/pg_hba.conf" >/dev/null
+  p1=$(start_member "$dir" primary -c "synchronous_standby_names='*'")
+  # The standby is a base backup of the primary that follows it (-R: standby.signal and
+  # primary_conninfo with the password). Its own synchronous_standby_names is empty: once
+  # promoted, it must not wait for a standby of its own.
+  "${AS[@]}" env PGPASSWORD="$PW" "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$p1" -U postgres \
+      -D "$dir/standby" -R -X stream -c fast >"$dir/basebackup.log" 2>&1 ||
+    { cat "$dir/basebackup.log" >&2; exit 1; }
+  p2=$(start_member "$dir" standby -c "synchronous_standby_names=''")
+  # Commits on the primary wait for a synchronous standby: be sure it is one before handing
+  # the pair out.
+  for _ in $(seq 1 300); do
+    sync=$("${AS[@]}" "$PGBIN/psql" -h "$dir" -p "$p1" -U postgres -d postgres -Atq \
+        -c "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'" 2>/dev/null || true)
+    [ "$sync" = 1 ] && break
+    sleep 0.1
+  done
+  if [ "$sync" != 1 ]; then
+    echo "the standby did not become synchronous" >&2; tail -n 20 "$dir/standby.log" >&2; exit 1
+  fi
+  echo "export PGTEMP_DIR=$dir"
+  echo "export DATABASE_URL='postgres://postgres:$PW@127.0.0.1:$p1,127.0.0.1:$p2/postgres?target_session_attrs=read-write'"
+  echo "export PGTEMP_PRIMARY_PORT=$p1"
+  echo "export PGTEMP_STANDBY_PORT=$p2"
+  ;;
+kill-primary)
+  dir=${2:?usage: pg-temp.sh kill-primary DIR}
+  # Immediate mode: every server process exits at once, no checkpoint, no goodbye to clients
+  # beyond their sockets closing; recovery would be needed to start it again.
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/primary" -m immediate -w -t 30 stop >/dev/null
+  ;;
+promote)
+  dir=${2:?usage: pg-temp.sh promote DIR}
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/standby" -w -t 30 promote >/dev/null
+  ;;
+pause-standby)
+  dir=${2:?usage: pg-temp.sh pause-standby DIR}
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/standby" -m fast -w -t 30 stop >/dev/null
+  ;;
+resume-standby)
+  dir=${2:?usage: pg-temp.sh resume-standby DIR}
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w -t 60 start -o \
+      "$(pair_opts "$(cat "$dir/standby.port")" "$dir" -c "synchronous_standby_names=''")" >/dev/null ||
+    { tail -n 20 "$dir/standby.log" >&2; exit 1; }
+  ;;
+stop-pair)
+  dir=${2:?usage: pg-temp.sh stop-pair DIR}
+  for member in primary standby; do
+    [ -f "$dir/$member/postmaster.pid" ] &&
+      "${AS[@]}" "$PGBIN/pg_ctl" -D "$dir/$member" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+  done
+  rm -rf "$dir"
+  ;;
+*) echo "usage: pg-temp.sh start | start-tls | start-pair | stop DIR | pause DIR | resume DIR | freeze DIR | thaw DIR | kill-primary DIR | promote DIR | pause-standby DIR | resume-standby DIR | stop-pair DIR" >&2; exit 2 ;;
 esac

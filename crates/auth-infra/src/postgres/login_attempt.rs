@@ -129,16 +129,20 @@ impl LoginAttemptStore for PgLoginAttemptStore {
                 .pool
                 .deadline(async {
                     let mut conn = self.pool.get().await?;
+                    // `load`, not `get_result`: the count commits with this statement, and
+                    // `get_result` would return on a row sent before that commit is confirmed
+                    // (see `PgSessionRepository::rotate`).
                     let counted: Option<Counted> = diesel::sql_query(BEGIN_ATTEMPT_SQL)
                         .bind::<Bytea, _>(key.as_bytes().as_slice())
                         .bind::<Timestamptz, _>(now)
                         .bind::<BigInt, _>(i64::from(policy.threshold))
                         .bind::<BigInt, _>(window)
                         .bind::<BigInt, _>(duration)
-                        .get_result(&mut conn)
+                        .load(&mut conn)
                         .await
-                        .optional()
-                        .map_err(classify)?;
+                        .map_err(classify)?
+                        .into_iter()
+                        .next();
                     counted
                         .map(|counted| {
                             Ok(AttemptState {

@@ -199,15 +199,22 @@ impl SessionRepository for PgSessionRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
+                // `load`, not `get_result`: this statement commits on its own, and its row can
+                // reach us before that commit is confirmed (a server stopped while the commit
+                // waits for a synchronous standby flushes the row out as it dies).
+                // `get_result` returns on the first row; `load` waits for the end of the
+                // statement's transaction, so a token pair is only handed out once the
+                // rotation is durable.
                 let rotated: Option<(SessionRow, UserRow)> = RotateQuery {
                     presented: presented.as_bytes().to_vec(),
                     next: next.as_bytes().to_vec(),
                     now,
                 }
-                .get_result(&mut conn)
+                .load(&mut conn)
                 .await
-                .optional()
-                .map_err(classify)?;
+                .map_err(classify)?
+                .into_iter()
+                .next();
                 if let Some((session, user)) = rotated {
                     return Ok(Rotation::Rotated {
                         session: session.into_domain(),

@@ -572,3 +572,88 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .sum()
 }
+
+/// A primary and a synchronous streaming standby of this test's own
+/// (`scripts/pg-temp.sh start-pair`), which the test may crash and fail over; both stopped and
+/// removed when dropped, panics included.
+#[derive(Debug)]
+pub struct OwnedPair {
+    pub dir: String,
+    /// Both hosts, primary first, with `target_session_attrs=read-write`.
+    pub url: String,
+    pub primary_port: u16,
+    pub standby_port: u16,
+}
+
+impl OwnedPair {
+    pub async fn start() -> Self {
+        let out = tokio::task::spawn_blocking(|| pg_temp(&["start-pair"]))
+            .await
+            .expect("join");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "pg-temp.sh start-pair failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let export = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .map(|v| v.trim_matches('\'').to_owned())
+                .unwrap_or_else(|| panic!("no {name} in pg-temp.sh output: {stdout}"))
+        };
+        let port = |name: &str| {
+            export(name)
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        Self {
+            dir: export("PGTEMP_DIR"),
+            url: export("DATABASE_URL"),
+            primary_port: port("PGTEMP_PRIMARY_PORT"),
+            standby_port: port("PGTEMP_STANDBY_PORT"),
+        }
+    }
+
+    async fn run(&self, action: &'static str) {
+        let dir = self.dir.clone();
+        let out = tokio::task::spawn_blocking(move || pg_temp(&[action, &dir]))
+            .await
+            .expect("join");
+        assert!(
+            out.status.success(),
+            "pg-temp.sh {action} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Crashes the primary: an immediate stop, every server process gone at once.
+    pub async fn kill_primary(&self) {
+        self.run("kill-primary").await;
+    }
+
+    /// Promotes the standby; returns once it accepts writes.
+    pub async fn promote(&self) {
+        self.run("promote").await;
+    }
+
+    /// Stops the standby: the primary's commits then wait for it.
+    pub async fn pause_standby(&self) {
+        self.run("pause-standby").await;
+    }
+
+    /// Starts the standby again on its port.
+    pub async fn resume_standby(&self) {
+        self.run("resume-standby").await;
+    }
+}
+
+impl Drop for OwnedPair {
+    fn drop(&mut self) {
+        let out = pg_temp(&["stop-pair", &self.dir]);
+        if !out.status.success() || std::path::Path::new(&self.dir).exists() {
+            eprintln!("warning: Postgres pair at {} was not removed", self.dir);
+        }
+    }
+}

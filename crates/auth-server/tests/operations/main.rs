@@ -9,6 +9,7 @@
 
 mod harness;
 
+mod failover;
 mod instances;
 mod logs;
 mod metrics;

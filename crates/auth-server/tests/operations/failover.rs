@@ -708,8 +708,7 @@ async fn a_primary_failover_loses_no_acknowledged_write_and_no_revocation() {
          after the promotion, how the other instance treated it): {:?}; {} revocations after \
          the promotion refused as revoked by the other instance after {:?} at most; {} of \
          them still accepted {PROPAGATION:?} or more after the revoke by an instance not \
-         ready yet (at most {:?} after; a contract gap, see \
-         NOT_READY_INSTANCES_KEEP_THE_PROMISE); acknowledged writes before the crash / until the promote command returned / \
+         ready yet (at most {:?} after); acknowledged writes before the crash / until the promote command returned / \
          after it: {by_phase:?}; {} registrations, {} sessions, {} active keys, {} revoked \
          keys checked; {} unanswered revokes ({landed} landed); answers {statuses:?}; \
          failover phase done at {failover_done:?}, checks done at {:?}",

@@ -52,6 +52,11 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// hang start-up or the migrations.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The same, per host, when the connection string names several hosts: a vanished primary
+/// (its packets dropped, not refused) must leave the next host time to answer within the
+/// pool's `AUTH_DB_TIMEOUT_MS` (2 s by default) for all hosts together.
+const MULTI_HOST_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The same TLS failure is logged again after this long.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -852,7 +857,12 @@ impl Connector {
             .parse()
             .map_err(|e: tokio_postgres::Error| settings_error(error_chain(&e)))?;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+            let hosts = config.get_hosts().len().max(config.get_hostaddrs().len());
+            config.connect_timeout(if hosts > 1 {
+                MULTI_HOST_CONNECT_TIMEOUT
+            } else {
+                DEFAULT_CONNECT_TIMEOUT
+            });
         }
         // No TLS over Unix sockets (PostgreSQL does not offer it), as libpq.
         let sockets_only = !config.get_hosts().is_empty()
@@ -1249,6 +1259,19 @@ mod tests {
                 .config
                 .get_connect_timeout(),
             Some(&Duration::from_secs(4))
+        );
+        assert_eq!(
+            connector("postgres://u@h1:5432,h2:5433/db?target_session_attrs=read-write")
+                .config
+                .get_connect_timeout(),
+            Some(&MULTI_HOST_CONNECT_TIMEOUT),
+            "several hosts: each must leave the next one time"
+        );
+        assert_eq!(
+            connector("postgres://u@h1,h2/db?connect_timeout=2")
+                .config
+                .get_connect_timeout(),
+            Some(&Duration::from_secs(2))
         );
     }
 

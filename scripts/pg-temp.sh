@@ -54,6 +54,14 @@ server_opts() {
 # TCP is rejected.
 tls_setup() {
   local dir=$1 tls=$1/tls
+  if ! command -v openssl >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "openssl not found; installing it with apt-get" >&2
+      { apt-get install -y -qq openssl || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }; } >&2
+    else
+      echo "openssl not found: install it (Debian: apt-get install openssl)" >&2; exit 1
+    fi
+  fi
   mkdir -m 755 "$tls"
   (
     cd "$tls"

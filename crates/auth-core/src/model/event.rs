@@ -210,42 +210,43 @@ impl NewEvent {
         .invalidating(Invalidation::ApiKey(old.key_hash))
     }
 
-    /// `device.registered`. It ends a cached "no such device" answer on every instance.
-    #[must_use]
-    pub fn device_registered(device: &Device, at: DateTime<Utc>) -> Self {
+    /// An event about `device`, ending its cached record on every instance.
+    fn about_device(
+        device: &Device,
+        action: EventAction,
+        mut details: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Self {
+        if let Some(fields) = details.as_object_mut() {
+            fields.insert("device_id".to_owned(), json!(device.id.to_string()));
+            fields.insert(
+                "organization_id".to_owned(),
+                json!(device.organization_id.to_string()),
+            );
+        }
         Self::new(
             at,
-            EventAction::DeviceRegistered,
+            action,
             EventTarget {
                 kind: "device".to_owned(),
                 id: device.id.to_string(),
             },
-            json!({
-                "device_id": device.id.to_string(),
-                "organization_id": device.organization_id.to_string(),
-            }),
+            details,
         )
         .in_organization(device.organization_id)
         .invalidating(Invalidation::Device(device.id.clone()))
     }
 
+    /// `device.registered`. It ends a cached "no such device" answer on every instance.
+    #[must_use]
+    pub fn device_registered(device: &Device, at: DateTime<Utc>) -> Self {
+        Self::about_device(device, EventAction::DeviceRegistered, json!({}), at)
+    }
+
     /// `device.revoked`.
     #[must_use]
     pub fn device_revoked(device: &Device, at: DateTime<Utc>) -> Self {
-        Self::new(
-            at,
-            EventAction::DeviceRevoked,
-            EventTarget {
-                kind: "device".to_owned(),
-                id: device.id.to_string(),
-            },
-            json!({
-                "device_id": device.id.to_string(),
-                "organization_id": device.organization_id.to_string(),
-            }),
-        )
-        .in_organization(device.organization_id)
-        .invalidating(Invalidation::Device(device.id.clone()))
+        Self::about_device(device, EventAction::DeviceRevoked, json!({}), at)
     }
 
     /// `device.secret_rotated`: tokens issued before `not_before` are refused.
@@ -255,21 +256,12 @@ impl NewEvent {
         not_before: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Self {
-        Self::new(
-            at,
+        Self::about_device(
+            device,
             EventAction::DeviceSecretRotated,
-            EventTarget {
-                kind: "device".to_owned(),
-                id: device.id.to_string(),
-            },
-            json!({
-                "device_id": device.id.to_string(),
-                "organization_id": device.organization_id.to_string(),
-                "not_before": not_before.timestamp(),
-            }),
+            json!({ "not_before": not_before.timestamp() }),
+            at,
         )
-        .in_organization(device.organization_id)
-        .invalidating(Invalidation::Device(device.id.clone()))
     }
 }
 

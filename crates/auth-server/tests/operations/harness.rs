@@ -477,24 +477,42 @@ fn pg_temp(args: &[&str]) -> std::process::Output {
         .expect("run scripts/pg-temp.sh")
 }
 
+/// Runs `pg-temp.sh MODE` (a start mode) and returns what it exports, by name.
+async fn pg_temp_start(mode: &'static str) -> impl Fn(&str) -> String {
+    let out = tokio::task::spawn_blocking(move || pg_temp(&[mode]))
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pg-temp.sh {mode} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    move |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .map(|v| v.trim_matches('\'').to_owned())
+            .unwrap_or_else(|| panic!("no {name} in pg-temp.sh output: {stdout}"))
+    }
+}
+
+/// Runs `pg-temp.sh ACTION DIR`, failing the test when it fails.
+async fn pg_temp_on(action: &'static str, dir: &str) {
+    let dir = dir.to_owned();
+    let out = tokio::task::spawn_blocking(move || pg_temp(&[action, &dir]))
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "pg-temp.sh {action} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl OwnedPostgres {
     pub async fn start() -> Self {
-        let out = tokio::task::spawn_blocking(|| pg_temp(&["start"]))
-            .await
-            .expect("join");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "pg-temp.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let export = |name: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(str::to_owned)
-                .unwrap_or_else(|| panic!("no {name} in pg-temp.sh output: {stdout}"))
-        };
+        let export = pg_temp_start("start").await;
         Self {
             dir: export("PGTEMP_DIR"),
             url: export("DATABASE_URL"),
@@ -502,15 +520,7 @@ impl OwnedPostgres {
     }
 
     async fn run(&self, action: &'static str) {
-        let dir = self.dir.clone();
-        let out = tokio::task::spawn_blocking(move || pg_temp(&[action, &dir]))
-            .await
-            .expect("join");
-        assert!(
-            out.status.success(),
-            "pg-temp.sh {action} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        pg_temp_on(action, &self.dir).await;
     }
 
     /// Stops the server (fast shutdown: open connections are cut), keeping its data.
@@ -587,22 +597,7 @@ pub struct OwnedPair {
 
 impl OwnedPair {
     pub async fn start() -> Self {
-        let out = tokio::task::spawn_blocking(|| pg_temp(&["start-pair"]))
-            .await
-            .expect("join");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "pg-temp.sh start-pair failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let export = |name: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(|v| v.trim_matches('\'').to_owned())
-                .unwrap_or_else(|| panic!("no {name} in pg-temp.sh output: {stdout}"))
-        };
+        let export = pg_temp_start("start-pair").await;
         let port = |name: &str| {
             export(name)
                 .parse()
@@ -617,15 +612,7 @@ impl OwnedPair {
     }
 
     async fn run(&self, action: &'static str) {
-        let dir = self.dir.clone();
-        let out = tokio::task::spawn_blocking(move || pg_temp(&[action, &dir]))
-            .await
-            .expect("join");
-        assert!(
-            out.status.success(),
-            "pg-temp.sh {action} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        pg_temp_on(action, &self.dir).await;
     }
 
     /// Crashes the primary: an immediate stop, every server process gone at once.

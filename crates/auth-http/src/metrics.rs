@@ -234,6 +234,7 @@ pub async fn middleware(
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(
+    operation_id = "metrics",
     tag = "service",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String))
 )]

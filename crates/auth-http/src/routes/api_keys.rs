@@ -250,6 +250,7 @@ fn parse_scope_strs<'a>(
 
 /// Create a key for an organization (owner/admin, or a key with `admin` of that organization).
 #[utoipa::path(
+    operation_id = "create_api_key",
     tag = "api-keys",
     security(("bearer" = []), ("api_key" = [])),
     request_body = CreateKey,
@@ -312,6 +313,7 @@ pub struct ApiKeyList {
 
 /// List an organization's keys.
 #[utoipa::path(
+    operation_id = "list_api_keys",
     tag = "api-keys",
     security(("bearer" = []), ("api_key" = [])),
     params(ListKeysQuery),
@@ -353,6 +355,7 @@ pub async fn list(
 
 /// One key.
 #[utoipa::path(
+    operation_id = "get_api_key",
     tag = "api-keys",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path, description = "Key id")),
@@ -371,6 +374,7 @@ pub async fn get(
 
 /// Revoke a key: every instance rejects it within a second.
 #[utoipa::path(
+    operation_id = "revoke_api_key",
     tag = "api-keys",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path, description = "Key id")),
@@ -395,6 +399,7 @@ pub async fn revoke(
 /// Replace a key by a new one with the same name, scopes, organization and expiry; the old
 /// key is revoked at once.
 #[utoipa::path(
+    operation_id = "rotate_api_key",
     tag = "api-keys",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path, description = "Key id")),
@@ -483,6 +488,7 @@ impl<'a> From<&'a KeyVerdict> for KeyVerification<'a> {
 /// Verify a key, optionally requiring scopes. A bad key is `valid:false` with `error`; a
 /// store outage is a 503, never `valid:false`.
 #[utoipa::path(
+    operation_id = "verify_api_key",
     tag = "api-keys",
     request_body = VerifyKey,
     responses((status = 200, description = "Verdict", body = KeyVerification), BodyErrors, StoreErrors, LimitedErrors)
@@ -601,6 +607,7 @@ pub struct BatchVerification<'a> {
 
 /// Verify up to 100 keys at once.
 #[utoipa::path(
+    operation_id = "verify_api_keys_batch",
     tag = "api-keys",
     request_body = VerifyBatch,
     responses((status = 200, description = "Verdicts in order", body = BatchVerification), BodyErrors, StoreErrors, LimitedErrors)

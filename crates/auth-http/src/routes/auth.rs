@@ -199,6 +199,7 @@ pub(crate) fn password_error(field: &str, err: auth_core::model::PasswordError) 
 
 /// Register a new account.
 #[utoipa::path(
+    operation_id = "register_user",
     tag = "auth",
     request_body = RegisterRequest,
     responses(
@@ -254,6 +255,7 @@ pub async fn register(
 
 /// Log in with email and password; opens a session.
 #[utoipa::path(
+    operation_id = "login",
     tag = "auth",
     request_body = LoginRequest,
     responses(
@@ -283,6 +285,7 @@ pub async fn login(
 /// Exchange a refresh token for a new pair. The presented token is spent; presenting it
 /// again ends the whole session.
 #[utoipa::path(
+    operation_id = "refresh_session",
     tag = "auth",
     request_body = RefreshRequest,
     responses(
@@ -303,6 +306,7 @@ pub async fn refresh(
 
 /// End the session a refresh token belongs to. Answers 204 for unknown tokens too.
 #[utoipa::path(
+    operation_id = "logout",
     tag = "auth",
     request_body = RefreshRequest,
     responses(
@@ -322,6 +326,7 @@ pub async fn logout(
 
 /// End every session of the calling user.
 #[utoipa::path(
+    operation_id = "logout_all",
     tag = "auth",
     security(("bearer" = [])),
     responses(
@@ -341,6 +346,7 @@ pub async fn logout_all(
 
 /// Check the caller's access token: valid signature and claims, live session.
 #[utoipa::path(
+    operation_id = "verify_access_token",
     tag = "auth",
     security(("bearer" = [])),
     responses(
@@ -363,6 +369,7 @@ pub async fn verify(caller: Authenticated) -> Result<HttpResponse, ApiError> {
 
 /// Check any token the service issued; answers `valid:false` with a reason instead of 401.
 #[utoipa::path(
+    operation_id = "verify_token",
     tag = "auth",
     request_body = VerifyTokenRequest,
     responses(

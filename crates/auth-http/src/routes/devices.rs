@@ -121,6 +121,7 @@ pub struct RegisterDevice {
 
 /// Register a device for an organization (owner/admin, or an `admin` key of it).
 #[utoipa::path(
+    operation_id = "register_device",
     tag = "devices",
     security(("bearer" = []), ("api_key" = [])),
     request_body = RegisterDevice,
@@ -209,6 +210,7 @@ impl std::fmt::Debug for DeviceTokenResponse {
 /// Exchange a device id and secret for a device token (no refresh token). Unknown device,
 /// wrong secret and revoked device get the same 401.
 #[utoipa::path(
+    operation_id = "authenticate_device",
     tag = "devices",
     request_body = AuthenticateDevice,
     responses(
@@ -262,6 +264,7 @@ impl std::fmt::Debug for RotatedSecret {
 /// Give a device a new secret; the old one stops working at once (tokens already issued
 /// stay valid until they expire).
 #[utoipa::path(
+    operation_id = "rotate_device_secret",
     tag = "devices",
     security(("bearer" = []), ("api_key" = [])),
     params(("device_id" = String, Path, description = "Device id")),
@@ -296,6 +299,7 @@ fn device_path(raw: &str) -> Result<DeviceId, ApiError> {
 /// Revoke a device: it cannot authenticate and its tokens stop verifying on every instance
 /// within a second.
 #[utoipa::path(
+    operation_id = "revoke_device",
     tag = "devices",
     security(("bearer" = []), ("api_key" = [])),
     params(("device_id" = String, Path, description = "Device id")),
@@ -334,6 +338,7 @@ pub struct DeviceList {
 
 /// List an organization's devices.
 #[utoipa::path(
+    operation_id = "list_devices",
     tag = "devices",
     security(("bearer" = []), ("api_key" = [])),
     params(ListDevicesQuery),
@@ -363,6 +368,7 @@ pub async fn list(
 
 /// One device.
 #[utoipa::path(
+    operation_id = "get_device",
     tag = "devices",
     security(("bearer" = []), ("api_key" = [])),
     params(("device_id" = String, Path, description = "Device id")),

@@ -95,6 +95,7 @@ pub struct OrganizationList {
 
 /// Create an organization; the caller becomes its owner.
 #[utoipa::path(
+    operation_id = "create_organization",
     tag = "organizations",
     security(("bearer" = [])),
     request_body = CreateOrganization,
@@ -118,6 +119,7 @@ pub async fn create(
 
 /// The caller's organizations.
 #[utoipa::path(
+    operation_id = "list_organizations",
     tag = "organizations",
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's organizations", body = OrganizationList), BearerErrors, StoreErrors)
@@ -143,6 +145,7 @@ pub async fn list(
 
 /// One organization the caller belongs to.
 #[utoipa::path(
+    operation_id = "get_organization",
     tag = "organizations",
     security(("bearer" = [])),
     params(("org_id" = Uuid, Path, description = "Organization id")),
@@ -195,6 +198,7 @@ pub struct MemberList {
 
 /// Add a registered user to the organization (owner or admin).
 #[utoipa::path(
+    operation_id = "add_organization_member",
     tag = "organizations",
     security(("bearer" = [])),
     params(("org_id" = Uuid, Path, description = "Organization id")),
@@ -245,6 +249,7 @@ pub async fn add_member(
 
 /// The members of an organization the caller belongs to.
 #[utoipa::path(
+    operation_id = "list_organization_members",
     tag = "organizations",
     security(("bearer" = [])),
     params(("org_id" = Uuid, Path, description = "Organization id")),
@@ -273,6 +278,7 @@ pub async fn members(
 
 /// Remove a member (owner or admin; an admin cannot remove an owner; the last owner stays).
 #[utoipa::path(
+    operation_id = "remove_organization_member",
     tag = "organizations",
     security(("bearer" = [])),
     params(

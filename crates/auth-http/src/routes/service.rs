@@ -25,7 +25,8 @@ pub struct ServiceInfo {
 }
 
 /// What the service is and where its documentation lives.
-#[utoipa::path(tag = "service", responses((status = 200, description = "Service info", body = ServiceInfo)))]
+#[utoipa::path(
+    operation_id = "service_index",tag = "service", responses((status = 200, description = "Service info", body = ServiceInfo)))]
 #[get("/")]
 pub async fn root() -> HttpResponse {
     HttpResponse::Ok().json(ServiceInfo {
@@ -65,6 +66,7 @@ pub struct Health {
 /// Health of the service and its components: `unhealthy` (503) when the database is
 /// unreachable, `degraded` while the invalidation listener is disconnected.
 #[utoipa::path(
+    operation_id = "health",
     tag = "service",
     responses(
         (status = 200, description = "Healthy or degraded", body = Health),
@@ -126,6 +128,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// The public keys that verify this service's tokens (current and previous), so other
 /// services verify access tokens with no call to this one. `{"keys":[]}` under HS256.
 #[utoipa::path(
+    operation_id = "jwks",
     tag = "service",
     responses((status = 200, description = "JWK set (RFC 7517)", body = Object))
 )]
@@ -148,7 +151,8 @@ pub struct Probe {
 }
 
 /// Liveness: 200 while the process serves.
-#[utoipa::path(tag = "service", responses((status = 200, description = "Alive", body = Probe)))]
+#[utoipa::path(
+    operation_id = "liveness",tag = "service", responses((status = 200, description = "Alive", body = Probe)))]
 #[get("/health/live")]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Probe { status: "ok" })
@@ -157,6 +161,7 @@ pub async fn live() -> HttpResponse {
 /// Readiness: 200 when the store answers, its schema is current and the invalidation
 /// listener is connected; 503 otherwise.
 #[utoipa::path(
+    operation_id = "readiness",
     tag = "service",
     responses(
         (status = 200, description = "Ready", body = Probe),

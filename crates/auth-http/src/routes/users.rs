@@ -42,6 +42,7 @@ pub struct Me {
 
 /// The calling user's profile.
 #[utoipa::path(
+    operation_id = "get_current_user",
     tag = "users",
     security(("bearer" = [])),
     responses(
@@ -89,6 +90,7 @@ pub struct ChangePasswordRequest {
 
 /// Change the calling user's password; every other session of the user ends.
 #[utoipa::path(
+    operation_id = "change_password",
     tag = "users",
     security(("bearer" = [])),
     request_body = ChangePasswordRequest,

@@ -101,6 +101,47 @@ async fn openapi_lists_exactly_the_served_routes() {
     app.stop().await;
 }
 
+/// OpenAPI requires every `operationId` to be unique; generated clients name their functions
+/// and types after them, so two operations sharing one (`list`, `verify`, ...) get each
+/// other's bodies.
+#[test]
+fn every_operation_has_its_own_descriptive_id() {
+    let doc = serde_json::to_value(auth_http::openapi()).unwrap();
+    let mut ids: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            ids.push((id.to_owned(), format!("{method} {path}")));
+        }
+    }
+    ids.sort();
+    for pair in ids.windows(2) {
+        assert_ne!(
+            pair[0].0, pair[1].0,
+            "{} and {} share an operationId",
+            pair[0].1, pair[1].1
+        );
+    }
+    for (id, operation) in &ids {
+        assert!(
+            id.len() > 4 || ["login", "jwks"].contains(&id.as_str()),
+            "{operation}: {id} does not say what it does"
+        );
+    }
+    let find = |method: &str, path: &str| {
+        doc["paths"][path][method]["operationId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(find("get", "/api/v1/auth/verify"), "verify_access_token");
+    assert_eq!(find("post", "/api/v1/api-keys/verify"), "verify_api_key");
+    assert_eq!(find("get", "/api/v1/devices"), "list_devices");
+    assert_eq!(find("post", "/api/v1/organizations"), "create_organization");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documentation_pages_work_offline() {
     let app = TestApp::start(Backend::Memory).await;

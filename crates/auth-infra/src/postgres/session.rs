@@ -245,29 +245,7 @@ impl SessionRepository for PgSessionRepository {
             .deadline(async {
                 let mut conn = self.pool.get().await?;
                 conn.transaction::<_, DieselError, _>(async |conn| {
-                    let user: Option<Uuid> = diesel::update(
-                        sessions::table
-                            .find(id.as_uuid())
-                            .filter(sessions::revoked_at.is_null()),
-                    )
-                    .set(sessions::revoked_at.eq(now))
-                    .returning(sessions::user_id)
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-                    let Some(user) = user else {
-                        return Ok(false);
-                    };
-                    append_in(
-                        conn,
-                        &[NewEvent::session_reuse_detected(
-                            id,
-                            UserId::from_uuid(user),
-                            now,
-                        )],
-                    )
-                    .await?;
-                    Ok(true)
+                    end_one(conn, id, now, NewEvent::session_reuse_detected).await
                 })
                 .await
                 .map_err(classify)
@@ -293,27 +271,7 @@ impl SessionRepository for PgSessionRepository {
                     let Some(session_id) = session_id.map(SessionId::from_uuid) else {
                         return Ok(None);
                     };
-                    let user: Option<Uuid> = diesel::update(
-                        sessions::table
-                            .find(session_id.as_uuid())
-                            .filter(sessions::revoked_at.is_null()),
-                    )
-                    .set(sessions::revoked_at.eq(now))
-                    .returning(sessions::user_id)
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-                    if let Some(user) = user {
-                        append_in(
-                            conn,
-                            &[NewEvent::session_ended(
-                                session_id,
-                                UserId::from_uuid(user),
-                                now,
-                            )],
-                        )
-                        .await?;
-                    }
+                    end_one(conn, session_id, now, NewEvent::session_ended).await?;
                     Ok(Some(session_id))
                 })
                 .await
@@ -360,4 +318,29 @@ impl SessionRepository for PgSessionRepository {
             })
             .await
     }
+}
+
+/// Ends session `id` if it is active, appending the event `event` makes of it, inside the
+/// caller's transaction. Returns whether it was active.
+async fn end_one(
+    conn: &mut diesel_async::AsyncPgConnection,
+    id: SessionId,
+    now: DateTime<Utc>,
+    event: fn(SessionId, UserId, DateTime<Utc>) -> NewEvent,
+) -> Result<bool, DieselError> {
+    let user: Option<Uuid> = diesel::update(
+        sessions::table
+            .find(id.as_uuid())
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::revoked_at.eq(now))
+    .returning(sessions::user_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(user) = user else {
+        return Ok(false);
+    };
+    append_in(conn, &[event(id, UserId::from_uuid(user), now)]).await?;
+    Ok(true)
 }

@@ -229,6 +229,42 @@ async fn a_log_that_lost_events_already_read_is_followed_from_its_newest() {
     );
 }
 
+/// A jump of the sequence far larger than any burst of rolled-back writes cannot be watched
+/// position by position: the follower flushes, and follows on from after the jump.
+#[tokio::test]
+async fn a_jump_past_the_watchable_holes_flushes_and_follows_on() {
+    let db = TestDb::new().await;
+    let handler = Arc::new(Recorder::default());
+    let mut follower = LogFollower::new(
+        Arc::new(PgEventLog::new(db.pool())),
+        handler.clone(),
+        Arc::new(SystemClock),
+    );
+    follower.pass().await.unwrap();
+    let mut conn = connect(&db).await;
+    let position = follower.position().unwrap();
+    let beyond = position + 1 + i64::try_from(auth_core::service::follow::MAX_HOLES).unwrap() + 5;
+    let far = SessionId::generate();
+    conn.batch_execute(&format!(
+        "ALTER TABLE events ALTER COLUMN seq RESTART WITH {beyond}; {}",
+        append_sql(far)
+    ))
+    .await
+    .unwrap();
+    let pass = follower.pass().await.unwrap();
+    assert!(pass.flushed);
+    assert_eq!(handler.flushes(), 1);
+    assert!(handler.has(&Invalidation::Session(far)));
+    assert_eq!(follower.holes(), 0);
+    assert_eq!(follower.position(), Some(beyond));
+
+    let next = SessionId::generate();
+    conn.batch_execute(&append_sql(next)).await.unwrap();
+    follower.pass().await.unwrap();
+    assert!(handler.has(&Invalidation::Session(next)));
+    assert_eq!(handler.flushes(), 1, "one flush, not one per pass");
+}
+
 fn key(org: OrganizationId, now: chrono::DateTime<chrono::Utc>) -> ApiKey {
     ApiKey {
         id: ApiKeyId::generate(),

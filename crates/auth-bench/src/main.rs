@@ -22,10 +22,10 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use auth_core::model::{
-    ApiKeyName, ApiKeySecret, DeviceId, DeviceMetadata, Email, KeyPrefix, OrganizationName,
+    ApiKeyName, ApiKeyPrefix, ApiKeySecret, DeviceId, DeviceMetadata, Email, OrganizationName,
     Password, PasswordPolicy, Scope, Scopes,
 };
-use auth_core::{Actor, NewDevice, NewKey, Registration};
+use auth_core::{Actor, NewApiKey, NewDevice, Registration};
 use auth_server::cli::Cli;
 use auth_server::wiring::{self, Store};
 use clap::Parser;
@@ -155,7 +155,7 @@ async fn main() -> Result<(), Error> {
             let service = fast.keys.clone();
             let scopes = scopes.clone();
             async move {
-                let new = NewKey {
+                let new = NewApiKey {
                     organization_id: org.id,
                     name: ApiKeyName::parse(&format!("load-{i}"))?,
                     scopes,
@@ -197,7 +197,7 @@ async fn main() -> Result<(), Error> {
     write_lines(args.out.join("devices.txt"), devices)?;
 
     eprintln!("writing {} unknown keys", args.unknown_keys);
-    let prefix = KeyPrefix::parse(&config.api_key_prefix)?;
+    let prefix = ApiKeyPrefix::parse(&config.api_key_prefix)?;
     let mut random = [0u8; 64];
     let mut unknown = Vec::with_capacity(args.unknown_keys);
     while unknown.len() < args.unknown_keys {

@@ -23,7 +23,7 @@ use crate::ports::{
     AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError, Clock,
     CreateUserError, DeviceRepository, EventLog, Invalidation, LockoutPolicy, LoginAttemptStore,
     OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner, RegisterDeviceError,
-    RemoveMemberError, RetentionPolicy, RevokeKeyError, Rotation, SessionRepository,
+    RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository,
     UserRepository,
 };
 
@@ -1051,14 +1051,14 @@ pub async fn api_key_revoke(f: &impl Fixture) {
     );
     c.advance(Duration::seconds(1));
     let err = f.api_keys().revoke(key.id, c.now()).await.unwrap_err();
-    assert!(matches!(err, RevokeKeyError::AlreadyRevoked), "{err:?}");
+    assert!(matches!(err, RevokeApiKeyError::AlreadyRevoked), "{err:?}");
     assert_eq!(f.api_keys().find(key.id).await.unwrap(), Some(revoked));
     let err = f
         .api_keys()
         .revoke(ApiKeyId::generate(), c.now())
         .await
         .unwrap_err();
-    assert!(matches!(err, RevokeKeyError::NotFound), "{err:?}");
+    assert!(matches!(err, RevokeApiKeyError::NotFound), "{err:?}");
 }
 
 /// Of 10 concurrent revocations of one key exactly one succeeds, and its time is kept.
@@ -1076,7 +1076,7 @@ pub async fn concurrent_key_revokes_one_winner(f: &impl Fixture) {
     for r in results {
         match r {
             Ok(revoked) => winners.push(revoked),
-            Err(RevokeKeyError::AlreadyRevoked) => {}
+            Err(RevokeApiKeyError::AlreadyRevoked) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -1132,8 +1132,8 @@ pub async fn api_key_rotate(f: &impl Fixture) {
         let attempt = api_key(org.id, now);
         let err = f.api_keys().rotate(id, &attempt, now).await.unwrap_err();
         match (expected, &err) {
-            ("already revoked", RevokeKeyError::AlreadyRevoked)
-            | ("not found", RevokeKeyError::NotFound) => {}
+            ("already revoked", RevokeApiKeyError::AlreadyRevoked)
+            | ("not found", RevokeApiKeyError::NotFound) => {}
             _ => panic!("expected {expected}, got {err:?}"),
         }
         assert_eq!(f.api_keys().find(attempt.id).await.unwrap(), None);
@@ -1169,7 +1169,7 @@ pub async fn failed_rotation_changes_nothing(f: &impl Fixture) {
         .rotate(old.id, &clashing, now)
         .await
         .unwrap_err();
-    assert!(matches!(err, RevokeKeyError::Store(_)), "{err:?}");
+    assert!(matches!(err, RevokeApiKeyError::Store(_)), "{err:?}");
     assert_eq!(f.api_keys().find(old.id).await.unwrap(), Some(old.clone()));
     assert_eq!(f.api_keys().find(clashing.id).await.unwrap(), None);
     assert_eq!(
@@ -1201,7 +1201,7 @@ pub async fn concurrent_key_rotations_one_winner(f: &impl Fixture) {
                 assert_eq!(stored.as_ref(), Some(next));
                 winners.push(next.id);
             }
-            Err(RevokeKeyError::AlreadyRevoked) => assert_eq!(stored, None),
+            Err(RevokeApiKeyError::AlreadyRevoked) => assert_eq!(stored, None),
             Err(other) => panic!("unexpected {other:?}"),
         }
     }

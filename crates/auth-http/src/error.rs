@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use auth_core::ports::StoreError;
-use auth_core::{AuthError, DeviceError, KeyError, OrgError};
+use auth_core::{AccountError, ApiKeyError, DeviceError, OrganizationError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -329,37 +329,37 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<OrgError> for ApiError {
-    fn from(err: OrgError) -> Self {
+impl From<OrganizationError> for ApiError {
+    fn from(err: OrganizationError) -> Self {
         match err {
-            OrgError::NotFound => Self::not_found(),
-            OrgError::Forbidden => Self::forbidden(),
-            OrgError::AlreadyMember => {
+            OrganizationError::NotFound => Self::not_found(),
+            OrganizationError::Forbidden => Self::forbidden(),
+            OrganizationError::AlreadyMember => {
                 Self::conflict("ALREADY_MEMBER", "the user is already a member")
             }
-            OrgError::LastOwner => {
+            OrganizationError::LastOwner => {
                 Self::conflict("LAST_OWNER", "an organization must keep at least one owner")
             }
-            OrgError::Unavailable(_) => Self::outage(&err),
-            OrgError::Internal(_) => Self::internal(&err),
+            OrganizationError::Unavailable(_) => Self::outage(&err),
+            OrganizationError::Internal(_) => Self::internal(&err),
         }
     }
 }
 
-impl From<KeyError> for ApiError {
-    fn from(err: KeyError) -> Self {
+impl From<ApiKeyError> for ApiError {
+    fn from(err: ApiKeyError) -> Self {
         match err {
-            KeyError::NotFound => Self::not_found(),
-            KeyError::Forbidden => Self::forbidden(),
-            KeyError::AlreadyRevoked => {
+            ApiKeyError::NotFound => Self::not_found(),
+            ApiKeyError::Forbidden => Self::forbidden(),
+            ApiKeyError::AlreadyRevoked => {
                 Self::conflict("ALREADY_REVOKED", "the key is already revoked")
             }
-            KeyError::Expired => Self::conflict(
+            ApiKeyError::Expired => Self::conflict(
                 "KEY_EXPIRED",
                 "the key has expired and cannot be rotated; create a new key",
             ),
-            KeyError::Unavailable(_) => Self::outage(&err),
-            KeyError::Internal(_) => Self::internal(&err),
+            ApiKeyError::Unavailable(_) => Self::outage(&err),
+            ApiKeyError::Internal(_) => Self::internal(&err),
         }
     }
 }
@@ -381,32 +381,32 @@ impl From<DeviceError> for ApiError {
     }
 }
 
-impl From<AuthError> for ApiError {
-    fn from(err: AuthError) -> Self {
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
         match err {
-            AuthError::EmailTaken => Self::new(
+            AccountError::EmailTaken => Self::new(
                 StatusCode::CONFLICT,
                 "EMAIL_TAKEN",
                 "an account with this email already exists",
             ),
-            AuthError::InvalidCredentials => Self::new(
+            AccountError::InvalidCredentials => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_CREDENTIALS",
                 "Invalid email or password",
             ),
-            AuthError::InvalidRefreshToken => Self::new(
+            AccountError::InvalidRefreshToken => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_REFRESH_TOKEN",
                 "the refresh token is invalid, expired or revoked",
             ),
-            AuthError::InvalidToken(_) => Self::unauthenticated(true),
-            AuthError::Locked { retry_after } => {
+            AccountError::InvalidToken(_) => Self::unauthenticated(true),
+            AccountError::Locked { retry_after } => {
                 let ms = retry_after.num_milliseconds().max(0);
                 let secs = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
                 Self::too_many_attempts(secs.max(1))
             }
-            AuthError::Unavailable(_) => Self::outage(&err),
-            AuthError::Internal(_) | AuthError::UnrecognisedHash => Self::internal(&err),
+            AccountError::Unavailable(_) => Self::outage(&err),
+            AccountError::Internal(_) | AccountError::UnrecognisedHash => Self::internal(&err),
         }
     }
 }

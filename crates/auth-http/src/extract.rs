@@ -4,7 +4,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use auth_core::model::Scopes;
-use auth_core::{Actor, KeyVerdict, Principal};
+use auth_core::{Actor, ApiKeyVerdict, Principal};
 use futures::future::LocalBoxFuture;
 
 use crate::error::ApiError;
@@ -99,7 +99,7 @@ impl FromRequest for Manager {
                 .key_auth_reserve(client)
                 .map_err(ApiError::rate_limited)?;
             match state.keys.verify(&key, &Scopes::default()).await? {
-                KeyVerdict::Valid(key) => {
+                ApiKeyVerdict::Valid(key) => {
                     state.rate_limits.key_auth_succeeded(client);
                     Ok(Self(Actor::ApiKey(key)))
                 }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use auth_core::model::PasswordPolicy;
 use auth_core::ports::InvalidationBus;
-use auth_core::{ApiKeyService, AuthService, CacheInvalidator, DeviceService, OrganizationService};
+use auth_core::{
+    AccountService, ApiKeyService, CacheInvalidator, DeviceService, OrganizationService,
+};
 
 /// What a store probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +95,7 @@ impl std::fmt::Debug for SharedProbe {
 #[derive(Clone)]
 pub struct AppState {
     /// Users and sessions.
-    pub auth: AuthService,
+    pub auth: AccountService,
     /// Rules for new passwords.
     pub password_policy: PasswordPolicy,
     /// Organizations and memberships.

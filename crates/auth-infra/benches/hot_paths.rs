@@ -5,7 +5,7 @@
 //! - `api_key/verify_cached`: `ApiKeyService::verify` answered from the Moka cache (parse,
 //!   checksum, hash, cache hit, status and scope check);
 //! - `jwt/sign/*` and `jwt/verify/*`: an access token for each supported algorithm;
-//! - `refresh/rotate_memory`: `AuthService::refresh` on the in-memory store (spend the token,
+//! - `refresh/rotate_memory`: `AccountService::refresh` on the in-memory store (spend the token,
 //!   issue the successor, sign a new access token);
 //! - `password/hash` and `password/verify` at `BCRYPT_ROUNDS` (12 unless set).
 //!
@@ -28,7 +28,7 @@ use auth_core::memory::{
     MemorySessionRepository, MemoryUserRepository, NoCache,
 };
 use auth_core::model::{
-    AccessClaims, ApiKeyName, Email, KeyPrefix, Organization, OrganizationId, OrganizationName,
+    AccessClaims, ApiKeyName, ApiKeyPrefix, Email, Organization, OrganizationId, OrganizationName,
     Password, PasswordHash, PasswordPolicy, RefreshToken, Scope, Scopes, SessionId, User, UserId,
     parse_presented_key,
 };
@@ -37,8 +37,8 @@ use auth_core::ports::{
 };
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
-    Actor, ApiKeyPorts, ApiKeyService, AuthConfig, AuthPorts, AuthService, KeyVerdict, NewKey,
-    OrganizationService, Registration,
+    AccountConfig, AccountPorts, AccountService, Actor, ApiKeyPorts, ApiKeyService, ApiKeyVerdict,
+    NewApiKey, OrganizationService, Registration,
 };
 use auth_infra::cache::MokaCache;
 use auth_infra::jwt::{AsymmetricAlgorithm, JwtSettings, JwtSigner};
@@ -81,7 +81,7 @@ fn api_keys(c: &mut Criterion) {
             clock: clock.clone(),
             secrets: Arc::new(OsSecretGenerator),
         },
-        KeyPrefix::default(),
+        ApiKeyPrefix::default(),
     );
     let key = rt.block_on(async {
         let now = clock.now();
@@ -104,7 +104,7 @@ fn api_keys(c: &mut Criterion) {
         let issued = service
             .create(
                 &Actor::Operator,
-                NewKey {
+                NewApiKey {
                     organization_id: org.id,
                     name: ApiKeyName::parse("bench").expect("name"),
                     scopes: Scopes::new(vec![Scope::parse("read").expect("scope")])
@@ -116,7 +116,7 @@ fn api_keys(c: &mut Criterion) {
             .expect("key");
         issued.secret.expose().to_owned()
     });
-    let prefix = KeyPrefix::default();
+    let prefix = ApiKeyPrefix::default();
     let required = Scopes::new(vec![Scope::parse("read").expect("scope")]).expect("one scope");
 
     let mut group = c.benchmark_group("api_key");
@@ -126,7 +126,7 @@ fn api_keys(c: &mut Criterion) {
     group.bench_function("verify_cached", |b| {
         b.to_async(&rt).iter(|| async {
             let verdict = service.verify(black_box(&key), &required).await;
-            assert!(matches!(verdict, Ok(KeyVerdict::Valid(_))));
+            assert!(matches!(verdict, Ok(ApiKeyVerdict::Valid(_))));
         });
     });
     group.finish();
@@ -191,8 +191,8 @@ fn jwt(c: &mut Criterion) {
 fn refresh(c: &mut Criterion) {
     let rt = runtime();
     let users = Arc::new(MemoryUserRepository::new());
-    let auth = AuthService::new(
-        AuthPorts {
+    let auth = AccountService::new(
+        AccountPorts {
             users: users.clone(),
             sessions: Arc::new(MemorySessionRepository::new(users)),
             hasher: Arc::new(BcryptHasher::new(4, 2).expect("cost")),
@@ -202,7 +202,7 @@ fn refresh(c: &mut Criterion) {
             session_cache: Arc::new(NoCache),
             attempts: Arc::new(MemoryLoginAttemptStore::new()),
         },
-        AuthConfig::default(),
+        AccountConfig::default(),
     );
     let email = Email::parse("bench.refresh@example.com").expect("email");
     let password = "violet tugboat margin 47!x";

@@ -2,7 +2,7 @@
 //! password, for a locked account and with an over-long password all take about the same
 //! time, so that response times reveal neither which accounts exist nor anything about them.
 //!
-//! `AuthService::login` over the in-memory stores, the real `BcryptHasher` (cost 10 and 12, one
+//! `AccountService::login` over the in-memory stores, the real `BcryptHasher` (cost 10 and 12, one
 //! bench group each) and an HS256 `JwtSigner`, one login at a time. Results and their
 //! interpretation: `docs/security-timing.md`.
 //!
@@ -25,7 +25,7 @@ use auth_core::memory::{
 use auth_core::model::{Email, Password, PasswordPolicy};
 use auth_core::ports::LockoutPolicy;
 use auth_core::system::{OsSecretGenerator, SystemClock};
-use auth_core::{AuthConfig, AuthError, AuthPorts, AuthService, Registration};
+use auth_core::{AccountConfig, AccountError, AccountPorts, AccountService, Registration};
 use auth_infra::jwt::{JwtSettings, JwtSigner};
 use auth_infra::password::BcryptHasher;
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
@@ -45,7 +45,7 @@ struct Fixture {
     /// The service measured. Its lockout threshold is out of reach, so the thousands of
     /// failures the benchmark makes never lock `user` or `unknown`; failures are still
     /// counted, as in production.
-    auth: AuthService,
+    auth: AccountService,
     /// A registered user with the short password `RIGHT`.
     user: Email,
     /// A registered user with the over-72-byte password `LONG_RIGHT`.
@@ -66,7 +66,7 @@ fn presented(raw: &str) -> Password {
 
 fn fixture(rt: &Runtime, cost: u32) -> Fixture {
     let users = Arc::new(MemoryUserRepository::new());
-    let ports = AuthPorts {
+    let ports = AccountPorts {
         users: users.clone(),
         sessions: Arc::new(MemorySessionRepository::new(users)),
         hasher: Arc::new(BcryptHasher::new(cost, 2).expect("bcrypt cost in range")),
@@ -84,16 +84,16 @@ fn fixture(rt: &Runtime, cost: u32) -> Fixture {
     };
     // Same stores, the contract's default lockout (5 failures in 15 min lock for 15 min):
     // used only to lock `locked_user`.
-    let locker = AuthService::new(ports.clone(), AuthConfig::default());
-    let never_locks = AuthConfig {
+    let locker = AccountService::new(ports.clone(), AccountConfig::default());
+    let never_locks = AccountConfig {
         lockout: LockoutPolicy {
             threshold: u32::MAX,
             ..LockoutPolicy::default()
         },
-        ..AuthConfig::default()
+        ..AccountConfig::default()
     };
     let fx = Fixture {
-        auth: AuthService::new(ports, never_locks),
+        auth: AccountService::new(ports, never_locks),
         user: email("timing.user@example.com"),
         long_user: email("timing.long@example.com"),
         locked_user: email("timing.locked@example.com"),
@@ -121,9 +121,9 @@ fn fixture(rt: &Runtime, cost: u32) -> Fixture {
                 .expect("register fixture user");
         }
         // The lock starts now and lasts 15 minutes: longer than one bench group runs.
-        for _ in 0..AuthConfig::default().lockout.threshold {
+        for _ in 0..AccountConfig::default().lockout.threshold {
             let refused = locker.login(&fx.locked_user, &presented(WRONG)).await;
-            assert!(matches!(refused, Err(AuthError::InvalidCredentials)));
+            assert!(matches!(refused, Err(AccountError::InvalidCredentials)));
         }
     });
     fx
@@ -214,8 +214,8 @@ fn bench_cost(c: &mut Criterion, rt: &Runtime, cost: u32, sample_size: usize) {
             let outcome = fx.auth.login(&case.email, &case.password).await;
             match (case.expect, outcome) {
                 (Expect::Tokens, Ok(_))
-                | (Expect::InvalidCredentials, Err(AuthError::InvalidCredentials))
-                | (Expect::Locked, Err(AuthError::Locked { .. })) => {}
+                | (Expect::InvalidCredentials, Err(AccountError::InvalidCredentials))
+                | (Expect::Locked, Err(AccountError::Locked { .. })) => {}
                 (_, other) => panic!("case {}: unexpected outcome {other:?}", case.name),
             }
         }

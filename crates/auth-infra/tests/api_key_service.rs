@@ -13,15 +13,15 @@ use auth_core::memory::{
     ManualClock, MemoryApiKeyRepository, MemoryOrganizationRepository, MemoryUserRepository,
 };
 use auth_core::model::{
-    ApiKey, ApiKeyId, ApiKeyName, Email, KeyPrefix, Organization, OrganizationId, OrganizationName,
-    PasswordHash, Scope, Scopes, TokenHash, User, UserId,
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeyPrefix, Email, Organization, OrganizationId,
+    OrganizationName, PasswordHash, Scope, Scopes, TokenHash, User, UserId,
 };
 use auth_core::ports::{
-    ApiKeyRepository, Clock as _, OrganizationRepository, RevokeKeyError, StoreError,
+    ApiKeyRepository, Clock as _, OrganizationRepository, RevokeApiKeyError, StoreError,
     UserRepository,
 };
 use auth_core::system::OsSecretGenerator;
-use auth_core::{Actor, ApiKeyPorts, ApiKeyService, KeyVerdict, NewKey, OrganizationService};
+use auth_core::{Actor, ApiKeyPorts, ApiKeyService, ApiKeyVerdict, NewApiKey, OrganizationService};
 use auth_infra::cache::MokaCache;
 use auth_infra::postgres::{PgApiKeyRepository, PgOrganizationRepository, PgUserRepository};
 use auth_infra::test_support::TestDb;
@@ -48,7 +48,7 @@ impl ApiKeyRepository for Counting {
     async fn list(&self, org: OrganizationId, all: bool) -> Result<Vec<ApiKey>, StoreError> {
         self.inner.list(org, all).await
     }
-    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
+    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeApiKeyError> {
         self.inner.revoke(id, now).await
     }
     async fn rotate(
@@ -56,7 +56,7 @@ impl ApiKeyRepository for Counting {
         old: ApiKeyId,
         new: &ApiKey,
         now: DateTime<Utc>,
-    ) -> Result<ApiKey, RevokeKeyError> {
+    ) -> Result<ApiKey, RevokeApiKeyError> {
         self.inner.rotate(old, new, now).await
     }
     async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
@@ -132,7 +132,7 @@ async fn harness(postgres: bool) -> Harness {
             clock: clock.clone(),
             secrets: Arc::new(OsSecretGenerator),
         },
-        KeyPrefix::default(),
+        ApiKeyPrefix::default(),
     );
     Harness {
         keys,
@@ -143,8 +143,8 @@ async fn harness(postgres: bool) -> Harness {
     }
 }
 
-fn new_key(org: OrganizationId, days: Option<u32>) -> NewKey {
-    NewKey {
+fn new_key(org: OrganizationId, days: Option<u32>) -> NewApiKey {
+    NewApiKey {
         organization_id: org,
         name: ApiKeyName::parse("svc").unwrap(),
         scopes: Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap(),
@@ -167,7 +167,7 @@ async fn expiry_usage_and_cache(postgres: bool) {
             .verify("ak_live_nope", &Scopes::default())
             .await
             .unwrap(),
-        KeyVerdict::Invalid
+        ApiKeyVerdict::Invalid
     );
     let mut typo = text.clone().into_bytes();
     typo[10] = if typo[10] == b'x' { b'y' } else { b'x' };
@@ -176,7 +176,7 @@ async fn expiry_usage_and_cache(postgres: bool) {
             .verify(&String::from_utf8(typo).unwrap(), &Scopes::default())
             .await
             .unwrap(),
-        KeyVerdict::Invalid
+        ApiKeyVerdict::Invalid
     );
     assert_eq!(h.counting.by_hash.load(Ordering::SeqCst), 0);
 
@@ -184,7 +184,7 @@ async fn expiry_usage_and_cache(postgres: bool) {
     for _ in 0..5 {
         assert!(matches!(
             h.keys.verify(&text, &Scopes::default()).await.unwrap(),
-            KeyVerdict::Valid(_)
+            ApiKeyVerdict::Valid(_)
         ));
     }
     assert_eq!(h.counting.by_hash.load(Ordering::SeqCst), 1);
@@ -214,7 +214,7 @@ async fn expiry_usage_and_cache(postgres: bool) {
     h.clock.advance(Duration::days(1));
     assert_eq!(
         h.keys.verify(&text, &Scopes::default()).await.unwrap(),
-        KeyVerdict::Expired
+        ApiKeyVerdict::Expired
     );
 
     // Revocation evicts at once: the next verify reloads and sees it.
@@ -229,7 +229,7 @@ async fn expiry_usage_and_cache(postgres: bool) {
             .verify(&other_text, &Scopes::default())
             .await
             .unwrap(),
-        KeyVerdict::Valid(_)
+        ApiKeyVerdict::Valid(_)
     ));
     h.keys.revoke(&Actor::Operator, other.key.id).await.unwrap();
     assert_eq!(
@@ -237,14 +237,14 @@ async fn expiry_usage_and_cache(postgres: bool) {
             .verify(&other_text, &Scopes::default())
             .await
             .unwrap(),
-        KeyVerdict::Revoked
+        ApiKeyVerdict::Revoked
     );
 
     // The operator may act only on organizations that exist.
     let missing = new_key(OrganizationId::generate(), None);
     assert!(matches!(
         h.keys.create(&Actor::Operator, missing).await,
-        Err(auth_core::KeyError::NotFound)
+        Err(auth_core::ApiKeyError::NotFound)
     ));
 }
 
@@ -270,7 +270,7 @@ async fn expired_keys_are_not_rotated(postgres: bool) {
     h.clock.advance(Duration::days(2));
     let result = h.keys.rotate(&Actor::Operator, issued.key.id).await;
     assert!(
-        matches!(result, Err(auth_core::KeyError::Expired)),
+        matches!(result, Err(auth_core::ApiKeyError::Expired)),
         "an expired key is not rotated: {:?}",
         result.map(|i| i.key)
     );
@@ -292,7 +292,7 @@ async fn expired_keys_are_not_rotated(postgres: bool) {
         .unwrap();
     assert!(matches!(
         h.keys.rotate(&Actor::Operator, issued.key.id).await,
-        Err(auth_core::KeyError::AlreadyRevoked)
+        Err(auth_core::ApiKeyError::AlreadyRevoked)
     ));
 
     let live = h

@@ -1,4 +1,4 @@
-//! `AuthService` rules over the in-memory stores, the real bcrypt hasher (cost 4) and JWT
+//! `AccountService` rules over the in-memory stores, the real bcrypt hasher (cost 4) and JWT
 //! signer, with a manual clock: expiry, rotation, reuse, grace, logout, password change.
 #![expect(
     clippy::unwrap_used,
@@ -17,14 +17,14 @@ use auth_core::ports::{
     Clock as _, CreateUserError, PasswordHasher as _, StoreError, UserRepository as _,
 };
 use auth_core::system::OsSecretGenerator;
-use auth_core::{AuthConfig, AuthError, AuthPorts, AuthService, Registration};
+use auth_core::{AccountConfig, AccountError, AccountPorts, AccountService, Registration};
 use auth_infra::jwt::{JwtSettings, JwtSigner};
 use auth_infra::password::BcryptHasher;
 use chrono::Duration;
 use secrecy::{ExposeSecret as _, SecretSlice};
 
 struct Harness {
-    auth: AuthService,
+    auth: AccountService,
     clock: Arc<ManualClock>,
     users: Arc<MemoryUserRepository>,
 }
@@ -42,8 +42,8 @@ fn ports(
     >,
     clock: Arc<ManualClock>,
     cost: u32,
-) -> AuthPorts {
-    AuthPorts {
+) -> AccountPorts {
+    AccountPorts {
         users,
         sessions,
         hasher: Arc::new(BcryptHasher::new(cost, 2).unwrap()),
@@ -61,7 +61,7 @@ fn ports(
     }
 }
 
-fn harness_with(config: AuthConfig, cost: u32) -> Harness {
+fn harness_with(config: AccountConfig, cost: u32) -> Harness {
     let clock = Arc::new(ManualClock::starting_now());
     let users = Arc::new(MemoryUserRepository::new());
     let ports = ports(
@@ -72,14 +72,14 @@ fn harness_with(config: AuthConfig, cost: u32) -> Harness {
         cost,
     );
     Harness {
-        auth: AuthService::new(ports, config),
+        auth: AccountService::new(ports, config),
         clock,
         users,
     }
 }
 
 fn harness() -> Harness {
-    harness_with(AuthConfig::default(), 4)
+    harness_with(AccountConfig::default(), 4)
 }
 
 fn email() -> Email {
@@ -119,11 +119,11 @@ async fn login_checks_the_password_and_never_says_which_part_was_wrong() {
     assert_eq!(pair.refresh_expires_in, 30 * 24 * 3600);
     assert!(matches!(
         h.auth.login(&e, &pw("wrong password")).await,
-        Err(AuthError::InvalidCredentials)
+        Err(AccountError::InvalidCredentials)
     ));
     assert!(matches!(
         h.auth.login(&email(), &pw("first password")).await,
-        Err(AuthError::InvalidCredentials)
+        Err(AccountError::InvalidCredentials)
     ));
     let upper = Email::parse(&e.as_str().to_uppercase()).unwrap();
     assert!(h.auth.login(&upper, &pw("first password")).await.is_ok());
@@ -141,7 +141,7 @@ async fn access_tokens_expire_after_their_lifetime_plus_leeway() {
     h.clock.advance(Duration::seconds(1));
     assert!(matches!(
         h.auth.verify(&token).await,
-        Err(AuthError::InvalidToken(TokenRejection::Expired))
+        Err(AccountError::InvalidToken(TokenRejection::Expired))
     ));
 }
 
@@ -162,16 +162,16 @@ async fn refresh_rotates_and_reuse_ends_the_whole_session() {
     h.clock.advance(Duration::seconds(1));
     assert!(matches!(
         h.auth.refresh(&first.refresh_token).await,
-        Err(AuthError::InvalidRefreshToken)
+        Err(AccountError::InvalidRefreshToken)
     ));
     assert!(matches!(
         h.auth.refresh(&third.refresh_token).await,
-        Err(AuthError::InvalidRefreshToken)
+        Err(AccountError::InvalidRefreshToken)
     ));
     let access = third.access_token.expose_secret();
     assert!(matches!(
         h.auth.verify(access).await,
-        Err(AuthError::InvalidToken(TokenRejection::Revoked))
+        Err(AccountError::InvalidToken(TokenRejection::Revoked))
     ));
     // Other sessions of the user are untouched.
     let other = h.auth.login(&e, &pw("first password")).await.unwrap();
@@ -181,9 +181,9 @@ async fn refresh_rotates_and_reuse_ends_the_whole_session() {
 #[tokio::test]
 async fn reuse_within_the_grace_period_is_refused_but_keeps_the_session() {
     let h = harness_with(
-        AuthConfig {
+        AccountConfig {
             reuse_grace: Duration::seconds(5),
-            ..AuthConfig::default()
+            ..AccountConfig::default()
         },
         4,
     );
@@ -193,27 +193,27 @@ async fn reuse_within_the_grace_period_is_refused_but_keeps_the_session() {
     h.clock.advance(Duration::seconds(5));
     assert!(matches!(
         h.auth.refresh(&first.refresh_token).await,
-        Err(AuthError::InvalidRefreshToken)
+        Err(AccountError::InvalidRefreshToken)
     ));
     let third = h.auth.refresh(&second.refresh_token).await.unwrap();
     // Past the grace period the same presentation ends the session.
     h.clock.advance(Duration::seconds(1));
     assert!(matches!(
         h.auth.refresh(&first.refresh_token).await,
-        Err(AuthError::InvalidRefreshToken)
+        Err(AccountError::InvalidRefreshToken)
     ));
     assert!(matches!(
         h.auth.refresh(&third.refresh_token).await,
-        Err(AuthError::InvalidRefreshToken)
+        Err(AccountError::InvalidRefreshToken)
     ));
 }
 
 #[tokio::test]
 async fn sessions_end_at_their_absolute_expiry_and_access_tokens_never_outlive_them() {
     let h = harness_with(
-        AuthConfig {
+        AccountConfig {
             session_ttl: Duration::minutes(10),
-            ..AuthConfig::default()
+            ..AccountConfig::default()
         },
         4,
     );
@@ -227,7 +227,7 @@ async fn sessions_end_at_their_absolute_expiry_and_access_tokens_never_outlive_t
     h.clock.advance(Duration::minutes(1));
     assert!(matches!(
         h.auth.refresh(&pair.refresh_token).await,
-        Err(AuthError::InvalidRefreshToken)
+        Err(AccountError::InvalidRefreshToken)
     ));
 }
 
@@ -273,7 +273,7 @@ async fn password_change_keeps_the_current_session_and_ends_the_others() {
         h.auth
             .change_password(&principal, &pw("not the password"), &pw("second password"))
             .await,
-        Err(AuthError::InvalidCredentials)
+        Err(AccountError::InvalidCredentials)
     ));
     h.auth
         .change_password(&principal, &pw("first password"), &pw("second password"))
@@ -298,7 +298,7 @@ async fn password_change_keeps_the_current_session_and_ends_the_others() {
 
 #[tokio::test]
 async fn login_upgrades_hashes_made_at_another_cost() {
-    let h = harness_with(AuthConfig::default(), 5);
+    let h = harness_with(AccountConfig::default(), 5);
     let e = email();
     let old = BcryptHasher::new(4, 1)
         .unwrap()
@@ -339,11 +339,11 @@ async fn without_grace_a_reuse_read_before_the_rotation_still_ends_the_session()
     h.clock.advance(Duration::seconds(-1));
     assert!(matches!(
         h.auth.refresh(&first.refresh_token).await,
-        Err(AuthError::InvalidRefreshToken)
+        Err(AccountError::InvalidRefreshToken)
     ));
     assert!(matches!(
         h.auth.refresh(&second.refresh_token).await,
-        Err(AuthError::InvalidRefreshToken)
+        Err(AccountError::InvalidRefreshToken)
     ));
 }
 
@@ -403,7 +403,7 @@ async fn a_refresh_never_spends_its_token_without_answering() {
         clock,
         4,
     );
-    let auth = AuthService::new(ports, AuthConfig::default());
+    let auth = AccountService::new(ports, AccountConfig::default());
     let e = email();
     auth.register(
         Registration {
@@ -499,7 +499,7 @@ async fn a_password_change_evicts_only_the_sessions_it_ends() {
         clock,
         4,
     );
-    let auth = AuthService::new(ports, AuthConfig::default());
+    let auth = AccountService::new(ports, AccountConfig::default());
     let mut pairs = Vec::new();
     for _ in 0..2 {
         let e = email();

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use auth_core::LogFollower;
 use auth_core::memory::ManualClock;
 use auth_core::model::{
-    ApiKey, ApiKeyId, ApiKeyName, KeyStatus, OrganizationId, Scopes, SessionId, TokenHash,
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeyStatus, OrganizationId, Scopes, SessionId, TokenHash,
 };
 use auth_core::ports::{
     ApiKeyRepository, Clock, Invalidation, InvalidationBus, InvalidationHandler,
@@ -325,7 +325,7 @@ async fn a_revocation_while_the_listener_is_down_is_applied_after_it_reconnects(
     keys.revoke(k.id, now).await.unwrap();
     assert_eq!(
         keys.find(k.id).await.unwrap().unwrap().status(now),
-        KeyStatus::Revoked
+        ApiKeyStatus::Revoked
     );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

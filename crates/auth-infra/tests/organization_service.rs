@@ -10,7 +10,7 @@ use std::sync::Arc;
 use auth_core::memory::{ManualClock, MemoryOrganizationRepository, MemoryUserRepository};
 use auth_core::model::{Email, OrganizationName, PasswordHash, Role, User, UserId};
 use auth_core::ports::{Clock as _, UserRepository as _};
-use auth_core::{Caller, OrgError, OrganizationService};
+use auth_core::{Caller, OrganizationError, OrganizationService};
 
 async fn user(
     users: &MemoryUserRepository,
@@ -60,7 +60,7 @@ async fn service_administrators_act_on_any_organization_and_others_see_404() {
     assert_eq!(orgs.get(as_admin, org.id).await.unwrap(), org);
     assert!(matches!(
         orgs.get(as_stranger, org.id).await,
-        Err(OrgError::NotFound)
+        Err(OrganizationError::NotFound)
     ));
     assert_eq!(orgs.members(as_admin, org.id).await.unwrap().len(), 1);
     let added = orgs
@@ -71,12 +71,12 @@ async fn service_administrators_act_on_any_organization_and_others_see_404() {
     assert!(matches!(
         orgs.add_member(as_stranger, org.id, &stranger.email, Role::Member)
             .await,
-        Err(OrgError::NotFound)
+        Err(OrganizationError::NotFound)
     ));
     // The administrator may remove an owner (not an organization admin), but never the last.
     assert!(matches!(
         orgs.remove_member(as_admin, org.id, owner.id).await,
-        Err(OrgError::LastOwner)
+        Err(OrganizationError::LastOwner)
     ));
     let as_org_admin = Caller {
         user: newcomer.id,
@@ -84,13 +84,13 @@ async fn service_administrators_act_on_any_organization_and_others_see_404() {
     };
     assert!(matches!(
         orgs.remove_member(as_org_admin, org.id, owner.id).await,
-        Err(OrgError::Forbidden)
+        Err(OrganizationError::Forbidden)
     ));
     orgs.remove_member(as_admin, org.id, newcomer.id)
         .await
         .unwrap();
     assert!(matches!(
         orgs.get(as_org_admin, org.id).await,
-        Err(OrgError::NotFound)
+        Err(OrganizationError::NotFound)
     ));
 }

@@ -14,7 +14,7 @@ use auth_core::memory::NoCache;
 use auth_core::model::{Email, Password};
 use auth_core::ports::{PruneReport, PrunedRows, Pruner as _, RetentionPolicy, StoreError};
 use auth_core::system::{OsSecretGenerator, SystemClock};
-use auth_core::{AuthConfig, AuthError, AuthPorts, AuthService, Registration};
+use auth_core::{AccountConfig, AccountError, AccountPorts, AccountService, Registration};
 use auth_infra::jwt::{JwtSettings, JwtSigner};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
@@ -280,8 +280,8 @@ async fn prune_large_backlog_in_batches_while_logins_go_on() {
     eprintln!("seeded in {:?}", seeded.elapsed());
 
     let pool = db.pool();
-    let auth = AuthService::new(
-        AuthPorts {
+    let auth = AccountService::new(
+        AccountPorts {
             users: Arc::new(PgUserRepository::new(pool.clone())),
             sessions: Arc::new(PgSessionRepository::new(pool.clone())),
             hasher: Arc::new(BcryptHasher::new(4, 2).unwrap()),
@@ -297,7 +297,7 @@ async fn prune_large_backlog_in_batches_while_logins_go_on() {
             session_cache: Arc::new(NoCache),
             attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
         },
-        AuthConfig::default(),
+        AccountConfig::default(),
     );
     let email = Email::parse("live@example.com").unwrap();
     let password = "a live passphrase";
@@ -322,7 +322,7 @@ async fn prune_large_backlog_in_batches_while_logins_go_on() {
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 let refused = auth.login(&email, &wrong).await;
-                assert!(matches!(refused, Err(AuthError::InvalidCredentials)));
+                assert!(matches!(refused, Err(AccountError::InvalidCredentials)));
                 let mut refresh = auth.login(&email, &right).await.unwrap().refresh_token;
                 slowest = slowest.max(started.elapsed() / 2);
                 for _ in 0..3 {

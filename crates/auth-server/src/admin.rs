@@ -8,7 +8,8 @@ use auth_core::model::{
 };
 use auth_core::ports::PruneReport;
 use auth_core::{
-    Actor, AuthError, DeviceError, ImportedUser, KeyError, NewDevice, NewKey, OrgError,
+    AccountError, Actor, ApiKeyError, DeviceError, ImportedUser, NewApiKey, NewDevice,
+    OrganizationError,
 };
 use auth_http::routes::api_keys::{ApiKeyItem, CreatedKey};
 use auth_http::routes::devices::{DeviceItem, RegisteredDevice, RotatedSecret};
@@ -193,8 +194,8 @@ pub async fn import_users(
                     Err(reason) => Ok(Imported::Invalid(reason)),
                     Ok(user) => match auth.import(user).await {
                         Ok(_) => Ok(Imported::Added),
-                        Err(AuthError::EmailTaken) => Ok(Imported::Present),
-                        Err(AuthError::UnrecognisedHash) => Ok(Imported::Invalid(
+                        Err(AccountError::EmailTaken) => Ok(Imported::Present),
+                        Err(AccountError::UnrecognisedHash) => Ok(Imported::Invalid(
                             "password_hash is not a bcrypt hash".into(),
                         )),
                         Err(other) => Err(CliError::Failed(format!("line {number}: {other}"))),
@@ -264,18 +265,20 @@ pub async fn open(mut config: Config) -> Result<Services, CliError> {
     Ok(wiring::services(&config, &store)?)
 }
 
-fn org_error(err: OrgError) -> CliError {
+fn org_error(err: OrganizationError) -> CliError {
     CliError::Failed(match err {
-        OrgError::NotFound => "not found".into(),
+        OrganizationError::NotFound => "not found".into(),
         other => other.to_string(),
     })
 }
 
-fn key_error(err: KeyError) -> CliError {
+fn key_error(err: ApiKeyError) -> CliError {
     CliError::Failed(match err {
-        KeyError::NotFound => "no such API key or organization".into(),
-        KeyError::AlreadyRevoked => "the key is already revoked".into(),
-        KeyError::Expired => "the key has expired and cannot be rotated; create a new key".into(),
+        ApiKeyError::NotFound => "no such API key or organization".into(),
+        ApiKeyError::AlreadyRevoked => "the key is already revoked".into(),
+        ApiKeyError::Expired => {
+            "the key has expired and cannot be rotated; create a new key".into()
+        }
         other => other.to_string(),
     })
 }
@@ -571,7 +574,7 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
             }
             let scopes =
                 Scopes::new(scopes).map_err(|e| CliError::Input(format!("--scopes: {e}")))?;
-            let new = NewKey {
+            let new = NewApiKey {
                 organization_id,
                 name,
                 scopes,

@@ -233,7 +233,7 @@ async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), Cli
         )
         .await
         .map_err(|e| match e {
-            auth_core::AuthError::EmailTaken => {
+            auth_core::AccountError::EmailTaken => {
                 CliError::Input("a user with this email already exists".into())
             }
             other => CliError::Input(format!("could not create the user: {other}")),

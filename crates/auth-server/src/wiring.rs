@@ -10,7 +10,9 @@ use auth_core::memory::{
     MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
     NoCache,
 };
-use auth_core::model::{ApiKey, Device, DeviceId, KeyPrefix, PasswordPolicy, SessionId, TokenHash};
+use auth_core::model::{
+    ApiKey, ApiKeyPrefix, Device, DeviceId, PasswordPolicy, SessionId, TokenHash,
+};
 use auth_core::ports::{
     ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LockoutPolicy, LoginAttemptStore,
     OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError, TokenSigner,
@@ -18,8 +20,8 @@ use auth_core::ports::{
 };
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
-    ApiKeyPorts, ApiKeyService, AuthConfig, AuthPorts, AuthService, CacheInvalidator, DevicePorts,
-    DeviceService, OrganizationService, RetentionService, SessionSnapshot,
+    AccountConfig, AccountPorts, AccountService, ApiKeyPorts, ApiKeyService, CacheInvalidator,
+    DevicePorts, DeviceService, OrganizationService, RetentionService, SessionSnapshot,
 };
 use auth_http::rate_limit::RateLimits;
 use auth_http::{AppState, StoreHealth, StoreProbe};
@@ -352,7 +354,7 @@ fn signer(config: &Config) -> Result<JwtSigner, StartupError> {
 #[derive(Clone)]
 pub struct Services {
     /// Users and sessions.
-    pub auth: AuthService,
+    pub auth: AccountService,
     /// Organizations.
     pub orgs: OrganizationService,
     /// API keys.
@@ -388,7 +390,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let hasher = BcryptHasher::new(config.bcrypt_rounds, cores)
         .map_err(|e| config_error(format!("BCRYPT_ROUNDS: {e}")))?;
-    let prefix = KeyPrefix::parse(&config.api_key_prefix)
+    let prefix = ApiKeyPrefix::parse(&config.api_key_prefix)
         .map_err(|e| config_error(format!("AUTH_API_KEY_PREFIX: {e}")))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets: Arc<dyn SecretGenerator> = Arc::new(OsSecretGenerator);
@@ -437,7 +439,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         }
     };
 
-    let auth_ports = AuthPorts {
+    let auth_ports = AccountPorts {
         users: repos.users.clone(),
         sessions: repos.sessions,
         hasher: Arc::new(hasher),
@@ -447,7 +449,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         session_cache: session_cache.clone(),
         attempts: repos.attempts,
     };
-    let auth_config = AuthConfig {
+    let auth_config = AccountConfig {
         access_ttl: chrono::Duration::minutes(config.access_token_expire_minutes),
         session_ttl: chrono::Duration::days(config.refresh_token_expire_days),
         reuse_grace: chrono::Duration::seconds(config.refresh_reuse_grace_seconds),
@@ -480,7 +482,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         chrono::Duration::seconds(config.device_token_ttl_seconds),
     );
     Ok(Services {
-        auth: AuthService::new(auth_ports, auth_config),
+        auth: AccountService::new(auth_ports, auth_config),
         orgs,
         keys,
         devices,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::event_log::{MemoryEventLog, Recorder};
 use super::lock;
 use crate::model::{ApiKey, ApiKeyId, NewEvent, OrganizationId, TokenHash};
-use crate::ports::{ApiKeyRepository, RevokeKeyError, StoreError};
+use crate::ports::{ApiKeyRepository, RevokeApiKeyError, StoreError};
 
 #[derive(Debug, Default)]
 struct State {
@@ -35,10 +35,10 @@ impl State {
     }
 
     /// Revokes `id` if it is active.
-    fn revoke(&mut self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
-        let key = self.keys.get_mut(&id).ok_or(RevokeKeyError::NotFound)?;
+    fn revoke(&mut self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeApiKeyError> {
+        let key = self.keys.get_mut(&id).ok_or(RevokeApiKeyError::NotFound)?;
         if key.revoked_at.is_some() {
-            return Err(RevokeKeyError::AlreadyRevoked);
+            return Err(RevokeApiKeyError::AlreadyRevoked);
         }
         key.revoked_at = Some(now);
         Ok(key.clone())
@@ -104,7 +104,7 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
         Ok(keys)
     }
 
-    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
+    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeApiKeyError> {
         let revoked = lock(&self.0).revoke(id, now)?;
         self.1
             .record(vec![NewEvent::api_key_revoked(&revoked, now)])
@@ -117,13 +117,13 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
         old: ApiKeyId,
         new: &ApiKey,
         now: DateTime<Utc>,
-    ) -> Result<ApiKey, RevokeKeyError> {
+    ) -> Result<ApiKey, RevokeApiKeyError> {
         let revoked = {
             let mut state = lock(&self.0);
             // Every check before any change, so a refused rotation changes nothing.
-            let current = state.keys.get(&old).ok_or(RevokeKeyError::NotFound)?;
+            let current = state.keys.get(&old).ok_or(RevokeApiKeyError::NotFound)?;
             if current.revoked_at.is_some() {
-                return Err(RevokeKeyError::AlreadyRevoked);
+                return Err(RevokeApiKeyError::AlreadyRevoked);
             }
             state.check_new(new)?;
             let revoked = state.revoke(old, now)?;

@@ -183,19 +183,19 @@ impl ApiKeyName {
 /// The key prefix (`AUTH_API_KEY_PREFIX`): 1..=32 characters of `[a-z0-9_]`, starting with a
 /// letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPrefix(String);
+pub struct ApiKeyPrefix(String);
 
 /// Why a prefix was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error("API key prefix must be 1 to 32 characters of a-z, 0-9 or '_', starting with a letter")]
-pub struct KeyPrefixError;
+pub struct ApiKeyPrefixError;
 
-impl KeyPrefix {
+impl ApiKeyPrefix {
     /// Validates a prefix.
     ///
     /// # Errors
-    /// [`KeyPrefixError`].
-    pub fn parse(raw: &str) -> Result<Self, KeyPrefixError> {
+    /// [`ApiKeyPrefixError`].
+    pub fn parse(raw: &str) -> Result<Self, ApiKeyPrefixError> {
         let ok = (1..=32).contains(&raw.len())
             && raw.as_bytes()[0].is_ascii_lowercase()
             && raw
@@ -204,7 +204,7 @@ impl KeyPrefix {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(KeyPrefixError)
+            Err(ApiKeyPrefixError)
         }
     }
 
@@ -215,7 +215,7 @@ impl KeyPrefix {
     }
 }
 
-impl Default for KeyPrefix {
+impl Default for ApiKeyPrefix {
     fn default() -> Self {
         Self("ak_live".into())
     }
@@ -240,7 +240,7 @@ impl ApiKeySecret {
     /// (rejection sampling keeps the characters uniform). Returns `None` when `random` does not
     /// hold enough usable bytes; callers pass at least 64.
     #[must_use]
-    pub fn from_random(prefix: &KeyPrefix, random: &[u8]) -> Option<Self> {
+    pub fn from_random(prefix: &ApiKeyPrefix, random: &[u8]) -> Option<Self> {
         let chars: String = random
             .iter()
             .filter(|&&b| b < 248)
@@ -263,7 +263,7 @@ impl ApiKeySecret {
 
     /// The displayable prefix: `<prefix>_` and the first 8 random characters.
     #[must_use]
-    pub fn display_prefix(&self, prefix: &KeyPrefix) -> String {
+    pub fn display_prefix(&self, prefix: &ApiKeyPrefix) -> String {
         let start = prefix.as_str().len() + 1;
         self.expose()
             .get(..start + DISPLAY_CHARS)
@@ -287,7 +287,7 @@ impl fmt::Debug for ApiKeySecret {
 /// Checks a presented key's shape and checksum, with no I/O, and returns its hash. Keys are
 /// compared byte-exact: nothing is trimmed.
 #[must_use]
-pub fn parse_presented_key(prefix: &KeyPrefix, presented: &str) -> Option<TokenHash> {
+pub fn parse_presented_key(prefix: &ApiKeyPrefix, presented: &str) -> Option<TokenHash> {
     let rest = presented.strip_prefix(prefix.as_str())?.strip_prefix('_')?;
     let (random, sum) = rest.rsplit_once('_')?;
     let well_formed = random.len() == RANDOM_CHARS
@@ -304,7 +304,7 @@ pub fn parse_presented_key(prefix: &KeyPrefix, presented: &str) -> Option<TokenH
 
 /// Lifecycle state of a key at a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStatus {
+pub enum ApiKeyStatus {
     /// Usable.
     Active,
     /// Revoked (by hand or by rotation).
@@ -313,7 +313,7 @@ pub enum KeyStatus {
     Expired,
 }
 
-impl KeyStatus {
+impl ApiKeyStatus {
     /// `active`, `revoked` or `expired`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -353,13 +353,13 @@ pub struct ApiKey {
 impl ApiKey {
     /// Status at `now`: revoked wins over expired.
     #[must_use]
-    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+    pub fn status(&self, now: DateTime<Utc>) -> ApiKeyStatus {
         if self.revoked_at.is_some() {
-            KeyStatus::Revoked
+            ApiKeyStatus::Revoked
         } else if self.expires_at.is_some_and(|e| now >= e) {
-            KeyStatus::Expired
+            ApiKeyStatus::Expired
         } else {
-            KeyStatus::Active
+            ApiKeyStatus::Active
         }
     }
 }
@@ -368,8 +368,8 @@ impl ApiKey {
 mod tests {
     use super::*;
 
-    fn key() -> (KeyPrefix, ApiKeySecret) {
-        let prefix = KeyPrefix::default();
+    fn key() -> (ApiKeyPrefix, ApiKeySecret) {
+        let prefix = ApiKeyPrefix::default();
         let random: Vec<u8> = (0u8..=255).cycle().skip(7).take(64).collect();
         (
             prefix.clone(),
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn short_prefixes_and_short_inputs_never_panic() {
-        let p = KeyPrefix::parse("a").unwrap();
+        let p = ApiKeyPrefix::parse("a").unwrap();
         for bad in ["a__", "a_", "a", "", "a_x_y", "a_é_é"] {
             assert_eq!(parse_presented_key(&p, bad), None, "{bad:?}");
         }

@@ -13,8 +13,8 @@ pub mod text;
 mod user;
 
 pub use api_key::{
-    ApiKey, ApiKeyName, ApiKeySecret, KeyPrefix, KeyPrefixError, KeyStatus, Scope, ScopeError,
-    Scopes, TooManyScopes, parse_presented_key,
+    ApiKey, ApiKeyName, ApiKeyPrefix, ApiKeyPrefixError, ApiKeySecret, ApiKeyStatus, Scope,
+    ScopeError, Scopes, TooManyScopes, parse_presented_key,
 };
 pub use claims::{AccessClaims, TokenKind, TokenRejection};
 pub use device::{

@@ -8,7 +8,7 @@ use crate::model::{ApiKey, ApiKeyId, OrganizationId, TokenHash};
 
 /// Revoking or rotating failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RevokeKeyError {
+pub enum RevokeApiKeyError {
     /// No such key.
     #[error("API key not found")]
     NotFound,
@@ -68,19 +68,19 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     /// Revokes a key, returning it as revoked.
     ///
     /// # Errors
-    /// [`RevokeKeyError`].
-    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError>;
+    /// [`RevokeApiKeyError`].
+    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeApiKeyError>;
 
     /// Revokes `old` and stores `new` in one step, returning the revoked old key.
     ///
     /// # Errors
-    /// [`RevokeKeyError`]; then nothing changed.
+    /// [`RevokeApiKeyError`]; then nothing changed.
     async fn rotate(
         &self,
         old: ApiKeyId,
         new: &ApiKey,
         now: DateTime<Utc>,
-    ) -> Result<ApiKey, RevokeKeyError>;
+    ) -> Result<ApiKey, RevokeApiKeyError>;
 
     /// Records last-use times, in one batch.
     ///

@@ -20,7 +20,7 @@ mod session;
 mod token_signer;
 mod user;
 
-pub use api_key::{ApiKeyRepository, RevokeKeyError};
+pub use api_key::{ApiKeyRepository, RevokeApiKeyError};
 pub use cache::{Loader, VerificationCache};
 pub use clock::Clock;
 pub use device::{ChangeDeviceError, DeviceRepository, RegisterDeviceError};

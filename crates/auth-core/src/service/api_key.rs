@@ -11,19 +11,19 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::actor::Actor;
 use super::last_seen::LastSeen;
-use super::organization::{OrgError, OrganizationService};
+use super::organization::{OrganizationError, OrganizationService};
 use crate::model::{
-    ApiKey, ApiKeyId, ApiKeyName, ApiKeySecret, KeyPrefix, KeyStatus, OrganizationId, Scopes,
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, ApiKeyStatus, OrganizationId, Scopes,
     TokenHash, parse_presented_key,
 };
 use crate::ports::{
-    ApiKeyRepository, BoxError, Clock, RevokeKeyError, SecretGenerator, StoreError,
+    ApiKeyRepository, BoxError, Clock, RevokeApiKeyError, SecretGenerator, StoreError,
     VerificationCache,
 };
 
 /// What can go wrong with API keys.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub enum ApiKeyError {
     /// No such key or organization, or the caller may not see it.
     #[error("not found")]
     NotFound,
@@ -44,7 +44,7 @@ pub enum KeyError {
     Internal(#[source] BoxError),
 }
 
-impl From<StoreError> for KeyError {
+impl From<StoreError> for ApiKeyError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(e) => Self::Unavailable(e),
@@ -53,20 +53,22 @@ impl From<StoreError> for KeyError {
     }
 }
 
-impl From<OrgError> for KeyError {
-    fn from(err: OrgError) -> Self {
+impl From<OrganizationError> for ApiKeyError {
+    fn from(err: OrganizationError) -> Self {
         match err {
-            OrgError::Forbidden => Self::Forbidden,
-            OrgError::Unavailable(e) => Self::Unavailable(e),
-            OrgError::Internal(e) => Self::Internal(e),
-            OrgError::NotFound | OrgError::AlreadyMember | OrgError::LastOwner => Self::NotFound,
+            OrganizationError::Forbidden => Self::Forbidden,
+            OrganizationError::Unavailable(e) => Self::Unavailable(e),
+            OrganizationError::Internal(e) => Self::Internal(e),
+            OrganizationError::NotFound
+            | OrganizationError::AlreadyMember
+            | OrganizationError::LastOwner => Self::NotFound,
         }
     }
 }
 
 /// The verdict on a presented key. The record is the one the cache holds, shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyVerdict {
+pub enum ApiKeyVerdict {
     /// Active and holding every required scope.
     Valid(Arc<ApiKey>),
     /// Malformed, bad checksum, or unknown.
@@ -79,7 +81,7 @@ pub enum KeyVerdict {
     InsufficientScope(Arc<ApiKey>),
 }
 
-impl KeyVerdict {
+impl ApiKeyVerdict {
     /// The API error code (`INVALID`, `REVOKED`, `EXPIRED`, `INSUFFICIENT_SCOPE`), if not valid.
     #[must_use]
     pub const fn error_code(&self) -> Option<&'static str> {
@@ -95,7 +97,7 @@ impl KeyVerdict {
 
 /// A new key: the record and the secret, shown once.
 #[derive(Debug, Clone)]
-pub struct IssuedKey {
+pub struct IssuedApiKey {
     /// The stored record.
     pub key: ApiKey,
     /// The plaintext key.
@@ -104,7 +106,7 @@ pub struct IssuedKey {
 
 /// What a new key is made of.
 #[derive(Debug, Clone)]
-pub struct NewKey {
+pub struct NewApiKey {
     /// Owner.
     pub organization_id: OrganizationId,
     /// Name.
@@ -140,7 +142,7 @@ impl std::fmt::Debug for ApiKeyPorts {
 #[derive(Clone)]
 pub struct ApiKeyService {
     ports: ApiKeyPorts,
-    prefix: KeyPrefix,
+    prefix: ApiKeyPrefix,
     usage: LastSeen<ApiKeyId>,
 }
 
@@ -155,7 +157,7 @@ impl std::fmt::Debug for ApiKeyService {
 impl ApiKeyService {
     /// Builds the service; keys are issued as `<prefix>_…`.
     #[must_use]
-    pub fn new(ports: ApiKeyPorts, prefix: KeyPrefix) -> Self {
+    pub fn new(ports: ApiKeyPorts, prefix: ApiKeyPrefix) -> Self {
         Self {
             ports,
             prefix,
@@ -165,26 +167,26 @@ impl ApiKeyService {
 
     /// The key prefix in force.
     #[must_use]
-    pub fn prefix(&self) -> &KeyPrefix {
+    pub fn prefix(&self) -> &ApiKeyPrefix {
         &self.prefix
     }
 
-    async fn authorize(&self, actor: &Actor, org: OrganizationId) -> Result<(), KeyError> {
+    async fn authorize(&self, actor: &Actor, org: OrganizationId) -> Result<(), ApiKeyError> {
         Ok(self.ports.orgs.authorize(actor, org).await?)
     }
 
     fn mint(
         &self,
-        template: &NewKey,
+        template: &NewApiKey,
         expires_at: Option<DateTime<Utc>>,
-    ) -> Result<IssuedKey, KeyError> {
+    ) -> Result<IssuedApiKey, ApiKeyError> {
         let mut random = [0u8; 64];
         self.ports
             .secrets
             .fill(&mut random)
-            .map_err(|e| KeyError::Internal(Box::new(e)))?;
+            .map_err(|e| ApiKeyError::Internal(Box::new(e)))?;
         let secret = ApiKeySecret::from_random(&self.prefix, &random).ok_or_else(|| {
-            KeyError::Internal("random source returned too few usable bytes".into())
+            ApiKeyError::Internal("random source returned too few usable bytes".into())
         })?;
         let key = ApiKey {
             id: ApiKeyId::generate(),
@@ -198,14 +200,14 @@ impl ApiKeyService {
             revoked_at: None,
             last_used_at: None,
         };
-        Ok(IssuedKey { key, secret })
+        Ok(IssuedApiKey { key, secret })
     }
 
     /// Creates a key for an organization the actor manages.
     ///
     /// # Errors
     /// `NotFound`, `Forbidden`, or a store failure.
-    pub async fn create(&self, actor: &Actor, new: NewKey) -> Result<IssuedKey, KeyError> {
+    pub async fn create(&self, actor: &Actor, new: NewApiKey) -> Result<IssuedApiKey, ApiKeyError> {
         self.authorize(actor, new.organization_id).await?;
         let now = self.ports.clock.now();
         let expires_at = new
@@ -226,7 +228,7 @@ impl ApiKeyService {
         actor: &Actor,
         org: OrganizationId,
         include_revoked: bool,
-    ) -> Result<Vec<ApiKey>, KeyError> {
+    ) -> Result<Vec<ApiKey>, ApiKeyError> {
         self.authorize(actor, org).await?;
         Ok(self.ports.keys.list(org, include_revoked).await?)
     }
@@ -235,8 +237,13 @@ impl ApiKeyService {
     ///
     /// # Errors
     /// `NotFound`, `Forbidden`, or a store failure.
-    pub async fn get(&self, actor: &Actor, id: ApiKeyId) -> Result<ApiKey, KeyError> {
-        let key = self.ports.keys.find(id).await?.ok_or(KeyError::NotFound)?;
+    pub async fn get(&self, actor: &Actor, id: ApiKeyId) -> Result<ApiKey, ApiKeyError> {
+        let key = self
+            .ports
+            .keys
+            .find(id)
+            .await?
+            .ok_or(ApiKeyError::NotFound)?;
         self.authorize(actor, key.organization_id).await?;
         Ok(key)
     }
@@ -251,7 +258,7 @@ impl ApiKeyService {
     ///
     /// # Errors
     /// `NotFound`, `Forbidden`, `AlreadyRevoked`, or a store failure.
-    pub async fn revoke(&self, actor: &Actor, id: ApiKeyId) -> Result<ApiKey, KeyError> {
+    pub async fn revoke(&self, actor: &Actor, id: ApiKeyId) -> Result<ApiKey, ApiKeyError> {
         let key = self.get(actor, id).await?;
         let now = self.ports.clock.now();
         let result = self.ports.keys.revoke(id, now).await;
@@ -261,12 +268,12 @@ impl ApiKeyService {
                 tracing::info!(key_id = %id, organization_id = %key.organization_id, "API key revoked");
                 Ok(revoked)
             }
-            Err(RevokeKeyError::AlreadyRevoked) => {
+            Err(RevokeApiKeyError::AlreadyRevoked) => {
                 self.forget(key.key_hash).await;
-                Err(KeyError::AlreadyRevoked)
+                Err(ApiKeyError::AlreadyRevoked)
             }
-            Err(RevokeKeyError::NotFound) => Err(KeyError::NotFound),
-            Err(RevokeKeyError::Store(e)) => Err(e.into()),
+            Err(RevokeApiKeyError::NotFound) => Err(ApiKeyError::NotFound),
+            Err(RevokeApiKeyError::Store(e)) => Err(e.into()),
         }
     }
 
@@ -278,12 +285,12 @@ impl ApiKeyService {
     /// # Errors
     /// `NotFound`, `Forbidden`, `AlreadyRevoked` (revoked wins over expired), `Expired`, or a
     /// store failure.
-    pub async fn rotate(&self, actor: &Actor, id: ApiKeyId) -> Result<IssuedKey, KeyError> {
+    pub async fn rotate(&self, actor: &Actor, id: ApiKeyId) -> Result<IssuedApiKey, ApiKeyError> {
         let old = self.get(actor, id).await?;
-        if old.status(self.ports.clock.now()) == KeyStatus::Expired {
-            return Err(KeyError::Expired);
+        if old.status(self.ports.clock.now()) == ApiKeyStatus::Expired {
+            return Err(ApiKeyError::Expired);
         }
-        let template = NewKey {
+        let template = NewApiKey {
             organization_id: old.organization_id,
             name: old.name.clone(),
             scopes: old.scopes.clone(),
@@ -297,12 +304,12 @@ impl ApiKeyService {
                 tracing::info!(old_key_id = %id, new_key_id = %issued.key.id, "API key rotated");
                 Ok(issued)
             }
-            Err(RevokeKeyError::AlreadyRevoked) => {
+            Err(RevokeApiKeyError::AlreadyRevoked) => {
                 self.forget(old.key_hash).await;
-                Err(KeyError::AlreadyRevoked)
+                Err(ApiKeyError::AlreadyRevoked)
             }
-            Err(RevokeKeyError::NotFound) => Err(KeyError::NotFound),
-            Err(RevokeKeyError::Store(e)) => Err(e.into()),
+            Err(RevokeApiKeyError::NotFound) => Err(ApiKeyError::NotFound),
+            Err(RevokeApiKeyError::Store(e)) => Err(e.into()),
         }
     }
 
@@ -311,9 +318,13 @@ impl ApiKeyService {
     ///
     /// # Errors
     /// A store failure for a key not in the cache (never turned into a verdict).
-    pub async fn verify(&self, presented: &str, required: &Scopes) -> Result<KeyVerdict, KeyError> {
+    pub async fn verify(
+        &self,
+        presented: &str,
+        required: &Scopes,
+    ) -> Result<ApiKeyVerdict, ApiKeyError> {
         let Some(hash) = parse_presented_key(&self.prefix, presented) else {
-            return Ok(KeyVerdict::Invalid);
+            return Ok(ApiKeyVerdict::Invalid);
         };
         let keys = self.ports.keys.clone();
         let found = self
@@ -325,16 +336,18 @@ impl ApiKeyService {
             )
             .await?;
         let Some(key) = found else {
-            return Ok(KeyVerdict::Invalid);
+            return Ok(ApiKeyVerdict::Invalid);
         };
         let now = self.ports.clock.now();
         Ok(match key.status(now) {
-            KeyStatus::Revoked => KeyVerdict::Revoked,
-            KeyStatus::Expired => KeyVerdict::Expired,
-            KeyStatus::Active if !key.scopes.grant(required) => KeyVerdict::InsufficientScope(key),
-            KeyStatus::Active => {
+            ApiKeyStatus::Revoked => ApiKeyVerdict::Revoked,
+            ApiKeyStatus::Expired => ApiKeyVerdict::Expired,
+            ApiKeyStatus::Active if !key.scopes.grant(required) => {
+                ApiKeyVerdict::InsufficientScope(key)
+            }
+            ApiKeyStatus::Active => {
                 self.note_use(key.id, now);
-                KeyVerdict::Valid(key)
+                ApiKeyVerdict::Valid(key)
             }
         })
     }
@@ -348,7 +361,7 @@ impl ApiKeyService {
     ///
     /// # Errors
     /// A store failure.
-    pub async fn flush_usage(&self) -> Result<usize, KeyError> {
+    pub async fn flush_usage(&self) -> Result<usize, ApiKeyError> {
         let keys = self.ports.keys.clone();
         Ok(self
             .usage

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::actor::Actor;
 use super::last_seen::LastSeen;
-use super::organization::{OrgError, OrganizationService};
+use super::organization::{OrganizationError, OrganizationService};
 use crate::model::{
     Device, DeviceClaims, DeviceId, DeviceMetadata, DeviceName, DeviceSecret, OrganizationId,
     TokenHash, TokenRejection,
@@ -68,13 +68,15 @@ impl From<StoreError> for DeviceError {
     }
 }
 
-impl From<OrgError> for DeviceError {
-    fn from(err: OrgError) -> Self {
+impl From<OrganizationError> for DeviceError {
+    fn from(err: OrganizationError) -> Self {
         match err {
-            OrgError::Forbidden => Self::Forbidden,
-            OrgError::Unavailable(e) => Self::Unavailable(e),
-            OrgError::Internal(e) => Self::Internal(e),
-            OrgError::NotFound | OrgError::AlreadyMember | OrgError::LastOwner => Self::NotFound,
+            OrganizationError::Forbidden => Self::Forbidden,
+            OrganizationError::Unavailable(e) => Self::Unavailable(e),
+            OrganizationError::Internal(e) => Self::Internal(e),
+            OrganizationError::NotFound
+            | OrganizationError::AlreadyMember
+            | OrganizationError::LastOwner => Self::NotFound,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use crate::ports::{Invalidation, InvalidationHandler, VerificationCache};
-use crate::service::auth::SessionSnapshot;
+use crate::service::account::SessionSnapshot;
 
 /// Evicts from the API-key and session caches what the bus says has ended.
 #[derive(Clone)]

@@ -1,8 +1,8 @@
 //! Services: the rules of the domain, applied over the ports.
 
+pub mod account;
 pub mod actor;
 pub mod api_key;
-pub mod auth;
 pub mod device;
 pub mod follow;
 pub mod invalidation;

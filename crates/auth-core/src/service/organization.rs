@@ -13,7 +13,7 @@ use crate::ports::{
 
 /// What can go wrong with organizations.
 #[derive(Debug, thiserror::Error)]
-pub enum OrgError {
+pub enum OrganizationError {
     /// No such organization, or the caller may not see it (never 403: no existence leak).
     #[error("not found")]
     NotFound,
@@ -34,7 +34,7 @@ pub enum OrgError {
     Internal(#[source] BoxError),
 }
 
-impl From<StoreError> for OrgError {
+impl From<StoreError> for OrganizationError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(e) => Self::Unavailable(e),
@@ -88,7 +88,10 @@ impl OrganizationService {
     ///
     /// # Errors
     /// A store failure.
-    pub async fn find_user(&self, email: &Email) -> Result<Option<crate::model::User>, OrgError> {
+    pub async fn find_user(
+        &self,
+        email: &Email,
+    ) -> Result<Option<crate::model::User>, OrganizationError> {
         Ok(self.users.find_by_email(email).await?)
     }
 
@@ -100,7 +103,7 @@ impl OrganizationService {
         &self,
         owner: UserId,
         name: OrganizationName,
-    ) -> Result<Organization, OrgError> {
+    ) -> Result<Organization, OrganizationError> {
         let org = Organization {
             id: OrganizationId::generate(),
             name,
@@ -115,7 +118,10 @@ impl OrganizationService {
     ///
     /// # Errors
     /// A store failure.
-    pub async fn list_mine(&self, user: UserId) -> Result<Vec<(Organization, Role)>, OrgError> {
+    pub async fn list_mine(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(Organization, Role)>, OrganizationError> {
         Ok(self.orgs.list_for_user(user).await?)
     }
 
@@ -125,11 +131,15 @@ impl OrganizationService {
         &self,
         caller: Caller,
         org: OrganizationId,
-    ) -> Result<(Organization, Option<Role>), OrgError> {
-        let found = self.orgs.find(org).await?.ok_or(OrgError::NotFound)?;
+    ) -> Result<(Organization, Option<Role>), OrganizationError> {
+        let found = self
+            .orgs
+            .find(org)
+            .await?
+            .ok_or(OrganizationError::NotFound)?;
         let role = self.orgs.role_of(org, caller.user).await?;
         if role.is_none() && !caller.is_admin {
-            return Err(OrgError::NotFound);
+            return Err(OrganizationError::NotFound);
         }
         Ok((found, role))
     }
@@ -142,12 +152,12 @@ impl OrganizationService {
         &self,
         caller: Caller,
         org: OrganizationId,
-    ) -> Result<Option<Role>, OrgError> {
+    ) -> Result<Option<Role>, OrganizationError> {
         let (_, role) = self.access(caller, org).await?;
         match role {
             Some(r) if r.can_manage() => Ok(role),
             None if caller.is_admin => Ok(None),
-            _ => Err(OrgError::Forbidden),
+            _ => Err(OrganizationError::Forbidden),
         }
     }
 
@@ -158,7 +168,11 @@ impl OrganizationService {
     ///
     /// # Errors
     /// `NotFound`, `Forbidden`, or a store failure.
-    pub async fn authorize(&self, actor: &Actor, org: OrganizationId) -> Result<(), OrgError> {
+    pub async fn authorize(
+        &self,
+        actor: &Actor,
+        org: OrganizationId,
+    ) -> Result<(), OrganizationError> {
         match actor {
             Actor::User { id, is_admin } => {
                 let caller = Caller {
@@ -167,12 +181,12 @@ impl OrganizationService {
                 };
                 self.require_manager(caller, org).await.map(|_| ())
             }
-            Actor::ApiKey(key) if key.organization_id != org => Err(OrgError::NotFound),
-            Actor::ApiKey(key) if !key.scopes.is_admin() => Err(OrgError::Forbidden),
+            Actor::ApiKey(key) if key.organization_id != org => Err(OrganizationError::NotFound),
+            Actor::ApiKey(key) if !key.scopes.is_admin() => Err(OrganizationError::Forbidden),
             Actor::ApiKey(_) => Ok(()),
             Actor::Operator => match self.orgs.find(org).await? {
                 Some(_) => Ok(()),
-                None => Err(OrgError::NotFound),
+                None => Err(OrganizationError::NotFound),
             },
         }
     }
@@ -181,7 +195,11 @@ impl OrganizationService {
     ///
     /// # Errors
     /// `NotFound`, or a store failure.
-    pub async fn get(&self, caller: Caller, org: OrganizationId) -> Result<Organization, OrgError> {
+    pub async fn get(
+        &self,
+        caller: Caller,
+        org: OrganizationId,
+    ) -> Result<Organization, OrganizationError> {
         Ok(self.access(caller, org).await?.0)
     }
 
@@ -195,13 +213,13 @@ impl OrganizationService {
         org: OrganizationId,
         email: &Email,
         role: Role,
-    ) -> Result<Member, OrgError> {
+    ) -> Result<Member, OrganizationError> {
         self.require_manager(caller, org).await?;
         let user = self
             .users
             .find_by_email(email)
             .await?
-            .ok_or(OrgError::NotFound)?;
+            .ok_or(OrganizationError::NotFound)?;
         let membership = Membership {
             organization_id: org,
             user_id: user.id,
@@ -210,8 +228,8 @@ impl OrganizationService {
         };
         match self.orgs.add_member(&membership).await {
             Ok(()) => {}
-            Err(AddMemberError::AlreadyMember) => return Err(OrgError::AlreadyMember),
-            Err(AddMemberError::NotFound) => return Err(OrgError::NotFound),
+            Err(AddMemberError::AlreadyMember) => return Err(OrganizationError::AlreadyMember),
+            Err(AddMemberError::NotFound) => return Err(OrganizationError::NotFound),
             Err(AddMemberError::Store(e)) => return Err(e.into()),
         }
         tracing::info!(organization_id = %org, user_id = %user.id, role = %role, "member added");
@@ -229,7 +247,7 @@ impl OrganizationService {
         &self,
         caller: Caller,
         org: OrganizationId,
-    ) -> Result<Vec<Member>, OrgError> {
+    ) -> Result<Vec<Member>, OrganizationError> {
         self.access(caller, org).await?;
         Ok(self.orgs.members(org).await?)
     }
@@ -243,23 +261,23 @@ impl OrganizationService {
         caller: Caller,
         org: OrganizationId,
         user: UserId,
-    ) -> Result<(), OrgError> {
+    ) -> Result<(), OrganizationError> {
         let my_role = self.require_manager(caller, org).await?;
         let target = self
             .orgs
             .role_of(org, user)
             .await?
-            .ok_or(OrgError::NotFound)?;
+            .ok_or(OrganizationError::NotFound)?;
         if target == Role::Owner && my_role == Some(Role::Admin) {
-            return Err(OrgError::Forbidden);
+            return Err(OrganizationError::Forbidden);
         }
         match self.orgs.remove_member(org, user).await {
             Ok(_) => {
                 tracing::info!(organization_id = %org, user_id = %user, "member removed");
                 Ok(())
             }
-            Err(RemoveMemberError::NotFound) => Err(OrgError::NotFound),
-            Err(RemoveMemberError::LastOwner) => Err(OrgError::LastOwner),
+            Err(RemoveMemberError::NotFound) => Err(OrganizationError::NotFound),
+            Err(RemoveMemberError::LastOwner) => Err(OrganizationError::LastOwner),
             Err(RemoveMemberError::Store(e)) => Err(e.into()),
         }
     }

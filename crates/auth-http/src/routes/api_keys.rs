@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use auth_core::model::{ApiKey, ApiKeyId, ApiKeyName, OrganizationId, Scope, Scopes};
-use auth_core::{IssuedKey, KeyVerdict, NewKey};
+use auth_core::{ApiKeyVerdict, IssuedApiKey, NewApiKey};
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -164,8 +164,8 @@ impl std::fmt::Debug for CreatedKey {
     }
 }
 
-impl From<IssuedKey> for CreatedKey {
-    fn from(issued: IssuedKey) -> Self {
+impl From<IssuedApiKey> for CreatedKey {
+    fn from(issued: IssuedApiKey) -> Self {
         let k = issued.key;
         Self {
             id: k.id.as_uuid(),
@@ -281,7 +281,7 @@ pub async fn create(
     let (Some(name), Some(scopes), true) = (name, scopes, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
-    let new = NewKey {
+    let new = NewApiKey {
         organization_id: OrganizationId::from_uuid(body.organization_id),
         name,
         scopes,
@@ -465,10 +465,10 @@ pub struct KeyVerification<'a> {
     pub error: Option<&'static str>,
 }
 
-impl<'a> From<&'a KeyVerdict> for KeyVerification<'a> {
-    fn from(verdict: &'a KeyVerdict) -> Self {
+impl<'a> From<&'a ApiKeyVerdict> for KeyVerification<'a> {
+    fn from(verdict: &'a ApiKeyVerdict) -> Self {
         match verdict {
-            KeyVerdict::Valid(k) => Self {
+            ApiKeyVerdict::Valid(k) => Self {
                 valid: true,
                 key_id: Some(k.id.as_uuid()),
                 organization_id: Some(k.organization_id.as_uuid()),
@@ -652,13 +652,13 @@ pub async fn verify_batch(
 
 #[cfg(test)]
 mod tests {
-    use auth_core::model::{ApiKeySecret, KeyPrefix};
+    use auth_core::model::{ApiKeyPrefix, ApiKeySecret};
 
     use super::*;
 
     #[test]
     fn debug_output_never_holds_the_key() {
-        let secret = ApiKeySecret::from_random(&KeyPrefix::default(), &[5u8; 64]).unwrap();
+        let secret = ApiKeySecret::from_random(&ApiKeyPrefix::default(), &[5u8; 64]).unwrap();
         let created = CreatedKey {
             id: Uuid::nil(),
             key: secret.expose().to_owned(),

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use auth_core::model::TokenKind;
 use auth_core::model::{DisplayName, Email, Password, RefreshToken, TokenPair};
-use auth_core::{AuthError, DeviceError, Registration};
+use auth_core::{AccountError, DeviceError, Registration};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
@@ -411,7 +411,7 @@ pub async fn verify_token(
             expires_at: Some(p.claims.expires_at),
             ..VerifyTokenResponse::default()
         },
-        Err(AuthError::InvalidToken(rejection)) => VerifyTokenResponse {
+        Err(AccountError::InvalidToken(rejection)) => VerifyTokenResponse {
             error: Some(rejection.code()),
             ..VerifyTokenResponse::default()
         },

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use auth_core::model::{
     ApiKey, ApiKeyId, ApiKeyName, NewEvent, OrganizationId, Scope, Scopes, TokenHash,
 };
-use auth_core::ports::{ApiKeyRepository, RevokeKeyError, StoreError};
+use auth_core::ports::{ApiKeyRepository, RevokeApiKeyError, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
@@ -132,7 +132,7 @@ async fn revoke_active(
 
 /// Why `id` could not be revoked: it is missing, or already revoked (`revoked_at` is never
 /// cleared, so a key that exists but did not match `revoked_at IS NULL` is revoked).
-async fn refusal(conn: &mut AsyncPgConnection, id: Uuid) -> RevokeKeyError {
+async fn refusal(conn: &mut AsyncPgConnection, id: Uuid) -> RevokeApiKeyError {
     let exists = api_keys::table
         .find(id)
         .select(api_keys::id)
@@ -140,8 +140,8 @@ async fn refusal(conn: &mut AsyncPgConnection, id: Uuid) -> RevokeKeyError {
         .await
         .optional();
     match exists {
-        Ok(Some(_)) => RevokeKeyError::AlreadyRevoked,
-        Ok(None) => RevokeKeyError::NotFound,
+        Ok(Some(_)) => RevokeApiKeyError::AlreadyRevoked,
+        Ok(None) => RevokeApiKeyError::NotFound,
         Err(err) => classify(err).into(),
     }
 }
@@ -245,7 +245,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
             .await
     }
 
-    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeKeyError> {
+    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeApiKeyError> {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
@@ -274,7 +274,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
         old: ApiKeyId,
         new: &ApiKey,
         now: DateTime<Utc>,
-    ) -> Result<ApiKey, RevokeKeyError> {
+    ) -> Result<ApiKey, RevokeApiKeyError> {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;

@@ -1,6 +1,6 @@
 //! API keys over HTTP: management by users and by keys, verify and verify-batch.
 
-use auth_core::model::{ApiKeySecret, KeyPrefix};
+use auth_core::model::{ApiKeyPrefix, ApiKeySecret};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -106,7 +106,7 @@ async fn keys_are_created_shown_once_and_verified(app: &TestApp) {
     // Mistyped, invented (right checksum, never issued), padded: INVALID.
     let mut typo = key.clone().into_bytes();
     typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
-    let invented = ApiKeySecret::from_random(&KeyPrefix::default(), &[9u8; 64]).unwrap();
+    let invented = ApiKeySecret::from_random(&ApiKeyPrefix::default(), &[9u8; 64]).unwrap();
     for bad in [
         String::from_utf8(typo).unwrap(),
         invented.expose().to_owned(),

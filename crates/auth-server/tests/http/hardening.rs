@@ -402,7 +402,7 @@ async fn failed_key_authentications_are_limited_per_address() {
         c.rate_limit_per_minute = 5;
     })
     .await;
-    let prefix = auth_core::model::KeyPrefix::parse("ak_live").unwrap();
+    let prefix = auth_core::model::ApiKeyPrefix::parse("ak_live").unwrap();
     let made_up = || {
         let mut random = [0u8; 64];
         getrandom::fill(&mut random).unwrap();

@@ -1,5 +1,5 @@
-//! `AuthService`: registration, login, refresh-token rotation with reuse detection, logout,
-//! verification and password change.
+//! `AccountService`: accounts and sessions: registration, login, refresh-token rotation with reuse
+//! detection, logout, verification and password change.
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::ports::{
 
 /// Lifetimes and grace periods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthConfig {
+pub struct AccountConfig {
     /// Access token lifetime (`ACCESS_TOKEN_EXPIRE_MINUTES`, 15 min).
     pub access_ttl: Duration,
     /// Absolute session lifetime (`REFRESH_TOKEN_EXPIRE_DAYS`, 30 days).
@@ -30,7 +30,7 @@ pub struct AuthConfig {
     pub lockout: LockoutPolicy,
 }
 
-impl Default for AuthConfig {
+impl Default for AccountConfig {
     fn default() -> Self {
         Self {
             access_ttl: Duration::minutes(15),
@@ -41,9 +41,9 @@ impl Default for AuthConfig {
     }
 }
 
-/// The ports `AuthService` runs on.
+/// The ports `AccountService` runs on.
 #[derive(Clone)]
-pub struct AuthPorts {
+pub struct AccountPorts {
     /// User accounts.
     pub users: Arc<dyn UserRepository>,
     /// Sessions and refresh-token hashes.
@@ -71,15 +71,15 @@ pub struct SessionSnapshot {
     pub user: User,
 }
 
-impl std::fmt::Debug for AuthPorts {
+impl std::fmt::Debug for AccountPorts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthPorts").finish_non_exhaustive()
+        f.debug_struct("AccountPorts").finish_non_exhaustive()
     }
 }
 
 /// What can go wrong in user and session operations.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub enum AccountError {
     /// Registration: the email is taken.
     #[error("email already registered")]
     EmailTaken,
@@ -110,7 +110,7 @@ pub enum AuthError {
     Internal(#[source] BoxError),
 }
 
-impl From<StoreError> for AuthError {
+impl From<StoreError> for AccountError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(e) => Self::Unavailable(e),
@@ -119,7 +119,7 @@ impl From<StoreError> for AuthError {
     }
 }
 
-impl From<CreateUserError> for AuthError {
+impl From<CreateUserError> for AccountError {
     fn from(err: CreateUserError) -> Self {
         match err {
             CreateUserError::EmailTaken => Self::EmailTaken,
@@ -128,8 +128,8 @@ impl From<CreateUserError> for AuthError {
     }
 }
 
-fn internal(err: impl Into<BoxError>) -> AuthError {
-    AuthError::Internal(err.into())
+fn internal(err: impl Into<BoxError>) -> AccountError {
+    AccountError::Internal(err.into())
 }
 
 /// A new account's details, already validated.
@@ -171,21 +171,21 @@ pub struct Principal {
 
 /// The user and session rules.
 #[derive(Debug, Clone)]
-pub struct AuthService {
-    ports: AuthPorts,
-    config: AuthConfig,
+pub struct AccountService {
+    ports: AccountPorts,
+    config: AccountConfig,
 }
 
-impl AuthService {
+impl AccountService {
     /// Builds the service over its ports.
     #[must_use]
-    pub fn new(ports: AuthPorts, config: AuthConfig) -> Self {
+    pub fn new(ports: AccountPorts, config: AccountConfig) -> Self {
         Self { ports, config }
     }
 
     /// The configuration in force.
     #[must_use]
-    pub fn config(&self) -> &AuthConfig {
+    pub fn config(&self) -> &AccountConfig {
         &self.config
     }
 
@@ -204,8 +204,8 @@ impl AuthService {
     /// Creates an account.
     ///
     /// # Errors
-    /// [`AuthError::EmailTaken`], or a store/hash failure.
-    pub async fn register(&self, reg: Registration, is_admin: bool) -> Result<User, AuthError> {
+    /// [`AccountError::EmailTaken`], or a store/hash failure.
+    pub async fn register(&self, reg: Registration, is_admin: bool) -> Result<User, AccountError> {
         let password_hash = self
             .ports
             .hasher
@@ -231,10 +231,10 @@ impl AuthService {
     /// the password. The hash must be in a format the hasher verifies.
     ///
     /// # Errors
-    /// [`AuthError::EmailTaken`], [`AuthError::UnrecognisedHash`], or a store failure.
-    pub async fn import(&self, import: ImportedUser) -> Result<User, AuthError> {
+    /// [`AccountError::EmailTaken`], [`AccountError::UnrecognisedHash`], or a store failure.
+    pub async fn import(&self, import: ImportedUser) -> Result<User, AccountError> {
         if !self.ports.hasher.recognises(&import.password_hash) {
-            return Err(AuthError::UnrecognisedHash);
+            return Err(AccountError::UnrecognisedHash);
         }
         let now = self.ports.clock.now();
         let user = User {
@@ -256,14 +256,18 @@ impl AuthService {
     /// either way.
     ///
     /// # Errors
-    /// [`AuthError::InvalidCredentials`], or a store/hash/sign failure.
-    pub async fn login(&self, email: &Email, password: &Password) -> Result<TokenPair, AuthError> {
+    /// [`AccountError::InvalidCredentials`], or a store/hash/sign failure.
+    pub async fn login(
+        &self,
+        email: &Email,
+        password: &Password,
+    ) -> Result<TokenPair, AccountError> {
         let result = self.attempt_login(email, password).await;
         let outcome = match &result {
             Ok(_) => "success",
-            Err(AuthError::InvalidCredentials) => "invalid_credentials",
-            Err(AuthError::Locked { .. }) => "locked",
-            Err(AuthError::Unavailable(_)) => "unavailable",
+            Err(AccountError::InvalidCredentials) => "invalid_credentials",
+            Err(AccountError::Locked { .. }) => "locked",
+            Err(AccountError::Unavailable(_)) => "unavailable",
             Err(_) => "error",
         };
         metrics::counter!("auth_logins_total", "outcome" => outcome).increment(1);
@@ -274,7 +278,7 @@ impl AuthService {
         &self,
         email: &Email,
         password: &Password,
-    ) -> Result<TokenPair, AuthError> {
+    ) -> Result<TokenPair, AccountError> {
         let attempt_key = TokenHash::of(email.normalized().as_bytes());
         let attempt = self.admit_attempt(&attempt_key).await?;
         let user = self.ports.users.find_by_email(email).await?;
@@ -286,7 +290,7 @@ impl AuthService {
             .map_err(internal)?;
         let Some(mut user) = user.filter(|_| check.matches) else {
             Self::note_failure(&attempt_key, attempt);
-            return Err(AuthError::InvalidCredentials);
+            return Err(AccountError::InvalidCredentials);
         };
         self.ports.attempts.reset(&attempt_key).await?;
         if check.needs_rehash {
@@ -338,8 +342,8 @@ impl AuthService {
     /// refused.
     ///
     /// # Errors
-    /// [`AuthError::InvalidRefreshToken`], or a store/sign failure.
-    pub async fn refresh(&self, presented: &RefreshToken) -> Result<TokenPair, AuthError> {
+    /// [`AccountError::InvalidRefreshToken`], or a store/sign failure.
+    pub async fn refresh(&self, presented: &RefreshToken) -> Result<TokenPair, AccountError> {
         let next = self.new_refresh_token()?;
         let now = self.ports.clock.now();
         let rotation = self
@@ -367,9 +371,9 @@ impl AuthService {
                 } else {
                     tracing::info!(%session_id, "rotated refresh token presented within grace period");
                 }
-                Err(AuthError::InvalidRefreshToken)
+                Err(AccountError::InvalidRefreshToken)
             }
-            Rotation::Inactive | Rotation::Unknown => Err(AuthError::InvalidRefreshToken),
+            Rotation::Inactive | Rotation::Unknown => Err(AccountError::InvalidRefreshToken),
         }
     }
 
@@ -377,7 +381,7 @@ impl AuthService {
     ///
     /// # Errors
     /// A store failure.
-    pub async fn logout(&self, token: &RefreshToken) -> Result<(), AuthError> {
+    pub async fn logout(&self, token: &RefreshToken) -> Result<(), AccountError> {
         let now = self.ports.clock.now();
         if let Some(session_id) = self
             .ports
@@ -395,7 +399,7 @@ impl AuthService {
     ///
     /// # Errors
     /// A store failure.
-    pub async fn logout_all(&self, user: UserId) -> Result<Vec<SessionId>, AuthError> {
+    pub async fn logout_all(&self, user: UserId) -> Result<Vec<SessionId>, AccountError> {
         let now = self.ports.clock.now();
         let ended = self
             .ports
@@ -411,14 +415,14 @@ impl AuthService {
     /// its user still exists.
     ///
     /// # Errors
-    /// [`AuthError::InvalidToken`] (invalid, expired, revoked), or a store failure.
-    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    /// [`AccountError::InvalidToken`] (invalid, expired, revoked), or a store failure.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AccountError> {
         let now = self.ports.clock.now();
         let claims = self
             .ports
             .signer
             .verify_access(token, now)
-            .map_err(AuthError::InvalidToken)?;
+            .map_err(AccountError::InvalidToken)?;
         let (sessions, users) = (self.ports.sessions.clone(), self.ports.users.clone());
         let session_id = claims.session_id;
         let snapshot = self
@@ -438,7 +442,7 @@ impl AuthService {
         let Some(SessionSnapshot { session, user }) =
             snapshot.filter(|snap| snap.user.id == claims.user_id && snap.session.is_active(now))
         else {
-            return Err(AuthError::InvalidToken(TokenRejection::Revoked));
+            return Err(AccountError::InvalidToken(TokenRejection::Revoked));
         };
         Ok(Principal {
             user,
@@ -451,16 +455,16 @@ impl AuthService {
     /// every other session of that user.
     ///
     /// # Errors
-    /// [`AuthError::InvalidCredentials`] when `current` is wrong, or a store/hash failure.
+    /// [`AccountError::InvalidCredentials`] when `current` is wrong, or a store/hash failure.
     pub async fn change_password(
         &self,
         principal: &Principal,
         current: &Password,
         new: &Password,
-    ) -> Result<(), AuthError> {
+    ) -> Result<(), AccountError> {
         // The principal may come from a cache: check against the stored hash.
         let Some(user) = self.ports.users.find_by_id(principal.user.id).await? else {
-            return Err(AuthError::InvalidToken(TokenRejection::Revoked));
+            return Err(AccountError::InvalidToken(TokenRejection::Revoked));
         };
         let attempt_key = TokenHash::of(user.email.normalized().as_bytes());
         let attempt = self.admit_attempt(&attempt_key).await?;
@@ -472,7 +476,7 @@ impl AuthService {
             .map_err(internal)?;
         if !check.matches {
             Self::note_failure(&attempt_key, attempt);
-            return Err(AuthError::InvalidCredentials);
+            return Err(AccountError::InvalidCredentials);
         }
         self.ports.attempts.reset(&attempt_key).await?;
         let hash = self.ports.hasher.hash(new).await.map_err(internal)?;
@@ -490,7 +494,7 @@ impl AuthService {
             .update_password(principal.user.id, &hash, PasswordUpdate::Change, now)
             .await?
         {
-            return Err(AuthError::InvalidToken(TokenRejection::Revoked));
+            return Err(AccountError::InvalidToken(TokenRejection::Revoked));
         }
         // The ended sessions were announced to every instance with their revocation. The
         // session kept may be cached with the old hash; nothing reads a hash from the cache.
@@ -506,7 +510,7 @@ impl AuthService {
     /// a check. A refusal waits as long as a password check would take without making one (a
     /// lock costs no CPU and reveals nothing by its timing). The caller resets the key after a
     /// successful check; a failed one stays counted.
-    async fn admit_attempt(&self, key: &TokenHash) -> Result<AttemptState, AuthError> {
+    async fn admit_attempt(&self, key: &TokenHash) -> Result<AttemptState, AccountError> {
         let now = self.ports.clock.now();
         match self
             .ports
@@ -518,7 +522,7 @@ impl AuthService {
             Admission::Locked { until } => {
                 self.ports.hasher.delay_like_verify().await;
                 tracing::info!(attempt_key = ?key, locked_until = %until, "login refused: locked");
-                Err(AuthError::Locked {
+                Err(AccountError::Locked {
                     retry_after: until - now,
                 })
             }
@@ -541,7 +545,7 @@ impl AuthService {
         }
     }
 
-    fn new_refresh_token(&self) -> Result<RefreshToken, AuthError> {
+    fn new_refresh_token(&self) -> Result<RefreshToken, AccountError> {
         let mut bytes = [0u8; RefreshToken::BYTES];
         self.ports.secrets.fill(&mut bytes).map_err(internal)?;
         Ok(RefreshToken::from_random(&bytes))
@@ -553,7 +557,7 @@ impl AuthService {
         session: Session,
         refresh: RefreshToken,
         now: DateTime<Utc>,
-    ) -> Result<TokenPair, AuthError> {
+    ) -> Result<TokenPair, AccountError> {
         // An access token never outlives its session.
         let expires_at = (now + self.config.access_ttl).min(session.expires_at);
         let claims = AccessClaims {

@@ -22,6 +22,10 @@ lint:
 check-deploy:
     scripts/check-deploy.py target/debug/auth-server
 
+# A TypeScript client generated from the OpenAPI document: strict tsc, then the first path run.
+typescript-client:
+    scripts/typescript-client.sh target/debug/auth-server
+
 # Start a local throwaway Postgres and print the DATABASE_URL to export.
 db:
     scripts/pg-temp.sh start

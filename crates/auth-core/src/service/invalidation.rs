@@ -24,7 +24,7 @@ impl std::fmt::Debug for CacheInvalidator {
 }
 
 impl CacheInvalidator {
-    /// Entries held by both caches.
+    /// Entries held by the three caches (keys, sessions, devices).
     pub async fn entry_count(&self) -> u64 {
         self.keys.entry_count().await
             + self.sessions.entry_count().await

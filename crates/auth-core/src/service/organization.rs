@@ -7,8 +7,7 @@ use crate::model::{
     Email, Member, Membership, Organization, OrganizationId, OrganizationName, Role, UserId,
 };
 use crate::ports::{
-    AddMemberError, Clock, OrganizationRepository, RemoveMemberError, StoreError,
-    UserRepository,
+    AddMemberError, Clock, OrganizationRepository, RemoveMemberError, StoreError, UserRepository,
 };
 
 /// What can go wrong with organizations.

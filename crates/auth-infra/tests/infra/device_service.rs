@@ -1,17 +1,14 @@
-//! `DeviceService` on both stores with a counting repository: the fast path reads the store
-//! once, authentications are recorded in batches, tokens expire with the clock.
-#![expect(
-    clippy::unwrap_used,
-    reason = "tests: a failed expectation is a failed test"
-)]
+//! `DeviceService` over Postgres, the Moka cache and a real HS256 signer, with a counting
+//! repository: the fast path reads the store once, authentications are recorded in batches
+//! (and read back at the store's precision), tokens expire with the clock, a rotation ends
+//! the JWTs minted before it. The same rules over the in-memory stores and the fake signer
+//! are tested in `auth-core`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use auth_core::memory::{
-    ManualClock, MemoryDeviceRepository, MemoryOrganizationRepository, MemoryUserRepository,
-};
+use auth_core::memory::ManualClock;
 use auth_core::model::{
     Device, DeviceId, DeviceMetadata, DeviceSecret, Email, Organization, OrganizationId,
     OrganizationName, PasswordHash, TokenHash, TokenRejection, User, UserId,
@@ -69,28 +66,18 @@ type Stores = (
     Arc<dyn UserRepository>,
     Arc<dyn OrganizationRepository>,
     Arc<dyn DeviceRepository>,
-    Option<TestDb>,
+    TestDb,
 );
 
-async fn stores(postgres: bool) -> Stores {
-    if postgres {
-        let db = TestDb::new().await;
-        let pool = db.pool();
-        (
-            Arc::new(PgUserRepository::new(pool.clone())),
-            Arc::new(PgOrganizationRepository::new(pool.clone())),
-            Arc::new(PgDeviceRepository::new(pool)),
-            Some(db),
-        )
-    } else {
-        let users = Arc::new(MemoryUserRepository::new());
-        (
-            users.clone(),
-            Arc::new(MemoryOrganizationRepository::new(users)),
-            Arc::new(MemoryDeviceRepository::new()),
-            None,
-        )
-    }
+async fn stores() -> Stores {
+    let db = TestDb::new().await;
+    let pool = db.pool();
+    (
+        Arc::new(PgUserRepository::new(pool.clone())),
+        Arc::new(PgOrganizationRepository::new(pool.clone())),
+        Arc::new(PgDeviceRepository::new(pool)),
+        db,
+    )
 }
 
 /// An organization with a fresh owner, created at `now`.
@@ -118,8 +105,9 @@ async fn owned_org(
     org
 }
 
-async fn fast_path_batches_and_expiry(postgres: bool) {
-    let (users, orgs, repo, _db) = stores(postgres).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_path_batches_and_expiry_postgres() {
+    let (users, orgs, repo, _db) = stores().await;
     let clock = Arc::new(ManualClock::starting_now());
     let now = clock.now();
     let org = owned_org(users.as_ref(), orgs.as_ref(), now).await;
@@ -220,22 +208,9 @@ async fn fast_path_batches_and_expiry(postgres: bool) {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fast_path_batches_and_expiry_memory() {
-    fast_path_batches_and_expiry(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fast_path_batches_and_expiry_postgres() {
-    fast_path_batches_and_expiry(true).await;
-}
-
-/// A device service over one store, a real HS256 signer and `clock`, with an organization.
-async fn service(
-    postgres: bool,
-    clock: Arc<ManualClock>,
-) -> (DeviceService, OrganizationId, Option<TestDb>) {
-    let (users, orgs, repo, db) = stores(postgres).await;
+/// A device service over Postgres, a real HS256 signer and `clock`, with an organization.
+async fn service(clock: Arc<ManualClock>) -> (DeviceService, OrganizationId, TestDb) {
+    let (users, orgs, repo, db) = stores().await;
     let now = clock.now();
     let org = owned_org(users.as_ref(), orgs.as_ref(), now).await;
     let signer =
@@ -278,11 +253,12 @@ fn revoked(result: Result<impl std::fmt::Debug, DeviceError>) -> bool {
 /// A secret rotation ends every token minted before it, including one minted earlier in the
 /// same second (JWT `iat` is whole seconds) or at the very same instant; tokens minted after
 /// it, in the same second or later, verify. Read through the cache, as in production.
-async fn rotation_ends_earlier_tokens(postgres: bool) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_ends_earlier_tokens_postgres() {
     // 12:00:00.250 on a whole second, so the sub-second cases are exact.
     let start = DateTime::from_timestamp(Utc::now().timestamp(), 250_000_000).unwrap();
     let clock = Arc::new(ManualClock::new(start));
-    let (devices, org, _db) = service(postgres, clock.clone()).await;
+    let (devices, org, _db) = service(clock.clone()).await;
     let id = DeviceId::parse("frame-rotating").unwrap();
     let new = NewDevice {
         id: id.clone(),
@@ -336,14 +312,4 @@ async fn rotation_ends_earlier_tokens(postgres: bool) {
     // Revocation still ends every token.
     devices.revoke(&Actor::Operator, &id).await.unwrap();
     assert!(revoked(devices.verify_token(&last).await));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_ends_earlier_tokens_memory() {
-    rotation_ends_earlier_tokens(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_ends_earlier_tokens_postgres() {
-    rotation_ends_earlier_tokens(true).await;
 }

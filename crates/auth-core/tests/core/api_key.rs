@@ -2,7 +2,7 @@
 //! refusal without I/O, cache eviction on revoke, rotation.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use auth_core::memory::{
@@ -10,14 +10,17 @@ use auth_core::memory::{
 };
 use auth_core::model::{
     ApiKey, ApiKeyId, ApiKeyName, ApiKeyPrefix, Email, Organization, OrganizationId,
-    OrganizationName, PasswordHash, Scope, Scopes, TokenHash, User, UserId,
+    OrganizationName, PasswordHash, Role, Scope, Scopes, TokenHash, User, UserId,
 };
 use auth_core::ports::{
     ApiKeyRepository, Clock as _, OrganizationRepository, RevokeApiKeyError, StoreError,
     UserRepository,
 };
 use auth_core::system::OsSecretGenerator;
-use auth_core::{Actor, ApiKeyPorts, ApiKeyService, ApiKeyVerdict, NewApiKey, OrganizationService};
+use auth_core::{
+    Actor, ApiKeyError, ApiKeyPorts, ApiKeyService, ApiKeyVerdict, Caller, NewApiKey,
+    OrganizationError, OrganizationService,
+};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::support::MapCache;
@@ -26,6 +29,8 @@ use crate::support::MapCache;
 struct Counting {
     inner: Arc<dyn ApiKeyRepository>,
     by_hash: AtomicUsize,
+    /// Lookups by hash fail while set.
+    down: AtomicBool,
 }
 
 #[async_trait]
@@ -38,6 +43,9 @@ impl ApiKeyRepository for Counting {
     }
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, StoreError> {
         self.by_hash.fetch_add(1, Ordering::SeqCst);
+        if AtomicBool::load(&self.down, Ordering::SeqCst) {
+            return Err(StoreError::unavailable("database went away"));
+        }
         self.inner.find_by_hash(hash).await
     }
     async fn list(&self, org: OrganizationId, all: bool) -> Result<Vec<ApiKey>, StoreError> {
@@ -64,12 +72,16 @@ struct Harness {
     clock: Arc<ManualClock>,
     counting: Arc<Counting>,
     org: OrganizationId,
+    owner: UserId,
+    users: Arc<MemoryUserRepository>,
+    orgs: OrganizationService,
 }
 
 async fn harness() -> Harness {
     let clock = Arc::new(ManualClock::starting_now());
     let memory = Arc::new(MemoryUserRepository::new());
     let users: Arc<dyn UserRepository> = memory.clone();
+    let users_handle = memory.clone();
     let orgs: Arc<dyn OrganizationRepository> = Arc::new(MemoryOrganizationRepository::new(memory));
     let repo: Arc<dyn ApiKeyRepository> = Arc::new(MemoryApiKeyRepository::new());
     let now = clock.now();
@@ -92,11 +104,13 @@ async fn harness() -> Harness {
     let counting = Arc::new(Counting {
         inner: repo,
         by_hash: AtomicUsize::new(0),
+        down: AtomicBool::new(false),
     });
+    let org_service = OrganizationService::new(orgs, users, clock.clone());
     let keys = ApiKeyService::new(
         ApiKeyPorts {
             keys: counting.clone(),
-            orgs: OrganizationService::new(orgs, users, clock.clone()),
+            orgs: org_service.clone(),
             cache: Arc::new(MapCache::new()),
             clock: clock.clone(),
             secrets: Arc::new(OsSecretGenerator),
@@ -108,6 +122,9 @@ async fn harness() -> Harness {
         clock,
         counting,
         org: org.id,
+        owner: owner.id,
+        users: users_handle,
+        orgs: org_service,
     }
 }
 
@@ -262,4 +279,265 @@ async fn expired_keys_are_not_rotated() {
         .unwrap();
     let rotated = h.keys.rotate(&Actor::Operator, live.key.id).await.unwrap();
     assert_eq!(rotated.key.expires_at, live.key.expires_at);
+}
+
+/// A registered user, a service administrator or not.
+async fn user(h: &Harness, is_admin: bool) -> User {
+    let now = h.clock.now();
+    let u = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("u{}@example.com", UserId::generate())).unwrap(),
+        display_name: None,
+        password_hash: PasswordHash::new("$fake$1$x".into()),
+        is_admin,
+        created_at: now,
+        updated_at: now,
+    };
+    h.users.create(&u).await.unwrap();
+    u
+}
+
+fn scoped(org: OrganizationId, scopes: &[&str]) -> NewApiKey {
+    NewApiKey {
+        organization_id: org,
+        name: ApiKeyName::parse("svc").unwrap(),
+        scopes: Scopes::new(scopes.iter().map(|s| Scope::parse(s).unwrap()).collect()).unwrap(),
+        expires_in_days: None,
+    }
+}
+
+/// Who may manage an organization's keys: its owners and admins, service administrators,
+/// its own `admin` keys and the operator. Plain members and keys without `admin` are
+/// forbidden; strangers and other organizations' keys do not see it at all.
+#[tokio::test]
+async fn only_managers_and_admin_keys_manage_keys() {
+    let h = harness().await;
+    let member = user(&h, false).await;
+    let org_admin = user(&h, false).await;
+    let stranger = user(&h, false).await;
+    let service_admin = user(&h, true).await;
+    let owner = Caller {
+        user: h.owner,
+        is_admin: false,
+    };
+    h.orgs
+        .add_member(owner, h.org, &member.email, Role::Member)
+        .await
+        .unwrap();
+    h.orgs
+        .add_member(owner, h.org, &org_admin.email, Role::Admin)
+        .await
+        .unwrap();
+    let other_org = h
+        .orgs
+        .create(stranger.id, OrganizationName::parse("Other").unwrap())
+        .await
+        .unwrap();
+    let as_user = |u: &User| Actor::User {
+        id: u.id,
+        is_admin: u.is_admin,
+    };
+    let admin_key = h
+        .keys
+        .create(&Actor::Operator, scoped(h.org, &["admin"]))
+        .await
+        .unwrap()
+        .key;
+    let read_key = h
+        .keys
+        .create(&Actor::Operator, scoped(h.org, &["read"]))
+        .await
+        .unwrap()
+        .key;
+    let foreign_key = h
+        .keys
+        .create(&Actor::Operator, scoped(other_org.id, &["admin"]))
+        .await
+        .unwrap()
+        .key;
+
+    for actor in [
+        Actor::User {
+            id: h.owner,
+            is_admin: false,
+        },
+        as_user(&org_admin),
+        as_user(&service_admin),
+        Actor::ApiKey(Arc::new(admin_key)),
+        Actor::Operator,
+    ] {
+        assert!(
+            h.keys
+                .create(&actor, scoped(h.org, &["read"]))
+                .await
+                .is_ok(),
+            "{actor:?}"
+        );
+        assert!(h.keys.list(&actor, h.org, false).await.is_ok(), "{actor:?}");
+    }
+    for actor in [as_user(&member), Actor::ApiKey(Arc::new(read_key.clone()))] {
+        assert!(
+            matches!(
+                h.keys.create(&actor, scoped(h.org, &["read"])).await,
+                Err(ApiKeyError::Forbidden)
+            ),
+            "{actor:?}"
+        );
+        assert!(
+            matches!(
+                h.keys.revoke(&actor, read_key.id).await,
+                Err(ApiKeyError::Forbidden)
+            ),
+            "{actor:?}"
+        );
+    }
+    for actor in [as_user(&stranger), Actor::ApiKey(Arc::new(foreign_key))] {
+        assert!(
+            matches!(
+                h.keys.list(&actor, h.org, false).await,
+                Err(ApiKeyError::NotFound)
+            ),
+            "{actor:?}"
+        );
+        assert!(
+            matches!(
+                h.keys.get(&actor, read_key.id).await,
+                Err(ApiKeyError::NotFound)
+            ),
+            "{actor:?}"
+        );
+    }
+    assert!(matches!(
+        h.keys.get(&Actor::Operator, ApiKeyId::generate()).await,
+        Err(ApiKeyError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn verify_grants_only_the_scopes_a_key_holds() {
+    let h = harness().await;
+    let issued = h
+        .keys
+        .create(&Actor::Operator, scoped(h.org, &["read", "write"]))
+        .await
+        .unwrap();
+    let text = issued.secret.expose();
+    let need = |scopes: &[&str]| {
+        Scopes::new(scopes.iter().map(|s| Scope::parse(s).unwrap()).collect()).unwrap()
+    };
+    assert!(matches!(
+        h.keys.verify(text, &need(&["read", "write"])).await.unwrap(),
+        ApiKeyVerdict::Valid(k) if k.id == issued.key.id
+    ));
+    let verdict = h
+        .keys
+        .verify(text, &need(&["read", "admin"]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&verdict, ApiKeyVerdict::InsufficientScope(k) if k.id == issued.key.id),
+        "{verdict:?}"
+    );
+    assert_eq!(verdict.error_code(), Some("INSUFFICIENT_SCOPE"));
+    // A key of another prefix is malformed here.
+    let foreign = text.replacen("ak_", "zz_", 1);
+    assert_eq!(
+        h.keys.verify(&foreign, &need(&[])).await.unwrap(),
+        ApiKeyVerdict::Invalid
+    );
+}
+
+#[tokio::test]
+async fn revoking_twice_is_refused_and_the_key_stays_revoked() {
+    let h = harness().await;
+    let issued = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, None))
+        .await
+        .unwrap();
+    let revoked = h
+        .keys
+        .revoke(&Actor::Operator, issued.key.id)
+        .await
+        .unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(matches!(
+        h.keys.revoke(&Actor::Operator, issued.key.id).await,
+        Err(ApiKeyError::AlreadyRevoked)
+    ));
+    assert!(matches!(
+        h.keys.rotate(&Actor::Operator, issued.key.id).await,
+        Err(ApiKeyError::AlreadyRevoked)
+    ));
+    assert_eq!(
+        h.keys
+            .verify(issued.secret.expose(), &Scopes::default())
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Revoked
+    );
+    // Listed only when revoked keys are asked for.
+    assert!(
+        h.keys
+            .list(&Actor::Operator, h.org, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        h.keys
+            .list(&Actor::Operator, h.org, true)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A store failure is never a verdict and never cached: the next verification loads again.
+#[tokio::test]
+async fn a_store_outage_is_an_error_not_a_verdict() {
+    let h = harness().await;
+    let issued = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, None))
+        .await
+        .unwrap();
+    h.counting.down.store(true, Ordering::SeqCst);
+    let err = h
+        .keys
+        .verify(issued.secret.expose(), &Scopes::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiKeyError::Store(StoreError::Unavailable(_))),
+        "{err:?}"
+    );
+    h.counting.down.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        h.keys
+            .verify(issued.secret.expose(), &Scopes::default())
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Valid(_)
+    ));
+    assert_eq!(h.counting.by_hash.load(Ordering::SeqCst), 2);
+}
+
+/// An organization check's store failure reaches the key's caller as the same store failure.
+#[test]
+fn an_organization_store_failure_stays_a_store_failure() {
+    let err = ApiKeyError::from(OrganizationError::Store(StoreError::internal("disk full")));
+    assert!(
+        matches!(err, ApiKeyError::Store(StoreError::Internal(_))),
+        "{err:?}"
+    );
+    assert_eq!(
+        auth_core::ErrorChain(&err).to_string(),
+        "store failure: disk full"
+    );
+    assert!(matches!(
+        ApiKeyError::from(OrganizationError::LastOwner),
+        ApiKeyError::NotFound
+    ));
 }

@@ -90,3 +90,93 @@ async fn service_administrators_act_on_any_organization_and_others_see_404() {
         Err(OrganizationError::NotFound)
     ));
 }
+
+#[tokio::test]
+async fn membership_rules_for_owners_admins_and_members() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let users = Arc::new(MemoryUserRepository::new());
+    let orgs = OrganizationService::new(
+        Arc::new(MemoryOrganizationRepository::new(users.clone())),
+        users.clone(),
+        clock.clone(),
+    );
+    let now = clock.now();
+    let owner = user(&users, now, false).await;
+    let admin = user(&users, now, false).await;
+    let member = user(&users, now, false).await;
+    let org = orgs
+        .create(owner.id, OrganizationName::parse("Acme").unwrap())
+        .await
+        .unwrap();
+    let caller = |u: &User| Caller {
+        user: u.id,
+        is_admin: false,
+    };
+    assert_eq!(
+        orgs.list_mine(owner.id).await.unwrap(),
+        vec![(org.clone(), Role::Owner)]
+    );
+    assert_eq!(
+        orgs.find_user(&admin.email).await.unwrap().map(|u| u.id),
+        Some(admin.id)
+    );
+    orgs.add_member(caller(&owner), org.id, &admin.email, Role::Admin)
+        .await
+        .unwrap();
+    orgs.add_member(caller(&admin), org.id, &member.email, Role::Member)
+        .await
+        .unwrap();
+    assert!(matches!(
+        orgs.add_member(caller(&owner), org.id, &member.email, Role::Admin)
+            .await,
+        Err(OrganizationError::AlreadyMember)
+    ));
+    let nobody = Email::parse("nobody@example.com").unwrap();
+    assert!(matches!(
+        orgs.add_member(caller(&owner), org.id, &nobody, Role::Member)
+            .await,
+        Err(OrganizationError::NotFound)
+    ));
+    // A plain member sees the organization but manages nothing.
+    assert_eq!(orgs.get(caller(&member), org.id).await.unwrap(), org);
+    assert_eq!(
+        orgs.members(caller(&member), org.id).await.unwrap().len(),
+        3
+    );
+    assert!(matches!(
+        orgs.add_member(caller(&member), org.id, &owner.email, Role::Member)
+            .await,
+        Err(OrganizationError::Forbidden)
+    ));
+    assert!(matches!(
+        orgs.remove_member(caller(&member), org.id, admin.id).await,
+        Err(OrganizationError::Forbidden)
+    ));
+    assert_eq!(
+        orgs.list_mine(member.id).await.unwrap(),
+        vec![(org.clone(), Role::Member)]
+    );
+    // Removing someone who is not a member, or from an organization that does not exist.
+    assert!(matches!(
+        orgs.remove_member(caller(&owner), org.id, UserId::generate())
+            .await,
+        Err(OrganizationError::NotFound)
+    ));
+    assert!(matches!(
+        orgs.get(caller(&owner), auth_core::model::OrganizationId::generate())
+            .await,
+        Err(OrganizationError::NotFound)
+    ));
+    // An admin removes a member; the owner removes the admin; the last owner stays.
+    orgs.remove_member(caller(&admin), org.id, member.id)
+        .await
+        .unwrap();
+    orgs.remove_member(caller(&owner), org.id, admin.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        orgs.remove_member(caller(&owner), org.id, owner.id).await,
+        Err(OrganizationError::LastOwner)
+    ));
+    assert!(orgs.list_mine(member.id).await.unwrap().is_empty());
+}

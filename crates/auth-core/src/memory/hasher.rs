@@ -129,11 +129,6 @@ impl PasswordHasher for FakeHasher {
 
 #[cfg(test)]
 mod tests {
-    #![expect(
-        clippy::unwrap_used,
-        reason = "tests: a failed expectation is a failed test"
-    )]
-
     use super::*;
     use crate::model::PasswordPolicy;
 

@@ -201,11 +201,6 @@ impl TokenSigner for FakeSigner {
 
 #[cfg(test)]
 mod tests {
-    #![expect(
-        clippy::unwrap_used,
-        reason = "tests: a failed expectation is a failed test"
-    )]
-
     use secrecy::ExposeSecret as _;
 
     use super::*;

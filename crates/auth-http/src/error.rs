@@ -516,3 +516,47 @@ pub enum ManagerErrors {
     )]
     NotFound(Problem),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down() -> StoreError {
+        StoreError::unavailable("connection refused")
+    }
+
+    fn broken() -> StoreError {
+        StoreError::internal("unexpected row")
+    }
+
+    /// Every service error's `Store` variant answers as the storage failure itself does.
+    #[test]
+    fn a_storage_failure_answers_alike_from_every_service() {
+        let outages: Vec<ApiError> = vec![
+            down().into(),
+            AccountError::Store(down()).into(),
+            ApiKeyError::Store(down()).into(),
+            DeviceError::Store(down()).into(),
+            OrganizationError::Store(down()).into(),
+        ];
+        for answer in outages {
+            assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(answer.code(), "SERVICE_UNAVAILABLE");
+            assert_eq!(answer.retry_after, Some(RETRY_AFTER_UNAVAILABLE_SECS));
+        }
+        let failures: Vec<ApiError> = vec![
+            broken().into(),
+            AccountError::Store(broken()).into(),
+            ApiKeyError::Store(broken()).into(),
+            DeviceError::Store(broken()).into(),
+            OrganizationError::Store(broken()).into(),
+            AccountError::Internal("signing failed".into()).into(),
+        ];
+        for answer in failures {
+            assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(answer.code(), "INTERNAL_ERROR");
+            assert_eq!(answer.detail, "an internal error occurred");
+            assert_eq!(answer.retry_after, None);
+        }
+    }
+}

@@ -251,7 +251,8 @@ pub mod test_keys {
     /// [`RSA2048_A`] as PKCS#1 (`BEGIN RSA PRIVATE KEY`).
     pub const RSA2048_A_PKCS1: &str = include_str!("../tests/infra/keys/rsa2048-a.pkcs1.pem");
     /// Public half of [`RSA2048_A`] as PKCS#1 (`BEGIN RSA PUBLIC KEY`).
-    pub const RSA2048_A_PKCS1_PUB: &str = include_str!("../tests/infra/keys/rsa2048-a.pkcs1.pub.pem");
+    pub const RSA2048_A_PKCS1_PUB: &str =
+        include_str!("../tests/infra/keys/rsa2048-a.pkcs1.pub.pem");
     /// RSA-2048 pair "b".
     pub const RSA2048_B: &str = include_str!("../tests/infra/keys/rsa2048-b.pem");
     /// Public half of [`RSA2048_B`].

@@ -989,10 +989,15 @@ impl Connector {
                  {tls}"
             ),
             Some(tls) => format!("TLS handshake with the database server failed: {tls}"),
-            None if ErrorChain(err).to_string().contains("server does not support TLS") => format!(
-                "the database server does not offer TLS, which sslmode={} requires",
-                self.params.mode
-            ),
+            None if ErrorChain(err)
+                .to_string()
+                .contains("server does not support TLS") =>
+            {
+                format!(
+                    "the database server does not offer TLS, which sslmode={} requires",
+                    self.params.mode
+                )
+            }
             None => return ErrorChain(err).to_string(),
         };
         let message = format!("{headline} ({})", self.described);

@@ -42,7 +42,11 @@ async fn login_upgrades_hashes_made_at_another_cost() {
         },
         AccountConfig::default(),
     );
-    let e = Email::parse(&format!("user.{}@example.com", uuid::Uuid::now_v7().simple())).unwrap();
+    let e = Email::parse(&format!(
+        "user.{}@example.com",
+        uuid::Uuid::now_v7().simple()
+    ))
+    .unwrap();
     let old = BcryptHasher::new(4, 1)
         .unwrap()
         .hash(&pw("imported password"))

@@ -8,6 +8,8 @@
     clippy::unwrap_used,
     reason = "a test suite: a failed expectation is a failed test"
 )]
+// A contract case nothing registers is a build error: see `storage_contract_tests!`.
+#![deny(dead_code)]
 
 use std::sync::Arc;
 
@@ -51,10 +53,26 @@ pub trait Fixture: Send + Sync {
 
 /// Expands to one `#[tokio::test]` per contract behaviour; `$fixture` is an async expression
 /// yielding a fresh [`Fixture`].
+///
+/// No case can be left out. A case is a **private** `async fn case(f: &impl Fixture)` of this
+/// module, and the list in the `@with` arm below is the only declaration of which cases exist:
+/// from it, this module gets [`cases`] (the one public door to each case, expanded here by
+/// `storage_contract_tests!(@registry)`) and each adapter's test crate gets its tests. A case
+/// missing from the list is then a private function nothing calls, which `deny(dead_code)`
+/// on this module turns into a build error; a listed name with no case does not resolve. So a
+/// new case is registered for every backend, or nothing builds. (A test in this module also
+/// checks that no case is declared `pub`, which would hide it from the lint.)
 #[macro_export]
 macro_rules! storage_contract_tests {
     ($fixture:expr) => {
-        $crate::storage_contract_tests!(@each $fixture;
+        $crate::storage_contract_tests!(@with each $fixture);
+    };
+    (@registry) => {
+        $crate::storage_contract_tests!(@with registry);
+    };
+    // The list of every contract case, once.
+    (@with $arm:ident $($prefix:tt)*) => {
+        $crate::storage_contract_tests!(@$arm $($prefix)*;
             user_round_trip, email_unique_case_insensitively, concurrent_registrations_one_winner,
             missing_user_is_none, update_password, session_round_trip, rotation_spends_token,
             rotation_unknown_token, rotation_refuses_ended_sessions,
@@ -82,16 +100,31 @@ macro_rules! storage_contract_tests {
             prune_lockout_counters_once_window_and_lock_are_over,
             prune_concurrent_passes_delete_once);
     };
+    (@registry; $($case:ident),* $(,)?) => {
+        /// The contract cases, one public function each (generated from the list in
+        /// [`storage_contract_tests!`]; each case's rustdoc is on its private body in
+        /// `contract.rs`).
+        pub mod cases {
+            $(
+                #[doc = concat!("Runs the contract case `", stringify!($case), "`.")]
+                pub async fn $case(f: &impl super::Fixture) {
+                    super::$case(f).await;
+                }
+            )*
+        }
+    };
     (@each $fixture:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let fixture = $fixture.await;
-                $crate::contract::$case(&fixture).await;
+                $crate::contract::cases::$case(&fixture).await;
             }
         )*
     };
 }
+
+storage_contract_tests!(@registry);
 
 fn clock() -> ManualClock {
     ManualClock::starting_now()
@@ -136,7 +169,7 @@ fn session_for(user: &User, now: DateTime<Utc>) -> Session {
 }
 
 /// A created user reads back field for field, by id and by email in any case.
-pub async fn user_round_trip(f: &impl Fixture) {
+async fn user_round_trip(f: &impl Fixture) {
     let now = clock().now();
     let u = user(unique_email("round"), now);
     f.users().create(&u).await.unwrap();
@@ -149,7 +182,7 @@ pub async fn user_round_trip(f: &impl Fixture) {
 }
 
 /// A second account whose email differs only in case is refused.
-pub async fn email_unique_case_insensitively(f: &impl Fixture) {
+async fn email_unique_case_insensitively(f: &impl Fixture) {
     let now = clock().now();
     let first = user(unique_email("dup"), now);
     f.users().create(&first).await.unwrap();
@@ -163,7 +196,7 @@ pub async fn email_unique_case_insensitively(f: &impl Fixture) {
 }
 
 /// Of 20 concurrent registrations of one email in mixed case, exactly one wins.
-pub async fn concurrent_registrations_one_winner(f: &impl Fixture) {
+async fn concurrent_registrations_one_winner(f: &impl Fixture) {
     let now = clock().now();
     let base = unique_email("race");
     let attempts = (0..20).map(|i| {
@@ -189,7 +222,7 @@ pub async fn concurrent_registrations_one_winner(f: &impl Fixture) {
 }
 
 /// Lookups of absent users answer `None`.
-pub async fn missing_user_is_none(f: &impl Fixture) {
+async fn missing_user_is_none(f: &impl Fixture) {
     assert!(
         f.users()
             .find_by_id(UserId::generate())
@@ -207,7 +240,7 @@ pub async fn missing_user_is_none(f: &impl Fixture) {
 }
 
 /// `update_password` replaces the hash and `updated_at`, and reports a missing user.
-pub async fn update_password(f: &impl Fixture) {
+async fn update_password(f: &impl Fixture) {
     let c = clock();
     let u = stored_user(f, c.now()).await;
     c.advance(Duration::seconds(5));
@@ -237,7 +270,7 @@ pub async fn update_password(f: &impl Fixture) {
 }
 
 /// A created session reads back field for field.
-pub async fn session_round_trip(f: &impl Fixture) {
+async fn session_round_trip(f: &impl Fixture) {
     let now = clock().now();
     let u = stored_user(f, now).await;
     let s = session_for(&u, now);
@@ -250,7 +283,7 @@ pub async fn session_round_trip(f: &impl Fixture) {
 }
 
 /// Rotation spends the presented token; presenting it again is a reuse, with its time.
-pub async fn rotation_spends_token(f: &impl Fixture) {
+async fn rotation_spends_token(f: &impl Fixture) {
     let c = clock();
     let u = stored_user(f, c.now()).await;
     let s = session_for(&u, c.now());
@@ -291,7 +324,7 @@ pub async fn rotation_spends_token(f: &impl Fixture) {
 }
 
 /// An unknown token rotates nothing.
-pub async fn rotation_unknown_token(f: &impl Fixture) {
+async fn rotation_unknown_token(f: &impl Fixture) {
     let now = clock().now();
     assert_eq!(
         f.sessions()
@@ -303,7 +336,7 @@ pub async fn rotation_unknown_token(f: &impl Fixture) {
 }
 
 /// Tokens of revoked or expired sessions do not rotate, and the attempt changes nothing.
-pub async fn rotation_refuses_ended_sessions(f: &impl Fixture) {
+async fn rotation_refuses_ended_sessions(f: &impl Fixture) {
     let c = clock();
     let u = stored_user(f, c.now()).await;
     let expiring = Session {
@@ -346,7 +379,7 @@ pub async fn rotation_refuses_ended_sessions(f: &impl Fixture) {
 }
 
 /// Of 20 concurrent rotations of one token, exactly one wins; the rest see a reuse.
-pub async fn concurrent_rotations_one_winner(f: &impl Fixture) {
+async fn concurrent_rotations_one_winner(f: &impl Fixture) {
     let now = clock().now();
     let u = stored_user(f, now).await;
     let s = session_for(&u, now);
@@ -372,7 +405,7 @@ pub async fn concurrent_rotations_one_winner(f: &impl Fixture) {
 }
 
 /// Revoking twice reports the second as a no-op and keeps the first `revoked_at`.
-pub async fn revoke_keeps_first_time(f: &impl Fixture) {
+async fn revoke_keeps_first_time(f: &impl Fixture) {
     let c = clock();
     let u = stored_user(f, c.now()).await;
     let s = session_for(&u, c.now());
@@ -394,7 +427,7 @@ pub async fn revoke_keeps_first_time(f: &impl Fixture) {
 }
 
 /// Any token a session issued, spent or current, finds it for logout.
-pub async fn revoke_by_spent_token(f: &impl Fixture) {
+async fn revoke_by_spent_token(f: &impl Fixture) {
     let now = clock().now();
     let u = stored_user(f, now).await;
     let s = session_for(&u, now);
@@ -428,7 +461,7 @@ pub async fn revoke_by_spent_token(f: &impl Fixture) {
 
 /// `revoke_all_for_user` ends every active session of that user but the kept one, and no
 /// other user's.
-pub async fn revoke_all_keeps_one(f: &impl Fixture) {
+async fn revoke_all_keeps_one(f: &impl Fixture) {
     let now = clock().now();
     let u = stored_user(f, now).await;
     let other = stored_user(f, now).await;
@@ -510,7 +543,7 @@ fn two_ids<T: Ord>(generate: impl Fn() -> T) -> (T, T) {
 
 /// A created organization reads back field for field, with its creator as its only member,
 /// an owner since the organization's creation.
-pub async fn organization_round_trip(f: &impl Fixture) {
+async fn organization_round_trip(f: &impl Fixture) {
     let now = clock().now();
     let owner = stored_user(f, now).await;
     let org = stored_org(f, &owner, now).await;
@@ -547,7 +580,7 @@ pub async fn organization_round_trip(f: &impl Fixture) {
 
 /// Creation stores the organization and its owner's membership together, or neither: an
 /// unknown owner or a taken id is refused and leaves nothing behind.
-pub async fn organization_create_is_atomic(f: &impl Fixture) {
+async fn organization_create_is_atomic(f: &impl Fixture) {
     let now = clock().now();
     let orphan = organization("Orphan", now);
     assert!(
@@ -584,7 +617,7 @@ pub async fn organization_create_is_atomic(f: &impl Fixture) {
 
 /// A user's organizations come with their role in each, ordered by the organization's
 /// creation time, then id; other users' organizations are not listed.
-pub async fn list_for_user_roles_and_order(f: &impl Fixture) {
+async fn list_for_user_roles_and_order(f: &impl Fixture) {
     let c = clock();
     let t0 = c.now();
     let u = stored_user(f, t0).await;
@@ -652,7 +685,7 @@ pub async fn list_for_user_roles_and_order(f: &impl Fixture) {
 
 /// `role_of` answers each member's role, and `None` for non-members and unknown
 /// organizations.
-pub async fn role_of_each_role(f: &impl Fixture) {
+async fn role_of_each_role(f: &impl Fixture) {
     let now = clock().now();
     let owner = stored_user(f, now).await;
     let admin = stored_user(f, now).await;
@@ -689,7 +722,7 @@ pub async fn role_of_each_role(f: &impl Fixture) {
 
 /// One membership per (organization, user): a second `add_member` is `AlreadyMember` and
 /// changes nothing; an unknown user or organization is `NotFound` and stores nothing.
-pub async fn add_member_refusals(f: &impl Fixture) {
+async fn add_member_refusals(f: &impl Fixture) {
     let now = clock().now();
     let owner = stored_user(f, now).await;
     let joiner = stored_user(f, now).await;
@@ -739,7 +772,7 @@ pub async fn add_member_refusals(f: &impl Fixture) {
 
 /// Members come with their emails as typed, ordered by when they joined, then user id;
 /// only the organization's own members are listed.
-pub async fn members_with_emails_in_order(f: &impl Fixture) {
+async fn members_with_emails_in_order(f: &impl Fixture) {
     let c = clock();
     let t0 = c.now();
     let owner = stored_user(f, t0).await;
@@ -784,7 +817,7 @@ pub async fn members_with_emails_in_order(f: &impl Fixture) {
 
 /// `remove_member` answers the removed role; it refuses non-members (`NotFound`) and the
 /// only owner (`LastOwner`), but removes an owner while another remains.
-pub async fn remove_member_rules(f: &impl Fixture) {
+async fn remove_member_rules(f: &impl Fixture) {
     let now = clock().now();
     let first = stored_user(f, now).await;
     let second = stored_user(f, now).await;
@@ -844,7 +877,7 @@ pub async fn remove_member_rules(f: &impl Fixture) {
 /// Two concurrent removals of an organization's two owners: exactly one succeeds, the other
 /// is `LastOwner`, and one owner remains. Races run in rounds of eight organizations at once,
 /// to give a missing lock every chance to show.
-pub async fn concurrent_owner_removals_one_winner(f: &impl Fixture) {
+async fn concurrent_owner_removals_one_winner(f: &impl Fixture) {
     let now = clock().now();
     for _round in 0..5 {
         let mut orgs = Vec::new();
@@ -916,7 +949,7 @@ async fn stored_key(f: &impl Fixture, org: OrganizationId, now: DateTime<Utc>) -
 
 /// A created key reads back field for field (scopes and optional times included, to the
 /// microsecond), by id and by hash; unknown ids and hashes answer `None`.
-pub async fn api_key_round_trip(f: &impl Fixture) {
+async fn api_key_round_trip(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let bare = ApiKey {
@@ -959,7 +992,7 @@ pub async fn api_key_round_trip(f: &impl Fixture) {
 }
 
 /// Key hashes (and ids) are unique across all keys: a duplicate is refused and not stored.
-pub async fn api_key_create_refuses_duplicates(f: &impl Fixture) {
+async fn api_key_create_refuses_duplicates(f: &impl Fixture) {
     let now = clock().now();
     let (org, other_org) = (key_owner(f, now).await, key_owner(f, now).await);
     let first = stored_key(f, org.id, now).await;
@@ -983,7 +1016,7 @@ pub async fn api_key_create_refuses_duplicates(f: &impl Fixture) {
 
 /// An organization's keys are listed by creation time, then id; revoked ones only when
 /// asked for; other organizations' keys never.
-pub async fn api_key_list_order_and_revoked(f: &impl Fixture) {
+async fn api_key_list_order_and_revoked(f: &impl Fixture) {
     let c = clock();
     let t0 = c.now();
     let org = key_owner(f, t0).await;
@@ -1027,7 +1060,7 @@ pub async fn api_key_list_order_and_revoked(f: &impl Fixture) {
 
 /// Revoking answers the key as revoked at `now`; a second revocation is `AlreadyRevoked` and
 /// keeps the first time; an unknown key is `NotFound`.
-pub async fn api_key_revoke(f: &impl Fixture) {
+async fn api_key_revoke(f: &impl Fixture) {
     let c = clock();
     let org = key_owner(f, c.now()).await;
     let key = stored_key(f, org.id, c.now()).await;
@@ -1062,7 +1095,7 @@ pub async fn api_key_revoke(f: &impl Fixture) {
 }
 
 /// Of 10 concurrent revocations of one key exactly one succeeds, and its time is kept.
-pub async fn concurrent_key_revokes_one_winner(f: &impl Fixture) {
+async fn concurrent_key_revokes_one_winner(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let key = stored_key(f, org.id, now).await;
@@ -1087,7 +1120,7 @@ pub async fn concurrent_key_revokes_one_winner(f: &impl Fixture) {
 
 /// Rotation revokes the old key and stores the new one in one step, answering the old key
 /// as revoked. Rotating a revoked or unknown key fails and does not store the new key.
-pub async fn api_key_rotate(f: &impl Fixture) {
+async fn api_key_rotate(f: &impl Fixture) {
     let c = clock();
     let org = key_owner(f, c.now()).await;
     let revoked_earlier = stored_key(f, org.id, c.now()).await;
@@ -1155,7 +1188,7 @@ pub async fn api_key_rotate(f: &impl Fixture) {
 
 /// A rotation whose new key cannot be stored (its hash is taken) changes nothing: the old
 /// key stays active and the new one does not exist.
-pub async fn failed_rotation_changes_nothing(f: &impl Fixture) {
+async fn failed_rotation_changes_nothing(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let old = stored_key(f, org.id, now).await;
@@ -1182,7 +1215,7 @@ pub async fn failed_rotation_changes_nothing(f: &impl Fixture) {
 }
 
 /// Of 10 concurrent rotations of one key exactly one succeeds; only its new key is stored.
-pub async fn concurrent_key_rotations_one_winner(f: &impl Fixture) {
+async fn concurrent_key_rotations_one_winner(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let old = stored_key(f, org.id, now).await;
@@ -1221,7 +1254,7 @@ pub async fn concurrent_key_rotations_one_winner(f: &impl Fixture) {
 
 /// `record_usage` keeps the latest of what is stored and what is given: it sets, moves
 /// forward, never back; unknown ids are ignored; an empty batch is fine.
-pub async fn record_usage_moves_forward(f: &impl Fixture) {
+async fn record_usage_moves_forward(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let (a, b, untouched) = (
@@ -1277,7 +1310,7 @@ pub async fn record_usage_moves_forward(f: &impl Fixture) {
 /// Rows written before a rule was tightened still load, field for field: an email with a
 /// format character, names with a bidirectional control, metadata holding one, a device id
 /// made only of dots, a key holding more than 100 scopes. Adapters read stored values with the `from_stored` constructors.
-pub async fn values_stored_under_older_rules_still_load(f: &impl Fixture) {
+async fn values_stored_under_older_rules_still_load(f: &impl Fixture) {
     let now = clock().now();
     let tag = UserId::generate().as_uuid().simple().to_string();
     let user = User {
@@ -1361,7 +1394,7 @@ async fn stored_device(f: &impl Fixture, org: OrganizationId, now: DateTime<Utc>
 
 /// A registered device reads back field for field: metadata with nested values, optional
 /// times to the microsecond; an unknown id answers `None`.
-pub async fn device_round_trip(f: &impl Fixture) {
+async fn device_round_trip(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let bare_id = device_id("bare");
@@ -1408,7 +1441,7 @@ pub async fn device_round_trip(f: &impl Fixture) {
 }
 
 /// Ids are compared byte-exact: ids differing only in case are two devices.
-pub async fn device_ids_byte_exact(f: &impl Fixture) {
+async fn device_ids_byte_exact(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let upper = device_id("Frame-1");
@@ -1435,7 +1468,7 @@ pub async fn device_ids_byte_exact(f: &impl Fixture) {
 
 /// A device id is unique across the service: registering it again, in the same or in
 /// another organization, is `Exists` and changes nothing.
-pub async fn device_id_unique_across_organizations(f: &impl Fixture) {
+async fn device_id_unique_across_organizations(f: &impl Fixture) {
     let now = clock().now();
     let (org, other_org) = (key_owner(f, now).await, key_owner(f, now).await);
     let first = stored_device(f, org.id, now).await;
@@ -1457,7 +1490,7 @@ pub async fn device_id_unique_across_organizations(f: &impl Fixture) {
 
 /// Of 20 concurrent registrations of one id (from two organizations), exactly one wins and
 /// its device is the one stored.
-pub async fn concurrent_device_registrations_one_winner(f: &impl Fixture) {
+async fn concurrent_device_registrations_one_winner(f: &impl Fixture) {
     let now = clock().now();
     let orgs = [key_owner(f, now).await.id, key_owner(f, now).await.id];
     let id = device_id("race");
@@ -1494,7 +1527,7 @@ pub async fn concurrent_device_registrations_one_winner(f: &impl Fixture) {
 
 /// An organization's devices, revoked ones included, are listed by registration time, then
 /// id in byte order (`B` before `a` before `b`); other organizations' devices never.
-pub async fn device_list_order_and_isolation(f: &impl Fixture) {
+async fn device_list_order_and_isolation(f: &impl Fixture) {
     let t0 = clock().now();
     let org = key_owner(f, t0).await;
     let other = key_owner(f, t0).await;
@@ -1537,7 +1570,7 @@ pub async fn device_list_order_and_isolation(f: &impl Fixture) {
 /// answers the device as changed; `tokens_not_before` never moves back (a rotation from an
 /// instance whose clock is behind keeps the later time); a revoked device is `AlreadyRevoked`
 /// and keeps its hash and time; an unknown one is `NotFound`.
-pub async fn device_rotate_secret(f: &impl Fixture) {
+async fn device_rotate_secret(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let d = stored_device(f, org.id, now).await;
@@ -1602,7 +1635,7 @@ pub async fn device_rotate_secret(f: &impl Fixture) {
 
 /// Revoking answers the device as revoked at `now`; a second revocation is `AlreadyRevoked`
 /// and keeps the first time; an unknown device is `NotFound`.
-pub async fn device_revoke(f: &impl Fixture) {
+async fn device_revoke(f: &impl Fixture) {
     let c = clock();
     let org = key_owner(f, c.now()).await;
     let d = stored_device(f, org.id, c.now()).await;
@@ -1633,7 +1666,7 @@ pub async fn device_revoke(f: &impl Fixture) {
 }
 
 /// Of 10 concurrent revocations of one device exactly one succeeds, and its time is kept.
-pub async fn concurrent_device_revokes_one_winner(f: &impl Fixture) {
+async fn concurrent_device_revokes_one_winner(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let d = stored_device(f, org.id, now).await;
@@ -1659,7 +1692,7 @@ pub async fn concurrent_device_revokes_one_winner(f: &impl Fixture) {
 
 /// `record_authentications` keeps the latest of what is stored and what is given: it sets,
 /// moves forward, never back; unknown ids are ignored; an empty batch is fine.
-pub async fn record_authentications_moves_forward(f: &impl Fixture) {
+async fn record_authentications_moves_forward(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
     let (a, b, untouched) = (
@@ -1770,7 +1803,7 @@ async fn lock_out(
 
 /// Failures within the window count up from 1 without locking below the threshold; an
 /// unknown key and a counting one are not locked.
-pub async fn login_failures_count_within_window(f: &impl Fixture) {
+async fn login_failures_count_within_window(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(5));
     let key = token("count");
     assert_eq!(store.check(&key, c.now()).await.unwrap(), None);
@@ -1786,7 +1819,7 @@ pub async fn login_failures_count_within_window(f: &impl Fixture) {
 
 /// The threshold-th failure starts a lock of `duration` from its own time, and `check`
 /// answers that end while the lock runs.
-pub async fn login_threshold_failure_locks(f: &impl Fixture) {
+async fn login_threshold_failure_locks(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(3));
     let key = token("lock");
     for n in 1..=2 {
@@ -1811,7 +1844,7 @@ pub async fn login_threshold_failure_locks(f: &impl Fixture) {
 
 /// Failures while a lock runs change nothing: the count stays, the lock is neither extended
 /// nor restarted, even once the window the lock began in is long over.
-pub async fn login_failures_while_locked_change_nothing(f: &impl Fixture) {
+async fn login_failures_while_locked_change_nothing(f: &impl Fixture) {
     let (store, c) = (f.login_attempts(), clock());
     // A lock outlasting the window, so "window over" and "lock running" overlap.
     let policy = LockoutPolicy {
@@ -1843,7 +1876,7 @@ pub async fn login_failures_while_locked_change_nothing(f: &impl Fixture) {
 }
 
 /// `check` answers the lock only while `now < locked_until`.
-pub async fn login_lock_ends_at_locked_until(f: &impl Fixture) {
+async fn login_lock_ends_at_locked_until(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(2));
     let key = token("ends");
     let until = lock_out(store.as_ref(), &key, &c, &policy).await;
@@ -1864,7 +1897,7 @@ pub async fn login_lock_ends_at_locked_until(f: &impl Fixture) {
 /// Once a lock has ended, the next failure starts a new window at 1, even when the lock
 /// ended before the window it began in (here `duration` < `window`); the new window then
 /// counts and locks afresh.
-pub async fn login_failure_after_lock_starts_new_window(f: &impl Fixture) {
+async fn login_failure_after_lock_starts_new_window(f: &impl Fixture) {
     let (store, c) = (f.login_attempts(), clock());
     let policy = LockoutPolicy {
         threshold: 3,
@@ -1895,7 +1928,7 @@ pub async fn login_failure_after_lock_starts_new_window(f: &impl Fixture) {
 
 /// A window that began more than `window` ago restarts the count at 1 from that failure;
 /// a failure exactly `window` after the start still counts in it.
-pub async fn login_window_expiry_restarts_count(f: &impl Fixture) {
+async fn login_window_expiry_restarts_count(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(4));
     let key = token("window");
     let start = c.now();
@@ -1936,7 +1969,7 @@ pub async fn login_window_expiry_restarts_count(f: &impl Fixture) {
 
 /// With a threshold of 1 the first failure of every window locks, including the one that
 /// follows an ended lock.
-pub async fn login_threshold_one_locks_every_new_window(f: &impl Fixture) {
+async fn login_threshold_one_locks_every_new_window(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(1));
     let key = token("one");
     let until = c.now() + policy.duration;
@@ -1955,7 +1988,7 @@ pub async fn login_threshold_one_locks_every_new_window(f: &impl Fixture) {
 
 /// `reset` forgets the key, lock included: the next failure counts from 1. Resetting an
 /// unknown key is fine.
-pub async fn login_reset_clears(f: &impl Fixture) {
+async fn login_reset_clears(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(3));
     let key = token("reset");
     store.reset(&key).await.unwrap();
@@ -1976,7 +2009,7 @@ pub async fn login_reset_clears(f: &impl Fixture) {
 }
 
 /// Keys count, lock and reset independently.
-pub async fn login_keys_independent(f: &impl Fixture) {
+async fn login_keys_independent(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(2));
     let (a, b) = (token("a"), token("b"));
     let until = lock_out(store.as_ref(), &a, &c, &policy).await;
@@ -1996,7 +2029,7 @@ pub async fn login_keys_independent(f: &impl Fixture) {
 
 /// 50 concurrent attempts for one key add exactly 50: every count from 1 to 50 is answered
 /// once, and the next attempt is the 51st.
-pub async fn concurrent_login_failures_none_lost(f: &impl Fixture) {
+async fn concurrent_login_failures_none_lost(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(1000));
     let key = token("race");
     let now = c.now();
@@ -2026,7 +2059,7 @@ pub async fn concurrent_login_failures_none_lost(f: &impl Fixture) {
 /// 50 concurrent attempts for one key (each a microsecond apart) under a threshold of 5:
 /// exactly five are admitted, counting 1 to 5, and the fifth starts the lock at its own time;
 /// the other 45 are refused with that one lock, which they leave as it was.
-pub async fn concurrent_login_failures_lock_once(f: &impl Fixture) {
+async fn concurrent_login_failures_lock_once(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(5));
     let key = token("race-lock");
     let start = c.now();
@@ -2077,7 +2110,7 @@ pub async fn concurrent_login_failures_lock_once(f: &impl Fixture) {
 
 /// An attempt admitted and then reset (a successful check) leaves nothing behind, even when
 /// it was the one that started a lock: the next attempt counts from 1.
-pub async fn login_success_undoes_its_lock(f: &impl Fixture) {
+async fn login_success_undoes_its_lock(f: &impl Fixture) {
     let (store, c, policy) = (f.login_attempts(), clock(), lockout(3));
     let key = token("undo");
     let until = lock_out(store.as_ref(), &key, &c, &policy).await;
@@ -2103,7 +2136,7 @@ async fn log_head(f: &impl Fixture) -> i64 {
 
 /// Each change that ends a credential appends its event, with the cache entry every instance
 /// must drop, in the same step; a re-hash appends nothing.
-pub async fn ending_changes_append_their_events(f: &impl Fixture) {
+async fn ending_changes_append_their_events(f: &impl Fixture) {
     let c = clock();
     let owner = key_owner(f, c.now()).await;
     let start = log_head(f).await;
@@ -2213,7 +2246,7 @@ pub async fn ending_changes_append_their_events(f: &impl Fixture) {
 }
 
 /// A change that is refused (already revoked, unknown, a failed rotation) appends nothing.
-pub async fn refused_changes_append_nothing(f: &impl Fixture) {
+async fn refused_changes_append_nothing(f: &impl Fixture) {
     let c = clock();
     let owner = key_owner(f, c.now()).await;
     let key = stored_key(f, owner.id, c.now()).await;
@@ -2273,7 +2306,7 @@ pub async fn refused_changes_append_nothing(f: &impl Fixture) {
 
 /// `read` gives what lies after a position plus the positions asked for, in order and within
 /// the limit; `position_at` and `oldest` bound the log.
-pub async fn event_log_reads_after_and_holes(f: &impl Fixture) {
+async fn event_log_reads_after_and_holes(f: &impl Fixture) {
     let c = clock();
     let owner = key_owner(f, c.now()).await;
     let start = log_head(f).await;
@@ -2326,7 +2359,7 @@ pub async fn event_log_reads_after_and_holes(f: &impl Fixture) {
 }
 
 /// Of concurrent revocations of one key, exactly one appends an event.
-pub async fn concurrent_revokes_append_once(f: &impl Fixture) {
+async fn concurrent_revokes_append_once(f: &impl Fixture) {
     let c = clock();
     let owner = key_owner(f, c.now()).await;
     let key = stored_key(f, owner.id, c.now()).await;
@@ -2381,7 +2414,7 @@ async fn past_session(
 /// every token they issued; a session ended exactly `retention` ago, one ended later, and
 /// every active one stay with all their tokens, also an active session whose first token was
 /// rotated long before the cutoff.
-pub async fn prune_sessions_ended_before_retention(f: &impl Fixture) {
+async fn prune_sessions_ended_before_retention(f: &impl Fixture) {
     let now = clock().now();
     let policy = retention();
     let cutoff = now - policy.retention;
@@ -2496,7 +2529,7 @@ pub async fn prune_sessions_ended_before_retention(f: &impl Fixture) {
 /// Lockout counters go once their window is over and their lock, if any, has ended; a
 /// counter whose window began exactly `lockout_window` ago, a running window and a running
 /// lock stay, and keep counting and refusing as before.
-pub async fn prune_lockout_counters_once_window_and_lock_are_over(f: &impl Fixture) {
+async fn prune_lockout_counters_once_window_and_lock_are_over(f: &impl Fixture) {
     let (store, now) = (f.login_attempts(), clock().now());
     let policy = retention();
     let window = policy.lockout_window;
@@ -2567,7 +2600,7 @@ pub async fn prune_lockout_counters_once_window_and_lock_are_over(f: &impl Fixtu
 
 /// Two passes at once delete each row once: one runs and the other is skipped, or (when
 /// they did not overlap) the second finds nothing left.
-pub async fn prune_concurrent_passes_delete_once(f: &impl Fixture) {
+async fn prune_concurrent_passes_delete_once(f: &impl Fixture) {
     let now = clock().now();
     let policy = retention();
     let u = stored_user(f, now - Duration::days(100)).await;
@@ -2588,4 +2621,17 @@ pub async fn prune_concurrent_passes_delete_once(f: &impl Fixture) {
         f.pruner().prune(&policy, now).await.unwrap(),
         PruneReport::Completed(PrunedRows::default())
     );
+}
+
+#[cfg(test)]
+mod tests {
+    /// A `pub` case would escape the `dead_code` check that makes registration compulsory.
+    #[test]
+    fn no_contract_case_is_public() {
+        let source = include_str!("contract.rs");
+        assert!(
+            !source.contains("\npub async fn"),
+            "contract cases are private `async fn`s, registered in `storage_contract_tests!`"
+        );
+    }
 }

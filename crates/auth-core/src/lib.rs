@@ -17,6 +17,7 @@ pub mod memory;
 pub mod contract;
 
 pub use model::*;
+pub use ports::ErrorChain;
 pub use service::account::{
     AccountConfig, AccountError, AccountPorts, AccountService, ImportedUser, Principal,
     Registration, SessionSnapshot,

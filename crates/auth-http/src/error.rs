@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use auth_core::ports::StoreError;
-use auth_core::{AccountError, ApiKeyError, DeviceError, OrganizationError};
+use auth_core::{AccountError, ApiKeyError, DeviceError, ErrorChain, OrganizationError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -259,22 +259,6 @@ impl ApiError {
     }
 }
 
-/// Displays an error with its whole `source()` chain, for logs.
-#[derive(Debug)]
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(err) = source {
-            write!(f, ": {err}")?;
-            source = err.source();
-        }
-        Ok(())
-    }
-}
-
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
@@ -320,6 +304,9 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The one place a storage failure becomes an answer: 503 with `Retry-After` when the store
+/// cannot be reached now, 500 otherwise; the cause goes to the log only. Every service
+/// error's `Store` variant comes here.
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match &err {
@@ -340,8 +327,7 @@ impl From<OrganizationError> for ApiError {
             OrganizationError::LastOwner => {
                 Self::conflict("LAST_OWNER", "an organization must keep at least one owner")
             }
-            OrganizationError::Unavailable(_) => Self::outage(&err),
-            OrganizationError::Internal(_) => Self::internal(&err),
+            OrganizationError::Store(store) => store.into(),
         }
     }
 }
@@ -358,7 +344,7 @@ impl From<ApiKeyError> for ApiError {
                 "KEY_EXPIRED",
                 "the key has expired and cannot be rotated; create a new key",
             ),
-            ApiKeyError::Unavailable(_) => Self::outage(&err),
+            ApiKeyError::Store(store) => store.into(),
             ApiKeyError::Internal(_) => Self::internal(&err),
         }
     }
@@ -375,7 +361,7 @@ impl From<DeviceError> for ApiError {
             }
             DeviceError::InvalidCredentials => Self::invalid_device_credentials(),
             DeviceError::InvalidToken(_) => Self::unauthenticated(true),
-            DeviceError::Unavailable(_) => Self::outage(&err),
+            DeviceError::Store(store) => store.into(),
             DeviceError::Internal(_) => Self::internal(&err),
         }
     }
@@ -405,7 +391,7 @@ impl From<AccountError> for ApiError {
                 let secs = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
                 Self::too_many_attempts(secs.max(1))
             }
-            AccountError::Unavailable(_) => Self::outage(&err),
+            AccountError::Store(store) => store.into(),
             AccountError::Internal(_) | AccountError::UnrecognisedHash => Self::internal(&err),
         }
     }
@@ -529,4 +515,48 @@ pub enum ManagerErrors {
         content_type = "application/problem+json"
     )]
     NotFound(Problem),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down() -> StoreError {
+        StoreError::unavailable("connection refused")
+    }
+
+    fn broken() -> StoreError {
+        StoreError::internal("unexpected row")
+    }
+
+    /// Every service error's `Store` variant answers as the storage failure itself does.
+    #[test]
+    fn a_storage_failure_answers_alike_from_every_service() {
+        let outages: Vec<ApiError> = vec![
+            down().into(),
+            AccountError::Store(down()).into(),
+            ApiKeyError::Store(down()).into(),
+            DeviceError::Store(down()).into(),
+            OrganizationError::Store(down()).into(),
+        ];
+        for answer in outages {
+            assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(answer.code(), "SERVICE_UNAVAILABLE");
+            assert_eq!(answer.retry_after, Some(RETRY_AFTER_UNAVAILABLE_SECS));
+        }
+        let failures: Vec<ApiError> = vec![
+            broken().into(),
+            AccountError::Store(broken()).into(),
+            ApiKeyError::Store(broken()).into(),
+            DeviceError::Store(broken()).into(),
+            OrganizationError::Store(broken()).into(),
+            AccountError::Internal("signing failed".into()).into(),
+        ];
+        for answer in failures {
+            assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(answer.code(), "INTERNAL_ERROR");
+            assert_eq!(answer.detail, "an internal error occurred");
+            assert_eq!(answer.retry_after, None);
+        }
+    }
 }

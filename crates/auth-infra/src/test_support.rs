@@ -223,53 +223,54 @@ use serde_json::{Map, Value, json};
 use crate::jwt::{AsymmetricAlgorithm, JwtKeys, JwtSettings, JwtSigner};
 
 /// Key pairs for tests only, generated with `openssl genpkey` and shipped in
-/// `crates/auth-infra/tests/keys/`. Their private halves are public: never configure them
+/// `crates/auth-infra/tests/infra/keys/`. Their private halves are public: never configure them
 /// anywhere but in a test.
 pub mod test_keys {
     /// Ed25519 pair "a" (PKCS#8 private key).
-    pub const ED25519_A: &str = include_str!("../tests/keys/ed25519-a.pem");
+    pub const ED25519_A: &str = include_str!("../tests/infra/keys/ed25519-a.pem");
     /// Public half of [`ED25519_A`].
-    pub const ED25519_A_PUB: &str = include_str!("../tests/keys/ed25519-a.pub.pem");
+    pub const ED25519_A_PUB: &str = include_str!("../tests/infra/keys/ed25519-a.pub.pem");
     /// Ed25519 pair "b".
-    pub const ED25519_B: &str = include_str!("../tests/keys/ed25519-b.pem");
+    pub const ED25519_B: &str = include_str!("../tests/infra/keys/ed25519-b.pem");
     /// Public half of [`ED25519_B`].
-    pub const ED25519_B_PUB: &str = include_str!("../tests/keys/ed25519-b.pub.pem");
+    pub const ED25519_B_PUB: &str = include_str!("../tests/infra/keys/ed25519-b.pub.pem");
     /// P-256 pair "a" (PKCS#8 private key).
-    pub const P256_A: &str = include_str!("../tests/keys/p256-a.pem");
+    pub const P256_A: &str = include_str!("../tests/infra/keys/p256-a.pem");
     /// Public half of [`P256_A`].
-    pub const P256_A_PUB: &str = include_str!("../tests/keys/p256-a.pub.pem");
+    pub const P256_A_PUB: &str = include_str!("../tests/infra/keys/p256-a.pub.pem");
     /// [`P256_A`] as SEC1 (`BEGIN EC PRIVATE KEY`), which is refused with a hint.
-    pub const P256_A_SEC1: &str = include_str!("../tests/keys/p256-a.sec1.pem");
+    pub const P256_A_SEC1: &str = include_str!("../tests/infra/keys/p256-a.sec1.pem");
     /// P-256 pair "b".
-    pub const P256_B: &str = include_str!("../tests/keys/p256-b.pem");
+    pub const P256_B: &str = include_str!("../tests/infra/keys/p256-b.pem");
     /// Public half of [`P256_B`].
-    pub const P256_B_PUB: &str = include_str!("../tests/keys/p256-b.pub.pem");
+    pub const P256_B_PUB: &str = include_str!("../tests/infra/keys/p256-b.pub.pem");
     /// RSA-2048 pair "a" (PKCS#8 private key).
-    pub const RSA2048_A: &str = include_str!("../tests/keys/rsa2048-a.pem");
+    pub const RSA2048_A: &str = include_str!("../tests/infra/keys/rsa2048-a.pem");
     /// Public half of [`RSA2048_A`].
-    pub const RSA2048_A_PUB: &str = include_str!("../tests/keys/rsa2048-a.pub.pem");
+    pub const RSA2048_A_PUB: &str = include_str!("../tests/infra/keys/rsa2048-a.pub.pem");
     /// [`RSA2048_A`] as PKCS#1 (`BEGIN RSA PRIVATE KEY`).
-    pub const RSA2048_A_PKCS1: &str = include_str!("../tests/keys/rsa2048-a.pkcs1.pem");
+    pub const RSA2048_A_PKCS1: &str = include_str!("../tests/infra/keys/rsa2048-a.pkcs1.pem");
     /// Public half of [`RSA2048_A`] as PKCS#1 (`BEGIN RSA PUBLIC KEY`).
-    pub const RSA2048_A_PKCS1_PUB: &str = include_str!("../tests/keys/rsa2048-a.pkcs1.pub.pem");
+    pub const RSA2048_A_PKCS1_PUB: &str =
+        include_str!("../tests/infra/keys/rsa2048-a.pkcs1.pub.pem");
     /// RSA-2048 pair "b".
-    pub const RSA2048_B: &str = include_str!("../tests/keys/rsa2048-b.pem");
+    pub const RSA2048_B: &str = include_str!("../tests/infra/keys/rsa2048-b.pem");
     /// Public half of [`RSA2048_B`].
-    pub const RSA2048_B_PUB: &str = include_str!("../tests/keys/rsa2048-b.pub.pem");
+    pub const RSA2048_B_PUB: &str = include_str!("../tests/infra/keys/rsa2048-b.pub.pem");
     /// RSA-1024: too small.
-    pub const RSA1024: &str = include_str!("../tests/keys/rsa1024.pem");
+    pub const RSA1024: &str = include_str!("../tests/infra/keys/rsa1024.pem");
     /// Public half of [`RSA1024`].
-    pub const RSA1024_PUB: &str = include_str!("../tests/keys/rsa1024.pub.pem");
+    pub const RSA1024_PUB: &str = include_str!("../tests/infra/keys/rsa1024.pub.pem");
     /// P-384: the wrong curve for ES256.
-    pub const P384: &str = include_str!("../tests/keys/p384.pem");
+    pub const P384: &str = include_str!("../tests/infra/keys/p384.pem");
     /// Public half of [`P384`].
-    pub const P384_PUB: &str = include_str!("../tests/keys/p384.pub.pem");
+    pub const P384_PUB: &str = include_str!("../tests/infra/keys/p384.pub.pem");
     /// The attacker's Ed25519 key (never configured in a signer).
-    pub const ATTACKER_ED25519: &str = include_str!("../tests/keys/attacker-ed25519.pem");
+    pub const ATTACKER_ED25519: &str = include_str!("../tests/infra/keys/attacker-ed25519.pem");
     /// The attacker's P-256 key (never configured in a signer).
-    pub const ATTACKER_P256: &str = include_str!("../tests/keys/attacker-p256.pem");
+    pub const ATTACKER_P256: &str = include_str!("../tests/infra/keys/attacker-p256.pem");
     /// The attacker's RSA-2048 key (never configured in a signer).
-    pub const ATTACKER_RSA2048: &str = include_str!("../tests/keys/attacker-rsa2048.pem");
+    pub const ATTACKER_RSA2048: &str = include_str!("../tests/infra/keys/attacker-rsa2048.pem");
 }
 
 /// Test key pair `index` (0 = "a", 1 = "b") for an algorithm: `(private PEM, public PEM)`.

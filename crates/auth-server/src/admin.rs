@@ -674,7 +674,7 @@ pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
                 d.refresh_tokens,
                 d.login_attempts,
                 d.events,
-                wiring::with_causes(&err.cause)
+                auth_core::ErrorChain(&err.cause)
             ))
         })?;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

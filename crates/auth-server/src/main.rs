@@ -7,13 +7,7 @@ async fn main() -> std::process::ExitCode {
     match auth_server::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            let mut message = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
+            let message = auth_core::ErrorChain(&err).to_string();
             tracing::error!(error = %message, "auth-server failed");
             eprintln!("error: {message}");
             std::process::ExitCode::FAILURE

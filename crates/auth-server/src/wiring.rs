@@ -610,18 +610,6 @@ fn random_fraction() -> f64 {
     f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
 }
 
-/// An error with its causes, for a log line.
-pub(crate) fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
 /// Runs a retention pass every `interval` until the returned task is aborted, the first one
 /// after [`first_prune_delay`]. Every instance runs this; the store lets one pass run at a
 /// time and the others skip. A failed pass is logged as a warning and the next one comes at
@@ -641,7 +629,7 @@ pub fn spawn_pruning(
             if let Err(err) = retention.run_once().await {
                 let deleted = err.deleted;
                 tracing::warn!(
-                    error = %with_causes(&err),
+                    error = %auth_core::ErrorChain(&err),
                     sessions = deleted.sessions,
                     refresh_tokens = deleted.refresh_tokens,
                     login_attempts = deleted.login_attempts,

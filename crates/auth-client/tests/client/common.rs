@@ -41,7 +41,7 @@ pub fn test_config() -> Config {
 /// A test key shipped with auth-infra's tests.
 pub fn key_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../auth-infra/tests/keys")
+        .join("../auth-infra/tests/infra/keys")
         .join(name)
 }
 

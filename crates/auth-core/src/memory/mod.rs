@@ -1,18 +1,27 @@
-//! In-memory adapters for every storage port, and a clock tests can move.
+//! In-memory adapters for every storage port, a clock tests can move, and fake hashing and
+//! signing.
 //!
-//! These are a supported product, not scaffolding: they pass the same contract suite
-//! ([`crate::contract`]) as the Postgres adapters, so an embedder or an integration test can
-//! run the whole service without a database. State lives in the process and is lost with it.
+//! The storage adapters are a supported product, not scaffolding: they pass the same contract
+//! suite ([`crate::contract`]) as the Postgres adapters, so an embedder or an integration test
+//! can run the whole service without a database. State lives in the process and is lost with
+//! it.
+//!
+//! [`FakeHasher`] and [`FakeSigner`] are different: they are for tests (this crate's, and an
+//! embedder's), cheap and deterministic, keeping only the behaviour the rules depend on. They
+//! are not secure and must never hash a real password or sign a token anyone relies on; use
+//! the bcrypt hasher and JWT signer of `auth-infra` (or adapters of the same grade) for that.
 
 mod api_key;
 mod cache;
 mod clock;
 mod device;
 mod event_log;
+mod hasher;
 mod login_attempt;
 mod organization;
 mod prune;
 mod session;
+mod signer;
 mod user;
 
 pub use api_key::MemoryApiKeyRepository;
@@ -20,10 +29,12 @@ pub use cache::NoCache;
 pub use clock::ManualClock;
 pub use device::MemoryDeviceRepository;
 pub use event_log::MemoryEventLog;
+pub use hasher::FakeHasher;
 pub use login_attempt::MemoryLoginAttemptStore;
 pub use organization::MemoryOrganizationRepository;
 pub use prune::MemoryPruner;
 pub use session::MemorySessionRepository;
+pub use signer::FakeSigner;
 pub use user::MemoryUserRepository;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

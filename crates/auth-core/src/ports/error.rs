@@ -1,4 +1,5 @@
-//! The error every storage port shares: the store is unreachable, or it failed.
+//! The error every storage port shares: the store is unreachable, or it failed; and the one
+//! way an error is printed with its causes.
 
 /// A boxed error with its cause chain, for the log only.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -28,5 +29,40 @@ impl StoreError {
     /// Wraps any error as [`StoreError::Internal`].
     pub fn internal(err: impl Into<BoxError>) -> Self {
         Self::Internal(err.into())
+    }
+}
+
+/// Displays an error followed by its whole `source()` chain, `: `-separated (`store
+/// unavailable: connection refused`): the one way every crate prints an error for a log line
+/// or an operator. Never for a client: causes may name hosts, files or queries.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_prints_every_cause_in_order() {
+        let io = std::io::Error::other("connection refused");
+        let err = StoreError::unavailable(io);
+        assert_eq!(
+            ErrorChain(&err).to_string(),
+            "store unavailable: connection refused"
+        );
+        let plain = std::fmt::Error;
+        assert_eq!(ErrorChain(&plain).to_string(), plain.to_string());
     }
 }

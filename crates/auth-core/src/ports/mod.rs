@@ -24,7 +24,7 @@ pub use api_key::{ApiKeyRepository, RevokeApiKeyError};
 pub use cache::{Loader, VerificationCache};
 pub use clock::Clock;
 pub use device::{ChangeDeviceError, DeviceRepository, RegisterDeviceError};
-pub use error::{BoxError, StoreError};
+pub use error::{BoxError, ErrorChain, StoreError};
 pub use event_log::{EventLog, LogBounds};
 pub use invalidation::{Invalidation, InvalidationBus, InvalidationHandler};
 pub use login_attempt::{Admission, AttemptState, LockoutPolicy, LoginAttemptStore};

@@ -102,28 +102,21 @@ pub enum AccountError {
     /// An access token was refused.
     #[error("access token refused: {0}")]
     InvalidToken(TokenRejection),
-    /// The store cannot be reached now (answer 503, retry later).
-    #[error("store unavailable")]
-    Unavailable(#[source] BoxError),
-    /// Anything else: a bug or an unexpected failure (answer 500, log the chain).
+    /// The store failed: [`StoreError::Unavailable`] (answer 503, retry later) or
+    /// [`StoreError::Internal`] (answer 500).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing, signing or the random source failed: a bug or resource exhaustion (answer
+    /// 500, log the chain).
     #[error("internal error")]
     Internal(#[source] BoxError),
-}
-
-impl From<StoreError> for AccountError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            StoreError::Internal(e) => Self::Internal(e),
-        }
-    }
 }
 
 impl From<CreateUserError> for AccountError {
     fn from(err: CreateUserError) -> Self {
         match err {
             CreateUserError::EmailTaken => Self::EmailTaken,
-            CreateUserError::Store(e) => e.into(),
+            CreateUserError::Store(e) => Self::Store(e),
         }
     }
 }
@@ -267,7 +260,7 @@ impl AccountService {
             Ok(_) => "success",
             Err(AccountError::InvalidCredentials) => "invalid_credentials",
             Err(AccountError::Locked { .. }) => "locked",
-            Err(AccountError::Unavailable(_)) => "unavailable",
+            Err(AccountError::Store(StoreError::Unavailable(_))) => "unavailable",
             Err(_) => "error",
         };
         metrics::counter!("auth_logins_total", "outcome" => outcome).increment(1);

@@ -36,29 +36,21 @@ pub enum ApiKeyError {
     /// Rotate of an expired key: its replacement would be born dead.
     #[error("the key has expired")]
     Expired,
-    /// The store (or the invalidation bus) cannot be reached now.
-    #[error("store unavailable")]
-    Unavailable(#[source] BoxError),
-    /// Anything else.
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The random source failed.
     #[error("internal error")]
     Internal(#[source] BoxError),
 }
 
-impl From<StoreError> for ApiKeyError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            StoreError::Internal(e) => Self::Internal(e),
-        }
-    }
-}
-
+/// The organization checks' answers, as seen from a key: what the caller may not see is not
+/// found; a store failure stays one.
 impl From<OrganizationError> for ApiKeyError {
     fn from(err: OrganizationError) -> Self {
         match err {
             OrganizationError::Forbidden => Self::Forbidden,
-            OrganizationError::Unavailable(e) => Self::Unavailable(e),
-            OrganizationError::Internal(e) => Self::Internal(e),
+            OrganizationError::Store(e) => Self::Store(e),
             OrganizationError::NotFound
             | OrganizationError::AlreadyMember
             | OrganizationError::LastOwner => Self::NotFound,
@@ -273,7 +265,7 @@ impl ApiKeyService {
                 Err(ApiKeyError::AlreadyRevoked)
             }
             Err(RevokeApiKeyError::NotFound) => Err(ApiKeyError::NotFound),
-            Err(RevokeApiKeyError::Store(e)) => Err(e.into()),
+            Err(RevokeApiKeyError::Store(e)) => Err(ApiKeyError::Store(e)),
         }
     }
 
@@ -309,7 +301,7 @@ impl ApiKeyService {
                 Err(ApiKeyError::AlreadyRevoked)
             }
             Err(RevokeApiKeyError::NotFound) => Err(ApiKeyError::NotFound),
-            Err(RevokeApiKeyError::Store(e)) => Err(e.into()),
+            Err(RevokeApiKeyError::Store(e)) => Err(ApiKeyError::Store(e)),
         }
     }
 

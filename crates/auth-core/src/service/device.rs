@@ -51,29 +51,21 @@ pub enum DeviceError {
     /// A device token was refused.
     #[error("device token refused: {0}")]
     InvalidToken(TokenRejection),
-    /// The store (or the bus) cannot be reached now.
-    #[error("store unavailable")]
-    Unavailable(#[source] BoxError),
-    /// Anything else.
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing or the random source failed.
     #[error("internal error")]
     Internal(#[source] BoxError),
 }
 
-impl From<StoreError> for DeviceError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            StoreError::Internal(e) => Self::Internal(e),
-        }
-    }
-}
-
+/// The organization checks' answers, as seen from a device: what the caller may not see is
+/// not found; a store failure stays one.
 impl From<OrganizationError> for DeviceError {
     fn from(err: OrganizationError) -> Self {
         match err {
             OrganizationError::Forbidden => Self::Forbidden,
-            OrganizationError::Unavailable(e) => Self::Unavailable(e),
-            OrganizationError::Internal(e) => Self::Internal(e),
+            OrganizationError::Store(e) => Self::Store(e),
             OrganizationError::NotFound
             | OrganizationError::AlreadyMember
             | OrganizationError::LastOwner => Self::NotFound,
@@ -86,7 +78,7 @@ impl From<ChangeDeviceError> for DeviceError {
         match err {
             ChangeDeviceError::NotFound => Self::NotFound,
             ChangeDeviceError::AlreadyRevoked => Self::AlreadyRevoked,
-            ChangeDeviceError::Store(e) => e.into(),
+            ChangeDeviceError::Store(e) => Self::Store(e),
         }
     }
 }
@@ -220,7 +212,7 @@ impl DeviceService {
         match self.ports.devices.register(&device).await {
             Ok(()) => {}
             Err(RegisterDeviceError::Exists) => return Err(DeviceError::Exists),
-            Err(RegisterDeviceError::Store(e)) => return Err(e.into()),
+            Err(RegisterDeviceError::Store(e)) => return Err(DeviceError::Store(e)),
         }
         // A negative lookup of this id may be cached from before it existed.
         self.forget(&device.id).await;

@@ -7,8 +7,7 @@ use crate::model::{
     Email, Member, Membership, Organization, OrganizationId, OrganizationName, Role, UserId,
 };
 use crate::ports::{
-    AddMemberError, BoxError, Clock, OrganizationRepository, RemoveMemberError, StoreError,
-    UserRepository,
+    AddMemberError, Clock, OrganizationRepository, RemoveMemberError, StoreError, UserRepository,
 };
 
 /// What can go wrong with organizations.
@@ -26,21 +25,9 @@ pub enum OrganizationError {
     /// The last owner cannot be removed.
     #[error("last owner")]
     LastOwner,
-    /// The store cannot be reached now.
-    #[error("store unavailable")]
-    Unavailable(#[source] BoxError),
-    /// Anything else.
-    #[error("internal error")]
-    Internal(#[source] BoxError),
-}
-
-impl From<StoreError> for OrganizationError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            StoreError::Internal(e) => Self::Internal(e),
-        }
-    }
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The caller as organization rules see it: a user and whether they administer the service.
@@ -230,7 +217,7 @@ impl OrganizationService {
             Ok(()) => {}
             Err(AddMemberError::AlreadyMember) => return Err(OrganizationError::AlreadyMember),
             Err(AddMemberError::NotFound) => return Err(OrganizationError::NotFound),
-            Err(AddMemberError::Store(e)) => return Err(e.into()),
+            Err(AddMemberError::Store(e)) => return Err(OrganizationError::Store(e)),
         }
         tracing::info!(organization_id = %org, user_id = %user.id, role = %role, "member added");
         Ok(Member {
@@ -278,7 +265,7 @@ impl OrganizationService {
             }
             Err(RemoveMemberError::NotFound) => Err(OrganizationError::NotFound),
             Err(RemoveMemberError::LastOwner) => Err(OrganizationError::LastOwner),
-            Err(RemoveMemberError::Store(e)) => Err(e.into()),
+            Err(RemoveMemberError::Store(e)) => Err(OrganizationError::Store(e)),
         }
     }
 }

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use auth_core::ErrorChain;
 use diesel::ConnectionError;
 use diesel_async::AsyncPgConnection;
 use rustls::client::WebPkiServerVerifier;
@@ -779,18 +780,6 @@ fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ru
     None
 }
 
-/// An error and its causes, `: `-separated (tokio-postgres shows its causes only there).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
 /// Opens connections for one connection string. Cheap to share; see the module documentation.
 pub struct Connector {
     config: tokio_postgres::Config,
@@ -855,7 +844,7 @@ impl Connector {
         params.finish()?;
         let mut config: tokio_postgres::Config = rest
             .parse()
-            .map_err(|e: tokio_postgres::Error| settings_error(error_chain(&e)))?;
+            .map_err(|e: tokio_postgres::Error| settings_error(ErrorChain(&e).to_string()))?;
         if config.get_connect_timeout().is_none() {
             let hosts = config.get_hosts().len().max(config.get_hostaddrs().len());
             config.connect_timeout(if hosts > 1 {
@@ -1000,11 +989,16 @@ impl Connector {
                  {tls}"
             ),
             Some(tls) => format!("TLS handshake with the database server failed: {tls}"),
-            None if error_chain(err).contains("server does not support TLS") => format!(
-                "the database server does not offer TLS, which sslmode={} requires",
-                self.params.mode
-            ),
-            None => return error_chain(err),
+            None if ErrorChain(err)
+                .to_string()
+                .contains("server does not support TLS") =>
+            {
+                format!(
+                    "the database server does not offer TLS, which sslmode={} requires",
+                    self.params.mode
+                )
+            }
+            None => return ErrorChain(err).to_string(),
         };
         let message = format!("{headline} ({})", self.described);
         if self.failures.first(&message) {

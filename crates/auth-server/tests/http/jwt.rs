@@ -15,7 +15,7 @@ use crate::devices::{authenticate, owner_and_org, register};
 
 fn key_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../auth-infra/tests/keys")
+        .join("../auth-infra/tests/infra/keys")
         .join(name)
 }
 

@@ -1,11 +1,7 @@
 //! `JwtSigner` under every configured algorithm: round trips, RFC 7638 `kid`, key rotation,
 //! JWKS, key errors, and a corpus of forged tokens that every signer configuration refuses.
 //!
-//! Keys are the test-only PEM files in `tests/keys/` (see its README).
-#![expect(
-    clippy::unwrap_used,
-    reason = "tests: a failed expectation is a failed test"
-)]
+//! Keys are the test-only PEM files in `tests/infra/keys/` (see its README).
 
 use auth_core::model::{
     AccessClaims, DeviceClaims, DeviceId, OrganizationId, SessionId, TokenKind, TokenRejection,
@@ -28,7 +24,7 @@ use AsymmetricAlgorithm::{EdDsa, Es256, Rs256};
 
 /// RFC 7638 thumbprints of the test public keys, computed independently of this crate with
 /// `openssl pkey -pubin -outform DER` / `openssl rsa -modulus` and Python's `hashlib` (see
-/// `tests/keys/README.md`).
+/// `tests/infra/keys/README.md`).
 const KIDS: [(AsymmetricAlgorithm, usize, &str); 6] = [
     (EdDsa, 0, "lzuquL-DuZOjeE2lttZJwut8K4EPXwjeOP6x7v8_zYA"),
     (EdDsa, 1, "P275dYs5g7N_ah1Is-ikdepFI5YM0wDYwJYu5J0D1S4"),

@@ -1,36 +1,35 @@
-//! `AccountService` rules over the in-memory stores, the real bcrypt hasher (cost 4) and JWT
-//! signer, with a manual clock: expiry, rotation, reuse, grace, logout, password change.
-#![expect(
-    clippy::unwrap_used,
-    reason = "tests: a failed expectation is a failed test"
-)]
+//! `AccountService` rules over the in-memory stores, the fake hasher and signer, with a
+//! manual clock: expiry, rotation, reuse, grace, logout, password change, lockout.
 
 use std::sync::Arc;
 
 use auth_core::memory::{
-    ManualClock, MemoryLoginAttemptStore, MemorySessionRepository, MemoryUserRepository, NoCache,
+    FakeHasher, FakeSigner, ManualClock, MemoryLoginAttemptStore, MemorySessionRepository,
+    MemoryUserRepository, NoCache,
 };
-use auth_core::model::{
-    Email, Password, PasswordHash, PasswordPolicy, RefreshToken, TokenRejection,
-};
+use auth_core::model::{Email, PasswordHash, RefreshToken, TokenRejection};
+use auth_core::ports::TokenSigner as _;
 use auth_core::ports::{
     Clock as _, CreateUserError, PasswordHasher as _, StoreError, UserRepository as _,
 };
 use auth_core::system::OsSecretGenerator;
-use auth_core::{AccountConfig, AccountError, AccountPorts, AccountService, Registration};
-use auth_infra::jwt::{JwtSettings, JwtSigner};
-use auth_infra::password::BcryptHasher;
+use auth_core::{
+    AccountConfig, AccountError, AccountPorts, AccountService, ImportedUser, Registration,
+};
 use chrono::Duration;
-use secrecy::{ExposeSecret as _, SecretSlice};
+use secrecy::ExposeSecret as _;
+
+use crate::support::{MapCache, email, pw};
 
 struct Harness {
     auth: AccountService,
     clock: Arc<ManualClock>,
     users: Arc<MemoryUserRepository>,
+    hasher: Arc<FakeHasher>,
 }
 
-/// Ports over the given users, sessions and session cache, with bcrypt at `cost`, an HS256
-/// signer and `clock`; the rest in memory.
+/// Ports over the given users, sessions and session cache, with the fake hasher making
+/// `version` hashes, the fake signer and `clock`; the rest in memory.
 fn ports(
     users: Arc<dyn auth_core::ports::UserRepository>,
     sessions: Arc<dyn auth_core::ports::SessionRepository>,
@@ -41,19 +40,13 @@ fn ports(
             >,
     >,
     clock: Arc<ManualClock>,
-    cost: u32,
+    version: u8,
 ) -> AccountPorts {
     AccountPorts {
         users,
         sessions,
-        hasher: Arc::new(BcryptHasher::new(cost, 2).unwrap()),
-        signer: Arc::new(
-            JwtSigner::hs256(
-                &SecretSlice::from(b"0123456789abcdef0123456789abcdef".to_vec()),
-                JwtSettings::default(),
-            )
-            .unwrap(),
-        ),
+        hasher: Arc::new(FakeHasher::with_version(version)),
+        signer: Arc::new(FakeSigner::new()),
         clock,
         secrets: Arc::new(OsSecretGenerator),
         session_cache,
@@ -61,37 +54,28 @@ fn ports(
     }
 }
 
-fn harness_with(config: AccountConfig, cost: u32) -> Harness {
+fn harness_with(config: AccountConfig, version: u8) -> Harness {
     let clock = Arc::new(ManualClock::starting_now());
     let users = Arc::new(MemoryUserRepository::new());
-    let ports = ports(
+    let hasher = Arc::new(FakeHasher::with_version(version));
+    let mut ports = ports(
         users.clone(),
         Arc::new(MemorySessionRepository::new(users.clone())),
         Arc::new(NoCache),
         clock.clone(),
-        cost,
+        version,
     );
+    ports.hasher = hasher.clone();
     Harness {
         auth: AccountService::new(ports, config),
         clock,
         users,
+        hasher,
     }
 }
 
 fn harness() -> Harness {
-    harness_with(AccountConfig::default(), 4)
-}
-
-fn email() -> Email {
-    Email::parse(&format!(
-        "user.{}@example.com",
-        uuid::Uuid::now_v7().simple()
-    ))
-    .unwrap()
-}
-
-fn pw(s: &str) -> Password {
-    PasswordPolicy::default().new_password(s).unwrap()
+    harness_with(AccountConfig::default(), 1)
 }
 
 async fn registered(h: &Harness) -> Email {
@@ -185,7 +169,7 @@ async fn reuse_within_the_grace_period_is_refused_but_keeps_the_session() {
             reuse_grace: Duration::seconds(5),
             ..AccountConfig::default()
         },
-        4,
+        1,
     );
     let e = registered(&h).await;
     let first = h.auth.login(&e, &pw("first password")).await.unwrap();
@@ -215,7 +199,7 @@ async fn sessions_end_at_their_absolute_expiry_and_access_tokens_never_outlive_t
             session_ttl: Duration::minutes(10),
             ..AccountConfig::default()
         },
-        4,
+        1,
     );
     let e = registered(&h).await;
     let pair = h.auth.login(&e, &pw("first password")).await.unwrap();
@@ -297,11 +281,10 @@ async fn password_change_keeps_the_current_session_and_ends_the_others() {
 }
 
 #[tokio::test]
-async fn login_upgrades_hashes_made_at_another_cost() {
-    let h = harness_with(AccountConfig::default(), 5);
+async fn login_upgrades_hashes_made_with_other_parameters() {
+    let h = harness_with(AccountConfig::default(), 2);
     let e = email();
-    let old = BcryptHasher::new(4, 1)
-        .unwrap()
+    let old = FakeHasher::with_version(1)
         .hash(&pw("imported password"))
         .await
         .unwrap();
@@ -324,7 +307,7 @@ async fn login_upgrades_hashes_made_at_another_cost() {
         .unwrap()
         .password_hash;
     assert_ne!(stored, old);
-    assert!(stored.as_str().starts_with("$2b$05$"));
+    assert!(stored.as_str().starts_with("$fake$2$"));
     assert!(h.auth.login(&e, &pw("imported password")).await.is_ok());
 }
 
@@ -401,7 +384,7 @@ async fn a_refresh_never_spends_its_token_without_answering() {
         Arc::new(MemorySessionRepository::new(memory)),
         Arc::new(NoCache),
         clock,
-        4,
+        1,
     );
     let auth = AccountService::new(ports, AccountConfig::default());
     let e = email();
@@ -491,13 +474,9 @@ async fn a_password_change_evicts_only_the_sessions_it_ends() {
     let ports = ports(
         users.clone(),
         sessions.clone(),
-        Arc::new(auth_infra::cache::MokaCache::new(
-            "sessions",
-            1000,
-            std::time::Duration::from_secs(300),
-        )),
+        Arc::new(MapCache::new()),
         clock,
-        4,
+        1,
     );
     let auth = AccountService::new(ports, AccountConfig::default());
     let mut pairs = Vec::new();
@@ -557,4 +536,255 @@ async fn a_password_change_evicts_only_the_sessions_it_ends() {
             .is_err()
     );
     assert_eq!(sessions.finds.load(SeqCst), 4, "the ended one was evicted");
+}
+
+#[tokio::test]
+async fn registration_refuses_a_taken_email_in_any_case() {
+    let h = harness();
+    let e = registered(&h).await;
+    let upper = Email::parse(&e.as_str().to_uppercase()).unwrap();
+    let again = h
+        .auth
+        .register(
+            Registration {
+                email: upper,
+                password: pw("another password"),
+                display_name: None,
+            },
+            false,
+        )
+        .await;
+    assert!(matches!(again, Err(AccountError::EmailTaken)), "{again:?}");
+    // The stored hash is the hasher's, never the password.
+    let stored = h.users.find_by_email(&e).await.unwrap().unwrap();
+    assert!(h.hasher.recognises(&stored.password_hash));
+    assert_ne!(stored.password_hash.as_str(), "first password");
+}
+
+#[tokio::test]
+async fn import_keeps_a_recognised_hash_and_refuses_any_other() {
+    let h = harness();
+    let e = email();
+    let hash = h.hasher.hash(&pw("imported password")).await.unwrap();
+    let created_at = h.clock.now() - Duration::days(400);
+    let imported = h
+        .auth
+        .import(ImportedUser {
+            email: e.clone(),
+            password_hash: hash.clone(),
+            display_name: None,
+            is_admin: true,
+            created_at: Some(created_at),
+        })
+        .await
+        .unwrap();
+    assert_eq!(imported.password_hash, hash);
+    assert_eq!(imported.created_at, created_at);
+    assert!(imported.is_admin);
+    assert!(h.auth.login(&e, &pw("imported password")).await.is_ok());
+    let again = ImportedUser {
+        email: e,
+        password_hash: hash,
+        display_name: None,
+        is_admin: false,
+        created_at: None,
+    };
+    assert!(matches!(
+        h.auth.import(again).await,
+        Err(AccountError::EmailTaken)
+    ));
+    let foreign = ImportedUser {
+        email: email(),
+        password_hash: PasswordHash::new("plaintext password".into()),
+        display_name: None,
+        is_admin: false,
+        created_at: None,
+    };
+    assert!(matches!(
+        h.auth.import(foreign).await,
+        Err(AccountError::UnrecognisedHash)
+    ));
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_each_cost_one_verification() {
+    let h = harness();
+    let e = registered(&h).await;
+    let before = h.hasher.verifications();
+    assert!(matches!(
+        h.auth.login(&email(), &pw("first password")).await,
+        Err(AccountError::InvalidCredentials)
+    ));
+    assert_eq!(h.hasher.verifications(), before + 1, "unknown email");
+    assert!(matches!(
+        h.auth.login(&e, &pw("wrong password")).await,
+        Err(AccountError::InvalidCredentials)
+    ));
+    assert_eq!(h.hasher.verifications(), before + 2, "wrong password");
+}
+
+#[tokio::test]
+async fn a_locked_email_is_refused_without_a_check_until_the_lock_ends() {
+    let h = harness();
+    let e = registered(&h).await;
+    let threshold = AccountConfig::default().lockout.threshold;
+    for _ in 0..threshold {
+        assert!(matches!(
+            h.auth.login(&e, &pw("wrong password")).await,
+            Err(AccountError::InvalidCredentials)
+        ));
+    }
+    let (verified, delayed) = (h.hasher.verifications(), h.hasher.delays());
+    // Even the right password is refused while locked, after a delay instead of a check.
+    let locked = h.auth.login(&e, &pw("first password")).await;
+    let Err(AccountError::Locked { retry_after }) = locked else {
+        panic!("expected a lock: {locked:?}");
+    };
+    assert!(retry_after > Duration::zero());
+    assert!(retry_after <= AccountConfig::default().lockout.duration);
+    assert_eq!(h.hasher.verifications(), verified, "no check while locked");
+    assert_eq!(h.hasher.delays(), delayed + 1, "a delay in its place");
+    // Another email is not affected.
+    let other = registered(&h).await;
+    assert!(h.auth.login(&other, &pw("first password")).await.is_ok());
+    h.clock.advance(retry_after);
+    assert!(h.auth.login(&e, &pw("first password")).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_the_failures_before_it() {
+    let h = harness();
+    let e = registered(&h).await;
+    let threshold = AccountConfig::default().lockout.threshold;
+    for _ in 0..2 {
+        for _ in 1..threshold {
+            assert!(h.auth.login(&e, &pw("wrong password")).await.is_err());
+        }
+        assert!(h.auth.login(&e, &pw("first password")).await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_counts_toward_the_lock() {
+    let h = harness();
+    let e = registered(&h).await;
+    let pair = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let principal = h
+        .auth
+        .verify(pair.access_token.expose_secret())
+        .await
+        .unwrap();
+    for _ in 0..AccountConfig::default().lockout.threshold {
+        assert!(matches!(
+            h.auth
+                .change_password(&principal, &pw("not the password"), &pw("second password"))
+                .await,
+            Err(AccountError::InvalidCredentials)
+        ));
+    }
+    assert!(matches!(
+        h.auth
+            .change_password(&principal, &pw("first password"), &pw("second password"))
+            .await,
+        Err(AccountError::Locked { .. })
+    ));
+    assert!(matches!(
+        h.auth.login(&e, &pw("first password")).await,
+        Err(AccountError::Locked { .. })
+    ));
+}
+
+#[tokio::test]
+async fn verify_refuses_tampered_foreign_and_device_tokens() {
+    let h = harness();
+    let e = registered(&h).await;
+    let pair = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let token = pair.access_token.expose_secret().to_owned();
+    assert_eq!(
+        h.auth.token_kind(&token),
+        Some(auth_core::model::TokenKind::User)
+    );
+    let principal = h.auth.verify(&token).await.unwrap();
+    assert_eq!(principal.user.id, pair.user.id);
+    assert_eq!(principal.session.id, pair.session.id);
+    assert_eq!(principal.claims.session_id, pair.session.id);
+
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let foreign = FakeSigner::with_key(b"another service")
+        .sign_access(&principal.claims)
+        .unwrap();
+    let device = FakeSigner::new()
+        .sign_device(&auth_core::model::DeviceClaims {
+            device_id: auth_core::model::DeviceId::parse("frame-1").unwrap(),
+            organization_id: auth_core::model::OrganizationId::generate(),
+            token_id: principal.claims.token_id,
+            issued_at: principal.claims.issued_at,
+            expires_at: principal.claims.expires_at,
+        })
+        .unwrap();
+    for bad in [
+        String::from_utf8(tampered).unwrap(),
+        foreign.expose_secret().to_owned(),
+        device.expose_secret().to_owned(),
+        String::new(),
+    ] {
+        assert!(
+            matches!(
+                h.auth.verify(&bad).await,
+                Err(AccountError::InvalidToken(TokenRejection::Invalid))
+            ),
+            "{bad}"
+        );
+    }
+}
+
+/// A store that cannot be reached is a `Store` error carrying the store's own error, whole:
+/// not a rule's answer, and printed with its cause.
+#[tokio::test]
+async fn a_store_outage_is_a_store_error_with_its_cause() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let memory = Arc::new(MemoryUserRepository::new());
+    let users = Arc::new(FlakyLookups {
+        inner: memory.clone(),
+        down: std::sync::atomic::AtomicBool::new(false),
+    });
+    let auth = AccountService::new(
+        ports(
+            users.clone(),
+            Arc::new(MemorySessionRepository::new(memory)),
+            Arc::new(NoCache),
+            clock,
+            1,
+        ),
+        AccountConfig::default(),
+    );
+    let e = email();
+    auth.register(
+        Registration {
+            email: e.clone(),
+            password: pw("first password"),
+            display_name: None,
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    let pair = auth.login(&e, &pw("first password")).await.unwrap();
+    users.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = auth
+        .verify(pair.access_token.expose_secret())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AccountError::Store(StoreError::Unavailable(_))),
+        "{err:?}"
+    );
+    assert_eq!(
+        auth_core::ErrorChain(&err).to_string(),
+        "store unavailable: database went away"
+    );
+    users.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(auth.verify(pair.access_token.expose_secret()).await.is_ok());
 }

@@ -1,10 +1,6 @@
 //! Retention on Postgres beyond the shared contract: the advisory lock between instances, a
 //! failed pass giving its lock back, events at their boundary, and a month-sized backlog
 //! deleted in batches while logins and refreshes go on.
-#![expect(
-    clippy::unwrap_used,
-    reason = "tests: a failed expectation is a failed test"
-)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,10 +1,6 @@
 //! Following the event log in Postgres, the way it goes wrong in production: an event that
 //! commits after a later one, an append that rolls back, a listener connection that dies
 //! while a key is revoked.
-#![expect(
-    clippy::unwrap_used,
-    reason = "tests: a failed expectation is a failed test"
-)]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

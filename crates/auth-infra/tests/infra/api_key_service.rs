@@ -1,17 +1,12 @@
-//! `ApiKeyService` rules that need a clock or a look inside: expiry, batched `last_used_at`,
-//! checksum refusal without I/O, cache eviction on revoke; on both stores.
-#![expect(
-    clippy::unwrap_used,
-    reason = "tests: a failed expectation is a failed test"
-)]
+//! `ApiKeyService` over Postgres and the Moka cache: expiry, batched `last_used_at` (stored
+//! and read back at the store's precision), checksum refusal without I/O, cache eviction on
+//! revoke, rotation. The same rules over the in-memory stores are tested in `auth-core`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use auth_core::memory::{
-    ManualClock, MemoryApiKeyRepository, MemoryOrganizationRepository, MemoryUserRepository,
-};
+use auth_core::memory::ManualClock;
 use auth_core::model::{
     ApiKey, ApiKeyId, ApiKeyName, ApiKeyPrefix, Email, Organization, OrganizationId,
     OrganizationName, PasswordHash, Scope, Scopes, TokenHash, User, UserId,
@@ -64,41 +59,22 @@ impl ApiKeyRepository for Counting {
     }
 }
 
-type Stores = (
-    Arc<dyn UserRepository>,
-    Arc<dyn OrganizationRepository>,
-    Arc<dyn ApiKeyRepository>,
-    Option<TestDb>,
-);
-
 struct Harness {
     keys: ApiKeyService,
     clock: Arc<ManualClock>,
     counting: Arc<Counting>,
     org: OrganizationId,
-    _db: Option<TestDb>,
+    _db: TestDb,
 }
 
-async fn harness(postgres: bool) -> Harness {
+async fn harness() -> Harness {
     let clock = Arc::new(ManualClock::starting_now());
-    let (users, orgs, repo, db): Stores = if postgres {
-        let db = TestDb::new().await;
-        let pool = db.pool();
-        (
-            Arc::new(PgUserRepository::new(pool.clone())),
-            Arc::new(PgOrganizationRepository::new(pool.clone())),
-            Arc::new(PgApiKeyRepository::new(pool)),
-            Some(db),
-        )
-    } else {
-        let users = Arc::new(MemoryUserRepository::new());
-        (
-            users.clone(),
-            Arc::new(MemoryOrganizationRepository::new(users)),
-            Arc::new(MemoryApiKeyRepository::new()),
-            None,
-        )
-    };
+    let db = TestDb::new().await;
+    let pool = db.pool();
+    let users: Arc<dyn UserRepository> = Arc::new(PgUserRepository::new(pool.clone()));
+    let orgs: Arc<dyn OrganizationRepository> =
+        Arc::new(PgOrganizationRepository::new(pool.clone()));
+    let repo: Arc<dyn ApiKeyRepository> = Arc::new(PgApiKeyRepository::new(pool));
     let now = clock.now();
     let owner = User {
         id: UserId::generate(),
@@ -152,8 +128,9 @@ fn new_key(org: OrganizationId, days: Option<u32>) -> NewApiKey {
     }
 }
 
-async fn expiry_usage_and_cache(postgres: bool) {
-    let h = harness(postgres).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_usage_and_cache_postgres() {
+    let h = harness().await;
     let issued = h
         .keys
         .create(&Actor::Operator, new_key(h.org, Some(1)))
@@ -248,20 +225,11 @@ async fn expiry_usage_and_cache(postgres: bool) {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expiry_usage_and_cache_memory() {
-    expiry_usage_and_cache(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expiry_usage_and_cache_postgres() {
-    expiry_usage_and_cache(true).await;
-}
-
 /// Rotating an expired key is refused: it would hand out a new key that is already dead. The
 /// expired key is left as it was; an active key rotates with its absolute expiry.
-async fn expired_keys_are_not_rotated(postgres: bool) {
-    let h = harness(postgres).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_keys_are_not_rotated_postgres() {
+    let h = harness().await;
     let issued = h
         .keys
         .create(&Actor::Operator, new_key(h.org, Some(1)))
@@ -302,14 +270,4 @@ async fn expired_keys_are_not_rotated(postgres: bool) {
         .unwrap();
     let rotated = h.keys.rotate(&Actor::Operator, live.key.id).await.unwrap();
     assert_eq!(rotated.key.expires_at, live.key.expires_at);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_keys_are_not_rotated_memory() {
-    expired_keys_are_not_rotated(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_keys_are_not_rotated_postgres() {
-    expired_keys_are_not_rotated(true).await;
 }

@@ -1,33 +1,32 @@
-//! `DeviceService` on both stores with a counting repository: the fast path reads the store
-//! once, authentications are recorded in batches, tokens expire with the clock.
-#![expect(
-    clippy::unwrap_used,
-    reason = "tests: a failed expectation is a failed test"
-)]
+//! `DeviceService` over the in-memory stores and the fake signer, with a counting repository:
+//! the fast path reads the store once, authentications are recorded in batches, tokens expire
+//! with the clock, a rotation ends the tokens minted before it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use auth_core::memory::{
-    ManualClock, MemoryDeviceRepository, MemoryOrganizationRepository, MemoryUserRepository,
+    FakeSigner, ManualClock, MemoryDeviceRepository, MemoryOrganizationRepository,
+    MemoryUserRepository,
 };
 use auth_core::model::{
     Device, DeviceId, DeviceMetadata, DeviceSecret, Email, Organization, OrganizationId,
-    OrganizationName, PasswordHash, TokenHash, TokenRejection, User, UserId,
+    OrganizationName, PasswordHash, Role, TokenHash, TokenRejection, User, UserId,
 };
+use auth_core::ports::TokenSigner as _;
 use auth_core::ports::{
     ChangeDeviceError, Clock as _, DeviceRepository, OrganizationRepository, RegisterDeviceError,
     StoreError, UserRepository,
 };
 use auth_core::system::OsSecretGenerator;
-use auth_core::{Actor, DeviceError, DevicePorts, DeviceService, NewDevice, OrganizationService};
-use auth_infra::cache::MokaCache;
-use auth_infra::jwt::{JwtSettings, JwtSigner};
-use auth_infra::postgres::{PgDeviceRepository, PgOrganizationRepository, PgUserRepository};
-use auth_infra::test_support::TestDb;
+use auth_core::{
+    Actor, Caller, DeviceError, DevicePorts, DeviceService, NewDevice, OrganizationService,
+};
 use chrono::{DateTime, Duration, Utc};
-use secrecy::{ExposeSecret as _, SecretSlice};
+use secrecy::ExposeSecret as _;
+
+use crate::support::MapCache;
 
 struct Counting {
     inner: Arc<dyn DeviceRepository>,
@@ -69,28 +68,15 @@ type Stores = (
     Arc<dyn UserRepository>,
     Arc<dyn OrganizationRepository>,
     Arc<dyn DeviceRepository>,
-    Option<TestDb>,
 );
 
-async fn stores(postgres: bool) -> Stores {
-    if postgres {
-        let db = TestDb::new().await;
-        let pool = db.pool();
-        (
-            Arc::new(PgUserRepository::new(pool.clone())),
-            Arc::new(PgOrganizationRepository::new(pool.clone())),
-            Arc::new(PgDeviceRepository::new(pool)),
-            Some(db),
-        )
-    } else {
-        let users = Arc::new(MemoryUserRepository::new());
-        (
-            users.clone(),
-            Arc::new(MemoryOrganizationRepository::new(users)),
-            Arc::new(MemoryDeviceRepository::new()),
-            None,
-        )
-    }
+fn stores() -> Stores {
+    let users = Arc::new(MemoryUserRepository::new());
+    (
+        users.clone(),
+        Arc::new(MemoryOrganizationRepository::new(users)),
+        Arc::new(MemoryDeviceRepository::new()),
+    )
 }
 
 /// An organization with a fresh owner, created at `now`.
@@ -118,8 +104,9 @@ async fn owned_org(
     org
 }
 
-async fn fast_path_batches_and_expiry(postgres: bool) {
-    let (users, orgs, repo, _db) = stores(postgres).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_path_batches_and_expiry() {
+    let (users, orgs, repo) = stores();
     let clock = Arc::new(ManualClock::starting_now());
     let now = clock.now();
     let org = owned_org(users.as_ref(), orgs.as_ref(), now).await;
@@ -127,17 +114,12 @@ async fn fast_path_batches_and_expiry(postgres: bool) {
         inner: repo,
         finds: AtomicUsize::new(0),
     });
-    let signer =
-        JwtSigner::hs256(&SecretSlice::from(vec![3u8; 32]), JwtSettings::default()).unwrap();
+    let signer = FakeSigner::new();
     let devices = DeviceService::new(
         DevicePorts {
             devices: counting.clone(),
             orgs: OrganizationService::new(orgs, users, clock.clone()),
-            cache: Arc::new(MokaCache::new(
-                "devices",
-                1000,
-                std::time::Duration::from_secs(300),
-            )),
+            cache: Arc::new(MapCache::new()),
             signer: Arc::new(signer),
             clock: clock.clone(),
             secrets: Arc::new(OsSecretGenerator),
@@ -220,42 +202,25 @@ async fn fast_path_batches_and_expiry(postgres: bool) {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fast_path_batches_and_expiry_memory() {
-    fast_path_batches_and_expiry(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fast_path_batches_and_expiry_postgres() {
-    fast_path_batches_and_expiry(true).await;
-}
-
-/// A device service over one store, a real HS256 signer and `clock`, with an organization.
-async fn service(
-    postgres: bool,
-    clock: Arc<ManualClock>,
-) -> (DeviceService, OrganizationId, Option<TestDb>) {
-    let (users, orgs, repo, db) = stores(postgres).await;
+/// A device service over the in-memory stores, the fake signer and `clock`, with an
+/// organization.
+async fn service(clock: Arc<ManualClock>) -> (DeviceService, OrganizationId) {
+    let (users, orgs, repo) = stores();
     let now = clock.now();
     let org = owned_org(users.as_ref(), orgs.as_ref(), now).await;
-    let signer =
-        JwtSigner::hs256(&SecretSlice::from(vec![3u8; 32]), JwtSettings::default()).unwrap();
+    let signer = FakeSigner::new();
     let devices = DeviceService::new(
         DevicePorts {
             devices: repo,
             orgs: OrganizationService::new(orgs, users, clock.clone()),
-            cache: Arc::new(MokaCache::new(
-                "devices",
-                1000,
-                std::time::Duration::from_secs(300),
-            )),
+            cache: Arc::new(MapCache::new()),
             signer: Arc::new(signer),
             clock: clock.clone(),
             secrets: Arc::new(OsSecretGenerator),
         },
         Duration::hours(24),
     );
-    (devices, org.id, db)
+    (devices, org.id)
 }
 
 async fn token_of(devices: &DeviceService, id: &DeviceId, secret: &DeviceSecret) -> String {
@@ -276,13 +241,14 @@ fn revoked(result: Result<impl std::fmt::Debug, DeviceError>) -> bool {
 }
 
 /// A secret rotation ends every token minted before it, including one minted earlier in the
-/// same second (JWT `iat` is whole seconds) or at the very same instant; tokens minted after
+/// same second (token `iat` is whole seconds, as in a JWT) or at the very same instant; tokens minted after
 /// it, in the same second or later, verify. Read through the cache, as in production.
-async fn rotation_ends_earlier_tokens(postgres: bool) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_ends_earlier_tokens() {
     // 12:00:00.250 on a whole second, so the sub-second cases are exact.
     let start = DateTime::from_timestamp(Utc::now().timestamp(), 250_000_000).unwrap();
     let clock = Arc::new(ManualClock::new(start));
-    let (devices, org, _db) = service(postgres, clock.clone()).await;
+    let (devices, org) = service(clock.clone()).await;
     let id = DeviceId::parse("frame-rotating").unwrap();
     let new = NewDevice {
         id: id.clone(),
@@ -338,12 +304,223 @@ async fn rotation_ends_earlier_tokens(postgres: bool) {
     assert!(revoked(devices.verify_token(&last).await));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_ends_earlier_tokens_memory() {
-    rotation_ends_earlier_tokens(false).await;
+/// A device service with an organization, and the organization service over the same stores.
+struct Managed {
+    devices: DeviceService,
+    orgs: OrganizationService,
+    users: Arc<dyn UserRepository>,
+    org: OrganizationId,
+    owner: UserId,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_ends_earlier_tokens_postgres() {
-    rotation_ends_earlier_tokens(true).await;
+async fn managed() -> Managed {
+    let (users, orgs_repo, repo) = stores();
+    let clock = Arc::new(ManualClock::starting_now());
+    let org = owned_org(users.as_ref(), orgs_repo.as_ref(), clock.now()).await;
+    let owner = orgs_repo.members(org.id).await.unwrap()[0]
+        .membership
+        .user_id;
+    let orgs = OrganizationService::new(orgs_repo, users.clone(), clock.clone());
+    let devices = DeviceService::new(
+        DevicePorts {
+            devices: repo,
+            orgs: orgs.clone(),
+            cache: Arc::new(MapCache::new()),
+            signer: Arc::new(FakeSigner::new()),
+            clock: clock.clone(),
+            secrets: Arc::new(OsSecretGenerator),
+        },
+        Duration::hours(24),
+    );
+    Managed {
+        devices,
+        orgs,
+        users,
+        org: org.id,
+        owner,
+    }
+}
+
+fn new_device(id: &str, org: OrganizationId) -> NewDevice {
+    NewDevice {
+        id: DeviceId::parse(id).unwrap(),
+        organization_id: org,
+        name: None,
+        metadata: DeviceMetadata::default(),
+    }
+}
+
+async fn user(m: &Managed, is_admin: bool) -> User {
+    let now = chrono::Utc::now();
+    let u = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("u{}@example.com", UserId::generate())).unwrap(),
+        display_name: None,
+        password_hash: PasswordHash::new("$fake$1$x".into()),
+        is_admin,
+        created_at: now,
+        updated_at: now,
+    };
+    m.users.create(&u).await.unwrap();
+    u
+}
+
+#[tokio::test]
+async fn only_managers_manage_devices_and_strangers_see_nothing() {
+    let m = managed().await;
+    let member = user(&m, false).await;
+    let stranger = user(&m, false).await;
+    let service_admin = user(&m, true).await;
+    let owner = Caller {
+        user: m.owner,
+        is_admin: false,
+    };
+    m.orgs
+        .add_member(owner, m.org, &member.email, Role::Member)
+        .await
+        .unwrap();
+    let as_user = |u: &User| Actor::User {
+        id: u.id,
+        is_admin: u.is_admin,
+    };
+    let by_owner = Actor::User {
+        id: m.owner,
+        is_admin: false,
+    };
+    let issued = m
+        .devices
+        .register(&by_owner, new_device("frame-1", m.org))
+        .await
+        .unwrap();
+    assert_eq!(issued.device.name.as_str(), "frame-1", "named after its id");
+    assert!(
+        m.devices
+            .register(&as_user(&service_admin), new_device("frame-2", m.org))
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        m.devices
+            .register(&as_user(&member), new_device("frame-3", m.org))
+            .await,
+        Err(DeviceError::Forbidden)
+    ));
+    assert!(matches!(
+        m.devices.revoke(&as_user(&member), &issued.device.id).await,
+        Err(DeviceError::Forbidden)
+    ));
+    assert!(matches!(
+        m.devices
+            .register(&as_user(&stranger), new_device("frame-3", m.org))
+            .await,
+        Err(DeviceError::NotFound)
+    ));
+    assert!(matches!(
+        m.devices.get(&as_user(&stranger), &issued.device.id).await,
+        Err(DeviceError::NotFound)
+    ));
+    assert!(matches!(
+        m.devices.list(&as_user(&stranger), m.org).await,
+        Err(DeviceError::NotFound)
+    ));
+    assert_eq!(
+        m.devices.list(&by_owner, m.org).await.unwrap().len(),
+        2,
+        "the owner lists both"
+    );
+    assert!(matches!(
+        m.devices
+            .get(
+                &Actor::Operator,
+                &DeviceId::parse("never-registered").unwrap()
+            )
+            .await,
+        Err(DeviceError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn ids_are_unique_and_a_revoked_device_changes_no_more() {
+    let m = managed().await;
+    let issued = m
+        .devices
+        .register(&Actor::Operator, new_device("frame-1", m.org))
+        .await
+        .unwrap();
+    assert!(matches!(
+        m.devices
+            .register(&Actor::Operator, new_device("frame-1", m.org))
+            .await,
+        Err(DeviceError::Exists)
+    ));
+    let id = issued.device.id;
+    m.devices.revoke(&Actor::Operator, &id).await.unwrap();
+    assert!(matches!(
+        m.devices.revoke(&Actor::Operator, &id).await,
+        Err(DeviceError::AlreadyRevoked)
+    ));
+    assert!(matches!(
+        m.devices.rotate_secret(&Actor::Operator, &id).await,
+        Err(DeviceError::AlreadyRevoked)
+    ));
+    assert!(matches!(
+        m.devices.authenticate(&id, &issued.secret).await,
+        Err(DeviceError::InvalidCredentials)
+    ));
+}
+
+/// Unknown device, wrong secret and revoked device fail alike; a tampered token, a token of
+/// another signer and a user access token are invalid device tokens.
+#[tokio::test]
+async fn credentials_and_tokens_are_refused_alike() {
+    let m = managed().await;
+    let issued = m
+        .devices
+        .register(&Actor::Operator, new_device("frame-1", m.org))
+        .await
+        .unwrap();
+    let id = issued.device.id.clone();
+    assert!(matches!(
+        m.devices
+            .authenticate(&DeviceId::parse("frame-unknown").unwrap(), &issued.secret)
+            .await,
+        Err(DeviceError::InvalidCredentials)
+    ));
+    let token = token_of(&m.devices, &id, &issued.secret).await;
+    let (claims, device) = m.devices.verify_token(&token).await.unwrap();
+    assert_eq!((claims.device_id, device.id), (id.clone(), id));
+    assert_eq!(claims.organization_id, m.org);
+
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let signed_elsewhere = FakeSigner::with_key(b"another service")
+        .sign_device(&claims_of(&m.devices, &token).await)
+        .unwrap();
+    let access = FakeSigner::new()
+        .sign_access(&auth_core::model::AccessClaims {
+            user_id: m.owner,
+            session_id: auth_core::model::SessionId::generate(),
+            token_id: uuid::Uuid::now_v7(),
+            issued_at: chrono::Utc::now(),
+            expires_at: chrono::Utc::now() + Duration::minutes(15),
+        })
+        .unwrap();
+    for bad in [
+        String::from_utf8(tampered).unwrap(),
+        signed_elsewhere.expose_secret().to_owned(),
+        access.expose_secret().to_owned(),
+    ] {
+        assert!(
+            matches!(
+                m.devices.verify_token(&bad).await,
+                Err(DeviceError::InvalidToken(TokenRejection::Invalid))
+            ),
+            "{bad}"
+        );
+    }
+}
+
+async fn claims_of(devices: &DeviceService, token: &str) -> auth_core::model::DeviceClaims {
+    devices.verify_token(token).await.unwrap().0
 }

@@ -1,9 +1,5 @@
 //! The pool's circuit breaker: it opens after consecutive failures, then fails at once until
 //! its pause ends and a probe goes through; a success closes it.
-#![expect(
-    clippy::unwrap_used,
-    reason = "tests: a failed expectation is a failed test"
-)]
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,75 @@
+//! What the service tests share: a caching `VerificationCache`, and values.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use auth_core::model::{Email, Password, PasswordPolicy, UserId};
+use auth_core::ports::{Loader, StoreError, VerificationCache};
+
+/// A cache that keeps every loaded answer until it is invalidated: enough to show what the
+/// services read through a cache and what they evict. (No bound, no lifetime and no shared
+/// loads: the production cache is Moka, tested in `auth-infra`.) A load that an invalidation
+/// overtook is not kept, as the port requires.
+#[derive(Debug)]
+pub struct MapCache<K, V> {
+    state: Mutex<(HashMap<K, Option<V>>, u64)>,
+}
+
+impl<K, V> MapCache<K, V> {
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new((HashMap::new(), 0)),
+        }
+    }
+}
+
+#[async_trait]
+impl<K, V> VerificationCache<K, V> for MapCache<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    async fn get_or_load(&self, key: K, load: Loader<'_, V>) -> Result<Option<V>, StoreError> {
+        let generation = {
+            let state = self.state.lock().unwrap();
+            if let Some(hit) = state.0.get(&key) {
+                return Ok(hit.clone());
+            }
+            state.1
+        };
+        let loaded = load.await?;
+        let mut state = self.state.lock().unwrap();
+        if state.1 == generation {
+            state.0.insert(key, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    async fn invalidate(&self, key: &K) {
+        let mut state = self.state.lock().unwrap();
+        state.0.remove(key);
+        state.1 += 1;
+    }
+
+    async fn clear(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.0.clear();
+        state.1 += 1;
+    }
+
+    async fn entry_count(&self) -> u64 {
+        u64::try_from(self.state.lock().unwrap().0.len()).unwrap()
+    }
+}
+
+/// A fresh email.
+pub fn email() -> Email {
+    Email::parse(&format!("user.{}@example.com", UserId::generate())).unwrap()
+}
+
+/// A password that meets the default policy.
+pub fn pw(s: &str) -> Password {
+    PasswordPolicy::default().new_password(s).unwrap()
+}

@@ -248,17 +248,17 @@ pub async fn import_users(
 /// # Errors
 /// No database, or the database is unusable.
 pub async fn open(mut config: Config) -> Result<Services, CliError> {
-    if config.database_url.is_none() {
+    if config.db.url.is_none() {
         return Err(CliError::Input(
             "DATABASE_URL is not set: admin commands work on the database (the in-memory store \
              lives only inside a running server)"
                 .into(),
         ));
     }
-    if config.jwt_secret_key.is_none() {
+    if config.jwt.secret_key.is_none() {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| CliError::Input(format!("random source: {e}")))?;
-        config.jwt_secret_key = Some(SecretString::from(hex::encode(key)));
+        config.jwt.secret_key = Some(SecretString::from(hex::encode(key)));
     }
     let store = Store::open(&config)?;
     wiring::migrate(&config).await?;
@@ -652,7 +652,7 @@ struct PrunedOutput {
 /// # Errors
 /// No database, or the pass failed (the message says what it deleted before).
 pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
-    if config.database_url.is_none() {
+    if config.db.url.is_none() {
         return Err(CliError::Input(
             "DATABASE_URL is not set: `prune` works on the database (a server on the in-memory \
              store prunes it itself)"

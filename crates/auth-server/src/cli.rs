@@ -6,7 +6,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 use std::net::TcpListener;
 
 use auth_core::Registration;
-use auth_core::model::{Email, PasswordPolicy};
+use auth_core::model::Email;
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -20,12 +20,12 @@ pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Settings (environment variables or flags).
-    #[command(flatten)]
-    pub config: Config,
     /// Print admin command results as JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Settings (environment variables or flags), by group.
+    #[command(flatten)]
+    pub config: Config,
 }
 
 impl Cli {
@@ -169,10 +169,12 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let state = wiring::app_state(&config, &store)?;
     wiring::migrate_at_start(&config).await?;
     let flusher = wiring::spawn_maintenance(&state);
-    let pruning =
-        wiring::spawn_pruning(wiring::retention(&config, &store), config.prune_interval());
+    let pruning = wiring::spawn_pruning(
+        wiring::retention(&config, &store),
+        config.retention.prune_interval(),
+    );
     let (keys, devices) = (state.keys.clone(), state.devices.clone());
-    let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+    let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
     let running = crate::server::start(state, listener, true)?;
     tracing::info!(
         addr = %running.addr,
@@ -214,11 +216,9 @@ fn read_password() -> Result<SecretString, CliError> {
 
 async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), CliError> {
     let email = Email::parse(email).map_err(|e| CliError::Input(format!("--email: {e}")))?;
-    let policy = PasswordPolicy {
-        min_chars: usize::from(config.password_min_length),
-        ..PasswordPolicy::default()
-    };
-    let password = policy
+    let password = config
+        .passwords
+        .policy()
         .new_password(read_password()?.expose_secret())
         .map_err(|e| CliError::Input(format!("password: {e}")))?;
     let auth = crate::admin::open(config).await?.auth;

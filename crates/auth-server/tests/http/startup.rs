@@ -104,6 +104,29 @@ async fn cli_migrates_and_creates_an_admin_from_stdin() {
     );
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 8"));
+    let as_json = cli(
+        &db,
+        &["--json", "users", "create", "--email", "Json@example.com"],
+        "a json passphrase\n",
+    );
+    assert!(
+        as_json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&as_json.stderr)
+    );
+    let created: Value = serde_json::from_slice(&as_json.stdout).unwrap();
+    assert_eq!(created["email"], "Json@example.com");
+    assert_eq!(created["is_admin"], false);
+    assert_eq!(created["display_name"], Value::Null);
+    assert!(
+        created["id"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .is_ok()
+    );
+    assert!(created["created_at"].is_string());
+    assert!(!String::from_utf8_lossy(&as_json.stdout).contains("a json passphrase"));
 
     let mut config = test_config();
     config.db.url = Some(SecretString::from(db.url().to_owned()));

@@ -1,6 +1,7 @@
 //! Admin commands for organizations, API keys, devices and retention, run by the operator
 //! directly against the configured database. Tables by default, `--json` for scripts; a new
-//! key's secret is printed once, to stdout.
+//! key's secret is printed once, to stdout (`output`, shared with the remote mode of the
+//! `api-keys` and `devices` commands in `remote`, which also checks its arguments here).
 
 use auth_core::model::{
     ApiKeyId, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, OrganizationId,

@@ -1,6 +1,7 @@
-//! Command line: `serve` (default), `migrate`, and the admin commands (`users`,
+//! Command line: `serve` (default), `migrate`, the admin commands (`users`,
 //! `organizations`, `api-keys`, `devices`, `prune`), which work directly against the
-//! configured database.
+//! configured database (`api-keys` and `devices` also through a running service, with
+//! `--url`: see `remote`), and `healthcheck`.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::net::TcpListener;

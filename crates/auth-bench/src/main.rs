@@ -79,10 +79,10 @@ async fn main() -> Result<(), Error> {
     std::fs::create_dir_all(&args.out)?;
     let config = Cli::try_parse_with_env(["auth-server"])?.config;
     let mut fast_config = config.clone();
-    fast_config.bcrypt_rounds = 4;
+    fast_config.passwords.bcrypt_rounds = 4;
     // Seeding logs one user in hundreds of times, many at once; lockout counts attempts
     // before their check, so a burst above the threshold would be refused.
-    fast_config.lockout_threshold = 1000;
+    fast_config.lockout.threshold = 1000;
     wiring::migrate(&config).await?;
     let slow = wiring::services(&config, &Store::open(&config)?)?;
     let fast = wiring::services(&fast_config, &Store::open(&fast_config)?)?;
@@ -197,7 +197,7 @@ async fn main() -> Result<(), Error> {
     write_lines(args.out.join("devices.txt"), devices)?;
 
     eprintln!("writing {} unknown keys", args.unknown_keys);
-    let prefix = ApiKeyPrefix::parse(&config.api_key_prefix)?;
+    let prefix = ApiKeyPrefix::parse(&config.api_keys.prefix)?;
     let mut random = [0u8; 64];
     let mut unknown = Vec::with_capacity(args.unknown_keys);
     while unknown.len() < args.unknown_keys {

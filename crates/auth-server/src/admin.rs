@@ -1,6 +1,7 @@
 //! Admin commands for organizations, API keys, devices and retention, run by the operator
 //! directly against the configured database. Tables by default, `--json` for scripts; a new
-//! key's secret is printed once, to stdout.
+//! key's secret is printed once, to stdout (`output`, shared with the remote mode of the
+//! `api-keys` and `devices` commands in `remote`, which also checks its arguments here).
 
 use auth_core::model::{
     ApiKeyId, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, OrganizationId,
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 use crate::cli::CliError;
 use crate::config::Config;
+use crate::output;
 use crate::wiring::{self, Services, Store};
 
 /// `organizations` subcommands.
@@ -222,7 +224,7 @@ pub async fn import_users(
         eprintln!("line {number}: {reason}");
     }
     if json {
-        print_json(
+        output::print_json(
             &serde_json::json!({"imported": added, "already_present": present, "invalid": invalid.len()}),
         )?;
     } else {
@@ -248,17 +250,17 @@ pub async fn import_users(
 /// # Errors
 /// No database, or the database is unusable.
 pub async fn open(mut config: Config) -> Result<Services, CliError> {
-    if config.database_url.is_none() {
+    if config.db.url.is_none() {
         return Err(CliError::Input(
             "DATABASE_URL is not set: admin commands work on the database (the in-memory store \
              lives only inside a running server)"
                 .into(),
         ));
     }
-    if config.jwt_secret_key.is_none() {
+    if config.jwt.secret_key.is_none() {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| CliError::Input(format!("random source: {e}")))?;
-        config.jwt_secret_key = Some(SecretString::from(hex::encode(key)));
+        config.jwt.secret_key = Some(SecretString::from(hex::encode(key)));
     }
     let store = Store::open(&config)?;
     wiring::migrate(&config).await?;
@@ -272,84 +274,40 @@ fn org_error(err: OrganizationError) -> CliError {
     })
 }
 
+/// What the `api-keys` commands say when there is no such key (or organization), in either
+/// mode.
+pub(crate) const NO_SUCH_KEY: &str = "no such API key or organization";
+/// ... when the key is already revoked.
+pub(crate) const KEY_ALREADY_REVOKED: &str = "the key is already revoked";
+/// ... when an expired key is to be rotated.
+pub(crate) const KEY_EXPIRED: &str = "the key has expired and cannot be rotated; create a new key";
+/// What the `devices` commands say when there is no such device (or organization).
+pub(crate) const NO_SUCH_DEVICE: &str = "no such device or organization";
+/// ... when the device id is taken.
+pub(crate) const DEVICE_EXISTS: &str = "a device with this id exists";
+/// ... when the device is already revoked.
+pub(crate) const DEVICE_ALREADY_REVOKED: &str = "the device is already revoked";
+
 fn key_error(err: ApiKeyError) -> CliError {
     CliError::Failed(match err {
-        ApiKeyError::NotFound => "no such API key or organization".into(),
-        ApiKeyError::AlreadyRevoked => "the key is already revoked".into(),
-        ApiKeyError::Expired => {
-            "the key has expired and cannot be rotated; create a new key".into()
-        }
+        ApiKeyError::NotFound => NO_SUCH_KEY.into(),
+        ApiKeyError::AlreadyRevoked => KEY_ALREADY_REVOKED.into(),
+        ApiKeyError::Expired => KEY_EXPIRED.into(),
         other => other.to_string(),
     })
 }
 
 fn device_error(err: DeviceError) -> CliError {
     CliError::Failed(match err {
-        DeviceError::NotFound => "no such device or organization".into(),
-        DeviceError::Exists => "a device with this id exists".into(),
-        DeviceError::AlreadyRevoked => "the device is already revoked".into(),
+        DeviceError::NotFound => NO_SUCH_DEVICE.into(),
+        DeviceError::Exists => DEVICE_EXISTS.into(),
+        DeviceError::AlreadyRevoked => DEVICE_ALREADY_REVOKED.into(),
         other => other.to_string(),
     })
 }
 
-fn device_id(raw: &str) -> Result<DeviceId, CliError> {
+pub(crate) fn device_id(raw: &str) -> Result<DeviceId, CliError> {
     DeviceId::parse(raw).map_err(|e| CliError::Input(format!("device id: {e}")))
-}
-
-fn device_table(items: &[DeviceItem]) -> Table {
-    let mut table = Table::new();
-    table.set_header([
-        "device id",
-        "name",
-        "organization",
-        "status",
-        "created",
-        "last authenticated",
-    ]);
-    for d in items {
-        table.add_row([
-            d.device_id.clone(),
-            d.name.clone(),
-            d.organization_id.to_string(),
-            d.status.to_owned(),
-            d.created_at.to_rfc3339(),
-            d.last_authenticated_at
-                .map_or_else(|| "-".into(), |t| t.to_rfc3339()),
-        ]);
-    }
-    table
-}
-
-fn print_devices(items: &[DeviceItem], json: bool) -> Result<(), CliError> {
-    if json {
-        print_json(&items)
-    } else {
-        println!("{}", device_table(items));
-        Ok(())
-    }
-}
-
-fn print_device(item: &DeviceItem, json: bool) -> Result<(), CliError> {
-    if json {
-        print_json(item)
-    } else {
-        println!("{}", device_table(std::slice::from_ref(item)));
-        Ok(())
-    }
-}
-
-fn print_secret(
-    device_id: &str,
-    secret: &str,
-    json: bool,
-    value: &impl Serialize,
-) -> Result<(), CliError> {
-    if json {
-        return print_json(value);
-    }
-    println!("device {device_id}");
-    println!("secret (shown once, store it on the device now): {secret}");
-    Ok(())
 }
 
 /// Runs a `devices` command.
@@ -366,24 +324,9 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
             device_id: id,
             name,
         } => {
-            let new = NewDevice {
-                id: device_id(&id)?,
-                organization_id: parse_id("--organization", &organization)?,
-                name: name
-                    .map(|n| {
-                        DeviceName::parse(&n).map_err(|e| CliError::Input(format!("--name: {e}")))
-                    })
-                    .transpose()?,
-                metadata: DeviceMetadata::default(),
-            };
+            let new = new_device(&organization, &id, name.as_deref())?;
             let issued = devices.register(&actor, new).await.map_err(device_error)?;
-            let registered = RegisteredDevice::from(issued);
-            print_secret(
-                &registered.device_id,
-                &registered.device_secret,
-                json,
-                &registered,
-            )
+            output::registered_device(&RegisteredDevice::from(issued), json)
         }
         DevicesCommand::List { organization } => {
             let org: OrganizationId = parse_id("--organization", &organization)?;
@@ -394,14 +337,14 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
                 .iter()
                 .map(DeviceItem::from)
                 .collect();
-            print_devices(&items, json)
+            output::devices(&items, json)
         }
         DevicesCommand::Info { device_id: id } => {
             let device = devices
                 .get(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            print_device(&DeviceItem::from(&device), json)
+            output::device(&DeviceItem::from(&device), json)
         }
         DevicesCommand::RotateSecret { device_id: id } => {
             let issued = devices
@@ -412,77 +355,64 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
                 device_id: issued.device.id.as_str().to_owned(),
                 device_secret: issued.secret.expose().to_owned(),
             };
-            print_secret(&rotated.device_id, &rotated.device_secret, json, &rotated)
+            output::rotated_secret(&rotated, json)
         }
         DevicesCommand::Revoke { device_id: id } => {
             let device = devices
                 .revoke(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            print_device(&DeviceItem::from(&device), json)
+            output::device(&DeviceItem::from(&device), json)
         }
     }
 }
 
-fn parse_id<T: std::str::FromStr>(what: &str, raw: &str) -> Result<T, CliError> {
+pub(crate) fn parse_id<T: std::str::FromStr>(what: &str, raw: &str) -> Result<T, CliError> {
     raw.parse()
         .map_err(|_| CliError::Input(format!("{what} must be a UUID")))
 }
 
-fn print_json(value: &impl Serialize) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))?;
-    println!("{text}");
-    Ok(())
+/// The arguments of `api-keys create`, checked as the service checks them.
+pub(crate) fn new_key(
+    organization: &str,
+    name: &str,
+    scopes: &[String],
+    ttl_days: Option<u32>,
+) -> Result<NewApiKey, CliError> {
+    let organization_id: OrganizationId = parse_id("--organization", organization)?;
+    let name = ApiKeyName::parse(name).map_err(|e| CliError::Input(format!("--name: {e}")))?;
+    let scopes = scopes
+        .iter()
+        .map(|s| {
+            Scope::parse(s.trim()).map_err(|e| CliError::Input(format!("--scopes: {s:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ttl_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        return Err(CliError::Input("--ttl-days must be 1..=3650".into()));
+    }
+    let scopes = Scopes::new(scopes).map_err(|e| CliError::Input(format!("--scopes: {e}")))?;
+    Ok(NewApiKey {
+        organization_id,
+        name,
+        scopes,
+        expires_in_days: ttl_days,
+    })
 }
 
-fn key_table(items: &[ApiKeyItem]) -> Table {
-    let mut table = Table::new();
-    table.set_header([
-        "id",
-        "prefix",
-        "name",
-        "scopes",
-        "status",
-        "created",
-        "expires",
-        "last used",
-    ]);
-    let time =
-        |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "-".into(), |t| t.to_rfc3339());
-    for k in items {
-        table.add_row([
-            k.id.to_string(),
-            k.prefix.clone(),
-            k.name.clone(),
-            k.scopes.join(","),
-            k.status.to_owned(),
-            k.created_at.to_rfc3339(),
-            time(k.expires_at),
-            time(k.last_used_at),
-        ]);
-    }
-    table
-}
-
-fn print_created(created: &CreatedKey, json: bool) -> Result<(), CliError> {
-    if json {
-        return print_json(created);
-    }
-    let mut table = Table::new();
-    table.set_header(["id", "prefix", "name", "organization", "scopes", "expires"]);
-    table.add_row([
-        created.id.to_string(),
-        created.prefix.clone(),
-        created.name.clone(),
-        created.organization_id.to_string(),
-        created.scopes.join(","),
-        created
-            .expires_at
-            .map_or_else(|| "-".into(), |t| t.to_rfc3339()),
-    ]);
-    println!("{table}");
-    println!("key (shown once, store it now): {}", created.key);
-    Ok(())
+/// The arguments of `devices register`, checked as the service checks them.
+pub(crate) fn new_device(
+    organization: &str,
+    id: &str,
+    name: Option<&str>,
+) -> Result<NewDevice, CliError> {
+    Ok(NewDevice {
+        id: device_id(id)?,
+        organization_id: parse_id("--organization", organization)?,
+        name: name
+            .map(|n| DeviceName::parse(n).map_err(|e| CliError::Input(format!("--name: {e}"))))
+            .transpose()?,
+        metadata: DeviceMetadata::default(),
+    })
 }
 
 /// Runs an `organizations` command.
@@ -526,7 +456,7 @@ pub async fn organizations(
                 created_at: org.created_at.to_rfc3339(),
             };
             if json {
-                print_json(&created)
+                output::print_json(&created)
             } else {
                 let mut table = Table::new();
                 table.set_header(["id", "name", "owner", "created"]);
@@ -559,29 +489,9 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
             scopes,
             ttl_days,
         } => {
-            let organization_id: OrganizationId = parse_id("--organization", &organization)?;
-            let name =
-                ApiKeyName::parse(&name).map_err(|e| CliError::Input(format!("--name: {e}")))?;
-            let scopes = scopes
-                .iter()
-                .map(|s| {
-                    Scope::parse(s.trim())
-                        .map_err(|e| CliError::Input(format!("--scopes: {s:?}: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if ttl_days.is_some_and(|d| !(1..=3650).contains(&d)) {
-                return Err(CliError::Input("--ttl-days must be 1..=3650".into()));
-            }
-            let scopes =
-                Scopes::new(scopes).map_err(|e| CliError::Input(format!("--scopes: {e}")))?;
-            let new = NewApiKey {
-                organization_id,
-                name,
-                scopes,
-                expires_in_days: ttl_days,
-            };
+            let new = new_key(&organization, &name, &scopes, ttl_days)?;
             let issued = keys.create(&actor, new).await.map_err(key_error)?;
-            print_created(&CreatedKey::from(issued), json)
+            output::created_key(&CreatedKey::from(issued), json)
         }
         ApiKeysCommand::List { organization, all } => {
             let org: OrganizationId = parse_id("--organization", &organization)?;
@@ -592,37 +502,22 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
                 .iter()
                 .map(|k| ApiKeyItem::new(k, now))
                 .collect();
-            if json {
-                print_json(&items)
-            } else {
-                println!("{}", key_table(&items));
-                Ok(())
-            }
+            output::keys(&items, json)
         }
         ApiKeysCommand::Info { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
             let item = ApiKeyItem::new(&keys.get(&actor, id).await.map_err(key_error)?, now);
-            if json {
-                print_json(&item)
-            } else {
-                println!("{}", key_table(std::slice::from_ref(&item)));
-                Ok(())
-            }
+            output::key(&item, json)
         }
         ApiKeysCommand::Revoke { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
             let item = ApiKeyItem::new(&keys.revoke(&actor, id).await.map_err(key_error)?, now);
-            if json {
-                print_json(&item)
-            } else {
-                println!("{}", key_table(std::slice::from_ref(&item)));
-                Ok(())
-            }
+            output::key(&item, json)
         }
         ApiKeysCommand::Rotate { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
             let issued = keys.rotate(&actor, id).await.map_err(key_error)?;
-            print_created(&CreatedKey::from(issued), json)
+            output::created_key(&CreatedKey::from(issued), json)
         }
     }
 }
@@ -652,7 +547,7 @@ struct PrunedOutput {
 /// # Errors
 /// No database, or the pass failed (the message says what it deleted before).
 pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
-    if config.database_url.is_none() {
+    if config.db.url.is_none() {
         return Err(CliError::Input(
             "DATABASE_URL is not set: `prune` works on the database (a server on the in-memory \
              store prunes it itself)"
@@ -684,7 +579,7 @@ pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
         PruneReport::Skipped => "skipped",
     };
     if json {
-        return print_json(&PruneOutput {
+        return output::print_json(&PruneOutput {
             status,
             deleted: PrunedOutput {
                 sessions: rows.sessions,

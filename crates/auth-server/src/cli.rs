@@ -1,13 +1,15 @@
-//! Command line: `serve` (default), `migrate`, and the admin commands (`users`,
+//! Command line: `serve` (default), `migrate`, the admin commands (`users`,
 //! `organizations`, `api-keys`, `devices`, `prune`), which work directly against the
-//! configured database.
+//! configured database (`api-keys` and `devices` also through a running service, with
+//! `--url`: see `remote`), and `healthcheck`.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::net::TcpListener;
+use std::time::Duration;
 
 use auth_core::Registration;
-use auth_core::model::{Email, PasswordPolicy};
-use clap::{Parser, Subcommand};
+use auth_core::model::Email;
+use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::config::Config;
@@ -20,12 +22,12 @@ pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Settings (environment variables or flags).
-    #[command(flatten)]
-    pub config: Config,
     /// Print admin command results as JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Settings (environment variables or flags), by group.
+    #[command(flatten)]
+    pub config: Config,
 }
 
 impl Cli {
@@ -42,19 +44,7 @@ impl Cli {
         T: Into<std::ffi::OsString> + Clone,
     {
         use clap::{CommandFactory as _, FromArgMatches as _};
-        let mut command = Self::command();
-        let unset: Vec<clap::Id> = command
-            .get_arguments()
-            .filter(|arg| {
-                arg.get_env()
-                    .and_then(std::env::var_os)
-                    .is_some_and(|value| value.is_empty())
-            })
-            .map(|arg| arg.get_id().clone())
-            .collect();
-        for id in unset {
-            command = command.mut_arg(id, |arg| arg.env(None::<&str>));
-        }
+        let command = without_empty_env(Self::command());
         Self::from_arg_matches(&command.try_get_matches_from(args)?)
     }
 
@@ -64,6 +54,31 @@ impl Cli {
     pub fn parse_process() -> Self {
         Self::try_parse_with_env(std::env::args_os()).unwrap_or_else(|err| err.exit())
     }
+}
+
+/// `command` and its subcommands with every argument whose environment variable is set but
+/// empty no longer reading it.
+fn without_empty_env(mut command: clap::Command) -> clap::Command {
+    let unset: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|arg| {
+            arg.get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty())
+        })
+        .map(|arg| arg.get_id().clone())
+        .collect();
+    for id in unset {
+        command = command.mut_arg(id, |arg| arg.env(None::<&str>));
+    }
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, without_empty_env);
+    }
+    command
 }
 
 /// Subcommands.
@@ -79,15 +94,51 @@ pub enum Command {
     /// Manage organizations.
     #[command(subcommand)]
     Organizations(crate::admin::OrganizationsCommand),
-    /// Manage API keys.
-    #[command(subcommand, name = "api-keys")]
-    ApiKeys(crate::admin::ApiKeysCommand),
-    /// Manage devices.
-    #[command(subcommand)]
-    Devices(crate::admin::DevicesCommand),
+    /// Manage API keys, in the database or, with --url, through a running service.
+    #[command(name = "api-keys")]
+    ApiKeys {
+        /// Where the command runs.
+        #[command(flatten)]
+        target: Target,
+        /// What it does.
+        #[command(subcommand)]
+        command: crate::admin::ApiKeysCommand,
+    },
+    /// Manage devices, in the database or, with --url, through a running service.
+    Devices {
+        /// Where the command runs.
+        #[command(flatten)]
+        target: Target,
+        /// What it does.
+        #[command(subcommand)]
+        command: crate::admin::DevicesCommand,
+    },
     /// Run one retention pass against the database and print what it deleted (skipped, with
     /// status 0, while another instance runs one).
     Prune,
+    /// Exit with status 0 when a running service answers ready (`GET /health/ready` 200),
+    /// 1 otherwise: the container image's HEALTHCHECK, which has no curl.
+    Healthcheck {
+        /// The service [default: http://127.0.0.1:$PORT, or HOST when it names one address]
+        #[arg(long, env = "AUTH_URL", value_name = "URL")]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+        timeout: u64,
+    },
+}
+
+/// Where the `api-keys` and `devices` commands run: against the database (`DATABASE_URL`) by
+/// default, or through a running service's API.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Remote")]
+pub struct Target {
+    /// Run against the service at URL (such as http://auth.internal:8000) through its API
+    /// instead of the database, as the organization API key in the environment variable
+    /// AUTH_API_KEY (never a flag), which must hold the `admin` scope. Commands then act on
+    /// that key's organization only.
+    #[arg(long, env = "AUTH_URL", value_name = "URL", global = true)]
+    pub url: Option<String>,
 }
 
 /// `users` subcommands.
@@ -151,15 +202,31 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Users(UsersCommand::Create { email, admin }) => {
-            create_user(config, &email, admin).await
+            create_user(config, &email, admin, json).await
         }
         Command::Users(UsersCommand::Import { file }) => {
             crate::admin::import_users(config, &file, json).await
         }
         Command::Organizations(cmd) => crate::admin::organizations(config, cmd, json).await,
-        Command::ApiKeys(cmd) => crate::admin::api_keys(config, cmd, json).await,
-        Command::Devices(cmd) => crate::admin::devices(config, cmd, json).await,
+        Command::ApiKeys { target, command } => match target.url {
+            Some(url) => {
+                let remote = crate::remote::Remote::connect(&url)?;
+                crate::remote::api_keys(&remote, command, json).await
+            }
+            None => crate::admin::api_keys(config, command, json).await,
+        },
+        Command::Devices { target, command } => match target.url {
+            Some(url) => {
+                let remote = crate::remote::Remote::connect(&url)?;
+                crate::remote::devices(&remote, command, json).await
+            }
+            None => crate::admin::devices(config, command, json).await,
+        },
         Command::Prune => crate::admin::prune(config, json).await,
+        Command::Healthcheck { url, timeout } => {
+            let url = url.unwrap_or_else(|| local_url(&config));
+            crate::remote::healthcheck(&url, Duration::from_secs(timeout)).await
+        }
     }
 }
 
@@ -169,10 +236,12 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let state = wiring::app_state(&config, &store)?;
     wiring::migrate_at_start(&config).await?;
     let flusher = wiring::spawn_maintenance(&state);
-    let pruning =
-        wiring::spawn_pruning(wiring::retention(&config, &store), config.prune_interval());
+    let pruning = wiring::spawn_pruning(
+        wiring::retention(&config, &store),
+        config.retention.prune_interval(),
+    );
     let (keys, devices) = (state.keys.clone(), state.devices.clone());
-    let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+    let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
     let running = crate::server::start(state, listener, true)?;
     tracing::info!(
         addr = %running.addr,
@@ -212,13 +281,11 @@ fn read_password() -> Result<SecretString, CliError> {
     }
 }
 
-async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), CliError> {
+async fn create_user(config: Config, email: &str, admin: bool, json: bool) -> Result<(), CliError> {
     let email = Email::parse(email).map_err(|e| CliError::Input(format!("--email: {e}")))?;
-    let policy = PasswordPolicy {
-        min_chars: usize::from(config.password_min_length),
-        ..PasswordPolicy::default()
-    };
-    let password = policy
+    let password = config
+        .passwords
+        .policy()
         .new_password(read_password()?.expose_secret())
         .map_err(|e| CliError::Input(format!("password: {e}")))?;
     let auth = crate::admin::open(config).await?.auth;
@@ -238,6 +305,23 @@ async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), Cli
             }
             other => CliError::Input(format!("could not create the user: {other}")),
         })?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct Created<'a> {
+            id: uuid::Uuid,
+            email: &'a str,
+            display_name: Option<&'a str>,
+            is_admin: bool,
+            created_at: chrono::DateTime<chrono::Utc>,
+        }
+        return crate::output::print_json(&Created {
+            id: user.id.as_uuid(),
+            email: user.email.as_str(),
+            display_name: user.display_name.as_ref().map(|n| n.as_str()),
+            is_admin: user.is_admin,
+            created_at: user.created_at,
+        });
+    }
     println!(
         "created user {} <{}>{}",
         user.id,
@@ -245,4 +329,17 @@ async fn create_user(config: Config, email: &str, admin: bool) -> Result<(), Cli
         if admin { " (admin)" } else { "" }
     );
     Ok(())
+}
+
+/// The service this host runs, for `healthcheck`: `HOST` and `PORT`, with a wildcard `HOST`
+/// (`0.0.0.0`, `::`) reached over the loopback address.
+fn local_url(config: &Config) -> String {
+    let host = match config.http.host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_owned(),
+        Ok(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+        Ok(std::net::IpAddr::V4(ip)) => ip.to_string(),
+        Err(_) => config.http.host.clone(),
+    };
+    format!("http://{host}:{}", config.http.port)
 }

@@ -1,11 +1,36 @@
 //! Configuration: every setting comes from the environment (names as in the API contract),
-//! and each can also be given as a flag (`auth-server --help` lists them).
+//! and each can also be given as a flag (`auth-server --help` lists them, by group).
+//!
+//! The settings are grouped by what they configure (`http`, `db`, `jwt`, `tokens`,
+//! `passwords`, `lockout`, `rate_limit`, `cache`, `api_keys`, `retention`, `log`). Each group
+//! checks its own values and hands them out as the types the services and adapters take, or
+//! as a [`ConfigError`] naming the setting; `wiring` only puts the parts together. A new
+//! setting goes into its group here, with its check next to it.
 
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use auth_core::ports::RetentionPolicy;
+use auth_core::model::{ApiKeyPrefix, PasswordPolicy};
+use auth_core::ports::{LockoutPolicy, RetentionPolicy};
+use auth_http::rate_limit::RateLimits;
+use auth_infra::jwt::{AsymmetricAlgorithm, JwtKeys, JwtSettings, MIN_HS256_KEY_BYTES};
+use auth_infra::postgres::{Connector, PoolSettings};
 use clap::{Args, ValueEnum};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
+
+/// A setting is missing or cannot be used; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// An error with `message`, which names the setting.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
 
 /// Deployment environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,7 +67,7 @@ pub enum JwtAlgorithm {
     Rs256,
 }
 
-/// Every setting of the service.
+/// Every setting of the service, by group.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// `development` or `production`.
@@ -55,10 +80,71 @@ pub struct Config {
     )]
     pub auth_env: Environment,
 
-    /// Postgres URL; without it the service runs on its in-memory store.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    pub database_url: Option<SecretString>,
+    /// Where the service listens, and who may call it from a browser.
+    #[command(flatten, next_help_heading = "HTTP")]
+    pub http: HttpConfig,
 
+    /// The database and its connection pool.
+    #[command(flatten, next_help_heading = "Database")]
+    pub db: DbConfig,
+
+    /// Signing and verifying tokens.
+    #[command(flatten, next_help_heading = "Token signing (JWT)")]
+    pub jwt: JwtConfig,
+
+    /// Lifetimes of tokens and sessions.
+    #[command(flatten, next_help_heading = "Token and session lifetimes")]
+    pub tokens: TokenConfig,
+
+    /// Password hashing and rules.
+    #[command(flatten, next_help_heading = "Passwords")]
+    pub passwords: PasswordConfig,
+
+    /// Account lockout after failed logins.
+    #[command(flatten, next_help_heading = "Account lockout")]
+    pub lockout: LockoutConfig,
+
+    /// Per-client-IP rate limits.
+    #[command(flatten, next_help_heading = "Rate limits")]
+    pub rate_limit: RateLimitConfig,
+
+    /// The verification caches.
+    #[command(flatten, next_help_heading = "Verification caches")]
+    pub cache: CacheConfig,
+
+    /// Issued API keys.
+    #[command(flatten, next_help_heading = "API keys")]
+    pub api_keys: ApiKeyConfig,
+
+    /// How long sessions and events are kept.
+    #[command(flatten, next_help_heading = "Retention")]
+    pub retention: RetentionConfig,
+
+    /// Log lines.
+    #[command(flatten, next_help_heading = "Logging")]
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// What retention keeps, and for how long (lockout rows go once their window is over).
+    #[must_use]
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        self.retention.policy(&self.lockout)
+    }
+
+    /// The log format in force.
+    #[must_use]
+    pub fn effective_log_format(&self) -> LogFormat {
+        self.log.effective_format(self.auth_env)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+/// Where the service listens, and which browser origins may call it.
+#[derive(Debug, Clone, Args)]
+pub struct HttpConfig {
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0", global = true)]
     pub host: String,
@@ -67,52 +153,345 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8000, global = true)]
     pub port: u16,
 
+    /// Comma-separated origins allowed by CORS (none by default).
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
+    pub cors_origins: Vec<String>,
+}
+
+impl HttpConfig {
+    /// `CORS_ORIGINS`, checked (see [`cors_origins`]).
+    ///
+    /// # Errors
+    /// An entry that is not an origin.
+    pub fn allowed_origins(&self) -> Result<Vec<String>, ConfigError> {
+        cors_origins(&self.cors_origins)
+    }
+}
+
+/// `CORS_ORIGINS` as origins CORS can match: `scheme://host[:port]`, no path, no wildcard;
+/// blank entries are skipped and a trailing `/` is dropped.
+///
+/// # Errors
+/// An entry that is not such an origin.
+pub fn cors_origins(raw: &[String]) -> Result<Vec<String>, ConfigError> {
+    raw.iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let origin = origin.trim_end_matches('/');
+            let uri: actix_web::http::Uri = origin.parse().map_err(|_| {
+                ConfigError::new(format!("CORS_ORIGINS: {origin:?} is not an origin"))
+            })?;
+            let ok = matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.authority().is_some()
+                && uri.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/");
+            if ok {
+                Ok(origin.to_owned())
+            } else {
+                Err(ConfigError::new(format!(
+                    "CORS_ORIGINS: {origin:?} must be scheme://host[:port], such as https://app.example.com"
+                )))
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Database
+
+/// The database and its pool.
+#[derive(Debug, Clone, Args)]
+pub struct DbConfig {
+    /// Postgres URL; without it the service runs on its in-memory store.
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        value_name = "DATABASE_URL",
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub url: Option<SecretString>,
+
+    /// Maximum database connections.
+    #[arg(id = "db_pool_size", long = "db-pool-size", value_name = "DB_POOL_SIZE", env = "AUTH_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub pool_size: u32,
+
+    /// Milliseconds to wait for a database connection (pool wait and connect).
+    #[arg(id = "db_timeout_ms", long = "db-timeout-ms", value_name = "DB_TIMEOUT_MS", env = "AUTH_DB_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000), global = true)]
+    pub timeout_ms: u64,
+}
+
+/// A configured database, its URL checked.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// The URL.
+    pub url: SecretString,
+    /// The pool's settings.
+    pub pool: PoolSettings,
+}
+
+impl DbConfig {
+    /// Pool wait and connect timeout.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The pool's settings.
+    #[must_use]
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_size: self.pool_size as usize,
+            timeout: self.timeout(),
+            ..PoolSettings::default()
+        }
+    }
+
+    /// `DATABASE_URL` read (its TLS settings too, so that one that cannot be used stops the
+    /// start here, naming it, rather than failing every connection later).
+    ///
+    /// # Errors
+    /// An unusable URL.
+    pub fn connector(&self) -> Result<Option<Arc<Connector>>, ConfigError> {
+        self.url
+            .as_ref()
+            .map(|url| {
+                Connector::shared(url.expose_secret())
+                    .map_err(|e| ConfigError::new(format!("DATABASE_URL: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The database to run on, or `None` for the in-memory store (refused in production).
+    /// Logs the TLS settings of database connections, and warns in production when a
+    /// database on another machine is reached without `sslmode=verify-full` (its identity is
+    /// not checked, so the connection could be intercepted).
+    ///
+    /// # Errors
+    /// An unusable URL; no URL in production.
+    pub fn database(&self, env: Environment) -> Result<Option<Database>, ConfigError> {
+        let (Some(url), Some(connector)) = (&self.url, self.connector()?) else {
+            return match env {
+                Environment::Production => Err(ConfigError::new(
+                    "DATABASE_URL is required when AUTH_ENV=production",
+                )),
+                Environment::Development => Ok(None),
+            };
+        };
+        tracing::info!(tls = %connector.describe(), "database connections");
+        let unverified = connector.unverified_remote_hosts();
+        if env == Environment::Production && !unverified.is_empty() {
+            tracing::warn!(
+                hosts = %unverified.join(", "),
+                sslmode = %connector.ssl_mode(),
+                "DATABASE_URL reaches a database on another machine without sslmode=verify-full: \
+                 the server's identity is not checked and the connection could be intercepted. \
+                 Use sslmode=verify-full (with sslrootcert naming the provider's CA if it is not \
+                 a public one)"
+            );
+        }
+        Ok(Some(Database {
+            url: url.clone(),
+            pool: self.pool_settings(),
+        }))
+    }
+
+    /// The URL to migrate.
+    ///
+    /// # Errors
+    /// No URL, or an unusable one.
+    pub fn migration_url(&self) -> Result<&SecretString, ConfigError> {
+        self.connector()?;
+        self.url
+            .as_ref()
+            .ok_or_else(|| ConfigError::new("DATABASE_URL is not set: nothing to migrate"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token signing
+
+/// The keys that sign and verify tokens, and the claims that bind them to this service.
+#[derive(Debug, Clone, Args)]
+pub struct JwtConfig {
     /// HS256 key (raw UTF-8 bytes, at least 32).
-    #[arg(long, env = "JWT_SECRET_KEY", hide_env_values = true, global = true)]
-    pub jwt_secret_key: Option<SecretString>,
+    #[arg(
+        id = "jwt_secret_key",
+        long = "jwt-secret-key",
+        value_name = "JWT_SECRET_KEY",
+        env = "JWT_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub secret_key: Option<SecretString>,
 
     /// JWT signing algorithm.
     #[arg(
-        long,
+        id = "jwt_algorithm",
+        long = "jwt-algorithm",
+        value_name = "JWT_ALGORITHM",
         env = "JWT_ALGORITHM",
         value_enum,
         default_value = "HS256",
         global = true
     )]
-    pub jwt_algorithm: JwtAlgorithm,
+    pub algorithm: JwtAlgorithm,
 
     /// PEM file of the private signing key (PKCS#8) for EdDSA, ES256 or RS256.
-    #[arg(long, env = "JWT_PRIVATE_KEY_FILE", global = true)]
-    pub jwt_private_key_file: Option<std::path::PathBuf>,
+    #[arg(
+        id = "jwt_private_key_file",
+        long = "jwt-private-key-file",
+        value_name = "JWT_PRIVATE_KEY_FILE",
+        env = "JWT_PRIVATE_KEY_FILE",
+        global = true
+    )]
+    pub private_key_file: Option<PathBuf>,
 
     /// Comma-separated PEM files of public keys that also verify (previous keys during a
     /// rotation).
     #[arg(
-        long,
+        id = "jwt_verify_key_files",
+        long = "jwt-verify-key-files",
+        value_name = "JWT_VERIFY_KEY_FILES",
         env = "JWT_VERIFY_KEY_FILES",
         value_delimiter = ',',
         global = true
     )]
-    pub jwt_verify_key_files: Vec<std::path::PathBuf>,
+    pub verify_key_files: Vec<PathBuf>,
 
     /// `iss` of issued tokens.
     #[arg(
-        long,
+        id = "jwt_issuer",
+        long = "jwt-issuer",
+        value_name = "JWT_ISSUER",
         env = "AUTH_JWT_ISSUER",
         default_value = "auth-service",
         global = true
     )]
-    pub jwt_issuer: String,
+    pub issuer: String,
 
     /// `aud` of issued tokens.
     #[arg(
-        long,
+        id = "jwt_audience",
+        long = "jwt-audience",
+        value_name = "JWT_AUDIENCE",
         env = "AUTH_JWT_AUDIENCE",
         default_value = "auth-service",
         global = true
     )]
-    pub jwt_audience: String,
+    pub audience: String,
+}
 
+/// True when a key looks like a placeholder rather than a secret.
+fn is_weak_key(key: &[u8]) -> bool {
+    let mut distinct = key.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    key.len() < MIN_HS256_KEY_BYTES || distinct.len() < 12
+}
+
+fn read_key_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::new(format!("{what} {}: {e}", path.display())))
+}
+
+impl JwtConfig {
+    /// `iss` and `aud` of issued tokens.
+    #[must_use]
+    pub fn settings(&self) -> JwtSettings {
+        JwtSettings {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            ..JwtSettings::default()
+        }
+    }
+
+    /// The signing keys the configuration names, read from their files. Outside production,
+    /// no HS256 key means a random one, with a warning.
+    ///
+    /// # Errors
+    /// Missing, unreadable or unsuitable keys.
+    pub fn keys(&self, env: Environment) -> Result<JwtKeys, ConfigError> {
+        let algorithm = match self.algorithm {
+            JwtAlgorithm::Hs256 => None,
+            JwtAlgorithm::EdDsa => Some(AsymmetricAlgorithm::EdDsa),
+            JwtAlgorithm::Es256 => Some(AsymmetricAlgorithm::Es256),
+            JwtAlgorithm::Rs256 => Some(AsymmetricAlgorithm::Rs256),
+        };
+        if let Some(algorithm) = algorithm {
+            let Some(path) = &self.private_key_file else {
+                return Err(ConfigError::new(format!(
+                    "JWT_ALGORITHM={algorithm} needs JWT_PRIVATE_KEY_FILE (a PKCS#8 PEM private key)"
+                )));
+            };
+            let private_pem = SecretSlice::from(read_key_file("JWT_PRIVATE_KEY_FILE", path)?);
+            let verify_pems = self
+                .verify_key_files
+                .iter()
+                .map(|p| {
+                    let bytes = read_key_file("JWT_VERIFY_KEY_FILES", p)?;
+                    String::from_utf8(bytes).map_err(|_| {
+                        ConfigError::new(format!(
+                            "JWT_VERIFY_KEY_FILES {}: not a PEM text file",
+                            p.display()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(JwtKeys::Asymmetric {
+                algorithm,
+                private_pem,
+                verify_pems,
+            });
+        }
+        if self.private_key_file.is_some() || !self.verify_key_files.is_empty() {
+            return Err(ConfigError::new(
+                "JWT_PRIVATE_KEY_FILE and JWT_VERIFY_KEY_FILES are for JWT_ALGORITHM=EdDSA, ES256 \
+                 or RS256; under HS256 the key is JWT_SECRET_KEY",
+            ));
+        }
+        let key: SecretSlice<u8> = match &self.secret_key {
+            Some(key) => {
+                let bytes = key.expose_secret().as_bytes();
+                if bytes.len() < MIN_HS256_KEY_BYTES {
+                    return Err(ConfigError::new(format!(
+                        "JWT_SECRET_KEY must be at least {MIN_HS256_KEY_BYTES} bytes"
+                    )));
+                }
+                if env == Environment::Production && is_weak_key(bytes) {
+                    return Err(ConfigError::new(
+                        "JWT_SECRET_KEY looks like a placeholder (too few distinct characters); \
+                         generate one with `openssl rand -base64 48`",
+                    ));
+                }
+                SecretSlice::from(bytes.to_vec())
+            }
+            None if env == Environment::Production => {
+                return Err(ConfigError::new(
+                    "JWT_SECRET_KEY is required when AUTH_ENV=production",
+                ));
+            }
+            None => {
+                tracing::warn!(
+                    "JWT_SECRET_KEY is not set: using a random key generated at start. Tokens \
+                     die with this process and other instances will not accept them."
+                );
+                let mut bytes = vec![0u8; 48];
+                getrandom::fill(&mut bytes)
+                    .map_err(|e| ConfigError::new(format!("random source: {e}")))?;
+                SecretSlice::from(bytes)
+            }
+        };
+        Ok(JwtKeys::Hs256(key))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token and session lifetimes
+
+/// How long tokens and sessions live.
+#[derive(Debug, Clone, Args)]
+pub struct TokenConfig {
     /// Access token lifetime in minutes.
     #[arg(long, env = "ACCESS_TOKEN_EXPIRE_MINUTES", default_value_t = 15, value_parser = clap::value_parser!(i64).range(1..=1440), global = true)]
     pub access_token_expire_minutes: i64,
@@ -126,56 +505,120 @@ pub struct Config {
     #[arg(long, env = "AUTH_REFRESH_REUSE_GRACE_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=300), global = true)]
     pub refresh_reuse_grace_seconds: i64,
 
+    /// Lifetime of device tokens, in seconds.
+    #[arg(long, env = "AUTH_DEVICE_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=2_592_000), global = true)]
+    pub device_token_ttl_seconds: i64,
+}
+
+impl TokenConfig {
+    /// Lifetime of access tokens.
+    #[must_use]
+    pub fn access_ttl(&self) -> chrono::Duration {
+        chrono::Duration::minutes(self.access_token_expire_minutes)
+    }
+
+    /// Absolute lifetime of a session.
+    #[must_use]
+    pub fn session_ttl(&self) -> chrono::Duration {
+        chrono::Duration::days(self.refresh_token_expire_days)
+    }
+
+    /// How long a rotated refresh token is refused without ending its session.
+    #[must_use]
+    pub fn reuse_grace(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.refresh_reuse_grace_seconds)
+    }
+
+    /// Lifetime of device tokens.
+    #[must_use]
+    pub fn device_ttl(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.device_token_ttl_seconds)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passwords
+
+/// Password hashing cost and the rule for new passwords.
+#[derive(Debug, Clone, Args)]
+pub struct PasswordConfig {
     /// bcrypt cost (4..=31).
     #[arg(long, env = "BCRYPT_ROUNDS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31), global = true)]
     pub bcrypt_rounds: u32,
 
     /// Minimum length of new passwords, in characters.
-    #[arg(long, env = "AUTH_PASSWORD_MIN_LENGTH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=128), global = true)]
-    pub password_min_length: u16,
+    #[arg(id = "password_min_length", long = "password-min-length", value_name = "PASSWORD_MIN_LENGTH", env = "AUTH_PASSWORD_MIN_LENGTH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=128), global = true)]
+    pub min_length: u16,
+}
 
-    /// Maximum database connections.
-    #[arg(long, env = "AUTH_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
-    pub db_pool_size: u32,
+impl PasswordConfig {
+    /// The rule new passwords must follow.
+    #[must_use]
+    pub fn policy(&self) -> PasswordPolicy {
+        PasswordPolicy {
+            min_chars: usize::from(self.min_length),
+            ..PasswordPolicy::default()
+        }
+    }
+}
 
-    /// Milliseconds to wait for a database connection (pool wait and connect).
-    #[arg(long, env = "AUTH_DB_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000), global = true)]
-    pub db_timeout_ms: u64,
+// ---------------------------------------------------------------------------------------------
+// Account lockout
 
-    /// Log filter (`info`, `debug`, `auth_http=debug,info`, ...).
-    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
-    pub log_level: String,
+/// When failed logins lock an email, and for how long.
+#[derive(Debug, Clone, Args)]
+pub struct LockoutConfig {
+    /// Failed logins for one email, within the window, that lock it.
+    #[arg(id = "lockout_threshold", long = "lockout-threshold", value_name = "LOCKOUT_THRESHOLD", env = "AUTH_LOCKOUT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub threshold: u32,
 
-    /// `text` or `json` (default `json` in production, `text` otherwise).
-    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
-    pub log_format: Option<LogFormat>,
+    /// Seconds in which failed logins are counted.
+    #[arg(id = "lockout_window_seconds", long = "lockout-window-seconds", value_name = "LOCKOUT_WINDOW_SECONDS", env = "AUTH_LOCKOUT_WINDOW_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..=86_400), global = true)]
+    pub window_seconds: i64,
 
-    /// Seconds a verification result (API key, session, device) may be served from cache.
-    #[arg(long, env = "TOKEN_CACHE_TTL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
-    pub token_cache_ttl: u64,
+    /// Seconds a lock lasts from its start.
+    #[arg(id = "lockout_duration_seconds", long = "lockout-duration-seconds", value_name = "LOCKOUT_DURATION_SECONDS", env = "AUTH_LOCKOUT_DURATION_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..=86_400), global = true)]
+    pub duration_seconds: i64,
+}
 
-    /// Maximum entries of each verification cache.
-    #[arg(long, env = "AUTH_CACHE_CAPACITY", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), global = true)]
-    pub cache_capacity: u64,
+impl LockoutConfig {
+    /// The window in which failed logins are counted.
+    #[must_use]
+    pub fn window(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.window_seconds)
+    }
 
-    /// Lifetime of device tokens, in seconds.
-    #[arg(long, env = "AUTH_DEVICE_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=2_592_000), global = true)]
-    pub device_token_ttl_seconds: i64,
+    /// The lockout rule.
+    #[must_use]
+    pub fn policy(&self) -> LockoutPolicy {
+        LockoutPolicy {
+            threshold: self.threshold,
+            window: self.window(),
+            duration: chrono::Duration::seconds(self.duration_seconds),
+        }
+    }
+}
 
+// ---------------------------------------------------------------------------------------------
+// Rate limits
+
+/// Per-client-IP rate limits, and whose `X-Forwarded-For` names the client.
+#[derive(Debug, Clone, Args)]
+pub struct RateLimitConfig {
     /// Per-client-IP rate limits on register, login, refresh and logout, device authenticate,
     /// and the verify endpoints when AUTH_RATE_LIMIT_VERIFY_PER_MINUTE is set (`false` for load
     /// tests).
-    #[arg(long, env = "AUTH_RATE_LIMIT_ENABLED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
-    pub rate_limit_enabled: bool,
+    #[arg(id = "rate_limit_enabled", long = "rate-limit-enabled", value_name = "RATE_LIMIT_ENABLED", env = "AUTH_RATE_LIMIT_ENABLED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub enabled: bool,
 
     /// Requests per minute per client IP and endpoint group.
-    #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
-    pub rate_limit_per_minute: u32,
+    #[arg(id = "rate_limit_per_minute", long = "rate-limit-per-minute", value_name = "RATE_LIMIT_PER_MINUTE", env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub per_minute: u32,
 
     /// Requests per minute per client IP on the verify endpoints (`/auth/verify`,
     /// `/auth/verify-token`, `/api-keys/verify`, `/api-keys/verify-batch`); 0 = not limited.
-    #[arg(long, env = "AUTH_RATE_LIMIT_VERIFY_PER_MINUTE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000), global = true)]
-    pub rate_limit_verify_per_minute: u32,
+    #[arg(id = "rate_limit_verify_per_minute", long = "rate-limit-verify-per-minute", value_name = "RATE_LIMIT_VERIFY_PER_MINUTE", env = "AUTH_RATE_LIMIT_VERIFY_PER_MINUTE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000), global = true)]
+    pub verify_per_minute: u32,
 
     /// Comma-separated CIDRs of proxies whose `X-Forwarded-For` is believed.
     #[arg(
@@ -185,23 +628,80 @@ pub struct Config {
         global = true
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
 
-    /// Comma-separated origins allowed by CORS (none by default).
-    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
-    pub cors_origins: Vec<String>,
+impl RateLimitConfig {
+    /// The limits, ready to count.
+    #[must_use]
+    pub fn limits(&self) -> RateLimits {
+        RateLimits::new(
+            self.enabled,
+            // The parser refuses 0.
+            NonZeroU32::new(self.per_minute).unwrap_or(NonZeroU32::MIN),
+            NonZeroU32::new(self.verify_per_minute),
+            self.trusted_proxies.clone(),
+        )
+    }
+}
 
-    /// Failed logins for one email, within the window, that lock it.
-    #[arg(long, env = "AUTH_LOCKOUT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
-    pub lockout_threshold: u32,
+// ---------------------------------------------------------------------------------------------
+// Verification caches
 
-    /// Seconds in which failed logins are counted.
-    #[arg(long, env = "AUTH_LOCKOUT_WINDOW_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..=86_400), global = true)]
-    pub lockout_window_seconds: i64,
+/// The caches of verification results (API keys, sessions, devices).
+#[derive(Debug, Clone, Args)]
+pub struct CacheConfig {
+    /// Seconds a verification result (API key, session, device) may be served from cache.
+    #[arg(id = "token_cache_ttl", long = "token-cache-ttl", value_name = "TOKEN_CACHE_TTL", env = "TOKEN_CACHE_TTL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub ttl_seconds: u64,
 
-    /// Seconds a lock lasts from its start.
-    #[arg(long, env = "AUTH_LOCKOUT_DURATION_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..=86_400), global = true)]
-    pub lockout_duration_seconds: i64,
+    /// Maximum entries of each verification cache.
+    #[arg(id = "cache_capacity", long = "cache-capacity", value_name = "CACHE_CAPACITY", env = "AUTH_CACHE_CAPACITY", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), global = true)]
+    pub capacity: u64,
+}
 
+impl CacheConfig {
+    /// How long an entry may be served.
+    #[must_use]
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_seconds)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys
+
+/// Issued API keys.
+#[derive(Debug, Clone, Args)]
+pub struct ApiKeyConfig {
+    /// Prefix of issued API keys (`<prefix>_<random>_<checksum>`).
+    #[arg(
+        id = "api_key_prefix",
+        long = "api-key-prefix",
+        value_name = "API_KEY_PREFIX",
+        env = "AUTH_API_KEY_PREFIX",
+        default_value = "ak_live",
+        global = true
+    )]
+    pub prefix: String,
+}
+
+impl ApiKeyConfig {
+    /// The prefix, checked.
+    ///
+    /// # Errors
+    /// A prefix keys cannot carry.
+    pub fn key_prefix(&self) -> Result<ApiKeyPrefix, ConfigError> {
+        ApiKeyPrefix::parse(&self.prefix)
+            .map_err(|e| ConfigError::new(format!("AUTH_API_KEY_PREFIX: {e}")))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+
+/// How long ended sessions and events are kept, and how often an instance prunes.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionConfig {
     /// Days a session, with every refresh token it issued, is kept after it ended or expired.
     #[arg(long, env = "AUTH_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650), global = true)]
     pub retention_days: u32,
@@ -213,31 +713,17 @@ pub struct Config {
     /// Seconds between two retention passes of an instance (one instance at a time runs one).
     #[arg(long, env = "AUTH_PRUNE_INTERVAL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub prune_interval_seconds: u64,
-
-    /// Prefix of issued API keys (`<prefix>_<random>_<checksum>`).
-    #[arg(
-        long,
-        env = "AUTH_API_KEY_PREFIX",
-        default_value = "ak_live",
-        global = true
-    )]
-    pub api_key_prefix: String,
 }
 
-impl Config {
-    /// Pool wait and connect timeout.
+impl RetentionConfig {
+    /// What retention keeps, and for how long; lockout rows go once `lockout`'s window is
+    /// over.
     #[must_use]
-    pub fn db_timeout(&self) -> Duration {
-        Duration::from_millis(self.db_timeout_ms)
-    }
-
-    /// What retention keeps, and for how long.
-    #[must_use]
-    pub fn retention_policy(&self) -> RetentionPolicy {
+    pub fn policy(&self, lockout: &LockoutConfig) -> RetentionPolicy {
         RetentionPolicy {
             retention: chrono::Duration::days(i64::from(self.retention_days)),
             event_retention: chrono::Duration::days(i64::from(self.event_retention_days)),
-            lockout_window: chrono::Duration::seconds(self.lockout_window_seconds),
+            lockout_window: lockout.window(),
         }
     }
 
@@ -246,11 +732,42 @@ impl Config {
     pub fn prune_interval(&self) -> Duration {
         Duration::from_secs(self.prune_interval_seconds)
     }
+}
 
-    /// The log format in force.
+// ---------------------------------------------------------------------------------------------
+// Logging
+
+/// Log filter and format.
+#[derive(Debug, Clone, Args)]
+pub struct LogConfig {
+    /// Log filter (`info`, `debug`, `auth_http=debug,info`, ...).
+    #[arg(
+        id = "log_level",
+        long = "log-level",
+        value_name = "LOG_LEVEL",
+        env = "LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
+    pub level: String,
+
+    /// `text` or `json` (default `json` in production, `text` otherwise).
+    #[arg(
+        id = "log_format",
+        long = "log-format",
+        value_name = "LOG_FORMAT",
+        env = "LOG_FORMAT",
+        value_enum,
+        global = true
+    )]
+    pub format: Option<LogFormat>,
+}
+
+impl LogConfig {
+    /// The format in force in `env`.
     #[must_use]
-    pub fn effective_log_format(&self) -> LogFormat {
-        self.log_format.unwrap_or(match self.auth_env {
+    pub fn effective_format(&self, env: Environment) -> LogFormat {
+        self.format.unwrap_or(match env {
             Environment::Production => LogFormat::Json,
             Environment::Development => LogFormat::Text,
         })

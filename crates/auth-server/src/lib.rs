@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod output;
+pub mod remote;
 pub mod server;
 pub mod telemetry;
 pub mod wiring;

@@ -22,7 +22,7 @@ pub fn filter(log_level: &str) -> EnvFilter {
 
 /// Installs the global subscriber. Call once, before anything logs.
 pub fn init(config: &Config) {
-    let filter = filter(&config.log_level);
+    let filter = filter(&config.log.level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

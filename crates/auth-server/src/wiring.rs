@@ -10,11 +10,9 @@ use auth_core::memory::{
     MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
     NoCache,
 };
-use auth_core::model::{
-    ApiKey, ApiKeyPrefix, Device, DeviceId, PasswordPolicy, SessionId, TokenHash,
-};
+use auth_core::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use auth_core::ports::{
-    ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LockoutPolicy, LoginAttemptStore,
+    ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LoginAttemptStore,
     OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError, TokenSigner,
     UserRepository, VerificationCache,
 };
@@ -23,34 +21,32 @@ use auth_core::{
     AccountConfig, AccountPorts, AccountService, ApiKeyPorts, ApiKeyService, CacheInvalidator,
     DevicePorts, DeviceService, OrganizationService, RetentionService, SessionSnapshot,
 };
-use auth_http::rate_limit::RateLimits;
 use auth_http::{AppState, StoreHealth, StoreProbe};
 use auth_infra::cache::MokaCache;
-use auth_infra::jwt::{AsymmetricAlgorithm, JwtKeys, JwtSettings, JwtSigner, MIN_HS256_KEY_BYTES};
+use auth_infra::jwt::JwtSigner;
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
-    Connector, DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus,
-    PgLoginAttemptStore, PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository,
-    PoolSettings, SchemaState, build_pool, run_migrations, schema_state,
+    DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus, PgLoginAttemptStore,
+    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, SchemaState,
+    build_pool, run_migrations, schema_state,
 };
-use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
-use std::num::NonZeroU32;
+use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::config::{Config, Environment, JwtAlgorithm};
+use crate::config::{Config, ConfigError};
 
 /// Why the service refused to start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     /// A setting is missing or unacceptable.
     #[error("configuration error: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     /// The store failed during start.
     #[error("store error")]
     Store(#[from] StoreError),
 }
 
 fn config_error(msg: impl Into<String>) -> StartupError {
-    StartupError::Config(msg.into())
+    StartupError::Config(ConfigError::new(msg))
 }
 
 /// Where data lives.
@@ -111,26 +107,11 @@ impl Store {
     pub fn open(config: &Config) -> Result<Self, StartupError> {
         // The metrics recorder first: the pool and its breaker publish gauges as they are built.
         auth_http::metrics::handle();
-        match &config.database_url {
-            Some(url) => {
-                // A TLS setting that cannot be used stops the start here, naming it, rather
-                // than failing every connection later.
-                let connector = Connector::shared(url.expose_secret())
-                    .map_err(|e| config_error(format!("DATABASE_URL: {e}")))?;
-                check_database_tls(config.auth_env, &connector);
-                let settings = PoolSettings {
-                    max_size: config.db_pool_size as usize,
-                    timeout: config.db_timeout(),
-                    ..PoolSettings::default()
-                };
-                Ok(Self::Postgres {
-                    pool: build_pool(url.expose_secret(), settings)?,
-                    url: url.clone(),
-                })
-            }
-            None if config.auth_env == Environment::Production => Err(config_error(
-                "DATABASE_URL is required when AUTH_ENV=production",
-            )),
+        match config.db.database(config.auth_env)? {
+            Some(db) => Ok(Self::Postgres {
+                pool: build_pool(db.url.expose_secret(), db.pool)?,
+                url: db.url,
+            }),
             None => {
                 tracing::warn!(
                     "!!! DATABASE_URL is not set: running on the IN-MEMORY store. Every user \
@@ -200,24 +181,6 @@ impl Store {
     }
 }
 
-/// Logs the TLS settings of database connections, and warns in production when a database on
-/// another machine is reached without `sslmode=verify-full` (its identity is not checked, so
-/// the connection could be intercepted).
-fn check_database_tls(env: Environment, connector: &Connector) {
-    tracing::info!(tls = %connector.describe(), "database connections");
-    let unverified = connector.unverified_remote_hosts();
-    if env == Environment::Production && !unverified.is_empty() {
-        tracing::warn!(
-            hosts = %unverified.join(", "),
-            sslmode = %connector.ssl_mode(),
-            "DATABASE_URL reaches a database on another machine without sslmode=verify-full: \
-             the server's identity is not checked and the connection could be intercepted. \
-             Use sslmode=verify-full (with sslrootcert naming the provider's CA if it is not \
-             a public one)"
-        );
-    }
-}
-
 struct PgProbe(DbPool);
 
 #[async_trait]
@@ -252,102 +215,9 @@ impl StoreProbe for MemoryProbe {
     }
 }
 
-/// True when a key looks like a placeholder rather than a secret.
-fn is_weak_key(key: &[u8]) -> bool {
-    let mut distinct = key.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    key.len() < MIN_HS256_KEY_BYTES || distinct.len() < 12
-}
-
-fn read_key_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, StartupError> {
-    std::fs::read(path).map_err(|e| config_error(format!("{what} {}: {e}", path.display())))
-}
-
-/// The signing keys the configuration names.
-///
-/// # Errors
-/// Missing, unreadable or unsuitable keys.
-pub fn jwt_keys(config: &Config) -> Result<JwtKeys, StartupError> {
-    let algorithm = match config.jwt_algorithm {
-        JwtAlgorithm::Hs256 => None,
-        JwtAlgorithm::EdDsa => Some(AsymmetricAlgorithm::EdDsa),
-        JwtAlgorithm::Es256 => Some(AsymmetricAlgorithm::Es256),
-        JwtAlgorithm::Rs256 => Some(AsymmetricAlgorithm::Rs256),
-    };
-    if let Some(algorithm) = algorithm {
-        let Some(path) = &config.jwt_private_key_file else {
-            return Err(config_error(format!(
-                "JWT_ALGORITHM={algorithm} needs JWT_PRIVATE_KEY_FILE (a PKCS#8 PEM private key)"
-            )));
-        };
-        let private_pem = SecretSlice::from(read_key_file("JWT_PRIVATE_KEY_FILE", path)?);
-        let verify_pems = config
-            .jwt_verify_key_files
-            .iter()
-            .map(|p| {
-                let bytes = read_key_file("JWT_VERIFY_KEY_FILES", p)?;
-                String::from_utf8(bytes).map_err(|_| {
-                    config_error(format!(
-                        "JWT_VERIFY_KEY_FILES {}: not a PEM text file",
-                        p.display()
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(JwtKeys::Asymmetric {
-            algorithm,
-            private_pem,
-            verify_pems,
-        });
-    }
-    if config.jwt_private_key_file.is_some() || !config.jwt_verify_key_files.is_empty() {
-        return Err(config_error(
-            "JWT_PRIVATE_KEY_FILE and JWT_VERIFY_KEY_FILES are for JWT_ALGORITHM=EdDSA, ES256 or \
-             RS256; under HS256 the key is JWT_SECRET_KEY",
-        ));
-    }
-    let key: SecretSlice<u8> = match &config.jwt_secret_key {
-        Some(key) => {
-            let bytes = key.expose_secret().as_bytes();
-            if bytes.len() < MIN_HS256_KEY_BYTES {
-                return Err(config_error(format!(
-                    "JWT_SECRET_KEY must be at least {MIN_HS256_KEY_BYTES} bytes"
-                )));
-            }
-            if config.auth_env == Environment::Production && is_weak_key(bytes) {
-                return Err(config_error(
-                    "JWT_SECRET_KEY looks like a placeholder (too few distinct characters); \
-                     generate one with `openssl rand -base64 48`",
-                ));
-            }
-            SecretSlice::from(bytes.to_vec())
-        }
-        None if config.auth_env == Environment::Production => {
-            return Err(config_error(
-                "JWT_SECRET_KEY is required when AUTH_ENV=production",
-            ));
-        }
-        None => {
-            tracing::warn!(
-                "JWT_SECRET_KEY is not set: using a random key generated at start. Tokens \
-                 die with this process and other instances will not accept them."
-            );
-            let mut bytes = vec![0u8; 48];
-            getrandom::fill(&mut bytes).map_err(|e| config_error(format!("random source: {e}")))?;
-            SecretSlice::from(bytes)
-        }
-    };
-    Ok(JwtKeys::Hs256(key))
-}
-
 fn signer(config: &Config) -> Result<JwtSigner, StartupError> {
-    let settings = JwtSettings {
-        issuer: config.jwt_issuer.clone(),
-        audience: config.jwt_audience.clone(),
-        ..JwtSettings::default()
-    };
-    JwtSigner::from_keys(&jwt_keys(config)?, settings).map_err(|e| config_error(e.to_string()))
+    let keys = config.jwt.keys(config.auth_env)?;
+    JwtSigner::from_keys(&keys, config.jwt.settings()).map_err(|e| config_error(e.to_string()))
 }
 
 /// Everything the API runs on.
@@ -388,10 +258,9 @@ type DeviceCache = Arc<dyn VerificationCache<DeviceId, Device>>;
 pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError> {
     let repos = store.repositories();
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let hasher = BcryptHasher::new(config.bcrypt_rounds, cores)
+    let hasher = BcryptHasher::new(config.passwords.bcrypt_rounds, cores)
         .map_err(|e| config_error(format!("BCRYPT_ROUNDS: {e}")))?;
-    let prefix = ApiKeyPrefix::parse(&config.api_key_prefix)
-        .map_err(|e| config_error(format!("AUTH_API_KEY_PREFIX: {e}")))?;
+    let prefix = config.api_keys.key_prefix()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets: Arc<dyn SecretGenerator> = Arc::new(OsSecretGenerator);
 
@@ -401,8 +270,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
     let (key_cache, session_cache, device_cache): (KeyCache, SessionCache, DeviceCache) =
         match store {
             Store::Postgres { .. } => {
-                let ttl = Duration::from_secs(config.token_cache_ttl);
-                let capacity = config.cache_capacity;
+                let (ttl, capacity) = (config.cache.ttl(), config.cache.capacity);
                 (
                     Arc::new(
                         MokaCache::new("api_keys", capacity, ttl).trusted_while(following.clone()),
@@ -450,14 +318,10 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         attempts: repos.attempts,
     };
     let auth_config = AccountConfig {
-        access_ttl: chrono::Duration::minutes(config.access_token_expire_minutes),
-        session_ttl: chrono::Duration::days(config.refresh_token_expire_days),
-        reuse_grace: chrono::Duration::seconds(config.refresh_reuse_grace_seconds),
-        lockout: LockoutPolicy {
-            threshold: config.lockout_threshold,
-            window: chrono::Duration::seconds(config.lockout_window_seconds),
-            duration: chrono::Duration::seconds(config.lockout_duration_seconds),
-        },
+        access_ttl: config.tokens.access_ttl(),
+        session_ttl: config.tokens.session_ttl(),
+        reuse_grace: config.tokens.reuse_grace(),
+        lockout: config.lockout.policy(),
     };
     let orgs = OrganizationService::new(repos.orgs, repos.users, clock.clone());
     let keys = ApiKeyService::new(
@@ -479,7 +343,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
             clock,
             secrets,
         },
-        chrono::Duration::seconds(config.device_token_ttl_seconds),
+        config.tokens.device_ttl(),
     );
     Ok(Services {
         auth: AccountService::new(auth_ports, auth_config),
@@ -508,48 +372,13 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
         keys: services.keys,
         devices: services.devices,
         bus: services.bus,
-        password_policy: PasswordPolicy {
-            min_chars: usize::from(config.password_min_length),
-            ..PasswordPolicy::default()
-        },
+        password_policy: config.passwords.policy(),
         store: probe.into(),
         caches: services.caches,
         jwks: Arc::new(services.jwks),
-        rate_limits: Arc::new(RateLimits::new(
-            config.rate_limit_enabled,
-            NonZeroU32::new(config.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN),
-            NonZeroU32::new(config.rate_limit_verify_per_minute),
-            config.trusted_proxies.clone(),
-        )),
-        cors_origins: cors_origins(&config.cors_origins)?,
+        rate_limits: Arc::new(config.rate_limit.limits()),
+        cors_origins: config.http.allowed_origins()?,
     })
-}
-
-/// `CORS_ORIGINS` as origins CORS can match: `scheme://host[:port]`, no path, no wildcard.
-///
-/// # Errors
-/// An entry that is not such an origin.
-pub fn cors_origins(raw: &[String]) -> Result<Vec<String>, StartupError> {
-    raw.iter()
-        .map(|o| o.trim())
-        .filter(|o| !o.is_empty())
-        .map(|origin| {
-            let origin = origin.trim_end_matches('/');
-            let uri: actix_web::http::Uri = origin
-                .parse()
-                .map_err(|_| config_error(format!("CORS_ORIGINS: {origin:?} is not an origin")))?;
-            let ok = matches!(uri.scheme_str(), Some("http" | "https"))
-                && uri.authority().is_some()
-                && uri.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/");
-            if ok {
-                Ok(origin.to_owned())
-            } else {
-                Err(config_error(format!(
-                    "CORS_ORIGINS: {origin:?} must be scheme://host[:port], such as https://app.example.com"
-                )))
-            }
-        })
-        .collect()
 }
 
 /// Every few seconds, until the returned task is aborted: writes API-key `last_used_at` and
@@ -647,14 +476,8 @@ pub fn spawn_pruning(
 /// # Errors
 /// [`StoreError`] when the database is unreachable or a migration fails.
 pub async fn migrate(config: &Config) -> Result<Vec<String>, StartupError> {
-    match &config.database_url {
-        Some(url) => {
-            Connector::shared(url.expose_secret())
-                .map_err(|e| config_error(format!("DATABASE_URL: {e}")))?;
-            Ok(run_migrations(url.expose_secret()).await?)
-        }
-        None => Err(config_error("DATABASE_URL is not set: nothing to migrate")),
-    }
+    let url = config.db.migration_url()?;
+    Ok(run_migrations(url.expose_secret()).await?)
 }
 
 /// Migrates at start. If the database is unreachable the service starts anyway (readiness
@@ -663,7 +486,7 @@ pub async fn migrate(config: &Config) -> Result<Vec<String>, StartupError> {
 /// # Errors
 /// A migration that fails for a reason other than reachability.
 pub async fn migrate_at_start(config: &Config) -> Result<(), StartupError> {
-    let Some(url) = config.database_url.clone() else {
+    let Some(url) = config.db.url.clone() else {
         return Ok(());
     };
     match run_migrations(url.expose_secret()).await {

@@ -28,13 +28,13 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// The server's defaults, with a fast bcrypt, a known key, no rate limits.
 pub fn test_config() -> Config {
     let mut config = Cli::try_parse_from(["auth-server"]).unwrap().config;
-    config.database_url = None;
-    config.bcrypt_rounds = 4;
-    config.jwt_secret_key = Some(SecretString::from(TEST_JWT_KEY));
-    config.host = "127.0.0.1".into();
-    config.port = 0;
-    config.rate_limit_enabled = false;
-    config.db_timeout_ms = 5000;
+    config.db.url = None;
+    config.passwords.bcrypt_rounds = 4;
+    config.jwt.secret_key = Some(SecretString::from(TEST_JWT_KEY));
+    config.http.host = "127.0.0.1".into();
+    config.http.port = 0;
+    config.rate_limit.enabled = false;
+    config.db.timeout_ms = 5000;
     config
 }
 
@@ -47,10 +47,10 @@ pub fn key_file(name: &str) -> PathBuf {
 
 /// Signs with `private` (EdDSA) and also accepts `verify`.
 pub fn eddsa(config: &mut Config, private: &str, verify: &[&str]) {
-    config.jwt_algorithm = JwtAlgorithm::EdDsa;
-    config.jwt_secret_key = None;
-    config.jwt_private_key_file = Some(key_file(private));
-    config.jwt_verify_key_files = verify.iter().map(|v| key_file(v)).collect();
+    config.jwt.algorithm = JwtAlgorithm::EdDsa;
+    config.jwt.secret_key = None;
+    config.jwt.private_key_file = Some(key_file(private));
+    config.jwt.verify_key_files = verify.iter().map(|v| key_file(v)).collect();
 }
 
 pub struct TestServer {
@@ -75,7 +75,7 @@ impl TestServer {
     /// On a Postgres database of its own, reached at `url`.
     pub async fn start_postgres(db: TestDb, url: String, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config();
-        config.database_url = Some(SecretString::from(url));
+        config.db.url = Some(SecretString::from(url));
         adjust(&mut config);
         Self::serve(config, Some(db)).await
     }

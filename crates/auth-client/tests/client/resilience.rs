@@ -293,10 +293,10 @@ async fn exhaust(raw: &reqwest::Client, server: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_calls_wait_for_retry_after() {
     let server = TestServer::start_with(|c| {
-        c.rate_limit_enabled = true;
-        c.rate_limit_per_minute = 60;
+        c.rate_limit.enabled = true;
+        c.rate_limit.per_minute = 60;
         // The verify endpoints are limited only when an operator asks for it.
-        c.rate_limit_verify_per_minute = 60;
+        c.rate_limit.verify_per_minute = 60;
     })
     .await;
     let raw = reqwest::Client::new();
@@ -342,7 +342,7 @@ async fn service_unavailable_is_retried_for_idempotent_calls_only() {
     let db = TestDb::new().await;
     let proxy = PgProxy::start(pg_addr(db.url())).await;
     let url = proxy.url_for(db.url());
-    let server = TestServer::start_postgres(db, url, |c| c.db_timeout_ms = 300).await;
+    let server = TestServer::start_postgres(db, url, |c| c.db.timeout_ms = 300).await;
     let setup = server.client();
     let (owner, org) = owner_and_org(&setup).await;
     let key = api_key(&setup, &owner, &org, &["invoices:read"]).await;

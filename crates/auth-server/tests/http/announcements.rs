@@ -33,7 +33,7 @@ async fn app_whose_notifications_can_fail() -> (TestApp, TestDb) {
     let db = TestDb::new().await;
     db.execute(SEARCH_PUBLIC_FIRST).await;
     let mut config = test_config();
-    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
     let app = TestApp::serve(config, None).await;
     assert_eq!(app.get("/health/ready").await.status(), 200);
     (app, db)

@@ -35,15 +35,15 @@ pub fn test_config() -> Config {
     let mut config = Cli::try_parse_from(["auth-server"])
         .expect("defaults parse")
         .config;
-    config.database_url = None;
-    config.bcrypt_rounds = 4;
-    config.jwt_secret_key = Some(SecretString::from(TEST_JWT_KEY));
-    config.host = "127.0.0.1".into();
-    config.port = 0;
+    config.db.url = None;
+    config.passwords.bcrypt_rounds = 4;
+    config.jwt.secret_key = Some(SecretString::from(TEST_JWT_KEY));
+    config.http.host = "127.0.0.1".into();
+    config.http.port = 0;
     // Tests send many requests from 127.0.0.1; the limits have tests of their own.
-    config.rate_limit_enabled = false;
+    config.rate_limit.enabled = false;
     // A loaded test machine must not turn a slow pool into a 503; outage tests set their own.
-    config.db_timeout_ms = 5000;
+    config.db.timeout_ms = 5000;
     config
 }
 
@@ -58,7 +58,7 @@ impl TestApp {
             Backend::Memory => None,
             Backend::Postgres => {
                 let db = TestDb::new().await;
-                config.database_url = Some(SecretString::from(db.url().to_owned()));
+                config.db.url = Some(SecretString::from(db.url().to_owned()));
                 Some(db)
             }
         };
@@ -78,7 +78,7 @@ impl TestApp {
             Backend::Memory => None,
             Backend::Postgres => {
                 let db = TestDb::new().await;
-                config.database_url = Some(SecretString::from(db.url().to_owned()));
+                config.db.url = Some(SecretString::from(db.url().to_owned()));
                 Some(db)
             }
         };

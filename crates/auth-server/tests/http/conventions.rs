@@ -412,10 +412,10 @@ async fn request_ids_are_echoed_or_replaced() {
 async fn database_outage_answers_503_with_retry_after() {
     let mut config = test_config();
     // Nothing listens on port 1: every connection attempt is refused at once.
-    config.database_url = Some(secrecy::SecretString::from(
+    config.db.url = Some(secrecy::SecretString::from(
         "postgres://postgres:pw@127.0.0.1:1/auth",
     ));
-    config.db_timeout_ms = 300;
+    config.db.timeout_ms = 300;
     let app = TestApp::serve(config, None).await;
 
     let res = app.register(&unique_email(), PASSWORD).await;

@@ -32,7 +32,7 @@ async fn wait_ready(app: &TestApp, status: u16) {
 async fn verifications_read_through_while_the_log_cannot_be_followed() {
     let db = TestDb::new().await;
     let mut config = test_config();
-    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
     let app = TestApp::serve(config, None).await;
     wait_ready(&app, 200).await;
     let (token, org) = owner_and_org(&app).await;

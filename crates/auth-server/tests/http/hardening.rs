@@ -11,8 +11,8 @@ on_both_stores!(bad_body_corpus_gets_only_4xx);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_per_ip_and_group_with_headers() {
     let app = TestApp::start_with(Backend::Memory, |c| {
-        c.rate_limit_enabled = true;
-        c.rate_limit_per_minute = 3;
+        c.rate_limit.enabled = true;
+        c.rate_limit.per_minute = 3;
     })
     .await;
     let email = unique_email();
@@ -71,9 +71,9 @@ async fn rate_limits_per_ip_and_group_with_headers() {
 
     // Behind a trusted proxy, each forwarded client has its own allowance.
     let app = TestApp::start_with(Backend::Memory, |c| {
-        c.rate_limit_enabled = true;
-        c.rate_limit_per_minute = 1;
-        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        c.rate_limit.enabled = true;
+        c.rate_limit.per_minute = 1;
+        c.rate_limit.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
     let login_from = |client: &'static str| {
@@ -106,7 +106,7 @@ async fn cors_only_for_configured_origins() {
     app.stop().await;
 
     let app = TestApp::start_with(Backend::Memory, |c| {
-        c.cors_origins = vec!["https://app.example.com".into()]
+        c.http.cors_origins = vec!["https://app.example.com".into()]
     })
     .await;
     let res = app
@@ -244,7 +244,7 @@ async fn bad_body_corpus_gets_only_4xx(app: &TestApp) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verifications_are_not_limited_by_default() {
     let app = TestApp::start_with(Backend::Memory, |c| {
-        c.rate_limit_enabled = true;
+        c.rate_limit.enabled = true;
     })
     .await;
     let (_, session) = app.user_with_session().await;
@@ -276,8 +276,8 @@ async fn verifications_are_not_limited_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_shares_the_refresh_allowance() {
     let app = TestApp::start_with(Backend::Memory, |c| {
-        c.rate_limit_enabled = true;
-        c.rate_limit_per_minute = 2;
+        c.rate_limit.enabled = true;
+        c.rate_limit.per_minute = 2;
     })
     .await;
     let body = json!({"refresh_token": "not-a-token"});
@@ -307,9 +307,9 @@ async fn logout_shares_the_refresh_allowance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_clients_are_normalised_and_ipv6_counted_per_64() {
     let app = TestApp::start_with(Backend::Memory, |c| {
-        c.rate_limit_enabled = true;
-        c.rate_limit_per_minute = 1;
-        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        c.rate_limit.enabled = true;
+        c.rate_limit.per_minute = 1;
+        c.rate_limit.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
     let login_from = |lines: &[&str]| {
@@ -398,8 +398,8 @@ async fn failed_key_authentications_are_limited_per_address() {
     // On Postgres, where each lookup really waits on the database and parallel requests
     // overlap.
     let app = TestApp::start_with(Backend::Postgres, |c| {
-        c.rate_limit_enabled = true;
-        c.rate_limit_per_minute = 5;
+        c.rate_limit.enabled = true;
+        c.rate_limit.per_minute = 5;
     })
     .await;
     let prefix = auth_core::model::ApiKeyPrefix::parse("ak_live").unwrap();
@@ -454,8 +454,8 @@ async fn failed_key_authentications_are_limited_per_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_limit_applies_when_set() {
     let app = TestApp::start_with(Backend::Memory, |c| {
-        c.rate_limit_enabled = true;
-        c.rate_limit_verify_per_minute = 3;
+        c.rate_limit.enabled = true;
+        c.rate_limit.verify_per_minute = 3;
     })
     .await;
     let (_, session) = app.user_with_session().await;

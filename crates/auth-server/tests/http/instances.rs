@@ -14,7 +14,7 @@ use crate::organizations::new_org;
 async fn two_instances() -> (TestApp, TestApp, TestDb) {
     let db = TestDb::new().await;
     let mut config = test_config();
-    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
     let a = TestApp::serve(config.clone(), None).await;
     let b = TestApp::serve(config, None).await;
     assert_eq!(a.get("/health/ready").await.status(), 200);
@@ -260,12 +260,12 @@ async fn a_device_secret_rotated_on_one_instance_ends_its_tokens_on_the_other_wi
 async fn an_outage_is_a_503_never_cached_and_cached_verdicts_keep_answering() {
     let db = TestDb::new().await;
     let mut direct = test_config();
-    direct.database_url = Some(SecretString::from(db.url().to_owned()));
+    direct.db.url = Some(SecretString::from(db.url().to_owned()));
     let a = TestApp::serve(direct, None).await;
     let proxy = PgProxy::start(pg_addr(db.url())).await;
     let mut via_proxy = test_config();
-    via_proxy.database_url = Some(SecretString::from(proxy.url_for(db.url())));
-    via_proxy.db_timeout_ms = 300;
+    via_proxy.db.url = Some(SecretString::from(proxy.url_for(db.url())));
+    via_proxy.db.timeout_ms = 300;
     let b = TestApp::serve(via_proxy, None).await;
     assert_eq!(b.get("/health/ready").await.status(), 200);
 

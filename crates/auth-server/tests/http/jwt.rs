@@ -20,9 +20,9 @@ fn key_file(name: &str) -> PathBuf {
 }
 
 fn eddsa(config: &mut Config, private: &str, verify: &[&str]) {
-    config.jwt_algorithm = JwtAlgorithm::EdDsa;
-    config.jwt_private_key_file = Some(key_file(private));
-    config.jwt_verify_key_files = verify.iter().map(|v| key_file(v)).collect();
+    config.jwt.algorithm = JwtAlgorithm::EdDsa;
+    config.jwt.private_key_file = Some(key_file(private));
+    config.jwt.verify_key_files = verify.iter().map(|v| key_file(v)).collect();
 }
 
 const HEADER_PATHS: [(Method, &str); 4] = [
@@ -138,7 +138,7 @@ async fn forged_tokens_are_refused_on_every_path_eddsa() {
         eddsa(&mut c, "ed25519-a.pem", &[]);
         c
     };
-    let keys = auth_server::wiring::jwt_keys(&config).unwrap();
+    let keys = config.jwt.keys(config.auth_env).unwrap();
     corpus_is_refused_everywhere(&app, &keys).await;
     let jwks: Value = app
         .get("/.well-known/jwks.json")
@@ -160,7 +160,7 @@ async fn signing_keys_rotate_across_instances_without_downtime() {
     let db = TestDb::new().await;
     let with_db = |private: &str, verify: &[&str]| {
         let mut c = test_config();
-        c.database_url = Some(SecretString::from(db.url().to_owned()));
+        c.db.url = Some(SecretString::from(db.url().to_owned()));
         eddsa(&mut c, private, verify);
         c
     };
@@ -214,18 +214,18 @@ async fn signing_keys_rotate_across_instances_without_downtime() {
 #[tokio::test]
 async fn asymmetric_algorithms_need_a_usable_key() {
     let mut c = test_config();
-    c.jwt_algorithm = JwtAlgorithm::Es256;
-    let err = auth_server::wiring::jwt_keys(&c).unwrap_err().to_string();
+    c.jwt.algorithm = JwtAlgorithm::Es256;
+    let err = c.jwt.keys(c.auth_env).unwrap_err().to_string();
     assert!(err.contains("JWT_PRIVATE_KEY_FILE"), "{err}");
-    c.jwt_private_key_file = Some(key_file("ed25519-a.pem"));
+    c.jwt.private_key_file = Some(key_file("ed25519-a.pem"));
     let store = auth_server::wiring::Store::open(&c).unwrap();
     let err = auth_server::wiring::app_state(&c, &store)
         .unwrap_err()
         .to_string();
     assert!(err.to_lowercase().contains("key"), "{err}");
-    c.jwt_private_key_file = Some(key_file("does-not-exist.pem"));
-    assert!(auth_server::wiring::jwt_keys(&c).is_err());
-    c.jwt_private_key_file = Some(key_file("p256-a.pem"));
+    c.jwt.private_key_file = Some(key_file("does-not-exist.pem"));
+    assert!(c.jwt.keys(c.auth_env).is_err());
+    c.jwt.private_key_file = Some(key_file("p256-a.pem"));
     assert!(auth_server::wiring::app_state(&c, &store).is_ok());
 }
 

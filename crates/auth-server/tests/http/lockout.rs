@@ -116,7 +116,7 @@ const REAL_COST: u32 = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_guesses_get_at_most_threshold_checks() {
     for backend in [Backend::Memory, Backend::Postgres] {
-        let app = TestApp::start_with(backend, |c| c.bcrypt_rounds = REAL_COST).await;
+        let app = TestApp::start_with(backend, |c| c.passwords.bcrypt_rounds = REAL_COST).await;
         let email = unique_email();
         app.register(&email, PASSWORD).await;
         let statuses: Vec<u16> = join_all((0..40).map(|i| {
@@ -142,7 +142,7 @@ async fn parallel_guesses_get_at_most_threshold_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_password_among_parallel_guesses_buys_no_extra_checks() {
     for backend in [Backend::Memory, Backend::Postgres] {
-        let app = TestApp::start_with(backend, |c| c.bcrypt_rounds = REAL_COST).await;
+        let app = TestApp::start_with(backend, |c| c.passwords.bcrypt_rounds = REAL_COST).await;
         for round in 0..3 {
             let email = unique_email();
             app.register(&email, PASSWORD).await;
@@ -173,8 +173,8 @@ async fn right_password_among_parallel_guesses_buys_no_extra_checks() {
 async fn parallel_guesses_across_two_instances_share_the_threshold() {
     let db = TestDb::new().await;
     let mut config = test_config();
-    config.database_url = Some(SecretString::from(db.url().to_owned()));
-    config.bcrypt_rounds = REAL_COST;
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
+    config.passwords.bcrypt_rounds = REAL_COST;
     let a = TestApp::serve(config.clone(), None).await;
     let b = TestApp::serve(config, None).await;
     let email = unique_email();
@@ -201,7 +201,7 @@ async fn parallel_guesses_across_two_instances_share_the_threshold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_password_change_guesses_get_at_most_threshold_checks() {
     for backend in [Backend::Memory, Backend::Postgres] {
-        let app = TestApp::start_with(backend, |c| c.bcrypt_rounds = REAL_COST).await;
+        let app = TestApp::start_with(backend, |c| c.passwords.bcrypt_rounds = REAL_COST).await;
         let (email, login) = app.user_with_session().await;
         let at = str_field(&login, "access_token");
         let statuses: Vec<u16> = join_all((0..20).map(|i| {

@@ -20,6 +20,7 @@ mod lockout;
 mod metrics;
 mod organizations;
 mod protocol;
+mod remote_cli;
 mod sessions;
 mod startup;
 mod users;

@@ -43,7 +43,7 @@ async fn scrape(app: &TestApp) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_requests_logins_caches_and_the_pool() {
     let app = TestApp::start_with(Backend::Postgres, |c| {
-        c.lockout_threshold = 2;
+        c.lockout.threshold = 2;
     })
     .await;
     let before = scrape(&app).await;

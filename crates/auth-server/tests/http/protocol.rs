@@ -159,7 +159,7 @@ async fn a_method_a_path_does_not_serve_answers_405_with_allow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_survives_405() {
     let app = TestApp::start_with(Backend::Memory, |c| {
-        c.cors_origins = vec!["https://app.example.com".into()];
+        c.http.cors_origins = vec!["https://app.example.com".into()];
     })
     .await;
     for path in [

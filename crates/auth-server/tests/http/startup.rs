@@ -18,26 +18,26 @@ async fn production_refuses_unsafe_configurations() {
     let err = Store::open(&config).unwrap_err().to_string();
     assert!(err.contains("DATABASE_URL"), "{err}");
 
-    config.database_url = Some(SecretString::from("postgres://u:p@127.0.0.1:1/x"));
+    config.db.url = Some(SecretString::from("postgres://u:p@127.0.0.1:1/x"));
     let store = Store::open(&config).unwrap();
-    config.jwt_secret_key = None;
+    config.jwt.secret_key = None;
     let err = wiring::app_state(&config, &store).unwrap_err().to_string();
     assert!(err.contains("JWT_SECRET_KEY is required"), "{err}");
-    config.jwt_secret_key = Some(SecretString::from("too-short"));
+    config.jwt.secret_key = Some(SecretString::from("too-short"));
     let err = wiring::app_state(&config, &store).unwrap_err().to_string();
     assert!(err.contains("at least 32 bytes"), "{err}");
-    config.jwt_secret_key = Some(SecretString::from("a".repeat(64)));
+    config.jwt.secret_key = Some(SecretString::from("a".repeat(64)));
     let err = wiring::app_state(&config, &store).unwrap_err().to_string();
     assert!(err.contains("placeholder"), "{err}");
-    config.jwt_secret_key = Some(SecretString::from("kN3v9QeR7tYb2LmX8pWz4sDf6GhJ1cVa"));
+    config.jwt.secret_key = Some(SecretString::from("kN3v9QeR7tYb2LmX8pWz4sDf6GhJ1cVa"));
     assert!(wiring::app_state(&config, &store).is_ok());
 
     // Development allows the in-memory store and a generated key, but not a short key.
     let mut dev = test_config();
-    dev.jwt_secret_key = None;
+    dev.jwt.secret_key = None;
     let store = Store::open(&dev).unwrap();
     assert!(wiring::app_state(&dev, &store).is_ok());
-    dev.jwt_secret_key = Some(SecretString::from("short"));
+    dev.jwt.secret_key = Some(SecretString::from("short"));
     assert!(wiring::app_state(&dev, &store).is_err());
 }
 
@@ -104,9 +104,32 @@ async fn cli_migrates_and_creates_an_admin_from_stdin() {
     );
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 8"));
+    let as_json = cli(
+        &db,
+        &["--json", "users", "create", "--email", "Json@example.com"],
+        "a json passphrase\n",
+    );
+    assert!(
+        as_json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&as_json.stderr)
+    );
+    let created: Value = serde_json::from_slice(&as_json.stdout).unwrap();
+    assert_eq!(created["email"], "Json@example.com");
+    assert_eq!(created["is_admin"], false);
+    assert_eq!(created["display_name"], Value::Null);
+    assert!(
+        created["id"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .is_ok()
+    );
+    assert!(created["created_at"].is_string());
+    assert!(!String::from_utf8_lossy(&as_json.stdout).contains("a json passphrase"));
 
     let mut config = test_config();
-    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
     let app = TestApp::serve(config, Some(db)).await;
     let login: Value = app
         .login("root@example.com", password)
@@ -206,7 +229,7 @@ async fn cli_manages_organizations_and_keys_and_running_instances_hear_it() {
 
     // A running instance caches the key; revoking from the command line reaches it.
     let mut config = test_config();
-    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
     let app = TestApp::serve(config, None).await;
     let verify = |k: String| {
         let app = &app;
@@ -340,7 +363,7 @@ async fn cli_manages_devices() {
     assert!(String::from_utf8_lossy(&table.stdout).contains("frame:hall-1"));
 
     let mut config = test_config();
-    config.database_url = Some(SecretString::from(db.url().to_owned()));
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
     let app = TestApp::serve(config, None).await;
     let auth = |s: String| {
         let app = &app;
@@ -450,8 +473,8 @@ async fn users_import_keeps_passwords_and_reports_bad_lines() {
     std::fs::remove_file(&file).unwrap();
 
     let mut config = test_config();
-    config.database_url = Some(SecretString::from(db.url().to_owned()));
-    config.bcrypt_rounds = 4;
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
+    config.passwords.bcrypt_rounds = 4;
     let app = TestApp::serve(config, None).await;
     let login: Value = app
         .login("one@example.com", "imported passphrase 1")
@@ -486,7 +509,7 @@ async fn users_import_keeps_passwords_and_reports_bad_lines() {
 
 #[test]
 fn cors_origins_are_checked_at_start() {
-    use auth_server::wiring::cors_origins;
+    use auth_server::config::cors_origins;
     let ok = cors_origins(&[
         "https://app.example.com/".into(),
         " http://localhost:3000".into(),
@@ -508,7 +531,7 @@ fn cors_origins_are_checked_at_start() {
 #[tokio::test]
 async fn key_files_under_hs256_are_refused() {
     let mut config = test_config();
-    config.jwt_verify_key_files = vec!["old.pub.pem".into()];
+    config.jwt.verify_key_files = vec!["old.pub.pem".into()];
     let store = Store::open(&config).unwrap();
     let err = wiring::app_state(&config, &store).unwrap_err().to_string();
     assert!(err.contains("JWT_VERIFY_KEY_FILES"), "{err}");
@@ -645,7 +668,7 @@ fn retention_settings_default_and_refuse_zero() {
         auth_core::ports::RetentionPolicy::default()
     );
     assert_eq!(
-        config.prune_interval(),
+        config.retention.prune_interval(),
         std::time::Duration::from_secs(3600)
     );
     for flag in [

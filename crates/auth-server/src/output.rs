@@ -1,0 +1,191 @@
+//! What the `api-keys` and `devices` commands print, in either mode (against the database or
+//! through a running service): a table by default, the API's own JSON bodies with `--json`.
+//! Both modes hand the same wire types to these functions, so a command prints the same
+//! thing whichever way it ran. A secret is printed once, to stdout.
+
+use auth_http::routes::api_keys::{ApiKeyItem, CreatedKey};
+use auth_http::routes::devices::{DeviceItem, RegisteredDevice, RotatedSecret};
+use chrono::{DateTime, Utc};
+use comfy_table::Table;
+use serde::Serialize;
+
+use crate::cli::CliError;
+
+/// Prints `value` as pretty JSON.
+///
+/// # Errors
+/// The value cannot be serialised.
+pub fn print_json(value: &impl Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "-".into(), |t| t.to_rfc3339())
+}
+
+fn key_table(items: &[ApiKeyItem]) -> Table {
+    let mut table = Table::new();
+    table.set_header([
+        "id",
+        "prefix",
+        "name",
+        "scopes",
+        "status",
+        "created",
+        "expires",
+        "last used",
+    ]);
+    for k in items {
+        table.add_row([
+            k.id.to_string(),
+            k.prefix.clone(),
+            k.name.clone(),
+            k.scopes.join(","),
+            k.status.to_owned(),
+            k.created_at.to_rfc3339(),
+            time(k.expires_at),
+            time(k.last_used_at),
+        ]);
+    }
+    table
+}
+
+/// `api-keys list`.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn keys(items: &[ApiKeyItem], json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(&items);
+    }
+    println!("{}", key_table(items));
+    Ok(())
+}
+
+/// `api-keys info` and `api-keys revoke`.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn key(item: &ApiKeyItem, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(item);
+    }
+    println!("{}", key_table(std::slice::from_ref(item)));
+    Ok(())
+}
+
+/// `api-keys create` and `api-keys rotate`: the new key, its secret once.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn created_key(created: &CreatedKey, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(created);
+    }
+    let mut table = Table::new();
+    table.set_header(["id", "prefix", "name", "organization", "scopes", "expires"]);
+    table.add_row([
+        created.id.to_string(),
+        created.prefix.clone(),
+        created.name.clone(),
+        created.organization_id.to_string(),
+        created.scopes.join(","),
+        time(created.expires_at),
+    ]);
+    println!("{table}");
+    println!("key (shown once, store it now): {}", created.key);
+    Ok(())
+}
+
+const DEVICE_HEADER: [&str; 6] = [
+    "device id",
+    "name",
+    "organization",
+    "status",
+    "created",
+    "last authenticated",
+];
+
+fn device_table(items: &[DeviceItem]) -> Table {
+    let mut table = Table::new();
+    table.set_header(DEVICE_HEADER);
+    for d in items {
+        table.add_row([
+            d.device_id.clone(),
+            d.name.clone(),
+            d.organization_id.to_string(),
+            d.status.to_owned(),
+            d.created_at.to_rfc3339(),
+            time(d.last_authenticated_at),
+        ]);
+    }
+    table
+}
+
+/// `devices list`.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn devices(items: &[DeviceItem], json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(&items);
+    }
+    println!("{}", device_table(items));
+    Ok(())
+}
+
+/// `devices info` and `devices revoke`.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn device(item: &DeviceItem, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(item);
+    }
+    println!("{}", device_table(std::slice::from_ref(item)));
+    Ok(())
+}
+
+/// `devices register`: the device as `devices info` shows it, and its secret once.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn registered_device(registered: &RegisteredDevice, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(registered);
+    }
+    let mut table = Table::new();
+    table.set_header(DEVICE_HEADER);
+    table.add_row([
+        registered.device_id.clone(),
+        registered.name.clone(),
+        registered.organization_id.to_string(),
+        registered.status.to_owned(),
+        registered.created_at.to_rfc3339(),
+        time(None),
+    ]);
+    println!("{table}");
+    println!(
+        "secret (shown once, store it on the device now): {}",
+        registered.device_secret
+    );
+    Ok(())
+}
+
+/// `devices rotate-secret`: the new secret, once.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn rotated_secret(rotated: &RotatedSecret, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(rotated);
+    }
+    println!("device {}", rotated.device_id);
+    println!(
+        "secret (shown once, store it on the device now): {}",
+        rotated.device_secret
+    );
+    Ok(())
+}

@@ -85,7 +85,7 @@ impl Remote {
         let Some(api) = err.api() else {
             return CliError::Failed(format!(
                 "the service at {url} did not answer: {}",
-                crate::wiring::with_causes(err)
+                auth_core::ErrorChain(err)
             ));
         };
         let message = match (&api.code, area) {
@@ -138,7 +138,7 @@ fn client(url: &str, retry: RetryPolicy) -> Result<AuthClient, CliError> {
         .circuit_breaker(None)
         .api_key_cache(None)
         .build()
-        .map_err(|e| CliError::Input(format!("--url {url}: {}", crate::wiring::with_causes(&e))))
+        .map_err(|e| CliError::Input(format!("--url {url}: {}", auth_core::ErrorChain(&e))))
 }
 
 /// Runs an `api-keys` command at the service.
@@ -299,7 +299,7 @@ pub async fn healthcheck(url: &str, timeout: Duration) -> Result<(), CliError> {
         .circuit_breaker(None)
         .api_key_cache(None)
         .build()
-        .map_err(|e| CliError::Input(format!("--url {url}: {}", crate::wiring::with_causes(&e))))?;
+        .map_err(|e| CliError::Input(format!("--url {url}: {}", auth_core::ErrorChain(&e))))?;
     match client.ready().await {
         Ok(true) => Ok(()),
         Ok(false) => Err(CliError::Failed(format!(
@@ -307,7 +307,7 @@ pub async fn healthcheck(url: &str, timeout: Duration) -> Result<(), CliError> {
         ))),
         Err(err) => Err(CliError::Failed(format!(
             "{url}/health/ready: {}",
-            crate::wiring::with_causes(&err)
+            auth_core::ErrorChain(&err)
         ))),
     }
 }

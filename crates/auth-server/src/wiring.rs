@@ -5,11 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use auth_core::memory::{
-    MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
-    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
-    NoCache,
-};
+use auth_core::memory::{MemoryStore, NoCache};
 use auth_core::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use auth_core::ports::{
     ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LoginAttemptStore,
@@ -59,26 +55,9 @@ pub enum Store {
         /// Its URL, for the invalidation listener's own connection.
         url: SecretString,
     },
-    /// In this process only.
-    Memory {
-        /// Users.
-        users: Arc<MemoryUserRepository>,
-        /// Sessions.
-        sessions: Arc<MemorySessionRepository>,
-        /// Organizations.
-        orgs: Arc<MemoryOrganizationRepository>,
-        /// API keys.
-        keys: Arc<MemoryApiKeyRepository>,
-        /// Devices.
-        devices: Arc<MemoryDeviceRepository>,
-        /// Failed-login counters.
-        attempts: Arc<MemoryLoginAttemptStore>,
-        /// The event log, which also invalidates the caches of instances sharing this store.
-        log: Arc<MemoryEventLog>,
-        /// Retention of sessions, counters and events, one pass at a time for every instance
-        /// sharing this store.
-        pruner: Arc<MemoryPruner>,
-    },
+    /// In this process only: every repository over one event log, which also invalidates the
+    /// caches of instances sharing this store.
+    Memory(MemoryStore),
 }
 
 struct Repositories {
@@ -94,7 +73,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Postgres { pool, .. } => f.debug_tuple("Postgres").field(pool).finish(),
-            Self::Memory { .. } => f.write_str("Memory"),
+            Self::Memory(_) => f.write_str("Memory"),
         }
     }
 }
@@ -118,26 +97,7 @@ impl Store {
                      and session is lost when the process stops, and instances share nothing. \
                      Set DATABASE_URL for anything but local development. !!!"
                 );
-                // The repositories record what they change in the event log every instance
-                // over this store follows, as Postgres repositories do in `events`.
-                let log = Arc::new(MemoryEventLog::new());
-                let users = Arc::new(MemoryUserRepository::new().recording_to(log.clone()));
-                let sessions =
-                    Arc::new(MemorySessionRepository::new(users.clone()).recording_to(log.clone()));
-                let attempts = Arc::new(MemoryLoginAttemptStore::new());
-                Ok(Self::Memory {
-                    orgs: Arc::new(MemoryOrganizationRepository::new(users.clone())),
-                    pruner: Arc::new(
-                        MemoryPruner::new(sessions.clone(), attempts.clone())
-                            .with_events(log.clone()),
-                    ),
-                    sessions,
-                    users,
-                    keys: Arc::new(MemoryApiKeyRepository::new().recording_to(log.clone())),
-                    devices: Arc::new(MemoryDeviceRepository::new().recording_to(log.clone())),
-                    attempts,
-                    log,
-                })
+                Ok(Self::Memory(MemoryStore::new()))
             }
         }
     }
@@ -152,21 +112,13 @@ impl Store {
                 devices: Arc::new(PgDeviceRepository::new(pool.clone())),
                 attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
             },
-            Self::Memory {
-                users,
-                sessions,
-                orgs,
-                keys,
-                devices,
-                attempts,
-                ..
-            } => Repositories {
-                users: users.clone(),
-                sessions: sessions.clone(),
-                orgs: orgs.clone(),
-                keys: keys.clone(),
-                devices: devices.clone(),
-                attempts: attempts.clone(),
+            Self::Memory(store) => Repositories {
+                users: store.users.clone(),
+                sessions: store.sessions.clone(),
+                orgs: store.organizations.clone(),
+                keys: store.api_keys.clone(),
+                devices: store.devices.clone(),
+                attempts: store.login_attempts.clone(),
             },
         }
     }
@@ -176,7 +128,7 @@ impl Store {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Postgres { .. } => "postgres",
-            Self::Memory { .. } => "memory",
+            Self::Memory(_) => "memory",
         }
     }
 }
@@ -283,7 +235,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
                     ),
                 )
             }
-            Store::Memory { .. } => (Arc::new(NoCache), Arc::new(NoCache), Arc::new(NoCache)),
+            Store::Memory(_) => (Arc::new(NoCache), Arc::new(NoCache), Arc::new(NoCache)),
         };
     let caches = CacheInvalidator {
         keys: key_cache.clone(),
@@ -301,9 +253,9 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
             clock.clone(),
             following,
         )),
-        Store::Memory { log, .. } => {
-            log.subscribe(Arc::new(caches.clone()));
-            log.clone()
+        Store::Memory(memory) => {
+            memory.events.subscribe(Arc::new(caches.clone()));
+            memory.events.clone()
         }
     };
 
@@ -363,7 +315,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
 pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupError> {
     let probe: Arc<dyn StoreProbe> = match store {
         Store::Postgres { pool, .. } => Arc::new(PgProbe(pool.clone())),
-        Store::Memory { .. } => Arc::new(MemoryProbe),
+        Store::Memory(_) => Arc::new(MemoryProbe),
     };
     let services = services(config, store)?;
     Ok(AppState {
@@ -411,7 +363,7 @@ pub fn spawn_maintenance(state: &AppState) -> tokio::task::JoinHandle<()> {
 pub fn retention(config: &Config, store: &Store) -> RetentionService {
     let pruner: Arc<dyn Pruner> = match store {
         Store::Postgres { pool, .. } => Arc::new(PgPruner::new(pool.clone())),
-        Store::Memory { pruner, .. } => pruner.clone(),
+        Store::Memory(memory) => memory.pruner.clone(),
     };
     RetentionService::new(pruner, Arc::new(SystemClock), config.retention_policy())
 }

@@ -22,6 +22,7 @@ mod organization;
 mod prune;
 mod session;
 mod signer;
+mod store;
 mod user;
 
 pub use api_key::MemoryApiKeyRepository;
@@ -35,6 +36,7 @@ pub use organization::MemoryOrganizationRepository;
 pub use prune::MemoryPruner;
 pub use session::MemorySessionRepository;
 pub use signer::FakeSigner;
+pub use store::MemoryStore;
 pub use user::MemoryUserRepository;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -1,0 +1,68 @@
+//! `MemoryStore`: every in-memory repository over one event log, wired as one store.
+
+use std::sync::Arc;
+
+use super::{
+    MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
+    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
+};
+
+/// The whole in-memory store: what `auth-server` runs on without `DATABASE_URL`, and where an
+/// embedder or an integration test starts.
+///
+/// The repositories record what they change in one [`MemoryEventLog`], as the Postgres
+/// repositories do in their `events` table, so services built over one `MemoryStore` (in one
+/// process, as several instances) see each other's revocations: subscribe each instance's
+/// `CacheInvalidator` to [`events`](Self::events). The pruner retains sessions, lockout
+/// counters and events of this store, one pass at a time. Cloning shares the store.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    /// Users.
+    pub users: Arc<MemoryUserRepository>,
+    /// Sessions and their refresh tokens.
+    pub sessions: Arc<MemorySessionRepository>,
+    /// Organizations and memberships.
+    pub organizations: Arc<MemoryOrganizationRepository>,
+    /// API keys.
+    pub api_keys: Arc<MemoryApiKeyRepository>,
+    /// Devices.
+    pub devices: Arc<MemoryDeviceRepository>,
+    /// Login-attempt counters (lockout).
+    pub login_attempts: Arc<MemoryLoginAttemptStore>,
+    /// The event log the repositories append to; also the invalidation bus of the instances
+    /// over this store.
+    pub events: Arc<MemoryEventLog>,
+    /// Retention of sessions, counters and events.
+    pub pruner: Arc<MemoryPruner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        let events = Arc::new(MemoryEventLog::new());
+        let users = Arc::new(MemoryUserRepository::new().recording_to(events.clone()));
+        let sessions =
+            Arc::new(MemorySessionRepository::new(users.clone()).recording_to(events.clone()));
+        let login_attempts = Arc::new(MemoryLoginAttemptStore::new());
+        Self {
+            organizations: Arc::new(MemoryOrganizationRepository::new(users.clone())),
+            pruner: Arc::new(
+                MemoryPruner::new(sessions.clone(), login_attempts.clone())
+                    .with_events(events.clone()),
+            ),
+            api_keys: Arc::new(MemoryApiKeyRepository::new().recording_to(events.clone())),
+            devices: Arc::new(MemoryDeviceRepository::new().recording_to(events.clone())),
+            users,
+            sessions,
+            login_attempts,
+            events,
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}

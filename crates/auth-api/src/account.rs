@@ -64,21 +64,13 @@ pub struct TokenUser {
 /// The `token_type` of every token answer (RFC 6750).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = "Bearer"))]
 pub enum TokenType {
     /// `Bearer`.
     #[default]
     Bearer,
 }
 
-impl TokenType {
-    /// `Bearer`.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Bearer => "Bearer",
-        }
-    }
-}
 
 impl PartialEq<str> for TokenType {
     fn eq(&self, other: &str) -> bool {
@@ -98,7 +90,7 @@ impl PartialEq<&str> for TokenType {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = ""))]
+#[cfg_attr(feature = "openapi", schema(bound = "", description = "A new access token and refresh token. `Debug` never shows the tokens."))]
 pub struct TokenResponse<S = Redacted> {
     /// JWT access token (`typ: at+jwt`).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
@@ -107,7 +99,6 @@ pub struct TokenResponse<S = Redacted> {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub refresh_token: S,
     /// Always `Bearer`.
-    #[cfg_attr(feature = "openapi", schema(example = "Bearer"))]
     pub token_type: TokenType,
     /// Seconds until the access token expires.
     #[cfg_attr(feature = "openapi", schema(example = 900))]
@@ -160,6 +151,7 @@ pub struct VerifyTokenRequest {
 /// Which kind of token a verdict is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = "user"))]
 #[serde(rename_all = "lowercase")]
 pub enum TokenKind {
     /// A user access token.
@@ -171,6 +163,7 @@ pub enum TokenKind {
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = "EXPIRED"))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TokenRejection {
     /// Past its `exp` (plus the leeway).
@@ -224,7 +217,6 @@ pub struct VerifyTokenResponse {
     pub expires_at: Option<DateTime<Utc>>,
     /// `INVALID`, `EXPIRED` or `REVOKED` when not valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(example = "EXPIRED"))]
     pub error: Option<TokenRejection>,
 }
 

@@ -17,6 +17,7 @@ pub const MAX_BATCH: usize = 100;
 /// A key's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = "active"))]
 #[serde(rename_all = "lowercase")]
 pub enum ApiKeyStatus {
     /// Usable.
@@ -46,7 +47,6 @@ pub struct ApiKeyItem {
     /// Scopes.
     pub scopes: Vec<String>,
     /// `active`, `revoked` or `expired`.
-    #[cfg_attr(feature = "openapi", schema(example = "active"))]
     pub status: ApiKeyStatus,
     /// Creation time.
     pub created_at: DateTime<Utc>,
@@ -64,7 +64,7 @@ pub struct ApiKeyItem {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = ""))]
+#[cfg_attr(feature = "openapi", schema(bound = "", description = "A new key: shown once. `Debug` never shows the key."))]
 pub struct CreatedKey<S = Redacted> {
     /// Id.
     pub id: Uuid,
@@ -80,7 +80,6 @@ pub struct CreatedKey<S = Redacted> {
     /// Scopes.
     pub scopes: Vec<String>,
     /// Always `active`.
-    #[cfg_attr(feature = "openapi", schema(example = "active"))]
     pub status: ApiKeyStatus,
     /// Creation time.
     pub created_at: DateTime<Utc>,
@@ -155,6 +154,7 @@ pub struct VerifyKey {
 /// Why a key was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = "REVOKED"))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum KeyRejection {
     /// Revoked (or rotated).
@@ -208,7 +208,6 @@ pub struct KeyVerification<'a> {
     pub expires_at: Option<DateTime<Utc>>,
     /// `INVALID`, `REVOKED`, `EXPIRED` or `INSUFFICIENT_SCOPE` when not valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(example = "REVOKED"))]
     pub error: Option<KeyRejection>,
 }
 
@@ -220,7 +219,7 @@ pub struct KeyVerification<'a> {
 /// free JSON, so that it can name every broken field of every item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = ""))]
+#[cfg_attr(feature = "openapi", schema(bound = "", description = "`POST /api-keys/verify-batch` body: 1..=100 items, each a verify body. An item that is not\none makes the whole request a 422 naming every broken field (`items[3].key`); a\nwell-formed item whose key is bad gets its own `valid:false` verdict."))]
 pub struct VerifyBatch<I = VerifyKey> {
     /// The keys to verify.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<VerifyKey>, min_items = 1, max_items = 100))]

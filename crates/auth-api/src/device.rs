@@ -10,6 +10,7 @@ use crate::redacted::Redacted;
 /// A device's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = "active"))]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceStatus {
     /// May authenticate.
@@ -36,7 +37,6 @@ pub struct DeviceItem {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: serde_json::Value,
     /// `active` or `revoked`.
-    #[cfg_attr(feature = "openapi", schema(example = "active"))]
     pub status: DeviceStatus,
     /// Registration time.
     pub created_at: DateTime<Utc>,
@@ -50,7 +50,7 @@ pub struct DeviceItem {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = ""))]
+#[cfg_attr(feature = "openapi", schema(bound = "", description = "A registered device with its secret: shown once. `Debug` never shows the secret."))]
 pub struct RegisteredDevice<S = Redacted> {
     /// Id.
     pub device_id: String,
@@ -62,7 +62,6 @@ pub struct RegisteredDevice<S = Redacted> {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: serde_json::Value,
     /// Always `active`.
-    #[cfg_attr(feature = "openapi", schema(example = "active"))]
     pub status: DeviceStatus,
     /// The secret. It appears here (and at rotation) and never again.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
@@ -135,13 +134,12 @@ pub struct AuthenticateDevice {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = ""))]
+#[cfg_attr(feature = "openapi", schema(bound = "", description = "A device token."))]
 pub struct DeviceTokenResponse<S = Redacted> {
     /// JWT (`typ: device+jwt`).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub access_token: S,
     /// Always `Bearer`.
-    #[cfg_attr(feature = "openapi", schema(example = "Bearer"))]
     pub token_type: TokenType,
     /// Seconds until it expires.
     #[cfg_attr(feature = "openapi", schema(example = 86_400))]
@@ -158,7 +156,7 @@ pub struct DeviceTokenResponse<S = Redacted> {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = ""))]
+#[cfg_attr(feature = "openapi", schema(bound = "", description = "A rotated secret: shown once."))]
 pub struct RotatedSecret<S = Redacted> {
     /// The device.
     pub device_id: String,

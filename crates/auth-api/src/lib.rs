@@ -39,3 +39,32 @@ pub use organization::{
 pub use problem::{FieldError, Problem};
 pub use redacted::Redacted;
 pub use service::{ComponentHealth, Health, HealthStatus, Probe, ProbeStatus, ServiceInfo};
+
+/// `as_str` (the wire string) and `Display` for an enum of fixed wire values.
+macro_rules! wire_str {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The value as sent on the wire.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_str!(ApiKeyStatus { Active => "active", Revoked => "revoked", Expired => "expired", Unknown => "unknown" });
+wire_str!(DeviceStatus { Active => "active", Revoked => "revoked", Unknown => "unknown" });
+wire_str!(HealthStatus { Healthy => "healthy", Degraded => "degraded", Unhealthy => "unhealthy", Unknown => "unknown" });
+wire_str!(ProbeStatus { Ok => "ok", Unavailable => "unavailable" });
+wire_str!(TokenKind { User => "user", Device => "device" });
+wire_str!(Role { Owner => "owner", Admin => "admin", Member => "member", Unknown => "unknown" });
+wire_str!(TokenType { Bearer => "Bearer" });

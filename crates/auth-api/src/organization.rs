@@ -7,6 +7,7 @@ use uuid::Uuid;
 /// A role in an organization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = "member"))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Owner: everything, including managing owners.
@@ -20,18 +21,6 @@ pub enum Role {
     Unknown,
 }
 
-impl Role {
-    /// `owner`, `admin`, `member` (or `unknown`).
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Member => "member",
-            Self::Unknown => "unknown",
-        }
-    }
-}
 
 /// `POST /organizations` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +52,6 @@ pub struct OrganizationWithRole {
     /// Name.
     pub name: String,
     /// `owner`, `admin` or `member`.
-    #[cfg_attr(feature = "openapi", schema(example = "owner"))]
     pub role: Role,
 }
 
@@ -83,7 +71,6 @@ pub struct AddMember {
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "bob@example.com"))]
     pub email: String,
     /// `admin` or `member`.
-    #[cfg_attr(feature = "openapi", schema(example = "member"))]
     pub role: Role,
 }
 
@@ -96,7 +83,6 @@ pub struct MemberBody {
     /// Their email.
     pub email: String,
     /// Their role.
-    #[cfg_attr(feature = "openapi", schema(example = "member"))]
     pub role: Role,
 }
 

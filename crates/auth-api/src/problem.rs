@@ -37,35 +37,65 @@ impl FieldError {
 /// fewer); the service always sends every member but `errors`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(default)]
+#[cfg_attr(
+    feature = "openapi",
+    schema(description = "The body of every error response (`application/problem+json`).")
+)]
+#[serde(from = "ProblemRead")]
 pub struct Problem {
     /// Always `about:blank`: `code` says what happened.
     #[serde(rename = "type")]
-    #[cfg_attr(feature = "openapi", schema(example = "about:blank", required = true))]
+    #[cfg_attr(feature = "openapi", schema(example = "about:blank"))]
     pub problem_type: String,
     /// The status's reason phrase.
-    #[cfg_attr(feature = "openapi", schema(example = "Unauthorized", required = true))]
+    #[cfg_attr(feature = "openapi", schema(example = "Unauthorized"))]
     pub title: String,
     /// HTTP status.
-    #[cfg_attr(feature = "openapi", schema(example = 401, required = true))]
+    #[cfg_attr(feature = "openapi", schema(example = 401))]
     pub status: u16,
     /// What went wrong, for people.
     #[cfg_attr(
         feature = "openapi",
-        schema(example = "Invalid email or password", required = true)
+        schema(example = "Invalid email or password")
     )]
     pub detail: String,
     /// What went wrong, for programs.
     #[cfg_attr(
         feature = "openapi",
-        schema(example = "INVALID_CREDENTIALS", required = true)
+        schema(example = "INVALID_CREDENTIALS")
     )]
     pub code: String,
     /// The request's id (also in `X-Request-Id` and the logs).
-    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub request_id: String,
     /// Field errors (422 only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
 
+/// A problem document as read: every member may be missing.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ProblemRead {
+    #[serde(rename = "type")]
+    problem_type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    code: String,
+    request_id: String,
+    errors: Vec<FieldError>,
+}
+
+impl From<ProblemRead> for Problem {
+    fn from(p: ProblemRead) -> Self {
+        Self {
+            problem_type: p.problem_type,
+            title: p.title,
+            status: p.status,
+            detail: p.detail,
+            code: p.code,
+            request_id: p.request_id,
+            errors: p.errors,
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub struct ServiceInfo {
 /// Overall or component health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = "healthy"))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// Everything works.
@@ -66,6 +67,7 @@ pub struct Health {
 /// A probe's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = "ok"))]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeStatus {
     /// Alive, or ready.
@@ -79,6 +81,5 @@ pub enum ProbeStatus {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Probe {
     /// `ok` or `unavailable`.
-    #[cfg_attr(feature = "openapi", schema(example = "ok"))]
     pub status: ProbeStatus,
 }

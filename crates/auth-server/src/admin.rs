@@ -11,8 +11,8 @@ use auth_core::{
     AccountError, Actor, ApiKeyError, DeviceError, ImportedUser, NewApiKey, NewDevice,
     OrganizationError,
 };
-use auth_http::routes::api_keys::{ApiKeyItem, CreatedKey};
-use auth_http::routes::devices::{DeviceItem, RegisteredDevice, RotatedSecret};
+use auth_api::{ApiKeyItem, CreatedKey, DeviceItem};
+use auth_http::present;
 use clap::Subcommand;
 use comfy_table::Table;
 use secrecy::SecretString;
@@ -311,7 +311,7 @@ fn device_table(items: &[DeviceItem]) -> Table {
             d.device_id.clone(),
             d.name.clone(),
             d.organization_id.to_string(),
-            d.status.to_owned(),
+            d.status.to_string(),
             d.created_at.to_rfc3339(),
             d.last_authenticated_at
                 .map_or_else(|| "-".into(), |t| t.to_rfc3339()),
@@ -377,10 +377,10 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
                 metadata: DeviceMetadata::default(),
             };
             let issued = devices.register(&actor, new).await.map_err(device_error)?;
-            let registered = RegisteredDevice::from(issued);
+            let registered = present::registered_device(issued);
             print_secret(
                 &registered.device_id,
-                &registered.device_secret,
+                registered.device_secret.expose(),
                 json,
                 &registered,
             )
@@ -392,7 +392,7 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
                 .await
                 .map_err(device_error)?
                 .iter()
-                .map(DeviceItem::from)
+                .map(present::device_item)
                 .collect();
             print_devices(&items, json)
         }
@@ -401,25 +401,27 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
                 .get(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            print_device(&DeviceItem::from(&device), json)
+            print_device(&present::device_item(&device), json)
         }
         DevicesCommand::RotateSecret { device_id: id } => {
             let issued = devices
                 .rotate_secret(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            let rotated = RotatedSecret {
-                device_id: issued.device.id.as_str().to_owned(),
-                device_secret: issued.secret.expose().to_owned(),
-            };
-            print_secret(&rotated.device_id, &rotated.device_secret, json, &rotated)
+            let rotated = present::rotated_secret(&issued);
+            print_secret(
+                &rotated.device_id,
+                rotated.device_secret.expose(),
+                json,
+                &rotated,
+            )
         }
         DevicesCommand::Revoke { device_id: id } => {
             let device = devices
                 .revoke(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            print_device(&DeviceItem::from(&device), json)
+            print_device(&present::device_item(&device), json)
         }
     }
 }
@@ -455,7 +457,7 @@ fn key_table(items: &[ApiKeyItem]) -> Table {
             k.prefix.clone(),
             k.name.clone(),
             k.scopes.join(","),
-            k.status.to_owned(),
+            k.status.to_string(),
             k.created_at.to_rfc3339(),
             time(k.expires_at),
             time(k.last_used_at),
@@ -481,7 +483,10 @@ fn print_created(created: &CreatedKey, json: bool) -> Result<(), CliError> {
             .map_or_else(|| "-".into(), |t| t.to_rfc3339()),
     ]);
     println!("{table}");
-    println!("key (shown once, store it now): {}", created.key);
+    println!(
+        "key (shown once, store it now): {}",
+        created.key.expose()
+    );
     Ok(())
 }
 
@@ -581,7 +586,7 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
                 expires_in_days: ttl_days,
             };
             let issued = keys.create(&actor, new).await.map_err(key_error)?;
-            print_created(&CreatedKey::from(issued), json)
+            print_created(&present::created_key(issued), json)
         }
         ApiKeysCommand::List { organization, all } => {
             let org: OrganizationId = parse_id("--organization", &organization)?;
@@ -590,7 +595,7 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
                 .await
                 .map_err(key_error)?
                 .iter()
-                .map(|k| ApiKeyItem::new(k, now))
+                .map(|k| present::api_key_item(k, now))
                 .collect();
             if json {
                 print_json(&items)
@@ -601,7 +606,7 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
         }
         ApiKeysCommand::Info { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
-            let item = ApiKeyItem::new(&keys.get(&actor, id).await.map_err(key_error)?, now);
+            let item = present::api_key_item(&keys.get(&actor, id).await.map_err(key_error)?, now);
             if json {
                 print_json(&item)
             } else {
@@ -611,7 +616,7 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
         }
         ApiKeysCommand::Revoke { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
-            let item = ApiKeyItem::new(&keys.revoke(&actor, id).await.map_err(key_error)?, now);
+            let item = present::api_key_item(&keys.revoke(&actor, id).await.map_err(key_error)?, now);
             if json {
                 print_json(&item)
             } else {
@@ -622,7 +627,7 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
         ApiKeysCommand::Rotate { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
             let issued = keys.rotate(&actor, id).await.map_err(key_error)?;
-            print_created(&CreatedKey::from(issued), json)
+            print_created(&present::created_key(issued), json)
         }
     }
 }

@@ -101,7 +101,7 @@ pub struct CreateKey {
     #[cfg_attr(feature = "openapi", schema(value_type = ScopeList, example = json!(["invoices:read"])))]
     pub scopes: Vec<String>,
     /// Lifetime in days (1..=3650); none for a key that does not expire.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub expires_in_days: Option<u32>,
 }
@@ -146,7 +146,6 @@ pub struct VerifyKey {
     #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
     pub key: Redacted,
     /// Scopes the key must hold (all of them; `admin` holds every scope); at most 100.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<ScopeList>))]
     pub required_scopes: Option<Vec<String>>,
 }
@@ -190,24 +189,24 @@ pub struct KeyVerification<'a> {
     /// Whether the key may be used.
     pub valid: bool,
     /// Key id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<Uuid>,
     /// Owner.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub organization_id: Option<Uuid>,
     /// Name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub name: Option<Cow<'a, str>>,
     /// Scopes held.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
     pub scopes: Option<Vec<Cow<'a, str>>>,
     /// Expiry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// `INVALID`, `REVOKED`, `EXPIRED` or `INSUFFICIENT_SCOPE` when not valid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<KeyRejection>,
 }
 

@@ -42,13 +42,13 @@ pub struct ComponentHealth {
     /// `healthy` or `unhealthy`.
     pub status: HealthStatus,
     /// For the database: `postgres` or `memory`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Probe time in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
     /// For the cache: entries held.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entries: Option<u64>,
 }
 

@@ -68,3 +68,6 @@ wire_str!(ProbeStatus { Ok => "ok", Unavailable => "unavailable" });
 wire_str!(TokenKind { User => "user", Device => "device" });
 wire_str!(Role { Owner => "owner", Admin => "admin", Member => "member", Unknown => "unknown" });
 wire_str!(TokenType { Bearer => "Bearer" });
+
+#[cfg(test)]
+mod tests;

@@ -508,3 +508,89 @@ impl TryIntoDomain for api::AuthenticateDevice {
         Ok(DeviceCredentials { id, secret })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn fields(err: &ApiError) -> Vec<(&str, &str)> {
+        err.field_errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn every_broken_field_is_named() {
+        let body = api::RegisterRequest {
+            email: "not-an-email".into(),
+            password: "pass\u{0}word".into(),
+            display_name: Some("y".repeat(101)),
+        };
+        let err = body
+            .try_into_domain(&PasswordPolicy::default())
+            .unwrap_err();
+        assert_eq!(
+            fields(&err),
+            [
+                ("email", "invalid_email"),
+                ("password", "control_character"),
+                ("display_name", "invalid")
+            ]
+        );
+
+        let body = api::CreateKey {
+            organization_id: uuid::Uuid::nil(),
+            name: String::new(),
+            scopes: vec!["ok".into(), "Bad Scope".into(), "\u{7}".into()],
+            expires_in_days: Some(0),
+        };
+        let err = body.try_into_domain(()).unwrap_err();
+        assert_eq!(
+            fields(&err),
+            [
+                ("name", "invalid"),
+                ("scopes[1]", "invalid_scope"),
+                ("scopes[2]", "control_character"),
+                ("expires_in_days", "out_of_range")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_names_every_broken_item() {
+        let batch = api::VerifyBatch {
+            items: vec![
+                serde_json::json!({"key": "ak_live_x"}),
+                serde_json::json!(5),
+                serde_json::json!({"required_scopes": ["BAD"]}),
+            ],
+        };
+        let err = batch.try_into_domain(()).unwrap_err();
+        assert_eq!(
+            fields(&err),
+            [
+                ("items[1]", "invalid_type"),
+                ("items[2].key", "required"),
+                ("items[2].required_scopes[0]", "invalid_scope")
+            ]
+        );
+        let empty = api::VerifyBatch::<serde_json::Value> { items: vec![] };
+        assert_eq!(
+            fields(&empty.try_into_domain(()).unwrap_err()),
+            [("items", "out_of_range")]
+        );
+    }
+
+    #[test]
+    fn impossible_device_ids_are_unknown_credentials() {
+        let body = api::AuthenticateDevice {
+            device_id: "no spaces allowed".into(),
+            device_secret: "s".into(),
+        };
+        let err = body.try_into_domain(()).unwrap_err();
+        assert_eq!(err.code(), "INVALID_DEVICE_CREDENTIALS");
+    }
+}

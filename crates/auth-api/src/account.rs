@@ -37,7 +37,6 @@ pub struct UserCreated {
     pub created_at: DateTime<Utc>,
 }
 
-
 /// `POST /auth/login` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -60,7 +59,6 @@ pub struct TokenUser {
     pub email: String,
 }
 
-
 /// The `token_type` of every token answer (RFC 6750).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -70,7 +68,6 @@ pub enum TokenType {
     #[default]
     Bearer,
 }
-
 
 impl PartialEq<str> for TokenType {
     fn eq(&self, other: &str) -> bool {
@@ -90,7 +87,13 @@ impl PartialEq<&str> for TokenType {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = "", description = "A new access token and refresh token. `Debug` never shows the tokens."))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        bound = "",
+        description = "A new access token and refresh token. `Debug` never shows the tokens."
+    )
+)]
 pub struct TokenResponse<S = Redacted> {
     /// JWT access token (`typ: at+jwt`).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
@@ -109,7 +112,6 @@ pub struct TokenResponse<S = Redacted> {
     /// The user.
     pub user: TokenUser,
 }
-
 
 /// A body carrying a refresh token (`refresh`, `logout`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +139,6 @@ pub struct VerifyResponse {
     /// When the access token expires.
     pub expires_at: DateTime<Utc>,
 }
-
 
 /// `POST /auth/verify-token` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,7 +221,6 @@ pub struct VerifyTokenResponse {
     pub error: Option<TokenRejection>,
 }
 
-
 /// An organization the user belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -232,7 +232,6 @@ pub struct MembershipSummary {
     /// `owner`, `admin` or `member`.
     pub role: Role,
 }
-
 
 /// `GET /users/me` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,7 +250,6 @@ pub struct Me {
     /// Organizations the user belongs to.
     pub organizations: Vec<MembershipSummary>,
 }
-
 
 /// `POST /users/me/password` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -64,7 +64,13 @@ pub struct ApiKeyItem {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = "", description = "A new key: shown once. `Debug` never shows the key."))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        bound = "",
+        description = "A new key: shown once. `Debug` never shows the key."
+    )
+)]
 pub struct CreatedKey<S = Redacted> {
     /// Id.
     pub id: Uuid,
@@ -218,7 +224,13 @@ pub struct KeyVerification<'a> {
 /// free JSON, so that it can name every broken field of every item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = "", description = "`POST /api-keys/verify-batch` body: 1..=100 items, each a verify body. An item that is not\none makes the whole request a 422 naming every broken field (`items[3].key`); a\nwell-formed item whose key is bad gets its own `valid:false` verdict."))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        bound = "",
+        description = "`POST /api-keys/verify-batch` body: 1..=100 items, each a verify body. An item that is not\none makes the whole request a 422 naming every broken field (`items[3].key`); a\nwell-formed item whose key is bad gets its own `valid:false` verdict."
+    )
+)]
 pub struct VerifyBatch<I = VerifyKey> {
     /// The keys to verify.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<VerifyKey>, min_items = 1, max_items = 100))]

@@ -50,7 +50,13 @@ pub struct DeviceItem {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = "", description = "A registered device with its secret: shown once. `Debug` never shows the secret."))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        bound = "",
+        description = "A registered device with its secret: shown once. `Debug` never shows the secret."
+    )
+)]
 pub struct RegisteredDevice<S = Redacted> {
     /// Id.
     pub device_id: String,
@@ -134,7 +140,10 @@ pub struct AuthenticateDevice {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = "", description = "A device token."))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(bound = "", description = "A device token.")
+)]
 pub struct DeviceTokenResponse<S = Redacted> {
     /// JWT (`typ: device+jwt`).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
@@ -156,7 +165,10 @@ pub struct DeviceTokenResponse<S = Redacted> {
 /// secret type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = "", description = "A rotated secret: shown once."))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(bound = "", description = "A rotated secret: shown once.")
+)]
 pub struct RotatedSecret<S = Redacted> {
     /// The device.
     pub device_id: String,

@@ -21,16 +21,16 @@ pub mod service;
 
 pub use account::{
     ChangePasswordRequest, LoginRequest, Me, MembershipSummary, RefreshRequest, RegisterRequest,
-    TokenKind, TokenRejection, TokenResponse, TokenType, TokenUser, UserCreated,
-    VerifyResponse, VerifyTokenRequest, VerifyTokenResponse,
+    TokenKind, TokenRejection, TokenResponse, TokenType, TokenUser, UserCreated, VerifyResponse,
+    VerifyTokenRequest, VerifyTokenResponse,
 };
 pub use api_key::{
-    ApiKeyItem, ApiKeyList, ApiKeyStatus, BatchVerification, CreateKey, CreatedKey,
-    KeyRejection, KeyVerification, VerifyBatch, VerifyKey,
+    ApiKeyItem, ApiKeyList, ApiKeyStatus, BatchVerification, CreateKey, CreatedKey, KeyRejection,
+    KeyVerification, VerifyBatch, VerifyKey,
 };
 pub use device::{
-    AuthenticateDevice, DeviceItem, DeviceList, DeviceStatus, DeviceTokenResponse,
-    RegisterDevice, RegisteredDevice, RotatedSecret,
+    AuthenticateDevice, DeviceItem, DeviceList, DeviceStatus, DeviceTokenResponse, RegisterDevice,
+    RegisteredDevice, RotatedSecret,
 };
 pub use organization::{
     AddMember, CreateOrganization, MemberBody, MemberList, OrganizationBody, OrganizationList,

@@ -21,7 +21,6 @@ pub enum Role {
     Unknown,
 }
 
-
 /// `POST /organizations` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -54,16 +54,10 @@ pub struct Problem {
     #[cfg_attr(feature = "openapi", schema(example = 401))]
     pub status: u16,
     /// What went wrong, for people.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(example = "Invalid email or password")
-    )]
+    #[cfg_attr(feature = "openapi", schema(example = "Invalid email or password"))]
     pub detail: String,
     /// What went wrong, for programs.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(example = "INVALID_CREDENTIALS")
-    )]
+    #[cfg_attr(feature = "openapi", schema(example = "INVALID_CREDENTIALS"))]
     pub code: String,
     /// The request's id (also in `X-Request-Id` and the logs).
     pub request_id: String,

@@ -63,8 +63,6 @@ impl<T: utoipa::ToSchema> utoipa::ToSchema for Redacted<T> {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
-
     use super::*;
 
     #[test]

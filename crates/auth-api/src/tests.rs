@@ -1,7 +1,5 @@
 //! The wire strings, the secrets' `Debug`, and round-trips of representative bodies.
 
-#![expect(clippy::unwrap_used, reason = "tests")]
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -18,7 +16,10 @@ fn read<T: DeserializeOwned>(value: Value) -> T {
 }
 
 /// A body read back from what it writes is itself, and what it writes is `expected`.
-fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(body: &T, expected: Value) {
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    body: &T,
+    expected: Value,
+) {
     assert_eq!(wire(body), expected);
     assert_eq!(&read::<T>(expected), body);
 }
@@ -62,11 +63,23 @@ fn enums_are_the_contract_strings() {
 #[test]
 fn values_of_a_newer_service_are_read_not_refused() {
     assert_eq!(read::<Role>(json!("auditor")), Role::Unknown);
-    assert_eq!(read::<ApiKeyStatus>(json!("suspended")), ApiKeyStatus::Unknown);
+    assert_eq!(
+        read::<ApiKeyStatus>(json!("suspended")),
+        ApiKeyStatus::Unknown
+    );
     assert_eq!(read::<DeviceStatus>(json!("lost")), DeviceStatus::Unknown);
-    assert_eq!(read::<HealthStatus>(json!("starting")), HealthStatus::Unknown);
-    assert_eq!(read::<KeyRejection>(json!("RATE_LIMITED")), KeyRejection::Invalid);
-    assert_eq!(read::<TokenRejection>(json!("NOT_YET_VALID")), TokenRejection::Invalid);
+    assert_eq!(
+        read::<HealthStatus>(json!("starting")),
+        HealthStatus::Unknown
+    );
+    assert_eq!(
+        read::<KeyRejection>(json!("RATE_LIMITED")),
+        KeyRejection::Invalid
+    );
+    assert_eq!(
+        read::<TokenRejection>(json!("NOT_YET_VALID")),
+        TokenRejection::Invalid
+    );
     // Never sent: writing one is an error, not a made-up string.
     assert!(serde_json::to_value(Role::Unknown).is_err());
 }
@@ -85,7 +98,10 @@ fn secrets_are_on_the_wire_and_never_in_debug_output() {
         },
     };
     let debug = format!("{pair:?}");
-    assert!(!debug.contains("eyJ.access") && !debug.contains("rt_secret"), "{debug}");
+    assert!(
+        !debug.contains("eyJ.access") && !debug.contains("rt_secret"),
+        "{debug}"
+    );
     assert_eq!(
         wire(&pair),
         json!({

@@ -694,7 +694,8 @@ impl AuthClient {
                 200,
             )
             .await?;
-        types::key_verdict(raw).ok_or_else(|| Error::UnexpectedResponse("a valid key verdict lacks its fields".into()))
+        types::key_verdict(raw)
+            .ok_or_else(|| Error::UnexpectedResponse("a valid key verdict lacks its fields".into()))
     }
 
     /// `POST /api-keys/verify-batch`: 1..=100 `(key, required scopes)`, verdicts in order

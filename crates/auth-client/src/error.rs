@@ -8,7 +8,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use crate::types::TokenRejection;
 
 /// A `code` of the service's problem documents (the contract's error table).

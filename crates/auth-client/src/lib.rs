@@ -61,6 +61,5 @@ pub use types::{
     DeviceToken, Health, HealthStatus, KeyRejection, KeyStatus, Me, Member, Membership, NewApiKey,
     NewDevice, NewUser, Organization, OrganizationWithRole, RegisteredDevice, Role, RotatedSecret,
     ServiceInfo, SessionInfo, TokenPair, TokenRejection, TokenType, TokenUser, TokenVerdict,
-    UserCreated,
-    VerifiedApiKey, VerifiedBy, VerifiedDevice, VerifiedToken, VerifiedUser,
+    UserCreated, VerifiedApiKey, VerifiedBy, VerifiedDevice, VerifiedToken, VerifiedUser,
 };

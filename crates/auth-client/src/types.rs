@@ -243,7 +243,11 @@ pub(crate) fn key_verdict(raw: auth_api::KeyVerification<'_>) -> Option<ApiKeyVe
         key_id: raw.key_id?,
         organization_id: raw.organization_id?,
         name: raw.name?.into_owned(),
-        scopes: raw.scopes?.into_iter().map(std::borrow::Cow::into_owned).collect(),
+        scopes: raw
+            .scopes?
+            .into_iter()
+            .map(std::borrow::Cow::into_owned)
+            .collect(),
         expires_at: raw.expires_at,
     }))
 }

@@ -237,11 +237,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let body = Problem {
             problem_type: "about:blank".to_owned(),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.to_owned(),

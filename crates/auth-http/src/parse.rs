@@ -10,8 +10,8 @@ use auth_api as api;
 use auth_core::model::text::has_control_chars;
 use auth_core::model::{
     ApiKeyName, DeviceId, DeviceMetadata, DeviceName, DeviceSecret, DisplayName, Email,
-    OrganizationId, OrganizationName, Password, PasswordError, PasswordPolicy, RefreshToken,
-    Role, Scope, Scopes,
+    OrganizationId, OrganizationName, Password, PasswordError, PasswordPolicy, RefreshToken, Role,
+    Scope, Scopes,
 };
 use auth_core::{NewApiKey, NewDevice, Registration};
 
@@ -53,8 +53,11 @@ impl Fields {
     pub fn text<'a>(&mut self, field: &dyn std::fmt::Display, raw: &'a str) -> Option<&'a str> {
         if has_control_chars(raw) {
             let text = format!("{field} must not contain control characters");
-            self.errors
-                .push(FieldError::new(field.to_string(), "control_character", text));
+            self.errors.push(FieldError::new(
+                field.to_string(),
+                "control_character",
+                text,
+            ));
             return None;
         }
         Some(raw)
@@ -310,7 +313,11 @@ impl TryIntoDomain for api::AddMember {
                 None
             }
         };
-        f.finish(email.zip(role).map(|(email, role)| NewMember { email, role }))
+        f.finish(
+            email
+                .zip(role)
+                .map(|(email, role)| NewMember { email, role }),
+        )
     }
 }
 
@@ -511,7 +518,6 @@ impl TryIntoDomain for api::AuthenticateDevice {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
 

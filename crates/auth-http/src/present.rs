@@ -284,7 +284,10 @@ pub fn user_token_verdict(p: &Principal) -> api::VerifyTokenResponse {
 
 /// The verdict on a valid device token expiring at `expires_at`.
 #[must_use]
-pub fn device_token_verdict(device: &Device, expires_at: DateTime<Utc>) -> api::VerifyTokenResponse {
+pub fn device_token_verdict(
+    device: &Device,
+    expires_at: DateTime<Utc>,
+) -> api::VerifyTokenResponse {
     api::VerifyTokenResponse {
         valid: true,
         token_type: Some(api::TokenKind::Device),

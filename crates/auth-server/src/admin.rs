@@ -2,6 +2,7 @@
 //! directly against the configured database. Tables by default, `--json` for scripts; a new
 //! key's secret is printed once, to stdout.
 
+use auth_api::{ApiKeyItem, CreatedKey, DeviceItem};
 use auth_core::model::{
     ApiKeyId, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, OrganizationId,
     OrganizationName, Scope, Scopes,
@@ -11,7 +12,6 @@ use auth_core::{
     AccountError, Actor, ApiKeyError, DeviceError, ImportedUser, NewApiKey, NewDevice,
     OrganizationError,
 };
-use auth_api::{ApiKeyItem, CreatedKey, DeviceItem};
 use auth_http::present;
 use clap::Subcommand;
 use comfy_table::Table;
@@ -483,10 +483,7 @@ fn print_created(created: &CreatedKey, json: bool) -> Result<(), CliError> {
             .map_or_else(|| "-".into(), |t| t.to_rfc3339()),
     ]);
     println!("{table}");
-    println!(
-        "key (shown once, store it now): {}",
-        created.key.expose()
-    );
+    println!("key (shown once, store it now): {}", created.key.expose());
     Ok(())
 }
 
@@ -616,7 +613,8 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
         }
         ApiKeysCommand::Revoke { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
-            let item = present::api_key_item(&keys.revoke(&actor, id).await.map_err(key_error)?, now);
+            let item =
+                present::api_key_item(&keys.revoke(&actor, id).await.map_err(key_error)?, now);
             if json {
                 print_json(&item)
             } else {

@@ -185,4 +185,3 @@ pub async fn verify_batch(
     let results = verdicts.iter().map(present::key_verification).collect();
     Ok(HttpResponse::Ok().json(BatchVerification { results }))
 }
-

@@ -10,9 +10,7 @@ use auth_core::model::TokenKind;
 use auth_core::{AccountError, DeviceError};
 
 use super::no_store_json;
-use crate::error::{
-    ApiError, BearerErrors, BodyErrors, LimitedErrors, NoBodyErrors, StoreErrors,
-};
+use crate::error::{ApiError, BearerErrors, BodyErrors, LimitedErrors, NoBodyErrors, StoreErrors};
 use crate::extract::Authenticated;
 use crate::json::{NoBody, ValidJson};
 use crate::parse::TryIntoDomain as _;
@@ -61,7 +59,10 @@ pub async fn login(
         .auth
         .login(&credentials.email, &credentials.password)
         .await?;
-    Ok(no_store_json(StatusCode::OK, &present::token_response(pair)))
+    Ok(no_store_json(
+        StatusCode::OK,
+        &present::token_response(pair),
+    ))
 }
 
 /// Exchange a refresh token for a new pair. The presented token is spent; presenting it
@@ -83,7 +84,10 @@ pub async fn refresh(
 ) -> Result<HttpResponse, ApiError> {
     let token = body.0.try_into_domain(())?;
     let pair = state.auth.refresh(&token).await?;
-    Ok(no_store_json(StatusCode::OK, &present::token_response(pair)))
+    Ok(no_store_json(
+        StatusCode::OK,
+        &present::token_response(pair),
+    ))
 }
 
 /// End the session a refresh token belongs to. Answers 204 for unknown tokens too.

@@ -64,7 +64,10 @@ pub async fn authenticate(
         .devices
         .authenticate(&credentials.id, &credentials.secret)
         .await?;
-    Ok(no_store_json(StatusCode::OK, &present::device_token(&issued)))
+    Ok(no_store_json(
+        StatusCode::OK,
+        &present::device_token(&issued),
+    ))
 }
 
 /// Give a device a new secret; the old one stops working at once (tokens already issued

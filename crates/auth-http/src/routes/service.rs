@@ -115,8 +115,8 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 #[get("/health/live")]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Probe {
-            status: ProbeStatus::Ok,
-        })
+        status: ProbeStatus::Ok,
+    })
 }
 
 /// Readiness: 200 when the store answers, its schema is current and the invalidation

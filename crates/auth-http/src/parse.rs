@@ -17,6 +17,9 @@ use auth_core::{NewApiKey, NewDevice, Registration};
 
 use crate::error::{ApiError, FieldError};
 
+// The document's limits (in `auth-api`) are the domain's.
+const _: () = assert!(api::api_key::MAX_SCOPES == Scopes::MAX);
+
 /// A request body that converts into its domain input, given the rules in `C` (the password
 /// policy, for bodies carrying a new password; `()` for the others).
 pub trait TryIntoDomain<C = ()> {

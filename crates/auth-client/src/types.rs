@@ -79,9 +79,7 @@ impl NewUser {
         self.display_name = Some(name.into());
         self
     }
-}
 
-impl NewUser {
     /// The body as sent.
     pub(crate) fn body(&self) -> auth_api::RegisterRequest {
         auth_api::RegisterRequest {

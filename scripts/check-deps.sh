@@ -27,4 +27,19 @@ if [ -n "$found" ]; then
 else
   echo "auth-client depends on no server-side crate"
 fi
+
+# auth-api holds the wire types that the server, the client and the CLI share: whatever its
+# features, it must pull none of the server's crates, no web framework, runtime or storage,
+# and no HTTP client. Fails listing the offenders.
+api_forbidden='^(auth-core|auth-infra|auth-http|auth-server|auth-client|actix-.*|diesel.*|deadpool.*|tokio.*|sqlx|hyper|reqwest|bcrypt|jsonwebtoken|moka|governor|secrecy)$'
+for features in "" "--all-features"; do
+  # shellcheck disable=SC2086
+  found=$(cargo tree -q -p auth-api -e normal --prefix none $features | awk '{print $1}' | sort -u | grep -E "$api_forbidden" || true)
+  if [ -n "$found" ]; then
+    echo "auth-api ${features:-(default features)} depends on server or client crates:" >&2
+    echo "$found" | sed 's/^/  - /' >&2
+    status=1
+  fi
+done
+[ "$status" = 0 ] && echo "auth-api depends on no server crate"
 exit "$status"

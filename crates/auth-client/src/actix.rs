@@ -43,7 +43,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use secrecy::{ExposeSecret as _, SecretString};
-use serde::Serialize;
 
 use crate::client::AuthClient;
 use crate::config::TokenVerification;
@@ -145,17 +144,6 @@ pub struct AuthRejection {
     missing_scopes: Vec<&'static str>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    problem_type: &'static str,
-    title: &'static str,
-    status: u16,
-    detail: String,
-    code: &'static str,
-    request_id: &'a str,
-}
-
 impl AuthRejection {
     fn new(kind: RejectionKind, req: &HttpRequest) -> Self {
         Self {
@@ -242,13 +230,15 @@ impl ResponseError for AuthRejection {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let body = Problem {
-            problem_type: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
+        // The service's own error body.
+        let body = auth_api::Problem {
+            problem_type: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: self.detail(),
-            code: self.code(),
-            request_id: &self.request_id,
+            code: self.code().to_owned(),
+            request_id: self.request_id.clone(),
+            errors: Vec::new(),
         };
         let mut res = HttpResponse::build(status);
         res.content_type("application/problem+json");

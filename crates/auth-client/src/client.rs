@@ -7,7 +7,6 @@ use std::time::Duration;
 use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::api_key_cache::{self, ApiKeyCache};
@@ -19,12 +18,12 @@ use crate::local::{Claims, Kind, LocalError, LocalVerifier};
 use crate::stats::{MetricsSnapshot, Operation};
 use crate::transport::{Auth, Call, Transport};
 use crate::types::{
-    ApiKeyInfo, ApiKeyVerdict, CreatedApiKey, DeviceInfo, DeviceToken, Health, Items, KeyRejection,
-    Me, Member, NewApiKey, NewDevice, NewUser, Organization, OrganizationWithRole, RawBatch,
-    RawKeyVerdict, RawTokenVerdict, RegisteredDevice, Role, RotatedSecret, ServiceInfo,
-    SessionInfo, TokenPair, TokenRejection, TokenVerdict, UserCreated, VerifiedDevice,
-    VerifiedToken, VerifiedUser,
+    self, ApiKeyInfo, ApiKeyVerdict, CreatedApiKey, DeviceInfo, DeviceToken, Health, KeyRejection,
+    Me, Member, NewApiKey, NewDevice, NewUser, Organization, OrganizationWithRole,
+    RegisteredDevice, Role, RotatedSecret, ServiceInfo, SessionInfo, TokenPair, TokenRejection,
+    TokenVerdict, UserCreated, VerifiedDevice, VerifiedToken, VerifiedUser,
 };
+use auth_api::Redacted;
 
 /// Credentials of a manager of an organization's keys and devices: an access token of an
 /// owner or admin (or a service administrator), or an API key of the organization holding
@@ -43,6 +42,19 @@ impl Credential<'_> {
             Self::Bearer(token) => Auth::Bearer(token.expose_secret()),
             Self::ApiKey(key) => Auth::ApiKey(key.expose_secret()),
         }
+    }
+}
+
+/// A held secret as a request body carries it.
+fn secret(value: &SecretString) -> Redacted {
+    Redacted::new(value.expose_secret().to_owned())
+}
+
+/// The body verifying `key` with `required_scopes`.
+fn verify_body(key: &str, required_scopes: &[&str]) -> auth_api::VerifyKey {
+    auth_api::VerifyKey {
+        key: Redacted::new(key.to_owned()),
+        required_scopes: Some(required_scopes.iter().map(|&s| s.to_owned()).collect()),
     }
 }
 
@@ -254,10 +266,7 @@ impl AuthClient {
     /// [`Error::Api`] with `EMAIL_TAKEN` (409) or `VALIDATION_FAILED` (422); transport errors.
     pub async fn register(&self, user: &NewUser) -> Result<UserCreated, Error> {
         let segments = v1!("auth", "register");
-        let mut body = json!({"email": user.email, "password": user.password.expose_secret()});
-        if let Some(name) = &user.display_name {
-            body["display_name"] = json!(name);
-        }
+        let body = user.body();
         self.json(
             Call::new(Operation::Register, Method::POST, &segments).json(&body),
             201,
@@ -271,7 +280,10 @@ impl AuthClient {
     /// [`Error::Api`] with `INVALID_CREDENTIALS` (401) or `TOO_MANY_ATTEMPTS` (429).
     pub async fn login(&self, email: &str, password: &SecretString) -> Result<TokenPair, Error> {
         let segments = v1!("auth", "login");
-        let body = json!({"email": email, "password": password.expose_secret()});
+        let body = auth_api::LoginRequest {
+            email: email.to_owned(),
+            password: secret(password),
+        };
         self.json(
             Call::new(Operation::Login, Method::POST, &segments).json(&body),
             200,
@@ -285,7 +297,9 @@ impl AuthClient {
     /// [`Error::Api`] with `INVALID_REFRESH_TOKEN` (401).
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, Error> {
         let segments = v1!("auth", "refresh");
-        let body = json!({"refresh_token": refresh_token.expose_secret()});
+        let body = auth_api::RefreshRequest {
+            refresh_token: secret(refresh_token),
+        };
         self.json(
             Call::new(Operation::Refresh, Method::POST, &segments).json(&body),
             200,
@@ -299,7 +313,9 @@ impl AuthClient {
     /// Transport errors, 503.
     pub async fn logout(&self, refresh_token: &SecretString) -> Result<(), Error> {
         let segments = v1!("auth", "logout");
-        let body = json!({"refresh_token": refresh_token.expose_secret()});
+        let body = auth_api::RefreshRequest {
+            refresh_token: secret(refresh_token),
+        };
         self.empty(Call::new(Operation::Logout, Method::POST, &segments).json(&body))
             .await
     }
@@ -338,14 +354,16 @@ impl AuthClient {
     /// Transport errors; 422 for a token no JSON string can carry; 503.
     pub async fn verify_token(&self, token: &str) -> Result<TokenVerdict, Error> {
         let segments = v1!("auth", "verify-token");
-        let raw: RawTokenVerdict = self
+        let body = auth_api::VerifyTokenRequest {
+            token: Redacted::new(token.to_owned()),
+        };
+        let raw: auth_api::VerifyTokenResponse = self
             .json(
-                Call::new(Operation::VerifyToken, Method::POST, &segments)
-                    .json(&json!({"token": token})),
+                Call::new(Operation::VerifyToken, Method::POST, &segments).json(&body),
                 200,
             )
             .await?;
-        raw.typed().ok_or_else(|| {
+        types::token_verdict(raw).ok_or_else(|| {
             Error::UnexpectedResponse("a valid verify-token answer lacks its claims".into())
         })
     }
@@ -376,10 +394,10 @@ impl AuthClient {
         new: &SecretString,
     ) -> Result<(), Error> {
         let segments = v1!("users", "me", "password");
-        let body = json!({
-            "current_password": current.expose_secret(),
-            "new_password": new.expose_secret(),
-        });
+        let body = auth_api::ChangePasswordRequest {
+            current_password: secret(current),
+            new_password: secret(new),
+        };
         self.empty(
             Call::new(Operation::ChangePassword, Method::POST, &segments)
                 .auth(Auth::Bearer(access_token.expose_secret()))
@@ -404,7 +422,9 @@ impl AuthClient {
         self.json(
             Call::new(Operation::CreateOrganization, Method::POST, &segments)
                 .auth(Auth::Bearer(access_token.expose_secret()))
-                .json(&json!({"name": name})),
+                .json(&auth_api::CreateOrganization {
+                    name: name.to_owned(),
+                }),
             201,
         )
         .await
@@ -419,14 +439,14 @@ impl AuthClient {
         access_token: &SecretString,
     ) -> Result<Vec<OrganizationWithRole>, Error> {
         let segments = v1!("organizations");
-        let items: Items<OrganizationWithRole> = self
+        let list: auth_api::OrganizationList = self
             .json(
                 Call::new(Operation::ListOrganizations, Method::GET, &segments)
                     .auth(Auth::Bearer(access_token.expose_secret())),
                 200,
             )
             .await?;
-        Ok(items.items)
+        Ok(list.items)
     }
 
     /// `GET /organizations/{id}` (members only).
@@ -464,7 +484,10 @@ impl AuthClient {
         self.json(
             Call::new(Operation::AddMember, Method::POST, &segments)
                 .auth(Auth::Bearer(access_token.expose_secret()))
-                .json(&json!({"email": email, "role": role.as_str()})),
+                .json(&auth_api::AddMember {
+                    email: email.to_owned(),
+                    role,
+                }),
             201,
         )
         .await
@@ -481,14 +504,14 @@ impl AuthClient {
     ) -> Result<Vec<Member>, Error> {
         let id = organization_id.to_string();
         let segments = v1!("organizations", &id, "members");
-        let items: Items<Member> = self
+        let list: auth_api::MemberList = self
             .json(
                 Call::new(Operation::ListMembers, Method::GET, &segments)
                     .auth(Auth::Bearer(access_token.expose_secret())),
                 200,
             )
             .await?;
-        Ok(items.items)
+        Ok(list.items)
     }
 
     /// `DELETE /organizations/{id}/members/{user_id}` (204).
@@ -523,12 +546,10 @@ impl AuthClient {
         key: &NewApiKey,
     ) -> Result<CreatedApiKey, Error> {
         let segments = v1!("api-keys");
-        let body = serde_json::to_value(key)
-            .map_err(|e| Error::InvalidArgument(format!("the key cannot be serialised: {e}")))?;
         self.json(
             Call::new(Operation::CreateApiKey, Method::POST, &segments)
                 .auth(manager.auth())
-                .json(&body),
+                .json(key),
             201,
         )
         .await
@@ -545,7 +566,7 @@ impl AuthClient {
         include_revoked: bool,
     ) -> Result<Vec<ApiKeyInfo>, Error> {
         let segments = v1!("api-keys");
-        let items: Items<ApiKeyInfo> = self
+        let list: auth_api::ApiKeyList = self
             .json(
                 Call::new(Operation::ListApiKeys, Method::GET, &segments)
                     .auth(manager.auth())
@@ -554,7 +575,7 @@ impl AuthClient {
                 200,
             )
             .await?;
-        Ok(items.items)
+        Ok(list.items)
     }
 
     /// `GET /api-keys/{id}`.
@@ -666,14 +687,14 @@ impl AuthClient {
         required_scopes: &[&str],
     ) -> Result<ApiKeyVerdict, Error> {
         let segments = v1!("api-keys", "verify");
-        let raw: RawKeyVerdict = self
+        let body = verify_body(key, required_scopes);
+        let raw: auth_api::KeyVerification<'static> = self
             .json(
-                Call::new(Operation::VerifyApiKey, Method::POST, &segments)
-                    .json(&json!({"key": key, "required_scopes": required_scopes})),
+                Call::new(Operation::VerifyApiKey, Method::POST, &segments).json(&body),
                 200,
             )
             .await?;
-        raw.typed()
+        types::key_verdict(raw)
             .ok_or_else(|| Error::UnexpectedResponse("a valid key verdict lacks its fields".into()))
     }
 
@@ -688,21 +709,22 @@ impl AuthClient {
         items: &[(&str, &[&str])],
     ) -> Result<Vec<ApiKeyVerdict>, Error> {
         let segments = v1!("api-keys", "verify-batch");
-        let items: Vec<_> = items
-            .iter()
-            .map(|(key, scopes)| json!({"key": key, "required_scopes": scopes}))
-            .collect();
-        let raw: RawBatch = self
+        let body = auth_api::VerifyBatch {
+            items: items
+                .iter()
+                .map(|(key, scopes)| verify_body(key, scopes))
+                .collect(),
+        };
+        let raw: auth_api::BatchVerification<'static> = self
             .json(
-                Call::new(Operation::VerifyApiKeyBatch, Method::POST, &segments)
-                    .json(&json!({"items": items})),
+                Call::new(Operation::VerifyApiKeyBatch, Method::POST, &segments).json(&body),
                 200,
             )
             .await?;
         raw.results
             .into_iter()
             .map(|r| {
-                r.typed().ok_or_else(|| {
+                types::key_verdict(r).ok_or_else(|| {
                     Error::UnexpectedResponse("a valid key verdict lacks its fields".into())
                 })
             })
@@ -744,12 +766,10 @@ impl AuthClient {
         device: &NewDevice,
     ) -> Result<RegisteredDevice, Error> {
         let segments = v1!("devices");
-        let body = serde_json::to_value(device)
-            .map_err(|e| Error::InvalidArgument(format!("the device cannot be serialised: {e}")))?;
         self.json(
             Call::new(Operation::RegisterDevice, Method::POST, &segments)
                 .auth(manager.auth())
-                .json(&body),
+                .json(device),
             201,
         )
         .await
@@ -766,7 +786,10 @@ impl AuthClient {
         secret: &SecretString,
     ) -> Result<DeviceToken, Error> {
         let segments = v1!("devices", "authenticate");
-        let body = json!({"device_id": device_id, "device_secret": secret.expose_secret()});
+        let body = auth_api::AuthenticateDevice {
+            device_id: device_id.to_owned(),
+            device_secret: self::secret(secret),
+        };
         self.json(
             Call::new(Operation::AuthenticateDevice, Method::POST, &segments).json(&body),
             200,
@@ -819,7 +842,7 @@ impl AuthClient {
         organization_id: Uuid,
     ) -> Result<Vec<DeviceInfo>, Error> {
         let segments = v1!("devices");
-        let items: Items<DeviceInfo> = self
+        let list: auth_api::DeviceList = self
             .json(
                 Call::new(Operation::ListDevices, Method::GET, &segments)
                     .auth(manager.auth())
@@ -827,7 +850,7 @@ impl AuthClient {
                 200,
             )
             .await?;
-        Ok(items.items)
+        Ok(list.items)
     }
 
     /// `GET /devices/{id}`.

@@ -8,8 +8,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::types::TokenRejection;
 
 /// A `code` of the service's problem documents (the contract's error table).
@@ -121,17 +119,7 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// One rule a field broke (422 answers).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[non_exhaustive]
-pub struct FieldError {
-    /// The field, as a JSON path (`password`, `items[2].key`).
-    pub field: String,
-    /// Machine-readable reason (`required`, `too_short`, `too_common`, ...).
-    pub code: String,
-    /// Human-readable explanation.
-    pub message: String,
-}
+pub use auth_api::FieldError;
 
 /// An error answer of the service: the RFC 9457 problem document, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,27 +157,20 @@ impl ApiError {
         request_id: Option<String>,
         retry_after: Option<Duration>,
     ) -> Self {
-        #[derive(Deserialize)]
-        struct Problem {
-            title: Option<String>,
-            detail: Option<String>,
-            code: Option<String>,
-            request_id: Option<String>,
-            #[serde(default)]
-            errors: Vec<FieldError>,
-        }
         let reason = reqwest::StatusCode::from_u16(status)
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("Error")
             .to_owned();
-        match serde_json::from_slice::<Problem>(body) {
+        match serde_json::from_slice::<auth_api::Problem>(body) {
             Ok(p) => Self {
                 status,
-                code: ErrorCode::parse(p.code.as_deref().unwrap_or_default()),
-                title: p.title.unwrap_or(reason),
-                detail: p.detail.unwrap_or_default(),
-                request_id: p.request_id.or(request_id),
+                code: ErrorCode::parse(&p.code),
+                title: if p.title.is_empty() { reason } else { p.title },
+                detail: p.detail,
+                request_id: Some(p.request_id)
+                    .filter(|id| !id.is_empty())
+                    .or(request_id),
                 errors: p.errors,
                 retry_after,
             },

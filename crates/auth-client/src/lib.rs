@@ -41,6 +41,8 @@ mod stats;
 mod transport;
 mod types;
 
+/// The wire types of the API, as the service defines them.
+pub use auth_api as api;
 pub use client::{AuthClient, ClientBuilder, Credential};
 pub use config::{
     ApiKeyCacheConfig, BreakerPolicy, ClientConfig, MAX_LEEWAY, MIN_HS256_SECRET_BYTES,
@@ -58,6 +60,6 @@ pub use types::{
     ApiKeyInfo, ApiKeyVerdict, ComponentHealth, CreatedApiKey, DeviceInfo, DeviceStatus,
     DeviceToken, Health, HealthStatus, KeyRejection, KeyStatus, Me, Member, Membership, NewApiKey,
     NewDevice, NewUser, Organization, OrganizationWithRole, RegisteredDevice, Role, RotatedSecret,
-    ServiceInfo, SessionInfo, TokenPair, TokenRejection, TokenUser, TokenVerdict, UserCreated,
-    VerifiedApiKey, VerifiedBy, VerifiedDevice, VerifiedToken, VerifiedUser,
+    ServiceInfo, SessionInfo, TokenPair, TokenRejection, TokenType, TokenUser, TokenVerdict,
+    UserCreated, VerifiedApiKey, VerifiedBy, VerifiedDevice, VerifiedToken, VerifiedUser,
 };

@@ -69,8 +69,11 @@ impl<'a> Call<'a> {
         self
     }
 
-    pub(crate) fn json(mut self, body: &serde_json::Value) -> Self {
-        self.body = Some(body.to_string().into_bytes());
+    /// With `body`, a body of `auth-api`. Serialising one cannot fail (string keys, no
+    /// custom serializer); were it to, the request would go without a body and the service
+    /// answer 400, never anything sent half-written.
+    pub(crate) fn json(mut self, body: &impl serde::Serialize) -> Self {
+        self.body = serde_json::to_vec(body).ok();
         self
     }
 }

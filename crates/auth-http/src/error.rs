@@ -8,65 +8,13 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use auth_core::ports::StoreError;
 use auth_core::{AccountError, ApiKeyError, DeviceError, ErrorChain, OrganizationError};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::request_id;
 
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_UNAVAILABLE_SECS: u32 = 2;
 
-/// One rule a field broke.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// The field, as a JSON path (`password`, `items[2].key`).
-    pub field: String,
-    /// Machine-readable reason (`required`, `invalid_type`, `too_short`, ...).
-    pub code: String,
-    /// Human-readable explanation.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A field error.
-    pub fn new(
-        field: impl Into<String>,
-        code: impl Into<String>,
-        message: impl fmt::Display,
-    ) -> Self {
-        Self {
-            field: field.into(),
-            code: code.into(),
-            message: message.to_string(),
-        }
-    }
-}
-
-/// The body of every error response (`application/problem+json`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Problem {
-    /// Always `about:blank`: `code` says what happened.
-    #[serde(rename = "type")]
-    #[schema(example = "about:blank")]
-    pub problem_type: &'static str,
-    /// The status's reason phrase.
-    #[schema(example = "Unauthorized")]
-    pub title: &'static str,
-    /// HTTP status.
-    #[schema(example = 401)]
-    pub status: u16,
-    /// What went wrong, for people.
-    #[schema(example = "Invalid email or password")]
-    pub detail: String,
-    /// What went wrong, for programs.
-    #[schema(example = "INVALID_CREDENTIALS")]
-    pub code: &'static str,
-    /// The request's id (also in `X-Request-Id` and the logs).
-    pub request_id: String,
-    /// Field errors (422 only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-}
+pub use auth_api::{FieldError, Problem};
 
 /// An error answer. Build one with the constructors; `ResponseError` renders it.
 #[derive(Debug)]
@@ -272,11 +220,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let body = Problem {
-            problem_type: "about:blank",
-            title: self.status.canonical_reason().unwrap_or("Error"),
+            problem_type: "about:blank".to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code,
+            code: self.code.to_owned(),
             request_id: request_id::current().unwrap_or_default(),
             errors: self.errors.clone(),
         };

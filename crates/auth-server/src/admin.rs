@@ -3,6 +3,7 @@
 //! key's secret is printed once, to stdout (`output`, shared with the remote mode of the
 //! `api-keys` and `devices` commands in `remote`, which also checks its arguments here).
 
+use auth_api::{ApiKeyItem, DeviceItem};
 use auth_core::model::{
     ApiKeyId, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, OrganizationId,
     OrganizationName, Scope, Scopes,
@@ -12,8 +13,7 @@ use auth_core::{
     AccountError, Actor, ApiKeyError, DeviceError, ImportedUser, NewApiKey, NewDevice,
     OrganizationError,
 };
-use auth_http::routes::api_keys::{ApiKeyItem, CreatedKey};
-use auth_http::routes::devices::{DeviceItem, RegisteredDevice, RotatedSecret};
+use auth_http::present;
 use clap::Subcommand;
 use comfy_table::Table;
 use secrecy::SecretString;
@@ -326,7 +326,7 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
         } => {
             let new = new_device(&organization, &id, name.as_deref())?;
             let issued = devices.register(&actor, new).await.map_err(device_error)?;
-            output::registered_device(&RegisteredDevice::from(issued), json)
+            output::registered_device(&present::registered_device(issued), json)
         }
         DevicesCommand::List { organization } => {
             let org: OrganizationId = parse_id("--organization", &organization)?;
@@ -335,7 +335,7 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
                 .await
                 .map_err(device_error)?
                 .iter()
-                .map(DeviceItem::from)
+                .map(present::device_item)
                 .collect();
             output::devices(&items, json)
         }
@@ -344,25 +344,21 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
                 .get(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            output::device(&DeviceItem::from(&device), json)
+            output::device(&present::device_item(&device), json)
         }
         DevicesCommand::RotateSecret { device_id: id } => {
             let issued = devices
                 .rotate_secret(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            let rotated = RotatedSecret {
-                device_id: issued.device.id.as_str().to_owned(),
-                device_secret: issued.secret.expose().to_owned(),
-            };
-            output::rotated_secret(&rotated, json)
+            output::rotated_secret(&present::rotated_secret(&issued), json)
         }
         DevicesCommand::Revoke { device_id: id } => {
             let device = devices
                 .revoke(&actor, &device_id(&id)?)
                 .await
                 .map_err(device_error)?;
-            output::device(&DeviceItem::from(&device), json)
+            output::device(&present::device_item(&device), json)
         }
     }
 }
@@ -491,7 +487,7 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
         } => {
             let new = new_key(&organization, &name, &scopes, ttl_days)?;
             let issued = keys.create(&actor, new).await.map_err(key_error)?;
-            output::created_key(&CreatedKey::from(issued), json)
+            output::created_key(&present::created_key(issued), json)
         }
         ApiKeysCommand::List { organization, all } => {
             let org: OrganizationId = parse_id("--organization", &organization)?;
@@ -500,24 +496,25 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
                 .await
                 .map_err(key_error)?
                 .iter()
-                .map(|k| ApiKeyItem::new(k, now))
+                .map(|k| present::api_key_item(k, now))
                 .collect();
             output::keys(&items, json)
         }
         ApiKeysCommand::Info { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
-            let item = ApiKeyItem::new(&keys.get(&actor, id).await.map_err(key_error)?, now);
+            let item = present::api_key_item(&keys.get(&actor, id).await.map_err(key_error)?, now);
             output::key(&item, json)
         }
         ApiKeysCommand::Revoke { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
-            let item = ApiKeyItem::new(&keys.revoke(&actor, id).await.map_err(key_error)?, now);
+            let item =
+                present::api_key_item(&keys.revoke(&actor, id).await.map_err(key_error)?, now);
             output::key(&item, json)
         }
         ApiKeysCommand::Rotate { id } => {
             let id: ApiKeyId = parse_id("ID", &id)?;
             let issued = keys.rotate(&actor, id).await.map_err(key_error)?;
-            output::created_key(&CreatedKey::from(issued), json)
+            output::created_key(&present::created_key(issued), json)
         }
     }
 }

@@ -3,8 +3,7 @@
 //! Both modes hand the same wire types to these functions, so a command prints the same
 //! thing whichever way it ran. A secret is printed once, to stdout.
 
-use auth_http::routes::api_keys::{ApiKeyItem, CreatedKey};
-use auth_http::routes::devices::{DeviceItem, RegisteredDevice, RotatedSecret};
+use auth_api::{ApiKeyItem, CreatedKey, DeviceItem, RegisteredDevice, RotatedSecret};
 use chrono::{DateTime, Utc};
 use comfy_table::Table;
 use serde::Serialize;
@@ -43,7 +42,7 @@ fn key_table(items: &[ApiKeyItem]) -> Table {
             k.prefix.clone(),
             k.name.clone(),
             k.scopes.join(","),
-            k.status.to_owned(),
+            k.status.to_string(),
             k.created_at.to_rfc3339(),
             time(k.expires_at),
             time(k.last_used_at),
@@ -95,7 +94,7 @@ pub fn created_key(created: &CreatedKey, json: bool) -> Result<(), CliError> {
         time(created.expires_at),
     ]);
     println!("{table}");
-    println!("key (shown once, store it now): {}", created.key);
+    println!("key (shown once, store it now): {}", created.key.expose());
     Ok(())
 }
 
@@ -116,7 +115,7 @@ fn device_table(items: &[DeviceItem]) -> Table {
             d.device_id.clone(),
             d.name.clone(),
             d.organization_id.to_string(),
-            d.status.to_owned(),
+            d.status.to_string(),
             d.created_at.to_rfc3339(),
             time(d.last_authenticated_at),
         ]);
@@ -162,14 +161,14 @@ pub fn registered_device(registered: &RegisteredDevice, json: bool) -> Result<()
         registered.device_id.clone(),
         registered.name.clone(),
         registered.organization_id.to_string(),
-        registered.status.to_owned(),
+        registered.status.to_string(),
         registered.created_at.to_rfc3339(),
         time(None),
     ]);
     println!("{table}");
     println!(
         "secret (shown once, store it on the device now): {}",
-        registered.device_secret
+        registered.device_secret.expose()
     );
     Ok(())
 }
@@ -185,7 +184,7 @@ pub fn rotated_secret(rotated: &RotatedSecret, json: bool) -> Result<(), CliErro
     println!("device {}", rotated.device_id);
     println!(
         "secret (shown once, store it on the device now): {}",
-        rotated.device_secret
+        rotated.device_secret.expose()
     );
     Ok(())
 }

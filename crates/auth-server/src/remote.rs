@@ -11,13 +11,9 @@
 
 use std::time::Duration;
 
-use auth_client::{
-    ApiKeyInfo, AuthClient, CreatedApiKey, Credential, DeviceInfo, DeviceStatus, Error, ErrorCode,
-    KeyStatus, RetryPolicy,
-};
+use auth_api::Redacted;
+use auth_client::{AuthClient, Credential, Error, ErrorCode, RetryPolicy};
 use auth_core::model::ApiKeyId;
-use auth_http::routes::api_keys::{ApiKeyItem, CreatedKey};
-use auth_http::routes::devices::{DeviceItem, RegisteredDevice, RotatedSecret};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::admin::{self, ApiKeysCommand, DevicesCommand};
@@ -166,18 +162,15 @@ pub async fn api_keys(remote: &Remote, cmd: ApiKeysCommand, json: bool) -> Resul
                 .create_api_key(remote.manager(), &body)
                 .await
                 .map_err(fail)?;
-            output::created_key(&created_key(created), json)
+            output::created_key(&created.map_secret(shown), json)
         }
         ApiKeysCommand::List { organization, all } => {
             let org: auth_core::model::OrganizationId =
                 admin::parse_id("--organization", &organization)?;
-            let items: Vec<ApiKeyItem> = client
+            let items = client
                 .list_api_keys(remote.manager(), org.as_uuid(), all)
                 .await
-                .map_err(fail)?
-                .into_iter()
-                .map(key_item)
-                .collect();
+                .map_err(fail)?;
             output::keys(&items, json)
         }
         ApiKeysCommand::Info { id } => {
@@ -186,7 +179,7 @@ pub async fn api_keys(remote: &Remote, cmd: ApiKeysCommand, json: bool) -> Resul
                 .get_api_key(remote.manager(), id.as_uuid())
                 .await
                 .map_err(fail)?;
-            output::key(&key_item(key), json)
+            output::key(&key, json)
         }
         ApiKeysCommand::Revoke { id } => {
             let id: ApiKeyId = admin::parse_id("ID", &id)?;
@@ -194,7 +187,7 @@ pub async fn api_keys(remote: &Remote, cmd: ApiKeysCommand, json: bool) -> Resul
                 .revoke_api_key(remote.manager(), id.as_uuid())
                 .await
                 .map_err(fail)?;
-            output::key(&key_item(key), json)
+            output::key(&key, json)
         }
         ApiKeysCommand::Rotate { id } => {
             let id: ApiKeyId = admin::parse_id("ID", &id)?;
@@ -202,7 +195,7 @@ pub async fn api_keys(remote: &Remote, cmd: ApiKeysCommand, json: bool) -> Resul
                 .rotate_api_key(remote.manager(), id.as_uuid())
                 .await
                 .map_err(fail)?;
-            output::created_key(&created_key(created), json)
+            output::created_key(&created.map_secret(shown), json)
         }
     }
 }
@@ -228,29 +221,15 @@ pub async fn devices(remote: &Remote, cmd: DevicesCommand, json: bool) -> Result
                 .register_device(remote.manager(), &body)
                 .await
                 .map_err(fail)?;
-            output::registered_device(
-                &RegisteredDevice {
-                    device_id: registered.device_id,
-                    organization_id: registered.organization_id,
-                    name: registered.name,
-                    metadata: registered.metadata,
-                    status: device_status(registered.status),
-                    device_secret: registered.device_secret.expose_secret().to_owned(),
-                    created_at: registered.created_at,
-                },
-                json,
-            )
+            output::registered_device(&registered.map_secret(shown), json)
         }
         DevicesCommand::List { organization } => {
             let org: auth_core::model::OrganizationId =
                 admin::parse_id("--organization", &organization)?;
-            let items: Vec<DeviceItem> = client
+            let items = client
                 .list_devices(remote.manager(), org.as_uuid())
                 .await
-                .map_err(fail)?
-                .into_iter()
-                .map(device_item)
-                .collect();
+                .map_err(fail)?;
             output::devices(&items, json)
         }
         DevicesCommand::Info { device_id } => {
@@ -259,7 +238,7 @@ pub async fn devices(remote: &Remote, cmd: DevicesCommand, json: bool) -> Result
                 .get_device(remote.manager(), id.as_str())
                 .await
                 .map_err(fail)?;
-            output::device(&device_item(device), json)
+            output::device(&device, json)
         }
         DevicesCommand::RotateSecret { device_id } => {
             let id = admin::device_id(&device_id)?;
@@ -267,13 +246,7 @@ pub async fn devices(remote: &Remote, cmd: DevicesCommand, json: bool) -> Result
                 .rotate_device_secret(remote.manager(), id.as_str())
                 .await
                 .map_err(fail)?;
-            output::rotated_secret(
-                &RotatedSecret {
-                    device_id: rotated.device_id,
-                    device_secret: rotated.device_secret.expose_secret().to_owned(),
-                },
-                json,
-            )
+            output::rotated_secret(&rotated.map_secret(shown), json)
         }
         DevicesCommand::Revoke { device_id } => {
             let id = admin::device_id(&device_id)?;
@@ -281,7 +254,7 @@ pub async fn devices(remote: &Remote, cmd: DevicesCommand, json: bool) -> Result
                 .revoke_device(remote.manager(), id.as_str())
                 .await
                 .map_err(fail)?;
-            output::device(&device_item(device), json)
+            output::device(&device, json)
         }
     }
 }
@@ -312,63 +285,7 @@ pub async fn healthcheck(url: &str, timeout: Duration) -> Result<(), CliError> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The client's answers as the wire types the output is printed from (the same bodies).
-
-fn key_status(status: KeyStatus) -> &'static str {
-    match status {
-        KeyStatus::Active => "active",
-        KeyStatus::Revoked => "revoked",
-        KeyStatus::Expired => "expired",
-        KeyStatus::Unknown => "unknown",
-    }
-}
-
-fn device_status(status: DeviceStatus) -> &'static str {
-    match status {
-        DeviceStatus::Active => "active",
-        DeviceStatus::Revoked => "revoked",
-        DeviceStatus::Unknown => "unknown",
-    }
-}
-
-fn key_item(k: ApiKeyInfo) -> ApiKeyItem {
-    ApiKeyItem {
-        id: k.id,
-        prefix: k.prefix,
-        name: k.name,
-        organization_id: k.organization_id,
-        scopes: k.scopes,
-        status: key_status(k.status),
-        created_at: k.created_at,
-        expires_at: k.expires_at,
-        revoked_at: k.revoked_at,
-        last_used_at: k.last_used_at,
-    }
-}
-
-fn created_key(k: CreatedApiKey) -> CreatedKey {
-    CreatedKey {
-        id: k.id,
-        key: k.key.expose_secret().to_owned(),
-        prefix: k.prefix,
-        name: k.name,
-        organization_id: k.organization_id,
-        scopes: k.scopes,
-        status: key_status(k.status),
-        created_at: k.created_at,
-        expires_at: k.expires_at,
-    }
-}
-
-fn device_item(d: DeviceInfo) -> DeviceItem {
-    DeviceItem {
-        device_id: d.device_id,
-        organization_id: d.organization_id,
-        name: d.name,
-        metadata: d.metadata,
-        status: device_status(d.status),
-        created_at: d.created_at,
-        last_authenticated_at: d.last_authenticated_at,
-    }
+/// A secret the client read, held as the output code prints it.
+fn shown(secret: SecretString) -> Redacted {
+    Redacted::new(secret.expose_secret().to_owned())
 }

@@ -3,25 +3,19 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, get, web};
-use serde::Serialize;
-use utoipa::ToSchema;
+use auth_api::{ComponentHealth, Health, HealthStatus, Probe, ProbeStatus, ServiceInfo};
 
 use crate::state::AppState;
 
 /// The service's version, from the build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// `GET /` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ServiceInfo {
-    /// Service name.
-    #[schema(example = "auth-service")]
-    pub name: &'static str,
-    /// Version.
-    pub version: &'static str,
-    /// Where the API documentation is.
-    #[schema(example = "/docs")]
-    pub docs: &'static str,
+fn healthy(ok: bool) -> HealthStatus {
+    if ok {
+        HealthStatus::Healthy
+    } else {
+        HealthStatus::Unhealthy
+    }
 }
 
 /// What the service is and where its documentation lives.
@@ -30,37 +24,10 @@ pub struct ServiceInfo {
 #[get("/")]
 pub async fn root() -> HttpResponse {
     HttpResponse::Ok().json(ServiceInfo {
-        name: "auth-service",
-        version: VERSION,
-        docs: "/docs",
+        name: "auth-service".to_owned(),
+        version: VERSION.to_owned(),
+        docs: "/docs".to_owned(),
     })
-}
-
-/// One component's health.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ComponentHealth {
-    /// `healthy` or `unhealthy`.
-    pub status: &'static str,
-    /// For the database: `postgres` or `memory`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<&'static str>,
-    /// Probe time in milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<f64>,
-    /// For the cache: entries held.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entries: Option<u64>,
-}
-
-/// `GET /health` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `healthy`, `degraded` or `unhealthy`.
-    pub status: &'static str,
-    /// Version.
-    pub version: &'static str,
-    /// Per component.
-    pub components: BTreeMap<&'static str, ComponentHealth>,
 }
 
 /// Health of the service and its components: `unhealthy` (503) when the database is
@@ -79,18 +46,18 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let db_ok = store.reachable && store.schema_current;
     let mut components = BTreeMap::new();
     components.insert(
-        "database",
+        "database".to_owned(),
         ComponentHealth {
-            status: if db_ok { "healthy" } else { "unhealthy" },
-            kind: Some(store.kind),
+            status: healthy(db_ok),
+            kind: Some(store.kind.to_owned()),
             latency_ms: Some((store.latency.as_secs_f64() * 1e4).round() / 10.0),
             entries: None,
         },
     );
     components.insert(
-        "cache",
+        "cache".to_owned(),
         ComponentHealth {
-            status: "healthy",
+            status: HealthStatus::Healthy,
             kind: None,
             latency_ms: None,
             entries: Some(state.caches.entry_count().await),
@@ -98,22 +65,22 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     );
     let bus_ok = state.bus.is_connected();
     components.insert(
-        "invalidation",
+        "invalidation".to_owned(),
         ComponentHealth {
-            status: if bus_ok { "healthy" } else { "unhealthy" },
+            status: healthy(bus_ok),
             kind: None,
             latency_ms: None,
             entries: None,
         },
     );
     let status = match (db_ok, bus_ok) {
-        (false, _) => "unhealthy",
-        (true, false) => "degraded",
-        (true, true) => "healthy",
+        (false, _) => HealthStatus::Unhealthy,
+        (true, false) => HealthStatus::Degraded,
+        (true, true) => HealthStatus::Healthy,
     };
     let body = Health {
         status,
-        version: VERSION,
+        version: VERSION.to_owned(),
         components,
     };
     if db_ok {
@@ -142,20 +109,14 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .json(state.jwks.as_ref())
 }
 
-/// `GET /health/live` and `/health/ready` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Probe {
-    /// `ok` or `unavailable`.
-    #[schema(example = "ok")]
-    pub status: &'static str,
-}
-
 /// Liveness: 200 while the process serves.
 #[utoipa::path(
     operation_id = "liveness",tag = "service", responses((status = 200, description = "Alive", body = Probe)))]
 #[get("/health/live")]
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(Probe { status: "ok" })
+    HttpResponse::Ok().json(Probe {
+        status: ProbeStatus::Ok,
+    })
 }
 
 /// Readiness: 200 when the store answers, its schema is current and the invalidation
@@ -172,12 +133,14 @@ pub async fn live() -> HttpResponse {
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.probe().await;
     if store.reachable && store.schema_current && state.bus.is_connected() {
-        HttpResponse::Ok().json(Probe { status: "ok" })
+        HttpResponse::Ok().json(Probe {
+            status: ProbeStatus::Ok,
+        })
     } else {
         HttpResponse::ServiceUnavailable()
             .insert_header((actix_web::http::header::RETRY_AFTER, "5"))
             .json(Probe {
-                status: "unavailable",
+                status: ProbeStatus::Unavailable,
             })
     }
 }

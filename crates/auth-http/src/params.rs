@@ -1,0 +1,156 @@
+//! Path and query extractors, beside [`ValidJson`](crate::json::ValidJson) for bodies: a
+//! handler names the ids it needs, already parsed. A path id that is not well-formed is a
+//! 404, like an unknown one; a bad query is a 422.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use auth_core::model::{ApiKeyId, DeviceId, OrganizationId, UserId};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, FieldError};
+
+/// The path segment `name`, parsed; 404 when absent or malformed.
+fn segment<T: std::str::FromStr>(req: &HttpRequest, name: &str) -> Result<T, ApiError> {
+    req.match_info()
+        .get(name)
+        .and_then(|raw| raw.parse().ok())
+        .ok_or_else(ApiError::not_found)
+}
+
+/// Implements `FromRequest` for an extractor that needs only the request head.
+macro_rules! sync_extractor {
+    ($ty:ty, $parse:expr) => {
+        impl FromRequest for $ty {
+            type Error = ApiError;
+            type Future = Ready<Result<Self, ApiError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready($parse(req))
+            }
+        }
+    };
+}
+
+/// `{id}` of `/api-keys/{id}*`.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPath(pub ApiKeyId);
+sync_extractor!(KeyPath, |req| segment(req, "id").map(KeyPath));
+
+/// `{org_id}` of `/organizations/{org_id}*`.
+#[derive(Debug, Clone, Copy)]
+pub struct OrganizationPath(pub OrganizationId);
+sync_extractor!(OrganizationPath, |req| segment(req, "org_id")
+    .map(OrganizationPath));
+
+/// `{org_id}` and `{user_id}` of `/organizations/{org_id}/members/{user_id}`.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberPath(pub OrganizationId, pub UserId);
+sync_extractor!(MemberPath, |req| Ok::<_, ApiError>(MemberPath(
+    segment(req, "org_id")?,
+    segment(req, "user_id")?
+)));
+
+/// `{device_id}` of `/devices/{device_id}*`.
+#[derive(Debug, Clone)]
+pub struct DevicePath(pub DeviceId);
+sync_extractor!(DevicePath, |req: &HttpRequest| req
+    .match_info()
+    .get("device_id")
+    .and_then(|raw| DeviceId::parse(raw).ok())
+    .map(DevicePath)
+    .ok_or_else(ApiError::not_found));
+
+/// Parses a query string into `T`; a shape error is a 422.
+fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| {
+            // The deserializer's message is serde text: keep it out of the body.
+            ApiError::validation(vec![FieldError::new(
+                "query",
+                "invalid",
+                "the query parameters are not valid",
+            )])
+        })
+}
+
+/// The `organization_id` a listing needs: missing is a 422, malformed or unknown a 404.
+fn required_organization(raw: Option<&str>) -> Result<OrganizationId, ApiError> {
+    let raw = raw.ok_or_else(|| {
+        ApiError::validation(vec![FieldError::new(
+            "organization_id",
+            "required",
+            "organization_id is required",
+        )])
+    })?;
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
+/// `GET /api-keys` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListKeysQuery {
+    /// The organization.
+    pub organization_id: Option<String>,
+    /// Include revoked keys (`true`/`false`, default false).
+    pub include_revoked: Option<String>,
+}
+
+/// The parsed `GET /api-keys` query.
+#[derive(Debug, Clone, Copy)]
+pub struct KeysQuery {
+    /// The organization.
+    pub organization: OrganizationId,
+    /// Whether revoked keys are listed too.
+    pub include_revoked: bool,
+}
+
+impl KeysQuery {
+    fn from_request(req: &HttpRequest) -> Result<Self, ApiError> {
+        let raw: ListKeysQuery = query(req)?;
+        let organization = required_organization(raw.organization_id.as_deref())?;
+        let include_revoked = match raw.include_revoked.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ApiError::validation(vec![FieldError::new(
+                    "include_revoked",
+                    "invalid_type",
+                    "include_revoked must be true or false",
+                )]));
+            }
+        };
+        Ok(Self {
+            organization,
+            include_revoked,
+        })
+    }
+}
+sync_extractor!(KeysQuery, KeysQuery::from_request);
+
+/// `GET /devices` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListDevicesQuery {
+    /// The organization.
+    pub organization_id: Option<String>,
+}
+
+/// The parsed `GET /devices` query.
+#[derive(Debug, Clone, Copy)]
+pub struct DevicesQuery {
+    /// The organization.
+    pub organization: OrganizationId,
+}
+
+impl DevicesQuery {
+    fn from_request(req: &HttpRequest) -> Result<Self, ApiError> {
+        let raw: ListDevicesQuery = query(req)?;
+        let organization = required_organization(raw.organization_id.as_deref())?;
+        Ok(Self { organization })
+    }
+}
+sync_extractor!(DevicesQuery, DevicesQuery::from_request);

@@ -1,0 +1,605 @@
+//! Parse at the edge: each request body of `auth-api` becomes its domain input through
+//! [`TryIntoDomain`], which checks every field and answers one 422 naming every broken one
+//! (not just the first). Handlers stay extract, call, map.
+//!
+//! The wire types know no rule; the rules are the domain's (`Email::parse`, `Scope::parse`,
+//! the password policy...). One rule is the API's own: no text field holds a control
+//! character (`control_character`).
+
+use auth_api as api;
+use auth_core::model::text::has_control_chars;
+use auth_core::model::{
+    ApiKeyName, DeviceId, DeviceMetadata, DeviceName, DeviceSecret, DisplayName, Email,
+    OrganizationId, OrganizationName, Password, PasswordError, PasswordPolicy, RefreshToken, Role,
+    Scope, Scopes,
+};
+use auth_core::{NewApiKey, NewDevice, Registration};
+
+use crate::error::{ApiError, FieldError};
+
+// The document's limits (in `auth-api`) are the domain's.
+const _: () = assert!(api::api_key::MAX_SCOPES == Scopes::MAX);
+
+/// A request body that converts into its domain input, given the rules in `C` (the password
+/// policy, for bodies carrying a new password; `()` for the others).
+pub trait TryIntoDomain<C = ()> {
+    /// The domain input.
+    type Domain;
+
+    /// The domain input, or a 422 naming every broken field (or, where the contract says
+    /// so, another answer: unknown device credentials are a 401).
+    ///
+    /// # Errors
+    /// [`ApiError`] 422 `VALIDATION_FAILED` with one [`FieldError`] per broken field.
+    fn try_into_domain(self, rules: C) -> Result<Self::Domain, ApiError>;
+}
+
+/// Collects field errors while a body is checked.
+#[derive(Debug, Default)]
+pub struct Fields {
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    /// Notes a broken field.
+    pub fn push(&mut self, error: FieldError) {
+        self.errors.push(error);
+    }
+
+    /// Whether a field is broken so far.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// `raw` when it holds no control character; otherwise notes `control_character`.
+    pub fn text<'a>(&mut self, field: &dyn std::fmt::Display, raw: &'a str) -> Option<&'a str> {
+        if has_control_chars(raw) {
+            let text = format!("{field} must not contain control characters");
+            self.errors.push(FieldError::new(
+                field.to_string(),
+                "control_character",
+                text,
+            ));
+            return None;
+        }
+        Some(raw)
+    }
+
+    /// `rule(raw)` for a clean `raw`, or notes why not (`code` and the rule's message).
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        code: &str,
+        raw: &str,
+        rule: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        let raw = self.text(&field, raw)?;
+        rule(raw)
+            .map_err(|e| self.errors.push(FieldError::new(field, code, e)))
+            .ok()
+    }
+
+    /// A password under `rule`, with the policy's codes.
+    pub fn password(
+        &mut self,
+        field: &str,
+        raw: &str,
+        rule: impl FnOnce(&str) -> Result<Password, PasswordError>,
+    ) -> Option<Password> {
+        let raw = self.text(&field, raw)?;
+        rule(raw)
+            .map_err(|e| self.errors.push(password_error(field, e)))
+            .ok()
+    }
+
+    /// The scopes of `field`, or notes what is wrong: more than [`Scopes::MAX`] entries (one
+    /// error, without reading them), or each entry that is not a scope (`None` for an entry
+    /// that is not a string, as in a batch item).
+    pub fn scopes<'a>(
+        &mut self,
+        field: &dyn std::fmt::Display,
+        raw: impl Iterator<Item = Option<&'a str>>,
+        count: usize,
+    ) -> Option<Scopes> {
+        if count > Scopes::MAX {
+            self.errors.push(FieldError::new(
+                field.to_string(),
+                "too_many",
+                format!("{field} must hold at most {} scopes", Scopes::MAX),
+            ));
+            return None;
+        }
+        let before = self.errors.len();
+        let mut scopes = Vec::with_capacity(count);
+        for (i, entry) in raw.enumerate() {
+            // The field path is built only for an error: this runs for every scope of every
+            // verification.
+            match entry {
+                Some(s) if has_control_chars(s) => {
+                    let _ = self.text(&format!("{field}[{i}]"), s);
+                }
+                Some(s) => match Scope::parse(s) {
+                    Ok(scope) => scopes.push(scope),
+                    Err(e) => self.errors.push(FieldError::new(
+                        format!("{field}[{i}]"),
+                        "invalid_scope",
+                        e,
+                    )),
+                },
+                None => {
+                    let at = format!("{field}[{i}]");
+                    let text = format!("{at} has the wrong type");
+                    self.errors.push(FieldError::new(at, "invalid_type", text));
+                }
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Scopes::new(scopes)
+            .map_err(|e| {
+                self.errors
+                    .push(FieldError::new(field.to_string(), "too_many", e));
+            })
+            .ok()
+    }
+
+    /// `value` when no field is broken; the 422 naming each broken one otherwise.
+    ///
+    /// # Errors
+    /// [`ApiError`] 422 with the noted field errors.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(value) if self.errors.is_empty() => Ok(value),
+            _ => Err(ApiError::validation(self.errors)),
+        }
+    }
+}
+
+/// The 422 entry for a password the policy refuses.
+fn password_error(field: &str, err: PasswordError) -> FieldError {
+    let code = match err {
+        PasswordError::Empty => "required",
+        PasswordError::TooShort { .. } => "too_short",
+        PasswordError::TooLong { .. } => "too_long",
+        PasswordError::ControlCharacter => "control_character",
+        PasswordError::Common => "too_common",
+    };
+    FieldError::new(field, code, err)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts and sessions
+
+impl TryIntoDomain<&PasswordPolicy> for api::RegisterRequest {
+    type Domain = Registration;
+
+    fn try_into_domain(self, policy: &PasswordPolicy) -> Result<Registration, ApiError> {
+        let mut f = Fields::default();
+        let email = f.check("email", "invalid_email", &self.email, Email::parse);
+        let password = f.password("password", self.password.expose(), |raw| {
+            policy.new_password(raw)
+        });
+        let display_name = match &self.display_name {
+            None => Some(None),
+            Some(raw) => f
+                .check("display_name", "invalid", raw, DisplayName::parse)
+                .map(Some),
+        };
+        let parts = email.zip(password).zip(display_name);
+        f.finish(parts.map(|((email, password), display_name)| Registration {
+            email,
+            password,
+            display_name,
+        }))
+    }
+}
+
+/// An email and a presented password (login).
+#[derive(Debug)]
+pub struct Credentials {
+    /// The email.
+    pub email: Email,
+    /// The password.
+    pub password: Password,
+}
+
+impl TryIntoDomain for api::LoginRequest {
+    type Domain = Credentials;
+
+    fn try_into_domain(self, (): ()) -> Result<Credentials, ApiError> {
+        let mut f = Fields::default();
+        let email = f.check("email", "invalid_email", &self.email, Email::parse);
+        let password = f.password("password", self.password.expose(), Password::presented);
+        f.finish(
+            email
+                .zip(password)
+                .map(|(email, password)| Credentials { email, password }),
+        )
+    }
+}
+
+impl TryIntoDomain for api::RefreshRequest {
+    type Domain = RefreshToken;
+
+    fn try_into_domain(self, (): ()) -> Result<RefreshToken, ApiError> {
+        let mut f = Fields::default();
+        let token = f
+            .text(&"refresh_token", self.refresh_token.expose())
+            .map(RefreshToken::presented);
+        f.finish(token)
+    }
+}
+
+impl TryIntoDomain for api::VerifyTokenRequest {
+    /// The presented token (any kind).
+    type Domain = String;
+
+    fn try_into_domain(self, (): ()) -> Result<String, ApiError> {
+        let mut f = Fields::default();
+        let clean = f.text(&"token", self.token.expose()).is_some();
+        f.finish(clean.then(|| self.token.into_inner()))
+    }
+}
+
+/// The current password and the new one.
+#[derive(Debug)]
+pub struct PasswordChange {
+    /// The password in use now.
+    pub current: Password,
+    /// The new password.
+    pub new: Password,
+}
+
+impl TryIntoDomain<&PasswordPolicy> for api::ChangePasswordRequest {
+    type Domain = PasswordChange;
+
+    fn try_into_domain(self, policy: &PasswordPolicy) -> Result<PasswordChange, ApiError> {
+        let mut f = Fields::default();
+        // A missing current password is `required` whatever the reason.
+        let current = f
+            .text(&"current_password", self.current_password.expose())
+            .and_then(|raw| {
+                Password::presented(raw)
+                    .map_err(|e| f.push(FieldError::new("current_password", "required", e)))
+                    .ok()
+            });
+        let new = f.password("new_password", self.new_password.expose(), |raw| {
+            policy.new_password(raw)
+        });
+        f.finish(
+            current
+                .zip(new)
+                .map(|(current, new)| PasswordChange { current, new }),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Organizations
+
+impl TryIntoDomain for api::CreateOrganization {
+    type Domain = OrganizationName;
+
+    fn try_into_domain(self, (): ()) -> Result<OrganizationName, ApiError> {
+        let mut f = Fields::default();
+        let name = f.check("name", "invalid", &self.name, OrganizationName::parse);
+        f.finish(name)
+    }
+}
+
+/// A registered user's email and the role to give them.
+#[derive(Debug)]
+pub struct NewMember {
+    /// The user's email.
+    pub email: Email,
+    /// `Admin` or `Member`.
+    pub role: Role,
+}
+
+impl TryIntoDomain for api::AddMember {
+    type Domain = NewMember;
+
+    fn try_into_domain(self, (): ()) -> Result<NewMember, ApiError> {
+        let mut f = Fields::default();
+        let email = f.check("email", "invalid_email", &self.email, Email::parse);
+        let role = match self.role {
+            api::Role::Admin => Some(Role::Admin),
+            api::Role::Member => Some(Role::Member),
+            api::Role::Owner | api::Role::Unknown => {
+                f.push(FieldError::new(
+                    "role",
+                    "invalid",
+                    "role must be admin or member",
+                ));
+                None
+            }
+        };
+        f.finish(
+            email
+                .zip(role)
+                .map(|(email, role)| NewMember { email, role }),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys
+
+/// The key the caller sent to an organization, as `NewApiKey` wants it.
+impl TryIntoDomain for api::CreateKey {
+    type Domain = NewApiKey;
+
+    fn try_into_domain(self, (): ()) -> Result<NewApiKey, ApiError> {
+        let mut f = Fields::default();
+        let name = f.check("name", "invalid", &self.name, ApiKeyName::parse);
+        let scopes = f.scopes(
+            &"scopes",
+            self.scopes.iter().map(|s| Some(s.as_str())),
+            self.scopes.len(),
+        );
+        if self
+            .expires_in_days
+            .is_some_and(|d| !(1..=3650).contains(&d))
+        {
+            f.push(FieldError::new(
+                "expires_in_days",
+                "out_of_range",
+                "expires_in_days must be 1..=3650",
+            ));
+        }
+        f.finish(name.zip(scopes).map(|(name, scopes)| NewApiKey {
+            organization_id: OrganizationId::from_uuid(self.organization_id),
+            name,
+            scopes,
+            expires_in_days: self.expires_in_days,
+        }))
+    }
+}
+
+/// A presented key and the scopes it must hold.
+#[derive(Debug)]
+pub struct KeyCheck {
+    /// The key as presented (its `Debug` never shows it).
+    pub key: api::Redacted,
+    /// Required scopes.
+    pub required: Scopes,
+}
+
+impl TryIntoDomain for api::VerifyKey {
+    type Domain = KeyCheck;
+
+    fn try_into_domain(self, (): ()) -> Result<KeyCheck, ApiError> {
+        let mut f = Fields::default();
+        let clean = f.text(&"key", self.key.expose()).is_some();
+        let raw = self.required_scopes.unwrap_or_default();
+        let required = f.scopes(
+            &"required_scopes",
+            raw.iter().map(|s| Some(s.as_str())),
+            raw.len(),
+        );
+        let key = self.key;
+        f.finish(
+            required
+                .filter(|_| clean)
+                .map(|required| KeyCheck { key, required }),
+        )
+    }
+}
+
+/// A batch read leniently: each item as free JSON, so that every broken field of every item
+/// is named (serde would stop at the first).
+impl TryIntoDomain for api::VerifyBatch<serde_json::Value> {
+    type Domain = Vec<KeyCheck>;
+
+    fn try_into_domain(self, (): ()) -> Result<Vec<KeyCheck>, ApiError> {
+        if !(1..=api::api_key::MAX_BATCH).contains(&self.items.len()) {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "items",
+                "out_of_range",
+                "items must hold 1 to 100 entries",
+            )]));
+        }
+        let mut f = Fields::default();
+        let checks: Vec<_> = self
+            .items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| batch_item(i, item, &mut f))
+            .collect();
+        f.finish(Some(checks))
+    }
+}
+
+/// One batch item checked against the [`api::VerifyKey`] rules, every broken field noted.
+fn batch_item(index: usize, item: serde_json::Value, f: &mut Fields) -> Option<KeyCheck> {
+    use serde_json::Value;
+    // Field paths are built only for errors: a clean batch of 100 items allocates none.
+    let Value::Object(mut fields) = item else {
+        let at = format!("items[{index}]");
+        let text = format!("{at} must be an object");
+        f.push(FieldError::new(at, "invalid_type", text));
+        return None;
+    };
+    let field = || format!("items[{index}].key");
+    let key = match fields.remove("key") {
+        Some(Value::String(key)) => f.text(&field(), &key).is_some().then_some(key),
+        None => {
+            let field = field();
+            let text = format!("{field} is required");
+            f.push(FieldError::new(field, "required", text));
+            None
+        }
+        Some(_) => {
+            let field = field();
+            let text = format!("{field} has the wrong type");
+            f.push(FieldError::new(field, "invalid_type", text));
+            None
+        }
+    };
+    let field = ItemField(index, "required_scopes");
+    let required = match fields.get("required_scopes") {
+        None | Some(Value::Null) => Some(Scopes::default()),
+        Some(Value::Array(entries)) => {
+            f.scopes(&field, entries.iter().map(Value::as_str), entries.len())
+        }
+        Some(_) => {
+            let text = format!("{field} has the wrong type");
+            f.push(FieldError::new(field.to_string(), "invalid_type", text));
+            None
+        }
+    };
+    key.zip(required).map(|(key, required)| KeyCheck {
+        key: api::Redacted::new(key),
+        required,
+    })
+}
+
+/// The path of a field of batch item `.0`, written out only when an error names it.
+struct ItemField(usize, &'static str);
+
+impl std::fmt::Display for ItemField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "items[{}].{}", self.0, self.1)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices
+
+impl TryIntoDomain for api::RegisterDevice {
+    type Domain = NewDevice;
+
+    fn try_into_domain(self, (): ()) -> Result<NewDevice, ApiError> {
+        let mut f = Fields::default();
+        let id = f.check("device_id", "invalid", &self.device_id, DeviceId::parse);
+        let name = match &self.name {
+            None => Some(None),
+            Some(raw) => f.check("name", "invalid", raw, DeviceName::parse).map(Some),
+        };
+        let metadata = match self.metadata {
+            None | Some(serde_json::Value::Null) => Some(DeviceMetadata::default()),
+            Some(value) => DeviceMetadata::new(value)
+                .map_err(|e| f.push(FieldError::new("metadata", "invalid", e)))
+                .ok(),
+        };
+        let parts = id.zip(name).zip(metadata);
+        f.finish(parts.map(|((id, name), metadata)| NewDevice {
+            id,
+            organization_id: OrganizationId::from_uuid(self.organization_id),
+            name,
+            metadata,
+        }))
+    }
+}
+
+/// A device's presented credentials.
+#[derive(Debug)]
+pub struct DeviceCredentials {
+    /// The id.
+    pub id: DeviceId,
+    /// The secret.
+    pub secret: DeviceSecret,
+}
+
+impl TryIntoDomain for api::AuthenticateDevice {
+    type Domain = DeviceCredentials;
+
+    /// An id that cannot exist fails exactly like an unknown one: 401, not 422.
+    fn try_into_domain(self, (): ()) -> Result<DeviceCredentials, ApiError> {
+        let mut f = Fields::default();
+        let id = f.text(&"device_id", &self.device_id);
+        let secret = f
+            .text(&"device_secret", self.device_secret.expose())
+            .map(DeviceSecret::presented);
+        let (id, secret) = f.finish(id.zip(secret))?;
+        let id = DeviceId::parse(id).map_err(|_| ApiError::invalid_device_credentials())?;
+        Ok(DeviceCredentials { id, secret })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    use super::*;
+
+    fn fields(err: &ApiError) -> Vec<(&str, &str)> {
+        err.field_errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn every_broken_field_is_named() {
+        let body = api::RegisterRequest {
+            email: "not-an-email".into(),
+            password: "pass\u{0}word".into(),
+            display_name: Some("y".repeat(101)),
+        };
+        let err = body
+            .try_into_domain(&PasswordPolicy::default())
+            .unwrap_err();
+        assert_eq!(
+            fields(&err),
+            [
+                ("email", "invalid_email"),
+                ("password", "control_character"),
+                ("display_name", "invalid")
+            ]
+        );
+
+        let body = api::CreateKey {
+            organization_id: uuid::Uuid::nil(),
+            name: String::new(),
+            scopes: vec!["ok".into(), "Bad Scope".into(), "\u{7}".into()],
+            expires_in_days: Some(0),
+        };
+        let err = body.try_into_domain(()).unwrap_err();
+        assert_eq!(
+            fields(&err),
+            [
+                ("name", "invalid"),
+                ("scopes[1]", "invalid_scope"),
+                ("scopes[2]", "control_character"),
+                ("expires_in_days", "out_of_range")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_names_every_broken_item() {
+        let batch = api::VerifyBatch {
+            items: vec![
+                serde_json::json!({"key": "ak_live_x"}),
+                serde_json::json!(5),
+                serde_json::json!({"required_scopes": ["BAD"]}),
+            ],
+        };
+        let err = batch.try_into_domain(()).unwrap_err();
+        assert_eq!(
+            fields(&err),
+            [
+                ("items[1]", "invalid_type"),
+                ("items[2].key", "required"),
+                ("items[2].required_scopes[0]", "invalid_scope")
+            ]
+        );
+        let empty = api::VerifyBatch::<serde_json::Value> { items: vec![] };
+        assert_eq!(
+            fields(&empty.try_into_domain(()).unwrap_err()),
+            [("items", "out_of_range")]
+        );
+    }
+
+    #[test]
+    fn impossible_device_ids_are_unknown_credentials() {
+        let body = api::AuthenticateDevice {
+            device_id: "no spaces allowed".into(),
+            device_secret: "s".into(),
+        };
+        let err = body.try_into_domain(()).unwrap_err();
+        assert_eq!(err.code(), "INVALID_DEVICE_CREDENTIALS");
+    }
+}

@@ -1,0 +1,308 @@
+//! The map step of a handler: domain values written as the response bodies of `auth-api`.
+//! The CLI prints the same bodies, through these functions.
+
+use auth_api as api;
+use auth_api::Redacted;
+use auth_core::model::{
+    self, ApiKey, Device, DisplayName, Member, Organization, Scopes, TokenPair, User,
+};
+use auth_core::{ApiKeyVerdict, DeviceToken, IssuedApiKey, IssuedDevice, Principal};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret as _;
+use std::borrow::Cow;
+
+/// A role on the wire.
+#[must_use]
+pub const fn role(role: model::Role) -> api::Role {
+    match role {
+        model::Role::Owner => api::Role::Owner,
+        model::Role::Admin => api::Role::Admin,
+        model::Role::Member => api::Role::Member,
+    }
+}
+
+/// A key status on the wire.
+#[must_use]
+pub const fn key_status(status: model::ApiKeyStatus) -> api::ApiKeyStatus {
+    match status {
+        model::ApiKeyStatus::Active => api::ApiKeyStatus::Active,
+        model::ApiKeyStatus::Revoked => api::ApiKeyStatus::Revoked,
+        model::ApiKeyStatus::Expired => api::ApiKeyStatus::Expired,
+    }
+}
+
+/// A device status on the wire.
+#[must_use]
+pub const fn device_status(status: model::DeviceStatus) -> api::DeviceStatus {
+    match status {
+        model::DeviceStatus::Active => api::DeviceStatus::Active,
+        model::DeviceStatus::Revoked => api::DeviceStatus::Revoked,
+    }
+}
+
+/// Why a token was refused, on the wire.
+#[must_use]
+pub const fn token_rejection(rejection: model::TokenRejection) -> api::TokenRejection {
+    match rejection {
+        model::TokenRejection::Invalid => api::TokenRejection::Invalid,
+        model::TokenRejection::Expired => api::TokenRejection::Expired,
+        model::TokenRejection::Revoked => api::TokenRejection::Revoked,
+    }
+}
+
+fn scopes(scopes: &Scopes) -> Vec<String> {
+    scopes
+        .as_slice()
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect()
+}
+
+/// A created account.
+#[must_use]
+pub fn user_created(user: User) -> api::UserCreated {
+    api::UserCreated {
+        id: user.id.as_uuid(),
+        email: user.email.as_str().to_owned(),
+        display_name: user.display_name.map(DisplayName::into_inner),
+        created_at: user.created_at,
+    }
+}
+
+/// A new token pair.
+#[must_use]
+pub fn token_response(pair: TokenPair) -> api::TokenResponse {
+    api::TokenResponse {
+        access_token: Redacted::new(pair.access_token.expose_secret().to_owned()),
+        refresh_token: Redacted::new(pair.refresh_token.expose().to_owned()),
+        token_type: api::TokenType::Bearer,
+        expires_in: pair.access_expires_in,
+        refresh_expires_in: pair.refresh_expires_in,
+        user: api::TokenUser {
+            id: pair.user.id.as_uuid(),
+            email: pair.user.email.as_str().to_owned(),
+        },
+    }
+}
+
+/// The session behind a valid access token.
+#[must_use]
+pub fn verify_response(p: &Principal) -> api::VerifyResponse {
+    api::VerifyResponse {
+        valid: true,
+        user_id: p.user.id.as_uuid(),
+        email: p.user.email.as_str().to_owned(),
+        session_id: p.session.id.as_uuid(),
+        is_admin: p.user.is_admin,
+        expires_at: p.claims.expires_at,
+    }
+}
+
+/// The calling user's profile, with the organizations the user belongs to.
+#[must_use]
+pub fn me(user: User, organizations: Vec<(Organization, model::Role)>) -> api::Me {
+    api::Me {
+        id: user.id.as_uuid(),
+        email: user.email.as_str().to_owned(),
+        display_name: user.display_name.map(DisplayName::into_inner),
+        is_admin: user.is_admin,
+        created_at: user.created_at,
+        organizations: organizations
+            .into_iter()
+            .map(|(org, r)| api::MembershipSummary {
+                id: org.id.as_uuid(),
+                name: org.name.as_str().to_owned(),
+                role: role(r),
+            })
+            .collect(),
+    }
+}
+
+/// An organization.
+#[must_use]
+pub fn organization(org: &Organization) -> api::OrganizationBody {
+    api::OrganizationBody {
+        id: org.id.as_uuid(),
+        name: org.name.as_str().to_owned(),
+        created_at: org.created_at,
+    }
+}
+
+/// The caller's organizations with the caller's role in each.
+#[must_use]
+pub fn organization_list(items: Vec<(Organization, model::Role)>) -> api::OrganizationList {
+    api::OrganizationList {
+        items: items
+            .into_iter()
+            .map(|(org, r)| api::OrganizationWithRole {
+                id: org.id.as_uuid(),
+                name: org.name.as_str().to_owned(),
+                role: role(r),
+            })
+            .collect(),
+    }
+}
+
+/// A member.
+#[must_use]
+pub fn member(m: &Member) -> api::MemberBody {
+    api::MemberBody {
+        user_id: m.membership.user_id.as_uuid(),
+        email: m.email.as_str().to_owned(),
+        role: role(m.membership.role),
+    }
+}
+
+/// A key as listed, with its status at `now`.
+#[must_use]
+pub fn api_key_item(key: &ApiKey, now: DateTime<Utc>) -> api::ApiKeyItem {
+    api::ApiKeyItem {
+        id: key.id.as_uuid(),
+        prefix: key.prefix.clone(),
+        name: key.name.as_str().to_owned(),
+        organization_id: key.organization_id.as_uuid(),
+        scopes: scopes(&key.scopes),
+        status: key_status(key.status(now)),
+        created_at: key.created_at,
+        expires_at: key.expires_at,
+        revoked_at: key.revoked_at,
+        last_used_at: key.last_used_at,
+    }
+}
+
+/// A new key with its secret, shown once.
+#[must_use]
+pub fn created_key(issued: IssuedApiKey) -> api::CreatedKey {
+    let k = issued.key;
+    api::CreatedKey {
+        id: k.id.as_uuid(),
+        key: Redacted::new(issued.secret.expose().to_owned()),
+        prefix: k.prefix,
+        name: k.name.as_str().to_owned(),
+        organization_id: k.organization_id.as_uuid(),
+        scopes: scopes(&k.scopes),
+        status: api::ApiKeyStatus::Active,
+        created_at: k.created_at,
+        expires_at: k.expires_at,
+    }
+}
+
+/// The verdict on a key, borrowing the key's name and scopes from the shared record: a
+/// verification copies no scope.
+#[must_use]
+pub fn key_verification(verdict: &ApiKeyVerdict) -> api::KeyVerification<'_> {
+    let rejected = |reason| api::KeyVerification {
+        error: Some(reason),
+        ..api::KeyVerification::default()
+    };
+    match verdict {
+        ApiKeyVerdict::Valid(k) => api::KeyVerification {
+            valid: true,
+            key_id: Some(k.id.as_uuid()),
+            organization_id: Some(k.organization_id.as_uuid()),
+            name: Some(Cow::Borrowed(k.name.as_str())),
+            scopes: Some(
+                k.scopes
+                    .as_slice()
+                    .iter()
+                    .map(|s| Cow::Borrowed(s.as_str()))
+                    .collect(),
+            ),
+            expires_at: k.expires_at,
+            error: None,
+        },
+        ApiKeyVerdict::Invalid => rejected(api::KeyRejection::Invalid),
+        ApiKeyVerdict::Revoked => rejected(api::KeyRejection::Revoked),
+        ApiKeyVerdict::Expired => rejected(api::KeyRejection::Expired),
+        ApiKeyVerdict::InsufficientScope(_) => rejected(api::KeyRejection::InsufficientScope),
+    }
+}
+
+/// A device as listed.
+#[must_use]
+pub fn device_item(d: &Device) -> api::DeviceItem {
+    api::DeviceItem {
+        device_id: d.id.as_str().to_owned(),
+        organization_id: d.organization_id.as_uuid(),
+        name: d.name.as_str().to_owned(),
+        metadata: d.metadata.to_value(),
+        status: device_status(d.status()),
+        created_at: d.created_at,
+        last_authenticated_at: d.last_authenticated_at,
+    }
+}
+
+/// A registered device with its secret, shown once.
+#[must_use]
+pub fn registered_device(issued: IssuedDevice) -> api::RegisteredDevice {
+    let d = issued.device;
+    api::RegisteredDevice {
+        device_id: d.id.as_str().to_owned(),
+        organization_id: d.organization_id.as_uuid(),
+        name: d.name.as_str().to_owned(),
+        metadata: d.metadata.to_value(),
+        status: api::DeviceStatus::Active,
+        device_secret: Redacted::new(issued.secret.expose().to_owned()),
+        created_at: d.created_at,
+    }
+}
+
+/// A device token.
+#[must_use]
+pub fn device_token(issued: &DeviceToken) -> api::DeviceTokenResponse {
+    api::DeviceTokenResponse {
+        access_token: Redacted::new(issued.token.expose_secret().to_owned()),
+        token_type: api::TokenType::Bearer,
+        expires_in: issued.expires_in,
+        device_id: issued.device.id.as_str().to_owned(),
+        organization_id: issued.device.organization_id.as_uuid(),
+    }
+}
+
+/// A device's new secret, shown once.
+#[must_use]
+pub fn rotated_secret(issued: &IssuedDevice) -> api::RotatedSecret {
+    api::RotatedSecret {
+        device_id: issued.device.id.as_str().to_owned(),
+        device_secret: Redacted::new(issued.secret.expose().to_owned()),
+    }
+}
+
+/// The verdict on a valid user token.
+#[must_use]
+pub fn user_token_verdict(p: &Principal) -> api::VerifyTokenResponse {
+    api::VerifyTokenResponse {
+        valid: true,
+        token_type: Some(api::TokenKind::User),
+        user_id: Some(p.user.id.as_uuid()),
+        email: Some(p.user.email.as_str().to_owned()),
+        session_id: Some(p.session.id.as_uuid()),
+        expires_at: Some(p.claims.expires_at),
+        ..api::VerifyTokenResponse::default()
+    }
+}
+
+/// The verdict on a valid device token expiring at `expires_at`.
+#[must_use]
+pub fn device_token_verdict(
+    device: &Device,
+    expires_at: DateTime<Utc>,
+) -> api::VerifyTokenResponse {
+    api::VerifyTokenResponse {
+        valid: true,
+        token_type: Some(api::TokenKind::Device),
+        device_id: Some(device.id.as_str().to_owned()),
+        organization_id: Some(device.organization_id.as_uuid()),
+        expires_at: Some(expires_at),
+        ..api::VerifyTokenResponse::default()
+    }
+}
+
+/// The verdict on a refused token.
+#[must_use]
+pub fn rejected_token(rejection: model::TokenRejection) -> api::VerifyTokenResponse {
+    api::VerifyTokenResponse {
+        error: Some(token_rejection(rejection)),
+        ..api::VerifyTokenResponse::default()
+    }
+}

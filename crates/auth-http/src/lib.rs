@@ -55,50 +55,99 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
+/// The headers every answer of the API carries (actix sends no `Server` header).
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "no-referrer"))
+}
+
 /// Registers every API route on a utoipa-aware app, so routes and document agree.
 fn api_routes<T>(app: utoipa_actix_web::UtoipaApp<T>) -> utoipa_actix_web::UtoipaApp<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    use routes::{api_keys, auth, devices, organizations, service, users};
+    use routes::service;
     app.service(service::root)
         .service(service::health)
         .service(service::live)
         .service(service::ready)
         .service(service::jwks)
         .service(metrics::scrape)
-        .service(
-            scope::scope("/api/v1")
-                .service(auth::register)
-                .service(auth::login)
-                .service(auth::refresh)
-                .service(auth::logout)
-                .service(auth::logout_all)
-                .service(auth::verify)
-                .service(auth::verify_token)
-                .service(users::me)
-                .service(users::change_password)
-                .service(organizations::create)
-                .service(organizations::list)
-                .service(organizations::get)
-                .service(organizations::add_member)
-                .service(organizations::members)
-                .service(organizations::remove_member)
-                // Fixed paths before `/api-keys/{id}` patterns.
-                .service(api_keys::verify)
-                .service(api_keys::verify_batch)
-                .service(api_keys::create)
-                .service(api_keys::list)
-                .service(api_keys::get)
-                .service(api_keys::revoke)
-                .service(api_keys::rotate)
-                .service(devices::authenticate)
-                .service(devices::register)
-                .service(devices::list)
-                .service(devices::get)
-                .service(devices::rotate_secret)
-                .service(devices::revoke),
-        )
+        .service(v1(scope::scope("/api/v1")))
+}
+
+/// Every route under `/api/v1`, for [`app`] and [`configure`] alike.
+fn v1<T>(scope: scope::Scope<T>) -> scope::Scope<T>
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    use routes::{api_keys, auth, devices, organizations, users};
+    scope
+        .service(auth::register)
+        .service(auth::login)
+        .service(auth::refresh)
+        .service(auth::logout)
+        .service(auth::logout_all)
+        .service(auth::verify)
+        .service(auth::verify_token)
+        .service(users::me)
+        .service(users::change_password)
+        .service(organizations::create)
+        .service(organizations::list)
+        .service(organizations::get)
+        .service(organizations::add_member)
+        .service(organizations::members)
+        .service(organizations::remove_member)
+        // Fixed paths before `/api-keys/{id}` patterns.
+        .service(api_keys::verify)
+        .service(api_keys::verify_batch)
+        .service(api_keys::create)
+        .service(api_keys::list)
+        .service(api_keys::get)
+        .service(api_keys::revoke)
+        .service(api_keys::rotate)
+        .service(devices::authenticate)
+        .service(devices::register)
+        .service(devices::list)
+        .service(devices::get)
+        .service(devices::rotate_secret)
+        .service(devices::revoke)
+}
+
+/// The API inside an actix-web app of one's own:
+///
+/// ```no_run
+/// # fn host(state: auth_http::AppState) {
+/// use actix_web::{App, web};
+/// let app = App::new()
+///     .configure(auth_http::configure(state))
+///     .route("/", web::get().to(|| async { "the host's own page" }));
+/// # }
+/// ```
+///
+/// Mounts every `/api/v1` route behind the middleware [`app`] puts in front of them (request
+/// ids, metrics, the per-IP rate limits, compression, the security headers), and the JWKS at
+/// `/.well-known/jwks.json`. The host keeps the rest: its own routes, CORS, 404s, health
+/// endpoints, and where to serve the document ([`openapi`]). The paths are the API's own, so
+/// clients (and `auth-client`) work unchanged; mount at the root of the host app.
+pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        metrics::handle();
+        // Data of the app, not of the scope: the middleware reads it before the scope's own
+        // data would be attached.
+        cfg.app_data(web::Data::new(state));
+        cfg.service(routes::service::jwks);
+        cfg.service(
+            v1(scope::scope("/api/v1"))
+                .wrap(from_fn(compress::middleware))
+                .wrap(from_fn(rate_limit::middleware))
+                .wrap(security_headers())
+                .wrap(from_fn(metrics::middleware))
+                .wrap(from_fn(request_id::middleware)),
+        );
+    }
 }
 
 /// The OpenAPI document of the API, exactly as [`app`] serves it.
@@ -143,12 +192,7 @@ pub fn app(
         .wrap(from_fn(compress::middleware))
         .wrap(from_fn(rate_limit::middleware))
         .wrap(Condition::new(cors_enabled, cors))
-        .wrap(
-            DefaultHeaders::new()
-                .add(("X-Content-Type-Options", "nosniff"))
-                .add(("X-Frame-Options", "DENY"))
-                .add(("Referrer-Policy", "no-referrer")),
-        )
+        .wrap(security_headers())
         .wrap(from_fn(metrics::middleware))
         .wrap(from_fn(request_id::middleware))
 }

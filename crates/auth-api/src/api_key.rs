@@ -179,7 +179,7 @@ pub struct VerifyKey {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = "REVOKED"))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum KeyRejection {
+pub enum ApiKeyRejection {
     /// Revoked (or rotated).
     Revoked,
     /// Past its expiry.
@@ -191,7 +191,7 @@ pub enum KeyRejection {
     Invalid,
 }
 
-impl KeyRejection {
+impl ApiKeyRejection {
     /// The contract's code (`INVALID`, `REVOKED`, `EXPIRED`, `INSUFFICIENT_SCOPE`).
     #[must_use]
     pub const fn code(self) -> &'static str {
@@ -231,7 +231,7 @@ pub struct KeyVerification<'a> {
     pub expires_at: Option<DateTime<Utc>>,
     /// `INVALID`, `REVOKED`, `EXPIRED` or `INSUFFICIENT_SCOPE` when not valid.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<KeyRejection>,
+    pub error: Option<ApiKeyRejection>,
 }
 
 /// `POST /api-keys/verify-batch` body: 1..=100 items, each a verify body. An item that is not

@@ -25,8 +25,8 @@ pub use account::{
     VerifyTokenRequest, VerifyTokenResponse,
 };
 pub use api_key::{
-    ApiKeyItem, ApiKeyList, ApiKeyStatus, BatchVerification, CreateKey, CreatedKey, KeyRejection,
-    KeyVerification, VerifyBatch, VerifyKey,
+    ApiKeyItem, ApiKeyList, ApiKeyRejection, ApiKeyStatus, BatchVerification, CreateKey,
+    CreatedKey, KeyVerification, VerifyBatch, VerifyKey,
 };
 pub use device::{
     AuthenticateDevice, DeviceItem, DeviceList, DeviceStatus, DeviceTokenResponse, RegisterDevice,

@@ -41,10 +41,13 @@ fn enums_are_the_contract_strings() {
         (wire(TokenRejection::Invalid), "INVALID"),
         (wire(TokenRejection::Expired), "EXPIRED"),
         (wire(TokenRejection::Revoked), "REVOKED"),
-        (wire(KeyRejection::Invalid), "INVALID"),
-        (wire(KeyRejection::Revoked), "REVOKED"),
-        (wire(KeyRejection::Expired), "EXPIRED"),
-        (wire(KeyRejection::InsufficientScope), "INSUFFICIENT_SCOPE"),
+        (wire(ApiKeyRejection::Invalid), "INVALID"),
+        (wire(ApiKeyRejection::Revoked), "REVOKED"),
+        (wire(ApiKeyRejection::Expired), "EXPIRED"),
+        (
+            wire(ApiKeyRejection::InsufficientScope),
+            "INSUFFICIENT_SCOPE",
+        ),
         (wire(HealthStatus::Healthy), "healthy"),
         (wire(HealthStatus::Degraded), "degraded"),
         (wire(HealthStatus::Unhealthy), "unhealthy"),
@@ -55,7 +58,10 @@ fn enums_are_the_contract_strings() {
     }
     assert_eq!(ApiKeyStatus::Expired.as_str(), "expired");
     assert_eq!(Role::Admin.to_string(), "admin");
-    assert_eq!(KeyRejection::InsufficientScope.code(), "INSUFFICIENT_SCOPE");
+    assert_eq!(
+        ApiKeyRejection::InsufficientScope.code(),
+        "INSUFFICIENT_SCOPE"
+    );
     assert_eq!(TokenRejection::Revoked.code(), "REVOKED");
     assert!(TokenType::Bearer == "Bearer");
 }
@@ -73,8 +79,8 @@ fn values_of_a_newer_service_are_read_not_refused() {
         HealthStatus::Unknown
     );
     assert_eq!(
-        read::<KeyRejection>(json!("RATE_LIMITED")),
-        KeyRejection::Invalid
+        read::<ApiKeyRejection>(json!("RATE_LIMITED")),
+        ApiKeyRejection::Invalid
     );
     assert_eq!(
         read::<TokenRejection>(json!("NOT_YET_VALID")),
@@ -146,7 +152,7 @@ fn optional_members_are_left_out_not_null() {
     );
     round_trip(
         &KeyVerification {
-            error: Some(KeyRejection::Revoked),
+            error: Some(ApiKeyRejection::Revoked),
             ..KeyVerification::default()
         },
         json!({"valid": false, "error": "REVOKED"}),

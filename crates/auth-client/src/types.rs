@@ -11,9 +11,10 @@ use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
 pub use auth_api::{
-    ApiKeyStatus as KeyStatus, ComponentHealth, DeviceStatus, Health, HealthStatus, KeyRejection,
-    Me, MemberBody as Member, MembershipSummary as Membership, OrganizationBody as Organization,
-    OrganizationWithRole, Role, ServiceInfo, TokenRejection, TokenType, TokenUser, UserCreated,
+    ApiKeyRejection as KeyRejection, ApiKeyStatus as KeyStatus, ComponentHealth, DeviceStatus,
+    Health, HealthStatus, Me, MemberBody as Member, MembershipSummary as Membership,
+    OrganizationBody as Organization, OrganizationWithRole, Role, ServiceInfo, TokenRejection,
+    TokenType, TokenUser, UserCreated,
 };
 
 /// `GET /auth/verify`: the session behind a valid access token.

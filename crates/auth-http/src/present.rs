@@ -211,10 +211,10 @@ pub fn key_verification(verdict: &ApiKeyVerdict) -> api::KeyVerification<'_> {
             expires_at: k.expires_at,
             error: None,
         },
-        ApiKeyVerdict::Invalid => rejected(api::KeyRejection::Invalid),
-        ApiKeyVerdict::Revoked => rejected(api::KeyRejection::Revoked),
-        ApiKeyVerdict::Expired => rejected(api::KeyRejection::Expired),
-        ApiKeyVerdict::InsufficientScope(_) => rejected(api::KeyRejection::InsufficientScope),
+        ApiKeyVerdict::Invalid => rejected(api::ApiKeyRejection::Invalid),
+        ApiKeyVerdict::Revoked => rejected(api::ApiKeyRejection::Revoked),
+        ApiKeyVerdict::Expired => rejected(api::ApiKeyRejection::Expired),
+        ApiKeyVerdict::InsufficientScope(_) => rejected(api::ApiKeyRejection::InsufficientScope),
     }
 }
 

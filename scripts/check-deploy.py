@@ -17,6 +17,8 @@
    the container port, the probe ports, the Service's targetPort, the scrape port, nginx's
    upstream and the Dockerfile's EXPOSE all equal the PORT the container is given.
 5. The subcommands the manifests run (`serve`, `migrate`) are listed by `auth-server --help`.
+6. The Dockerfile's HEALTHCHECK runs the binary's `healthcheck` with arguments it accepts: with
+   nothing listening it exits 1 (unhealthy), not 2 (a usage error).
 
 Needs Python 3.11 and PyYAML (installed with pip if missing). Prints one line per check and
 exits with status 1 if any check fails.
@@ -378,6 +380,42 @@ def dockerfile_info() -> tuple[dict[str, str], list[str] | None, list[int]]:
     return env, cmd, expose
 
 
+def dockerfile_healthcheck() -> list[str] | None:
+    """The runtime stage's HEALTHCHECK command (exec form), if any."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    check: list[str] | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if re.match(r"(?i)^FROM\s", line):
+            check = None
+        elif m := re.match(r"(?i)^HEALTHCHECK\s.*?\bCMD\s+(\[.*\])\s*$", line):
+            check = yaml.safe_load(m.group(1))
+    return check
+
+
+def check_healthcheck(binary: Path, report: Report) -> None:
+    """The image's HEALTHCHECK runs a subcommand the binary has, with arguments it accepts:
+    against a port where nothing listens it must fail as a health check fails (exit 1), not as a
+    usage error (exit 2)."""
+    check = dockerfile_healthcheck()
+    if check is None:
+        report.fail("healthcheck", f"{rel(DOCKERFILE)} has no HEALTHCHECK in exec form")
+        return
+    if not check or not check[0].endswith("/auth-server"):
+        report.fail("healthcheck", f"HEALTHCHECK runs {check[:1]}, not the auth-server binary")
+        return
+    if not binary.is_file():
+        report.skip("healthcheck", "no binary to run it with")
+        return
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C",
+           "AUTH_URL": "http://127.0.0.1:9"}
+    out = subprocess.run([str(binary), *check[1:]], capture_output=True, text=True, env=env,
+                         timeout=60)
+    report.expect(out.returncode == 1, "healthcheck",
+                  f"`{' '.join(check[1:])}` parses and reports an unreachable service (exit 1)",
+                  f"`{' '.join(check[1:])}` exited {out.returncode}: {out.stderr.strip()[:300]}")
+
+
 def find_config(docs: list[Doc], kind: str, name: str) -> Doc | None:
     for doc in docs:
         if is_k8s(doc) and doc.body.get("kind") == kind and name_of(doc) == name:
@@ -722,6 +760,7 @@ def main() -> int:
     check_env(targets, df_env, info, report)
     check_ports_and_paths(docs, targets, df_env, expose, report)
     check_commands(targets, df_cmd, info, report)
+    check_healthcheck(binary.resolve(), report)
     if report.failed:
         print(f"check-deploy: {report.failed} check(s) failed")
         return 1

@@ -4,6 +4,9 @@
 //! An adapter's tests implement [`Fixture`] and invoke [`storage_contract_tests!`], which
 //! expands to one `#[tokio::test]` per behaviour. Each test builds a fresh fixture, so
 //! adapters may isolate tests however they like (a database per test, for Postgres).
+//! [`MemoryStore`] is the in-memory adapters' fixture.
+//!
+//! [`services`] holds, in the same way, the service scenarios every backend runs.
 #![expect(
     clippy::unwrap_used,
     reason = "a test suite: a failed expectation is a failed test"
@@ -11,11 +14,13 @@
 // A contract case nothing registers is a build error: see `storage_contract_tests!`.
 #![deny(dead_code)]
 
+pub mod services;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::memory::ManualClock;
+use crate::memory::{ManualClock, MemoryStore};
 use crate::model::{
     ApiKey, ApiKeyId, ApiKeyName, Device, DeviceId, DeviceMetadata, DeviceName, DisplayName, Email,
     EventAction, LogEntry, Member, Membership, Organization, OrganizationId, OrganizationName,
@@ -49,6 +54,34 @@ pub trait Fixture: Send + Sync {
     fn events(&self) -> Arc<dyn EventLog>;
     /// Retention over the stores above, as every instance sharing them would run it.
     fn pruner(&self) -> Arc<dyn Pruner>;
+}
+
+/// The in-memory store is a fixture: every repository over one event log.
+impl Fixture for MemoryStore {
+    fn users(&self) -> Arc<dyn UserRepository> {
+        self.users.clone()
+    }
+    fn sessions(&self) -> Arc<dyn SessionRepository> {
+        self.sessions.clone()
+    }
+    fn organizations(&self) -> Arc<dyn OrganizationRepository> {
+        self.organizations.clone()
+    }
+    fn api_keys(&self) -> Arc<dyn ApiKeyRepository> {
+        self.api_keys.clone()
+    }
+    fn devices(&self) -> Arc<dyn DeviceRepository> {
+        self.devices.clone()
+    }
+    fn login_attempts(&self) -> Arc<dyn LoginAttemptStore> {
+        self.login_attempts.clone()
+    }
+    fn events(&self) -> Arc<dyn EventLog> {
+        self.events.clone()
+    }
+    fn pruner(&self) -> Arc<dyn Pruner> {
+        self.pruner.clone()
+    }
 }
 
 /// Expands to one `#[tokio::test]` per contract behaviour; `$fixture` is an async expression

@@ -504,7 +504,6 @@ pub fn new_device(id: &str, org: OrganizationId) -> NewDevice {
     }
 }
 
-
 fn revoked(result: Result<impl std::fmt::Debug, DeviceError>) -> bool {
     matches!(
         result,

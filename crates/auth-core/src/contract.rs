@@ -56,33 +56,32 @@ pub trait Fixture: Send + Sync {
     fn pruner(&self) -> Arc<dyn Pruner>;
 }
 
-/// The in-memory store is a fixture: every repository over one event log.
-impl Fixture for MemoryStore {
-    fn users(&self) -> Arc<dyn UserRepository> {
-        self.users.clone()
-    }
-    fn sessions(&self) -> Arc<dyn SessionRepository> {
-        self.sessions.clone()
-    }
-    fn organizations(&self) -> Arc<dyn OrganizationRepository> {
-        self.organizations.clone()
-    }
-    fn api_keys(&self) -> Arc<dyn ApiKeyRepository> {
-        self.api_keys.clone()
-    }
-    fn devices(&self) -> Arc<dyn DeviceRepository> {
-        self.devices.clone()
-    }
-    fn login_attempts(&self) -> Arc<dyn LoginAttemptStore> {
-        self.login_attempts.clone()
-    }
-    fn events(&self) -> Arc<dyn EventLog> {
-        self.events.clone()
-    }
-    fn pruner(&self) -> Arc<dyn Pruner> {
-        self.pruner.clone()
-    }
+/// Implements [`Fixture`] for a struct holding each repository in a field named as the
+/// trait's method (`users`, `sessions`, `organizations`, `api_keys`, `devices`,
+/// `login_attempts`, `events`, `pruner`), each an `Arc` of an adapter: as
+/// [`MemoryStore`] does, and the Postgres test store.
+#[macro_export]
+macro_rules! fixture_from_fields {
+    ($store:ty) => {
+        $crate::fixture_from_fields!(@impl $store;
+            users: UserRepository, sessions: SessionRepository,
+            organizations: OrganizationRepository, api_keys: ApiKeyRepository,
+            devices: DeviceRepository, login_attempts: LoginAttemptStore, events: EventLog,
+            pruner: Pruner);
+    };
+    (@impl $store:ty; $($field:ident: $port:ident),*) => {
+        impl $crate::contract::Fixture for $store {
+            $(
+                fn $field(&self) -> ::std::sync::Arc<dyn $crate::ports::$port> {
+                    self.$field.clone()
+                }
+            )*
+        }
+    };
 }
+
+// The in-memory store is a fixture: every repository over one event log.
+fixture_from_fields!(MemoryStore);
 
 /// Expands to one `#[tokio::test]` per contract behaviour; `$fixture` is an async expression
 /// yielding a fresh [`Fixture`].

@@ -6,7 +6,7 @@
 //! (`CREATE DATABASE … TEMPLATE`, about 0.1 s), dropped when the test ends. Tests therefore
 //! run in parallel, in one process or many.
 //!
-//! [`TestStore`] is every Postgres repository over one such database: the fixture of the
+//! [`TestStore`] is every Postgres repository over one such database: the `Fixture` of the
 //! storage contract and of the service scenarios of `auth-core`.
 #![expect(
     clippy::expect_used,
@@ -15,11 +15,6 @@
 
 use std::sync::Arc;
 
-use auth_core::contract::Fixture;
-use auth_core::ports::{
-    ApiKeyRepository, DeviceRepository, EventLog, LoginAttemptStore, OrganizationRepository,
-    Pruner, SessionRepository, UserRepository,
-};
 use diesel::{Connection as _, RunQueryDsl as _};
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -1174,7 +1169,8 @@ impl HeldConnection {
     }
 }
 
-/// Every Postgres repository over a database of its own ([`TestDb`], dropped with this value).
+/// Every Postgres repository over a database of its own ([`TestDb`], dropped with this value);
+/// a contract `Fixture`.
 #[derive(Debug)]
 pub struct TestStore {
     /// Users.
@@ -1226,29 +1222,4 @@ impl TestStore {
     }
 }
 
-impl Fixture for TestStore {
-    fn users(&self) -> Arc<dyn UserRepository> {
-        self.users.clone()
-    }
-    fn sessions(&self) -> Arc<dyn SessionRepository> {
-        self.sessions.clone()
-    }
-    fn organizations(&self) -> Arc<dyn OrganizationRepository> {
-        self.organizations.clone()
-    }
-    fn api_keys(&self) -> Arc<dyn ApiKeyRepository> {
-        self.api_keys.clone()
-    }
-    fn devices(&self) -> Arc<dyn DeviceRepository> {
-        self.devices.clone()
-    }
-    fn login_attempts(&self) -> Arc<dyn LoginAttemptStore> {
-        self.login_attempts.clone()
-    }
-    fn events(&self) -> Arc<dyn EventLog> {
-        self.events.clone()
-    }
-    fn pruner(&self) -> Arc<dyn Pruner> {
-        self.pruner.clone()
-    }
-}
+auth_core::fixture_from_fields!(TestStore);

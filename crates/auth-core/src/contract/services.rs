@@ -6,7 +6,7 @@
 //! async expression yielding a fresh [`Fixture`] and an expression yielding fresh
 //! [`ServiceParts`]; it expands to one `#[tokio::test]` per scenario. As for the storage
 //! contract, the scenarios are private functions registered in one list, so none can be left
-//! out. The harnesses and counting repositories are public, for the tests that only one
+//! out. The harness and the counting repositories are public, for the tests that only one
 //! backend runs.
 
 use std::sync::Arc;
@@ -107,9 +107,8 @@ macro_rules! opaque_debug {
 opaque_debug!(
     ServiceParts,
     CountingApiKeys,
-    ApiKeyHarness,
     CountingDevices,
-    DeviceHarness
+    ServiceHarness
 );
 
 /// An organization with a fresh owner, created at `now`; and the owner.
@@ -177,61 +176,6 @@ impl ApiKeyRepository for CountingApiKeys {
     }
 }
 
-/// An API key service over a fixture's stores (keys read through [`CountingApiKeys`]) and a
-/// manual clock, with an organization and its owner.
-pub struct ApiKeyHarness {
-    /// The service under test.
-    pub keys: ApiKeyService,
-    /// Its clock, starting now.
-    pub clock: Arc<ManualClock>,
-    /// Its key repository.
-    pub counting: Arc<CountingApiKeys>,
-    /// The organization.
-    pub org: OrganizationId,
-    /// The organization's owner.
-    pub owner: UserId,
-    /// The fixture's users.
-    pub users: Arc<dyn UserRepository>,
-    /// The organization service the key service checks access with.
-    pub orgs: OrganizationService,
-}
-
-impl ApiKeyHarness {
-    /// A key service over `f`'s repositories and `cache`.
-    pub async fn new(
-        f: &impl Fixture,
-        cache: Arc<dyn VerificationCache<TokenHash, Arc<ApiKey>>>,
-    ) -> Self {
-        let clock = Arc::new(ManualClock::starting_now());
-        let (org, owner) = owned_org(f, clock.now()).await;
-        let counting = Arc::new(CountingApiKeys {
-            inner: f.api_keys(),
-            by_hash: AtomicUsize::new(0),
-            down: AtomicBool::new(false),
-        });
-        let orgs = OrganizationService::new(f.organizations(), f.users(), clock.clone());
-        let keys = ApiKeyService::new(
-            ApiKeyPorts {
-                keys: counting.clone(),
-                orgs: orgs.clone(),
-                cache,
-                clock: clock.clone(),
-                secrets: Arc::new(OsSecretGenerator),
-            },
-            ApiKeyPrefix::default(),
-        );
-        Self {
-            keys,
-            clock,
-            counting,
-            org: org.id,
-            owner,
-            users: f.users(),
-            orgs,
-        }
-    }
-}
-
 /// A key named `svc` with the `read` scope, expiring in `days`.
 #[must_use]
 pub fn new_key(org: OrganizationId, days: Option<u32>) -> NewApiKey {
@@ -246,7 +190,7 @@ pub fn new_key(org: OrganizationId, days: Option<u32>) -> NewApiKey {
 /// Expiry, batched `last_used_at` (read back at the store's precision), checksum refusal
 /// without I/O, cache eviction on revoke.
 async fn expiry_usage_and_cache(f: &impl Fixture, parts: ServiceParts) {
-    let h = ApiKeyHarness::new(f, parts.api_key_cache).await;
+    let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
     let issued = h
         .keys
         .create(&Actor::Operator, new_key(h.org, Some(1)))
@@ -271,7 +215,7 @@ async fn expiry_usage_and_cache(f: &impl Fixture, parts: ServiceParts) {
             .unwrap(),
         ApiKeyVerdict::Invalid
     );
-    assert_eq!(h.counting.by_hash.load(Ordering::SeqCst), 0);
+    assert_eq!(h.counting_keys.by_hash.load(Ordering::SeqCst), 0);
 
     // Repeated verifications load once.
     for _ in 0..5 {
@@ -280,7 +224,7 @@ async fn expiry_usage_and_cache(f: &impl Fixture, parts: ServiceParts) {
             ApiKeyVerdict::Valid(_)
         ));
     }
-    assert_eq!(h.counting.by_hash.load(Ordering::SeqCst), 1);
+    assert_eq!(h.counting_keys.by_hash.load(Ordering::SeqCst), 1);
 
     // last_used_at is written in a batch, only when flushed.
     let used_at = h.clock.now();
@@ -344,7 +288,7 @@ async fn expiry_usage_and_cache(f: &impl Fixture, parts: ServiceParts) {
 /// Rotating an expired key is refused: it would hand out a new key that is already dead. The
 /// expired key is left as it was; an active key rotates with its absolute expiry.
 async fn expired_keys_are_not_rotated(f: &impl Fixture, parts: ServiceParts) {
-    let h = ApiKeyHarness::new(f, parts.api_key_cache).await;
+    let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
     let issued = h
         .keys
         .create(&Actor::Operator, new_key(h.org, Some(1)))
@@ -425,55 +369,71 @@ impl DeviceRepository for CountingDevices {
     }
 }
 
-/// A device service over a fixture's stores (devices read through [`CountingDevices`]) and a
-/// manual clock, issuing 24-hour tokens, with an organization and its owner.
-pub struct DeviceHarness {
-    /// The service under test.
+/// The key and device services over a fixture's stores (each read through a counting
+/// repository), a backend's [`ServiceParts`] and a manual clock, with an organization and its
+/// owner. Devices get 24-hour tokens.
+pub struct ServiceHarness {
+    /// The key service under test.
+    pub keys: ApiKeyService,
+    /// The device service under test.
     pub devices: DeviceService,
-    /// Its clock.
+    /// Their clock.
     pub clock: Arc<ManualClock>,
-    /// Its device repository.
-    pub counting: Arc<CountingDevices>,
-    /// The organization.
+    /// The key service's repository.
+    pub counting_keys: Arc<CountingApiKeys>,
+    /// The device service's repository.
+    pub counting_devices: Arc<CountingDevices>,
+    /// The organization, created at the clock's time.
     pub org: OrganizationId,
     /// The organization's owner.
     pub owner: UserId,
     /// The fixture's users.
     pub users: Arc<dyn UserRepository>,
-    /// The organization service the device service checks access with.
+    /// The organization service both services check access with.
     pub orgs: OrganizationService,
 }
 
-impl DeviceHarness {
-    /// A device service over `f`'s repositories, `clock`, `cache` and `signer`; the
-    /// organization is created at the clock's time.
-    pub async fn new(
-        f: &impl Fixture,
-        clock: Arc<ManualClock>,
-        cache: Arc<dyn VerificationCache<DeviceId, Device>>,
-        signer: Arc<dyn TokenSigner>,
-    ) -> Self {
+impl ServiceHarness {
+    /// The services over `f`'s repositories, `clock` and `parts`.
+    pub async fn new(f: &impl Fixture, clock: Arc<ManualClock>, parts: ServiceParts) -> Self {
         let (org, owner) = owned_org(f, clock.now()).await;
-        let counting = Arc::new(CountingDevices {
+        let orgs = OrganizationService::new(f.organizations(), f.users(), clock.clone());
+        let counting_keys = Arc::new(CountingApiKeys {
+            inner: f.api_keys(),
+            by_hash: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        });
+        let keys = ApiKeyService::new(
+            ApiKeyPorts {
+                keys: counting_keys.clone(),
+                orgs: orgs.clone(),
+                cache: parts.api_key_cache,
+                clock: clock.clone(),
+                secrets: Arc::new(OsSecretGenerator),
+            },
+            ApiKeyPrefix::default(),
+        );
+        let counting_devices = Arc::new(CountingDevices {
             inner: f.devices(),
             finds: AtomicUsize::new(0),
         });
-        let orgs = OrganizationService::new(f.organizations(), f.users(), clock.clone());
         let devices = DeviceService::new(
             DevicePorts {
-                devices: counting.clone(),
+                devices: counting_devices.clone(),
                 orgs: orgs.clone(),
-                cache,
-                signer,
+                cache: parts.device_cache,
+                signer: parts.signer,
                 clock: clock.clone(),
                 secrets: Arc::new(OsSecretGenerator),
             },
             Duration::hours(24),
         );
         Self {
+            keys,
             devices,
             clock,
-            counting,
+            counting_keys,
+            counting_devices,
             org: org.id,
             owner,
             users: f.users(),
@@ -517,8 +477,8 @@ fn revoked(result: Result<impl std::fmt::Debug, DeviceError>) -> bool {
 async fn fast_path_batches_and_expiry(f: &impl Fixture, parts: ServiceParts) {
     let clock = Arc::new(ManualClock::starting_now());
     let now = clock.now();
-    let h = DeviceHarness::new(f, clock.clone(), parts.device_cache, parts.signer).await;
-    let (devices, counting) = (&h.devices, &h.counting);
+    let h = ServiceHarness::new(f, clock.clone(), parts).await;
+    let (devices, counting) = (&h.devices, &h.counting_devices);
     let id = DeviceId::parse("frame-1").unwrap();
     let issued = devices
         .register(&Actor::Operator, new_device("frame-1", h.org))
@@ -594,7 +554,7 @@ async fn rotation_ends_earlier_tokens(f: &impl Fixture, parts: ServiceParts) {
     // 12:00:00.250 on a whole second, so the sub-second cases are exact.
     let start = DateTime::from_timestamp(Utc::now().timestamp(), 250_000_000).unwrap();
     let clock = Arc::new(ManualClock::new(start));
-    let h = DeviceHarness::new(f, clock.clone(), parts.device_cache, parts.signer).await;
+    let h = ServiceHarness::new(f, clock.clone(), parts).await;
     let devices = &h.devices;
     let id = DeviceId::parse("frame-rotating").unwrap();
     let first = devices

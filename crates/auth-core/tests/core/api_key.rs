@@ -5,37 +5,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use auth_core::contract::services::{ApiKeyHarness, new_key};
-use auth_core::memory::MemoryStore;
+use auth_core::contract::services::new_key;
 use auth_core::model::{
-    ApiKeyId, ApiKeyName, Email, OrganizationId, OrganizationName, PasswordHash, Role, Scope,
-    Scopes, User, UserId,
+    ApiKeyId, ApiKeyName, OrganizationId, OrganizationName, Role, Scope, Scopes, User,
 };
-use auth_core::ports::{Clock as _, StoreError};
+use auth_core::ports::StoreError;
 use auth_core::{Actor, ApiKeyError, ApiKeyVerdict, Caller, NewApiKey, OrganizationError};
 
-use crate::support::MapCache;
-
-/// A key service over a fresh in-memory store and the map cache.
-async fn harness() -> ApiKeyHarness {
-    ApiKeyHarness::new(&MemoryStore::new(), Arc::new(MapCache::new())).await
-}
-
-/// A registered user, a service administrator or not.
-async fn user(h: &ApiKeyHarness, is_admin: bool) -> User {
-    let now = h.clock.now();
-    let u = User {
-        id: UserId::generate(),
-        email: Email::parse(&format!("u{}@example.com", UserId::generate())).unwrap(),
-        display_name: None,
-        password_hash: PasswordHash::new("$fake$1$x".into()),
-        is_admin,
-        created_at: now,
-        updated_at: now,
-    };
-    h.users.create(&u).await.unwrap();
-    u
-}
+use crate::support::{services, user};
 
 fn scoped(org: OrganizationId, scopes: &[&str]) -> NewApiKey {
     NewApiKey {
@@ -51,7 +28,7 @@ fn scoped(org: OrganizationId, scopes: &[&str]) -> NewApiKey {
 /// forbidden; strangers and other organizations' keys do not see it at all.
 #[tokio::test]
 async fn only_managers_and_admin_keys_manage_keys() {
-    let h = harness().await;
+    let h = services().await;
     let member = user(&h, false).await;
     let org_admin = user(&h, false).await;
     let stranger = user(&h, false).await;
@@ -155,7 +132,7 @@ async fn only_managers_and_admin_keys_manage_keys() {
 
 #[tokio::test]
 async fn verify_grants_only_the_scopes_a_key_holds() {
-    let h = harness().await;
+    let h = services().await;
     let issued = h
         .keys
         .create(&Actor::Operator, scoped(h.org, &["read", "write"]))
@@ -189,7 +166,7 @@ async fn verify_grants_only_the_scopes_a_key_holds() {
 
 #[tokio::test]
 async fn revoking_twice_is_refused_and_the_key_stays_revoked() {
-    let h = harness().await;
+    let h = services().await;
     let issued = h
         .keys
         .create(&Actor::Operator, new_key(h.org, None))
@@ -237,13 +214,13 @@ async fn revoking_twice_is_refused_and_the_key_stays_revoked() {
 /// A store failure is never a verdict and never cached: the next verification loads again.
 #[tokio::test]
 async fn a_store_outage_is_an_error_not_a_verdict() {
-    let h = harness().await;
+    let h = services().await;
     let issued = h
         .keys
         .create(&Actor::Operator, new_key(h.org, None))
         .await
         .unwrap();
-    h.counting.down.store(true, Ordering::SeqCst);
+    h.counting_keys.down.store(true, Ordering::SeqCst);
     let err = h
         .keys
         .verify(issued.secret.expose(), &Scopes::default())
@@ -253,7 +230,7 @@ async fn a_store_outage_is_an_error_not_a_verdict() {
         matches!(err, ApiKeyError::Store(StoreError::Unavailable(_))),
         "{err:?}"
     );
-    h.counting.down.store(false, Ordering::SeqCst);
+    h.counting_keys.down.store(false, Ordering::SeqCst);
     assert!(matches!(
         h.keys
             .verify(issued.secret.expose(), &Scopes::default())
@@ -261,7 +238,7 @@ async fn a_store_outage_is_an_error_not_a_verdict() {
             .unwrap(),
         ApiKeyVerdict::Valid(_)
     ));
-    assert_eq!(h.counting.by_hash.load(Ordering::SeqCst), 2);
+    assert_eq!(h.counting_keys.by_hash.load(Ordering::SeqCst), 2);
 }
 
 /// An organization check's store failure reaches the key's caller as the same store failure.

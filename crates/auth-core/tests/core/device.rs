@@ -3,47 +3,19 @@
 //! authentications, expiry and rotation are service scenarios, run in `contract.rs` (and over
 //! Postgres).
 
-use std::sync::Arc;
-
-use auth_core::contract::services::{DeviceHarness, new_device};
-use auth_core::memory::{FakeSigner, ManualClock, MemoryStore};
-use auth_core::model::{DeviceId, Email, PasswordHash, Role, TokenRejection, User, UserId};
+use auth_core::contract::services::new_device;
+use auth_core::memory::FakeSigner;
+use auth_core::model::{DeviceId, Role, TokenRejection, User};
 use auth_core::ports::TokenSigner as _;
 use auth_core::{Actor, Caller, DeviceError, DeviceService};
 use chrono::Duration;
 use secrecy::ExposeSecret as _;
 
-use crate::support::MapCache;
-
-/// A device service over a fresh in-memory store, the map cache and the fake signer.
-async fn managed() -> DeviceHarness {
-    DeviceHarness::new(
-        &MemoryStore::new(),
-        Arc::new(ManualClock::starting_now()),
-        Arc::new(MapCache::new()),
-        Arc::new(FakeSigner::new()),
-    )
-    .await
-}
-
-async fn user(m: &DeviceHarness, is_admin: bool) -> User {
-    let now = chrono::Utc::now();
-    let u = User {
-        id: UserId::generate(),
-        email: Email::parse(&format!("u{}@example.com", UserId::generate())).unwrap(),
-        display_name: None,
-        password_hash: PasswordHash::new("$fake$1$x".into()),
-        is_admin,
-        created_at: now,
-        updated_at: now,
-    };
-    m.users.create(&u).await.unwrap();
-    u
-}
+use crate::support::{services, user};
 
 #[tokio::test]
 async fn only_managers_manage_devices_and_strangers_see_nothing() {
-    let m = managed().await;
+    let m = services().await;
     let member = user(&m, false).await;
     let stranger = user(&m, false).await;
     let service_admin = user(&m, true).await;
@@ -117,7 +89,7 @@ async fn only_managers_manage_devices_and_strangers_see_nothing() {
 
 #[tokio::test]
 async fn ids_are_unique_and_a_revoked_device_changes_no_more() {
-    let m = managed().await;
+    let m = services().await;
     let issued = m
         .devices
         .register(&Actor::Operator, new_device("frame-1", m.org))
@@ -149,7 +121,7 @@ async fn ids_are_unique_and_a_revoked_device_changes_no_more() {
 /// another signer and a user access token are invalid device tokens.
 #[tokio::test]
 async fn credentials_and_tokens_are_refused_alike() {
-    let m = managed().await;
+    let m = services().await;
     let issued = m
         .devices
         .register(&Actor::Operator, new_device("frame-1", m.org))

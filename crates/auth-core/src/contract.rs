@@ -4,6 +4,9 @@
 //! An adapter's tests implement [`Fixture`] and invoke [`storage_contract_tests!`], which
 //! expands to one `#[tokio::test]` per behaviour. Each test builds a fresh fixture, so
 //! adapters may isolate tests however they like (a database per test, for Postgres).
+//! [`MemoryStore`] is the in-memory adapters' fixture.
+//!
+//! [`services`] holds, in the same way, the service scenarios every backend runs.
 #![expect(
     clippy::unwrap_used,
     reason = "a test suite: a failed expectation is a failed test"
@@ -11,11 +14,13 @@
 // A contract case nothing registers is a build error: see `storage_contract_tests!`.
 #![deny(dead_code)]
 
+pub mod services;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::memory::ManualClock;
+use crate::memory::{ManualClock, MemoryStore};
 use crate::model::{
     ApiKey, ApiKeyId, ApiKeyName, Device, DeviceId, DeviceMetadata, DeviceName, DisplayName, Email,
     EventAction, LogEntry, Member, Membership, Organization, OrganizationId, OrganizationName,
@@ -50,6 +55,33 @@ pub trait Fixture: Send + Sync {
     /// Retention over the stores above, as every instance sharing them would run it.
     fn pruner(&self) -> Arc<dyn Pruner>;
 }
+
+/// Implements [`Fixture`] for a struct holding each repository in a field named as the
+/// trait's method (`users`, `sessions`, `organizations`, `api_keys`, `devices`,
+/// `login_attempts`, `events`, `pruner`), each an `Arc` of an adapter: as
+/// [`MemoryStore`] does, and the Postgres test store.
+#[macro_export]
+macro_rules! fixture_from_fields {
+    ($store:ty) => {
+        $crate::fixture_from_fields!(@impl $store;
+            users: UserRepository, sessions: SessionRepository,
+            organizations: OrganizationRepository, api_keys: ApiKeyRepository,
+            devices: DeviceRepository, login_attempts: LoginAttemptStore, events: EventLog,
+            pruner: Pruner);
+    };
+    (@impl $store:ty; $($field:ident: $port:ident),*) => {
+        impl $crate::contract::Fixture for $store {
+            $(
+                fn $field(&self) -> ::std::sync::Arc<dyn $crate::ports::$port> {
+                    self.$field.clone()
+                }
+            )*
+        }
+    };
+}
+
+// The in-memory store is a fixture: every repository over one event log.
+fixture_from_fields!(MemoryStore);
 
 /// Expands to one `#[tokio::test]` per contract behaviour; `$fixture` is an async expression
 /// yielding a fresh [`Fixture`].

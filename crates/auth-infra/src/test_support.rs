@@ -5,17 +5,26 @@
 //! digest of the migrations, under an advisory lock; every test then gets its own copy
 //! (`CREATE DATABASE … TEMPLATE`, about 0.1 s), dropped when the test ends. Tests therefore
 //! run in parallel, in one process or many.
+//!
+//! [`TestStore`] is every Postgres repository over one such database: the `Fixture` of the
+//! storage contract and of the service scenarios of `auth-core`.
 #![expect(
     clippy::expect_used,
     reason = "test support: failing loudly is the point"
 )]
+
+use std::sync::Arc;
 
 use diesel::{Connection as _, RunQueryDsl as _};
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use uuid::Uuid;
 
-use crate::postgres::{DbPool, PoolSettings, build_pool, run_migrations};
+use crate::postgres::{
+    DbPool, PgApiKeyRepository, PgDeviceRepository, PgEventLog, PgLoginAttemptStore,
+    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, PoolSettings,
+    build_pool, run_migrations,
+};
 
 type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
 
@@ -1159,3 +1168,58 @@ impl HeldConnection {
         .expect("join");
     }
 }
+
+/// Every Postgres repository over a database of its own ([`TestDb`], dropped with this value);
+/// a contract `Fixture`.
+#[derive(Debug)]
+pub struct TestStore {
+    /// Users.
+    pub users: Arc<PgUserRepository>,
+    /// Sessions and their refresh tokens.
+    pub sessions: Arc<PgSessionRepository>,
+    /// Organizations and memberships.
+    pub organizations: Arc<PgOrganizationRepository>,
+    /// API keys.
+    pub api_keys: Arc<PgApiKeyRepository>,
+    /// Devices.
+    pub devices: Arc<PgDeviceRepository>,
+    /// Login-attempt counters (lockout).
+    pub login_attempts: Arc<PgLoginAttemptStore>,
+    /// The event log.
+    pub events: Arc<PgEventLog>,
+    /// Retention.
+    pub pruner: Arc<PgPruner>,
+    /// The database.
+    pub db: TestDb,
+}
+
+impl TestStore {
+    /// The repositories over a fresh, migrated database.
+    ///
+    /// # Panics
+    /// When the database cannot be created.
+    pub async fn new() -> Self {
+        let db = TestDb::new().await;
+        let pool = db.pool();
+        Self {
+            users: Arc::new(PgUserRepository::new(pool.clone())),
+            sessions: Arc::new(PgSessionRepository::new(pool.clone())),
+            organizations: Arc::new(PgOrganizationRepository::new(pool.clone())),
+            api_keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
+            devices: Arc::new(PgDeviceRepository::new(pool.clone())),
+            login_attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
+            events: Arc::new(PgEventLog::new(pool.clone())),
+            pruner: Arc::new(PgPruner::new(pool)),
+            db,
+        }
+    }
+
+    /// The same, pruning in batches of `rows`.
+    #[must_use]
+    pub fn with_pruner_batch_size(mut self, rows: u32) -> Self {
+        self.pruner = Arc::new(PgPruner::new(self.db.pool()).with_batch_size(rows));
+        self
+    }
+}
+
+auth_core::fixture_from_fields!(TestStore);

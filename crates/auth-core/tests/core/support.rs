@@ -1,12 +1,15 @@
-//! What the service tests share: a caching `VerificationCache`, and values.
+//! What the service tests share: a caching `VerificationCache`, the in-memory parts of the
+//! service harness, and values.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use auth_core::model::{Email, Password, PasswordPolicy, UserId};
-use auth_core::ports::{Loader, StoreError, VerificationCache};
+use auth_core::contract::services::{ServiceHarness, ServiceParts};
+use auth_core::memory::{FakeSigner, ManualClock, MemoryStore};
+use auth_core::model::{Email, Password, PasswordHash, PasswordPolicy, User, UserId};
+use auth_core::ports::{Clock as _, Loader, StoreError, VerificationCache};
 
 /// A cache that keeps every loaded answer until it is invalidated: enough to show what the
 /// services read through a cache and what they evict. (No bound, no lifetime and no shared
@@ -72,4 +75,40 @@ pub fn email() -> Email {
 /// A password that meets the default policy.
 pub fn pw(s: &str) -> Password {
     PasswordPolicy::default().new_password(s).unwrap()
+}
+
+/// What the in-memory backend brings to the service scenarios: map caches and the fake
+/// signer.
+pub fn memory_parts() -> ServiceParts {
+    ServiceParts {
+        api_key_cache: Arc::new(MapCache::new()),
+        device_cache: Arc::new(MapCache::new()),
+        signer: Arc::new(FakeSigner::new()),
+    }
+}
+
+/// The key and device services over a fresh in-memory store, with an organization.
+pub async fn services() -> ServiceHarness {
+    ServiceHarness::new(
+        &MemoryStore::new(),
+        Arc::new(ManualClock::starting_now()),
+        memory_parts(),
+    )
+    .await
+}
+
+/// A registered user, a service administrator or not.
+pub async fn user(h: &ServiceHarness, is_admin: bool) -> User {
+    let now = h.clock.now();
+    let u = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("u{}@example.com", UserId::generate())).unwrap(),
+        display_name: None,
+        password_hash: PasswordHash::new("$fake$1$x".into()),
+        is_admin,
+        created_at: now,
+        updated_at: now,
+    };
+    h.users.create(&u).await.unwrap();
+    u
 }

@@ -1,17 +1,15 @@
 //! The tests of `auth-infra` that need what only it has, in one binary (one link): Postgres
-//! (the storage contract, the event log, retention, migrations, the pool's breaker, the
-//! services over Postgres), bcrypt and the JWT library (forged tokens). The services' rules
-//! themselves are tested in `auth-core`. Run with `scripts/test.sh -p auth-infra`, which
-//! starts a throwaway Postgres.
+//! (the storage contract and the service scenarios of `auth-core`, the event log, retention,
+//! migrations, the pool's breaker, the account service over Postgres), bcrypt and the JWT
+//! library (forged tokens). The services' rules themselves are tested in `auth-core`. Run
+//! with `scripts/test.sh -p auth-infra`, which starts a throwaway Postgres.
 #![expect(
     clippy::unwrap_used,
     reason = "tests: a failed expectation is a failed test"
 )]
 
 mod account_service;
-mod api_key_service;
 mod contract;
-mod device_service;
 mod event_log;
 mod jwt_forgery;
 mod migrations;

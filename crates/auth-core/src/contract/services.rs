@@ -1,0 +1,619 @@
+//! Scenarios of the API key and device services that depend on what the backend stores and
+//! caches: run over the in-memory adapters (with a map cache and the fake signer) and over
+//! Postgres (with Moka and the JWT signer).
+//!
+//! A backend's tests invoke [`service_scenario_tests!`](crate::service_scenario_tests) with an
+//! async expression yielding a fresh [`Fixture`] and an expression yielding fresh
+//! [`ServiceParts`]; it expands to one `#[tokio::test]` per scenario. As for the storage
+//! contract, the scenarios are private functions registered in one list, so none can be left
+//! out. The harness and the counting repositories are public, for the tests that only one
+//! backend runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use secrecy::ExposeSecret as _;
+
+use super::Fixture;
+use crate::memory::ManualClock;
+use crate::model::{
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeyPrefix, Device, DeviceId, DeviceMetadata, DeviceSecret,
+    Email, Organization, OrganizationId, OrganizationName, PasswordHash, Scope, Scopes, TokenHash,
+    TokenRejection, User, UserId,
+};
+use crate::ports::{
+    ApiKeyRepository, ChangeDeviceError, Clock as _, DeviceRepository, RegisterDeviceError,
+    RevokeApiKeyError, StoreError, TokenSigner, UserRepository, VerificationCache,
+};
+use crate::system::OsSecretGenerator;
+use crate::{
+    Actor, ApiKeyError, ApiKeyPorts, ApiKeyService, ApiKeyVerdict, DeviceError, DevicePorts,
+    DeviceService, NewApiKey, NewDevice, OrganizationService,
+};
+
+/// What a backend brings to the service scenarios besides its repositories.
+pub struct ServiceParts {
+    /// The cache of API keys by hash.
+    pub api_key_cache: Arc<dyn VerificationCache<TokenHash, Arc<ApiKey>>>,
+    /// The cache of devices by id.
+    pub device_cache: Arc<dyn VerificationCache<DeviceId, Device>>,
+    /// The signer of device tokens.
+    pub signer: Arc<dyn TokenSigner>,
+}
+
+/// Expands to one `#[tokio::test]` per service scenario; `$fixture` is an async expression
+/// yielding a fresh [`Fixture`], `$parts` an expression yielding fresh
+/// [`ServiceParts`](crate::contract::services::ServiceParts).
+///
+/// No scenario can be left out, by the technique of
+/// [`storage_contract_tests!`](crate::storage_contract_tests): a scenario is a **private**
+/// `async fn` of `contract::services`, the list in the `@with` arm below is the only
+/// declaration of which exist, and a scenario missing from it is dead code, a build error.
+#[macro_export]
+macro_rules! service_scenario_tests {
+    ($fixture:expr, $parts:expr) => {
+        $crate::service_scenario_tests!(@with each $fixture, $parts);
+    };
+    (@registry) => {
+        $crate::service_scenario_tests!(@with registry);
+    };
+    // The list of every service scenario, once.
+    (@with $arm:ident $($prefix:tt)*) => {
+        $crate::service_scenario_tests!(@$arm $($prefix)*;
+            expiry_usage_and_cache, expired_keys_are_not_rotated,
+            fast_path_batches_and_expiry, rotation_ends_earlier_tokens);
+    };
+    (@registry; $($case:ident),* $(,)?) => {
+        /// The service scenarios, one public function each (generated from the list in
+        /// [`service_scenario_tests!`]; each scenario's rustdoc is on its private body in
+        /// `contract/services.rs`).
+        pub mod cases {
+            $(
+                #[doc = concat!("Runs the service scenario `", stringify!($case), "`.")]
+                pub async fn $case(f: &impl super::Fixture, parts: super::ServiceParts) {
+                    super::$case(f, parts).await;
+                }
+            )*
+        }
+    };
+    (@each $fixture:expr, $parts:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $fixture.await;
+                $crate::contract::services::cases::$case(&fixture, $parts).await;
+            }
+        )*
+    };
+}
+
+service_scenario_tests!(@registry);
+
+/// Debug output naming the type only: these hold services and repositories, not values.
+macro_rules! opaque_debug {
+    ($($ty:ident),*) => {
+        $(
+            impl std::fmt::Debug for $ty {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.debug_struct(stringify!($ty)).finish_non_exhaustive()
+                }
+            }
+        )*
+    };
+}
+
+opaque_debug!(
+    ServiceParts,
+    CountingApiKeys,
+    CountingDevices,
+    ServiceHarness
+);
+
+/// An organization with a fresh owner, created at `now`; and the owner.
+async fn owned_org(f: &impl Fixture, now: DateTime<Utc>) -> (Organization, UserId) {
+    let owner = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("o{}@example.com", UserId::generate())).unwrap(),
+        display_name: None,
+        password_hash: PasswordHash::new("$2b$04$x".into()),
+        is_admin: false,
+        created_at: now,
+        updated_at: now,
+    };
+    f.users().create(&owner).await.unwrap();
+    let org = Organization {
+        id: OrganizationId::generate(),
+        name: OrganizationName::parse("Org").unwrap(),
+        created_at: now,
+    };
+    f.organizations().create(&org, owner.id).await.unwrap();
+    (org, owner.id)
+}
+
+/// An API key repository that counts lookups by hash, to show what reaches the store, and
+/// fails them while [`down`](Self::down) is set.
+pub struct CountingApiKeys {
+    inner: Arc<dyn ApiKeyRepository>,
+    /// Lookups by hash so far.
+    pub by_hash: AtomicUsize,
+    /// Lookups by hash fail while set.
+    pub down: AtomicBool,
+}
+
+#[async_trait]
+impl ApiKeyRepository for CountingApiKeys {
+    async fn create(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.inner.create(key).await
+    }
+    async fn find(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.find(id).await
+    }
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, StoreError> {
+        self.by_hash.fetch_add(1, Ordering::SeqCst);
+        if AtomicBool::load(&self.down, Ordering::SeqCst) {
+            return Err(StoreError::unavailable("database went away"));
+        }
+        self.inner.find_by_hash(hash).await
+    }
+    async fn list(&self, org: OrganizationId, all: bool) -> Result<Vec<ApiKey>, StoreError> {
+        self.inner.list(org, all).await
+    }
+    async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeApiKeyError> {
+        self.inner.revoke(id, now).await
+    }
+    async fn rotate(
+        &self,
+        old: ApiKeyId,
+        new: &ApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, RevokeApiKeyError> {
+        self.inner.rotate(old, new, now).await
+    }
+    async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.inner.record_usage(usage).await
+    }
+}
+
+/// A key named `svc` with the `read` scope, expiring in `days`.
+#[must_use]
+pub fn new_key(org: OrganizationId, days: Option<u32>) -> NewApiKey {
+    NewApiKey {
+        organization_id: org,
+        name: ApiKeyName::parse("svc").unwrap(),
+        scopes: Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap(),
+        expires_in_days: days,
+    }
+}
+
+/// Expiry, batched `last_used_at` (read back at the store's precision), checksum refusal
+/// without I/O, cache eviction on revoke.
+async fn expiry_usage_and_cache(f: &impl Fixture, parts: ServiceParts) {
+    let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
+    let issued = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, Some(1)))
+        .await
+        .unwrap();
+    let text = issued.secret.expose().to_owned();
+
+    // Garbage and bad checksums never reach the store.
+    assert_eq!(
+        h.keys
+            .verify("ak_live_nope", &Scopes::default())
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Invalid
+    );
+    let mut typo = text.clone().into_bytes();
+    typo[10] = if typo[10] == b'x' { b'y' } else { b'x' };
+    assert_eq!(
+        h.keys
+            .verify(&String::from_utf8(typo).unwrap(), &Scopes::default())
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Invalid
+    );
+    assert_eq!(h.counting_keys.by_hash.load(Ordering::SeqCst), 0);
+
+    // Repeated verifications load once.
+    for _ in 0..5 {
+        assert!(matches!(
+            h.keys.verify(&text, &Scopes::default()).await.unwrap(),
+            ApiKeyVerdict::Valid(_)
+        ));
+    }
+    assert_eq!(h.counting_keys.by_hash.load(Ordering::SeqCst), 1);
+
+    // last_used_at is written in a batch, only when flushed.
+    let used_at = h.clock.now();
+    assert!(
+        h.keys
+            .get(&Actor::Operator, issued.key.id)
+            .await
+            .unwrap()
+            .last_used_at
+            .is_none()
+    );
+    assert_eq!(h.keys.flush_usage().await.unwrap(), 1);
+    assert_eq!(
+        h.keys
+            .get(&Actor::Operator, issued.key.id)
+            .await
+            .unwrap()
+            .last_used_at,
+        Some(used_at)
+    );
+    assert_eq!(h.keys.flush_usage().await.unwrap(), 0);
+
+    // Expiry comes from the clock, even for a cached key.
+    h.clock.advance(Duration::days(1));
+    assert_eq!(
+        h.keys.verify(&text, &Scopes::default()).await.unwrap(),
+        ApiKeyVerdict::Expired
+    );
+
+    // Revocation evicts at once: the next verify reloads and sees it.
+    let other = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, None))
+        .await
+        .unwrap();
+    let other_text = other.secret.expose().to_owned();
+    assert!(matches!(
+        h.keys
+            .verify(&other_text, &Scopes::default())
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Valid(_)
+    ));
+    h.keys.revoke(&Actor::Operator, other.key.id).await.unwrap();
+    assert_eq!(
+        h.keys
+            .verify(&other_text, &Scopes::default())
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Revoked
+    );
+
+    // The operator may act only on organizations that exist.
+    let missing = new_key(OrganizationId::generate(), None);
+    assert!(matches!(
+        h.keys.create(&Actor::Operator, missing).await,
+        Err(ApiKeyError::NotFound)
+    ));
+}
+
+/// Rotating an expired key is refused: it would hand out a new key that is already dead. The
+/// expired key is left as it was; an active key rotates with its absolute expiry.
+async fn expired_keys_are_not_rotated(f: &impl Fixture, parts: ServiceParts) {
+    let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
+    let issued = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, Some(1)))
+        .await
+        .unwrap();
+    h.clock.advance(Duration::days(2));
+    let result = h.keys.rotate(&Actor::Operator, issued.key.id).await;
+    assert!(
+        matches!(result, Err(ApiKeyError::Expired)),
+        "an expired key is not rotated: {:?}",
+        result.map(|i| i.key)
+    );
+    let stored = h.keys.get(&Actor::Operator, issued.key.id).await.unwrap();
+    assert_eq!(stored.revoked_at, None);
+    assert_eq!(
+        h.keys
+            .list(&Actor::Operator, h.org, true)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Revoked and expired: revoked wins, as in its status.
+    h.keys
+        .revoke(&Actor::Operator, issued.key.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.keys.rotate(&Actor::Operator, issued.key.id).await,
+        Err(ApiKeyError::AlreadyRevoked)
+    ));
+
+    let live = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, Some(1)))
+        .await
+        .unwrap();
+    let rotated = h.keys.rotate(&Actor::Operator, live.key.id).await.unwrap();
+    assert_eq!(rotated.key.expires_at, live.key.expires_at);
+}
+
+/// A device repository that counts lookups by id, to show what reaches the store.
+pub struct CountingDevices {
+    inner: Arc<dyn DeviceRepository>,
+    /// Lookups by id so far.
+    pub finds: AtomicUsize,
+}
+
+#[async_trait]
+impl DeviceRepository for CountingDevices {
+    async fn register(&self, d: &Device) -> Result<(), RegisterDeviceError> {
+        self.inner.register(d).await
+    }
+    async fn find(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        self.finds.fetch_add(1, Ordering::SeqCst);
+        self.inner.find(id).await
+    }
+    async fn list(&self, org: OrganizationId) -> Result<Vec<Device>, StoreError> {
+        self.inner.list(org).await
+    }
+    async fn rotate_secret(
+        &self,
+        id: &DeviceId,
+        h: &TokenHash,
+        not_before: DateTime<Utc>,
+    ) -> Result<Device, ChangeDeviceError> {
+        self.inner.rotate_secret(id, h, not_before).await
+    }
+    async fn revoke(&self, id: &DeviceId, now: DateTime<Utc>) -> Result<Device, ChangeDeviceError> {
+        self.inner.revoke(id, now).await
+    }
+    async fn record_authentications(
+        &self,
+        seen: &[(DeviceId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        self.inner.record_authentications(seen).await
+    }
+}
+
+/// The key and device services over a fixture's stores (each read through a counting
+/// repository), a backend's [`ServiceParts`] and a manual clock, with an organization and its
+/// owner. Devices get 24-hour tokens.
+pub struct ServiceHarness {
+    /// The key service under test.
+    pub keys: ApiKeyService,
+    /// The device service under test.
+    pub devices: DeviceService,
+    /// Their clock.
+    pub clock: Arc<ManualClock>,
+    /// The key service's repository.
+    pub counting_keys: Arc<CountingApiKeys>,
+    /// The device service's repository.
+    pub counting_devices: Arc<CountingDevices>,
+    /// The organization, created at the clock's time.
+    pub org: OrganizationId,
+    /// The organization's owner.
+    pub owner: UserId,
+    /// The fixture's users.
+    pub users: Arc<dyn UserRepository>,
+    /// The organization service both services check access with.
+    pub orgs: OrganizationService,
+}
+
+impl ServiceHarness {
+    /// The services over `f`'s repositories, `clock` and `parts`.
+    pub async fn new(f: &impl Fixture, clock: Arc<ManualClock>, parts: ServiceParts) -> Self {
+        let (org, owner) = owned_org(f, clock.now()).await;
+        let orgs = OrganizationService::new(f.organizations(), f.users(), clock.clone());
+        let counting_keys = Arc::new(CountingApiKeys {
+            inner: f.api_keys(),
+            by_hash: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        });
+        let keys = ApiKeyService::new(
+            ApiKeyPorts {
+                keys: counting_keys.clone(),
+                orgs: orgs.clone(),
+                cache: parts.api_key_cache,
+                clock: clock.clone(),
+                secrets: Arc::new(OsSecretGenerator),
+            },
+            ApiKeyPrefix::default(),
+        );
+        let counting_devices = Arc::new(CountingDevices {
+            inner: f.devices(),
+            finds: AtomicUsize::new(0),
+        });
+        let devices = DeviceService::new(
+            DevicePorts {
+                devices: counting_devices.clone(),
+                orgs: orgs.clone(),
+                cache: parts.device_cache,
+                signer: parts.signer,
+                clock: clock.clone(),
+                secrets: Arc::new(OsSecretGenerator),
+            },
+            Duration::hours(24),
+        );
+        Self {
+            keys,
+            devices,
+            clock,
+            counting_keys,
+            counting_devices,
+            org: org.id,
+            owner,
+            users: f.users(),
+            orgs,
+        }
+    }
+
+    /// The text of a token the device authenticates for.
+    pub async fn token_of(&self, id: &DeviceId, secret: &DeviceSecret) -> String {
+        self.devices
+            .authenticate(id, secret)
+            .await
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_owned()
+    }
+}
+
+/// A device of `org` with id `id`, no name and no metadata.
+#[must_use]
+pub fn new_device(id: &str, org: OrganizationId) -> NewDevice {
+    NewDevice {
+        id: DeviceId::parse(id).unwrap(),
+        organization_id: org,
+        name: None,
+        metadata: DeviceMetadata::default(),
+    }
+}
+
+fn revoked(result: Result<impl std::fmt::Debug, DeviceError>) -> bool {
+    matches!(
+        result,
+        Err(DeviceError::InvalidToken(TokenRejection::Revoked))
+    )
+}
+
+/// The fast path reads the store once, authentications are recorded in batches (and read
+/// back at the store's precision), tokens expire with the clock, rotation and revocation end
+/// the old credentials at once.
+async fn fast_path_batches_and_expiry(f: &impl Fixture, parts: ServiceParts) {
+    let clock = Arc::new(ManualClock::starting_now());
+    let now = clock.now();
+    let h = ServiceHarness::new(f, clock.clone(), parts).await;
+    let (devices, counting) = (&h.devices, &h.counting_devices);
+    let id = DeviceId::parse("frame-1").unwrap();
+    let issued = devices
+        .register(&Actor::Operator, new_device("frame-1", h.org))
+        .await
+        .unwrap();
+    let secret = issued.secret.clone();
+
+    // Ten authentications, one store read.
+    let mut token = String::new();
+    for _ in 0..10 {
+        token = h.token_of(&id, &secret).await;
+    }
+    assert_eq!(counting.finds.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        devices
+            .authenticate(&id, &DeviceSecret::presented("ds_wrong"))
+            .await,
+        Err(DeviceError::InvalidCredentials)
+    ));
+
+    // last_authenticated_at is written only when flushed, in one batch.
+    assert!(
+        devices
+            .get(&Actor::Operator, &id)
+            .await
+            .unwrap()
+            .last_authenticated_at
+            .is_none()
+    );
+    assert_eq!(devices.flush_seen().await.unwrap(), 1);
+    assert_eq!(
+        devices
+            .get(&Actor::Operator, &id)
+            .await
+            .unwrap()
+            .last_authenticated_at,
+        Some(now)
+    );
+
+    // The token verifies until it expires (24 h plus the 30 s leeway).
+    assert!(devices.verify_token(&token).await.is_ok());
+    clock.advance(Duration::hours(24) + Duration::seconds(30));
+    assert!(matches!(
+        devices.verify_token(&token).await,
+        Err(DeviceError::InvalidToken(TokenRejection::Expired))
+    ));
+    clock.set(now);
+
+    // Rotation evicts the cached device: the old secret fails at once.
+    let rotated = devices.rotate_secret(&Actor::Operator, &id).await.unwrap();
+    assert!(matches!(
+        devices.authenticate(&id, &secret).await,
+        Err(DeviceError::InvalidCredentials)
+    ));
+    assert!(devices.authenticate(&id, &rotated.secret).await.is_ok());
+    // Revocation ends authentication and every token.
+    devices.revoke(&Actor::Operator, &id).await.unwrap();
+    assert!(matches!(
+        devices.authenticate(&id, &rotated.secret).await,
+        Err(DeviceError::InvalidCredentials)
+    ));
+    assert!(matches!(
+        devices.verify_token(&token).await,
+        Err(DeviceError::InvalidToken(TokenRejection::Revoked))
+    ));
+}
+
+/// A secret rotation ends every token minted before it, including one minted earlier in the
+/// same second (token `iat` is whole seconds, as in a JWT) or at the very same instant;
+/// tokens minted after it, in the same second or later, verify. Read through the cache, as
+/// in production.
+async fn rotation_ends_earlier_tokens(f: &impl Fixture, parts: ServiceParts) {
+    // 12:00:00.250 on a whole second, so the sub-second cases are exact.
+    let start = DateTime::from_timestamp(Utc::now().timestamp(), 250_000_000).unwrap();
+    let clock = Arc::new(ManualClock::new(start));
+    let h = ServiceHarness::new(f, clock.clone(), parts).await;
+    let devices = &h.devices;
+    let id = DeviceId::parse("frame-rotating").unwrap();
+    let first = devices
+        .register(&Actor::Operator, new_device("frame-rotating", h.org))
+        .await
+        .unwrap()
+        .secret;
+    let early = h.token_of(&id, &first).await;
+    assert!(devices.verify_token(&early).await.is_ok());
+
+    // Rotation at .700 of the same second: the .250 token dies, a .900 token lives.
+    clock.advance(Duration::milliseconds(450));
+    let second = devices
+        .rotate_secret(&Actor::Operator, &id)
+        .await
+        .unwrap()
+        .secret;
+    assert!(
+        revoked(devices.verify_token(&early).await),
+        "minted before, same second"
+    );
+    clock.advance(Duration::milliseconds(200));
+    let after = h.token_of(&id, &second).await;
+    let (claims, _) = devices.verify_token(&after).await.unwrap();
+    assert_eq!(claims.issued_at.timestamp(), start.timestamp() + 1);
+    assert!(claims.expires_at - claims.issued_at == Duration::hours(24));
+
+    // Still verifying seconds later; ended by the next rotation, made exactly on a whole
+    // second, as is a token minted at that very instant before it.
+    clock.set(DateTime::from_timestamp(start.timestamp() + 5, 0).unwrap());
+    assert!(devices.verify_token(&after).await.is_ok());
+    let same_instant = h.token_of(&id, &second).await;
+    let third = devices
+        .rotate_secret(&Actor::Operator, &id)
+        .await
+        .unwrap()
+        .secret;
+    assert!(revoked(devices.verify_token(&after).await));
+    assert!(
+        revoked(devices.verify_token(&same_instant).await),
+        "same instant"
+    );
+    let last = h.token_of(&id, &third).await;
+    assert!(devices.verify_token(&last).await.is_ok());
+
+    // Revocation still ends every token.
+    devices.revoke(&Actor::Operator, &id).await.unwrap();
+    assert!(revoked(devices.verify_token(&last).await));
+}
+
+#[cfg(test)]
+mod tests {
+    /// A `pub` scenario would escape the `dead_code` check that makes registration compulsory.
+    #[test]
+    fn no_scenario_is_public() {
+        let source = include_str!("services.rs");
+        assert!(
+            !source.contains("\npub async fn"),
+            "service scenarios are private `async fn`s, registered in `service_scenario_tests!`"
+        );
+    }
+}

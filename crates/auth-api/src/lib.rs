@@ -36,7 +36,7 @@ pub use organization::{
     AddMember, CreateOrganization, MemberBody, MemberList, OrganizationBody, OrganizationList,
     OrganizationWithRole, Role,
 };
-pub use problem::{FieldError, Problem};
+pub use problem::{ErrorCode, FieldError, Problem};
 pub use redacted::Redacted;
 pub use service::{ComponentHealth, Health, HealthStatus, Probe, ProbeStatus, ServiceInfo};
 

@@ -182,7 +182,7 @@ fn problems_round_trip_and_partial_ones_are_read() {
         title: "Unprocessable Entity".into(),
         status: 422,
         detail: "request body failed validation".into(),
-        code: "VALIDATION_FAILED".into(),
+        code: ErrorCode::ValidationFailed,
         request_id: "r1".into(),
         errors: vec![FieldError::new("password", "too_short", "too short")],
     };

@@ -181,12 +181,13 @@ impl AuthRejection {
         self.kind
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> auth_api::ErrorCode {
+        use auth_api::ErrorCode;
         match self.kind {
-            RejectionKind::Missing | RejectionKind::Invalid => "UNAUTHENTICATED",
-            RejectionKind::InsufficientScope => "FORBIDDEN",
-            RejectionKind::Unavailable => "SERVICE_UNAVAILABLE",
-            RejectionKind::Misconfigured => "INTERNAL_ERROR",
+            RejectionKind::Missing | RejectionKind::Invalid => ErrorCode::Unauthenticated,
+            RejectionKind::InsufficientScope => ErrorCode::Forbidden,
+            RejectionKind::Unavailable => ErrorCode::ServiceUnavailable,
+            RejectionKind::Misconfigured => ErrorCode::InternalError,
         }
     }
 
@@ -236,7 +237,7 @@ impl ResponseError for AuthRejection {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: self.detail(),
-            code: self.code().to_owned(),
+            code: self.code(),
             request_id: self.request_id.clone(),
             errors: Vec::new(),
         };

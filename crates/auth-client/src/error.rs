@@ -10,114 +10,7 @@ use std::time::Duration;
 
 use crate::types::TokenRejection;
 
-/// A `code` of the service's problem documents (the contract's error table).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// 400: the body is not JSON.
-    MalformedRequest,
-    /// 401: wrong email or password (login, password change).
-    InvalidCredentials,
-    /// 401: the refresh token is invalid, spent, expired or revoked.
-    InvalidRefreshToken,
-    /// 401: device authentication failed (unknown device, wrong secret, revoked device).
-    InvalidDeviceCredentials,
-    /// 401: missing or bad token or API key.
-    Unauthenticated,
-    /// 403: a valid caller lacking the right.
-    Forbidden,
-    /// 404: no such resource, or not visible to the caller.
-    NotFound,
-    /// 409: an account with this email exists.
-    EmailTaken,
-    /// 409: a device with this id exists.
-    DeviceExists,
-    /// 409: the user is already a member.
-    AlreadyMember,
-    /// 409: the key or device is already revoked.
-    AlreadyRevoked,
-    /// 409: an organization must keep an owner.
-    LastOwner,
-    /// 413: the body is over 64 KiB.
-    PayloadTooLarge,
-    /// 415: the body is not `application/json`.
-    UnsupportedMediaType,
-    /// 422: a field breaks a rule (see [`ApiError::errors`]).
-    ValidationFailed,
-    /// 429: the account is locked after failed logins.
-    TooManyAttempts,
-    /// 429: over the per-address rate limit.
-    RateLimited,
-    /// 503: the service's store is unreachable.
-    ServiceUnavailable,
-    /// 500: an internal error of the service.
-    InternalError,
-    /// A code this client does not know, or an empty string when the answer carried no
-    /// problem document (a proxy's error page, for instance).
-    Other(String),
-}
-
-impl ErrorCode {
-    /// The code as it appears in the problem document.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::MalformedRequest => "MALFORMED_REQUEST",
-            Self::InvalidCredentials => "INVALID_CREDENTIALS",
-            Self::InvalidRefreshToken => "INVALID_REFRESH_TOKEN",
-            Self::InvalidDeviceCredentials => "INVALID_DEVICE_CREDENTIALS",
-            Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::Forbidden => "FORBIDDEN",
-            Self::NotFound => "NOT_FOUND",
-            Self::EmailTaken => "EMAIL_TAKEN",
-            Self::DeviceExists => "DEVICE_EXISTS",
-            Self::AlreadyMember => "ALREADY_MEMBER",
-            Self::AlreadyRevoked => "ALREADY_REVOKED",
-            Self::LastOwner => "LAST_OWNER",
-            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
-            Self::ValidationFailed => "VALIDATION_FAILED",
-            Self::TooManyAttempts => "TOO_MANY_ATTEMPTS",
-            Self::RateLimited => "RATE_LIMITED",
-            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
-            Self::InternalError => "INTERNAL_ERROR",
-            Self::Other(code) => code,
-        }
-    }
-
-    /// The code named by `code`.
-    #[must_use]
-    pub fn parse(code: &str) -> Self {
-        match code {
-            "MALFORMED_REQUEST" => Self::MalformedRequest,
-            "INVALID_CREDENTIALS" => Self::InvalidCredentials,
-            "INVALID_REFRESH_TOKEN" => Self::InvalidRefreshToken,
-            "INVALID_DEVICE_CREDENTIALS" => Self::InvalidDeviceCredentials,
-            "UNAUTHENTICATED" => Self::Unauthenticated,
-            "FORBIDDEN" => Self::Forbidden,
-            "NOT_FOUND" => Self::NotFound,
-            "EMAIL_TAKEN" => Self::EmailTaken,
-            "DEVICE_EXISTS" => Self::DeviceExists,
-            "ALREADY_MEMBER" => Self::AlreadyMember,
-            "ALREADY_REVOKED" => Self::AlreadyRevoked,
-            "LAST_OWNER" => Self::LastOwner,
-            "PAYLOAD_TOO_LARGE" => Self::PayloadTooLarge,
-            "UNSUPPORTED_MEDIA_TYPE" => Self::UnsupportedMediaType,
-            "VALIDATION_FAILED" => Self::ValidationFailed,
-            "TOO_MANY_ATTEMPTS" => Self::TooManyAttempts,
-            "RATE_LIMITED" => Self::RateLimited,
-            "SERVICE_UNAVAILABLE" => Self::ServiceUnavailable,
-            "INTERNAL_ERROR" => Self::InternalError,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use auth_api::ErrorCode;
 
 pub use auth_api::FieldError;
 
@@ -165,7 +58,7 @@ impl ApiError {
         match serde_json::from_slice::<auth_api::Problem>(body) {
             Ok(p) => Self {
                 status,
-                code: ErrorCode::parse(&p.code),
+                code: p.code,
                 title: if p.title.is_empty() { reason } else { p.title },
                 detail: p.detail,
                 request_id: Some(p.request_id)

@@ -14,13 +14,13 @@ use crate::request_id;
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_UNAVAILABLE_SECS: u32 = 2;
 
-pub use auth_api::{FieldError, Problem};
+pub use auth_api::{ErrorCode, FieldError, Problem};
 
 /// An error answer. Build one with the constructors; `ResponseError` renders it.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     detail: String,
     errors: Vec<FieldError>,
     /// `Some(true)` adds `error="invalid_token"` to `WWW-Authenticate` (RFC 6750).
@@ -29,7 +29,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -42,14 +42,14 @@ impl ApiError {
 
     /// 400 `MALFORMED_REQUEST`.
     pub fn malformed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "MALFORMED_REQUEST", detail)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest, detail)
     }
 
     /// 413 `PAYLOAD_TOO_LARGE`.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             format!("request body exceeds {limit} bytes"),
         )
     }
@@ -58,7 +58,7 @@ impl ApiError {
     pub fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             "request body must be sent as application/json",
         )
     }
@@ -69,7 +69,7 @@ impl ApiError {
             errors,
             ..Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_FAILED",
+                ErrorCode::ValidationFailed,
                 "request body failed validation",
             )
         }
@@ -81,7 +81,7 @@ impl ApiError {
             invalid_token: token_sent,
             ..Self::new(
                 StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
+                ErrorCode::Unauthenticated,
                 if token_sent {
                     "the credentials are invalid, expired or revoked"
                 } else {
@@ -93,11 +93,15 @@ impl ApiError {
 
     /// 403 `FORBIDDEN`.
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", "you may not do this")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "you may not do this",
+        )
     }
 
     /// 409 with a code.
-    pub fn conflict(code: &'static str, detail: &str) -> Self {
+    pub fn conflict(code: ErrorCode, detail: &str) -> Self {
         Self::new(StatusCode::CONFLICT, code, detail)
     }
 
@@ -105,21 +109,25 @@ impl ApiError {
     pub fn invalid_device_credentials() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "INVALID_DEVICE_CREDENTIALS",
+            ErrorCode::InvalidDeviceCredentials,
             "Invalid device credentials",
         )
     }
 
     /// 404 `NOT_FOUND`.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "resource not found")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "resource not found",
+        )
     }
 
     /// 405 `METHOD_NOT_ALLOWED`; the caller adds `Allow`.
     pub fn method_not_allowed() -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            ErrorCode::MethodNotAllowed,
             "this path does not serve this method; the Allow header lists those it serves",
         )
     }
@@ -128,7 +136,7 @@ impl ApiError {
     pub fn request_timeout(limit: std::time::Duration) -> Self {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
-            "REQUEST_TIMEOUT",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request body did not arrive within {} seconds",
                 limit.as_secs()
@@ -142,7 +150,7 @@ impl ApiError {
             retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
+                ErrorCode::RateLimited,
                 "too many requests from this address; retry later",
             )
         }
@@ -154,7 +162,7 @@ impl ApiError {
             retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "TOO_MANY_ATTEMPTS",
+                ErrorCode::TooManyAttempts,
                 "too many failed attempts; retry later",
             )
         }
@@ -166,7 +174,7 @@ impl ApiError {
             retry_after: Some(RETRY_AFTER_UNAVAILABLE_SECS),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "SERVICE_UNAVAILABLE",
+                ErrorCode::ServiceUnavailable,
                 "the service is temporarily unavailable; retry later",
             )
         }
@@ -183,7 +191,7 @@ impl ApiError {
         tracing::error!(error = %ErrorChain(cause), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
+            ErrorCode::InternalError,
             "an internal error occurred",
         )
     }
@@ -196,8 +204,8 @@ impl ApiError {
 
     /// The error code.
     #[must_use]
-    pub fn code(&self) -> &'static str {
-        self.code
+    pub fn code(&self) -> &ErrorCode {
+        &self.code
     }
 
     /// The field errors (422 only).
@@ -224,7 +232,7 @@ impl ResponseError for ApiError {
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.to_owned(),
+            code: self.code.clone(),
             request_id: request_id::current().unwrap_or_default(),
             errors: self.errors.clone(),
         };
@@ -270,11 +278,12 @@ impl From<OrganizationError> for ApiError {
             OrganizationError::NotFound => Self::not_found(),
             OrganizationError::Forbidden => Self::forbidden(),
             OrganizationError::AlreadyMember => {
-                Self::conflict("ALREADY_MEMBER", "the user is already a member")
+                Self::conflict(ErrorCode::AlreadyMember, "the user is already a member")
             }
-            OrganizationError::LastOwner => {
-                Self::conflict("LAST_OWNER", "an organization must keep at least one owner")
-            }
+            OrganizationError::LastOwner => Self::conflict(
+                ErrorCode::LastOwner,
+                "an organization must keep at least one owner",
+            ),
             OrganizationError::Store(store) => store.into(),
         }
     }
@@ -286,10 +295,10 @@ impl From<ApiKeyError> for ApiError {
             ApiKeyError::NotFound => Self::not_found(),
             ApiKeyError::Forbidden => Self::forbidden(),
             ApiKeyError::AlreadyRevoked => {
-                Self::conflict("ALREADY_REVOKED", "the key is already revoked")
+                Self::conflict(ErrorCode::AlreadyRevoked, "the key is already revoked")
             }
             ApiKeyError::Expired => Self::conflict(
-                "KEY_EXPIRED",
+                ErrorCode::KeyExpired,
                 "the key has expired and cannot be rotated; create a new key",
             ),
             ApiKeyError::Store(store) => store.into(),
@@ -303,9 +312,11 @@ impl From<DeviceError> for ApiError {
         match err {
             DeviceError::NotFound => Self::not_found(),
             DeviceError::Forbidden => Self::forbidden(),
-            DeviceError::Exists => Self::conflict("DEVICE_EXISTS", "a device with this id exists"),
+            DeviceError::Exists => {
+                Self::conflict(ErrorCode::DeviceExists, "a device with this id exists")
+            }
             DeviceError::AlreadyRevoked => {
-                Self::conflict("ALREADY_REVOKED", "the device is already revoked")
+                Self::conflict(ErrorCode::AlreadyRevoked, "the device is already revoked")
             }
             DeviceError::InvalidCredentials => Self::invalid_device_credentials(),
             DeviceError::InvalidToken(_) => Self::unauthenticated(true),
@@ -320,17 +331,17 @@ impl From<AccountError> for ApiError {
         match err {
             AccountError::EmailTaken => Self::new(
                 StatusCode::CONFLICT,
-                "EMAIL_TAKEN",
+                ErrorCode::EmailTaken,
                 "an account with this email already exists",
             ),
             AccountError::InvalidCredentials => Self::new(
                 StatusCode::UNAUTHORIZED,
-                "INVALID_CREDENTIALS",
+                ErrorCode::InvalidCredentials,
                 "Invalid email or password",
             ),
             AccountError::InvalidRefreshToken => Self::new(
                 StatusCode::UNAUTHORIZED,
-                "INVALID_REFRESH_TOKEN",
+                ErrorCode::InvalidRefreshToken,
                 "the refresh token is invalid, expired or revoked",
             ),
             AccountError::InvalidToken(_) => Self::unauthenticated(true),
@@ -489,7 +500,7 @@ mod tests {
         ];
         for answer in outages {
             assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(answer.code(), "SERVICE_UNAVAILABLE");
+            assert_eq!(*answer.code(), ErrorCode::ServiceUnavailable);
             assert_eq!(answer.retry_after, Some(RETRY_AFTER_UNAVAILABLE_SECS));
         }
         let failures: Vec<ApiError> = vec![
@@ -502,7 +513,7 @@ mod tests {
         ];
         for answer in failures {
             assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
-            assert_eq!(answer.code(), "INTERNAL_ERROR");
+            assert_eq!(*answer.code(), ErrorCode::InternalError);
             assert_eq!(answer.detail, "an internal error occurred");
             assert_eq!(answer.retry_after, None);
         }

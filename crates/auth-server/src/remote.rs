@@ -108,9 +108,7 @@ impl Remote {
             (ErrorCode::AlreadyRevoked, Area::Keys) => admin::KEY_ALREADY_REVOKED.into(),
             (ErrorCode::AlreadyRevoked, Area::Devices) => admin::DEVICE_ALREADY_REVOKED.into(),
             (ErrorCode::DeviceExists, _) => admin::DEVICE_EXISTS.into(),
-            (ErrorCode::Other(code), Area::Keys) if code == "KEY_EXPIRED" => {
-                admin::KEY_EXPIRED.into()
-            }
+            (ErrorCode::KeyExpired, _) => admin::KEY_EXPIRED.into(),
             (ErrorCode::ValidationFailed, _) if !api.errors.is_empty() => {
                 let fields: Vec<String> = api
                     .errors

@@ -129,8 +129,9 @@ where
 ///
 /// Mounts every `/api/v1` route behind the middleware [`app`] puts in front of them (request
 /// ids, metrics, the per-IP rate limits, compression, the security headers), and the JWKS at
-/// `/.well-known/jwks.json`. The host keeps the rest: its own routes, CORS, 404s, health
-/// endpoints, and where to serve the document ([`openapi`]). The paths are the API's own, so
+/// `/.well-known/jwks.json`; under `/api/v1`, unknown paths and methods get the API's own 404
+/// and 405 problem documents. The host keeps the rest: its own routes, CORS, its other 404s,
+/// health endpoints, and where to serve the document ([`openapi`]). The paths are the API's own, so
 /// clients (and `auth-client`) work unchanged; mount at the root of the host app.
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
@@ -138,9 +139,14 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
         // Data of the app, not of the scope: the middleware reads it before the scope's own
         // data would be attached.
         cfg.app_data(web::Data::new(state));
+        cfg.app_data(web::Data::new(methods::AllowTable::new(&openapi())));
         cfg.service(routes::service::jwks);
         cfg.service(
             v1(scope::scope("/api/v1"))
+                // Under `/api/v1` the API answers as `app` does: 404 and 405 (with `Allow`)
+                // as problem documents, a literal path's other methods refused before routing.
+                .default_service(web::to(methods::fallback))
+                .wrap(from_fn(methods::literal_resources))
                 .wrap(from_fn(compress::middleware))
                 .wrap(from_fn(rate_limit::middleware))
                 .wrap(security_headers())

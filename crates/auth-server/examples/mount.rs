@@ -118,6 +118,26 @@ mod tests {
         .await;
         assert_eq!(verified.status(), StatusCode::OK);
 
+        let unknown = test::call_service(
+            &app,
+            test::TestRequest::get().uri("/api/v1/nowhere").to_request(),
+        )
+        .await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            unknown.headers().get("content-type").unwrap(),
+            "application/problem+json"
+        );
+        let wrong_method = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/api/v1/auth/login")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(wrong_method.headers().get("allow").unwrap(), "POST");
+
         let jwks = test::call_service(
             &app,
             test::TestRequest::get()

@@ -79,18 +79,22 @@ fn harness() -> Harness {
 }
 
 async fn registered(h: &Harness) -> Email {
+    registered_on(&h.auth).await
+}
+
+/// A new user whose password is "first password".
+async fn registered_on(auth: &AccountService) -> Email {
     let e = email();
-    h.auth
-        .register(
-            Registration {
-                email: e.clone(),
-                password: pw("first password"),
-                display_name: None,
-            },
-            false,
-        )
-        .await
-        .unwrap();
+    auth.register(
+        Registration {
+            email: e.clone(),
+            password: pw("first password"),
+            display_name: None,
+        },
+        false,
+    )
+    .await
+    .unwrap();
     e
 }
 
@@ -387,17 +391,7 @@ async fn a_refresh_never_spends_its_token_without_answering() {
         1,
     );
     let auth = AccountService::new(ports, AccountConfig::default());
-    let e = email();
-    auth.register(
-        Registration {
-            email: e.clone(),
-            password: pw("first password"),
-            display_name: None,
-        },
-        false,
-    )
-    .await
-    .unwrap();
+    let e = registered_on(&auth).await;
     let first = auth.login(&e, &pw("first password")).await.unwrap();
     users.down.store(true, std::sync::atomic::Ordering::SeqCst);
     let second = auth.refresh(&first.refresh_token).await.unwrap();
@@ -481,17 +475,7 @@ async fn a_password_change_evicts_only_the_sessions_it_ends() {
     let auth = AccountService::new(ports, AccountConfig::default());
     let mut pairs = Vec::new();
     for _ in 0..2 {
-        let e = email();
-        auth.register(
-            Registration {
-                email: e.clone(),
-                password: pw("first password"),
-                display_name: None,
-            },
-            false,
-        )
-        .await
-        .unwrap();
+        let e = registered_on(&auth).await;
         pairs.push((
             e.clone(),
             auth.login(&e, &pw("first password")).await.unwrap(),
@@ -760,17 +744,7 @@ async fn a_store_outage_is_a_store_error_with_its_cause() {
         ),
         AccountConfig::default(),
     );
-    let e = email();
-    auth.register(
-        Registration {
-            email: e.clone(),
-            password: pw("first password"),
-            display_name: None,
-        },
-        false,
-    )
-    .await
-    .unwrap();
+    let e = registered_on(&auth).await;
     let pair = auth.login(&e, &pw("first password")).await.unwrap();
     users.down.store(true, std::sync::atomic::Ordering::SeqCst);
     let err = auth

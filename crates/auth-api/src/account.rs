@@ -23,6 +23,22 @@ pub struct RegisterRequest {
     pub display_name: Option<String>,
 }
 
+/// `PATCH /users/me` body. `display_name` must be present; `null` clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateProfileRequest {
+    /// Name to show (1..=100 characters), or `null` for none.
+    // Present but nullable: with a `deserialize_with`, serde no longer takes a missing
+    // `Option` for `None`, so `{}` is refused (422) instead of clearing the name.
+    #[serde(deserialize_with = "present_or_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = true, example = "Ada Lovelace"))]
+    pub display_name: Option<String>,
+}
+
+fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}
+
 /// A created account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

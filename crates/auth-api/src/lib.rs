@@ -21,8 +21,8 @@ pub mod service;
 
 pub use account::{
     ChangePasswordRequest, LoginRequest, Me, MembershipSummary, RefreshRequest, RegisterRequest,
-    TokenKind, TokenRejection, TokenResponse, TokenType, TokenUser, UserCreated, VerifyResponse,
-    VerifyTokenRequest, VerifyTokenResponse,
+    TokenKind, TokenRejection, TokenResponse, TokenType, TokenUser, UpdateProfileRequest,
+    UserCreated, VerifyResponse, VerifyTokenRequest, VerifyTokenResponse,
 };
 pub use api_key::{
     ApiKeyItem, ApiKeyList, ApiKeyRejection, ApiKeyStatus, BatchVerification, CreateKey,

@@ -106,7 +106,7 @@ macro_rules! storage_contract_tests {
     (@with $arm:ident $($prefix:tt)*) => {
         $crate::storage_contract_tests!(@$arm $($prefix)*;
             user_round_trip, email_unique_case_insensitively, concurrent_registrations_one_winner,
-            missing_user_is_none, update_password, session_round_trip, rotation_spends_token,
+            missing_user_is_none, update_password, update_profile, session_round_trip, rotation_spends_token,
             rotation_unknown_token, rotation_refuses_ended_sessions,
             concurrent_rotations_one_winner, revoke_keeps_first_time, revoke_by_spent_token,
             revoke_all_keeps_one,
@@ -299,6 +299,47 @@ async fn update_password(f: &impl Fixture) {
             .await
             .unwrap()
     );
+}
+
+/// A profile update returns the user as stored, which reads back field for field; `None`
+/// clears the display name; an unknown user is `None` and creates nothing.
+async fn update_profile(f: &impl Fixture) {
+    let c = clock();
+    let u = stored_user(f, c.now()).await;
+    c.advance(Duration::seconds(5));
+    let name = DisplayName::parse("Countess of Lovelace").unwrap();
+    let updated = f
+        .users()
+        .update_profile(u.id, Some(&name), c.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.display_name, Some(name));
+    assert_eq!(updated.updated_at, c.now());
+    assert_eq!(updated.created_at, u.created_at);
+    assert_eq!(updated.email, u.email);
+    assert_eq!(updated.password_hash, u.password_hash);
+    assert_eq!(f.users().find_by_id(u.id).await.unwrap().unwrap(), updated);
+
+    c.advance(Duration::seconds(1));
+    let cleared = f
+        .users()
+        .update_profile(u.id, None, c.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cleared.display_name, None);
+    assert_eq!(f.users().find_by_id(u.id).await.unwrap().unwrap(), cleared);
+
+    let nobody = UserId::generate();
+    assert!(
+        f.users()
+            .update_profile(nobody, None, c.now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(f.users().find_by_id(nobody).await.unwrap().is_none());
 }
 
 /// A created session reads back field for field.

@@ -34,7 +34,7 @@ pub use state::{AppState, SharedProbe, StoreHealth, StoreProbe};
 /// and headers, and the response headers clients need to read.
 fn cors(origins: &[String]) -> actix_cors::Cors {
     let mut cors = actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
         .allowed_headers([
             actix_web::http::header::AUTHORIZATION,
             actix_web::http::header::CONTENT_TYPE,
@@ -93,6 +93,7 @@ where
         .service(auth::verify)
         .service(auth::verify_token)
         .service(users::me)
+        .service(users::update_me)
         .service(users::change_password)
         .service(organizations::create)
         .service(organizations::list)

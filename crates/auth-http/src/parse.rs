@@ -196,6 +196,21 @@ impl TryIntoDomain<&PasswordPolicy> for api::RegisterRequest {
     }
 }
 
+impl TryIntoDomain for api::UpdateProfileRequest {
+    type Domain = Option<DisplayName>;
+
+    fn try_into_domain(self, (): ()) -> Result<Option<DisplayName>, ApiError> {
+        let mut f = Fields::default();
+        let display_name = match &self.display_name {
+            None => Some(None),
+            Some(raw) => f
+                .check("display_name", "invalid", raw, DisplayName::parse)
+                .map(Some),
+        };
+        f.finish(display_name)
+    }
+}
+
 /// An email and a presented password (login).
 #[derive(Debug)]
 pub struct Credentials {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::event_log::{MemoryEventLog, Recorder};
 use super::lock;
-use crate::model::{Email, NewEvent, PasswordHash, User, UserId};
+use crate::model::{DisplayName, Email, NewEvent, PasswordHash, User, UserId};
 use crate::ports::{CreateUserError, PasswordUpdate, StoreError, UserRepository};
 
 #[derive(Debug, Default)]
@@ -90,5 +90,18 @@ impl UserRepository for MemoryUserRepository {
                 .await;
         }
         Ok(updated)
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&DisplayName>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(lock(&self.0).by_id.get_mut(&id).map(|user| {
+            user.display_name = display_name.cloned();
+            user.updated_at = now;
+            user.clone()
+        }))
     }
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::model::{Email, PasswordHash, User, UserId};
+use crate::model::{DisplayName, Email, PasswordHash, User, UserId};
 
 /// Creating a user failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,4 +68,16 @@ pub trait UserRepository: Send + Sync + 'static {
         why: PasswordUpdate,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Sets the display name (`None` clears it) and `updated_at`; returns the user as stored
+    /// afterwards, or `None` when no such user.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn update_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&DisplayName>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError>;
 }

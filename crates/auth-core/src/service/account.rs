@@ -444,6 +444,39 @@ impl AccountService {
         })
     }
 
+    /// Sets `user`'s display name (`None` clears it); returns the user as stored.
+    ///
+    /// # Errors
+    /// `InvalidToken(Revoked)` when the user no longer exists; a store failure.
+    pub async fn update_profile(
+        &self,
+        user: UserId,
+        display_name: Option<DisplayName>,
+    ) -> Result<User, AccountError> {
+        let now = self.ports.clock.now();
+        let updated = self
+            .ports
+            .users
+            .update_profile(user, display_name.as_ref(), now)
+            .await?
+            .ok_or(AccountError::InvalidToken(TokenRejection::Revoked))?;
+        tracing::info!(user_id = %user, "profile updated");
+        Ok(updated)
+    }
+
+    /// `user` as stored now, not as cached with a session (a profile changed on another
+    /// instance shows at once).
+    ///
+    /// # Errors
+    /// `InvalidToken(Revoked)` when the user no longer exists; a store failure.
+    pub async fn current_user(&self, user: UserId) -> Result<User, AccountError> {
+        self.ports
+            .users
+            .find_by_id(user)
+            .await?
+            .ok_or(AccountError::InvalidToken(TokenRejection::Revoked))
+    }
+
     /// Changes the password of the principal's user after checking the current one, and ends
     /// every other session of that user.
     ///

@@ -370,6 +370,14 @@ impl auth_core::ports::UserRepository for FlakyLookups {
     ) -> Result<bool, StoreError> {
         self.inner.update_password(id, hash, why, now).await
     }
+    async fn update_profile(
+        &self,
+        id: auth_core::model::UserId,
+        display_name: Option<&auth_core::model::DisplayName>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<auth_core::model::User>, StoreError> {
+        self.inner.update_profile(id, display_name, now).await
+    }
 }
 
 /// A refresh answers 200 or has not spent its token: with user lookups failing after the

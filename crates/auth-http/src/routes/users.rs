@@ -1,7 +1,7 @@
 //! `/api/v1/users/me*`: the calling user's profile and password.
 
-use actix_web::{HttpResponse, get, post, web};
-use auth_api::{ChangePasswordRequest, Me, Problem};
+use actix_web::{HttpResponse, get, patch, post, web};
+use auth_api::{ChangePasswordRequest, Me, Problem, UpdateProfileRequest};
 
 use crate::error::{ApiError, BearerErrors, BodyErrors, StoreErrors};
 use crate::extract::Authenticated;
@@ -25,7 +25,34 @@ pub async fn me(
     state: web::Data<AppState>,
     caller: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let user = caller.0.user;
+    // As stored, not as cached with the session: a change made on another instance shows.
+    let user = state.auth.current_user(caller.0.user.id).await?;
+    let organizations = state.orgs.list_mine(user.id).await?;
+    Ok(HttpResponse::Ok().json(present::me(user, organizations)))
+}
+
+/// Change the calling user's profile: `display_name` (`null` clears it).
+#[utoipa::path(
+    operation_id = "update_current_user",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = UpdateProfileRequest,
+    responses(
+        (status = 200, description = "The profile as stored", body = Me),
+        BearerErrors, BodyErrors, StoreErrors,
+    )
+)]
+#[patch("/users/me")]
+pub async fn update_me(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: ValidJson<UpdateProfileRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let display_name = body.0.try_into_domain(())?;
+    let user = state
+        .auth
+        .update_profile(caller.0.user.id, display_name)
+        .await?;
     let organizations = state.orgs.list_mine(user.id).await?;
     Ok(HttpResponse::Ok().json(present::me(user, organizations)))
 }

@@ -170,4 +170,29 @@ impl UserRepository for PgUserRepository {
             })
             .await
     }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&DisplayName>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                diesel::update(users::table.find(id.as_uuid()))
+                    .set((
+                        users::display_name.eq(display_name.map(DisplayName::as_str)),
+                        users::updated_at.eq(now),
+                    ))
+                    .returning(UserRow::as_returning())
+                    .get_result(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(classify)?
+                    .map(UserRow::into_domain)
+                    .transpose()
+            })
+            .await
+    }
 }

@@ -1,10 +1,16 @@
-//! `/users/me` and password change.
+//! `/users/me`: the profile, its update, and password change.
 
 use serde_json::{Value, json};
 
+use reqwest::Method;
+
 use crate::common::{PASSWORD, TestApp, assert_problem, on_both_stores, str_field};
 
-on_both_stores!(me_shows_the_profile, password_change_ends_other_sessions);
+on_both_stores!(
+    me_shows_the_profile,
+    password_change_ends_other_sessions,
+    the_profile_is_updated_and_bad_input_changes_nothing
+);
 
 async fn me_shows_the_profile(app: &TestApp) {
     let (email, login) = app.user_with_session().await;
@@ -101,4 +107,69 @@ async fn password_change_ends_other_sessions(app: &TestApp) {
     let res = app.post_auth(path, at, Some(&json!({"current_password": "a new passphrase", "new_password": "third passphrase"}))).await;
     assert_eq!(res.status(), 204);
     assert_eq!(app.login(&email, "third passphrase").await.status(), 200);
+}
+
+async fn patch_me(app: &TestApp, token: &str, body: &str) -> reqwest::Response {
+    app.request(Method::PATCH, "/api/v1/users/me")
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn shown_name(app: &TestApp, token: &str) -> Value {
+    let me: Value = app
+        .get_auth("/api/v1/users/me", token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    me["display_name"].clone()
+}
+
+async fn the_profile_is_updated_and_bad_input_changes_nothing(app: &TestApp) {
+    let (email, login) = app.user_with_session().await;
+    let at = str_field(&login, "access_token");
+
+    let res = patch_me(app, at, r#"{"display_name": "  Ada Lovelace "}"#).await;
+    assert_eq!(res.status(), 200);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(
+        me["display_name"], "Ada Lovelace",
+        "trimmed, as at registration"
+    );
+    assert_eq!(me["email"], email.as_str());
+    assert_eq!(me["organizations"], json!([]));
+    assert_eq!(shown_name(app, at).await, "Ada Lovelace");
+
+    // Refused, every one of them, leaving the name as it was.
+    for (body, field, code) in [
+        ("{}", "display_name", "required"),
+        (r#"{"display_name": ""}"#, "display_name", "invalid"),
+        (r#"{"display_name": 7}"#, "display_name", "invalid_type"),
+    ] {
+        let problem = assert_problem(patch_me(app, at, body).await, 422, "VALIDATION_FAILED").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{body}");
+        assert_eq!(problem["errors"][0]["code"], code, "{body}");
+    }
+    let long = format!(r#"{{"display_name": "{}"}}"#, "x".repeat(101));
+    assert_problem(patch_me(app, at, &long).await, 422, "VALIDATION_FAILED").await;
+    let control = r#"{"display_name": "Ada\u0007"}"#;
+    let problem = assert_problem(patch_me(app, at, control).await, 422, "VALIDATION_FAILED").await;
+    assert_eq!(problem["errors"][0]["code"], "control_character");
+    assert_problem(patch_me(app, at, "{").await, 400, "MALFORMED_REQUEST").await;
+    assert_problem(
+        patch_me(app, "not a token", r#"{"display_name": null}"#).await,
+        401,
+        "UNAUTHENTICATED",
+    )
+    .await;
+    assert_eq!(shown_name(app, at).await, "Ada Lovelace");
+
+    // `null` clears it.
+    let res = patch_me(app, at, r#"{"display_name": null}"#).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(shown_name(app, at).await, Value::Null);
 }

@@ -23,6 +23,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/v1/auth/verify"),
     ("post", "/api/v1/auth/verify-token"),
     ("get", "/api/v1/users/me"),
+    ("patch", "/api/v1/users/me"),
     ("post", "/api/v1/users/me/password"),
     ("post", "/api/v1/organizations"),
     ("get", "/api/v1/organizations"),

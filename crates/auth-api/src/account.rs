@@ -267,6 +267,15 @@ pub struct Me {
     pub organizations: Vec<MembershipSummary>,
 }
 
+/// `DELETE /users/me` body: the password, to prove it is the account's holder asking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeleteAccountRequest {
+    /// The password in use now.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password, min_length = 1, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
+    pub password: Redacted,
+}
+
 /// `POST /users/me/password` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

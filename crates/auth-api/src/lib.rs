@@ -20,9 +20,10 @@ pub mod redacted;
 pub mod service;
 
 pub use account::{
-    ChangePasswordRequest, LoginRequest, Me, MembershipSummary, RefreshRequest, RegisterRequest,
-    TokenKind, TokenRejection, TokenResponse, TokenType, TokenUser, UpdateProfileRequest,
-    UserCreated, VerifyResponse, VerifyTokenRequest, VerifyTokenResponse,
+    ChangePasswordRequest, DeleteAccountRequest, LoginRequest, Me, MembershipSummary,
+    RefreshRequest, RegisterRequest, TokenKind, TokenRejection, TokenResponse, TokenType,
+    TokenUser, UpdateProfileRequest, UserCreated, VerifyResponse, VerifyTokenRequest,
+    VerifyTokenResponse,
 };
 pub use api_key::{
     ApiKeyItem, ApiKeyList, ApiKeyRejection, ApiKeyStatus, BatchVerification, CreateKey,

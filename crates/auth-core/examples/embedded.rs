@@ -68,6 +68,7 @@ fn wire(store: &MemoryStore) -> Core {
             secrets: secrets.clone(),
             session_cache: caches.sessions.clone(),
             attempts: store.login_attempts.clone(),
+            accounts: store.accounts.clone(),
         },
         AccountConfig::default(),
     );

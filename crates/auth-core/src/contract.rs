@@ -27,11 +27,11 @@ use crate::model::{
     PasswordHash, Role, Scope, Scopes, Session, SessionId, TokenHash, User, UserId,
 };
 use crate::ports::{
-    AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError, Clock,
-    CreateUserError, DeviceRepository, EventLog, Invalidation, LockoutPolicy, LoginAttemptStore,
-    OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner, RegisterDeviceError,
-    RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository,
-    UserRepository,
+    AccountRemover, AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError,
+    Clock, CreateUserError, DeleteAccountError, DeviceRepository, EventLog, Invalidation,
+    LockoutPolicy, LoginAttemptStore, OrganizationRepository, PasswordUpdate, PruneReport,
+    PrunedRows, Pruner, RegisterDeviceError, RemoveMemberError, RetentionPolicy, RevokeApiKeyError,
+    Rotation, SessionRepository, UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -54,11 +54,13 @@ pub trait Fixture: Send + Sync {
     fn events(&self) -> Arc<dyn EventLog>;
     /// Retention over the stores above, as every instance sharing them would run it.
     fn pruner(&self) -> Arc<dyn Pruner>;
+    /// Account deletion over the stores above.
+    fn accounts(&self) -> Arc<dyn AccountRemover>;
 }
 
 /// Implements [`Fixture`] for a struct holding each repository in a field named as the
 /// trait's method (`users`, `sessions`, `organizations`, `api_keys`, `devices`,
-/// `login_attempts`, `events`, `pruner`), each an `Arc` of an adapter: as
+/// `login_attempts`, `events`, `pruner`, `accounts`), each an `Arc` of an adapter: as
 /// [`MemoryStore`] does, and the Postgres test store.
 #[macro_export]
 macro_rules! fixture_from_fields {
@@ -67,7 +69,7 @@ macro_rules! fixture_from_fields {
             users: UserRepository, sessions: SessionRepository,
             organizations: OrganizationRepository, api_keys: ApiKeyRepository,
             devices: DeviceRepository, login_attempts: LoginAttemptStore, events: EventLog,
-            pruner: Pruner);
+            pruner: Pruner, accounts: AccountRemover);
     };
     (@impl $store:ty; $($field:ident: $port:ident),*) => {
         impl $crate::contract::Fixture for $store {
@@ -130,7 +132,11 @@ macro_rules! storage_contract_tests {
             event_log_reads_after_and_holes, concurrent_revokes_append_once,
             prune_sessions_ended_before_retention,
             prune_lockout_counters_once_window_and_lock_are_over,
-            prune_concurrent_passes_delete_once);
+            prune_concurrent_passes_delete_once,
+            account_deletion_removes_everything_and_ends_sessions,
+            account_deletion_refuses_the_last_owner_changing_nothing,
+            concurrent_account_deletions_one_winner,
+            account_deletion_and_owner_removal_keep_an_owner);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -2694,6 +2700,175 @@ async fn prune_concurrent_passes_delete_once(f: &impl Fixture) {
         f.pruner().prune(&policy, now).await.unwrap(),
         PruneReport::Completed(PrunedRows::default())
     );
+}
+
+/// Deleting an account ends its live sessions (each with its event and invalidation),
+/// removes its memberships, sessions and tokens, frees its email, and appends `user.deleted`;
+/// a second deletion finds nothing.
+async fn account_deletion_removes_everything_and_ends_sessions(f: &impl Fixture) {
+    let c = clock();
+    let u = stored_user(f, c.now()).await;
+    let (other, co_owner) = (stored_user(f, c.now()).await, stored_user(f, c.now()).await);
+    let member_of = stored_org(f, &other, c.now()).await;
+    f.organizations()
+        .add_member(&membership(&member_of, &u, Role::Member, c.now()))
+        .await
+        .unwrap();
+    let co_owned = stored_org(f, &co_owner, c.now()).await;
+    f.organizations()
+        .add_member(&membership(&co_owned, &u, Role::Owner, c.now()))
+        .await
+        .unwrap();
+    let (live, ended, live_token) = (
+        session_for(&u, c.now()),
+        session_for(&u, c.now()),
+        token("live"),
+    );
+    f.sessions().create(&live, &live_token).await.unwrap();
+    f.sessions().create(&ended, &token("ended")).await.unwrap();
+    assert!(f.sessions().revoke(ended.id, c.now()).await.unwrap());
+    let start = log_head(f).await;
+
+    c.advance(Duration::seconds(1));
+    let gone = f.accounts().delete_account(u.id, c.now()).await.unwrap();
+    assert_eq!(gone, vec![live.id], "only the live session was ended");
+
+    assert!(f.users().find_by_id(u.id).await.unwrap().is_none());
+    assert!(f.users().find_by_email(&u.email).await.unwrap().is_none());
+    assert!(f.sessions().find(live.id).await.unwrap().is_none());
+    assert!(f.sessions().find(ended.id).await.unwrap().is_none());
+    assert!(matches!(
+        f.sessions()
+            .rotate(&live_token, &token("next"), c.now())
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    ));
+    assert_eq!(
+        f.organizations().role_of(member_of.id, u.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        f.organizations().role_of(co_owned.id, u.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        f.organizations()
+            .role_of(co_owned.id, co_owner.id)
+            .await
+            .unwrap(),
+        Some(Role::Owner),
+        "the other owner stays"
+    );
+    // The address is free again.
+    f.users()
+        .create(&user(u.email.clone(), c.now()))
+        .await
+        .unwrap();
+
+    let appended = f.events().read(start, &[], 100).await.unwrap();
+    let actions: Vec<_> = appended.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        vec![
+            Some(EventAction::SessionEnded),
+            Some(EventAction::UserDeleted)
+        ]
+    );
+    assert_eq!(
+        appended[0].invalidation,
+        Some(Invalidation::Session(live.id))
+    );
+    assert_eq!(appended[1].invalidation, None);
+
+    assert!(matches!(
+        f.accounts().delete_account(u.id, c.now()).await,
+        Err(DeleteAccountError::NotFound)
+    ));
+    assert_eq!(
+        log_head(f).await,
+        appended[1].seq,
+        "a refused deletion appends nothing"
+    );
+}
+
+/// The only owner of an organization cannot delete their account; nothing changes.
+async fn account_deletion_refuses_the_last_owner_changing_nothing(f: &impl Fixture) {
+    let c = clock();
+    let u = stored_user(f, c.now()).await;
+    let org = stored_org(f, &u, c.now()).await;
+    let s = session_for(&u, c.now());
+    f.sessions().create(&s, &token("first")).await.unwrap();
+    let start = log_head(f).await;
+    match f.accounts().delete_account(u.id, c.now()).await {
+        Err(DeleteAccountError::LastOwner(refused)) => assert_eq!(refused, org.id),
+        other => panic!("expected LastOwner, got {other:?}"),
+    }
+    assert!(f.users().find_by_id(u.id).await.unwrap().is_some());
+    assert_eq!(
+        f.sessions().find(s.id).await.unwrap().unwrap().revoked_at,
+        None
+    );
+    assert_eq!(
+        f.organizations().role_of(org.id, u.id).await.unwrap(),
+        Some(Role::Owner)
+    );
+    assert_eq!(log_head(f).await, start);
+}
+
+/// Of concurrent deletions of one account exactly one succeeds.
+async fn concurrent_account_deletions_one_winner(f: &impl Fixture) {
+    let now = clock().now();
+    let u = stored_user(f, now).await;
+    let attempts = (0..10).map(|_| {
+        let accounts = f.accounts();
+        async move { accounts.delete_account(u.id, now).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(_) | Err(DeleteAccountError::NotFound)))
+    );
+}
+
+/// An owner deleting their account while the other owner is removed: never both, so the
+/// organization keeps an owner.
+async fn account_deletion_and_owner_removal_keep_an_owner(f: &impl Fixture) {
+    let now = clock().now();
+    for _round in 0..10 {
+        let (a, b) = (stored_user(f, now).await, stored_user(f, now).await);
+        let org = stored_org(f, &a, now).await;
+        f.organizations()
+            .add_member(&membership(&org, &b, Role::Owner, now))
+            .await
+            .unwrap();
+        let (accounts, orgs) = (f.accounts(), f.organizations());
+        let (deleted, removed) = futures::future::join(
+            async move { accounts.delete_account(a.id, now).await },
+            async move { orgs.remove_member(org.id, b.id).await },
+        )
+        .await;
+        assert!(
+            !(deleted.is_ok() && removed.is_ok()),
+            "both owners left: {deleted:?} {removed:?}"
+        );
+        assert!(
+            deleted.is_ok() || removed.is_ok(),
+            "{deleted:?} {removed:?}"
+        );
+        let owners = f
+            .organizations()
+            .members(org.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.membership.role == Role::Owner)
+            .count();
+        assert_eq!(owners, 1);
+    }
 }
 
 #[cfg(test)]

@@ -345,6 +345,10 @@ impl From<AccountError> for ApiError {
                 "the refresh token is invalid, expired or revoked",
             ),
             AccountError::InvalidToken(_) => Self::unauthenticated(true),
+            AccountError::LastOwner(organization) => Self::conflict(
+                ErrorCode::LastOwner,
+                &format!("the account is the only owner of organization {organization}"),
+            ),
             AccountError::Locked { retry_after } => {
                 let ms = retry_after.num_milliseconds().max(0);
                 let secs = u64::try_from(ms).unwrap_or(0).div_ceil(1000);

@@ -94,6 +94,7 @@ where
         .service(auth::verify_token)
         .service(users::me)
         .service(users::update_me)
+        .service(users::delete_me)
         .service(users::change_password)
         .service(organizations::create)
         .service(organizations::list)

@@ -267,6 +267,21 @@ pub struct PasswordChange {
     pub new: Password,
 }
 
+impl TryIntoDomain for api::DeleteAccountRequest {
+    type Domain = Password;
+
+    fn try_into_domain(self, (): ()) -> Result<Password, ApiError> {
+        let mut f = Fields::default();
+        // A missing password is `required` whatever the reason, as for a password change.
+        let password = f.text(&"password", self.password.expose()).and_then(|raw| {
+            Password::presented(raw)
+                .map_err(|e| f.push(FieldError::new("password", "required", e)))
+                .ok()
+        });
+        f.finish(password)
+    }
+}
+
 impl TryIntoDomain<&PasswordPolicy> for api::ChangePasswordRequest {
     type Domain = PasswordChange;
 

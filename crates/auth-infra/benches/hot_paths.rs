@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::memory::{
-    MemoryApiKeyRepository, MemoryLoginAttemptStore, MemoryOrganizationRepository,
-    MemorySessionRepository, MemoryUserRepository, NoCache,
+    MemoryApiKeyRepository, MemoryLoginAttemptStore, MemoryOrganizationRepository, MemoryStore,
+    MemoryUserRepository, NoCache,
 };
 use auth_core::model::{
     AccessClaims, ApiKeyName, ApiKeyPrefix, Email, Organization, OrganizationId, OrganizationName,
@@ -190,11 +190,12 @@ fn jwt(c: &mut Criterion) {
 
 fn refresh(c: &mut Criterion) {
     let rt = runtime();
-    let users = Arc::new(MemoryUserRepository::new());
+    let store = MemoryStore::new();
     let auth = AccountService::new(
         AccountPorts {
-            users: users.clone(),
-            sessions: Arc::new(MemorySessionRepository::new(users)),
+            users: store.users.clone(),
+            sessions: store.sessions.clone(),
+            accounts: store.accounts.clone(),
             hasher: Arc::new(BcryptHasher::new(4, 2).expect("cost")),
             signer: Arc::new(hs256()),
             clock: Arc::new(SystemClock),

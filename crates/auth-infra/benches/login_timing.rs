@@ -19,9 +19,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_core::memory::{
-    MemoryLoginAttemptStore, MemorySessionRepository, MemoryUserRepository, NoCache,
-};
+use auth_core::memory::{MemoryLoginAttemptStore, MemoryStore, NoCache};
 use auth_core::model::{Email, Password, PasswordPolicy};
 use auth_core::ports::LockoutPolicy;
 use auth_core::system::{OsSecretGenerator, SystemClock};
@@ -65,10 +63,11 @@ fn presented(raw: &str) -> Password {
 }
 
 fn fixture(rt: &Runtime, cost: u32) -> Fixture {
-    let users = Arc::new(MemoryUserRepository::new());
+    let store = MemoryStore::new();
     let ports = AccountPorts {
-        users: users.clone(),
-        sessions: Arc::new(MemorySessionRepository::new(users)),
+        users: store.users.clone(),
+        sessions: store.sessions.clone(),
+        accounts: store.accounts.clone(),
         hasher: Arc::new(BcryptHasher::new(cost, 2).expect("bcrypt cost in range")),
         signer: Arc::new(
             JwtSigner::hs256(

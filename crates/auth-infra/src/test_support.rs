@@ -21,9 +21,9 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use uuid::Uuid;
 
 use crate::postgres::{
-    DbPool, PgApiKeyRepository, PgDeviceRepository, PgEventLog, PgLoginAttemptStore,
-    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, PoolSettings,
-    build_pool, run_migrations,
+    DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgEventLog,
+    PgLoginAttemptStore, PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository,
+    PoolSettings, build_pool, run_migrations,
 };
 
 type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
@@ -1189,6 +1189,8 @@ pub struct TestStore {
     pub events: Arc<PgEventLog>,
     /// Retention.
     pub pruner: Arc<PgPruner>,
+    /// Account deletion.
+    pub accounts: Arc<PgAccountRemover>,
     /// The database.
     pub db: TestDb,
 }
@@ -1209,6 +1211,7 @@ impl TestStore {
             devices: Arc::new(PgDeviceRepository::new(pool.clone())),
             login_attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
             events: Arc::new(PgEventLog::new(pool.clone())),
+            accounts: Arc::new(PgAccountRemover::new(pool.clone())),
             pruner: Arc::new(PgPruner::new(pool)),
             db,
         }

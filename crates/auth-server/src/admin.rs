@@ -267,6 +267,40 @@ pub async fn open(mut config: Config) -> Result<Services, CliError> {
     Ok(wiring::services(&config, &store)?)
 }
 
+/// `users delete EMAIL`.
+///
+/// # Errors
+/// No database, no such user, the user is an organization's only owner, or the store failed.
+pub async fn delete_user(config: Config, email: &str, json: bool) -> Result<(), CliError> {
+    let email = Email::parse(email).map_err(|e| CliError::Input(format!("email: {e}")))?;
+    let services = open(config).await?;
+    let user = services
+        .orgs
+        .find_user(&email)
+        .await
+        .map_err(org_error)?
+        .ok_or_else(|| CliError::Failed(format!("no user with email {email}")))?;
+    services
+        .auth
+        .remove_account(user.id)
+        .await
+        .map_err(|err| match err {
+            AccountError::LastOwner(org) => CliError::Failed(format!(
+                "{email} is the only owner of organization {org}: the account stays"
+            )),
+            AccountError::InvalidToken(_) => {
+                CliError::Failed(format!("no user with email {email}"))
+            }
+            other => CliError::Failed(auth_core::ErrorChain(&other).to_string()),
+        })?;
+    if json {
+        output::print_json(&serde_json::json!({ "deleted": user.id.to_string() }))
+    } else {
+        println!("deleted {email} ({})", user.id);
+        Ok(())
+    }
+}
+
 fn org_error(err: OrganizationError) -> CliError {
     CliError::Failed(match err {
         OrganizationError::NotFound => "not found".into(),

@@ -162,6 +162,13 @@ pub enum UsersCommand {
         /// The file.
         file: std::path::PathBuf,
     },
+    /// Delete an account: its sessions end on every instance, its memberships go, the row
+    /// goes (the event log keeps its id only). Refused while it is the only owner of an
+    /// organization.
+    Delete {
+        /// Email address.
+        email: String,
+    },
 }
 
 /// A command failed; the message is for the operator.
@@ -206,6 +213,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Users(UsersCommand::Import { file }) => {
             crate::admin::import_users(config, &file, json).await
+        }
+        Command::Users(UsersCommand::Delete { email }) => {
+            crate::admin::delete_user(config, &email, json).await
         }
         Command::Organizations(cmd) => crate::admin::organizations(config, cmd, json).await,
         Command::ApiKeys { target, command } => match target.url {

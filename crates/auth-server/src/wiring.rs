@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use auth_core::memory::{MemoryStore, NoCache};
 use auth_core::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use auth_core::ports::{
-    ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LoginAttemptStore,
+    AccountRemover, ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LoginAttemptStore,
     OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError, TokenSigner,
     UserRepository, VerificationCache,
 };
@@ -22,9 +22,9 @@ use auth_infra::cache::MokaCache;
 use auth_infra::jwt::JwtSigner;
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
-    DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus, PgLoginAttemptStore,
-    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, SchemaState,
-    build_pool, run_migrations, schema_state,
+    DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus,
+    PgLoginAttemptStore, PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository,
+    SchemaState, build_pool, run_migrations, schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -67,6 +67,7 @@ struct Repositories {
     keys: Arc<dyn ApiKeyRepository>,
     devices: Arc<dyn DeviceRepository>,
     attempts: Arc<dyn LoginAttemptStore>,
+    accounts: Arc<dyn AccountRemover>,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,6 +112,7 @@ impl Store {
                 keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
                 devices: Arc::new(PgDeviceRepository::new(pool.clone())),
                 attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
+                accounts: Arc::new(PgAccountRemover::new(pool.clone())),
             },
             Self::Memory(store) => Repositories {
                 users: store.users.clone(),
@@ -119,6 +121,7 @@ impl Store {
                 keys: store.api_keys.clone(),
                 devices: store.devices.clone(),
                 attempts: store.login_attempts.clone(),
+                accounts: store.accounts.clone(),
             },
         }
     }
@@ -268,6 +271,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         secrets: secrets.clone(),
         session_cache: session_cache.clone(),
         attempts: repos.attempts,
+        accounts: repos.accounts,
     };
     let auth_config = AccountConfig {
         access_ttl: config.tokens.access_ttl(),

@@ -11,6 +11,7 @@
 //! are not secure and must never hash a real password or sign a token anyone relies on; use
 //! the bcrypt hasher and JWT signer of `auth-infra` (or adapters of the same grade) for that.
 
+mod account;
 mod api_key;
 mod cache;
 mod clock;
@@ -25,6 +26,7 @@ mod signer;
 mod store;
 mod user;
 
+pub use account::MemoryAccountRemover;
 pub use api_key::MemoryApiKeyRepository;
 pub use cache::NoCache;
 pub use clock::ManualClock;

@@ -44,6 +44,32 @@ impl MemoryOrganizationRepository {
     }
 }
 
+impl MemoryOrganizationRepository {
+    /// Unless `user` is the only owner of an organization (then that organization), runs
+    /// `then` and removes the user's memberships, under this repository's lock: no membership
+    /// changes between the check and the removal.
+    pub(crate) fn remove_user_unless_last_owner<R>(
+        &self,
+        user: UserId,
+        then: impl FnOnce() -> R,
+    ) -> Result<R, OrganizationId> {
+        let mut state = lock(&self.state);
+        let mut owned: Vec<OrganizationId> = state
+            .memberships
+            .values()
+            .filter(|m| m.user_id == user && m.role == Role::Owner)
+            .map(|m| m.organization_id)
+            .collect();
+        owned.sort();
+        if let Some(&org) = owned.iter().find(|&&org| state.owners(org) == 1) {
+            return Err(org);
+        }
+        let done = then();
+        state.memberships.retain(|(_, member), _| *member != user);
+        Ok(done)
+    }
+}
+
 #[async_trait]
 impl OrganizationRepository for MemoryOrganizationRepository {
     async fn create(&self, org: &Organization, owner: UserId) -> Result<(), StoreError> {

@@ -98,6 +98,30 @@ fn end(session: &mut Session, now: DateTime<Utc>) -> bool {
     true
 }
 
+impl MemorySessionRepository {
+    /// Ends the live sessions of `user` at `now` (their ids, sorted), then forgets every
+    /// session and token of theirs: what deleting the user does to them.
+    pub(crate) fn remove_user(&self, user: UserId, now: DateTime<Utc>) -> Vec<SessionId> {
+        let mut state = lock(&self.state);
+        let mut ended: Vec<SessionId> = state
+            .sessions
+            .values_mut()
+            .filter(|s| s.user_id == user)
+            .filter_map(|s| end(s, now).then_some(s.id))
+            .collect();
+        ended.sort();
+        let theirs: std::collections::HashSet<SessionId> = state
+            .sessions
+            .values()
+            .filter(|s| s.user_id == user)
+            .map(|s| s.id)
+            .collect();
+        state.sessions.retain(|id, _| !theirs.contains(id));
+        state.tokens.retain(|_, t| !theirs.contains(&t.session_id));
+        ended
+    }
+}
+
 #[async_trait]
 impl SessionRepository for MemorySessionRepository {
     async fn create(&self, session: &Session, first_token: &TokenHash) -> Result<(), StoreError> {

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use super::{
-    MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
-    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
+    MemoryAccountRemover, MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog,
+    MemoryLoginAttemptStore, MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository,
+    MemoryUserRepository,
 };
 
 /// The whole in-memory store: what `auth-server` runs on without `DATABASE_URL`, and where an
@@ -34,6 +35,8 @@ pub struct MemoryStore {
     pub events: Arc<MemoryEventLog>,
     /// Retention of sessions, counters and events.
     pub pruner: Arc<MemoryPruner>,
+    /// Account deletion across the users, sessions and organizations above.
+    pub accounts: Arc<MemoryAccountRemover>,
 }
 
 impl MemoryStore {
@@ -45,8 +48,14 @@ impl MemoryStore {
         let sessions =
             Arc::new(MemorySessionRepository::new(users.clone()).recording_to(events.clone()));
         let login_attempts = Arc::new(MemoryLoginAttemptStore::new());
+        let organizations = Arc::new(MemoryOrganizationRepository::new(users.clone()));
         Self {
-            organizations: Arc::new(MemoryOrganizationRepository::new(users.clone())),
+            accounts: Arc::new(MemoryAccountRemover::new(
+                users.clone(),
+                sessions.clone(),
+                organizations.clone(),
+            )),
+            organizations,
             pruner: Arc::new(
                 MemoryPruner::new(sessions.clone(), login_attempts.clone())
                     .with_events(events.clone()),

@@ -40,6 +40,21 @@ impl MemoryUserRepository {
         lock(&self.0).by_id.get(&id).cloned()
     }
 
+    /// Removes user `id`; whether it existed.
+    pub(crate) fn remove(&self, id: UserId) -> bool {
+        let mut state = lock(&self.0);
+        let Some(user) = state.by_id.remove(&id) else {
+            return false;
+        };
+        state.by_email.remove(user.email.normalized());
+        true
+    }
+
+    /// Where this repository records its events (for changes spanning several repositories).
+    pub(crate) fn recorder(&self) -> &Recorder {
+        &self.1
+    }
+
     /// The email of user `id`, if it exists (for adapters that join on users).
     pub(crate) fn email_of(&self, id: UserId) -> Option<Email> {
         lock(&self.0).by_id.get(&id).map(|u| u.email.clone())

@@ -30,11 +30,13 @@ pub enum EventAction {
     DeviceRevoked,
     /// A device's secret was replaced; tokens issued before are no longer accepted.
     DeviceSecretRotated,
+    /// An account was deleted (the event keeps its id only).
+    UserDeleted,
 }
 
 impl EventAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::SessionEnded,
         Self::SessionReuseDetected,
         Self::PasswordChanged,
@@ -43,6 +45,7 @@ impl EventAction {
         Self::DeviceRegistered,
         Self::DeviceRevoked,
         Self::DeviceSecretRotated,
+        Self::UserDeleted,
     ];
 
     /// The contract's name.
@@ -57,6 +60,7 @@ impl EventAction {
             Self::DeviceRegistered => "device.registered",
             Self::DeviceRevoked => "device.revoked",
             Self::DeviceSecretRotated => "device.secret_rotated",
+            Self::UserDeleted => "user.deleted",
         }
     }
 
@@ -163,6 +167,20 @@ impl NewEvent {
         Self::new(
             at,
             EventAction::PasswordChanged,
+            EventTarget {
+                kind: "user".to_owned(),
+                id: user.to_string(),
+            },
+            json!({ "user_id": user.to_string() }),
+        )
+    }
+
+    /// `user.deleted`: the account is gone; only its id is kept.
+    #[must_use]
+    pub fn user_deleted(user: UserId, at: DateTime<Utc>) -> Self {
+        Self::new(
+            at,
+            EventAction::UserDeleted,
             EventTarget {
                 kind: "user".to_owned(),
                 id: user.to_string(),

@@ -4,6 +4,7 @@
 //! object-safe: services hold `Arc<dyn Port>`). Computation ports that finish in
 //! microseconds ([`TokenSigner`], [`Clock`], [`SecretGenerator`]) are plain functions.
 
+mod account;
 mod api_key;
 mod cache;
 mod clock;
@@ -20,6 +21,7 @@ mod session;
 mod token_signer;
 mod user;
 
+pub use account::{AccountRemover, DeleteAccountError};
 pub use api_key::{ApiKeyRepository, RevokeApiKeyError};
 pub use cache::{Loader, VerificationCache};
 pub use clock::Clock;

@@ -7,13 +7,13 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use crate::model::{
-    AccessClaims, DisplayName, Email, Password, RefreshToken, Session, SessionId, TokenHash,
-    TokenPair, TokenRejection, User, UserId,
+    AccessClaims, DisplayName, Email, OrganizationId, Password, RefreshToken, Session, SessionId,
+    TokenHash, TokenPair, TokenRejection, User, UserId,
 };
 use crate::ports::{
-    Admission, AttemptState, BoxError, Clock, CreateUserError, LockoutPolicy, LoginAttemptStore,
-    PasswordHasher, PasswordUpdate, Rotation, SecretGenerator, SessionRepository, StoreError,
-    TokenSigner, UserRepository, VerificationCache,
+    AccountRemover, Admission, AttemptState, BoxError, Clock, CreateUserError, DeleteAccountError,
+    LockoutPolicy, LoginAttemptStore, PasswordHasher, PasswordUpdate, Rotation, SecretGenerator,
+    SessionRepository, StoreError, TokenSigner, UserRepository, VerificationCache,
 };
 
 /// Lifetimes and grace periods.
@@ -60,6 +60,8 @@ pub struct AccountPorts {
     pub session_cache: Arc<dyn VerificationCache<SessionId, SessionSnapshot>>,
     /// Failed-login counters for lockout.
     pub attempts: Arc<dyn LoginAttemptStore>,
+    /// Account deletion (over the same store as `users` and `sessions`).
+    pub accounts: Arc<dyn AccountRemover>,
 }
 
 /// A session and its user, as verification needs them (and caches them).
@@ -102,6 +104,9 @@ pub enum AccountError {
     /// An access token was refused.
     #[error("access token refused: {0}")]
     InvalidToken(TokenRejection),
+    /// The account cannot go: it is the only owner of this organization.
+    #[error("the account is the last owner of organization {0}")]
+    LastOwner(OrganizationId),
     /// The store failed: [`StoreError::Unavailable`] (answer 503, retry later) or
     /// [`StoreError::Internal`] (answer 500).
     #[error(transparent)]
@@ -488,23 +493,7 @@ impl AccountService {
         current: &Password,
         new: &Password,
     ) -> Result<(), AccountError> {
-        // The principal may come from a cache: check against the stored hash.
-        let Some(user) = self.ports.users.find_by_id(principal.user.id).await? else {
-            return Err(AccountError::InvalidToken(TokenRejection::Revoked));
-        };
-        let attempt_key = TokenHash::of(user.email.normalized().as_bytes());
-        let attempt = self.admit_attempt(&attempt_key).await?;
-        let check = self
-            .ports
-            .hasher
-            .verify(current, Some(&user.password_hash))
-            .await
-            .map_err(internal)?;
-        if !check.matches {
-            Self::note_failure(&attempt_key, attempt);
-            return Err(AccountError::InvalidCredentials);
-        }
-        self.ports.attempts.reset(&attempt_key).await?;
+        self.check_password(principal, current).await?;
         let hash = self.ports.hasher.hash(new).await.map_err(internal)?;
         let now = self.ports.clock.now();
         // Other sessions end first: if storing the new hash then fails, the caller retries
@@ -527,6 +516,71 @@ impl AccountService {
         self.forget(&ended).await;
         tracing::info!(user_id = %principal.user.id, other_sessions_ended = ended.len(), "password changed");
         Ok(())
+    }
+
+    /// Deletes the caller's account after checking `password` (a wrong one counts toward the
+    /// lockout, as at login): every session ends on every instance, memberships go, the user
+    /// row goes; the event log keeps only the id.
+    ///
+    /// # Errors
+    /// `InvalidCredentials`, `Locked`, `LastOwner` (the only owner of an organization: nothing
+    /// changed), `InvalidToken(Revoked)` when the account is already gone, a store failure.
+    pub async fn delete_account(
+        &self,
+        principal: &Principal,
+        password: &Password,
+    ) -> Result<(), AccountError> {
+        self.check_password(principal, password).await?;
+        self.remove_account(principal.user.id).await
+    }
+
+    /// Deletes `user`'s account as an operator does (no password): every session ends on
+    /// every instance, memberships go, the user row goes.
+    ///
+    /// # Errors
+    /// `LastOwner` (nothing changed), `InvalidToken(Revoked)` for an unknown user, a store
+    /// failure.
+    pub async fn remove_account(&self, user: UserId) -> Result<(), AccountError> {
+        let now = self.ports.clock.now();
+        let ended = match self.ports.accounts.delete_account(user, now).await {
+            Ok(ended) => ended,
+            Err(DeleteAccountError::NotFound) => {
+                return Err(AccountError::InvalidToken(TokenRejection::Revoked));
+            }
+            Err(DeleteAccountError::LastOwner(organization)) => {
+                return Err(AccountError::LastOwner(organization));
+            }
+            Err(DeleteAccountError::Store(e)) => return Err(e.into()),
+        };
+        self.forget(&ended).await;
+        tracing::info!(user_id = %user, sessions_ended = ended.len(), "account deleted");
+        Ok(())
+    }
+
+    /// Checks the caller's password against the stored hash (the principal may come from a
+    /// cache), counting the attempt toward the lockout as login does.
+    async fn check_password(
+        &self,
+        principal: &Principal,
+        password: &Password,
+    ) -> Result<User, AccountError> {
+        let Some(user) = self.ports.users.find_by_id(principal.user.id).await? else {
+            return Err(AccountError::InvalidToken(TokenRejection::Revoked));
+        };
+        let attempt_key = TokenHash::of(user.email.normalized().as_bytes());
+        let attempt = self.admit_attempt(&attempt_key).await?;
+        let check = self
+            .ports
+            .hasher
+            .verify(password, Some(&user.password_hash))
+            .await
+            .map_err(internal)?;
+        if !check.matches {
+            Self::note_failure(&attempt_key, attempt);
+            return Err(AccountError::InvalidCredentials);
+        }
+        self.ports.attempts.reset(&attempt_key).await?;
+        Ok(user)
     }
 
     /// Counts an attempt for `key` before its check, or refuses it when the key is locked.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use auth_core::memory::{
     FakeHasher, FakeSigner, ManualClock, MemoryLoginAttemptStore, MemorySessionRepository,
-    MemoryUserRepository, NoCache,
+    MemoryStore, MemoryUserRepository, NoCache,
 };
 use auth_core::model::{Email, PasswordHash, RefreshToken, TokenRejection};
 use auth_core::ports::TokenSigner as _;
@@ -51,21 +51,26 @@ fn ports(
         secrets: Arc::new(OsSecretGenerator),
         session_cache,
         attempts: Arc::new(MemoryLoginAttemptStore::new()),
+        // Over a store of its own: deletion finds none of these users. The harness that
+        // deletes sets the remover of its store.
+        accounts: MemoryStore::new().accounts,
     }
 }
 
 fn harness_with(config: AccountConfig, version: u8) -> Harness {
     let clock = Arc::new(ManualClock::starting_now());
-    let users = Arc::new(MemoryUserRepository::new());
+    let store = MemoryStore::new();
+    let users = store.users.clone();
     let hasher = Arc::new(FakeHasher::with_version(version));
     let mut ports = ports(
         users.clone(),
-        Arc::new(MemorySessionRepository::new(users.clone())),
+        store.sessions.clone(),
         Arc::new(NoCache),
         clock.clone(),
         version,
     );
     ports.hasher = hasher.clone();
+    ports.accounts = store.accounts.clone();
     Harness {
         auth: AccountService::new(ports, config),
         clock,
@@ -769,4 +774,69 @@ async fn a_store_outage_is_a_store_error_with_its_cause() {
     );
     users.down.store(false, std::sync::atomic::Ordering::SeqCst);
     assert!(auth.verify(pair.access_token.expose_secret()).await.is_ok());
+}
+
+/// Deleting one's account takes the password: wrong ones count toward the lockout (and a
+/// locked account is refused even the right one); the right one ends every session and the
+/// account, and a second attempt finds nothing.
+#[tokio::test]
+async fn deleting_an_account_takes_the_password_and_ends_everything() {
+    let h = harness();
+    let e = registered(&h).await;
+    let first = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let second = h.auth.login(&e, &pw("first password")).await.unwrap();
+    let principal = h
+        .auth
+        .verify(first.access_token.expose_secret())
+        .await
+        .unwrap();
+
+    let threshold = AccountConfig::default().lockout.threshold;
+    for _ in 0..threshold {
+        assert!(matches!(
+            h.auth
+                .delete_account(&principal, &pw("not the password"))
+                .await,
+            Err(AccountError::InvalidCredentials)
+        ));
+    }
+    assert!(matches!(
+        h.auth
+            .delete_account(&principal, &pw("first password"))
+            .await,
+        Err(AccountError::Locked { .. })
+    ));
+    assert!(
+        h.auth
+            .verify(first.access_token.expose_secret())
+            .await
+            .is_ok()
+    );
+
+    h.clock
+        .advance(AccountConfig::default().lockout.duration + Duration::seconds(1));
+    h.auth
+        .delete_account(&principal, &pw("first password"))
+        .await
+        .unwrap();
+    for pair in [&first, &second] {
+        assert!(matches!(
+            h.auth.verify(pair.access_token.expose_secret()).await,
+            Err(AccountError::InvalidToken(_))
+        ));
+        assert!(matches!(
+            h.auth.refresh(&pair.refresh_token).await,
+            Err(AccountError::InvalidRefreshToken)
+        ));
+    }
+    assert!(matches!(
+        h.auth.login(&e, &pw("first password")).await,
+        Err(AccountError::InvalidCredentials)
+    ));
+    assert!(matches!(
+        h.auth
+            .delete_account(&principal, &pw("first password"))
+            .await,
+        Err(AccountError::InvalidToken(TokenRejection::Revoked))
+    ));
 }

@@ -1,7 +1,7 @@
 //! `/api/v1/users/me*`: the calling user's profile and password.
 
-use actix_web::{HttpResponse, get, patch, post, web};
-use auth_api::{ChangePasswordRequest, Me, Problem, UpdateProfileRequest};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use auth_api::{ChangePasswordRequest, DeleteAccountRequest, Me, Problem, UpdateProfileRequest};
 
 use crate::error::{ApiError, BearerErrors, BodyErrors, StoreErrors};
 use crate::extract::Authenticated;
@@ -81,5 +81,32 @@ pub async fn change_password(
         .auth
         .change_password(&caller.0, &change.current, &change.new)
         .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Delete the calling user's account: every session ends, memberships go, the account is
+/// deleted (the audit trail keeps only its id). The only owner of an organization must make
+/// another member an owner first.
+#[utoipa::path(
+    operation_id = "delete_current_user",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204, description = "The account is deleted"),
+        (status = 401, description = "`UNAUTHENTICATED` or `INVALID_CREDENTIALS`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`LAST_OWNER`: the only owner of an organization", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, StoreErrors,
+        (status = 429, description = "`TOO_MANY_ATTEMPTS`: too many wrong passwords (with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/users/me")]
+pub async fn delete_me(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: ValidJson<DeleteAccountRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let password = body.0.try_into_domain(())?;
+    state.auth.delete_account(&caller.0, &password).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,5 +1,6 @@
 //! Postgres adapters: Diesel + diesel-async over a deadpool pool.
 
+mod account;
 mod api_key;
 mod bus;
 mod connect;
@@ -15,6 +16,7 @@ mod schema;
 mod session;
 mod user;
 
+pub use account::PgAccountRemover;
 pub use api_key::PgApiKeyRepository;
 pub use bus::{LISTENER_APPLICATION_NAME, PgInvalidationBus};
 pub use connect::{ConnectSettingsError, Connector, SslMode, establish};

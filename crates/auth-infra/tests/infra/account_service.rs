@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use auth_core::memory::{
-    ManualClock, MemoryLoginAttemptStore, MemorySessionRepository, MemoryUserRepository, NoCache,
-};
+use auth_core::memory::{ManualClock, MemoryLoginAttemptStore, MemoryStore, NoCache};
 use auth_core::model::{Email, Password, PasswordHash, PasswordPolicy};
 use auth_core::ports::{Clock as _, PasswordHasher as _, UserRepository as _};
 use auth_core::system::OsSecretGenerator;
@@ -22,11 +20,13 @@ fn pw(s: &str) -> Password {
 #[tokio::test]
 async fn login_upgrades_hashes_made_at_another_cost() {
     let clock = Arc::new(ManualClock::starting_now());
-    let users = Arc::new(MemoryUserRepository::new());
+    let store = MemoryStore::new();
+    let users = store.users.clone();
     let auth = AccountService::new(
         AccountPorts {
             users: users.clone(),
-            sessions: Arc::new(MemorySessionRepository::new(users.clone())),
+            sessions: store.sessions.clone(),
+            accounts: store.accounts.clone(),
             hasher: Arc::new(BcryptHasher::new(5, 2).unwrap()),
             signer: Arc::new(
                 JwtSigner::hs256(

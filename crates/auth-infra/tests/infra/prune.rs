@@ -14,8 +14,8 @@ use auth_core::{AccountConfig, AccountError, AccountPorts, AccountService, Regis
 use auth_infra::jwt::{JwtSettings, JwtSigner};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
-    DbPool, PRUNE_LOCK_KEY, PgLoginAttemptStore, PgPruner, PgSessionRepository, PgUserRepository,
-    PoolSettings, build_pool,
+    DbPool, PRUNE_LOCK_KEY, PgAccountRemover, PgLoginAttemptStore, PgPruner, PgSessionRepository,
+    PgUserRepository, PoolSettings, build_pool,
 };
 use auth_infra::test_support::TestDb;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -280,6 +280,7 @@ async fn prune_large_backlog_in_batches_while_logins_go_on() {
         AccountPorts {
             users: Arc::new(PgUserRepository::new(pool.clone())),
             sessions: Arc::new(PgSessionRepository::new(pool.clone())),
+            accounts: Arc::new(PgAccountRemover::new(pool.clone())),
             hasher: Arc::new(BcryptHasher::new(4, 2).unwrap()),
             signer: Arc::new(
                 JwtSigner::hs256(

@@ -24,6 +24,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/verify-token"),
     ("get", "/api/v1/users/me"),
     ("patch", "/api/v1/users/me"),
+    ("delete", "/api/v1/users/me"),
     ("post", "/api/v1/users/me/password"),
     ("post", "/api/v1/organizations"),
     ("get", "/api/v1/organizations"),

@@ -702,3 +702,98 @@ fn the_first_prune_comes_a_little_after_start_with_jitter() {
     assert_eq!(wiring::first_prune_delay(short, 0.0), short);
     assert!(wiring::first_prune_delay(short, 0.99) < short * 2);
 }
+
+/// `users delete`: refused for an organization's only owner (the account stays and logs in),
+/// then, for a member, the account goes with its sessions; a second run finds nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_deletes_a_user_but_not_an_only_owner() {
+    let db = TestDb::new().await;
+    for email in ["owner@example.com", "member@example.com"] {
+        let out = cli(
+            &db,
+            &["users", "create", "--email", email],
+            "a long enough passphrase\n",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    cli_json(
+        &db,
+        &[
+            "organizations",
+            "create",
+            "--name",
+            "Solo",
+            "--owner-email",
+            "owner@example.com",
+        ],
+    );
+    let refused = cli(&db, &["users", "delete", "owner@example.com"], "");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("only owner of organization"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let mut config = test_config();
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
+    let app = TestApp::serve(config, None).await;
+    let member = app
+        .login("member@example.com", "a long enough passphrase")
+        .await;
+    assert_eq!(member.status(), 200);
+    let member: Value = member.json().await.unwrap();
+
+    let deleted = cli(
+        &db,
+        &["--json", "users", "delete", "member@example.com"],
+        "",
+    );
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let deleted: Value = serde_json::from_slice(&deleted.stdout).unwrap();
+    assert_eq!(deleted["deleted"], member["user"]["id"]);
+    // The running instance hears it: the session is over.
+    let token = member["access_token"].as_str().unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app
+            .get_auth("/api/v1/auth/verify", token)
+            .await
+            .status()
+            .as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "the deleted account's session ends within a second"
+    );
+    assert_eq!(
+        app.login("member@example.com", "a long enough passphrase")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.login("owner@example.com", "a long enough passphrase")
+            .await
+            .status(),
+        200,
+        "the refused deletion changed nothing"
+    );
+
+    let again = cli(&db, &["users", "delete", "member@example.com"], "");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no user with email"));
+    app.stop().await;
+}

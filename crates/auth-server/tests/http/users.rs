@@ -9,7 +9,8 @@ use crate::common::{PASSWORD, TestApp, assert_problem, on_both_stores, str_field
 on_both_stores!(
     me_shows_the_profile,
     password_change_ends_other_sessions,
-    the_profile_is_updated_and_bad_input_changes_nothing
+    the_profile_is_updated_and_bad_input_changes_nothing,
+    deleting_an_account_ends_everything_and_keeps_owners
 );
 
 async fn me_shows_the_profile(app: &TestApp) {
@@ -172,4 +173,118 @@ async fn the_profile_is_updated_and_bad_input_changes_nothing(app: &TestApp) {
     let res = patch_me(app, at, r#"{"display_name": null}"#).await;
     assert_eq!(res.status(), 200);
     assert_eq!(shown_name(app, at).await, Value::Null);
+}
+
+async fn delete_me(app: &TestApp, token: &str, body: &str) -> reqwest::Response {
+    app.request(Method::DELETE, "/api/v1/users/me")
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn deleting_an_account_ends_everything_and_keeps_owners(app: &TestApp) {
+    let password = json!({ "password": PASSWORD }).to_string();
+
+    // The only owner of an organization cannot leave it ownerless.
+    let (_, owner) = app.user_with_session().await;
+    let owner_at = str_field(&owner, "access_token");
+    let org: Value = app
+        .post_auth(
+            "/api/v1/organizations",
+            owner_at,
+            Some(&json!({"name": "Shared"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let org_id = str_field(&org, "id").to_owned();
+    let problem =
+        assert_problem(delete_me(app, owner_at, &password).await, 409, "LAST_OWNER").await;
+    assert!(problem["detail"].as_str().unwrap().contains(&org_id));
+    assert_eq!(
+        app.get_auth("/api/v1/auth/verify", owner_at).await.status(),
+        200
+    );
+
+    // A member, logged in twice.
+    let (email, here) = app.user_with_session().await;
+    let elsewhere: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
+    let at = str_field(&here, "access_token");
+    let user_id = here["user"]["id"].as_str().unwrap().to_owned();
+    let add = app
+        .post_auth(
+            &format!("/api/v1/organizations/{org_id}/members"),
+            owner_at,
+            Some(&json!({"email": email, "role": "admin"})),
+        )
+        .await;
+    assert_eq!(add.status(), 201);
+
+    // Bad input and a wrong password change nothing.
+    assert_problem(delete_me(app, at, "{}").await, 422, "VALIDATION_FAILED").await;
+    assert_problem(
+        delete_me(app, at, r#"{"password": ""}"#).await,
+        422,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_problem(delete_me(app, at, "[").await, 400, "MALFORMED_REQUEST").await;
+    assert_problem(
+        delete_me(app, at, r#"{"password": "not the password"}"#).await,
+        401,
+        "INVALID_CREDENTIALS",
+    )
+    .await;
+    assert_problem(
+        delete_me(app, "nope", &password).await,
+        401,
+        "UNAUTHENTICATED",
+    )
+    .await;
+    assert_eq!(app.get_auth("/api/v1/auth/verify", at).await.status(), 200);
+
+    assert_eq!(delete_me(app, at, &password).await.status(), 204);
+
+    // Every session of it ended; the password opens nothing.
+    for login in [&here, &elsewhere] {
+        let token = str_field(login, "access_token");
+        assert_problem(
+            app.get_auth("/api/v1/auth/verify", token).await,
+            401,
+            "UNAUTHENTICATED",
+        )
+        .await;
+        let refresh = app
+            .post_json(
+                "/api/v1/auth/refresh",
+                &json!({"refresh_token": str_field(login, "refresh_token")}),
+            )
+            .await;
+        assert_problem(refresh, 401, "INVALID_REFRESH_TOKEN").await;
+    }
+    assert_problem(
+        app.login(&email, PASSWORD).await,
+        401,
+        "INVALID_CREDENTIALS",
+    )
+    .await;
+    // The organization keeps its owner, without the deleted member.
+    let members: Value = app
+        .get_auth(&format!("/api/v1/organizations/{org_id}/members"), owner_at)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = members["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["role"], "owner");
+    assert!(items.iter().all(|m| m["user_id"] != user_id.as_str()));
+    // The address can be registered again, as a new account.
+    assert_eq!(app.register(&email, PASSWORD).await.status(), 201);
+    let again: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
+    assert_ne!(again["user"]["id"], user_id.as_str());
 }

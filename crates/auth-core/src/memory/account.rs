@@ -1,0 +1,69 @@
+//! In-memory `AccountRemover`: the user, session and organization repositories of one
+//! store, changed together.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository};
+use crate::model::{NewEvent, SessionId, UserId};
+use crate::ports::{AccountRemover, DeleteAccountError};
+
+/// Deletes accounts from one in-memory store. The organization repository's lock is held
+/// from the last-owner check to the end (the user, then their sessions, are removed under
+/// it, one lock at a time), so no membership change slips in between; nothing here takes the
+/// organizations' lock while holding another.
+#[derive(Debug)]
+pub struct MemoryAccountRemover {
+    users: Arc<MemoryUserRepository>,
+    sessions: Arc<MemorySessionRepository>,
+    organizations: Arc<MemoryOrganizationRepository>,
+}
+
+impl MemoryAccountRemover {
+    /// Over the repositories of one store.
+    #[must_use]
+    pub fn new(
+        users: Arc<MemoryUserRepository>,
+        sessions: Arc<MemorySessionRepository>,
+        organizations: Arc<MemoryOrganizationRepository>,
+    ) -> Self {
+        Self {
+            users,
+            sessions,
+            organizations,
+        }
+    }
+}
+
+#[async_trait]
+impl AccountRemover for MemoryAccountRemover {
+    async fn delete_account(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, DeleteAccountError> {
+        if self.users.user(user).is_none() {
+            return Err(DeleteAccountError::NotFound);
+        }
+        let removed = self
+            .organizations
+            .remove_user_unless_last_owner(user, || {
+                // Removing the row decides between concurrent deletions: one finds it.
+                if !self.users.remove(user) {
+                    return None;
+                }
+                Some(self.sessions.remove_user(user, now))
+            })
+            .map_err(DeleteAccountError::LastOwner)?;
+        let ended = removed.ok_or(DeleteAccountError::NotFound)?;
+        let mut events: Vec<NewEvent> = ended
+            .iter()
+            .map(|&id| NewEvent::session_ended(id, user, now))
+            .collect();
+        events.push(NewEvent::user_deleted(user, now));
+        self.users.recorder().record(events).await;
+        Ok(ended)
+    }
+}

@@ -1,0 +1,134 @@
+//! `PgAccountRemover`: an account deleted in one transaction, the last-owner rule held
+//! against concurrent membership changes by the same row locks a member removal takes.
+
+use async_trait::async_trait;
+use auth_core::model::{NewEvent, OrganizationId, SessionId, UserId};
+use auth_core::ports::{AccountRemover, DeleteAccountError};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use diesel_async::{AsyncConnection as _, RunQueryDsl};
+use uuid::Uuid;
+
+use super::error::classify;
+use super::events::append_in;
+use super::pool::DbPool;
+use super::schema::{memberships, sessions, users};
+
+/// How a deletion ended inside its transaction.
+enum Deletion {
+    Deleted(Vec<SessionId>),
+    NotFound,
+    LastOwner(Uuid),
+}
+
+/// Deletes accounts from Postgres.
+#[derive(Clone)]
+pub struct PgAccountRemover {
+    pool: DbPool,
+}
+
+impl std::fmt::Debug for PgAccountRemover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgAccountRemover").finish_non_exhaustive()
+    }
+}
+
+impl PgAccountRemover {
+    /// Over `pool`.
+    #[must_use]
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl AccountRemover for PgAccountRemover {
+    async fn delete_account(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, DeleteAccountError> {
+        let deletion = self
+            .pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let id = user.as_uuid();
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    // The user's row first: concurrent deletions queue here, and the second
+                    // finds nothing.
+                    let found: Option<Uuid> = users::table
+                        .find(id)
+                        .select(users::id)
+                        .for_update()
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    if found.is_none() {
+                        return Ok(Deletion::NotFound);
+                    }
+                    // Then, in every organization the user owns, every owner row, in the order
+                    // a member removal locks them (by organization, then user), so a concurrent
+                    // removal of the other owner either finishes first (and is seen here) or
+                    // waits for this transaction (and then finds the user gone).
+                    let owned: Vec<Uuid> = memberships::table
+                        .filter(memberships::user_id.eq(id))
+                        .filter(memberships::role.eq("owner"))
+                        .select(memberships::organization_id)
+                        .load(conn)
+                        .await?;
+                    let owners: Vec<(Uuid, Uuid)> = memberships::table
+                        .filter(memberships::organization_id.eq_any(owned))
+                        .filter(memberships::role.eq("owner"))
+                        .order((
+                            memberships::organization_id.asc(),
+                            memberships::user_id.asc(),
+                        ))
+                        .select((memberships::organization_id, memberships::user_id))
+                        .for_update()
+                        .load(conn)
+                        .await?;
+                    let mut orgs: Vec<Uuid> = owners.iter().map(|(org, _)| *org).collect();
+                    orgs.dedup();
+                    if let Some(org) = orgs
+                        .into_iter()
+                        .find(|org| owners.iter().filter(|(o, _)| o == org).count() == 1)
+                    {
+                        return Ok(Deletion::LastOwner(org));
+                    }
+                    let mut ended: Vec<Uuid> = diesel::update(
+                        sessions::table
+                            .filter(sessions::user_id.eq(id))
+                            .filter(sessions::revoked_at.is_null()),
+                    )
+                    .set(sessions::revoked_at.eq(now))
+                    .returning(sessions::id)
+                    .get_results(conn)
+                    .await?;
+                    ended.sort();
+                    let ended: Vec<SessionId> =
+                        ended.into_iter().map(SessionId::from_uuid).collect();
+                    // Memberships, sessions and their refresh tokens go with the row
+                    // (`ON DELETE CASCADE`).
+                    diesel::delete(users::table.find(id)).execute(conn).await?;
+                    let mut events: Vec<NewEvent> = ended
+                        .iter()
+                        .map(|&session| NewEvent::session_ended(session, user, now))
+                        .collect();
+                    events.push(NewEvent::user_deleted(user, now));
+                    append_in(conn, &events).await?;
+                    Ok(Deletion::Deleted(ended))
+                })
+                .await
+                .map_err(classify)
+            })
+            .await?;
+        match deletion {
+            Deletion::Deleted(ended) => Ok(ended),
+            Deletion::NotFound => Err(DeleteAccountError::NotFound),
+            Deletion::LastOwner(org) => Err(DeleteAccountError::LastOwner(
+                OrganizationId::from_uuid(org),
+            )),
+        }
+    }
+}

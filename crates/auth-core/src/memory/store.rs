@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::{
     MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
-    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
+    MemoryMfaRepository, MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository,
+    MemoryUserRepository,
 };
 
 /// The whole in-memory store: what `auth-server` runs on without `DATABASE_URL`, and where an
@@ -29,6 +30,8 @@ pub struct MemoryStore {
     pub devices: Arc<MemoryDeviceRepository>,
     /// Login-attempt counters (lockout).
     pub login_attempts: Arc<MemoryLoginAttemptStore>,
+    /// Second factors (TOTP), recovery codes and login challenges.
+    pub mfa: Arc<MemoryMfaRepository>,
     /// The event log the repositories append to; also the invalidation bus of the instances
     /// over this store.
     pub events: Arc<MemoryEventLog>,
@@ -53,6 +56,7 @@ impl MemoryStore {
             ),
             api_keys: Arc::new(MemoryApiKeyRepository::new().recording_to(events.clone())),
             devices: Arc::new(MemoryDeviceRepository::new().recording_to(events.clone())),
+            mfa: Arc::new(MemoryMfaRepository::new().recording_to(events.clone())),
             users,
             sessions,
             login_attempts,

@@ -249,6 +249,9 @@ pub struct Me {
     pub created_at: DateTime<Utc>,
     /// Organizations the user belongs to.
     pub organizations: Vec<MembershipSummary>,
+    /// Whether a second factor (TOTP) is enabled.
+    #[serde(default)]
+    pub mfa_enabled: bool,
 }
 
 /// `POST /users/me/password` body.

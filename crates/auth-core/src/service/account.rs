@@ -100,6 +100,9 @@ pub enum AccountError {
     /// TOTP enrolment: the user's second factor is already enabled.
     #[error("second factor already enabled")]
     MfaAlreadyEnabled,
+    /// The second factor cannot be used: no data key is configured (answer 503).
+    #[error("second factor unavailable: no data key configured")]
+    MfaUnavailable,
     /// [`AccountService::login`] for a user with a second factor: use
     /// [`AccountService::sign_in`], which answers with the challenge.
     #[error("second factor required")]

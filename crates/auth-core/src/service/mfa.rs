@@ -32,8 +32,10 @@ pub const RECOVERY_CODES: usize = 10;
 pub struct MfaPorts {
     /// Enrolments, recovery codes, login challenges.
     pub store: Arc<dyn MfaRepository>,
-    /// Encryption of the secrets at rest.
-    pub cipher: Arc<dyn DataCipher>,
+    /// Encryption of the secrets at rest; `None` when no data key is configured (production
+    /// without `AUTH_DATA_KEY`): nobody can enrol, and a code cannot be checked (fails closed
+    /// with [`AccountError::MfaUnavailable`]).
+    pub cipher: Option<Arc<dyn DataCipher>>,
     /// The issuer shown by authenticator apps (`otpauth://totp/<issuer>:<email>`).
     pub issuer: String,
 }
@@ -106,6 +108,13 @@ impl AccountService {
             .ok_or_else(|| internal("the second factor is not configured"))
     }
 
+    fn cipher(&self) -> Result<&Arc<dyn DataCipher>, AccountError> {
+        self.mfa_ports()?
+            .cipher
+            .as_ref()
+            .ok_or(AccountError::MfaUnavailable)
+    }
+
     /// Whether `user` has a second factor in force.
     ///
     /// # Errors
@@ -175,12 +184,12 @@ impl AccountService {
         password: &Password,
     ) -> Result<TotpSetup, AccountError> {
         let mfa = self.mfa_ports()?;
+        let cipher = self.cipher()?;
         let (user, attempt_key, _) = self.check_password(principal, password).await?;
         self.ports.attempts.reset(&attempt_key).await?;
         let mut secret = [0u8; TOTP_SECRET_BYTES];
         self.ports.secrets.fill(&mut secret).map_err(internal)?;
-        let sealed = mfa
-            .cipher
+        let sealed = cipher
             .seal(&secret, user.id.to_string().as_bytes())
             .map_err(internal)?;
         let now = self.ports.clock.now();
@@ -207,9 +216,8 @@ impl AccountService {
         code: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, AccountError> {
-        let mfa = self.mfa_ports()?;
-        let secret = mfa
-            .cipher
+        let secret = self
+            .cipher()?
             .open(&enrolment.secret, enrolment.user_id.to_string().as_bytes())
             .map_err(internal)?;
         let current = totp_step(now);

@@ -27,7 +27,8 @@ pub async fn me(
 ) -> Result<HttpResponse, ApiError> {
     let user = caller.0.user;
     let organizations = state.orgs.list_mine(user.id).await?;
-    Ok(HttpResponse::Ok().json(present::me(user, organizations)))
+    let mfa_enabled = state.auth.mfa_enabled(user.id).await?;
+    Ok(HttpResponse::Ok().json(present::me(user, organizations, mfa_enabled)))
 }
 
 /// Change the calling user's password; every other session of the user ends.

@@ -11,7 +11,9 @@ use crate::redacted::Redacted;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TotpEnrolRequest {
     /// The caller's password.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password, min_length = 1, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
+    // Missing is read as empty, so the 422 names every missing field at once.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, format = Password, min_length = 1, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
     pub password: Redacted,
 }
 
@@ -33,7 +35,9 @@ pub struct TotpEnrolment {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TotpConfirmRequest {
     /// A current code of the new secret.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "123456", min_length = 1, max_length = 64))]
+    // Missing is read as empty, so the 422 names every missing field at once.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, example = "123456", min_length = 1, max_length = 64))]
     pub code: Redacted,
 }
 
@@ -52,10 +56,14 @@ pub struct RecoveryCodes {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TotpDisableRequest {
     /// The caller's password.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password, min_length = 1, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
+    // Missing is read as empty, so the 422 names every missing field at once.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, format = Password, min_length = 1, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
     pub password: Redacted,
     /// A current code, or an unused recovery code.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "123456", min_length = 1, max_length = 64))]
+    // Missing is read as empty, so the 422 names every missing field at once.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, example = "123456", min_length = 1, max_length = 64))]
     pub code: Redacted,
 }
 
@@ -64,10 +72,14 @@ pub struct TotpDisableRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MfaLoginRequest {
     /// The `mfa_token` of the login answer.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 256))]
+    // Missing is read as empty, so the 422 names every missing field at once.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, min_length = 1, max_length = 256))]
     pub mfa_token: Redacted,
     /// A current code, or an unused recovery code.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "123456", min_length = 1, max_length = 64))]
+    // Missing is read as empty, so the 422 names every missing field at once.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, example = "123456", min_length = 1, max_length = 64))]
     pub code: Redacted,
 }
 

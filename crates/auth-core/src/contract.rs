@@ -2659,19 +2659,6 @@ async fn prune_concurrent_passes_delete_once(f: &impl Fixture) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    /// A `pub` case would escape the `dead_code` check that makes registration compulsory.
-    #[test]
-    fn no_contract_case_is_public() {
-        let source = include_str!("contract.rs");
-        assert!(
-            !source.contains("\npub async fn"),
-            "contract cases are private `async fn`s, registered in `storage_contract_tests!`"
-        );
-    }
-}
-
 // ---- Second factor -------------------------------------------------------------------------
 
 fn sealed(tag: u8) -> crate::model::SealedSecret {
@@ -2833,4 +2820,17 @@ async fn mfa_challenge_spent_once(f: &impl Fixture) {
     mfa.create_challenge(&dropped, u.id, until).await.unwrap();
     assert!(mfa.disable(u.id, c.now()).await.unwrap());
     assert_eq!(mfa.find_challenge(&dropped, c.now()).await.unwrap(), None);
+}
+
+#[cfg(test)]
+mod tests {
+    /// A `pub` case would escape the `dead_code` check that makes registration compulsory.
+    #[test]
+    fn no_contract_case_is_public() {
+        let source = include_str!("contract.rs");
+        assert!(
+            !source.contains("\npub async fn"),
+            "contract cases are private `async fn`s, registered in `storage_contract_tests!`"
+        );
+    }
 }

@@ -395,3 +395,37 @@ async fn the_secret_is_encrypted_at_rest() {
     );
     other.stop().await;
 }
+
+/// `users reset-mfa E`: an administrator removes a lost factor; the next login needs the
+/// password only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_resets_a_lost_factor() {
+    let db = auth_infra::test_support::TestDb::new().await;
+    let mut config = test_config();
+    config.db.url = Some(secrecy::SecretString::from(db.url().to_owned()));
+    let app = TestApp::serve(config, None).await;
+    let u = enrolled(&app).await;
+    let run = |email: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_auth-server"))
+            .args(["users", "reset-mfa", email])
+            .env("DATABASE_URL", db.url())
+            .env("LOG_LEVEL", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run(&u.email);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("second factor removed"));
+    let res = app.login(&u.email, PASSWORD).await;
+    let body: Value = res.json().await.unwrap();
+    assert!(body["access_token"].is_string(), "{body}");
+    let out = run(&u.email);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing changed"));
+    let out = run("nobody@example.com");
+    assert!(!out.status.success());
+    app.stop().await;
+}

@@ -265,6 +265,9 @@ pub struct Me {
     pub created_at: DateTime<Utc>,
     /// Organizations the user belongs to.
     pub organizations: Vec<MembershipSummary>,
+    /// Whether a second factor (TOTP) is enabled.
+    #[serde(default)]
+    pub mfa_enabled: bool,
 }
 
 /// `DELETE /users/me` body: the password, to prove it is the account's holder asking.

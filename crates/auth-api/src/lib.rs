@@ -14,6 +14,7 @@
 pub mod account;
 pub mod api_key;
 pub mod device;
+pub mod mfa;
 pub mod organization;
 pub mod problem;
 pub mod redacted;
@@ -32,6 +33,10 @@ pub use api_key::{
 pub use device::{
     AuthenticateDevice, DeviceItem, DeviceList, DeviceStatus, DeviceTokenResponse, RegisterDevice,
     RegisteredDevice, RotatedSecret,
+};
+pub use mfa::{
+    LoginResponse, MfaLoginRequest, MfaRequired, RecoveryCodes, TotpConfirmRequest,
+    TotpDisableRequest, TotpEnrolRequest, TotpEnrolment,
 };
 pub use organization::{
     AddMember, CreateOrganization, MemberBody, MemberList, OrganizationBody, OrganizationList,

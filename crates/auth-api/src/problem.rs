@@ -22,6 +22,8 @@ pub enum ErrorCode {
     InvalidDeviceCredentials,
     /// 401: missing or bad token or API key.
     Unauthenticated,
+    /// 401: the second-factor code (TOTP or recovery code) is wrong or already used.
+    InvalidMfaCode,
     /// 403: a valid caller lacking the right.
     Forbidden,
     /// 404: no such resource, or not visible to the caller.
@@ -42,6 +44,8 @@ pub enum ErrorCode {
     KeyExpired,
     /// 409: an organization must keep an owner.
     LastOwner,
+    /// 409: the second factor is already enabled.
+    MfaAlreadyEnabled,
     /// 413: the body is over 64 KiB.
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
@@ -70,6 +74,8 @@ impl ErrorCode {
             Self::InvalidRefreshToken => "INVALID_REFRESH_TOKEN",
             Self::InvalidDeviceCredentials => "INVALID_DEVICE_CREDENTIALS",
             Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::InvalidMfaCode => "INVALID_MFA_CODE",
+            Self::MfaAlreadyEnabled => "MFA_ALREADY_ENABLED",
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -100,6 +106,8 @@ impl ErrorCode {
             "INVALID_REFRESH_TOKEN" => Self::InvalidRefreshToken,
             "INVALID_DEVICE_CREDENTIALS" => Self::InvalidDeviceCredentials,
             "UNAUTHENTICATED" => Self::Unauthenticated,
+            "INVALID_MFA_CODE" => Self::InvalidMfaCode,
+            "MFA_ALREADY_ENABLED" => Self::MfaAlreadyEnabled,
             "FORBIDDEN" => Self::Forbidden,
             "NOT_FOUND" => Self::NotFound,
             "METHOD_NOT_ALLOWED" => Self::MethodNotAllowed,

@@ -29,9 +29,9 @@ use crate::model::{
 use crate::ports::{
     AccountRemover, AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError,
     Clock, CreateUserError, DeleteAccountError, DeviceRepository, EventLog, Invalidation,
-    LockoutPolicy, LoginAttemptStore, OrganizationRepository, PasswordUpdate, PruneReport,
-    PrunedRows, Pruner, RegisterDeviceError, RemoveMemberError, RetentionPolicy, RevokeApiKeyError,
-    Rotation, SessionRepository, UserRepository,
+    LockoutPolicy, LoginAttemptStore, MfaRepository, OrganizationRepository, PasswordUpdate,
+    PruneReport, PrunedRows, Pruner, RegisterDeviceError, RemoveMemberError, RetentionPolicy,
+    RevokeApiKeyError, Rotation, SessionRepository, UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -50,6 +50,8 @@ pub trait Fixture: Send + Sync {
     fn devices(&self) -> Arc<dyn DeviceRepository>;
     /// The failed-login counters under test.
     fn login_attempts(&self) -> Arc<dyn LoginAttemptStore>;
+    /// The second factors under test (of users of `users`).
+    fn mfa(&self) -> Arc<dyn MfaRepository>;
     /// The event log the repositories above append to.
     fn events(&self) -> Arc<dyn EventLog>;
     /// Retention over the stores above, as every instance sharing them would run it.
@@ -60,7 +62,7 @@ pub trait Fixture: Send + Sync {
 
 /// Implements [`Fixture`] for a struct holding each repository in a field named as the
 /// trait's method (`users`, `sessions`, `organizations`, `api_keys`, `devices`,
-/// `login_attempts`, `events`, `pruner`, `accounts`), each an `Arc` of an adapter: as
+/// `login_attempts`, `mfa`, `events`, `pruner`, `accounts`), each an `Arc` of an adapter: as
 /// [`MemoryStore`] does, and the Postgres test store.
 #[macro_export]
 macro_rules! fixture_from_fields {
@@ -68,8 +70,8 @@ macro_rules! fixture_from_fields {
         $crate::fixture_from_fields!(@impl $store;
             users: UserRepository, sessions: SessionRepository,
             organizations: OrganizationRepository, api_keys: ApiKeyRepository,
-            devices: DeviceRepository, login_attempts: LoginAttemptStore, events: EventLog,
-            pruner: Pruner, accounts: AccountRemover);
+            devices: DeviceRepository, login_attempts: LoginAttemptStore, mfa: MfaRepository,
+            events: EventLog, pruner: Pruner, accounts: AccountRemover);
     };
     (@impl $store:ty; $($field:ident: $port:ident),*) => {
         impl $crate::contract::Fixture for $store {
@@ -136,7 +138,9 @@ macro_rules! storage_contract_tests {
             account_deletion_removes_everything_and_ends_sessions,
             account_deletion_refuses_the_last_owner_changing_nothing,
             concurrent_account_deletions_one_winner,
-            account_deletion_and_owner_removal_keep_an_owner);
+            account_deletion_and_owner_removal_keep_an_owner,
+            mfa_enrolment_lifecycle, mfa_concurrent_step_one_winner,
+            mfa_recovery_code_once_concurrently, mfa_challenge_spent_once);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -2869,6 +2873,169 @@ async fn account_deletion_and_owner_removal_keep_an_owner(f: &impl Fixture) {
             .count();
         assert_eq!(owners, 1);
     }
+}
+
+// ---- Second factor -------------------------------------------------------------------------
+
+fn sealed(tag: u8) -> crate::model::SealedSecret {
+    crate::model::SealedSecret::from_bytes(vec![tag; 48])
+}
+
+/// A user whose TOTP factor is enabled at step 1000 with `codes`.
+async fn mfa_user(f: &impl Fixture, codes: &[TokenHash]) -> User {
+    let now = clock().now();
+    let u = stored_user(f, now).await;
+    assert!(f.mfa().begin(u.id, &sealed(1), now).await.unwrap());
+    assert!(f.mfa().enable(u.id, 1000, codes, now).await.unwrap());
+    u
+}
+
+/// Pending, restarted, enabled (once, with its event), never replaced while enabled, removed
+/// (with its event).
+async fn mfa_enrolment_lifecycle(f: &impl Fixture) {
+    let c = clock();
+    let u = stored_user(f, c.now()).await;
+    let mfa = f.mfa();
+    assert_eq!(mfa.find(u.id).await.unwrap(), None);
+    assert!(
+        !mfa.enable(u.id, 1, &[], c.now()).await.unwrap(),
+        "nothing pending"
+    );
+    assert!(mfa.begin(u.id, &sealed(1), c.now()).await.unwrap());
+    assert!(
+        mfa.begin(u.id, &sealed(2), c.now()).await.unwrap(),
+        "pending is replaced"
+    );
+    let pending = mfa.find(u.id).await.unwrap().unwrap();
+    assert_eq!(pending.secret, sealed(2));
+    assert!(!pending.is_enabled());
+    assert!(
+        !mfa.accept_step(u.id, 5).await.unwrap(),
+        "pending factors accept no code"
+    );
+    let start = log_head(f).await;
+    assert!(
+        mfa.enable(u.id, 7, &[token("code")], c.now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !mfa.enable(u.id, 8, &[], c.now()).await.unwrap(),
+        "enabled once"
+    );
+    assert!(
+        !mfa.begin(u.id, &sealed(3), c.now()).await.unwrap(),
+        "enabled is kept"
+    );
+    let enabled = mfa.find(u.id).await.unwrap().unwrap();
+    assert_eq!(enabled.secret, sealed(2));
+    assert_eq!(enabled.last_step, Some(7));
+    assert!(enabled.is_enabled());
+    let logged = logged_after(f, start).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].action, Some(EventAction::MfaEnabled));
+
+    let start = log_head(f).await;
+    assert!(mfa.disable(u.id, c.now()).await.unwrap());
+    assert!(!mfa.disable(u.id, c.now()).await.unwrap());
+    assert_eq!(mfa.find(u.id).await.unwrap(), None);
+    let logged = logged_after(f, start).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].action, Some(EventAction::MfaDisabled));
+    // A pending enrolment goes without an event.
+    assert!(mfa.begin(u.id, &sealed(4), c.now()).await.unwrap());
+    assert!(!mfa.disable(u.id, c.now()).await.unwrap());
+    assert_eq!(logged_after(f, start).await.len(), 1);
+}
+
+/// Of parallel acceptances of one step exactly one wins; a step at or before the last accepted
+/// one never wins again.
+async fn mfa_concurrent_step_one_winner(f: &impl Fixture) {
+    let u = mfa_user(f, &[]).await;
+    let attempts = (0..20).map(|_| {
+        let mfa = f.mfa();
+        async move { mfa.accept_step(u.id, 1001).await.unwrap() }
+    });
+    let won = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(won, 1);
+    let mfa = f.mfa();
+    assert!(!mfa.accept_step(u.id, 1001).await.unwrap());
+    assert!(!mfa.accept_step(u.id, 1000).await.unwrap());
+    assert!(mfa.accept_step(u.id, 1002).await.unwrap());
+    assert_eq!(mfa.find(u.id).await.unwrap().unwrap().last_step, Some(1002));
+}
+
+/// A recovery code works once, even when presented in parallel; codes are per user.
+async fn mfa_recovery_code_once_concurrently(f: &impl Fixture) {
+    let (one, two) = (token("one"), token("two"));
+    let u = mfa_user(f, &[one, two]).await;
+    let other = mfa_user(f, &[token("other")]).await;
+    let now = clock().now();
+    assert!(
+        !f.mfa()
+            .use_recovery_code(other.id, &one, now)
+            .await
+            .unwrap()
+    );
+    let attempts = (0..20).map(|_| {
+        let mfa = f.mfa();
+        async move { mfa.use_recovery_code(u.id, &one, now).await.unwrap() }
+    });
+    let won = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(won, 1);
+    assert!(f.mfa().use_recovery_code(u.id, &two, now).await.unwrap());
+    assert!(!f.mfa().use_recovery_code(u.id, &two, now).await.unwrap());
+    assert!(
+        !f.mfa()
+            .use_recovery_code(u.id, &token("never"), now)
+            .await
+            .unwrap()
+    );
+}
+
+/// A login challenge is found while live, spent once (in parallel too), dies at its expiry and
+/// with the factor.
+async fn mfa_challenge_spent_once(f: &impl Fixture) {
+    let c = clock();
+    let u = mfa_user(f, &[]).await;
+    let mfa = f.mfa();
+    let (live, expiring, dropped) = (token("live"), token("expiring"), token("dropped"));
+    let until = c.now() + Duration::minutes(5);
+    mfa.create_challenge(&live, u.id, until).await.unwrap();
+    mfa.create_challenge(&expiring, u.id, until).await.unwrap();
+    assert_eq!(
+        mfa.find_challenge(&live, c.now()).await.unwrap(),
+        Some(u.id)
+    );
+    assert_eq!(
+        mfa.find_challenge(&token("x"), c.now()).await.unwrap(),
+        None
+    );
+    assert_eq!(mfa.find_challenge(&expiring, until).await.unwrap(), None);
+    assert!(!mfa.spend_challenge(&expiring, until).await.unwrap());
+    let now = c.now();
+    let attempts = (0..20).map(|_| {
+        let mfa = f.mfa();
+        async move { mfa.spend_challenge(&live, now).await.unwrap() }
+    });
+    let won = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(won, 1);
+    assert_eq!(mfa.find_challenge(&live, c.now()).await.unwrap(), None);
+    mfa.create_challenge(&dropped, u.id, until).await.unwrap();
+    assert!(mfa.disable(u.id, c.now()).await.unwrap());
+    assert_eq!(mfa.find_challenge(&dropped, c.now()).await.unwrap(), None);
 }
 
 #[cfg(test)]

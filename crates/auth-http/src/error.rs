@@ -349,13 +349,30 @@ impl From<AccountError> for ApiError {
                 ErrorCode::LastOwner,
                 &format!("the account is the only owner of organization {organization}"),
             ),
+            AccountError::InvalidMfaCode => Self::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidMfaCode,
+                "the second-factor code is wrong or was already used",
+            ),
+            AccountError::MfaAlreadyEnabled => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::MfaAlreadyEnabled,
+                "a second factor is already enabled; remove it before enrolling again",
+            ),
+            AccountError::MfaUnavailable => Self {
+                detail: "the second factor is not available on this service (no data key)"
+                    .to_owned(),
+                ..Self::unavailable()
+            },
             AccountError::Locked { retry_after } => {
                 let ms = retry_after.num_milliseconds().max(0);
                 let secs = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
                 Self::too_many_attempts(secs.max(1))
             }
             AccountError::Store(store) => store.into(),
-            AccountError::Internal(_) | AccountError::UnrecognisedHash => Self::internal(&err),
+            AccountError::Internal(_)
+            | AccountError::UnrecognisedHash
+            | AccountError::MfaRequired => Self::internal(&err),
         }
     }
 }

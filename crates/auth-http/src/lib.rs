@@ -83,10 +83,11 @@ fn v1<T>(scope: scope::Scope<T>) -> scope::Scope<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    use routes::{api_keys, auth, devices, organizations, users};
+    use routes::{api_keys, auth, devices, mfa, organizations, users};
     scope
         .service(auth::register)
         .service(auth::login)
+        .service(auth::login_mfa)
         .service(auth::refresh)
         .service(auth::logout)
         .service(auth::logout_all)
@@ -96,6 +97,9 @@ where
         .service(users::update_me)
         .service(users::delete_me)
         .service(users::change_password)
+        .service(mfa::enrol_totp)
+        .service(mfa::confirm_totp)
+        .service(mfa::disable_totp)
         .service(organizations::create)
         .service(organizations::list)
         .service(organizations::get)

@@ -307,6 +307,97 @@ impl TryIntoDomain<&PasswordPolicy> for api::ChangePasswordRequest {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Second factor
+
+/// The longest code accepted: a TOTP code is 6 digits, a recovery code 23 characters.
+const MAX_CODE_CHARS: usize = 64;
+/// The longest `mfa_token` accepted (ours are 43 characters).
+const MAX_MFA_TOKEN_CHARS: usize = 256;
+
+impl Fields {
+    /// A non-empty clean string of at most `max` characters (`required`, `too_long`).
+    fn bounded<'a>(&mut self, field: &str, raw: &'a str, max: usize) -> Option<&'a str> {
+        let raw = self.text(&field, raw)?;
+        if raw.trim().is_empty() {
+            self.push(FieldError::new(
+                field,
+                "required",
+                format!("{field} is required"),
+            ));
+            return None;
+        }
+        if raw.chars().count() > max {
+            let text = format!("{field} must be at most {max} characters");
+            self.push(FieldError::new(field, "too_long", text));
+            return None;
+        }
+        Some(raw)
+    }
+
+    /// A presented password for a check (`required` when empty).
+    fn presented_password(&mut self, field: &str, raw: &str) -> Option<Password> {
+        self.text(&field, raw).and_then(|raw| {
+            Password::presented(raw)
+                .map_err(|e| self.push(FieldError::new(field, "required", e)))
+                .ok()
+        })
+    }
+}
+
+impl TryIntoDomain for api::TotpEnrolRequest {
+    type Domain = Password;
+
+    fn try_into_domain(self, (): ()) -> Result<Password, ApiError> {
+        let mut f = Fields::default();
+        let password = f.presented_password("password", self.password.expose());
+        f.finish(password)
+    }
+}
+
+impl TryIntoDomain for api::TotpConfirmRequest {
+    /// The code.
+    type Domain = String;
+
+    fn try_into_domain(self, (): ()) -> Result<String, ApiError> {
+        let mut f = Fields::default();
+        let code = f
+            .bounded("code", self.code.expose(), MAX_CODE_CHARS)
+            .map(str::to_owned);
+        f.finish(code)
+    }
+}
+
+impl TryIntoDomain for api::TotpDisableRequest {
+    /// The password and the code.
+    type Domain = (Password, String);
+
+    fn try_into_domain(self, (): ()) -> Result<(Password, String), ApiError> {
+        let mut f = Fields::default();
+        let password = f.presented_password("password", self.password.expose());
+        let code = f
+            .bounded("code", self.code.expose(), MAX_CODE_CHARS)
+            .map(str::to_owned);
+        f.finish(password.zip(code))
+    }
+}
+
+impl TryIntoDomain for api::MfaLoginRequest {
+    /// The `mfa_token` and the code.
+    type Domain = (RefreshToken, String);
+
+    fn try_into_domain(self, (): ()) -> Result<(RefreshToken, String), ApiError> {
+        let mut f = Fields::default();
+        let token = f
+            .bounded("mfa_token", self.mfa_token.expose(), MAX_MFA_TOKEN_CHARS)
+            .map(RefreshToken::presented);
+        let code = f
+            .bounded("code", self.code.expose(), MAX_CODE_CHARS)
+            .map(str::to_owned);
+        f.finish(token.zip(code))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Organizations
 
 impl TryIntoDomain for api::CreateOrganization {

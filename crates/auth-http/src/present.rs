@@ -4,7 +4,8 @@
 use auth_api as api;
 use auth_api::Redacted;
 use auth_core::model::{
-    self, ApiKey, Device, DisplayName, Member, Organization, Scopes, TokenPair, User,
+    self, ApiKey, Device, DisplayName, LoginOutcome, Member, Organization, RecoveryCode, Scopes,
+    TokenPair, TotpSetup, User,
 };
 use auth_core::{ApiKeyVerdict, DeviceToken, IssuedApiKey, IssuedDevice, Principal};
 use chrono::{DateTime, Utc};
@@ -85,6 +86,39 @@ pub fn token_response(pair: TokenPair) -> api::TokenResponse {
     }
 }
 
+/// The login answer: tokens, or the second-factor challenge.
+#[must_use]
+pub fn login_response(outcome: LoginOutcome) -> api::LoginResponse {
+    match outcome {
+        LoginOutcome::Tokens(pair) => api::LoginResponse::Tokens(token_response(*pair)),
+        LoginOutcome::MfaRequired(challenge) => api::LoginResponse::MfaRequired(api::MfaRequired {
+            mfa_required: true,
+            mfa_token: Redacted::new(challenge.token.expose().to_owned()),
+            expires_in: challenge.expires_in,
+        }),
+    }
+}
+
+/// A pending TOTP enrolment.
+#[must_use]
+pub fn totp_enrolment(setup: &TotpSetup) -> api::TotpEnrolment {
+    api::TotpEnrolment {
+        secret: Redacted::new(setup.secret.expose_secret().to_owned()),
+        otpauth_uri: Redacted::new(setup.otpauth_uri.expose_secret().to_owned()),
+    }
+}
+
+/// Recovery codes, shown once.
+#[must_use]
+pub fn recovery_codes(codes: &[RecoveryCode]) -> api::RecoveryCodes {
+    api::RecoveryCodes {
+        recovery_codes: codes
+            .iter()
+            .map(|c| Redacted::new(c.expose().to_owned()))
+            .collect(),
+    }
+}
+
 /// The session behind a valid access token.
 #[must_use]
 pub fn verify_response(p: &Principal) -> api::VerifyResponse {
@@ -100,7 +134,11 @@ pub fn verify_response(p: &Principal) -> api::VerifyResponse {
 
 /// The calling user's profile, with the organizations the user belongs to.
 #[must_use]
-pub fn me(user: User, organizations: Vec<(Organization, model::Role)>) -> api::Me {
+pub fn me(
+    user: User,
+    organizations: Vec<(Organization, model::Role)>,
+    mfa_enabled: bool,
+) -> api::Me {
     api::Me {
         id: user.id.as_uuid(),
         email: user.email.as_str().to_owned(),
@@ -115,6 +153,7 @@ pub fn me(user: User, organizations: Vec<(Organization, model::Role)>) -> api::M
                 role: role(r),
             })
             .collect(),
+        mfa_enabled,
     }
 }
 

@@ -37,7 +37,7 @@ type Limiter =
 pub enum Group {
     /// `POST /auth/register`.
     Register,
-    /// `POST /auth/login`.
+    /// `POST /auth/login` and its second step, `POST /auth/login/mfa`.
     Login,
     /// `POST /auth/refresh` and `POST /auth/logout`: both take a refresh token.
     Refresh,
@@ -61,7 +61,7 @@ impl Group {
         let path = path.strip_prefix("/api/v1")?;
         match (method.as_str(), path) {
             ("POST", "/auth/register") => Some(Self::Register),
-            ("POST", "/auth/login") => Some(Self::Login),
+            ("POST", "/auth/login" | "/auth/login/mfa") => Some(Self::Login),
             ("POST", "/auth/refresh" | "/auth/logout") => Some(Self::Refresh),
             ("POST", "/devices/authenticate") => Some(Self::DeviceAuthenticate),
             ("GET", "/auth/verify")
@@ -490,6 +490,10 @@ mod tests {
     fn groups() {
         assert_eq!(
             Group::of(&Method::POST, "/api/v1/auth/login"),
+            Some(Group::Login)
+        );
+        assert_eq!(
+            Group::of(&Method::POST, "/api/v1/auth/login/mfa"),
             Some(Group::Login)
         );
         assert_eq!(

@@ -10,6 +10,7 @@
 //! `default-features = false` and pair them with the in-memory stores of `auth-core`.
 
 pub mod cache;
+pub mod data_key;
 pub mod jwt;
 pub mod password;
 

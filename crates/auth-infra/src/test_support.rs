@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use crate::postgres::{
     DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgEventLog,
-    PgLoginAttemptStore, PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository,
-    PoolSettings, build_pool, run_migrations,
+    PgLoginAttemptStore, PgMfaRepository, PgOrganizationRepository, PgPruner, PgSessionRepository,
+    PgUserRepository, PoolSettings, build_pool, run_migrations,
 };
 
 type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
@@ -1185,6 +1185,8 @@ pub struct TestStore {
     pub devices: Arc<PgDeviceRepository>,
     /// Login-attempt counters (lockout).
     pub login_attempts: Arc<PgLoginAttemptStore>,
+    /// Second factors.
+    pub mfa: Arc<PgMfaRepository>,
     /// The event log.
     pub events: Arc<PgEventLog>,
     /// Retention.
@@ -1210,6 +1212,7 @@ impl TestStore {
             api_keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
             devices: Arc::new(PgDeviceRepository::new(pool.clone())),
             login_attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
+            mfa: Arc::new(PgMfaRepository::new(pool.clone())),
             events: Arc::new(PgEventLog::new(pool.clone())),
             accounts: Arc::new(PgAccountRemover::new(pool.clone())),
             pruner: Arc::new(PgPruner::new(pool)),

@@ -301,6 +301,37 @@ pub async fn delete_user(config: Config, email: &str, json: bool) -> Result<(), 
     }
 }
 
+/// Removes the second factor of the user with `email`.
+///
+/// # Errors
+/// [`CliError`]: no such user, or the store failed.
+pub async fn reset_mfa(config: Config, email: &str, json: bool) -> Result<(), CliError> {
+    let email = auth_core::model::Email::parse(email)
+        .map_err(|e| CliError::Input(format!("email: {e}")))?;
+    let services = open(config).await?;
+    let removed = match services.auth.reset_mfa(&email).await {
+        Ok(removed) => removed,
+        Err(AccountError::InvalidCredentials) => {
+            return Err(CliError::Failed("no user with this email".into()));
+        }
+        Err(other) => return Err(CliError::Failed(other.to_string())),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "email": email.as_str(), "mfa_removed": removed })
+        );
+    } else if removed {
+        println!("second factor removed for {}", email.as_str());
+    } else {
+        println!(
+            "{} had no second factor enabled; nothing changed",
+            email.as_str()
+        );
+    }
+    Ok(())
+}
+
 fn org_error(err: OrganizationError) -> CliError {
     CliError::Failed(match err {
         OrganizationError::NotFound => "not found".into(),

@@ -169,6 +169,13 @@ pub enum UsersCommand {
         /// Email address.
         email: String,
     },
+    /// Remove a user's second factor (TOTP and recovery codes), for a user who lost both:
+    /// the next login needs the password only. Recorded as `user.mfa_disabled`.
+    #[command(name = "reset-mfa")]
+    ResetMfa {
+        /// Email address.
+        email: String,
+    },
 }
 
 /// A command failed; the message is for the operator.
@@ -216,6 +223,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Users(UsersCommand::Delete { email }) => {
             crate::admin::delete_user(config, &email, json).await
+        }
+        Command::Users(UsersCommand::ResetMfa { email }) => {
+            crate::admin::reset_mfa(config, &email, json).await
         }
         Command::Organizations(cmd) => crate::admin::organizations(config, cmd, json).await,
         Command::ApiKeys { target, command } => match target.url {

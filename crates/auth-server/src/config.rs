@@ -15,6 +15,7 @@ use std::time::Duration;
 use auth_core::model::{ApiKeyPrefix, PasswordPolicy};
 use auth_core::ports::{LockoutPolicy, RetentionPolicy};
 use auth_http::rate_limit::RateLimits;
+use auth_infra::data_key::DataKey;
 use auth_infra::jwt::{AsymmetricAlgorithm, JwtKeys, JwtSettings, MIN_HS256_KEY_BYTES};
 use auth_infra::postgres::{Connector, PoolSettings};
 use clap::{Args, ValueEnum};
@@ -123,6 +124,10 @@ pub struct Config {
     /// Log lines.
     #[command(flatten, next_help_heading = "Logging")]
     pub log: LogConfig,
+
+    /// The second factor (TOTP) and the encryption of its secrets.
+    #[command(flatten, next_help_heading = "Second factor")]
+    pub mfa: MfaConfig,
 }
 
 impl Config {
@@ -731,6 +736,58 @@ impl RetentionConfig {
     #[must_use]
     pub fn prune_interval(&self) -> Duration {
         Duration::from_secs(self.prune_interval_seconds)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Second factor
+
+/// The key that encrypts TOTP secrets at rest.
+#[derive(Clone, Args)]
+pub struct MfaConfig {
+    /// 32 bytes, base64 (`openssl rand -base64 32`): AES-256-GCM key of the TOTP secrets.
+    /// Keep it with the database backups' secrets: without it no enrolled user can log in.
+    #[arg(long, env = "AUTH_DATA_KEY", hide_env_values = true, global = true)]
+    pub data_key: Option<SecretString>,
+}
+
+impl std::fmt::Debug for MfaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaConfig")
+            .field("data_key", &self.data_key.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+impl MfaConfig {
+    /// The data key. Outside production, none set means a random one, with a warning (TOTP
+    /// secrets then die with the process). In production, none set means no second factor:
+    /// enrolment and code checks answer 503 until the key is configured.
+    ///
+    /// # Errors
+    /// A key that is not 32 bytes of base64.
+    pub fn data_key(&self, env: Environment) -> Result<Option<DataKey>, ConfigError> {
+        match &self.data_key {
+            Some(text) => DataKey::from_base64(text.expose_secret())
+                .map(Some)
+                .map_err(|e| ConfigError::new(format!("AUTH_DATA_KEY {e}"))),
+            None if env == Environment::Production => {
+                tracing::error!(
+                    "AUTH_DATA_KEY is not set: the second factor (TOTP) is unavailable; \
+                     enrolment and code checks answer 503"
+                );
+                Ok(None)
+            }
+            None => {
+                tracing::warn!(
+                    "AUTH_DATA_KEY is not set: TOTP secrets are encrypted under a random key \
+                     generated at start; they die with this process"
+                );
+                DataKey::generate()
+                    .map(Some)
+                    .map_err(|e| ConfigError::new(format!("random source: {e}")))
+            }
+        }
     }
 }
 

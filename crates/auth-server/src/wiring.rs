@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use auth_core::memory::{MemoryStore, NoCache};
 use auth_core::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use auth_core::ports::{
-    AccountRemover, ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LoginAttemptStore,
-    OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError, TokenSigner,
-    UserRepository, VerificationCache,
+    AccountRemover, ApiKeyRepository, Clock, DataCipher, DeviceRepository, InvalidationBus,
+    LoginAttemptStore, MfaRepository, OrganizationRepository, Pruner, SecretGenerator,
+    SessionRepository, StoreError, TokenSigner, UserRepository, VerificationCache,
 };
+use auth_core::service::mfa::MfaPorts;
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
     AccountConfig, AccountPorts, AccountService, ApiKeyPorts, ApiKeyService, CacheInvalidator,
@@ -19,12 +20,13 @@ use auth_core::{
 };
 use auth_http::{AppState, StoreHealth, StoreProbe};
 use auth_infra::cache::MokaCache;
+use auth_infra::data_key::AesGcmCipher;
 use auth_infra::jwt::JwtSigner;
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
     DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus,
-    PgLoginAttemptStore, PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository,
-    SchemaState, build_pool, run_migrations, schema_state,
+    PgLoginAttemptStore, PgMfaRepository, PgOrganizationRepository, PgPruner, PgSessionRepository,
+    PgUserRepository, SchemaState, build_pool, run_migrations, schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -64,6 +66,7 @@ struct Repositories {
     users: Arc<dyn UserRepository>,
     sessions: Arc<dyn SessionRepository>,
     orgs: Arc<dyn OrganizationRepository>,
+    mfa: Arc<dyn MfaRepository>,
     keys: Arc<dyn ApiKeyRepository>,
     devices: Arc<dyn DeviceRepository>,
     attempts: Arc<dyn LoginAttemptStore>,
@@ -113,6 +116,7 @@ impl Store {
                 devices: Arc::new(PgDeviceRepository::new(pool.clone())),
                 attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
                 accounts: Arc::new(PgAccountRemover::new(pool.clone())),
+                mfa: Arc::new(PgMfaRepository::new(pool.clone())),
             },
             Self::Memory(store) => Repositories {
                 users: store.users.clone(),
@@ -122,6 +126,7 @@ impl Store {
                 devices: store.devices.clone(),
                 attempts: store.login_attempts.clone(),
                 accounts: store.accounts.clone(),
+                mfa: store.mfa.clone(),
             },
         }
     }
@@ -245,6 +250,12 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         sessions: session_cache.clone(),
         devices: device_cache.clone(),
     };
+    let cipher = match config.mfa.data_key(config.auth_env)? {
+        Some(key) => Some(Arc::new(
+            AesGcmCipher::new(&key).map_err(|e| config_error(format!("AUTH_DATA_KEY: {e}")))?,
+        ) as Arc<dyn DataCipher>),
+        None => None,
+    };
     let jwt = signer(config)?;
     let jwks = jwt.jwks();
     let signer: Arc<dyn TokenSigner> = Arc::new(jwt);
@@ -302,7 +313,11 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         config.tokens.device_ttl(),
     );
     Ok(Services {
-        auth: AccountService::new(auth_ports, auth_config),
+        auth: AccountService::new(auth_ports, auth_config).with_mfa(MfaPorts {
+            store: repos.mfa,
+            cipher,
+            issuer: config.jwt.issuer.clone(),
+        }),
         orgs,
         keys,
         devices,

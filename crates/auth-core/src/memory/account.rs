@@ -6,7 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MemoryOrganizationRepository, MemorySessionRepository, MemoryUserRepository};
+use super::{
+    MemoryMfaRepository, MemoryOrganizationRepository, MemorySessionRepository,
+    MemoryUserRepository,
+};
 use crate::model::{NewEvent, SessionId, UserId};
 use crate::ports::{AccountRemover, DeleteAccountError};
 
@@ -19,6 +22,7 @@ pub struct MemoryAccountRemover {
     users: Arc<MemoryUserRepository>,
     sessions: Arc<MemorySessionRepository>,
     organizations: Arc<MemoryOrganizationRepository>,
+    mfa: Arc<MemoryMfaRepository>,
 }
 
 impl MemoryAccountRemover {
@@ -28,11 +32,13 @@ impl MemoryAccountRemover {
         users: Arc<MemoryUserRepository>,
         sessions: Arc<MemorySessionRepository>,
         organizations: Arc<MemoryOrganizationRepository>,
+        mfa: Arc<MemoryMfaRepository>,
     ) -> Self {
         Self {
             users,
             sessions,
             organizations,
+            mfa,
         }
     }
 }
@@ -54,6 +60,7 @@ impl AccountRemover for MemoryAccountRemover {
                 if !self.users.remove(user) {
                     return None;
                 }
+                self.mfa.remove_user(user);
                 Some(self.sessions.remove_user(user, now))
             })
             .map_err(DeleteAccountError::LastOwner)?;

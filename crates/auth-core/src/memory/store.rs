@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::{
     MemoryAccountRemover, MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog,
-    MemoryLoginAttemptStore, MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository,
-    MemoryUserRepository,
+    MemoryLoginAttemptStore, MemoryMfaRepository, MemoryOrganizationRepository, MemoryPruner,
+    MemorySessionRepository, MemoryUserRepository,
 };
 
 /// The whole in-memory store: what `auth-server` runs on without `DATABASE_URL`, and where an
@@ -30,6 +30,8 @@ pub struct MemoryStore {
     pub devices: Arc<MemoryDeviceRepository>,
     /// Login-attempt counters (lockout).
     pub login_attempts: Arc<MemoryLoginAttemptStore>,
+    /// Second factors (TOTP), recovery codes and login challenges.
+    pub mfa: Arc<MemoryMfaRepository>,
     /// The event log the repositories append to; also the invalidation bus of the instances
     /// over this store.
     pub events: Arc<MemoryEventLog>,
@@ -49,11 +51,13 @@ impl MemoryStore {
             Arc::new(MemorySessionRepository::new(users.clone()).recording_to(events.clone()));
         let login_attempts = Arc::new(MemoryLoginAttemptStore::new());
         let organizations = Arc::new(MemoryOrganizationRepository::new(users.clone()));
+        let mfa = Arc::new(MemoryMfaRepository::new().recording_to(events.clone()));
         Self {
             accounts: Arc::new(MemoryAccountRemover::new(
                 users.clone(),
                 sessions.clone(),
                 organizations.clone(),
+                mfa.clone(),
             )),
             organizations,
             pruner: Arc::new(
@@ -62,6 +66,7 @@ impl MemoryStore {
             ),
             api_keys: Arc::new(MemoryApiKeyRepository::new().recording_to(events.clone())),
             devices: Arc::new(MemoryDeviceRepository::new().recording_to(events.clone())),
+            mfa,
             users,
             sessions,
             login_attempts,

@@ -20,6 +20,10 @@ pub enum EventAction {
     SessionReuseDetected,
     /// The user changed their password.
     PasswordChanged,
+    /// The user confirmed a TOTP second factor.
+    MfaEnabled,
+    /// The user's second factor was removed (by the user, or by an administrator).
+    MfaDisabled,
     /// An API key was revoked.
     ApiKeyRevoked,
     /// An API key was replaced by a new one (the old one is revoked).
@@ -36,10 +40,12 @@ pub enum EventAction {
 
 impl EventAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::SessionEnded,
         Self::SessionReuseDetected,
         Self::PasswordChanged,
+        Self::MfaEnabled,
+        Self::MfaDisabled,
         Self::ApiKeyRevoked,
         Self::ApiKeyRotated,
         Self::DeviceRegistered,
@@ -55,6 +61,8 @@ impl EventAction {
             Self::SessionEnded => "session.ended",
             Self::SessionReuseDetected => "session.reuse_detected",
             Self::PasswordChanged => "user.password_changed",
+            Self::MfaEnabled => "user.mfa_enabled",
+            Self::MfaDisabled => "user.mfa_disabled",
             Self::ApiKeyRevoked => "api_key.revoked",
             Self::ApiKeyRotated => "api_key.rotated",
             Self::DeviceRegistered => "device.registered",
@@ -187,6 +195,24 @@ impl NewEvent {
             },
             json!({ "user_id": user.to_string() }),
         )
+    }
+
+    /// `user.mfa_enabled`.
+    #[must_use]
+    pub fn mfa_enabled(user: UserId, at: DateTime<Utc>) -> Self {
+        Self {
+            action: EventAction::MfaEnabled,
+            ..Self::password_changed(user, at)
+        }
+    }
+
+    /// `user.mfa_disabled`.
+    #[must_use]
+    pub fn mfa_disabled(user: UserId, at: DateTime<Utc>) -> Self {
+        Self {
+            action: EventAction::MfaDisabled,
+            ..Self::password_changed(user, at)
+        }
     }
 
     /// `api_key.revoked`.

@@ -6,6 +6,7 @@ mod device;
 mod email;
 mod event;
 mod ids;
+mod mfa;
 mod organization;
 mod password;
 mod session;
@@ -24,6 +25,9 @@ pub use device::{
 pub use email::{Email, EmailError};
 pub use event::{EventAction, EventTarget, LogEntry, NewEvent};
 pub use ids::{ApiKeyId, OrganizationId, SessionId, UserId};
+pub use mfa::{
+    LoginOutcome, MfaChallenge, MfaToken, RecoveryCode, SealedSecret, TotpEnrolment, TotpSetup,
+};
 pub use organization::{
     Member, Membership, NameError, Organization, OrganizationName, Role, RoleError,
 };

@@ -7,8 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use crate::model::{
-    AccessClaims, DisplayName, Email, OrganizationId, Password, RefreshToken, Session, SessionId,
-    TokenHash, TokenPair, TokenRejection, User, UserId,
+    AccessClaims, DisplayName, Email, LoginOutcome, OrganizationId, Password, RefreshToken,
+    Session, SessionId, TokenHash, TokenPair, TokenRejection, User, UserId,
 };
 use crate::ports::{
     AccountRemover, Admission, AttemptState, BoxError, Clock, CreateUserError, DeleteAccountError,
@@ -95,6 +95,20 @@ pub enum AccountError {
         /// Until the lock ends.
         retry_after: Duration,
     },
+    /// A second-factor code (TOTP or recovery code) was wrong, already used, or no second factor
+    /// is enrolled.
+    #[error("invalid second-factor code")]
+    InvalidMfaCode,
+    /// TOTP enrolment: the user's second factor is already enabled.
+    #[error("second factor already enabled")]
+    MfaAlreadyEnabled,
+    /// The second factor cannot be used: no data key is configured (answer 503).
+    #[error("second factor unavailable: no data key configured")]
+    MfaUnavailable,
+    /// [`AccountService::login`] for a user with a second factor: use
+    /// [`AccountService::sign_in`], which answers with the challenge.
+    #[error("second factor required")]
+    MfaRequired,
     /// Import: the password hash is in no format the hasher verifies.
     #[error("password hash format not recognised")]
     UnrecognisedHash,
@@ -126,7 +140,7 @@ impl From<CreateUserError> for AccountError {
     }
 }
 
-fn internal(err: impl Into<BoxError>) -> AccountError {
+pub(super) fn internal(err: impl Into<BoxError>) -> AccountError {
     AccountError::Internal(err.into())
 }
 
@@ -170,15 +184,20 @@ pub struct Principal {
 /// The user and session rules.
 #[derive(Debug, Clone)]
 pub struct AccountService {
-    ports: AccountPorts,
-    config: AccountConfig,
+    pub(super) ports: AccountPorts,
+    pub(super) config: AccountConfig,
+    pub(super) mfa: Option<super::mfa::MfaPorts>,
 }
 
 impl AccountService {
     /// Builds the service over its ports.
     #[must_use]
     pub fn new(ports: AccountPorts, config: AccountConfig) -> Self {
-        Self { ports, config }
+        Self {
+            ports,
+            config,
+            mfa: None,
+        }
     }
 
     /// The configuration in force.
@@ -253,6 +272,9 @@ impl AccountService {
     /// Unknown email and wrong password fail the same way, after one password verification
     /// either way.
     ///
+    /// For a user with a second factor this fails with [`AccountError::MfaRequired`] (no
+    /// session is opened): callers that handle the second step use [`Self::sign_in`].
+    ///
     /// # Errors
     /// [`AccountError::InvalidCredentials`], or a store/hash/sign failure.
     pub async fn login(
@@ -260,8 +282,28 @@ impl AccountService {
         email: &Email,
         password: &Password,
     ) -> Result<TokenPair, AccountError> {
+        match self.sign_in(email, password).await? {
+            LoginOutcome::Tokens(pair) => Ok(*pair),
+            LoginOutcome::MfaRequired(_) => Err(AccountError::MfaRequired),
+        }
+    }
+
+    /// Checks credentials and opens a session, or, for a user with a second factor, answers
+    /// with the challenge to complete with [`Self::complete_mfa_login`].
+    ///
+    /// Unknown email and wrong password fail the same way, after one password verification
+    /// either way.
+    ///
+    /// # Errors
+    /// [`AccountError::InvalidCredentials`], or a store/hash/sign failure.
+    pub async fn sign_in(
+        &self,
+        email: &Email,
+        password: &Password,
+    ) -> Result<LoginOutcome, AccountError> {
         let result = self.attempt_login(email, password).await;
         let outcome = match &result {
+            Ok(LoginOutcome::MfaRequired(_)) => "mfa_required",
             Ok(_) => "success",
             Err(AccountError::InvalidCredentials) => "invalid_credentials",
             Err(AccountError::Locked { .. }) => "locked",
@@ -276,7 +318,7 @@ impl AccountService {
         &self,
         email: &Email,
         password: &Password,
-    ) -> Result<TokenPair, AccountError> {
+    ) -> Result<LoginOutcome, AccountError> {
         let attempt_key = TokenHash::of(email.normalized().as_bytes());
         let attempt = self.admit_attempt(&attempt_key).await?;
         let user = self.ports.users.find_by_email(email).await?;
@@ -290,10 +332,22 @@ impl AccountService {
             Self::note_failure(&attempt_key, attempt);
             return Err(AccountError::InvalidCredentials);
         };
-        self.ports.attempts.reset(&attempt_key).await?;
         if check.needs_rehash {
             self.rehash(&mut user, password).await;
         }
+        // With a second factor the attempt stays counted until the code is right: a password
+        // alone never clears the lock the codes count toward.
+        if let Some(challenge) = self.mfa_challenge(&user).await? {
+            return Ok(LoginOutcome::MfaRequired(challenge));
+        }
+        self.ports.attempts.reset(&attempt_key).await?;
+        self.open_session(user)
+            .await
+            .map(|p| LoginOutcome::Tokens(Box::new(p)))
+    }
+
+    /// Opens a session for `user` and issues its tokens.
+    pub(super) async fn open_session(&self, user: User) -> Result<TokenPair, AccountError> {
         let now = self.ports.clock.now();
         let session = Session {
             id: SessionId::generate(),
@@ -557,28 +611,14 @@ impl AccountService {
         Ok(())
     }
 
-    /// Checks the caller's password against the stored hash (the principal may come from a
-    /// cache), counting the attempt toward the lockout as login does.
+    /// Checks the caller's password (see `admit_password`) and, when it is right, resets the
+    /// attempt count.
     async fn check_password(
         &self,
         principal: &Principal,
         password: &Password,
     ) -> Result<User, AccountError> {
-        let Some(user) = self.ports.users.find_by_id(principal.user.id).await? else {
-            return Err(AccountError::InvalidToken(TokenRejection::Revoked));
-        };
-        let attempt_key = TokenHash::of(user.email.normalized().as_bytes());
-        let attempt = self.admit_attempt(&attempt_key).await?;
-        let check = self
-            .ports
-            .hasher
-            .verify(password, Some(&user.password_hash))
-            .await
-            .map_err(internal)?;
-        if !check.matches {
-            Self::note_failure(&attempt_key, attempt);
-            return Err(AccountError::InvalidCredentials);
-        }
+        let (user, attempt_key, _) = self.admit_password(principal, password).await?;
         self.ports.attempts.reset(&attempt_key).await?;
         Ok(user)
     }
@@ -590,7 +630,10 @@ impl AccountService {
     /// a check. A refusal waits as long as a password check would take without making one (a
     /// lock costs no CPU and reveals nothing by its timing). The caller resets the key after a
     /// successful check; a failed one stays counted.
-    async fn admit_attempt(&self, key: &TokenHash) -> Result<AttemptState, AccountError> {
+    pub(super) async fn admit_attempt(
+        &self,
+        key: &TokenHash,
+    ) -> Result<AttemptState, AccountError> {
         let now = self.ports.clock.now();
         match self
             .ports
@@ -610,7 +653,7 @@ impl AccountService {
     }
 
     /// Reports a failed check; the attempt was counted when it was admitted.
-    fn note_failure(key: &TokenHash, attempt: AttemptState) {
+    pub(super) fn note_failure(key: &TokenHash, attempt: AttemptState) {
         if let Some(until) = attempt.locked_until {
             metrics::counter!("auth_lockouts_total").increment(1);
             tracing::info!(attempt_key = ?key, failures = attempt.failures, locked_until = %until, "lockout started");
@@ -625,7 +668,7 @@ impl AccountService {
         }
     }
 
-    fn new_refresh_token(&self) -> Result<RefreshToken, AccountError> {
+    pub(super) fn new_refresh_token(&self) -> Result<RefreshToken, AccountError> {
         let mut bytes = [0u8; RefreshToken::BYTES];
         self.ports.secrets.fill(&mut bytes).map_err(internal)?;
         Ok(RefreshToken::from_random(&bytes))

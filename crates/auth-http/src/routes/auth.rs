@@ -3,8 +3,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use auth_api::{
-    LoginRequest, Problem, RefreshRequest, RegisterRequest, TokenResponse, UserCreated,
-    VerifyResponse, VerifyTokenRequest, VerifyTokenResponse,
+    LoginRequest, LoginResponse, MfaLoginRequest, Problem, RefreshRequest, RegisterRequest,
+    TokenResponse, UserCreated, VerifyResponse, VerifyTokenRequest, VerifyTokenResponse,
 };
 use auth_core::model::TokenKind;
 use auth_core::{AccountError, DeviceError};
@@ -38,13 +38,14 @@ pub async fn register(
     Ok(HttpResponse::Created().json(present::user_created(user)))
 }
 
-/// Log in with email and password; opens a session.
+/// Log in with email and password; opens a session, or, for a user with a second factor,
+/// answers `mfa_required` with an `mfa_token` for `POST /auth/login/mfa`.
 #[utoipa::path(
     operation_id = "login",
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 200, description = "Logged in (a token pair), or the second factor is due (`mfa_required`)", body = LoginResponse),
         (status = 401, description = "`INVALID_CREDENTIALS`", body = Problem, content_type = "application/problem+json"),
         BodyErrors, StoreErrors, LimitedErrors,
     )
@@ -55,10 +56,35 @@ pub async fn login(
     body: ValidJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let credentials = body.0.try_into_domain(())?;
-    let pair = state
+    let outcome = state
         .auth
-        .login(&credentials.email, &credentials.password)
+        .sign_in(&credentials.email, &credentials.password)
         .await?;
+    Ok(no_store_json(
+        StatusCode::OK,
+        &present::login_response(outcome),
+    ))
+}
+
+/// The second login step: the `mfa_token` of the login answer and a TOTP code (or an unused
+/// recovery code) open the session. Wrong codes count toward the account lockout.
+#[utoipa::path(
+    operation_id = "login_mfa",
+    tag = "auth",
+    request_body = MfaLoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 401, description = "`INVALID_MFA_CODE` (wrong or used code), or `INVALID_CREDENTIALS` (unknown, used or expired `mfa_token`)", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, StoreErrors, LimitedErrors,
+    )
+)]
+#[post("/auth/login/mfa")]
+pub async fn login_mfa(
+    state: web::Data<AppState>,
+    body: ValidJson<MfaLoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (token, code) = body.0.try_into_domain(())?;
+    let pair = state.auth.complete_mfa_login(&token, &code).await?;
     Ok(no_store_json(
         StatusCode::OK,
         &present::token_response(pair),

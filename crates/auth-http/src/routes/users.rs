@@ -27,8 +27,14 @@ pub async fn me(
 ) -> Result<HttpResponse, ApiError> {
     // As stored, not as cached with the session: a change made on another instance shows.
     let user = state.auth.current_user(caller.0.user.id).await?;
+    Ok(HttpResponse::Ok().json(profile(&state, user).await?))
+}
+
+/// The profile of `user`: with their organizations and whether a second factor is on.
+async fn profile(state: &AppState, user: auth_core::model::User) -> Result<Me, ApiError> {
     let organizations = state.orgs.list_mine(user.id).await?;
-    Ok(HttpResponse::Ok().json(present::me(user, organizations)))
+    let mfa_enabled = state.auth.mfa_enabled(user.id).await?;
+    Ok(present::me(user, organizations, mfa_enabled))
 }
 
 /// Change the calling user's profile: `display_name` (`null` clears it).
@@ -53,8 +59,7 @@ pub async fn update_me(
         .auth
         .update_profile(caller.0.user.id, display_name)
         .await?;
-    let organizations = state.orgs.list_mine(user.id).await?;
-    Ok(HttpResponse::Ok().json(present::me(user, organizations)))
+    Ok(HttpResponse::Ok().json(profile(&state, user).await?))
 }
 
 /// Change the calling user's password; every other session of the user ends.

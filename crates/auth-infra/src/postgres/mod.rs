@@ -8,6 +8,7 @@ mod device;
 mod error;
 mod events;
 mod login_attempt;
+mod mfa;
 mod migrate;
 mod organization;
 mod pool;
@@ -24,6 +25,7 @@ pub use device::PgDeviceRepository;
 pub use error::classify;
 pub use events::PgEventLog;
 pub use login_attempt::PgLoginAttemptStore;
+pub use mfa::PgMfaRepository;
 pub use migrate::{MIGRATIONS, latest_migration_version, run_migrations};
 pub use organization::PgOrganizationRepository;
 pub use pool::{

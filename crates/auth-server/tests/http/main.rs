@@ -18,6 +18,7 @@ mod instances;
 mod jwt;
 mod lockout;
 mod metrics;
+mod mfa;
 mod organizations;
 mod protocol;
 mod remote_cli;

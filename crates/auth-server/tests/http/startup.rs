@@ -797,3 +797,26 @@ async fn cli_deletes_a_user_but_not_an_only_owner() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("no user with email"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_data_key_that_is_not_32_bytes_of_base64_is_refused() {
+    let mut config = test_config();
+    let store = Store::open(&config).unwrap();
+    for bad in ["c2hvcnQ=", "not base64 at all!", &"QUFB".repeat(12)] {
+        config.mfa.data_key = Some(SecretString::from(bad));
+        let err = wiring::app_state(&config, &store).unwrap_err().to_string();
+        assert!(err.contains("AUTH_DATA_KEY") && !err.contains(bad), "{err}");
+    }
+    config.mfa.data_key = Some(SecretString::from(
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    ));
+    assert!(wiring::app_state(&config, &store).is_ok());
+    // Production starts without one (the second factor is then unavailable).
+    let mut prod = config.clone();
+    prod.auth_env = Environment::Production;
+    prod.mfa.data_key = None;
+    prod.db.url = Some(SecretString::from("postgres://u:p@127.0.0.1:1/x"));
+    prod.jwt.secret_key = Some(SecretString::from("kN3v9QeR7tYb2LmX8pWz4sDf6GhJ1cVa"));
+    let store = Store::open(&prod).unwrap();
+    assert!(wiring::app_state(&prod, &store).is_ok());
+}

@@ -24,14 +24,14 @@ use crate::memory::{ManualClock, MemoryStore};
 use crate::model::{
     ApiKey, ApiKeyId, ApiKeyName, Device, DeviceId, DeviceMetadata, DeviceName, DisplayName, Email,
     EventAction, LogEntry, Member, Membership, Organization, OrganizationId, OrganizationName,
-    PasswordHash, Role, Scope, Scopes, Session, SessionId, TokenHash, User, UserId,
+    OutgoingMail, PasswordHash, Role, Scope, Scopes, Session, SessionId, TokenHash, User, UserId,
 };
 use crate::ports::{
     AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError, Clock,
     CreateUserError, DeviceRepository, EventLog, Invalidation, LockoutPolicy, LoginAttemptStore,
-    OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner, RegisterDeviceError,
-    RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository,
-    UserRepository,
+    MailOutbox, OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner,
+    RegisterDeviceError, RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation,
+    SessionRepository, UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -54,11 +54,13 @@ pub trait Fixture: Send + Sync {
     fn events(&self) -> Arc<dyn EventLog>;
     /// Retention over the stores above, as every instance sharing them would run it.
     fn pruner(&self) -> Arc<dyn Pruner>;
+    /// The mail outbox.
+    fn outbox(&self) -> Arc<dyn MailOutbox>;
 }
 
 /// Implements [`Fixture`] for a struct holding each repository in a field named as the
 /// trait's method (`users`, `sessions`, `organizations`, `api_keys`, `devices`,
-/// `login_attempts`, `events`, `pruner`), each an `Arc` of an adapter: as
+/// `login_attempts`, `events`, `pruner`, `outbox`), each an `Arc` of an adapter: as
 /// [`MemoryStore`] does, and the Postgres test store.
 #[macro_export]
 macro_rules! fixture_from_fields {
@@ -67,7 +69,7 @@ macro_rules! fixture_from_fields {
             users: UserRepository, sessions: SessionRepository,
             organizations: OrganizationRepository, api_keys: ApiKeyRepository,
             devices: DeviceRepository, login_attempts: LoginAttemptStore, events: EventLog,
-            pruner: Pruner);
+            pruner: Pruner, outbox: MailOutbox);
     };
     (@impl $store:ty; $($field:ident: $port:ident),*) => {
         impl $crate::contract::Fixture for $store {
@@ -130,7 +132,9 @@ macro_rules! storage_contract_tests {
             event_log_reads_after_and_holes, concurrent_revokes_append_once,
             prune_sessions_ended_before_retention,
             prune_lockout_counters_once_window_and_lock_are_over,
-            prune_concurrent_passes_delete_once);
+            prune_concurrent_passes_delete_once,
+            outbox_round_trip_oldest_first, outbox_lease_hides_claimed_mail,
+            outbox_reschedule_counts_and_delays, outbox_concurrent_claims_hand_out_once);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -2653,6 +2657,147 @@ async fn prune_concurrent_passes_delete_once(f: &impl Fixture) {
         f.pruner().prune(&policy, now).await.unwrap(),
         PruneReport::Completed(PrunedRows::default())
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mail outbox
+
+fn mail(subject: &str) -> OutgoingMail {
+    OutgoingMail {
+        to: unique_email("mail"),
+        subject: subject.into(),
+        text: format!("text of {subject}"),
+        html: format!("<p>html of {subject}</p>"),
+    }
+}
+
+/// Drains everything `f`'s outbox holds now, so cases do not see each other's mails when
+/// fixtures share an outbox.
+async fn drain_outbox(f: &impl Fixture, now: DateTime<Utc>) {
+    for queued in f
+        .outbox()
+        .claim_due(now + Duration::days(3650), 10_000, Duration::seconds(1))
+        .await
+        .unwrap()
+    {
+        f.outbox().mark_sent(queued.id).await.unwrap();
+    }
+}
+
+/// A mail comes back as it went in, due mails oldest first, limited; a sent or given-up mail
+/// is gone.
+async fn outbox_round_trip_oldest_first(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let outbox = f.outbox();
+    let first = mail("first");
+    let a = outbox.enqueue(first.clone(), now).await.unwrap();
+    let b = outbox.enqueue(mail("second"), now).await.unwrap();
+    let c = outbox.enqueue(mail("third"), now).await.unwrap();
+    assert_eq!(outbox.pending().await.unwrap(), 3);
+    let claimed = outbox
+        .claim_due(now, 2, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|q| q.id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(claimed[0].mail, first);
+    assert_eq!(claimed[0].attempts, 0);
+    outbox.mark_sent(a).await.unwrap();
+    outbox.give_up(b).await.unwrap();
+    outbox.mark_sent(a).await.unwrap(); // unknown now: ignored
+    assert_eq!(outbox.pending().await.unwrap(), 1);
+    let rest = outbox
+        .claim_due(now, 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|q| q.id).collect::<Vec<_>>(), [c]);
+    outbox.mark_sent(c).await.unwrap();
+    assert_eq!(outbox.pending().await.unwrap(), 0);
+}
+
+/// A claimed mail is not due again until its lease ends; then it is (its worker died).
+async fn outbox_lease_hides_claimed_mail(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let outbox = f.outbox();
+    let id = outbox.enqueue(mail("leased"), now).await.unwrap();
+    let lease = Duration::minutes(5);
+    assert_eq!(outbox.claim_due(now, 10, lease).await.unwrap().len(), 1);
+    assert!(
+        outbox
+            .claim_due(now + lease - Duration::seconds(1), 10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = outbox.claim_due(now + lease, 10, lease).await.unwrap();
+    assert_eq!(again.iter().map(|q| q.id).collect::<Vec<_>>(), [id]);
+    outbox.mark_sent(id).await.unwrap();
+}
+
+/// A rescheduled mail keeps its failure count and is due at the time given, not before.
+async fn outbox_reschedule_counts_and_delays(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let outbox = f.outbox();
+    let id = outbox.enqueue(mail("retry"), now).await.unwrap();
+    outbox
+        .claim_due(now, 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    let at = now + Duration::seconds(30);
+    outbox.reschedule(id, 1, at).await.unwrap();
+    assert!(
+        outbox
+            .claim_due(at - Duration::seconds(1), 10, Duration::minutes(5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = outbox
+        .claim_due(at, 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, 1);
+    outbox.mark_sent(id).await.unwrap();
+}
+
+/// Concurrent claims (as several instances' workers make them) hand each mail out once.
+async fn outbox_concurrent_claims_hand_out_once(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let outbox = f.outbox();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(outbox.enqueue(mail(&format!("m{i}")), now).await.unwrap());
+    }
+    let claims = futures::future::join_all((0..8).map(|_| {
+        let outbox = outbox.clone();
+        async move {
+            outbox
+                .claim_due(now, 3, Duration::minutes(5))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let mut claimed: Vec<_> = claims.into_iter().flatten().map(|q| q.id).collect();
+    // Whatever a claim skipped (a store may skip rows another claim is taking) is still due.
+    let rest = outbox
+        .claim_due(now, 100, Duration::minutes(5))
+        .await
+        .unwrap();
+    claimed.extend(rest.into_iter().map(|q| q.id));
+    claimed.sort();
+    let total = claimed.len();
+    claimed.dedup();
+    assert_eq!(claimed.len(), total, "a mail was handed out twice");
+    ids.sort();
+    assert_eq!(claimed, ids, "every mail is handed out");
+    for id in ids {
+        outbox.mark_sent(id).await.unwrap();
+    }
 }
 
 #[cfg(test)]

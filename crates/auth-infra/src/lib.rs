@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod jwt;
+pub mod mail;
 pub mod password;
 
 #[cfg(feature = "postgres")]

@@ -21,7 +21,7 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use uuid::Uuid;
 
 use crate::postgres::{
-    DbPool, PgApiKeyRepository, PgDeviceRepository, PgEventLog, PgLoginAttemptStore,
+    DbPool, PgApiKeyRepository, PgDeviceRepository, PgEventLog, PgLoginAttemptStore, PgMailOutbox,
     PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, PoolSettings,
     build_pool, run_migrations,
 };
@@ -1189,6 +1189,8 @@ pub struct TestStore {
     pub events: Arc<PgEventLog>,
     /// Retention.
     pub pruner: Arc<PgPruner>,
+    /// The mail outbox.
+    pub outbox: Arc<PgMailOutbox>,
     /// The database.
     pub db: TestDb,
 }
@@ -1209,6 +1211,7 @@ impl TestStore {
             devices: Arc::new(PgDeviceRepository::new(pool.clone())),
             login_attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
             events: Arc::new(PgEventLog::new(pool.clone())),
+            outbox: Arc::new(PgMailOutbox::new(pool.clone())),
             pruner: Arc::new(PgPruner::new(pool)),
             db,
         }

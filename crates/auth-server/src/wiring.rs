@@ -8,27 +8,29 @@ use async_trait::async_trait;
 use auth_core::memory::{MemoryStore, NoCache};
 use auth_core::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use auth_core::ports::{
-    ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LoginAttemptStore,
-    OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError, TokenSigner,
-    UserRepository, VerificationCache,
+    ApiKeyRepository, Clock, DeviceRepository, InvalidationBus, LoginAttemptStore, MailOutbox,
+    Mailer, OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError,
+    TokenSigner, UserRepository, VerificationCache,
 };
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
     AccountConfig, AccountPorts, AccountService, ApiKeyPorts, ApiKeyService, CacheInvalidator,
-    DevicePorts, DeviceService, OrganizationService, RetentionService, SessionSnapshot,
+    DevicePorts, DeviceService, OrganizationService, OutboxWorker, RetentionService, RetryPolicy,
+    SessionSnapshot,
 };
 use auth_http::{AppState, StoreHealth, StoreProbe};
 use auth_infra::cache::MokaCache;
 use auth_infra::jwt::JwtSigner;
+use auth_infra::mail::{EmlMailer, SmtpMailer};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
     DbPool, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus, PgLoginAttemptStore,
-    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, SchemaState,
-    build_pool, run_migrations, schema_state,
+    PgMailOutbox, PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository,
+    SchemaState, build_pool, run_migrations, schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, MailSettings, MailTransport};
 
 /// Why the service refused to start.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,7 @@ struct Repositories {
     keys: Arc<dyn ApiKeyRepository>,
     devices: Arc<dyn DeviceRepository>,
     attempts: Arc<dyn LoginAttemptStore>,
+    outbox: Arc<dyn MailOutbox>,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,6 +114,7 @@ impl Store {
                 keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
                 devices: Arc::new(PgDeviceRepository::new(pool.clone())),
                 attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
+                outbox: Arc::new(PgMailOutbox::new(pool.clone())),
             },
             Self::Memory(store) => Repositories {
                 users: store.users.clone(),
@@ -119,6 +123,7 @@ impl Store {
                 keys: store.api_keys.clone(),
                 devices: store.devices.clone(),
                 attempts: store.login_attempts.clone(),
+                outbox: store.outbox.clone(),
             },
         }
     }
@@ -189,6 +194,10 @@ pub struct Services {
     pub caches: CacheInvalidator,
     /// The public keys that verify tokens (`/.well-known/jwks.json`).
     pub jwks: serde_json::Value,
+    /// The mail outbox.
+    pub outbox: Arc<dyn MailOutbox>,
+    /// The mail settings, checked.
+    pub mail: MailSettings,
 }
 
 impl std::fmt::Debug for Services {
@@ -243,6 +252,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         devices: device_cache.clone(),
     };
     let jwt = signer(config)?;
+    let mail = config.mail.settings(config.auth_env)?;
     let jwks = jwt.jwks();
     let signer: Arc<dyn TokenSigner> = Arc::new(jwt);
     let bus: Arc<dyn InvalidationBus> = match store {
@@ -305,6 +315,8 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         bus,
         caches,
         jwks,
+        outbox: repos.outbox,
+        mail,
     })
 }
 
@@ -354,6 +366,79 @@ pub fn spawn_maintenance(state: &AppState) -> tokio::task::JoinHandle<()> {
             if let Err(err) = devices.flush_seen().await {
                 tracing::warn!(error = %err, "device authentications not written; will retry");
             }
+        }
+    })
+}
+
+/// The mailer the settings name: SMTP, or `.eml` files (with a warning: nothing is sent).
+///
+/// # Errors
+/// An SMTP URL the transport cannot use.
+pub fn mailer(settings: &MailSettings) -> Result<Arc<dyn Mailer>, StartupError> {
+    Ok(match &settings.transport {
+        MailTransport::Smtp(url) => {
+            tracing::info!(security = ?url.security(), "mail goes out through SMTP_URL");
+            Arc::new(
+                SmtpMailer::new(url, settings.from.clone())
+                    .map_err(|e| config_error(e.to_string()))?,
+            )
+        }
+        MailTransport::Files(dir) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "!!! SMTP_URL is not set: mails are NOT sent, they are written as .eml files \
+                 to AUTH_MAIL_DIR (their links work: keep the folder private). Set SMTP_URL \
+                 for anything but local development. !!!"
+            );
+            Arc::new(EmlMailer::new(dir.clone(), settings.from.clone()))
+        }
+    })
+}
+
+/// The worker that sends `store`'s outbox through the configured mailer.
+///
+/// # Errors
+/// Mail settings that cannot be used.
+pub fn outbox_worker(config: &Config, store: &Store) -> Result<OutboxWorker, StartupError> {
+    let settings = config.mail.settings(config.auth_env)?;
+    Ok(OutboxWorker::new(
+        store.repositories().outbox,
+        mailer(&settings)?,
+        Arc::new(SystemClock),
+        RetryPolicy::default(),
+    ))
+}
+
+/// How often an idle mail worker looks for due mails.
+pub const MAIL_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Sends the outbox's mails until the returned task is aborted: a pass every
+/// [`MAIL_POLL_INTERVAL`] (at once again after a full batch). Every instance runs one; the
+/// outbox hands each mail to one of them. When the store fails, the next pass waits longer
+/// each time (up to a minute); mails wait in the outbox meanwhile.
+#[must_use]
+pub fn spawn_mail_worker(worker: OutboxWorker) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let batch = RetryPolicy::default().batch;
+        let mut wait = MAIL_POLL_INTERVAL;
+        loop {
+            match worker.run_once().await {
+                Ok(pass) => {
+                    wait = MAIL_POLL_INTERVAL;
+                    if pass.claimed() >= batch {
+                        continue;
+                    }
+                }
+                Err(err) => {
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                    tracing::warn!(
+                        error = %auth_core::ErrorChain(&err),
+                        retry_in_seconds = wait.as_secs(),
+                        "mail outbox unreachable; mails wait in it"
+                    );
+                }
+            }
+            tokio::time::sleep(wait).await;
         }
     })
 }

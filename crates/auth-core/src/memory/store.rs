@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::{
     MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
-    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
+    MemoryMailOutbox, MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository,
+    MemoryUserRepository,
 };
 
 /// The whole in-memory store: what `auth-server` runs on without `DATABASE_URL`, and where an
@@ -34,6 +35,8 @@ pub struct MemoryStore {
     pub events: Arc<MemoryEventLog>,
     /// Retention of sessions, counters and events.
     pub pruner: Arc<MemoryPruner>,
+    /// Mails waiting to be sent.
+    pub outbox: Arc<MemoryMailOutbox>,
 }
 
 impl MemoryStore {
@@ -57,6 +60,7 @@ impl MemoryStore {
             sessions,
             login_attempts,
             events,
+            outbox: Arc::new(MemoryMailOutbox::new()),
         }
     }
 }

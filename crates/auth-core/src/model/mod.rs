@@ -6,6 +6,7 @@ mod device;
 mod email;
 mod event;
 mod ids;
+mod mail;
 mod organization;
 mod password;
 mod session;
@@ -23,7 +24,8 @@ pub use device::{
 };
 pub use email::{Email, EmailError};
 pub use event::{EventAction, EventTarget, LogEntry, NewEvent};
-pub use ids::{ApiKeyId, OrganizationId, SessionId, UserId};
+pub use ids::{ApiKeyId, MailId, OrganizationId, SessionId, UserId};
+pub use mail::{MailTemplate, OutgoingMail, QueuedMail, escape_html};
 pub use organization::{
     Member, Membership, NameError, Organization, OrganizationName, Role, RoleError,
 };

@@ -7,5 +7,6 @@ pub mod device;
 pub mod follow;
 pub mod invalidation;
 pub mod last_seen;
+pub mod mail;
 pub mod organization;
 pub mod retention;

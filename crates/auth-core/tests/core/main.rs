@@ -10,5 +10,6 @@ mod account;
 mod api_key;
 mod contract;
 mod device;
+mod mail;
 mod organization;
 mod support;

@@ -9,6 +9,7 @@ mod events;
 mod login_attempt;
 mod migrate;
 mod organization;
+mod outbox;
 mod pool;
 mod prune;
 mod schema;
@@ -24,6 +25,7 @@ pub use events::PgEventLog;
 pub use login_attempt::PgLoginAttemptStore;
 pub use migrate::{MIGRATIONS, latest_migration_version, run_migrations};
 pub use organization::PgOrganizationRepository;
+pub use outbox::PgMailOutbox;
 pub use pool::{
     BREAKER_FAILURES, BREAKER_MAX_OPEN, BREAKER_MIN_OPEN, DbConnection, DbPool, PoolSettings,
     PoolState, build_pool,

@@ -105,6 +105,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    mail_outbox (id) {
+        id -> Uuid,
+        recipient -> Text,
+        subject -> Text,
+        body_text -> Text,
+        body_html -> Text,
+        created_at -> Timestamptz,
+        due_at -> Timestamptz,
+        attempts -> Integer,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(memberships -> organizations (organization_id));
@@ -120,5 +133,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     devices,
     login_attempts,
-    events
+    events,
+    mail_outbox
 );

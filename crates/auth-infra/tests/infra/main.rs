@@ -15,3 +15,4 @@ mod jwt_forgery;
 mod migrations;
 mod pool_breaker;
 mod prune;
+mod smtp;

@@ -23,14 +23,15 @@ use chrono::{DateTime, Duration, Utc};
 use crate::memory::{ManualClock, MemoryStore};
 use crate::model::{
     ApiKey, ApiKeyId, ApiKeyName, Device, DeviceId, DeviceMetadata, DeviceName, DisplayName, Email,
-    EventAction, LogEntry, Member, Membership, Organization, OrganizationId, OrganizationName,
-    OutgoingMail, PasswordHash, Role, Scope, Scopes, Session, SessionId, TokenHash, User, UserId,
+    EventAction, LogEntry, Member, Membership, OneTimeToken, Organization, OrganizationId,
+    OrganizationName, OutgoingMail, PasswordHash, Role, Scope, Scopes, Session, SessionId,
+    StoredToken, TokenHash, TokenPurpose, User, UserId,
 };
 use crate::ports::{
     AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError, Clock,
     CreateUserError, DeviceRepository, EventLog, Invalidation, LockoutPolicy, LoginAttemptStore,
-    MailOutbox, OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner,
-    RegisterDeviceError, RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation,
+    MailOutbox, OneTimeTokenStore, OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows,
+    Pruner, RegisterDeviceError, RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation,
     SessionRepository, UserRepository,
 };
 
@@ -56,11 +57,13 @@ pub trait Fixture: Send + Sync {
     fn pruner(&self) -> Arc<dyn Pruner>;
     /// The mail outbox.
     fn outbox(&self) -> Arc<dyn MailOutbox>;
+    /// One-time tokens (their users are users of `users`, their mails go to `outbox`).
+    fn one_time_tokens(&self) -> Arc<dyn OneTimeTokenStore>;
 }
 
 /// Implements [`Fixture`] for a struct holding each repository in a field named as the
 /// trait's method (`users`, `sessions`, `organizations`, `api_keys`, `devices`,
-/// `login_attempts`, `events`, `pruner`, `outbox`), each an `Arc` of an adapter: as
+/// `login_attempts`, `events`, `pruner`, `outbox`, `one_time_tokens`), each an `Arc` of an adapter: as
 /// [`MemoryStore`] does, and the Postgres test store.
 #[macro_export]
 macro_rules! fixture_from_fields {
@@ -69,7 +72,7 @@ macro_rules! fixture_from_fields {
             users: UserRepository, sessions: SessionRepository,
             organizations: OrganizationRepository, api_keys: ApiKeyRepository,
             devices: DeviceRepository, login_attempts: LoginAttemptStore, events: EventLog,
-            pruner: Pruner, outbox: MailOutbox);
+            pruner: Pruner, outbox: MailOutbox, one_time_tokens: OneTimeTokenStore);
     };
     (@impl $store:ty; $($field:ident: $port:ident),*) => {
         impl $crate::contract::Fixture for $store {
@@ -134,7 +137,10 @@ macro_rules! storage_contract_tests {
             prune_lockout_counters_once_window_and_lock_are_over,
             prune_concurrent_passes_delete_once,
             outbox_round_trip_oldest_first, outbox_lease_hides_claimed_mail,
-            outbox_reschedule_counts_and_delays, outbox_concurrent_claims_hand_out_once);
+            outbox_reschedule_counts_and_delays, outbox_concurrent_claims_hand_out_once,
+            one_time_token_works_once_and_queues_its_mail, newer_one_time_token_kills_older,
+            expired_one_time_token_refused, one_time_token_purposes_separate,
+            concurrent_one_time_token_consumes_one_winner);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -2798,6 +2804,191 @@ async fn outbox_concurrent_claims_hand_out_once(f: &impl Fixture) {
     for id in ids {
         outbox.mark_sent(id).await.unwrap();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-time tokens
+
+fn one_time(user: &User, purpose: TokenPurpose, now: DateTime<Utc>) -> (OneTimeToken, StoredToken) {
+    let mut bytes = [0u8; OneTimeToken::BYTES];
+    bytes[..16].copy_from_slice(UserId::generate().as_uuid().as_bytes());
+    bytes[16..].copy_from_slice(UserId::generate().as_uuid().as_bytes());
+    let token = OneTimeToken::from_random(&bytes);
+    let stored = StoredToken {
+        hash: token.hash(),
+        user_id: user.id,
+        purpose,
+        created_at: now,
+        expires_at: now + Duration::hours(1),
+    };
+    (token, stored)
+}
+
+/// A token is handed out once; issuing it queued its mail with it.
+async fn one_time_token_works_once_and_queues_its_mail(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let u = stored_user(f, now).await;
+    let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
+    let tokens = f.one_time_tokens();
+    tokens.issue(&stored, &mail("verify")).await.unwrap();
+    let queued = f
+        .outbox()
+        .claim_due(now, 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].mail.subject, "verify");
+    f.outbox().mark_sent(queued[0].id).await.unwrap();
+    assert_eq!(
+        tokens
+            .last_issued(u.id, TokenPurpose::VerifyEmail)
+            .await
+            .unwrap(),
+        Some(now)
+    );
+    let hash = token.hash();
+    assert_eq!(
+        tokens
+            .consume(&hash, TokenPurpose::VerifyEmail, now)
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+    assert_eq!(
+        tokens
+            .consume(&hash, TokenPurpose::VerifyEmail, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        tokens
+            .consume(
+                &OneTimeToken::presented("unknown").hash(),
+                TokenPurpose::VerifyEmail,
+                now
+            )
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Issuing a token kills the user's older tokens of that purpose, not those of another
+/// purpose or another user.
+async fn newer_one_time_token_kills_older(f: &impl Fixture) {
+    let now = clock().now();
+    let (u, other) = (stored_user(f, now).await, stored_user(f, now).await);
+    let tokens = f.one_time_tokens();
+    let (old, old_stored) = one_time(&u, TokenPurpose::PasswordReset, now);
+    let (kept, kept_stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
+    let (others, others_stored) = one_time(&other, TokenPurpose::PasswordReset, now);
+    let (new, new_stored) = one_time(&u, TokenPurpose::PasswordReset, now + Duration::seconds(1));
+    for t in [&old_stored, &kept_stored, &others_stored, &new_stored] {
+        tokens.issue(t, &mail("m")).await.unwrap();
+    }
+    let at = now + Duration::seconds(2);
+    assert_eq!(
+        tokens
+            .consume(&old.hash(), TokenPurpose::PasswordReset, at)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        tokens
+            .consume(&new.hash(), TokenPurpose::PasswordReset, at)
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+    assert_eq!(
+        tokens
+            .consume(&kept.hash(), TokenPurpose::VerifyEmail, at)
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+    assert_eq!(
+        tokens
+            .consume(&others.hash(), TokenPurpose::PasswordReset, at)
+            .await
+            .unwrap(),
+        Some(other.id)
+    );
+    drain_outbox(f, now).await;
+}
+
+/// A token presented at or after its expiry is refused.
+async fn expired_one_time_token_refused(f: &impl Fixture) {
+    let now = clock().now();
+    let u = stored_user(f, now).await;
+    let tokens = f.one_time_tokens();
+    let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
+    tokens.issue(&stored, &mail("m")).await.unwrap();
+    assert_eq!(
+        tokens
+            .consume(&token.hash(), TokenPurpose::VerifyEmail, stored.expires_at)
+            .await
+            .unwrap(),
+        None
+    );
+    // Refused for good, even at an earlier time.
+    assert_eq!(
+        tokens
+            .consume(&token.hash(), TokenPurpose::VerifyEmail, now)
+            .await
+            .unwrap(),
+        None
+    );
+    drain_outbox(f, now).await;
+}
+
+/// A token of one purpose does not serve another (and stays usable for its own).
+async fn one_time_token_purposes_separate(f: &impl Fixture) {
+    let now = clock().now();
+    let u = stored_user(f, now).await;
+    let tokens = f.one_time_tokens();
+    let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
+    tokens.issue(&stored, &mail("m")).await.unwrap();
+    assert_eq!(
+        tokens
+            .consume(&token.hash(), TokenPurpose::PasswordReset, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        tokens
+            .consume(&token.hash(), TokenPurpose::VerifyEmail, now)
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+    drain_outbox(f, now).await;
+}
+
+/// Of concurrent consumes of one token, exactly one gets it.
+async fn concurrent_one_time_token_consumes_one_winner(f: &impl Fixture) {
+    let now = clock().now();
+    let u = stored_user(f, now).await;
+    let tokens = f.one_time_tokens();
+    let (token, stored) = one_time(&u, TokenPurpose::PasswordReset, now);
+    tokens.issue(&stored, &mail("m")).await.unwrap();
+    let hash = token.hash();
+    let results = futures::future::join_all((0..8).map(|_| {
+        let tokens = tokens.clone();
+        async move {
+            tokens
+                .consume(&hash, TokenPurpose::PasswordReset, now)
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_some()).count(), 1);
+    drain_outbox(f, now).await;
 }
 
 #[cfg(test)]

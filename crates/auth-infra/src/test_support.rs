@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use crate::postgres::{
     DbPool, PgApiKeyRepository, PgDeviceRepository, PgEventLog, PgLoginAttemptStore, PgMailOutbox,
-    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, PoolSettings,
-    build_pool, run_migrations,
+    PgOneTimeTokenStore, PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository,
+    PoolSettings, build_pool, run_migrations,
 };
 
 type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
@@ -1191,6 +1191,8 @@ pub struct TestStore {
     pub pruner: Arc<PgPruner>,
     /// The mail outbox.
     pub outbox: Arc<PgMailOutbox>,
+    /// One-time tokens.
+    pub one_time_tokens: Arc<PgOneTimeTokenStore>,
     /// The database.
     pub db: TestDb,
 }
@@ -1212,6 +1214,7 @@ impl TestStore {
             login_attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
             events: Arc::new(PgEventLog::new(pool.clone())),
             outbox: Arc::new(PgMailOutbox::new(pool.clone())),
+            one_time_tokens: Arc::new(PgOneTimeTokenStore::new(pool.clone())),
             pruner: Arc::new(PgPruner::new(pool)),
             db,
         }

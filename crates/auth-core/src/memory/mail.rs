@@ -32,6 +32,21 @@ impl MemoryMailOutbox {
         Self::default()
     }
 
+    /// Queues `mail`, due at `now` (for the other memory adapters, inside their own step).
+    pub(crate) fn push(&self, mail: OutgoingMail, now: DateTime<Utc>) -> MailId {
+        let id = MailId::generate();
+        lock(&self.rows).insert(
+            id,
+            Row {
+                mail,
+                attempts: 0,
+                created_at: now,
+                due_at: now,
+            },
+        );
+        id
+    }
+
     /// Every mail waiting, oldest first, whether due or not (for tests).
     #[must_use]
     pub fn waiting(&self) -> Vec<OutgoingMail> {
@@ -45,17 +60,7 @@ impl MemoryMailOutbox {
 #[async_trait]
 impl MailOutbox for MemoryMailOutbox {
     async fn enqueue(&self, mail: OutgoingMail, now: DateTime<Utc>) -> Result<MailId, StoreError> {
-        let id = MailId::generate();
-        lock(&self.rows).insert(
-            id,
-            Row {
-                mail,
-                attempts: 0,
-                created_at: now,
-                due_at: now,
-            },
-        );
-        Ok(id)
+        Ok(self.push(mail, now))
     }
 
     async fn claim_due(

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::{
     MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog, MemoryLoginAttemptStore,
-    MemoryMailOutbox, MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository,
-    MemoryUserRepository,
+    MemoryMailOutbox, MemoryOneTimeTokenStore, MemoryOrganizationRepository, MemoryPruner,
+    MemorySessionRepository, MemoryUserRepository,
 };
 
 /// The whole in-memory store: what `auth-server` runs on without `DATABASE_URL`, and where an
@@ -37,6 +37,8 @@ pub struct MemoryStore {
     pub pruner: Arc<MemoryPruner>,
     /// Mails waiting to be sent.
     pub outbox: Arc<MemoryMailOutbox>,
+    /// One-time tokens (their mails go to `outbox`).
+    pub one_time_tokens: Arc<MemoryOneTimeTokenStore>,
 }
 
 impl MemoryStore {
@@ -48,7 +50,9 @@ impl MemoryStore {
         let sessions =
             Arc::new(MemorySessionRepository::new(users.clone()).recording_to(events.clone()));
         let login_attempts = Arc::new(MemoryLoginAttemptStore::new());
+        let outbox = Arc::new(MemoryMailOutbox::new());
         Self {
+            one_time_tokens: Arc::new(MemoryOneTimeTokenStore::new(outbox.clone())),
             organizations: Arc::new(MemoryOrganizationRepository::new(users.clone())),
             pruner: Arc::new(
                 MemoryPruner::new(sessions.clone(), login_attempts.clone())
@@ -60,7 +64,7 @@ impl MemoryStore {
             sessions,
             login_attempts,
             events,
-            outbox: Arc::new(MemoryMailOutbox::new()),
+            outbox,
         }
     }
 }

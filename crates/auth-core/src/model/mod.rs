@@ -7,6 +7,7 @@ mod email;
 mod event;
 mod ids;
 mod mail;
+mod one_time_token;
 mod organization;
 mod password;
 mod session;
@@ -26,6 +27,7 @@ pub use email::{Email, EmailError};
 pub use event::{EventAction, EventTarget, LogEntry, NewEvent};
 pub use ids::{ApiKeyId, MailId, OrganizationId, SessionId, UserId};
 pub use mail::{MailTemplate, OutgoingMail, QueuedMail, escape_html};
+pub use one_time_token::{OneTimeToken, StoredToken, TokenPurpose};
 pub use organization::{
     Member, Membership, NameError, Organization, OrganizationName, Role, RoleError,
 };

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod login_attempt;
 mod migrate;
+mod one_time_token;
 mod organization;
 mod outbox;
 mod pool;
@@ -24,6 +25,7 @@ pub use error::classify;
 pub use events::PgEventLog;
 pub use login_attempt::PgLoginAttemptStore;
 pub use migrate::{MIGRATIONS, latest_migration_version, run_migrations};
+pub use one_time_token::PgOneTimeTokenStore;
 pub use organization::PgOrganizationRepository;
 pub use outbox::PgMailOutbox;
 pub use pool::{

@@ -118,7 +118,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    one_time_tokens (hash) {
+        hash -> Bytea,
+        user_id -> Uuid,
+        purpose -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(one_time_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
@@ -134,5 +145,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     devices,
     login_attempts,
     events,
-    mail_outbox
+    mail_outbox,
+    one_time_tokens
 );

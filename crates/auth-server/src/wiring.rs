@@ -424,18 +424,24 @@ pub fn spawn_mail_worker(worker: OutboxWorker) -> tokio::task::JoinHandle<()> {
         loop {
             match worker.run_once().await {
                 Ok(pass) => {
+                    if wait > MAIL_POLL_INTERVAL {
+                        tracing::info!("mail outbox reachable again");
+                    }
                     wait = MAIL_POLL_INTERVAL;
                     if pass.claimed() >= batch {
                         continue;
                     }
                 }
                 Err(err) => {
+                    // Once per outage, and without the cause: the pool logs what is wrong
+                    // with the database, once per burst.
+                    if wait == MAIL_POLL_INTERVAL {
+                        tracing::warn!(
+                            error = %err,
+                            "mail outbox unreachable; mails wait in it until it is back"
+                        );
+                    }
                     wait = (wait * 2).min(Duration::from_secs(60));
-                    tracing::warn!(
-                        error = %auth_core::ErrorChain(&err),
-                        retry_in_seconds = wait.as_secs(),
-                        "mail outbox unreachable; mails wait in it"
-                    );
                 }
             }
             tokio::time::sleep(wait).await;

@@ -10,6 +10,16 @@ if [ -z "${DATABASE_URL:-}" ]; then
   echo "test Postgres at ${DATABASE_URL%%@*}@${DATABASE_URL#*@} (throwaway)" >&2
 fi
 export DATABASE_URL
+# The SMTP tests talk to a real SMTP server, aiosmtpd, which they start on loopback.
+if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null && ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "aiosmtpd not found; installing python3-aiosmtpd with apt-get" >&2
+    { apt-get install -y -qq python3-aiosmtpd ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiosmtpd; }; } >&2
+  else
+    echo "aiosmtpd not found: install it (Debian: apt-get install python3-aiosmtpd)" >&2; exit 1
+  fi
+fi
 scope=(--workspace)
 for arg in "$@"; do
   case "$arg" in -p|--package|-p*|--package=*) scope=() ;; esac

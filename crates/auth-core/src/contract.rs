@@ -23,15 +23,17 @@ use chrono::{DateTime, Duration, Utc};
 use crate::memory::{ManualClock, MemoryStore};
 use crate::model::{
     ApiKey, ApiKeyId, ApiKeyName, Device, DeviceId, DeviceMetadata, DeviceName, DisplayName, Email,
-    EventAction, LogEntry, Member, Membership, Organization, OrganizationId, OrganizationName,
-    PasswordHash, Role, Scope, Scopes, Session, SessionId, TokenHash, User, UserId,
+    EventAction, LogEntry, Member, Membership, OneTimeToken, Organization, OrganizationId,
+    OrganizationName, OutgoingMail, PasswordHash, Role, Scope, Scopes, Session, SessionId,
+    StoredToken, TokenHash, TokenPurpose, User, UserId,
 };
 use crate::ports::{
     AccountRemover, AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError,
     Clock, CreateUserError, DeleteAccountError, DeviceRepository, EventLog, Invalidation,
-    LockoutPolicy, LoginAttemptStore, MfaRepository, OrganizationRepository, PasswordUpdate,
-    PruneReport, PrunedRows, Pruner, RegisterDeviceError, RemoveMemberError, RetentionPolicy,
-    RevokeApiKeyError, Rotation, SessionRepository, UserRepository,
+    LockoutPolicy, LoginAttemptStore, MailOutbox, MfaRepository, OneTimeTokenStore,
+    OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner, RegisterDeviceError,
+    RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository,
+    UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -58,11 +60,16 @@ pub trait Fixture: Send + Sync {
     fn pruner(&self) -> Arc<dyn Pruner>;
     /// Account deletion over the stores above.
     fn accounts(&self) -> Arc<dyn AccountRemover>;
+    /// The mail outbox.
+    fn outbox(&self) -> Arc<dyn MailOutbox>;
+    /// One-time tokens (their users are users of `users`, their mails go to `outbox`).
+    fn one_time_tokens(&self) -> Arc<dyn OneTimeTokenStore>;
 }
 
 /// Implements [`Fixture`] for a struct holding each repository in a field named as the
 /// trait's method (`users`, `sessions`, `organizations`, `api_keys`, `devices`,
-/// `login_attempts`, `mfa`, `events`, `pruner`, `accounts`), each an `Arc` of an adapter: as
+/// `login_attempts`, `mfa`, `events`, `pruner`, `accounts`, `outbox`, `one_time_tokens`), each
+/// an `Arc` of an adapter: as
 /// [`MemoryStore`] does, and the Postgres test store.
 #[macro_export]
 macro_rules! fixture_from_fields {
@@ -71,7 +78,8 @@ macro_rules! fixture_from_fields {
             users: UserRepository, sessions: SessionRepository,
             organizations: OrganizationRepository, api_keys: ApiKeyRepository,
             devices: DeviceRepository, login_attempts: LoginAttemptStore, mfa: MfaRepository,
-            events: EventLog, pruner: Pruner, accounts: AccountRemover);
+            events: EventLog, pruner: Pruner, accounts: AccountRemover, outbox: MailOutbox,
+            one_time_tokens: OneTimeTokenStore);
     };
     (@impl $store:ty; $($field:ident: $port:ident),*) => {
         impl $crate::contract::Fixture for $store {
@@ -140,7 +148,12 @@ macro_rules! storage_contract_tests {
             concurrent_account_deletions_one_winner,
             account_deletion_and_owner_removal_keep_an_owner,
             mfa_enrolment_lifecycle, mfa_concurrent_step_one_winner,
-            mfa_recovery_code_once_concurrently, mfa_challenge_spent_once);
+            mfa_recovery_code_once_concurrently, mfa_challenge_spent_once,
+            outbox_round_trip_oldest_first, outbox_lease_hides_claimed_mail,
+            outbox_reschedule_counts_and_delays, outbox_concurrent_claims_hand_out_once,
+            one_time_token_works_once_and_queues_its_mail, newer_one_time_token_kills_older,
+            expired_one_time_token_refused, one_time_token_purposes_separate,
+            concurrent_one_time_token_consumes_one_winner);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -3036,6 +3049,332 @@ async fn mfa_challenge_spent_once(f: &impl Fixture) {
     mfa.create_challenge(&dropped, u.id, until).await.unwrap();
     assert!(mfa.disable(u.id, c.now()).await.unwrap());
     assert_eq!(mfa.find_challenge(&dropped, c.now()).await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mail outbox
+
+fn mail(subject: &str) -> OutgoingMail {
+    OutgoingMail {
+        to: unique_email("mail"),
+        subject: subject.into(),
+        text: format!("text of {subject}"),
+        html: format!("<p>html of {subject}</p>"),
+    }
+}
+
+/// Drains everything `f`'s outbox holds now, so cases do not see each other's mails when
+/// fixtures share an outbox.
+async fn drain_outbox(f: &impl Fixture, now: DateTime<Utc>) {
+    for queued in f
+        .outbox()
+        .claim_due(now + Duration::days(3650), 10_000, Duration::seconds(1))
+        .await
+        .unwrap()
+    {
+        f.outbox().mark_sent(queued.id).await.unwrap();
+    }
+}
+
+/// A mail comes back as it went in, due mails oldest first, limited; a sent or given-up mail
+/// is gone.
+async fn outbox_round_trip_oldest_first(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let outbox = f.outbox();
+    let first = mail("first");
+    let a = outbox.enqueue(first.clone(), now).await.unwrap();
+    let b = outbox.enqueue(mail("second"), now).await.unwrap();
+    let c = outbox.enqueue(mail("third"), now).await.unwrap();
+    assert_eq!(outbox.pending().await.unwrap(), 3);
+    let claimed = outbox
+        .claim_due(now, 2, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|q| q.id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(claimed[0].mail, first);
+    assert_eq!(claimed[0].attempts, 0);
+    outbox.mark_sent(a).await.unwrap();
+    outbox.give_up(b).await.unwrap();
+    outbox.mark_sent(a).await.unwrap(); // unknown now: ignored
+    assert_eq!(outbox.pending().await.unwrap(), 1);
+    let rest = outbox
+        .claim_due(now, 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|q| q.id).collect::<Vec<_>>(), [c]);
+    outbox.mark_sent(c).await.unwrap();
+    assert_eq!(outbox.pending().await.unwrap(), 0);
+}
+
+/// A claimed mail is not due again until its lease ends; then it is (its worker died).
+async fn outbox_lease_hides_claimed_mail(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let outbox = f.outbox();
+    let id = outbox.enqueue(mail("leased"), now).await.unwrap();
+    let lease = Duration::minutes(5);
+    assert_eq!(outbox.claim_due(now, 10, lease).await.unwrap().len(), 1);
+    assert!(
+        outbox
+            .claim_due(now + lease - Duration::seconds(1), 10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = outbox.claim_due(now + lease, 10, lease).await.unwrap();
+    assert_eq!(again.iter().map(|q| q.id).collect::<Vec<_>>(), [id]);
+    outbox.mark_sent(id).await.unwrap();
+}
+
+/// A rescheduled mail keeps its failure count and is due at the time given, not before.
+async fn outbox_reschedule_counts_and_delays(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let outbox = f.outbox();
+    let id = outbox.enqueue(mail("retry"), now).await.unwrap();
+    outbox
+        .claim_due(now, 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    let at = now + Duration::seconds(30);
+    outbox.reschedule(id, 1, at).await.unwrap();
+    assert!(
+        outbox
+            .claim_due(at - Duration::seconds(1), 10, Duration::minutes(5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = outbox
+        .claim_due(at, 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, 1);
+    outbox.mark_sent(id).await.unwrap();
+}
+
+/// Concurrent claims (as several instances' workers make them) hand each mail out once.
+async fn outbox_concurrent_claims_hand_out_once(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let outbox = f.outbox();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(outbox.enqueue(mail(&format!("m{i}")), now).await.unwrap());
+    }
+    let claims = futures::future::join_all((0..8).map(|_| {
+        let outbox = outbox.clone();
+        async move {
+            outbox
+                .claim_due(now, 3, Duration::minutes(5))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let mut claimed: Vec<_> = claims.into_iter().flatten().map(|q| q.id).collect();
+    // Whatever a claim skipped (a store may skip rows another claim is taking) is still due.
+    let rest = outbox
+        .claim_due(now, 100, Duration::minutes(5))
+        .await
+        .unwrap();
+    claimed.extend(rest.into_iter().map(|q| q.id));
+    claimed.sort();
+    let total = claimed.len();
+    claimed.dedup();
+    assert_eq!(claimed.len(), total, "a mail was handed out twice");
+    ids.sort();
+    assert_eq!(claimed, ids, "every mail is handed out");
+    for id in ids {
+        outbox.mark_sent(id).await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-time tokens
+
+fn one_time(user: &User, purpose: TokenPurpose, now: DateTime<Utc>) -> (OneTimeToken, StoredToken) {
+    let mut bytes = [0u8; OneTimeToken::BYTES];
+    bytes[..16].copy_from_slice(UserId::generate().as_uuid().as_bytes());
+    bytes[16..].copy_from_slice(UserId::generate().as_uuid().as_bytes());
+    let token = OneTimeToken::from_random(&bytes);
+    let stored = StoredToken {
+        hash: token.hash(),
+        user_id: user.id,
+        purpose,
+        created_at: now,
+        expires_at: now + Duration::hours(1),
+    };
+    (token, stored)
+}
+
+/// A token is handed out once; issuing it queued its mail with it.
+async fn one_time_token_works_once_and_queues_its_mail(f: &impl Fixture) {
+    let now = clock().now();
+    drain_outbox(f, now).await;
+    let u = stored_user(f, now).await;
+    let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
+    let tokens = f.one_time_tokens();
+    tokens.issue(&stored, &mail("verify")).await.unwrap();
+    let queued = f
+        .outbox()
+        .claim_due(now, 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].mail.subject, "verify");
+    f.outbox().mark_sent(queued[0].id).await.unwrap();
+    assert_eq!(
+        tokens
+            .last_issued(u.id, TokenPurpose::VerifyEmail)
+            .await
+            .unwrap(),
+        Some(now)
+    );
+    let hash = token.hash();
+    assert_eq!(
+        tokens
+            .consume(&hash, TokenPurpose::VerifyEmail, now)
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+    assert_eq!(
+        tokens
+            .consume(&hash, TokenPurpose::VerifyEmail, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        tokens
+            .consume(
+                &OneTimeToken::presented("unknown").hash(),
+                TokenPurpose::VerifyEmail,
+                now
+            )
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Issuing a token kills the user's older tokens of that purpose, not those of another
+/// purpose or another user.
+async fn newer_one_time_token_kills_older(f: &impl Fixture) {
+    let now = clock().now();
+    let (u, other) = (stored_user(f, now).await, stored_user(f, now).await);
+    let tokens = f.one_time_tokens();
+    let (old, old_stored) = one_time(&u, TokenPurpose::PasswordReset, now);
+    let (kept, kept_stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
+    let (others, others_stored) = one_time(&other, TokenPurpose::PasswordReset, now);
+    let (new, new_stored) = one_time(&u, TokenPurpose::PasswordReset, now + Duration::seconds(1));
+    for t in [&old_stored, &kept_stored, &others_stored, &new_stored] {
+        tokens.issue(t, &mail("m")).await.unwrap();
+    }
+    let at = now + Duration::seconds(2);
+    assert_eq!(
+        tokens
+            .consume(&old.hash(), TokenPurpose::PasswordReset, at)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        tokens
+            .consume(&new.hash(), TokenPurpose::PasswordReset, at)
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+    assert_eq!(
+        tokens
+            .consume(&kept.hash(), TokenPurpose::VerifyEmail, at)
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+    assert_eq!(
+        tokens
+            .consume(&others.hash(), TokenPurpose::PasswordReset, at)
+            .await
+            .unwrap(),
+        Some(other.id)
+    );
+    drain_outbox(f, now).await;
+}
+
+/// A token presented at or after its expiry is refused.
+async fn expired_one_time_token_refused(f: &impl Fixture) {
+    let now = clock().now();
+    let u = stored_user(f, now).await;
+    let tokens = f.one_time_tokens();
+    let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
+    tokens.issue(&stored, &mail("m")).await.unwrap();
+    assert_eq!(
+        tokens
+            .consume(&token.hash(), TokenPurpose::VerifyEmail, stored.expires_at)
+            .await
+            .unwrap(),
+        None
+    );
+    // Refused for good, even at an earlier time.
+    assert_eq!(
+        tokens
+            .consume(&token.hash(), TokenPurpose::VerifyEmail, now)
+            .await
+            .unwrap(),
+        None
+    );
+    drain_outbox(f, now).await;
+}
+
+/// A token of one purpose does not serve another (and stays usable for its own).
+async fn one_time_token_purposes_separate(f: &impl Fixture) {
+    let now = clock().now();
+    let u = stored_user(f, now).await;
+    let tokens = f.one_time_tokens();
+    let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
+    tokens.issue(&stored, &mail("m")).await.unwrap();
+    assert_eq!(
+        tokens
+            .consume(&token.hash(), TokenPurpose::PasswordReset, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        tokens
+            .consume(&token.hash(), TokenPurpose::VerifyEmail, now)
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+    drain_outbox(f, now).await;
+}
+
+/// Of concurrent consumes of one token, exactly one gets it.
+async fn concurrent_one_time_token_consumes_one_winner(f: &impl Fixture) {
+    let now = clock().now();
+    let u = stored_user(f, now).await;
+    let tokens = f.one_time_tokens();
+    let (token, stored) = one_time(&u, TokenPurpose::PasswordReset, now);
+    tokens.issue(&stored, &mail("m")).await.unwrap();
+    let hash = token.hash();
+    let results = futures::future::join_all((0..8).map(|_| {
+        let tokens = tokens.clone();
+        async move {
+            tokens
+                .consume(&hash, TokenPurpose::PasswordReset, now)
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_some()).count(), 1);
+    drain_outbox(f, now).await;
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub use service::device::{
 };
 pub use service::follow::LogFollower;
 pub use service::invalidation::CacheInvalidator;
+pub use service::mail::{OutboxPass, OutboxWorker, RetryPolicy};
 pub use service::organization::{Caller, OrganizationError, OrganizationService};
 pub use service::retention::RetentionService;
 

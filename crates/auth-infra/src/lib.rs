@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod data_key;
 pub mod jwt;
+pub mod mail;
 pub mod password;
 
 #[cfg(feature = "postgres")]

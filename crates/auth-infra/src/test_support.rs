@@ -22,8 +22,9 @@ use uuid::Uuid;
 
 use crate::postgres::{
     DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgEventLog,
-    PgLoginAttemptStore, PgMfaRepository, PgOrganizationRepository, PgPruner, PgSessionRepository,
-    PgUserRepository, PoolSettings, build_pool, run_migrations,
+    PgLoginAttemptStore, PgMailOutbox, PgMfaRepository, PgOneTimeTokenStore,
+    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, PoolSettings,
+    build_pool, run_migrations,
 };
 
 type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
@@ -1193,6 +1194,10 @@ pub struct TestStore {
     pub pruner: Arc<PgPruner>,
     /// Account deletion.
     pub accounts: Arc<PgAccountRemover>,
+    /// The mail outbox.
+    pub outbox: Arc<PgMailOutbox>,
+    /// One-time tokens.
+    pub one_time_tokens: Arc<PgOneTimeTokenStore>,
     /// The database.
     pub db: TestDb,
 }
@@ -1215,6 +1220,8 @@ impl TestStore {
             mfa: Arc::new(PgMfaRepository::new(pool.clone())),
             events: Arc::new(PgEventLog::new(pool.clone())),
             accounts: Arc::new(PgAccountRemover::new(pool.clone())),
+            outbox: Arc::new(PgMailOutbox::new(pool.clone())),
+            one_time_tokens: Arc::new(PgOneTimeTokenStore::new(pool.clone())),
             pruner: Arc::new(PgPruner::new(pool)),
             db,
         }

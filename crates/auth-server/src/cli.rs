@@ -254,8 +254,11 @@ async fn serve(config: Config) -> Result<(), CliError> {
     // Every setting is checked before the database is touched.
     let store = Store::open(&config)?;
     let state = wiring::app_state(&config, &store)?;
+    let outbox_worker = wiring::outbox_worker(&config, &store)?;
     wiring::migrate_at_start(&config).await?;
     let flusher = wiring::spawn_maintenance(&state);
+    // A mail being sent when this stops stays in the outbox and goes again (at least once).
+    let mailing = wiring::spawn_mail_worker(outbox_worker);
     let pruning = wiring::spawn_pruning(
         wiring::retention(&config, &store),
         config.retention.prune_interval(),
@@ -271,6 +274,7 @@ async fn serve(config: Config) -> Result<(), CliError> {
     );
     running.server.await?;
     flusher.abort();
+    mailing.abort();
     // A pass cut short here closes its connection, which gives its lock back.
     pruning.abort();
     if let Err(err) = keys.flush_usage().await {

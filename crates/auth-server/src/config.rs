@@ -2,7 +2,7 @@
 //! and each can also be given as a flag (`auth-server --help` lists them, by group).
 //!
 //! The settings are grouped by what they configure (`http`, `db`, `jwt`, `tokens`,
-//! `passwords`, `lockout`, `rate_limit`, `cache`, `api_keys`, `retention`, `log`). Each group
+//! `passwords`, `lockout`, `rate_limit`, `cache`, `api_keys`, `retention`, `log`, `mail`). Each group
 //! checks its own values and hands them out as the types the services and adapters take, or
 //! as a [`ConfigError`] naming the setting; `wiring` only puts the parts together. A new
 //! setting goes into its group here, with its check next to it.
@@ -17,6 +17,7 @@ use auth_core::ports::{LockoutPolicy, RetentionPolicy};
 use auth_http::rate_limit::RateLimits;
 use auth_infra::data_key::DataKey;
 use auth_infra::jwt::{AsymmetricAlgorithm, JwtKeys, JwtSettings, MIN_HS256_KEY_BYTES};
+use auth_infra::mail::{Mailbox, SmtpUrl, parse_from};
 use auth_infra::postgres::{Connector, PoolSettings};
 use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
@@ -128,6 +129,9 @@ pub struct Config {
     /// The second factor (TOTP) and the encryption of its secrets.
     #[command(flatten, next_help_heading = "Second factor")]
     pub mfa: MfaConfig,
+    /// Outgoing mail and the links in it.
+    #[command(flatten, next_help_heading = "Mail")]
+    pub mail: MailConfig,
 }
 
 impl Config {
@@ -828,5 +832,163 @@ impl LogConfig {
             Environment::Production => LogFormat::Json,
             Environment::Development => LogFormat::Text,
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mail
+
+/// Where mails go, who sends them, and the base of the links in them.
+#[derive(Debug, Clone, Args)]
+pub struct MailConfig {
+    /// SMTP server: `smtp://user:pass@host:587` (STARTTLS required unless `?tls=none`) or
+    /// `smtps://user:pass@host:465` (implicit TLS). Without it, outside production, mails are
+    /// written as `.eml` files to AUTH_MAIL_DIR.
+    #[arg(
+        id = "smtp_url",
+        long = "smtp-url",
+        value_name = "SMTP_URL",
+        env = "SMTP_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub smtp_url: Option<SecretString>,
+
+    /// The sender: `auth@example.com` or `Example <auth@example.com>` (default
+    /// `no-reply@` the host of AUTH_PUBLIC_URL; required in production).
+    #[arg(
+        id = "mail_from",
+        long = "mail-from",
+        value_name = "MAIL_FROM",
+        env = "MAIL_FROM",
+        global = true
+    )]
+    pub from: Option<String>,
+
+    /// The base of the links in mails (`https://auth.example.com`); its host names the
+    /// product in them.
+    #[arg(
+        id = "public_url",
+        long = "public-url",
+        value_name = "AUTH_PUBLIC_URL",
+        env = "AUTH_PUBLIC_URL",
+        default_value = "http://localhost:8000",
+        global = true
+    )]
+    pub public_url: String,
+
+    /// The folder of `.eml` files when SMTP_URL is not set (development only).
+    #[arg(
+        id = "mail_dir",
+        long = "mail-dir",
+        value_name = "AUTH_MAIL_DIR",
+        env = "AUTH_MAIL_DIR",
+        default_value = "./mail-outbox",
+        global = true
+    )]
+    pub dir: PathBuf,
+
+    /// Seconds during which at most one mail goes to an address (verification resend,
+    /// password reset).
+    #[arg(
+        id = "mail_min_interval_seconds",
+        long = "mail-min-interval-seconds",
+        value_name = "AUTH_MAIL_MIN_INTERVAL_SECONDS",
+        env = "AUTH_MAIL_MIN_INTERVAL_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(0..=86_400),
+        global = true
+    )]
+    pub min_interval_seconds: u64,
+}
+
+/// Where mails go, checked.
+#[derive(Debug, Clone)]
+pub enum MailTransport {
+    /// An SMTP server.
+    Smtp(SmtpUrl),
+    /// `.eml` files in a folder (development).
+    Files(PathBuf),
+}
+
+/// The mail settings, checked.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// Where mails go.
+    pub transport: MailTransport,
+    /// The sender.
+    pub from: Mailbox,
+    /// The base of links, without a trailing slash (`https://auth.example.com`).
+    pub public_url: String,
+    /// The product's name in mails: the host (and port) of the public URL.
+    pub product: String,
+}
+
+/// Checks `AUTH_PUBLIC_URL`: `http(s)://host[:port][/path]`, no query, fragment or
+/// credentials; returns it without a trailing slash, and its `host[:port]`.
+///
+/// # Errors
+/// Anything else, naming the setting.
+pub fn public_url(raw: &str) -> Result<(String, String), ConfigError> {
+    let err = |what: &str| ConfigError::new(format!("AUTH_PUBLIC_URL: {what}"));
+    let trimmed = raw.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or_else(|| err("must start with http:// or https://"))?;
+    if rest.contains(['?', '#', '@']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(err("no query, fragment, credentials or spaces"));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err(err("no host"));
+    }
+    Ok((trimmed.to_owned(), authority.to_owned()))
+}
+
+impl MailConfig {
+    /// The checked settings. Production refuses to run without `SMTP_URL` and `MAIL_FROM`.
+    ///
+    /// # Errors
+    /// A setting that cannot be used, naming it (never showing `SMTP_URL`).
+    pub fn settings(&self, env: Environment) -> Result<MailSettings, ConfigError> {
+        let (public_url, product) = public_url(&self.public_url)?;
+        let transport = match (&self.smtp_url, env) {
+            (Some(url), _) => MailTransport::Smtp(
+                SmtpUrl::parse(url).map_err(|e| ConfigError::new(e.to_string()))?,
+            ),
+            (None, Environment::Production) => {
+                return Err(ConfigError::new(
+                    "SMTP_URL is required when AUTH_ENV=production (mails cannot be written to files there)",
+                ));
+            }
+            (None, Environment::Development) => MailTransport::Files(self.dir.clone()),
+        };
+        let from = match (&self.from, env) {
+            (Some(from), _) => parse_from(from).map_err(|e| ConfigError::new(e.to_string()))?,
+            (None, Environment::Production) => {
+                return Err(ConfigError::new(
+                    "MAIL_FROM is required when AUTH_ENV=production",
+                ));
+            }
+            (None, Environment::Development) => {
+                let host = product.split(':').next().unwrap_or("localhost");
+                parse_from(&format!("no-reply@{host}"))
+                    .or_else(|_| parse_from("no-reply@localhost"))
+                    .map_err(|e| ConfigError::new(e.to_string()))?
+            }
+        };
+        Ok(MailSettings {
+            transport,
+            from,
+            public_url,
+            product,
+        })
+    }
+
+    /// The shortest time between two mails to one address.
+    #[must_use]
+    pub fn min_interval(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.min_interval_seconds).unwrap_or(86_400))
     }
 }

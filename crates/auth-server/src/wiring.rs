@@ -9,28 +9,30 @@ use auth_core::memory::{MemoryStore, NoCache};
 use auth_core::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use auth_core::ports::{
     AccountRemover, ApiKeyRepository, Clock, DataCipher, DeviceRepository, InvalidationBus,
-    LoginAttemptStore, MfaRepository, OrganizationRepository, Pruner, SecretGenerator,
-    SessionRepository, StoreError, TokenSigner, UserRepository, VerificationCache,
+    LoginAttemptStore, MailOutbox, Mailer, MfaRepository, OrganizationRepository, Pruner,
+    SecretGenerator, SessionRepository, StoreError, TokenSigner, UserRepository, VerificationCache,
 };
 use auth_core::service::mfa::MfaPorts;
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
     AccountConfig, AccountPorts, AccountService, ApiKeyPorts, ApiKeyService, CacheInvalidator,
-    DevicePorts, DeviceService, OrganizationService, RetentionService, SessionSnapshot,
+    DevicePorts, DeviceService, OrganizationService, OutboxWorker, RetentionService, RetryPolicy,
+    SessionSnapshot,
 };
 use auth_http::{AppState, StoreHealth, StoreProbe};
 use auth_infra::cache::MokaCache;
 use auth_infra::data_key::AesGcmCipher;
 use auth_infra::jwt::JwtSigner;
+use auth_infra::mail::{EmlMailer, SmtpMailer};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
     DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus,
-    PgLoginAttemptStore, PgMfaRepository, PgOrganizationRepository, PgPruner, PgSessionRepository,
-    PgUserRepository, SchemaState, build_pool, run_migrations, schema_state,
+    PgLoginAttemptStore, PgMailOutbox, PgMfaRepository, PgOrganizationRepository, PgPruner,
+    PgSessionRepository, PgUserRepository, SchemaState, build_pool, run_migrations, schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, MailSettings, MailTransport};
 
 /// Why the service refused to start.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,7 @@ struct Repositories {
     devices: Arc<dyn DeviceRepository>,
     attempts: Arc<dyn LoginAttemptStore>,
     accounts: Arc<dyn AccountRemover>,
+    outbox: Arc<dyn MailOutbox>,
 }
 
 impl std::fmt::Debug for Store {
@@ -117,6 +120,7 @@ impl Store {
                 attempts: Arc::new(PgLoginAttemptStore::new(pool.clone())),
                 accounts: Arc::new(PgAccountRemover::new(pool.clone())),
                 mfa: Arc::new(PgMfaRepository::new(pool.clone())),
+                outbox: Arc::new(PgMailOutbox::new(pool.clone())),
             },
             Self::Memory(store) => Repositories {
                 users: store.users.clone(),
@@ -127,6 +131,7 @@ impl Store {
                 attempts: store.login_attempts.clone(),
                 accounts: store.accounts.clone(),
                 mfa: store.mfa.clone(),
+                outbox: store.outbox.clone(),
             },
         }
     }
@@ -197,6 +202,10 @@ pub struct Services {
     pub caches: CacheInvalidator,
     /// The public keys that verify tokens (`/.well-known/jwks.json`).
     pub jwks: serde_json::Value,
+    /// The mail outbox.
+    pub outbox: Arc<dyn MailOutbox>,
+    /// The mail settings, checked.
+    pub mail: MailSettings,
 }
 
 impl std::fmt::Debug for Services {
@@ -257,6 +266,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         None => None,
     };
     let jwt = signer(config)?;
+    let mail = config.mail.settings(config.auth_env)?;
     let jwks = jwt.jwks();
     let signer: Arc<dyn TokenSigner> = Arc::new(jwt);
     let bus: Arc<dyn InvalidationBus> = match store {
@@ -324,6 +334,8 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         bus,
         caches,
         jwks,
+        outbox: repos.outbox,
+        mail,
     })
 }
 
@@ -373,6 +385,85 @@ pub fn spawn_maintenance(state: &AppState) -> tokio::task::JoinHandle<()> {
             if let Err(err) = devices.flush_seen().await {
                 tracing::warn!(error = %err, "device authentications not written; will retry");
             }
+        }
+    })
+}
+
+/// The mailer the settings name: SMTP, or `.eml` files (with a warning: nothing is sent).
+///
+/// # Errors
+/// An SMTP URL the transport cannot use.
+pub fn mailer(settings: &MailSettings) -> Result<Arc<dyn Mailer>, StartupError> {
+    Ok(match &settings.transport {
+        MailTransport::Smtp(url) => {
+            tracing::info!(security = ?url.security(), "mail goes out through SMTP_URL");
+            Arc::new(
+                SmtpMailer::new(url, settings.from.clone())
+                    .map_err(|e| config_error(e.to_string()))?,
+            )
+        }
+        MailTransport::Files(dir) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "!!! SMTP_URL is not set: mails are NOT sent, they are written as .eml files \
+                 to AUTH_MAIL_DIR (their links work: keep the folder private). Set SMTP_URL \
+                 for anything but local development. !!!"
+            );
+            Arc::new(EmlMailer::new(dir.clone(), settings.from.clone()))
+        }
+    })
+}
+
+/// The worker that sends `store`'s outbox through the configured mailer.
+///
+/// # Errors
+/// Mail settings that cannot be used.
+pub fn outbox_worker(config: &Config, store: &Store) -> Result<OutboxWorker, StartupError> {
+    let settings = config.mail.settings(config.auth_env)?;
+    Ok(OutboxWorker::new(
+        store.repositories().outbox,
+        mailer(&settings)?,
+        Arc::new(SystemClock),
+        RetryPolicy::default(),
+    ))
+}
+
+/// How often an idle mail worker looks for due mails.
+pub const MAIL_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Sends the outbox's mails until the returned task is aborted: a pass every
+/// [`MAIL_POLL_INTERVAL`] (at once again after a full batch). Every instance runs one; the
+/// outbox hands each mail to one of them. When the store fails, the next pass waits longer
+/// each time (up to a minute); mails wait in the outbox meanwhile.
+#[must_use]
+pub fn spawn_mail_worker(worker: OutboxWorker) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let batch = RetryPolicy::default().batch;
+        let mut wait = MAIL_POLL_INTERVAL;
+        loop {
+            match worker.run_once().await {
+                Ok(pass) => {
+                    if wait > MAIL_POLL_INTERVAL {
+                        tracing::info!("mail outbox reachable again");
+                    }
+                    wait = MAIL_POLL_INTERVAL;
+                    if pass.claimed() >= batch {
+                        continue;
+                    }
+                }
+                Err(err) => {
+                    // Once per outage, and without the cause: the pool logs what is wrong
+                    // with the database, once per burst.
+                    if wait == MAIL_POLL_INTERVAL {
+                        tracing::warn!(
+                            error = %err,
+                            "mail outbox unreachable; mails wait in it until it is back"
+                        );
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                }
+            }
+            tokio::time::sleep(wait).await;
         }
     })
 }

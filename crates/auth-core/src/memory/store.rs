@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::{
     MemoryAccountRemover, MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog,
-    MemoryLoginAttemptStore, MemoryMfaRepository, MemoryOrganizationRepository, MemoryPruner,
-    MemorySessionRepository, MemoryUserRepository,
+    MemoryLoginAttemptStore, MemoryMailOutbox, MemoryMfaRepository, MemoryOneTimeTokenStore,
+    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
 };
 
 /// The whole in-memory store: what `auth-server` runs on without `DATABASE_URL`, and where an
@@ -39,6 +39,10 @@ pub struct MemoryStore {
     pub pruner: Arc<MemoryPruner>,
     /// Account deletion across the users, sessions and organizations above.
     pub accounts: Arc<MemoryAccountRemover>,
+    /// Mails waiting to be sent.
+    pub outbox: Arc<MemoryMailOutbox>,
+    /// One-time tokens (their mails go to `outbox`).
+    pub one_time_tokens: Arc<MemoryOneTimeTokenStore>,
 }
 
 impl MemoryStore {
@@ -52,6 +56,7 @@ impl MemoryStore {
         let login_attempts = Arc::new(MemoryLoginAttemptStore::new());
         let organizations = Arc::new(MemoryOrganizationRepository::new(users.clone()));
         let mfa = Arc::new(MemoryMfaRepository::new().recording_to(events.clone()));
+        let outbox = Arc::new(MemoryMailOutbox::new());
         Self {
             accounts: Arc::new(MemoryAccountRemover::new(
                 users.clone(),
@@ -59,6 +64,7 @@ impl MemoryStore {
                 organizations.clone(),
                 mfa.clone(),
             )),
+            one_time_tokens: Arc::new(MemoryOneTimeTokenStore::new(outbox.clone())),
             organizations,
             pruner: Arc::new(
                 MemoryPruner::new(sessions.clone(), login_attempts.clone())
@@ -71,6 +77,7 @@ impl MemoryStore {
             sessions,
             login_attempts,
             events,
+            outbox,
         }
     }
 }

@@ -65,3 +65,7 @@ id_type!(
     /// Identifies an API key (not the key itself: that is a secret).
     ApiKeyId
 );
+id_type!(
+    /// Identifies a mail in the outbox.
+    MailId
+);

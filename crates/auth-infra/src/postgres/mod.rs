@@ -10,7 +10,9 @@ mod events;
 mod login_attempt;
 mod mfa;
 mod migrate;
+mod one_time_token;
 mod organization;
+mod outbox;
 mod pool;
 mod prune;
 mod schema;
@@ -27,7 +29,9 @@ pub use events::PgEventLog;
 pub use login_attempt::PgLoginAttemptStore;
 pub use mfa::PgMfaRepository;
 pub use migrate::{MIGRATIONS, latest_migration_version, run_migrations};
+pub use one_time_token::PgOneTimeTokenStore;
 pub use organization::PgOrganizationRepository;
+pub use outbox::PgMailOutbox;
 pub use pool::{
     BREAKER_FAILURES, BREAKER_MAX_OPEN, BREAKER_MIN_OPEN, DbConnection, DbPool, PoolSettings,
     PoolState, build_pool,

@@ -131,7 +131,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    mail_outbox (id) {
+        id -> Uuid,
+        recipient -> Text,
+        subject -> Text,
+        body_text -> Text,
+        body_html -> Text,
+        created_at -> Timestamptz,
+        due_at -> Timestamptz,
+        attempts -> Integer,
+    }
+}
+
+diesel::table! {
+    one_time_tokens (hash) {
+        hash -> Bytea,
+        user_id -> Uuid,
+        purpose -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(one_time_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
@@ -149,5 +173,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     mfa_totp,
     mfa_recovery_codes,
-    mfa_challenges
+    mfa_challenges,
+    mail_outbox,
+    one_time_tokens
 );

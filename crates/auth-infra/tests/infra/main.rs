@@ -13,5 +13,7 @@ mod contract;
 mod event_log;
 mod jwt_forgery;
 mod migrations;
+mod outbox;
 mod pool_breaker;
 mod prune;
+mod smtp;

@@ -30,6 +30,13 @@ async fn production_refuses_unsafe_configurations() {
     let err = wiring::app_state(&config, &store).unwrap_err().to_string();
     assert!(err.contains("placeholder"), "{err}");
     config.jwt.secret_key = Some(SecretString::from("kN3v9QeR7tYb2LmX8pWz4sDf6GhJ1cVa"));
+    // Mail: no `.eml` files in production.
+    let err = wiring::app_state(&config, &store).unwrap_err().to_string();
+    assert!(err.contains("SMTP_URL is required"), "{err}");
+    config.mail.smtp_url = Some(SecretString::from("smtp://u:p@127.0.0.1:1"));
+    let err = wiring::app_state(&config, &store).unwrap_err().to_string();
+    assert!(err.contains("MAIL_FROM is required"), "{err}");
+    config.mail.from = Some("Example <auth@example.com>".into());
     assert!(wiring::app_state(&config, &store).is_ok());
 
     // Development allows the in-memory store and a generated key, but not a short key.
@@ -819,4 +826,53 @@ async fn a_data_key_that_is_not_32_bytes_of_base64_is_refused() {
     prod.jwt.secret_key = Some(SecretString::from("kN3v9QeR7tYb2LmX8pWz4sDf6GhJ1cVa"));
     let store = Store::open(&prod).unwrap();
     assert!(wiring::app_state(&prod, &store).is_ok());
+}
+
+#[test]
+fn mail_settings_are_checked_at_start() {
+    use auth_server::config::{MailTransport, public_url};
+    let mut config = test_config();
+    let settings = config.mail.settings(Environment::Development).unwrap();
+    assert!(matches!(settings.transport, MailTransport::Files(_)));
+    assert_eq!(settings.public_url, "http://localhost:8000");
+    assert_eq!(settings.product, "localhost:8000");
+    assert_eq!(settings.from.email.to_string(), "no-reply@localhost");
+
+    let secret = "pa55-w0rd-xyz";
+    for bad in [
+        format!("smtp://user:{secret}@mail.example.com?tls=opportunistic"),
+        format!("http://user:{secret}@mail.example.com"),
+    ] {
+        config.mail.smtp_url = Some(SecretString::from(bad));
+        let err = config.mail.settings(Environment::Development).unwrap_err();
+        assert!(err.to_string().contains("SMTP_URL"), "{err}");
+        assert!(!err.to_string().contains(secret), "{err}");
+    }
+    config.mail.smtp_url = Some(SecretString::from(format!(
+        "smtps://user:{secret}@mail.example.com"
+    )));
+    let settings = config.mail.settings(Environment::Development).unwrap();
+    assert!(matches!(settings.transport, MailTransport::Smtp(_)));
+    assert!(!format!("{settings:?}").contains(secret));
+    assert!(!format!("{config:?}").contains(secret));
+
+    config.mail.from = Some("not a mailbox".into());
+    assert!(config.mail.settings(Environment::Development).is_err());
+
+    assert_eq!(
+        public_url("https://auth.example.com/base/").unwrap(),
+        (
+            "https://auth.example.com/base".to_owned(),
+            "auth.example.com".to_owned()
+        )
+    );
+    for bad in [
+        "auth.example.com",
+        "https://",
+        "https://x.example?a=1",
+        "https://u@x.example",
+        "ftp://x",
+    ] {
+        assert!(public_url(bad).is_err(), "{bad}");
+    }
 }

@@ -458,7 +458,12 @@ async fn connector_cases_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_warns_when_a_remote_database_is_not_verified() {
     const WARNING: &str = "without sslmode=verify-full";
-    let production = [("AUTH_ENV", "production")];
+    // Production also requires a mail server (never contacted here: no mail is sent).
+    let production = [
+        ("AUTH_ENV", "production"),
+        ("SMTP_URL", "smtp://127.0.0.1:1"),
+        ("MAIL_FROM", "auth@example.com"),
+    ];
     // `.invalid` names never resolve: the instances start without a database.
     let (unverified, verified, local) = tokio::join!(
         ServerProcess::spawn(

@@ -1,0 +1,114 @@
+//! One-time tokens: the secret in a mailed link (address verification, password reset).
+//!
+//! 256 bits from the CSPRNG, base64url, shown once (in the mail); only the SHA-256 is stored.
+//! A token works once, until its expiry (from the domain clock), and only while it is its
+//! user's newest of its purpose: issuing one deletes the older ones.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::{TokenHash, UserId};
+
+/// What a one-time token is for; a token of one purpose never serves another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenPurpose {
+    /// Confirms an address.
+    VerifyEmail,
+    /// Sets a new password.
+    PasswordReset,
+}
+
+impl TokenPurpose {
+    /// The stored spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::PasswordReset => "password_reset",
+        }
+    }
+
+    /// Reads the stored spelling.
+    #[must_use]
+    pub fn from_stored(raw: &str) -> Option<Self> {
+        match raw {
+            "verify_email" => Some(Self::VerifyEmail),
+            "password_reset" => Some(Self::PasswordReset),
+            _ => None,
+        }
+    }
+}
+
+/// A one-time token's text. `Debug` is redacted.
+#[derive(Clone)]
+pub struct OneTimeToken(SecretString);
+
+impl OneTimeToken {
+    /// Random bytes in a token.
+    pub const BYTES: usize = 32;
+
+    /// Encodes fresh random bytes as a token.
+    #[must_use]
+    pub fn from_random(bytes: &[u8; Self::BYTES]) -> Self {
+        Self(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Wraps a presented token. Any string is accepted: an unknown one matches no stored hash.
+    #[must_use]
+    pub fn presented(raw: &str) -> Self {
+        Self(SecretString::from(raw))
+    }
+
+    /// The text, for the link in the mail.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// SHA-256 of the text: what storage keeps.
+    #[must_use]
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(self.expose().as_bytes())
+    }
+}
+
+impl fmt::Debug for OneTimeToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OneTimeToken([REDACTED])")
+    }
+}
+
+/// A stored one-time token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// SHA-256 of the token.
+    pub hash: TokenHash,
+    /// Whose it is.
+    pub user_id: UserId,
+    /// What it is for.
+    pub purpose: TokenPurpose,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_carry_256_bits_and_hide_in_debug() {
+        let token = OneTimeToken::from_random(&[7; OneTimeToken::BYTES]);
+        assert_eq!(token.expose().len(), 43);
+        assert_eq!(format!("{token:?}"), "OneTimeToken([REDACTED])");
+        assert_eq!(token.hash(), OneTimeToken::presented(token.expose()).hash());
+        for purpose in [TokenPurpose::VerifyEmail, TokenPurpose::PasswordReset] {
+            assert_eq!(TokenPurpose::from_stored(purpose.as_str()), Some(purpose));
+        }
+    }
+}

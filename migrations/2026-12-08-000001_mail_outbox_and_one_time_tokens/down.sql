@@ -1,0 +1,2 @@
+DROP TABLE one_time_tokens;
+DROP TABLE mail_outbox;

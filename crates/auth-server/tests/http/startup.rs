@@ -824,6 +824,8 @@ async fn a_data_key_that_is_not_32_bytes_of_base64_is_refused() {
     prod.mfa.data_key = None;
     prod.db.url = Some(SecretString::from("postgres://u:p@127.0.0.1:1/x"));
     prod.jwt.secret_key = Some(SecretString::from("kN3v9QeR7tYb2LmX8pWz4sDf6GhJ1cVa"));
+    prod.mail.smtp_url = Some(SecretString::from("smtp://u:p@127.0.0.1:1"));
+    prod.mail.from = Some("auth@example.com".into());
     let store = Store::open(&prod).unwrap();
     assert!(wiring::app_state(&prod, &store).is_ok());
 }

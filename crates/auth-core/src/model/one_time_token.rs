@@ -4,12 +4,7 @@
 //! A token works once, until its expiry (from the domain clock), and only while it is its
 //! user's newest of its purpose: issuing one deletes the older ones.
 
-use std::fmt;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{TokenHash, UserId};
 
@@ -43,44 +38,11 @@ impl TokenPurpose {
     }
 }
 
-/// A one-time token's text. `Debug` is redacted.
-#[derive(Clone)]
-pub struct OneTimeToken(SecretString);
-
-impl OneTimeToken {
-    /// Random bytes in a token.
-    pub const BYTES: usize = 32;
-
-    /// Encodes fresh random bytes as a token.
-    #[must_use]
-    pub fn from_random(bytes: &[u8; Self::BYTES]) -> Self {
-        Self(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
-    }
-
-    /// Wraps a presented token. Any string is accepted: an unknown one matches no stored hash.
-    #[must_use]
-    pub fn presented(raw: &str) -> Self {
-        Self(SecretString::from(raw))
-    }
-
-    /// The text, for the link in the mail.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-
-    /// SHA-256 of the text: what storage keeps.
-    #[must_use]
-    pub fn hash(&self) -> TokenHash {
-        TokenHash::of(self.expose().as_bytes())
-    }
-}
-
-impl fmt::Debug for OneTimeToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OneTimeToken([REDACTED])")
-    }
-}
+opaque_token!(
+    /// A one-time token (email verification, password reset): 256 bits from the CSPRNG,
+    /// base64url, sent once in a link; only its hash is stored. `Debug` is redacted.
+    OneTimeToken
+);
 
 /// A stored one-time token.
 #[derive(Debug, Clone, PartialEq, Eq)]

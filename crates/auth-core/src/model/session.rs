@@ -2,10 +2,8 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use super::{SessionId, User, UserId};
@@ -42,46 +40,11 @@ impl Session {
     }
 }
 
-/// An opaque refresh token: 256 bits from the CSPRNG, base64url. Shown to the client once;
-/// only its [`TokenHash`] is stored. `Debug` is redacted.
-#[derive(Clone)]
-pub struct RefreshToken(SecretString);
-
-impl RefreshToken {
-    /// Number of random bytes in a token.
-    pub const BYTES: usize = 32;
-
-    /// Encodes fresh random bytes as a token.
-    #[must_use]
-    pub fn from_random(bytes: &[u8; Self::BYTES]) -> Self {
-        Self(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
-    }
-
-    /// Wraps a token presented by a client. Any string is accepted: an unknown one simply
-    /// matches no stored hash.
-    #[must_use]
-    pub fn presented(raw: &str) -> Self {
-        Self(SecretString::from(raw))
-    }
-
-    /// The token text, to hand to the client.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-
-    /// SHA-256 of the token text: what storage keeps.
-    #[must_use]
-    pub fn hash(&self) -> TokenHash {
-        TokenHash::of(self.expose().as_bytes())
-    }
-}
-
-impl fmt::Debug for RefreshToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RefreshToken([REDACTED])")
-    }
-}
+opaque_token!(
+    /// An opaque refresh token: 256 bits from the CSPRNG, base64url. Shown to the client once;
+    /// only its [`TokenHash`] is stored. `Debug` is redacted.
+    RefreshToken
+);
 
 /// SHA-256 of a high-entropy secret (refresh token, later API key or device secret).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

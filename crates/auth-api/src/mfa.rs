@@ -37,7 +37,7 @@ pub struct TotpConfirmRequest {
     /// A current code of the new secret.
     // Missing is read as empty, so the 422 names every missing field at once.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, example = "123456", min_length = 1, max_length = 64))]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, example = "123456", min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
     pub code: Redacted,
 }
 
@@ -63,7 +63,7 @@ pub struct TotpDisableRequest {
     /// A current code, or an unused recovery code.
     // Missing is read as empty, so the 422 names every missing field at once.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, example = "123456", min_length = 1, max_length = 64))]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, example = "123456", min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
     pub code: Redacted,
 }
 
@@ -74,12 +74,12 @@ pub struct MfaLoginRequest {
     /// The `mfa_token` of the login answer.
     // Missing is read as empty, so the 422 names every missing field at once.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, min_length = 1, max_length = 256))]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
     pub mfa_token: Redacted,
     /// A current code, or an unused recovery code.
     // Missing is read as empty, so the 422 names every missing field at once.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, example = "123456", min_length = 1, max_length = 64))]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String, example = "123456", min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
     pub code: Redacted,
 }
 

@@ -40,6 +40,8 @@ check(registered.data.email === email, "register echoes the email");
 // 2. Log in.
 const login = await client.POST("/api/v1/auth/login", { body: { email, password } });
 if (login.data === undefined) problem(login.error, login.response, "login");
+// The answer is a union: tokens, or a second-factor step for a user who enabled one.
+if ("mfa_required" in login.data) throw new Error("login: a second factor was not expected");
 const accessToken: string = login.data.access_token;
 const refreshToken: string = login.data.refresh_token;
 check(login.data.token_type === "Bearer", "token_type is Bearer");

@@ -16,6 +16,16 @@ const MAIL_WAIT: Duration = Duration::from_secs(15);
 /// A new password that meets the policy.
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
+/// The configuration change given, or none.
+macro_rules! adjust_or_default {
+    () => {
+        |_: &mut auth_server::config::Config| {}
+    };
+    ($adjust:expr) => {
+        $adjust
+    };
+}
+
 /// One test per store, each with its own SMTP server and an app mailing through it;
 /// `name => |config| ...` changes the configuration first.
 macro_rules! mailing_on_both_stores {
@@ -25,9 +35,7 @@ macro_rules! mailing_on_both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let smtp = auth_infra::test_support::smtp::SmtpSink::start();
-                    #[allow(unused_mut, unused_variables)]
-                    let mut adjust = |_: &mut auth_server::config::Config| {};
-                    $( let adjust = $adjust; )?
+                    let adjust = adjust_or_default!($($adjust)?);
                     let app = crate::common::TestApp::start_mailing(
                         crate::common::Backend::Memory, &smtp, adjust).await;
                     super::$name(&app, &smtp).await;
@@ -40,9 +48,7 @@ macro_rules! mailing_on_both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let smtp = auth_infra::test_support::smtp::SmtpSink::start();
-                    #[allow(unused_mut, unused_variables)]
-                    let mut adjust = |_: &mut auth_server::config::Config| {};
-                    $( let adjust = $adjust; )?
+                    let adjust = adjust_or_default!($($adjust)?);
                     let app = crate::common::TestApp::start_mailing(
                         crate::common::Backend::Postgres, &smtp, adjust).await;
                     super::$name(&app, &smtp).await;

@@ -1,3 +1,4 @@
+DROP TABLE password_reset_requests;
 DELETE FROM one_time_tokens WHERE purpose = 'change_email';
 ALTER TABLE one_time_tokens DROP CONSTRAINT one_time_tokens_purpose_check;
 ALTER TABLE one_time_tokens ADD CONSTRAINT one_time_tokens_purpose_check

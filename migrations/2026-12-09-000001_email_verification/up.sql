@@ -11,3 +11,15 @@ ALTER TABLE one_time_tokens ADD COLUMN email text NOT NULL;
 ALTER TABLE one_time_tokens DROP CONSTRAINT one_time_tokens_purpose_check;
 ALTER TABLE one_time_tokens ADD CONSTRAINT one_time_tokens_purpose_check
     CHECK (purpose IN ('verify_email', 'password_reset', 'change_email'));
+
+-- Password-reset requests wait here until the mail worker handles them: a request answers
+-- after this one insert whether or not an account has the address (the same work, so the same
+-- time), and the worker then issues a token and queues the mail, or drops the request. A row
+-- lives seconds; `due_at` is the end of a worker's lease while it handles the request.
+CREATE TABLE password_reset_requests (
+    id            uuid        PRIMARY KEY,
+    email         text        NOT NULL,
+    requested_at  timestamptz NOT NULL,
+    due_at        timestamptz NOT NULL
+);
+CREATE INDEX password_reset_requests_due_idx ON password_reset_requests (due_at, id);

@@ -162,6 +162,7 @@ macro_rules! storage_contract_tests {
             password_reset_refuses_stale_and_expired_tokens,
             concurrent_password_resets_one_winner,
             reset_request_by_address_keeps_interval_and_mails_the_stored_address,
+            reset_requests_are_leased_and_fulfilled_once,
             concurrent_reset_requests_issue_one_mail, account_deletion_removes_its_tokens);
     };
     (@registry; $($case:ident),* $(,)?) => {
@@ -3789,68 +3790,76 @@ async fn concurrent_password_resets_one_winner(f: &impl Fixture) {
     drain_outbox(f, now).await;
 }
 
-/// A request by address issues for a known address only, mails the address as stored, keeps
-/// the minimum interval (the older link stays good meanwhile), and after it replaces the
-/// older link.
+/// A reset token for `email` issued at `now`, and its mail.
+fn reset_token(email: &Email, now: DateTime<Utc>) -> (OneTimeToken, StoredToken, OutgoingMail) {
+    let mut bytes = [0u8; OneTimeToken::BYTES];
+    bytes[..16].copy_from_slice(UserId::generate().as_uuid().as_bytes());
+    bytes[16..].copy_from_slice(UserId::generate().as_uuid().as_bytes());
+    let token = OneTimeToken::from_random(&bytes);
+    let stored = StoredToken {
+        hash: token.hash(),
+        purpose: TokenPurpose::PasswordReset,
+        email: email.clone(),
+        created_at: now,
+        expires_at: now + Duration::hours(1),
+    };
+    let mail = OutgoingMail {
+        to: email.clone(),
+        ..mail("reset")
+    };
+    (token, stored, mail)
+}
+
+/// Queues a reset request for `email`, claims it and fulfils it at `now`.
+async fn reset_by_address(
+    f: &impl Fixture,
+    email: &Email,
+    now: DateTime<Utc>,
+    interval: Duration,
+) -> (OneTimeToken, AddressIssue) {
+    let tokens = f.one_time_tokens();
+    tokens.request_reset(email, now).await.unwrap();
+    let claimed = tokens
+        .claim_reset_requests(now, 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].email.as_str(), email.as_str());
+    assert_eq!(claimed[0].requested_at, now);
+    let (token, stored, m) = reset_token(email, now);
+    let outcome = tokens
+        .fulfil_reset_request(claimed[0].id, &stored, &m, interval)
+        .await
+        .unwrap()
+        .unwrap();
+    (token, outcome)
+}
+
+/// A reset request issues for a known address only, mails the address as stored, keeps the
+/// minimum interval (the older link stays good meanwhile), and after it replaces the older
+/// link; a handled request is gone.
 async fn reset_request_by_address_keeps_interval_and_mails_the_stored_address(f: &impl Fixture) {
     let c = clock();
     let tokens = f.one_time_tokens();
     drain_outbox(f, c.now()).await;
     let interval = Duration::seconds(60);
-    let request = |email: Email, now: DateTime<Utc>| {
-        let token = OneTimeToken::from_random(&{
-            let mut bytes = [0u8; OneTimeToken::BYTES];
-            bytes[..16].copy_from_slice(UserId::generate().as_uuid().as_bytes());
-            bytes
-        });
-        let stored = StoredToken {
-            hash: token.hash(),
-            purpose: TokenPurpose::PasswordReset,
-            email: email.clone(),
-            created_at: now,
-            expires_at: now + Duration::hours(1),
-        };
-        let mail = OutgoingMail {
-            to: email,
-            ..mail("reset")
-        };
-        (token, stored, mail)
-    };
 
-    let (_, stored, m) = request(unique_email("nobody"), c.now());
-    assert_eq!(
-        tokens
-            .issue_for_address(&stored, &m, interval)
-            .await
-            .unwrap(),
-        AddressIssue::UnknownAddress
-    );
+    let (_, outcome) = reset_by_address(f, &unique_email("nobody"), c.now(), interval).await;
+    assert_eq!(outcome, AddressIssue::UnknownAddress);
     assert!(take_mails(f, c.now()).await.is_empty());
 
     let u = stored_user(f, c.now()).await;
     let typed = Email::parse(&u.email.as_str().to_lowercase()).unwrap();
     assert_ne!(typed.as_str(), u.email.as_str(), "typed in another case");
-    let (first, stored, m) = request(typed.clone(), c.now());
-    assert_eq!(
-        tokens
-            .issue_for_address(&stored, &m, interval)
-            .await
-            .unwrap(),
-        AddressIssue::Issued
-    );
+    let (first, outcome) = reset_by_address(f, &typed, c.now(), interval).await;
+    assert_eq!(outcome, AddressIssue::Issued);
     let mails = take_mails(f, c.now()).await;
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].to.as_str(), u.email.as_str(), "the stored address");
 
     c.advance(Duration::seconds(59));
-    let (second, stored, m) = request(typed.clone(), c.now());
-    assert_eq!(
-        tokens
-            .issue_for_address(&stored, &m, interval)
-            .await
-            .unwrap(),
-        AddressIssue::TooSoon
-    );
+    let (second, outcome) = reset_by_address(f, &typed, c.now(), interval).await;
+    assert_eq!(outcome, AddressIssue::TooSoon);
     assert!(take_mails(f, c.now()).await.is_empty());
     assert_eq!(
         tokens
@@ -3861,14 +3870,8 @@ async fn reset_request_by_address_keeps_interval_and_mails_the_stored_address(f:
     );
 
     c.advance(Duration::seconds(1));
-    let (third, stored, m) = request(typed, c.now());
-    assert_eq!(
-        tokens
-            .issue_for_address(&stored, &m, interval)
-            .await
-            .unwrap(),
-        AddressIssue::Issued
-    );
+    let (third, outcome) = reset_by_address(f, &typed, c.now(), interval).await;
+    assert_eq!(outcome, AddressIssue::Issued);
     assert_eq!(take_mails(f, c.now()).await.len(), 1);
     assert_eq!(
         tokens
@@ -3885,35 +3888,96 @@ async fn reset_request_by_address_keeps_interval_and_mails_the_stored_address(f:
             .unwrap(),
         Some(u.id)
     );
+    assert!(
+        tokens
+            .claim_reset_requests(c.now() + Duration::days(1), 10, Duration::minutes(5))
+            .await
+            .unwrap()
+            .is_empty(),
+        "handled requests are gone"
+    );
 }
 
-/// Of concurrent requests for one address within the interval, one issues and one mail is
-/// queued.
+/// A claimed request is hidden until its lease ends, then handed out again (a worker that
+/// died); of two fulfilments of one request, one does it.
+async fn reset_requests_are_leased_and_fulfilled_once(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    drain_outbox(f, c.now()).await;
+    let u = stored_user(f, c.now()).await;
+    let lease = Duration::minutes(5);
+    for _ in 0..3 {
+        tokens.request_reset(&u.email, c.now()).await.unwrap();
+        c.advance(Duration::seconds(1));
+    }
+    let first = tokens
+        .claim_reset_requests(c.now(), 2, lease)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2, "limited");
+    assert!(
+        first[0].requested_at < first[1].requested_at,
+        "oldest first"
+    );
+    let rest = tokens
+        .claim_reset_requests(c.now(), 10, lease)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1, "claimed ones are hidden");
+    assert!(rest[0].id != first[0].id && rest[0].id != first[1].id);
+    c.advance(lease);
+    let again = tokens
+        .claim_reset_requests(c.now(), 10, lease)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 3, "a lease ended: handed out again");
+
+    let (_, stored, m) = reset_token(&u.email, c.now());
+    let results = futures::future::join_all((0..2).map(|_| {
+        let tokens = tokens.clone();
+        let (stored, m) = (stored.clone(), m.clone());
+        let id = first[0].id;
+        async move {
+            tokens
+                .fulfil_reset_request(id, &stored, &m, Duration::zero())
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_some()).count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(take_mails(f, c.now()).await.len(), 1);
+}
+
+/// Of concurrent fulfilments of requests for one address within the interval, one issues and
+/// one mail is queued.
 async fn concurrent_reset_requests_issue_one_mail(f: &impl Fixture) {
     let c = clock();
     let tokens = f.one_time_tokens();
     drain_outbox(f, c.now()).await;
     let u = stored_user(f, c.now()).await;
     let now = c.now();
-    let results = futures::future::join_all((0..8u8).map(|i| {
+    for _ in 0..8 {
+        tokens.request_reset(&u.email, now).await.unwrap();
+    }
+    let claimed = tokens
+        .claim_reset_requests(now, 100, Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 8);
+    let results = futures::future::join_all(claimed.into_iter().map(|request| {
         let tokens = tokens.clone();
         let email = u.email.clone();
         async move {
-            let token = OneTimeToken::from_random(&[i; OneTimeToken::BYTES]);
-            let stored = StoredToken {
-                hash: token.hash(),
-                purpose: TokenPurpose::PasswordReset,
-                email: email.clone(),
-                created_at: now,
-                expires_at: now + Duration::hours(1),
-            };
-            let m = OutgoingMail {
-                to: email,
-                ..mail("reset")
-            };
+            let (_, stored, m) = reset_token(&email, now);
             tokens
-                .issue_for_address(&stored, &m, Duration::seconds(60))
+                .fulfil_reset_request(request.id, &stored, &m, Duration::seconds(60))
                 .await
+                .unwrap()
                 .unwrap()
         }
     }))
@@ -3923,7 +3987,8 @@ async fn concurrent_reset_requests_issue_one_mail(f: &impl Fixture) {
             .iter()
             .filter(|r| **r == AddressIssue::Issued)
             .count(),
-        1
+        1,
+        "{results:?}"
     );
     assert_eq!(take_mails(f, now).await.len(), 1);
 }

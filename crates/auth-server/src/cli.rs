@@ -268,7 +268,7 @@ async fn serve(config: Config) -> Result<(), CliError> {
     wiring::migrate_at_start(&config).await?;
     let flusher = wiring::spawn_maintenance(&state);
     // A mail being sent when this stops stays in the outbox and goes again (at least once).
-    let mailing = wiring::spawn_mail_worker(outbox_worker);
+    let mailing = wiring::spawn_mail_worker(outbox_worker, state.auth.clone());
     let pruning = wiring::spawn_pruning(
         wiring::retention(&config, &store),
         config.retention.prune_interval(),

@@ -444,15 +444,28 @@ pub fn outbox_worker(config: &Config, store: &Store) -> Result<OutboxWorker, Sta
 pub const MAIL_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Sends the outbox's mails until the returned task is aborted: a pass every
-/// [`MAIL_POLL_INTERVAL`] (at once again after a full batch). Every instance runs one; the
-/// outbox hands each mail to one of them. When the store fails, the next pass waits longer
-/// each time (up to a minute); mails wait in the outbox meanwhile.
+/// [`MAIL_POLL_INTERVAL`] (at once again after a full batch), each first turning queued
+/// password-reset requests into mails (`auth`). Every instance runs one; the store hands each
+/// request and mail to one of them. When the store fails, the next pass waits longer each
+/// time (up to a minute); requests and mails wait meanwhile.
 #[must_use]
-pub fn spawn_mail_worker(worker: OutboxWorker) -> tokio::task::JoinHandle<()> {
+pub fn spawn_mail_worker(
+    worker: OutboxWorker,
+    auth: AccountService,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let batch = RetryPolicy::default().batch;
         let mut wait = MAIL_POLL_INTERVAL;
         loop {
+            // Once per outage, as below.
+            if let Err(err) = auth.process_reset_requests().await
+                && wait == MAIL_POLL_INTERVAL
+            {
+                tracing::warn!(
+                    error = %auth_core::ErrorChain(&err),
+                    "password-reset requests not handled; they wait for the next pass"
+                );
+            }
             match worker.run_once().await {
                 Ok(pass) => {
                     if wait > MAIL_POLL_INTERVAL {

@@ -11,7 +11,8 @@ use super::{
     MemoryLoginAttemptStore, MemoryMailOutbox, MemorySessionRepository, MemoryUserRepository, lock,
 };
 use crate::model::{
-    NewEvent, OutgoingMail, PasswordHash, StoredToken, TokenHash, TokenPurpose, UserId,
+    Email, NewEvent, OutgoingMail, PasswordHash, ResetRequest, ResetRequestId, StoredToken,
+    TokenHash, TokenPurpose, UserId,
 };
 use crate::ports::{
     AddressConfirmation, AddressIssue, OneTimeTokenStore, PasswordResetDone, StoreError,
@@ -27,6 +28,8 @@ use crate::ports::{
 #[derive(Debug)]
 pub struct MemoryOneTimeTokenStore {
     tokens: Mutex<HashMap<TokenHash, (UserId, StoredToken)>>,
+    /// Queued reset requests, oldest first, each with the end of its lease.
+    requests: Mutex<Vec<(ResetRequest, DateTime<Utc>)>>,
     outbox: Arc<MemoryMailOutbox>,
     users: Arc<MemoryUserRepository>,
     sessions: Arc<MemorySessionRepository>,
@@ -44,6 +47,7 @@ impl MemoryOneTimeTokenStore {
     ) -> Self {
         Self {
             tokens: Mutex::new(HashMap::new()),
+            requests: Mutex::new(Vec::new()),
             outbox,
             users,
             sessions,
@@ -146,15 +150,54 @@ impl OneTimeTokenStore for MemoryOneTimeTokenStore {
         Ok(())
     }
 
-    async fn issue_for_address(
+    async fn request_reset(&self, email: &Email, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let request = ResetRequest {
+            id: ResetRequestId::generate(),
+            email: email.clone(),
+            requested_at: now,
+        };
+        lock(&self.requests).push((request, now));
+        Ok(())
+    }
+
+    async fn claim_reset_requests(
         &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ResetRequest>, StoreError> {
+        let mut requests = lock(&self.requests);
+        let mut claimed = Vec::new();
+        for (request, due) in requests.iter_mut() {
+            if claimed.len() == limit {
+                break;
+            }
+            if *due <= now {
+                *due = now + lease;
+                claimed.push(request.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn fulfil_reset_request(
+        &self,
+        request: ResetRequestId,
         token: &StoredToken,
         mail: &OutgoingMail,
         min_interval: Duration,
-    ) -> Result<AddressIssue, StoreError> {
+    ) -> Result<Option<AddressIssue>, StoreError> {
         let mut tokens = lock(&self.tokens);
+        {
+            let mut requests = lock(&self.requests);
+            let before = requests.len();
+            requests.retain(|(r, _)| r.id != request);
+            if requests.len() == before {
+                return Ok(None);
+            }
+        }
         let Some((user, address)) = self.users.id_by_email(&token.email) else {
-            return Ok(AddressIssue::UnknownAddress);
+            return Ok(Some(AddressIssue::UnknownAddress));
         };
         let too_soon = tokens.values().any(|(owner, t)| {
             *owner == user
@@ -162,14 +205,14 @@ impl OneTimeTokenStore for MemoryOneTimeTokenStore {
                 && t.created_at + min_interval > token.created_at
         });
         if too_soon {
-            return Ok(AddressIssue::TooSoon);
+            return Ok(Some(AddressIssue::TooSoon));
         }
         let mail = OutgoingMail {
             to: address,
             ..mail.clone()
         };
         self.store(&mut tokens, user, token, mail);
-        Ok(AddressIssue::Issued)
+        Ok(Some(AddressIssue::Issued))
     }
 
     async fn consume(

@@ -69,3 +69,7 @@ id_type!(
     /// Identifies a mail in the outbox.
     MailId
 );
+id_type!(
+    /// Identifies a password-reset request waiting for the mail worker.
+    ResetRequestId
+);

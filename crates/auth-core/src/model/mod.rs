@@ -76,12 +76,12 @@ pub use device::{
 };
 pub use email::{Email, EmailError};
 pub use event::{EventAction, EventTarget, LogEntry, NewEvent};
-pub use ids::{ApiKeyId, MailId, OrganizationId, SessionId, UserId};
+pub use ids::{ApiKeyId, MailId, OrganizationId, ResetRequestId, SessionId, UserId};
 pub use mail::{MailTemplate, OutgoingMail, QueuedMail, escape_html};
 pub use mfa::{
     LoginOutcome, MfaChallenge, MfaToken, RecoveryCode, SealedSecret, TotpEnrolment, TotpSetup,
 };
-pub use one_time_token::{OneTimeToken, StoredToken, TokenPurpose};
+pub use one_time_token::{OneTimeToken, ResetRequest, StoredToken, TokenPurpose};
 pub use organization::{
     Member, Membership, NameError, Organization, OrganizationName, Role, RoleError,
 };

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Email, TokenHash};
+use super::{Email, ResetRequestId, TokenHash};
 
 /// What a one-time token is for; a token of one purpose never serves another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +62,17 @@ pub struct StoredToken {
     pub created_at: DateTime<Utc>,
     /// When it stops working.
     pub expires_at: DateTime<Utc>,
+}
+
+/// A password-reset request as queued: the address asked for, not yet looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetRequest {
+    /// Its id in the queue.
+    pub id: ResetRequestId,
+    /// The address as typed.
+    pub email: Email,
+    /// When it was asked for.
+    pub requested_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::StoreError;
 use crate::model::{
-    OutgoingMail, PasswordHash, SessionId, StoredToken, TokenHash, TokenPurpose, UserId,
+    Email, OutgoingMail, PasswordHash, ResetRequest, ResetRequestId, SessionId, StoredToken,
+    TokenHash, TokenPurpose, UserId,
 };
 
-/// What [`OneTimeTokenStore::issue_for_address`] did. The caller answers the same whatever
-/// it is (a password-reset request says nothing about the address); it is for logs and
-/// metrics.
+/// What [`OneTimeTokenStore::fulfil_reset_request`] did (for logs and metrics: the request
+/// was answered long before, the same way whatever this is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressIssue {
     /// The token was stored and its mail queued.
@@ -51,8 +51,8 @@ pub struct PasswordResetDone {
 /// One-time tokens by hash, and the changes they authorise.
 ///
 /// A token is stored with the address its mail went to. Implementations MUST:
-/// - in [`issue`](Self::issue) and [`issue_for_address`](Self::issue_for_address), in one
-///   atomic step: delete every other token of the same user and purpose (a newer token kills
+/// - in [`issue`](Self::issue) and [`fulfil_reset_request`](Self::fulfil_reset_request), in
+///   one atomic step: delete every other token of the same user and purpose (a newer token kills
 ///   the older ones), store the new one, and queue `mail` in the outbox of the same store
 ///   (the mail goes if and only if the token exists);
 /// - spend a token at most once, even for concurrent callers on any number of instances:
@@ -75,21 +75,43 @@ pub trait OneTimeTokenStore: Send + Sync + 'static {
         mail: &OutgoingMail,
     ) -> Result<(), StoreError>;
 
-    /// As [`issue`](Self::issue) for the account whose address is `token.email`
-    /// (normalised), if there is one and its newest token of the purpose was issued at
-    /// least `min_interval` before `token.created_at`. The mail goes to the account's
-    /// address as stored. One atomic step whose cost does not depend on the outcome beyond
-    /// the writes themselves (the same statements run either way), so that the answer's
-    /// timing tells little about whether the address exists.
+    /// Queues a password-reset request for `email`, whatever the address: one durable write,
+    /// the same for every address, so that the request's answer (given after this) takes the
+    /// same time whether or not an account has it. The mail worker handles it with
+    /// [`claim_reset_requests`](Self::claim_reset_requests) and
+    /// [`fulfil_reset_request`](Self::fulfil_reset_request).
     ///
     /// # Errors
-    /// [`StoreError`] when the store fails (then nothing is stored).
-    async fn issue_for_address(
+    /// [`StoreError`] when the store fails (nothing is queued).
+    async fn request_reset(&self, email: &Email, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// At most `limit` queued requests, oldest first, each hidden from other callers until
+    /// `now + lease` (a worker that dies leaves them to another: handled at least once).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn claim_reset_requests(
         &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ResetRequest>, StoreError>;
+
+    /// Handles request `request` in one atomic step: deletes it and, if an account has the
+    /// address `token.email` (normalised) and its newest token of the purpose was issued at
+    /// least `min_interval` before `token.created_at`, issues `token` for it as
+    /// [`issue`](Self::issue) does, with `mail` going to the account's address as stored.
+    /// `None` when the request is gone (another worker handled it).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails (then nothing changed: the request waits).
+    async fn fulfil_reset_request(
+        &self,
+        request: ResetRequestId,
         token: &StoredToken,
         mail: &OutgoingMail,
         min_interval: Duration,
-    ) -> Result<AddressIssue, StoreError>;
+    ) -> Result<Option<AddressIssue>, StoreError>;
 
     /// Spends the token with hash `hash` if it is of `purpose` and not expired at `now`:
     /// its user, once. (For purposes whose change is made elsewhere; the address and

@@ -45,6 +45,11 @@ impl Default for MailLinks {
     }
 }
 
+/// Reset requests handled per call of [`AccountService::process_reset_requests`].
+const RESET_BATCH: usize = 20;
+/// How long a claimed reset request is left to its worker before another may take it.
+const RESET_LEASE: Duration = Duration::minutes(5);
+
 /// What the mailed flows run on.
 #[derive(Clone)]
 pub struct MailPorts {
@@ -244,28 +249,55 @@ impl AccountService {
         }
     }
 
-    /// Sends a reset link to `email` if an account has that address and no link went to it
-    /// within the minimum interval. Answers the same either way, after the same store work
-    /// (one transaction running the same statements), so neither the answer nor its timing
-    /// says whether the address exists.
+    /// Asks for a reset link to `email`: the request is queued whatever the address, with one
+    /// write that costs the same for every address, and answered; the mail worker then sends
+    /// a link if an account has the address and no link went to it within the minimum
+    /// interval ([`Self::process_reset_requests`]). So neither the answer nor its timing says
+    /// whether the address exists.
     ///
     /// # Errors
-    /// A store failure (whatever the address), or the random source failing.
+    /// A store failure (whatever the address).
     pub async fn request_password_reset(&self, email: &Email) -> Result<(), AccountError> {
-        let (token, mail) = self.mail_with_token(TokenPurpose::PasswordReset, email)?;
-        let min_interval = self.mail_ports()?.links.min_interval;
-        let outcome = self
-            .mail_ports()?
-            .tokens
-            .issue_for_address(&token, &mail, min_interval)
-            .await?;
-        let label = match outcome {
-            AddressIssue::Issued => "issued",
-            AddressIssue::UnknownAddress => "unknown_address",
-            AddressIssue::TooSoon => "too_soon",
-        };
-        metrics::counter!("auth_password_reset_requests_total", "outcome" => label).increment(1);
+        let now = self.ports.clock.now();
+        self.mail_ports()?.tokens.request_reset(email, now).await?;
         Ok(())
+    }
+
+    /// Handles queued reset requests (one batch): for each, a link to the account with that
+    /// address, if any and if the interval allows, in one atomic step with the request's
+    /// removal. Returns how many were handled. The mail worker calls it before each pass.
+    ///
+    /// # Errors
+    /// A store failure (the requests left wait for the next call), or the random source
+    /// failing.
+    pub async fn process_reset_requests(&self) -> Result<usize, AccountError> {
+        let Some(ports) = &self.mail else {
+            return Ok(0);
+        };
+        let now = self.ports.clock.now();
+        let requests = ports
+            .tokens
+            .claim_reset_requests(now, RESET_BATCH, RESET_LEASE)
+            .await?;
+        let mut handled = 0;
+        for request in requests {
+            let (token, mail) =
+                self.mail_with_token(TokenPurpose::PasswordReset, &request.email)?;
+            let outcome = ports
+                .tokens
+                .fulfil_reset_request(request.id, &token, &mail, ports.links.min_interval)
+                .await?;
+            let Some(outcome) = outcome else { continue };
+            handled += 1;
+            let label = match outcome {
+                AddressIssue::Issued => "issued",
+                AddressIssue::UnknownAddress => "unknown_address",
+                AddressIssue::TooSoon => "too_soon",
+            };
+            metrics::counter!("auth_password_reset_requests_total", "outcome" => label)
+                .increment(1);
+        }
+        Ok(handled)
     }
 
     /// Sets a new password through a reset token: every session of the account ends on every

@@ -71,6 +71,12 @@ impl Harness {
         address
     }
 
+    /// A reset request for `address`, and the worker's pass over the queue.
+    async fn request_reset(&self, address: &Email) {
+        self.auth.request_password_reset(address).await.unwrap();
+        assert_eq!(self.auth.process_reset_requests().await.unwrap(), 1);
+    }
+
     /// The mails queued since the last call.
     async fn mails(&self) -> Vec<OutgoingMail> {
         let outbox = &self.store.outbox;
@@ -137,14 +143,14 @@ async fn a_reset_link_works_for_an_hour_and_says_so() {
     let h = harness(false);
     let address = h.register().await;
     h.mails().await;
-    h.auth.request_password_reset(&address).await.unwrap();
+    h.request_reset(&address).await;
     let mails = h.mails().await;
     assert!(mails[0].text.contains("60 minutes"), "{}", mails[0].text);
-    h.auth.request_password_reset(&address).await.unwrap();
+    h.request_reset(&address).await;
     assert!(h.mails().await.is_empty(), "within the interval: no mail");
 
     h.clock.advance(Duration::minutes(1));
-    h.auth.request_password_reset(&address).await.unwrap();
+    h.request_reset(&address).await;
     let token = h.token("reset-password").await;
     h.clock.advance(Duration::hours(1));
     assert!(matches!(
@@ -158,7 +164,14 @@ async fn a_reset_link_works_for_an_hour_and_says_so() {
 async fn a_reset_for_an_unknown_address_queues_nothing() {
     let h = harness(false);
     h.auth.request_password_reset(&email()).await.unwrap();
-    assert!(h.mails().await.is_empty());
+    assert!(h.mails().await.is_empty(), "the request only queues");
+    assert_eq!(h.auth.process_reset_requests().await.unwrap(), 1);
+    assert!(h.mails().await.is_empty(), "nothing for an unknown address");
+    assert_eq!(
+        h.auth.process_reset_requests().await.unwrap(),
+        0,
+        "handled once"
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 
 use async_trait::async_trait;
 use auth_core::model::{
-    Email, NewEvent, OutgoingMail, PasswordHash, StoredToken, TokenHash, TokenPurpose, UserId,
+    Email, NewEvent, OutgoingMail, PasswordHash, ResetRequest, ResetRequestId, StoredToken,
+    TokenHash, TokenPurpose, UserId,
 };
 use auth_core::ports::{
     AddressConfirmation, AddressIssue, OneTimeTokenStore, PasswordResetDone, StoreError,
@@ -13,7 +14,6 @@ use auth_core::ports::{
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -21,7 +21,7 @@ use super::error::classify;
 use super::events::append_in;
 use super::outbox::enqueue_in;
 use super::pool::DbPool;
-use super::schema::{login_attempts, one_time_tokens, users};
+use super::schema::{login_attempts, one_time_tokens, password_reset_requests, users};
 use super::session::end_all_in;
 use super::user::mark_verified_in;
 
@@ -74,21 +74,6 @@ async fn store_in(
         .await?;
     Ok(())
 }
-
-/// The writes of an address-based issue as one statement, run whether or not an account was
-/// found (`$1` is then NULL and every part matches nothing): the same round trips either way.
-/// The mail goes to the account's address as stored.
-const ISSUE_FOR_USER_SQL: &str = "\
-WITH target AS (SELECT id, email FROM users WHERE id = $1),
-dropped AS (
-    DELETE FROM one_time_tokens o USING target t WHERE o.user_id = t.id AND o.purpose = $2
-),
-token AS (
-    INSERT INTO one_time_tokens (hash, user_id, purpose, created_at, expires_at, email)
-    SELECT $3, t.id, $2, $4, $5, t.email FROM target t
-)
-INSERT INTO mail_outbox (id, recipient, subject, body_text, body_html, created_at, due_at)
-SELECT $6, t.email, $7, $8, $9, $4, $4 FROM target t";
 
 /// A spent token: whose, for what, to which address, until when.
 type Spent = (Uuid, String, String, DateTime<Utc>);
@@ -180,52 +165,124 @@ impl OneTimeTokenStore for PgOneTimeTokenStore {
             .await
     }
 
-    async fn issue_for_address(
+    async fn request_reset(&self, email: &Email, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                diesel::insert_into(password_reset_requests::table)
+                    .values((
+                        password_reset_requests::id.eq(ResetRequestId::generate().as_uuid()),
+                        password_reset_requests::email.eq(email.as_str()),
+                        password_reset_requests::requested_at.eq(now),
+                        password_reset_requests::due_at.eq(now),
+                    ))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn claim_reset_requests(
         &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ResetRequest>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let rows: Vec<(Uuid, String, DateTime<Utc>)> = conn
+                    .transaction::<_, DieselError, _>(async |conn| {
+                        let due: Vec<Uuid> = password_reset_requests::table
+                            .filter(password_reset_requests::due_at.le(now))
+                            .order((password_reset_requests::due_at, password_reset_requests::id))
+                            .select(password_reset_requests::id)
+                            .limit(limit)
+                            .for_update()
+                            .skip_locked()
+                            .load(conn)
+                            .await?;
+                        diesel::update(
+                            password_reset_requests::table
+                                .filter(password_reset_requests::id.eq_any(&due)),
+                        )
+                        .set(password_reset_requests::due_at.eq(now + lease))
+                        .returning((
+                            password_reset_requests::id,
+                            password_reset_requests::email,
+                            password_reset_requests::requested_at,
+                        ))
+                        .get_results(conn)
+                        .await
+                    })
+                    .await
+                    .map_err(classify)?;
+                let mut requests = rows
+                    .into_iter()
+                    .map(|(id, email, requested_at)| {
+                        Ok(ResetRequest {
+                            id: ResetRequestId::from_uuid(id),
+                            email: Email::from_stored(&email).map_err(StoreError::internal)?,
+                            requested_at,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                requests.sort_by_key(|r| (r.requested_at, r.id));
+                Ok(requests)
+            })
+            .await
+    }
+
+    async fn fulfil_reset_request(
+        &self,
+        request: ResetRequestId,
         token: &StoredToken,
         mail: &OutgoingMail,
         min_interval: Duration,
-    ) -> Result<AddressIssue, StoreError> {
+    ) -> Result<Option<AddressIssue>, StoreError> {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
                 conn.transaction::<_, DieselError, _>(async |conn| {
+                    let gone =
+                        diesel::delete(password_reset_requests::table.find(request.as_uuid()))
+                            .execute(conn)
+                            .await?
+                            == 0;
+                    if gone {
+                        return Ok(None);
+                    }
                     // The row lock orders concurrent requests for one address: the second
                     // sees the first's token and keeps to the interval.
-                    let user: Option<Uuid> = users::table
+                    let user: Option<(Uuid, String)> = users::table
                         .filter(users::email_normalized.eq(token.email.normalized()))
-                        .select(users::id)
+                        .select((users::id, users::email))
                         .for_no_key_update()
                         .first(conn)
                         .await
                         .optional()?;
+                    let Some((user, address)) = user else {
+                        return Ok(Some(AddressIssue::UnknownAddress));
+                    };
                     let last: Option<DateTime<Utc>> = one_time_tokens::table
-                        .filter(one_time_tokens::user_id.eq(user.unwrap_or(Uuid::nil())))
+                        .filter(one_time_tokens::user_id.eq(user))
                         .filter(one_time_tokens::purpose.eq(token.purpose.as_str()))
                         .select(diesel::dsl::max(one_time_tokens::created_at))
                         .first(conn)
                         .await?;
-                    let outcome = match (user, last) {
-                        (None, _) => AddressIssue::UnknownAddress,
-                        (Some(_), Some(last)) if last + min_interval > token.created_at => {
-                            AddressIssue::TooSoon
-                        }
-                        (Some(_), _) => AddressIssue::Issued,
+                    if last.is_some_and(|last| last + min_interval > token.created_at) {
+                        return Ok(Some(AddressIssue::TooSoon));
+                    }
+                    let Ok(to) = Email::from_stored(&address) else {
+                        return Ok(Some(AddressIssue::UnknownAddress));
                     };
-                    let target = user.filter(|_| outcome == AddressIssue::Issued);
-                    diesel::sql_query(ISSUE_FOR_USER_SQL)
-                        .bind::<Nullable<SqlUuid>, _>(target)
-                        .bind::<Text, _>(token.purpose.as_str())
-                        .bind::<Bytea, _>(token.hash.as_bytes().as_slice())
-                        .bind::<Timestamptz, _>(token.created_at)
-                        .bind::<Timestamptz, _>(token.expires_at)
-                        .bind::<SqlUuid, _>(Uuid::now_v7())
-                        .bind::<Text, _>(&mail.subject)
-                        .bind::<Text, _>(&mail.text)
-                        .bind::<Text, _>(&mail.html)
-                        .execute(conn)
-                        .await?;
-                    Ok(outcome)
+                    store_in(conn, UserId::from_uuid(user), token).await?;
+                    let mail = OutgoingMail { to, ..mail.clone() };
+                    enqueue_in(conn, &mail, token.created_at).await?;
+                    Ok(Some(AddressIssue::Issued))
                 })
                 .await
                 .map_err(classify)

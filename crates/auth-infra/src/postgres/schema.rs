@@ -156,6 +156,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    password_reset_requests (id) {
+        id -> Uuid,
+        email -> Text,
+        requested_at -> Timestamptz,
+        due_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(one_time_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -165,6 +174,7 @@ diesel::joinable!(api_keys -> organizations (organization_id));
 diesel::joinable!(devices -> organizations (organization_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
+    password_reset_requests,
     sessions,
     refresh_tokens,
     organizations,

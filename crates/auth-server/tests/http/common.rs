@@ -140,7 +140,8 @@ impl TestApp {
         let mut state = wiring::app_state(&config, &store).expect("state");
         adjust_state(&mut state);
         let mail_worker = mail.then(|| {
-            wiring::spawn_mail_worker(wiring::outbox_worker(&config, &store).expect("mailer"))
+            let worker = wiring::outbox_worker(&config, &store).expect("mailer");
+            wiring::spawn_mail_worker(worker, state.auth.clone())
         });
         let running = auth_server::server::start(state, listener, false).expect("start");
         let handle = running.handle.clone();

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use auth_infra::test_support::TestDb;
+use auth_infra::test_support::smtp::SmtpSink;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -252,6 +253,104 @@ async fn a_device_secret_rotated_on_one_instance_ends_its_tokens_on_the_other_wi
             true
         );
     }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A password reset confirmed on A ends the user's sessions on B within a second (B had the
+/// session cached); the link, mailed by A's worker, works once across both instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_on_one_instance_ends_sessions_on_the_other_within_a_second() {
+    let smtp = SmtpSink::start();
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
+    let b = TestApp::serve(config.clone(), None).await;
+    config.mail.smtp_url = Some(SecretString::from(smtp.url()));
+    let a = TestApp::serve_mailing(config, None).await;
+    let (email, login) = b.user_with_session().await;
+    let at = str_field(&login, "access_token");
+    assert_eq!(b.get_auth("/api/v1/auth/verify", at).await.status(), 200);
+
+    // Asked on B (which runs no worker): A's worker sends it.
+    let res = b
+        .post_json("/api/v1/auth/password-reset", &json!({"email": email}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let mails = smtp.wait_for(&email, 2, Duration::from_secs(15)).await;
+    let reset = mails
+        .iter()
+        .find_map(|m| m.token(&a.url("/reset-password#token=")))
+        .expect("a reset link");
+    let confirm = json!({"token": reset, "new_password": "a brand new passphrase"});
+    let res = a
+        .post_json("/api/v1/auth/password-reset/confirm", &confirm)
+        .await;
+    assert_eq!(res.status(), 204);
+    within(Duration::from_secs(1), || async {
+        b.get_auth("/api/v1/auth/verify", at).await.status() == 401
+    })
+    .await;
+    let again = b
+        .post_json("/api/v1/auth/password-reset/confirm", &confirm)
+        .await;
+    assert_problem(again, 401, "INVALID_ONE_TIME_TOKEN").await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// An account deleted on A is refused by B within a second, though B had its session cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_deleted_on_one_instance_is_refused_by_the_other_within_a_second() {
+    let (a, b, _db) = two_instances().await;
+    let (_, login) = a.user_with_session().await;
+    let at = str_field(&login, "access_token");
+    assert_eq!(b.get_auth("/api/v1/users/me", at).await.status(), 200);
+    let res = a
+        .request(reqwest::Method::DELETE, "/api/v1/users/me")
+        .bearer_auth(at)
+        .json(&json!({"password": crate::common::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    within(Duration::from_secs(1), || async {
+        b.get_auth("/api/v1/auth/verify", at).await.status() == 401
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A TOTP code spent at login on A is refused on B (replay), whichever instance sees it
+/// second; and of the same code sent to both at once, one login succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_factor_code_works_once_across_instances() {
+    // Instances share AUTH_DATA_KEY, as a deployment must (without it each would seal with a
+    // key of its own).
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
+    config.mfa.data_key = Some(SecretString::from(
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    ));
+    let a = TestApp::serve(config.clone(), None).await;
+    let b = TestApp::serve(config, None).await;
+    let user = crate::mfa::enrolled(&a).await;
+    let code = crate::mfa::code(&user.secret, 1);
+    let on_a = crate::mfa::mfa_token(&a, &user.email).await;
+    let on_b = crate::mfa::mfa_token(&b, &user.email).await;
+    let (from_a, from_b) = tokio::join!(
+        crate::mfa::login_mfa(&a, &on_a, &code),
+        crate::mfa::login_mfa(&b, &on_b, &code),
+    );
+    let statuses = [from_a.status().as_u16(), from_b.status().as_u16()];
+    assert!(
+        statuses.contains(&200) && statuses.contains(&401),
+        "one login per code: {statuses:?}"
+    );
+    let loser = if statuses[0] == 401 { from_a } else { from_b };
+    assert_problem(loser, 401, "INVALID_MFA_CODE").await;
     a.stop().await;
     b.stop().await;
 }

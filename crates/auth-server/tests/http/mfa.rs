@@ -20,7 +20,7 @@ on_both_stores!(
 );
 
 /// The code of `secret` (base32) `steps` steps from now.
-fn code(secret: &str, steps: i64) -> String {
+pub(crate) fn code(secret: &str, steps: i64) -> String {
     let totp = Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(6)
@@ -55,15 +55,15 @@ async fn send(
         .unwrap()
 }
 
-struct Enrolled {
-    email: String,
-    access: String,
-    secret: String,
-    recovery: Vec<String>,
+pub(crate) struct Enrolled {
+    pub(crate) email: String,
+    pub(crate) access: String,
+    pub(crate) secret: String,
+    pub(crate) recovery: Vec<String>,
 }
 
 /// A new user with a confirmed factor (the code of the current step spent).
-async fn enrolled(app: &TestApp) -> Enrolled {
+pub(crate) async fn enrolled(app: &TestApp) -> Enrolled {
     let (email, login) = app.user_with_session().await;
     let access = str_field(&login, "access_token").to_owned();
     let res = send(
@@ -110,7 +110,7 @@ async fn enrolled(app: &TestApp) -> Enrolled {
 }
 
 /// Logs in with the password: the answer must ask for the second factor.
-async fn mfa_token(app: &TestApp, email: &str) -> String {
+pub(crate) async fn mfa_token(app: &TestApp, email: &str) -> String {
     let res = app.login(email, PASSWORD).await;
     assert_eq!(res.status(), 200);
     no_store(&res);
@@ -124,7 +124,7 @@ async fn mfa_token(app: &TestApp, email: &str) -> String {
     str_field(&body, "mfa_token").to_owned()
 }
 
-async fn login_mfa(app: &TestApp, token: &str, code: &str) -> reqwest::Response {
+pub(crate) async fn login_mfa(app: &TestApp, token: &str, code: &str) -> reqwest::Response {
     app.post_json(
         "/api/v1/auth/login/mfa",
         &json!({"mfa_token": token, "code": code}),

@@ -28,6 +28,11 @@ pub struct TotpEnrolment {
     /// The same as an `otpauth://totp/...` URI (for a QR code).
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "otpauth://totp/auth-service:ada%40example.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=auth-service&algorithm=SHA1&digits=6&period=30"))]
     pub otpauth_uri: Redacted,
+    /// The URI as a QR code to scan: an SVG image as a `data:` URI, ready for
+    /// `<img src="…">`. It carries the secret: shown once, like it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "data:image/svg+xml;base64,PD94bWwgdmVyc2lvbj0iMS4wIi…"))]
+    pub qr_code: Redacted,
 }
 
 /// `POST /users/me/mfa/totp/confirm` body.

@@ -102,10 +102,31 @@ pub fn login_response(outcome: LoginOutcome) -> api::LoginResponse {
 /// A pending TOTP enrolment.
 #[must_use]
 pub fn totp_enrolment(setup: &TotpSetup) -> api::TotpEnrolment {
+    let uri = setup.otpauth_uri.expose_secret();
     api::TotpEnrolment {
         secret: Redacted::new(setup.secret.expose_secret().to_owned()),
-        otpauth_uri: Redacted::new(setup.otpauth_uri.expose_secret().to_owned()),
+        otpauth_uri: Redacted::new(uri.to_owned()),
+        qr_code: Redacted::new(qr_code(uri)),
     }
+}
+
+/// `text` as a QR code: an SVG image in a `data:` URI (medium error correction, a quiet
+/// zone, black on white, as authenticator apps scan best). Empty if `text` does not fit
+/// (an `otpauth://` URI is far below the limit).
+fn qr_code(text: &str) -> String {
+    use base64::Engine as _;
+    let Ok(code) = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M) else {
+        return String::new();
+    };
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    )
 }
 
 /// Recovery codes, shown once.

@@ -32,6 +32,53 @@ pub(crate) fn code(secret: &str, steps: i64) -> String {
     totp.generate(u64::try_from(now).unwrap()).to_string()
 }
 
+/// Reads the QR code of an enrolment as a phone's camera would: the SVG (a `data:` URI)
+/// rasterised module by module, then decoded by a QR reader.
+fn scan_qr_code(data_uri: &str) -> String {
+    use base64::Engine as _;
+    let encoded = data_uri
+        .strip_prefix("data:image/svg+xml;base64,")
+        .unwrap_or_else(|| panic!("not an SVG data URI: {data_uri:.40}"));
+    let svg = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap(),
+    )
+    .unwrap();
+    let number = |s: &str, key: &str| -> usize {
+        let start = s.find(key).unwrap() + key.len();
+        s[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    let size = number(&svg, "width=\"");
+    // Each dark module is drawn as `M{x} {y}h{w}v{h}H{x}V{y}`: paint its square.
+    let path_start = svg.find(" d=\"").unwrap() + 4;
+    let path = &svg[path_start..svg[path_start..].find('"').unwrap() + path_start];
+    let mut dark = vec![false; size * size];
+    for square in path.split('M').filter(|p| !p.is_empty()) {
+        let mut numbers = square
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .map(|n| n.parse::<usize>().unwrap());
+        let (x, y, w, h) = (
+            numbers.next().unwrap(),
+            numbers.next().unwrap(),
+            numbers.next().unwrap(),
+            numbers.next().unwrap(),
+        );
+        for row in y..y + h {
+            for col in x..x + w {
+                dark[row * size + col] = true;
+            }
+        }
+    }
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(size, size, |x, y| {
+        if dark[y * size + x] { 0 } else { 255 }
+    });
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code");
+    grids[0].decode().unwrap().1
+}
+
 fn no_store(res: &reqwest::Response) {
     assert_eq!(
         res.headers().get("cache-control").unwrap(),
@@ -82,6 +129,11 @@ pub(crate) async fn enrolled(app: &TestApp) -> Enrolled {
     assert!(
         uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={secret}")),
         "{uri}"
+    );
+    assert_eq!(
+        scan_qr_code(str_field(&body, "qr_code")),
+        uri,
+        "the QR code holds the URI"
     );
     let res = send(
         app,

@@ -268,6 +268,9 @@ pub struct Me {
     /// Whether a second factor (TOTP) is enabled.
     #[serde(default)]
     pub mfa_enabled: bool,
+    /// Whether the address is verified (its mailed link was opened).
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// `DELETE /users/me` body: the password, to prove it is the account's holder asking.

@@ -14,6 +14,7 @@
 pub mod account;
 pub mod api_key;
 pub mod device;
+pub mod lifecycle;
 pub mod mfa;
 pub mod organization;
 pub mod problem;
@@ -33,6 +34,10 @@ pub use api_key::{
 pub use device::{
     AuthenticateDevice, DeviceItem, DeviceList, DeviceStatus, DeviceTokenResponse, RegisterDevice,
     RegisteredDevice, RotatedSecret,
+};
+pub use lifecycle::{
+    ChangeEmailRequest, MailAccepted, PasswordResetConfirm, PasswordResetRequest,
+    VerifyEmailRequest,
 };
 pub use mfa::{
     LoginResponse, MfaLoginRequest, MfaRequired, RecoveryCodes, TotpConfirmRequest,

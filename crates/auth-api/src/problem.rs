@@ -24,6 +24,11 @@ pub enum ErrorCode {
     Unauthenticated,
     /// 401: the second-factor code (TOTP or recovery code) is wrong or already used.
     InvalidMfaCode,
+    /// 401: the mailed link (one-time token) is invalid, used, expired or superseded.
+    InvalidOneTimeToken,
+    /// 403: the password is right but the account's address is not verified (and the
+    /// service requires it).
+    EmailNotVerified,
     /// 403: a valid caller lacking the right.
     Forbidden,
     /// 404: no such resource, or not visible to the caller.
@@ -76,6 +81,8 @@ impl ErrorCode {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::InvalidMfaCode => "INVALID_MFA_CODE",
             Self::MfaAlreadyEnabled => "MFA_ALREADY_ENABLED",
+            Self::InvalidOneTimeToken => "INVALID_ONE_TIME_TOKEN",
+            Self::EmailNotVerified => "EMAIL_NOT_VERIFIED",
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -108,6 +115,8 @@ impl ErrorCode {
             "UNAUTHENTICATED" => Self::Unauthenticated,
             "INVALID_MFA_CODE" => Self::InvalidMfaCode,
             "MFA_ALREADY_ENABLED" => Self::MfaAlreadyEnabled,
+            "INVALID_ONE_TIME_TOKEN" => Self::InvalidOneTimeToken,
+            "EMAIL_NOT_VERIFIED" => Self::EmailNotVerified,
             "FORBIDDEN" => Self::Forbidden,
             "NOT_FOUND" => Self::NotFound,
             "METHOD_NOT_ALLOWED" => Self::MethodNotAllowed,

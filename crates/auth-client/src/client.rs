@@ -19,7 +19,7 @@ use crate::stats::{MetricsSnapshot, Operation};
 use crate::transport::{Auth, Call, Transport};
 use crate::types::{
     self, ApiKeyInfo, ApiKeyVerdict, CreatedApiKey, DeviceInfo, DeviceToken, Health, KeyRejection,
-    Me, Member, NewApiKey, NewDevice, NewUser, Organization, OrganizationWithRole,
+    LoginOutcome, Me, Member, NewApiKey, NewDevice, NewUser, Organization, OrganizationWithRole,
     RegisteredDevice, Role, RotatedSecret, ServiceInfo, SessionInfo, TokenPair, TokenRejection,
     TokenVerdict, UserCreated, VerifiedDevice, VerifiedToken, VerifiedUser,
 };
@@ -274,18 +274,85 @@ impl AuthClient {
         .await
     }
 
-    /// `POST /auth/login`: a token pair.
+    /// `POST /auth/login`: a token pair, or, for a user with a second factor, the challenge
+    /// to complete with [`complete_mfa`](Self::complete_mfa).
+    ///
+    /// ```no_run
+    /// # async fn run(client: auth_client::AuthClient, ask_for_code: impl Fn() -> String)
+    /// # -> Result<(), auth_client::Error> {
+    /// use auth_client::{LoginOutcome, SecretString};
+    ///
+    /// let password = SecretString::from("correct horse battery staple");
+    /// let pair = match client.sign_in("ada@example.com", &password).await? {
+    ///     LoginOutcome::Tokens(pair) => pair,
+    ///     LoginOutcome::MfaRequired(challenge) => {
+    ///         let code = SecretString::from(ask_for_code()); // TOTP or a recovery code
+    ///         client.complete_mfa(&challenge.mfa_token, &code).await?
+    ///     }
+    /// };
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Api`] with `INVALID_CREDENTIALS` (401) or `TOO_MANY_ATTEMPTS` (429).
-    pub async fn login(&self, email: &str, password: &SecretString) -> Result<TokenPair, Error> {
+    /// [`Error::Api`] with `INVALID_CREDENTIALS` (401) or `TOO_MANY_ATTEMPTS` (429, with
+    /// `retry_after`).
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &SecretString,
+    ) -> Result<LoginOutcome, Error> {
         let segments = v1!("auth", "login");
         let body = auth_api::LoginRequest {
             email: email.to_owned(),
             password: secret(password),
         };
+        let raw: auth_api::LoginResponse = self
+            .json(
+                Call::new(Operation::Login, Method::POST, &segments).json(&body),
+                200,
+            )
+            .await?;
+        types::login_outcome(raw).ok_or_else(|| {
+            Error::UnexpectedResponse("a login answer holds neither tokens nor a challenge".into())
+        })
+    }
+
+    /// `POST /auth/login`: a token pair, for a user without a second factor. See
+    /// [`sign_in`](Self::sign_in) for a login that may ask for one.
+    ///
+    /// # Errors
+    /// [`Error::MfaRequired`] for a user with a second factor: the password was right, and
+    /// the error carries the challenge to [`complete_mfa`](Self::complete_mfa) with.
+    /// [`Error::Api`] with `INVALID_CREDENTIALS` (401) or `TOO_MANY_ATTEMPTS` (429).
+    pub async fn login(&self, email: &str, password: &SecretString) -> Result<TokenPair, Error> {
+        self.sign_in(email, password).await?.into_tokens()
+    }
+
+    /// `POST /auth/login/mfa`: the second login step. `mfa_token` is the challenge's
+    /// ([`MfaChallenge::mfa_token`](crate::MfaChallenge::mfa_token)); `code` a current TOTP
+    /// code or an unused recovery code (spent by its use). A right code spends `mfa_token`; a
+    /// wrong one does not, so the user may type again while it lives.
+    ///
+    /// Not retried once sent: the code is spent by the first attempt the service receives.
+    ///
+    /// # Errors
+    /// [`Error::Api`] with `INVALID_MFA_CODE` (401: a wrong or spent code; counts toward the
+    /// lockout), `INVALID_CREDENTIALS` (401: an unknown, spent or expired `mfa_token`: sign in
+    /// again), `TOO_MANY_ATTEMPTS` (429, with `retry_after`: the account is locked),
+    /// `VALIDATION_FAILED` (422: an empty or overlong token or code).
+    pub async fn complete_mfa(
+        &self,
+        mfa_token: &SecretString,
+        code: &SecretString,
+    ) -> Result<TokenPair, Error> {
+        let segments = v1!("auth", "login", "mfa");
+        let body = auth_api::MfaLoginRequest {
+            mfa_token: secret(mfa_token),
+            code: secret(code),
+        };
         self.json(
-            Call::new(Operation::Login, Method::POST, &segments).json(&body),
+            Call::new(Operation::LoginMfa, Method::POST, &segments).json(&body),
             200,
         )
         .await

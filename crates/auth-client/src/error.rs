@@ -1,14 +1,17 @@
 //! What can go wrong when calling the service: its own problem+json answers as a typed
 //! [`ApiError`], and the failures of getting an answer at all.
 //!
-//! No error ever holds a secret: request bodies are never kept, URLs carry no credentials
-//! (the contract forbids them there), and the service's problem documents hold none.
+//! No error ever shows a secret: request bodies are never kept, URLs carry no credentials
+//! (the contract forbids them there), and the service's problem documents hold none. The one
+//! error that carries a secret, [`Error::MfaRequired`], holds its `mfa_token` as a
+//! [`SecretString`](secrecy::SecretString), out of `Debug` and `Display`, so that the caller
+//! can complete the login.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::types::TokenRejection;
+use crate::types::{MfaChallenge, TokenRejection};
 
 pub use auth_api::ErrorCode;
 
@@ -124,6 +127,17 @@ pub enum Error {
     /// An argument was refused before anything was sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The password was right, but the user has a second factor: no session is open until a
+    /// code is sent with the challenge's `mfa_token`
+    /// ([`AuthClient::complete_mfa`](crate::AuthClient::complete_mfa)). Only
+    /// [`login`](crate::AuthClient::login) (and
+    /// [`LoginOutcome::into_tokens`](crate::LoginOutcome::into_tokens)) answers this;
+    /// [`sign_in`](crate::AuthClient::sign_in) answers a
+    /// [`LoginOutcome`](crate::LoginOutcome) instead.
+    #[error(
+        "the user has a second factor: complete the login with a code and the challenge's mfa_token"
+    )]
+    MfaRequired(MfaChallenge),
 }
 
 impl Error {
@@ -136,7 +150,10 @@ impl Error {
             Self::Connect(_) | Self::Transport(_) | Self::Timeout(_) | Self::CircuitOpen { .. } => {
                 true
             }
-            Self::UnexpectedResponse(_) | Self::Config(_) | Self::InvalidArgument(_) => false,
+            Self::UnexpectedResponse(_)
+            | Self::Config(_)
+            | Self::InvalidArgument(_)
+            | Self::MfaRequired(_) => false,
         }
     }
 
@@ -149,7 +166,16 @@ impl Error {
         }
     }
 
-    /// The HTTP status of the service's answer, when there was one.
+    /// The challenge of a login that needs the second factor.
+    #[must_use]
+    pub fn mfa_challenge(&self) -> Option<&MfaChallenge> {
+        match self {
+            Self::MfaRequired(challenge) => Some(challenge),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the service's error answer, when there was one.
     #[must_use]
     pub fn status(&self) -> Option<u16> {
         self.api().map(|e| e.status)
@@ -233,6 +259,7 @@ mod tests {
             "INVALID_REFRESH_TOKEN",
             "INVALID_DEVICE_CREDENTIALS",
             "UNAUTHENTICATED",
+            "INVALID_MFA_CODE",
             "FORBIDDEN",
             "NOT_FOUND",
             "EMAIL_TAKEN",
@@ -240,6 +267,7 @@ mod tests {
             "ALREADY_MEMBER",
             "ALREADY_REVOKED",
             "LAST_OWNER",
+            "MFA_ALREADY_ENABLED",
             "PAYLOAD_TOO_LARGE",
             "UNSUPPORTED_MEDIA_TYPE",
             "VALIDATION_FAILED",

@@ -1,6 +1,9 @@
 //! Rust client of the authentication service, for the services that rely on it.
 //!
 //! - The whole v1 API, typed, with the service's problem+json errors as [`ApiError`].
+//! - Logins with a second factor (TOTP or a recovery code): [`AuthClient::sign_in`] answers
+//!   a [`LoginOutcome`], tokens or an [`MfaChallenge`] to complete with
+//!   [`AuthClient::complete_mfa`].
 //! - One pooled HTTP client (keep-alive), a timeout per attempt, a configurable base URL.
 //! - Retries with exponential backoff and jitter for transient failures only, never
 //!   repeating a call that may have changed something; a circuit breaker that fails fast
@@ -19,6 +22,28 @@
 //! let pair = client
 //!     .login("ada@example.com", &SecretString::from("correct horse battery staple"))
 //!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `login` serves users without a second factor; for a user with one it fails with
+//! [`Error::MfaRequired`], which carries the challenge. Where users may have a second
+//! factor, sign in instead:
+//!
+//! ```no_run
+//! # async fn run(code_from_the_user: String) -> Result<(), auth_client::Error> {
+//! use auth_client::{AuthClient, LoginOutcome, SecretString};
+//!
+//! let client = AuthClient::new("http://localhost:8000")?;
+//! let password = SecretString::from("correct horse battery staple");
+//! let pair = match client.sign_in("ada@example.com", &password).await? {
+//!     LoginOutcome::Tokens(pair) => pair,
+//!     LoginOutcome::MfaRequired(challenge) => {
+//!         // A TOTP code, or one of the user's recovery codes.
+//!         let code = SecretString::from(code_from_the_user);
+//!         client.complete_mfa(&challenge.mfa_token, &code).await?
+//!     }
+//! };
 //! # Ok(())
 //! # }
 //! ```
@@ -58,8 +83,9 @@ pub use stats::{
 };
 pub use types::{
     ApiKeyInfo, ApiKeyVerdict, ComponentHealth, CreatedApiKey, DeviceInfo, DeviceStatus,
-    DeviceToken, Health, HealthStatus, KeyRejection, KeyStatus, Me, Member, Membership, NewApiKey,
-    NewDevice, NewUser, Organization, OrganizationWithRole, RegisteredDevice, Role, RotatedSecret,
-    ServiceInfo, SessionInfo, TokenPair, TokenRejection, TokenType, TokenUser, TokenVerdict,
-    UserCreated, VerifiedApiKey, VerifiedBy, VerifiedDevice, VerifiedToken, VerifiedUser,
+    DeviceToken, Health, HealthStatus, KeyRejection, KeyStatus, LoginOutcome, Me, Member,
+    Membership, MfaChallenge, NewApiKey, NewDevice, NewUser, Organization, OrganizationWithRole,
+    RegisteredDevice, Role, RotatedSecret, ServiceInfo, SessionInfo, TokenPair, TokenRejection,
+    TokenType, TokenUser, TokenVerdict, UserCreated, VerifiedApiKey, VerifiedBy, VerifiedDevice,
+    VerifiedToken, VerifiedUser,
 };

@@ -17,6 +17,8 @@ pub enum Operation {
     Register,
     /// `POST /api/v1/auth/login`.
     Login,
+    /// `POST /api/v1/auth/login/mfa`.
+    LoginMfa,
     /// `POST /api/v1/auth/refresh`.
     Refresh,
     /// `POST /api/v1/auth/logout`.
@@ -87,9 +89,10 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Self; 35] = [
+    pub const ALL: [Self; 36] = [
         Self::Register,
         Self::Login,
+        Self::LoginMfa,
         Self::Refresh,
         Self::Logout,
         Self::LogoutAll,
@@ -131,6 +134,7 @@ impl Operation {
         match self {
             Self::Register => "register",
             Self::Login => "login",
+            Self::LoginMfa => "login_mfa",
             Self::Refresh => "refresh",
             Self::Logout => "logout",
             Self::LogoutAll => "logout_all",
@@ -175,7 +179,8 @@ impl Operation {
     /// Idempotent: every read, the verify endpoints, logout and logout-all (ending an ended
     /// session changes nothing), and device authentication (it issues a token and changes
     /// nothing else; a lost answer only loses that token). Not idempotent: register, login
-    /// (a session and the lockout count), refresh (rotation: a repeat looks like a reuse and
+    /// and its second step (a session and the lockout count; a right code spends the
+    /// `mfa_token`), refresh (rotation: a repeat looks like a reuse and
     /// ends the session), password change, creating organizations, keys and devices, adding
     /// and removing members, revoking and rotating keys and device secrets (a repeat answers
     /// 409 or 404, or loses the secret of the first).
@@ -185,6 +190,7 @@ impl Operation {
             self,
             Self::Register
                 | Self::Login
+                | Self::LoginMfa
                 | Self::Refresh
                 | Self::ChangePassword
                 | Self::CreateOrganization

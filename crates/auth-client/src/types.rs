@@ -91,6 +91,74 @@ impl NewUser {
     }
 }
 
+/// The second factor is due: the password was right and the user has a TOTP factor, but
+/// no session is open yet. Send a code from the user's authenticator app, or one of the
+/// user's unused recovery codes, with [`mfa_token`](Self::mfa_token) to
+/// [`AuthClient::complete_mfa`](crate::AuthClient::complete_mfa).
+///
+/// A wrong code does not spend the token: the user may type again until it expires (every
+/// wrong code counts toward the account lockout). A right code spends it. `Debug` never shows
+/// the token.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MfaChallenge {
+    /// Opaque, single use, good for `POST /auth/login/mfa` only.
+    pub mfa_token: SecretString,
+    /// Seconds the token lives from the login answer (300).
+    pub expires_in: i64,
+}
+
+/// What a correct password gets ([`AuthClient::sign_in`](crate::AuthClient::sign_in)).
+#[derive(Debug, Clone)]
+#[must_use]
+pub enum LoginOutcome {
+    /// Logged in: a session is open.
+    Tokens(TokenPair),
+    /// The user has a second factor: complete the login with a code.
+    MfaRequired(MfaChallenge),
+}
+
+impl LoginOutcome {
+    /// The token pair, or [`Error::MfaRequired`](crate::Error::MfaRequired) carrying the
+    /// challenge, for code written before the second factor existed.
+    ///
+    /// # Errors
+    /// [`Error::MfaRequired`](crate::Error::MfaRequired) when the second factor is due.
+    pub fn into_tokens(self) -> Result<TokenPair, crate::Error> {
+        match self {
+            Self::Tokens(pair) => Ok(pair),
+            Self::MfaRequired(challenge) => Err(crate::Error::MfaRequired(challenge)),
+        }
+    }
+}
+
+/// A token pair as the client holds it.
+pub(crate) fn token_pair(raw: auth_api::TokenResponse) -> TokenPair {
+    TokenPair {
+        access_token: SecretString::from(raw.access_token.into_inner()),
+        refresh_token: SecretString::from(raw.refresh_token.into_inner()),
+        token_type: raw.token_type,
+        expires_in: raw.expires_in,
+        refresh_expires_in: raw.refresh_expires_in,
+        user: raw.user,
+    }
+}
+
+/// The typed outcome of a login answer, or `None` for a challenge that does not say
+/// `mfa_required: true`.
+pub(crate) fn login_outcome(raw: auth_api::LoginResponse) -> Option<LoginOutcome> {
+    match raw {
+        auth_api::LoginResponse::Tokens(pair) => Some(LoginOutcome::Tokens(token_pair(pair))),
+        auth_api::LoginResponse::MfaRequired(step) if step.mfa_required => {
+            Some(LoginOutcome::MfaRequired(MfaChallenge {
+                mfa_token: SecretString::from(step.mfa_token.into_inner()),
+                expires_in: step.expires_in,
+            }))
+        }
+        auth_api::LoginResponse::MfaRequired(_) => None,
+    }
+}
+
 /// Where a verdict on a token came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifiedBy {
@@ -249,4 +317,52 @@ pub(crate) fn key_verdict(raw: auth_api::KeyVerification<'_>) -> Option<ApiKeyVe
             .collect(),
         expires_at: raw.expires_at,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(body: serde_json::Value) -> Option<LoginOutcome> {
+        login_outcome(serde_json::from_value(body).unwrap())
+    }
+
+    #[test]
+    fn a_login_answer_is_tokens_or_a_challenge() {
+        let step = read(
+            serde_json::json!({"mfa_required": true, "mfa_token": "mfa-t0ken", "expires_in": 300}),
+        );
+        let Some(LoginOutcome::MfaRequired(challenge)) = step else {
+            panic!("{step:?}");
+        };
+        assert_eq!(
+            (challenge.mfa_token.expose_secret(), challenge.expires_in),
+            ("mfa-t0ken", 300)
+        );
+        let err = LoginOutcome::MfaRequired(challenge)
+            .into_tokens()
+            .unwrap_err();
+        assert!(matches!(err, crate::Error::MfaRequired(_)));
+        assert!(!format!("{err} {err:?}").contains("mfa-t0ken"));
+
+        let tokens = read(serde_json::json!({
+            "access_token": "a", "refresh_token": "r", "token_type": "Bearer", "expires_in": 900,
+            "refresh_expires_in": 60, "user": {"id": "0190f9f4-8b4e-7c3a-9d1e-2f3a4b5c6d7e", "email": "a@b.co"}
+        }));
+        let pair = tokens.unwrap().into_tokens().unwrap();
+        assert_eq!(
+            (
+                pair.access_token.expose_secret(),
+                pair.refresh_token.expose_secret()
+            ),
+            ("a", "r")
+        );
+        assert_eq!((pair.expires_in, pair.refresh_expires_in), (900, 60));
+
+        // A challenge that does not ask for the factor is not one.
+        assert!(
+            read(serde_json::json!({"mfa_required": false, "mfa_token": "t", "expires_in": 300}))
+                .is_none()
+        );
+    }
 }

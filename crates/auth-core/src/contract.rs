@@ -28,12 +28,12 @@ use crate::model::{
     StoredToken, TokenHash, TokenPurpose, User, UserId,
 };
 use crate::ports::{
-    AccountRemover, AddMemberError, Admission, ApiKeyRepository, AttemptState, ChangeDeviceError,
-    Clock, CreateUserError, DeleteAccountError, DeviceRepository, EventLog, Invalidation,
-    LockoutPolicy, LoginAttemptStore, MailOutbox, MfaRepository, OneTimeTokenStore,
-    OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner, RegisterDeviceError,
-    RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository,
-    UserRepository,
+    AccountRemover, AddMemberError, AddressConfirmation, AddressIssue, Admission, ApiKeyRepository,
+    AttemptState, ChangeDeviceError, Clock, CreateUserError, DeleteAccountError, DeviceRepository,
+    EventLog, Invalidation, LockoutPolicy, LoginAttemptStore, MailOutbox, MfaRepository,
+    OneTimeTokenStore, OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner,
+    RegisterDeviceError, RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation,
+    SessionRepository, UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -153,7 +153,16 @@ macro_rules! storage_contract_tests {
             outbox_reschedule_counts_and_delays, outbox_concurrent_claims_hand_out_once,
             one_time_token_works_once_and_queues_its_mail, newer_one_time_token_kills_older,
             expired_one_time_token_refused, one_time_token_purposes_separate,
-            concurrent_one_time_token_consumes_one_winner);
+            concurrent_one_time_token_consumes_one_winner,
+            mark_email_verified_once, confirm_address_verifies_the_current_address_once,
+            change_of_address_applies_and_kills_older_links,
+            change_of_address_to_a_taken_address_keeps_the_token,
+            concurrent_address_confirmations_one_winner,
+            password_reset_ends_sessions_and_clears_the_lock,
+            password_reset_refuses_stale_and_expired_tokens,
+            concurrent_password_resets_one_winner,
+            reset_request_by_address_keeps_interval_and_mails_the_stored_address,
+            concurrent_reset_requests_issue_one_mail, account_deletion_removes_its_tokens);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -198,6 +207,7 @@ fn user(email: Email, now: DateTime<Utc>) -> User {
             "$2b$04$abcdefghijklmnopqrstuu5Ue0Yk1T6nX7Q8Ww1lYwLxY9gk3yZ1C".into(),
         ),
         is_admin: false,
+        email_verified_at: None,
         created_at: now,
         updated_at: now,
     }
@@ -3202,8 +3212,8 @@ fn one_time(user: &User, purpose: TokenPurpose, now: DateTime<Utc>) -> (OneTimeT
     let token = OneTimeToken::from_random(&bytes);
     let stored = StoredToken {
         hash: token.hash(),
-        user_id: user.id,
         purpose,
+        email: user.email.clone(),
         created_at: now,
         expires_at: now + Duration::hours(1),
     };
@@ -3217,7 +3227,7 @@ async fn one_time_token_works_once_and_queues_its_mail(f: &impl Fixture) {
     let u = stored_user(f, now).await;
     let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
     let tokens = f.one_time_tokens();
-    tokens.issue(&stored, &mail("verify")).await.unwrap();
+    tokens.issue(u.id, &stored, &mail("verify")).await.unwrap();
     let queued = f
         .outbox()
         .claim_due(now, 10, Duration::minutes(5))
@@ -3271,8 +3281,13 @@ async fn newer_one_time_token_kills_older(f: &impl Fixture) {
     let (kept, kept_stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
     let (others, others_stored) = one_time(&other, TokenPurpose::PasswordReset, now);
     let (new, new_stored) = one_time(&u, TokenPurpose::PasswordReset, now + Duration::seconds(1));
-    for t in [&old_stored, &kept_stored, &others_stored, &new_stored] {
-        tokens.issue(t, &mail("m")).await.unwrap();
+    for (owner, t) in [
+        (u.id, &old_stored),
+        (u.id, &kept_stored),
+        (other.id, &others_stored),
+        (u.id, &new_stored),
+    ] {
+        tokens.issue(owner, t, &mail("m")).await.unwrap();
     }
     let at = now + Duration::seconds(2);
     assert_eq!(
@@ -3312,7 +3327,7 @@ async fn expired_one_time_token_refused(f: &impl Fixture) {
     let u = stored_user(f, now).await;
     let tokens = f.one_time_tokens();
     let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
-    tokens.issue(&stored, &mail("m")).await.unwrap();
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
     assert_eq!(
         tokens
             .consume(&token.hash(), TokenPurpose::VerifyEmail, stored.expires_at)
@@ -3337,7 +3352,7 @@ async fn one_time_token_purposes_separate(f: &impl Fixture) {
     let u = stored_user(f, now).await;
     let tokens = f.one_time_tokens();
     let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, now);
-    tokens.issue(&stored, &mail("m")).await.unwrap();
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
     assert_eq!(
         tokens
             .consume(&token.hash(), TokenPurpose::PasswordReset, now)
@@ -3361,7 +3376,7 @@ async fn concurrent_one_time_token_consumes_one_winner(f: &impl Fixture) {
     let u = stored_user(f, now).await;
     let tokens = f.one_time_tokens();
     let (token, stored) = one_time(&u, TokenPurpose::PasswordReset, now);
-    tokens.issue(&stored, &mail("m")).await.unwrap();
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
     let hash = token.hash();
     let results = futures::future::join_all((0..8).map(|_| {
         let tokens = tokens.clone();
@@ -3375,6 +3390,560 @@ async fn concurrent_one_time_token_consumes_one_winner(f: &impl Fixture) {
     .await;
     assert_eq!(results.iter().filter(|r| r.is_some()).count(), 1);
     drain_outbox(f, now).await;
+}
+
+/// The mails `f`'s outbox holds now (claimed, then marked sent).
+async fn take_mails(f: &impl Fixture, now: DateTime<Utc>) -> Vec<OutgoingMail> {
+    let mut mails = Vec::new();
+    for queued in f
+        .outbox()
+        .claim_due(now + Duration::days(3650), 10_000, Duration::seconds(1))
+        .await
+        .unwrap()
+    {
+        f.outbox().mark_sent(queued.id).await.unwrap();
+        mails.push(queued.mail);
+    }
+    mails
+}
+
+/// The actions logged after `start`.
+async fn actions_after(f: &impl Fixture, start: i64) -> Vec<EventAction> {
+    logged_after(f, start)
+        .await
+        .into_iter()
+        .filter_map(|e| e.action)
+        .collect()
+}
+
+/// An operator's verification sets the time once and records it once; an unknown user is
+/// `false`.
+async fn mark_email_verified_once(f: &impl Fixture) {
+    let c = clock();
+    let u = stored_user(f, c.now()).await;
+    let start = log_head(f).await;
+    assert!(f.users().mark_email_verified(u.id, c.now()).await.unwrap());
+    let first = c.now();
+    c.advance(Duration::seconds(5));
+    assert!(f.users().mark_email_verified(u.id, c.now()).await.unwrap());
+    let stored = f.users().find_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.email_verified_at,
+        Some(first),
+        "the first time is kept"
+    );
+    assert_eq!(
+        actions_after(f, start).await,
+        vec![EventAction::EmailVerified]
+    );
+    assert!(
+        !f.users()
+            .mark_email_verified(UserId::generate(), c.now())
+            .await
+            .unwrap()
+    );
+}
+
+/// A verification token verifies the address it was sent to, once; a token naming another
+/// address (the account's is no longer it) verifies nothing.
+async fn confirm_address_verifies_the_current_address_once(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    let u = stored_user(f, c.now()).await;
+    let start = log_head(f).await;
+    let (token, stored) = one_time(&u, TokenPurpose::VerifyEmail, c.now());
+    tokens.issue(u.id, &stored, &mail("verify")).await.unwrap();
+    c.advance(Duration::seconds(3));
+    assert_eq!(
+        tokens
+            .confirm_address(&token.hash(), c.now())
+            .await
+            .unwrap(),
+        AddressConfirmation::Verified(u.id)
+    );
+    let verified = f.users().find_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(verified.email_verified_at, Some(c.now()));
+    assert_eq!(
+        tokens
+            .confirm_address(&token.hash(), c.now())
+            .await
+            .unwrap(),
+        AddressConfirmation::Invalid,
+        "a link works once"
+    );
+    assert_eq!(
+        actions_after(f, start).await,
+        vec![EventAction::EmailVerified]
+    );
+
+    let v = stored_user(f, c.now()).await;
+    let (stale, mut stale_stored) = one_time(&v, TokenPurpose::VerifyEmail, c.now());
+    stale_stored.email = unique_email("elsewhere");
+    tokens.issue(v.id, &stale_stored, &mail("m")).await.unwrap();
+    assert_eq!(
+        tokens
+            .confirm_address(&stale.hash(), c.now())
+            .await
+            .unwrap(),
+        AddressConfirmation::Invalid
+    );
+    assert_eq!(
+        f.users()
+            .find_by_id(v.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified_at,
+        None
+    );
+    // A reset token is not an address token, and stays usable for its own purpose.
+    let (reset, reset_stored) = one_time(&v, TokenPurpose::PasswordReset, c.now());
+    tokens.issue(v.id, &reset_stored, &mail("m")).await.unwrap();
+    assert_eq!(
+        tokens
+            .confirm_address(&reset.hash(), c.now())
+            .await
+            .unwrap(),
+        AddressConfirmation::Invalid
+    );
+    assert_eq!(
+        tokens
+            .consume(&reset.hash(), TokenPurpose::PasswordReset, c.now())
+            .await
+            .unwrap(),
+        Some(v.id)
+    );
+    drain_outbox(f, c.now()).await;
+}
+
+/// A change-of-address token moves the account to its address, verified; the old address is
+/// free; every other link of the account (sent to the old address) dies.
+async fn change_of_address_applies_and_kills_older_links(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    let u = stored_user(f, c.now()).await;
+    let start = log_head(f).await;
+    let (reset, reset_stored) = one_time(&u, TokenPurpose::PasswordReset, c.now());
+    let (verify, verify_stored) = one_time(&u, TokenPurpose::VerifyEmail, c.now());
+    let new_address = unique_email("moved");
+    let (change, mut change_stored) = one_time(&u, TokenPurpose::ChangeEmail, c.now());
+    change_stored.email = new_address.clone();
+    for t in [&reset_stored, &verify_stored, &change_stored] {
+        tokens.issue(u.id, t, &mail("m")).await.unwrap();
+    }
+    assert_eq!(
+        tokens
+            .confirm_address(&change.hash(), c.now())
+            .await
+            .unwrap(),
+        AddressConfirmation::Changed(u.id)
+    );
+    let moved = f.users().find_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(moved.email.as_str(), new_address.as_str());
+    assert_eq!(moved.email_verified_at, Some(c.now()));
+    assert_eq!(
+        f.users()
+            .find_by_email(&new_address)
+            .await
+            .unwrap()
+            .map(|x| x.id),
+        Some(u.id)
+    );
+    assert_eq!(f.users().find_by_email(&u.email).await.unwrap(), None);
+    let other = user(u.email.clone(), c.now());
+    f.users().create(&other).await.unwrap();
+    assert_eq!(
+        tokens
+            .confirm_address(&verify.hash(), c.now())
+            .await
+            .unwrap(),
+        AddressConfirmation::Invalid
+    );
+    let hash =
+        PasswordHash::new("$2b$04$zyxwvutsrqponmlkjihgfeYHPs3Tzj0HfD7Q9bGZ4qQ8rXJ0WkC1e".into());
+    assert_eq!(
+        tokens
+            .reset_password(&reset.hash(), &hash, c.now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        actions_after(f, start).await,
+        vec![EventAction::EmailChanged]
+    );
+    drain_outbox(f, c.now()).await;
+}
+
+/// A change of address to an address another account took meanwhile changes nothing and
+/// keeps the token; once the address is free the same token works.
+async fn change_of_address_to_a_taken_address_keeps_the_token(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    let u = stored_user(f, c.now()).await;
+    let wanted = unique_email("wanted");
+    let (change, mut change_stored) = one_time(&u, TokenPurpose::ChangeEmail, c.now());
+    change_stored.email = wanted.clone();
+    tokens
+        .issue(u.id, &change_stored, &mail("m"))
+        .await
+        .unwrap();
+    let squatter = user(wanted.clone(), c.now());
+    f.users().create(&squatter).await.unwrap();
+    assert_eq!(
+        tokens
+            .confirm_address(&change.hash(), c.now())
+            .await
+            .unwrap(),
+        AddressConfirmation::Taken
+    );
+    assert_eq!(f.users().find_by_id(u.id).await.unwrap().unwrap(), u);
+    f.accounts()
+        .delete_account(squatter.id, c.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens
+            .confirm_address(&change.hash(), c.now())
+            .await
+            .unwrap(),
+        AddressConfirmation::Changed(u.id)
+    );
+    drain_outbox(f, c.now()).await;
+}
+
+/// Of concurrent uses of one address link, exactly one confirms.
+async fn concurrent_address_confirmations_one_winner(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    let u = stored_user(f, c.now()).await;
+    let start = log_head(f).await;
+    let (token, mut stored) = one_time(&u, TokenPurpose::ChangeEmail, c.now());
+    stored.email = unique_email("race");
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
+    let hash = token.hash();
+    let now = c.now();
+    let results = futures::future::join_all((0..8).map(|_| {
+        let tokens = tokens.clone();
+        async move { tokens.confirm_address(&hash, now).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == AddressConfirmation::Changed(u.id))
+            .count(),
+        1
+    );
+    assert!(results.iter().all(|r| matches!(
+        r,
+        AddressConfirmation::Changed(_) | AddressConfirmation::Invalid
+    )));
+    assert_eq!(
+        actions_after(f, start).await,
+        vec![EventAction::EmailChanged]
+    );
+    drain_outbox(f, now).await;
+}
+
+/// A reset sets the hash, ends every live session (an event each, with its invalidation),
+/// clears the address's lockout, records `user.password_reset`, and works once.
+async fn password_reset_ends_sessions_and_clears_the_lock(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    let u = stored_user(f, c.now()).await;
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let s = session_for(&u, c.now());
+        f.sessions().create(&s, &token("first")).await.unwrap();
+        sessions.push(s.id);
+    }
+    sessions.sort();
+    let policy = lockout(3);
+    let key = u.email.attempt_key();
+    let until = lock_out(f.login_attempts().as_ref(), &key, &c, &policy).await;
+    let (reset, stored) = one_time(&u, TokenPurpose::PasswordReset, c.now());
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
+    let start = log_head(f).await;
+    let hash =
+        PasswordHash::new("$2b$04$zyxwvutsrqponmlkjihgfeYHPs3Tzj0HfD7Q9bGZ4qQ8rXJ0WkC1e".into());
+    let done = tokens
+        .reset_password(&reset.hash(), &hash, c.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.user, u.id);
+    assert_eq!(done.ended, sessions);
+    let reset_user = f.users().find_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(reset_user.password_hash, hash);
+    for id in &sessions {
+        let s = f.sessions().find(*id).await.unwrap().unwrap();
+        assert_eq!(s.revoked_at, Some(c.now()));
+    }
+    assert!(c.now() < until, "still within the lock");
+    assert_eq!(
+        f.login_attempts()
+            .begin_attempt(&key, c.now(), &policy)
+            .await
+            .unwrap(),
+        counted(1),
+        "the lock is cleared"
+    );
+    let logged = logged_after(f, start).await;
+    let seen: Vec<(EventAction, Option<Invalidation>)> = logged
+        .iter()
+        .map(|e| (e.action.unwrap(), e.invalidation.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                EventAction::SessionEnded,
+                Some(Invalidation::Session(sessions[0]))
+            ),
+            (
+                EventAction::SessionEnded,
+                Some(Invalidation::Session(sessions[1]))
+            ),
+            (EventAction::PasswordReset, None),
+        ]
+    );
+    assert_eq!(
+        tokens
+            .reset_password(&reset.hash(), &hash, c.now())
+            .await
+            .unwrap(),
+        None,
+        "a link works once"
+    );
+    drain_outbox(f, c.now()).await;
+}
+
+/// An expired reset token, a verification token, and a reset token for an address the
+/// account no longer has change nothing.
+async fn password_reset_refuses_stale_and_expired_tokens(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    let u = stored_user(f, c.now()).await;
+    let hash =
+        PasswordHash::new("$2b$04$zyxwvutsrqponmlkjihgfeYHPs3Tzj0HfD7Q9bGZ4qQ8rXJ0WkC1e".into());
+    let (expired, stored) = one_time(&u, TokenPurpose::PasswordReset, c.now());
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
+    assert_eq!(
+        tokens
+            .reset_password(&expired.hash(), &hash, stored.expires_at)
+            .await
+            .unwrap(),
+        None
+    );
+    let (verify, stored) = one_time(&u, TokenPurpose::VerifyEmail, c.now());
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
+    assert_eq!(
+        tokens
+            .reset_password(&verify.hash(), &hash, c.now())
+            .await
+            .unwrap(),
+        None
+    );
+    let (stale, mut stored) = one_time(&u, TokenPurpose::PasswordReset, c.now());
+    stored.email = unique_email("former");
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
+    assert_eq!(
+        tokens
+            .reset_password(&stale.hash(), &hash, c.now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(f.users().find_by_id(u.id).await.unwrap().unwrap(), u);
+    drain_outbox(f, c.now()).await;
+}
+
+/// Of concurrent resets with one token, exactly one sets its password.
+async fn concurrent_password_resets_one_winner(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    let u = stored_user(f, c.now()).await;
+    let (reset, stored) = one_time(&u, TokenPurpose::PasswordReset, c.now());
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
+    let hash = reset.hash();
+    let now = c.now();
+    let results = futures::future::join_all((0..8).map(|i| {
+        let tokens = tokens.clone();
+        async move {
+            let new = PasswordHash::new(format!(
+                "$2b$04$zyxwvutsrqponmlkjihgfeYHPs3Tzj0HfD7Q9bGZ4qQ8rXJ0Wk{i:03}"
+            ));
+            tokens
+                .reset_password(&hash, &new, now)
+                .await
+                .unwrap()
+                .map(|_| new)
+        }
+    }))
+    .await;
+    let winners: Vec<&PasswordHash> = results.iter().flatten().collect();
+    assert_eq!(winners.len(), 1);
+    let reset_user = f.users().find_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(&reset_user.password_hash, winners[0]);
+    drain_outbox(f, now).await;
+}
+
+/// A request by address issues for a known address only, mails the address as stored, keeps
+/// the minimum interval (the older link stays good meanwhile), and after it replaces the
+/// older link.
+async fn reset_request_by_address_keeps_interval_and_mails_the_stored_address(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    drain_outbox(f, c.now()).await;
+    let interval = Duration::seconds(60);
+    let request = |email: Email, now: DateTime<Utc>| {
+        let token = OneTimeToken::from_random(&{
+            let mut bytes = [0u8; OneTimeToken::BYTES];
+            bytes[..16].copy_from_slice(UserId::generate().as_uuid().as_bytes());
+            bytes
+        });
+        let stored = StoredToken {
+            hash: token.hash(),
+            purpose: TokenPurpose::PasswordReset,
+            email: email.clone(),
+            created_at: now,
+            expires_at: now + Duration::hours(1),
+        };
+        let mail = OutgoingMail {
+            to: email,
+            ..mail("reset")
+        };
+        (token, stored, mail)
+    };
+
+    let (_, stored, m) = request(unique_email("nobody"), c.now());
+    assert_eq!(
+        tokens
+            .issue_for_address(&stored, &m, interval)
+            .await
+            .unwrap(),
+        AddressIssue::UnknownAddress
+    );
+    assert!(take_mails(f, c.now()).await.is_empty());
+
+    let u = stored_user(f, c.now()).await;
+    let typed = Email::parse(&u.email.as_str().to_lowercase()).unwrap();
+    assert_ne!(typed.as_str(), u.email.as_str(), "typed in another case");
+    let (first, stored, m) = request(typed.clone(), c.now());
+    assert_eq!(
+        tokens
+            .issue_for_address(&stored, &m, interval)
+            .await
+            .unwrap(),
+        AddressIssue::Issued
+    );
+    let mails = take_mails(f, c.now()).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to.as_str(), u.email.as_str(), "the stored address");
+
+    c.advance(Duration::seconds(59));
+    let (second, stored, m) = request(typed.clone(), c.now());
+    assert_eq!(
+        tokens
+            .issue_for_address(&stored, &m, interval)
+            .await
+            .unwrap(),
+        AddressIssue::TooSoon
+    );
+    assert!(take_mails(f, c.now()).await.is_empty());
+    assert_eq!(
+        tokens
+            .consume(&second.hash(), TokenPurpose::PasswordReset, c.now())
+            .await
+            .unwrap(),
+        None
+    );
+
+    c.advance(Duration::seconds(1));
+    let (third, stored, m) = request(typed, c.now());
+    assert_eq!(
+        tokens
+            .issue_for_address(&stored, &m, interval)
+            .await
+            .unwrap(),
+        AddressIssue::Issued
+    );
+    assert_eq!(take_mails(f, c.now()).await.len(), 1);
+    assert_eq!(
+        tokens
+            .consume(&first.hash(), TokenPurpose::PasswordReset, c.now())
+            .await
+            .unwrap(),
+        None,
+        "the newer link killed the older"
+    );
+    assert_eq!(
+        tokens
+            .consume(&third.hash(), TokenPurpose::PasswordReset, c.now())
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+}
+
+/// Of concurrent requests for one address within the interval, one issues and one mail is
+/// queued.
+async fn concurrent_reset_requests_issue_one_mail(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    drain_outbox(f, c.now()).await;
+    let u = stored_user(f, c.now()).await;
+    let now = c.now();
+    let results = futures::future::join_all((0..8u8).map(|i| {
+        let tokens = tokens.clone();
+        let email = u.email.clone();
+        async move {
+            let token = OneTimeToken::from_random(&[i; OneTimeToken::BYTES]);
+            let stored = StoredToken {
+                hash: token.hash(),
+                purpose: TokenPurpose::PasswordReset,
+                email: email.clone(),
+                created_at: now,
+                expires_at: now + Duration::hours(1),
+            };
+            let m = OutgoingMail {
+                to: email,
+                ..mail("reset")
+            };
+            tokens
+                .issue_for_address(&stored, &m, Duration::seconds(60))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == AddressIssue::Issued)
+            .count(),
+        1
+    );
+    assert_eq!(take_mails(f, now).await.len(), 1);
+}
+
+/// Deleting an account deletes its tokens.
+async fn account_deletion_removes_its_tokens(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    let u = stored_user(f, c.now()).await;
+    let (_, stored) = one_time(&u, TokenPurpose::PasswordReset, c.now());
+    tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
+    f.accounts().delete_account(u.id, c.now()).await.unwrap();
+    assert_eq!(
+        tokens
+            .last_issued(u.id, TokenPurpose::PasswordReset)
+            .await
+            .unwrap(),
+        None
+    );
+    drain_outbox(f, c.now()).await;
 }
 
 #[cfg(test)]

@@ -369,6 +369,32 @@ impl From<AccountError> for ApiError {
                 let secs = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
                 Self::too_many_attempts(secs.max(1))
             }
+            AccountError::InvalidOneTimeToken => Self::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidOneTimeToken,
+                "the link is invalid, was already used, or has expired; ask for a new one",
+            ),
+            AccountError::EmailNotVerified => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::EmailNotVerified,
+                "the email address is not verified yet: open the link in the mail we sent, \
+                 or ask for a new one",
+            ),
+            AccountError::EmailUnchanged => Self::validation(vec![FieldError::new(
+                "new_email",
+                "unchanged",
+                "the new address is the account's current address",
+            )]),
+            AccountError::TooSoon { retry_after } => {
+                let ms = retry_after.num_milliseconds().max(0);
+                let secs = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
+                Self {
+                    detail: "a mail of this kind was sent to this address a moment ago; \
+                             wait before asking again"
+                        .to_owned(),
+                    ..Self::rate_limited(secs.max(1))
+                }
+            }
             AccountError::Store(store) => store.into(),
             AccountError::Internal(_)
             | AccountError::UnrecognisedHash

@@ -84,7 +84,7 @@ fn v1<T>(scope: scope::Scope<T>) -> scope::Scope<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    use routes::{api_keys, auth, devices, mfa, organizations, users};
+    use routes::{api_keys, auth, devices, lifecycle, mfa, organizations, users};
     scope
         .service(auth::register)
         .service(auth::login)
@@ -94,10 +94,15 @@ where
         .service(auth::logout_all)
         .service(auth::verify)
         .service(auth::verify_token)
+        .service(lifecycle::verify_email)
+        .service(lifecycle::resend_verification)
+        .service(lifecycle::request_password_reset)
+        .service(lifecycle::confirm_password_reset)
         .service(users::me)
         .service(users::update_me)
         .service(users::delete_me)
         .service(users::change_password)
+        .service(lifecycle::change_email)
         .service(mfa::enrol_totp)
         .service(mfa::confirm_totp)
         .service(mfa::disable_totp)

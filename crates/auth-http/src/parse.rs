@@ -10,8 +10,8 @@ use auth_api as api;
 use auth_core::model::text::has_control_chars;
 use auth_core::model::{
     ApiKeyName, DeviceId, DeviceMetadata, DeviceName, DeviceSecret, DisplayName, Email,
-    OrganizationId, OrganizationName, Password, PasswordError, PasswordPolicy, RefreshToken, Role,
-    Scope, Scopes,
+    OneTimeToken, OrganizationId, OrganizationName, Password, PasswordError, PasswordPolicy,
+    RefreshToken, Role, Scope, Scopes,
 };
 use auth_core::{NewApiKey, NewDevice, Registration};
 
@@ -394,6 +394,70 @@ impl TryIntoDomain for api::MfaLoginRequest {
             .bounded("code", self.code.expose(), MAX_CODE_CHARS)
             .map(str::to_owned);
         f.finish(token.zip(code))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mailed links
+
+/// The longest one-time token accepted (ours are 43 characters).
+const MAX_ONE_TIME_TOKEN_CHARS: usize = 256;
+
+impl TryIntoDomain for api::VerifyEmailRequest {
+    type Domain = OneTimeToken;
+
+    fn try_into_domain(self, (): ()) -> Result<OneTimeToken, ApiError> {
+        let mut f = Fields::default();
+        let token = f
+            .bounded("token", self.token.expose(), MAX_ONE_TIME_TOKEN_CHARS)
+            .map(OneTimeToken::presented);
+        f.finish(token)
+    }
+}
+
+impl TryIntoDomain for api::PasswordResetRequest {
+    type Domain = Email;
+
+    fn try_into_domain(self, (): ()) -> Result<Email, ApiError> {
+        let mut f = Fields::default();
+        let email = f.check("email", "invalid_email", &self.email, Email::parse);
+        f.finish(email)
+    }
+}
+
+impl TryIntoDomain<&PasswordPolicy> for api::PasswordResetConfirm {
+    /// The token and the new password.
+    type Domain = (OneTimeToken, Password);
+
+    fn try_into_domain(
+        self,
+        policy: &PasswordPolicy,
+    ) -> Result<(OneTimeToken, Password), ApiError> {
+        let mut f = Fields::default();
+        let token = f
+            .bounded("token", self.token.expose(), MAX_ONE_TIME_TOKEN_CHARS)
+            .map(OneTimeToken::presented);
+        let new = f.password("new_password", self.new_password.expose(), |raw| {
+            policy.new_password(raw)
+        });
+        f.finish(token.zip(new))
+    }
+}
+
+impl TryIntoDomain for api::ChangeEmailRequest {
+    /// The new address and the current password.
+    type Domain = (Email, Password);
+
+    fn try_into_domain(self, (): ()) -> Result<(Email, Password), ApiError> {
+        let mut f = Fields::default();
+        let email = f.check("new_email", "invalid_email", &self.new_email, Email::parse);
+        // A missing password is `required` whatever the reason, as for a password change.
+        let password = f.text(&"password", self.password.expose()).and_then(|raw| {
+            Password::presented(raw)
+                .map_err(|e| f.push(FieldError::new("password", "required", e)))
+                .ok()
+        });
+        f.finish(email.zip(password))
     }
 }
 

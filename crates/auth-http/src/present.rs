@@ -144,6 +144,7 @@ pub fn me(
         email: user.email.as_str().to_owned(),
         display_name: user.display_name.map(DisplayName::into_inner),
         is_admin: user.is_admin,
+        email_verified: user.email_verified_at.is_some(),
         created_at: user.created_at,
         organizations: organizations
             .into_iter()

@@ -37,7 +37,9 @@ type Limiter =
 pub enum Group {
     /// `POST /auth/register`.
     Register,
-    /// `POST /auth/login` and its second step, `POST /auth/login/mfa`.
+    /// `POST /auth/login` and its second step, `POST /auth/login/mfa`; also the other
+    /// unauthenticated account steps: `POST /auth/verify-email`, `POST /auth/password-reset`
+    /// and `POST /auth/password-reset/confirm`.
     Login,
     /// `POST /auth/refresh` and `POST /auth/logout`: both take a refresh token.
     Refresh,
@@ -61,7 +63,14 @@ impl Group {
         let path = path.strip_prefix("/api/v1")?;
         match (method.as_str(), path) {
             ("POST", "/auth/register") => Some(Self::Register),
-            ("POST", "/auth/login" | "/auth/login/mfa") => Some(Self::Login),
+            (
+                "POST",
+                "/auth/login"
+                | "/auth/login/mfa"
+                | "/auth/verify-email"
+                | "/auth/password-reset"
+                | "/auth/password-reset/confirm",
+            ) => Some(Self::Login),
             ("POST", "/auth/refresh" | "/auth/logout") => Some(Self::Refresh),
             ("POST", "/devices/authenticate") => Some(Self::DeviceAuthenticate),
             ("GET", "/auth/verify")

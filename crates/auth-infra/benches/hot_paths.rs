@@ -91,6 +91,7 @@ fn api_keys(c: &mut Criterion) {
             display_name: None,
             password_hash: PasswordHash::new("$2b$04$x".into()),
             is_admin: false,
+            email_verified_at: None,
             created_at: now,
             updated_at: now,
         };

@@ -13,6 +13,8 @@
     reason = "test support: failing loudly is the point"
 )]
 
+pub mod smtp;
+
 use std::sync::Arc;
 
 use diesel::{Connection as _, RunQueryDsl as _};

@@ -132,6 +132,9 @@ struct ImportLine {
     is_admin: bool,
     #[serde(default)]
     created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the other system verified the address (absent: unverified).
+    #[serde(default)]
+    email_verified_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 enum Imported {
@@ -155,6 +158,7 @@ fn parse_import_line(line: &str) -> Result<ImportedUser, String> {
         password_hash: auth_core::model::PasswordHash::new(parsed.password_hash),
         display_name,
         is_admin: parsed.is_admin,
+        email_verified_at: parsed.email_verified_at,
         created_at: parsed.created_at,
     })
 }
@@ -297,6 +301,45 @@ pub async fn delete_user(config: Config, email: &str, json: bool) -> Result<(), 
         output::print_json(&serde_json::json!({ "deleted": user.id.to_string() }))
     } else {
         println!("deleted {email} ({})", user.id);
+        Ok(())
+    }
+}
+
+/// Marks the address of the user with `email` verified.
+///
+/// # Errors
+/// [`CliError`]: a bad address, no such user, or a store failure.
+pub async fn verify_email(config: Config, email: &str, json: bool) -> Result<(), CliError> {
+    let email = Email::parse(email).map_err(|e| CliError::Input(format!("email: {e}")))?;
+    let services = open(config).await?;
+    let user = services
+        .orgs
+        .find_user(&email)
+        .await
+        .map_err(org_error)?
+        .ok_or_else(|| CliError::Failed(format!("no user with email {email}")))?;
+    let already = user.email_verified();
+    services
+        .auth
+        .mark_email_verified(user.id)
+        .await
+        .map_err(|err| match err {
+            AccountError::InvalidToken(_) => {
+                CliError::Failed(format!("no user with email {email}"))
+            }
+            other => CliError::Failed(auth_core::ErrorChain(&other).to_string()),
+        })?;
+    if json {
+        output::print_json(&serde_json::json!({
+            "user_id": user.id.to_string(),
+            "email_verified": true,
+            "changed": !already,
+        }))
+    } else if already {
+        println!("{email} was verified already; nothing changed");
+        Ok(())
+    } else {
+        println!("{email} is now verified");
         Ok(())
     }
 }

@@ -176,6 +176,13 @@ pub enum UsersCommand {
         /// Email address.
         email: String,
     },
+    /// Mark a user's address verified without the mailed link (for an address the operator
+    /// has confirmed otherwise). Recorded as `user.email_verified`.
+    #[command(name = "verify-email")]
+    VerifyEmail {
+        /// Email address.
+        email: String,
+    },
 }
 
 /// A command failed; the message is for the operator.
@@ -226,6 +233,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Users(UsersCommand::ResetMfa { email }) => {
             crate::admin::reset_mfa(config, &email, json).await
+        }
+        Command::Users(UsersCommand::VerifyEmail { email }) => {
+            crate::admin::verify_email(config, &email, json).await
         }
         Command::Organizations(cmd) => crate::admin::organizations(config, cmd, json).await,
         Command::ApiKeys { target, command } => match target.url {

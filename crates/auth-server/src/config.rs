@@ -900,6 +900,43 @@ pub struct MailConfig {
         global = true
     )]
     pub min_interval_seconds: u64,
+
+    /// Seconds a verification link (after registration, or for a new address) works.
+    #[arg(
+        id = "email_verification_ttl_seconds",
+        long = "email-verification-ttl-seconds",
+        value_name = "AUTH_EMAIL_VERIFICATION_TTL_SECONDS",
+        env = "AUTH_EMAIL_VERIFICATION_TTL_SECONDS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(i64).range(60..=2_592_000),
+        global = true
+    )]
+    pub verification_ttl_seconds: i64,
+
+    /// Seconds a password-reset link works.
+    #[arg(
+        id = "password_reset_ttl_seconds",
+        long = "password-reset-ttl-seconds",
+        value_name = "AUTH_PASSWORD_RESET_TTL_SECONDS",
+        env = "AUTH_PASSWORD_RESET_TTL_SECONDS",
+        default_value_t = 3_600,
+        value_parser = clap::value_parser!(i64).range(60..=86_400),
+        global = true
+    )]
+    pub reset_ttl_seconds: i64,
+
+    /// Refuse login (403 EMAIL_NOT_VERIFIED after a correct password) until the account's
+    /// address is verified.
+    #[arg(
+        id = "require_verified_email",
+        long = "require-verified-email",
+        value_name = "AUTH_REQUIRE_VERIFIED_EMAIL",
+        env = "AUTH_REQUIRE_VERIFIED_EMAIL",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub require_verified_email: bool,
 }
 
 /// Where mails go, checked.
@@ -990,5 +1027,20 @@ impl MailConfig {
     #[must_use]
     pub fn min_interval(&self) -> chrono::Duration {
         chrono::Duration::seconds(i64::try_from(self.min_interval_seconds).unwrap_or(86_400))
+    }
+
+    /// The links in mails and how long they work.
+    ///
+    /// # Errors
+    /// An unusable `AUTH_PUBLIC_URL`.
+    pub fn links(&self) -> Result<auth_core::service::lifecycle::MailLinks, ConfigError> {
+        let (public_url, product) = public_url(&self.public_url)?;
+        Ok(auth_core::service::lifecycle::MailLinks {
+            product,
+            public_url,
+            verification_ttl: chrono::Duration::seconds(self.verification_ttl_seconds),
+            reset_ttl: chrono::Duration::seconds(self.reset_ttl_seconds),
+            min_interval: self.min_interval(),
+        })
     }
 }

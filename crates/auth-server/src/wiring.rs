@@ -9,9 +9,11 @@ use auth_core::memory::{MemoryStore, NoCache};
 use auth_core::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use auth_core::ports::{
     AccountRemover, ApiKeyRepository, Clock, DataCipher, DeviceRepository, InvalidationBus,
-    LoginAttemptStore, MailOutbox, Mailer, MfaRepository, OrganizationRepository, Pruner,
-    SecretGenerator, SessionRepository, StoreError, TokenSigner, UserRepository, VerificationCache,
+    LoginAttemptStore, MailOutbox, Mailer, MfaRepository, OneTimeTokenStore,
+    OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError, TokenSigner,
+    UserRepository, VerificationCache,
 };
+use auth_core::service::lifecycle::MailPorts;
 use auth_core::service::mfa::MfaPorts;
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
@@ -27,8 +29,9 @@ use auth_infra::mail::{EmlMailer, SmtpMailer};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
     DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus,
-    PgLoginAttemptStore, PgMailOutbox, PgMfaRepository, PgOrganizationRepository, PgPruner,
-    PgSessionRepository, PgUserRepository, SchemaState, build_pool, run_migrations, schema_state,
+    PgLoginAttemptStore, PgMailOutbox, PgMfaRepository, PgOneTimeTokenStore,
+    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, SchemaState,
+    build_pool, run_migrations, schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -74,6 +77,7 @@ struct Repositories {
     attempts: Arc<dyn LoginAttemptStore>,
     accounts: Arc<dyn AccountRemover>,
     outbox: Arc<dyn MailOutbox>,
+    one_time_tokens: Arc<dyn OneTimeTokenStore>,
 }
 
 impl std::fmt::Debug for Store {
@@ -121,6 +125,7 @@ impl Store {
                 accounts: Arc::new(PgAccountRemover::new(pool.clone())),
                 mfa: Arc::new(PgMfaRepository::new(pool.clone())),
                 outbox: Arc::new(PgMailOutbox::new(pool.clone())),
+                one_time_tokens: Arc::new(PgOneTimeTokenStore::new(pool.clone())),
             },
             Self::Memory(store) => Repositories {
                 users: store.users.clone(),
@@ -132,6 +137,7 @@ impl Store {
                 accounts: store.accounts.clone(),
                 mfa: store.mfa.clone(),
                 outbox: store.outbox.clone(),
+                one_time_tokens: store.one_time_tokens.clone(),
             },
         }
     }
@@ -299,6 +305,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         session_ttl: config.tokens.session_ttl(),
         reuse_grace: config.tokens.reuse_grace(),
         lockout: config.lockout.policy(),
+        require_verified_email: config.mail.require_verified_email,
     };
     let orgs = OrganizationService::new(repos.orgs, repos.users, clock.clone());
     let keys = ApiKeyService::new(
@@ -323,11 +330,16 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         config.tokens.device_ttl(),
     );
     Ok(Services {
-        auth: AccountService::new(auth_ports, auth_config).with_mfa(MfaPorts {
-            store: repos.mfa,
-            cipher,
-            issuer: config.jwt.issuer.clone(),
-        }),
+        auth: AccountService::new(auth_ports, auth_config)
+            .with_mfa(MfaPorts {
+                store: repos.mfa,
+                cipher,
+                issuer: config.jwt.issuer.clone(),
+            })
+            .with_mail(MailPorts {
+                tokens: repos.one_time_tokens,
+                links: config.mail.links()?,
+            }),
         orgs,
         keys,
         devices,

@@ -13,5 +13,6 @@ mod api;
 mod cache;
 mod common;
 mod device;
+mod mfa;
 mod resilience;
 mod tokens;

@@ -119,6 +119,7 @@ async fn owned_org(f: &impl Fixture, now: DateTime<Utc>) -> (Organization, UserI
         display_name: None,
         password_hash: PasswordHash::new("$2b$04$x".into()),
         is_admin: false,
+        email_verified_at: None,
         created_at: now,
         updated_at: now,
     };

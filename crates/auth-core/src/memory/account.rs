@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    MemoryMfaRepository, MemoryOrganizationRepository, MemorySessionRepository,
-    MemoryUserRepository,
+    MemoryMfaRepository, MemoryOneTimeTokenStore, MemoryOrganizationRepository,
+    MemorySessionRepository, MemoryUserRepository,
 };
 use crate::model::{NewEvent, SessionId, UserId};
 use crate::ports::{AccountRemover, DeleteAccountError};
@@ -23,6 +23,7 @@ pub struct MemoryAccountRemover {
     sessions: Arc<MemorySessionRepository>,
     organizations: Arc<MemoryOrganizationRepository>,
     mfa: Arc<MemoryMfaRepository>,
+    tokens: Arc<MemoryOneTimeTokenStore>,
 }
 
 impl MemoryAccountRemover {
@@ -33,12 +34,14 @@ impl MemoryAccountRemover {
         sessions: Arc<MemorySessionRepository>,
         organizations: Arc<MemoryOrganizationRepository>,
         mfa: Arc<MemoryMfaRepository>,
+        tokens: Arc<MemoryOneTimeTokenStore>,
     ) -> Self {
         Self {
             users,
             sessions,
             organizations,
             mfa,
+            tokens,
         }
     }
 }
@@ -61,6 +64,7 @@ impl AccountRemover for MemoryAccountRemover {
                     return None;
                 }
                 self.mfa.remove_user(user);
+                self.tokens.remove_user(user);
                 Some(self.sessions.remove_user(user, now))
             })
             .map_err(DeleteAccountError::LastOwner)?;

@@ -51,6 +51,11 @@ impl MemoryLoginAttemptStore {
 impl MemoryLoginAttemptStore {
     /// Deletes the counters whose window began before `window_cutoff` and whose lock is not
     /// running at `now`; returns how many. Under the lock, so no attempt interleaves.
+    /// Forgets the counter of `key`.
+    pub(crate) fn clear(&self, key: &TokenHash) {
+        lock(&self.0).remove(key);
+    }
+
     pub(crate) fn prune(&self, window_cutoff: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
         let mut entries = lock(&self.0);
         let before = entries.len();
@@ -118,7 +123,7 @@ impl LoginAttemptStore for MemoryLoginAttemptStore {
     }
 
     async fn reset(&self, key: &TokenHash) -> Result<(), StoreError> {
-        lock(&self.0).remove(key);
+        self.clear(key);
         Ok(())
     }
 }

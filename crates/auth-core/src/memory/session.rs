@@ -99,6 +99,19 @@ fn end(session: &mut Session, now: DateTime<Utc>) -> bool {
 }
 
 impl MemorySessionRepository {
+    /// Ends every live session of `user` at `now` without recording (the caller records):
+    /// their ids, sorted.
+    pub(crate) fn end_all(&self, user: UserId, now: DateTime<Utc>) -> Vec<SessionId> {
+        let mut ended: Vec<SessionId> = lock(&self.state)
+            .sessions
+            .values_mut()
+            .filter(|s| s.user_id == user)
+            .filter_map(|s| end(s, now).then_some(s.id))
+            .collect();
+        ended.sort();
+        ended
+    }
+
     /// Ends the live sessions of `user` at `now` (their ids, sorted), then forgets every
     /// session and token of theirs: what deleting the user does to them.
     pub(crate) fn remove_user(&self, user: UserId, now: DateTime<Utc>) -> Vec<SessionId> {

@@ -57,14 +57,21 @@ impl MemoryStore {
         let organizations = Arc::new(MemoryOrganizationRepository::new(users.clone()));
         let mfa = Arc::new(MemoryMfaRepository::new().recording_to(events.clone()));
         let outbox = Arc::new(MemoryMailOutbox::new());
+        let one_time_tokens = Arc::new(MemoryOneTimeTokenStore::new(
+            outbox.clone(),
+            users.clone(),
+            sessions.clone(),
+            login_attempts.clone(),
+        ));
         Self {
             accounts: Arc::new(MemoryAccountRemover::new(
                 users.clone(),
                 sessions.clone(),
                 organizations.clone(),
                 mfa.clone(),
+                one_time_tokens.clone(),
             )),
-            one_time_tokens: Arc::new(MemoryOneTimeTokenStore::new(outbox.clone())),
+            one_time_tokens,
             organizations,
             pruner: Arc::new(
                 MemoryPruner::new(sessions.clone(), login_attempts.clone())

@@ -59,6 +59,62 @@ impl MemoryUserRepository {
     pub(crate) fn email_of(&self, id: UserId) -> Option<Email> {
         lock(&self.0).by_id.get(&id).map(|u| u.email.clone())
     }
+
+    /// The id and address of the user with address `email` (normalised), if any.
+    pub(crate) fn id_by_email(&self, email: &Email) -> Option<(UserId, Email)> {
+        let state = lock(&self.0);
+        let id = *state.by_email.get(email.normalized())?;
+        state.by_id.get(&id).map(|u| (id, u.email.clone()))
+    }
+
+    /// Sets `id`'s address verified at `now` unless it already is; whether it changed.
+    pub(crate) fn verify_email(&self, id: UserId, now: DateTime<Utc>) -> bool {
+        lock(&self.0).by_id.get_mut(&id).is_some_and(|user| {
+            if user.email_verified_at.is_some() {
+                return false;
+            }
+            user.email_verified_at = Some(now);
+            user.updated_at = now;
+            true
+        })
+    }
+
+    /// Replaces `id`'s address with `email`, verified at `now`. `Err(())` when another
+    /// user has it; `Ok(false)` when no such user.
+    pub(crate) fn change_email(
+        &self,
+        id: UserId,
+        email: &Email,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ()> {
+        let mut state = lock(&self.0);
+        if state
+            .by_email
+            .get(email.normalized())
+            .is_some_and(|owner| *owner != id)
+        {
+            return Err(());
+        }
+        let Some(user) = state.by_id.get_mut(&id) else {
+            return Ok(false);
+        };
+        let old = std::mem::replace(&mut user.email, email.clone());
+        user.email_verified_at = Some(now);
+        user.updated_at = now;
+        state.by_email.remove(old.normalized());
+        state.by_email.insert(email.normalized().to_owned(), id);
+        Ok(true)
+    }
+
+    /// Sets `id`'s password hash without recording an event (the caller records its own);
+    /// whether the user exists.
+    pub(crate) fn set_password(&self, id: UserId, hash: &PasswordHash, now: DateTime<Utc>) -> bool {
+        lock(&self.0).by_id.get_mut(&id).is_some_and(|user| {
+            user.password_hash = hash.clone();
+            user.updated_at = now;
+            true
+        })
+    }
 }
 
 #[async_trait]
@@ -94,11 +150,7 @@ impl UserRepository for MemoryUserRepository {
         why: PasswordUpdate,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let updated = lock(&self.0).by_id.get_mut(&id).is_some_and(|user| {
-            user.password_hash = hash.clone();
-            user.updated_at = now;
-            true
-        });
+        let updated = self.set_password(id, hash, now);
         if updated && why == PasswordUpdate::Change {
             self.1
                 .record(vec![NewEvent::password_changed(id, now)])
@@ -118,5 +170,17 @@ impl UserRepository for MemoryUserRepository {
             user.updated_at = now;
             user.clone()
         }))
+    }
+
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let exists = lock(&self.0).by_id.contains_key(&id);
+        if self.verify_email(id, now) {
+            self.1.record(vec![NewEvent::email_verified(id, now)]).await;
+        }
+        Ok(exists)
     }
 }

@@ -96,6 +96,13 @@ impl Email {
     pub fn normalized(&self) -> &str {
         &self.normalized
     }
+
+    /// The key of this address's failed-login counter (the lockout): SHA-256 of the
+    /// normalised form, so the counter store never holds the address itself.
+    #[must_use]
+    pub fn attempt_key(&self) -> super::TokenHash {
+        super::TokenHash::of(self.normalized.as_bytes())
+    }
 }
 
 impl PartialEq for Email {

@@ -36,11 +36,18 @@ pub enum EventAction {
     DeviceSecretRotated,
     /// An account was deleted (the event keeps its id only).
     UserDeleted,
+    /// The account's address was confirmed (through its mailed link, or by an operator).
+    EmailVerified,
+    /// The account's address was replaced by a new, confirmed one (neither address is kept
+    /// in the event).
+    EmailChanged,
+    /// The password was set through a reset link; every session was ended.
+    PasswordReset,
 }
 
 impl EventAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 14] = [
         Self::SessionEnded,
         Self::SessionReuseDetected,
         Self::PasswordChanged,
@@ -52,6 +59,9 @@ impl EventAction {
         Self::DeviceRevoked,
         Self::DeviceSecretRotated,
         Self::UserDeleted,
+        Self::EmailVerified,
+        Self::EmailChanged,
+        Self::PasswordReset,
     ];
 
     /// The contract's name.
@@ -69,6 +79,9 @@ impl EventAction {
             Self::DeviceRevoked => "device.revoked",
             Self::DeviceSecretRotated => "device.secret_rotated",
             Self::UserDeleted => "user.deleted",
+            Self::EmailVerified => "user.email_verified",
+            Self::EmailChanged => "user.email_changed",
+            Self::PasswordReset => "user.password_reset",
         }
     }
 
@@ -195,6 +208,33 @@ impl NewEvent {
             },
             json!({ "user_id": user.to_string() }),
         )
+    }
+
+    /// `user.email_verified`.
+    #[must_use]
+    pub fn email_verified(user: UserId, at: DateTime<Utc>) -> Self {
+        Self {
+            action: EventAction::EmailVerified,
+            ..Self::password_changed(user, at)
+        }
+    }
+
+    /// `user.email_changed` (no address in it: the log keeps ids).
+    #[must_use]
+    pub fn email_changed(user: UserId, at: DateTime<Utc>) -> Self {
+        Self {
+            action: EventAction::EmailChanged,
+            ..Self::password_changed(user, at)
+        }
+    }
+
+    /// `user.password_reset`.
+    #[must_use]
+    pub fn password_reset(user: UserId, at: DateTime<Utc>) -> Self {
+        Self {
+            action: EventAction::PasswordReset,
+            ..Self::password_changed(user, at)
+        }
     }
 
     /// `user.mfa_enabled`.

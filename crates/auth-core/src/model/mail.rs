@@ -55,6 +55,9 @@ pub enum MailTemplate {
     VerifyEmail,
     /// A link that sets a new password. Values: `product`, `link`, `minutes`.
     PasswordReset,
+    /// Confirms a new address, which then replaces the account's. Values: `product`,
+    /// `link`, `hours`.
+    ChangeEmail,
 }
 
 /// A template's subject, text and HTML, with `{{name}}` placeholders.
@@ -76,6 +79,11 @@ impl MailTemplate {
                 subject: "Reset your {{product}} password",
                 text: include_str!("../../templates/password_reset.txt"),
                 html: include_str!("../../templates/password_reset.html"),
+            },
+            Self::ChangeEmail => Source {
+                subject: "Confirm your new email address for {{product}}",
+                text: include_str!("../../templates/change_email.txt"),
+                html: include_str!("../../templates/change_email.html"),
             },
         }
     }

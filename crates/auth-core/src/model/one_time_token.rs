@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{TokenHash, UserId};
+use super::{Email, TokenHash};
 
 /// What a one-time token is for; a token of one purpose never serves another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,6 +15,8 @@ pub enum TokenPurpose {
     VerifyEmail,
     /// Sets a new password.
     PasswordReset,
+    /// Confirms a new address, which then replaces the account's.
+    ChangeEmail,
 }
 
 impl TokenPurpose {
@@ -24,6 +26,7 @@ impl TokenPurpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::PasswordReset => "password_reset",
+            Self::ChangeEmail => "change_email",
         }
     }
 
@@ -33,6 +36,7 @@ impl TokenPurpose {
         match raw {
             "verify_email" => Some(Self::VerifyEmail),
             "password_reset" => Some(Self::PasswordReset),
+            "change_email" => Some(Self::ChangeEmail),
             _ => None,
         }
     }
@@ -44,15 +48,16 @@ opaque_token!(
     OneTimeToken
 );
 
-/// A stored one-time token.
+/// A one-time token as stored (its user is kept beside it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
     /// SHA-256 of the token.
     pub hash: TokenHash,
-    /// Whose it is.
-    pub user_id: UserId,
     /// What it is for.
     pub purpose: TokenPurpose,
+    /// The address its mail went to. A verification or reset token works only while this is
+    /// still the account's address; a change-of-address token makes it the account's.
+    pub email: Email,
     /// When it was issued.
     pub created_at: DateTime<Utc>,
     /// When it stops working.
@@ -69,7 +74,11 @@ mod tests {
         assert_eq!(token.expose().len(), 43);
         assert_eq!(format!("{token:?}"), "OneTimeToken([REDACTED])");
         assert_eq!(token.hash(), OneTimeToken::presented(token.expose()).hash());
-        for purpose in [TokenPurpose::VerifyEmail, TokenPurpose::PasswordReset] {
+        for purpose in [
+            TokenPurpose::VerifyEmail,
+            TokenPurpose::PasswordReset,
+            TokenPurpose::ChangeEmail,
+        ] {
             assert_eq!(TokenPurpose::from_stored(purpose.as_str()), Some(purpose));
         }
     }

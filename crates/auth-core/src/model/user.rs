@@ -17,8 +17,19 @@ pub struct User {
     pub password_hash: PasswordHash,
     /// Service administrator (may act on any organization).
     pub is_admin: bool,
+    /// When the address was confirmed through a mailed link (or by an operator); `None`
+    /// while it is unverified. A change of address sets it when the new one is confirmed.
+    pub email_verified_at: Option<DateTime<Utc>>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
     /// When the account last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    /// Whether the account's current address is verified.
+    #[must_use]
+    pub fn email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
+    }
 }

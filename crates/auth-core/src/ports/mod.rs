@@ -36,7 +36,7 @@ pub use invalidation::{Invalidation, InvalidationBus, InvalidationHandler};
 pub use login_attempt::{Admission, AttemptState, LockoutPolicy, LoginAttemptStore};
 pub use mailer::{MailError, Mailer};
 pub use mfa::{DataCipher, MfaRepository};
-pub use one_time_token::OneTimeTokenStore;
+pub use one_time_token::{AddressConfirmation, AddressIssue, OneTimeTokenStore, PasswordResetDone};
 pub use organization::{AddMemberError, OrganizationRepository, RemoveMemberError};
 pub use outbox::MailOutbox;
 pub use password_hasher::{HashError, PasswordCheck, PasswordHasher};

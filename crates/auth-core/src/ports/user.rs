@@ -35,7 +35,8 @@ pub enum PasswordUpdate {
 /// - store the email as typed ([`Email::as_str`]) and find it by its normalised form;
 /// - return what was stored, field for field (timestamps at microsecond precision or better);
 /// - append `user.password_changed` to the event log in the same atomic step as an
-///   `update_password` for [`PasswordUpdate::Change`];
+///   `update_password` for [`PasswordUpdate::Change`], and `user.email_verified` with a
+///   `mark_email_verified` that verified the address;
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait UserRepository: Send + Sync + 'static {
@@ -80,4 +81,13 @@ pub trait UserRepository: Send + Sync + 'static {
         display_name: Option<&DisplayName>,
         now: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError>;
+
+    /// Marks the user's current address verified at `now` (an operator's decision, or a
+    /// confirmation); an address already verified keeps its time and records nothing.
+    /// Returns `false` when no such user.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn mark_email_verified(&self, id: UserId, now: DateTime<Utc>)
+    -> Result<bool, StoreError>;
 }

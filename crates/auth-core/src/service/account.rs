@@ -28,6 +28,9 @@ pub struct AccountConfig {
     pub reuse_grace: Duration,
     /// Account lockout (`AUTH_LOCKOUT_*`).
     pub lockout: LockoutPolicy,
+    /// A correct password on an account whose address is not verified is refused with
+    /// [`AccountError::EmailNotVerified`] (`AUTH_REQUIRE_VERIFIED_EMAIL`, false).
+    pub require_verified_email: bool,
 }
 
 impl Default for AccountConfig {
@@ -37,6 +40,7 @@ impl Default for AccountConfig {
             session_ttl: Duration::days(30),
             reuse_grace: Duration::zero(),
             lockout: LockoutPolicy::default(),
+            require_verified_email: false,
         }
     }
 }
@@ -118,6 +122,23 @@ pub enum AccountError {
     /// An access token was refused.
     #[error("access token refused: {0}")]
     InvalidToken(TokenRejection),
+    /// A one-time token (a mailed link) is unknown, used, expired or superseded.
+    #[error("invalid or expired link")]
+    InvalidOneTimeToken,
+    /// Login: the password is right but the account's address is not verified, and the
+    /// service requires it.
+    #[error("email address not verified")]
+    EmailNotVerified,
+    /// Change of address: the new address is the current one.
+    #[error("the new address is the current one")]
+    EmailUnchanged,
+    /// A mail of this kind went to this address less than the minimum interval ago; retry
+    /// after the given time.
+    #[error("a mail was sent recently")]
+    TooSoon {
+        /// Until another may be sent.
+        retry_after: Duration,
+    },
     /// The account cannot go: it is the only owner of this organization.
     #[error("the account is the last owner of organization {0}")]
     LastOwner(OrganizationId),
@@ -166,6 +187,8 @@ pub struct ImportedUser {
     pub display_name: Option<DisplayName>,
     /// Service administrator.
     pub is_admin: bool,
+    /// When the address was verified in the other system, if it was.
+    pub email_verified_at: Option<DateTime<Utc>>,
     /// Original creation time, if known.
     pub created_at: Option<DateTime<Utc>>,
 }
@@ -187,6 +210,7 @@ pub struct AccountService {
     pub(super) ports: AccountPorts,
     pub(super) config: AccountConfig,
     pub(super) mfa: Option<super::mfa::MfaPorts>,
+    pub(super) mail: Option<super::lifecycle::MailPorts>,
 }
 
 impl AccountService {
@@ -197,6 +221,7 @@ impl AccountService {
             ports,
             config,
             mfa: None,
+            mail: None,
         }
     }
 
@@ -236,11 +261,13 @@ impl AccountService {
             display_name: reg.display_name,
             password_hash,
             is_admin,
+            email_verified_at: None,
             created_at: now,
             updated_at: now,
         };
         self.ports.users.create(&user).await?;
         tracing::info!(user_id = %user.id, "user registered");
+        self.send_welcome_verification(&user).await;
         Ok(user)
     }
 
@@ -260,6 +287,7 @@ impl AccountService {
             display_name: import.display_name,
             password_hash: import.password_hash,
             is_admin: import.is_admin,
+            email_verified_at: import.email_verified_at,
             created_at: import.created_at.unwrap_or(now),
             updated_at: now,
         };
@@ -307,6 +335,7 @@ impl AccountService {
             Ok(_) => "success",
             Err(AccountError::InvalidCredentials) => "invalid_credentials",
             Err(AccountError::Locked { .. }) => "locked",
+            Err(AccountError::EmailNotVerified) => "email_not_verified",
             Err(AccountError::Store(StoreError::Unavailable(_))) => "unavailable",
             Err(_) => "error",
         };
@@ -319,7 +348,7 @@ impl AccountService {
         email: &Email,
         password: &Password,
     ) -> Result<LoginOutcome, AccountError> {
-        let attempt_key = TokenHash::of(email.normalized().as_bytes());
+        let attempt_key = email.attempt_key();
         let attempt = self.admit_attempt(&attempt_key).await?;
         let user = self.ports.users.find_by_email(email).await?;
         let check = self
@@ -334,6 +363,11 @@ impl AccountService {
         };
         if check.needs_rehash {
             self.rehash(&mut user, password).await;
+        }
+        if self.config.require_verified_email && !user.email_verified() {
+            // The password was right: the counter goes, as after any correct password.
+            self.ports.attempts.reset(&attempt_key).await?;
+            return Err(AccountError::EmailNotVerified);
         }
         // With a second factor the attempt stays counted until the code is right: a password
         // alone never clears the lock the codes count toward.
@@ -419,7 +453,7 @@ impl AccountService {
                     let ended = self.ports.sessions.revoke(session_id, now).await?;
                     metrics::counter!("auth_refresh_reuse_detected_total").increment(1);
                     tracing::warn!(%session_id, ended, "refresh token reuse detected; session ended");
-                    self.forget(&[session_id]).await;
+                    self.forget_sessions(&[session_id]).await;
                 } else {
                     tracing::info!(%session_id, "rotated refresh token presented within grace period");
                 }
@@ -441,7 +475,7 @@ impl AccountService {
             .revoke_by_token(&token.hash(), now)
             .await?
         {
-            self.forget(&[session_id]).await;
+            self.forget_sessions(&[session_id]).await;
             tracing::info!(%session_id, "logout");
         }
         Ok(())
@@ -458,7 +492,7 @@ impl AccountService {
             .sessions
             .revoke_all_for_user(user, None, now)
             .await?;
-        self.forget(&ended).await;
+        self.forget_sessions(&ended).await;
         tracing::info!(user_id = %user, sessions = ended.len(), "logout from every session");
         Ok(ended)
     }
@@ -567,7 +601,7 @@ impl AccountService {
         }
         // The ended sessions were announced to every instance with their revocation. The
         // session kept may be cached with the old hash; nothing reads a hash from the cache.
-        self.forget(&ended).await;
+        self.forget_sessions(&ended).await;
         tracing::info!(user_id = %principal.user.id, other_sessions_ended = ended.len(), "password changed");
         Ok(())
     }
@@ -606,14 +640,14 @@ impl AccountService {
             }
             Err(DeleteAccountError::Store(e)) => return Err(e.into()),
         };
-        self.forget(&ended).await;
+        self.forget_sessions(&ended).await;
         tracing::info!(user_id = %user, sessions_ended = ended.len(), "account deleted");
         Ok(())
     }
 
     /// Checks the caller's password (see `admit_password`) and, when it is right, resets the
     /// attempt count.
-    async fn check_password(
+    pub(super) async fn check_password(
         &self,
         principal: &Principal,
         password: &Password,
@@ -662,7 +696,7 @@ impl AccountService {
 
     /// Forgets ended sessions here at once. Every other instance was told by the session
     /// repository, in the same atomic step that ended them.
-    async fn forget(&self, ended: &[SessionId]) {
+    pub(super) async fn forget_sessions(&self, ended: &[SessionId]) {
         for id in ended {
             self.ports.session_cache.invalidate(id).await;
         }

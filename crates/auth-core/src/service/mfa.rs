@@ -159,7 +159,7 @@ impl AccountService {
         let Some(user) = self.ports.users.find_by_id(principal.user.id).await? else {
             return Err(AccountError::InvalidToken(TokenRejection::Revoked));
         };
-        let attempt_key = TokenHash::of(user.email.normalized().as_bytes());
+        let attempt_key = user.email.attempt_key();
         let attempt = self.admit_attempt(&attempt_key).await?;
         let check = self
             .ports
@@ -366,7 +366,7 @@ impl AccountService {
         let Some(user) = self.ports.users.find_by_id(user_id).await? else {
             return Err(AccountError::InvalidCredentials);
         };
-        let attempt_key = TokenHash::of(user.email.normalized().as_bytes());
+        let attempt_key = user.email.attempt_key();
         let attempt = self.admit_attempt(&attempt_key).await?;
         if !self.spend_code(user.id, code).await? {
             Self::note_failure(&attempt_key, attempt);

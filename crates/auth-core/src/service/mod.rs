@@ -7,6 +7,7 @@ pub mod device;
 pub mod follow;
 pub mod invalidation;
 pub mod last_seen;
+pub mod lifecycle;
 pub mod mail;
 pub mod mfa;
 pub mod organization;

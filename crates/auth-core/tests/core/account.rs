@@ -303,6 +303,7 @@ async fn login_upgrades_hashes_made_with_other_parameters() {
         display_name: None,
         password_hash: old.clone(),
         is_admin: false,
+        email_verified_at: None,
         created_at: h.clock.now(),
         updated_at: h.clock.now(),
     };
@@ -382,6 +383,13 @@ impl auth_core::ports::UserRepository for FlakyLookups {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<auth_core::model::User>, StoreError> {
         self.inner.update_profile(id, display_name, now).await
+    }
+    async fn mark_email_verified(
+        &self,
+        id: auth_core::model::UserId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.mark_email_verified(id, now).await
     }
 }
 
@@ -571,6 +579,7 @@ async fn import_keeps_a_recognised_hash_and_refuses_any_other() {
             password_hash: hash.clone(),
             display_name: None,
             is_admin: true,
+            email_verified_at: None,
             created_at: Some(created_at),
         })
         .await
@@ -584,6 +593,7 @@ async fn import_keeps_a_recognised_hash_and_refuses_any_other() {
         password_hash: hash,
         display_name: None,
         is_admin: false,
+        email_verified_at: None,
         created_at: None,
     };
     assert!(matches!(
@@ -595,6 +605,7 @@ async fn import_keeps_a_recognised_hash_and_refuses_any_other() {
         password_hash: PasswordHash::new("plaintext password".into()),
         display_name: None,
         is_admin: false,
+        email_verified_at: None,
         created_at: None,
     };
     assert!(matches!(

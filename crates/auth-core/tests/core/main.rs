@@ -10,6 +10,7 @@ mod account;
 mod api_key;
 mod contract;
 mod device;
+mod lifecycle;
 mod mail;
 mod mfa;
 mod organization;

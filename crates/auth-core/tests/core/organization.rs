@@ -19,6 +19,7 @@ async fn user(
         display_name: None,
         password_hash: PasswordHash::new("$2b$04$x".into()),
         is_admin: admin,
+        email_verified_at: None,
         created_at: now,
         updated_at: now,
     };

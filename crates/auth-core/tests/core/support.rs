@@ -106,6 +106,7 @@ pub async fn user(h: &ServiceHarness, is_admin: bool) -> User {
         display_name: None,
         password_hash: PasswordHash::new("$fake$1$x".into()),
         is_admin,
+        email_verified_at: None,
         created_at: now,
         updated_at: now,
     };

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod devices;
+pub mod lifecycle;
 pub mod mfa;
 pub mod organizations;
 pub mod service;

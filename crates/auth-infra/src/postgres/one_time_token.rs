@@ -1,18 +1,29 @@
 //! `PgOneTimeTokenStore`: one-time token hashes in `one_time_tokens`. Issuing replaces the
-//! user's older tokens of the purpose and queues the mail in one transaction; spending is one
-//! `DELETE … RETURNING`, so of concurrent uses exactly one gets the row.
+//! user's older tokens of the purpose and queues the mail in one transaction; spending is a
+//! `DELETE … RETURNING` in the transaction that makes the change the token authorises, so of
+//! concurrent uses exactly one gets the row, and a failed change keeps the token.
 
 use async_trait::async_trait;
-use auth_core::model::{OutgoingMail, StoredToken, TokenHash, TokenPurpose, UserId};
-use auth_core::ports::{OneTimeTokenStore, StoreError};
-use chrono::{DateTime, Utc};
+use auth_core::model::{
+    Email, NewEvent, OutgoingMail, PasswordHash, StoredToken, TokenHash, TokenPurpose, UserId,
+};
+use auth_core::ports::{
+    AddressConfirmation, AddressIssue, OneTimeTokenStore, PasswordResetDone, StoreError,
+};
+use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection as _, RunQueryDsl};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
 
 use super::error::classify;
+use super::events::append_in;
 use super::outbox::enqueue_in;
 use super::pool::DbPool;
-use super::schema::one_time_tokens;
+use super::schema::{login_attempts, one_time_tokens, users};
+use super::session::end_all_in;
+use super::user::mark_verified_in;
 
 /// One-time tokens in Postgres.
 #[derive(Clone)]
@@ -36,32 +47,185 @@ impl PgOneTimeTokenStore {
     }
 }
 
+/// Replaces `user`'s tokens of the purpose with `token`, inside the caller's transaction
+/// (the mail is queued by the caller).
+async fn store_in(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    token: &StoredToken,
+) -> Result<(), DieselError> {
+    diesel::delete(
+        one_time_tokens::table
+            .filter(one_time_tokens::user_id.eq(user.as_uuid()))
+            .filter(one_time_tokens::purpose.eq(token.purpose.as_str())),
+    )
+    .execute(conn)
+    .await?;
+    diesel::insert_into(one_time_tokens::table)
+        .values((
+            one_time_tokens::hash.eq(token.hash.as_bytes().as_slice()),
+            one_time_tokens::user_id.eq(user.as_uuid()),
+            one_time_tokens::purpose.eq(token.purpose.as_str()),
+            one_time_tokens::created_at.eq(token.created_at),
+            one_time_tokens::expires_at.eq(token.expires_at),
+            one_time_tokens::email.eq(token.email.as_str()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The writes of an address-based issue as one statement, run whether or not an account was
+/// found (`$1` is then NULL and every part matches nothing): the same round trips either way.
+/// The mail goes to the account's address as stored.
+const ISSUE_FOR_USER_SQL: &str = "\
+WITH target AS (SELECT id, email FROM users WHERE id = $1),
+dropped AS (
+    DELETE FROM one_time_tokens o USING target t WHERE o.user_id = t.id AND o.purpose = $2
+),
+token AS (
+    INSERT INTO one_time_tokens (hash, user_id, purpose, created_at, expires_at, email)
+    SELECT $3, t.id, $2, $4, $5, t.email FROM target t
+)
+INSERT INTO mail_outbox (id, recipient, subject, body_text, body_html, created_at, due_at)
+SELECT $6, t.email, $7, $8, $9, $4, $4 FROM target t";
+
+/// A spent token: whose, for what, to which address, until when.
+type Spent = (Uuid, String, String, DateTime<Utc>);
+
+/// Deletes token `hash` if it has one of `purposes`, inside the caller's transaction;
+/// returns it when it was also unexpired at `now`.
+async fn spend_in(
+    conn: &mut AsyncPgConnection,
+    hash: &TokenHash,
+    purposes: &[TokenPurpose],
+    now: DateTime<Utc>,
+) -> Result<Option<(UserId, TokenPurpose, String)>, DieselError> {
+    let purposes: Vec<&str> = purposes.iter().map(|p| p.as_str()).collect();
+    let spent: Option<Spent> = diesel::delete(
+        one_time_tokens::table
+            .filter(one_time_tokens::hash.eq(hash.as_bytes().as_slice()))
+            .filter(one_time_tokens::purpose.eq_any(purposes)),
+    )
+    .returning((
+        one_time_tokens::user_id,
+        one_time_tokens::purpose,
+        one_time_tokens::email,
+        one_time_tokens::expires_at,
+    ))
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(spent
+        .filter(|(_, _, _, expires_at)| now < *expires_at)
+        .and_then(|(user, purpose, email, _)| {
+            TokenPurpose::from_stored(&purpose).map(|p| (UserId::from_uuid(user), p, email))
+        }))
+}
+
+/// The user's address as stored, locked for the rest of the caller's transaction.
+async fn address_for_update(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> Result<Option<String>, DieselError> {
+    users::table
+        .find(user.as_uuid())
+        .select(users::email)
+        .for_no_key_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Whether two stored addresses are the same address (compared normalised).
+fn same_address(a: &str, b: &str) -> bool {
+    match (Email::from_stored(a), Email::from_stored(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Why a confirmation transaction was rolled back.
+enum ConfirmAbort {
+    /// The new address belongs to another account.
+    Taken,
+    Db(DieselError),
+}
+
+impl From<DieselError> for ConfirmAbort {
+    fn from(err: DieselError) -> Self {
+        Self::Db(err)
+    }
+}
+
 #[async_trait]
 impl OneTimeTokenStore for PgOneTimeTokenStore {
-    async fn issue(&self, token: &StoredToken, mail: &OutgoingMail) -> Result<(), StoreError> {
+    async fn issue(
+        &self,
+        user: UserId,
+        token: &StoredToken,
+        mail: &OutgoingMail,
+    ) -> Result<(), StoreError> {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    diesel::delete(
-                        one_time_tokens::table
-                            .filter(one_time_tokens::user_id.eq(token.user_id.as_uuid()))
-                            .filter(one_time_tokens::purpose.eq(token.purpose.as_str())),
-                    )
-                    .execute(conn)
-                    .await?;
-                    diesel::insert_into(one_time_tokens::table)
-                        .values((
-                            one_time_tokens::hash.eq(token.hash.as_bytes().as_slice()),
-                            one_time_tokens::user_id.eq(token.user_id.as_uuid()),
-                            one_time_tokens::purpose.eq(token.purpose.as_str()),
-                            one_time_tokens::created_at.eq(token.created_at),
-                            one_time_tokens::expires_at.eq(token.expires_at),
-                        ))
-                        .execute(conn)
-                        .await?;
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    store_in(conn, user, token).await?;
                     enqueue_in(conn, mail, token.created_at).await?;
                     Ok(())
+                })
+                .await
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn issue_for_address(
+        &self,
+        token: &StoredToken,
+        mail: &OutgoingMail,
+        min_interval: Duration,
+    ) -> Result<AddressIssue, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    // The row lock orders concurrent requests for one address: the second
+                    // sees the first's token and keeps to the interval.
+                    let user: Option<Uuid> = users::table
+                        .filter(users::email_normalized.eq(token.email.normalized()))
+                        .select(users::id)
+                        .for_no_key_update()
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    let last: Option<DateTime<Utc>> = one_time_tokens::table
+                        .filter(one_time_tokens::user_id.eq(user.unwrap_or(Uuid::nil())))
+                        .filter(one_time_tokens::purpose.eq(token.purpose.as_str()))
+                        .select(diesel::dsl::max(one_time_tokens::created_at))
+                        .first(conn)
+                        .await?;
+                    let outcome = match (user, last) {
+                        (None, _) => AddressIssue::UnknownAddress,
+                        (Some(_), Some(last)) if last + min_interval > token.created_at => {
+                            AddressIssue::TooSoon
+                        }
+                        (Some(_), _) => AddressIssue::Issued,
+                    };
+                    let target = user.filter(|_| outcome == AddressIssue::Issued);
+                    diesel::sql_query(ISSUE_FOR_USER_SQL)
+                        .bind::<Nullable<SqlUuid>, _>(target)
+                        .bind::<Text, _>(token.purpose.as_str())
+                        .bind::<Bytea, _>(token.hash.as_bytes().as_slice())
+                        .bind::<Timestamptz, _>(token.created_at)
+                        .bind::<Timestamptz, _>(token.expires_at)
+                        .bind::<SqlUuid, _>(Uuid::now_v7())
+                        .bind::<Text, _>(&mail.subject)
+                        .bind::<Text, _>(&mail.text)
+                        .bind::<Text, _>(&mail.html)
+                        .execute(conn)
+                        .await?;
+                    Ok(outcome)
                 })
                 .await
                 .map_err(classify)
@@ -78,22 +242,128 @@ impl OneTimeTokenStore for PgOneTimeTokenStore {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                // `load`: the deletion commits with this statement (see
-                // `PgSessionRepository::rotate`).
-                let spent: Vec<(uuid::Uuid, DateTime<Utc>)> = diesel::delete(
-                    one_time_tokens::table
-                        .filter(one_time_tokens::hash.eq(hash.as_bytes().as_slice()))
-                        .filter(one_time_tokens::purpose.eq(purpose.as_str())),
-                )
-                .returning((one_time_tokens::user_id, one_time_tokens::expires_at))
-                .load(&mut conn)
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    Ok(spend_in(conn, hash, &[purpose], now)
+                        .await?
+                        .map(|(user, _, _)| user))
+                })
                 .await
-                .map_err(classify)?;
-                Ok(spent
-                    .into_iter()
-                    .next()
-                    .filter(|(_, expires_at)| now < *expires_at)
-                    .map(|(user, _)| UserId::from_uuid(user)))
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn confirm_address(
+        &self,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<AddressConfirmation, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let purposes = [TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail];
+                let confirmed = conn
+                    .transaction::<_, ConfirmAbort, _>(async |conn| {
+                        let Some((user, purpose, email)) =
+                            spend_in(conn, hash, &purposes, now).await?
+                        else {
+                            return Ok(AddressConfirmation::Invalid);
+                        };
+                        let Some(current) = address_for_update(conn, user).await? else {
+                            return Ok(AddressConfirmation::Invalid);
+                        };
+                        if purpose == TokenPurpose::VerifyEmail {
+                            if !same_address(&current, &email) {
+                                return Ok(AddressConfirmation::Invalid);
+                            }
+                            if mark_verified_in(conn, user, now).await? {
+                                append_in(conn, &[NewEvent::email_verified(user, now)]).await?;
+                            }
+                            return Ok(AddressConfirmation::Verified(user));
+                        }
+                        let Ok(new) = Email::from_stored(&email) else {
+                            return Ok(AddressConfirmation::Invalid);
+                        };
+                        let updated = diesel::update(users::table.find(user.as_uuid()))
+                            .set((
+                                users::email.eq(new.as_str()),
+                                users::email_normalized.eq(new.normalized()),
+                                users::email_verified_at.eq(Some(now)),
+                                users::updated_at.eq(now),
+                            ))
+                            .execute(conn)
+                            .await;
+                        match updated {
+                            Ok(_) => {}
+                            Err(DieselError::DatabaseError(
+                                DatabaseErrorKind::UniqueViolation,
+                                _,
+                            )) => return Err(ConfirmAbort::Taken),
+                            Err(other) => return Err(other.into()),
+                        }
+                        // Links sent to the old address die with it.
+                        diesel::delete(
+                            one_time_tokens::table
+                                .filter(one_time_tokens::user_id.eq(user.as_uuid())),
+                        )
+                        .execute(conn)
+                        .await?;
+                        append_in(conn, &[NewEvent::email_changed(user, now)]).await?;
+                        Ok(AddressConfirmation::Changed(user))
+                    })
+                    .await;
+                match confirmed {
+                    Ok(outcome) => Ok(outcome),
+                    // Rolled back: the token is kept, to work once the address is free.
+                    Err(ConfirmAbort::Taken) => Ok(AddressConfirmation::Taken),
+                    Err(ConfirmAbort::Db(err)) => Err(classify(err)),
+                }
+            })
+            .await
+    }
+
+    async fn reset_password(
+        &self,
+        hash: &TokenHash,
+        new_hash: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PasswordResetDone>, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    let Some((user, _, email)) =
+                        spend_in(conn, hash, &[TokenPurpose::PasswordReset], now).await?
+                    else {
+                        return Ok(None);
+                    };
+                    let Some(current) = address_for_update(conn, user).await? else {
+                        return Ok(None);
+                    };
+                    let Ok(address) = Email::from_stored(&current) else {
+                        return Ok(None);
+                    };
+                    if !same_address(&current, &email) {
+                        return Ok(None);
+                    }
+                    diesel::update(users::table.find(user.as_uuid()))
+                        .set((
+                            users::password_hash.eq(new_hash.as_str()),
+                            users::updated_at.eq(now),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    let ended = end_all_in(conn, user, None, now).await?;
+                    diesel::delete(
+                        login_attempts::table.find(address.attempt_key().as_bytes().as_slice()),
+                    )
+                    .execute(conn)
+                    .await?;
+                    append_in(conn, &[NewEvent::password_reset(user, now)]).await?;
+                    Ok(Some(PasswordResetDone { user, ended }))
+                })
+                .await
+                .map_err(classify)
             })
             .await
     }

@@ -10,6 +10,7 @@ diesel::table! {
         is_admin -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        email_verified_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -151,6 +152,7 @@ diesel::table! {
         purpose -> Text,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
+        email -> Text,
     }
 }
 

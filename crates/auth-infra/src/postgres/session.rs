@@ -84,7 +84,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateQuery {
         out.push_sql(
             " RETURNING s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at, \
              u.id AS u_id, u.email, u.email_normalized, u.display_name, u.password_hash, \
-             u.is_admin, u.created_at AS u_created_at, u.updated_at \
+             u.is_admin, u.created_at AS u_created_at, u.updated_at, u.email_verified_at \
              ), successor AS ( \
              INSERT INTO refresh_tokens (token_hash, session_id, created_at) SELECT ",
         );
@@ -95,7 +95,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateQuery {
             " FROM spent) \
              SELECT id, user_id, created_at, expires_at, revoked_at, \
              u_id, email, email_normalized, display_name, password_hash, is_admin, \
-             u_created_at, updated_at FROM spent",
+             u_created_at, updated_at, email_verified_at FROM spent",
         );
         Ok(())
     }
@@ -119,6 +119,7 @@ impl diesel::query_builder::Query for RotateQuery {
             diesel::sql_types::Bool,
             Timestamptz,
             Timestamptz,
+            diesel::sql_types::Nullable<Timestamptz>,
         ),
     );
 }
@@ -289,35 +290,44 @@ impl SessionRepository for PgSessionRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                let keep = keep.map(|k| k.as_uuid()).unwrap_or(Uuid::nil());
                 conn.transaction::<_, DieselError, _>(async |conn| {
-                    let mut ended: Vec<Uuid> = diesel::update(
-                        sessions::table
-                            .filter(sessions::user_id.eq(user.as_uuid()))
-                            .filter(sessions::revoked_at.is_null())
-                            .filter(sessions::id.ne(keep)),
-                    )
-                    .set(sessions::revoked_at.eq(now))
-                    .returning(sessions::id)
-                    .get_results(conn)
-                    .await?;
-                    ended.sort();
-                    let ended: Vec<SessionId> =
-                        ended.into_iter().map(SessionId::from_uuid).collect();
-                    // One event per ended session: other instances drop exactly those, not
-                    // every cached session.
-                    let events: Vec<NewEvent> = ended
-                        .iter()
-                        .map(|&id| NewEvent::session_ended(id, user, now))
-                        .collect();
-                    append_in(conn, &events).await?;
-                    Ok(ended)
+                    end_all_in(conn, user, keep.map(|k| k.as_uuid()), now).await
                 })
                 .await
                 .map_err(classify)
             })
             .await
     }
+}
+
+/// Ends every active session of `user` but `keep`, inside the caller's transaction, with a
+/// `session.ended` event each (other instances drop exactly those, not every cached
+/// session). Returns their ids, sorted.
+pub(super) async fn end_all_in(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: UserId,
+    keep: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Vec<SessionId>, DieselError> {
+    let keep = keep.unwrap_or(Uuid::nil());
+    let mut ended: Vec<Uuid> = diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user.as_uuid()))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::id.ne(keep)),
+    )
+    .set(sessions::revoked_at.eq(now))
+    .returning(sessions::id)
+    .get_results(conn)
+    .await?;
+    ended.sort();
+    let ended: Vec<SessionId> = ended.into_iter().map(SessionId::from_uuid).collect();
+    let events: Vec<NewEvent> = ended
+        .iter()
+        .map(|&id| NewEvent::session_ended(id, user, now))
+        .collect();
+    append_in(conn, &events).await?;
+    Ok(ended)
 }
 
 /// Ends session `id` if it is active, appending the event `event` makes of it, inside the

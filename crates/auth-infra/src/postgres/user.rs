@@ -27,6 +27,7 @@ pub(super) struct UserRow {
     is_admin: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    email_verified_at: Option<DateTime<Utc>>,
 }
 
 impl UserRow {
@@ -40,6 +41,7 @@ impl UserRow {
             is_admin: user.is_admin,
             created_at: user.created_at,
             updated_at: user.updated_at,
+            email_verified_at: user.email_verified_at,
         }
     }
 
@@ -59,6 +61,7 @@ impl UserRow {
             is_admin: self.is_admin,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            email_verified_at: self.email_verified_at,
         })
     }
 }
@@ -195,4 +198,49 @@ impl UserRepository for PgUserRepository {
             })
             .await
     }
+
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    let exists =
+                        diesel::select(diesel::dsl::exists(users::table.find(id.as_uuid())))
+                            .get_result::<bool>(conn)
+                            .await?;
+                    if mark_verified_in(conn, id, now).await? {
+                        append_in(conn, &[NewEvent::email_verified(id, now)]).await?;
+                    }
+                    Ok(exists)
+                })
+                .await
+                .map_err(classify)
+            })
+            .await
+    }
+}
+
+/// Sets `id`'s address verified at `now` unless it already is, inside the caller's
+/// transaction; whether it changed.
+pub(super) async fn mark_verified_in(
+    conn: &mut diesel_async::AsyncPgConnection,
+    id: UserId,
+    now: DateTime<Utc>,
+) -> Result<bool, DieselError> {
+    let updated = diesel::update(
+        users::table
+            .find(id.as_uuid())
+            .filter(users::email_verified_at.is_null()),
+    )
+    .set((
+        users::email_verified_at.eq(Some(now)),
+        users::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
 }

@@ -58,6 +58,7 @@ async fn login_upgrades_hashes_made_at_another_cost() {
         display_name: None,
         password_hash: old.clone(),
         is_admin: false,
+        email_verified_at: None,
         created_at: clock.now(),
         updated_at: clock.now(),
     };

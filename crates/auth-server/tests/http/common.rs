@@ -27,6 +27,7 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     handle: ServerHandle,
+    mail_worker: Option<tokio::task::JoinHandle<()>>,
     _db: Option<TestDb>,
 }
 
@@ -47,22 +48,28 @@ pub fn test_config() -> Config {
     config
 }
 
+/// The test configuration changed by `adjust`, with a database of its own on Postgres.
+async fn prepare(backend: Backend, adjust: impl FnOnce(&mut Config)) -> (Config, Option<TestDb>) {
+    let mut config = test_config();
+    let db = match backend {
+        Backend::Memory => None,
+        Backend::Postgres => {
+            let db = TestDb::new().await;
+            config.db.url = Some(SecretString::from(db.url().to_owned()));
+            Some(db)
+        }
+    };
+    adjust(&mut config);
+    (config, db)
+}
+
 impl TestApp {
     pub async fn start(backend: Backend) -> Self {
         Self::start_with(backend, |_| {}).await
     }
 
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
-        let mut config = test_config();
-        let db = match backend {
-            Backend::Memory => None,
-            Backend::Postgres => {
-                let db = TestDb::new().await;
-                config.db.url = Some(SecretString::from(db.url().to_owned()));
-                Some(db)
-            }
-        };
-        adjust(&mut config);
+        let (config, db) = prepare(backend, adjust).await;
         Self::serve(config, db).await
     }
 
@@ -73,16 +80,7 @@ impl TestApp {
         adjust: impl FnOnce(&mut Config),
         adjust_state: impl FnOnce(&mut auth_http::AppState),
     ) -> Self {
-        let mut config = test_config();
-        let db = match backend {
-            Backend::Memory => None,
-            Backend::Postgres => {
-                let db = TestDb::new().await;
-                config.db.url = Some(SecretString::from(db.url().to_owned()));
-                Some(db)
-            }
-        };
-        adjust(&mut config);
+        let (config, db) = prepare(backend, adjust).await;
         Self::serve_state(config, db, adjust_state).await
     }
 
@@ -90,10 +88,40 @@ impl TestApp {
         Self::serve_state(config, db, |_| {}).await
     }
 
+    /// As [`Self::start_with`], sending mail through `smtp` (a real SMTP server) with the
+    /// outbox worker the binary runs, and with links based on the app's own address.
+    pub async fn start_mailing(
+        backend: Backend,
+        smtp: &auth_infra::test_support::smtp::SmtpSink,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let smtp_url = smtp.url();
+        let (config, db) = prepare(backend, |config| {
+            config.mail.smtp_url = Some(SecretString::from(smtp_url));
+            adjust(config);
+        })
+        .await;
+        Self::serve_mailing(config, db).await
+    }
+
+    /// As [`Self::serve`], running the outbox worker (mail goes where `config` says).
+    pub async fn serve_mailing(config: Config, db: Option<TestDb>) -> Self {
+        Self::serve_inner(config, db, |_| {}, true).await
+    }
+
     async fn serve_state(
         config: Config,
         db: Option<TestDb>,
         adjust_state: impl FnOnce(&mut auth_http::AppState),
+    ) -> Self {
+        Self::serve_inner(config, db, adjust_state, false).await
+    }
+
+    async fn serve_inner(
+        mut config: Config,
+        db: Option<TestDb>,
+        adjust_state: impl FnOnce(&mut auth_http::AppState),
+        mail: bool,
     ) -> Self {
         // `TEST_LOG=debug` shows the servers' logs while debugging a test.
         if let Ok(level) = std::env::var("TEST_LOG") {
@@ -102,11 +130,18 @@ impl TestApp {
                 .with_test_writer()
                 .try_init();
         }
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        if mail {
+            // Links point at the app itself, as `AUTH_PUBLIC_URL` does in a deployment.
+            config.mail.public_url = format!("http://{}", listener.local_addr().expect("addr"));
+        }
         let store = Store::open(&config).expect("open store");
         wiring::migrate_at_start(&config).await.expect("migrate");
         let mut state = wiring::app_state(&config, &store).expect("state");
         adjust_state(&mut state);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mail_worker = mail.then(|| {
+            wiring::spawn_mail_worker(wiring::outbox_worker(&config, &store).expect("mailer"))
+        });
         let running = auth_server::server::start(state, listener, false).expect("start");
         let handle = running.handle.clone();
         tokio::spawn(running.server);
@@ -118,6 +153,7 @@ impl TestApp {
                 .expect("client"),
 
             handle,
+            mail_worker,
             _db: db,
         };
         // Like a load balancer, wait until the instance reports ready (its invalidation
@@ -195,6 +231,9 @@ impl TestApp {
     }
 
     pub async fn stop(&self) {
+        if let Some(worker) = &self.mail_worker {
+            worker.abort();
+        }
         self.handle.stop(true).await;
     }
 }

@@ -16,6 +16,7 @@ mod following;
 mod hardening;
 mod instances;
 mod jwt;
+mod lifecycle;
 mod lockout;
 mod metrics;
 mod mfa;

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use base64::Engine as _;
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::common::{Backend, TestApp};
@@ -136,5 +137,37 @@ async fn the_reset_page_states_the_running_password_policy() {
     // The policy is filled into the markup, never into the hashed script.
     let script = blocks(&html, "script")[0];
     assert!(directive(&csp, "script-src").contains(&source(script).as_str()));
+    app.stop().await;
+}
+
+/// The pages post to API routes that exist, with the method the document gives them; the
+/// pages themselves are not part of the API's document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_call_routes_the_api_serves() {
+    let app = TestApp::start(Backend::Memory).await;
+    let doc: Value = app
+        .get("/api-docs/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for (page, called) in [
+        ("/verify-email", "/api/v1/auth/verify-email"),
+        ("/reset-password", "/api/v1/auth/password-reset/confirm"),
+    ] {
+        assert!(!paths.contains_key(page), "{page} is not an API operation");
+        let html = app.get(page).await.text().await.unwrap();
+        let script = blocks(&html, "script")[0];
+        // Relative to the page (so that a path prefix in AUTH_PUBLIC_URL is kept).
+        let relative = format!("fetch(\"{}\"", called.trim_start_matches('/'));
+        assert!(script.contains(&relative), "{page} calls {called}");
+        assert!(
+            paths
+                .get(called)
+                .is_some_and(|item| item.get("post").is_some()),
+            "{page} calls POST {called}, which the API does not serve"
+        );
+    }
     app.stop().await;
 }

@@ -26,6 +26,10 @@ check-deploy:
 typescript-client:
     scripts/typescript-client.sh target/debug/auth-server
 
+# The pages of mailed links in Chromium, offline (installs chromium if missing; `just test` builds the binary).
+browser-test:
+    scripts/browser-test.sh target/debug/auth-server
+
 # Start a local throwaway Postgres and print the DATABASE_URL to export.
 db:
     scripts/pg-temp.sh start

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod json;
 pub mod methods;
 pub mod metrics;
+pub mod pages;
 pub mod params;
 pub mod parse;
 pub mod present;
@@ -152,6 +153,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(state));
         cfg.app_data(web::Data::new(methods::AllowTable::new(&openapi())));
         cfg.service(routes::service::jwks);
+        cfg.configure(pages::register);
         cfg.service(
             v1(scope::scope("/api/v1"))
                 // Under `/api/v1` the API answers as `app` does: 404 and 405 (with `Allow`)
@@ -203,6 +205,7 @@ pub fn app(
     .split_for_parts();
     let allow = web::Data::new(methods::AllowTable::new(&api));
     docs::register(app, api)
+        .configure(pages::register)
         .app_data(allow)
         .default_service(web::to(methods::fallback))
         .wrap(from_fn(methods::literal_resources))

@@ -44,13 +44,16 @@ const ORDER: [Method; 7] = [
 ];
 
 /// Pages served beside the API that the OpenAPI document does not describe: Swagger UI, ReDoc
-/// and the document itself (see `docs::register`). All are `GET`.
-const PAGES: [&str; 5] = [
+/// and the document itself (see `docs::register`), and the pages of mailed links (see
+/// `pages::register`). All are `GET`.
+const PAGES: [&str; 7] = [
     "/docs",
     "/docs/{_:.*}",
     "/redoc",
     "/redoc/redoc.standalone.js",
     crate::docs::OPENAPI_PATH,
+    crate::pages::VERIFY_EMAIL_PATH,
+    crate::pages::RESET_PASSWORD_PATH,
 ];
 
 /// Every served path pattern with the methods it serves.

@@ -118,6 +118,23 @@ mod tests {
         .await;
         assert_eq!(verified.status(), StatusCode::OK);
 
+        // The pages of the links in the API's mails come with it, under their own policy.
+        let page = test::call_service(
+            &app,
+            test::TestRequest::get().uri("/reset-password").to_request(),
+        )
+        .await;
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(page.headers().get("content-security-policy").is_some());
+        assert_eq!(
+            page.headers().get("x-content-type-options").unwrap(),
+            "nosniff"
+        );
+        assert_eq!(
+            page.headers().get("referrer-policy").unwrap(),
+            "no-referrer"
+        );
+
         let unknown = test::call_service(
             &app,
             test::TestRequest::get().uri("/api/v1/nowhere").to_request(),

@@ -21,6 +21,7 @@ mod lockout;
 mod metrics;
 mod mfa;
 mod organizations;
+mod pages;
 mod protocol;
 mod remote_cli;
 mod sessions;

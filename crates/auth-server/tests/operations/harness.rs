@@ -26,6 +26,9 @@ pub struct ServerProcess {
     pub name: String,
     pub base: String,
     pub client: Client,
+    /// Where its mails are written as `.eml` files (no `SMTP_URL`): a folder of its own,
+    /// removed with it.
+    pub mail_dir: std::path::PathBuf,
     child: Child,
     log: Arc<Mutex<Vec<u8>>>,
     drain: Option<std::thread::JoinHandle<()>>,
@@ -68,6 +71,10 @@ impl ServerProcess {
         // so a server that dies complaining about its address is started again on another.
         for attempt in 1..=3 {
             let port = free_port();
+            let mail_dir = std::env::temp_dir().join(format!(
+                "auth-test-mail-{name}-{}",
+                uuid::Uuid::now_v7().simple()
+            ));
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_auth-server"));
             // Nothing inherited (the test runner exports DATABASE_URL and maybe more): only
             // what is set here configures the instance.
@@ -78,7 +85,8 @@ impl ServerProcess {
                 .env("JWT_SECRET_KEY", JWT_KEY)
                 .env("AUTH_RATE_LIMIT_ENABLED", "false")
                 .env("LOG_FORMAT", "json")
-                .env("LOG_LEVEL", "info");
+                .env("LOG_LEVEL", "info")
+                .env("AUTH_MAIL_DIR", &mail_dir);
             if let Ok(path) = std::env::var("PATH") {
                 cmd.env("PATH", path);
             }
@@ -113,6 +121,7 @@ impl ServerProcess {
                 name: name.to_owned(),
                 base: format!("http://127.0.0.1:{port}"),
                 client: client(),
+                mail_dir,
                 child,
                 log,
                 drain: Some(drain),
@@ -333,6 +342,7 @@ pub struct Stopped {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill_and_collect();
+        let _ = std::fs::remove_dir_all(&self.mail_dir);
     }
 }
 

@@ -158,6 +158,145 @@ fn only_line<'a>(lines: &'a [Value], text: &str) -> &'a Value {
     found[0]
 }
 
+/// Waits until `count` mails are in the server's mail folder, and answers the token of the
+/// newest whose link goes to `page`.
+async fn mailed_token(server: &ServerProcess, page: &str, count: usize) -> String {
+    let mut mails = Vec::new();
+    crate::harness::within(Duration::from_secs(15), "mail", || {
+        mails = std::fs::read_dir(&server.mail_dir)
+            .map(|entries| {
+                let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+                files.sort();
+                files
+                    .iter()
+                    .filter_map(|f| std::fs::read_to_string(f).ok())
+                    .map(|raw| auth_infra::test_support::smtp::parse(&raw))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ready = mails.len() >= count;
+        async move { ready }
+    })
+    .await;
+    mails
+        .iter()
+        .rev()
+        .find_map(|m| m.token(&format!("/{page}#token=")))
+        .unwrap_or_else(|| panic!("no {page} link in the mails"))
+}
+
+/// Verification, reset and change-of-address links, and a second factor's secret, codes and
+/// challenge, each kept as a canary. Ends every session of the user (the reset does).
+async fn mailed_and_second_factor_flows(
+    server: &ServerProcess,
+    email: &str,
+    keep: &mut impl FnMut(&str, &str),
+) {
+    let verify = mailed_token(server, "verify-email", 1).await;
+    keep("verification link token", &verify);
+    let res = server
+        .post_json("/api/v1/auth/verify-email", &json!({"token": verify}))
+        .await;
+    assert_eq!(res.status(), 204, "verify email");
+    let res = server
+        .post_json("/api/v1/auth/password-reset", &json!({"email": email}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let reset = mailed_token(server, "reset-password", 2).await;
+    keep("reset link token", &reset);
+    let reset_password = format!("canary-ResetPw-{}", random_hex(12));
+    keep("password set by reset", &reset_password);
+    let res = server
+        .post_json(
+            "/api/v1/auth/password-reset/confirm",
+            &json!({"token": reset, "new_password": reset_password}),
+        )
+        .await;
+    assert_eq!(res.status(), 204, "reset");
+    let res = server.login(email, &reset_password).await;
+    assert_eq!(res.status(), 200);
+    let login: Value = res.json().await.expect("login");
+    let access = str_field(&login, "access_token").to_owned();
+    keep("access token (after reset)", &access);
+    keep(
+        "refresh token (after reset)",
+        str_field(&login, "refresh_token"),
+    );
+
+    let res = server
+        .post_auth(
+            "/api/v1/users/me/email",
+            &access,
+            Some(&json!({"new_email": unique_email("canary-new"), "password": reset_password})),
+        )
+        .await;
+    assert_eq!(res.status(), 202, "change of address");
+    let change = mailed_token(server, "verify-email", 3).await;
+    keep("change-of-address link token", &change);
+
+    let res = server
+        .post_auth(
+            "/api/v1/users/me/mfa/totp",
+            &access,
+            Some(&json!({"password": reset_password})),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "enrol");
+    let enrolment: Value = res.json().await.expect("enrolment");
+    let secret = str_field(&enrolment, "secret").to_owned();
+    keep("TOTP secret", &secret);
+    keep("otpauth URI", str_field(&enrolment, "otpauth_uri"));
+    let qr = str_field(&enrolment, "qr_code");
+    keep("QR code", qr.rsplit(',').next().unwrap_or(qr));
+    let totp = totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).expect("base32"))
+        .build()
+        .expect("totp");
+    let now = u64::try_from(chrono::Utc::now().timestamp()).expect("after 1970");
+    let code = totp.generate(now).to_string();
+    let res = server
+        .post_auth(
+            "/api/v1/users/me/mfa/totp/confirm",
+            &access,
+            Some(&json!({"code": code})),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "confirm");
+    let codes: Value = res.json().await.expect("codes");
+    let recovery: Vec<String> = codes["recovery_codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_owned())
+        .collect();
+    for code in &recovery {
+        keep("recovery code", code);
+    }
+    let res = server.login(email, &reset_password).await;
+    let challenge: Value = res.json().await.expect("challenge");
+    let mfa_token = str_field(&challenge, "mfa_token").to_owned();
+    keep("mfa_token", &mfa_token);
+    let res = server
+        .post_json(
+            "/api/v1/auth/login/mfa",
+            &json!({"mfa_token": mfa_token, "code": recovery[0]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "second step with a recovery code");
+    let pair: Value = res.json().await.expect("pair");
+    keep(
+        "access token (second factor)",
+        str_field(&pair, "access_token"),
+    );
+    keep(
+        "refresh token (second factor)",
+        str_field(&pair, "refresh_token"),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_of_any_flow_reaches_the_log() {
     let db = CanaryDb::new().await;
@@ -352,6 +491,9 @@ async fn no_secret_of_any_flow_reaches_the_log() {
         .post_json("/api/v1/api-keys/verify", &json!({"key": bad_api_key}))
         .await;
     assert_eq!(res.status(), 200);
+
+    // The mailed links and the second factor.
+    mailed_and_second_factor_flows(&server, &email, &mut keep).await;
 
     // A JWT's signature segment alone is enough to count as a leaked token.
     let jwts: Vec<(String, String)> = secrets

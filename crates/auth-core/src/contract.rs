@@ -32,8 +32,8 @@ use crate::ports::{
     AttemptState, ChangeDeviceError, Clock, CreateUserError, DeleteAccountError, DeviceRepository,
     EventLog, Invalidation, LockoutPolicy, LoginAttemptStore, MailOutbox, MfaRepository,
     OneTimeTokenStore, OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner,
-    RegisterDeviceError, RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation,
-    SessionRepository, UserRepository,
+    RESET_REQUEST_RETENTION, RegisterDeviceError, RemoveMemberError, RetentionPolicy,
+    RevokeApiKeyError, Rotation, SessionRepository, UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -143,6 +143,8 @@ macro_rules! storage_contract_tests {
             prune_sessions_ended_before_retention,
             prune_lockout_counters_once_window_and_lock_are_over,
             prune_concurrent_passes_delete_once,
+            prune_expired_one_time_tokens_at_once, prune_expired_mfa_challenges,
+            prune_stale_password_reset_requests,
             account_deletion_removes_everything_and_ends_sessions,
             account_deletion_refuses_the_last_owner_changing_nothing,
             concurrent_account_deletions_one_winner,
@@ -2588,8 +2590,7 @@ async fn prune_sessions_ended_before_retention(f: &impl Fixture) {
         PruneReport::Completed(PrunedRows {
             sessions: 3,
             refresh_tokens: 5,
-            login_attempts: 0,
-            events: 0,
+            ..PrunedRows::default()
         })
     );
     for (gone, tokens) in [
@@ -2726,6 +2727,223 @@ async fn prune_concurrent_passes_delete_once(f: &impl Fixture) {
     );
     assert_eq!(
         f.pruner().prune(&policy, now).await.unwrap(),
+        PruneReport::Completed(PrunedRows::default())
+    );
+}
+
+/// Expired one-time tokens go at the first pass after their expiry, in batches, a token
+/// that expires at the pass's time included (it is refused from then on); unexpired tokens
+/// stay and still work after the pass.
+async fn prune_expired_one_time_tokens_at_once(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    drain_outbox(f, c.now()).await;
+    let issued_at = c.now();
+    let lifetime = Duration::hours(1);
+    let micro = Duration::microseconds(1);
+    // Issuing replaces a user's token of the same purpose: one token per user here.
+    let mut expired = Vec::new();
+    for (i, expires_at) in [
+        issued_at + Duration::minutes(1),
+        issued_at + Duration::minutes(30),
+        issued_at + lifetime - micro,
+        issued_at + lifetime,
+        issued_at + lifetime,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let u = stored_user(f, issued_at).await;
+        let purpose = [
+            TokenPurpose::VerifyEmail,
+            TokenPurpose::PasswordReset,
+            TokenPurpose::ChangeEmail,
+        ][i % 3];
+        let (_, stored) = one_time(&u, purpose, issued_at);
+        let stored = StoredToken {
+            expires_at,
+            ..stored
+        };
+        tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
+        expired.push((u, purpose));
+    }
+    let mut live = Vec::new();
+    for expires_at in [issued_at + lifetime + micro, issued_at + Duration::hours(2)] {
+        let u = stored_user(f, issued_at).await;
+        let (token, stored) = one_time(&u, TokenPurpose::PasswordReset, issued_at);
+        let stored = StoredToken {
+            expires_at,
+            ..stored
+        };
+        tokens.issue(u.id, &stored, &mail("m")).await.unwrap();
+        live.push((u, token));
+    }
+
+    c.advance(lifetime);
+    let policy = retention();
+    let report = f.pruner().prune(&policy, c.now()).await.unwrap();
+    assert_eq!(report.deleted().one_time_tokens, 5, "{report:?}");
+    assert_eq!(report.deleted().total(), 5, "{report:?}");
+    for (u, purpose) in &expired {
+        assert_eq!(
+            tokens.last_issued(u.id, *purpose).await.unwrap(),
+            None,
+            "{purpose:?} token deleted"
+        );
+    }
+    for (u, token) in &live {
+        assert_eq!(
+            tokens
+                .last_issued(u.id, TokenPurpose::PasswordReset)
+                .await
+                .unwrap(),
+            Some(issued_at)
+        );
+        assert_eq!(
+            tokens
+                .consume(&token.hash(), TokenPurpose::PasswordReset, c.now())
+                .await
+                .unwrap(),
+            Some(u.id),
+            "an unexpired token still works after a pass"
+        );
+    }
+    assert_eq!(
+        f.pruner().prune(&policy, c.now()).await.unwrap(),
+        PruneReport::Completed(PrunedRows::default())
+    );
+    drain_outbox(f, c.now()).await;
+}
+
+/// Expired MFA login challenges go at the first pass after their expiry, in batches, also
+/// of users who do not log in again; a live challenge stays and is still spent once.
+async fn prune_expired_mfa_challenges(f: &impl Fixture) {
+    let c = clock();
+    let mfa = f.mfa();
+    let ttl = Duration::minutes(5);
+    let micro = Duration::microseconds(1);
+    let (u, v, w) = (
+        mfa_user(f, &[]).await,
+        mfa_user(f, &[]).await,
+        mfa_user(f, &[]).await,
+    );
+    let made_at = c.now();
+    // Five that expire by the pass (one exactly at its time), three of them of one user.
+    let mut expired = Vec::new();
+    for (owner, at) in [
+        (&u, made_at - Duration::minutes(3)),
+        (&u, made_at - micro),
+        (&u, made_at),
+        (&v, made_at),
+        (&w, made_at - Duration::minutes(1)),
+    ] {
+        let t = token("expired-challenge");
+        mfa.create_challenge(&t, owner.id, at + ttl).await.unwrap();
+        expired.push(t);
+    }
+    c.advance(ttl);
+    let (live, later) = (token("live-challenge"), token("later-challenge"));
+    mfa.create_challenge(&live, v.id, made_at + ttl + micro)
+        .await
+        .unwrap();
+    let x = mfa_user(f, &[]).await;
+    mfa.create_challenge(&later, x.id, c.now() + ttl)
+        .await
+        .unwrap();
+
+    let policy = retention();
+    let report = f.pruner().prune(&policy, c.now()).await.unwrap();
+    assert_eq!(report.deleted().mfa_challenges, 5, "{report:?}");
+    assert_eq!(report.deleted().total(), 5, "{report:?}");
+    for t in &expired {
+        // Asked at a time when it would still be live: gone, not only expired.
+        assert_eq!(
+            mfa.find_challenge(t, made_at - Duration::minutes(4))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        mfa.find_challenge(&live, c.now()).await.unwrap(),
+        Some(v.id)
+    );
+    assert!(mfa.spend_challenge(&live, c.now()).await.unwrap());
+    assert!(!mfa.spend_challenge(&live, c.now()).await.unwrap());
+    assert_eq!(
+        mfa.find_challenge(&later, c.now()).await.unwrap(),
+        Some(x.id)
+    );
+    assert_eq!(
+        f.pruner().prune(&policy, c.now()).await.unwrap(),
+        PruneReport::Completed(PrunedRows::default())
+    );
+}
+
+/// Password-reset requests that no worker handled within `RESET_REQUEST_RETENTION` of being
+/// made go, in batches, a claimed one too (its worker then finds it gone and issues nothing);
+/// a request made exactly that long ago, and newer ones, stay and are handled as before.
+async fn prune_stale_password_reset_requests(f: &impl Fixture) {
+    let c = clock();
+    let tokens = f.one_time_tokens();
+    drain_outbox(f, c.now()).await;
+    let u = stored_user(f, c.now()).await;
+    let start = c.now();
+    let micro = Duration::microseconds(1);
+    for at in [
+        start - Duration::minutes(10),
+        start - Duration::seconds(1),
+        start - micro,
+    ] {
+        tokens.request_reset(&u.email, at).await.unwrap();
+    }
+    // A stale request a worker has claimed (and has not finished).
+    tokens
+        .request_reset(&unique_email("leased"), start - Duration::minutes(20))
+        .await
+        .unwrap();
+    let leased = tokens
+        .claim_reset_requests(start, 1, Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    tokens.request_reset(&u.email, start).await.unwrap();
+    tokens
+        .request_reset(&u.email, start + Duration::minutes(1))
+        .await
+        .unwrap();
+
+    c.advance(RESET_REQUEST_RETENTION);
+    let policy = retention();
+    let report = f.pruner().prune(&policy, c.now()).await.unwrap();
+    assert_eq!(report.deleted().password_reset_requests, 4, "{report:?}");
+    assert_eq!(report.deleted().total(), 4, "{report:?}");
+
+    let (_, stored, m) = reset_token(&u.email, c.now());
+    assert_eq!(
+        tokens
+            .fulfil_reset_request(leased[0].id, &stored, &m, Duration::zero())
+            .await
+            .unwrap(),
+        None,
+        "the pruned request is gone for its worker too"
+    );
+    let left = tokens
+        .claim_reset_requests(c.now() + Duration::hours(3), 10, Duration::minutes(5))
+        .await
+        .unwrap();
+    let kept: Vec<DateTime<Utc>> = left.iter().map(|r| r.requested_at).collect();
+    assert_eq!(kept, vec![start, start + Duration::minutes(1)]);
+    assert_eq!(
+        tokens
+            .fulfil_reset_request(left[0].id, &stored, &m, Duration::zero())
+            .await
+            .unwrap(),
+        Some(AddressIssue::Issued)
+    );
+    assert_eq!(take_mails(f, c.now()).await.len(), 1);
+    assert_eq!(
+        f.pruner().prune(&policy, c.now()).await.unwrap(),
         PruneReport::Completed(PrunedRows::default())
     );
 }

@@ -642,6 +642,9 @@ struct PrunedOutput {
     sessions: u64,
     refresh_tokens: u64,
     login_attempts: u64,
+    one_time_tokens: u64,
+    mfa_challenges: u64,
+    password_reset_requests: u64,
     events: u64,
 }
 
@@ -666,14 +669,15 @@ pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
         .run_once()
         .await
         .map_err(|err| {
-            let d = err.deleted;
+            let deleted: Vec<String> = err
+                .deleted
+                .by_table()
+                .iter()
+                .map(|(table, n)| format!("{table} {n}"))
+                .collect();
             CliError::Failed(format!(
-                "retention pass failed after deleting {} sessions, {} refresh tokens, {} \
-                 lockout counters and {} events: {}",
-                d.sessions,
-                d.refresh_tokens,
-                d.login_attempts,
-                d.events,
+                "retention pass failed after deleting rows ({}): {}",
+                deleted.join(", "),
                 auth_core::ErrorChain(&err.cause)
             ))
         })?;
@@ -690,6 +694,9 @@ pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
                 sessions: rows.sessions,
                 refresh_tokens: rows.refresh_tokens,
                 login_attempts: rows.login_attempts,
+                one_time_tokens: rows.one_time_tokens,
+                mfa_challenges: rows.mfa_challenges,
+                password_reset_requests: rows.password_reset_requests,
                 events: rows.events,
             },
             elapsed_ms,

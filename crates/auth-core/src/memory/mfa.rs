@@ -44,6 +44,15 @@ impl MemoryMfaRepository {
         state.recovery.remove(&user);
         state.challenges.retain(|_, (owner, _)| *owner != user);
     }
+
+    /// Retention: deletes the login challenges expired at `now` (`expires_at <= now`), of
+    /// every user; returns how many.
+    pub(crate) fn prune_expired_challenges(&self, now: DateTime<Utc>) -> u64 {
+        let mut state = lock(&self.0);
+        let before = state.challenges.len();
+        state.challenges.retain(|_, (_, until)| *until > now);
+        (before - state.challenges.len()) as u64
+    }
 }
 
 #[async_trait]

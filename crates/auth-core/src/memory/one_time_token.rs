@@ -60,6 +60,24 @@ impl MemoryOneTimeTokenStore {
         lock(&self.tokens).retain(|_, (owner, _)| *owner != user);
     }
 
+    /// Retention: deletes the tokens expired at `now` (`expires_at <= now`, refused from
+    /// then on); returns how many.
+    pub(crate) fn prune_expired(&self, now: DateTime<Utc>) -> u64 {
+        let mut tokens = lock(&self.tokens);
+        let before = tokens.len();
+        tokens.retain(|_, (_, t)| now < t.expires_at);
+        (before - tokens.len()) as u64
+    }
+
+    /// Retention: deletes the reset requests made before `cutoff`, claimed or not; returns
+    /// how many.
+    pub(crate) fn prune_requests_before(&self, cutoff: DateTime<Utc>) -> u64 {
+        let mut requests = lock(&self.requests);
+        let before = requests.len();
+        requests.retain(|(r, _)| r.requested_at >= cutoff);
+        (before - requests.len()) as u64
+    }
+
     /// Removes the token `hash` if it is of `purpose`; returns it when it was also unexpired
     /// at `now`.
     fn take(

@@ -6,16 +6,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MemoryEventLog, MemoryLoginAttemptStore, MemorySessionRepository};
+use super::{
+    MemoryEventLog, MemoryLoginAttemptStore, MemoryMfaRepository, MemoryOneTimeTokenStore,
+    MemorySessionRepository,
+};
 use crate::ports::{PruneError, PruneReport, PrunedRows, Pruner, RetentionPolicy};
 
 /// Retention over the in-memory stores. Each table is pruned in one step under its store's
 /// lock, so an attempt or a rotation never sees half a deletion. Instances sharing the
 /// stores must share one pruner: it runs one pass at a time and skips a call made while a
-/// pass runs.
+/// pass runs. [`super::MemoryStore::new`] wires it to every store it prunes.
 pub struct MemoryPruner {
     sessions: Arc<MemorySessionRepository>,
     attempts: Arc<MemoryLoginAttemptStore>,
+    one_time_tokens: Option<Arc<MemoryOneTimeTokenStore>>,
+    mfa: Option<Arc<MemoryMfaRepository>>,
     events: Option<Arc<MemoryEventLog>>,
     running: AtomicBool,
 }
@@ -23,6 +28,8 @@ pub struct MemoryPruner {
 impl std::fmt::Debug for MemoryPruner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryPruner")
+            .field("one_time_tokens", &self.one_time_tokens.is_some())
+            .field("mfa", &self.mfa.is_some())
             .field("events", &self.events.is_some())
             .field("running", &self.running.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -31,8 +38,9 @@ impl std::fmt::Debug for MemoryPruner {
 
 impl MemoryPruner {
     /// A pruner of `sessions` (with their refresh tokens) and of the lockout counters in
-    /// `attempts`. It prunes no events until given an event log with
-    /// [`MemoryPruner::with_events`].
+    /// `attempts`. It prunes no one-time tokens, reset requests, login challenges or events
+    /// until given their stores with [`MemoryPruner::with_one_time_tokens`],
+    /// [`MemoryPruner::with_mfa`] and [`MemoryPruner::with_events`].
     #[must_use]
     pub fn new(
         sessions: Arc<MemorySessionRepository>,
@@ -41,8 +49,29 @@ impl MemoryPruner {
         Self {
             sessions,
             attempts,
+            one_time_tokens: None,
+            mfa: None,
             events: None,
             running: AtomicBool::new(false),
+        }
+    }
+
+    /// Also prunes the expired one-time tokens of `tokens`, and its password-reset requests
+    /// older than [`crate::ports::RESET_REQUEST_RETENTION`].
+    #[must_use]
+    pub fn with_one_time_tokens(self, tokens: Arc<MemoryOneTimeTokenStore>) -> Self {
+        Self {
+            one_time_tokens: Some(tokens),
+            ..self
+        }
+    }
+
+    /// Also prunes the expired login challenges of `mfa`.
+    #[must_use]
+    pub fn with_mfa(self, mfa: Arc<MemoryMfaRepository>) -> Self {
+        Self {
+            mfa: Some(mfa),
+            ..self
         }
     }
 
@@ -84,8 +113,17 @@ impl Pruner for MemoryPruner {
             .sessions
             .prune_ended_before(policy.sessions_ended_before(now));
         let login_attempts = self.attempts.prune(policy.lockout_windows_before(now), now);
-        // One-time tokens (email verification, password reset) go here once they exist:
-        // deleted as soon as they are used or expired.
+        let (one_time_tokens, password_reset_requests) =
+            self.one_time_tokens.as_ref().map_or((0, 0), |tokens| {
+                (
+                    tokens.prune_expired(now),
+                    tokens.prune_requests_before(policy.reset_requests_before(now)),
+                )
+            });
+        let mfa_challenges = self
+            .mfa
+            .as_ref()
+            .map_or(0, |mfa| mfa.prune_expired_challenges(now));
         let events = self
             .events
             .as_ref()
@@ -95,6 +133,9 @@ impl Pruner for MemoryPruner {
             refresh_tokens,
             login_attempts,
             events,
+            one_time_tokens,
+            mfa_challenges,
+            password_reset_requests,
         }))
     }
 }

@@ -15,7 +15,8 @@ use super::{
 /// repositories do in their `events` table, so services built over one `MemoryStore` (in one
 /// process, as several instances) see each other's revocations: subscribe each instance's
 /// `CacheInvalidator` to [`events`](Self::events). The pruner retains sessions, lockout
-/// counters and events of this store, one pass at a time. Cloning shares the store.
+/// counters, one-time tokens, reset requests, login challenges and events of this store, one
+/// pass at a time. Cloning shares the store.
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     /// Users.
@@ -35,7 +36,8 @@ pub struct MemoryStore {
     /// The event log the repositories append to; also the invalidation bus of the instances
     /// over this store.
     pub events: Arc<MemoryEventLog>,
-    /// Retention of sessions, counters and events.
+    /// Retention of everything above that ends: sessions, counters, one-time tokens, reset
+    /// requests, login challenges and events.
     pub pruner: Arc<MemoryPruner>,
     /// Account deletion across the users, sessions and organizations above.
     pub accounts: Arc<MemoryAccountRemover>,
@@ -63,6 +65,12 @@ impl MemoryStore {
             sessions.clone(),
             login_attempts.clone(),
         ));
+        let pruner = Arc::new(
+            MemoryPruner::new(sessions.clone(), login_attempts.clone())
+                .with_one_time_tokens(one_time_tokens.clone())
+                .with_mfa(mfa.clone())
+                .with_events(events.clone()),
+        );
         Self {
             accounts: Arc::new(MemoryAccountRemover::new(
                 users.clone(),
@@ -73,10 +81,7 @@ impl MemoryStore {
             )),
             one_time_tokens,
             organizations,
-            pruner: Arc::new(
-                MemoryPruner::new(sessions.clone(), login_attempts.clone())
-                    .with_events(events.clone()),
-            ),
+            pruner,
             api_keys: Arc::new(MemoryApiKeyRepository::new().recording_to(events.clone())),
             devices: Arc::new(MemoryDeviceRepository::new().recording_to(events.clone())),
             mfa,

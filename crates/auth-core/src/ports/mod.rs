@@ -40,7 +40,9 @@ pub use one_time_token::{AddressConfirmation, AddressIssue, OneTimeTokenStore, P
 pub use organization::{AddMemberError, OrganizationRepository, RemoveMemberError};
 pub use outbox::MailOutbox;
 pub use password_hasher::{HashError, PasswordCheck, PasswordHasher};
-pub use retention::{PruneError, PruneReport, PrunedRows, Pruner, RetentionPolicy};
+pub use retention::{
+    PruneError, PruneReport, PrunedRows, Pruner, RESET_REQUEST_RETENTION, RetentionPolicy,
+};
 pub use secret::{SecretError, SecretGenerator};
 pub use session::{Rotation, SessionRepository};
 pub use token_signer::{SignError, TokenSigner};

@@ -6,6 +6,20 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::StoreError;
 
+/// How long a password-reset request may wait for the mail worker before retention deletes
+/// it: 1 hour after `requested_at`.
+///
+/// A mail worker handles a request within seconds of it being made (every `auth-server
+/// serve` instance runs one, claiming requests every 2 seconds under a 5-minute lease); a
+/// request still there an hour later was never handled, because no worker ran (an embedder
+/// that runs none, every instance stopped) or every attempt failed. Its link would arrive
+/// after the user has given up or asked again, and after a reset link of the default
+/// lifetime (`AUTH_PASSWORD_RESET_TTL_SECONDS`, 1 hour) would have expired. So this bound
+/// matters only while no worker handles the queue: it keeps a stream of requests nobody
+/// mails from growing the table without bound. A worker that claimed a request before it
+/// was deleted finds it gone and issues nothing.
+pub const RESET_REQUEST_RETENTION: Duration = Duration::hours(1);
+
 /// How long each kind of row is kept (`AUTH_RETENTION_DAYS`, `AUTH_EVENT_RETENTION_DAYS`,
 /// and the lockout window `AUTH_LOCKOUT_WINDOW_SECONDS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +64,13 @@ impl RetentionPolicy {
     pub fn lockout_windows_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         now - self.lockout_window
     }
+
+    /// Password-reset requests made before this are deleted at `now`, handled or not
+    /// ([`RESET_REQUEST_RETENTION`]).
+    #[must_use]
+    pub fn reset_requests_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - RESET_REQUEST_RETENTION
+    }
 }
 
 /// Rows deleted by one pass, per table.
@@ -63,16 +84,26 @@ pub struct PrunedRows {
     pub login_attempts: u64,
     /// Events.
     pub events: u64,
+    /// One-time tokens (address verification, password reset, change of address) that
+    /// expired.
+    pub one_time_tokens: u64,
+    /// MFA login challenges (the `mfa_token`s of the second login step) that expired.
+    pub mfa_challenges: u64,
+    /// Password-reset requests that no mail worker handled in time.
+    pub password_reset_requests: u64,
 }
 
 impl PrunedRows {
     /// Each table's name (as in the database and the metrics' `table` label) with its count.
     #[must_use]
-    pub fn by_table(&self) -> [(&'static str, u64); 4] {
+    pub fn by_table(&self) -> [(&'static str, u64); 7] {
         [
             ("sessions", self.sessions),
             ("refresh_tokens", self.refresh_tokens),
             ("login_attempts", self.login_attempts),
+            ("one_time_tokens", self.one_time_tokens),
+            ("mfa_challenges", self.mfa_challenges),
+            ("password_reset_requests", self.password_reset_requests),
             ("events", self.events),
         ]
     }
@@ -140,7 +171,11 @@ impl From<StoreError> for PruneError {
 ///   next attempt would restart at 1, so that deleting one never changes a lockout decision,
 ///   also when an attempt for that key runs at the same moment;
 /// - delete every event whose `at` is before `now - event_retention`;
-/// - (when one-time tokens exist: delete each once it is used or expired, at once);
+/// - delete every one-time token that has expired (`expires_at <= now`: refused from then
+///   on), and every MFA login challenge that has expired (`expires_at <= now`), whoever it
+///   belongs to; a used token or challenge is already gone, deleted when it was spent;
+/// - delete every password-reset request made before `now` - [`RESET_REQUEST_RETENTION`],
+///   claimed by a worker or not;
 /// - run at most one pass at a time across every instance sharing the store, answering
 ///   [`PruneReport::Skipped`] at once, having deleted nothing, while another runs;
 /// - delete in small batches, each its own short atomic step, so that no lock is held long

@@ -65,6 +65,31 @@ WHERE key IN (
 )
 AND window_started_at < $1 AND (locked_until IS NULL OR locked_until <= $2)";
 
+/// Up to `$2` one-time tokens expired at `$1` (`expires_at <= $1`), through
+/// `one_time_tokens_expires_idx`. A token is never changed, only replaced (under a new hash)
+/// or spent, so nothing needs checking again; a concurrent use of an expired token is refused
+/// whether this deletes it first or not.
+const ONE_TIME_TOKENS_SQL: &str = "\
+DELETE FROM one_time_tokens WHERE hash IN (
+    SELECT hash FROM one_time_tokens WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+)";
+
+/// Up to `$2` MFA login challenges expired at `$1`, through `mfa_challenges_expires_idx`.
+/// Never changed either; an expired challenge is refused by every use.
+const MFA_CHALLENGES_SQL: &str = "\
+DELETE FROM mfa_challenges WHERE token_hash IN (
+    SELECT token_hash FROM mfa_challenges WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+)";
+
+/// Up to `$2` password-reset requests made before `$1`, oldest first, through
+/// `password_reset_requests_requested_idx`. A claim changes only `due_at`; a worker fulfilling
+/// a request deleted here finds it gone and issues nothing. A row a worker holds (its claim or
+/// fulfilment, one short transaction) is waited for, as any batch waits for its rows.
+const RESET_REQUESTS_SQL: &str = "\
+DELETE FROM password_reset_requests WHERE id IN (
+    SELECT id FROM password_reset_requests WHERE requested_at < $1 ORDER BY requested_at LIMIT $2
+)";
+
 /// Up to `$2` events older than `$1`, oldest first, through `events_at_idx`. Events are never
 /// changed, so nothing needs checking again.
 const EVENTS_SQL: &str = "\
@@ -148,6 +173,31 @@ impl PgPruner {
             .await
     }
 
+    /// Batches of `sql` (`$1` the time, `$2` the batch size) until one deletes fewer than a
+    /// full batch, adding what each deleted to `deleted` as it commits.
+    async fn drain(
+        &self,
+        conn: &mut AsyncPgConnection,
+        sql: &'static str,
+        at: DateTime<Utc>,
+        deleted: &mut u64,
+    ) -> Result<(), StoreError> {
+        loop {
+            let n = self
+                .step(
+                    diesel::sql_query(sql)
+                        .bind::<Timestamptz, _>(at)
+                        .bind::<BigInt, _>(i64::from(self.batch))
+                        .execute(conn),
+                )
+                .await?;
+            *deleted += n as u64;
+            if n < self.batch as usize {
+                return Ok(());
+            }
+        }
+    }
+
     /// Every batch of one pass, adding what each deleted to `deleted` as it commits.
     async fn pass(
         &self,
@@ -220,25 +270,24 @@ impl PgPruner {
             }
         }
 
-        // One-time tokens (email verification, password reset) go here once they exist:
-        // deleted as soon as they are used or expired, in batches like the rest.
-
-        let events_before = policy.events_before(now);
-        loop {
-            let n = self
-                .step(
-                    diesel::sql_query(EVENTS_SQL)
-                        .bind::<Timestamptz, _>(events_before)
-                        .bind::<BigInt, _>(batch)
-                        .execute(conn),
-                )
-                .await?;
-            deleted.events += n as u64;
-            if !full(n) {
-                break;
-            }
-        }
-        Ok(())
+        self.drain(conn, ONE_TIME_TOKENS_SQL, now, &mut deleted.one_time_tokens)
+            .await?;
+        self.drain(conn, MFA_CHALLENGES_SQL, now, &mut deleted.mfa_challenges)
+            .await?;
+        self.drain(
+            conn,
+            RESET_REQUESTS_SQL,
+            policy.reset_requests_before(now),
+            &mut deleted.password_reset_requests,
+        )
+        .await?;
+        self.drain(
+            conn,
+            EVENTS_SQL,
+            policy.events_before(now),
+            &mut deleted.events,
+        )
+        .await
     }
 }
 
@@ -346,6 +395,24 @@ mod tests {
                     .bind::<Timestamptz, _>(now)
                     .bind::<BigInt, _>(1000_i64),
                 "login_attempts_window_idx",
+            ),
+            (
+                explain(ONE_TIME_TOKENS_SQL)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(1000_i64),
+                "one_time_tokens_expires_idx",
+            ),
+            (
+                explain(MFA_CHALLENGES_SQL)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(1000_i64),
+                "mfa_challenges_expires_idx",
+            ),
+            (
+                explain(RESET_REQUESTS_SQL)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(1000_i64),
+                "password_reset_requests_requested_idx",
             ),
             (
                 explain(EVENTS_SQL)

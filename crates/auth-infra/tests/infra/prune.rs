@@ -231,6 +231,7 @@ async fn prune_events_older_than_event_retention() {
 }
 
 /// A month of refreshes and a day of made-up lockout emails, 30,000 refresh tokens in all,
+/// with a backlog of expired links, login challenges and reset requests no worker handled,
 /// are deleted completely in batches of 1,000, while logins and refreshes keep working and
 /// a second pass started meanwhile is skipped. An active session keeps every one of its
 /// old tokens.
@@ -269,6 +270,21 @@ async fn prune_large_backlog_in_batches_while_logins_go_on() {
          SELECT gen_random_uuid(), now() - interval '200 days' + g * interval '1 minute',
                 'user.login_failed', 'user', 'u'
          FROM generate_series(1, 5000) g;
+         -- Expired links, expired login challenges, reset requests of a day without a worker.
+         INSERT INTO one_time_tokens (hash, user_id, purpose, created_at, expires_at, email)
+         SELECT sha256(convert_to('link' || g::text, 'UTF8')), '{USER_ID}', 'verify_email',
+                now() - interval '3 days' + g * interval '1 minute',
+                now() - interval '2 days' + g * interval '1 minute', 'old@example.com'
+         FROM generate_series(1, 2000) g;
+         INSERT INTO mfa_challenges (token_hash, user_id, expires_at)
+         SELECT sha256(convert_to('challenge' || g::text, 'UTF8')), '{USER_ID}',
+                now() - interval '1 day' + g * interval '10 seconds'
+         FROM generate_series(1, 3000) g;
+         INSERT INTO password_reset_requests (id, email, requested_at, due_at)
+         SELECT gen_random_uuid(), 'old@example.com',
+                now() - interval '1 day' + g * interval '20 seconds',
+                now() - interval '1 day' + g * interval '20 seconds'
+         FROM generate_series(1, 2000) g;
          ANALYZE;",
         ended_sessions_sql(1_200)
     ))
@@ -367,6 +383,9 @@ async fn prune_large_backlog_in_batches_while_logins_go_on() {
             refresh_tokens: 30_000,
             login_attempts: 5_000,
             events: 5_000,
+            one_time_tokens: 2_000,
+            mfa_challenges: 3_000,
+            password_reset_requests: 2_000,
         })
     );
     assert!(calls > 0);

@@ -594,7 +594,19 @@ async fn cli_prune_prints_what_it_deleted() {
          SELECT sha256(int4send(g)), 2, now() - interval '1 hour' FROM generate_series(1, 3) g;
          INSERT INTO events (id, at, action, target_type, target_id)
          SELECT gen_random_uuid(), now() - interval '91 days', 'user.login_failed', 'user', 'u'
-         FROM generate_series(1, 2) g;",
+         FROM generate_series(1, 2) g;
+         INSERT INTO one_time_tokens (hash, user_id, purpose, created_at, expires_at, email)
+         VALUES (sha256('expired-link'), '00000000-0000-7000-8000-000000000001',
+                 'password_reset', now() - interval '2 hours', now() - interval '1 hour',
+                 'old@example.com');
+         INSERT INTO mfa_challenges (token_hash, user_id, expires_at)
+         SELECT sha256(int4send(g)), '00000000-0000-7000-8000-000000000001',
+                now() - interval '1 minute'
+         FROM generate_series(1, 2) g;
+         INSERT INTO password_reset_requests (id, email, requested_at, due_at)
+         SELECT gen_random_uuid(), 'old@example.com', now() - interval '2 hours',
+                now() - interval '2 hours'
+         FROM generate_series(1, 3) g;",
     )
     .await;
 
@@ -609,6 +621,9 @@ async fn cli_prune_prints_what_it_deleted() {
         ("sessions", "4"),
         ("refresh_tokens", "8"),
         ("login_attempts", "3"),
+        ("one_time_tokens", "1"),
+        ("mfa_challenges", "2"),
+        ("password_reset_requests", "3"),
         ("events", "2"),
     ] {
         assert!(
@@ -625,7 +640,10 @@ async fn cli_prune_prints_what_it_deleted() {
     assert_eq!(again["status"], "completed");
     assert_eq!(
         again["deleted"],
-        serde_json::json!({"sessions": 0, "refresh_tokens": 0, "login_attempts": 0, "events": 0})
+        serde_json::json!({
+            "sessions": 0, "refresh_tokens": 0, "login_attempts": 0, "one_time_tokens": 0,
+            "mfa_challenges": 0, "password_reset_requests": 0, "events": 0
+        })
     );
 
     // Another instance's pass, played by psql holding the lock (skipped without psql).

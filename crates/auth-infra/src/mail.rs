@@ -167,14 +167,40 @@ impl SmtpMailer {
     }
 }
 
+/// The rustls error somewhere in `err`'s sources (a certificate that does not verify surfaces
+/// as an I/O error of the STARTTLS upgrade, which lettre does not class as TLS).
+fn tls_failure(err: &lettre::transport::smtp::Error) -> Option<&rustls::Error> {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(tls) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        source = cause.source();
+    }
+    None
+}
+
 /// A `lettre` SMTP error as a [`MailError`] that names neither the recipient nor the server's
 /// words (a refusal often quotes the address): only the reply code or the kind of failure.
 fn classify_smtp(err: &lettre::transport::smtp::Error) -> MailError {
     let code = err.status().map(|code| code.to_string());
-    let what = match (&code, err.is_timeout(), err.is_tls()) {
+    let tls = tls_failure(err);
+    let what = match (&code, err.is_timeout(), err.is_tls() || tls.is_some()) {
         (Some(code), _, _) => format!("SMTP server answered {code}"),
         (None, true, _) => "SMTP exchange timed out".to_owned(),
-        (None, false, true) => "TLS with the SMTP server failed".to_owned(),
+        (None, false, true) => match tls {
+            // rustls names the certificate problem (`UnknownIssuer`, `NotValidForName`...),
+            // never an address.
+            Some(tls) => format!("TLS with the SMTP server failed: {tls}"),
+            None => "TLS with the SMTP server failed".to_owned(),
+        },
         (None, false, false) if err.is_client() => "SMTP client error".to_owned(),
         (None, false, false) => "SMTP connection failed".to_owned(),
     };

@@ -457,14 +457,14 @@ pub fn spawn_mail_worker(
         let batch = RetryPolicy::default().batch;
         let mut wait = MAIL_POLL_INTERVAL;
         loop {
-            // Once per outage, as below.
-            if let Err(err) = auth.process_reset_requests().await
-                && wait == MAIL_POLL_INTERVAL
-            {
-                tracing::warn!(
+            // A store failure is reported once per outage by the outbox pass below (the pool
+            // logs its cause); anything else is a bug worth a line each time.
+            match auth.process_reset_requests().await {
+                Ok(_) | Err(auth_core::AccountError::Store(_)) => {}
+                Err(err) => tracing::error!(
                     error = %auth_core::ErrorChain(&err),
                     "password-reset requests not handled; they wait for the next pass"
-                );
+                ),
             }
             match worker.run_once().await {
                 Ok(pass) => {

@@ -105,6 +105,8 @@ pub struct SmtpSink {
     child: Child,
     port: u16,
     maildir: PathBuf,
+    /// A folder of files to remove with the server (its certificate and key).
+    files: Option<PathBuf>,
 }
 
 impl SmtpSink {
@@ -114,6 +116,50 @@ impl SmtpSink {
     /// When it cannot be started within 20 s.
     #[must_use]
     pub fn start() -> Self {
+        Self::spawn(&[], None)
+    }
+
+    /// As [`Self::start`], offering STARTTLS (and requiring it before mail) with a freshly
+    /// made self-signed certificate for `localhost`/`127.0.0.1`, which no public CA vouches
+    /// for.
+    ///
+    /// # Panics
+    /// When `openssl` cannot make the certificate, or the server does not start.
+    #[must_use]
+    pub fn start_with_self_signed_starttls() -> Self {
+        let dir = std::env::temp_dir().join(format!("smtp-tls-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("a folder for the certificate");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "openssl could not make a self-signed certificate");
+        let args = [
+            "--tlscert".to_owned(),
+            cert.display().to_string(),
+            "--tlskey".to_owned(),
+            key.display().to_string(),
+        ];
+        Self::spawn(&args, Some(dir))
+    }
+
+    fn spawn(extra: &[String], files: Option<PathBuf>) -> Self {
         let maildir = std::env::temp_dir().join(format!("smtp-test-{}", uuid::Uuid::now_v7()));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("a free port")
@@ -123,6 +169,7 @@ impl SmtpSink {
         let child = Command::new(python())
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdout(Stdio::null())
@@ -133,6 +180,7 @@ impl SmtpSink {
             child,
             port,
             maildir,
+            files,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -224,5 +272,8 @@ impl Drop for SmtpSink {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.maildir);
+        if let Some(files) = &self.files {
+            let _ = std::fs::remove_dir_all(files);
+        }
     }
 }

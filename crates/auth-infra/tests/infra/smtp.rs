@@ -108,3 +108,42 @@ async fn an_unreachable_server_leaves_the_mail_queued() {
     assert_eq!(worker.run_once().await.unwrap().retrying, 1);
     assert_eq!(outbox.pending().await.unwrap(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_with_a_certificate_no_public_ca_signed_is_refused_not_downgraded() {
+    // The server offers STARTTLS with a self-signed certificate: the client upgrades (as
+    // `smtp://` requires), the certificate does not verify against the web PKI roots, and the
+    // mail is not sent, neither over that TLS nor in plain text. It stays queued.
+    let server = SmtpSink::start_with_self_signed_starttls();
+    let url = SmtpUrl::parse(&SecretString::from(format!(
+        "smtp://localhost:{}",
+        server.port()
+    )))
+    .unwrap();
+    let mailer = SmtpMailer::new(&url, parse_from("Example <auth@example.com>").unwrap()).unwrap();
+    let err = auth_core::ports::Mailer::send(&mailer, &verification())
+        .await
+        .unwrap_err();
+    let text = auth_core::ErrorChain(&err).to_string();
+    assert!(
+        text.to_lowercase().contains("certificate") || text.to_lowercase().contains("tls"),
+        "a TLS failure, not a plain-text conversation: {text}"
+    );
+    assert!(
+        matches!(err, auth_core::ports::MailError::Transient(_)),
+        "retried later (the certificate may be fixed): {err:?}"
+    );
+
+    let outbox = Arc::new(MemoryMailOutbox::new());
+    outbox
+        .enqueue(verification(), SystemClock.now())
+        .await
+        .unwrap();
+    let worker = worker(
+        &format!("smtp://localhost:{}", server.port()),
+        outbox.clone(),
+    );
+    assert_eq!(worker.run_once().await.unwrap().retrying, 1);
+    assert_eq!(outbox.pending().await.unwrap(), 1);
+    assert!(server.received().is_empty());
+}

@@ -12,6 +12,7 @@
 //! answers 422 naming every broken field.
 
 pub mod account;
+pub mod admin;
 pub mod api_key;
 pub mod device;
 pub mod lifecycle;
@@ -27,6 +28,7 @@ pub use account::{
     TokenUser, UpdateProfileRequest, UserCreated, VerifyResponse, VerifyTokenRequest,
     VerifyTokenResponse,
 };
+pub use admin::{AdminUser, AdminUserDetail, AdminUserList, CreateUserRequest, UpdateUserRequest};
 pub use api_key::{
     ApiKeyItem, ApiKeyList, ApiKeyRejection, ApiKeyStatus, BatchVerification, CreateKey,
     CreatedKey, KeyVerification, VerifyBatch, VerifyKey,

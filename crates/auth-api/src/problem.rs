@@ -29,6 +29,10 @@ pub enum ErrorCode {
     /// 403: the password is right but the account's address is not verified (and the
     /// service requires it).
     EmailNotVerified,
+    /// 403: self-registration is closed; an administrator makes accounts.
+    RegistrationDisabled,
+    /// 403: the password is right but an administrator disabled the account.
+    AccountDisabled,
     /// 403: a valid caller lacking the right.
     Forbidden,
     /// 404: no such resource, or not visible to the caller.
@@ -49,6 +53,8 @@ pub enum ErrorCode {
     KeyExpired,
     /// 409: an organization must keep an owner.
     LastOwner,
+    /// 409: the change would leave no enabled service administrator.
+    LastAdministrator,
     /// 409: the second factor is already enabled.
     MfaAlreadyEnabled,
     /// 413: the body is over 64 KiB.
@@ -83,6 +89,9 @@ impl ErrorCode {
             Self::MfaAlreadyEnabled => "MFA_ALREADY_ENABLED",
             Self::InvalidOneTimeToken => "INVALID_ONE_TIME_TOKEN",
             Self::EmailNotVerified => "EMAIL_NOT_VERIFIED",
+            Self::RegistrationDisabled => "REGISTRATION_DISABLED",
+            Self::AccountDisabled => "ACCOUNT_DISABLED",
+            Self::LastAdministrator => "LAST_ADMINISTRATOR",
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -117,6 +126,9 @@ impl ErrorCode {
             "MFA_ALREADY_ENABLED" => Self::MfaAlreadyEnabled,
             "INVALID_ONE_TIME_TOKEN" => Self::InvalidOneTimeToken,
             "EMAIL_NOT_VERIFIED" => Self::EmailNotVerified,
+            "REGISTRATION_DISABLED" => Self::RegistrationDisabled,
+            "ACCOUNT_DISABLED" => Self::AccountDisabled,
+            "LAST_ADMINISTRATOR" => Self::LastAdministrator,
             "FORBIDDEN" => Self::Forbidden,
             "NOT_FOUND" => Self::NotFound,
             "METHOD_NOT_ALLOWED" => Self::MethodNotAllowed,

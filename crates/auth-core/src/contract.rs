@@ -211,6 +211,8 @@ fn user(email: Email, now: DateTime<Utc>) -> User {
         ),
         is_admin: false,
         email_verified_at: None,
+        disabled_at: None,
+        last_login_at: None,
         created_at: now,
         updated_at: now,
     }

@@ -73,6 +73,7 @@ impl Modify for BearerScheme {
     tags(
         (name = "auth", description = "Registration, login, tokens and sessions"),
         (name = "users", description = "The calling user"),
+        (name = "admin", description = "Service administration: accounts (service administrators only)"),
         (name = "organizations", description = "Organizations and their members"),
         (name = "api-keys", description = "Organization API keys: manage and verify"),
         (name = "devices", description = "Device credentials: register, authenticate, rotate, revoke"),

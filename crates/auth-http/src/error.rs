@@ -369,6 +369,22 @@ impl From<AccountError> for ApiError {
                 let secs = u64::try_from(ms).unwrap_or(0).div_ceil(1000);
                 Self::too_many_attempts(secs.max(1))
             }
+            AccountError::RegistrationDisabled => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::RegistrationDisabled,
+                "registration is closed on this service: an administrator makes accounts",
+            ),
+            AccountError::AccountDisabled => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::AccountDisabled,
+                "this account is disabled: ask an administrator of the service",
+            ),
+            AccountError::Forbidden => Self::forbidden(),
+            AccountError::UserNotFound => Self::not_found(),
+            AccountError::LastAdministrator => Self::conflict(
+                ErrorCode::LastAdministrator,
+                "the service must keep an enabled administrator: make another one first",
+            ),
             AccountError::InvalidOneTimeToken => Self::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::InvalidOneTimeToken,

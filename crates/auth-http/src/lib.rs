@@ -84,7 +84,7 @@ fn v1<T>(scope: scope::Scope<T>) -> scope::Scope<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    use routes::{api_keys, auth, devices, lifecycle, mfa, organizations, users};
+    use routes::{admin, api_keys, auth, devices, lifecycle, mfa, organizations, users};
     scope
         .service(auth::register)
         .service(auth::login)
@@ -103,6 +103,14 @@ where
         .service(users::delete_me)
         .service(users::change_password)
         .service(lifecycle::change_email)
+        .service(admin::list)
+        .service(admin::create)
+        .service(admin::get)
+        .service(admin::update)
+        .service(admin::unlock)
+        .service(admin::revoke_sessions)
+        .service(admin::send_password_reset)
+        .service(admin::delete)
         .service(mfa::enrol_totp)
         .service(mfa::confirm_totp)
         .service(mfa::disable_totp)

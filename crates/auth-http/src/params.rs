@@ -63,6 +63,48 @@ sync_extractor!(DevicePath, |req: &HttpRequest| req
     .map(DevicePath)
     .ok_or_else(ApiError::not_found));
 
+/// `{id}` of `/admin/users/{id}*`.
+#[derive(Debug, Clone, Copy)]
+pub struct UserPath(pub UserId);
+sync_extractor!(UserPath, |req| segment(req, "id").map(UserPath));
+
+/// The query of `GET /admin/users`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    /// A part of the address to look for (case-insensitive).
+    #[param(max_length = 254)]
+    pub email: Option<String>,
+    /// The `next_after` of the previous page.
+    pub after: Option<uuid::Uuid>,
+    /// Page size, 1..=500 (100 by default).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<usize>,
+}
+
+impl UserListQuery {
+    /// The listing's query.
+    ///
+    /// # Errors
+    /// 422 naming `limit` when it is out of range, or the query when it has the wrong shape.
+    pub fn parse(req: &HttpRequest) -> Result<auth_core::ports::UserQuery, ApiError> {
+        let raw: Self = query(req)?;
+        let limit = raw.limit.unwrap_or(100);
+        if !(1..=auth_core::service::administration::MAX_PAGE).contains(&limit) {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "limit",
+                "out_of_range",
+                "limit must be between 1 and 500",
+            )]));
+        }
+        Ok(auth_core::ports::UserQuery {
+            email: raw.email,
+            after: raw.after.map(UserId::from_uuid),
+            limit,
+        })
+    }
+}
+
 /// Parses a query string into `T`; a shape error is a 422.
 fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
     web::Query::<T>::from_query(req.query_string())

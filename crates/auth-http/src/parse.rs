@@ -462,6 +462,67 @@ impl TryIntoDomain for api::ChangeEmailRequest {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Service administration
+
+impl TryIntoDomain<&PasswordPolicy> for api::CreateUserRequest {
+    type Domain = auth_core::service::administration::NewAccount;
+
+    fn try_into_domain(self, policy: &PasswordPolicy) -> Result<Self::Domain, ApiError> {
+        let mut f = Fields::default();
+        let email = f.check("email", "invalid_email", &self.email, Email::parse);
+        let password = match &self.password {
+            None => Some(None),
+            Some(raw) => f
+                .password("password", raw.expose(), |raw| policy.new_password(raw))
+                .map(Some),
+        };
+        let display_name = match self.display_name.as_deref() {
+            None => Some(None),
+            Some(raw) => f
+                .check("display_name", "invalid", raw, DisplayName::parse)
+                .map(Some),
+        };
+        let is_admin = self.is_admin;
+        f.finish(
+            email
+                .zip(password)
+                .zip(display_name)
+                .map(|((email, password), display_name)| {
+                    auth_core::service::administration::NewAccount {
+                        email,
+                        password,
+                        display_name,
+                        is_admin,
+                    }
+                }),
+        )
+    }
+}
+
+impl TryIntoDomain for api::UpdateUserRequest {
+    type Domain = auth_core::service::administration::AccountChange;
+
+    fn try_into_domain(self, (): ()) -> Result<Self::Domain, ApiError> {
+        let mut f = Fields::default();
+        let display_name = match self.display_name {
+            None => Some(None),
+            Some(None) => Some(Some(None)),
+            Some(Some(raw)) => f
+                .check("display_name", "invalid", &raw, DisplayName::parse)
+                .map(|name| Some(Some(name))),
+        };
+        let (is_admin, disabled) = (self.is_admin, self.disabled);
+        f.finish(display_name.map(|display_name| {
+            auth_core::service::administration::AccountChange {
+                is_admin,
+                disabled,
+                display_name,
+            }
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Organizations
 
 impl TryIntoDomain for api::CreateOrganization {

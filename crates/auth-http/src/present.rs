@@ -367,3 +367,39 @@ pub fn rejected_token(rejection: model::TokenRejection) -> api::VerifyTokenRespo
         ..api::VerifyTokenResponse::default()
     }
 }
+
+/// An account as administrators see it.
+#[must_use]
+pub fn admin_user(listing: auth_core::ports::UserListing) -> api::AdminUser {
+    let user = listing.user;
+    api::AdminUser {
+        id: user.id.as_uuid(),
+        email: user.email.as_str().to_owned(),
+        is_admin: user.is_admin,
+        disabled: user.disabled_at.is_some(),
+        email_verified: user.email_verified_at.is_some(),
+        mfa_enabled: listing.mfa_enabled,
+        created_at: user.created_at,
+        last_login_at: user.last_login_at,
+        display_name: user.display_name.map(DisplayName::into_inner),
+    }
+}
+
+/// An account with its organizations.
+#[must_use]
+pub fn admin_user_detail(
+    listing: auth_core::ports::UserListing,
+    organizations: Vec<(Organization, model::Role)>,
+) -> api::AdminUserDetail {
+    api::AdminUserDetail {
+        user: admin_user(listing),
+        organizations: organizations
+            .into_iter()
+            .map(|(org, r)| api::MembershipSummary {
+                id: org.id.as_uuid(),
+                name: org.name.as_str().to_owned(),
+                role: role(r),
+            })
+            .collect(),
+    }
+}

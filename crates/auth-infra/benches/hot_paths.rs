@@ -92,6 +92,8 @@ fn api_keys(c: &mut Criterion) {
             password_hash: PasswordHash::new("$2b$04$x".into()),
             is_admin: false,
             email_verified_at: None,
+            disabled_at: None,
+            last_login_at: None,
             created_at: now,
             updated_at: now,
         };

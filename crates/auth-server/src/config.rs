@@ -925,6 +925,19 @@ pub struct MailConfig {
     )]
     pub reset_ttl_seconds: i64,
 
+    /// Open self-registration (`POST /auth/register`); when false it answers 403
+    /// REGISTRATION_DISABLED and administrators make accounts.
+    #[arg(
+        id = "registration_enabled",
+        long = "registration-enabled",
+        value_name = "AUTH_REGISTRATION_ENABLED",
+        env = "AUTH_REGISTRATION_ENABLED",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub registration_enabled: bool,
+
     /// Refuse login (403 EMAIL_NOT_VERIFIED after a correct password) until the account's
     /// address is verified.
     #[arg(

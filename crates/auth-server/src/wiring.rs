@@ -11,7 +11,7 @@ use auth_core::ports::{
     AccountRemover, ApiKeyRepository, Clock, DataCipher, DeviceRepository, InvalidationBus,
     LoginAttemptStore, MailOutbox, Mailer, MfaRepository, OneTimeTokenStore,
     OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError, TokenSigner,
-    UserRepository, VerificationCache,
+    UserAdministration, UserRepository, VerificationCache,
 };
 use auth_core::service::lifecycle::MailPorts;
 use auth_core::service::mfa::MfaPorts;
@@ -30,8 +30,8 @@ use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
     DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus,
     PgLoginAttemptStore, PgMailOutbox, PgMfaRepository, PgOneTimeTokenStore,
-    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, SchemaState,
-    build_pool, run_migrations, schema_state,
+    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserAdministration,
+    PgUserRepository, SchemaState, build_pool, run_migrations, schema_state,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -78,6 +78,7 @@ struct Repositories {
     accounts: Arc<dyn AccountRemover>,
     outbox: Arc<dyn MailOutbox>,
     one_time_tokens: Arc<dyn OneTimeTokenStore>,
+    administration: Arc<dyn UserAdministration>,
 }
 
 impl std::fmt::Debug for Store {
@@ -126,6 +127,7 @@ impl Store {
                 mfa: Arc::new(PgMfaRepository::new(pool.clone())),
                 outbox: Arc::new(PgMailOutbox::new(pool.clone())),
                 one_time_tokens: Arc::new(PgOneTimeTokenStore::new(pool.clone())),
+                administration: Arc::new(PgUserAdministration::new(pool.clone())),
             },
             Self::Memory(store) => Repositories {
                 users: store.users.clone(),
@@ -138,6 +140,7 @@ impl Store {
                 mfa: store.mfa.clone(),
                 outbox: store.outbox.clone(),
                 one_time_tokens: store.one_time_tokens.clone(),
+                administration: store.administration.clone(),
             },
         }
     }
@@ -306,6 +309,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         reuse_grace: config.tokens.reuse_grace(),
         lockout: config.lockout.policy(),
         require_verified_email: config.mail.require_verified_email,
+        registration_enabled: config.mail.registration_enabled,
     };
     let orgs = OrganizationService::new(repos.orgs, repos.users, clock.clone());
     let keys = ApiKeyService::new(
@@ -339,7 +343,8 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
             .with_mail(MailPorts {
                 tokens: repos.one_time_tokens,
                 links: config.mail.links()?,
-            }),
+            })
+            .with_administration(repos.administration),
         orgs,
         keys,
         devices,

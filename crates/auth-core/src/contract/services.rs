@@ -120,6 +120,8 @@ async fn owned_org(f: &impl Fixture, now: DateTime<Utc>) -> (Organization, UserI
         password_hash: PasswordHash::new("$2b$04$x".into()),
         is_admin: false,
         email_verified_at: None,
+        disabled_at: None,
+        last_login_at: None,
         created_at: now,
         updated_at: now,
     };

@@ -36,6 +36,14 @@ impl MemoryMfaRepository {
         Self(self.0, Recorder::to(log))
     }
 
+    /// Whether `user` has a second factor in force.
+    pub(crate) fn is_enabled(&self, user: UserId) -> bool {
+        lock(&self.0)
+            .enrolments
+            .get(&user)
+            .is_some_and(|e| e.enabled_at.is_some())
+    }
+
     /// Forgets everything of `user` (their account is being deleted), as the foreign keys
     /// of the Postgres tables do.
     pub(crate) fn remove_user(&self, user: UserId) {

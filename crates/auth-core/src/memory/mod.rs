@@ -12,6 +12,7 @@
 //! the bcrypt hasher and JWT signer of `auth-infra` (or adapters of the same grade) for that.
 
 mod account;
+mod administration;
 mod api_key;
 mod cache;
 mod clock;
@@ -30,6 +31,7 @@ mod store;
 mod user;
 
 pub use account::MemoryAccountRemover;
+pub use administration::MemoryUserAdministration;
 pub use api_key::MemoryApiKeyRepository;
 pub use cache::NoCache;
 pub use clock::ManualClock;

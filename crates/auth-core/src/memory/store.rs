@@ -5,7 +5,8 @@ use std::sync::Arc;
 use super::{
     MemoryAccountRemover, MemoryApiKeyRepository, MemoryDeviceRepository, MemoryEventLog,
     MemoryLoginAttemptStore, MemoryMailOutbox, MemoryMfaRepository, MemoryOneTimeTokenStore,
-    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserRepository,
+    MemoryOrganizationRepository, MemoryPruner, MemorySessionRepository, MemoryUserAdministration,
+    MemoryUserRepository,
 };
 
 /// The whole in-memory store: what `auth-server` runs on without `DATABASE_URL`, and where an
@@ -45,6 +46,8 @@ pub struct MemoryStore {
     pub outbox: Arc<MemoryMailOutbox>,
     /// One-time tokens (their mails go to `outbox`).
     pub one_time_tokens: Arc<MemoryOneTimeTokenStore>,
+    /// Administrators' changes to accounts.
+    pub administration: Arc<MemoryUserAdministration>,
 }
 
 impl MemoryStore {
@@ -71,7 +74,13 @@ impl MemoryStore {
                 .with_mfa(mfa.clone())
                 .with_events(events.clone()),
         );
+        let administration = Arc::new(MemoryUserAdministration::new(
+            users.clone(),
+            sessions.clone(),
+            mfa.clone(),
+        ));
         Self {
+            administration,
             accounts: Arc::new(MemoryAccountRemover::new(
                 users.clone(),
                 sessions.clone(),

@@ -17,6 +17,24 @@ struct State {
     by_email: HashMap<String, UserId>,
 }
 
+/// A flag an administrator sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flag {
+    /// `is_admin`.
+    Admin,
+    /// `disabled_at`.
+    Disabled,
+}
+
+/// What `set_flag_keeping_an_admin` did.
+#[derive(Debug)]
+pub(crate) enum FlagChange {
+    NotFound,
+    Unchanged(User),
+    Changed(User),
+    LastAdministrator,
+}
+
 /// Users in a map, unique by normalised email.
 #[derive(Debug, Default)]
 pub struct MemoryUserRepository(Mutex<State>, Recorder);
@@ -104,6 +122,70 @@ impl MemoryUserRepository {
         state.by_email.remove(old.normalized());
         state.by_email.insert(email.normalized().to_owned(), id);
         Ok(true)
+    }
+
+    /// A page of users in id order (see `UserQuery`).
+    pub(crate) fn page(&self, query: &crate::ports::UserQuery) -> Vec<User> {
+        let state = lock(&self.0);
+        let mut users: Vec<&User> = state
+            .by_id
+            .values()
+            .filter(|u| query.after.is_none_or(|after| u.id > after))
+            .filter(|u| {
+                query
+                    .email
+                    .as_deref()
+                    .is_none_or(|part| u.email.normalized().contains(part))
+            })
+            .collect();
+        users.sort_by_key(|u| u.id);
+        users.into_iter().take(query.limit).cloned().collect()
+    }
+
+    /// Sets `flag` of `id` to `on`, unless that takes away the last enabled administrator;
+    /// decided and done under the lock.
+    pub(crate) fn set_flag_keeping_an_admin(
+        &self,
+        id: UserId,
+        flag: Flag,
+        on: bool,
+        now: DateTime<Utc>,
+    ) -> FlagChange {
+        let mut state = lock(&self.0);
+        let enabled_admins = state
+            .by_id
+            .values()
+            .filter(|u| u.is_admin && u.disabled_at.is_none())
+            .count();
+        let Some(user) = state.by_id.get_mut(&id) else {
+            return FlagChange::NotFound;
+        };
+        let is_on = match flag {
+            Flag::Admin => user.is_admin,
+            Flag::Disabled => user.disabled_at.is_some(),
+        };
+        if is_on == on {
+            return FlagChange::Unchanged(user.clone());
+        }
+        let takes_an_admin = user.is_admin
+            && user.disabled_at.is_none()
+            && matches!((flag, on), (Flag::Admin, false) | (Flag::Disabled, true));
+        if takes_an_admin && enabled_admins <= 1 {
+            return FlagChange::LastAdministrator;
+        }
+        match flag {
+            Flag::Admin => user.is_admin = on,
+            Flag::Disabled => user.disabled_at = on.then_some(now),
+        }
+        user.updated_at = now;
+        FlagChange::Changed(user.clone())
+    }
+
+    /// Notes `id`'s successful login at `now`.
+    pub(crate) fn touch_login(&self, id: UserId, now: DateTime<Utc>) {
+        if let Some(user) = lock(&self.0).by_id.get_mut(&id) {
+            user.last_login_at = Some(now);
+        }
     }
 
     /// Sets `id`'s password hash without recording an event (the caller records its own);

@@ -43,11 +43,19 @@ pub enum EventAction {
     EmailChanged,
     /// The password was set through a reset link; every session was ended.
     PasswordReset,
+    /// An administrator disabled the account; every session was ended.
+    UserDisabled,
+    /// An administrator enabled the account again.
+    UserEnabled,
+    /// The account was made a service administrator.
+    AdminGranted,
+    /// The account is no longer a service administrator.
+    AdminRevoked,
 }
 
 impl EventAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 18] = [
         Self::SessionEnded,
         Self::SessionReuseDetected,
         Self::PasswordChanged,
@@ -62,6 +70,10 @@ impl EventAction {
         Self::EmailVerified,
         Self::EmailChanged,
         Self::PasswordReset,
+        Self::UserDisabled,
+        Self::UserEnabled,
+        Self::AdminGranted,
+        Self::AdminRevoked,
     ];
 
     /// The contract's name.
@@ -82,6 +94,10 @@ impl EventAction {
             Self::EmailVerified => "user.email_verified",
             Self::EmailChanged => "user.email_changed",
             Self::PasswordReset => "user.password_reset",
+            Self::UserDisabled => "user.disabled",
+            Self::UserEnabled => "user.enabled",
+            Self::AdminGranted => "user.admin_granted",
+            Self::AdminRevoked => "user.admin_revoked",
         }
     }
 
@@ -233,6 +249,16 @@ impl NewEvent {
     pub fn password_reset(user: UserId, at: DateTime<Utc>) -> Self {
         Self {
             action: EventAction::PasswordReset,
+            ..Self::password_changed(user, at)
+        }
+    }
+
+    /// An administrator's change to `user`: `user.disabled`, `user.enabled`,
+    /// `user.admin_granted` or `user.admin_revoked`.
+    #[must_use]
+    pub fn administered(action: EventAction, user: UserId, at: DateTime<Utc>) -> Self {
+        Self {
+            action,
             ..Self::password_changed(user, at)
         }
     }

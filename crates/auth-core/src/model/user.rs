@@ -20,6 +20,10 @@ pub struct User {
     /// When the address was confirmed through a mailed link (or by an operator); `None`
     /// while it is unverified. A change of address sets it when the new one is confirmed.
     pub email_verified_at: Option<DateTime<Utc>>,
+    /// When an administrator disabled the account (it cannot log in); `None` while enabled.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// When the account last logged in successfully, if it has.
+    pub last_login_at: Option<DateTime<Utc>>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
     /// When the account last changed.
@@ -31,5 +35,11 @@ impl User {
     #[must_use]
     pub fn email_verified(&self) -> bool {
         self.email_verified_at.is_some()
+    }
+
+    /// Whether an administrator disabled the account.
+    #[must_use]
+    pub fn disabled(&self) -> bool {
+        self.disabled_at.is_some()
     }
 }

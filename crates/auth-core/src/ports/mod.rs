@@ -5,6 +5,7 @@
 //! microseconds ([`TokenSigner`], [`Clock`], [`SecretGenerator`]) are plain functions.
 
 mod account;
+mod administration;
 mod api_key;
 mod cache;
 mod clock;
@@ -26,6 +27,7 @@ mod token_signer;
 mod user;
 
 pub use account::{AccountRemover, DeleteAccountError};
+pub use administration::{AdminChange, UserAdministration, UserListing, UserQuery};
 pub use api_key::{ApiKeyRepository, RevokeApiKeyError};
 pub use cache::{Loader, VerificationCache};
 pub use clock::Clock;

@@ -28,6 +28,9 @@ pub struct AccountConfig {
     pub reuse_grace: Duration,
     /// Account lockout (`AUTH_LOCKOUT_*`).
     pub lockout: LockoutPolicy,
+    /// Self-registration open (`AUTH_REGISTRATION_ENABLED`, true); administrators make
+    /// accounts either way.
+    pub registration_enabled: bool,
     /// A correct password on an account whose address is not verified is refused with
     /// [`AccountError::EmailNotVerified`] (`AUTH_REQUIRE_VERIFIED_EMAIL`, false).
     pub require_verified_email: bool,
@@ -40,6 +43,7 @@ impl Default for AccountConfig {
             session_ttl: Duration::days(30),
             reuse_grace: Duration::zero(),
             lockout: LockoutPolicy::default(),
+            registration_enabled: true,
             require_verified_email: false,
         }
     }
@@ -129,6 +133,21 @@ pub enum AccountError {
     /// service requires it.
     #[error("email address not verified")]
     EmailNotVerified,
+    /// Registration is closed (`AUTH_REGISTRATION_ENABLED=false`).
+    #[error("registration is closed")]
+    RegistrationDisabled,
+    /// Login: the password is right but an administrator disabled the account.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// Administration: the caller is not an enabled service administrator.
+    #[error("not a service administrator")]
+    Forbidden,
+    /// Administration: no such account.
+    #[error("no such account")]
+    UserNotFound,
+    /// Administration: the change would leave no enabled service administrator.
+    #[error("the last administrator")]
+    LastAdministrator,
     /// Change of address: the new address is the current one.
     #[error("the new address is the current one")]
     EmailUnchanged,
@@ -211,6 +230,7 @@ pub struct AccountService {
     pub(super) config: AccountConfig,
     pub(super) mfa: Option<super::mfa::MfaPorts>,
     pub(super) mail: Option<super::lifecycle::MailPorts>,
+    pub(super) administration: Option<Arc<dyn crate::ports::UserAdministration>>,
 }
 
 impl AccountService {
@@ -222,6 +242,7 @@ impl AccountService {
             config,
             mfa: None,
             mail: None,
+            administration: None,
         }
     }
 
@@ -262,6 +283,8 @@ impl AccountService {
             password_hash,
             is_admin,
             email_verified_at: None,
+            disabled_at: None,
+            last_login_at: None,
             created_at: now,
             updated_at: now,
         };
@@ -269,6 +292,18 @@ impl AccountService {
         tracing::info!(user_id = %user.id, "user registered");
         self.send_welcome_verification(&user).await;
         Ok(user)
+    }
+
+    /// Self-registration: [`Self::register`] as a new user does it, refused while
+    /// registration is closed.
+    ///
+    /// # Errors
+    /// [`AccountError::RegistrationDisabled`], or as [`Self::register`].
+    pub async fn sign_up(&self, reg: Registration) -> Result<User, AccountError> {
+        if !self.config.registration_enabled {
+            return Err(AccountError::RegistrationDisabled);
+        }
+        self.register(reg, false).await
     }
 
     /// Imports an account whose password hash was made elsewhere (bcrypt), so its user keeps
@@ -288,6 +323,8 @@ impl AccountService {
             password_hash: import.password_hash,
             is_admin: import.is_admin,
             email_verified_at: import.email_verified_at,
+            disabled_at: None,
+            last_login_at: None,
             created_at: import.created_at.unwrap_or(now),
             updated_at: now,
         };
@@ -336,6 +373,7 @@ impl AccountService {
             Err(AccountError::InvalidCredentials) => "invalid_credentials",
             Err(AccountError::Locked { .. }) => "locked",
             Err(AccountError::EmailNotVerified) => "email_not_verified",
+            Err(AccountError::AccountDisabled) => "account_disabled",
             Err(AccountError::Store(StoreError::Unavailable(_))) => "unavailable",
             Err(_) => "error",
         };
@@ -363,6 +401,11 @@ impl AccountService {
         };
         if check.needs_rehash {
             self.rehash(&mut user, password).await;
+        }
+        if user.disabled() {
+            // The password was right: the counter goes, as after any correct password.
+            self.ports.attempts.reset(&attempt_key).await?;
+            return Err(AccountError::AccountDisabled);
         }
         if self.config.require_verified_email && !user.email_verified() {
             // The password was right: the counter goes, as after any correct password.
@@ -396,6 +439,7 @@ impl AccountService {
             .create(&session, &refresh.hash())
             .await?;
         tracing::info!(user_id = %user.id, session_id = %session.id, "login succeeded");
+        self.note_login(user.id).await;
         self.issue(user, session, refresh, now)
     }
 
@@ -440,6 +484,11 @@ impl AccountService {
         match rotation {
             // Nothing fallible is left between spending the token and answering with its
             // successor: the user came with the rotation, and signing is local.
+            // A disabled account's sessions were ended with it; one that slipped in between
+            // (opened while it was being disabled) goes no further.
+            Rotation::Rotated { user, .. } if user.disabled() => {
+                Err(AccountError::InvalidRefreshToken)
+            }
             Rotation::Rotated { session, user } => self.issue(user, session, next, now),
             Rotation::Reused {
                 session_id,
@@ -525,9 +574,9 @@ impl AccountService {
                 }),
             )
             .await?;
-        let Some(SessionSnapshot { session, user }) =
-            snapshot.filter(|snap| snap.user.id == claims.user_id && snap.session.is_active(now))
-        else {
+        let Some(SessionSnapshot { session, user }) = snapshot.filter(|snap| {
+            snap.user.id == claims.user_id && snap.session.is_active(now) && !snap.user.disabled()
+        }) else {
             return Err(AccountError::InvalidToken(TokenRejection::Revoked));
         };
         Ok(Principal {

@@ -85,7 +85,7 @@ impl AccountService {
         self
     }
 
-    fn mail_ports(&self) -> Result<&MailPorts, AccountError> {
+    pub(super) fn mail_ports(&self) -> Result<&MailPorts, AccountError> {
         self.mail
             .as_ref()
             .ok_or_else(|| internal("mail is not configured"))
@@ -104,7 +104,7 @@ impl AccountService {
     }
 
     /// A token of `purpose` for `email`, and its mail.
-    fn mail_with_token(
+    pub(super) fn mail_with_token(
         &self,
         purpose: TokenPurpose,
         email: &Email,

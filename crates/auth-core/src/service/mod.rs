@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod actor;
+pub mod administration;
 pub mod api_key;
 pub mod device;
 pub mod follow;

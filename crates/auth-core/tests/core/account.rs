@@ -304,6 +304,8 @@ async fn login_upgrades_hashes_made_with_other_parameters() {
         password_hash: old.clone(),
         is_admin: false,
         email_verified_at: None,
+        disabled_at: None,
+        last_login_at: None,
         created_at: h.clock.now(),
         updated_at: h.clock.now(),
     };

@@ -20,6 +20,8 @@ async fn user(
         password_hash: PasswordHash::new("$2b$04$x".into()),
         is_admin: admin,
         email_verified_at: None,
+        disabled_at: None,
+        last_login_at: None,
         created_at: now,
         updated_at: now,
     };

@@ -107,6 +107,8 @@ pub async fn user(h: &ServiceHarness, is_admin: bool) -> User {
         password_hash: PasswordHash::new("$fake$1$x".into()),
         is_admin,
         email_verified_at: None,
+        disabled_at: None,
+        last_login_at: None,
         created_at: now,
         updated_at: now,
     };

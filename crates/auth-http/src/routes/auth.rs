@@ -24,6 +24,7 @@ use crate::state::AppState;
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created", body = UserCreated),
+        (status = 403, description = "`REGISTRATION_DISABLED`: registration is closed (`AUTH_REGISTRATION_ENABLED=false`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`EMAIL_TAKEN`", body = Problem, content_type = "application/problem+json"),
         BodyErrors, StoreErrors, LimitedErrors,
     )
@@ -34,7 +35,7 @@ pub async fn register(
     body: ValidJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let registration = body.0.try_into_domain(&state.password_policy)?;
-    let user = state.auth.register(registration, false).await?;
+    let user = state.auth.sign_up(registration).await?;
     Ok(HttpResponse::Created().json(present::user_created(user)))
 }
 
@@ -47,6 +48,7 @@ pub async fn register(
     responses(
         (status = 200, description = "Logged in (a token pair), or the second factor is due (`mfa_required`)", body = LoginResponse),
         (status = 401, description = "`INVALID_CREDENTIALS`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`ACCOUNT_DISABLED` or `EMAIL_NOT_VERIFIED`, after a correct password", body = Problem, content_type = "application/problem+json"),
         BodyErrors, StoreErrors, LimitedErrors,
     )
 )]

@@ -1,5 +1,6 @@
 //! Handlers, one module per area. Each is a few lines: extract, convert, call, map.
 
+pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod devices;

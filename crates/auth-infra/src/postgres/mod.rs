@@ -1,6 +1,7 @@
 //! Postgres adapters: Diesel + diesel-async over a deadpool pool.
 
 mod account;
+mod administration;
 mod api_key;
 mod bus;
 mod connect;
@@ -20,6 +21,7 @@ mod session;
 mod user;
 
 pub use account::PgAccountRemover;
+pub use administration::PgUserAdministration;
 pub use api_key::PgApiKeyRepository;
 pub use bus::{LISTENER_APPLICATION_NAME, PgInvalidationBus};
 pub use connect::{ConnectSettingsError, Connector, SslMode, establish};

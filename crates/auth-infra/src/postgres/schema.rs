@@ -11,6 +11,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         email_verified_at -> Nullable<Timestamptz>,
+        disabled_at -> Nullable<Timestamptz>,
+        last_login_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -166,6 +168,7 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(mfa_totp -> users (user_id));
 diesel::joinable!(one_time_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(memberships -> organizations (organization_id));

@@ -84,7 +84,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateQuery {
         out.push_sql(
             " RETURNING s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at, \
              u.id AS u_id, u.email, u.email_normalized, u.display_name, u.password_hash, \
-             u.is_admin, u.created_at AS u_created_at, u.updated_at, u.email_verified_at \
+             u.is_admin, u.created_at AS u_created_at, u.updated_at, u.email_verified_at, \
+             u.disabled_at, u.last_login_at \
              ), successor AS ( \
              INSERT INTO refresh_tokens (token_hash, session_id, created_at) SELECT ",
         );
@@ -95,7 +96,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateQuery {
             " FROM spent) \
              SELECT id, user_id, created_at, expires_at, revoked_at, \
              u_id, email, email_normalized, display_name, password_hash, is_admin, \
-             u_created_at, updated_at, email_verified_at FROM spent",
+             u_created_at, updated_at, email_verified_at, disabled_at, last_login_at FROM spent",
         );
         Ok(())
     }
@@ -119,6 +120,8 @@ impl diesel::query_builder::Query for RotateQuery {
             diesel::sql_types::Bool,
             Timestamptz,
             Timestamptz,
+            diesel::sql_types::Nullable<Timestamptz>,
+            diesel::sql_types::Nullable<Timestamptz>,
             diesel::sql_types::Nullable<Timestamptz>,
         ),
     );

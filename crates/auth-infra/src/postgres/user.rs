@@ -28,6 +28,8 @@ pub(super) struct UserRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     email_verified_at: Option<DateTime<Utc>>,
+    disabled_at: Option<DateTime<Utc>>,
+    last_login_at: Option<DateTime<Utc>>,
 }
 
 impl UserRow {
@@ -42,6 +44,8 @@ impl UserRow {
             created_at: user.created_at,
             updated_at: user.updated_at,
             email_verified_at: user.email_verified_at,
+            disabled_at: user.disabled_at,
+            last_login_at: user.last_login_at,
         }
     }
 
@@ -62,6 +66,8 @@ impl UserRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             email_verified_at: self.email_verified_at,
+            disabled_at: self.disabled_at,
+            last_login_at: self.last_login_at,
         })
     }
 }

@@ -59,6 +59,8 @@ async fn login_upgrades_hashes_made_at_another_cost() {
         password_hash: old.clone(),
         is_admin: false,
         email_verified_at: None,
+        disabled_at: None,
+        last_login_at: None,
         created_at: clock.now(),
         updated_at: clock.now(),
     };

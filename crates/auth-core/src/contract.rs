@@ -406,7 +406,7 @@ async fn rotation_spends_token(f: &impl Fixture) {
         f.sessions().rotate(&t1, &t2, rotated_at).await.unwrap(),
         Rotation::Rotated {
             session: s.clone(),
-            user: u.clone()
+            user: Box::new(u.clone())
         }
     );
     c.advance(Duration::seconds(10));
@@ -429,7 +429,7 @@ async fn rotation_spends_token(f: &impl Fixture) {
         f.sessions().rotate(&t2, &t3, c.now()).await.unwrap(),
         Rotation::Rotated {
             session: s,
-            user: u
+            user: Box::new(u)
         }
     );
 }

@@ -192,7 +192,10 @@ impl SessionRepository for MemorySessionRepository {
                 spent_at: None,
             },
         );
-        Ok(Rotation::Rotated { session, user })
+        Ok(Rotation::Rotated {
+            session,
+            user: Box::new(user),
+        })
     }
 
     async fn revoke(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -15,8 +15,8 @@ pub enum Rotation {
     Rotated {
         /// The session, as stored.
         session: Session,
-        /// Its user, as stored.
-        user: User,
+        /// Its user, as stored (boxed: a user is large beside the other answers).
+        user: Box<User>,
     },
     /// The token belongs to a session but was already rotated at `rotated_at`: a reuse.
     /// Nothing was changed; the caller decides whether to end the session.

@@ -489,7 +489,7 @@ impl AccountService {
             Rotation::Rotated { user, .. } if user.disabled() => {
                 Err(AccountError::InvalidRefreshToken)
             }
-            Rotation::Rotated { session, user } => self.issue(user, session, next, now),
+            Rotation::Rotated { session, user } => self.issue(*user, session, next, now),
             Rotation::Reused {
                 session_id,
                 rotated_at,

@@ -222,7 +222,7 @@ impl SessionRepository for PgSessionRepository {
                 if let Some((session, user)) = rotated {
                     return Ok(Rotation::Rotated {
                         session: session.into_domain(),
-                        user: user.into_domain()?,
+                        user: Box::new(user.into_domain()?),
                     });
                 }
                 let known: Option<(Uuid, Option<DateTime<Utc>>)> = refresh_tokens::table

@@ -255,11 +255,11 @@ pub async fn import_users(
 /// No database, or the database is unusable.
 pub async fn open(mut config: Config) -> Result<Services, CliError> {
     if config.db.url.is_none() {
-        return Err(CliError::Input(
-            "DATABASE_URL is not set: admin commands work on the database (the in-memory store \
-             lives only inside a running server)"
-                .into(),
-        ));
+        return Err(CliError::Input(format!(
+            "{}; `api-keys` and `devices` also run through a running service with --url URL \
+             (or AUTH_URL) and an organization key holding `admin` in AUTH_API_KEY",
+            crate::config::database_url_missing("this command")
+        )));
     }
     if config.jwt.secret_key.is_none() {
         let mut key = [0u8; 32];
@@ -656,11 +656,10 @@ struct PrunedOutput {
 /// No database, or the pass failed (the message says what it deleted before).
 pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
     if config.db.url.is_none() {
-        return Err(CliError::Input(
-            "DATABASE_URL is not set: `prune` works on the database (a server on the in-memory \
-             store prunes it itself)"
-                .into(),
-        ));
+        return Err(CliError::Input(format!(
+            "{} (a server on the in-memory store prunes it itself)",
+            crate::config::database_url_missing("`prune`")
+        )));
     }
     let store = Store::open(&config)?;
     wiring::migrate(&config).await?;

@@ -194,3 +194,218 @@ fn logs_carry_no_colour_codes_when_not_on_a_terminal_or_with_no_color() {
     assert!(!colour(true, Some(set)));
     assert!(!colour(false, None));
 }
+
+/// The binary on `db`, as an operator runs it: `DATABASE_URL` in the environment.
+fn on_db(db: &auth_infra::test_support::TestDb, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = binary(args)
+        .env("DATABASE_URL", db.url())
+        .env("BCRYPT_ROUNDS", "4")
+        .env("LOG_LEVEL", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: Output, what: &[&str]) -> String {
+    assert!(out.status.success(), "{what:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn json_of(db: &auth_infra::test_support::TestDb, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(on_db(db, &all, ""), &all)).unwrap()
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_list_and_members_print_the_api_bodies() {
+    let db = auth_infra::test_support::TestDb::new().await;
+    for email in ["owner@example.com", "loner@example.com"] {
+        ok(
+            on_db(
+                &db,
+                &["users", "create", "--email", email],
+                "a fine passphrase\n",
+            ),
+            &[email],
+        );
+    }
+    let org = json_of(
+        &db,
+        &[
+            "organizations",
+            "create",
+            "--name",
+            "Fleet",
+            "--owner-email",
+            "owner@example.com",
+        ],
+    );
+    let org_id = org["id"].as_str().unwrap().to_owned();
+
+    let list = json_of(
+        &db,
+        &["organizations", "list", "--user", "owner@example.com"],
+    );
+    let typed: auth_api::OrganizationList = serde_json::from_value(list.clone()).unwrap();
+    assert_eq!(typed.items.len(), 1);
+    assert_eq!(typed.items[0].role, auth_api::Role::Owner);
+    assert_eq!(keys(&list), ["items"]);
+    assert_eq!(keys(&list["items"][0]), ["id", "name", "role"]);
+    assert_eq!(list["items"][0]["id"], org_id.as_str());
+    let none = json_of(
+        &db,
+        &["organizations", "list", "--user", "loner@example.com"],
+    );
+    assert_eq!(none, serde_json::json!({"items": []}));
+    let table = ok(
+        on_db(
+            &db,
+            &["organizations", "list", "--user", "owner@example.com"],
+            "",
+        ),
+        &["list"],
+    );
+    assert!(
+        table.contains("Fleet") && table.contains("owner"),
+        "{table}"
+    );
+
+    let members = json_of(&db, &["organizations", "members", &org_id]);
+    let typed: auth_api::MemberList = serde_json::from_value(members.clone()).unwrap();
+    assert_eq!(typed.items.len(), 1);
+    assert_eq!(typed.items[0].email, "owner@example.com");
+    assert_eq!(keys(&members["items"][0]), ["email", "role", "user_id"]);
+    let table = ok(
+        on_db(&db, &["organizations", "members", &org_id], ""),
+        &["members"],
+    );
+    assert!(table.contains("owner@example.com"), "{table}");
+    let missing = on_db(
+        &db,
+        &[
+            "organizations",
+            "members",
+            "00000000-0000-0000-0000-000000000000",
+        ],
+        "",
+    );
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("no organization"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_named_as_in_the_api_and_their_old_names_both_work() {
+    let db = auth_infra::test_support::TestDb::new().await;
+    ok(
+        on_db(
+            &db,
+            &["users", "create", "--email", "o@example.com"],
+            "a fine passphrase\n",
+        ),
+        &["create"],
+    );
+    let org = json_of(
+        &db,
+        &[
+            "organizations",
+            "create",
+            "--name",
+            "Keys",
+            "--owner-email",
+            "o@example.com",
+        ],
+    );
+    let org_id = org["id"].as_str().unwrap();
+    let base = [
+        "api-keys",
+        "create",
+        "--organization",
+        org_id,
+        "--scopes",
+        "read",
+    ];
+    let mut new_name = base.to_vec();
+    new_name.extend(["--name", "new", "--expires-in-days", "7"]);
+    let mut old_name = base.to_vec();
+    old_name.extend(["--name", "old", "--ttl-days", "7"]);
+    for args in [&new_name, &old_name] {
+        let created = json_of(&db, args);
+        assert!(created["expires_at"].is_string(), "{args:?}: {created}");
+    }
+    let bad = on_db(
+        &db,
+        &[&base[..], &["--name", "x", "--expires-in-days", "0"]].concat(),
+        "",
+    );
+    assert!(text(&bad.stderr).contains("--expires-in-days must be 1..=3650"));
+    let old = json_of(&db, &["api-keys", "list", "--organization", org_id]);
+    let revoked_id = old[0]["id"].as_str().unwrap().to_owned();
+    json_of(&db, &["api-keys", "revoke", &revoked_id]);
+    let active = json_of(&db, &["api-keys", "list", "--organization", org_id]);
+    assert_eq!(active.as_array().unwrap().len(), 1);
+    for flag in ["--include-revoked", "--all"] {
+        let all = json_of(&db, &["api-keys", "list", "--organization", org_id, flag]);
+        assert_eq!(all.as_array().unwrap().len(), 2, "{flag}");
+    }
+
+    // devices register --metadata: stored and shown as the API shows it.
+    let registered = json_of(
+        &db,
+        &[
+            "devices",
+            "register",
+            "--organization",
+            org_id,
+            "--device-id",
+            "cam-1",
+            "--metadata",
+            r#"{"site":"north","floor":2}"#,
+        ],
+    );
+    assert_eq!(
+        registered["metadata"],
+        serde_json::json!({"site": "north", "floor": 2})
+    );
+    let info = json_of(&db, &["devices", "info", "cam-1"]);
+    assert_eq!(info["metadata"]["site"], "north");
+    for (bad, says) in [("[1]", "JSON object"), ("{nope", "not JSON")] {
+        let out = on_db(
+            &db,
+            &[
+                "devices",
+                "register",
+                "--organization",
+                org_id,
+                "--device-id",
+                "cam-2",
+                "--metadata",
+                bad,
+            ],
+            "",
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains(says),
+            "{bad}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -335,6 +335,15 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let store = Store::open(&config)?;
     let state = wiring::app_state(&config, &store)?;
     let outbox_worker = wiring::outbox_worker(&config, &store)?;
+    // The port before the database: a taken port is reported at once, not after the
+    // database has been waited for.
+    let listener = listen(&config.http.host, config.http.port)?;
+    if let Store::Postgres { .. } = store {
+        tracing::info!(
+            "readiness (GET /health/ready) answers 503 until the database answers and its \
+             schema is current; liveness (GET /health/live) answers 200 meanwhile"
+        );
+    }
     wiring::migrate_at_start(&config).await?;
     let flusher = wiring::spawn_maintenance(&state);
     // A mail being sent when this stops stays in the outbox and goes again (at least once).
@@ -344,7 +353,6 @@ async fn serve(config: Config) -> Result<(), CliError> {
         config.retention.prune_interval(),
     );
     let (keys, devices) = (state.keys.clone(), state.devices.clone());
-    let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
     let running = crate::server::start(state, listener, true)?;
     tracing::info!(
         addr = %running.addr,
@@ -365,6 +373,23 @@ async fn serve(config: Config) -> Result<(), CliError> {
     }
     tracing::info!("auth-server stopped");
     Ok(())
+}
+
+/// Binds `HOST`:`PORT`, or says which address could not be had and which settings choose it.
+fn listen(host: &str, port: u16) -> Result<TcpListener, CliError> {
+    TcpListener::bind((host, port)).map_err(|err| {
+        let address = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let hint = if err.kind() == std::io::ErrorKind::AddrInUse {
+            "another process listens there; stop it or choose another port with PORT (--port)"
+        } else {
+            "check HOST (--host) and PORT (--port)"
+        };
+        CliError::Failed(format!("cannot listen on {address}: {err}; {hint}"))
+    })
 }
 
 fn read_password() -> Result<SecretString, CliError> {

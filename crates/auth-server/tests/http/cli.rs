@@ -409,3 +409,93 @@ async fn flags_named_as_in_the_api_and_their_old_names_both_work() {
         );
     }
 }
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn start_up_errors_say_where_and_what_to_change() {
+    // The port is taken: the address and the PORT setting are named.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run(&["serve", "--host", "127.0.0.1", "--port", &port]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")) && stderr.contains("PORT"),
+        "{stderr}"
+    );
+    drop(taken);
+
+    // Another scheme: what was expected, and not the password.
+    let mut cmd = binary(&["migrate"]);
+    cmd.env("DATABASE_URL", "mysql://root:hunter2@127.0.0.1/app");
+    let stderr = text(&cmd.output().unwrap().stderr);
+    assert!(stderr.contains("expected postgres://"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // Refused: the host and port that refused.
+    let closed = closed_port();
+    let mut cmd = binary(&["migrate"]);
+    cmd.env(
+        "DATABASE_URL",
+        format!("postgres://u:p@127.0.0.1:{closed}/app?sslmode=disable"),
+    );
+    let stderr = text(&cmd.output().unwrap().stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+}
+
+#[test]
+fn production_checks_its_keys_before_trying_the_database() {
+    let closed = closed_port();
+    let mut cmd = binary(&["serve", "--host", "127.0.0.1", "--port", "0"]);
+    cmd.env("AUTH_ENV", "production")
+        .env(
+            "DATABASE_URL",
+            format!("postgres://u:p@127.0.0.1:{closed}/app?sslmode=disable"),
+        )
+        .env("JWT_SECRET_KEY", "too-short");
+    let started = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("JWT_SECRET_KEY"), "{stderr}");
+    assert!(!stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn the_start_says_readiness_waits_for_the_database() {
+    use std::io::BufRead as _;
+    let closed = closed_port();
+    let mut child = binary(&["serve", "--host", "127.0.0.1", "--port", "0"])
+        .env(
+            "DATABASE_URL",
+            format!("postgres://u:p@127.0.0.1:{closed}/app?sslmode=disable"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let done = line.contains("auth-server listening");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = seen.join("\n");
+    assert!(
+        log.contains("readiness (GET /health/ready) answers 503 until the database"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("127.0.0.1:{closed}")), "{log}");
+}

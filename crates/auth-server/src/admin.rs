@@ -36,6 +36,18 @@ pub enum OrganizationsCommand {
         #[arg(long)]
         owner_email: String,
     },
+    /// List the organizations a user belongs to, with the user's role in each (as
+    /// `GET /organizations` answers that user).
+    List {
+        /// Email of the user.
+        #[arg(long, value_name = "EMAIL")]
+        user: String,
+    },
+    /// List an organization's members (as `GET /organizations/{org_id}/members`).
+    Members {
+        /// Organization id.
+        organization: String,
+    },
 }
 
 /// `api-keys` subcommands.
@@ -52,18 +64,18 @@ pub enum ApiKeysCommand {
         /// Comma-separated scopes.
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
-        /// Lifetime in days (none: never expires).
-        #[arg(long)]
-        ttl_days: Option<u32>,
+        /// Lifetime in days (none: never expires); the API's `expires_in_days`.
+        #[arg(long = "expires-in-days", alias = "ttl-days", value_name = "DAYS")]
+        expires_in_days: Option<u32>,
     },
     /// List an organization's keys.
     List {
         /// Organization id.
         #[arg(long)]
         organization: String,
-        /// Include revoked keys.
-        #[arg(long)]
-        all: bool,
+        /// Include revoked keys; the API's `include_revoked`.
+        #[arg(long, alias = "all")]
+        include_revoked: bool,
     },
     /// Show one key.
     Info {
@@ -96,6 +108,10 @@ pub enum DevicesCommand {
         /// Name (defaults to the id).
         #[arg(long)]
         name: Option<String>,
+        /// Free-form metadata: a JSON object (at most 16 KiB), such as
+        /// `{"site":"north","model":"x2"}`.
+        #[arg(long, value_name = "JSON")]
+        metadata: Option<String>,
     },
     /// List an organization's devices.
     List {
@@ -255,11 +271,11 @@ pub async fn import_users(
 /// No database, or the database is unusable.
 pub async fn open(mut config: Config) -> Result<Services, CliError> {
     if config.db.url.is_none() {
-        return Err(CliError::Input(
-            "DATABASE_URL is not set: admin commands work on the database (the in-memory store \
-             lives only inside a running server)"
-                .into(),
-        ));
+        return Err(CliError::Input(format!(
+            "{}; `api-keys` and `devices` also run through a running service with --url URL \
+             (or AUTH_URL) and an organization key holding `admin` in AUTH_API_KEY",
+            crate::config::database_url_missing("this command")
+        )));
     }
     if config.jwt.secret_key.is_none() {
         let mut key = [0u8; 32];
@@ -431,8 +447,9 @@ pub async fn devices(config: Config, cmd: DevicesCommand, json: bool) -> Result<
             organization,
             device_id: id,
             name,
+            metadata,
         } => {
-            let new = new_device(&organization, &id, name.as_deref())?;
+            let new = new_device(&organization, &id, name.as_deref(), metadata.as_deref())?;
             let issued = devices.register(&actor, new).await.map_err(device_error)?;
             output::registered_device(&present::registered_device(issued), json)
         }
@@ -481,7 +498,7 @@ pub(crate) fn new_key(
     organization: &str,
     name: &str,
     scopes: &[String],
-    ttl_days: Option<u32>,
+    expires_in_days: Option<u32>,
 ) -> Result<NewApiKey, CliError> {
     let organization_id: OrganizationId = parse_id("--organization", organization)?;
     let name = ApiKeyName::parse(name).map_err(|e| CliError::Input(format!("--name: {e}")))?;
@@ -491,15 +508,15 @@ pub(crate) fn new_key(
             Scope::parse(s.trim()).map_err(|e| CliError::Input(format!("--scopes: {s:?}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if ttl_days.is_some_and(|d| !(1..=3650).contains(&d)) {
-        return Err(CliError::Input("--ttl-days must be 1..=3650".into()));
+    if expires_in_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        return Err(CliError::Input("--expires-in-days must be 1..=3650".into()));
     }
     let scopes = Scopes::new(scopes).map_err(|e| CliError::Input(format!("--scopes: {e}")))?;
     Ok(NewApiKey {
         organization_id,
         name,
         scopes,
-        expires_in_days: ttl_days,
+        expires_in_days,
     })
 }
 
@@ -508,14 +525,23 @@ pub(crate) fn new_device(
     organization: &str,
     id: &str,
     name: Option<&str>,
+    metadata: Option<&str>,
 ) -> Result<NewDevice, CliError> {
+    let metadata = match metadata {
+        None => DeviceMetadata::default(),
+        Some(text) => {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| CliError::Input(format!("--metadata is not JSON: {e}")))?;
+            DeviceMetadata::new(value).map_err(|e| CliError::Input(format!("--metadata: {e}")))?
+        }
+    };
     Ok(NewDevice {
         id: device_id(id)?,
         organization_id: parse_id("--organization", organization)?,
         name: name
             .map(|n| DeviceName::parse(n).map_err(|e| CliError::Input(format!("--name: {e}"))))
             .transpose()?,
-        metadata: DeviceMetadata::default(),
+        metadata,
     })
 }
 
@@ -530,6 +556,39 @@ pub async fn organizations(
 ) -> Result<(), CliError> {
     let services = open(config).await?;
     match cmd {
+        OrganizationsCommand::List { user } => {
+            let email = Email::parse(&user).map_err(|e| CliError::Input(format!("--user: {e}")))?;
+            let user = services
+                .orgs
+                .find_user(&email)
+                .await
+                .map_err(org_error)?
+                .ok_or_else(|| CliError::Input(format!("no user with email {email}")))?;
+            let list = present::organization_list(
+                services.orgs.list_mine(user.id).await.map_err(org_error)?,
+            );
+            output::organizations(&list, json)
+        }
+        OrganizationsCommand::Members { organization } => {
+            let org: OrganizationId = parse_id("ORGANIZATION", &organization)?;
+            let store = |e: auth_core::ports::StoreError| {
+                CliError::Failed(auth_core::ErrorChain(&e).to_string())
+            };
+            let repository = services.orgs.repository();
+            if repository.find(org).await.map_err(store)?.is_none() {
+                return Err(CliError::Failed(format!("no organization {org}")));
+            }
+            let list = auth_api::MemberList {
+                items: repository
+                    .members(org)
+                    .await
+                    .map_err(store)?
+                    .iter()
+                    .map(present::member)
+                    .collect(),
+            };
+            output::members(&list, json)
+        }
         OrganizationsCommand::Create { name, owner_email } => {
             let name = OrganizationName::parse(&name)
                 .map_err(|e| CliError::Input(format!("--name: {e}")))?;
@@ -591,16 +650,19 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
             organization,
             name,
             scopes,
-            ttl_days,
+            expires_in_days,
         } => {
-            let new = new_key(&organization, &name, &scopes, ttl_days)?;
+            let new = new_key(&organization, &name, &scopes, expires_in_days)?;
             let issued = keys.create(&actor, new).await.map_err(key_error)?;
             output::created_key(&present::created_key(issued), json)
         }
-        ApiKeysCommand::List { organization, all } => {
+        ApiKeysCommand::List {
+            organization,
+            include_revoked,
+        } => {
             let org: OrganizationId = parse_id("--organization", &organization)?;
             let items: Vec<ApiKeyItem> = keys
-                .list(&actor, org, all)
+                .list(&actor, org, include_revoked)
                 .await
                 .map_err(key_error)?
                 .iter()
@@ -656,11 +718,10 @@ struct PrunedOutput {
 /// No database, or the pass failed (the message says what it deleted before).
 pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
     if config.db.url.is_none() {
-        return Err(CliError::Input(
-            "DATABASE_URL is not set: `prune` works on the database (a server on the in-memory \
-             store prunes it itself)"
-                .into(),
-        ));
+        return Err(CliError::Input(format!(
+            "{} (a server on the in-memory store prunes it itself)",
+            crate::config::database_url_missing("`prune`")
+        )));
     }
     let store = Store::open(&config)?;
     wiring::migrate(&config).await?;

@@ -43,9 +43,19 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        use clap::{CommandFactory as _, FromArgMatches as _};
-        let command = without_empty_env(Self::command());
+        use clap::FromArgMatches as _;
+        let command = without_empty_env(Self::shaped_command());
         Self::from_arg_matches(&command.try_get_matches_from(args)?)
+    }
+
+    /// The command line as parsed, with each setting shown in the help of the commands that
+    /// use it (see [`shown_settings`]). Every setting is still read by every command, from its
+    /// environment variable or its flag, before or after the subcommand's name: only the help
+    /// changes.
+    #[must_use]
+    pub fn shaped_command() -> clap::Command {
+        use clap::CommandFactory as _;
+        shape_help(Self::command())
     }
 
     /// [`Cli::try_parse_with_env`] over the process's arguments; prints clap's message and
@@ -54,6 +64,66 @@ impl Cli {
     pub fn parse_process() -> Self {
         Self::try_parse_with_env(std::env::args_os()).unwrap_or_else(|err| err.exit())
     }
+}
+
+/// The settings shown in the help of every command that works on the database.
+const DATABASE_SETTINGS: &[&str] = &[
+    "auth_env",
+    "database_url",
+    "db_pool_size",
+    "db_timeout_ms",
+    "log_level",
+    "log_format",
+];
+
+/// The settings the help of subcommand `name` shows: all of them under `serve`, the few a
+/// command reads otherwise. `None`: all.
+fn shown_settings(name: &str) -> Option<Vec<&'static str>> {
+    let mut shown = DATABASE_SETTINGS.to_vec();
+    match name {
+        "serve" => return None,
+        "users" => shown.extend(["bcrypt_rounds", "password_min_length"]),
+        "api-keys" => shown.push("api_key_prefix"),
+        "healthcheck" => shown = vec!["host", "port"],
+        _ => {}
+    }
+    Some(shown)
+}
+
+/// The top level's settings (global arguments, so that a flag works before or after the
+/// subcommand, as it always has) hidden from every help, then a visible copy of each added to
+/// the subcommands that use it. clap gives a subcommand's own argument precedence over a
+/// global one of the same id, and hands a value to every level whichever level it was given
+/// at, so parsing is unchanged.
+fn shape_help(mut command: clap::Command) -> clap::Command {
+    let settings: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|arg| arg.is_global_set() && arg.get_id() != "json")
+        .cloned()
+        .collect();
+    for arg in &settings {
+        command = command.mut_arg(arg.get_id().clone(), |arg| arg.hide(true));
+    }
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    for name in subcommands {
+        let shown = shown_settings(&name);
+        command = command.mut_subcommand(&name, |mut sub| {
+            for arg in &settings {
+                let id = arg.get_id().as_str();
+                if shown.as_ref().is_none_or(|ids| ids.contains(&id)) {
+                    sub = sub.arg(arg.clone());
+                }
+            }
+            sub
+        });
+    }
+    command.after_help(
+        "Settings come from environment variables (or flags): `auth-server serve --help` \
+         lists them all; each other command's --help lists those it reads.",
+    )
 }
 
 /// `command` and its subcommands with every argument whose environment variable is set but
@@ -265,6 +335,15 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let store = Store::open(&config)?;
     let state = wiring::app_state(&config, &store)?;
     let outbox_worker = wiring::outbox_worker(&config, &store)?;
+    // The port before the database: a taken port is reported at once, not after the
+    // database has been waited for.
+    let listener = listen(&config.http.host, config.http.port)?;
+    if let Store::Postgres { .. } = store {
+        tracing::info!(
+            "readiness (GET /health/ready) answers 503 until the database answers and its \
+             schema is current; liveness (GET /health/live) answers 200 meanwhile"
+        );
+    }
     wiring::migrate_at_start(&config).await?;
     let flusher = wiring::spawn_maintenance(&state);
     // A mail being sent when this stops stays in the outbox and goes again (at least once).
@@ -274,7 +353,6 @@ async fn serve(config: Config) -> Result<(), CliError> {
         config.retention.prune_interval(),
     );
     let (keys, devices) = (state.keys.clone(), state.devices.clone());
-    let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
     let running = crate::server::start(state, listener, true)?;
     tracing::info!(
         addr = %running.addr,
@@ -295,6 +373,23 @@ async fn serve(config: Config) -> Result<(), CliError> {
     }
     tracing::info!("auth-server stopped");
     Ok(())
+}
+
+/// Binds `HOST`:`PORT`, or says which address could not be had and which settings choose it.
+fn listen(host: &str, port: u16) -> Result<TcpListener, CliError> {
+    TcpListener::bind((host, port)).map_err(|err| {
+        let address = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let hint = if err.kind() == std::io::ErrorKind::AddrInUse {
+            "another process listens there; stop it or choose another port with PORT (--port)"
+        } else {
+            "check HOST (--host) and PORT (--port)"
+        };
+        CliError::Failed(format!("cannot listen on {address}: {err}; {hint}"))
+    })
 }
 
 fn read_password() -> Result<SecretString, CliError> {

@@ -314,8 +314,20 @@ impl DbConfig {
         self.connector()?;
         self.url
             .as_ref()
-            .ok_or_else(|| ConfigError::new("DATABASE_URL is not set: nothing to migrate"))
+            .ok_or_else(|| ConfigError::new(database_url_missing("`migrate`")))
     }
+}
+
+/// What a command that works on the database says when `DATABASE_URL` is not set: what it
+/// needs and how to give it.
+#[must_use]
+pub fn database_url_missing(command: &str) -> String {
+    format!(
+        "DATABASE_URL is not set, and {command} works on the database (the in-memory store \
+         lives only inside a running server). Set it in the environment, such as \
+         `export DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/DATABASE`, or pass \
+         --database-url"
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

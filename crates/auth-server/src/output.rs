@@ -3,7 +3,10 @@
 //! Both modes hand the same wire types to these functions, so a command prints the same
 //! thing whichever way it ran. A secret is printed once, to stdout.
 
-use auth_api::{ApiKeyItem, CreatedKey, DeviceItem, RegisteredDevice, RotatedSecret};
+use auth_api::{
+    ApiKeyItem, CreatedKey, DeviceItem, MemberList, OrganizationList, RegisteredDevice,
+    RotatedSecret,
+};
 use chrono::{DateTime, Utc};
 use comfy_table::Table;
 use serde::Serialize;
@@ -186,5 +189,51 @@ pub fn rotated_secret(rotated: &RotatedSecret, json: bool) -> Result<(), CliErro
         "secret (shown once, store it on the device now): {}",
         rotated.device_secret.expose()
     );
+    Ok(())
+}
+
+fn role(role: auth_api::Role) -> String {
+    serde_json::to_value(role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `organizations list`: the API's `GET /organizations` body with `--json`.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn organizations(list: &OrganizationList, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(list);
+    }
+    let mut table = Table::new();
+    table.set_header(["id", "name", "role"]);
+    for org in &list.items {
+        table.add_row([org.id.to_string(), org.name.clone(), role(org.role)]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+/// `organizations members`: the API's `GET /organizations/{org_id}/members` body with
+/// `--json`.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn members(list: &MemberList, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(list);
+    }
+    let mut table = Table::new();
+    table.set_header(["user id", "email", "role"]);
+    for member in &list.items {
+        table.add_row([
+            member.user_id.to_string(),
+            member.email.clone(),
+            role(member.role),
+        ]);
+    }
+    println!("{table}");
     Ok(())
 }

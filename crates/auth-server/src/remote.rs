@@ -147,9 +147,9 @@ pub async fn api_keys(remote: &Remote, cmd: ApiKeysCommand, json: bool) -> Resul
             organization,
             name,
             scopes,
-            ttl_days,
+            expires_in_days,
         } => {
-            let new = admin::new_key(&organization, &name, &scopes, ttl_days)?;
+            let new = admin::new_key(&organization, &name, &scopes, expires_in_days)?;
             let mut body = auth_client::NewApiKey::new(
                 new.organization_id.as_uuid(),
                 new.name.as_str(),
@@ -162,7 +162,10 @@ pub async fn api_keys(remote: &Remote, cmd: ApiKeysCommand, json: bool) -> Resul
                 .map_err(fail)?;
             output::created_key(&created.map_secret(shown), json)
         }
-        ApiKeysCommand::List { organization, all } => {
+        ApiKeysCommand::List {
+            organization,
+            include_revoked: all,
+        } => {
             let org: auth_core::model::OrganizationId =
                 admin::parse_id("--organization", &organization)?;
             let items = client
@@ -210,11 +213,18 @@ pub async fn devices(remote: &Remote, cmd: DevicesCommand, json: bool) -> Result
             organization,
             device_id,
             name,
+            metadata,
         } => {
-            let new = admin::new_device(&organization, &device_id, name.as_deref())?;
+            let new = admin::new_device(
+                &organization,
+                &device_id,
+                name.as_deref(),
+                metadata.as_deref(),
+            )?;
             let mut body =
                 auth_client::NewDevice::new(new.id.as_str(), new.organization_id.as_uuid());
             body.name = new.name.map(|n| n.as_str().to_owned());
+            body.metadata = (!new.metadata.as_map().is_empty()).then(|| new.metadata.to_value());
             let registered = client
                 .register_device(remote.manager(), &body)
                 .await

@@ -1,4 +1,5 @@
-//! Logging: `LOG_LEVEL` as an env-filter directive, `LOG_FORMAT` text or JSON.
+//! Logging: `LOG_LEVEL` as an env-filter directive, `LOG_FORMAT` text or JSON; colour only
+//! on a terminal, and never with `NO_COLOR` set.
 
 use tracing_subscriber::EnvFilter;
 
@@ -20,11 +21,24 @@ pub fn filter(log_level: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_DRIVER}")))
 }
 
+/// Whether text log lines carry ANSI colour: only when stderr (where they go) is a terminal
+/// and `NO_COLOR` is unset or empty (<https://no-color.org>). A file or a log collector
+/// otherwise receives escape codes in every line.
+#[must_use]
+pub fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
 /// Installs the global subscriber. Call once, before anything logs.
 pub fn init(config: &Config) {
     let filter = filter(&config.log.level);
+    let ansi = colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match config.effective_log_format() {
         LogFormat::Json => builder

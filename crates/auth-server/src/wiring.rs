@@ -40,12 +40,19 @@ use crate::config::{Config, ConfigError, MailSettings, MailTransport};
 /// Why the service refused to start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// A setting is missing or unacceptable.
+    /// A setting is missing or unacceptable. The message is the setting's own, not also
+    /// its source: an error chain would print it twice.
     #[error("configuration error: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// The store failed during start.
     #[error("store error")]
     Store(#[from] StoreError),
+}
+
+impl From<ConfigError> for StartupError {
+    fn from(err: ConfigError) -> Self {
+        Self::Config(err)
+    }
 }
 
 fn config_error(msg: impl Into<String>) -> StartupError {

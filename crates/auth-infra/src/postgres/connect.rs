@@ -836,6 +836,16 @@ impl Connector {
     }
 
     fn build(conninfo: &str) -> Result<Self, ConnectSettingsError> {
+        // Another scheme would be read as key=value pairs and refused with a puzzling
+        // message; the scheme alone is named (the rest may hold a password).
+        if let Some((scheme, _)) = conninfo.trim_start().split_once("://")
+            && !is_url(conninfo.trim_start())
+            && !scheme.contains(['=', ' '])
+        {
+            return Err(settings_error(format!(
+                "expected postgres:// (or postgresql://), got {scheme}://"
+            )));
+        }
         let Split { rest, libpq } = split(conninfo)?;
         let mut params = TlsParams::default();
         for (key, value) in &libpq {
@@ -998,7 +1008,8 @@ impl Connector {
                     self.params.mode
                 )
             }
-            None => return ErrorChain(err).to_string(),
+            // The driver names neither the host nor the port that refused or timed out.
+            None => return format!("{} (database at {})", ErrorChain(err), self.servers),
         };
         let message = format!("{headline} ({})", self.described);
         if self.failures.first(&message) {
@@ -1120,6 +1131,31 @@ mod tests {
             "sslmode=verify-full, roots: Mozilla's (no sslrootcert)"
         );
         assert_eq!(connector("postgres://h/app").describe(), "sslmode=prefer");
+    }
+
+    #[test]
+    fn another_scheme_is_named_without_the_rest_of_the_url() {
+        let message = refused("mysql://root:hunter2@db.example.com/app");
+        assert!(message.contains("expected postgres://"), "{message}");
+        assert!(message.contains("got mysql://"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        connector("postgresql://u@h/app");
+        connector("host=h dbname=app");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_host_and_port() {
+        let port = {
+            let listener =
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+            listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        };
+        let url = format!("postgres://u:p@127.0.0.1:{port}/app?sslmode=disable");
+        let Err(err) = connector(&url).connect().await else {
+            panic!("connected to a closed port");
+        };
+        let message = err.to_string();
+        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod common;
 
 mod announcements;
 mod api_keys;
+mod cli;
 mod conventions;
 mod devices;
 mod docs;

@@ -12,6 +12,7 @@ mod api_keys;
 mod conventions;
 mod devices;
 mod docs;
+mod errors;
 mod following;
 mod hardening;
 mod instances;

@@ -75,18 +75,14 @@ impl ApiError {
         }
     }
 
-    /// 401 `UNAUTHENTICATED`: no credentials (`token_sent = false`) or bad ones.
-    pub fn unauthenticated(token_sent: bool) -> Self {
+    /// 401 `UNAUTHENTICATED`, saying why in words the caller can act on (see [`Refusal`]).
+    pub fn refused(why: Refusal) -> Self {
         Self {
-            invalid_token: token_sent,
+            invalid_token: !matches!(why, Refusal::Missing | Refusal::MissingEither),
             ..Self::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthenticated,
-                if token_sent {
-                    "the credentials are invalid, expired or revoked"
-                } else {
-                    "authentication required"
-                },
+                why.detail(),
             )
         }
     }
@@ -123,12 +119,31 @@ impl ApiError {
         )
     }
 
-    /// 405 `METHOD_NOT_ALLOWED`; the caller adds `Allow`.
-    pub fn method_not_allowed() -> Self {
+    /// 404 `NOT_FOUND` for a path no route serves: where the API is, and where it is
+    /// described. (An unknown resource at a known route is [`ApiError::not_found`].)
+    pub fn no_such_path() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such path: the API lives under /api/v1 and is described at /docs \
+             (OpenAPI document at /api-docs/openapi.json)",
+        )
+    }
+
+    /// 405 `METHOD_NOT_ALLOWED` for `method` (a label of [`crate::methods::label`]) at a path
+    /// serving `allow` (as the `Allow` header lists them); the caller adds `Allow`.
+    pub fn method_not_allowed(method: &str, allow: &str) -> Self {
+        let method = if method == "OTHER" {
+            "this method"
+        } else {
+            method
+        };
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::MethodNotAllowed,
-            "this path does not serve this method; the Allow header lists those it serves",
+            format!(
+                "{method} is not served at this path; it serves {allow} (see the Allow header)"
+            ),
         )
     }
 
@@ -144,14 +159,18 @@ impl ApiError {
         )
     }
 
-    /// 429 `RATE_LIMITED` with `Retry-After`.
-    pub fn rate_limited(retry_after: u64) -> Self {
+    /// 429 `RATE_LIMITED` with `Retry-After`; `setting` names the allowance that ran out
+    /// (`AUTH_RATE_LIMIT_PER_MINUTE`...), so an operator knows what to change.
+    pub fn rate_limited(retry_after: u64, setting: &str) -> Self {
         Self {
             retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::RateLimited,
-                "too many requests from this address; retry later",
+                format!(
+                    "too many requests from this address; retry after Retry-After seconds \
+                     (the allowance a minute per address is {setting})"
+                ),
             )
         }
     }
@@ -163,7 +182,9 @@ impl ApiError {
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::TooManyAttempts,
-                "too many failed attempts; retry later",
+                "too many failed password attempts for this email; it is locked: retry after \
+                 Retry-After seconds (AUTH_LOCKOUT_THRESHOLD failures within \
+                 AUTH_LOCKOUT_WINDOW_SECONDS lock it for AUTH_LOCKOUT_DURATION_SECONDS)",
             )
         }
     }
@@ -215,6 +236,85 @@ impl ApiError {
     }
 }
 
+/// Why credentials were refused: each says what is wrong in words the caller can act on,
+/// and none tells more than the holder of the credential already knows. A token whose
+/// signature does not verify is only "invalid"; "expired" and "ended" are said only of tokens
+/// that verified, and of keys whose checksum is right and whose record exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `Authorization` header (nor `X-API-Key` where one is accepted).
+    Missing,
+    /// Where an `X-API-Key` is accepted too: neither header was sent.
+    MissingEither,
+    /// An `Authorization` header of another scheme, or not visible ASCII.
+    NotBearer,
+    /// `Bearer` with no token after it.
+    NoToken,
+    /// `Bearer` with more than one token after it.
+    ManyTokens,
+    /// One of our API keys (right prefix and checksum) sent as a Bearer token.
+    ApiKeyAsBearer,
+    /// A token that is malformed, forged, of another kind, or not yet valid.
+    Invalid,
+    /// A token that verified but is past its expiry.
+    Expired,
+    /// A token that verified but whose session (or device, or user) has ended.
+    Revoked,
+    /// An `X-API-Key` that is malformed or unknown.
+    KeyInvalid,
+    /// An `X-API-Key` that was revoked.
+    KeyRevoked,
+    /// An `X-API-Key` past its expiry.
+    KeyExpired,
+}
+
+impl Refusal {
+    /// The problem's `detail` (also the challenge's `error_description`: no `"` or `\\`).
+    #[must_use]
+    pub const fn detail(self) -> &'static str {
+        match self {
+            Self::Missing => {
+                "no credentials: send an access token as `Authorization: Bearer <token>`"
+            }
+            Self::MissingEither => {
+                "no credentials: send an access token as `Authorization: Bearer <token>`, \
+                 or an API key as `X-API-Key: <key>`"
+            }
+            Self::NotBearer => {
+                "the Authorization header must be `Bearer <token>`; no other scheme is accepted"
+            }
+            Self::NoToken => "the Authorization header says Bearer but carries no token",
+            Self::ManyTokens => {
+                "the Authorization header must carry exactly one token after Bearer"
+            }
+            Self::ApiKeyAsBearer => {
+                "an API key was sent as a Bearer token: send API keys in the X-API-Key header \
+                 (where an endpoint accepts them); Bearer takes access tokens"
+            }
+            Self::Invalid => "the access token is invalid",
+            Self::Expired => "the access token has expired: refresh it or log in again",
+            Self::Revoked => {
+                "the session of this access token has ended (logout, password change or \
+                 revocation): log in again"
+            }
+            Self::KeyInvalid => "the X-API-Key is invalid",
+            Self::KeyRevoked => "the X-API-Key has been revoked",
+            Self::KeyExpired => "the X-API-Key has expired",
+        }
+    }
+}
+
+impl From<auth_core::model::TokenRejection> for Refusal {
+    fn from(why: auth_core::model::TokenRejection) -> Self {
+        use auth_core::model::TokenRejection;
+        match why {
+            TokenRejection::Invalid => Self::Invalid,
+            TokenRejection::Expired => Self::Expired,
+            TokenRejection::Revoked => Self::Revoked,
+        }
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
@@ -240,15 +340,19 @@ impl ResponseError for ApiError {
         res.content_type("application/problem+json");
         res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: `error_description` is the detail, which holds no `"` or `\\`.
             let challenge = if self.invalid_token {
-                r#"Bearer realm="auth", error="invalid_token""#
+                HeaderValue::from_str(&format!(
+                    r#"Bearer realm="auth", error="invalid_token", error_description="{}""#,
+                    self.detail
+                ))
+                .unwrap_or_else(|_| {
+                    HeaderValue::from_static(r#"Bearer realm="auth", error="invalid_token""#)
+                })
             } else {
-                r#"Bearer realm="auth""#
+                HeaderValue::from_static(r#"Bearer realm="auth""#)
             };
-            res.insert_header((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            ));
+            res.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
@@ -319,7 +423,7 @@ impl From<DeviceError> for ApiError {
                 Self::conflict(ErrorCode::AlreadyRevoked, "the device is already revoked")
             }
             DeviceError::InvalidCredentials => Self::invalid_device_credentials(),
-            DeviceError::InvalidToken(_) => Self::unauthenticated(true),
+            DeviceError::InvalidToken(why) => Self::refused(why.into()),
             DeviceError::Store(store) => store.into(),
             DeviceError::Internal(_) => Self::internal(&err),
         }
@@ -344,7 +448,7 @@ impl From<AccountError> for ApiError {
                 ErrorCode::InvalidRefreshToken,
                 "the refresh token is invalid, expired or revoked",
             ),
-            AccountError::InvalidToken(_) => Self::unauthenticated(true),
+            AccountError::InvalidToken(why) => Self::refused(why.into()),
             AccountError::LastOwner(organization) => Self::conflict(
                 ErrorCode::LastOwner,
                 &format!("the account is the only owner of organization {organization}"),
@@ -408,7 +512,7 @@ impl From<AccountError> for ApiError {
                     detail: "a mail of this kind was sent to this address a moment ago; \
                              wait before asking again"
                         .to_owned(),
-                    ..Self::rate_limited(secs.max(1))
+                    ..Self::rate_limited(secs.max(1), "")
                 }
             }
             AccountError::Store(store) => store.into(),
@@ -458,7 +562,7 @@ pub enum BearerErrors {
     /// No valid token.
     #[response(
         status = 401,
-        description = "`UNAUTHENTICATED`: missing, invalid, expired or revoked access token",
+        description = "`UNAUTHENTICATED`: missing, malformed, invalid, expired or revoked access token; `detail` (and `error_description` in `WWW-Authenticate`) says which",
         content_type = "application/problem+json"
     )]
     Unauthenticated(Problem),
@@ -519,7 +623,7 @@ pub enum ManagerErrors {
     /// No valid credentials.
     #[response(
         status = 401,
-        description = "`UNAUTHENTICATED`: missing or bad Bearer token or `X-API-Key`",
+        description = "`UNAUTHENTICATED`: missing or bad Bearer token or `X-API-Key`; `detail` says what is wrong",
         content_type = "application/problem+json"
     )]
     Unauthenticated(Problem),

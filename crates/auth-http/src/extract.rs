@@ -3,30 +3,44 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use auth_core::model::Scopes;
+use auth_core::model::{Scopes, parse_presented_key};
 use auth_core::{Actor, ApiKeyVerdict, Principal};
 use futures::future::LocalBoxFuture;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Refusal};
 use crate::state::AppState;
 
-/// The token of an `Authorization: Bearer <token>` header; `None` when absent. A scheme
-/// other than Bearer counts as a bad credential.
+/// The token of an `Authorization: Bearer <token>` header; `None` when absent. Anything else
+/// in the header is refused, saying what is wrong with it.
 pub(crate) fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value
         .to_str()
-        .map_err(|_| ApiError::unauthenticated(true))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| ApiError::unauthenticated(true))?;
+        .map_err(|_| ApiError::refused(Refusal::NotBearer))?
+        .trim();
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::refused(Refusal::NotBearer));
+    }
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::unauthenticated(true));
+    if token.is_empty() {
+        return Err(ApiError::refused(Refusal::NoToken));
+    }
+    if token.contains([' ', '\t']) {
+        return Err(ApiError::refused(Refusal::ManyTokens));
     }
     Ok(Some(token.to_owned()))
+}
+
+/// Refuses a Bearer token that is one of our API keys (right prefix and checksum): the
+/// caller meant `X-API-Key`. Checked without I/O, so a made-up key costs nothing.
+fn not_an_api_key(state: &AppState, token: &str) -> Result<(), ApiError> {
+    match parse_presented_key(state.keys.prefix(), token) {
+        Some(_) => Err(ApiError::refused(Refusal::ApiKeyAsBearer)),
+        None => Ok(()),
+    }
 }
 
 /// A caller holding a valid user access token of a live session.
@@ -41,8 +55,9 @@ impl FromRequest for Authenticated {
         let token = bearer_token(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
-            let token = token?.ok_or_else(|| ApiError::unauthenticated(false))?;
+            let token = token?.ok_or_else(|| ApiError::refused(Refusal::Missing))?;
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
+            not_an_api_key(&state, &token)?;
             let principal = state.auth.verify(&token).await?;
             Ok(Self(principal))
         })
@@ -71,7 +86,7 @@ impl FromRequest for Manager {
         let api_key = req.headers().get(X_API_KEY).map(|v| {
             v.to_str()
                 .map(str::to_owned)
-                .map_err(|_| ApiError::unauthenticated(true))
+                .map_err(|_| ApiError::refused(Refusal::KeyInvalid))
         });
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let client = state.as_ref().and_then(|state| {
@@ -83,6 +98,7 @@ impl FromRequest for Manager {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
             if let Some(token) = token? {
+                not_an_api_key(&state, &token)?;
                 let principal = state.auth.verify(&token).await?;
                 return Ok(Self(Actor::User {
                     id: principal.user.id,
@@ -90,20 +106,24 @@ impl FromRequest for Manager {
                 }));
             }
             let Some(key) = api_key.transpose()? else {
-                return Err(ApiError::unauthenticated(false));
+                return Err(ApiError::refused(Refusal::MissingEither));
             };
             // Bounds the database lookups that made-up keys can cause from one address: the
             // attempt is counted before its lookup and given back when the key is valid.
             state
                 .rate_limits
                 .key_auth_reserve(client)
-                .map_err(ApiError::rate_limited)?;
+                .map_err(|wait| ApiError::rate_limited(wait, "AUTH_RATE_LIMIT_PER_MINUTE"))?;
             match state.keys.verify(&key, &Scopes::default()).await? {
                 ApiKeyVerdict::Valid(key) => {
                     state.rate_limits.key_auth_succeeded(client);
                     Ok(Self(Actor::ApiKey(key)))
                 }
-                _ => Err(ApiError::unauthenticated(true)),
+                ApiKeyVerdict::Revoked => Err(ApiError::refused(Refusal::KeyRevoked)),
+                ApiKeyVerdict::Expired => Err(ApiError::refused(Refusal::KeyExpired)),
+                ApiKeyVerdict::Invalid | ApiKeyVerdict::InsufficientScope(_) => {
+                    Err(ApiError::refused(Refusal::KeyInvalid))
+                }
             }
         })
     }

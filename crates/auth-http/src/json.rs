@@ -13,6 +13,8 @@ use futures::StreamExt as _;
 use futures::future::LocalBoxFuture;
 use serde::de::{self, DeserializeOwned};
 use serde_json::error::Category;
+use utoipa::PartialSchema;
+use utoipa::openapi::{RefOr, Schema};
 
 use crate::error::{ApiError, FieldError};
 
@@ -65,7 +67,7 @@ async fn read_chunks(
     Ok(body)
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
+impl<T: DeserializeOwned + PartialSchema + 'static> FromRequest for ValidJson<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -109,11 +111,13 @@ impl FromRequest for NoBody {
     }
 }
 
-/// Parses a body, telling syntax errors (400) from shape errors (422).
+/// Parses a body, telling syntax errors (400) from shape errors (422). A shape error names
+/// every required field the body lacks, not only the one serde stopped at: the required
+/// fields are read from `T`'s schema, the one the OpenAPI document shows.
 ///
 /// # Errors
 /// [`ApiError`] 400 or 422.
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse<T: DeserializeOwned + PartialSchema>(body: &[u8]) -> Result<T, ApiError> {
     // Syntax first, shape second: a body that is not JSON at all is a 400 even when its
     // first token already has the wrong type. `IgnoredAny` checks without allocating.
     serde_json::from_slice::<de::IgnoredAny>(body).map_err(|e| {
@@ -127,7 +131,14 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| {
         let inner = err.inner();
         match inner.classify() {
-            Category::Data => ApiError::validation(vec![field_error(err.path(), inner)]),
+            Category::Data => {
+                let first = field_error(err.path(), inner);
+                let mut errors = missing_fields::<T>(body);
+                if !errors.iter().any(|e| e.field == first.field) {
+                    errors.insert(0, first);
+                }
+                ApiError::validation(errors)
+            }
             Category::Syntax | Category::Eof | Category::Io => ApiError::malformed(format!(
                 "malformed JSON at line {} column {}",
                 inner.line(),
@@ -136,6 +147,23 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         }
     })?;
     Ok(value)
+}
+
+/// A `required` entry for each field that `T`'s schema requires and the body (a JSON object)
+/// lacks. Runs only when the body already failed, so a good body pays nothing for it.
+fn missing_fields<T: PartialSchema>(body: &[u8]) -> Vec<FieldError> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+        return Vec::new();
+    };
+    let RefOr::T(Schema::Object(object)) = T::schema() else {
+        return Vec::new();
+    };
+    object
+        .required
+        .iter()
+        .filter(|name| !fields.contains_key(name.as_str()))
+        .map(|name| FieldError::new(name.clone(), "required", format!("{name} is required")))
+        .collect()
 }
 
 /// A 422 entry for a data error, in the service's own words: serde's message names Rust
@@ -182,7 +210,7 @@ fn field_error(path: &serde_path_to_error::Path, err: &serde_json::Error) -> Fie
 mod tests {
     use super::*;
 
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
     #[expect(dead_code, reason = "fields exist to be deserialised")]
     struct Body {
         email: String,
@@ -225,5 +253,25 @@ mod tests {
             );
         }
         assert!(parse::<Body>(b"{\"email\":\"a\",\"count\":1,\"unknown\":true}").is_ok());
+        // Every missing field is named, not only the one serde stopped at; a field of the
+        // wrong type beside them too.
+        for (body, expected) in [
+            (
+                &b"{}"[..],
+                vec![("email", "required"), ("count", "required")],
+            ),
+            (
+                b"{\"email\":1}",
+                vec![("email", "invalid_type"), ("count", "required")],
+            ),
+        ] {
+            let err = parse::<Body>(body).unwrap_err();
+            let named: Vec<_> = err
+                .field_errors()
+                .iter()
+                .map(|e| (e.field.as_str(), e.code.as_str()))
+                .collect();
+            assert_eq!(named, expected, "{}", String::from_utf8_lossy(body));
+        }
     }
 }

@@ -138,14 +138,14 @@ fn operation(item: &utoipa::openapi::PathItem, method: &Method) -> bool {
     }
 }
 
-/// 405 `METHOD_NOT_ALLOWED` with `Allow` listing `allowed`.
-fn method_not_allowed(allowed: &[Method]) -> HttpResponse {
+/// 405 `METHOD_NOT_ALLOWED` for `method` with `Allow` listing `allowed`.
+fn method_not_allowed(method: &Method, allowed: &[Method]) -> HttpResponse {
     let allow = allowed
         .iter()
         .map(Method::as_str)
         .collect::<Vec<_>>()
         .join(", ");
-    let mut res = ApiError::method_not_allowed().error_response();
+    let mut res = ApiError::method_not_allowed(label(method), &allow).error_response();
     if let Ok(value) = header::HeaderValue::from_str(&allow) {
         res.headers_mut().insert(header::ALLOW, value);
     }
@@ -158,9 +158,9 @@ pub async fn fallback(req: HttpRequest, table: web::Data<AllowTable>) -> HttpRes
     // The path the router matched against (percent-decoded), as the routes saw it.
     let allowed = table.allowed(req.match_info().as_str());
     if allowed.is_empty() {
-        return ApiError::not_found().error_response();
+        return ApiError::no_such_path().error_response();
     }
-    method_not_allowed(&allowed)
+    method_not_allowed(req.method(), &allowed)
 }
 
 /// A literal path is a resource of its own: a method it does not serve answers 405 there,
@@ -180,7 +180,7 @@ pub async fn literal_resources(
             // `/verify`.
             .literal(req.match_info().as_str())
             .filter(|methods| !methods.contains(req.method()))
-            .map(method_not_allowed)
+            .map(|methods| method_not_allowed(req.method(), methods))
     });
     match refused {
         Some(res) => Ok(req.into_response(res).map_into_right_body()),

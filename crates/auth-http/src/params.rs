@@ -135,7 +135,8 @@ fn required_organization(raw: Option<&str>) -> Result<OrganizationId, ApiError> 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListKeysQuery {
-    /// The organization.
+    /// The organization (required: without it the answer is a 422 naming it).
+    #[param(required = true)]
     pub organization_id: Option<String>,
     /// Include revoked keys (`true`/`false`, default false).
     pub include_revoked: Option<String>,
@@ -177,7 +178,8 @@ sync_extractor!(KeysQuery, KeysQuery::from_request);
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListDevicesQuery {
-    /// The organization.
+    /// The organization (required: without it the answer is a 422 naming it).
+    #[param(required = true)]
     pub organization_id: Option<String>,
 }
 

@@ -358,8 +358,13 @@ pub async fn middleware(
             let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let reset = (limit as f64 * seconds_per_token).ceil() as u64;
             tracing::info!(client_ip = %ip, group = ?group, "rate limit exceeded");
+            let setting = match group {
+                Group::Verify => "AUTH_RATE_LIMIT_VERIFY_PER_MINUTE",
+                _ => "AUTH_RATE_LIMIT_PER_MINUTE",
+            };
             let mut res = actix_web::ResponseError::error_response(&ApiError::rate_limited(
                 retry_after.max(1),
+                setting,
             ));
             let headers = res.headers_mut();
             headers.insert(LIMIT.clone(), number(limit));

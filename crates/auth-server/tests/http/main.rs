@@ -13,6 +13,7 @@ mod cli;
 mod conventions;
 mod devices;
 mod docs;
+mod errors;
 mod following;
 mod hardening;
 mod instances;

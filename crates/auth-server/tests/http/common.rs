@@ -26,6 +26,8 @@ pub enum Backend {
 pub struct TestApp {
     pub base: String,
     pub client: Client,
+    /// The app's account service, for setting up what no HTTP call can (a first administrator).
+    pub auth: auth_core::AccountService,
     handle: ServerHandle,
     mail_worker: Option<tokio::task::JoinHandle<()>>,
     _db: Option<TestDb>,
@@ -139,6 +141,7 @@ impl TestApp {
         wiring::migrate_at_start(&config).await.expect("migrate");
         let mut state = wiring::app_state(&config, &store).expect("state");
         adjust_state(&mut state);
+        let auth = state.auth.clone();
         let mail_worker = mail.then(|| {
             let worker = wiring::outbox_worker(&config, &store).expect("mailer");
             wiring::spawn_mail_worker(worker, state.auth.clone())
@@ -155,6 +158,7 @@ impl TestApp {
 
             handle,
             mail_worker,
+            auth,
             _db: db,
         };
         // Like a load balancer, wait until the instance reports ready (its invalidation
@@ -229,6 +233,27 @@ impl TestApp {
         let res = self.login(&email, PASSWORD).await;
         assert_eq!(res.status(), 200);
         (email, res.json().await.expect("json"))
+    }
+
+    /// A service administrator, made as `auth-server users create --admin` makes one; returns
+    /// (email, access token).
+    pub async fn admin(&self) -> (String, String) {
+        let email = unique_email();
+        self.auth
+            .register(
+                auth_core::Registration {
+                    email: auth_core::model::Email::parse(&email).expect("email"),
+                    password: auth_core::model::Password::presented(PASSWORD).expect("password"),
+                    display_name: None,
+                },
+                true,
+            )
+            .await
+            .expect("an administrator");
+        let res = self.login(&email, PASSWORD).await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.expect("json");
+        (email, str_field(&body, "access_token").to_owned())
     }
 
     pub async fn stop(&self) {

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod admin;
 mod announcements;
 mod api_keys;
 mod cli;

@@ -321,6 +321,179 @@ pub async fn delete_user(config: Config, email: &str, json: bool) -> Result<(), 
     }
 }
 
+/// The account with `email`, or a message saying there is none.
+async fn account_by_email(
+    services: &crate::wiring::Services,
+    email: &str,
+) -> Result<auth_core::model::User, CliError> {
+    let email = Email::parse(email).map_err(|e| CliError::Input(format!("email: {e}")))?;
+    services
+        .orgs
+        .find_user(&email)
+        .await
+        .map_err(org_error)?
+        .ok_or_else(|| CliError::Failed(format!("no user with email {email}")))
+}
+
+fn account_error(err: AccountError) -> CliError {
+    match err {
+        AccountError::LastAdministrator => CliError::Failed(
+            "the service must keep an enabled administrator: make another one first".into(),
+        ),
+        AccountError::UserNotFound | AccountError::InvalidToken(_) => {
+            CliError::Failed("no such user".into())
+        }
+        other => CliError::Failed(auth_core::ErrorChain(&other).to_string()),
+    }
+}
+
+/// `users list`: a page of accounts, as `GET /admin/users` answers.
+///
+/// # Errors
+/// [`CliError`].
+pub async fn list_users(
+    config: Config,
+    email: Option<String>,
+    after: Option<uuid::Uuid>,
+    limit: usize,
+    json: bool,
+) -> Result<(), CliError> {
+    let services = open(config).await?;
+    let query = auth_core::ports::UserQuery {
+        email,
+        after: after.map(auth_core::model::UserId::from_uuid),
+        limit,
+    };
+    let listings = services
+        .auth
+        .list_users(&query)
+        .await
+        .map_err(account_error)?;
+    let next_after = (listings.len() == limit)
+        .then(|| listings.last().map(|l| l.user.id.as_uuid()))
+        .flatten();
+    let list = auth_api::AdminUserList {
+        items: listings
+            .into_iter()
+            .map(auth_http::present::admin_user)
+            .collect(),
+        next_after,
+    };
+    output::admin_users(&list, json)
+}
+
+/// `users info`: one account with its organizations.
+///
+/// # Errors
+/// [`CliError`].
+pub async fn user_info(config: Config, email: &str, json: bool) -> Result<(), CliError> {
+    let services = open(config).await?;
+    let user = account_by_email(&services, email).await?;
+    let listing = services
+        .auth
+        .user_listing(user.id)
+        .await
+        .map_err(account_error)?;
+    let organizations = services.orgs.list_mine(user.id).await.map_err(org_error)?;
+    let detail = auth_http::present::admin_user_detail(listing, organizations);
+    if json {
+        return output::print_json(&detail);
+    }
+    output::admin_users(
+        &auth_api::AdminUserList {
+            items: vec![detail.user.clone()],
+            next_after: None,
+        },
+        false,
+    )?;
+    for org in &detail.organizations {
+        println!("member of {} ({}) as {:?}", org.name, org.id, org.role);
+    }
+    Ok(())
+}
+
+/// `users set-admin|disable|enable`: an administrator's change.
+///
+/// # Errors
+/// [`CliError`]; the last administrator is refused.
+pub async fn change_user(
+    config: Config,
+    email: &str,
+    change: auth_core::service::administration::AccountChange,
+    json: bool,
+) -> Result<(), CliError> {
+    let services = open(config).await?;
+    let user = account_by_email(&services, email).await?;
+    let listing = services
+        .auth
+        .change_account(user.id, change)
+        .await
+        .map_err(account_error)?;
+    let shown = auth_http::present::admin_user(listing);
+    if json {
+        return output::print_json(&shown);
+    }
+    println!(
+        "{}: admin {}, {}",
+        shown.email,
+        if shown.is_admin { "yes" } else { "no" },
+        if shown.disabled {
+            "disabled"
+        } else {
+            "enabled"
+        }
+    );
+    Ok(())
+}
+
+/// `users unlock`: clears the lockout of the address.
+///
+/// # Errors
+/// [`CliError`].
+pub async fn unlock_user(config: Config, email: &str, json: bool) -> Result<(), CliError> {
+    let services = open(config).await?;
+    let user = account_by_email(&services, email).await?;
+    services.auth.unlock(user.id).await.map_err(account_error)?;
+    if json {
+        return output::print_json(&serde_json::json!({ "unlocked": user.id.to_string() }));
+    }
+    println!("{} unlocked", user.email);
+    Ok(())
+}
+
+/// `users set-password`: sets the password; every session of the account ends.
+///
+/// # Errors
+/// [`CliError`]: a password the policy refuses, no such user, a store failure.
+pub async fn set_password(
+    config: Config,
+    email: &str,
+    password: &secrecy::SecretString,
+    json: bool,
+) -> Result<(), CliError> {
+    use secrecy::ExposeSecret as _;
+    let password = config
+        .passwords
+        .policy()
+        .new_password(password.expose_secret())
+        .map_err(|e| CliError::Input(format!("password: {e}")))?;
+    let services = open(config).await?;
+    let user = account_by_email(&services, email).await?;
+    let ended = services
+        .auth
+        .set_password(user.id, &password)
+        .await
+        .map_err(account_error)?;
+    if json {
+        return output::print_json(&serde_json::json!({
+            "user_id": user.id.to_string(),
+            "sessions_ended": ended,
+        }));
+    }
+    println!("password set for {}; {ended} session(s) ended", user.email);
+    Ok(())
+}
+
 /// Marks the address of the user with `email` verified.
 ///
 /// # Errors

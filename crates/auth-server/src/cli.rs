@@ -253,6 +253,58 @@ pub enum UsersCommand {
         /// Email address.
         email: String,
     },
+    /// List accounts in creation order (the API's `GET /admin/users`).
+    List {
+        /// Only addresses containing this (case-insensitive).
+        #[arg(long)]
+        email: Option<String>,
+        /// The last id of the previous page.
+        #[arg(long)]
+        after: Option<uuid::Uuid>,
+        /// Page size (1..=500).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=500))]
+        limit: u16,
+    },
+    /// Show one account with its organizations (the API's `GET /admin/users/{id}`).
+    Info {
+        /// Email address.
+        email: String,
+    },
+    /// Grant (`--on`) or revoke (`--off`) service administration; the last enabled
+    /// administrator keeps it.
+    #[command(name = "set-admin")]
+    SetAdmin {
+        /// Email address.
+        email: String,
+        /// Grant.
+        #[arg(long, conflicts_with = "off", required_unless_present = "off")]
+        on: bool,
+        /// Revoke.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Clear the lockout of an address.
+    Unlock {
+        /// Email address.
+        email: String,
+    },
+    /// Disable an account: it cannot log in, and every session ends on every instance.
+    Disable {
+        /// Email address.
+        email: String,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// Email address.
+        email: String,
+    },
+    /// Set an account's password (read from standard input, or asked for at a prompt); every
+    /// session of the account ends.
+    #[command(name = "set-password")]
+    SetPassword {
+        /// Email address.
+        email: String,
+    },
 }
 
 /// A command failed; the message is for the operator.
@@ -306,6 +358,42 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Users(UsersCommand::VerifyEmail { email }) => {
             crate::admin::verify_email(config, &email, json).await
+        }
+        Command::Users(UsersCommand::List {
+            email,
+            after,
+            limit,
+        }) => crate::admin::list_users(config, email, after, limit.into(), json).await,
+        Command::Users(UsersCommand::Info { email }) => {
+            crate::admin::user_info(config, &email, json).await
+        }
+        Command::Users(UsersCommand::SetAdmin { email, on, .. }) => {
+            let change = auth_core::service::administration::AccountChange {
+                is_admin: Some(on),
+                ..Default::default()
+            };
+            crate::admin::change_user(config, &email, change, json).await
+        }
+        Command::Users(UsersCommand::Disable { email }) => {
+            let change = auth_core::service::administration::AccountChange {
+                disabled: Some(true),
+                ..Default::default()
+            };
+            crate::admin::change_user(config, &email, change, json).await
+        }
+        Command::Users(UsersCommand::Enable { email }) => {
+            let change = auth_core::service::administration::AccountChange {
+                disabled: Some(false),
+                ..Default::default()
+            };
+            crate::admin::change_user(config, &email, change, json).await
+        }
+        Command::Users(UsersCommand::Unlock { email }) => {
+            crate::admin::unlock_user(config, &email, json).await
+        }
+        Command::Users(UsersCommand::SetPassword { email }) => {
+            let password = read_password()?;
+            crate::admin::set_password(config, &email, &password, json).await
         }
         Command::Organizations(cmd) => crate::admin::organizations(config, cmd, json).await,
         Command::ApiKeys { target, command } => match target.url {

@@ -237,3 +237,40 @@ pub fn members(list: &MemberList, json: bool) -> Result<(), CliError> {
     println!("{table}");
     Ok(())
 }
+
+/// `users list`: the API's `GET /admin/users` body with `--json`.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn admin_users(list: &auth_api::AdminUserList, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(list);
+    }
+    let mut table = Table::new();
+    table.set_header([
+        "id",
+        "email",
+        "admin",
+        "disabled",
+        "verified",
+        "mfa",
+        "last login",
+    ]);
+    let yes = |b: bool| if b { "yes" } else { "" }.to_owned();
+    for user in &list.items {
+        table.add_row([
+            user.id.to_string(),
+            user.email.clone(),
+            yes(user.is_admin),
+            yes(user.disabled),
+            yes(user.email_verified),
+            yes(user.mfa_enabled),
+            time(user.last_login_at),
+        ]);
+    }
+    println!("{table}");
+    if let Some(next) = list.next_after {
+        println!("more: --after {next}");
+    }
+    Ok(())
+}

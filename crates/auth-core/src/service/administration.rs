@@ -200,6 +200,37 @@ impl AccountService {
         Ok(())
     }
 
+    /// Sets the account's password as an operator does (no current password): every session
+    /// of the account ends on every instance. Returns how many ended.
+    ///
+    /// # Errors
+    /// [`AccountError::UserNotFound`]; a store or hashing failure.
+    pub async fn set_password(
+        &self,
+        id: UserId,
+        password: &Password,
+    ) -> Result<usize, AccountError> {
+        self.stored(id).await?;
+        let hash = self.ports.hasher.hash(password).await.map_err(internal)?;
+        let now = self.ports.clock.now();
+        let ended = self
+            .ports
+            .sessions
+            .revoke_all_for_user(id, None, now)
+            .await?;
+        if !self
+            .ports
+            .users
+            .update_password(id, &hash, crate::ports::PasswordUpdate::Change, now)
+            .await?
+        {
+            return Err(AccountError::UserNotFound);
+        }
+        self.forget_sessions(&ended).await;
+        tracing::info!(user_id = %id, sessions_ended = ended.len(), "password set by an operator");
+        Ok(ended.len())
+    }
+
     async fn stored(&self, id: UserId) -> Result<User, AccountError> {
         self.ports
             .users

@@ -499,3 +499,92 @@ fn the_start_says_readiness_waits_for_the_database() {
     );
     assert!(log.contains(&format!("127.0.0.1:{closed}")), "{log}");
 }
+
+/// The `users` administration commands against a database: list and info print the API's
+/// bodies, set-admin / disable / enable change the account (the last administrator is
+/// refused), unlock clears a lockout, set-password replaces the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_administration_commands_do_what_the_api_does() {
+    let db = auth_infra::test_support::TestDb::new().await;
+    let pw = "a long enough passphrase\n";
+    ok(
+        on_db(
+            &db,
+            &["users", "create", "--email", "boss@example.com", "--admin"],
+            pw,
+        ),
+        &["create boss"],
+    );
+    ok(
+        on_db(&db, &["users", "create", "--email", "ada@example.com"], pw),
+        &["create ada"],
+    );
+    let list = json_of(&db, &["users", "list", "--email", "EXAMPLE.COM"]);
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(
+        keys(&list["items"][0]),
+        [
+            "created_at",
+            "disabled",
+            "display_name",
+            "email",
+            "email_verified",
+            "id",
+            "is_admin",
+            "last_login_at",
+            "mfa_enabled"
+        ]
+    );
+    let page = json_of(&db, &["users", "list", "--limit", "1"]);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert!(page["next_after"].is_string(), "{page}");
+
+    // The only administrator keeps the right; another may be made and then demote it.
+    let refused = on_db(
+        &db,
+        &["users", "set-admin", "boss@example.com", "--off"],
+        "",
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("enabled administrator"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let granted = json_of(&db, &["users", "set-admin", "ada@example.com", "--on"]);
+    assert_eq!(granted["is_admin"], true);
+    let demoted = json_of(&db, &["users", "set-admin", "boss@example.com", "--off"]);
+    assert_eq!(demoted["is_admin"], false);
+
+    let disabled = json_of(&db, &["users", "disable", "boss@example.com"]);
+    assert_eq!(disabled["disabled"], true);
+    let info = json_of(&db, &["users", "info", "boss@example.com"]);
+    assert_eq!(info["disabled"], true);
+    assert_eq!(info["organizations"], serde_json::json!([]));
+    let enabled = json_of(&db, &["users", "enable", "boss@example.com"]);
+    assert_eq!(enabled["disabled"], false);
+
+    let unlocked = json_of(&db, &["users", "unlock", "boss@example.com"]);
+    assert!(unlocked["unlocked"].is_string());
+    ok(
+        on_db(
+            &db,
+            &["users", "set-password", "boss@example.com"],
+            "another long passphrase\n",
+        ),
+        &["set-password"],
+    );
+    let short = on_db(
+        &db,
+        &["users", "set-password", "boss@example.com"],
+        "short\n",
+    );
+    assert!(!short.status.success(), "the policy applies");
+    let missing = on_db(&db, &["users", "info", "nobody@example.com"], "");
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("no user"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

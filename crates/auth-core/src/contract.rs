@@ -28,12 +28,13 @@ use crate::model::{
     StoredToken, TokenHash, TokenPurpose, User, UserId,
 };
 use crate::ports::{
-    AccountRemover, AddMemberError, AddressConfirmation, AddressIssue, Admission, ApiKeyRepository,
-    AttemptState, ChangeDeviceError, Clock, CreateUserError, DeleteAccountError, DeviceRepository,
-    EventLog, Invalidation, LockoutPolicy, LoginAttemptStore, MailOutbox, MfaRepository,
-    OneTimeTokenStore, OrganizationRepository, PasswordUpdate, PruneReport, PrunedRows, Pruner,
-    RESET_REQUEST_RETENTION, RegisterDeviceError, RemoveMemberError, RetentionPolicy,
-    RevokeApiKeyError, Rotation, SessionRepository, UserRepository,
+    AccountRemover, AddMemberError, AddressConfirmation, AddressIssue, AdminChange, Admission,
+    ApiKeyRepository, AttemptState, ChangeDeviceError, Clock, CreateUserError, DeleteAccountError,
+    DeviceRepository, EventLog, Invalidation, LockoutPolicy, LoginAttemptStore, MailOutbox,
+    MfaRepository, OneTimeTokenStore, OrganizationRepository, PasswordUpdate, PruneReport,
+    PrunedRows, Pruner, RESET_REQUEST_RETENTION, RegisterDeviceError, RemoveMemberError,
+    RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository, UserAdministration, UserQuery,
+    UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -64,11 +65,14 @@ pub trait Fixture: Send + Sync {
     fn outbox(&self) -> Arc<dyn MailOutbox>;
     /// One-time tokens (their users are users of `users`, their mails go to `outbox`).
     fn one_time_tokens(&self) -> Arc<dyn OneTimeTokenStore>;
+    /// Administrators' changes to the accounts of `users`.
+    fn administration(&self) -> Arc<dyn UserAdministration>;
 }
 
 /// Implements [`Fixture`] for a struct holding each repository in a field named as the
 /// trait's method (`users`, `sessions`, `organizations`, `api_keys`, `devices`,
-/// `login_attempts`, `mfa`, `events`, `pruner`, `accounts`, `outbox`, `one_time_tokens`), each
+/// `login_attempts`, `mfa`, `events`, `pruner`, `accounts`, `outbox`, `one_time_tokens`,
+/// `administration`), each
 /// an `Arc` of an adapter: as
 /// [`MemoryStore`] does, and the Postgres test store.
 #[macro_export]
@@ -79,7 +83,7 @@ macro_rules! fixture_from_fields {
             organizations: OrganizationRepository, api_keys: ApiKeyRepository,
             devices: DeviceRepository, login_attempts: LoginAttemptStore, mfa: MfaRepository,
             events: EventLog, pruner: Pruner, accounts: AccountRemover, outbox: MailOutbox,
-            one_time_tokens: OneTimeTokenStore);
+            one_time_tokens: OneTimeTokenStore, administration: UserAdministration);
     };
     (@impl $store:ty; $($field:ident: $port:ident),*) => {
         impl $crate::contract::Fixture for $store {
@@ -165,7 +169,10 @@ macro_rules! storage_contract_tests {
             concurrent_password_resets_one_winner,
             reset_request_by_address_keeps_interval_and_mails_the_stored_address,
             reset_requests_are_leased_and_fulfilled_once,
-            concurrent_reset_requests_issue_one_mail, account_deletion_removes_its_tokens);
+            concurrent_reset_requests_issue_one_mail, account_deletion_removes_its_tokens,
+            administration_keeps_the_last_administrator,
+            concurrent_demotions_keep_an_administrator,
+            disabling_ends_sessions_and_enabling_restores, administration_lists_in_pages);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -4229,6 +4236,214 @@ async fn account_deletion_removes_its_tokens(f: &impl Fixture) {
         None
     );
     drain_outbox(f, c.now()).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service administration
+
+/// A stored administrator.
+async fn stored_admin(f: &impl Fixture, now: DateTime<Utc>) -> User {
+    let u = User {
+        is_admin: true,
+        ..user(unique_email("admin"), now)
+    };
+    f.users().create(&u).await.unwrap();
+    u
+}
+
+/// The last enabled administrator can be neither demoted nor disabled; with a second one, it
+/// can; a disabled administrator does not count; unknown users are `NotFound`.
+async fn administration_keeps_the_last_administrator(f: &impl Fixture) {
+    let c = clock();
+    let admin = f.administration();
+    let a = stored_admin(f, c.now()).await;
+    // Other fixtures' administrators would count: this store starts empty of them.
+    assert_eq!(
+        admin.set_admin(a.id, false, c.now()).await.unwrap(),
+        AdminChange::LastAdministrator
+    );
+    assert_eq!(
+        admin.set_disabled(a.id, true, c.now()).await.unwrap(),
+        AdminChange::LastAdministrator
+    );
+    let b = stored_user(f, c.now()).await;
+    let start = log_head(f).await;
+    let AdminChange::Done { user, ended } = admin.set_admin(b.id, true, c.now()).await.unwrap()
+    else {
+        panic!("granted");
+    };
+    assert!(user.is_admin && ended.is_empty());
+    let AdminChange::Done { user, .. } = admin.set_disabled(a.id, true, c.now()).await.unwrap()
+    else {
+        panic!("a second administrator exists");
+    };
+    assert!(user.disabled());
+    assert_eq!(
+        admin.set_admin(b.id, false, c.now()).await.unwrap(),
+        AdminChange::LastAdministrator,
+        "a disabled administrator does not count"
+    );
+    assert_eq!(
+        actions_after(f, start).await,
+        vec![EventAction::AdminGranted, EventAction::UserDisabled]
+    );
+    // Already so: done, nothing recorded.
+    let start = log_head(f).await;
+    assert!(matches!(
+        admin.set_admin(b.id, true, c.now()).await.unwrap(),
+        AdminChange::Done { .. }
+    ));
+    assert!(actions_after(f, start).await.is_empty());
+    assert_eq!(
+        admin
+            .set_admin(UserId::generate(), true, c.now())
+            .await
+            .unwrap(),
+        AdminChange::NotFound
+    );
+}
+
+/// Two administrators demoting each other at once, five times over: each time exactly one
+/// demotion is done and the other refused.
+async fn concurrent_demotions_keep_an_administrator(f: &impl Fixture) {
+    let c = clock();
+    let admin = f.administration();
+    let a = stored_admin(f, c.now()).await;
+    let b = stored_admin(f, c.now()).await;
+    for _ in 0..5 {
+        let results: Vec<AdminChange> = futures::future::join_all([
+            admin.set_admin(a.id, false, c.now()),
+            admin.set_admin(b.id, false, c.now()),
+        ])
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+        let done: Vec<UserId> = results
+            .iter()
+            .filter_map(|r| match r {
+                AdminChange::Done { user, .. } => Some(user.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done.len(), 1, "{results:?}");
+        assert!(
+            results.contains(&AdminChange::LastAdministrator),
+            "{results:?}"
+        );
+        // Both administrators again for the next round.
+        admin.set_admin(done[0], true, c.now()).await.unwrap();
+    }
+}
+
+/// Disabling ends every live session (an event each) in the same step; enabling restores
+/// nothing of them; both are recorded once.
+async fn disabling_ends_sessions_and_enabling_restores(f: &impl Fixture) {
+    let c = clock();
+    let admin = f.administration();
+    stored_admin(f, c.now()).await;
+    let u = stored_user(f, c.now()).await;
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let s = session_for(&u, c.now());
+        f.sessions().create(&s, &token("first")).await.unwrap();
+        sessions.push(s.id);
+    }
+    sessions.sort();
+    let start = log_head(f).await;
+    let AdminChange::Done { user, ended } = admin.set_disabled(u.id, true, c.now()).await.unwrap()
+    else {
+        panic!("disabled");
+    };
+    assert_eq!(user.disabled_at, Some(c.now()));
+    assert_eq!(ended, sessions);
+    for id in &sessions {
+        assert!(
+            !f.sessions()
+                .find(*id)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_active(c.now())
+        );
+    }
+    let AdminChange::Done { user, ended } = admin.set_disabled(u.id, false, c.now()).await.unwrap()
+    else {
+        panic!("enabled");
+    };
+    assert!(!user.disabled() && ended.is_empty());
+    let logged = logged_after(f, start).await;
+    let seen: Vec<(EventAction, Option<Invalidation>)> = logged
+        .iter()
+        .map(|e| (e.action.unwrap(), e.invalidation.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                EventAction::SessionEnded,
+                Some(Invalidation::Session(sessions[0]))
+            ),
+            (
+                EventAction::SessionEnded,
+                Some(Invalidation::Session(sessions[1]))
+            ),
+            (EventAction::UserDisabled, None),
+            (EventAction::UserEnabled, None),
+        ]
+    );
+    admin.record_login(u.id, c.now()).await.unwrap();
+    assert_eq!(
+        f.users()
+            .find_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_login_at,
+        Some(c.now())
+    );
+}
+
+/// Listing: id order, `after`, `limit`, a case-insensitive part of the address (wildcards
+/// match themselves), and whether a second factor is on.
+async fn administration_lists_in_pages(f: &impl Fixture) {
+    let c = clock();
+    let admin = f.administration();
+    let tag = format!("list{}", UserId::generate().as_uuid().simple());
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let u = user(
+            Email::parse(&format!("{tag}.{i}@example.com")).unwrap(),
+            c.now(),
+        );
+        f.users().create(&u).await.unwrap();
+        ids.push(u.id);
+    }
+    ids.sort();
+    let page = |after: Option<UserId>, email: &str| UserQuery {
+        email: Some(email.to_owned()),
+        after,
+        limit: 2,
+    };
+    let first = admin.list(&page(None, &tag)).await.unwrap();
+    assert_eq!(
+        first.iter().map(|l| l.user.id).collect::<Vec<_>>(),
+        ids[..2]
+    );
+    let second = admin.list(&page(Some(ids[1]), &tag)).await.unwrap();
+    assert_eq!(
+        second.iter().map(|l| l.user.id).collect::<Vec<_>>(),
+        ids[2..]
+    );
+    assert!(
+        admin.list(&page(None, "%")).await.unwrap().is_empty(),
+        "% is literal"
+    );
+    assert!(
+        admin.list(&page(None, "_")).await.unwrap().is_empty(),
+        "_ is literal"
+    );
+    assert!(first.iter().all(|l| !l.mfa_enabled));
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ use uuid::Uuid;
 use crate::postgres::{
     DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgEventLog,
     PgLoginAttemptStore, PgMailOutbox, PgMfaRepository, PgOneTimeTokenStore,
-    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserRepository, PoolSettings,
-    build_pool, run_migrations,
+    PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserAdministration,
+    PgUserRepository, PoolSettings, build_pool, run_migrations,
 };
 
 type SyncPg = AsyncConnectionWrapper<AsyncPgConnection>;
@@ -1200,6 +1200,8 @@ pub struct TestStore {
     pub outbox: Arc<PgMailOutbox>,
     /// One-time tokens.
     pub one_time_tokens: Arc<PgOneTimeTokenStore>,
+    /// Administrators' changes to accounts.
+    pub administration: Arc<PgUserAdministration>,
     /// The database.
     pub db: TestDb,
 }
@@ -1224,6 +1226,7 @@ impl TestStore {
             accounts: Arc::new(PgAccountRemover::new(pool.clone())),
             outbox: Arc::new(PgMailOutbox::new(pool.clone())),
             one_time_tokens: Arc::new(PgOneTimeTokenStore::new(pool.clone())),
+            administration: Arc::new(PgUserAdministration::new(pool.clone())),
             pruner: Arc::new(PgPruner::new(pool)),
             db,
         }

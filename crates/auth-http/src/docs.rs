@@ -101,8 +101,14 @@ pub fn register<T>(app: App<T>, api: OpenApi) -> App<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    app.service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_PATH, api.clone()))
-        .service(Redoc::with_url("/redoc", api).custom_html(REDOC_HTML))
-        .route("/docs", web::get().to(docs_redirect))
-        .route("/redoc/redoc.standalone.js", web::get().to(redoc_js))
+    // No validator: Swagger UI would otherwise send the document to validator.swagger.io,
+    // from a page that must work with no internet access.
+    app.service(
+        SwaggerUi::new("/docs/{_:.*}")
+            .url(OPENAPI_PATH, api.clone())
+            .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+    )
+    .service(Redoc::with_url("/redoc", api).custom_html(REDOC_HTML))
+    .route("/docs", web::get().to(docs_redirect))
+    .route("/redoc/redoc.standalone.js", web::get().to(redoc_js))
 }

@@ -180,6 +180,11 @@ async fn documentation_pages_work_offline() {
         .await
         .unwrap();
     assert!(config.contains("/api-docs/openapi.json"), "{config}");
+    // Without this, Swagger UI posts the document to validator.swagger.io.
+    assert!(
+        config.contains("\"validatorUrl\": \"none\""),
+        "no outside validator: {config}"
+    );
 
     let redoc = app.get("/redoc").await.text().await.unwrap();
     assert!(

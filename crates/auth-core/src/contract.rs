@@ -2246,6 +2246,18 @@ async fn logged_after(f: &impl Fixture, position: i64) -> Vec<LogEntry> {
     f.events().read(position, &[], 10_000).await.unwrap()
 }
 
+/// The actions logged after `position`, each with the cache entry it invalidates.
+async fn actions_and_invalidations_after(
+    f: &impl Fixture,
+    position: i64,
+) -> Vec<(EventAction, Option<Invalidation>)> {
+    logged_after(f, position)
+        .await
+        .iter()
+        .map(|e| (e.action.unwrap(), e.invalidation.clone()))
+        .collect()
+}
+
 /// The newest position of the log.
 async fn log_head(f: &impl Fixture) -> i64 {
     let all = f.events().read(0, &[], 1_000_000).await.unwrap();
@@ -2314,10 +2326,7 @@ async fn ending_changes_append_their_events(f: &impl Fixture) {
         .unwrap();
 
     let logged = logged_after(f, start).await;
-    let seen: Vec<(EventAction, Option<Invalidation>)> = logged
-        .iter()
-        .map(|e| (e.action.unwrap(), e.invalidation.clone()))
-        .collect();
+    let seen = actions_and_invalidations_after(f, start).await;
     assert_eq!(
         seen,
         vec![
@@ -3917,11 +3926,7 @@ async fn password_reset_ends_sessions_and_clears_the_lock(f: &impl Fixture) {
         counted(1),
         "the lock is cleared"
     );
-    let logged = logged_after(f, start).await;
-    let seen: Vec<(EventAction, Option<Invalidation>)> = logged
-        .iter()
-        .map(|e| (e.action.unwrap(), e.invalidation.clone()))
-        .collect();
+    let seen = actions_and_invalidations_after(f, start).await;
     assert_eq!(
         seen,
         vec![
@@ -4372,11 +4377,7 @@ async fn disabling_ends_sessions_and_enabling_restores(f: &impl Fixture) {
         panic!("enabled");
     };
     assert!(!user.disabled() && ended.is_empty());
-    let logged = logged_after(f, start).await;
-    let seen: Vec<(EventAction, Option<Invalidation>)> = logged
-        .iter()
-        .map(|e| (e.action.unwrap(), e.invalidation.clone()))
-        .collect();
+    let seen = actions_and_invalidations_after(f, start).await;
     assert_eq!(
         seen,
         vec![

@@ -294,12 +294,7 @@ pub async fn open(mut config: Config) -> Result<Services, CliError> {
 pub async fn delete_user(config: Config, email: &str, json: bool) -> Result<(), CliError> {
     let email = Email::parse(email).map_err(|e| CliError::Input(format!("email: {e}")))?;
     let services = open(config).await?;
-    let user = services
-        .orgs
-        .find_user(&email)
-        .await
-        .map_err(org_error)?
-        .ok_or_else(|| CliError::Failed(format!("no user with email {email}")))?;
+    let user = account_by_email(&services, &email).await?;
     services
         .auth
         .remove_account(user.id)
@@ -324,15 +319,18 @@ pub async fn delete_user(config: Config, email: &str, json: bool) -> Result<(), 
 /// The account with `email`, or a message saying there is none.
 async fn account_by_email(
     services: &crate::wiring::Services,
-    email: &str,
+    email: &Email,
 ) -> Result<auth_core::model::User, CliError> {
-    let email = Email::parse(email).map_err(|e| CliError::Input(format!("email: {e}")))?;
     services
         .orgs
-        .find_user(&email)
+        .find_user(email)
         .await
         .map_err(org_error)?
         .ok_or_else(|| CliError::Failed(format!("no user with email {email}")))
+}
+
+fn parse_email(raw: &str) -> Result<Email, CliError> {
+    Email::parse(raw).map_err(|e| CliError::Input(format!("email: {e}")))
 }
 
 fn account_error(err: AccountError) -> CliError {
@@ -387,8 +385,9 @@ pub async fn list_users(
 /// # Errors
 /// [`CliError`].
 pub async fn user_info(config: Config, email: &str, json: bool) -> Result<(), CliError> {
+    let email = parse_email(email)?;
     let services = open(config).await?;
-    let user = account_by_email(&services, email).await?;
+    let user = account_by_email(&services, &email).await?;
     let listing = services
         .auth
         .user_listing(user.id)
@@ -422,8 +421,9 @@ pub async fn change_user(
     change: auth_core::service::administration::AccountChange,
     json: bool,
 ) -> Result<(), CliError> {
+    let email = parse_email(email)?;
     let services = open(config).await?;
-    let user = account_by_email(&services, email).await?;
+    let user = account_by_email(&services, &email).await?;
     let listing = services
         .auth
         .change_account(user.id, change)
@@ -451,8 +451,9 @@ pub async fn change_user(
 /// # Errors
 /// [`CliError`].
 pub async fn unlock_user(config: Config, email: &str, json: bool) -> Result<(), CliError> {
+    let email = parse_email(email)?;
     let services = open(config).await?;
-    let user = account_by_email(&services, email).await?;
+    let user = account_by_email(&services, &email).await?;
     services.auth.unlock(user.id).await.map_err(account_error)?;
     if json {
         return output::print_json(&serde_json::json!({ "unlocked": user.id.to_string() }));
@@ -477,8 +478,9 @@ pub async fn set_password(
         .policy()
         .new_password(password.expose_secret())
         .map_err(|e| CliError::Input(format!("password: {e}")))?;
+    let email = parse_email(email)?;
     let services = open(config).await?;
-    let user = account_by_email(&services, email).await?;
+    let user = account_by_email(&services, &email).await?;
     let ended = services
         .auth
         .set_password(user.id, &password)
@@ -501,12 +503,7 @@ pub async fn set_password(
 pub async fn verify_email(config: Config, email: &str, json: bool) -> Result<(), CliError> {
     let email = Email::parse(email).map_err(|e| CliError::Input(format!("email: {e}")))?;
     let services = open(config).await?;
-    let user = services
-        .orgs
-        .find_user(&email)
-        .await
-        .map_err(org_error)?
-        .ok_or_else(|| CliError::Failed(format!("no user with email {email}")))?;
+    let user = account_by_email(&services, &email).await?;
     let already = user.email_verified();
     services
         .auth

@@ -30,27 +30,18 @@ macro_rules! adjust_or_default {
 /// `name => |config| ...` changes the configuration first.
 macro_rules! mailing_on_both_stores {
     ($($name:ident $(=> $adjust:expr)?),* $(,)?) => {
-        mod memory {
+        mailing_on_both_stores!(@on memory Memory; $($name $(=> $adjust)?),*);
+        mailing_on_both_stores!(@on postgres Postgres; $($name $(=> $adjust)?),*);
+    };
+    (@on $module:ident $backend:ident; $($name:ident $(=> $adjust:expr)?),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let smtp = auth_infra::test_support::smtp::SmtpSink::start();
                     let adjust = adjust_or_default!($($adjust)?);
                     let app = crate::common::TestApp::start_mailing(
-                        crate::common::Backend::Memory, &smtp, adjust).await;
-                    super::$name(&app, &smtp).await;
-                    app.stop().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let smtp = auth_infra::test_support::smtp::SmtpSink::start();
-                    let adjust = adjust_or_default!($($adjust)?);
-                    let app = crate::common::TestApp::start_mailing(
-                        crate::common::Backend::Postgres, &smtp, adjust).await;
+                        crate::common::Backend::$backend, &smtp, adjust).await;
                     super::$name(&app, &smtp).await;
                     app.stop().await;
                 }

@@ -172,7 +172,8 @@ macro_rules! storage_contract_tests {
             concurrent_reset_requests_issue_one_mail, account_deletion_removes_its_tokens,
             administration_keeps_the_last_administrator,
             concurrent_demotions_keep_an_administrator,
-            disabling_ends_sessions_and_enabling_restores, administration_lists_in_pages);
+            disabling_ends_sessions_and_enabling_restores, administration_lists_in_pages,
+            account_deletion_keeps_the_last_administrator);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -4403,6 +4404,40 @@ async fn disabling_ends_sessions_and_enabling_restores(f: &impl Fixture) {
             .last_login_at,
         Some(c.now())
     );
+}
+
+/// The last enabled administrator's account cannot be deleted, changing nothing; of two
+/// concurrent deletions of the only two administrators, one is refused.
+async fn account_deletion_keeps_the_last_administrator(f: &impl Fixture) {
+    let c = clock();
+    let a = stored_admin(f, c.now()).await;
+    assert!(matches!(
+        f.accounts().delete_account(a.id, c.now()).await,
+        Err(DeleteAccountError::LastAdministrator)
+    ));
+    assert_eq!(f.users().find_by_id(a.id).await.unwrap(), Some(a.clone()));
+    for _ in 0..3 {
+        let b = stored_admin(f, c.now()).await;
+        let accounts = f.accounts();
+        let results =
+            futures::future::join_all([a.id, b.id].map(|id| accounts.delete_account(id, c.now())))
+                .await;
+        let deleted = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(deleted, 1, "{results:?}");
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(DeleteAccountError::LastAdministrator))),
+            "{results:?}"
+        );
+        if f.users().find_by_id(a.id).await.unwrap().is_none() {
+            // `a` went: make it again so the next round starts alike.
+            f.users().create(&a).await.unwrap();
+            let admin = f.administration();
+            admin.set_admin(b.id, false, c.now()).await.unwrap();
+            f.accounts().delete_account(b.id, c.now()).await.unwrap();
+        }
+    }
 }
 
 /// Listing: id order, `after`, `limit`, a case-insensitive part of the address (wildcards

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::user::FlagChange;
 use super::{
     MemoryMfaRepository, MemoryOneTimeTokenStore, MemoryOrganizationRepository,
     MemorySessionRepository, MemoryUserRepository,
@@ -56,19 +57,24 @@ impl AccountRemover for MemoryAccountRemover {
         if self.users.user(user).is_none() {
             return Err(DeleteAccountError::NotFound);
         }
-        let removed = self
+        let ended = self
             .organizations
             .remove_user_unless_last_owner(user, || {
                 // Removing the row decides between concurrent deletions: one finds it.
-                if !self.users.remove(user) {
-                    return None;
+                match self.users.remove_unless_last_admin(user) {
+                    FlagChange::NotFound | FlagChange::Unchanged(_) => {
+                        return Err(DeleteAccountError::NotFound);
+                    }
+                    FlagChange::LastAdministrator => {
+                        return Err(DeleteAccountError::LastAdministrator);
+                    }
+                    FlagChange::Changed(_) => {}
                 }
                 self.mfa.remove_user(user);
                 self.tokens.remove_user(user);
-                Some(self.sessions.remove_user(user, now))
+                Ok(self.sessions.remove_user(user, now))
             })
-            .map_err(DeleteAccountError::LastOwner)?;
-        let ended = removed.ok_or(DeleteAccountError::NotFound)?;
+            .map_err(DeleteAccountError::LastOwner)??;
         let mut events: Vec<NewEvent> = ended
             .iter()
             .map(|&id| NewEvent::session_ended(id, user, now))

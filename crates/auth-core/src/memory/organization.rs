@@ -48,11 +48,11 @@ impl MemoryOrganizationRepository {
     /// Unless `user` is the only owner of an organization (then that organization), runs
     /// `then` and removes the user's memberships, under this repository's lock: no membership
     /// changes between the check and the removal.
-    pub(crate) fn remove_user_unless_last_owner<R>(
+    pub(crate) fn remove_user_unless_last_owner<R, E>(
         &self,
         user: UserId,
-        then: impl FnOnce() -> R,
-    ) -> Result<R, OrganizationId> {
+        then: impl FnOnce() -> Result<R, E>,
+    ) -> Result<Result<R, E>, OrganizationId> {
         let mut state = lock(&self.state);
         let mut owned: Vec<OrganizationId> = state
             .memberships
@@ -65,7 +65,9 @@ impl MemoryOrganizationRepository {
             return Err(org);
         }
         let done = then();
-        state.memberships.retain(|(_, member), _| *member != user);
+        if done.is_ok() {
+            state.memberships.retain(|(_, member), _| *member != user);
+        }
         Ok(done)
     }
 }

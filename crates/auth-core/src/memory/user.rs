@@ -58,14 +58,26 @@ impl MemoryUserRepository {
         lock(&self.0).by_id.get(&id).cloned()
     }
 
-    /// Removes user `id`; whether it existed.
-    pub(crate) fn remove(&self, id: UserId) -> bool {
+    /// Removes user `id` unless it is the last enabled administrator, decided under the
+    /// lock.
+    pub(crate) fn remove_unless_last_admin(&self, id: UserId) -> FlagChange {
         let mut state = lock(&self.0);
+        let enabled_admins = state
+            .by_id
+            .values()
+            .filter(|u| u.is_admin && u.disabled_at.is_none())
+            .count();
+        let Some(user) = state.by_id.get(&id) else {
+            return FlagChange::NotFound;
+        };
+        if user.is_admin && user.disabled_at.is_none() && enabled_admins <= 1 {
+            return FlagChange::LastAdministrator;
+        }
         let Some(user) = state.by_id.remove(&id) else {
-            return false;
+            return FlagChange::NotFound;
         };
         state.by_email.remove(user.email.normalized());
-        true
+        FlagChange::Changed(user)
     }
 
     /// Where this repository records its events (for changes spanning several repositories).

@@ -15,6 +15,9 @@ pub enum DeleteAccountError {
     /// The user is the only owner of this organization; nothing was changed.
     #[error("the user is the last owner of organization {0}")]
     LastOwner(OrganizationId),
+    /// The user is the last enabled service administrator; nothing was changed.
+    #[error("the user is the last enabled administrator")]
+    LastAdministrator,
     /// The store failed; nothing was changed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -30,8 +33,10 @@ pub trait AccountRemover: Send + Sync + 'static {
     /// email, no name: nothing personal is kept).
     ///
     /// Implementations MUST refuse with [`DeleteAccountError::LastOwner`], changing nothing,
-    /// while the user is the only owner of an organization, and decide that atomically with
-    /// concurrent membership changes (a concurrent removal of the other owner and this
+    /// while the user is the only owner of an organization, and with
+    /// [`DeleteAccountError::LastAdministrator`] while it is the last enabled service
+    /// administrator, and decide each atomically with concurrent membership and
+    /// administration changes (a concurrent removal of the other owner and this
     /// deletion cannot both succeed); MUST answer [`DeleteAccountError::NotFound`] for an
     /// unknown user (of concurrent deletions of one user, exactly one succeeds); MUST change
     /// nothing when any step fails.

@@ -687,6 +687,9 @@ impl AccountService {
             Err(DeleteAccountError::LastOwner(organization)) => {
                 return Err(AccountError::LastOwner(organization));
             }
+            Err(DeleteAccountError::LastAdministrator) => {
+                return Err(AccountError::LastAdministrator);
+            }
             Err(DeleteAccountError::Store(e)) => return Err(e.into()),
         };
         self.forget_sessions(&ended).await;

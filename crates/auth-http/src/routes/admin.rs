@@ -216,7 +216,7 @@ pub async fn send_password_reset(
     responses(
         (status = 204, description = "The account is deleted"),
         (status = 404, description = "`NOT_FOUND`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`LAST_OWNER`: the only owner of an organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`LAST_OWNER` (the only owner of an organization) or `LAST_ADMINISTRATOR` (the last enabled service administrator)", body = Problem, content_type = "application/problem+json"),
         BearerErrors, AdminErrors, StoreErrors, NoBodyErrors,
     )
 )]

@@ -100,7 +100,7 @@ pub async fn change_password(
     responses(
         (status = 204, description = "The account is deleted"),
         (status = 401, description = "`UNAUTHENTICATED` or `INVALID_CREDENTIALS`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`LAST_OWNER`: the only owner of an organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`LAST_OWNER` (the only owner of an organization) or `LAST_ADMINISTRATOR` (the last enabled service administrator)", body = Problem, content_type = "application/problem+json"),
         BodyErrors, StoreErrors,
         (status = 429, description = "`TOO_MANY_ATTEMPTS`: too many wrong passwords (with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )

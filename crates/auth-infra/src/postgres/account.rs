@@ -20,6 +20,7 @@ enum Deletion {
     Deleted(Vec<SessionId>),
     NotFound,
     LastOwner(Uuid),
+    LastAdministrator,
 }
 
 /// Deletes accounts from Postgres.
@@ -55,7 +56,18 @@ impl AccountRemover for PgAccountRemover {
                 let mut conn = self.pool.get().await?;
                 let id = user.as_uuid();
                 conn.transaction::<_, DieselError, _>(async |conn| {
-                    // The user's row first: concurrent deletions queue here, and the second
+                    // The enabled administrators first, in id order (as an administration
+                    // change locks them), so a concurrent demotion and this deletion cannot
+                    // both take away the last one.
+                    let admins: Vec<Uuid> = users::table
+                        .filter(users::is_admin.eq(true))
+                        .filter(users::disabled_at.is_null())
+                        .order(users::id)
+                        .select(users::id)
+                        .for_update()
+                        .load(conn)
+                        .await?;
+                    // Then the user's row: concurrent deletions queue here, and the second
                     // finds nothing.
                     let found: Option<Uuid> = users::table
                         .find(id)
@@ -66,6 +78,9 @@ impl AccountRemover for PgAccountRemover {
                         .optional()?;
                     if found.is_none() {
                         return Ok(Deletion::NotFound);
+                    }
+                    if admins.contains(&id) && admins.len() <= 1 {
+                        return Ok(Deletion::LastAdministrator);
                     }
                     // Then, in every organization the user owns, every owner row, in the order
                     // a member removal locks them (by organization, then user), so a concurrent
@@ -126,6 +141,7 @@ impl AccountRemover for PgAccountRemover {
         match deletion {
             Deletion::Deleted(ended) => Ok(ended),
             Deletion::NotFound => Err(DeleteAccountError::NotFound),
+            Deletion::LastAdministrator => Err(DeleteAccountError::LastAdministrator),
             Deletion::LastOwner(org) => Err(DeleteAccountError::LastOwner(
                 OrganizationId::from_uuid(org),
             )),

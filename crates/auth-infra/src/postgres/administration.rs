@@ -71,6 +71,7 @@ async fn change_in(
     let enabled_admins: Vec<Uuid> = users::table
         .filter(users::is_admin.eq(true))
         .filter(users::disabled_at.is_null())
+        .order(users::id)
         .select(users::id)
         .for_update()
         .load(conn)

@@ -380,6 +380,24 @@ async fn the_last_administrator_survives_concurrent_demotions(app: &TestApp) {
         .await;
         assert_problem(res, 409, "LAST_ADMINISTRATOR").await;
     }
+    let res = call(
+        app,
+        Method::DELETE,
+        &format!("/api/v1/admin/users/{survivor_id}"),
+        survivor,
+        None,
+    )
+    .await;
+    assert_problem(res, 409, "LAST_ADMINISTRATOR").await;
+    let res = call(
+        app,
+        Method::DELETE,
+        "/api/v1/users/me",
+        survivor,
+        Some(&json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_problem(res, 409, "LAST_ADMINISTRATOR").await;
     let res = call(app, Method::GET, "/api/v1/admin/users", survivor, None).await;
     assert_eq!(res.status(), 200, "the survivor still administers");
 }

@@ -26,6 +26,10 @@ check-deploy:
 typescript-client:
     scripts/typescript-client.sh target/debug/auth-server
 
+# The README's walk-through, run twice against a fresh server.
+readme-walkthrough:
+    scripts/readme-walkthrough.sh target/debug/auth-server
+
 # The pages of mailed links in Chromium, offline (installs chromium if missing; `just test` builds the binary).
 browser-test:
     scripts/browser-test.sh target/debug/auth-server

@@ -54,13 +54,15 @@ fn key_table(items: &[ApiKeyItem]) -> Table {
     table
 }
 
-/// `api-keys list`.
+/// `api-keys list`: the API's `GET /api-keys` body (`{items}`) with `--json`.
 ///
 /// # Errors
 /// [`print_json`]'s.
 pub fn keys(items: &[ApiKeyItem], json: bool) -> Result<(), CliError> {
     if json {
-        return print_json(&items);
+        return print_json(&auth_api::ApiKeyList {
+            items: items.to_vec(),
+        });
     }
     println!("{}", key_table(items));
     Ok(())
@@ -126,13 +128,15 @@ fn device_table(items: &[DeviceItem]) -> Table {
     table
 }
 
-/// `devices list`.
+/// `devices list`: the API's `GET /devices` body (`{items}`) with `--json`.
 ///
 /// # Errors
 /// [`print_json`]'s.
 pub fn devices(items: &[DeviceItem], json: bool) -> Result<(), CliError> {
     if json {
-        return print_json(&items);
+        return print_json(&auth_api::DeviceList {
+            items: items.to_vec(),
+        });
     }
     println!("{}", device_table(items));
     Ok(())

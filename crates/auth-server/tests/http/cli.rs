@@ -357,13 +357,13 @@ async fn flags_named_as_in_the_api_and_their_old_names_both_work() {
     );
     assert!(text(&bad.stderr).contains("--expires-in-days must be 1..=3650"));
     let old = json_of(&db, &["api-keys", "list", "--organization", org_id]);
-    let revoked_id = old[0]["id"].as_str().unwrap().to_owned();
+    let revoked_id = old["items"][0]["id"].as_str().unwrap().to_owned();
     json_of(&db, &["api-keys", "revoke", &revoked_id]);
     let active = json_of(&db, &["api-keys", "list", "--organization", org_id]);
-    assert_eq!(active.as_array().unwrap().len(), 1);
+    assert_eq!(active["items"].as_array().unwrap().len(), 1);
     for flag in ["--include-revoked", "--all"] {
         let all = json_of(&db, &["api-keys", "list", "--organization", org_id, flag]);
-        assert_eq!(all.as_array().unwrap().len(), 2, "{flag}");
+        assert_eq!(all["items"].as_array().unwrap().len(), 2, "{flag}");
     }
 
     // devices register --metadata: stored and shown as the API shows it.

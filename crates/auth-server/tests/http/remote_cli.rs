@@ -224,8 +224,13 @@ async fn remote_cli_manages_keys_as_the_database_mode_does() {
 
     // List and info: the very same output, JSON and table, on the same rows.
     let listed = modes.settled(&["--json", "api-keys", "list", "--organization", &org]);
-    let items: Value = serde_json::from_str(&listed).unwrap();
-    assert_eq!(items.as_array().unwrap().len(), 5, "{items}");
+    let listed_body: Value = serde_json::from_str(&listed).unwrap();
+    let items = &listed_body["items"];
+    assert_eq!(
+        items.as_array().unwrap().len(),
+        5,
+        "the API's {{items}}: {listed_body}"
+    );
     assert!(!listed.contains(&remote_key), "the secret is shown once");
     let table = modes.settled(&["api-keys", "list", "--organization", &org]);
     assert!(table.contains("ingest") && table.contains("ops"), "{table}");
@@ -364,8 +369,7 @@ async fn remote_cli_manages_devices_as_the_database_mode_does() {
     // List and info: the very same output.
     let listed = modes.settled(&["--json", "devices", "list", "--organization", &org]);
     assert_eq!(
-        serde_json::from_str::<Value>(&listed)
-            .unwrap()
+        serde_json::from_str::<Value>(&listed).unwrap()["items"]
             .as_array()
             .unwrap()
             .len(),

@@ -216,7 +216,7 @@ async fn cli_manages_organizations_and_keys_and_running_instances_hear_it() {
         serde_json::json!(["events:read", "events:write"])
     );
     let listed = cli_json(&db, &["api-keys", "list", "--organization", &org_id]);
-    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     assert!(
         !listed.to_string().contains(&key),
         "the secret is shown once"
@@ -360,7 +360,7 @@ async fn cli_manages_devices() {
     assert_eq!(reg["name"], "Hall");
     let secret = reg["device_secret"].as_str().unwrap().to_owned();
     let listed = cli_json(&db, &["devices", "list", "--organization", &org_id]);
-    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     assert!(!listed.to_string().contains(&secret));
     assert_eq!(
         cli_json(&db, &["devices", "info", "frame:hall-1"])["status"],

@@ -173,7 +173,7 @@ macro_rules! storage_contract_tests {
             administration_keeps_the_last_administrator,
             concurrent_demotions_keep_an_administrator,
             disabling_ends_sessions_and_enabling_restores, administration_lists_in_pages,
-            account_deletion_keeps_the_last_administrator);
+            account_deletion_keeps_the_last_administrator, organizations_list_all_in_pages);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -4438,6 +4438,34 @@ async fn account_deletion_keeps_the_last_administrator(f: &impl Fixture) {
             f.accounts().delete_account(b.id, c.now()).await.unwrap();
         }
     }
+}
+
+/// Every organization, by id, in pages.
+async fn organizations_list_all_in_pages(f: &impl Fixture) {
+    let now = clock().now();
+    let owner = stored_user(f, now).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(stored_org(f, &owner, now).await.id);
+    }
+    ids.sort();
+    let orgs = f.organizations();
+    let first: Vec<OrganizationId> = orgs
+        .list_all(None, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(first, ids[..2]);
+    let rest: Vec<OrganizationId> = orgs
+        .list_all(Some(ids[1]), 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(rest, ids[2..]);
 }
 
 /// Listing: id order, `after`, `limit`, a case-insensitive part of the address (wildcards

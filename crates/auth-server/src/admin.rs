@@ -36,12 +36,12 @@ pub enum OrganizationsCommand {
         #[arg(long)]
         owner_email: String,
     },
-    /// List the organizations a user belongs to, with the user's role in each (as
-    /// `GET /organizations` answers that user).
+    /// List every organization, or with `--user` the organizations a user belongs to with
+    /// the user's role in each (as `GET /organizations` answers that user).
     List {
         /// Email of the user.
         #[arg(long, value_name = "EMAIL")]
-        user: String,
+        user: Option<String>,
     },
     /// List an organization's members (as `GET /organizations/{org_id}/members`).
     Members {
@@ -726,7 +726,25 @@ pub async fn organizations(
 ) -> Result<(), CliError> {
     let services = open(config).await?;
     match cmd {
-        OrganizationsCommand::List { user } => {
+        OrganizationsCommand::List { user: None } => {
+            let store = |e: auth_core::ports::StoreError| {
+                CliError::Failed(auth_core::ErrorChain(&e).to_string())
+            };
+            let repository = services.orgs.repository();
+            let mut all = Vec::new();
+            let mut after = None;
+            loop {
+                let page = repository.list_all(after, 1000).await.map_err(store)?;
+                let full = page.len() == 1000;
+                after = page.last().map(|o| o.id);
+                all.extend(page);
+                if !full {
+                    break;
+                }
+            }
+            output::all_organizations(&all, json)
+        }
+        OrganizationsCommand::List { user: Some(user) } => {
             let email = Email::parse(&user).map_err(|e| CliError::Input(format!("--user: {e}")))?;
             let user = services
                 .orgs

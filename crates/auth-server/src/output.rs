@@ -278,3 +278,36 @@ pub fn admin_users(list: &auth_api::AdminUserList, json: bool) -> Result<(), Cli
     }
     Ok(())
 }
+
+/// `organizations list` without `--user`: every organization (`--json`: an array of the
+/// API's organization bodies).
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn all_organizations(
+    orgs: &[auth_core::model::Organization],
+    json: bool,
+) -> Result<(), CliError> {
+    let bodies: Vec<auth_api::OrganizationBody> = orgs
+        .iter()
+        .map(|o| auth_api::OrganizationBody {
+            id: o.id.as_uuid(),
+            name: o.name.as_str().to_owned(),
+            created_at: o.created_at,
+        })
+        .collect();
+    if json {
+        return print_json(&serde_json::json!({ "items": bodies }));
+    }
+    let mut table = Table::new();
+    table.set_header(["id", "name", "created"]);
+    for org in &bodies {
+        table.add_row([
+            org.id.to_string(),
+            org.name.clone(),
+            org.created_at.to_rfc3339(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}

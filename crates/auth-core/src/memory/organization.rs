@@ -100,6 +100,21 @@ impl OrganizationRepository for MemoryOrganizationRepository {
         Ok(lock(&self.state).orgs.get(&id).cloned())
     }
 
+    async fn list_all(
+        &self,
+        after: Option<OrganizationId>,
+        limit: usize,
+    ) -> Result<Vec<Organization>, StoreError> {
+        let state = lock(&self.state);
+        let mut orgs: Vec<&Organization> = state
+            .orgs
+            .values()
+            .filter(|o| after.is_none_or(|after| o.id > after))
+            .collect();
+        orgs.sort_by_key(|o| o.id);
+        Ok(orgs.into_iter().take(limit).cloned().collect())
+    }
+
     async fn list_for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, StoreError> {
         let state = lock(&self.state);
         let mut found: Vec<(Organization, Role)> = state

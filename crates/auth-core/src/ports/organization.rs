@@ -55,6 +55,17 @@ pub trait OrganizationRepository: Send + Sync + 'static {
     /// [`StoreError`].
     async fn find(&self, id: OrganizationId) -> Result<Option<Organization>, StoreError>;
 
+    /// Every organization, by id (time-ordered: creation order), after `after`, at most
+    /// `limit`: for operators.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn list_all(
+        &self,
+        after: Option<OrganizationId>,
+        limit: usize,
+    ) -> Result<Vec<Organization>, StoreError>;
+
     /// The organizations `user` belongs to, with the user's role in each.
     ///
     /// # Errors

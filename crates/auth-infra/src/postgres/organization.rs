@@ -153,6 +153,34 @@ impl OrganizationRepository for PgOrganizationRepository {
             .await
     }
 
+    async fn list_all(
+        &self,
+        after: Option<OrganizationId>,
+        limit: usize,
+    ) -> Result<Vec<Organization>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let mut query = organizations::table
+                    .select(OrganizationRow::as_select())
+                    .order(organizations::id)
+                    .limit(limit)
+                    .into_boxed();
+                if let Some(after) = after {
+                    query = query.filter(organizations::id.gt(after.as_uuid()));
+                }
+                query
+                    .load(&mut conn)
+                    .await
+                    .map_err(classify)?
+                    .into_iter()
+                    .map(OrganizationRow::into_domain)
+                    .collect()
+            })
+            .await
+    }
+
     async fn find(&self, id: OrganizationId) -> Result<Option<Organization>, StoreError> {
         self.pool
             .deadline(async {

@@ -270,6 +270,11 @@ async fn organizations_list_and_members_print_the_api_bodies() {
     assert_eq!(keys(&list), ["items"]);
     assert_eq!(keys(&list["items"][0]), ["id", "name", "role"]);
     assert_eq!(list["items"][0]["id"], org_id.as_str());
+    // Without --user: every organization, as the API's organization bodies.
+    let all = json_of(&db, &["organizations", "list"]);
+    assert_eq!(all["items"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(keys(&all["items"][0]), ["created_at", "id", "name"]);
+    assert_eq!(all["items"][0]["id"], org_id.as_str());
     let none = json_of(
         &db,
         &["organizations", "list", "--user", "loner@example.com"],

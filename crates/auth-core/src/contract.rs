@@ -173,7 +173,8 @@ macro_rules! storage_contract_tests {
             administration_keeps_the_last_administrator,
             concurrent_demotions_keep_an_administrator,
             disabling_ends_sessions_and_enabling_restores, administration_lists_in_pages,
-            account_deletion_keeps_the_last_administrator, organizations_list_all_in_pages);
+            account_deletion_keeps_the_last_administrator, organizations_list_all_in_pages,
+            administration_unlock_clears_the_lock_and_records_it);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The contract cases, one public function each (generated from the list in
@@ -4438,6 +4439,35 @@ async fn account_deletion_keeps_the_last_administrator(f: &impl Fixture) {
             f.accounts().delete_account(b.id, c.now()).await.unwrap();
         }
     }
+}
+
+/// Unlocking clears the address's counter and records `user.unlocked` in one step; an
+/// unknown account is `false`.
+async fn administration_unlock_clears_the_lock_and_records_it(f: &impl Fixture) {
+    let c = clock();
+    let u = stored_user(f, c.now()).await;
+    let policy = lockout(3);
+    let key = u.email.attempt_key();
+    lock_out(f.login_attempts().as_ref(), &key, &c, &policy).await;
+    let start = log_head(f).await;
+    assert!(f.administration().unlock(u.id, c.now()).await.unwrap());
+    assert_eq!(
+        f.login_attempts()
+            .begin_attempt(&key, c.now(), &policy)
+            .await
+            .unwrap(),
+        counted(1)
+    );
+    assert_eq!(
+        actions_after(f, start).await,
+        vec![EventAction::UserUnlocked]
+    );
+    assert!(
+        !f.administration()
+            .unlock(UserId::generate(), c.now())
+            .await
+            .unwrap()
+    );
 }
 
 /// Every organization, by id, in pages.

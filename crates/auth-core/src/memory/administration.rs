@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::user::{Flag, FlagChange};
-use super::{MemoryMfaRepository, MemorySessionRepository, MemoryUserRepository};
+use super::{
+    MemoryLoginAttemptStore, MemoryMfaRepository, MemorySessionRepository, MemoryUserRepository,
+};
 use crate::model::{EventAction, NewEvent, UserId};
 use crate::ports::{AdminChange, StoreError, UserAdministration, UserListing, UserQuery};
 
@@ -19,6 +21,7 @@ pub struct MemoryUserAdministration {
     users: Arc<MemoryUserRepository>,
     sessions: Arc<MemorySessionRepository>,
     mfa: Arc<MemoryMfaRepository>,
+    attempts: Arc<MemoryLoginAttemptStore>,
 }
 
 impl MemoryUserAdministration {
@@ -28,11 +31,13 @@ impl MemoryUserAdministration {
         users: Arc<MemoryUserRepository>,
         sessions: Arc<MemorySessionRepository>,
         mfa: Arc<MemoryMfaRepository>,
+        attempts: Arc<MemoryLoginAttemptStore>,
     ) -> Self {
         Self {
             users,
             sessions,
             mfa,
+            attempts,
         }
     }
 
@@ -105,6 +110,22 @@ impl UserAdministration for MemoryUserAdministration {
         now: DateTime<Utc>,
     ) -> Result<AdminChange, StoreError> {
         self.change(user, Flag::Disabled, disabled, now).await
+    }
+
+    async fn unlock(&self, user: UserId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Some(email) = self.users.email_of(user) else {
+            return Ok(false);
+        };
+        self.attempts.clear(&email.attempt_key());
+        self.users
+            .recorder()
+            .record(vec![NewEvent::administered(
+                EventAction::UserUnlocked,
+                user,
+                now,
+            )])
+            .await;
+        Ok(true)
     }
 
     async fn record_login(&self, user: UserId, now: DateTime<Utc>) -> Result<(), StoreError> {

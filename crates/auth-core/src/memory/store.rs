@@ -78,6 +78,7 @@ impl MemoryStore {
             users.clone(),
             sessions.clone(),
             mfa.clone(),
+            login_attempts.clone(),
         ));
         Self {
             administration,

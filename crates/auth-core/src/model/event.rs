@@ -51,11 +51,13 @@ pub enum EventAction {
     AdminGranted,
     /// The account is no longer a service administrator.
     AdminRevoked,
+    /// An administrator cleared the lockout of the account's address.
+    UserUnlocked,
 }
 
 impl EventAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::SessionEnded,
         Self::SessionReuseDetected,
         Self::PasswordChanged,
@@ -74,6 +76,7 @@ impl EventAction {
         Self::UserEnabled,
         Self::AdminGranted,
         Self::AdminRevoked,
+        Self::UserUnlocked,
     ];
 
     /// The contract's name.
@@ -98,6 +101,7 @@ impl EventAction {
             Self::UserEnabled => "user.enabled",
             Self::AdminGranted => "user.admin_granted",
             Self::AdminRevoked => "user.admin_revoked",
+            Self::UserUnlocked => "user.unlocked",
         }
     }
 
@@ -254,7 +258,7 @@ impl NewEvent {
     }
 
     /// An administrator's change to `user`: `user.disabled`, `user.enabled`,
-    /// `user.admin_granted` or `user.admin_revoked`.
+    /// `user.admin_granted`, `user.admin_revoked` or `user.unlocked`.
     #[must_use]
     pub fn administered(action: EventAction, user: UserId, at: DateTime<Utc>) -> Self {
         Self {

@@ -86,6 +86,13 @@ pub trait UserAdministration: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<AdminChange, StoreError>;
 
+    /// Clears the lockout of the account's address (its failed-login counter) and appends
+    /// `user.unlocked`, in one atomic step. `false` when no such account.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails (nothing changed).
+    async fn unlock(&self, user: UserId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
     /// Notes a successful login at `now` (for listings).
     ///
     /// # Errors

@@ -170,8 +170,10 @@ impl AccountService {
     /// # Errors
     /// [`AccountError::UserNotFound`]; a store failure.
     pub async fn unlock(&self, id: UserId) -> Result<(), AccountError> {
-        let user = self.stored(id).await?;
-        self.ports.attempts.reset(&user.email.attempt_key()).await?;
+        let now = self.ports.clock.now();
+        if !self.administration()?.unlock(id, now).await? {
+            return Err(AccountError::UserNotFound);
+        }
         tracing::info!(user_id = %id, "lockout cleared by an administrator");
         Ok(())
     }

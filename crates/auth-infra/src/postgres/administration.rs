@@ -3,7 +3,7 @@
 //! concurrent demotions queue and the later one sees the earlier.
 
 use async_trait::async_trait;
-use auth_core::model::{EventAction, NewEvent, UserId};
+use auth_core::model::{Email, EventAction, NewEvent, UserId};
 use auth_core::ports::{AdminChange, StoreError, UserAdministration, UserListing, UserQuery};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::error::classify;
 use super::events::append_in;
 use super::pool::DbPool;
-use super::schema::{mfa_totp, users};
+use super::schema::{login_attempts, mfa_totp, users};
 use super::session::end_all_in;
 use super::user::UserRow;
 
@@ -200,6 +200,39 @@ impl UserAdministration for PgUserAdministration {
         now: DateTime<Utc>,
     ) -> Result<AdminChange, StoreError> {
         self.change(user, false, disabled, now).await
+    }
+
+    async fn unlock(&self, user: UserId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    let email: Option<String> = users::table
+                        .find(user.as_uuid())
+                        .select(users::email)
+                        .for_share()
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    let Some(email) = email.and_then(|e| Email::from_stored(&e).ok()) else {
+                        return Ok(false);
+                    };
+                    diesel::delete(
+                        login_attempts::table.find(email.attempt_key().as_bytes().as_slice()),
+                    )
+                    .execute(conn)
+                    .await?;
+                    append_in(
+                        conn,
+                        &[NewEvent::administered(EventAction::UserUnlocked, user, now)],
+                    )
+                    .await?;
+                    Ok(true)
+                })
+                .await
+                .map_err(classify)
+            })
+            .await
     }
 
     async fn record_login(&self, user: UserId, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -2352,6 +2352,7 @@ async fn ending_changes_append_their_events(f: &impl Fixture) {
                 EventAction::DeviceRevoked,
                 Some(Invalidation::Device(device.id.clone()))
             ),
+            (EventAction::UserRegistered, None),
             (
                 EventAction::SessionReuseDetected,
                 Some(Invalidation::Session(sessions[0]))
@@ -2610,6 +2611,8 @@ async fn prune_sessions_ended_before_retention(f: &impl Fixture) {
         PruneReport::Completed(PrunedRows {
             sessions: 3,
             refresh_tokens: 5,
+            // The user's `user.registered`, 400 days old: past the event retention.
+            events: 1,
             ..PrunedRows::default()
         })
     );
@@ -3038,7 +3041,8 @@ async fn account_deletion_removes_everything_and_ends_sessions(f: &impl Fixture)
         actions,
         vec![
             Some(EventAction::SessionEnded),
-            Some(EventAction::UserDeleted)
+            Some(EventAction::UserDeleted),
+            Some(EventAction::UserRegistered),
         ]
     );
     assert_eq!(
@@ -3053,7 +3057,7 @@ async fn account_deletion_removes_everything_and_ends_sessions(f: &impl Fixture)
     ));
     assert_eq!(
         log_head(f).await,
-        appended[1].seq,
+        appended[2].seq,
         "a refused deletion appends nothing"
     );
 }
@@ -3809,7 +3813,11 @@ async fn change_of_address_applies_and_kills_older_links(f: &impl Fixture) {
     );
     assert_eq!(
         actions_after(f, start).await,
-        vec![EventAction::EmailChanged]
+        vec![
+            EventAction::PasswordResetRequested,
+            EventAction::EmailChanged,
+            EventAction::UserRegistered
+        ]
     );
     drain_outbox(f, c.now()).await;
 }

@@ -95,6 +95,20 @@ impl MemoryOneTimeTokenStore {
         tokens.remove(hash).filter(|(_, t)| now < t.expires_at)
     }
 
+    /// Records `user.password_reset_requested` for a reset token just stored.
+    async fn record_reset_requested(&self, user: UserId, token: &StoredToken) {
+        if token.purpose == TokenPurpose::PasswordReset {
+            self.users
+                .recorder()
+                .record(vec![NewEvent::administered(
+                    crate::model::EventAction::PasswordResetRequested,
+                    user,
+                    token.created_at,
+                )])
+                .await;
+        }
+    }
+
     /// `confirm_address` under the tokens' lock: the outcome, and the event to record.
     fn confirm_locked(
         &self,
@@ -163,8 +177,11 @@ impl OneTimeTokenStore for MemoryOneTimeTokenStore {
         token: &StoredToken,
         mail: &OutgoingMail,
     ) -> Result<(), StoreError> {
-        let mut tokens = lock(&self.tokens);
-        self.store(&mut tokens, user, token, mail.clone());
+        {
+            let mut tokens = lock(&self.tokens);
+            self.store(&mut tokens, user, token, mail.clone());
+        }
+        self.record_reset_requested(user, token).await;
         Ok(())
     }
 
@@ -205,31 +222,35 @@ impl OneTimeTokenStore for MemoryOneTimeTokenStore {
         mail: &OutgoingMail,
         min_interval: Duration,
     ) -> Result<Option<AddressIssue>, StoreError> {
-        let mut tokens = lock(&self.tokens);
-        {
-            let mut requests = lock(&self.requests);
-            let before = requests.len();
-            requests.retain(|(r, _)| r.id != request);
-            if requests.len() == before {
-                return Ok(None);
+        let issued_to = {
+            let mut tokens = lock(&self.tokens);
+            {
+                let mut requests = lock(&self.requests);
+                let before = requests.len();
+                requests.retain(|(r, _)| r.id != request);
+                if requests.len() == before {
+                    return Ok(None);
+                }
             }
-        }
-        let Some((user, address)) = self.users.id_by_email(&token.email) else {
-            return Ok(Some(AddressIssue::UnknownAddress));
+            let Some((user, address)) = self.users.id_by_email(&token.email) else {
+                return Ok(Some(AddressIssue::UnknownAddress));
+            };
+            let too_soon = tokens.values().any(|(owner, t)| {
+                *owner == user
+                    && t.purpose == token.purpose
+                    && t.created_at + min_interval > token.created_at
+            });
+            if too_soon {
+                return Ok(Some(AddressIssue::TooSoon));
+            }
+            let mail = OutgoingMail {
+                to: address,
+                ..mail.clone()
+            };
+            self.store(&mut tokens, user, token, mail);
+            user
         };
-        let too_soon = tokens.values().any(|(owner, t)| {
-            *owner == user
-                && t.purpose == token.purpose
-                && t.created_at + min_interval > token.created_at
-        });
-        if too_soon {
-            return Ok(Some(AddressIssue::TooSoon));
-        }
-        let mail = OutgoingMail {
-            to: address,
-            ..mail.clone()
-        };
-        self.store(&mut tokens, user, token, mail);
+        self.record_reset_requested(issued_to, token).await;
         Ok(Some(AddressIssue::Issued))
     }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::event_log::{MemoryEventLog, Recorder};
 use super::lock;
-use crate::model::{DisplayName, Email, NewEvent, PasswordHash, User, UserId};
+use crate::model::{DisplayName, Email, EventAction, NewEvent, PasswordHash, User, UserId};
 use crate::ports::{CreateUserError, PasswordUpdate, StoreError, UserRepository};
 
 #[derive(Debug, Default)]
@@ -214,13 +214,22 @@ impl MemoryUserRepository {
 #[async_trait]
 impl UserRepository for MemoryUserRepository {
     async fn create(&self, user: &User) -> Result<(), CreateUserError> {
-        let mut state = lock(&self.0);
-        let key = user.email.normalized().to_owned();
-        if state.by_email.contains_key(&key) {
-            return Err(CreateUserError::EmailTaken);
+        {
+            let mut state = lock(&self.0);
+            let key = user.email.normalized().to_owned();
+            if state.by_email.contains_key(&key) {
+                return Err(CreateUserError::EmailTaken);
+            }
+            state.by_email.insert(key, user.id);
+            state.by_id.insert(user.id, user.clone());
         }
-        state.by_email.insert(key, user.id);
-        state.by_id.insert(user.id, user.clone());
+        self.1
+            .record(vec![NewEvent::administered(
+                EventAction::UserRegistered,
+                user.id,
+                user.created_at,
+            )])
+            .await;
         Ok(())
     }
 

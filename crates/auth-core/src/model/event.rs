@@ -53,11 +53,16 @@ pub enum EventAction {
     AdminRevoked,
     /// An administrator cleared the lockout of the account's address.
     UserUnlocked,
+    /// An account was created (by registration, an administrator, the CLI or an import).
+    UserRegistered,
+    /// A password-reset link was issued for the account (asked for by its user or sent by an
+    /// administrator).
+    PasswordResetRequested,
 }
 
 impl EventAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 21] = [
         Self::SessionEnded,
         Self::SessionReuseDetected,
         Self::PasswordChanged,
@@ -77,6 +82,8 @@ impl EventAction {
         Self::AdminGranted,
         Self::AdminRevoked,
         Self::UserUnlocked,
+        Self::UserRegistered,
+        Self::PasswordResetRequested,
     ];
 
     /// The contract's name.
@@ -102,6 +109,8 @@ impl EventAction {
             Self::AdminGranted => "user.admin_granted",
             Self::AdminRevoked => "user.admin_revoked",
             Self::UserUnlocked => "user.unlocked",
+            Self::UserRegistered => "user.registered",
+            Self::PasswordResetRequested => "user.password_reset_requested",
         }
     }
 

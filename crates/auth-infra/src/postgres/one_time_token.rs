@@ -48,12 +48,21 @@ impl PgOneTimeTokenStore {
 }
 
 /// Replaces `user`'s tokens of the purpose with `token`, inside the caller's transaction
-/// (the mail is queued by the caller).
+/// (the mail is queued by the caller); a reset token is recorded as
+/// `user.password_reset_requested`.
 async fn store_in(
     conn: &mut AsyncPgConnection,
     user: UserId,
     token: &StoredToken,
 ) -> Result<(), DieselError> {
+    if token.purpose == TokenPurpose::PasswordReset {
+        let event = NewEvent::administered(
+            auth_core::model::EventAction::PasswordResetRequested,
+            user,
+            token.created_at,
+        );
+        append_in(conn, &[event]).await?;
+    }
     diesel::delete(
         one_time_tokens::table
             .filter(one_time_tokens::user_id.eq(user.as_uuid()))

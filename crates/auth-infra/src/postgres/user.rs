@@ -1,7 +1,7 @@
 //! `PgUserRepository`.
 
 use async_trait::async_trait;
-use auth_core::model::{DisplayName, Email, NewEvent, PasswordHash, User, UserId};
+use auth_core::model::{DisplayName, Email, EventAction, NewEvent, PasswordHash, User, UserId};
 use auth_core::ports::{CreateUserError, PasswordUpdate, StoreError, UserRepository};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -100,12 +100,22 @@ impl UserRepository for PgUserRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                let inserted = diesel::insert_into(users::table)
-                    .values(UserRow::from_domain(user))
-                    .execute(&mut conn)
+                let inserted = conn
+                    .transaction::<_, DieselError, _>(async |conn| {
+                        diesel::insert_into(users::table)
+                            .values(UserRow::from_domain(user))
+                            .execute(conn)
+                            .await?;
+                        let event = NewEvent::administered(
+                            EventAction::UserRegistered,
+                            user.id,
+                            user.created_at,
+                        );
+                        append_in(conn, &[event]).await
+                    })
                     .await;
                 match inserted {
-                    Ok(_) => Ok(()),
+                    Ok(()) => Ok(()),
                     Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
                         if info.constraint_name() == Some("users_email_normalized_key") =>
                     {

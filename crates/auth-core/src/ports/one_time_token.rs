@@ -59,6 +59,8 @@ pub struct PasswordResetDone {
 ///   the call that uses it deletes it, in the same atomic step as the change it authorises;
 ///   an expired token, or one of another purpose, authorises nothing (an expired one is
 ///   deleted);
+/// - append `user.password_reset_requested` in the step that stores a
+///   [`TokenPurpose::PasswordReset`] token;
 /// - delete a user's tokens with the user, and all of them when the user's address changes;
 /// - classify errors as [`StoreError`] says.
 #[async_trait]

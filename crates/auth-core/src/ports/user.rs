@@ -34,6 +34,8 @@ pub enum PasswordUpdate {
 ///   [`CreateUserError::EmailTaken`];
 /// - store the email as typed ([`Email::as_str`]) and find it by its normalised form;
 /// - return what was stored, field for field (timestamps at microsecond precision or better);
+/// - append `user.registered` to the event log in the same atomic step as a `create`
+///   (at the user's `created_at`);
 /// - append `user.password_changed` to the event log in the same atomic step as an
 ///   `update_password` for [`PasswordUpdate::Change`], and `user.email_verified` with a
 ///   `mark_email_verified` that verified the address;

@@ -2,7 +2,7 @@
 //!
 //! This crate knows nothing of HTTP, SQL or caches: it holds the rules. Storage, hashing,
 //! signing and time come in through the traits in [`ports`]; [`service`] applies the rules
-//! over them. With the `memory` feature, [`memory`] provides in-memory adapters for every
+//! over them. With the `memory` feature, `memory` provides in-memory adapters for every
 //! storage port, so the whole service runs (and is tested) with no database.
 
 pub mod model;

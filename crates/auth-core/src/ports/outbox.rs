@@ -10,8 +10,8 @@ use crate::model::{MailId, OutgoingMail, QueuedMail};
 /// Mails waiting to be sent.
 ///
 /// A mail caused by a change is enqueued in the same atomic step as the change (the
-/// repositories making such changes take the mail, see their contracts); [`enqueue`]
-/// (Self::enqueue) is for mails that go with no change.
+/// repositories making such changes take the mail, see their contracts);
+/// [`enqueue`](Self::enqueue) is for mails that go with no change.
 ///
 /// Implementations MUST:
 /// - keep an enqueued mail until it is [`mark_sent`](Self::mark_sent) or

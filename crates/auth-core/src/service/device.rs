@@ -4,7 +4,7 @@
 //! right check (no password-grade hashing). Devices are read through the
 //! [`VerificationCache`], so a device that authenticates again within the cache's lifetime
 //! costs no database read; rotation and revocation evict it here at once and on every other
-//! instance through the [`InvalidationBus`].
+//! instance through the [`InvalidationBus`](crate::ports::InvalidationBus).
 
 use std::sync::Arc;
 

@@ -457,3 +457,64 @@ async fn login_waits_for_a_verified_address_when_required(app: &TestApp, smtp: &
     assert_eq!(verify_email(app, &token).await.status(), 204);
     assert_eq!(app.login(&email, PASSWORD).await.status(), 200);
 }
+
+/// A reset link and a verification link used while the database is unreachable answer 503
+/// and change nothing; the same links work once it is back (the token is spent only with its
+/// change), and once only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_used_during_an_outage_still_work_after_it() {
+    use crate::common::{PgProxy, pg_addr};
+    use auth_infra::test_support::TestDb;
+    use secrecy::SecretString;
+
+    let smtp = SmtpSink::start();
+    let db = TestDb::new().await;
+    let proxy = PgProxy::start(pg_addr(db.url())).await;
+    let mut config = crate::common::test_config();
+    config.db.url = Some(SecretString::from(proxy.url_for(db.url())));
+    config.db.timeout_ms = 300;
+    config.mail.smtp_url = Some(SecretString::from(smtp.url()));
+    let app = TestApp::serve_mailing(config, None).await;
+
+    let email = unique_email();
+    assert_eq!(app.register(&email, PASSWORD).await.status(), 201);
+    let (verify, _) = token_from(&app, &smtp, &email, 1, "verify-email").await;
+    request_reset(&app, &email).await;
+    let (reset, _) = token_from(&app, &smtp, &email, 2, "reset-password").await;
+
+    proxy.cut();
+    let res = confirm_reset(&app, &reset, NEW_PASSWORD).await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, 503, "SERVICE_UNAVAILABLE").await;
+    assert_problem(
+        verify_email(&app, &verify).await,
+        503,
+        "SERVICE_UNAVAILABLE",
+    )
+    .await;
+    proxy.restore();
+
+    // Retried after the outage: each link works, once.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = confirm_reset(&app, &reset, NEW_PASSWORD)
+            .await
+            .status()
+            .as_u16();
+        if status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 204, "the reset link survived the outage");
+    assert_eq!(verify_email(&app, &verify).await.status(), 204);
+    assert_problem(
+        confirm_reset(&app, &reset, "yet another passphrase").await,
+        401,
+        "INVALID_ONE_TIME_TOKEN",
+    )
+    .await;
+    assert_eq!(app.login(&email, NEW_PASSWORD).await.status(), 200);
+    app.stop().await;
+    drop(db);
+}

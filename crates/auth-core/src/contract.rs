@@ -4399,7 +4399,7 @@ async fn disabling_ends_sessions_and_enabling_restores(f: &impl Fixture) {
                 EventAction::SessionEnded,
                 Some(Invalidation::Session(sessions[1]))
             ),
-            (EventAction::UserDisabled, None),
+            (EventAction::UserDisabled, Some(Invalidation::User(u.id))),
             (EventAction::UserEnabled, None),
         ]
     );

@@ -251,10 +251,12 @@ impl NewEvent {
     /// `user.email_changed` (no address in it: the log keeps ids).
     #[must_use]
     pub fn email_changed(user: UserId, at: DateTime<Utc>) -> Self {
+        // Cached sessions carry the account as it was: every instance drops them.
         Self {
             action: EventAction::EmailChanged,
             ..Self::password_changed(user, at)
         }
+        .invalidating(Invalidation::User(user))
     }
 
     /// `user.password_reset`.
@@ -270,9 +272,17 @@ impl NewEvent {
     /// `user.admin_granted`, `user.admin_revoked` or `user.unlocked`.
     #[must_use]
     pub fn administered(action: EventAction, user: UserId, at: DateTime<Utc>) -> Self {
-        Self {
+        let event = Self {
             action,
             ..Self::password_changed(user, at)
+        };
+        // A session opened by a login racing the disabling (after its sessions were ended)
+        // may be cached as valid on some instance: every instance drops the user's cached
+        // sessions, and the next verification reads the disabled account.
+        if action == EventAction::UserDisabled {
+            event.invalidating(Invalidation::User(user))
+        } else {
+            event
         }
     }
 

@@ -165,7 +165,13 @@ async fn mailed_token(server: &ServerProcess, page: &str, count: usize) -> Strin
     crate::harness::within(Duration::from_secs(15), "mail", || {
         mails = std::fs::read_dir(&server.mail_dir)
             .map(|entries| {
-                let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+                // Only finished mails: the mailer writes each to a hidden temporary file
+                // first and renames it, so a `.tmp` may be half written.
+                let mut files: Vec<_> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect();
                 files.sort();
                 files
                     .iter()

@@ -15,6 +15,7 @@ pub mod account;
 pub mod admin;
 pub mod api_key;
 pub mod device;
+pub mod event;
 pub mod lifecycle;
 pub mod mfa;
 pub mod organization;
@@ -37,6 +38,7 @@ pub use device::{
     AuthenticateDevice, DeviceItem, DeviceList, DeviceStatus, DeviceTokenResponse, RegisterDevice,
     RegisteredDevice, RotatedSecret,
 };
+pub use event::{ActorType, AuditEvent, EventActor, EventList, EventTargetBody, Revocation};
 pub use lifecycle::{
     ChangeEmailRequest, MailAccepted, PasswordResetConfirm, PasswordResetRequest,
     VerifyEmailRequest,
@@ -80,6 +82,7 @@ wire_str!(HealthStatus { Healthy => "healthy", Degraded => "degraded", Unhealthy
 wire_str!(ProbeStatus { Ok => "ok", Unavailable => "unavailable" });
 wire_str!(TokenKind { User => "user", Device => "device" });
 wire_str!(Role { Owner => "owner", Admin => "admin", Member => "member", Unknown => "unknown" });
+wire_str!(ActorType { User => "user", ApiKey => "api_key", System => "system", Anonymous => "anonymous", Unknown => "unknown" });
 wire_str!(TokenType { Bearer => "Bearer" });
 
 #[cfg(test)]

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::lock;
-use crate::model::{LogEntry, NewEvent};
+use crate::model::{LogEntry, NewEvent, StoredEvent};
 use crate::ports::{
-    EventLog, Invalidation, InvalidationBus, InvalidationHandler, LogBounds, StoreError,
+    EventLog, EventQuery, EventScope, Invalidation, InvalidationBus, InvalidationHandler,
+    LogBounds, StoreError,
 };
 
 #[derive(Default)]
@@ -51,24 +52,32 @@ impl MemoryEventLog {
         lock(&self.handlers).push(handler);
     }
 
-    /// Appends `events` in order, then delivers their invalidations.
+    /// Appends `events` in order, then shows each to every subscribed handler and delivers
+    /// their invalidations.
     pub(crate) async fn append(&self, events: Vec<NewEvent>) {
-        let invalidations: Vec<Invalidation> = {
+        let appended: Vec<LogEntry> = {
             let mut entries = lock(&self.entries);
             events
                 .into_iter()
                 .map(|event| {
                     entries.last += 1;
                     let seq = entries.last;
-                    let invalidation = event.invalidation.clone();
+                    let appended = entry(seq, &event);
                     entries.events.push_back((seq, event));
-                    invalidation
+                    appended
                 })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .flatten()
                 .collect()
         };
+        let handlers = lock(&self.handlers).clone();
+        for appended in &appended {
+            for handler in &handlers {
+                handler.observe(appended).await;
+            }
+        }
+        let invalidations: Vec<Invalidation> = appended
+            .into_iter()
+            .filter_map(|e| e.invalidation)
+            .collect();
         self.deliver(&invalidations).await;
     }
 
@@ -110,7 +119,22 @@ fn entry(seq: i64, event: &NewEvent) -> LogEntry {
         at: event.at,
         action: Some(event.action),
         invalidation: event.invalidation.clone(),
+        organization_id: event.organization_id,
+        details: event.details.clone(),
     }
+}
+
+fn selects(query: &EventQuery, seq: i64, event: &NewEvent) -> bool {
+    seq > query.after
+        && query
+            .action
+            .as_deref()
+            .is_none_or(|action| action == event.action.as_str())
+        && match query.scope {
+            EventScope::Organization(org) => event.organization_id == Some(org),
+            EventScope::User(user) => event.subject_user() == Some(user),
+            EventScope::All => true,
+        }
 }
 
 #[async_trait]
@@ -145,6 +169,16 @@ impl EventLog for MemoryEventLog {
             oldest: entries.events.front().map(|(seq, _)| *seq),
             newest: entries.events.back().map(|(seq, _)| *seq),
         })
+    }
+
+    async fn list(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(lock(&self.entries)
+            .events
+            .iter()
+            .filter(|(seq, event)| selects(query, *seq, event))
+            .take(query.limit)
+            .map(|(seq, event)| StoredEvent::from_new(*seq, event))
+            .collect())
     }
 }
 

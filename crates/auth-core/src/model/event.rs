@@ -1,6 +1,8 @@
 //! Events: one record per change worth knowing, appended to the event log in the same atomic
 //! step as the change (see [`crate::ports::EventLog`]).
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -127,6 +129,87 @@ impl std::fmt::Display for EventAction {
     }
 }
 
+/// The kind of actor of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActorKind {
+    /// A signed-in user (or the user who just signed in).
+    User,
+    /// An organization's API key.
+    ApiKey,
+    /// The service itself: a background worker, or an operator at the command line.
+    System,
+    /// An unauthenticated caller.
+    Anonymous,
+}
+
+impl ActorKind {
+    /// The contract's name (`user`, `api_key`, `system`, `anonymous`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::ApiKey => "api_key",
+            Self::System => "system",
+            Self::Anonymous => "anonymous",
+        }
+    }
+
+    /// The kind named `name`.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::User, Self::ApiKey, Self::System, Self::Anonymous]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+/// Who made a change: a kind and, for a user or a key, its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventActor {
+    /// The kind.
+    pub kind: ActorKind,
+    /// The user's or the key's id.
+    pub id: Option<String>,
+}
+
+impl EventActor {
+    /// The service itself.
+    #[must_use]
+    pub const fn system() -> Self {
+        Self {
+            kind: ActorKind::System,
+            id: None,
+        }
+    }
+
+    /// An unauthenticated caller.
+    #[must_use]
+    pub const fn anonymous() -> Self {
+        Self {
+            kind: ActorKind::Anonymous,
+            id: None,
+        }
+    }
+
+    /// The user `user`.
+    #[must_use]
+    pub fn user(user: UserId) -> Self {
+        Self {
+            kind: ActorKind::User,
+            id: Some(user.to_string()),
+        }
+    }
+
+    /// The API key `key`.
+    #[must_use]
+    pub fn api_key(key: impl std::fmt::Display) -> Self {
+        Self {
+            kind: ActorKind::ApiKey,
+            id: Some(key.to_string()),
+        }
+    }
+}
+
 /// What an event is about: a type (`user`, `session`, `api_key`, `device`) and its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventTarget {
@@ -156,6 +239,13 @@ pub struct NewEvent {
     pub details: serde_json::Value,
     /// The cache entry every instance must drop (internal: never shown).
     pub invalidation: Option<Invalidation>,
+    /// Who made the change; `None` until the log stamps it with the caller of the request
+    /// that made it (see `crate::audit`), or with [`EventActor::system`] outside a request.
+    pub actor: Option<EventActor>,
+    /// The caller's address, if a request made the change.
+    pub ip: Option<IpAddr>,
+    /// The id of the request that made the change.
+    pub request_id: Option<String>,
 }
 
 impl NewEvent {
@@ -173,7 +263,25 @@ impl NewEvent {
             target,
             details,
             invalidation: None,
+            actor: None,
+            ip: None,
+            request_id: None,
         }
+    }
+
+    /// The account the event is about (its target, or the `user_id` of its details): the
+    /// events a user sees of their own account.
+    #[must_use]
+    pub fn subject_user(&self) -> Option<UserId> {
+        if self.target.kind == "user"
+            && let Ok(user) = self.target.id.parse()
+        {
+            return Some(user);
+        }
+        self.details
+            .get("user_id")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|id| id.parse().ok())
     }
 
     fn in_organization(mut self, organization: OrganizationId) -> Self {
@@ -398,8 +506,8 @@ impl NewEvent {
     }
 }
 
-/// What a follower of the log reads of an event: its position, time, action and the cache
-/// entry it ends. (The audit trail reads whole events.)
+/// What a follower of the log reads of an event: its position, time, action, the cache entry
+/// it ends, and the ids the revocation stream sends. (The audit trail reads whole events.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
     /// Its position: strictly increasing in the order of appending (not of committing), with
@@ -412,4 +520,53 @@ pub struct LogEntry {
     pub action: Option<EventAction>,
     /// The cache entry every instance must drop, if any.
     pub invalidation: Option<Invalidation>,
+    /// The organization of the target, if any.
+    pub organization_id: Option<OrganizationId>,
+    /// The event's details (ids and values, never a secret).
+    pub details: serde_json::Value,
+}
+
+/// An event as the audit trail shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Its position in the log.
+    pub seq: i64,
+    /// Unique id.
+    pub id: Uuid,
+    /// When the change was made.
+    pub at: DateTime<Utc>,
+    /// The action's name (kept as text: a newer release may have written one this release
+    /// does not know).
+    pub action: String,
+    /// Who made the change (`system` for events written before actors were recorded).
+    pub actor: EventActor,
+    /// The organization of the target, if any.
+    pub organization_id: Option<OrganizationId>,
+    /// What it was done to.
+    pub target: EventTarget,
+    /// The caller's address.
+    pub ip: Option<IpAddr>,
+    /// The id of the request that made it.
+    pub request_id: Option<String>,
+    /// Ids and values that describe it further.
+    pub details: serde_json::Value,
+}
+
+impl StoredEvent {
+    /// The event `event` appended at `seq`, as the trail shows it.
+    #[must_use]
+    pub fn from_new(seq: i64, event: &NewEvent) -> Self {
+        Self {
+            seq,
+            id: event.id,
+            at: event.at,
+            action: event.action.as_str().to_owned(),
+            actor: event.actor.clone().unwrap_or_else(EventActor::system),
+            organization_id: event.organization_id,
+            target: event.target.clone(),
+            ip: event.ip,
+            request_id: event.request_id.clone(),
+            details: event.details.clone(),
+        }
+    }
 }

@@ -10,7 +10,31 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::model::LogEntry;
+use crate::model::{LogEntry, OrganizationId, StoredEvent, UserId};
+
+/// Whose events a trail query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventScope {
+    /// The events of an organization (those whose `organization_id` it is).
+    Organization(OrganizationId),
+    /// The events about an account (its target, or the `user_id` of its details).
+    User(UserId),
+    /// Every event (operators).
+    All,
+}
+
+/// A page of the audit trail to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Whose events.
+    pub scope: EventScope,
+    /// Only events with `seq` greater than this.
+    pub after: i64,
+    /// At most this many.
+    pub limit: usize,
+    /// Only this action (its contract name), if set.
+    pub action: Option<String>,
+}
 
 /// The positions a log holds now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,4 +86,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] when the store fails.
     async fn bounds(&self) -> Result<LogBounds, StoreError>;
+
+    /// The events `query` selects, whole, in ascending `seq`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn list(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 }

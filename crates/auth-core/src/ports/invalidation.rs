@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::model::{DeviceId, SessionId, TokenHash, UserId};
+use crate::model::{DeviceId, LogEntry, SessionId, TokenHash, UserId};
 
 /// Something every instance must stop trusting from its cache.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -27,6 +27,40 @@ pub trait InvalidationHandler: Send + Sync + 'static {
     async fn invalidate(&self, event: Invalidation);
     /// Forget everything: notifications may have been missed.
     async fn flush(&self);
+    /// Sees every event the instance reads from the log, in the order it reads them, before
+    /// its invalidation is handed to [`Self::invalidate`] (the revocation stream forwards
+    /// them). Does nothing unless overridden.
+    async fn observe(&self, _entry: &LogEntry) {}
+}
+
+/// Several handlers as one: each is called in turn.
+pub struct Handlers(pub Vec<std::sync::Arc<dyn InvalidationHandler>>);
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Handlers").field(&self.0.len()).finish()
+    }
+}
+
+#[async_trait]
+impl InvalidationHandler for Handlers {
+    async fn invalidate(&self, event: Invalidation) {
+        for handler in &self.0 {
+            handler.invalidate(event.clone()).await;
+        }
+    }
+
+    async fn flush(&self) {
+        for handler in &self.0 {
+            handler.flush().await;
+        }
+    }
+
+    async fn observe(&self, entry: &LogEntry) {
+        for handler in &self.0 {
+            handler.observe(entry).await;
+        }
+    }
 }
 
 /// Publishes invalidations to every instance, this one included.

@@ -209,6 +209,7 @@ impl LogFollower {
         )]
         let lag = (now - entry.at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
         metrics::histogram!("auth_invalidation_lag_seconds").record(lag);
+        self.handler.observe(entry).await;
         if let Some(invalidation) = &entry.invalidation {
             let kind = match invalidation {
                 Invalidation::ApiKey(_) => "api_key",

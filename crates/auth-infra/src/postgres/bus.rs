@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use auth_core::LogFollower;
-use auth_core::model::LogEntry;
+use auth_core::model::{LogEntry, StoredEvent};
 use auth_core::ports::{
-    Clock, EventLog, Invalidation, InvalidationBus, InvalidationHandler, LogBounds, StoreError,
+    Clock, EventLog, EventQuery, Invalidation, InvalidationBus, InvalidationHandler, LogBounds,
+    StoreError,
 };
 use chrono::{DateTime, Utc};
 use diesel::sql_types::Text;
@@ -35,7 +36,9 @@ use futures::{FutureExt as _, StreamExt as _};
 use tokio::task::JoinHandle;
 
 use super::error::classify;
-use super::events::{CHANNEL, bounds_on, decode, encode, now_micros, position_at_on, read_on};
+use super::events::{
+    CHANNEL, bounds_on, decode, encode, list_on, now_micros, position_at_on, read_on,
+};
 use super::pool::DbPool;
 
 /// Heartbeats of older releases (still recognised, never sent).
@@ -146,6 +149,12 @@ impl EventLog for ListenerLog {
 
     async fn bounds(&self) -> Result<LogBounds, StoreError> {
         self.with(|conn| Box::pin(bounds_on(conn))).await
+    }
+
+    async fn list(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let query = query.clone();
+        self.with(move |conn| Box::pin(async move { list_on(conn, &query).await }))
+            .await
     }
 }
 

@@ -6,8 +6,11 @@
 //! wakes the followers up; what they apply is what they read from the table.
 
 use async_trait::async_trait;
-use auth_core::model::{DeviceId, EventAction, LogEntry, NewEvent, SessionId, TokenHash, UserId};
-use auth_core::ports::{EventLog, Invalidation, LogBounds, StoreError};
+use auth_core::model::{
+    ActorKind, DeviceId, EventAction, EventActor, EventTarget, LogEntry, NewEvent, OrganizationId,
+    SessionId, StoredEvent, TokenHash, UserId,
+};
+use auth_core::ports::{EventLog, EventQuery, EventScope, Invalidation, LogBounds, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -78,7 +81,18 @@ pub(super) async fn append_in(
     let mut target_ids = Vec::with_capacity(events.len());
     let mut details = Vec::with_capacity(events.len());
     let mut invalidates = Vec::with_capacity(events.len());
+    let mut actor_types = Vec::with_capacity(events.len());
+    let mut actor_ids = Vec::with_capacity(events.len());
+    let mut ips = Vec::with_capacity(events.len());
+    let mut request_ids = Vec::with_capacity(events.len());
+    let mut users = Vec::with_capacity(events.len());
     for event in events {
+        let actor = event.actor.clone().unwrap_or_else(EventActor::system);
+        actor_types.push(actor.kind.as_str());
+        actor_ids.push(actor.id);
+        ips.push(event.ip.map(|ip| ip.to_string()));
+        request_ids.push(event.request_id.clone());
+        users.push(event.subject_user().map(|u| u.as_uuid()));
         ids.push(event.id);
         ats.push(event.at);
         actions.push(event.action.as_str());
@@ -91,9 +105,13 @@ pub(super) async fn append_in(
     diesel::sql_query(
         "WITH appended AS ( \
            INSERT INTO events (id, at, action, organization_id, target_type, target_id, \
-                               details, invalidates) \
-           SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::uuid[], \
-                                $5::text[], $6::text[], $7::jsonb[], $8::text[]) \
+                               details, invalidates, actor_type, actor_id, ip, request_id, \
+                               user_id) \
+           SELECT id, at, action, org, ttype, tid, details, inv, atype, aid, ip::inet, rid, uid \
+           FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::uuid[], \
+                       $5::text[], $6::text[], $7::jsonb[], $8::text[], $11::text[], \
+                       $12::text[], $13::text[], $14::text[], $15::uuid[]) \
+                AS e(id, at, action, org, ttype, tid, details, inv, atype, aid, ip, rid, uid) \
            RETURNING seq) \
          SELECT pg_notify($9, 'e:' || max(seq) || '@' || $10) FROM appended",
     )
@@ -107,6 +125,11 @@ pub(super) async fn append_in(
     .bind::<Array<Nullable<Text>>, _>(invalidates)
     .bind::<Text, _>(CHANNEL)
     .bind::<Text, _>(now_micros().to_string())
+    .bind::<Array<Text>, _>(actor_types)
+    .bind::<Array<Nullable<Text>>, _>(actor_ids)
+    .bind::<Array<Nullable<Text>>, _>(ips)
+    .bind::<Array<Nullable<Text>>, _>(request_ids)
+    .bind::<Array<Nullable<SqlUuid>>, _>(users)
     .execute(conn)
     .await?;
     Ok(())
@@ -122,6 +145,97 @@ struct Row {
     action: String,
     #[diesel(sql_type = Nullable<Text>)]
     invalidates: Option<String>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    organization_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = Jsonb)]
+    details: serde_json::Value,
+}
+
+#[derive(diesel::QueryableByName)]
+struct TrailRow {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = SqlUuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    action: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    actor_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    actor_id: Option<String>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    organization_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = Text)]
+    target_type: String,
+    #[diesel(sql_type = Text)]
+    target_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    ip: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    request_id: Option<String>,
+    #[diesel(sql_type = Jsonb)]
+    details: serde_json::Value,
+}
+
+impl TrailRow {
+    fn into_event(self) -> StoredEvent {
+        // Events written before actors were recorded were the service's own doing.
+        let kind = self
+            .actor_type
+            .as_deref()
+            .and_then(ActorKind::parse)
+            .unwrap_or(ActorKind::System);
+        StoredEvent {
+            seq: self.seq,
+            id: self.id,
+            at: self.at,
+            action: self.action,
+            actor: EventActor {
+                kind,
+                id: self.actor_id,
+            },
+            organization_id: self.organization_id.map(OrganizationId::from_uuid),
+            target: EventTarget {
+                kind: self.target_type,
+                id: self.target_id,
+            },
+            ip: self.ip.and_then(|ip| ip.parse().ok()),
+            request_id: self.request_id,
+            details: self.details,
+        }
+    }
+}
+
+/// See [`EventLog::list`].
+pub(super) async fn list_on(
+    conn: &mut AsyncPgConnection,
+    query: &EventQuery,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let (column, id) = match query.scope {
+        EventScope::Organization(org) => ("organization_id", Some(org.as_uuid())),
+        EventScope::User(user) => ("user_id", Some(user.as_uuid())),
+        EventScope::All => ("NULL", None),
+    };
+    // `column` is one of three fixed names, never input.
+    let sql = format!(
+        "SELECT seq, id, at, action, actor_type, actor_id, organization_id, target_type, \
+                target_id, host(ip) AS ip, request_id, details FROM events \
+         WHERE ($1::uuid IS NULL OR {column} = $1) AND seq > $2 \
+           AND ($3::text IS NULL OR action = $3) \
+         ORDER BY seq LIMIT $4"
+    );
+    let rows: Vec<TrailRow> = diesel::sql_query(sql)
+        .bind::<Nullable<SqlUuid>, _>(id)
+        .bind::<BigInt, _>(query.after)
+        .bind::<Nullable<Text>, _>(query.action.as_deref())
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await
+        .map_err(classify)?;
+    Ok(rows.into_iter().map(TrailRow::into_event).collect())
 }
 
 #[derive(diesel::QueryableByName)]
@@ -161,7 +275,7 @@ pub(super) async fn read_on(
 ) -> Result<Vec<LogEntry>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows: Vec<Row> = diesel::sql_query(
-        "SELECT seq, at, action, invalidates FROM events \
+        "SELECT seq, at, action, invalidates, organization_id, details FROM events \
          WHERE seq > $1 OR seq = ANY($2) ORDER BY seq LIMIT $3",
     )
     .bind::<BigInt, _>(after)
@@ -186,6 +300,8 @@ pub(super) async fn read_on(
                 at: row.at,
                 action: EventAction::parse(&row.action),
                 invalidation,
+                organization_id: row.organization_id.map(OrganizationId::from_uuid),
+                details: row.details,
             }
         })
         .collect())
@@ -249,6 +365,15 @@ impl EventLog for PgEventLog {
             .deadline(async {
                 let mut conn = self.pool.get().await?;
                 bounds_on(&mut conn).await
+            })
+            .await
+    }
+
+    async fn list(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                list_on(&mut conn, query).await
             })
             .await
     }

@@ -103,6 +103,7 @@ diesel::table! {
         target_type -> Text,
         target_id -> Text,
         request_id -> Nullable<Text>,
+        user_id -> Nullable<Uuid>,
         details -> Jsonb,
         invalidates -> Nullable<Text>,
     }

@@ -1,0 +1,2 @@
+DROP INDEX events_user_seq_idx;
+ALTER TABLE events DROP COLUMN user_id;

@@ -147,6 +147,7 @@ pub struct RevocationHub {
     sender: broadcast::Sender<Arc<Frame>>,
     log: Arc<dyn EventLog>,
     heartbeat: Duration,
+    slow_client_timeout: Duration,
     subscribers: AtomicI64,
 }
 
@@ -167,8 +168,17 @@ impl RevocationHub {
             sender,
             log,
             heartbeat,
+            slow_client_timeout: SLOW_CLIENT_TIMEOUT,
             subscribers: AtomicI64::new(0),
         }
+    }
+
+    /// The same hub, cutting off a client that takes longer than `timeout` to accept a
+    /// message (instead of [`SLOW_CLIENT_TIMEOUT`]).
+    #[must_use]
+    pub fn with_slow_client_timeout(mut self, timeout: Duration) -> Self {
+        self.slow_client_timeout = timeout;
+        self
     }
 
     /// Connected subscribers.
@@ -279,11 +289,12 @@ struct Subscriber {
 
 impl Subscriber {
     async fn run(self, live: broadcast::Receiver<Arc<Frame>>, start: Start) {
-        let count = self.hub.subscribers.fetch_add(1, Ordering::Relaxed) + 1;
-        publish_count(count);
+        self.hub.subscribers.fetch_add(1, Ordering::Relaxed);
+        // Moved, not set: several hubs in one process (tests, embedders) add up.
+        metrics::gauge!("auth_revocation_stream_subscribers").increment(1.0);
         let end = self.serve(live, start).await;
-        let count = self.hub.subscribers.fetch_sub(1, Ordering::Relaxed) - 1;
-        publish_count(count);
+        self.hub.subscribers.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("auth_revocation_stream_subscribers").decrement(1.0);
         metrics::counter!("auth_revocation_stream_disconnects_total", "reason" => end.as_str())
             .increment(1);
         if matches!(end, End::Slow | End::Lagged) {
@@ -295,7 +306,7 @@ impl Subscriber {
     }
 
     async fn send(&self, bytes: Bytes) -> Result<(), End> {
-        match tokio::time::timeout(SLOW_CLIENT_TIMEOUT, self.tx.send(Ok(bytes))).await {
+        match tokio::time::timeout(self.hub.slow_client_timeout, self.tx.send(Ok(bytes))).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Closed),
             Err(_) => Err(End::Slow),
@@ -386,7 +397,142 @@ impl Subscriber {
     }
 }
 
-fn publish_count(count: i64) {
-    #[expect(clippy::cast_precision_loss, reason = "a count of connections")]
-    metrics::gauge!("auth_revocation_stream_subscribers").set(count as f64);
+#[cfg(test)]
+mod tests {
+
+    use auth_core::memory::MemoryEventLog;
+    use auth_core::model::{EventAction, LogEntry, OrganizationId, SessionId, UserId};
+    use serde_json::json;
+
+    use super::*;
+
+    fn session_ended(seq: i64) -> LogEntry {
+        LogEntry {
+            seq,
+            at: Utc::now(),
+            action: Some(EventAction::SessionEnded),
+            invalidation: None,
+            organization_id: None,
+            details: json!({
+                "session_id": SessionId::generate().to_string(),
+                "user_id": UserId::generate().to_string(),
+                "password_hash": "never sent",
+            }),
+        }
+    }
+
+    fn hub(timeout: Duration) -> Arc<RevocationHub> {
+        Arc::new(
+            RevocationHub::new(Arc::new(MemoryEventLog::new()), Duration::from_secs(60))
+                .with_slow_client_timeout(timeout),
+        )
+    }
+
+    async fn until(check: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "not within 5 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[test]
+    fn a_revocation_carries_ids_only() {
+        let entry = session_ended(7);
+        let revocation = revocation(&entry).unwrap();
+        assert_eq!(revocation.seq, 7);
+        assert_eq!(revocation.action, "session.ended");
+        assert!(revocation.session_id.is_some() && revocation.user_id.is_some());
+        let text = serde_json::to_string(&revocation).unwrap();
+        assert!(!text.contains("never sent"), "{text}");
+        // Not a revocation: not on the stream.
+        let mut enabled = session_ended(8);
+        enabled.action = Some(EventAction::MfaEnabled);
+        assert!(revocation_of(&enabled).is_none());
+        // An action this release does not know.
+        enabled.action = None;
+        assert!(revocation_of(&enabled).is_none());
+    }
+
+    fn revocation_of(entry: &LogEntry) -> Option<Revocation> {
+        revocation(entry)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_is_cut_off_with_its_buffer_bounded() {
+        let hub = hub(Duration::from_millis(200));
+        let mut rx = hub
+            .subscribe(OrganizationId::generate(), None)
+            .await
+            .unwrap();
+        until(|| hub.subscribers() == 1).await;
+        // Far more than the connection buffers; the client reads nothing.
+        for seq in 1..=(BUFFER as i64 * 10) {
+            hub.observe(&session_ended(seq)).await;
+        }
+        until(|| hub.subscribers() == 0).await;
+        let mut buffered = 0;
+        while rx.recv().await.is_some() {
+            buffered += 1;
+        }
+        assert!(
+            buffered <= BUFFER,
+            "{buffered} messages held for one client"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscriber_a_whole_ring_behind_is_cut_off() {
+        // A patient timeout: the ring, not the timeout, ends this one.
+        let hub = hub(Duration::from_secs(60));
+        let mut rx = hub
+            .subscribe(OrganizationId::generate(), None)
+            .await
+            .unwrap();
+        until(|| hub.subscribers() == 1).await;
+        for seq in 1..=(RING as i64 + BUFFER as i64 * 2) {
+            hub.observe(&session_ended(seq)).await;
+        }
+        // Reading again: what was buffered, then the end (the subscriber had lagged).
+        let mut received = 0;
+        while tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .is_some()
+        {
+            received += 1;
+        }
+        assert!(received < RING, "{received}");
+        assert_eq!(hub.subscribers(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flush_tells_every_subscriber_to_reset() {
+        let hub = hub(Duration::from_secs(5));
+        let mut rx = hub
+            .subscribe(OrganizationId::generate(), None)
+            .await
+            .unwrap();
+        let prelude = rx.recv().await.unwrap().unwrap();
+        assert_eq!(&prelude[..], b"retry: 1000\nid: 0\n\n");
+        hub.flush().await;
+        let reset = rx.recv().await.unwrap().unwrap();
+        assert_eq!(&reset[..], b"event: reset\ndata: {}\n\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn credentials_of_another_organization_are_not_sent() {
+        let hub = hub(Duration::from_secs(5));
+        let (mine, theirs) = (OrganizationId::generate(), OrganizationId::generate());
+        let mut rx = hub.subscribe(mine, None).await.unwrap();
+        rx.recv().await.unwrap().unwrap();
+        for (seq, org) in [(1, theirs), (2, mine)] {
+            let mut entry = session_ended(seq);
+            entry.action = Some(EventAction::ApiKeyRevoked);
+            entry.organization_id = Some(org);
+            hub.observe(&entry).await;
+        }
+        let first = rx.recv().await.unwrap().unwrap();
+        assert!(first.starts_with(b"id: 2\n"), "{first:?}");
+    }
 }

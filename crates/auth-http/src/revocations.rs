@@ -399,7 +399,6 @@ impl Subscriber {
 
 #[cfg(test)]
 mod tests {
-
     use auth_core::memory::MemoryEventLog;
     use auth_core::model::{EventAction, LogEntry, OrganizationId, SessionId, UserId};
     use serde_json::json;

@@ -608,10 +608,7 @@ async fn a_user_sees_the_events_of_their_own_account_only(app: &TestApp) {
         assert_eq!(res.status(), 204);
     }
     let res = app
-        .login(
-            &str_field(&ada["user"], "email").to_owned(),
-            crate::common::PASSWORD,
-        )
+        .login(str_field(&ada["user"], "email"), crate::common::PASSWORD)
         .await;
     let ada_token = str_field(&res.json::<Value>().await.unwrap(), "access_token").to_owned();
     let page: Value = app

@@ -2631,13 +2631,15 @@ async fn event_trail_pages_by_organization_user_and_action(f: &impl Fixture) {
         everything.iter().map(|e| e.seq).collect::<Vec<_>>(),
         read.iter().map(|e| e.seq).collect::<Vec<_>>()
     );
-    // Written outside any request: the service's own doing, with no address or request.
+    // Written outside any request: no address or request, and the service's own doing but
+    // for a sign-in, which is its user's.
     for event in &everything {
-        assert_eq!(
-            event.actor.kind,
-            crate::model::ActorKind::System,
-            "{event:?}"
-        );
+        let expected = if event.action == "user.login_succeeded" {
+            crate::model::ActorKind::User
+        } else {
+            crate::model::ActorKind::System
+        };
+        assert_eq!(event.actor.kind, expected, "{event:?}");
         assert!(event.ip.is_none() && event.request_id.is_none());
     }
     assert!(

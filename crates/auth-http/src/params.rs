@@ -204,13 +204,26 @@ sync_extractor!(DevicesQuery, DevicesQuery::from_request);
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events after this position (the `next_after` of the previous page); 0 by default.
-    #[param(minimum = 0)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub after: Option<String>,
     /// Page size, 1..=500 (100 by default).
-    #[param(minimum = 1, maximum = 500)]
+    #[param(value_type = Option<u16>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     /// Only this action (for example `api_key.revoked`).
+    #[param(schema_with = event_action_schema)]
     pub action: Option<String>,
+}
+
+/// The catalogue's actions, as the schema of the `action` parameter.
+fn event_action_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(
+            auth_core::model::EventAction::ALL
+                .iter()
+                .map(|a| a.as_str()),
+        ))
+        .build()
 }
 
 impl EventsQuery {

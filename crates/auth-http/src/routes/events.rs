@@ -96,7 +96,7 @@ pub async fn my_events(
     operation_id = "revocation_stream",
     tag = "events",
     security(("api_key" = [])),
-    params(("Last-Event-ID" = Option<i64>, Header, description = "The `id` of the last event received: the stream resumes after it, missing nothing")),
+    params(("Last-Event-ID" = Option<u64>, Header, minimum = 0, description = "The `id` of the last event received: the stream resumes after it, missing nothing")),
     responses(
         (status = 200, description = "`text/event-stream`; each event's `data` is a Revocation", body = Revocation, content_type = "text/event-stream"),
         ManagerErrors, StoreErrors,

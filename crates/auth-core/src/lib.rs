@@ -26,6 +26,7 @@ pub use service::actor::Actor;
 pub use service::api_key::{
     ApiKeyError, ApiKeyPorts, ApiKeyService, ApiKeyVerdict, IssuedApiKey, NewApiKey,
 };
+pub use service::audit::{AuditService, TrailPage};
 pub use service::device::{
     DeviceError, DevicePorts, DeviceService, DeviceToken, IssuedDevice, NewDevice,
 };

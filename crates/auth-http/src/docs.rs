@@ -77,6 +77,7 @@ impl Modify for BearerScheme {
         (name = "organizations", description = "Organizations and their members"),
         (name = "api-keys", description = "Organization API keys: manage and verify"),
         (name = "devices", description = "Device credentials: register, authenticate, rotate, revoke"),
+        (name = "events", description = "The audit trail and the revocation stream"),
         (name = "service", description = "Service information and health"),
     )
 )]

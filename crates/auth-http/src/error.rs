@@ -96,6 +96,11 @@ impl ApiError {
         )
     }
 
+    /// 403 `FORBIDDEN` saying what is missing.
+    pub fn forbidden_because(detail: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail)
+    }
+
     /// 409 with a code.
     pub fn conflict(code: ErrorCode, detail: &str) -> Self {
         Self::new(StatusCode::CONFLICT, code, detail)

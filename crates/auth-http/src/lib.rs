@@ -18,6 +18,7 @@ pub mod parse;
 pub mod present;
 pub mod rate_limit;
 pub mod request_id;
+pub mod revocations;
 pub mod routes;
 pub mod state;
 
@@ -84,7 +85,7 @@ fn v1<T>(scope: scope::Scope<T>) -> scope::Scope<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    use routes::{admin, api_keys, auth, devices, lifecycle, mfa, organizations, users};
+    use routes::{admin, api_keys, auth, devices, events, lifecycle, mfa, organizations, users};
     scope
         .service(auth::register)
         .service(auth::login)
@@ -99,6 +100,7 @@ where
         .service(lifecycle::request_password_reset)
         .service(lifecycle::confirm_password_reset)
         .service(users::me)
+        .service(events::my_events)
         .service(users::update_me)
         .service(users::delete_me)
         .service(users::change_password)
@@ -120,6 +122,8 @@ where
         .service(organizations::add_member)
         .service(organizations::members)
         .service(organizations::remove_member)
+        .service(events::organization_events)
+        .service(events::revocation_stream)
         // Fixed paths before `/api-keys/{id}` patterns.
         .service(api_keys::verify)
         .service(api_keys::verify_batch)

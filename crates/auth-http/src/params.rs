@@ -198,3 +198,76 @@ impl DevicesQuery {
     }
 }
 sync_extractor!(DevicesQuery, DevicesQuery::from_request);
+
+/// The query of `GET /organizations/{org_id}/events` and `GET /users/me/events`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events after this position (the `next_after` of the previous page); 0 by default.
+    #[param(minimum = 0)]
+    pub after: Option<String>,
+    /// Page size, 1..=500 (100 by default).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+    /// Only this action (for example `api_key.revoked`).
+    pub action: Option<String>,
+}
+
+impl EventsQuery {
+    /// The page asked for; every broken parameter is named at once.
+    ///
+    /// # Errors
+    /// 422 naming `after`, `limit` or `action`.
+    pub fn parse(req: &HttpRequest) -> Result<auth_core::TrailPage, ApiError> {
+        use auth_core::service::audit::{DEFAULT_PAGE, MAX_PAGE};
+        let raw: Self = query(req)?;
+        let mut errors = Vec::new();
+        let after = match raw.after.as_deref().map(str::parse::<i64>) {
+            None => 0,
+            Some(Ok(after)) if after >= 0 => after,
+            Some(_) => {
+                errors.push(FieldError::new(
+                    "after",
+                    "invalid",
+                    "after must be a position (an integer, 0 or more)",
+                ));
+                0
+            }
+        };
+        let limit = match raw.limit.as_deref().map(str::parse::<usize>) {
+            None => DEFAULT_PAGE,
+            Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
+            Some(_) => {
+                errors.push(FieldError::new(
+                    "limit",
+                    "out_of_range",
+                    "limit must be between 1 and 500",
+                ));
+                DEFAULT_PAGE
+            }
+        };
+        let action = match raw.action.as_deref() {
+            None | Some("") => None,
+            Some(name) => match auth_core::model::EventAction::parse(name) {
+                Some(action) => Some(action),
+                None => {
+                    errors.push(FieldError::new(
+                        "action",
+                        "unknown",
+                        "action must be one of the event catalogue's names, such as \
+                         api_key.revoked",
+                    ));
+                    None
+                }
+            },
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        Ok(auth_core::TrailPage {
+            after,
+            limit,
+            action,
+        })
+    }
+}

@@ -7,8 +7,11 @@ use async_trait::async_trait;
 use auth_core::model::PasswordPolicy;
 use auth_core::ports::InvalidationBus;
 use auth_core::{
-    AccountService, ApiKeyService, CacheInvalidator, DeviceService, OrganizationService,
+    AccountService, ApiKeyService, AuditService, CacheInvalidator, DeviceService,
+    OrganizationService,
 };
+
+use crate::revocations::RevocationHub;
 
 /// What a store probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +119,10 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// This instance's verification caches (their size shows in `/health`).
     pub caches: CacheInvalidator,
+    /// The audit trail.
+    pub audit: AuditService,
+    /// The revocation stream's subscribers (fed by this instance's log follower).
+    pub revocations: Arc<RevocationHub>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -734,6 +734,10 @@ pub struct RetentionConfig {
     /// Seconds between two retention passes of an instance (one instance at a time runs one).
     #[arg(long, env = "AUTH_PRUNE_INTERVAL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub prune_interval_seconds: u64,
+
+    /// Seconds between two heartbeats (SSE comments) on the revocation stream.
+    #[arg(long, env = "AUTH_STREAM_HEARTBEAT_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub stream_heartbeat_seconds: u64,
 }
 
 impl RetentionConfig {
@@ -752,6 +756,12 @@ impl RetentionConfig {
     #[must_use]
     pub fn prune_interval(&self) -> Duration {
         Duration::from_secs(self.prune_interval_seconds)
+    }
+
+    /// Time between two heartbeats of the revocation stream.
+    #[must_use]
+    pub fn stream_heartbeat(&self) -> Duration {
+        Duration::from_secs(self.stream_heartbeat_seconds)
     }
 }
 

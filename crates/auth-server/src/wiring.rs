@@ -8,19 +8,20 @@ use async_trait::async_trait;
 use auth_core::memory::{MemoryStore, NoCache};
 use auth_core::model::{ApiKey, Device, DeviceId, SessionId, TokenHash};
 use auth_core::ports::{
-    AccountRemover, ApiKeyRepository, Clock, DataCipher, DeviceRepository, InvalidationBus,
-    LoginAttemptStore, MailOutbox, Mailer, MfaRepository, OneTimeTokenStore,
-    OrganizationRepository, Pruner, SecretGenerator, SessionRepository, StoreError, TokenSigner,
-    UserAdministration, UserRepository, VerificationCache,
+    AccountRemover, ApiKeyRepository, Clock, DataCipher, DeviceRepository, EventLog, Handlers,
+    InvalidationBus, InvalidationHandler, LoginAttemptStore, MailOutbox, Mailer, MfaRepository,
+    OneTimeTokenStore, OrganizationRepository, Pruner, SecretGenerator, SessionRepository,
+    StoreError, TokenSigner, UserAdministration, UserRepository, VerificationCache,
 };
 use auth_core::service::lifecycle::MailPorts;
 use auth_core::service::mfa::MfaPorts;
 use auth_core::system::{OsSecretGenerator, SystemClock};
 use auth_core::{
-    AccountConfig, AccountPorts, AccountService, ApiKeyPorts, ApiKeyService, CacheInvalidator,
-    DevicePorts, DeviceService, OrganizationService, OutboxWorker, RetentionService, RetryPolicy,
-    SessionSnapshot,
+    AccountConfig, AccountPorts, AccountService, ApiKeyPorts, ApiKeyService, AuditService,
+    CacheInvalidator, DevicePorts, DeviceService, OrganizationService, OutboxWorker,
+    RetentionService, RetryPolicy, SessionSnapshot,
 };
+use auth_http::revocations::RevocationHub;
 use auth_http::{AppState, StoreHealth, StoreProbe};
 use auth_infra::cache::MokaCache;
 use auth_infra::data_key::AesGcmCipher;
@@ -28,8 +29,8 @@ use auth_infra::jwt::JwtSigner;
 use auth_infra::mail::{EmlMailer, SmtpMailer};
 use auth_infra::password::BcryptHasher;
 use auth_infra::postgres::{
-    DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgInvalidationBus,
-    PgLoginAttemptStore, PgMailOutbox, PgMfaRepository, PgOneTimeTokenStore,
+    DbPool, PgAccountRemover, PgApiKeyRepository, PgDeviceRepository, PgEventLog,
+    PgInvalidationBus, PgLoginAttemptStore, PgMailOutbox, PgMfaRepository, PgOneTimeTokenStore,
     PgOrganizationRepository, PgPruner, PgSessionRepository, PgUserAdministration,
     PgUserRepository, SchemaState, build_pool, run_migrations, schema_state,
 };
@@ -222,6 +223,10 @@ pub struct Services {
     pub outbox: Arc<dyn MailOutbox>,
     /// The mail settings, checked.
     pub mail: MailSettings,
+    /// The audit trail.
+    pub audit: AuditService,
+    /// The revocation stream's hub, fed by this instance's log follower.
+    pub revocations: Arc<RevocationHub>,
 }
 
 impl std::fmt::Debug for Services {
@@ -285,16 +290,29 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
     let mail = config.mail.settings(config.auth_env)?;
     let jwks = jwt.jwks();
     let signer: Arc<dyn TokenSigner> = Arc::new(jwt);
+    let log: Arc<dyn EventLog> = match store {
+        Store::Postgres { pool, .. } => Arc::new(PgEventLog::new(pool.clone())),
+        Store::Memory(memory) => memory.events.clone(),
+    };
+    let revocations = Arc::new(RevocationHub::new(
+        log.clone(),
+        config.retention.stream_heartbeat(),
+    ));
+    // What the instance reads from the log goes to its caches and to its stream subscribers.
+    let handler: Arc<dyn InvalidationHandler> = Arc::new(Handlers(vec![
+        Arc::new(caches.clone()),
+        revocations.clone(),
+    ]));
     let bus: Arc<dyn InvalidationBus> = match store {
         Store::Postgres { pool, url } => Arc::new(PgInvalidationBus::start(
             url.expose_secret(),
             pool.clone(),
-            Arc::new(caches.clone()),
+            handler,
             clock.clone(),
             following,
         )),
         Store::Memory(memory) => {
-            memory.events.subscribe(Arc::new(caches.clone()));
+            memory.events.subscribe(handler);
             memory.events.clone()
         }
     };
@@ -319,6 +337,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         registration_enabled: config.mail.registration_enabled,
     };
     let orgs = OrganizationService::new(repos.orgs, repos.users, clock.clone());
+    let audit = AuditService::new(log, orgs.clone());
     let keys = ApiKeyService::new(
         ApiKeyPorts {
             keys: repos.keys,
@@ -360,6 +379,8 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         jwks,
         outbox: repos.outbox,
         mail,
+        audit,
+        revocations,
     })
 }
 
@@ -382,6 +403,8 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
         password_policy: config.passwords.policy(),
         store: probe.into(),
         caches: services.caches,
+        audit: services.audit,
+        revocations: services.revocations,
         jwks: Arc::new(services.jwks),
         rate_limits: Arc::new(config.rate_limit.limits()),
         cors_origins: config.http.allowed_origins()?,

@@ -4,6 +4,7 @@ pub mod account;
 pub mod actor;
 pub mod administration;
 pub mod api_key;
+pub mod audit;
 pub mod device;
 pub mod follow;
 pub mod invalidation;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod devices;
+pub mod events;
 pub mod lifecycle;
 pub mod mfa;
 pub mod organizations;

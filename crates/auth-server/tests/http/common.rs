@@ -47,6 +47,8 @@ pub fn test_config() -> Config {
     config.rate_limit.enabled = false;
     // A loaded test machine must not turn a slow pool into a 503; outage tests set their own.
     config.db.timeout_ms = 5000;
+    // Heartbeats of the revocation stream are seen within a test's patience.
+    config.retention.stream_heartbeat_seconds = 1;
     config
 }
 

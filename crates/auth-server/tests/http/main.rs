@@ -15,6 +15,7 @@ mod conventions;
 mod devices;
 mod docs;
 mod errors;
+mod events;
 mod following;
 mod hardening;
 mod instances;

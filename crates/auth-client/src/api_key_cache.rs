@@ -142,17 +142,21 @@ impl ApiKeyCache {
         self.cache.invalidate(key).await;
     }
 
-    /// Drops every cached verdict on the key `key_id`.
-    pub(crate) async fn forget_key_id(&self, key_id: Uuid) {
+    /// Drops every cached verdict on the key `key_id`; how many there were.
+    pub(crate) async fn forget_key_id(&self, key_id: Uuid) -> usize {
         let hashes = self
             .by_id
             .lock()
             .ok()
             .and_then(|mut by_id| by_id.remove(&key_id))
             .unwrap_or_default();
+        let mut dropped = 0;
         for hash in &hashes {
-            self.cache.invalidate(hash).await;
+            if self.cache.remove(hash).await.is_some() {
+                dropped += 1;
+            }
         }
+        dropped
     }
 
     pub(crate) fn clear(&self) {

@@ -300,6 +300,7 @@ impl AuthClient {
                 api_keys: counts.keys,
             },
             counts.forgotten_early,
+            counts.verdicts_dropped,
         );
         snapshot
     }
@@ -820,7 +821,7 @@ impl AuthClient {
         {
             // Loaded while the revocation arrived: drop it too.
             cache.forget(&api_key_cache::hash(key)).await;
-            self.inner.stream_stats.refused(false);
+            revocations.verdicts_dropped(1);
             return Ok(ApiKeyVerdict::Rejected(KeyRejection::Revoked));
         }
         Ok(match verdict {
@@ -1281,7 +1282,7 @@ impl AuthClient {
         };
         if revoked {
             metrics.local_verification(false);
-            self.inner.stream_stats.refused(true);
+            self.inner.stream_stats.token_refused();
             return Err(TokenError::Rejected(TokenRejection::Revoked));
         }
         match result {
@@ -1331,6 +1332,19 @@ mod tests {
         for bad in ["", "Invoices", "a b", "ä", &"a".repeat(65)] {
             assert!(check_scopes(&[bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn following_the_stream_needs_a_runtime_and_is_off_by_default() {
+        let outside = AuthClient::builder("http://localhost:8000")
+            .revocation_stream(SecretString::from("ak_live_stream"))
+            .build()
+            .unwrap_err();
+        assert!(matches!(outside, Error::Config(_)), "{outside:?}");
+        assert!(!outside.to_string().contains("ak_live_stream"));
+        let plain = AuthClient::new("http://localhost:8000").unwrap();
+        assert!(plain.config().revocation_stream.is_none());
+        assert!(plain.inner.follower.is_none());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! | `api_key.revoked`, `api_key.rotated` | every cached verdict on `key_id` dropped; a verdict on it loaded meanwhile refused |
 //! | `device.revoked` | every token of `device_id` refused (revocation is final: none is issued after) |
 //! | `device.secret_rotated` | tokens of `device_id` issued before `not_before` refused |
-//! | `user.password_reset`, `user.disabled`, `user.deleted` | access tokens of `user_id` issued before `not_before` refused |
+//! | `user.password_reset` | access tokens of `user_id` issued before `not_before` refused (those of its second belong to sessions whose end comes as `session.ended`) |
+//! | `user.disabled`, `user.deleted` | access tokens of `user_id` issued up to `not_before` refused (its second included: a login racing the change opens a session no event ends) |
 //! | `user.password_changed` | nothing: the sessions it ends come as their own events |
 //! | `reset` (the stream lost track) | the API-key cache emptied |
 //!
@@ -113,6 +114,7 @@ pub(crate) struct Revocations {
     key_memory: i64,
     leeway: i64,
     forgotten_early: Arc<AtomicU64>,
+    verdicts_dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for Revocations {
@@ -138,6 +140,7 @@ pub(crate) struct Counts {
     pub(crate) devices: u64,
     pub(crate) keys: u64,
     pub(crate) forgotten_early: u64,
+    pub(crate) verdicts_dropped: u64,
 }
 
 impl Revocations {
@@ -178,6 +181,7 @@ impl Revocations {
             key_memory: seconds(key_ttl).saturating_add(60),
             leeway: seconds(leeway),
             forgotten_early,
+            verdicts_dropped: AtomicU64::new(0),
         }
     }
 
@@ -213,9 +217,16 @@ impl Revocations {
                 let Some(user) = event.user_id else {
                     return Effect::Ignored;
                 };
+                // After a reset the user logs in again, maybe within the same second; a
+                // disabled or deleted account has no token to keep.
+                let issued_before = if event.action == "user.password_reset" {
+                    not_before
+                } else {
+                    not_before.saturating_add(1)
+                };
                 let rule = Rule {
-                    issued_before: not_before,
-                    forget_at: access_until(not_before),
+                    issued_before,
+                    forget_at: access_until(issued_before),
                 };
                 add(&self.users, user, rule, now).await
             }
@@ -244,7 +255,8 @@ impl Revocations {
                 let rule = Rule::every_token(now.saturating_add(self.key_memory));
                 add(&self.keys, key, rule, now).await;
                 if let Some(cache) = &self.key_cache {
-                    cache.forget_key_id(key).await;
+                    let dropped = cache.forget_key_id(key).await;
+                    self.verdicts_dropped(u64::try_from(dropped).unwrap_or(u64::MAX));
                 }
                 Effect::Applied
             }
@@ -290,6 +302,12 @@ impl Revocations {
         self.keys.get(&key_id).await.is_some()
     }
 
+    /// Counts cached key verdicts dropped because their key was revoked.
+    pub(crate) fn verdicts_dropped(&self, count: u64) {
+        self.verdicts_dropped.fetch_add(count, Ordering::Relaxed);
+        metrics::counter!("auth_client_revoked_key_verdicts_dropped_total").increment(count);
+    }
+
     pub(crate) fn counts(&self) -> Counts {
         Counts {
             sessions: self.sessions.entry_count(),
@@ -297,6 +315,7 @@ impl Revocations {
             devices: self.devices.entry_count(),
             keys: self.keys.entry_count(),
             forgotten_early: self.forgotten_early.load(Ordering::Relaxed),
+            verdicts_dropped: self.verdicts_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -420,16 +439,24 @@ mod tests {
         let r = revocations(None);
         let user = Uuid::now_v7();
         let t = now();
-        for action in ["user.password_reset", "user.disabled", "user.deleted"] {
+        for (action, last_refused) in [
+            ("user.password_reset", t - 1),
+            ("user.disabled", t),
+            ("user.deleted", t),
+        ] {
             let r = revocations(None);
             let mut e = event(action, t);
             e.user_id = Some(user);
-            e.not_before = Some(t + 1);
+            e.not_before = Some(t);
             assert_eq!(r.apply(&e, t).await, Effect::Applied, "{action}");
-            assert!(r.refuses_access(user, Uuid::now_v7(), t).await, "{action}");
-            // A login after the reset is issued at or after `not_before`.
             assert!(
-                !r.refuses_access(user, Uuid::now_v7(), t + 1).await,
+                r.refuses_access(user, Uuid::now_v7(), last_refused).await,
+                "{action}"
+            );
+            // A login after a reset may be issued within the reset's second.
+            assert!(
+                !r.refuses_access(user, Uuid::now_v7(), last_refused + 1)
+                    .await,
                 "{action}"
             );
         }
@@ -445,7 +472,7 @@ mod tests {
         assert!(!r.refuses_access(user, Uuid::now_v7(), t + 5).await);
         // Without `not_before`: the event's second, rounded up.
         let r = revocations(None);
-        let mut e = event("user.disabled", t);
+        let mut e = event("user.password_reset", t);
         e.user_id = Some(user);
         r.apply(&e, t).await;
         assert!(r.refuses_access(user, Uuid::now_v7(), t).await);

@@ -588,12 +588,12 @@ mod tests {
             f.revocations.refuses_access(Uuid::nil(), a, now).await
                 && f.revocations.refuses_access(Uuid::nil(), b, now).await
                 && f.stats
-                    .snapshot(RememberedRevocations::default(), 0)
+                    .snapshot(RememberedRevocations::default(), 0, 0)
                     .events_applied
                     == 3
         })
         .await;
-        let m = f.stats.snapshot(RememberedRevocations::default(), 0);
+        let m = f.stats.snapshot(RememberedRevocations::default(), 0, 0);
         assert_eq!(m.last_event_id, Some(43));
         assert!(m.last_lag.is_some_and(|lag| lag < Duration::from_secs(5)));
 
@@ -605,7 +605,7 @@ mod tests {
         second.refuse("401 Unauthorized");
         let third = next(&mut conns).await;
         assert_eq!(third.header("last-event-id").as_deref(), Some("43"));
-        let m = f.stats.snapshot(RememberedRevocations::default(), 0);
+        let m = f.stats.snapshot(RememberedRevocations::default(), 0, 0);
         assert!(m.fallen_back() && m.disconnected_for.is_some());
         assert_eq!((m.connections, m.failed_attempts), (1, 1));
 
@@ -619,7 +619,7 @@ mod tests {
             f.cache.entry_count() == 0
         })
         .await;
-        let m = f.stats.snapshot(RememberedRevocations::default(), 0);
+        let m = f.stats.snapshot(RememberedRevocations::default(), 0, 0);
         assert_eq!((m.connections, m.reconnects, m.resets), (2, 1, 1));
         assert!(m.following());
     }
@@ -657,7 +657,7 @@ mod tests {
             f.cache.entry_count() == 0
         })
         .await;
-        let m = f.stats.snapshot(RememberedRevocations::default(), 0);
+        let m = f.stats.snapshot(RememberedRevocations::default(), 0, 0);
         assert_eq!((m.events_skipped, m.last_event_id), (1, Some(2)));
 
         drop(f.follower);

@@ -758,8 +758,9 @@ pub struct RevocationMetrics {
     pub max_lag: Duration,
     /// Tokens verified locally and refused because of a revocation.
     pub tokens_refused: u64,
-    /// Cached API-key verdicts refused because of a revocation.
-    pub api_keys_refused: u64,
+    /// Cached API-key verdicts dropped because their key was revoked (the next
+    /// verification asks the service, which answers `REVOKED`).
+    pub api_key_verdicts_dropped: u64,
     /// Revocations remembered now.
     pub remembered: RememberedRevocations,
     /// Revocations forgotten for want of room before the tokens they refuse expired.
@@ -783,7 +784,7 @@ impl RevocationMetrics {
             last_lag: None,
             max_lag: Duration::ZERO,
             tokens_refused: 0,
-            api_keys_refused: 0,
+            api_key_verdicts_dropped: 0,
             remembered: RememberedRevocations::default(),
             forgotten_early: 0,
             disconnected_for: None,
@@ -822,7 +823,6 @@ pub(crate) struct StreamStats {
     last_lag_micros: AtomicU64,
     max_lag_micros: AtomicU64,
     tokens_refused: AtomicU64,
-    api_keys_refused: AtomicU64,
     disconnected_since: Mutex<Option<Instant>>,
 }
 
@@ -839,7 +839,6 @@ impl Default for StreamStats {
             last_lag_micros: AtomicU64::new(u64::MAX),
             max_lag_micros: AtomicU64::new(0),
             tokens_refused: AtomicU64::new(0),
-            api_keys_refused: AtomicU64::new(0),
             disconnected_since: Mutex::new(None),
         }
     }
@@ -908,20 +907,16 @@ impl StreamStats {
         self.last_event_id.fetch_max(id, Ordering::Relaxed);
     }
 
-    pub(crate) fn refused(&self, token: bool) {
-        let (counter, kind) = if token {
-            (&self.tokens_refused, "token")
-        } else {
-            (&self.api_keys_refused, "api_key")
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("auth_client_revoked_refusals_total", "kind" => kind).increment(1);
+    pub(crate) fn token_refused(&self) {
+        self.tokens_refused.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("auth_client_revoked_tokens_refused_total").increment(1);
     }
 
     pub(crate) fn snapshot(
         &self,
         remembered: RememberedRevocations,
         forgotten_early: u64,
+        api_key_verdicts_dropped: u64,
     ) -> RevocationMetrics {
         let connections = self.connections.load(Ordering::Relaxed);
         let last_event_id = self.last_event_id.load(Ordering::Relaxed);
@@ -938,7 +933,7 @@ impl StreamStats {
             last_lag: (last_lag != u64::MAX).then(|| Duration::from_micros(last_lag)),
             max_lag: Duration::from_micros(self.max_lag_micros.load(Ordering::Relaxed)),
             tokens_refused: self.tokens_refused.load(Ordering::Relaxed),
-            api_keys_refused: self.api_keys_refused.load(Ordering::Relaxed),
+            api_key_verdicts_dropped,
             remembered,
             forgotten_early,
             disconnected_for: self
@@ -1000,7 +995,7 @@ mod tests {
     fn stream_figures_follow_its_life() {
         let s = StreamStats::default();
         s.set_state(StreamState::Connecting);
-        let m = s.snapshot(RememberedRevocations::default(), 0);
+        let m = s.snapshot(RememberedRevocations::default(), 0, 0);
         assert!(m.fallen_back() && m.disconnected_for.is_some());
         assert_eq!(
             (m.connections, m.last_event_id, m.last_lag),
@@ -1014,7 +1009,7 @@ mod tests {
         s.set_state(StreamState::Disconnected);
         s.failed_attempt();
         s.connected();
-        let m = s.snapshot(RememberedRevocations::default(), 0);
+        let m = s.snapshot(RememberedRevocations::default(), 0, 0);
         assert!(m.following() && !m.fallen_back() && m.disconnected_for.is_none());
         assert_eq!((m.connections, m.reconnects, m.failed_attempts), (2, 1, 1));
         assert_eq!(m.last_event_id, Some(7));

@@ -8,6 +8,8 @@
 #   scripts/bench.sh live verify     # only the named scenarios (the ceiling is always run)
 #   scripts/bench.sh soak            # minutes of mixed load, no scraper: resident memory growth
 #   scripts/bench.sh revocation      # revocation-to-rejection lag across two instances
+#   scripts/bench.sh stream          # revocation stream: memory of 1,000 idle subscribers, and
+#                                    # verify throughput with and without 100 subscribers
 #
 # Settings (environment): BENCH_DURATION (seconds per scenario, 10), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (wrk threads, 1), BENCH_BCRYPT_ROUNDS (12), BENCH_KEYS (100000),
@@ -174,6 +176,42 @@ import json, sys
 r = json.loads(sys.argv[1])
 print(f"{'revocation-lag':<28} {r['revocations']} revocations: lag p50 {r['lag_p50_ms']:.2f} ms, p99 {r['lag_p99_ms']:.2f} ms, "
       f"max {r['lag_max_ms']:.2f} ms; revoke p50 {r['revoke_p50_ms']:.2f} ms, p99 {r['revoke_p99_ms']:.2f} ms")
+PY
+fi
+
+if [[ "$wanted" == *" stream "* ]]; then
+  # The revocation stream's subscribers on a fresh server: resident memory with
+  # BENCH_SUBSCRIBERS (1000) idle ones, then the verify path with and without 100 connected
+  # (the same run, one after the other). Only run when named.
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  "$server_bin" serve 2>>"$OUT/server.log" &
+  server_pid=$!
+  for _ in $(seq 1 100); do curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
+  sleep 2
+  line=$(python3 bench/stream.py memory "$base" "$server_pid" "${BENCH_SUBSCRIBERS:-1000}")
+  echo "$line" >> "$results"
+  python3 - "$line" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"{'stream-memory':<28} {r['subscribers']} idle subscribers: resident {r['rss_before_kb'] // 1024} MB -> "
+      f"{r['rss_with_subscribers_kb'] // 1024} MB ({r['per_subscriber_kb']:.1f} KB each), "
+      f"{r['rss_after_close_kb'] // 1024} MB after they left; connected in {r['connect_seconds']} s")
+PY
+  run verify-no-subscribers "$CONNS" get.lua /api/v1/auth/verify
+  fifo=$OUT/stream-hold.out
+  python3 bench/stream.py hold "$base" 100 $((DURATION + 5)) > "$fifo" &
+  hold_pid=$!
+  for _ in $(seq 1 100); do grep -q connected "$fifo" 2>/dev/null && break; sleep 0.1; done
+  run verify-100-subscribers "$CONNS" get.lua /api/v1/auth/verify
+  wait "$hold_pid" || true
+  python3 - "$results" <<'PY'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    rows[r.get("scenario")] = r
+a, b = rows["verify-no-subscribers"]["rps"], rows["verify-100-subscribers"]["rps"]
+print(f"{'stream-verify-ratio':<28} verify with 100 subscribers / without: {b / a:.3f}")
 PY
 fi
 

@@ -144,6 +144,7 @@ macro_rules! storage_contract_tests {
             concurrent_login_failures_lock_once, login_success_undoes_its_lock,
             ending_changes_append_their_events, refused_changes_append_nothing,
             event_log_reads_after_and_holes, concurrent_revokes_append_once,
+            event_trail_pages_by_organization_user_and_action,
             prune_sessions_ended_before_retention,
             prune_lockout_counters_once_window_and_lock_are_over,
             prune_concurrent_passes_delete_once,
@@ -2508,6 +2509,124 @@ async fn concurrent_revokes_append_once(f: &impl Fixture) {
     let logged = logged_after(f, start).await;
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(logged[0].action, Some(EventAction::ApiKeyRevoked));
+}
+
+/// The trail lists whole events by organization, by the account they are about and by
+/// action, after a position and at most a limit, oldest first; another organization's and
+/// another account's events never show.
+async fn event_trail_pages_by_organization_user_and_action(f: &impl Fixture) {
+    use crate::ports::{EventQuery, EventScope};
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let other = key_owner(f, c.now()).await;
+    let mut revoked = Vec::new();
+    for _ in 0..3 {
+        let key = stored_key(f, org.id, c.now()).await;
+        f.api_keys().revoke(key.id, c.now()).await.unwrap();
+        revoked.push(key.id.to_string());
+    }
+    let foreign = stored_key(f, other.id, c.now()).await;
+    f.api_keys().revoke(foreign.id, c.now()).await.unwrap();
+    let ada = stored_user(f, c.now()).await;
+    let bob = stored_user(f, c.now()).await;
+    for who in [&ada, &bob] {
+        let (session, t) = (
+            Session {
+                id: SessionId::generate(),
+                user_id: who.id,
+                created_at: c.now(),
+                expires_at: c.now() + Duration::days(1),
+                revoked_at: None,
+            },
+            token("trail"),
+        );
+        f.sessions().create(&session, &t).await.unwrap();
+        assert!(f.sessions().revoke(session.id, c.now()).await.unwrap());
+    }
+    let list = |scope, after, limit, action: Option<&str>| {
+        let query = EventQuery {
+            scope,
+            after,
+            limit,
+            action: action.map(str::to_owned),
+        };
+        let events = f.events();
+        async move { events.list(&query).await.unwrap() }
+    };
+
+    let trail = list(
+        EventScope::Organization(org.id),
+        0,
+        100,
+        Some("api_key.revoked"),
+    )
+    .await;
+    let targets: Vec<&str> = trail.iter().map(|e| e.target.id.as_str()).collect();
+    assert_eq!(targets, revoked);
+    for event in &trail {
+        assert_eq!(event.organization_id, Some(org.id));
+        assert_eq!(event.details["key_id"], event.target.id.as_str());
+    }
+    // Paged: two, then what follows the second.
+    let first = list(
+        EventScope::Organization(org.id),
+        0,
+        2,
+        Some("api_key.revoked"),
+    )
+    .await;
+    assert_eq!(first.len(), 2);
+    let rest = list(
+        EventScope::Organization(org.id),
+        first[1].seq,
+        100,
+        Some("api_key.revoked"),
+    )
+    .await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].target.id, revoked[2]);
+    // Every event of the organization is the organization's.
+    let all_of_org = list(EventScope::Organization(org.id), 0, 1000, None).await;
+    assert!(all_of_org.iter().all(|e| e.organization_id == Some(org.id)));
+    assert!(
+        !all_of_org
+            .iter()
+            .any(|e| e.target.id == foreign.id.to_string())
+    );
+
+    // Ada's account: her ended session, never Bob's.
+    let mine = list(EventScope::User(ada.id), 0, 1000, None).await;
+    assert!(
+        mine.iter().any(|e| e.action.starts_with("session.")),
+        "{mine:?}"
+    );
+    for event in &mine {
+        let about_ada = event.target.id == ada.id.to_string()
+            || event.details["user_id"] == ada.id.to_string().as_str();
+        assert!(about_ada, "{event:?}");
+    }
+    // Ascending, and the same events as a read of the whole log shows.
+    let everything = list(EventScope::All, 0, 100_000, None).await;
+    assert!(everything.windows(2).all(|w| w[0].seq < w[1].seq));
+    let read = f.events().read(0, &[], 100_000).await.unwrap();
+    assert_eq!(
+        everything.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        read.iter().map(|e| e.seq).collect::<Vec<_>>()
+    );
+    // Written outside any request: the service's own doing, with no address or request.
+    for event in &everything {
+        assert_eq!(
+            event.actor.kind,
+            crate::model::ActorKind::System,
+            "{event:?}"
+        );
+        assert!(event.ip.is_none() && event.request_id.is_none());
+    }
+    assert!(
+        list(EventScope::All, 0, 100, Some("user.nothing"))
+            .await
+            .is_empty()
+    );
 }
 
 // ---- Retention -----------------------------------------------------------------------------

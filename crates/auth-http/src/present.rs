@@ -403,3 +403,31 @@ pub fn admin_user_detail(
             .collect(),
     }
 }
+
+/// An event of the audit trail as the API shows it.
+#[must_use]
+pub fn audit_event(event: auth_core::model::StoredEvent) -> auth_api::AuditEvent {
+    auth_api::AuditEvent {
+        seq: event.seq,
+        id: event.id,
+        at: event.at,
+        action: event.action,
+        actor: auth_api::EventActor {
+            kind: match event.actor.kind {
+                auth_core::model::ActorKind::User => auth_api::ActorType::User,
+                auth_core::model::ActorKind::ApiKey => auth_api::ActorType::ApiKey,
+                auth_core::model::ActorKind::System => auth_api::ActorType::System,
+                auth_core::model::ActorKind::Anonymous => auth_api::ActorType::Anonymous,
+            },
+            id: event.actor.id,
+        },
+        organization_id: event.organization_id.map(|o| o.as_uuid()),
+        target: auth_api::EventTargetBody {
+            kind: event.target.kind,
+            id: event.target.id,
+        },
+        ip: event.ip.map(|ip| ip.to_string()),
+        request_id: event.request_id,
+        details: event.details,
+    }
+}

@@ -183,6 +183,9 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::admin::DevicesCommand,
     },
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Events(crate::admin::EventsCommand),
     /// Run one retention pass against the database and print what it deleted (skipped, with
     /// status 0, while another instance runs one).
     Prune,
@@ -410,6 +413,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             None => crate::admin::devices(config, command, json).await,
         },
+        Command::Events(cmd) => crate::admin::events(config, cmd, json).await,
         Command::Prune => crate::admin::prune(config, json).await,
         Command::Healthcheck { url, timeout } => {
             let url = url.unwrap_or_else(|| local_url(&config));

@@ -311,3 +311,74 @@ pub fn all_organizations(
     println!("{table}");
     Ok(())
 }
+
+/// Prints audit events as they are read: one JSON object per line with `--json` (JSON lines,
+/// for a SIEM), else a table printed at the end (or, when following, after each page).
+#[derive(Debug)]
+pub struct EventPrinter {
+    json: bool,
+    table: Option<Table>,
+    any: bool,
+}
+
+impl EventPrinter {
+    /// A printer for the chosen format.
+    #[must_use]
+    pub fn new(json: bool) -> Self {
+        Self {
+            json,
+            table: None,
+            any: false,
+        }
+    }
+
+    /// Prints (or holds) one event.
+    ///
+    /// # Errors
+    /// The event cannot be written out.
+    pub fn print(&mut self, event: auth_api::AuditEvent) -> Result<(), CliError> {
+        self.any = true;
+        if self.json {
+            let line = serde_json::to_string(&event)
+                .map_err(|e| CliError::Failed(format!("cannot write an event: {e}")))?;
+            println!("{line}");
+            return Ok(());
+        }
+        let table = self.table.get_or_insert_with(|| {
+            let mut table = Table::new();
+            table.set_header(["seq", "at", "action", "actor", "target", "ip", "request id"]);
+            table
+        });
+        let actor = match &event.actor.id {
+            Some(id) => format!("{} {id}", event.actor.kind),
+            None => event.actor.kind.to_string(),
+        };
+        table.add_row([
+            event.seq.to_string(),
+            event
+                .at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            event.action,
+            actor,
+            format!("{} {}", event.target.kind, event.target.id),
+            event.ip.unwrap_or_default(),
+            event.request_id.unwrap_or_default(),
+        ]);
+        Ok(())
+    }
+
+    /// Prints what is held (following: after each page).
+    pub fn flush(&mut self) {
+        if let Some(table) = self.table.take() {
+            println!("{table}");
+        }
+    }
+
+    /// Prints what is held; says so when there was nothing.
+    pub fn finish(mut self) {
+        if !self.any {
+            eprintln!("no events");
+        }
+        self.flush();
+    }
+}

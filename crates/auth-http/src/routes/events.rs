@@ -3,52 +3,25 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use auth_api::{
-    ActorType, AuditEvent, EventActor, EventList, EventTargetBody, Problem, Revocation,
-};
-use auth_core::model::{ActorKind, Scope, StoredEvent};
+use auth_api::{EventList, Problem, Revocation};
+use auth_core::model::{Scope, StoredEvent};
 use auth_core::{Actor, TrailPage};
 
 use crate::error::{ApiError, BearerErrors, ManagerErrors, StoreErrors};
 use crate::extract::{Authenticated, Manager};
 use crate::params::{EventsQuery, OrganizationPath};
+use crate::present;
 use crate::state::AppState;
 
 /// The scope a key needs to follow the revocation stream.
 pub const REVOCATIONS_READ: &str = "revocations:read";
-
-fn event_body(event: StoredEvent) -> AuditEvent {
-    AuditEvent {
-        seq: event.seq,
-        id: event.id,
-        at: event.at,
-        action: event.action,
-        actor: EventActor {
-            kind: match event.actor.kind {
-                ActorKind::User => ActorType::User,
-                ActorKind::ApiKey => ActorType::ApiKey,
-                ActorKind::System => ActorType::System,
-                ActorKind::Anonymous => ActorType::Anonymous,
-            },
-            id: event.actor.id,
-        },
-        organization_id: event.organization_id.map(|o| o.as_uuid()),
-        target: EventTargetBody {
-            kind: event.target.kind,
-            id: event.target.id,
-        },
-        ip: event.ip.map(|ip| ip.to_string()),
-        request_id: event.request_id,
-        details: event.details,
-    }
-}
 
 fn page(events: Vec<StoredEvent>) -> HttpResponse {
     let next_after = events.last().map(|e| e.seq);
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(EventList {
-            items: events.into_iter().map(event_body).collect(),
+            items: events.into_iter().map(present::audit_event).collect(),
             next_after,
         })
 }

@@ -61,6 +61,7 @@ fn each_help_lists_the_settings_its_command_reads() {
         &["organizations", "create"],
         &["api-keys", "list"],
         &["devices", "register"],
+        &["events", "list"],
         &["prune"],
     ] {
         let text = help(command);
@@ -592,4 +593,183 @@ async fn users_administration_commands_do_what_the_api_does() {
         "{}",
         text(&missing.stderr)
     );
+}
+
+/// JSON lines printed by `events list --json`, each an API event.
+fn event_lines(out: &str) -> Vec<auth_api::AuditEvent> {
+    out.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_list_prints_the_trail_as_json_lines_and_follows_it() {
+    let db = auth_infra::test_support::TestDb::new().await;
+    ok(
+        on_db(
+            &db,
+            &["users", "create", "--email", "auditor@example.com"],
+            "a fine passphrase\n",
+        ),
+        &["users create"],
+    );
+    let org = json_of(
+        &db,
+        &[
+            "organizations",
+            "create",
+            "--name",
+            "Audited",
+            "--owner-email",
+            "auditor@example.com",
+        ],
+    );
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for name in ["one", "two", "three"] {
+        let key = json_of(
+            &db,
+            &[
+                "api-keys",
+                "create",
+                "--organization",
+                &org_id,
+                "--name",
+                name,
+                "--scopes",
+                "read",
+            ],
+        );
+        let id = key["id"].as_str().unwrap().to_owned();
+        ok(on_db(&db, &["api-keys", "revoke", &id], ""), &["revoke"]);
+        ids.push(id);
+    }
+    let list = |extra: &[&str]| {
+        let mut args = vec!["--json", "events", "list", "--organization", &org_id];
+        args.extend_from_slice(extra);
+        event_lines(&ok(on_db(&db, &args, ""), &args))
+    };
+    let revoked = list(&["--action", "api_key.revoked"]);
+    let targets: Vec<&str> = revoked.iter().map(|e| e.target.id.as_str()).collect();
+    assert_eq!(targets, ids);
+    for event in &revoked {
+        // Done at the command line: the service's own doing, with no address.
+        assert_eq!(event.actor.kind, auth_api::ActorType::System);
+        assert!(event.ip.is_none());
+        assert_eq!(event.organization_id.unwrap().to_string(), org_id);
+    }
+    let after = revoked[0].seq.to_string();
+    let rest = list(&["--action", "api_key.revoked", "--after", &after]);
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|e| e.seq > revoked[0].seq));
+    assert_eq!(list(&["--limit", "1"]).len(), 1);
+    let table = ok(
+        on_db(&db, &["events", "list", "--organization", &org_id], ""),
+        &["table"],
+    );
+    assert!(table.contains("api_key.revoked"), "{table}");
+    // The user's own trail, and every event.
+    let mine = event_lines(&ok(
+        on_db(
+            &db,
+            &["--json", "events", "list", "--user", "auditor@example.com"],
+            "",
+        ),
+        &["--user"],
+    ));
+    assert!(
+        mine.iter().any(|e| e.action == "user.registered"),
+        "{mine:?}"
+    );
+    assert!(!mine.iter().any(|e| e.action == "api_key.revoked"));
+
+    // Bad input: said once, nothing printed on stdout.
+    for (args, says) in [
+        (
+            vec!["events", "list", "--action", "api_key.exploded"],
+            "--action",
+        ),
+        (
+            vec![
+                "events",
+                "list",
+                "--organization",
+                "00000000-0000-0000-0000-000000000000",
+            ],
+            "no organization",
+        ),
+        (vec!["events", "list", "--organization", "nope"], "UUID"),
+    ] {
+        let out = on_db(&db, &args, "");
+        assert!(!out.status.success(), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.matches(says).count(), 1, "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+
+    // Following: a revocation made after the start is printed as it happens.
+    let mut follower = binary(&[
+        "--json",
+        "events",
+        "list",
+        "--organization",
+        &org_id,
+        "--after",
+        &revoked[2].seq.to_string(),
+        "--follow",
+    ])
+    .env("DATABASE_URL", db.url())
+    .env("LOG_LEVEL", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut found = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let event: auth_api::AuditEvent = serde_json::from_str(&line).unwrap();
+            found.push(event.clone());
+            if event.action == "api_key.revoked" {
+                break;
+            }
+        }
+        found
+    });
+    let key = json_of(
+        &db,
+        &[
+            "api-keys",
+            "create",
+            "--organization",
+            &org_id,
+            "--name",
+            "late",
+            "--scopes",
+            "read",
+        ],
+    );
+    let late = key["id"].as_str().unwrap().to_owned();
+    ok(on_db(&db, &["api-keys", "revoke", &late], ""), &["revoke"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !lines.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "not followed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    follower.kill().unwrap();
+    let _ = follower.wait();
+    let found = lines.join().unwrap();
+    let revoked_late: Vec<_> = found
+        .iter()
+        .filter(|e| e.action == "api_key.revoked")
+        .collect();
+    assert_eq!(revoked_late.len(), 1, "{found:?}");
+    assert_eq!(revoked_late[0].target.id, late);
+    // Nothing printed twice, nothing at or before --after.
+    let mut seqs: Vec<i64> = found.iter().map(|e| e.seq).collect();
+    assert!(seqs.iter().all(|s| *s > revoked[2].seq));
+    seqs.dedup();
+    assert_eq!(seqs.len(), found.len());
 }

@@ -660,3 +660,57 @@ async fn a_revocation_on_one_instance_reaches_the_stream_of_another() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A subscriber whose instance loses the database (its log listener with it) hears of the
+/// revocations made meanwhile on another instance once the database is back: the instance's
+/// follower resumes from its position, and the stream with it. The subscriber stays connected
+/// throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_made_while_an_instance_is_cut_off_reach_its_subscribers_when_it_returns() {
+    use crate::common::{PgProxy, pg_addr};
+    let db = TestDb::new().await;
+    let mut direct = test_config();
+    direct.db.url = Some(SecretString::from(db.url().to_owned()));
+    let a = TestApp::serve(direct, None).await;
+    let proxy = PgProxy::start(pg_addr(db.url())).await;
+    let mut via_proxy = test_config();
+    via_proxy.db.url = Some(SecretString::from(proxy.url_for(db.url())));
+    via_proxy.db.timeout_ms = 300;
+    let b = TestApp::serve(via_proxy, None).await;
+    assert_eq!(b.get("/health/ready").await.status(), 200);
+    let (token, org, stream_key) = follower(&a).await;
+    let stream = Subscriber::connect(&b, &stream_key, None).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(str_field(&create_key(&a, &token, &org, json!(["read"])).await, "id").to_owned());
+    }
+
+    proxy.cut();
+    for id in &ids {
+        let res = a
+            .post_auth(&format!("/api/v1/api-keys/{id}/revoke"), &token, None)
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let heard: HashSet<String> = stream
+            .revocations()
+            .iter()
+            .filter_map(|r| r["key_id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.iter().all(|id| heard.contains(id)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "heard {heard:?} of {ids:?} after the database returned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stream.stop();
+    a.stop().await;
+    b.stop().await;
+}

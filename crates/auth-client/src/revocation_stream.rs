@@ -6,7 +6,8 @@
 //! - Remembers the highest event id seen, the opening id-only message included (the
 //!   service's position when the connection opened), and resumes from it with
 //!   `Last-Event-ID`, so that revocations made while disconnected are applied once back.
-//!   Events may repeat or arrive out of order: applying them is idempotent.
+//!   Events may repeat or arrive out of order: applying them is idempotent. A `reset` forgets
+//!   the position (and empties the API-key cache): the next id sets it again.
 //! - A connection is taken as established at its first message; a verdict cached before the
 //!   very first one may predate revocations no stream will replay, so the API-key cache is
 //!   emptied then.
@@ -278,6 +279,9 @@ impl Stream {
                 );
                 self.revocations.reset();
                 self.stats.reset();
+                // The position no longer means what it did (a log restored from a backup
+                // numbers anew); the next id sets it again.
+                self.cursor = None;
             }
             (None | Some("message"), Some(data)) => self.apply(&data).await,
             // The opening id-only message, or an event type this build does not know.
@@ -289,8 +293,8 @@ impl Stream {
             .and_then(|id| id.trim().parse::<i64>().ok())
         {
             self.cursor = Some(self.cursor.map_or(id, |c| c.max(id)));
-            self.stats.seen_id(id);
         }
+        self.stats.set_last_event_id(self.cursor);
     }
 
     async fn apply(&self, data: &str) {
@@ -622,6 +626,19 @@ mod tests {
         let m = f.stats.snapshot(RememberedRevocations::default(), 0, 0);
         assert_eq!((m.connections, m.reconnects, m.resets), (2, 1, 1));
         assert!(m.following());
+        // The position is forgotten with the reset; the next id sets it.
+        assert_eq!(m.last_event_id, None);
+        third.send(&ended(7, Uuid::now_v7()));
+        eventually("the new position", async || {
+            f.stats
+                .snapshot(RememberedRevocations::default(), 0, 0)
+                .last_event_id
+                == Some(7)
+        })
+        .await;
+        third.end();
+        let fourth = next(&mut conns).await;
+        assert_eq!(fourth.header("last-event-id").as_deref(), Some("7"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -750,7 +750,8 @@ pub struct RevocationMetrics {
     pub events_skipped: u64,
     /// `reset` events (revocations may have been missed: the API-key cache was emptied).
     pub resets: u64,
-    /// The highest event id seen, from which a new connection resumes.
+    /// The highest event id seen, from which a new connection resumes (none before the
+    /// first, or after a `reset`).
     pub last_event_id: Option<i64>,
     /// Now minus the time of the last revocation applied, when it was applied.
     pub last_lag: Option<Duration>,
@@ -903,8 +904,9 @@ impl StreamStats {
         metrics::counter!("auth_client_revocation_resets_total").increment(1);
     }
 
-    pub(crate) fn seen_id(&self, id: i64) {
-        self.last_event_id.fetch_max(id, Ordering::Relaxed);
+    pub(crate) fn set_last_event_id(&self, id: Option<i64>) {
+        self.last_event_id
+            .store(id.unwrap_or(NO_ID), Ordering::Relaxed);
     }
 
     pub(crate) fn token_refused(&self) {
@@ -1002,8 +1004,7 @@ mod tests {
             (0, None, None)
         );
         s.connected();
-        s.seen_id(7);
-        s.seen_id(3);
+        s.set_last_event_id(Some(7));
         s.applied(Duration::from_millis(40));
         s.applied(Duration::from_millis(5));
         s.set_state(StreamState::Disconnected);

@@ -20,21 +20,23 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::audit::{self, RequestActor, RequestContext};
 use crate::memory::{ManualClock, MemoryStore};
 use crate::model::{
     ApiKey, ApiKeyId, ApiKeyName, Device, DeviceId, DeviceMetadata, DeviceName, DisplayName, Email,
-    EventAction, LogEntry, Member, Membership, OneTimeToken, Organization, OrganizationId,
-    OrganizationName, OutgoingMail, PasswordHash, Role, Scope, Scopes, Session, SessionId,
-    StoredToken, TokenHash, TokenPurpose, User, UserId,
+    EventAction, EventActor, EventTarget, FailedLogin, LogEntry, LoginStep, LoginSubject, Member,
+    Membership, OneTimeToken, Organization, OrganizationId, OrganizationName, OutgoingMail,
+    PasswordHash, Role, Scope, Scopes, Session, SessionId, StoredEvent, StoredToken, TokenHash,
+    TokenPurpose, User, UserId,
 };
 use crate::ports::{
     AccountRemover, AddMemberError, AddressConfirmation, AddressIssue, AdminChange, Admission,
     ApiKeyRepository, AttemptState, ChangeDeviceError, Clock, CreateUserError, DeleteAccountError,
-    DeviceRepository, EventLog, Invalidation, LockoutPolicy, LoginAttemptStore, MailOutbox,
-    MfaRepository, OneTimeTokenStore, OrganizationRepository, PasswordUpdate, PruneReport,
-    PrunedRows, Pruner, RESET_REQUEST_RETENTION, RegisterDeviceError, RemoveMemberError,
-    RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository, UserAdministration, UserQuery,
-    UserRepository,
+    DeviceRepository, EventLog, EventQuery, EventScope, Invalidation, LockoutPolicy,
+    LoginAttemptStore, MailOutbox, MfaRepository, OneTimeTokenStore, OrganizationRepository,
+    PasswordUpdate, PruneReport, PrunedRows, Pruner, RESET_REQUEST_RETENTION, RegisterDeviceError,
+    RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository,
+    UserAdministration, UserQuery, UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -145,6 +147,9 @@ macro_rules! storage_contract_tests {
             ending_changes_append_their_events, refused_changes_append_nothing,
             event_log_reads_after_and_holes, concurrent_revokes_append_once,
             event_trail_pages_by_organization_user_and_action,
+            session_creation_appends_the_login, login_failures_append_their_events,
+            organization_changes_append_their_events, api_key_creation_appends_its_event,
+            events_carry_the_request_context,
             prune_sessions_ended_before_retention,
             prune_lockout_counters_once_window_and_lock_are_over,
             prune_concurrent_passes_delete_once,
@@ -953,15 +958,18 @@ async fn remove_member_rules(f: &impl Fixture) {
             .unwrap();
     }
 
-    let err = repo.remove_member(org.id, outsider.id).await.unwrap_err();
+    let err = repo
+        .remove_member(org.id, outsider.id, now)
+        .await
+        .unwrap_err();
     assert!(matches!(err, RemoveMemberError::NotFound), "{err:?}");
     let err = repo
-        .remove_member(OrganizationId::generate(), first.id)
+        .remove_member(OrganizationId::generate(), first.id, now)
         .await
         .unwrap_err();
     assert!(matches!(err, RemoveMemberError::NotFound), "{err:?}");
 
-    let err = repo.remove_member(org.id, first.id).await.unwrap_err();
+    let err = repo.remove_member(org.id, first.id, now).await.unwrap_err();
     assert!(matches!(err, RemoveMemberError::LastOwner), "{err:?}");
     assert_eq!(
         repo.role_of(org.id, first.id).await.unwrap(),
@@ -969,25 +977,28 @@ async fn remove_member_rules(f: &impl Fixture) {
     );
 
     assert_eq!(
-        repo.remove_member(org.id, plain.id).await.unwrap(),
+        repo.remove_member(org.id, plain.id, now).await.unwrap(),
         Role::Member
     );
     assert_eq!(
-        repo.remove_member(org.id, admin.id).await.unwrap(),
+        repo.remove_member(org.id, admin.id, now).await.unwrap(),
         Role::Admin
     );
     assert_eq!(repo.role_of(org.id, plain.id).await.unwrap(), None);
-    let err = repo.remove_member(org.id, plain.id).await.unwrap_err();
+    let err = repo.remove_member(org.id, plain.id, now).await.unwrap_err();
     assert!(matches!(err, RemoveMemberError::NotFound), "{err:?}");
 
     repo.add_member(&membership(&org, &second, Role::Owner, now))
         .await
         .unwrap();
     assert_eq!(
-        repo.remove_member(org.id, first.id).await.unwrap(),
+        repo.remove_member(org.id, first.id, now).await.unwrap(),
         Role::Owner
     );
-    let err = repo.remove_member(org.id, second.id).await.unwrap_err();
+    let err = repo
+        .remove_member(org.id, second.id, now)
+        .await
+        .unwrap_err();
     assert!(matches!(err, RemoveMemberError::LastOwner), "{err:?}");
     assert_eq!(
         repo.members(org.id).await.unwrap(),
@@ -1014,7 +1025,7 @@ async fn concurrent_owner_removals_one_winner(f: &impl Fixture) {
         let attempts = orgs.iter().flat_map(|&(org, owners)| {
             owners.map(|user| {
                 let repo = f.organizations();
-                async move { (org, repo.remove_member(org, user).await) }
+                async move { (org, repo.remove_member(org, user, now).await) }
             })
         });
         let results = futures::future::join_all(attempts).await;
@@ -2333,10 +2344,12 @@ async fn ending_changes_append_their_events(f: &impl Fixture) {
     assert_eq!(
         seen,
         vec![
+            (EventAction::ApiKeyCreated, None),
             (
                 EventAction::ApiKeyRevoked,
                 Some(Invalidation::ApiKey(key.key_hash))
             ),
+            (EventAction::ApiKeyCreated, None),
             (
                 EventAction::ApiKeyRotated,
                 Some(Invalidation::ApiKey(old.key_hash))
@@ -2354,6 +2367,10 @@ async fn ending_changes_append_their_events(f: &impl Fixture) {
                 Some(Invalidation::Device(device.id.clone()))
             ),
             (EventAction::UserRegistered, None),
+            (EventAction::LoginSucceeded, None),
+            (EventAction::LoginSucceeded, None),
+            (EventAction::LoginSucceeded, None),
+            (EventAction::LoginSucceeded, None),
             (
                 EventAction::SessionReuseDetected,
                 Some(Invalidation::Session(sessions[0]))
@@ -2389,6 +2406,7 @@ async fn refused_changes_append_nothing(f: &impl Fixture) {
     let t = token("first");
     f.sessions().create(&s, &t).await.unwrap();
     f.sessions().revoke_by_token(&t, c.now()).await.unwrap();
+    let live = stored_key(f, owner.id, c.now()).await;
     let start = log_head(f).await;
 
     assert!(f.api_keys().revoke(key.id, c.now()).await.is_err());
@@ -2398,7 +2416,6 @@ async fn refused_changes_append_nothing(f: &impl Fixture) {
             .await
             .is_err()
     );
-    let live = stored_key(f, owner.id, c.now()).await;
     // A rotation whose new key collides with an existing hash fails and changes nothing.
     let clash = ApiKey {
         id: ApiKeyId::generate(),
@@ -2440,12 +2457,13 @@ async fn refused_changes_append_nothing(f: &impl Fixture) {
 async fn event_log_reads_after_and_holes(f: &impl Fixture) {
     let c = clock();
     let owner = key_owner(f, c.now()).await;
-    let start = log_head(f).await;
     let mut keys = Vec::new();
     for _ in 0..5 {
-        let key = stored_key(f, owner.id, c.now()).await;
+        keys.push(stored_key(f, owner.id, c.now()).await);
+    }
+    let start = log_head(f).await;
+    for key in &keys {
         f.api_keys().revoke(key.id, c.now()).await.unwrap();
-        keys.push(key);
         c.advance(Duration::seconds(10));
     }
     let all = logged_after(f, start).await;
@@ -2613,13 +2631,15 @@ async fn event_trail_pages_by_organization_user_and_action(f: &impl Fixture) {
         everything.iter().map(|e| e.seq).collect::<Vec<_>>(),
         read.iter().map(|e| e.seq).collect::<Vec<_>>()
     );
-    // Written outside any request: the service's own doing, with no address or request.
+    // Written outside any request: no address or request, and the service's own doing but
+    // for a sign-in, which is its user's.
     for event in &everything {
-        assert_eq!(
-            event.actor.kind,
-            crate::model::ActorKind::System,
-            "{event:?}"
-        );
+        let expected = if event.action == "user.login_succeeded" {
+            crate::model::ActorKind::User
+        } else {
+            crate::model::ActorKind::System
+        };
+        assert_eq!(event.actor.kind, expected, "{event:?}");
         assert!(event.ip.is_none() && event.request_id.is_none());
     }
     assert!(
@@ -2627,6 +2647,406 @@ async fn event_trail_pages_by_organization_user_and_action(f: &impl Fixture) {
             .await
             .is_empty()
     );
+}
+
+/// The whole trail after `position`.
+async fn trail_after(f: &impl Fixture, position: i64) -> Vec<StoredEvent> {
+    trail_of(f, EventScope::All, position).await
+}
+
+/// The trail of `scope` after `position`.
+async fn trail_of(f: &impl Fixture, scope: EventScope, position: i64) -> Vec<StoredEvent> {
+    f.events()
+        .list(&EventQuery {
+            scope,
+            after: position,
+            limit: 10_000,
+            action: None,
+        })
+        .await
+        .unwrap()
+}
+
+fn actions_of(trail: &[StoredEvent]) -> Vec<&str> {
+    trail.iter().map(|e| e.action.as_str()).collect()
+}
+
+fn user_target(user: UserId) -> EventTarget {
+    EventTarget {
+        kind: "user".to_owned(),
+        id: user.to_string(),
+    }
+}
+
+/// A session is opened by a login: `create` appends one `user.login_succeeded` about its
+/// user, naming the session, whose actor is that user even outside a request; a refused
+/// `create` (an unknown user, a session or token that exists) appends nothing.
+async fn session_creation_appends_the_login(f: &impl Fixture) {
+    let c = clock();
+    let u = stored_user(f, c.now()).await;
+    let start = log_head(f).await;
+    let s = session_for(&u, c.now());
+    let first = token("first");
+    f.sessions().create(&s, &first).await.unwrap();
+
+    let trail = trail_after(f, start).await;
+    assert_eq!(actions_of(&trail), vec!["user.login_succeeded"]);
+    let login = &trail[0];
+    assert_eq!(login.target, user_target(u.id));
+    assert_eq!(login.actor, EventActor::user(u.id));
+    assert_eq!(login.details["session_id"], s.id.to_string());
+    assert_eq!(login.details["user_id"], u.id.to_string());
+    assert_eq!((login.organization_id, login.at), (None, c.now()));
+    assert_eq!((login.ip, login.request_id.as_deref()), (None, None));
+    assert_eq!(trail_of(f, EventScope::User(u.id), start).await, trail);
+
+    let head = log_head(f).await;
+    let stranger = Session {
+        user_id: UserId::generate(),
+        ..session_for(&u, c.now())
+    };
+    assert!(f.sessions().create(&stranger, &token("x")).await.is_err());
+    assert!(f.sessions().create(&s, &token("again")).await.is_err());
+    assert!(
+        f.sessions()
+            .create(&session_for(&u, c.now()), &first)
+            .await
+            .is_err()
+    );
+    assert_eq!(log_head(f).await, head, "a refused login appends nothing");
+}
+
+/// A failed check appends one `user.login_failed`: about the account when there is one,
+/// else about the address's fingerprint as an `email` target (nothing else of the address);
+/// the failure whose attempt locked the key also appends `user.locked`, unless that lock no
+/// longer stands (a success reset the key since). Recording changes no counter.
+async fn login_failures_append_their_events(f: &impl Fixture) {
+    let (store, c, policy) = (f.login_attempts(), clock(), lockout(3));
+    let u = stored_user(f, c.now()).await;
+    let start = log_head(f).await;
+    let failure = |subject: &LoginSubject, state: Admission| {
+        let Admission::Admitted(state) = state else {
+            panic!("refused: {state:?}")
+        };
+        FailedLogin {
+            subject: subject.clone(),
+            step: LoginStep::Password,
+            failures: state.failures,
+            locked_until: state.locked_until,
+            at: c.now(),
+        }
+    };
+
+    let nobody = LoginSubject::Address("sha256:00112233445566778899aabbccddeeff".to_owned());
+    let unknown = token("nobody");
+    let state = store
+        .begin_attempt(&unknown, c.now(), &policy)
+        .await
+        .unwrap();
+    store
+        .record_failure(&unknown, &failure(&nobody, state))
+        .await
+        .unwrap();
+
+    let account = LoginSubject::User(u.id);
+    let key = u.email.attempt_key();
+    let mut until = None;
+    for _ in 0..3 {
+        let state = store.begin_attempt(&key, c.now(), &policy).await.unwrap();
+        let failed = failure(&account, state);
+        until = until.or(failed.locked_until);
+        store.record_failure(&key, &failed).await.unwrap();
+    }
+    let until = until.unwrap();
+
+    // The locking attempt's lock was cleared (a success) before its failure was recorded.
+    let reset = token("reset");
+    let stale = lock_out(store.as_ref(), &reset, &c, &policy).await;
+    store.reset(&reset).await.unwrap();
+    let failed = FailedLogin {
+        failures: 3,
+        locked_until: Some(stale),
+        ..failure(&nobody, counted(3))
+    };
+    store.record_failure(&reset, &failed).await.unwrap();
+
+    let trail = trail_after(f, start).await;
+    assert_eq!(
+        actions_of(&trail),
+        vec![
+            "user.login_failed",
+            "user.login_failed",
+            "user.login_failed",
+            "user.login_failed",
+            "user.locked",
+            "user.login_failed",
+        ]
+    );
+    let email_target = EventTarget {
+        kind: "email".to_owned(),
+        id: "sha256:00112233445566778899aabbccddeeff".to_owned(),
+    };
+    assert_eq!(trail[0].target, email_target);
+    assert_eq!(
+        trail[0].details,
+        serde_json::json!({"step": "password", "failures": 1})
+    );
+    for (event, failures) in trail[1..4].iter().zip(1..) {
+        assert_eq!(event.target, user_target(u.id));
+        assert_eq!(event.details["failures"], failures);
+        assert_eq!(event.details["user_id"], u.id.to_string());
+    }
+    assert_eq!(trail[4].target, user_target(u.id));
+    assert_eq!(
+        trail[4].details["locked_until"],
+        serde_json::json!(until),
+        "{:?}",
+        trail[4]
+    );
+    assert_eq!(trail[5].target, email_target);
+    assert!(trail.iter().all(|e| e.actor == EventActor::system()));
+    assert!(trail.iter().all(|e| e.organization_id.is_none()));
+    for event in &trail {
+        let shown = format!("{event:?}");
+        assert!(
+            !shown.contains(u.email.normalized()) && !shown.contains(u.email.as_str()),
+            "{shown}"
+        );
+    }
+    assert_eq!(
+        actions_of(&trail_of(f, EventScope::User(u.id), start).await),
+        vec![
+            "user.login_failed",
+            "user.login_failed",
+            "user.login_failed",
+            "user.locked"
+        ]
+    );
+
+    // No counter moved: the lock stands, the other keys count on.
+    assert_eq!(store.check(&key, c.now()).await.unwrap(), Some(until));
+    assert_eq!(
+        store
+            .begin_attempt(&unknown, c.now(), &policy)
+            .await
+            .unwrap(),
+        counted(2)
+    );
+    assert_eq!(
+        store.begin_attempt(&reset, c.now(), &policy).await.unwrap(),
+        counted(1)
+    );
+}
+
+/// `create`, `add_member` and `remove_member` each append one event to their
+/// organization's trail (`organization.created` with its first owner, `member.added` and
+/// `member.removed` with the member and the role); every refusal appends nothing.
+async fn organization_changes_append_their_events(f: &impl Fixture) {
+    let now = clock().now();
+    let (owner, joiner, outsider) = (
+        stored_user(f, now).await,
+        stored_user(f, now).await,
+        stored_user(f, now).await,
+    );
+    let start = log_head(f).await;
+    let org = stored_org(f, &owner, now).await;
+    let repo = f.organizations();
+    repo.add_member(&membership(&org, &joiner, Role::Admin, now))
+        .await
+        .unwrap();
+
+    let head = log_head(f).await;
+    let nowhere = organization("Nowhere", now);
+    let ghost = user(unique_email("ghost"), now);
+    assert!(matches!(
+        repo.add_member(&membership(&org, &joiner, Role::Member, now))
+            .await,
+        Err(AddMemberError::AlreadyMember)
+    ));
+    assert!(matches!(
+        repo.add_member(&membership(&nowhere, &outsider, Role::Member, now))
+            .await,
+        Err(AddMemberError::NotFound)
+    ));
+    assert!(matches!(
+        repo.add_member(&membership(&org, &ghost, Role::Member, now))
+            .await,
+        Err(AddMemberError::NotFound)
+    ));
+    assert!(repo.create(&org, outsider.id).await.is_err(), "id taken");
+    assert!(repo.create(&nowhere, ghost.id).await.is_err(), "no owner");
+    assert!(matches!(
+        repo.remove_member(org.id, outsider.id, now).await,
+        Err(RemoveMemberError::NotFound)
+    ));
+    assert!(matches!(
+        repo.remove_member(org.id, owner.id, now).await,
+        Err(RemoveMemberError::LastOwner)
+    ));
+    assert_eq!(log_head(f).await, head, "refusals append nothing");
+
+    let later = now + Duration::seconds(5);
+    assert_eq!(
+        repo.remove_member(org.id, joiner.id, later).await.unwrap(),
+        Role::Admin
+    );
+
+    let trail = trail_after(f, start).await;
+    assert_eq!(
+        actions_of(&trail),
+        vec!["organization.created", "member.added", "member.removed"]
+    );
+    assert_eq!(
+        trail[0].target,
+        EventTarget {
+            kind: "organization".to_owned(),
+            id: org.id.to_string(),
+        }
+    );
+    assert_eq!(trail[0].details["user_id"], owner.id.to_string());
+    assert_eq!(trail[0].details["role"], "owner");
+    assert_eq!(trail[0].details["name"], org.name.as_str());
+    for event in &trail[1..] {
+        assert_eq!(event.target, user_target(joiner.id));
+        assert_eq!(event.details["user_id"], joiner.id.to_string());
+        assert_eq!(event.details["role"], "admin");
+    }
+    assert_eq!(
+        trail.iter().map(|e| e.at).collect::<Vec<_>>(),
+        vec![now, now, later]
+    );
+    assert!(trail.iter().all(|e| e.organization_id == Some(org.id)));
+    assert!(trail.iter().all(|e| e.actor == EventActor::system()));
+    assert_eq!(
+        trail_of(f, EventScope::Organization(org.id), start).await,
+        trail
+    );
+    assert_eq!(
+        actions_of(&trail_of(f, EventScope::User(joiner.id), start).await),
+        vec!["member.added", "member.removed"]
+    );
+}
+
+/// `create` appends one `api_key.created` to the key's organization's trail: its id, name,
+/// scopes and expiry, never its hash or prefix; a refused `create` appends nothing.
+async fn api_key_creation_appends_its_event(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let start = log_head(f).await;
+    let key = ApiKey {
+        expires_at: Some(now + Duration::days(7)),
+        ..api_key(org.id, now)
+    };
+    f.api_keys().create(&key).await.unwrap();
+    let head = log_head(f).await;
+    let clash = ApiKey {
+        id: ApiKeyId::generate(),
+        ..key.clone()
+    };
+    assert!(f.api_keys().create(&clash).await.is_err());
+    assert!(f.api_keys().create(&key).await.is_err());
+    assert_eq!(log_head(f).await, head, "refusals append nothing");
+
+    let trail = trail_of(f, EventScope::Organization(org.id), start).await;
+    assert_eq!(actions_of(&trail), vec!["api_key.created"]);
+    let created = &trail[0];
+    assert_eq!(
+        created.target,
+        EventTarget {
+            kind: "api_key".to_owned(),
+            id: key.id.to_string(),
+        }
+    );
+    assert_eq!(
+        created.details,
+        serde_json::json!({
+            "key_id": key.id.to_string(),
+            "organization_id": org.id.to_string(),
+            "name": "CI deploy",
+            "scopes": ["admin", "deploy.write", "keys:read"],
+            "expires_at": key.expires_at,
+        })
+    );
+    assert_eq!(created.at, now);
+    let shown = format!("{created:?}");
+    assert!(!shown.contains(&key.prefix), "{shown}");
+    assert!(
+        !shown.contains(&hex::encode(key.key_hash.as_bytes())),
+        "{shown}"
+    );
+}
+
+/// Events appended inside a request's audit scope carry its id, the client's address and
+/// its caller (`anonymous` until one is named); outside any request they are `system`'s,
+/// with neither. Concurrent requests never lend each other their context.
+async fn events_carry_the_request_context(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let mut keys = Vec::new();
+    for _ in 0..19 {
+        keys.push(stored_key(f, org.id, c.now()).await);
+    }
+    let start = log_head(f).await;
+    let v6: std::net::IpAddr = "2001:db8::7".parse().unwrap();
+    let v4: std::net::IpAddr = "198.51.100.4".parse().unwrap();
+    let (anonymous, named, outside) = (&keys[0], &keys[1], &keys[2]);
+    audit::scope(RequestContext::new("req-anon".into(), Some(v6)), async {
+        f.api_keys().revoke(anonymous.id, c.now()).await.unwrap();
+    })
+    .await;
+    audit::scope(RequestContext::new("req-key".into(), Some(v4)), async {
+        audit::set_actor(RequestActor::ApiKey(outside.id));
+        f.api_keys().revoke(named.id, c.now()).await.unwrap();
+    })
+    .await;
+    f.api_keys().revoke(outside.id, c.now()).await.unwrap();
+
+    let trail = trail_after(f, start).await;
+    assert_eq!(trail.len(), 3, "{trail:?}");
+    assert_eq!(trail[0].actor, EventActor::anonymous());
+    assert_eq!(
+        (trail[0].ip, trail[0].request_id.as_deref()),
+        (Some(v6), Some("req-anon"))
+    );
+    assert_eq!(trail[1].actor, EventActor::api_key(outside.id));
+    assert_eq!(
+        (trail[1].ip, trail[1].request_id.as_deref()),
+        (Some(v4), Some("req-key"))
+    );
+    assert_eq!(trail[2].actor, EventActor::system());
+    assert_eq!((trail[2].ip, trail[2].request_id.as_deref()), (None, None));
+
+    // Sixteen requests at once, each naming a caller of its own halfway through.
+    let head = log_head(f).await;
+    let requests = keys[3..].iter().enumerate().map(|(i, key)| {
+        let keys = f.api_keys();
+        let (now, id) = (c.now(), key.id);
+        let ip = std::net::IpAddr::from([10, 0, 0, u8::try_from(i).unwrap()]);
+        audit::scope(
+            RequestContext::new(format!("req-{id}"), Some(ip)),
+            async move {
+                futures::future::ready(()).await;
+                audit::set_actor(RequestActor::ApiKey(id));
+                keys.revoke(id, now).await.unwrap();
+            },
+        )
+    });
+    futures::future::join_all(requests).await;
+    let trail = trail_after(f, head).await;
+    assert_eq!(trail.len(), 16);
+    for event in &trail {
+        let key = &event.target.id;
+        let i = keys[3..]
+            .iter()
+            .position(|k| k.id.to_string() == *key)
+            .unwrap();
+        assert_eq!(event.request_id, Some(format!("req-{key}")));
+        assert_eq!(event.actor.id.as_deref(), Some(key.as_str()));
+        assert_eq!(
+            event.ip,
+            Some(std::net::IpAddr::from([10, 0, 0, u8::try_from(i).unwrap()]))
+        );
+    }
 }
 
 // ---- Retention -----------------------------------------------------------------------------
@@ -2730,8 +3150,9 @@ async fn prune_sessions_ended_before_retention(f: &impl Fixture) {
         PruneReport::Completed(PrunedRows {
             sessions: 3,
             refresh_tokens: 5,
-            // The user's `user.registered`, 400 days old: past the event retention.
-            events: 1,
+            // The user's `user.registered`, 400 days old, and the login of the session
+            // opened 100 days ago: past the event retention.
+            events: 2,
             ..PrunedRows::default()
         })
     );
@@ -3159,16 +3580,29 @@ async fn account_deletion_removes_everything_and_ends_sessions(f: &impl Fixture)
     assert_eq!(
         actions,
         vec![
+            Some(EventAction::MemberRemoved),
+            Some(EventAction::MemberRemoved),
             Some(EventAction::SessionEnded),
             Some(EventAction::UserDeleted),
             Some(EventAction::UserRegistered),
         ]
     );
+    // Each membership's end is in its organization's trail, with the role it had.
+    let mut left = vec![
+        (member_of.id, Role::Member.as_str()),
+        (co_owned.id, Role::Owner.as_str()),
+    ];
+    left.sort();
+    for (event, (org, role)) in appended[..2].iter().zip(left) {
+        assert_eq!(event.organization_id, Some(org));
+        assert_eq!(event.details["user_id"], u.id.to_string());
+        assert_eq!(event.details["role"], role);
+    }
     assert_eq!(
-        appended[0].invalidation,
+        appended[2].invalidation,
         Some(Invalidation::Session(live.id))
     );
-    assert_eq!(appended[1].invalidation, None);
+    assert_eq!(appended[3].invalidation, None);
 
     assert!(matches!(
         f.accounts().delete_account(u.id, c.now()).await,
@@ -3176,7 +3610,7 @@ async fn account_deletion_removes_everything_and_ends_sessions(f: &impl Fixture)
     ));
     assert_eq!(
         log_head(f).await,
-        appended[2].seq,
+        appended[4].seq,
         "a refused deletion appends nothing"
     );
 }
@@ -3237,7 +3671,7 @@ async fn account_deletion_and_owner_removal_keep_an_owner(f: &impl Fixture) {
         let (accounts, orgs) = (f.accounts(), f.organizations());
         let (deleted, removed) = futures::future::join(
             async move { accounts.delete_account(a.id, now).await },
-            async move { orgs.remove_member(org.id, b.id).await },
+            async move { orgs.remove_member(org.id, b.id, now).await },
         )
         .await;
         assert!(

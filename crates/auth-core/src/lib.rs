@@ -5,6 +5,7 @@
 //! over them. With the `memory` feature, `memory` provides in-memory adapters for every
 //! storage port, so the whole service runs (and is tested) with no database.
 
+pub mod audit;
 pub mod model;
 pub mod ports;
 pub mod service;

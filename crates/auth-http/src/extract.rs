@@ -1,8 +1,11 @@
-//! Authentication extractors: handlers name who may call them in their signature.
+//! Authentication extractors: handlers name who may call them in their signature. Each one
+//! that authenticates a caller names it to the request's audit context, so the events the
+//! request appends are the caller's.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use auth_core::audit::{self, RequestActor};
 use auth_core::model::{Scopes, parse_presented_key};
 use auth_core::{Actor, ApiKeyVerdict, Principal};
 use futures::future::LocalBoxFuture;
@@ -59,6 +62,7 @@ impl FromRequest for Authenticated {
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
             not_an_api_key(&state, &token)?;
             let principal = state.auth.verify(&token).await?;
+            audit::set_actor(RequestActor::User(principal.user.id));
             Ok(Self(principal))
         })
     }
@@ -100,6 +104,7 @@ impl FromRequest for Manager {
             if let Some(token) = token? {
                 not_an_api_key(&state, &token)?;
                 let principal = state.auth.verify(&token).await?;
+                audit::set_actor(RequestActor::User(principal.user.id));
                 return Ok(Self(Actor::User {
                     id: principal.user.id,
                     is_admin: principal.user.is_admin,
@@ -117,6 +122,7 @@ impl FromRequest for Manager {
             match state.keys.verify(&key, &Scopes::default()).await? {
                 ApiKeyVerdict::Valid(key) => {
                     state.rate_limits.key_auth_succeeded(client);
+                    audit::set_actor(RequestActor::ApiKey(key.id));
                     Ok(Self(Actor::ApiKey(key)))
                 }
                 ApiKeyVerdict::Revoked => Err(ApiError::refused(Refusal::KeyRevoked)),

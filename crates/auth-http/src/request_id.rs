@@ -1,23 +1,40 @@
 //! `X-Request-Id`: accepted from the caller when well-formed, generated otherwise, echoed on
-//! every response, carried in a task-local so error bodies and log lines can name it.
+//! every response. The request runs inside the audit context of `auth_core::audit` (its id,
+//! the client's address as the rate limits see it, and later its caller), so error bodies and
+//! log lines can name the id and every event the request appends carries all three.
+
+use std::net::IpAddr;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::web;
+use auth_core::audit::{self, RequestContext};
 use tracing::Instrument as _;
+
+use crate::state::AppState;
 
 /// The header name.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
 /// The id of the request being served, if called within one.
 #[must_use]
 pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    audit::request_id()
+}
+
+/// The client's address: the peer, or the address a trusted proxy forwarded for
+/// (`AUTH_TRUSTED_PROXIES`), exactly as the rate limits count it (before grouping IPv6 per
+/// /64).
+fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state
+            .rate_limits
+            .client_ip(peer, crate::rate_limit::forwarded_lines(req.headers())),
+        None => peer.map(|ip| ip.to_canonical()),
+    }
 }
 
 /// True for 1..=128 characters of `[A-Za-z0-9._:-]`.
@@ -50,12 +67,16 @@ pub async fn middleware(
         path = %req.path(),
     );
     let started = std::time::Instant::now();
-    let result = REQUEST_ID
-        .scope(id.clone(), next.call(req))
+    // The header is made before the id moves into the context: one copy, not two.
+    let header = HeaderValue::from_str(&id).ok();
+    let context = RequestContext::new(id, client_ip(&req));
+    // The inner services are called inside the scope too: whatever they do before their
+    // first `.await` sees the context.
+    let result = audit::scope(context, async move { next.call(req).await })
         .instrument(span.clone())
         .await;
     let mut res = result?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Some(value) = header {
         res.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     span.in_scope(|| {

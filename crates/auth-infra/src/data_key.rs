@@ -8,6 +8,7 @@
 use auth_core::model::SealedSecret;
 use auth_core::ports::{BoxError, DataCipher};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretBox};
@@ -59,8 +60,12 @@ impl DataKey {
     }
 }
 
-/// AES-256-GCM with random nonces.
-pub struct AesGcmCipher(RandomizedNonceKey);
+/// AES-256-GCM with random nonces, and HMAC-SHA-256 fingerprints under a key derived from
+/// the same data key (HKDF-SHA-256, its own label), so no key serves two algorithms.
+pub struct AesGcmCipher(RandomizedNonceKey, hmac::Key);
+
+/// The HKDF label of the fingerprint key.
+const FINGERPRINT_LABEL: &[u8] = b"auth-service fingerprint v1";
 
 impl std::fmt::Debug for AesGcmCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,9 +79,14 @@ impl AesGcmCipher {
     /// # Errors
     /// The library refused the key (it never does for 32 bytes).
     pub fn new(key: &DataKey) -> Result<Self, BoxError> {
-        RandomizedNonceKey::new(&AES_256_GCM, key.0.expose_secret())
-            .map(Self)
-            .map_err(|_| "AES-256-GCM key refused".into())
+        let sealing = RandomizedNonceKey::new(&AES_256_GCM, key.0.expose_secret())
+            .map_err(|_| "AES-256-GCM key refused")?;
+        let fingerprinting: hmac::Key = hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+            .extract(key.0.expose_secret())
+            .expand(&[FINGERPRINT_LABEL], hmac::HMAC_SHA256)
+            .map_err(|_| "HKDF expansion refused")?
+            .into();
+        Ok(Self(sealing, fingerprinting))
     }
 }
 
@@ -110,6 +120,12 @@ impl DataCipher for AesGcmCipher {
             .map_err(|_| "sealed value does not open under this key and context")?;
         Ok(plain.to_vec())
     }
+
+    fn fingerprint(&self, data: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&self.1, data).as_ref());
+        out
+    }
 }
 
 #[cfg(test)]
@@ -139,5 +155,29 @@ mod tests {
         );
         assert!(DataKey::from_base64("c2hvcnQ=").is_err());
         assert_eq!(format!("{key:?}"), "DataKey([REDACTED])");
+    }
+
+    #[test]
+    fn fingerprints_are_stable_per_key_and_need_the_key() {
+        let key = DataKey::generate().unwrap();
+        let cipher = AesGcmCipher::new(&key).unwrap();
+        let print = cipher.fingerprint(b"bob@example.com");
+        assert_eq!(print, cipher.fingerprint(b"bob@example.com"));
+        let same_key = AesGcmCipher::new(&DataKey::from_base64(&key.to_base64()).unwrap());
+        assert_eq!(print, same_key.unwrap().fingerprint(b"bob@example.com"));
+        assert_ne!(print, cipher.fingerprint(b"eve@example.com"));
+        let other = AesGcmCipher::new(&DataKey::generate().unwrap()).unwrap();
+        assert_ne!(print, other.fingerprint(b"bob@example.com"));
+        // Neither a plain hash of the address nor an HMAC under the data key itself.
+        use sha2::Digest as _;
+        assert_ne!(
+            print.as_slice(),
+            sha2::Sha256::digest(b"bob@example.com").as_slice()
+        );
+        let direct = hmac::Key::new(hmac::HMAC_SHA256, key.0.expose_secret());
+        assert_ne!(
+            print.as_slice(),
+            hmac::sign(&direct, b"bob@example.com").as_ref()
+        );
     }
 }

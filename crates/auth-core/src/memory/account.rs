@@ -57,7 +57,7 @@ impl AccountRemover for MemoryAccountRemover {
         if self.users.user(user).is_none() {
             return Err(DeleteAccountError::NotFound);
         }
-        let ended = self
+        let (ended, memberships) = self
             .organizations
             .remove_user_unless_last_owner(user, || {
                 // Removing the row decides between concurrent deletions: one finds it.
@@ -75,10 +75,15 @@ impl AccountRemover for MemoryAccountRemover {
                 Ok(self.sessions.remove_user(user, now))
             })
             .map_err(DeleteAccountError::LastOwner)??;
-        let mut events: Vec<NewEvent> = ended
+        let mut events: Vec<NewEvent> = memberships
             .iter()
-            .map(|&id| NewEvent::session_ended(id, user, now))
+            .map(|m| NewEvent::member_removed(m.organization_id, user, m.role, now))
             .collect();
+        events.extend(
+            ended
+                .iter()
+                .map(|&id| NewEvent::session_ended(id, user, now)),
+        );
         events.push(NewEvent::user_deleted(user, now));
         self.users.recorder().record(events).await;
         Ok(ended)

@@ -58,7 +58,7 @@ impl MemoryApiKeyRepository {
         Self::default()
     }
 
-    /// Records revocations and rotations in `log`, the event log of every instance sharing this
+    /// Records creations, revocations and rotations in `log`, the event log of every instance sharing this
     /// repository.
     #[must_use]
     pub fn recording_to(self, log: Arc<MemoryEventLog>) -> Self {
@@ -69,9 +69,12 @@ impl MemoryApiKeyRepository {
 #[async_trait]
 impl ApiKeyRepository for MemoryApiKeyRepository {
     async fn create(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let mut state = lock(&self.0);
-        state.check_new(key)?;
-        state.insert(key);
+        {
+            let mut state = lock(&self.0);
+            state.check_new(key)?;
+            state.insert(key);
+        }
+        self.1.record(vec![NewEvent::api_key_created(key)]).await;
         Ok(())
     }
 

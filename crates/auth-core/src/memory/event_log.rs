@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::lock;
+use crate::audit;
 use crate::model::{LogEntry, NewEvent, StoredEvent};
 use crate::ports::{
     EventLog, EventQuery, EventScope, Invalidation, InvalidationBus, InvalidationHandler,
@@ -52,14 +53,16 @@ impl MemoryEventLog {
         lock(&self.handlers).push(handler);
     }
 
-    /// Appends `events` in order, then shows each to every subscribed handler and delivers
-    /// their invalidations.
+    /// Appends `events` in order, each stamped with the request that made it (or `system`
+    /// outside one, see [`audit::stamp`]), then shows each to every subscribed handler and
+    /// delivers their invalidations.
     pub(crate) async fn append(&self, events: Vec<NewEvent>) {
         let appended: Vec<LogEntry> = {
             let mut entries = lock(&self.entries);
             events
                 .into_iter()
-                .map(|event| {
+                .map(|mut event| {
+                    audit::stamp(&mut event);
                     entries.last += 1;
                     let seq = entries.last;
                     let appended = entry(seq, &event);
@@ -97,18 +100,13 @@ impl MemoryEventLog {
         lock(&self.entries).events.iter().cloned().collect()
     }
 
-    /// Deletes the events made before `cutoff`, returning how many (retention).
+    /// Deletes the events made before `cutoff`, returning how many (retention). Events are
+    /// appended in the order they are made, so these are the oldest; one written with an
+    /// earlier time than an event before it (a store's tests do) goes too, as in Postgres.
     pub fn prune_before(&self, cutoff: DateTime<Utc>) -> u64 {
         let mut entries = lock(&self.entries);
         let before = entries.events.len();
-        // Oldest first, as retention must: stop at the first event to keep.
-        while entries
-            .events
-            .front()
-            .is_some_and(|(_, event)| event.at < cutoff)
-        {
-            entries.events.pop_front();
-        }
+        entries.events.retain(|(_, event)| event.at >= cutoff);
         (before - entries.events.len()) as u64
     }
 }

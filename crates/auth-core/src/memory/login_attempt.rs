@@ -1,13 +1,14 @@
 //! In-memory `LoginAttemptStore`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::event_log::{MemoryEventLog, Recorder};
 use super::lock;
-use crate::model::TokenHash;
+use crate::model::{FailedLogin, NewEvent, TokenHash};
 use crate::ports::{Admission, AttemptState, LockoutPolicy, LoginAttemptStore, StoreError};
 
 /// The counter of one key.
@@ -38,13 +39,20 @@ fn lock_end(now: DateTime<Utc>, policy: &LockoutPolicy) -> Result<DateTime<Utc>,
 /// atomic read-modify-write. Rows are dropped by `reset`, and by retention
 /// ([`MemoryPruner`](super::MemoryPruner)) once their window and lock are over.
 #[derive(Debug, Default)]
-pub struct MemoryLoginAttemptStore(Mutex<HashMap<TokenHash, Entry>>);
+pub struct MemoryLoginAttemptStore(Mutex<HashMap<TokenHash, Entry>>, Recorder);
 
 impl MemoryLoginAttemptStore {
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records failed logins and the locks they start in `log`, the event log of every
+    /// instance sharing this store.
+    #[must_use]
+    pub fn recording_to(self, log: Arc<MemoryEventLog>) -> Self {
+        Self(self.0, Recorder::to(log))
     }
 }
 
@@ -120,6 +128,22 @@ impl LoginAttemptStore for MemoryLoginAttemptStore {
         };
         entries.insert(*key, next);
         Ok(Admission::Admitted(next.state()))
+    }
+
+    async fn record_failure(
+        &self,
+        key: &TokenHash,
+        failure: &FailedLogin,
+    ) -> Result<(), StoreError> {
+        let mut events = vec![NewEvent::login_failed(failure)];
+        // The lock this attempt started, unless a success or a new window has replaced it.
+        if let Some(until) = failure.locked_until
+            && lock(&self.0).get(key).and_then(|e| e.locked_until) == Some(until)
+        {
+            events.push(NewEvent::user_locked(failure, until));
+        }
+        self.1.record(events).await;
+        Ok(())
     }
 
     async fn reset(&self, key: &TokenHash) -> Result<(), StoreError> {

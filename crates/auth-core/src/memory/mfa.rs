@@ -214,7 +214,8 @@ fn mfa_ttl() -> chrono::Duration {
 
 /// A cipher for tests: a keyless reversible scramble bound to its context. **Not
 /// encryption**: it keeps only the behaviour the rules depend on (a value sealed for one
-/// context does not open under another, the stored bytes are not the plaintext).
+/// context does not open under another, the stored bytes are not the plaintext; a
+/// fingerprint is stable and is not the plain hash of its data).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FakeCipher;
 
@@ -242,5 +243,11 @@ impl DataCipher for FakeCipher {
             }
             _ => Err("sealed value does not open under this context".into()),
         }
+    }
+
+    fn fingerprint(&self, data: &[u8]) -> [u8; 32] {
+        let mut keyed = b"fake fingerprint key:".to_vec();
+        keyed.extend_from_slice(data);
+        *TokenHash::of(&keyed).as_bytes()
     }
 }

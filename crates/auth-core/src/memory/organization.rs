@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
+use super::event_log::{MemoryEventLog, Recorder};
 use super::{MemoryUserRepository, lock};
-use crate::model::{Member, Membership, Organization, OrganizationId, Role, UserId};
+use crate::model::{Member, Membership, NewEvent, Organization, OrganizationId, Role, UserId};
 use crate::ports::{AddMemberError, OrganizationRepository, RemoveMemberError, StoreError};
 
 #[derive(Debug, Default)]
@@ -31,6 +33,7 @@ impl State {
 pub struct MemoryOrganizationRepository {
     users: Arc<MemoryUserRepository>,
     state: Mutex<State>,
+    recorder: Recorder,
 }
 
 impl MemoryOrganizationRepository {
@@ -40,19 +43,30 @@ impl MemoryOrganizationRepository {
         Self {
             users,
             state: Mutex::default(),
+            recorder: Recorder::default(),
+        }
+    }
+
+    /// Records creations and membership changes in `log`, the event log of every instance
+    /// sharing this repository.
+    #[must_use]
+    pub fn recording_to(self, log: Arc<MemoryEventLog>) -> Self {
+        Self {
+            recorder: Recorder::to(log),
+            ..self
         }
     }
 }
 
 impl MemoryOrganizationRepository {
     /// Unless `user` is the only owner of an organization (then that organization), runs
-    /// `then` and removes the user's memberships, under this repository's lock: no membership
-    /// changes between the check and the removal.
+    /// `then` and removes the user's memberships (returned, by organization), under this
+    /// repository's lock: no membership changes between the check and the removal.
     pub(crate) fn remove_user_unless_last_owner<R, E>(
         &self,
         user: UserId,
         then: impl FnOnce() -> Result<R, E>,
-    ) -> Result<Result<R, E>, OrganizationId> {
+    ) -> Result<Result<(R, Vec<Membership>), E>, OrganizationId> {
         let mut state = lock(&self.state);
         let mut owned: Vec<OrganizationId> = state
             .memberships
@@ -64,35 +78,46 @@ impl MemoryOrganizationRepository {
         if let Some(&org) = owned.iter().find(|&&org| state.owners(org) == 1) {
             return Err(org);
         }
-        let done = then();
-        if done.is_ok() {
+        Ok(then().map(|done| {
+            let mut removed: Vec<Membership> = state
+                .memberships
+                .values()
+                .filter(|m| m.user_id == user)
+                .cloned()
+                .collect();
+            removed.sort_by_key(|m| m.organization_id);
             state.memberships.retain(|(_, member), _| *member != user);
-        }
-        Ok(done)
+            (done, removed)
+        }))
     }
 }
 
 #[async_trait]
 impl OrganizationRepository for MemoryOrganizationRepository {
     async fn create(&self, org: &Organization, owner: UserId) -> Result<(), StoreError> {
-        let mut state = lock(&self.state);
-        // The same refusals a primary key and a foreign key give in SQL, before any change.
-        if state.orgs.contains_key(&org.id) {
-            return Err(StoreError::internal("organization id already exists"));
+        {
+            let mut state = lock(&self.state);
+            // The same refusals a primary key and a foreign key give in SQL, before any change.
+            if state.orgs.contains_key(&org.id) {
+                return Err(StoreError::internal("organization id already exists"));
+            }
+            if self.users.email_of(owner).is_none() {
+                return Err(StoreError::internal("the owner is not a user"));
+            }
+            state.orgs.insert(org.id, org.clone());
+            state.memberships.insert(
+                (org.id, owner),
+                Membership {
+                    organization_id: org.id,
+                    user_id: owner,
+                    role: Role::Owner,
+                    created_at: org.created_at,
+                },
+            );
         }
-        if self.users.email_of(owner).is_none() {
-            return Err(StoreError::internal("the owner is not a user"));
-        }
-        state.orgs.insert(org.id, org.clone());
-        state.memberships.insert(
-            (org.id, owner),
-            Membership {
-                organization_id: org.id,
-                user_id: owner,
-                role: Role::Owner,
-                created_at: org.created_at,
-            },
-        );
+        self.recorder
+            .record(vec![NewEvent::organization_created(org, owner)])
+            .await;
         Ok(())
     }
 
@@ -140,17 +165,22 @@ impl OrganizationRepository for MemoryOrganizationRepository {
     }
 
     async fn add_member(&self, membership: &Membership) -> Result<(), AddMemberError> {
-        let mut state = lock(&self.state);
-        let key = (membership.organization_id, membership.user_id);
-        if !state.orgs.contains_key(&membership.organization_id)
-            || self.users.email_of(membership.user_id).is_none()
         {
-            return Err(AddMemberError::NotFound);
+            let mut state = lock(&self.state);
+            let key = (membership.organization_id, membership.user_id);
+            if !state.orgs.contains_key(&membership.organization_id)
+                || self.users.email_of(membership.user_id).is_none()
+            {
+                return Err(AddMemberError::NotFound);
+            }
+            if state.memberships.contains_key(&key) {
+                return Err(AddMemberError::AlreadyMember);
+            }
+            state.memberships.insert(key, membership.clone());
         }
-        if state.memberships.contains_key(&key) {
-            return Err(AddMemberError::AlreadyMember);
-        }
-        state.memberships.insert(key, membership.clone());
+        self.recorder
+            .record(vec![NewEvent::member_added(membership)])
+            .await;
         Ok(())
     }
 
@@ -175,17 +205,24 @@ impl OrganizationRepository for MemoryOrganizationRepository {
         &self,
         org: OrganizationId,
         user: UserId,
+        now: DateTime<Utc>,
     ) -> Result<Role, RemoveMemberError> {
-        let mut state = lock(&self.state);
-        let role = state
-            .memberships
-            .get(&(org, user))
-            .map(|m| m.role)
-            .ok_or(RemoveMemberError::NotFound)?;
-        if role == Role::Owner && state.owners(org) <= 1 {
-            return Err(RemoveMemberError::LastOwner);
-        }
-        state.memberships.remove(&(org, user));
+        let role = {
+            let mut state = lock(&self.state);
+            let role = state
+                .memberships
+                .get(&(org, user))
+                .map(|m| m.role)
+                .ok_or(RemoveMemberError::NotFound)?;
+            if role == Role::Owner && state.owners(org) <= 1 {
+                return Err(RemoveMemberError::LastOwner);
+            }
+            state.memberships.remove(&(org, user));
+            role
+        };
+        self.recorder
+            .record(vec![NewEvent::member_removed(org, user, role, now)])
+            .await;
         Ok(role)
     }
 }

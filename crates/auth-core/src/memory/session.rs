@@ -138,15 +138,31 @@ impl MemorySessionRepository {
 #[async_trait]
 impl SessionRepository for MemorySessionRepository {
     async fn create(&self, session: &Session, first_token: &TokenHash) -> Result<(), StoreError> {
-        let mut state = lock(&self.state);
-        state.sessions.insert(session.id, session.clone());
-        state.tokens.insert(
-            *first_token,
-            TokenRecord {
-                session_id: session.id,
-                spent_at: None,
-            },
-        );
+        {
+            let mut state = lock(&self.state);
+            // The refusals the primary keys and the foreign key give in SQL, before any change.
+            if state.sessions.contains_key(&session.id) || state.tokens.contains_key(first_token) {
+                return Err(StoreError::internal("session or token already exists"));
+            }
+            if self.users.email_of(session.user_id).is_none() {
+                return Err(StoreError::internal("the session's user does not exist"));
+            }
+            state.sessions.insert(session.id, session.clone());
+            state.tokens.insert(
+                *first_token,
+                TokenRecord {
+                    session_id: session.id,
+                    spent_at: None,
+                },
+            );
+        }
+        self.recorder
+            .record(vec![NewEvent::login_succeeded(
+                session.id,
+                session.user_id,
+                session.created_at,
+            )])
+            .await;
         Ok(())
     }
 

@@ -58,8 +58,9 @@ impl MemoryStore {
         let users = Arc::new(MemoryUserRepository::new().recording_to(events.clone()));
         let sessions =
             Arc::new(MemorySessionRepository::new(users.clone()).recording_to(events.clone()));
-        let login_attempts = Arc::new(MemoryLoginAttemptStore::new());
-        let organizations = Arc::new(MemoryOrganizationRepository::new(users.clone()));
+        let login_attempts = Arc::new(MemoryLoginAttemptStore::new().recording_to(events.clone()));
+        let organizations =
+            Arc::new(MemoryOrganizationRepository::new(users.clone()).recording_to(events.clone()));
         let mfa = Arc::new(MemoryMfaRepository::new().recording_to(events.clone()));
         let outbox = Arc::new(MemoryMailOutbox::new());
         let one_time_tokens = Arc::new(MemoryOneTimeTokenStore::new(

@@ -7,13 +7,11 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ApiKey, Device, OrganizationId, SessionId, UserId};
+use super::{ApiKey, Device, Membership, Organization, OrganizationId, Role, SessionId, UserId};
 use crate::ports::Invalidation;
 
-/// What happened, as the contract names it (`user.password_changed`, `api_key.revoked`, ...).
-///
-/// Only the actions written today are listed; the audit trail adds the rest of the contract's
-/// catalogue.
+/// What happened, as the contract names it (`user.password_changed`, `api_key.revoked`, ...),
+/// plus the administrators' own actions (`user.disabled`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventAction {
     /// A session ended: logout, logout everywhere, or a password change ending the others.
@@ -60,11 +58,26 @@ pub enum EventAction {
     /// A password-reset link was issued for the account (asked for by its user or sent by an
     /// administrator).
     PasswordResetRequested,
+    /// A login opened a session (its id in the details).
+    LoginSucceeded,
+    /// A credential check counted toward the lockout failed: a password or a second-factor
+    /// code at login, or a signed-in user's password or code confirming a change.
+    LoginFailed,
+    /// A failed check locked the address it was for (until the time in the details).
+    UserLocked,
+    /// An organization was created, with its first owner.
+    OrganizationCreated,
+    /// A user joined an organization.
+    MemberAdded,
+    /// A user left an organization.
+    MemberRemoved,
+    /// An API key was created (never the key or its hash in the event).
+    ApiKeyCreated,
 }
 
 impl EventAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 28] = [
         Self::SessionEnded,
         Self::SessionReuseDetected,
         Self::PasswordChanged,
@@ -86,6 +99,13 @@ impl EventAction {
         Self::UserUnlocked,
         Self::UserRegistered,
         Self::PasswordResetRequested,
+        Self::LoginSucceeded,
+        Self::LoginFailed,
+        Self::UserLocked,
+        Self::OrganizationCreated,
+        Self::MemberAdded,
+        Self::MemberRemoved,
+        Self::ApiKeyCreated,
     ];
 
     /// The contract's name.
@@ -113,6 +133,13 @@ impl EventAction {
             Self::UserUnlocked => "user.unlocked",
             Self::UserRegistered => "user.registered",
             Self::PasswordResetRequested => "user.password_reset_requested",
+            Self::LoginSucceeded => "user.login_succeeded",
+            Self::LoginFailed => "user.login_failed",
+            Self::UserLocked => "user.locked",
+            Self::OrganizationCreated => "organization.created",
+            Self::MemberAdded => "member.added",
+            Self::MemberRemoved => "member.removed",
+            Self::ApiKeyCreated => "api_key.created",
         }
     }
 
@@ -219,6 +246,55 @@ pub struct EventTarget {
     pub id: String,
 }
 
+/// Whom a failed login was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginSubject {
+    /// An account (the address is one of an account's).
+    User(UserId),
+    /// An address no account has, named only by its fingerprint (see
+    /// `AccountService::address_fingerprint`): never the address itself.
+    Address(String),
+}
+
+/// Which check of a login failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginStep {
+    /// The password, at login.
+    Password,
+    /// The second-factor code, at login.
+    SecondFactor,
+    /// A signed-in user's password or code, confirming a change (password, address, second
+    /// factor, deletion): it counts toward the same lock.
+    Reauthentication,
+}
+
+impl LoginStep {
+    /// The name in the event's details.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::SecondFactor => "second_factor",
+            Self::Reauthentication => "reauthentication",
+        }
+    }
+}
+
+/// A failed check of an admitted login attempt, as the log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedLogin {
+    /// Whom it was for.
+    pub subject: LoginSubject,
+    /// Which check failed.
+    pub step: LoginStep,
+    /// Attempts counted in the current window, this one included.
+    pub failures: u32,
+    /// When the lock this attempt started ends, if it started one.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// When the check failed.
+    pub at: DateTime<Utc>,
+}
+
 /// An event about to be appended. Built by the repository that makes the change, from what it
 /// changed, so that the event and the change cannot disagree.
 ///
@@ -292,6 +368,130 @@ impl NewEvent {
     fn invalidating(mut self, invalidation: Invalidation) -> Self {
         self.invalidation = Some(invalidation);
         self
+    }
+
+    /// `user.login_succeeded`: a login opened `session`. Its actor is the user who signed
+    /// in, whatever the request's caller was (nobody, until this moment).
+    #[must_use]
+    pub fn login_succeeded(session: SessionId, user: UserId, at: DateTime<Utc>) -> Self {
+        Self {
+            actor: Some(EventActor::user(user)),
+            ..Self::new(
+                at,
+                EventAction::LoginSucceeded,
+                user_target(user),
+                json!({ "user_id": user.to_string(), "session_id": session.to_string() }),
+            )
+        }
+    }
+
+    /// `user.login_failed`: the check `failure` describes failed. An address with no account
+    /// is named by its fingerprint only.
+    #[must_use]
+    pub fn login_failed(failure: &FailedLogin) -> Self {
+        let mut details = json!({
+            "step": failure.step.as_str(),
+            "failures": failure.failures,
+        });
+        let target = login_target(&failure.subject, &mut details);
+        Self::new(failure.at, EventAction::LoginFailed, target, details)
+    }
+
+    /// `user.locked`: the failure `failure` locked its address until `until`.
+    #[must_use]
+    pub fn user_locked(failure: &FailedLogin, until: DateTime<Utc>) -> Self {
+        let mut details = json!({
+            "failures": failure.failures,
+            "locked_until": until,
+        });
+        let target = login_target(&failure.subject, &mut details);
+        Self::new(failure.at, EventAction::UserLocked, target, details)
+    }
+
+    /// `organization.created`, with `owner` as its first owner.
+    #[must_use]
+    pub fn organization_created(org: &Organization, owner: UserId) -> Self {
+        Self::new(
+            org.created_at,
+            EventAction::OrganizationCreated,
+            EventTarget {
+                kind: "organization".to_owned(),
+                id: org.id.to_string(),
+            },
+            json!({
+                "organization_id": org.id.to_string(),
+                "name": org.name.as_str(),
+                "user_id": owner.to_string(),
+                "role": Role::Owner.as_str(),
+            }),
+        )
+        .in_organization(org.id)
+    }
+
+    /// `member.added`: `membership` was stored.
+    #[must_use]
+    pub fn member_added(membership: &Membership) -> Self {
+        Self::about_member(
+            EventAction::MemberAdded,
+            membership.organization_id,
+            membership.user_id,
+            membership.role,
+            membership.created_at,
+        )
+    }
+
+    /// `member.removed`: `user`, who was `role` in `org`, was removed.
+    #[must_use]
+    pub fn member_removed(
+        org: OrganizationId,
+        user: UserId,
+        role: Role,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self::about_member(EventAction::MemberRemoved, org, user, role, at)
+    }
+
+    fn about_member(
+        action: EventAction,
+        org: OrganizationId,
+        user: UserId,
+        role: Role,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self::new(
+            at,
+            action,
+            user_target(user),
+            json!({
+                "organization_id": org.to_string(),
+                "user_id": user.to_string(),
+                "role": role.as_str(),
+            }),
+        )
+        .in_organization(org)
+    }
+
+    /// `api_key.created`: its id, name, scopes and expiry; never the key, its hash or its
+    /// prefix.
+    #[must_use]
+    pub fn api_key_created(key: &ApiKey) -> Self {
+        let scopes: Vec<&str> = key.scopes.as_slice().iter().map(|s| s.as_str()).collect();
+        Self::new(
+            key.created_at,
+            EventAction::ApiKeyCreated,
+            EventTarget {
+                kind: "api_key".to_owned(),
+                id: key.id.to_string(),
+            },
+            json!({
+                "key_id": key.id.to_string(),
+                "organization_id": key.organization_id.to_string(),
+                "name": key.name.as_str(),
+                "scopes": scopes,
+                "expires_at": key.expires_at,
+            }),
+        )
+        .in_organization(key.organization_id)
     }
 
     /// `session.ended`: `session` of `user` was ended.
@@ -503,6 +703,31 @@ impl NewEvent {
             json!({ "not_before": not_before.timestamp() }),
             at,
         )
+    }
+}
+
+/// The target `user`.
+fn user_target(user: UserId) -> EventTarget {
+    EventTarget {
+        kind: "user".to_owned(),
+        id: user.to_string(),
+    }
+}
+
+/// The target of a failed login: the account (whose id also goes into `details`), or the
+/// address's fingerprint as an `email` target.
+fn login_target(subject: &LoginSubject, details: &mut serde_json::Value) -> EventTarget {
+    match subject {
+        LoginSubject::User(user) => {
+            if let Some(fields) = details.as_object_mut() {
+                fields.insert("user_id".to_owned(), json!(user.to_string()));
+            }
+            user_target(*user)
+        }
+        LoginSubject::Address(fingerprint) => EventTarget {
+            kind: "email".to_owned(),
+            id: fingerprint.clone(),
+        },
     }
 }
 

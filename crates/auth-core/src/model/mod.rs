@@ -75,7 +75,10 @@ pub use device::{
     DeviceStatus, MetadataError,
 };
 pub use email::{Email, EmailError};
-pub use event::{ActorKind, EventAction, EventActor, EventTarget, LogEntry, NewEvent, StoredEvent};
+pub use event::{
+    ActorKind, EventAction, EventActor, EventTarget, FailedLogin, LogEntry, LoginStep,
+    LoginSubject, NewEvent, StoredEvent,
+};
 pub use ids::{ApiKeyId, MailId, OrganizationId, ResetRequestId, SessionId, UserId};
 pub use mail::{MailTemplate, OutgoingMail, QueuedMail, escape_html};
 pub use mfa::{

@@ -34,6 +34,8 @@ pub enum RevokeApiKeyError {
 /// - apply `record_usage` as "the latest of what is stored and what is given", so batches
 ///   arriving out of order never move `last_used_at` backwards;
 /// - list in a stable order (creation time, then id);
+/// - append `api_key.created` in the same atomic step as `create`, and nothing when it is
+///   refused;
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync + 'static {

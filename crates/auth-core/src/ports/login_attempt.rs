@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use super::StoreError;
-use crate::model::TokenHash;
+use crate::model::{FailedLogin, TokenHash};
 
 /// Lockout thresholds (`AUTH_LOCKOUT_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,9 @@ pub enum Admission {
 ///   extend or restart a lock that is running;
 /// - answer `locked_until` from `check` only while the lock runs (`now < locked_until`);
 /// - clear the key, lock included, on `reset`;
+/// - make `record_failure` one atomic step that appends `user.login_failed` and, when the
+///   failed attempt started a lock that still stands (the key's lock ends at the failure's
+///   `locked_until`: no `reset` or new window since), `user.locked`, changing no counter;
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait LoginAttemptStore: Send + Sync + 'static {
@@ -93,6 +96,18 @@ pub trait LoginAttemptStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         policy: &LockoutPolicy,
     ) -> Result<Admission, StoreError>;
+
+    /// Records the failed check of an attempt `begin_attempt` admitted for `key` (the count
+    /// was taken then): `user.login_failed`, and `user.locked` when that attempt locked the
+    /// key and the lock still stands.
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing was recorded.
+    async fn record_failure(
+        &self,
+        key: &TokenHash,
+        failure: &FailedLogin,
+    ) -> Result<(), StoreError>;
 
     /// Forgets the key (after a successful check).
     ///

@@ -8,7 +8,7 @@ use super::{BoxError, StoreError};
 use crate::model::{SealedSecret, TokenHash, TotpEnrolment, UserId};
 
 /// Authenticated encryption of small secrets kept at rest (AES-256-GCM under `AUTH_DATA_KEY`
-/// in `auth-infra`).
+/// in `auth-infra`), and keyed fingerprints under the same key.
 ///
 /// Implementations MUST authenticate `context` with the data (so a sealed value copied to
 /// another user's row does not open there), use a fresh nonce per call, and fail `open` for
@@ -25,6 +25,12 @@ pub trait DataCipher: Send + Sync + 'static {
     /// # Errors
     /// Wrong key, wrong context or altered data.
     fn open(&self, sealed: &SealedSecret, context: &[u8]) -> Result<Vec<u8>, BoxError>;
+
+    /// A keyed digest of `data` (the audit trail's fingerprint of an address): the same for
+    /// the same data under the same key, and not computable without the key, so hashing a
+    /// list of candidates does not reverse it. Implementations MUST derive its key from the
+    /// data key rather than use the sealing key itself.
+    fn fingerprint(&self, data: &[u8]) -> [u8; 32];
 }
 
 /// Stores the second factor of users.

@@ -3,6 +3,7 @@
 use super::StoreError;
 use crate::model::{Member, Membership, Organization, OrganizationId, Role, UserId};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 /// Adding a member failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +36,10 @@ pub enum RemoveMemberError {
 /// Stores organizations and who belongs to them.
 ///
 /// Implementations MUST:
-/// - create an organization and its first owner's membership atomically;
+/// - create an organization and its first owner's membership atomically, appending
+///   `organization.created` in the same step;
+/// - append `member.added` / `member.removed` in the same atomic step as an `add_member` /
+///   `remove_member` that changed something, and nothing for one that was refused;
 /// - keep one membership per (organization, user): a second `add_member` is `AlreadyMember`;
 /// - never let an organization lose its last owner: `remove_member` of the only owner fails
 ///   with `LastOwner`, atomically with respect to concurrent removals;
@@ -90,7 +94,8 @@ pub trait OrganizationRepository: Send + Sync + 'static {
     /// [`StoreError`].
     async fn members(&self, org: OrganizationId) -> Result<Vec<Member>, StoreError>;
 
-    /// Removes a member, refusing to remove the last owner.
+    /// Removes a member at `now`, refusing to remove the last owner; returns the role the
+    /// member had.
     ///
     /// # Errors
     /// [`RemoveMemberError`].
@@ -98,5 +103,6 @@ pub trait OrganizationRepository: Send + Sync + 'static {
         &self,
         org: OrganizationId,
         user: UserId,
+        now: DateTime<Utc>,
     ) -> Result<Role, RemoveMemberError>;
 }

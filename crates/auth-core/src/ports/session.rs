@@ -49,10 +49,13 @@ pub enum Rotation {
 ///   [`Invalidation::Session`](super::Invalidation::Session) to every instance sharing the store, in the same atomic step as
 ///   the change: sessions whose end could not be announced are not ended (Postgres: `NOTIFY`
 ///   inside the committing transaction);
+/// - append `user.login_succeeded` in the same atomic step as `create` (a session is opened
+///   by a login, and only by one);
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait SessionRepository: Send + Sync + 'static {
-    /// Stores a new session with its first refresh token.
+    /// Stores a new session with its first refresh token: a login, recorded as
+    /// `user.login_succeeded`.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.

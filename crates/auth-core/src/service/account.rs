@@ -6,9 +6,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use crate::audit::{self, RequestActor};
 use crate::model::{
-    AccessClaims, DisplayName, Email, LoginOutcome, OrganizationId, Password, RefreshToken,
-    Session, SessionId, TokenHash, TokenPair, TokenRejection, User, UserId,
+    AccessClaims, DisplayName, Email, FailedLogin, LoginOutcome, LoginStep, LoginSubject,
+    OrganizationId, Password, RefreshToken, Session, SessionId, TokenHash, TokenPair,
+    TokenRejection, User, UserId,
 };
 use crate::ports::{
     AccountRemover, Admission, AttemptState, BoxError, Clock, CreateUserError, DeleteAccountError,
@@ -395,8 +397,13 @@ impl AccountService {
             .verify(password, user.as_ref().map(|u| &u.password_hash))
             .await
             .map_err(internal)?;
+        let subject = match &user {
+            Some(user) => LoginSubject::User(user.id),
+            None => LoginSubject::Address(self.address_fingerprint(email)),
+        };
         let Some(mut user) = user.filter(|_| check.matches) else {
-            Self::note_failure(&attempt_key, attempt);
+            self.note_failure(&attempt_key, attempt, subject, LoginStep::Password)
+                .await?;
             return Err(AccountError::InvalidCredentials);
         };
         if check.needs_rehash {
@@ -434,6 +441,8 @@ impl AccountService {
             revoked_at: None,
         };
         let refresh = self.new_refresh_token()?;
+        // From here on the request is the user's (its events included).
+        audit::set_actor(RequestActor::User(user.id));
         self.ports
             .sessions
             .create(&session, &refresh.hash())
@@ -738,11 +747,51 @@ impl AccountService {
         }
     }
 
-    /// Reports a failed check; the attempt was counted when it was admitted.
-    pub(super) fn note_failure(key: &TokenHash, attempt: AttemptState) {
+    /// Records a failed check of `subject` at `step` (the attempt was counted when it was
+    /// admitted): `user.login_failed`, and `user.locked` when it started a lock.
+    ///
+    /// # Errors
+    /// A store failure: the failure could not be recorded (nor its lock, which stands).
+    pub(super) async fn note_failure(
+        &self,
+        key: &TokenHash,
+        attempt: AttemptState,
+        subject: LoginSubject,
+        step: LoginStep,
+    ) -> Result<(), AccountError> {
         if let Some(until) = attempt.locked_until {
             metrics::counter!("auth_lockouts_total").increment(1);
             tracing::info!(attempt_key = ?key, failures = attempt.failures, locked_until = %until, "lockout started");
+        }
+        let failure = FailedLogin {
+            subject,
+            step,
+            failures: attempt.failures,
+            locked_until: attempt.locked_until,
+            at: self.ports.clock.now(),
+        };
+        self.ports.attempts.record_failure(key, &failure).await?;
+        Ok(())
+    }
+
+    /// How the audit trail names an address with no account, never the address itself:
+    /// `hmac-sha256:` and 128 bits of an HMAC of the normalised address under a key derived
+    /// from `AUTH_DATA_KEY` (the same for every attempt on the address, so attempts can be
+    /// correlated, and beyond a dictionary attack by anyone without the key), or, with no data
+    /// key, `sha256:` and 128 bits of its plain SHA-256 (as the lockout counter is keyed:
+    /// stable, but a list of candidate addresses can be hashed and compared).
+    #[must_use]
+    pub fn address_fingerprint(&self, email: &Email) -> String {
+        let normalized = email.normalized().as_bytes();
+        match self.mfa.as_ref().and_then(|mfa| mfa.cipher.as_ref()) {
+            Some(cipher) => {
+                let print = cipher.fingerprint(normalized);
+                format!("hmac-sha256:{}", hex::encode(&print[..16]))
+            }
+            None => {
+                let print = TokenHash::of(normalized);
+                format!("sha256:{}", hex::encode(&print.as_bytes()[..16]))
+            }
         }
     }
 

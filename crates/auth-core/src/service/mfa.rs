@@ -13,8 +13,8 @@ use totp_rs::{Algorithm, Builder, Secret};
 
 use super::account::{AccountError, AccountService, Principal, internal};
 use crate::model::{
-    Email, MfaChallenge, MfaToken, Password, RecoveryCode, TokenHash, TokenPair, TokenRejection,
-    TotpEnrolment, TotpSetup, User, UserId,
+    Email, LoginStep, LoginSubject, MfaChallenge, MfaToken, Password, RecoveryCode, TokenHash,
+    TokenPair, TokenRejection, TotpEnrolment, TotpSetup, User, UserId,
 };
 use crate::ports::{DataCipher, MfaRepository};
 
@@ -168,7 +168,13 @@ impl AccountService {
             .await
             .map_err(internal)?;
         if !check.matches {
-            Self::note_failure(&attempt_key, attempt);
+            self.note_failure(
+                &attempt_key,
+                attempt,
+                LoginSubject::User(user.id),
+                LoginStep::Reauthentication,
+            )
+            .await?;
             return Err(AccountError::InvalidCredentials);
         }
         Ok((user, attempt_key, attempt))
@@ -318,7 +324,13 @@ impl AccountService {
         let mfa = self.mfa_ports()?;
         let (user, attempt_key, attempt) = self.admit_password(principal, password).await?;
         if !self.spend_code(user.id, code).await? {
-            Self::note_failure(&attempt_key, attempt);
+            self.note_failure(
+                &attempt_key,
+                attempt,
+                LoginSubject::User(user.id),
+                LoginStep::Reauthentication,
+            )
+            .await?;
             return Err(AccountError::InvalidMfaCode);
         }
         self.ports.attempts.reset(&attempt_key).await?;
@@ -369,7 +381,13 @@ impl AccountService {
         let attempt_key = user.email.attempt_key();
         let attempt = self.admit_attempt(&attempt_key).await?;
         if !self.spend_code(user.id, code).await? {
-            Self::note_failure(&attempt_key, attempt);
+            self.note_failure(
+                &attempt_key,
+                attempt,
+                LoginSubject::User(user.id),
+                LoginStep::SecondFactor,
+            )
+            .await?;
             tracing::info!(user_id = %user.id, "second factor refused");
             return Err(AccountError::InvalidMfaCode);
         }

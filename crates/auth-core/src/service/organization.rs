@@ -258,7 +258,7 @@ impl OrganizationService {
         if target == Role::Owner && my_role == Some(Role::Admin) {
             return Err(OrganizationError::Forbidden);
         }
-        match self.orgs.remove_member(org, user).await {
+        match self.orgs.remove_member(org, user, self.clock.now()).await {
             Ok(_) => {
                 tracing::info!(organization_id = %org, user_id = %user, "member removed");
                 Ok(())

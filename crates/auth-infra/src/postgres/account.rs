@@ -2,8 +2,8 @@
 //! against concurrent membership changes by the same row locks a member removal takes.
 
 use async_trait::async_trait;
-use auth_core::model::{NewEvent, OrganizationId, SessionId, UserId};
-use auth_core::ports::{AccountRemover, DeleteAccountError};
+use auth_core::model::{NewEvent, OrganizationId, Role, SessionId, UserId};
+use auth_core::ports::{AccountRemover, DeleteAccountError, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
@@ -11,7 +11,7 @@ use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use uuid::Uuid;
 
 use super::error::classify;
-use super::events::append_in;
+use super::events::{append_in, corrupt};
 use super::pool::DbPool;
 use super::schema::{memberships, sessions, users};
 
@@ -123,13 +123,31 @@ impl AccountRemover for PgAccountRemover {
                     ended.sort();
                     let ended: Vec<SessionId> =
                         ended.into_iter().map(SessionId::from_uuid).collect();
-                    // Memberships, sessions and their refresh tokens go with the row
-                    // (`ON DELETE CASCADE`).
+                    // The memberships explicitly, for their events; sessions and their
+                    // refresh tokens go with the row (`ON DELETE CASCADE`).
+                    let mut left: Vec<(Uuid, String)> =
+                        diesel::delete(memberships::table.filter(memberships::user_id.eq(id)))
+                            .returning((memberships::organization_id, memberships::role))
+                            .get_results(conn)
+                            .await?;
+                    left.sort();
                     diesel::delete(users::table.find(id)).execute(conn).await?;
-                    let mut events: Vec<NewEvent> = ended
-                        .iter()
-                        .map(|&session| NewEvent::session_ended(session, user, now))
-                        .collect();
+                    let mut events = Vec::with_capacity(left.len() + ended.len() + 1);
+                    for (org, role) in left {
+                        let role: Role =
+                            role.parse().map_err(|e| corrupt(StoreError::internal(e)))?;
+                        events.push(NewEvent::member_removed(
+                            OrganizationId::from_uuid(org),
+                            user,
+                            role,
+                            now,
+                        ));
+                    }
+                    events.extend(
+                        ended
+                            .iter()
+                            .map(|&session| NewEvent::session_ended(session, user, now)),
+                    );
                     events.push(NewEvent::user_deleted(user, now));
                     append_in(conn, &events).await?;
                     Ok(Deletion::Deleted(ended))

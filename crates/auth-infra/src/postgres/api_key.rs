@@ -174,12 +174,16 @@ impl ApiKeyRepository for PgApiKeyRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                diesel::insert_into(api_keys::table)
-                    .values(ApiKeyRow::from_domain(key))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(classify)?;
-                Ok(())
+                let row = ApiKeyRow::from_domain(key);
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    diesel::insert_into(api_keys::table)
+                        .values(&row)
+                        .execute(conn)
+                        .await?;
+                    append_in(conn, &[NewEvent::api_key_created(key)]).await
+                })
+                .await
+                .map_err(classify)
             })
             .await
     }

@@ -6,6 +6,7 @@
 //! wakes the followers up; what they apply is what they read from the table.
 
 use async_trait::async_trait;
+use auth_core::audit;
 use auth_core::model::{
     ActorKind, DeviceId, EventAction, EventActor, EventTarget, LogEntry, NewEvent, OrganizationId,
     SessionId, StoredEvent, TokenHash, UserId,
@@ -59,7 +60,8 @@ pub(super) fn corrupt(err: StoreError) -> diesel::result::Error {
 }
 
 /// Appends `events` to the log in the transaction `conn` is in, and queues the notification
-/// that wakes the followers when it commits. One statement, whatever the number of events.
+/// that wakes the followers when it commits. Each event is stamped with the request that
+/// made it, or `system` outside one (see [`audit::stamp`]). One statement, whatever the number of events.
 /// Call it last in the transaction: an event's `seq` is taken here, and the shorter the time
 /// from taking it to committing, the sooner followers see a gap close.
 ///
@@ -87,11 +89,14 @@ pub(super) async fn append_in(
     let mut request_ids = Vec::with_capacity(events.len());
     let mut users = Vec::with_capacity(events.len());
     for event in events {
-        let actor = event.actor.clone().unwrap_or_else(EventActor::system);
+        // Who, from where, in which request: the request being served, or the service itself.
+        let mut stamped = event.clone();
+        audit::stamp(&mut stamped);
+        let actor = stamped.actor.unwrap_or_else(EventActor::system);
         actor_types.push(actor.kind.as_str());
         actor_ids.push(actor.id);
-        ips.push(event.ip.map(|ip| ip.to_string()));
-        request_ids.push(event.request_id.clone());
+        ips.push(stamped.ip.map(|ip| ip.to_string()));
+        request_ids.push(stamped.request_id);
         users.push(event.subject_user().map(|u| u.as_uuid()));
         ids.push(event.id);
         ats.push(event.at);
@@ -99,7 +104,7 @@ pub(super) async fn append_in(
         orgs.push(event.organization_id.map(|o| o.as_uuid()));
         target_types.push(event.target.kind.as_str());
         target_ids.push(event.target.id.as_str());
-        details.push(event.details.clone());
+        details.push(stamped.details);
         invalidates.push(event.invalidation.as_ref().map(encode));
     }
     diesel::sql_query(

@@ -4,14 +4,16 @@
 //! threshold.
 
 use async_trait::async_trait;
-use auth_core::model::TokenHash;
+use auth_core::model::{FailedLogin, NewEvent, TokenHash};
 use auth_core::ports::{Admission, AttemptState, LockoutPolicy, LoginAttemptStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
+use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Bytea, Integer, Nullable, Timestamptz};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection as _, RunQueryDsl};
 
 use super::error::classify;
+use super::events::append_in;
 use super::pool::DbPool;
 use super::schema::login_attempts;
 
@@ -164,6 +166,39 @@ impl LoginAttemptStore for PgLoginAttemptStore {
         Err(StoreError::internal(
             "lockout row neither admitted nor locked",
         ))
+    }
+
+    async fn record_failure(
+        &self,
+        key: &TokenHash,
+        failure: &FailedLogin,
+    ) -> Result<(), StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    let mut events = vec![NewEvent::login_failed(failure)];
+                    if let Some(until) = failure.locked_until {
+                        // The lock this attempt started, unless a success or a new window
+                        // has replaced it since. Read with a share lock, so neither can
+                        // commit between this read and the event.
+                        let stands: Option<Option<DateTime<Utc>>> = login_attempts::table
+                            .find(key.as_bytes().as_slice())
+                            .select(login_attempts::locked_until)
+                            .for_share()
+                            .first(conn)
+                            .await
+                            .optional()?;
+                        if stands.flatten() == Some(until) {
+                            events.push(NewEvent::user_locked(failure, until));
+                        }
+                    }
+                    append_in(conn, &events).await
+                })
+                .await
+                .map_err(classify)
+            })
+            .await
     }
 
     async fn reset(&self, key: &TokenHash) -> Result<(), StoreError> {

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use auth_core::model::{
-    Email, Member, Membership, Organization, OrganizationId, OrganizationName, Role, UserId,
+    Email, Member, Membership, NewEvent, Organization, OrganizationId, OrganizationName, Role,
+    UserId,
 };
 use auth_core::ports::{AddMemberError, OrganizationRepository, RemoveMemberError, StoreError};
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use uuid::Uuid;
 
 use super::error::classify;
+use super::events::{append_in, corrupt};
 use super::pool::DbPool;
 use super::schema::{memberships, organizations, users};
 
@@ -96,7 +98,7 @@ RETURNING role";
 
 /// How a removal ended inside its transaction.
 enum Removal {
-    Removed(String),
+    Removed(Role),
     NotMember,
     LastOwner,
 }
@@ -145,7 +147,7 @@ impl OrganizationRepository for PgOrganizationRepository {
                         .values(&owner_row)
                         .execute(conn)
                         .await?;
-                    Ok(())
+                    append_in(conn, &[NewEvent::organization_created(org, owner)]).await
                 })
                 .await
                 .map_err(classify)
@@ -239,9 +241,15 @@ impl OrganizationRepository for PgOrganizationRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                let inserted = diesel::insert_into(memberships::table)
-                    .values(MembershipRow::from_domain(membership))
-                    .execute(&mut conn)
+                let row = MembershipRow::from_domain(membership);
+                let inserted = conn
+                    .transaction::<_, DieselError, _>(async |conn| {
+                        diesel::insert_into(memberships::table)
+                            .values(&row)
+                            .execute(conn)
+                            .await?;
+                        append_in(conn, &[NewEvent::member_added(membership)]).await
+                    })
                     .await;
                 match inserted {
                     Ok(_) => Ok(()),
@@ -294,10 +302,12 @@ impl OrganizationRepository for PgOrganizationRepository {
         &self,
         org: OrganizationId,
         user: UserId,
+        now: DateTime<Utc>,
     ) -> Result<Role, RemoveMemberError> {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
+                let (org_id, user_id) = (org, user);
                 let (org, user) = (org.as_uuid(), user.as_uuid());
                 let removal = conn
                     .transaction::<_, DieselError, _>(async |conn| {
@@ -326,12 +336,21 @@ impl OrganizationRepository for PgOrganizationRepository {
                             .await
                             .optional()?;
                         // The target's row is locked by us, so only the owner rule can have refused.
-                        Ok(removed.map_or(Removal::LastOwner, |r| Removal::Removed(r.role)))
+                        let Some(removed) = removed else {
+                            return Ok(Removal::LastOwner);
+                        };
+                        let role = parse_role(&removed.role).map_err(corrupt)?;
+                        append_in(
+                            conn,
+                            &[NewEvent::member_removed(org_id, user_id, role, now)],
+                        )
+                        .await?;
+                        Ok(Removal::Removed(role))
                     })
                     .await
                     .map_err(classify)?;
                 match removal {
-                    Removal::Removed(role) => Ok(parse_role(&role)?),
+                    Removal::Removed(role) => Ok(role),
                     Removal::NotMember => Err(RemoveMemberError::NotFound),
                     Removal::LastOwner => Err(RemoveMemberError::LastOwner),
                 }

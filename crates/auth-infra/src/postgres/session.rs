@@ -170,7 +170,15 @@ impl SessionRepository for PgSessionRepository {
                         ))
                         .execute(conn)
                         .await?;
-                    Ok(())
+                    append_in(
+                        conn,
+                        &[NewEvent::login_succeeded(
+                            session.id,
+                            session.user_id,
+                            session.created_at,
+                        )],
+                    )
+                    .await
                 })
                 .await
                 .map_err(classify)

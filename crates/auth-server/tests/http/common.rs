@@ -28,6 +28,8 @@ pub struct TestApp {
     pub client: Client,
     /// The app's account service, for setting up what no HTTP call can (a first administrator).
     pub auth: auth_core::AccountService,
+    /// The store the app runs on, for reading what it wrote (its event log).
+    pub store: Store,
     handle: ServerHandle,
     mail_worker: Option<tokio::task::JoinHandle<()>>,
     _db: Option<TestDb>,
@@ -161,6 +163,7 @@ impl TestApp {
             handle,
             mail_worker,
             auth,
+            store,
             _db: db,
         };
         // Like a load balancer, wait until the instance reports ready (its invalidation

@@ -10,6 +10,7 @@ mod common;
 mod admin;
 mod announcements;
 mod api_keys;
+mod audit;
 mod cli;
 mod conventions;
 mod devices;

@@ -11,15 +11,20 @@
 //! - Only definitive verdicts are cached: a failure to get one (connection error, timeout,
 //!   5xx, open breaker) is not, and the next verification asks again.
 //! - Concurrent misses for one key share one request.
+//! - Valid verdicts are also indexed by key id, so that a revocation (which names the key by
+//!   id, never by value) can drop them.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use moka::Expiry;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
 
 use crate::config::ApiKeyCacheConfig;
 use crate::error::Error;
@@ -60,9 +65,15 @@ impl Expiry<KeyHash, ApiKeyVerdict> for Lifetimes {
     }
 }
 
-/// Verdicts by key hash.
+/// The hashes of the keys with a cached valid verdict, by key id. A key has one hash; a list
+/// keeps this true of any text the service might accept as the same key.
+type ById = Arc<Mutex<HashMap<Uuid, Vec<KeyHash>>>>;
+
+/// Verdicts by key hash. Clones share the entries.
+#[derive(Clone)]
 pub(crate) struct ApiKeyCache {
     cache: Cache<KeyHash, ApiKeyVerdict>,
+    by_id: ById,
 }
 
 impl std::fmt::Debug for ApiKeyCache {
@@ -75,6 +86,8 @@ impl std::fmt::Debug for ApiKeyCache {
 
 impl ApiKeyCache {
     pub(crate) fn new(config: &ApiKeyCacheConfig) -> Self {
+        let by_id: ById = Arc::default();
+        let index = by_id.clone();
         Self {
             cache: Cache::builder()
                 .name("auth-client-api-keys")
@@ -83,7 +96,17 @@ impl ApiKeyCache {
                     ttl: config.ttl,
                     negative: config.negative_ttl,
                 })
+                .eviction_listener(move |hash: Arc<KeyHash>, verdict, cause| {
+                    // Entries are only inserted when absent, never replaced; a replacement
+                    // would keep the same key id anyway.
+                    if cause != RemovalCause::Replaced
+                        && let ApiKeyVerdict::Valid(key) = verdict
+                    {
+                        unindex(&index, key.key_id, &hash);
+                    }
+                })
                 .build(),
+            by_id,
         }
     }
 
@@ -96,8 +119,20 @@ impl ApiKeyCache {
         if let Some(verdict) = self.cache.get(&key).await {
             return Ok((verdict, true));
         }
+        let indexed = async {
+            let verdict = load.await?;
+            if let ApiKeyVerdict::Valid(k) = &verdict
+                && let Ok(mut by_id) = self.by_id.lock()
+            {
+                let hashes = by_id.entry(k.key_id).or_default();
+                if !hashes.contains(&key) {
+                    hashes.push(key);
+                }
+            }
+            Ok(verdict)
+        };
         self.cache
-            .try_get_with(key, load)
+            .try_get_with(key, indexed)
             .await
             .map(|verdict| (verdict, false))
             .map_err(Arc::unwrap_or_clone)
@@ -105,6 +140,23 @@ impl ApiKeyCache {
 
     pub(crate) async fn forget(&self, key: &KeyHash) {
         self.cache.invalidate(key).await;
+    }
+
+    /// Drops every cached verdict on the key `key_id`; how many there were.
+    pub(crate) async fn forget_key_id(&self, key_id: Uuid) -> usize {
+        let hashes = self
+            .by_id
+            .lock()
+            .ok()
+            .and_then(|mut by_id| by_id.remove(&key_id))
+            .unwrap_or_default();
+        let mut dropped = 0;
+        for hash in &hashes {
+            if self.cache.remove(hash).await.is_some() {
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     pub(crate) fn clear(&self) {
@@ -118,6 +170,17 @@ impl ApiKeyCache {
     /// Applies pending evictions now (the cache does so lazily), so counts are exact.
     pub(crate) async fn sync(&self) {
         self.cache.run_pending_tasks().await;
+    }
+}
+
+fn unindex(by_id: &ById, key_id: Uuid, hash: &KeyHash) {
+    if let Ok(mut by_id) = by_id.lock()
+        && let Some(hashes) = by_id.get_mut(&key_id)
+    {
+        hashes.retain(|h| h != hash);
+        if hashes.is_empty() {
+            by_id.remove(&key_id);
+        }
     }
 }
 
@@ -161,5 +224,51 @@ mod tests {
             Some(Duration::from_secs(10))
         );
         assert_ne!(hash("ak_live_x"), hash("ak_live_y"));
+    }
+
+    #[tokio::test]
+    async fn verdicts_are_found_by_key_id_and_the_index_follows_evictions() {
+        let cache = ApiKeyCache::new(&ApiKeyCacheConfig::default());
+        let id = uuid::Uuid::now_v7();
+        let verdict = ApiKeyVerdict::Valid(VerifiedApiKey {
+            key_id: id,
+            organization_id: uuid::Uuid::nil(),
+            name: "k".into(),
+            scopes: vec![],
+            expires_at: None,
+        });
+        let loaded = verdict.clone();
+        cache
+            .get_or_load(hash("ak_1"), async move { Ok(loaded) })
+            .await
+            .unwrap();
+        cache
+            .get_or_load(hash("ak_bad"), async {
+                Ok(ApiKeyVerdict::Rejected(KeyRejection::Invalid))
+            })
+            .await
+            .unwrap();
+        assert_eq!(cache.by_id.lock().unwrap().len(), 1);
+        cache.forget_key_id(id).await;
+        cache.sync().await;
+        assert_eq!(cache.entry_count(), 1, "the negative verdict stays");
+        assert!(cache.by_id.lock().unwrap().is_empty());
+
+        // An entry leaving by itself leaves the index too.
+        let loaded = verdict.clone();
+        cache
+            .get_or_load(hash("ak_1"), async move { Ok(loaded) })
+            .await
+            .unwrap();
+        cache.forget(&hash("ak_1")).await;
+        cache.sync().await;
+        assert!(cache.by_id.lock().unwrap().is_empty());
+        cache
+            .get_or_load(hash("ak_1"), async move { Ok(verdict) })
+            .await
+            .unwrap();
+        cache.clear();
+        cache.sync().await;
+        assert!(cache.by_id.lock().unwrap().is_empty());
     }
 }

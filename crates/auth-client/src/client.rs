@@ -1,5 +1,6 @@
-//! [`AuthClient`]: every endpoint of the v1 API, API-key verification through the cache, and
-//! token verification locally or through the service.
+//! [`AuthClient`]: every endpoint of the v1 API, API-key verification through the cache,
+//! token verification locally or through the service, and the revocation stream that keeps
+//! both current.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +12,14 @@ use uuid::Uuid;
 
 use crate::api_key_cache::{self, ApiKeyCache};
 use crate::config::{
-    ApiKeyCacheConfig, BreakerPolicy, ClientConfig, RetryPolicy, TokenConfig, TokenVerification,
+    ApiKeyCacheConfig, BreakerPolicy, ClientConfig, RetryPolicy, RevocationStreamConfig,
+    TokenConfig, TokenVerification,
 };
 use crate::error::{Error, TokenError};
 use crate::local::{Claims, Kind, LocalError, LocalVerifier};
-use crate::stats::{MetricsSnapshot, Operation};
+use crate::revocation::Revocations;
+use crate::revocation_stream::{self, Follower};
+use crate::stats::{MetricsSnapshot, Operation, RememberedRevocations, StreamStats};
 use crate::transport::{Auth, Call, Transport};
 use crate::types::{
     self, ApiKeyInfo, ApiKeyVerdict, CreatedApiKey, DeviceInfo, DeviceToken, Health, KeyRejection,
@@ -69,6 +73,11 @@ struct Inner {
     transport: Transport,
     key_cache: Option<ApiKeyCache>,
     verifier: LocalVerifier,
+    /// The revocations the stream told of, when it is configured.
+    revocations: Option<Arc<Revocations>>,
+    stream_stats: Arc<StreamStats>,
+    /// Stops following when the last clone of the client goes.
+    follower: Option<Follower>,
     config: ClientConfig,
 }
 
@@ -167,19 +176,64 @@ impl ClientBuilder {
         self
     }
 
+    /// Follows the service's revocation stream with `api_key` (an organization's key holding
+    /// the scope `revocations:read`), with the other settings of
+    /// [`RevocationStreamConfig::new`]: cached key verdicts and locally verified tokens then
+    /// honour a revocation within a second. Off by default. The client must then be built
+    /// inside a Tokio runtime, where a task follows the stream until the client is dropped.
+    pub fn revocation_stream(mut self, api_key: SecretString) -> Self {
+        self.config.revocation_stream = Some(RevocationStreamConfig::new(api_key));
+        self
+    }
+
+    /// The revocation stream with every setting, or `None` for none (the default).
+    pub fn revocation_stream_config(mut self, stream: Option<RevocationStreamConfig>) -> Self {
+        self.config.revocation_stream = stream;
+        self
+    }
+
     /// The client.
     ///
     /// # Errors
     /// [`Error::Config`] for settings that cannot work (a base URL that is not http(s) or
     /// holds credentials, zero timeouts, a leeway above 30 s, an HS256 secret under 32
-    /// bytes...).
+    /// bytes...), or a revocation stream configured outside a Tokio runtime.
     pub fn build(self) -> Result<AuthClient, Error> {
         let config = self.config;
         config.validate()?;
+        let transport = Transport::new(&config)?;
+        let key_cache = config.api_key_cache.as_ref().map(ApiKeyCache::new);
+        let stream_stats = Arc::new(StreamStats::default());
+        let (revocations, follower) = match &config.revocation_stream {
+            Some(stream) => {
+                let revocations = Arc::new(Revocations::new(
+                    stream,
+                    config.tokens.leeway,
+                    key_cache.clone(),
+                    config
+                        .api_key_cache
+                        .as_ref()
+                        .map_or(Duration::ZERO, |c| c.ttl),
+                ));
+                let follower = Follower::start(
+                    crate::transport::http_client(&config)?,
+                    transport.endpoint(&revocation_stream::PATH)?,
+                    stream,
+                    config.timeout,
+                    revocations.clone(),
+                    stream_stats.clone(),
+                )?;
+                (Some(revocations), Some(follower))
+            }
+            None => (None, None),
+        };
         let inner = Inner {
-            transport: Transport::new(&config)?,
-            key_cache: config.api_key_cache.as_ref().map(ApiKeyCache::new),
+            transport,
+            key_cache,
             verifier: LocalVerifier::new(&config.tokens),
+            revocations,
+            stream_stats,
+            follower,
             config,
         };
         Ok(AuthClient {
@@ -228,10 +282,37 @@ impl AuthClient {
 
     /// Everything counted so far.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.transport.metrics.snapshot(
+        let mut snapshot = self.inner.transport.metrics.snapshot(
             self.inner.transport.breaker_metrics(),
             self.inner.key_cache.as_ref().map(ApiKeyCache::entry_count),
-        )
+        );
+        let counts = self
+            .inner
+            .revocations
+            .as_ref()
+            .map(|r| r.counts())
+            .unwrap_or_default();
+        snapshot.revocations = self.inner.stream_stats.snapshot(
+            RememberedRevocations {
+                sessions: counts.sessions,
+                users: counts.users,
+                devices: counts.devices,
+                api_keys: counts.keys,
+            },
+            counts.forgotten_early,
+            counts.verdicts_dropped,
+        );
+        snapshot
+    }
+
+    /// Waits until the revocation stream is connected, at most `within`, and tells whether it
+    /// is (`false` at once when none is configured). A service may wait for it at start, so
+    /// that it honours revocations from its first request.
+    pub async fn wait_for_revocation_stream(&self, within: Duration) -> bool {
+        match &self.inner.follower {
+            Some(follower) => follower.wait_connected(within).await,
+            None => false,
+        }
     }
 
     /// Time until the open breaker lets a probe through: `Some` only while it is open.
@@ -664,7 +745,8 @@ impl AuthClient {
     }
 
     /// `POST /api-keys/{id}/revoke`. Other clients' caches may accept the key until their
-    /// TTL; this client forgets nothing it cannot name (use
+    /// TTL, unless they follow the revocation stream (within a second then); this client
+    /// forgets nothing it cannot name, unless it follows the stream (use
     /// [`forget_api_key`](Self::forget_api_key) with the key).
     ///
     /// # Errors
@@ -706,7 +788,9 @@ impl AuthClient {
     /// Verifies an API key, requiring `required_scopes` (all of them; `admin` holds every
     /// scope), through the cache when the client has one: the service is asked once per
     /// key and TTL, and the scopes are checked against the key's. A key revoked at the
-    /// service may be accepted until its cache entry expires (`ttl`, 300 s by default).
+    /// service may be accepted until its cache entry expires (`ttl`, 300 s by default), or
+    /// for at most a second while the client follows the revocation stream (keys of the
+    /// stream key's organization).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a required scope that is not well-formed; transport
@@ -732,6 +816,14 @@ impl AuthClient {
             .metrics
             .cache(matches!(loaded, Ok((_, true))));
         let (verdict, _) = loaded?;
+        if let (ApiKeyVerdict::Valid(k), Some(revocations)) = (&verdict, &self.inner.revocations)
+            && revocations.key_revoked(k.key_id).await
+        {
+            // Loaded while the revocation arrived: drop it too.
+            cache.forget(&api_key_cache::hash(key)).await;
+            revocations.verdicts_dropped(1);
+            return Ok(ApiKeyVerdict::Rejected(KeyRejection::Revoked));
+        }
         Ok(match verdict {
             ApiKeyVerdict::Valid(k) if k.expires_at.is_some_and(|at| at <= chrono::Utc::now()) => {
                 ApiKeyVerdict::Rejected(KeyRejection::Expired)
@@ -812,11 +904,15 @@ impl AuthClient {
         }
     }
 
-    /// Applies the cache's pending evictions, so that [`metrics`](Self::metrics) counts
-    /// entries exactly (the cache otherwise does so in the background).
+    /// Applies the cache's pending evictions (and those of the revocations remembered), so
+    /// that [`metrics`](Self::metrics) counts entries exactly (the caches otherwise do so in
+    /// the background).
     pub async fn sync_api_key_cache(&self) {
         if let Some(cache) = &self.inner.key_cache {
             cache.sync().await;
+        }
+        if let Some(revocations) = &self.inner.revocations {
+            revocations.sync().await;
         }
     }
 
@@ -1071,7 +1167,8 @@ impl AuthClient {
 
     /// Verifies a user access token in the given way.
     ///
-    /// Locally, a token of a logged-out session still verifies until it expires: use
+    /// Locally, a token of a logged-out session still verifies until it expires, unless the
+    /// client follows the revocation stream (refused within a second then, as `REVOKED`): use
     /// [`TokenVerification::Remote`] where a logout must count at once.
     ///
     /// # Errors
@@ -1097,7 +1194,7 @@ impl AuthClient {
     }
 
     /// Verifies a device token in the given way. Locally, a token of a revoked device still
-    /// verifies until it expires.
+    /// verifies until it expires, unless the client follows the revocation stream.
     ///
     /// # Errors
     /// As [`verify_access_token`](Self::verify_access_token).
@@ -1113,7 +1210,8 @@ impl AuthClient {
     }
 
     /// Verifies a token of either kind (told apart by its `typ`) locally, with no call to the
-    /// service once the keys are fetched. Cannot see logouts and revocations before expiry.
+    /// service once the keys are fetched. Sees logouts and revocations only while the client
+    /// follows the revocation stream; otherwise not before the token expires.
     ///
     /// # Errors
     /// As [`verify_access_token`](Self::verify_access_token).
@@ -1169,12 +1267,30 @@ impl AuthClient {
             .verify(token, kind, &self.inner.transport, self.timeout)
             .await;
         let metrics = &self.inner.transport.metrics;
+        let revoked = match (&result, &self.inner.revocations) {
+            (Ok(Claims::User(user, issued_at)), Some(revocations)) => {
+                revocations
+                    .refuses_access(user.user_id, user.session_id, *issued_at)
+                    .await
+            }
+            (Ok(Claims::Device(device, issued_at)), Some(revocations)) => {
+                revocations
+                    .refuses_device(&device.device_id, *issued_at)
+                    .await
+            }
+            _ => false,
+        };
+        if revoked {
+            metrics.local_verification(false);
+            self.inner.stream_stats.token_refused();
+            return Err(TokenError::Rejected(TokenRejection::Revoked));
+        }
         match result {
-            Ok(Claims::User(user)) => {
+            Ok(Claims::User(user, _)) => {
                 metrics.local_verification(true);
                 Ok(VerifiedToken::User(user))
             }
-            Ok(Claims::Device(device)) => {
+            Ok(Claims::Device(device, _)) => {
                 metrics.local_verification(true);
                 Ok(VerifiedToken::Device(device))
             }
@@ -1216,6 +1332,19 @@ mod tests {
         for bad in ["", "Invoices", "a b", "ä", &"a".repeat(65)] {
             assert!(check_scopes(&[bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn following_the_stream_needs_a_runtime_and_is_off_by_default() {
+        let outside = AuthClient::builder("http://localhost:8000")
+            .revocation_stream(SecretString::from("ak_live_stream"))
+            .build()
+            .unwrap_err();
+        assert!(matches!(outside, Error::Config(_)), "{outside:?}");
+        assert!(!outside.to_string().contains("ak_live_stream"));
+        let plain = AuthClient::new("http://localhost:8000").unwrap();
+        assert!(plain.config().revocation_stream.is_none());
+        assert!(plain.inner.follower.is_none());
     }
 
     #[test]

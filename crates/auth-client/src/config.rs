@@ -1,5 +1,5 @@
 //! Client settings and their defaults: the connection pool and timeouts, retries, the circuit
-//! breaker, the API-key cache and local token verification.
+//! breaker, the API-key cache, local token verification and the revocation stream.
 
 use std::time::Duration;
 
@@ -160,6 +160,69 @@ impl std::fmt::Debug for TokenConfig {
     }
 }
 
+/// Following the service's revocation stream (`GET /api/v1/revocations/stream`), so that the
+/// API-key cache and local token verification honour a revocation within a second instead of
+/// at the cache TTL or the token's expiry. Off unless configured.
+#[derive(Clone)]
+pub struct RevocationStreamConfig {
+    /// An API key of an organization holding the scope `revocations:read`, sent as
+    /// `X-API-Key`. Key and device revocations arrive for that organization only; session and
+    /// user revocations for every account. Never logged.
+    pub api_key: SecretString,
+    /// First pause before connecting again after a failure (default 500 ms; a `retry:` the
+    /// service sends replaces it). Doubles at each failure in a row, up to `max_backoff`;
+    /// each pause is drawn at random between half and all of its value (jitter).
+    pub initial_backoff: Duration,
+    /// Longest pause between two attempts (default 30 s).
+    pub max_backoff: Duration,
+    /// A connection that brings nothing, not even a heartbeat, for this long is taken as lost
+    /// and opened again (default 45 s, three of the service's 15 s heartbeats).
+    pub idle_timeout: Duration,
+    /// The longest an access token can live at the service (default 24 h, the most
+    /// `ACCESS_TOKEN_EXPIRE_MINUTES` allows). A revoked session or user is remembered this
+    /// long (plus the leeway) after the revocation, as long as a token it refuses could still
+    /// be valid. Set it to the service's own value to remember less.
+    pub max_access_token_lifetime: Duration,
+    /// The longest a device token can live at the service (default 30 days, the most
+    /// `AUTH_DEVICE_TOKEN_TTL_SECONDS` allows); a revoked or rotated device is remembered this
+    /// long (plus the leeway).
+    pub max_device_token_lifetime: Duration,
+    /// Most revocations remembered of each kind (sessions, users, devices, keys; default
+    /// 100,000 each). Past it the oldest are forgotten first, each counted in the metrics
+    /// (`forgotten_early`) with a warning.
+    pub capacity: u64,
+}
+
+impl RevocationStreamConfig {
+    /// Defaults, following the stream with `api_key`.
+    #[must_use]
+    pub fn new(api_key: SecretString) -> Self {
+        Self {
+            api_key,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(45),
+            max_access_token_lifetime: Duration::from_secs(24 * 3600),
+            max_device_token_lifetime: Duration::from_secs(30 * 24 * 3600),
+            capacity: 100_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for RevocationStreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationStreamConfig")
+            .field("api_key", &"[REDACTED]")
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_access_token_lifetime", &self.max_access_token_lifetime)
+            .field("max_device_token_lifetime", &self.max_device_token_lifetime)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
 /// The service's leeway, the most a client may tolerate.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(30);
 /// The shortest HS256 secret the service accepts.
@@ -193,6 +256,8 @@ pub struct ClientConfig {
     pub api_key_cache: Option<ApiKeyCacheConfig>,
     /// Token verification (default [`TokenConfig::default`]).
     pub tokens: TokenConfig,
+    /// The revocation stream to follow, or none (the default).
+    pub revocation_stream: Option<RevocationStreamConfig>,
 }
 
 impl ClientConfig {
@@ -211,6 +276,7 @@ impl ClientConfig {
             breaker: Some(BreakerPolicy::default()),
             api_key_cache: Some(ApiKeyCacheConfig::default()),
             tokens: TokenConfig::default(),
+            revocation_stream: None,
         }
     }
 
@@ -270,6 +336,25 @@ impl ClientConfig {
                 "the HS256 secret must be at least {MIN_HS256_SECRET_BYTES} bytes, as the service's"
             )));
         }
+        if let Some(stream) = &self.revocation_stream {
+            let key = stream.api_key.expose_secret();
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Error::Config(
+                    "the revocation stream's API key must be visible ASCII".into(),
+                ));
+            }
+            if stream.initial_backoff.is_zero()
+                || stream.max_backoff < stream.initial_backoff
+                || stream.idle_timeout.is_zero()
+                || stream.capacity == 0
+            {
+                return Err(Error::Config(
+                    "the revocation stream needs backoffs, an idle timeout and a capacity above \
+                     zero, and a maximum backoff no shorter than the first"
+                        .into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -322,5 +407,18 @@ mod tests {
             }
         );
         assert!(!debug.contains("a-secret"), "{debug}");
+
+        let mut c = ClientConfig::new("http://localhost");
+        c.revocation_stream = Some(RevocationStreamConfig::new(SecretString::from(
+            "ak_live_stream key",
+        )));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(!err.contains("ak_live"), "{err}");
+        c.revocation_stream = Some(RevocationStreamConfig::new(SecretString::from(
+            "ak_live_streamkey",
+        )));
+        assert!(c.validate().is_ok());
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("ak_live"), "{debug}");
     }
 }

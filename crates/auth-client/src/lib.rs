@@ -10,6 +10,9 @@
 //!   while the service is down.
 //! - An API-key verification cache; local verification of access and device tokens with the
 //!   service's JWKS; a [`DeviceSession`] that keeps a device's token renewed.
+//! - Optionally, a task following the service's revocation stream, so that the cache and
+//!   local verification honour a revocation within a second
+//!   ([`ClientBuilder::revocation_stream`]).
 //! - Metrics readable from the client ([`AuthClient::metrics`]) and through the `metrics`
 //!   facade.
 //! - With the feature `actix`, extractors for actix-web handlers ([`actix`]).
@@ -62,6 +65,8 @@ mod config;
 mod device;
 mod error;
 mod local;
+mod revocation;
+mod revocation_stream;
 mod stats;
 mod transport;
 mod types;
@@ -71,7 +76,7 @@ pub use auth_api as api;
 pub use client::{AuthClient, ClientBuilder, Credential};
 pub use config::{
     ApiKeyCacheConfig, BreakerPolicy, ClientConfig, MAX_LEEWAY, MIN_HS256_SECRET_BYTES,
-    RetryPolicy, TokenConfig, TokenVerification,
+    RetryPolicy, RevocationStreamConfig, TokenConfig, TokenVerification,
 };
 pub use device::{DeviceSession, DeviceSessionConfig};
 pub use error::{ApiError, Error, ErrorCode, FieldError, TokenError};
@@ -79,7 +84,7 @@ pub use local::{ACCESS_TOKEN_TYP, DEVICE_TOKEN_TYP, MAX_TOKEN_BYTES};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use stats::{
     BreakerMetrics, BreakerState, CacheMetrics, LatencySummary, MetricsSnapshot, Operation,
-    OperationMetrics, TokenMetrics,
+    OperationMetrics, RememberedRevocations, RevocationMetrics, StreamState, TokenMetrics,
 };
 pub use types::{
     ApiKeyInfo, ApiKeyVerdict, ComponentHealth, CreatedApiKey, DeviceInfo, DeviceStatus,

@@ -20,8 +20,9 @@
 //!    plus the leeway, and now before `exp` plus the leeway (30 s at most, the service's).
 //!
 //! What local verification cannot see: the session or device behind the token. A token of a
-//! logged-out session or a revoked device verifies locally until it expires; the service's
-//! verification sees the logout at once.
+//! logged-out session or a revoked device verifies locally until it expires, unless the
+//! client follows the revocation stream (`revocation.rs`), which the client consults
+//! after these steps; the service's verification sees the logout at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -92,10 +93,10 @@ pub(crate) enum LocalError {
     NoKeys,
 }
 
-/// A verified token's claims.
+/// A verified token's claims, with its `iat` (Unix seconds), which revocations compare.
 pub(crate) enum Claims {
-    User(VerifiedUser),
-    Device(VerifiedDevice),
+    User(VerifiedUser, i64),
+    Device(VerifiedDevice, i64),
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,14 +352,17 @@ impl LocalVerifier {
                 let c: AccessJwt = self.decode(token, decoding, algorithm)?;
                 check_times(c.iat, c.nbf, c.exp, self.leeway).map_err(LocalError::Rejected)?;
                 at(c.iat).map_err(LocalError::Rejected)?;
-                Claims::User(VerifiedUser {
-                    user_id: c.sub,
-                    session_id: c.sid,
-                    expires_at: at(c.exp).map_err(LocalError::Rejected)?,
-                    token_id: Some(c.jti),
-                    email: None,
-                    verified_by: VerifiedBy::Local,
-                })
+                Claims::User(
+                    VerifiedUser {
+                        user_id: c.sub,
+                        session_id: c.sid,
+                        expires_at: at(c.exp).map_err(LocalError::Rejected)?,
+                        token_id: Some(c.jti),
+                        email: None,
+                        verified_by: VerifiedBy::Local,
+                    },
+                    c.iat,
+                )
             }
             Kind::Device => {
                 let c: DeviceJwt = self.decode(token, decoding, algorithm)?;
@@ -367,13 +371,16 @@ impl LocalVerifier {
                 if !valid_device_id(&c.sub) {
                     return Err(LocalError::Rejected(TokenRejection::Invalid));
                 }
-                Claims::Device(VerifiedDevice {
-                    device_id: c.sub,
-                    organization_id: c.org,
-                    expires_at: at(c.exp).map_err(LocalError::Rejected)?,
-                    token_id: Some(c.jti),
-                    verified_by: VerifiedBy::Local,
-                })
+                Claims::Device(
+                    VerifiedDevice {
+                        device_id: c.sub,
+                        organization_id: c.org,
+                        expires_at: at(c.exp).map_err(LocalError::Rejected)?,
+                        token_id: Some(c.jti),
+                        verified_by: VerifiedBy::Local,
+                    },
+                    c.iat,
+                )
             }
         };
         Ok(claims)

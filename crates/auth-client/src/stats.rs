@@ -1,13 +1,14 @@
 //! What the client has done, readable at any time with
 //! [`AuthClient::metrics`](crate::AuthClient::metrics): calls, outcomes and latency per
-//! operation, retries, the breaker's state, the API-key cache's hit rate and local token
-//! verifications.
+//! operation, retries, the breaker's state, the API-key cache's hit rate, local token
+//! verifications and the revocation stream.
 //!
 //! The same figures are also recorded through the `metrics` facade (`auth_client_*`), so a
 //! service with a Prometheus recorder installed exports them with its own.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Every call the client makes to the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -439,6 +440,7 @@ impl Metrics {
                 jwks_fetches: self.jwks_fetches.load(Ordering::Relaxed),
                 jwks_refetches_suppressed: self.jwks_refetches_suppressed.load(Ordering::Relaxed),
             },
+            revocations: RevocationMetrics::off(),
         }
     }
 }
@@ -643,6 +645,8 @@ pub struct MetricsSnapshot {
     pub api_key_cache: Option<CacheMetrics>,
     /// Token verification.
     pub tokens: TokenMetrics,
+    /// The revocation stream.
+    pub revocations: RevocationMetrics,
 }
 
 impl MetricsSnapshot {
@@ -674,6 +678,272 @@ impl MetricsSnapshot {
             .map(|o| o.failures + o.circuit_open)
             .sum();
         ratio(failed, self.calls())
+    }
+}
+
+/// Where the revocation stream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamState {
+    /// Not configured: cached key verdicts live their TTL, locally verified tokens are
+    /// accepted until they expire.
+    Off,
+    /// Configured, not connected yet: as `Off` meanwhile.
+    Connecting,
+    /// Following: revocations are honoured within a second.
+    Connected,
+    /// The connection was lost or refused and is being opened again: fallen back to the TTLs
+    /// meanwhile. Revocations made meanwhile are applied once it is back.
+    Disconnected,
+}
+
+impl StreamState {
+    const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Connecting,
+            2 => Self::Connected,
+            3 => Self::Disconnected,
+            _ => Self::Off,
+        }
+    }
+
+    const fn as_u8(self) -> u8 {
+        match self {
+            Self::Off => 0,
+            Self::Connecting => 1,
+            Self::Connected => 2,
+            Self::Disconnected => 3,
+        }
+    }
+}
+
+/// How many revocations are remembered, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RememberedRevocations {
+    /// Ended sessions.
+    pub sessions: u64,
+    /// Users whose older tokens are refused.
+    pub users: u64,
+    /// Revoked or rotated devices.
+    pub devices: u64,
+    /// Revoked API keys.
+    pub api_keys: u64,
+}
+
+/// The revocation stream's figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RevocationMetrics {
+    /// Where it stands now.
+    pub state: StreamState,
+    /// Connections established (the first included).
+    pub connections: u64,
+    /// Connections established again after one was lost or refused.
+    pub reconnects: u64,
+    /// Attempts that failed (refused, unreachable, a wrong answer).
+    pub failed_attempts: u64,
+    /// Revocations applied (repeats included: applying one twice changes nothing).
+    pub events_applied: u64,
+    /// Events that needed nothing: `user.password_changed`, revocations whose tokens have
+    /// all expired, actions this build does not know.
+    pub events_skipped: u64,
+    /// `reset` events (revocations may have been missed: the API-key cache was emptied).
+    pub resets: u64,
+    /// The highest event id seen, from which a new connection resumes (none before the
+    /// first, or after a `reset`).
+    pub last_event_id: Option<i64>,
+    /// Now minus the time of the last revocation applied, when it was applied.
+    pub last_lag: Option<Duration>,
+    /// The largest such lag (large after a reconnection, when missed events are replayed).
+    pub max_lag: Duration,
+    /// Tokens verified locally and refused because of a revocation.
+    pub tokens_refused: u64,
+    /// Cached API-key verdicts dropped because their key was revoked (the next
+    /// verification asks the service, which answers `REVOKED`).
+    pub api_key_verdicts_dropped: u64,
+    /// Revocations remembered now.
+    pub remembered: RememberedRevocations,
+    /// Revocations forgotten for want of room before the tokens they refuse expired.
+    pub forgotten_early: u64,
+    /// How long it has been disconnected (since the last loss, or since the start when it
+    /// never connected); `None` while connected or off.
+    pub disconnected_for: Option<Duration>,
+}
+
+impl RevocationMetrics {
+    pub(crate) fn off() -> Self {
+        Self {
+            state: StreamState::Off,
+            connections: 0,
+            reconnects: 0,
+            failed_attempts: 0,
+            events_applied: 0,
+            events_skipped: 0,
+            resets: 0,
+            last_event_id: None,
+            last_lag: None,
+            max_lag: Duration::ZERO,
+            tokens_refused: 0,
+            api_key_verdicts_dropped: 0,
+            remembered: RememberedRevocations::default(),
+            forgotten_early: 0,
+            disconnected_for: None,
+        }
+    }
+
+    /// Whether revocations are honoured within a second now.
+    #[must_use]
+    pub fn following(&self) -> bool {
+        self.state == StreamState::Connected
+    }
+
+    /// Whether the stream is configured but not connected, so that cached key verdicts live
+    /// their TTL and locally verified tokens are accepted until they expire, as without it.
+    #[must_use]
+    pub fn fallen_back(&self) -> bool {
+        matches!(
+            self.state,
+            StreamState::Connecting | StreamState::Disconnected
+        )
+    }
+}
+
+const NO_ID: i64 = i64::MIN;
+
+/// The revocation stream's counters, shared by the client and the task following it.
+#[derive(Debug)]
+pub(crate) struct StreamStats {
+    state: AtomicU8,
+    connections: AtomicU64,
+    failed_attempts: AtomicU64,
+    events_applied: AtomicU64,
+    events_skipped: AtomicU64,
+    resets: AtomicU64,
+    last_event_id: AtomicI64,
+    last_lag_micros: AtomicU64,
+    max_lag_micros: AtomicU64,
+    tokens_refused: AtomicU64,
+    disconnected_since: Mutex<Option<Instant>>,
+}
+
+impl Default for StreamStats {
+    fn default() -> Self {
+        Self {
+            state: AtomicU8::new(StreamState::Off.as_u8()),
+            connections: AtomicU64::new(0),
+            failed_attempts: AtomicU64::new(0),
+            events_applied: AtomicU64::new(0),
+            events_skipped: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            last_event_id: AtomicI64::new(NO_ID),
+            last_lag_micros: AtomicU64::new(u64::MAX),
+            max_lag_micros: AtomicU64::new(0),
+            tokens_refused: AtomicU64::new(0),
+            disconnected_since: Mutex::new(None),
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl StreamStats {
+    pub(crate) fn state(&self) -> StreamState {
+        StreamState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_state(&self, state: StreamState) {
+        self.state.store(state.as_u8(), Ordering::Relaxed);
+        if let Ok(mut since) = self.disconnected_since.lock() {
+            match state {
+                StreamState::Connected | StreamState::Off => *since = None,
+                StreamState::Connecting | StreamState::Disconnected => {
+                    since.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+        let connected = state == StreamState::Connected;
+        metrics::gauge!("auth_client_revocation_stream_connected")
+            .set(f64::from(u8::from(connected)));
+        metrics::gauge!("auth_client_revocation_stream_fallback")
+            .set(f64::from(u8::from(!connected && state != StreamState::Off)));
+    }
+
+    pub(crate) fn connected(&self) {
+        if self.connections.fetch_add(1, Ordering::Relaxed) > 0 {
+            metrics::counter!("auth_client_revocation_stream_reconnects_total").increment(1);
+        }
+        self.set_state(StreamState::Connected);
+    }
+
+    pub(crate) fn failed_attempt(&self) {
+        self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("auth_client_revocation_stream_failures_total").increment(1);
+    }
+
+    pub(crate) fn applied(&self, lag: Duration) {
+        self.events_applied.fetch_add(1, Ordering::Relaxed);
+        self.last_lag_micros.store(micros(lag), Ordering::Relaxed);
+        self.max_lag_micros
+            .fetch_max(micros(lag), Ordering::Relaxed);
+        metrics::counter!("auth_client_revocation_events_total", "result" => "applied")
+            .increment(1);
+        metrics::histogram!("auth_client_revocation_lag_seconds").record(lag.as_secs_f64());
+    }
+
+    pub(crate) fn skipped(&self) {
+        self.events_skipped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("auth_client_revocation_events_total", "result" => "skipped")
+            .increment(1);
+    }
+
+    pub(crate) fn reset(&self) {
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("auth_client_revocation_resets_total").increment(1);
+    }
+
+    pub(crate) fn set_last_event_id(&self, id: Option<i64>) {
+        self.last_event_id
+            .store(id.unwrap_or(NO_ID), Ordering::Relaxed);
+    }
+
+    pub(crate) fn token_refused(&self) {
+        self.tokens_refused.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("auth_client_revoked_tokens_refused_total").increment(1);
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        remembered: RememberedRevocations,
+        forgotten_early: u64,
+        api_key_verdicts_dropped: u64,
+    ) -> RevocationMetrics {
+        let connections = self.connections.load(Ordering::Relaxed);
+        let last_event_id = self.last_event_id.load(Ordering::Relaxed);
+        let last_lag = self.last_lag_micros.load(Ordering::Relaxed);
+        RevocationMetrics {
+            state: self.state(),
+            connections,
+            reconnects: connections.saturating_sub(1),
+            failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
+            events_applied: self.events_applied.load(Ordering::Relaxed),
+            events_skipped: self.events_skipped.load(Ordering::Relaxed),
+            resets: self.resets.load(Ordering::Relaxed),
+            last_event_id: (last_event_id != NO_ID).then_some(last_event_id),
+            last_lag: (last_lag != u64::MAX).then(|| Duration::from_micros(last_lag)),
+            max_lag: Duration::from_micros(self.max_lag_micros.load(Ordering::Relaxed)),
+            tokens_refused: self.tokens_refused.load(Ordering::Relaxed),
+            api_key_verdicts_dropped,
+            remembered,
+            forgotten_early,
+            disconnected_for: self
+                .disconnected_since
+                .lock()
+                .ok()
+                .and_then(|since| since.map(|at| at.elapsed())),
+        }
     }
 }
 
@@ -719,5 +989,32 @@ mod tests {
         assert!(s.operation(Operation::Register).is_none());
         assert!((s.api_key_cache.as_ref().unwrap().hit_rate() - 2.0 / 3.0).abs() < 1e-9);
         assert!((s.error_rate() - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(s.revocations.state, StreamState::Off);
+        assert!(!s.revocations.following() && !s.revocations.fallen_back());
+    }
+
+    #[test]
+    fn stream_figures_follow_its_life() {
+        let s = StreamStats::default();
+        s.set_state(StreamState::Connecting);
+        let m = s.snapshot(RememberedRevocations::default(), 0, 0);
+        assert!(m.fallen_back() && m.disconnected_for.is_some());
+        assert_eq!(
+            (m.connections, m.last_event_id, m.last_lag),
+            (0, None, None)
+        );
+        s.connected();
+        s.set_last_event_id(Some(7));
+        s.applied(Duration::from_millis(40));
+        s.applied(Duration::from_millis(5));
+        s.set_state(StreamState::Disconnected);
+        s.failed_attempt();
+        s.connected();
+        let m = s.snapshot(RememberedRevocations::default(), 0, 0);
+        assert!(m.following() && !m.fallen_back() && m.disconnected_for.is_none());
+        assert_eq!((m.connections, m.reconnects, m.failed_attempts), (2, 1, 1));
+        assert_eq!(m.last_event_id, Some(7));
+        assert_eq!(m.last_lag, Some(Duration::from_millis(5)));
+        assert_eq!(m.max_lag, Duration::from_millis(40));
     }
 }

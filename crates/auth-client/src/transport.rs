@@ -133,18 +133,8 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     pub(crate) fn new(config: &ClientConfig) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .tcp_keepalive(config.tcp_keepalive)
-            .user_agent(config.user_agent.clone())
-            // The API never redirects; a redirect would carry credentials elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
-            http,
+            http: http_client(config)?,
             base: config.parsed_base_url()?,
             retry: config.retry.clone(),
             breaker: config.breaker.as_ref().map(Breaker::new),
@@ -163,12 +153,18 @@ impl Transport {
         self.breaker.as_ref().map(Breaker::retry_in)
     }
 
-    fn url(&self, call: &Call<'_>) -> Result<Url, Error> {
+    /// The URL of `segments` under the base URL.
+    pub(crate) fn endpoint(&self, segments: &[&str]) -> Result<Url, Error> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| Error::Config("the base URL cannot take a path".into()))?
             .pop_if_empty()
-            .extend(call.segments);
+            .extend(segments);
+        Ok(url)
+    }
+
+    fn url(&self, call: &Call<'_>) -> Result<Url, Error> {
+        let mut url = self.endpoint(call.segments)?;
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&call.query);
         }
@@ -308,6 +304,20 @@ impl Transport {
             retry_after,
         })
     }
+}
+
+/// An HTTP client with the configured pool and timeouts.
+pub(crate) fn http_client(config: &ClientConfig) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        .tcp_keepalive(config.tcp_keepalive)
+        .user_agent(config.user_agent.clone())
+        // The API never redirects; a redirect would carry credentials elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
 }
 
 /// A 429 for a locked account: waiting minutes inside a call would help nobody.

@@ -1,6 +1,7 @@
 //! The real auth server, started in the test process on port 0 (in-memory store unless a test
 //! asks for Postgres), which a test can stop and start again on the same address with the
-//! same data; fixtures made through the client; and a TCP relay that plays network faults.
+//! same data, optionally mailing to a folder; fixtures made through the client (and
+//! administrators through the service); and a TCP relay that plays network faults.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -58,6 +59,11 @@ pub struct TestServer {
     config: Mutex<Config>,
     store: Store,
     handle: Mutex<Option<ServerHandle>>,
+    /// The running app's account service, to make administrators.
+    accounts: Mutex<Option<auth_core::AccountService>>,
+    /// Where mails are written, when the server mails.
+    mail_dir: Option<PathBuf>,
+    mail_worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
     _db: Option<TestDb>,
 }
 
@@ -80,16 +86,35 @@ impl TestServer {
         Self::serve(config, Some(db)).await
     }
 
+    /// Writing its mails as `.eml` files to a folder of its own ([`Self::mail_to`]).
+    pub async fn start_mailing(adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        config.mail.dir = std::env::temp_dir().join(format!(
+            "auth-client-mail-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        adjust(&mut config);
+        Self::serve_mailing(config, None, true).await
+    }
+
     async fn serve(config: Config, db: Option<TestDb>) -> Self {
+        Self::serve_mailing(config, db, false).await
+    }
+
+    async fn serve_mailing(config: Config, db: Option<TestDb>, mailing: bool) -> Self {
         let store = Store::open(&config).unwrap();
         wiring::migrate_at_start(&config).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let mail_dir = mailing.then(|| config.mail.dir.clone());
         let server = Self {
             addr,
             config: Mutex::new(config),
             store,
             handle: Mutex::new(None),
+            accounts: Mutex::new(None),
+            mail_dir,
+            mail_worker: Mutex::new(None),
             _db: db,
         };
         server.run(listener).await;
@@ -99,6 +124,14 @@ impl TestServer {
     async fn run(&self, listener: TcpListener) {
         let config = self.config.lock().await.clone();
         let state = wiring::app_state(&config, &self.store).unwrap();
+        *self.accounts.lock().await = Some(state.auth.clone());
+        if self.mail_dir.is_some() {
+            let worker = wiring::outbox_worker(&config, &self.store).unwrap();
+            let running = wiring::spawn_mail_worker(worker, state.auth.clone());
+            if let Some(old) = self.mail_worker.lock().await.replace(running) {
+                old.abort();
+            }
+        }
         let running = auth_server::server::start(state, listener, false).unwrap();
         *self.handle.lock().await = Some(running.handle.clone());
         tokio::spawn(running.server);
@@ -134,6 +167,76 @@ impl TestServer {
         self.builder().build().unwrap()
     }
 
+    /// A fresh service administrator (made through the service, as the CLI does), logged in.
+    pub async fn admin(&self, client: &AuthClient) -> TokenPair {
+        let email = unique_email();
+        let accounts = self.accounts.lock().await.clone().unwrap();
+        accounts
+            .register(
+                auth_core::Registration {
+                    email: auth_core::model::Email::parse(&email).unwrap(),
+                    password: auth_core::model::Password::presented(PASSWORD).unwrap(),
+                    display_name: None,
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        client.login(&email, &password()).await.unwrap()
+    }
+
+    /// The token of the newest link to `page` (`reset-password`, ...) mailed to `to`,
+    /// waiting for it at most 20 s (the outbox is polled every 2 s).
+    pub async fn mailed_token(&self, to: &str, page: &str) -> String {
+        let dir = self
+            .mail_dir
+            .clone()
+            .expect("a server started with start_mailing");
+        let marker = format!("/{page}#token=");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut found: Option<(std::time::SystemTime, String)> = None;
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.extension().is_none_or(|e| e != "eml") {
+                    continue;
+                }
+                let Ok(raw) = std::fs::read(&path) else {
+                    continue;
+                };
+                let Some(mail) = mail_parser::MessageParser::default().parse(&raw) else {
+                    continue;
+                };
+                let addressed = mail
+                    .to()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .is_some_and(|a| a.eq_ignore_ascii_case(to));
+                let text = mail.body_text(0).unwrap_or_default();
+                let token = text.split(&marker).nth(1).map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                        .collect::<String>()
+                });
+                let modified = entry.metadata().and_then(|m| m.modified()).ok();
+                if addressed
+                    && let (Some(token), Some(modified)) = (token, modified)
+                    && found.as_ref().is_none_or(|(at, _)| modified > *at)
+                {
+                    found = Some((modified, token));
+                }
+            }
+            if let Some((_, token)) = found {
+                return token;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {page} link mailed to {to}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops the server at once (a crash, seen from outside) and returns once it is gone:
     /// its address refuses connections and every worker has dropped its connections.
     ///
@@ -145,6 +248,9 @@ impl TestServer {
         let Some(handle) = self.handle.lock().await.take() else {
             return;
         };
+        if let Some(worker) = self.mail_worker.lock().await.take() {
+            worker.abort();
+        }
         let mut canaries = Vec::new();
         for _ in 0..8 {
             let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
@@ -204,6 +310,14 @@ impl Drop for TestServer {
             && let Some(handle) = handle.take()
         {
             drop(handle.stop(false));
+        }
+        if let Ok(mut worker) = self.mail_worker.try_lock()
+            && let Some(worker) = worker.take()
+        {
+            worker.abort();
+        }
+        if let Some(dir) = &self.mail_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -272,6 +386,8 @@ pub enum Fault {
     LoseAnswer = 1,
     /// Accepts the connection and never answers.
     Hang = 2,
+    /// Accepts the connection and closes it at once.
+    Refuse = 3,
 }
 
 /// A TCP relay in front of a server, playing network faults.
@@ -314,11 +430,21 @@ impl Relay {
     pub fn set(&self, fault: Fault) {
         self.fault.store(fault as u8, Ordering::SeqCst);
     }
+
+    /// Cuts every connection open now (a network failure, seen from both ends).
+    pub fn sever(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
 }
 
 async fn relay(mut inbound: tokio::net::TcpStream, target: SocketAddr, mode: u8) {
     if mode == Fault::Hang as u8 {
         tokio::time::sleep(Duration::from_secs(120)).await;
+        return;
+    }
+    if mode == Fault::Refuse as u8 {
         return;
     }
     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {

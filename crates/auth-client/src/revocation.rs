@@ -7,7 +7,7 @@
 //! | `api_key.revoked`, `api_key.rotated` | every cached verdict on `key_id` dropped; a verdict on it loaded meanwhile refused |
 //! | `device.revoked` | every token of `device_id` refused (revocation is final: none is issued after) |
 //! | `device.secret_rotated` | tokens of `device_id` issued before `not_before` refused |
-//! | `user.password_reset` | access tokens of `user_id` issued before `not_before` refused (those of its second belong to sessions whose end comes as `session.ended`) |
+//! | `user.password_reset` | access tokens of `user_id` issued before `not_before` (the reset's time rounded up to the second) refused |
 //! | `user.disabled`, `user.deleted` | access tokens of `user_id` issued up to `not_before` refused (its second included: a login racing the change opens a session no event ends) |
 //! | `user.password_changed` | nothing: the sessions it ends come as their own events |
 //! | `reset` (the stream lost track) | the API-key cache emptied |

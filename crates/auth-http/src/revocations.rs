@@ -76,10 +76,15 @@ pub fn revocation(entry: &LogEntry) -> Option<Revocation> {
             .details
             .get("not_before")
             .and_then(serde_json::Value::as_i64),
-        // Every token of the account issued up to now is refused.
-        EventAction::PasswordReset | EventAction::UserDisabled | EventAction::UserDeleted => {
-            Some(entry.at.timestamp())
-        }
+        // Every token of the account issued up to the change is refused: token times are
+        // whole seconds, so the change's second rounded up (a login racing the change, in its
+        // second, opened a session no `session.ended` announces).
+        EventAction::PasswordReset | EventAction::UserDisabled | EventAction::UserDeleted => Some(
+            entry
+                .at
+                .timestamp()
+                .saturating_add(i64::from(entry.at.timestamp_subsec_nanos() > 0)),
+        ),
         _ => None,
     };
     Some(Revocation {

@@ -150,6 +150,9 @@ impl Frame {
 /// Broadcasts the revocations this instance reads from the log to its stream subscribers.
 pub struct RevocationHub {
     sender: broadcast::Sender<Arc<Frame>>,
+    /// Set when the server stops: every subscriber ends, so that a graceful shutdown does not
+    /// wait for connections that never end by themselves.
+    closing: tokio::sync::watch::Sender<bool>,
     log: Arc<dyn EventLog>,
     heartbeat: Duration,
     slow_client_timeout: Duration,
@@ -171,6 +174,7 @@ impl RevocationHub {
         let (sender, _) = broadcast::channel(RING);
         Self {
             sender,
+            closing: tokio::sync::watch::Sender::new(false),
             log,
             heartbeat,
             slow_client_timeout: SLOW_CLIENT_TIMEOUT,
@@ -184,6 +188,13 @@ impl RevocationHub {
     pub fn with_slow_client_timeout(mut self, timeout: Duration) -> Self {
         self.slow_client_timeout = timeout;
         self
+    }
+
+    /// Ends every subscriber's stream now, and refuses new ones (503): called when the
+    /// server begins a graceful stop. Clients reconnect to another instance with
+    /// `Last-Event-ID` and miss nothing.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Connected subscribers.
@@ -202,7 +213,10 @@ impl RevocationHub {
         self: &Arc<Self>,
         organization: OrganizationId,
         last_event_id: Option<i64>,
-    ) -> Result<mpsc::Receiver<Result<Bytes, Infallible>>, StoreError> {
+    ) -> Result<Option<mpsc::Receiver<Result<Bytes, Infallible>>>, StoreError> {
+        if *self.closing.borrow() {
+            return Ok(None);
+        }
         let live = self.sender.subscribe();
         let start = match last_event_id {
             Some(last) => Start::Replay(self.replay_from(last).await?),
@@ -215,7 +229,7 @@ impl RevocationHub {
             tx,
         };
         tokio::spawn(subscriber.run(live, start));
-        Ok(rx)
+        Ok(Some(rx))
     }
 
     /// Where a replay after `last` starts, and whether events were lost to retention.
@@ -273,6 +287,8 @@ enum End {
     Lagged,
     /// The log could not be read during a replay.
     Store,
+    /// The server is stopping.
+    Shutdown,
 }
 
 impl End {
@@ -282,6 +298,7 @@ impl End {
             Self::Slow => "slow",
             Self::Lagged => "lagged",
             Self::Store => "store",
+            Self::Shutdown => "shutdown",
         }
     }
 }
@@ -355,6 +372,10 @@ impl Subscriber {
                 return end;
             }
         }
+        let mut closing = self.hub.closing.subscribe();
+        if *closing.borrow_and_update() {
+            return End::Shutdown;
+        }
         let mut heartbeat = tokio::time::interval(self.hub.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
@@ -368,6 +389,7 @@ impl Subscriber {
                 },
                 _ = heartbeat.tick() => self.send(Bytes::from_static(b": heartbeat\n\n")).await,
                 () = self.tx.closed() => Err(End::Closed),
+                _ = closing.changed() => Err(End::Shutdown),
             };
             if let Err(end) = step {
                 return end;
@@ -468,6 +490,7 @@ mod tests {
         let mut rx = hub
             .subscribe(OrganizationId::generate(), None)
             .await
+            .unwrap()
             .unwrap();
         until(|| hub.subscribers() == 1).await;
         // Far more than the connection buffers; the client reads nothing.
@@ -492,6 +515,7 @@ mod tests {
         let mut rx = hub
             .subscribe(OrganizationId::generate(), None)
             .await
+            .unwrap()
             .unwrap();
         until(|| hub.subscribers() == 1).await;
         for seq in 1..=(RING as i64 + BUFFER as i64 * 2) {
@@ -516,6 +540,7 @@ mod tests {
         let mut rx = hub
             .subscribe(OrganizationId::generate(), None)
             .await
+            .unwrap()
             .unwrap();
         let prelude = rx.recv().await.unwrap().unwrap();
         assert_eq!(&prelude[..], b"retry: 1000\nid: 0\n\n");
@@ -528,7 +553,7 @@ mod tests {
     async fn credentials_of_another_organization_are_not_sent() {
         let hub = hub(Duration::from_secs(5));
         let (mine, theirs) = (OrganizationId::generate(), OrganizationId::generate());
-        let mut rx = hub.subscribe(mine, None).await.unwrap();
+        let mut rx = hub.subscribe(mine, None).await.unwrap().unwrap();
         rx.recv().await.unwrap().unwrap();
         for (seq, org) in [(1, theirs), (2, mine)] {
             let mut entry = session_ended(seq);
@@ -538,5 +563,42 @@ mod tests {
         }
         let first = rx.recv().await.unwrap().unwrap();
         assert!(first.starts_with(b"id: 2\n"), "{first:?}");
+    }
+}
+
+#[cfg(test)]
+mod shutdown {
+    use auth_core::memory::MemoryEventLog;
+    use auth_core::model::OrganizationId;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_ends_every_subscriber_and_refuses_new_ones() {
+        let hub = Arc::new(RevocationHub::new(
+            Arc::new(MemoryEventLog::new()),
+            Duration::from_secs(60),
+        ));
+        let mut streams = Vec::new();
+        for _ in 0..3 {
+            let mut rx = hub
+                .subscribe(OrganizationId::generate(), None)
+                .await
+                .unwrap()
+                .unwrap();
+            rx.recv().await.unwrap().unwrap();
+            streams.push(rx);
+        }
+        hub.close();
+        for mut rx in streams {
+            let end = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            assert!(matches!(end, Ok(None)), "a stream outlived the close");
+        }
+        assert!(
+            hub.subscribe(OrganizationId::generate(), None)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -445,7 +445,17 @@ async fn serve(config: Config) -> Result<(), CliError> {
         config.retention.prune_interval(),
     );
     let (keys, devices) = (state.keys.clone(), state.devices.clone());
-    let running = crate::server::start(state, listener, true)?;
+    let hub = state.revocations.clone();
+    // Signals are handled here rather than by actix: the revocation streams, which never end
+    // by themselves, are ended first, so that the graceful stop waits only for requests.
+    let running = crate::server::start(state, listener, false)?;
+    let handle = running.handle.clone();
+    let stopping = tokio::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping: ending revocation streams, then finishing requests");
+        hub.close();
+        handle.stop(true).await;
+    });
     tracing::info!(
         addr = %running.addr,
         store = store.kind(),
@@ -453,6 +463,7 @@ async fn serve(config: Config) -> Result<(), CliError> {
         "auth-server listening"
     );
     running.server.await?;
+    stopping.abort();
     flusher.abort();
     mailing.abort();
     // A pass cut short here closes its connection, which gives its lock back.
@@ -465,6 +476,30 @@ async fn serve(config: Config) -> Result<(), CliError> {
     }
     tracing::info!("auth-server stopped");
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (SIGINT only where there is no SIGTERM).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "SIGTERM cannot be handled; stopping on SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Binds `HOST`:`PORT`, or says which address could not be had and which settings choose it.

@@ -133,10 +133,14 @@ pub async fn revocation_stream(
                 })?,
         ),
     };
-    let body = state
+    let Some(body) = state
         .revocations
         .subscribe(key.organization_id, last_event_id)
-        .await?;
+        .await?
+    else {
+        // Stopping: the client goes to another instance.
+        return Err(ApiError::unavailable());
+    };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         // Not cached, not compressed (which would hold events back), not buffered by a proxy.

@@ -15,4 +15,5 @@ mod logs;
 mod metrics;
 mod outage;
 mod retention;
+mod stream;
 mod tls;

@@ -245,7 +245,7 @@ impl SessionRepository for MemorySessionRepository {
         };
         if let Some(user) = ended {
             self.recorder
-                .record(vec![NewEvent::session_ended(id, user, now)])
+                .record(vec![NewEvent::session_logged_out(id, user, now)])
                 .await;
         }
         Ok(Some(id))

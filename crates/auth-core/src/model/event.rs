@@ -509,6 +509,16 @@ impl NewEvent {
         .invalidating(Invalidation::Session(session))
     }
 
+    /// `session.ended` by a logout with one of the session's refresh tokens: whoever holds
+    /// it acts as the session's user, so the user is the actor.
+    #[must_use]
+    pub fn session_logged_out(session: SessionId, user: UserId, at: DateTime<Utc>) -> Self {
+        Self {
+            actor: Some(EventActor::user(user)),
+            ..Self::session_ended(session, user, at)
+        }
+    }
+
     /// `session.reuse_detected`: a spent refresh token of `session` was presented; the session
     /// was ended.
     #[must_use]

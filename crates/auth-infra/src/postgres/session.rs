@@ -283,7 +283,7 @@ impl SessionRepository for PgSessionRepository {
                     let Some(session_id) = session_id.map(SessionId::from_uuid) else {
                         return Ok(None);
                     };
-                    end_one(conn, session_id, now, NewEvent::session_ended).await?;
+                    end_one(conn, session_id, now, NewEvent::session_logged_out).await?;
                     Ok(Some(session_id))
                 })
                 .await

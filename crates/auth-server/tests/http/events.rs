@@ -624,6 +624,12 @@ async fn a_user_sees_the_events_of_their_own_account_only(app: &TestApp) {
         .collect();
     assert!(actions.contains(&"user.registered"), "{actions:?}");
     assert!(actions.contains(&"session.ended"), "{actions:?}");
+    // Logging out with a refresh token is its user's doing.
+    let ended = items
+        .iter()
+        .find(|e| e["action"] == "session.ended")
+        .unwrap();
+    assert_eq!(ended["actor"], json!({"type": "user", "id": ada_id}));
     for item in items {
         let about_ada = item["target"]["id"] == ada_id.as_str()
             || item["details"]["user_id"] == ada_id.as_str();

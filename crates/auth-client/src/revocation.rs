@@ -7,8 +7,8 @@
 //! | `api_key.revoked`, `api_key.rotated` | every cached verdict on `key_id` dropped; a verdict on it loaded meanwhile refused |
 //! | `device.revoked` | every token of `device_id` refused (revocation is final: none is issued after) |
 //! | `device.secret_rotated` | tokens of `device_id` issued before `not_before` refused |
-//! | `user.password_reset` | access tokens of `user_id` issued before `not_before` (the reset's time rounded up to the second) refused |
-//! | `user.disabled`, `user.deleted` | access tokens of `user_id` issued up to `not_before` refused (its second included: a login racing the change opens a session no event ends) |
+//! | `user.password_reset` | access tokens of `user_id` issued before `not_before` (the reset's second) refused (those of its second belong to sessions whose end comes as `session.ended`) |
+//! | `user.disabled`, `user.deleted` | access tokens of `user_id` issued before `not_before` (the change's time rounded up to the second: a login racing the change opens a session no event ends) refused |
 //! | `user.password_changed` | nothing: the sessions it ends come as their own events |
 //! | `reset` (the stream lost track) | the API-key cache emptied |
 //!
@@ -217,13 +217,9 @@ impl Revocations {
                 let Some(user) = event.user_id else {
                     return Effect::Ignored;
                 };
-                // After a reset the user logs in again, maybe within the same second; a
-                // disabled or deleted account has no token to keep.
-                let issued_before = if event.action == "user.password_reset" {
-                    not_before
-                } else {
-                    not_before.saturating_add(1)
-                };
+                // The service sends the reset's second (the user signs in again, maybe within
+                // it), and for a disabled or deleted account the change's time rounded up.
+                let issued_before = not_before;
                 let rule = Rule {
                     issued_before,
                     forget_at: access_until(issued_before),
@@ -439,10 +435,12 @@ mod tests {
         let r = revocations(None);
         let user = Uuid::now_v7();
         let t = now();
+        // Strictly before `not_before`, for every action: the service chooses the second
+        // (the reset's own, or a disabling's rounded up).
         for (action, last_refused) in [
             ("user.password_reset", t - 1),
-            ("user.disabled", t),
-            ("user.deleted", t),
+            ("user.disabled", t - 1),
+            ("user.deleted", t - 1),
         ] {
             let r = revocations(None);
             let mut e = event(action, t);
@@ -453,7 +451,7 @@ mod tests {
                 r.refuses_access(user, Uuid::now_v7(), last_refused).await,
                 "{action}"
             );
-            // A login after a reset may be issued within the reset's second.
+            // A token of `not_before`'s second (a login right after a reset) is kept.
             assert!(
                 !r.refuses_access(user, Uuid::now_v7(), last_refused + 1)
                     .await,

@@ -76,10 +76,13 @@ pub fn revocation(entry: &LogEntry) -> Option<Revocation> {
             .details
             .get("not_before")
             .and_then(serde_json::Value::as_i64),
-        // Every token of the account issued up to the change is refused: token times are
-        // whole seconds, so the change's second rounded up (a login racing the change, in its
-        // second, opened a session no `session.ended` announces).
-        EventAction::PasswordReset | EventAction::UserDisabled | EventAction::UserDeleted => Some(
+        // Its sessions end with their own `session.ended`; tokens of earlier seconds are
+        // refused besides, and a sign-in with the new password right after it, even within its
+        // second, is not.
+        EventAction::PasswordReset => Some(entry.at.timestamp()),
+        // No token of the account issued up to the change survives: token times are whole
+        // seconds, so the change's second rounded up (no sign-in can follow it).
+        EventAction::UserDisabled | EventAction::UserDeleted => Some(
             entry
                 .at
                 .timestamp()
@@ -478,6 +481,28 @@ mod tests {
         // An action this release does not know.
         enabled.action = None;
         assert!(revocation_of(&enabled).is_none());
+    }
+
+    #[test]
+    fn an_accounts_not_before_keeps_a_sign_in_after_a_reset_and_nothing_after_a_disabling() {
+        let at = chrono::DateTime::from_timestamp(1_000, 500_000_000).unwrap();
+        let whole = chrono::DateTime::from_timestamp(1_000, 0).unwrap();
+        for (action, at, expected) in [
+            (EventAction::PasswordReset, at, 1_000),
+            (EventAction::UserDisabled, at, 1_001),
+            (EventAction::UserDeleted, at, 1_001),
+            (EventAction::UserDisabled, whole, 1_000),
+        ] {
+            let mut entry = session_ended(1);
+            entry.action = Some(action);
+            entry.at = at;
+            assert_eq!(
+                revocation(&entry).unwrap().not_before,
+                Some(expected),
+                "{action}"
+            );
+        }
+        assert_eq!(revocation(&session_ended(1)).unwrap().not_before, None);
     }
 
     fn revocation_of(entry: &LogEntry) -> Option<Revocation> {

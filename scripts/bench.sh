@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Load harness: the release server on a throwaway Postgres, seeded through the service's own
 # code, each scenario driven by wrk from a second process over loopback for a bounded time.
-# Prints one line per scenario (requests/s, p50, p99, errors), then each target of
-# docs/benchmarks.md as a ratio within this run.
+# Prints one line per scenario (requests/s, p50, p99, the server's CPU time per request and
+# the CPU both sides used, errors), then each target of docs/benchmarks.md as a ratio against
+# the ceiling measured in this run: a bare actix-web handler verifying the same HS256 token
+# (auth-bench-ceiling), run first and last.
 #
 #   scripts/bench.sh                 # every scenario
 #   scripts/bench.sh live verify     # only the named scenarios (the ceiling is always run)
@@ -269,6 +271,11 @@ print(f"{'soak-' + str(int(r['seconds'])) + 's':<28} resident {r['rss_warm_kb'] 
 PY
 fi
 
+# The ceiling again at the end: the figures of record take its better run of the two, so that
+# a ceiling measured while the machine was busy cannot flatter the scenarios.
+BENCH_TOKEN_FILE=$OUT/token.txt RUN_BASE=http://127.0.0.1:$ceiling_port RUN_PID=$ceiling_pid \
+  run ceiling-again "$CONNS" get.lua /api/v1/auth/verify
+
 python3 - "$results" "$(nproc)" <<'PY'
 import json, sys
 rows = {}
@@ -276,10 +283,11 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     rows[r["scenario"]] = r
 cores = int(sys.argv[2])
-ceiling = rows["ceiling"]
-top, top_cpu = ceiling["rps"], ceiling["server_cpu_us_per_req"]
-print(f"\ntargets (ratios within this run; ceiling = a bare actix-web HS256 verify handler: "
-      f"{top:.0f} req/s, {top_cpu:.2f} us of server CPU per request)")
+runs = [rows[n] for n in ("ceiling", "ceiling-again") if n in rows]
+top = max(r["rps"] for r in runs)
+top_cpu = min(r["server_cpu_us_per_req"] for r in runs)
+print(f"\ntargets (ratios within this run; ceiling = a bare actix-web HS256 verify handler, the "
+      f"better of its two runs: {top:.0f} req/s, {top_cpu:.2f} us of server CPU per request)")
 def check(label, ok, detail):
     print(f"  {'met ' if ok else 'MISS'}  {label:<62} {detail}")
 def ratio(r):

@@ -26,7 +26,9 @@ const PROPAGATION: Duration = Duration::from_secs(1);
 
 /// The contract: while an instance cannot follow the event log, it verifies from the database,
 /// not from its cache, as long as the database answers. So an instance that is not ready again
-/// yet is held to `PROPAGATION` as well as a ready one. (With the earlier `LISTEN`/`NOTIFY`
+/// yet, but reads the database (a well-formed unknown key is looked up there at that moment),
+/// is held to `PROPAGATION` as well as a ready one; one whose database does not answer yet
+/// (its pool still reconnecting to the new primary) may answer from its cache. (With the earlier `LISTEN`/`NOTIFY`
 /// bus, whose caches kept answering while disconnected, this was seen to fail: a key revoked
 /// through one instance was accepted by the other up to 3 s after the promotion.)
 const NOT_READY_INSTANCES_KEEP_THE_PROMISE: bool = true;
@@ -225,6 +227,22 @@ impl Refusal {
     }
 }
 
+/// Whether `peer` can read the database right now: a well-formed key that exists nowhere is
+/// looked up there (never cached as valid), so the answer is `INVALID` when the database
+/// answered and 503 when it did not.
+async fn reaches_the_database(peer: &ServerProcess) -> bool {
+    let prefix = auth_core::model::ApiKeyPrefix::parse("ak_live").expect("the default prefix");
+    let mut random = [0u8; 64];
+    let key = loop {
+        getrandom::fill(&mut random).expect("random bytes");
+        if let Some(key) = auth_core::model::ApiKeySecret::from_random(&prefix, &random) {
+            break key;
+        }
+    };
+    let (status, body) = call(verify(peer, key.expose())).await;
+    status == 200 && body["error"] == "INVALID"
+}
+
 /// Watches `peer` from the moment a revocation of `key` was acknowledged elsewhere until it
 /// refuses the key as revoked, or `READY_LIMIT` has passed. A 503 accepts nothing: an instance
 /// that cannot reach the new primary yet (its breaker still open) may answer so, but once it
@@ -244,7 +262,9 @@ async fn refused_by(peer: &ServerProcess, key: &str) -> Refusal {
         if status == 200 && body["valid"] == true && elapsed >= PROPAGATION {
             if ready == 200 {
                 refusal.late_while_ready = Some(elapsed);
-            } else {
+            } else if reaches_the_database(peer).await {
+                // Not following the log but able to read the database: it must have read
+                // through (the contract); from its cache only while the database is down.
                 refusal.late_while_not_ready = Some(elapsed);
             }
         }

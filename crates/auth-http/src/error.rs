@@ -75,6 +75,14 @@ impl ApiError {
         }
     }
 
+    /// 422 `VALIDATION_FAILED` with field errors of the query string (not of a body).
+    pub fn invalid_query(errors: Vec<FieldError>) -> Self {
+        Self {
+            detail: "query parameters failed validation".into(),
+            ..Self::validation(errors)
+        }
+    }
+
     /// 401 `UNAUTHENTICATED`, saying why in words the caller can act on (see [`Refusal`]).
     pub fn refused(why: Refusal) -> Self {
         Self {
@@ -175,6 +183,22 @@ impl ApiError {
                 format!(
                     "too many requests from this address; retry after Retry-After seconds \
                      (the allowance a minute per address is {setting})"
+                ),
+            )
+        }
+    }
+
+    /// 429 `RATE_LIMITED` with `Retry-After`: the API key holds as many revocation streams
+    /// on this instance as it may (`AUTH_STREAM_MAX_PER_KEY`).
+    pub fn too_many_streams(limit: usize, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                format!(
+                    "this API key already holds {limit} revocation streams on this instance \
+                     (AUTH_STREAM_MAX_PER_KEY); close one, or retry after Retry-After seconds"
                 ),
             )
         }

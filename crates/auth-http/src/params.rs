@@ -91,7 +91,7 @@ impl UserListQuery {
         let raw: Self = query(req)?;
         let limit = raw.limit.unwrap_or(100);
         if !(1..=auth_core::service::administration::MAX_PAGE).contains(&limit) {
-            return Err(ApiError::validation(vec![FieldError::new(
+            return Err(ApiError::invalid_query(vec![FieldError::new(
                 "limit",
                 "out_of_range",
                 "limit must be between 1 and 500",
@@ -111,7 +111,7 @@ fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiErro
         .map(web::Query::into_inner)
         .map_err(|_| {
             // The deserializer's message is serde text: keep it out of the body.
-            ApiError::validation(vec![FieldError::new(
+            ApiError::invalid_query(vec![FieldError::new(
                 "query",
                 "invalid",
                 "the query parameters are not valid",
@@ -122,7 +122,7 @@ fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiErro
 /// The `organization_id` a listing needs: missing is a 422, malformed or unknown a 404.
 fn required_organization(raw: Option<&str>) -> Result<OrganizationId, ApiError> {
     let raw = raw.ok_or_else(|| {
-        ApiError::validation(vec![FieldError::new(
+        ApiError::invalid_query(vec![FieldError::new(
             "organization_id",
             "required",
             "organization_id is required",
@@ -159,7 +159,7 @@ impl KeysQuery {
             None | Some("false") => false,
             Some("true") => true,
             Some(_) => {
-                return Err(ApiError::validation(vec![FieldError::new(
+                return Err(ApiError::invalid_query(vec![FieldError::new(
                     "include_revoked",
                     "invalid_type",
                     "include_revoked must be true or false",
@@ -275,7 +275,7 @@ impl EventsQuery {
             },
         };
         if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
+            return Err(ApiError::invalid_query(errors));
         }
         Ok(auth_core::TrailPage {
             after,

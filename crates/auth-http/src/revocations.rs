@@ -27,7 +27,7 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use async_trait::async_trait;
 use auth_api::Revocation;
-use auth_core::model::{EventAction, LogEntry, OrganizationId};
+use auth_core::model::{ApiKeyId, EventAction, LogEntry, OrganizationId};
 use auth_core::ports::{EventLog, Invalidation, InvalidationHandler, StoreError};
 use auth_core::service::follow::HOLE_PATIENCE;
 use chrono::Utc;
@@ -39,6 +39,8 @@ pub const RING: usize = 4096;
 pub const BUFFER: usize = 64;
 /// How long a client may take to accept one message before it is cut off.
 pub const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams one API key may hold open on one instance, unless configured otherwise.
+pub const MAX_STREAMS_PER_KEY: usize = 64;
 /// Events read from the log per page of a replay.
 const REPLAY_PAGE: usize = 1000;
 
@@ -160,6 +162,56 @@ pub struct RevocationHub {
     heartbeat: Duration,
     slow_client_timeout: Duration,
     subscribers: AtomicI64,
+    /// Open streams per key: a valid key must not be able to hold unbounded connections.
+    per_key: std::sync::Mutex<std::collections::HashMap<ApiKeyId, usize>>,
+    max_per_key: usize,
+}
+
+/// What [`RevocationHub::subscribe`] answers.
+#[derive(Debug)]
+pub enum Subscribed {
+    /// The body of the response.
+    Stream(mpsc::Receiver<Result<Bytes, Infallible>>),
+    /// The instance is stopping: the client goes to another one.
+    Closing,
+    /// The key already holds as many streams on this instance as it may.
+    TooMany {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl Subscribed {
+    /// The stream, if one was started.
+    #[must_use]
+    pub fn into_stream(self) -> Option<mpsc::Receiver<Result<Bytes, Infallible>>> {
+        match self {
+            Self::Stream(rx) => Some(rx),
+            Self::Closing | Self::TooMany { .. } => None,
+        }
+    }
+}
+
+/// One stream counted against its key, given back when dropped (whatever ends the stream).
+struct Slot {
+    hub: Arc<RevocationHub>,
+    key: ApiKeyId,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_key = self
+            .hub
+            .per_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(open) = per_key.get_mut(&self.key) {
+            *open -= 1;
+            if *open == 0 {
+                per_key.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for RevocationHub {
@@ -182,7 +234,39 @@ impl RevocationHub {
             heartbeat,
             slow_client_timeout: SLOW_CLIENT_TIMEOUT,
             subscribers: AtomicI64::new(0),
+            per_key: std::sync::Mutex::new(std::collections::HashMap::new()),
+            max_per_key: MAX_STREAMS_PER_KEY,
         }
+    }
+
+    /// The same hub, allowing `limit` open streams per key on this instance.
+    #[must_use]
+    pub fn with_max_per_key(mut self, limit: usize) -> Self {
+        self.max_per_key = limit.max(1);
+        self
+    }
+
+    /// The heartbeat interval.
+    #[must_use]
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    /// Counts a stream against `key`, unless it holds its limit already.
+    fn take_slot(self: &Arc<Self>, key: ApiKeyId) -> Option<Slot> {
+        let mut per_key = self
+            .per_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = per_key.entry(key).or_insert(0);
+        if *open >= self.max_per_key {
+            return None;
+        }
+        *open += 1;
+        Some(Slot {
+            hub: self.clone(),
+            key,
+        })
     }
 
     /// The same hub, cutting off a client that takes longer than `timeout` to accept a
@@ -206,7 +290,7 @@ impl RevocationHub {
         self.subscribers.load(Ordering::Relaxed)
     }
 
-    /// Starts a subscriber for a key of `organization`, resuming after `last_event_id` if
+    /// Starts a subscriber for `key` of `organization`, resuming after `last_event_id` if
     /// given: answers the body of the response. The subscription is made before this returns,
     /// so nothing broadcast from now on is missed.
     ///
@@ -214,12 +298,18 @@ impl RevocationHub {
     /// The log cannot be read (to find where to start).
     pub async fn subscribe(
         self: &Arc<Self>,
+        key: ApiKeyId,
         organization: OrganizationId,
         last_event_id: Option<i64>,
-    ) -> Result<Option<mpsc::Receiver<Result<Bytes, Infallible>>>, StoreError> {
+    ) -> Result<Subscribed, StoreError> {
         if *self.closing.borrow() {
-            return Ok(None);
+            return Ok(Subscribed::Closing);
         }
+        let Some(slot) = self.take_slot(key) else {
+            return Ok(Subscribed::TooMany {
+                limit: self.max_per_key,
+            });
+        };
         let live = self.sender.subscribe();
         let start = match last_event_id {
             Some(last) => Start::Replay(self.replay_from(last).await?),
@@ -230,9 +320,10 @@ impl RevocationHub {
             hub: self.clone(),
             organization,
             tx,
+            _slot: slot,
         };
         tokio::spawn(subscriber.run(live, start));
-        Ok(Some(rx))
+        Ok(Subscribed::Stream(rx))
     }
 
     /// Where a replay after `last` starts, and whether events were lost to retention.
@@ -310,6 +401,8 @@ struct Subscriber {
     hub: Arc<RevocationHub>,
     organization: OrganizationId,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    /// Given back when the subscriber ends.
+    _slot: Slot,
 }
 
 impl Subscriber {
@@ -430,7 +523,7 @@ impl Subscriber {
 #[cfg(test)]
 mod tests {
     use auth_core::memory::MemoryEventLog;
-    use auth_core::model::{EventAction, LogEntry, OrganizationId, SessionId, UserId};
+    use auth_core::model::{ApiKeyId, EventAction, LogEntry, OrganizationId, SessionId, UserId};
     use serde_json::json;
 
     use super::*;
@@ -513,9 +606,10 @@ mod tests {
     async fn a_client_that_stops_reading_is_cut_off_with_its_buffer_bounded() {
         let hub = hub(Duration::from_millis(200));
         let mut rx = hub
-            .subscribe(OrganizationId::generate(), None)
+            .subscribe(ApiKeyId::generate(), OrganizationId::generate(), None)
             .await
             .unwrap()
+            .into_stream()
             .unwrap();
         until(|| hub.subscribers() == 1).await;
         // Far more than the connection buffers; the client reads nothing.
@@ -538,9 +632,10 @@ mod tests {
         // A patient timeout: the ring, not the timeout, ends this one.
         let hub = hub(Duration::from_secs(60));
         let mut rx = hub
-            .subscribe(OrganizationId::generate(), None)
+            .subscribe(ApiKeyId::generate(), OrganizationId::generate(), None)
             .await
             .unwrap()
+            .into_stream()
             .unwrap();
         until(|| hub.subscribers() == 1).await;
         for seq in 1..=(RING as i64 + BUFFER as i64 * 2) {
@@ -563,9 +658,10 @@ mod tests {
     async fn a_flush_tells_every_subscriber_to_reset() {
         let hub = hub(Duration::from_secs(5));
         let mut rx = hub
-            .subscribe(OrganizationId::generate(), None)
+            .subscribe(ApiKeyId::generate(), OrganizationId::generate(), None)
             .await
             .unwrap()
+            .into_stream()
             .unwrap();
         let prelude = rx.recv().await.unwrap().unwrap();
         assert_eq!(&prelude[..], b"retry: 1000\nid: 0\n\n");
@@ -578,7 +674,12 @@ mod tests {
     async fn credentials_of_another_organization_are_not_sent() {
         let hub = hub(Duration::from_secs(5));
         let (mine, theirs) = (OrganizationId::generate(), OrganizationId::generate());
-        let mut rx = hub.subscribe(mine, None).await.unwrap().unwrap();
+        let mut rx = hub
+            .subscribe(ApiKeyId::generate(), mine, None)
+            .await
+            .unwrap()
+            .into_stream()
+            .unwrap();
         rx.recv().await.unwrap().unwrap();
         for (seq, org) in [(1, theirs), (2, mine)] {
             let mut entry = session_ended(seq);
@@ -594,7 +695,7 @@ mod tests {
 #[cfg(test)]
 mod shutdown {
     use auth_core::memory::MemoryEventLog;
-    use auth_core::model::OrganizationId;
+    use auth_core::model::{ApiKeyId, OrganizationId};
 
     use super::*;
 
@@ -607,9 +708,10 @@ mod shutdown {
         let mut streams = Vec::new();
         for _ in 0..3 {
             let mut rx = hub
-                .subscribe(OrganizationId::generate(), None)
+                .subscribe(ApiKeyId::generate(), OrganizationId::generate(), None)
                 .await
                 .unwrap()
+                .into_stream()
                 .unwrap();
             rx.recv().await.unwrap().unwrap();
             streams.push(rx);
@@ -620,10 +722,74 @@ mod shutdown {
             assert!(matches!(end, Ok(None)), "a stream outlived the close");
         }
         assert!(
-            hub.subscribe(OrganizationId::generate(), None)
+            hub.subscribe(ApiKeyId::generate(), OrganizationId::generate(), None)
                 .await
                 .unwrap()
+                .into_stream()
                 .is_none()
         );
+    }
+}
+
+#[cfg(test)]
+mod per_key {
+    use auth_core::memory::MemoryEventLog;
+    use auth_core::model::{ApiKeyId, OrganizationId};
+
+    use super::*;
+
+    /// Of many streams asked for at once with one key, exactly the limit start; the others
+    /// are refused, another key is not affected, and a stream that ends gives its place back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_holds_at_most_its_limit_of_streams_even_when_asked_at_once() {
+        let hub = Arc::new(
+            RevocationHub::new(Arc::new(MemoryEventLog::new()), Duration::from_secs(60))
+                .with_max_per_key(3),
+        );
+        let (key, org) = (ApiKeyId::generate(), OrganizationId::generate());
+        let attempts = (0..20).map(|_| {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.subscribe(key, org, None).await.unwrap() })
+        });
+        let mut streams = Vec::new();
+        let mut refused = 0;
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Subscribed::Stream(rx) => streams.push(rx),
+                Subscribed::TooMany { limit } => {
+                    assert_eq!(limit, 3);
+                    refused += 1;
+                }
+                Subscribed::Closing => panic!("not closing"),
+            }
+        }
+        assert_eq!((streams.len(), refused), (3, 17));
+        let other = hub
+            .subscribe(ApiKeyId::generate(), org, None)
+            .await
+            .unwrap();
+        assert!(matches!(other, Subscribed::Stream(_)));
+        // A client that leaves: its subscriber ends and the key may open one more.
+        drop(streams.pop());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match hub.subscribe(key, org, None).await.unwrap() {
+                Subscribed::Stream(rx) => {
+                    streams.push(rx);
+                    break;
+                }
+                _ => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the place was not given back"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        assert!(matches!(
+            hub.subscribe(key, org, None).await.unwrap(),
+            Subscribed::TooMany { .. }
+        ));
     }
 }

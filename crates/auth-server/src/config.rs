@@ -738,6 +738,10 @@ pub struct RetentionConfig {
     /// Seconds between two heartbeats (SSE comments) on the revocation stream.
     #[arg(long, env = "AUTH_STREAM_HEARTBEAT_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
     pub stream_heartbeat_seconds: u64,
+
+    /// Revocation streams one API key may hold open on one instance (429 beyond).
+    #[arg(long, env = "AUTH_STREAM_MAX_PER_KEY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub stream_max_per_key: u32,
 }
 
 impl RetentionConfig {

@@ -294,10 +294,10 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
         Store::Postgres { pool, .. } => Arc::new(PgEventLog::new(pool.clone())),
         Store::Memory(memory) => memory.events.clone(),
     };
-    let revocations = Arc::new(RevocationHub::new(
-        log.clone(),
-        config.retention.stream_heartbeat(),
-    ));
+    let revocations = Arc::new(
+        RevocationHub::new(log.clone(), config.retention.stream_heartbeat())
+            .with_max_per_key(config.retention.stream_max_per_key as usize),
+    );
     // What the instance reads from the log goes to its caches and to its stream subscribers.
     let handler: Arc<dyn InvalidationHandler> = Arc::new(Handlers(vec![
         Arc::new(caches.clone()),

@@ -11,6 +11,7 @@ use crate::error::{ApiError, BearerErrors, ManagerErrors, StoreErrors};
 use crate::extract::{Authenticated, Manager};
 use crate::params::{EventsQuery, OrganizationPath};
 use crate::present;
+use crate::revocations::Subscribed;
 use crate::state::AppState;
 
 /// The scope a key needs to follow the revocation stream.
@@ -99,6 +100,8 @@ pub async fn my_events(
     params(("Last-Event-ID" = Option<u64>, Header, minimum = 0, description = "The `id` of the last event received: the stream resumes after it, missing nothing")),
     responses(
         (status = 200, description = "`text/event-stream`; each event's `data` is a Revocation", body = Revocation, content_type = "text/event-stream"),
+        (status = 400, description = "`MALFORMED_REQUEST`: a `Last-Event-ID` that is not a position", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`RATE_LIMITED`: the key holds `AUTH_STREAM_MAX_PER_KEY` streams on this instance already", body = Problem, content_type = "application/problem+json"),
         ManagerErrors, StoreErrors,
     )
 )]
@@ -133,13 +136,20 @@ pub async fn revocation_stream(
                 })?,
         ),
     };
-    let Some(body) = state
+    let body = match state
         .revocations
-        .subscribe(key.organization_id, last_event_id)
+        .subscribe(key.id, key.organization_id, last_event_id)
         .await?
-    else {
+    {
+        Subscribed::Stream(body) => body,
         // Stopping: the client goes to another instance.
-        return Err(ApiError::unavailable());
+        Subscribed::Closing => return Err(ApiError::unavailable()),
+        Subscribed::TooMany { limit } => {
+            return Err(ApiError::too_many_streams(
+                limit,
+                state.revocations.heartbeat().as_secs(),
+            ));
+        }
     };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

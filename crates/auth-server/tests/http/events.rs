@@ -581,6 +581,7 @@ async fn an_organizations_trail_is_paged_filtered_and_kept_to_its_managers(app: 
         .map(|e| e["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["after", "limit", "action"]);
+    assert_eq!(problem["detail"], "query parameters failed validation");
     // No secret of any key in the trail.
     let all: Value = app.get_auth(&trail, token).await.json().await.unwrap();
     let text = all.to_string();
@@ -719,4 +720,43 @@ async fn revocations_made_while_an_instance_is_cut_off_reach_its_subscribers_whe
     stream.stop();
     a.stop().await;
     b.stop().await;
+}
+
+/// Streams opened at once with one key beyond `AUTH_STREAM_MAX_PER_KEY` are refused with 429
+/// and `Retry-After`; the streams that started work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_cannot_open_streams_beyond_its_limit() {
+    let app = TestApp::start_with(crate::common::Backend::Memory, |config| {
+        config.retention.stream_max_per_key = 2;
+    })
+    .await;
+    let (_, _, stream_key) = follower(&app).await;
+    let attempts = (0..8).map(|_| {
+        app.request(reqwest::Method::GET, "/api/v1/revocations/stream")
+            .header("x-api-key", &stream_key)
+            .send()
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for res in answers {
+        let res = res.unwrap();
+        match res.status().as_u16() {
+            200 => open.push(res),
+            429 => {
+                assert_eq!(res.headers()["retry-after"], "1");
+                let problem = assert_problem(res, 429, "RATE_LIMITED").await;
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains("AUTH_STREAM_MAX_PER_KEY")
+                );
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((open.len(), refused), (2, 6));
+    app.stop().await;
 }

@@ -39,6 +39,10 @@ pub const RING: usize = 4096;
 pub const BUFFER: usize = 64;
 /// How long a client may take to accept one message before it is cut off.
 pub const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How far back a replay reaches, unless configured otherwise: the default device-token
+/// lifetime (the longest a credential refused by the stream can outlive its revocation), and
+/// the hole patience.
+pub const REPLAY_HORIZON: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 /// Streams one API key may hold open on one instance, unless configured otherwise.
 pub const MAX_STREAMS_PER_KEY: usize = 64;
 /// Events read from the log per page of a replay.
@@ -165,6 +169,8 @@ pub struct RevocationHub {
     /// Open streams per key: a valid key must not be able to hold unbounded connections.
     per_key: std::sync::Mutex<std::collections::HashMap<ApiKeyId, usize>>,
     max_per_key: usize,
+    /// No replay reaches further back than this (see [`RevocationHub::with_replay_horizon`]).
+    replay_horizon: chrono::TimeDelta,
 }
 
 /// What [`RevocationHub::subscribe`] answers.
@@ -236,7 +242,18 @@ impl RevocationHub {
             subscribers: AtomicI64::new(0),
             per_key: std::sync::Mutex::new(std::collections::HashMap::new()),
             max_per_key: MAX_STREAMS_PER_KEY,
+            replay_horizon: REPLAY_HORIZON,
         }
+    }
+
+    /// The same hub, replaying at most `horizon` back: the longest a token can live. A client
+    /// resuming from further back (or with `Last-Event-ID: 0`) gets `reset` and the horizon's
+    /// events, not the whole log: what it missed before refuses only expired tokens, and a
+    /// resume cannot make the instance read months of events.
+    #[must_use]
+    pub fn with_replay_horizon(mut self, horizon: chrono::TimeDelta) -> Self {
+        self.replay_horizon = horizon + HOLE_PATIENCE;
+        self
     }
 
     /// The same hub, allowing `limit` open streams per key on this instance.
@@ -328,6 +345,15 @@ impl RevocationHub {
 
     /// Where a replay after `last` starts, and whether events were lost to retention.
     async fn replay_from(&self, last: i64) -> Result<(i64, bool), StoreError> {
+        let horizon = self
+            .log
+            .position_at(Utc::now() - self.replay_horizon)
+            .await?;
+        if last < horizon {
+            // Beyond the horizon (or lost to retention, which lies further back): start
+            // afresh from it.
+            return Ok((horizon, true));
+        }
         let bounds = self.log.bounds().await?;
         if let Some(oldest) = bounds.oldest
             && oldest > last.saturating_add(1)
@@ -791,5 +817,114 @@ mod per_key {
             hub.subscribe(key, org, None).await.unwrap(),
             Subscribed::TooMany { .. }
         ));
+    }
+}
+
+#[cfg(test)]
+mod horizon {
+    use auth_core::memory::MemoryStore;
+    use auth_core::model::{
+        ApiKeyId, Email, OrganizationId, PasswordHash, Session, SessionId, TokenHash, User, UserId,
+    };
+    use auth_core::ports::{SessionRepository as _, UserRepository as _};
+
+    use super::*;
+
+    async fn ended_session(
+        store: &MemoryStore,
+        user: UserId,
+        at: chrono::DateTime<Utc>,
+    ) -> SessionId {
+        let session = Session {
+            id: SessionId::generate(),
+            user_id: user,
+            created_at: at,
+            expires_at: at + chrono::TimeDelta::days(30),
+            revoked_at: None,
+        };
+        store
+            .sessions
+            .create(&session, &TokenHash::of(session.id.to_string().as_bytes()))
+            .await
+            .unwrap();
+        assert!(store.sessions.revoke(session.id, at).await.unwrap());
+        session.id
+    }
+
+    async fn received(rx: &mut mpsc::Receiver<Result<Bytes, Infallible>>) -> String {
+        let mut text = String::new();
+        while let Ok(Some(Ok(bytes))) =
+            tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        text
+    }
+
+    /// A resume from before the horizon (a client away for days, or `Last-Event-ID: 0`) gets
+    /// `reset` and the horizon's revocations only; one from within it gets everything after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_reaches_back_no_further_than_the_horizon() {
+        let store = MemoryStore::new();
+        let now = Utc::now();
+        let old = now - chrono::TimeDelta::days(3);
+        let user = User {
+            id: UserId::generate(),
+            email: Email::parse("horizon@example.com").unwrap(),
+            display_name: None,
+            password_hash: PasswordHash::new("$2b$04$unused".into()),
+            is_admin: false,
+            email_verified_at: None,
+            disabled_at: None,
+            last_login_at: None,
+            created_at: old,
+            updated_at: old,
+        };
+        store.users.create(&user).await.unwrap();
+        let ancient = ended_session(&store, user.id, old).await;
+        let recent = ended_session(&store, user.id, now).await;
+        let hub = Arc::new(
+            RevocationHub::new(store.events.clone(), Duration::from_secs(60))
+                .with_replay_horizon(chrono::TimeDelta::days(1)),
+        );
+        let mut rx = hub
+            .subscribe(ApiKeyId::generate(), OrganizationId::generate(), Some(0))
+            .await
+            .unwrap()
+            .into_stream()
+            .unwrap();
+        let text = received(&mut rx).await;
+        assert!(text.contains("event: reset"), "{text}");
+        assert!(text.contains(&recent.to_string()), "{text}");
+        assert!(
+            !text.contains(&ancient.to_string()),
+            "replayed past the horizon: {text}"
+        );
+
+        // Within the horizon: no reset, everything after the position.
+        let all = store.events.events();
+        let before_recent = all
+            .iter()
+            .filter(|(_, e)| e.at < now - chrono::TimeDelta::hours(1))
+            .map(|(seq, _)| *seq)
+            .max()
+            .unwrap();
+        let hub = Arc::new(
+            RevocationHub::new(store.events.clone(), Duration::from_secs(60))
+                .with_replay_horizon(chrono::TimeDelta::days(7)),
+        );
+        let mut rx = hub
+            .subscribe(
+                ApiKeyId::generate(),
+                OrganizationId::generate(),
+                Some(before_recent),
+            )
+            .await
+            .unwrap()
+            .into_stream()
+            .unwrap();
+        let text = received(&mut rx).await;
+        assert!(!text.contains("event: reset"), "{text}");
+        assert!(text.contains(&recent.to_string()), "{text}");
     }
 }

@@ -296,7 +296,9 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
     };
     let revocations = Arc::new(
         RevocationHub::new(log.clone(), config.retention.stream_heartbeat())
-            .with_max_per_key(config.retention.stream_max_per_key as usize),
+            .with_max_per_key(config.retention.stream_max_per_key as usize)
+            // The longest a token refused by the stream can outlive its revocation.
+            .with_replay_horizon(config.tokens.access_ttl().max(config.tokens.device_ttl())),
     );
     // What the instance reads from the log goes to its caches and to its stream subscribers.
     let handler: Arc<dyn InvalidationHandler> = Arc::new(Handlers(vec![

@@ -641,6 +641,49 @@ fn signature_damage(c: &Ctx, out: &mut Corpus) {
         "standard-alphabet padded signature",
         format!("{}.{}.{}", u.h64, u.p64, STANDARD.encode(&sig)),
     );
+    let mut longer = sig.clone();
+    longer.push(0);
+    push(out, "signature with one byte appended", with_sig(&longer));
+    // The same bytes with non-zero padding bits in the last character: a lenient decoder
+    // would read the genuine signature.
+    let mut loose = b64(&sig).into_bytes();
+    if let Some(last) = loose.last_mut() {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let index = alphabet.iter().position(|a| a == last).expect("base64url");
+        *last = alphabet[index ^ 1];
+    }
+    push(
+        out,
+        "signature with non-zero trailing bits",
+        format!(
+            "{}.{}.{}",
+            u.h64,
+            u.p64,
+            String::from_utf8(loose).expect("ascii")
+        ),
+    );
+    // Claims JSON with a member twice, correctly signed: a lenient reader keeps one of them.
+    let claims = serde_json::to_string(&u.payload).expect("claims");
+    let twice = format!(
+        "{},\"exp\":{}}}",
+        claims.trim_end_matches('}'),
+        c.now + 86_400
+    );
+    push(
+        out,
+        "exp twice, the later one a day ahead, correctly signed",
+        c.real_raw(&u.h64, &b64(twice.as_bytes())),
+    );
+    // A header member written with an escape (`at\u002bjwt` is `at+jwt`), correctly signed:
+    // this service never writes one, and reads its header members exactly as written.
+    let escaped = serde_json::to_string(&u.header)
+        .expect("header")
+        .replace("\"at+jwt\"", "\"at\\u002bjwt\"");
+    push(
+        out,
+        "header typ written with an escape, correctly signed",
+        c.real_raw(&b64(escaped.as_bytes()), &u.p64),
+    );
 }
 
 fn tampered(c: &Ctx, out: &mut Corpus) {

@@ -12,39 +12,63 @@ use serde::{Deserialize, Deserializer};
 pub(super) const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The only header members this service issues. Unknown members and duplicates are errors.
+/// Members are borrowed from the decoded header: one that needs a JSON escape (which this
+/// service never writes) is refused too.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct StrictHeader {
+pub(super) struct StrictHeader<'a> {
     /// `alg`: compared with the pinned algorithm by the caller.
-    pub alg: String,
+    pub alg: &'a str,
     /// `typ`: compared with the expected kind by the caller.
-    pub typ: String,
+    pub typ: &'a str,
     /// `kid`: present (as a string; `null` is refused) only under asymmetric algorithms.
-    #[serde(default, deserialize_with = "present_string")]
-    pub kid: Option<String>,
+    #[serde(default, borrow, deserialize_with = "present_string")]
+    pub kid: Option<&'a str>,
 }
 
-fn present_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    String::deserialize(d).map(Some)
+fn present_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Error> {
+    <&str>::deserialize(d).map(Some)
 }
 
-/// The decoded header segment of a compact JWS of exactly three parts, or `None`.
-fn header_bytes(token: &str) -> Option<Vec<u8>> {
-    if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
+/// The three segments of a compact JWS, still base64url-encoded.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Segments<'a> {
+    /// `header.payload`: what the signature covers.
+    pub signed: &'a str,
+    pub header: &'a str,
+    pub payload: &'a str,
+    pub signature: &'a str,
+}
+
+/// Splits a compact JWS of exactly three segments, at most [`MAX_TOKEN_BYTES`] long.
+pub(super) fn segments(token: &str) -> Option<Segments<'_>> {
+    if token.len() > MAX_TOKEN_BYTES {
         return None;
     }
-    let encoded = token.split('.').next()?;
-    URL_SAFE_NO_PAD.decode(encoded).ok()
+    let (signed, signature) = token.rsplit_once('.')?;
+    let (header, payload) = signed.split_once('.')?;
+    if payload.contains('.') {
+        return None;
+    }
+    Some(Segments {
+        signed,
+        header,
+        payload,
+        signature,
+    })
 }
 
-/// The header, if it holds only `alg`, `typ` and optionally `kid`, each once, as strings.
-pub(super) fn read_strict(token: &str) -> Option<StrictHeader> {
-    let raw = header_bytes(token)?;
+/// The decoded header segment, if it is a JSON object.
+pub(super) fn decode(encoded: &str) -> Option<Vec<u8>> {
+    let raw = URL_SAFE_NO_PAD.decode(encoded).ok()?;
     // A struct also deserialises from a JSON array; a header must be an object.
-    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return None;
-    }
-    serde_json::from_slice(&raw).ok()
+    (raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')).then_some(raw)
+}
+
+/// The header in `raw` (from [`decode`]), if it holds only `alg`, `typ` and optionally `kid`,
+/// each once, as strings.
+pub(super) fn read_strict(raw: &[u8]) -> Option<StrictHeader<'_>> {
+    serde_json::from_slice(raw).ok()
 }
 
 /// The `typ` member, read leniently (for routing only, never for a decision).
@@ -53,7 +77,7 @@ pub(super) fn read_typ(token: &str) -> Option<String> {
     struct Typ {
         typ: String,
     }
-    let raw = header_bytes(token)?;
+    let raw = URL_SAFE_NO_PAD.decode(segments(token)?.header).ok()?;
     serde_json::from_slice::<Typ>(&raw).ok().map(|h| h.typ)
 }
 
@@ -65,19 +89,21 @@ mod tests {
         format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(header))
     }
 
+    fn header(json: &str) -> Option<Vec<u8>> {
+        decode(segments(&token(json))?.header)
+    }
+
+    fn strict(json: &str) -> bool {
+        header(json).is_some_and(|raw| read_strict(&raw).is_some())
+    }
+
     #[test]
     fn strict_header_accepts_only_issued_members() {
-        let ok = read_strict(&token(r#"{"typ":"at+jwt","alg":"EdDSA","kid":"k"}"#)).unwrap();
-        assert_eq!(
-            (ok.alg.as_str(), ok.typ.as_str(), ok.kid.as_deref()),
-            ("EdDSA", "at+jwt", Some("k"))
-        );
-        assert!(
-            read_strict(&token(r#"{"typ":"at+jwt","alg":"HS256"}"#))
-                .unwrap()
-                .kid
-                .is_none()
-        );
+        let raw = header(r#"{"typ":"at+jwt","alg":"EdDSA","kid":"k"}"#).unwrap();
+        let ok = read_strict(&raw).unwrap();
+        assert_eq!((ok.alg, ok.typ, ok.kid), ("EdDSA", "at+jwt", Some("k")));
+        let raw = header(r#"{"typ":"at+jwt","alg":"HS256"}"#).unwrap();
+        assert!(read_strict(&raw).unwrap().kid.is_none());
         for bad in [
             r#"{"typ":"at+jwt","alg":"HS256","kid":null}"#,
             r#"{"typ":"at+jwt","alg":"HS256","kid":1}"#,
@@ -87,12 +113,19 @@ mod tests {
             r#"{"alg":"HS256"}"#,
             r#"["HS256","at+jwt"]"#,
             r#"{"typ":"at+jwt","alg":"HS256"} x"#,
+            // Escapes are never written by this service: refused rather than unescaped.
+            r#"{"typ":"at+jwt","alg":"HS\u0032\u0035\u0036"}"#,
         ] {
-            assert!(read_strict(&token(bad)).is_none(), "{bad}");
+            assert!(!strict(bad), "{bad}");
         }
         let good = token(r#"{"typ":"at+jwt","alg":"HS256"}"#);
-        assert!(read_strict(&format!("{good}.x")).is_none());
-        assert!(read_strict(&good.replacen(".e30", "", 1)).is_none());
+        assert!(segments(&good).is_some());
+        assert!(segments(&format!("{good}.x")).is_none());
+        assert!(segments(&good.replacen(".e30", "", 1)).is_none());
+        assert!(segments(&"x".repeat(MAX_TOKEN_BYTES + 1)).is_none());
+        let s = segments(&good).unwrap();
+        assert_eq!(format!("{}.{}.{}", s.header, s.payload, s.signature), good);
+        assert_eq!(s.signed, format!("{}.{}", s.header, s.payload));
         assert_eq!(read_typ(&good).as_deref(), Some("at+jwt"));
     }
 }

@@ -119,6 +119,7 @@ async fn credential_failures_say_what_is_wrong(app: &TestApp) {
         ("Bearer", "no token"),
         ("Bearer    ", "no token"),
         ("Bearer abc def", "one token"),
+        ("Bearer abc\tdef", "one token"),
     ] {
         let (ch, text) = verify_with(app, Some(sent)).await;
         assert!(text.contains(words), "{sent:?}: {text}");

@@ -74,13 +74,14 @@ pub struct AccountPorts {
     pub accounts: Arc<dyn AccountRemover>,
 }
 
-/// A session and its user, as verification needs them (and caches them).
+/// A session and its user, as verification needs them (and caches them). Shared, not
+/// copied: a verification answered from the cache hands out the cached records themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSnapshot {
     /// The session.
-    pub session: Session,
+    pub session: Arc<Session>,
     /// Its user.
-    pub user: User,
+    pub user: Arc<User>,
 }
 
 impl std::fmt::Debug for AccountPorts {
@@ -214,13 +215,14 @@ pub struct ImportedUser {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-/// Who a valid access token speaks for.
+/// Who a valid access token speaks for. The user and session are shared with the
+/// verification cache (read-only; a change to either invalidates the cached snapshot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The user.
-    pub user: User,
+    pub user: Arc<User>,
     /// The live session the token was issued under.
-    pub session: Session,
+    pub session: Arc<Session>,
     /// The token's claims.
     pub claims: AccessClaims,
 }
@@ -579,7 +581,10 @@ impl AccountService {
                         return Ok(None);
                     };
                     let user = users.find_by_id(session.user_id).await?;
-                    Ok(user.map(|user| SessionSnapshot { session, user }))
+                    Ok(user.map(|user| SessionSnapshot {
+                        session: Arc::new(session),
+                        user: Arc::new(user),
+                    }))
                 }),
             )
             .await?;

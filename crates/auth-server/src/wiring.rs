@@ -237,7 +237,7 @@ impl std::fmt::Debug for Services {
 
 type KeyCache = Arc<dyn VerificationCache<TokenHash, Arc<ApiKey>>>;
 type SessionCache = Arc<dyn VerificationCache<SessionId, SessionSnapshot>>;
-type DeviceCache = Arc<dyn VerificationCache<DeviceId, Device>>;
+type DeviceCache = Arc<dyn VerificationCache<DeviceId, Arc<Device>>>;
 
 /// Builds every service over `store`: caches (Moka over Postgres; none over the in-memory
 /// store, which is as fast and always current) and the invalidation bus. Must run inside a

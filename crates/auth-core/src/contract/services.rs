@@ -38,7 +38,7 @@ pub struct ServiceParts {
     /// The cache of API keys by hash.
     pub api_key_cache: Arc<dyn VerificationCache<TokenHash, Arc<ApiKey>>>,
     /// The cache of devices by id.
-    pub device_cache: Arc<dyn VerificationCache<DeviceId, Device>>,
+    pub device_cache: Arc<dyn VerificationCache<DeviceId, Arc<Device>>>,
     /// The signer of device tokens.
     pub signer: Arc<dyn TokenSigner>,
 }

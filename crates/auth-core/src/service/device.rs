@@ -99,8 +99,8 @@ pub struct DeviceToken {
     pub token: SecretString,
     /// Seconds until it expires.
     pub expires_in: i64,
-    /// The device.
-    pub device: Device,
+    /// The device (shared with the verification cache).
+    pub device: Arc<Device>,
 }
 
 /// What a registration is made of.
@@ -124,7 +124,7 @@ pub struct DevicePorts {
     /// Organizations, for access checks.
     pub orgs: OrganizationService,
     /// Cache of devices by id.
-    pub cache: Arc<dyn VerificationCache<DeviceId, Device>>,
+    pub cache: Arc<dyn VerificationCache<DeviceId, Arc<Device>>>,
     /// Device tokens.
     pub signer: Arc<dyn TokenSigner>,
     /// Time.
@@ -237,7 +237,7 @@ impl DeviceService {
             .cache
             .get_or_load(
                 id.clone(),
-                Box::pin(async move { devices.find(&key).await }),
+                Box::pin(async move { Ok(devices.find(&key).await?.map(Arc::new)) }),
             )
             .await?;
         let presented = secret.hash();
@@ -279,7 +279,10 @@ impl DeviceService {
     ///
     /// # Errors
     /// `InvalidToken` (invalid, expired, revoked), or a store failure.
-    pub async fn verify_token(&self, token: &str) -> Result<(DeviceClaims, Device), DeviceError> {
+    pub async fn verify_token(
+        &self,
+        token: &str,
+    ) -> Result<(DeviceClaims, Arc<Device>), DeviceError> {
         let now = self.ports.clock.now();
         let claims = self
             .ports
@@ -293,7 +296,7 @@ impl DeviceService {
             .cache
             .get_or_load(
                 key.clone(),
-                Box::pin(async move { devices.find(&key).await }),
+                Box::pin(async move { Ok(devices.find(&key).await?.map(Arc::new)) }),
             )
             .await?;
         match found {

@@ -14,7 +14,7 @@ pub struct CacheInvalidator {
     /// Sessions by id.
     pub sessions: Arc<dyn VerificationCache<SessionId, SessionSnapshot>>,
     /// Devices by id.
-    pub devices: Arc<dyn VerificationCache<DeviceId, Device>>,
+    pub devices: Arc<dyn VerificationCache<DeviceId, Arc<Device>>>,
 }
 
 impl std::fmt::Debug for CacheInvalidator {

@@ -136,7 +136,7 @@ async fn credentials_and_tokens_are_refused_alike() {
     ));
     let token = m.token_of(&id, &issued.secret).await;
     let (claims, device) = m.devices.verify_token(&token).await.unwrap();
-    assert_eq!((claims.device_id, device.id), (id.clone(), id));
+    assert_eq!((claims.device_id, device.id.clone()), (id.clone(), id));
     assert_eq!(claims.organization_id, m.org);
 
     let mut tampered = token.clone().into_bytes();

@@ -89,6 +89,34 @@ struct DeviceJwt {
     exp: i64,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("no such token type")]
+struct UnknownTyp;
+
+/// The base64url JOSE headers of HS256 tokens, `{"typ":…,"alg":"HS256"}` as jsonwebtoken
+/// writes them.
+struct Hs256Headers {
+    access: String,
+    device: String,
+}
+
+impl Hs256Headers {
+    fn new() -> Self {
+        let encode = |typ: &str| {
+            let header = Header {
+                typ: Some(typ.to_owned()),
+                ..Header::new(Algorithm::HS256)
+            };
+            // A header of two string members always serialises.
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default())
+        };
+        Self {
+            access: encode(ACCESS_TOKEN_TYP),
+            device: encode(DEVICE_TOKEN_TYP),
+        }
+    }
+}
+
 /// A public key tokens may be signed with.
 struct VerifyKey {
     kid: String,
@@ -97,9 +125,10 @@ struct VerifyKey {
 
 enum Keyring {
     Hs256 {
-        encoding: EncodingKey,
-        /// The verifying key, its HMAC state prepared once (boxed: it is large).
-        verifying: Box<hmac::Key>,
+        /// The key, its HMAC state prepared once (boxed: it is large).
+        hmac: Box<hmac::Key>,
+        /// The encoded headers of the two kinds.
+        headers: Hs256Headers,
     },
     Asymmetric {
         algorithm: AsymmetricAlgorithm,
@@ -146,8 +175,8 @@ impl JwtSigner {
         }
         Ok(Self::build(
             Keyring::Hs256 {
-                encoding: EncodingKey::from_secret(bytes),
-                verifying: Box::new(hmac::Key::new(hmac::HMAC_SHA256, bytes)),
+                hmac: Box::new(hmac::Key::new(hmac::HMAC_SHA256, bytes)),
+                headers: Hs256Headers::new(),
             },
             serde_json::json!({ "keys": [] }),
             settings,
@@ -246,7 +275,25 @@ impl JwtSigner {
 
     fn sign<T: Serialize>(&self, typ: &str, body: &T) -> Result<SecretString, SignError> {
         let (header, key) = match &self.keys {
-            Keyring::Hs256 { encoding, .. } => (Header::new(Algorithm::HS256), encoding),
+            Keyring::Hs256 { hmac, headers, .. } => {
+                // The header is fixed per kind (encoded once) and the HMAC state prepared once:
+                // jsonwebtoken::encode would serialise the one and prepare the other per token.
+                let header = match typ {
+                    ACCESS_TOKEN_TYP => &headers.access,
+                    DEVICE_TOKEN_TYP => &headers.device,
+                    _ => return Err(SignError(Box::new(UnknownTyp))),
+                };
+                let claims = serde_json::to_vec(body).map_err(|e| SignError(Box::new(e)))?;
+                let mut token =
+                    String::with_capacity(header.len() + 2 + (claims.len() * 4).div_ceil(3) + 43);
+                token.push_str(header);
+                token.push('.');
+                URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+                let tag = hmac::sign(hmac, token.as_bytes());
+                token.push('.');
+                URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
+                return Ok(SecretString::from(token));
+            }
             Keyring::Asymmetric {
                 algorithm,
                 encoding,
@@ -282,13 +329,13 @@ impl JwtSigner {
             return Err(TokenRejection::Invalid);
         }
         let signed = match (&self.keys, header.kid) {
-            (Keyring::Hs256 { verifying, .. }, None) if header.alg == "HS256" => {
+            (Keyring::Hs256 { hmac: key, .. }, None) if header.alg == "HS256" => {
                 // An HS256 tag is 32 bytes: anything else cannot match.
                 let mut tag = [0u8; 32];
                 URL_SAFE_NO_PAD
                     .decode_slice(parts.signature, &mut tag)
                     .is_ok_and(|n| n == tag.len())
-                    && hmac::verify(verifying, parts.signed.as_bytes(), &tag).is_ok()
+                    && hmac::verify(key, parts.signed.as_bytes(), &tag).is_ok()
             }
             (
                 Keyring::Asymmetric {
@@ -474,6 +521,32 @@ mod tests {
         let header = jsonwebtoken::decode_header(token.expose_secret()).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(s.verify_access(token.expose_secret(), now()).unwrap(), c);
+    }
+
+    /// Tokens signed here verify with jsonwebtoken's own `decode`, as a relying party's
+    /// would: same header, same encoding, same signature.
+    #[test]
+    fn hs256_tokens_verify_with_jsonwebtoken() {
+        let s = signer();
+        let c = claims(now());
+        let token = s.sign_access(&c).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+        validation.set_audience(&["auth-service"]);
+        validation.set_issuer(&["auth-service"]);
+        let data = jsonwebtoken::decode::<serde_json::Value>(
+            token.expose_secret(),
+            &jsonwebtoken::DecodingKey::from_secret(&[7u8; 32]),
+            &validation,
+        )
+        .unwrap();
+        assert_eq!(data.header.typ.as_deref(), Some(ACCESS_TOKEN_TYP));
+        assert_eq!(data.claims["sid"], c.session_id.as_uuid().to_string());
+        let header = token.expose_secret().split('.').next().unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(header).unwrap(),
+            br#"{"typ":"at+jwt","alg":"HS256"}"#
+        );
+        assert!(s.sign("JWT", &1).is_err(), "only the two kinds are signed");
     }
 
     #[test]

@@ -16,8 +16,10 @@
 # Settings (environment): BENCH_DURATION (seconds per scenario, 10), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (wrk threads, 2: one saturates near 95,000 req/s here), BENCH_BCRYPT_ROUNDS (12), BENCH_KEYS (100000),
 # BENCH_UNKNOWN_KEYS (1000000), BENCH_SOAK_SECONDS (180), BENCH_REVOCATIONS (1000), BENCH_OUT
-# (where the seed files and logs go), BENCH_NO_BUILD (use the release binaries already built),
-# BENCH_SERVER (another auth-server binary to measure, e.g. an earlier release's).
+# (where the seed files and logs go; target/bench), BENCH_NO_BUILD (use the release binaries
+# already built), BENCH_SERVER (another auth-server binary to measure, e.g. an earlier
+# release's). The binaries are looked for where cargo puts them: under CARGO_TARGET_DIR when it
+# is set, target/ otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,7 +30,8 @@ THREADS=${BENCH_THREADS:-2}
 ROUNDS=${BENCH_BCRYPT_ROUNDS:-12}
 KEYS=${BENCH_KEYS:-100000}
 UNKNOWN=${BENCH_UNKNOWN_KEYS:-1000000}
-OUT=${BENCH_OUT:-$root/target/bench}
+target=$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")
+OUT=${BENCH_OUT:-$target/bench}
 mkdir -p "$OUT"
 wanted=" $* "
 want() { [ "$wanted" = "  " ] || [[ "$wanted" == *" $1 "* ]]; }
@@ -46,9 +49,9 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
   echo "building the release server and the seeding tool" >&2
   cargo build --release -q -p auth-server -p auth-bench
 fi
-ceiling_bin=$root/target/release/auth-bench-ceiling
-server_bin=${BENCH_SERVER:-$root/target/release/auth-server}
-seed_bin=$root/target/release/auth-bench-seed
+ceiling_bin=$target/release/auth-bench-ceiling
+server_bin=${BENCH_SERVER:-$target/release/auth-server}
+seed_bin=$target/release/auth-bench-seed
 
 eval "$(scripts/pg-temp.sh start)"
 server_pid=

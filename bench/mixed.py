@@ -18,15 +18,20 @@ A verify that was sent while its key's revoke or rotation was in flight may answ
 The revocation lag is measured for every key revoked (or rotated away) during the run, as
 bench/revocation.py measures it alone: from the revoking call's answer, a probe verifies the key
 on the other instance until that instance answers `REVOKED`, back to back for the first 5 ms
-and every millisecond after. Probes use their own connections and are not counted in the mix;
-the lag is reported for the keys the other instance had already answered `valid:true` for
-(its cache held them), and for all.
+and every millisecond after; a `valid:true` to a poll sent more than 1 s after the revoke
+answered is a wrong verdict (the contract's bound; counted once per key). Probes use their own connections and are not
+counted in the mix; the lag is reported for the keys the other instance had already answered
+`valid:true` for (its cache held them), and for all. The lag ends with the answer that says
+`REVOKED`, so it includes that request's own time in the queue; the stale window (from the
+revoke's answer to the sending of the last poll answered `valid:true`, 0 when the first poll
+already said `REVOKED`) is how long the other instance was seen to hold the old verdict.
 
 The key pool is split between worker processes (`--procs`), each with its own event loop and
 connections, so no state is shared: a worker verifies, rotates and revokes only the keys of its
 slice and those it created. Each worker measures its own CPU time over the mix; the report sets
 the generator's CPU use beside the servers' (and the database's, with `--pg-pid`), as
-bench/run.py does for wrk. Prints one JSON line.
+bench/run.py does for wrk, and the machine's busy time, so that what else ran on a shared
+machine shows (`other_cores`). Prints one JSON line.
 
 usage: mixed.py --a BASE_A --b BASE_B --admin FILE --keys FILE --pids PID_A,PID_B
                 [--seconds 10] [--connections 64] [--procs 2] [--pg-pid PID]
@@ -80,6 +85,13 @@ def tree_cpu_seconds(root):
             continue
         todo.extend(children.get(pid, []))
     return total
+
+
+def machine_busy_seconds():
+    """CPU time the whole machine spent busy (every process, the kernel included)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / TICKS
 
 
 def percentile(ordered, p):
@@ -184,9 +196,10 @@ class Worker:
         self.lat = {op: [] for op in OPS}
         self.lat["verify-revoked"] = []
         self.counts = {"http_errors": 0, "wrong_verdicts": 0, "stale_within_1s": 0,
-                       "socket_errors": 0, "timeouts": 0, "raced": 0}
+                       "socket_errors": 0, "timeouts": 0, "raced": 0,
+                       "stale_after_1s_keys": 0}
         self.examples = []
-        self.lags_cached, self.lags_all = [], []
+        self.lags_cached, self.lags_all, self.stale = [], [], []
         self.probe_polls, self.probe_failures = 0, 0
         self.probes = set()
         self.idle = ([], [])     # probe connections per instance
@@ -218,8 +231,10 @@ class Worker:
         conn = pool.pop() if pool else await connect(*self.args.hosts[other])
         cached = bool(key.seen >> other & 1)
         start = key.revoked_at
+        stale = 0.0  # when, after the revoke answered, the last poll still answered valid:true was sent
         try:
             while True:
+                sent = time.perf_counter()
                 try:
                     status, body = await conn.send(key.verify)
                 except (OSError, ConnectionError):
@@ -232,12 +247,18 @@ class Worker:
                 if status == 200 and b'"error":"REVOKED"' in body:
                     lag = now - start
                     self.lags_all.append(lag)
+                    self.stale.append(stale)
                     if cached:
                         self.lags_cached.append(lag)
                     break
                 if now - start > PROBE_GIVE_UP_S or status != 200 or b'"valid":true' not in body:
                     self.probe_failures += 1
                     break
+                if stale <= CONTRACT_LAG_S < sent - start:
+                    # Counted once per key: the polls after this one would repeat it.
+                    self.counts["stale_after_1s_keys"] += 1
+                    self.wrong(f"valid on the other instance {sent - start:.3f} s after the revoke (probe)")
+                stale = sent - start
                 if now - start > PROBE_TIGHT_S:
                     await asyncio.sleep(PROBE_PAUSE_S)
             pool.append(conn)
@@ -388,7 +409,7 @@ class Worker:
         if self.probes:
             await asyncio.wait(list(self.probes), timeout=PROBE_GIVE_UP_S + 1)
         out.put({"lat": self.lat, "counts": self.counts, "examples": self.examples,
-                 "lags_cached": self.lags_cached, "lags_all": self.lags_all,
+                 "lags_cached": self.lags_cached, "lags_all": self.lags_all, "stale": self.stale,
                  "probe_polls": self.probe_polls, "probe_failures": self.probe_failures,
                  "probes_unfinished": sum(1 for t in self.probes if not t.done()),
                  "live_keys": len(self.live)})
@@ -455,6 +476,7 @@ def main():
     ready.wait()
     server0 = [cpu_seconds(pid) for pid in pids]
     pg0 = tree_cpu_seconds(args.pg_pid) if args.pg_pid else None
+    busy0 = machine_busy_seconds()
     started = time.time()
     for _ in procs:
         go.put(started)
@@ -466,13 +488,14 @@ def main():
     wall = max(ends) - started
     server = [cpu_seconds(pid) - c for pid, c in zip(pids, server0)]
     pg = tree_cpu_seconds(args.pg_pid) - pg0 if args.pg_pid else None
+    busy = machine_busy_seconds() - busy0
     results = [out.get() for _ in procs]
     for proc in procs:
         proc.join()
 
     lat = {op: [] for op in (*OPS, "verify-revoked")}
     counts, examples = {}, []
-    lags_cached, lags_all = [], []
+    lags_cached, lags_all, stale = [], [], []
     polls = failures = unfinished = live = 0
     for r in results:
         for op, values in r["lat"].items():
@@ -482,6 +505,7 @@ def main():
         examples.extend(r["examples"])
         lags_cached.extend(r["lags_cached"])
         lags_all.extend(r["lags_all"])
+        stale.extend(r["stale"])
         polls += r["probe_polls"]
         failures += r["probe_failures"]
         unfinished += r["probes_unfinished"]
@@ -507,6 +531,7 @@ def main():
         "error_examples": examples[:5],
         "lag_cached": summary(lags_cached),
         "lag_all": summary(lags_all),
+        "stale_window": summary(stale),
         "probe_polls": polls,
         "probe_failures": failures,
         "probes_unfinished": unfinished,
@@ -517,6 +542,9 @@ def main():
         "db_cores": None if pg is None else round(pg / wall, 2),
         "generator_cores": round(generator_cpu / wall, 2),
         "generator_procs": args.procs,
+        # Everything else the machine ran meanwhile: on a shared machine, what the run competed with.
+        "machine_busy_cores": round(busy / wall, 2),
+        "other_cores": None if pg is None else round((busy - server_cpu - pg - generator_cpu) / wall, 2),
     }))
 
 

@@ -231,6 +231,8 @@ db = f", database {r['db_cores']:.2f}" if r["db_cores"] is not None else ""
 print(f"{'mixed':<28} c={r['connections']:<4} {r['rps']:>10.1f} req/s over two instances   "
       f"server {r['server_cpu_us_per_req']:.2f} us/req on {r['server_cores']:.2f} cores{db}   "
       f"generator {r['generator_cores']:.2f}/{r['generator_procs']} cores{busy}   errors {r['errors']}")
+if r["other_cores"] is not None:
+    print(f"  {'other processes':<26} {r['other_cores']:.2f} cores of the machine's {r['machine_busy_cores']:.2f} busy")
 for op in ("verify", "verify-revoked", "create", "rotate", "revoke"):
     o = r["ops"][op]
     if o["count"]:
@@ -238,12 +240,14 @@ for op in ("verify", "verify-revoked", "create", "rotate", "revoke"):
               f"p99 {o['p99_ms']:>7.3f} ms")
 o = r["overall"]
 print(f"  {'all':<26} {r['rps']:>10.1f} req/s   p50 {o['p50_ms']:>7.3f} ms   p95 {o['p95_ms']:>7.3f} ms   p99 {o['p99_ms']:>7.3f} ms")
-for name, lag in (("lag (other instance cached)", r["lag_cached"]), ("lag (all revocations)", r["lag_all"])):
+for name, lag in (("lag (other instance cached)", r["lag_cached"]), ("lag (all revocations)", r["lag_all"]),
+                  ("stale window", r["stale_window"])):
     if lag["count"]:
         print(f"  {name:<26} {lag['count']:>6} keys   p50 {lag['p50_ms']:>7.3f} ms   p95 {lag['p95_ms']:>7.3f} ms   "
               f"p99 {lag['p99_ms']:>7.3f} ms   max {lag['max_ms']:.3f} ms")
 print(f"  checks: {r['wrong_verdicts']} wrong verdicts, {r['http_errors']} unexpected statuses, "
-      f"{r['socket_errors']} socket errors, {r['timeouts']} timeouts; {r['stale_within_1s']} stale "
+      f"{r['socket_errors']} socket errors, {r['timeouts']} timeouts ({r['stale_after_1s_keys']} keys still valid "
+      f"on the other instance after 1 s); {r['stale_within_1s']} stale "
       f"valid:true within 1 s on the other instance (allowed), {r['raced']} answers racing a revoke; "
       f"{r['probe_failures']} probes failed" + (f"; e.g. {r['error_examples']}" if r["error_examples"] else ""))
 PY

@@ -10,14 +10,19 @@
 #   scripts/bench.sh live verify     # only the named scenarios (the ceiling is always run)
 #   scripts/bench.sh soak            # minutes of mixed load, no scraper: resident memory growth
 #   scripts/bench.sh revocation      # revocation-to-rejection lag across two instances
+#   scripts/bench.sh mixed           # API keys created, rotated, revoked and verified together
+#                                    # through two instances, with the revocation lag
 #   scripts/bench.sh stream          # revocation stream: memory of 1,000 idle subscribers, and
 #                                    # verify throughput with and without 100 subscribers
 #
 # Settings (environment): BENCH_DURATION (seconds per scenario, 10), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (wrk threads, 2: one saturates near 95,000 req/s here), BENCH_BCRYPT_ROUNDS (12), BENCH_KEYS (100000),
-# BENCH_UNKNOWN_KEYS (1000000), BENCH_SOAK_SECONDS (180), BENCH_REVOCATIONS (1000), BENCH_OUT
-# (where the seed files and logs go), BENCH_NO_BUILD (use the release binaries already built),
-# BENCH_SERVER (another auth-server binary to measure, e.g. an earlier release's).
+# BENCH_UNKNOWN_KEYS (1000000), BENCH_SOAK_SECONDS (180), BENCH_REVOCATIONS (1000), BENCH_MIX
+# (verify=90,create=4,rotate=3,revoke=3), BENCH_MIXED_PROCS (2), BENCH_REVOKED_SHARE (0.1), BENCH_OUT
+# (where the seed files and logs go; target/bench), BENCH_NO_BUILD (use the release binaries
+# already built), BENCH_SERVER (another auth-server binary to measure, e.g. an earlier
+# release's). The binaries are looked for where cargo puts them: under CARGO_TARGET_DIR when it
+# is set, target/ otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,7 +33,8 @@ THREADS=${BENCH_THREADS:-2}
 ROUNDS=${BENCH_BCRYPT_ROUNDS:-12}
 KEYS=${BENCH_KEYS:-100000}
 UNKNOWN=${BENCH_UNKNOWN_KEYS:-1000000}
-OUT=${BENCH_OUT:-$root/target/bench}
+target=$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")
+OUT=${BENCH_OUT:-$target/bench}
 mkdir -p "$OUT"
 wanted=" $* "
 want() { [ "$wanted" = "  " ] || [[ "$wanted" == *" $1 "* ]]; }
@@ -46,9 +52,9 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
   echo "building the release server and the seeding tool" >&2
   cargo build --release -q -p auth-server -p auth-bench
 fi
-ceiling_bin=$root/target/release/auth-bench-ceiling
-server_bin=${BENCH_SERVER:-$root/target/release/auth-server}
-seed_bin=$root/target/release/auth-bench-seed
+ceiling_bin=$target/release/auth-bench-ceiling
+server_bin=${BENCH_SERVER:-$target/release/auth-server}
+seed_bin=$target/release/auth-bench-seed
 
 eval "$(scripts/pg-temp.sh start)"
 server_pid=
@@ -66,7 +72,7 @@ export DATABASE_URL HOST=127.0.0.1 PORT=$port BCRYPT_ROUNDS=$ROUNDS LOG_LEVEL=wa
   JWT_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 base=http://127.0.0.1:$port
 
-echo "seeding: $KEYS API keys, $UNKNOWN unknown keys, 1000 devices, 256 sessions" >&2
+echo "seeding: $KEYS API keys, $UNKNOWN unknown keys, 1000 devices, 256 sessions, 2000 keys of the mixed scenario" >&2
 "$seed_bin" --out "$OUT" --keys "$KEYS" --unknown-keys "$UNKNOWN" >&2
 
 "$server_bin" serve 2>"$OUT/server.log" &
@@ -196,6 +202,54 @@ import json, sys
 r = json.loads(sys.argv[1])
 print(f"{'revocation-lag':<28} {r['revocations']} revocations: lag p50 {r['lag_p50_ms']:.2f} ms, p99 {r['lag_p99_ms']:.2f} ms, "
       f"max {r['lag_max_ms']:.2f} ms; revoke p50 {r['revoke_p50_ms']:.2f} ms, p99 {r['revoke_p99_ms']:.2f} ms")
+PY
+fi
+
+if [[ "$wanted" == *" mixed "* ]]; then
+  # API keys created, rotated, revoked and verified together (90 % verifies by default) through
+  # two instances on the same database, every answer checked, with the revocation-to-rejection
+  # lag on the other instance for each key revoked during the run (bench/mixed.py). Only run
+  # when named. BENCH_MIX (verify=90,create=4,rotate=3,revoke=3), BENCH_MIXED_PROCS (generator
+  # processes, 2), BENCH_REVOKED_SHARE (share of the verifies that present a revoked key, 0.1).
+  port_b=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  PORT=$port_b "$server_bin" serve 2>"$OUT/server-b.log" &
+  server_b_pid=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port_b/health/ready" >/dev/null && break; sleep 0.1; done
+  line=$(python3 bench/mixed.py --a "$base" --b "http://127.0.0.1:$port_b" \
+           --admin "$OUT/mixed_admin.txt" --keys "$OUT/mixed_keys.txt" \
+           --pids "$server_pid,$server_b_pid" --pg-pid "$(head -n 1 "$PGTEMP_DIR/data/postmaster.pid")" \
+           --seconds "$DURATION" --connections "$CONNS" --procs "${BENCH_MIXED_PROCS:-2}" \
+           --mix "${BENCH_MIX:-verify=90,create=4,rotate=3,revoke=3}" \
+           --revoked-share "${BENCH_REVOKED_SHARE:-0.1}")
+  kill "$server_b_pid"; wait "$server_b_pid" 2>/dev/null || true
+  echo "$line" >> "$results"
+  python3 - "$line" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+busy = " (generator saturated)" if r["generator_cores"] >= 0.9 * r["generator_procs"] else ""
+db = f", database {r['db_cores']:.2f}" if r["db_cores"] is not None else ""
+print(f"{'mixed':<28} c={r['connections']:<4} {r['rps']:>10.1f} req/s over two instances   "
+      f"server {r['server_cpu_us_per_req']:.2f} us/req on {r['server_cores']:.2f} cores{db}   "
+      f"generator {r['generator_cores']:.2f}/{r['generator_procs']} cores{busy}   errors {r['errors']}")
+if r["other_cores"] is not None:
+    print(f"  {'other processes':<26} {r['other_cores']:.2f} cores of the machine's {r['machine_busy_cores']:.2f} busy")
+for op in ("verify", "verify-revoked", "create", "rotate", "revoke"):
+    o = r["ops"][op]
+    if o["count"]:
+        print(f"  {op:<26} {o['rps']:>10.1f} req/s   p50 {o['p50_ms']:>7.3f} ms   p95 {o['p95_ms']:>7.3f} ms   "
+              f"p99 {o['p99_ms']:>7.3f} ms")
+o = r["overall"]
+print(f"  {'all':<26} {r['rps']:>10.1f} req/s   p50 {o['p50_ms']:>7.3f} ms   p95 {o['p95_ms']:>7.3f} ms   p99 {o['p99_ms']:>7.3f} ms")
+for name, lag in (("lag (other instance cached)", r["lag_cached"]), ("lag (all revocations)", r["lag_all"]),
+                  ("stale window", r["stale_window"])):
+    if lag["count"]:
+        print(f"  {name:<26} {lag['count']:>6} keys   p50 {lag['p50_ms']:>7.3f} ms   p95 {lag['p95_ms']:>7.3f} ms   "
+              f"p99 {lag['p99_ms']:>7.3f} ms   max {lag['max_ms']:.3f} ms")
+print(f"  checks: {r['wrong_verdicts']} wrong verdicts, {r['http_errors']} unexpected statuses, "
+      f"{r['socket_errors']} socket errors, {r['timeouts']} timeouts ({r['stale_after_1s_keys']} keys still valid "
+      f"on the other instance after 1 s); {r['stale_within_1s']} stale "
+      f"valid:true within 1 s on the other instance (allowed), {r['raced']} answers racing a revoke; "
+      f"{r['probe_failures']} probes failed" + (f"; e.g. {r['error_examples']}" if r["error_examples"] else ""))
 PY
 fi
 

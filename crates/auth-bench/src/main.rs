@@ -7,7 +7,11 @@
 //! - `keys.txt`: `--keys` distinct API keys (the cold-cache verification);
 //! - `unknown_keys.txt`: `--unknown-keys` well-formed keys that exist nowhere (the memory bound:
 //!   each is a database miss and a negative cache entry);
-//! - `devices.txt`: `<device_id> <secret>` per device (`POST /devices/authenticate`).
+//! - `devices.txt`: `<device_id> <secret>` per device (`POST /devices/authenticate`);
+//! - `mixed_admin.txt`: a key holding `admin` of a second organization, and `mixed_keys.txt`:
+//!   `<id> <key>` per key of that organization (`--mixed-keys`), for the mixed scenario, which
+//!   creates, rotates and revokes keys there through the API with the admin key (a second
+//!   organization, so that its revocations leave the keys of the other scenarios alone).
 //!
 //! It reads the server's configuration from the same environment (`DATABASE_URL`,
 //! `JWT_SECRET_KEY`, `BCRYPT_ROUNDS`, ...), so the tokens it signs verify on the server. The
@@ -57,6 +61,9 @@ struct Args {
     /// Sessions opened for the refresh scenario.
     #[arg(long, default_value_t = 256)]
     sessions: usize,
+    /// Keys of the mixed scenario's organization, besides its admin key.
+    #[arg(long, default_value_t = 2_000)]
+    mixed_keys: usize,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -195,6 +202,51 @@ async fn main() -> Result<(), Error> {
         .try_collect()
         .await?;
     write_lines(args.out.join("devices.txt"), devices)?;
+
+    eprintln!(
+        "seeding the mixed scenario's organization: {} keys",
+        args.mixed_keys
+    );
+    let mixed_org = fast
+        .orgs
+        .create(owner.id, OrganizationName::parse("Mixed load")?)
+        .await?;
+    let admin = fast
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                organization_id: mixed_org.id,
+                name: ApiKeyName::parse("mixed-admin")?,
+                scopes: Scopes::new(vec![Scope::parse("admin")?])?,
+                expires_in_days: None,
+            },
+        )
+        .await?;
+    write_lines(
+        args.out.join("mixed_admin.txt"),
+        [admin.secret.expose().to_owned()],
+    )?;
+    let read = Scopes::new(vec![Scope::parse("read")?])?;
+    let mixed: Vec<String> = futures::stream::iter(0..args.mixed_keys)
+        .map(|i| {
+            let service = fast.keys.clone();
+            let scopes = read.clone();
+            async move {
+                let new = NewApiKey {
+                    organization_id: mixed_org.id,
+                    name: ApiKeyName::parse(&format!("mixed-{i}"))?,
+                    scopes,
+                    expires_in_days: None,
+                };
+                let issued = service.create(&Actor::Operator, new).await?;
+                Ok::<_, Error>(format!("{} {}", issued.key.id, issued.secret.expose()))
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .try_collect()
+        .await?;
+    write_lines(args.out.join("mixed_keys.txt"), mixed)?;
 
     eprintln!("writing {} unknown keys", args.unknown_keys);
     let prefix = ApiKeyPrefix::parse(&config.api_keys.prefix)?;

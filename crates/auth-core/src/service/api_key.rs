@@ -354,12 +354,14 @@ impl ApiKeyService {
     /// # Errors
     /// A store failure.
     pub async fn flush_usage(&self) -> Result<usize, ApiKeyError> {
-        let keys = self.ports.keys.clone();
         Ok(self
             .usage
-            .flush(|batch| async move {
-                let result = keys.record_usage(&batch).await;
-                (batch, result)
+            .flush(|batch| {
+                let keys = self.ports.keys.clone();
+                async move {
+                    let result = keys.record_usage(&batch).await;
+                    (batch, result)
+                }
             })
             .await?)
     }

@@ -399,12 +399,14 @@ impl DeviceService {
     /// # Errors
     /// A store failure.
     pub async fn flush_seen(&self) -> Result<usize, DeviceError> {
-        let devices = self.ports.devices.clone();
         Ok(self
             .seen
-            .flush(|batch| async move {
-                let result = devices.record_authentications(&batch).await;
-                (batch, result)
+            .flush(|batch| {
+                let devices = self.ports.devices.clone();
+                async move {
+                    let result = devices.record_authentications(&batch).await;
+                    (batch, result)
+                }
             })
             .await?)
     }

@@ -35,31 +35,93 @@ impl<K: Hash + Eq + Clone> LastSeen<K> {
             .or_insert(at);
     }
 
-    /// Hands the gathered times to `write` in one batch; on failure they are kept for the
-    /// next flush. Returns how many were written.
+    /// Hands the gathered times to `write` in batches of at most [`MAX_BATCH`]; a batch
+    /// that fails is kept for the next flush with every batch after it. Returns how many were
+    /// written.
+    ///
+    /// Bounded batches: after a burst of distinct ids (100,000 keys each first seen within a
+    /// few seconds) one statement for all of them outlasted the database deadline under load,
+    /// failed, and was retried whole at every flush, so none was ever written.
     ///
     /// # Errors
-    /// The write's error.
-    pub async fn flush<F, Fut>(&self, write: F) -> Result<usize, StoreError>
+    /// The first failed write's error.
+    pub async fn flush<F, Fut>(&self, mut write: F) -> Result<usize, StoreError>
     where
-        F: FnOnce(Vec<(K, DateTime<Utc>)>) -> Fut,
+        F: FnMut(Vec<(K, DateTime<Utc>)>) -> Fut,
         Fut: Future<Output = (Vec<(K, DateTime<Utc>)>, Result<(), StoreError>)>,
     {
-        let batch: Vec<(K, DateTime<Utc>)> = {
+        let mut pending: Vec<(K, DateTime<Utc>)> = {
             let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             seen.drain().collect()
         };
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        let count = batch.len();
-        let (batch, result) = write(batch).await;
-        if let Err(err) = result {
-            for (id, at) in batch {
-                self.note(id, at);
+        let mut written = 0;
+        while !pending.is_empty() {
+            let rest = pending.split_off(pending.len().min(MAX_BATCH));
+            let count = pending.len();
+            let (batch, result) = write(pending).await;
+            if let Err(err) = result {
+                for (id, at) in batch.into_iter().chain(rest) {
+                    self.note(id, at);
+                }
+                return Err(err);
             }
-            return Err(err);
+            written += count;
+            pending = rest;
         }
-        Ok(count)
+        Ok(written)
+    }
+}
+
+/// The most ids one write carries.
+pub const MAX_BATCH: usize = 1_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(second, 0).unwrap_or_default()
+    }
+
+    /// 2,500 ids go out as three bounded writes; when the second fails, it and the third are
+    /// kept (with their times) and written by the next flush, nothing twice.
+    #[tokio::test]
+    async fn flushes_in_bounded_batches_and_keeps_what_failed() {
+        let seen = LastSeen::default();
+        for id in 0..2_500_u32 {
+            seen.note(id, at(i64::from(id)));
+        }
+        let mut sizes = Vec::new();
+        let result = seen
+            .flush(|batch| {
+                sizes.push(batch.len());
+                let fail = sizes.len() == 2;
+                async move {
+                    let result = if fail {
+                        Err(StoreError::Unavailable("down".into()))
+                    } else {
+                        Ok(())
+                    };
+                    (batch, result)
+                }
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(sizes, [1_000, 1_000]);
+
+        let written = std::sync::Mutex::new(Vec::new());
+        let count = seen
+            .flush(|batch| {
+                written.lock().unwrap().extend(batch.iter().cloned());
+                async move { (batch, Ok(())) }
+            })
+            .await
+            .unwrap();
+        assert_eq!(count, 1_500);
+        let mut written = written.into_inner().unwrap();
+        written.sort_unstable();
+        assert_eq!(written.len(), 1_500);
+        assert!(written.iter().all(|(id, t)| *t == at(i64::from(*id))));
+        assert_eq!(seen.flush(|b| async move { (b, Ok(())) }).await.unwrap(), 0);
     }
 }

@@ -6,10 +6,11 @@
 //! An epoch counter closes that gap: every invalidation bumps it, and a load that finishes
 //! under another epoch than it started in evicts what it just inserted.
 //!
-//! A cache may be told when it can be trusted ([`MokaCache::trusted_while`]): while the flag is
-//! down (the instance is not following the event log, so invalidations may be missed), every
-//! lookup reads through to the store and refreshes the entry; the entry answers alone only when
-//! the store is unavailable.
+//! A cache may be told when it can be trusted ([`MokaCache::trusted_while`], a [`CacheTrust`]):
+//! while it is not (the instance is not following the event log, or its last completed pass
+//! over the log started too long ago, so an invalidation may be waiting unread), every lookup
+//! reads through to the store and refreshes the entry; the entry answers alone only when the
+//! store is unavailable.
 //!
 //! Metrics, labelled with the cache's name: `auth_cache_requests_total{result="hit"|"miss"}`
 //! (a miss is a lookup that ran the loader), `auth_cache_evictions_total{cause}` (`size`,
@@ -18,12 +19,80 @@
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auth_core::ports::{Loader, StoreError, VerificationCache};
 use moka::future::Cache;
 use moka::notification::RemovalCause;
+
+/// Whether the caches may answer from memory: while the instance follows the event log, and
+/// only until [`CacheTrust::LEASE`] after the start of the last pass over the log that
+/// completed (everything committed before that start has been applied).
+///
+/// A flag alone was not enough: on a machine short of CPU the follower ran late (passes seconds
+/// apart) while still "following", and a key revoked through another instance was accepted
+/// from the cache for up to 2.5 s. With the lease, a cache answers alone only when a pass that
+/// started less than `LEASE` ago has applied every invalidation committed before it; otherwise
+/// the lookup reads the database. The check is made by the reading request itself, so a
+/// starved follower cannot delay it.
+#[derive(Debug)]
+pub struct CacheTrust {
+    following: AtomicBool,
+    /// Milliseconds after `base` until which the caches may answer alone.
+    fresh_until: AtomicU64,
+    base: Instant,
+}
+
+impl Default for CacheTrust {
+    fn default() -> Self {
+        Self {
+            following: AtomicBool::new(false),
+            fresh_until: AtomicU64::new(0),
+            base: Instant::now(),
+        }
+    }
+}
+
+impl CacheTrust {
+    /// How long after the start of its last completed pass over the log a follower's caches
+    /// are trusted: below the contract's one second from a revocation's commit to its
+    /// refusal everywhere, with room for the request that reads the entry.
+    pub const LEASE: Duration = Duration::from_millis(800);
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// True while following and within the lease.
+    #[must_use]
+    pub fn is_trusted(&self) -> bool {
+        self.is_trusted_at(Instant::now())
+    }
+
+    fn is_trusted_at(&self, now: Instant) -> bool {
+        self.following.load(Ordering::Acquire)
+            && self.millis(now) < self.fresh_until.load(Ordering::Acquire)
+    }
+
+    /// True while the event log is followed (whatever the lease).
+    #[must_use]
+    pub fn is_following(&self) -> bool {
+        self.following.load(Ordering::Acquire)
+    }
+
+    /// Sets whether the log is followed; returns what it was.
+    pub fn set_following(&self, now: bool) -> bool {
+        self.following.swap(now, Ordering::AcqRel)
+    }
+
+    /// A pass over the log that started at `started` has applied everything it read.
+    pub fn renew(&self, started: Instant) {
+        let lease = u64::try_from(Self::LEASE.as_millis()).unwrap_or(u64::MAX);
+        let until = self.millis(started).saturating_add(lease);
+        self.fresh_until.fetch_max(until, Ordering::AcqRel);
+    }
+}
 
 /// Shares a load's error between the callers that waited for it.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +105,8 @@ pub struct MokaCache<K, V> {
     /// the size of a whole record: a flood of unknown keys fills the cache with them.
     cache: Cache<K, Option<Arc<V>>>,
     epoch: AtomicU64,
-    /// Set while invalidations are being received; `None` when they always are.
-    trusted: Option<Arc<AtomicBool>>,
+    /// Whether invalidations are being received in time; `None` when they always are.
+    trusted: Option<Arc<CacheTrust>>,
     hits: metrics::Counter,
     misses: metrics::Counter,
     read_through: metrics::Counter,
@@ -84,10 +153,10 @@ where
         }
     }
 
-    /// Answers from memory only while `trusted` is set; otherwise reads through to the store
+    /// Answers from memory only while `trusted` says so; otherwise reads through to the store
     /// (and falls back to the entry only when the store is unavailable).
     #[must_use]
-    pub fn trusted_while(self, trusted: Arc<AtomicBool>) -> Self {
+    pub fn trusted_while(self, trusted: Arc<CacheTrust>) -> Self {
         Self {
             trusted: Some(trusted),
             ..self
@@ -130,7 +199,7 @@ where
 {
     async fn get_or_load(&self, key: K, load: Loader<'_, V>) -> Result<Option<V>, StoreError> {
         if let Some(trusted) = &self.trusted
-            && !trusted.load(Ordering::Acquire)
+            && !trusted.is_trusted()
         {
             return self.read_through(key, load).await;
         }
@@ -287,9 +356,35 @@ mod tests {
         assert!((1..=100).contains(&n), "{n}");
     }
 
+    /// Trusted only while following and within the lease of the last completed pass: a
+    /// follower that stops completing passes (starved, stuck on a slow read) stops being
+    /// trusted `LEASE` after the start of its last pass, even while still "following".
+    #[test]
+    fn trust_lasts_one_lease_after_the_start_of_the_last_pass() {
+        let trust = CacheTrust::default();
+        let now = Instant::now();
+        assert!(!trust.is_trusted_at(now), "nothing read yet");
+        trust.renew(now);
+        assert!(!trust.is_trusted_at(now), "not following");
+        trust.set_following(true);
+        assert!(trust.is_trusted_at(now));
+        let almost = CacheTrust::LEASE - Duration::from_millis(5);
+        assert!(trust.is_trusted_at(now + almost));
+        assert!(!trust.is_trusted_at(now + CacheTrust::LEASE));
+        // An older pass completing late does not move the lease back.
+        trust.renew(now - Duration::from_millis(500));
+        assert!(trust.is_trusted_at(now + almost));
+        trust.renew(now + Duration::from_millis(500));
+        assert!(trust.is_trusted_at(now + CacheTrust::LEASE));
+        trust.set_following(false);
+        assert!(!trust.is_trusted_at(now));
+    }
+
     #[tokio::test]
     async fn an_untrusted_cache_reads_through_and_falls_back_only_when_the_store_is_down() {
-        let trusted = Arc::new(AtomicBool::new(true));
+        let trusted = Arc::new(CacheTrust::default());
+        trusted.set_following(true);
+        trusted.renew(Instant::now());
         let c: MokaCache<u32, String> =
             MokaCache::new("test", 100, Duration::from_secs(60)).trusted_while(trusted.clone());
         let value = |v: &'static str| -> Loader<'static, String> {
@@ -308,7 +403,7 @@ mod tests {
             "trusted: a hit"
         );
 
-        trusted.store(false, Ordering::SeqCst);
+        trusted.set_following(false);
         assert_eq!(
             c.get_or_load(1, value("new")).await.unwrap().as_deref(),
             Some("new"),
@@ -333,7 +428,8 @@ mod tests {
             "only unavailability falls back"
         );
 
-        trusted.store(true, Ordering::SeqCst);
+        trusted.set_following(true);
+        trusted.renew(Instant::now());
         assert_eq!(
             c.get_or_load(1, value("newer")).await.unwrap().as_deref(),
             Some("new"),

@@ -1,7 +1,6 @@
 //! The composition root: the only place that names concrete adapters.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,7 +22,7 @@ use auth_core::{
 };
 use auth_http::revocations::RevocationHub;
 use auth_http::{AppState, StoreHealth, StoreProbe};
-use auth_infra::cache::MokaCache;
+use auth_infra::cache::{CacheTrust, MokaCache};
 use auth_infra::data_key::AesGcmCipher;
 use auth_infra::jwt::JwtSigner;
 use auth_infra::mail::{EmlMailer, SmtpMailer};
@@ -256,7 +255,7 @@ pub fn services(config: &Config, store: &Store) -> Result<Services, StartupError
 
     // Set while this instance follows the event log: until then, and whenever it falls
     // behind, the caches read through to the database.
-    let following = Arc::new(AtomicBool::new(false));
+    let following = Arc::new(CacheTrust::default());
     let (key_cache, session_cache, device_cache): (KeyCache, SessionCache, DeviceCache) =
         match store {
             Store::Postgres { .. } => {

@@ -19,8 +19,7 @@
 //! instances of both releases hear each other during a rolling upgrade.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auth_core::LogFollower;
@@ -40,11 +39,14 @@ use super::events::{
     CHANNEL, bounds_on, decode, encode, list_on, now_micros, position_at_on, read_on,
 };
 use super::pool::DbPool;
+use crate::cache::CacheTrust;
 
 /// Heartbeats of older releases (still recognised, never sent).
 const HEARTBEAT: &str = "h";
-/// How often the log is read when no notification wakes the follower.
-const READ_EVERY: Duration = Duration::from_secs(1);
+/// How often the log is read when no notification wakes the follower: well inside
+/// [`CacheTrust::LEASE`], so that an idle instance's caches stay trusted (each read is one
+/// indexed query of the events after the follower's position).
+const READ_EVERY: Duration = Duration::from_millis(200);
 /// How long connecting, or one read of the log, may take before the connection counts as lost.
 pub const READ_LIMIT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -172,34 +174,32 @@ impl Drop for Tasks {
 /// Follows the event log for one instance.
 pub struct PgInvalidationBus {
     pool: DbPool,
-    following: Arc<AtomicBool>,
+    following: Arc<CacheTrust>,
     _tasks: Tasks,
 }
 
 impl std::fmt::Debug for PgInvalidationBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgInvalidationBus")
-            .field(
-                "following",
-                &AtomicBool::load(&self.following, Ordering::Relaxed),
-            )
+            .field("following", &self.following.is_following())
             .finish_non_exhaustive()
     }
 }
 
 impl PgInvalidationBus {
     /// Starts listening and following (in the background, reconnecting as needed) and
-    /// heart-beating. `following` is set while the caches can be trusted (the caches read
-    /// it); it is the bus's `is_connected`. Must be called within a Tokio runtime.
+    /// heart-beating. `following` says while the caches can be trusted (the caches read it):
+    /// following, and renewed by every completed pass over the log; its following part is
+    /// the bus's `is_connected`. Must be called within a Tokio runtime.
     #[must_use]
     pub fn start(
         database_url: &str,
         pool: DbPool,
         handler: Arc<dyn InvalidationHandler>,
         clock: Arc<dyn Clock>,
-        following: Arc<AtomicBool>,
+        following: Arc<CacheTrust>,
     ) -> Self {
-        following.store(false, Ordering::Release);
+        following.set_following(false);
         let listening: Listening = Arc::default();
         let follower = LogFollower::new(
             Arc::new(ListenerLog(listening.clone())),
@@ -235,8 +235,8 @@ async fn notify(pool: &DbPool, payload: &str) -> Result<(), StoreError> {
     .await
 }
 
-fn set_following(following: &AtomicBool, now: bool) {
-    let before = following.swap(now, Ordering::AcqRel);
+fn set_following(following: &CacheTrust, now: bool) {
+    let before = following.set_following(now);
     metrics::gauge!("auth_invalidation_listener_connected").set(if now { 1.0 } else { 0.0 });
     if before && !now {
         tracing::warn!(
@@ -313,7 +313,7 @@ async fn follow(
     listening: Listening,
     mut follower: LogFollower,
     handler: Arc<dyn InvalidationHandler>,
-    following: Arc<AtomicBool>,
+    following: Arc<CacheTrust>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -324,7 +324,11 @@ async fn follow(
                 tracing::info!("event log listener connected");
                 // Listening first, then reading: whatever commits from here on is either read
                 // now or announced to this connection.
+                let started = Instant::now();
                 let mut caught_up = pass(&mut follower, true).await;
+                if caught_up {
+                    following.renew(started);
+                }
                 set_following(&following, caught_up);
                 if caught_up {
                     backoff = Duration::from_millis(100);
@@ -346,7 +350,11 @@ async fn follow(
                             Note::Heartbeat | Note::Unknown => {}
                         }
                     }
+                    let started = Instant::now();
                     caught_up = pass(&mut follower, false).await;
+                    if caught_up {
+                        following.renew(started);
+                    }
                 }
                 *listening.lock().await = None;
             }
@@ -365,7 +373,7 @@ impl InvalidationBus for PgInvalidationBus {
     }
 
     fn is_connected(&self) -> bool {
-        AtomicBool::load(&self.following, Ordering::Acquire)
+        self.following.is_following()
     }
 }
 

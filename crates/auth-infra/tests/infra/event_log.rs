@@ -2,7 +2,7 @@
 //! commits after a later one, an append that rolls back, a listener connection that dies
 //! while a key is revoked.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use auth_core::ports::{
     ApiKeyRepository, Clock, Invalidation, InvalidationBus, InvalidationHandler,
 };
 use auth_core::system::SystemClock;
+use auth_infra::cache::CacheTrust;
 use auth_infra::postgres::{PgApiKeyRepository, PgEventLog, PgInvalidationBus};
 use auth_infra::test_support::TestDb;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -282,7 +283,7 @@ fn key(org: OrganizationId, now: chrono::DateTime<chrono::Utc>) -> ApiKey {
 async fn a_revocation_while_the_listener_is_down_is_applied_after_it_reconnects() {
     let db = TestDb::new().await;
     let handler = Arc::new(Recorder::default());
-    let following = Arc::new(AtomicBool::new(false));
+    let following = Arc::new(CacheTrust::default());
     let bus = PgInvalidationBus::start(
         db.url(),
         db.pool(),
@@ -311,7 +312,8 @@ async fn a_revocation_while_the_listener_is_down_is_applied_after_it_reconnects(
     // Kill the listener, then revoke at once (the listener waits at least 100 ms to reconnect).
     let killed: Vec<Killed> = diesel::sql_query(
         "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity \
-         WHERE application_name = 'auth-server event log listener'",
+         WHERE application_name = 'auth-server event log listener' \
+         AND datname = current_database()",
     )
     .load(&mut connect(&db).await)
     .await
@@ -338,11 +340,106 @@ async fn a_revocation_while_the_listener_is_down_is_applied_after_it_reconnects(
         "applied from the log, not by flushing everything"
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !AtomicBool::load(&following, Ordering::SeqCst) {
+    while !following.is_trusted() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "following again after the reconnect"
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Applies events slowly once armed: a follower short of CPU, or stuck on a slow read, that
+/// still counts as following.
+#[derive(Default)]
+struct Stalling {
+    recorder: Recorder,
+    stall: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl InvalidationHandler for Stalling {
+    async fn invalidate(&self, event: Invalidation) {
+        if std::sync::atomic::AtomicBool::load(&self.stall, Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+        }
+        self.recorder.invalidate(event).await;
+    }
+    async fn flush(&self) {
+        self.recorder.flush().await;
+    }
+}
+
+/// A key revoked while the follower falls behind (connected, "following", but its pass takes
+/// 2.5 s): one second after the revocation committed, the cache no longer answers alone. It
+/// reads the database and sees the revocation, although the invalidation has not been
+/// applied yet. (With trust as a flag, set while connected, the cache answered `active`
+/// until the slow pass ended.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_falls_behind_stops_its_caches_answering_alone() {
+    use auth_core::ports::VerificationCache;
+    use auth_infra::cache::MokaCache;
+
+    let db = TestDb::new().await;
+    let handler = Arc::new(Stalling::default());
+    let trust = Arc::new(CacheTrust::default());
+    let bus = PgInvalidationBus::start(
+        db.url(),
+        db.pool(),
+        handler.clone(),
+        Arc::new(SystemClock),
+        trust.clone(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(bus.is_connected() && trust.is_trusted()) {
+        assert!(tokio::time::Instant::now() < deadline, "never followed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let org = OrganizationId::generate();
+    TestDb::execute(
+        &db,
+        &format!("INSERT INTO organizations (id, name, created_at) VALUES ('{org}', 'o', now())"),
+    )
+    .await;
+    let keys = Arc::new(PgApiKeyRepository::new(db.pool()));
+    let now = SystemClock.now();
+    let k = key(org, now);
+    keys.create(&k).await.unwrap();
+    let cache: MokaCache<TokenHash, ApiKey> =
+        MokaCache::new("stall test", 100, Duration::from_secs(300)).trusted_while(trust.clone());
+    let lookup = || {
+        let keys = keys.clone();
+        let hash = k.key_hash;
+        cache.get_or_load(
+            hash,
+            Box::pin(async move { keys.find_by_hash(&hash).await }),
+        )
+    };
+    assert_eq!(
+        lookup().await.unwrap().unwrap().status(now),
+        ApiKeyStatus::Active
+    );
+
+    handler.stall.store(true, Ordering::SeqCst);
+    keys.revoke(k.id, now).await.unwrap();
+    let revoked = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(
+        !handler.recorder.has(&Invalidation::ApiKey(k.key_hash)),
+        "the test needs the invalidation still unapplied"
+    );
+    let answer = lookup().await.unwrap().unwrap();
+    assert!(revoked.elapsed() < Duration::from_millis(2_000));
+    assert_eq!(
+        answer.status(now),
+        ApiKeyStatus::Revoked,
+        "1 s after the revocation, with the follower behind, the cache must read the database"
+    );
+
+    // Once the follower has caught up, the cache answers alone again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(handler.recorder.has(&Invalidation::ApiKey(k.key_hash)) && trust.is_trusted()) {
+        assert!(tokio::time::Instant::now() < deadline, "never caught up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

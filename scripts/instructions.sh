@@ -94,8 +94,10 @@ if [ ${#wanted[@]} -eq 0 ]; then run=("${SCENARIOS[@]}"); else run=(ceiling "${w
 # Every count at once, as many at a time as there are cores: counts do not depend on load.
 jobs=()
 for s in "${run[@]}"; do for n in "$N1" "$N2"; do jobs+=("$s $n"); done; done
-printf '%s\n' "${jobs[@]}" |
-  xargs -P "$(nproc)" -L 1 bash -c "$(declare -f count); OUT='$OUT' bin='$bin' count \"\$0\" \"\$1\" > '$OUT'/\$0.\$1.total"
+if ! printf '%s\n' "${jobs[@]}" |
+    xargs -P "$(nproc)" -L 1 bash -c "$(declare -f count); OUT='$OUT' bin='$bin' count \"\$0\" \"\$1\" > '$OUT'/\$0.\$1.total"; then
+  echo "counting failed (above)" >&2; exit 1
+fi
 
 results=()
 for s in "${run[@]}"; do

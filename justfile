@@ -54,6 +54,10 @@ ci:
 bench *scenarios:
     scripts/bench.sh {{scenarios}}
 
+# Instructions per request of the verify paths (callgrind) against bench/instructions.json; `--update`, `--profile verify`.
+instructions *args:
+    scripts/instructions.sh {{args}}
+
 # Micro-benchmarks (criterion): key verification, JWT, refresh rotation, bcrypt.
 bench-micro *args:
     cargo bench -p auth-infra --bench hot_paths -- {{args}}

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command. Runs the whole suite against a real Postgres: the one named by
-# DATABASE_URL, or else a throwaway cluster started here and removed afterwards.
+# DATABASE_URL, or else a throwaway cluster started here and removed afterwards; then, after
+# the whole suite only, the instruction counts of the verify paths against their baseline
+# (scripts/instructions.sh; SKIP_INSTRUCTIONS=1 leaves them out).
 # Extra arguments go to `cargo test` (for example a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +27,7 @@ for arg in "$@"; do
   case "$arg" in -p|--package|-p*|--package=*) scope=() ;; esac
 done
 cargo test "${scope[@]}" "$@"
+# A release build and callgrind: about a minute once the release build is there.
+if [ $# -eq 0 ] && [ -z "${SKIP_INSTRUCTIONS:-}" ]; then
+  scripts/instructions.sh
+fi

@@ -1,0 +1,3 @@
+//! What the benchmark binaries share: the bare handler that is their performance ceiling.
+
+pub mod bare;

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use auth_core::ports::{Loader, StoreError, VerificationCache};
+use auth_core::ports::{Loader, Matcher, StoreError, VerificationCache};
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 
@@ -143,6 +143,9 @@ where
                     metrics::counter!("auth_cache_evictions_total", "cache" => name, "cause" => cause)
                         .increment(1);
                 })
+                // For `invalidate_where`: moka checks the registered tests on every read until
+                // its housekeeping has removed what they match.
+                .support_invalidation_closures()
                 .build(),
             epoch: AtomicU64::new(0),
             trusted: None,
@@ -237,6 +240,16 @@ where
     async fn invalidate(&self, key: &K) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(key).await;
+    }
+
+    async fn invalidate_where(&self, matches: Matcher<V>) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let registered = self
+            .cache
+            .invalidate_entries_if(move |_, value| value.as_deref().is_some_and(&matches));
+        if registered.is_err() {
+            self.cache.invalidate_all();
+        }
     }
 
     async fn clear(&self) {
@@ -354,6 +367,50 @@ mod tests {
         }
         let n = VerificationCache::entry_count(&c).await;
         assert!((1..=100).contains(&n), "{n}");
+    }
+
+    /// Only the entries whose value matches are forgotten (a user's sessions, not every
+    /// user's); a cached not-found stays.
+    #[tokio::test]
+    async fn invalidate_where_forgets_the_matching_entries_only() {
+        let cache: MokaCache<u32, String> = MokaCache::new("test", 100, Duration::from_secs(60));
+        for key in 0..10_u32 {
+            let owner = format!("user{}", key % 2);
+            cache
+                .get_or_load(key, Box::pin(async move { Ok(Some(owner)) }))
+                .await
+                .unwrap();
+        }
+        cache
+            .get_or_load(99, Box::pin(async { Ok(None) }))
+            .await
+            .unwrap();
+        cache
+            .invalidate_where(Box::new(|owner: &String| owner == "user1"))
+            .await;
+        let loads = AtomicU64::new(0);
+        for key in 0..10_u32 {
+            let loads = &loads;
+            let value = cache
+                .get_or_load(
+                    key,
+                    Box::pin(async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        Ok(Some("reloaded".to_owned()))
+                    }),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            let expected = if key % 2 == 0 { "user0" } else { "reloaded" };
+            assert_eq!(value, expected, "key {key}");
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 5);
+        let negative = cache
+            .get_or_load(99, Box::pin(async { Ok(Some("loaded".to_owned())) }))
+            .await
+            .unwrap();
+        assert_eq!(negative, None, "the cached not-found stays");
     }
 
     /// Trusted only while following and within the lease of the last completed pass: a

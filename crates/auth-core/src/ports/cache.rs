@@ -10,6 +10,9 @@ use super::StoreError;
 /// A boxed loader future, run on a cache miss.
 pub type Loader<'a, V> = Pin<Box<dyn Future<Output = Result<Option<V>, StoreError>> + Send + 'a>>;
 
+/// A test on cached values, for [`VerificationCache::invalidate_where`].
+pub type Matcher<V> = Box<dyn Fn(&V) -> bool + Send + Sync + 'static>;
+
 /// A bounded, time-limited cache of lookups for verification paths.
 ///
 /// Implementations MUST:
@@ -33,6 +36,14 @@ where
 
     /// Forgets `key`.
     async fn invalidate(&self, key: &K);
+
+    /// Forgets every entry whose value `matches` (found entries only; a cached not-found
+    /// stays). Effective for every later `get_or_load`, as `invalidate` is. The default
+    /// forgets everything, which is always correct.
+    async fn invalidate_where(&self, matches: Matcher<V>) {
+        let _ = matches;
+        self.clear().await;
+    }
 
     /// Forgets everything (after missed invalidations).
     async fn clear(&self);

@@ -39,9 +39,14 @@ impl InvalidationHandler for CacheInvalidator {
             Invalidation::ApiKey(hash) => self.keys.invalidate(&hash).await,
             Invalidation::Session(id) => self.sessions.invalidate(&id).await,
             Invalidation::Device(id) => self.devices.invalidate(&id).await,
-            // Session entries are keyed by session, not user: drop them all. Rare (logout-all,
-            // password change) and cheap to reload.
-            Invalidation::User(_) => self.sessions.clear().await,
+            // Session entries are keyed by session: drop those of the user's sessions, found by
+            // the user in the cached snapshot (logout-all, a password change, a disabled
+            // account), not every user's.
+            Invalidation::User(user) => {
+                self.sessions
+                    .invalidate_where(Box::new(move |snapshot| snapshot.user.id == user))
+                    .await;
+            }
         }
     }
 

@@ -139,10 +139,34 @@ async fn owned_org(f: &impl Fixture, now: DateTime<Utc>) -> (Organization, UserI
 /// fails them while [`down`](Self::down) is set.
 pub struct CountingApiKeys {
     inner: Arc<dyn ApiKeyRepository>,
-    /// Lookups by hash so far.
+    /// Lookups of one hash so far.
     pub by_hash: AtomicUsize,
+    /// Lookups of several hashes at once so far.
+    pub by_hashes: AtomicUsize,
+    /// The hashes the lookups of several asked for, in all.
+    pub hashes_asked: AtomicUsize,
     /// Lookups by hash fail while set.
     pub down: AtomicBool,
+}
+
+impl CountingApiKeys {
+    /// Counts the lookups made of `inner`, to which it passes every call.
+    #[must_use]
+    pub fn new(inner: Arc<dyn ApiKeyRepository>) -> Self {
+        Self {
+            inner,
+            by_hash: AtomicUsize::new(0),
+            by_hashes: AtomicUsize::new(0),
+            hashes_asked: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    /// Lookups by hash so far, of one hash or of several at once: each a round trip to the
+    /// store.
+    pub fn lookups(&self) -> usize {
+        self.by_hash.load(Ordering::SeqCst) + self.by_hashes.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
@@ -159,6 +183,14 @@ impl ApiKeyRepository for CountingApiKeys {
             return Err(StoreError::unavailable("database went away"));
         }
         self.inner.find_by_hash(hash).await
+    }
+    async fn find_by_hashes(&self, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError> {
+        self.by_hashes.fetch_add(1, Ordering::SeqCst);
+        self.hashes_asked.fetch_add(hashes.len(), Ordering::SeqCst);
+        if AtomicBool::load(&self.down, Ordering::SeqCst) {
+            return Err(StoreError::unavailable("database went away"));
+        }
+        self.inner.find_by_hashes(hashes).await
     }
     async fn list(&self, org: OrganizationId, all: bool) -> Result<Vec<ApiKey>, StoreError> {
         self.inner.list(org, all).await
@@ -401,11 +433,7 @@ impl ServiceHarness {
     pub async fn new(f: &impl Fixture, clock: Arc<ManualClock>, parts: ServiceParts) -> Self {
         let (org, owner) = owned_org(f, clock.now()).await;
         let orgs = OrganizationService::new(f.organizations(), f.users(), clock.clone());
-        let counting_keys = Arc::new(CountingApiKeys {
-            inner: f.api_keys(),
-            by_hash: AtomicUsize::new(0),
-            down: AtomicBool::new(false),
-        });
+        let counting_keys = Arc::new(CountingApiKeys::new(f.api_keys()));
         let keys = ApiKeyService::new(
             ApiKeyPorts {
                 keys: counting_keys.clone(),

@@ -131,7 +131,8 @@ macro_rules! storage_contract_tests {
             organization_round_trip, organization_create_is_atomic, list_for_user_roles_and_order,
             role_of_each_role, add_member_refusals, members_with_emails_in_order,
             remove_member_rules, concurrent_owner_removals_one_winner,
-            api_key_round_trip, api_key_create_refuses_duplicates, api_key_list_order_and_revoked,
+            api_key_round_trip, api_key_find_by_hashes, api_key_create_refuses_duplicates,
+            api_key_list_order_and_revoked,
             api_key_revoke, concurrent_key_revokes_one_winner, api_key_rotate,
             failed_rotation_changes_nothing, concurrent_key_rotations_one_winner, record_usage_moves_forward,
             device_round_trip, device_ids_byte_exact, device_id_unique_across_organizations,
@@ -1121,6 +1122,57 @@ async fn api_key_round_trip(f: &impl Fixture) {
         f.api_keys().find_by_hash(&token("unknown")).await.unwrap(),
         None
     );
+}
+
+/// `find_by_hashes` answers every stored key among the hashes once, field for field and as
+/// stored (revoked and expired ones too: the verdict is the caller's), in any order; unknown
+/// and repeated hashes add nothing, and no hashes find nothing.
+async fn api_key_find_by_hashes(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let active = stored_key(f, org.id, c.now()).await;
+    let expired = ApiKey {
+        expires_at: Some(c.now() + Duration::microseconds(1)),
+        last_used_at: Some(c.now() + Duration::microseconds(999_999)),
+        scopes: Scopes::default(),
+        ..api_key(org.id, c.now())
+    };
+    f.api_keys().create(&expired).await.unwrap();
+    let revoked = stored_key(f, org.id, c.now()).await;
+    let revoked = f.api_keys().revoke(revoked.id, c.now()).await.unwrap();
+    let elsewhere = stored_key(f, key_owner(f, c.now()).await.id, c.now()).await;
+    let unknown = token("unknown");
+
+    let hashes = [
+        unknown,
+        revoked.key_hash,
+        active.key_hash,
+        expired.key_hash,
+        active.key_hash,
+        elsewhere.key_hash,
+        unknown,
+    ];
+    let mut found = f.api_keys().find_by_hashes(&hashes).await.unwrap();
+    found.sort_by_key(|k| k.id);
+    let mut expected = vec![active.clone(), expired, revoked, elsewhere];
+    expected.sort_by_key(|k| k.id);
+    assert_eq!(found, expected);
+
+    assert_eq!(
+        f.api_keys()
+            .find_by_hashes(&[active.key_hash])
+            .await
+            .unwrap(),
+        vec![active]
+    );
+    assert!(
+        f.api_keys()
+            .find_by_hashes(&[unknown, token("other")])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(f.api_keys().find_by_hashes(&[]).await.unwrap().is_empty());
 }
 
 /// Key hashes (and ids) are unique across all keys: a duplicate is refused and not stored.

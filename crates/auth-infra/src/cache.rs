@@ -12,17 +12,24 @@
 //! reads through to the store and refreshes the entry; the entry answers alone only when the
 //! store is unavailable.
 //!
+//! A batch ([`VerificationCache::get_or_load_many`]) reads what the cache holds, then loads
+//! every missing key with one call of its loader; each of those keys still goes through
+//! moka's own load of that key, all waiting on the one batch load, so a key another caller is
+//! loading meanwhile is waited for rather than loaded twice, and the epoch rule holds per key.
+//!
 //! Metrics, labelled with the cache's name: `auth_cache_requests_total{result="hit"|"miss"}`
 //! (a miss is a lookup that ran the loader), `auth_cache_evictions_total{cause}` (`size`,
 //! `expired`, `explicit`, `replaced`); the entry count is published by the owner at scrape time.
 
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use auth_core::ports::{Loader, Matcher, StoreError, VerificationCache};
+use auth_core::ports::{BatchLoader, Loader, Matcher, StoreError, VerificationCache};
+use futures::FutureExt as _;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 
@@ -98,6 +105,36 @@ impl CacheTrust {
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 struct SharedError(Arc<StoreError>);
+
+impl SharedError {
+    /// The error a shared load ended with, as this caller's own, of the same kind.
+    fn into_store_error(err: Arc<StoreError>) -> StoreError {
+        let unavailable = matches!(*err, StoreError::Unavailable(_));
+        let shared = Self(err);
+        if unavailable {
+            StoreError::unavailable(shared)
+        } else {
+            StoreError::internal(shared)
+        }
+    }
+}
+
+/// What one batch load answered, shared by the loads of its keys.
+type BatchAnswer<K, V> = Result<Arc<HashMap<K, Arc<V>>>, Arc<StoreError>>;
+
+/// Each of `keys` once, in the order first given.
+fn distinct<K: Eq + Hash + Clone>(keys: &[K]) -> Vec<K> {
+    let mut seen = HashSet::with_capacity(keys.len());
+    keys.iter()
+        .filter(|key| seen.insert(*key))
+        .cloned()
+        .collect()
+}
+
+/// A count as a metric increment.
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
 
 /// A bounded cache with a time-to-live, shared loads and honest invalidation.
 pub struct MokaCache<K, V> {
@@ -188,6 +225,52 @@ where
         }
     }
 
+    /// [`Self::read_through`] for a batch: one load of every key, each answer cached; when the
+    /// store is unavailable, the cached answers, if every key has one.
+    async fn read_through_many(
+        &self,
+        keys: &[K],
+        load: BatchLoader<'_, K, V>,
+    ) -> Result<Vec<Option<V>>, StoreError> {
+        let started = self.epoch.load(Ordering::Acquire);
+        let distinct = distinct(keys);
+        match load(distinct.clone()).await {
+            Ok(found) => {
+                self.read_through.increment(count(distinct.len()));
+                let found: HashMap<K, Arc<V>> = found
+                    .into_iter()
+                    .map(|(key, value)| (key, Arc::new(value)))
+                    .collect();
+                for key in &distinct {
+                    self.cache
+                        .insert(key.clone(), found.get(key).cloned())
+                        .await;
+                }
+                if self.epoch.load(Ordering::Acquire) != started {
+                    for key in &distinct {
+                        self.cache.invalidate(key).await;
+                    }
+                }
+                Ok(keys
+                    .iter()
+                    .map(|key| found.get(key).map(|shared| V::clone(shared)))
+                    .collect())
+            }
+            Err(StoreError::Unavailable(err)) => {
+                let mut answers = Vec::with_capacity(keys.len());
+                for key in keys {
+                    match self.cache.get(key).await {
+                        Some(cached) => answers.push(cached.map(|shared| V::clone(&shared))),
+                        None => return Err(StoreError::Unavailable(err)),
+                    }
+                }
+                self.fallback.increment(count(keys.len()));
+                Ok(answers)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Applies pending maintenance (evictions) now; for tests and metrics.
     pub async fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks().await;
@@ -215,15 +298,7 @@ where
                 load.await.map(|found| found.map(Arc::new))
             })
             .await
-            .map_err(|err| {
-                let unavailable = matches!(*err, StoreError::Unavailable(_));
-                let shared = SharedError(err);
-                if unavailable {
-                    StoreError::unavailable(shared)
-                } else {
-                    StoreError::internal(shared)
-                }
-            })?;
+            .map_err(SharedError::into_store_error)?;
         if loaded.load(Ordering::Relaxed) {
             self.misses.increment(1);
         } else {
@@ -235,6 +310,82 @@ where
             self.cache.invalidate(&key).await;
         }
         Ok(value.map(|shared| V::clone(&shared)))
+    }
+
+    async fn get_or_load_many(
+        &self,
+        keys: &[K],
+        load: BatchLoader<'_, K, V>,
+    ) -> Result<Vec<Option<V>>, StoreError> {
+        if let Some(trusted) = &self.trusted
+            && !trusted.is_trusted()
+        {
+            return self.read_through_many(keys, load).await;
+        }
+        let started = self.epoch.load(Ordering::Acquire);
+        let mut answers: HashMap<K, Option<Arc<V>>> = HashMap::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for key in distinct(keys) {
+            match self.cache.get(&key).await {
+                Some(cached) => {
+                    answers.insert(key, cached);
+                }
+                None => missing.push(key),
+            }
+        }
+        self.hits.increment(count(answers.len()));
+        if !missing.is_empty() {
+            // The load runs when the first key's own load polls it, and only then: if other
+            // callers load every missing key meanwhile, the store is not asked at all.
+            let batch = load(missing.clone())
+                .map(|result| -> BatchAnswer<K, V> {
+                    result
+                        .map(|found| {
+                            Arc::new(
+                                found
+                                    .into_iter()
+                                    .map(|(key, value)| (key, Arc::new(value)))
+                                    .collect(),
+                            )
+                        })
+                        .map_err(Arc::new)
+                })
+                .shared();
+            let ran: Vec<AtomicBool> = missing.iter().map(|_| AtomicBool::new(false)).collect();
+            let loads = missing.iter().zip(&ran).map(|(key, ran)| {
+                let batch = batch.clone();
+                self.cache.try_get_with(key.clone(), async move {
+                    ran.store(true, Ordering::Relaxed);
+                    batch.await.map(|found| found.get(key).cloned())
+                })
+            });
+            let loaded = futures::future::join_all(loads).await;
+            let misses = ran.iter().filter(|r| r.load(Ordering::Relaxed)).count();
+            self.misses.increment(count(misses));
+            self.hits.increment(count(missing.len() - misses));
+            // As in `get_or_load`: only what this call loaded can be stale.
+            if self.epoch.load(Ordering::Acquire) != started {
+                for (key, ran) in missing.iter().zip(&ran) {
+                    if ran.load(Ordering::Relaxed) {
+                        self.cache.invalidate(key).await;
+                    }
+                }
+            }
+            for (key, value) in missing.into_iter().zip(loaded) {
+                let value =
+                    value.map_err(|err| SharedError::into_store_error(Arc::clone(&*err)))?;
+                answers.insert(key, value);
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|key| {
+                answers
+                    .get(key)
+                    .and_then(Option::as_ref)
+                    .map(|shared| V::clone(shared))
+            })
+            .collect())
     }
 
     async fn invalidate(&self, key: &K) {
@@ -356,6 +507,211 @@ mod tests {
         let again: Loader<'static, String> = Box::pin(async { Ok(Some("x".to_owned())) });
         c.clear().await;
         assert_eq!(c.get_or_load(9, again).await.unwrap().as_deref(), Some("x"));
+    }
+
+    /// A batch loader that counts its calls, records the keys it was given, and finds a
+    /// key's value in `values` (or nothing), after `delay`.
+    fn batch_of(
+        values: &[(u32, &'static str)],
+        calls: &Arc<std::sync::Mutex<Vec<Vec<u32>>>>,
+        delay: Duration,
+    ) -> BatchLoader<'static, u32, String> {
+        let values: HashMap<u32, String> =
+            values.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let calls = calls.clone();
+        Box::new(move |keys: Vec<u32>| {
+            Box::pin(async move {
+                calls.lock().unwrap().push(keys.clone());
+                tokio::time::sleep(delay).await;
+                Ok(keys
+                    .into_iter()
+                    .filter_map(|k| values.get(&k).map(|v| (k, v.clone())))
+                    .collect())
+            })
+        })
+    }
+
+    fn strs(found: &[Option<String>]) -> Vec<Option<&str>> {
+        found.iter().map(Option::as_deref).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_loads_its_missing_keys_in_one_call_and_caches_every_answer() {
+        let c = cache();
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let one: Loader<'static, String> = Box::pin(async { Ok(Some("a".to_owned())) });
+        c.get_or_load(1, one).await.unwrap();
+
+        let loader = batch_of(&[(2, "b"), (9, "z")], &calls, Duration::ZERO);
+        let found = c.get_or_load_many(&[1, 2, 3, 2, 1], loader).await.unwrap();
+        assert_eq!(
+            strs(&found),
+            [Some("a"), Some("b"), None, Some("b"), Some("a")]
+        );
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [vec![2, 3]],
+            "one call, the missing keys once"
+        );
+
+        // Found and not found are both cached: no call now.
+        let loader = batch_of(&[(3, "late")], &calls, Duration::ZERO);
+        let found = c.get_or_load_many(&[3, 2, 1], loader).await.unwrap();
+        assert_eq!(strs(&found), [None, Some("b"), Some("a")]);
+        assert_eq!(calls.lock().unwrap().len(), 1);
+        let single: Loader<'static, String> = Box::pin(async { Ok(Some("x".to_owned())) });
+        assert_eq!(
+            c.get_or_load(2, single).await.unwrap().as_deref(),
+            Some("b")
+        );
+        assert!(
+            c.get_or_load_many(&[], batch_of(&[], &calls, Duration::ZERO))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(calls.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_answers_nothing_and_caches_nothing() {
+        let c = cache();
+        let one: Loader<'static, String> = Box::pin(async { Ok(Some("a".to_owned())) });
+        c.get_or_load(1, one).await.unwrap();
+        let down: BatchLoader<'static, u32, String> = Box::new(|_| {
+            Box::pin(async { Err(StoreError::unavailable(std::io::Error::other("down"))) })
+        });
+        let err = c.get_or_load_many(&[1, 2], down).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        let broken: BatchLoader<'static, u32, String> = Box::new(|_| {
+            Box::pin(async { Err(StoreError::internal(std::io::Error::other("bug"))) })
+        });
+        let err = c.get_or_load_many(&[2], broken).await.unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let loader = batch_of(&[(2, "b")], &calls, Duration::ZERO);
+        let found = c.get_or_load_many(&[1, 2], loader).await.unwrap();
+        assert_eq!(strs(&found), [Some("a"), Some("b")]);
+        assert_eq!(*calls.lock().unwrap(), [vec![2]]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_batches_and_single_loads_share_their_loads() {
+        let c = cache();
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let values = [(1, "a"), (2, "b"), (3, "c")];
+        let delay = Duration::from_millis(50);
+        let singles = Arc::new(AtomicUsize::new(0));
+        let single = {
+            let (c, singles) = (c.clone(), singles.clone());
+            async move {
+                let load: Loader<'static, String> = Box::pin(async move {
+                    singles.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Some("a".to_owned()))
+                });
+                c.get_or_load(1, load).await.unwrap()
+            }
+        };
+        let batches = (0..4).map(|_| {
+            let (c, loader) = (c.clone(), batch_of(&values, &calls, delay));
+            async move { c.get_or_load_many(&[1, 2, 3], loader).await.unwrap() }
+        });
+        let (single, batches) = tokio::join!(
+            tokio::spawn(single),
+            futures::future::join_all(batches.map(tokio::spawn))
+        );
+        assert_eq!(single.unwrap().as_deref(), Some("a"));
+        for found in batches {
+            assert_eq!(strs(&found.unwrap()), [Some("a"), Some("b"), Some("c")]);
+        }
+        let loads = calls.lock().unwrap().len() + singles.load(Ordering::SeqCst);
+        assert!(
+            loads <= 2,
+            "{loads} loads for one single lookup and 4 equal batches"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalidation_during_a_batch_load_wins() {
+        let c = cache();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let slow: BatchLoader<'static, u32, String> = Box::new(|keys| {
+            Box::pin(async move {
+                let _ = release_rx.await;
+                Ok(keys.into_iter().map(|k| (k, "stale".to_owned())).collect())
+            })
+        });
+        let pending = tokio::spawn({
+            let c = c.clone();
+            async move { c.get_or_load_many(&[9, 10], slow).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.invalidate(&9).await;
+        release_tx.send(()).unwrap();
+        pending.await.unwrap().unwrap();
+        let fresh: Loader<'static, String> = Box::pin(async { Ok(Some("fresh".to_owned())) });
+        assert_eq!(
+            c.get_or_load(9, fresh).await.unwrap().as_deref(),
+            Some("fresh")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_cache_reads_a_batch_through_in_one_call() {
+        let trusted = Arc::new(CacheTrust::default());
+        trusted.set_following(true);
+        trusted.renew(Instant::now());
+        let c: MokaCache<u32, String> =
+            MokaCache::new("test", 100, Duration::from_secs(60)).trusted_while(trusted.clone());
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let found = c
+            .get_or_load_many(&[1, 2], batch_of(&[(1, "old")], &calls, Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(strs(&found), [Some("old"), None]);
+
+        trusted.set_following(false);
+        let loader = batch_of(&[(1, "new"), (2, "born")], &calls, Duration::ZERO);
+        let found = c.get_or_load_many(&[2, 1, 2], loader).await.unwrap();
+        assert_eq!(strs(&found), [Some("born"), Some("new"), Some("born")]);
+        assert_eq!(
+            calls.lock().unwrap().last().unwrap(),
+            &vec![2, 1],
+            "every key, once"
+        );
+
+        let down = || -> BatchLoader<'static, u32, String> {
+            Box::new(|_| {
+                Box::pin(async { Err(StoreError::unavailable(std::io::Error::other("down"))) })
+            })
+        };
+        let found = c.get_or_load_many(&[1, 2], down()).await.unwrap();
+        assert_eq!(
+            strs(&found),
+            [Some("new"), Some("born")],
+            "the store down: the entries"
+        );
+        assert!(
+            matches!(
+                c.get_or_load_many(&[1, 3], down()).await,
+                Err(StoreError::Unavailable(_))
+            ),
+            "a key with no entry: 503"
+        );
+
+        trusted.set_following(true);
+        trusted.renew(Instant::now());
+        let found = c
+            .get_or_load_many(&[1, 2], batch_of(&[], &calls, Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(
+            strs(&found),
+            [Some("new"), Some("born")],
+            "trusted again: hits"
+        );
     }
 
     #[tokio::test]

@@ -19,9 +19,9 @@ use secrecy::ExposeSecret as _;
 use super::Fixture;
 use crate::memory::ManualClock;
 use crate::model::{
-    ApiKey, ApiKeyId, ApiKeyName, ApiKeyPrefix, Device, DeviceId, DeviceMetadata, DeviceSecret,
-    Email, Organization, OrganizationId, OrganizationName, PasswordHash, Scope, Scopes, TokenHash,
-    TokenRejection, User, UserId,
+    ApiKey, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, Device, DeviceId, DeviceMetadata,
+    DeviceSecret, Email, Organization, OrganizationId, OrganizationName, PasswordHash, Scope,
+    Scopes, TokenHash, TokenRejection, User, UserId,
 };
 use crate::ports::{
     ApiKeyRepository, ChangeDeviceError, Clock as _, DeviceRepository, RegisterDeviceError,
@@ -63,7 +63,8 @@ macro_rules! service_scenario_tests {
     (@with $arm:ident $($prefix:tt)*) => {
         $crate::service_scenario_tests!(@$arm $($prefix)*;
             expiry_usage_and_cache, expired_keys_are_not_rotated,
-            fast_path_batches_and_expiry, rotation_ends_earlier_tokens);
+            batch_verification_looks_up_once, fast_path_batches_and_expiry,
+            rotation_ends_earlier_tokens);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The service scenarios, one public function each (generated from the list in
@@ -139,10 +140,34 @@ async fn owned_org(f: &impl Fixture, now: DateTime<Utc>) -> (Organization, UserI
 /// fails them while [`down`](Self::down) is set.
 pub struct CountingApiKeys {
     inner: Arc<dyn ApiKeyRepository>,
-    /// Lookups by hash so far.
+    /// Lookups of one hash so far.
     pub by_hash: AtomicUsize,
+    /// Lookups of several hashes at once so far.
+    pub by_hashes: AtomicUsize,
+    /// The hashes the lookups of several asked for, in all.
+    pub hashes_asked: AtomicUsize,
     /// Lookups by hash fail while set.
     pub down: AtomicBool,
+}
+
+impl CountingApiKeys {
+    /// Counts the lookups made of `inner`, to which it passes every call.
+    #[must_use]
+    pub fn new(inner: Arc<dyn ApiKeyRepository>) -> Self {
+        Self {
+            inner,
+            by_hash: AtomicUsize::new(0),
+            by_hashes: AtomicUsize::new(0),
+            hashes_asked: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    /// Lookups by hash so far, of one hash or of several at once: each a round trip to the
+    /// store.
+    pub fn lookups(&self) -> usize {
+        self.by_hash.load(Ordering::SeqCst) + self.by_hashes.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
@@ -159,6 +184,14 @@ impl ApiKeyRepository for CountingApiKeys {
             return Err(StoreError::unavailable("database went away"));
         }
         self.inner.find_by_hash(hash).await
+    }
+    async fn find_by_hashes(&self, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError> {
+        self.by_hashes.fetch_add(1, Ordering::SeqCst);
+        self.hashes_asked.fetch_add(hashes.len(), Ordering::SeqCst);
+        if AtomicBool::load(&self.down, Ordering::SeqCst) {
+            return Err(StoreError::unavailable("database went away"));
+        }
+        self.inner.find_by_hashes(hashes).await
     }
     async fn list(&self, org: OrganizationId, all: bool) -> Result<Vec<ApiKey>, StoreError> {
         self.inner.list(org, all).await
@@ -334,6 +367,178 @@ async fn expired_keys_are_not_rotated(f: &impl Fixture, parts: ServiceParts) {
     assert_eq!(rotated.key.expires_at, live.key.expires_at);
 }
 
+/// A verdict as `(error code, key id)`, to compare verdicts whatever precision the store
+/// keeps times at.
+fn verdict_of(verdict: &ApiKeyVerdict) -> (Option<&'static str>, Option<ApiKeyId>) {
+    let id = match verdict {
+        ApiKeyVerdict::Valid(key) | ApiKeyVerdict::InsufficientScope(key) => Some(key.id),
+        ApiKeyVerdict::Invalid | ApiKeyVerdict::Revoked | ApiKeyVerdict::Expired => None,
+    };
+    (verdict.error_code(), id)
+}
+
+/// A batch gives each key the verdict a single verification gives it, in order, whatever mix
+/// of cached, uncached, unknown, malformed, revoked, expired and repeated keys it holds. The
+/// keys the cache lacks are looked up in one store call (100 cold keys: one call for the 100),
+/// none when all are cached; uses are recorded as for single verifications; with the store
+/// down, a batch that needs it fails, and one answered from the cache does not.
+async fn batch_verification_looks_up_once(f: &impl Fixture, parts: ServiceParts) {
+    let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
+    let (none, write) = (Scopes::default(), scopes_of(&["write"]));
+    let mut cold = Vec::new();
+    for _ in 0..100 {
+        cold.push(
+            h.keys
+                .create(&Actor::Operator, new_key(h.org, None))
+                .await
+                .unwrap(),
+        );
+    }
+    let texts: Vec<&str> = cold.iter().map(|issued| issued.secret.expose()).collect();
+    let checks: Vec<(&str, &Scopes)> = texts.iter().map(|text| (*text, &none)).collect();
+    let lookups = &h.counting_keys;
+    for round in ["cold", "cached"] {
+        let before = lookups.lookups();
+        let verdicts = h.keys.verify_batch(&checks).await.unwrap();
+        let ids: Vec<_> = verdicts.iter().map(verdict_of).collect();
+        let expected: Vec<_> = cold.iter().map(|i| (None, Some(i.key.id))).collect();
+        assert_eq!(ids, expected, "{round}: every key valid, in order");
+        let expected_lookups = usize::from(round == "cold");
+        assert_eq!(lookups.lookups() - before, expected_lookups, "{round}");
+    }
+    assert_eq!(lookups.by_hash.load(Ordering::SeqCst), 0);
+    assert_eq!(lookups.hashes_asked.load(Ordering::SeqCst), 100);
+
+    // A mix: cached, not yet seen, unknown, malformed, revoked, expired, a missing scope, and
+    // repeats.
+    let fresh = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, None))
+        .await
+        .unwrap();
+    let gone = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.keys.verify(gone.secret.expose(), &none).await.unwrap(),
+        ApiKeyVerdict::Valid(_)
+    ));
+    h.keys.revoke(&Actor::Operator, gone.key.id).await.unwrap();
+    let expiring = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, Some(1)))
+        .await
+        .unwrap();
+    h.clock.advance(Duration::days(1));
+    let mut random = [0u8; 64];
+    getrandom::fill(&mut random).unwrap();
+    let unknown = ApiKeySecret::from_random(&ApiKeyPrefix::default(), &random).unwrap();
+    let mut typo = fresh.secret.expose().to_owned().into_bytes();
+    typo[10] = if typo[10] == b'x' { b'y' } else { b'x' };
+    let typo = String::from_utf8(typo).unwrap();
+    let mix: Vec<(&str, &Scopes)> = vec![
+        (texts[0], &none),
+        (fresh.secret.expose(), &none),
+        (fresh.secret.expose(), &write),
+        (unknown.expose(), &none),
+        ("ak_live_nope", &none),
+        (typo.as_str(), &none),
+        (gone.secret.expose(), &none),
+        (expiring.secret.expose(), &none),
+        (fresh.secret.expose(), &none),
+        (unknown.expose(), &write),
+        (texts[1], &write),
+    ];
+    let expected = vec![
+        (None, Some(cold[0].key.id)),
+        (None, Some(fresh.key.id)),
+        (Some("INSUFFICIENT_SCOPE"), Some(fresh.key.id)),
+        (Some("INVALID"), None),
+        (Some("INVALID"), None),
+        (Some("INVALID"), None),
+        (Some("REVOKED"), None),
+        (Some("EXPIRED"), None),
+        (None, Some(fresh.key.id)),
+        (Some("INVALID"), None),
+        (Some("INSUFFICIENT_SCOPE"), Some(cold[1].key.id)),
+    ];
+    let (before, asked) = (
+        lookups.lookups(),
+        lookups.hashes_asked.load(Ordering::SeqCst),
+    );
+    let verdicts = h.keys.verify_batch(&mix).await.unwrap();
+    assert_eq!(
+        verdicts.iter().map(verdict_of).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(lookups.lookups() - before, 1, "one lookup for the mix");
+    assert_eq!(
+        lookups.hashes_asked.load(Ordering::SeqCst) - asked,
+        4,
+        "the fresh, unknown, revoked and expired keys, once each"
+    );
+    // The same answers again, from the cache alone, and one by one.
+    let before = lookups.lookups();
+    let again = h.keys.verify_batch(&mix).await.unwrap();
+    assert_eq!(again.iter().map(verdict_of).collect::<Vec<_>>(), expected);
+    for ((presented, required), expected) in mix.iter().zip(&expected) {
+        let single = h.keys.verify(presented, required).await.unwrap();
+        assert_eq!(&verdict_of(&single), expected, "{expected:?}");
+    }
+    assert_eq!(lookups.lookups(), before, "all cached");
+
+    // Uses are noted as single verifications note them: each key found valid once (the 100,
+    // the revoked key before its revocation, the fresh one).
+    assert_eq!(h.keys.flush_usage().await.unwrap(), 102);
+    assert_eq!(
+        h.keys
+            .get(&Actor::Operator, fresh.key.id)
+            .await
+            .unwrap()
+            .last_used_at,
+        Some(h.clock.now())
+    );
+
+    // The store down: a batch answered from the cache still answers; one that needs the
+    // store fails as a whole.
+    let uncached = h
+        .keys
+        .create(&Actor::Operator, new_key(h.org, None))
+        .await
+        .unwrap();
+    lookups.down.store(true, Ordering::SeqCst);
+    let cached_only: Vec<(&str, &Scopes)> = vec![(texts[2], &none), ("ak_live_x", &none)];
+    assert_eq!(
+        h.keys
+            .verify_batch(&cached_only)
+            .await
+            .unwrap()
+            .iter()
+            .map(verdict_of)
+            .collect::<Vec<_>>(),
+        vec![(None, Some(cold[2].key.id)), (Some("INVALID"), None)]
+    );
+    let needs_store: Vec<(&str, &Scopes)> =
+        vec![(texts[2], &none), (uncached.secret.expose(), &none)];
+    let err = h.keys.verify_batch(&needs_store).await.unwrap_err();
+    assert!(
+        matches!(err, ApiKeyError::Store(StoreError::Unavailable(_))),
+        "{err:?}"
+    );
+    lookups.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        verdict_of(&h.keys.verify_batch(&needs_store).await.unwrap()[1]),
+        (None, Some(uncached.key.id)),
+        "an outage is not cached"
+    );
+}
+
+fn scopes_of(names: &[&str]) -> Scopes {
+    Scopes::new(names.iter().map(|s| Scope::parse(s).unwrap()).collect()).unwrap()
+}
+
 /// A device repository that counts lookups by id, to show what reaches the store.
 pub struct CountingDevices {
     inner: Arc<dyn DeviceRepository>,
@@ -401,11 +606,7 @@ impl ServiceHarness {
     pub async fn new(f: &impl Fixture, clock: Arc<ManualClock>, parts: ServiceParts) -> Self {
         let (org, owner) = owned_org(f, clock.now()).await;
         let orgs = OrganizationService::new(f.organizations(), f.users(), clock.clone());
-        let counting_keys = Arc::new(CountingApiKeys {
-            inner: f.api_keys(),
-            by_hash: AtomicUsize::new(0),
-            down: AtomicBool::new(false),
-        });
+        let counting_keys = Arc::new(CountingApiKeys::new(f.api_keys()));
         let keys = ApiKeyService::new(
             ApiKeyPorts {
                 keys: counting_keys.clone(),

@@ -91,6 +91,21 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
             .cloned())
     }
 
+    async fn find_by_hashes(&self, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError> {
+        let state = lock(&self.0);
+        let mut ids: Vec<ApiKeyId> = hashes
+            .iter()
+            .filter_map(|hash| state.by_hash.get(hash).copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids
+            .iter()
+            .filter_map(|id| state.keys.get(id))
+            .cloned()
+            .collect())
+    }
+
     async fn list(
         &self,
         org: OrganizationId,

@@ -24,6 +24,7 @@ pub enum RevokeApiKeyError {
 ///
 /// Implementations MUST:
 /// - store only the key's hash, unique across all keys;
+/// - answer `find_by_hashes` with one round trip to the store, whatever the number of hashes;
 /// - make `revoke` and `rotate` atomic and one-shot: of concurrent revocations (or rotations)
 ///   of one key exactly one succeeds, the others get `AlreadyRevoked`; a rotation that fails
 ///   changes nothing (the old key stays active, the new one does not exist);
@@ -56,6 +57,14 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`].
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Finds the keys whose secrets hash to any of `hashes`, in one round trip to the store
+    /// (the batch verification's lookup): each such key once, in no particular order. A hash
+    /// of no key is left out; a hash given twice is answered once.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn find_by_hashes(&self, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError>;
 
     /// The keys of `org`; revoked ones only when `include_revoked`.
     ///

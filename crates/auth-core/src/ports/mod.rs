@@ -29,7 +29,7 @@ mod user;
 pub use account::{AccountRemover, DeleteAccountError};
 pub use administration::{AdminChange, UserAdministration, UserListing, UserQuery};
 pub use api_key::{ApiKeyRepository, RevokeApiKeyError};
-pub use cache::{Loader, Matcher, VerificationCache};
+pub use cache::{BatchLoader, Loader, Matcher, VerificationCache};
 pub use clock::Clock;
 pub use device::{ChangeDeviceError, DeviceRepository, RegisterDeviceError};
 pub use error::{BoxError, ErrorChain, StoreError};

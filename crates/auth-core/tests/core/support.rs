@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use auth_core::contract::services::{ServiceHarness, ServiceParts};
 use auth_core::memory::{FakeSigner, ManualClock, MemoryStore};
 use auth_core::model::{Email, Password, PasswordHash, PasswordPolicy, User, UserId};
-use auth_core::ports::{Clock as _, Loader, StoreError, VerificationCache};
+use auth_core::ports::{BatchLoader, Clock as _, Loader, StoreError, VerificationCache};
 
 /// A cache that keeps every loaded answer until it is invalidated: enough to show what the
 /// services read through a cache and what they evict. (No bound, no lifetime and no shared
@@ -48,6 +48,40 @@ where
             state.0.insert(key, loaded.clone());
         }
         Ok(loaded)
+    }
+
+    async fn get_or_load_many(
+        &self,
+        keys: &[K],
+        load: BatchLoader<'_, K, V>,
+    ) -> Result<Vec<Option<V>>, StoreError> {
+        let (mut answers, missing, generation) = {
+            let state = self.state.lock().unwrap();
+            let mut answers = HashMap::new();
+            let mut missing = Vec::new();
+            for key in keys {
+                match state.0.get(key) {
+                    Some(hit) => {
+                        answers.insert(key.clone(), hit.clone());
+                    }
+                    None if !missing.contains(key) => missing.push(key.clone()),
+                    None => {}
+                }
+            }
+            (answers, missing, state.1)
+        };
+        if !missing.is_empty() {
+            let found: HashMap<K, V> = load(missing.clone()).await?.into_iter().collect();
+            let mut state = self.state.lock().unwrap();
+            for key in missing {
+                let value = found.get(&key).cloned();
+                if state.1 == generation {
+                    state.0.insert(key.clone(), value.clone());
+                }
+                answers.insert(key, value);
+            }
+        }
+        Ok(keys.iter().map(|key| answers[key].clone()).collect())
     }
 
     async fn invalidate(&self, key: &K) {

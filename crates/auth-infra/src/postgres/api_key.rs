@@ -222,6 +222,30 @@ impl ApiKeyRepository for PgApiKeyRepository {
             .await
     }
 
+    /// One statement, `key_hash = ANY($1)` (what diesel's `eq_any` renders on Postgres): its
+    /// text does not change with the number of hashes, so it stays one prepared statement
+    /// per connection, and the unique index on `key_hash` answers it.
+    async fn find_by_hashes(&self, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let wanted: Vec<&[u8]> = hashes.iter().map(|h| h.as_bytes().as_slice()).collect();
+                api_keys::table
+                    .filter(api_keys::key_hash.eq_any(wanted))
+                    .select(ApiKeyRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(classify)?
+                    .into_iter()
+                    .map(ApiKeyRow::into_domain)
+                    .collect()
+            })
+            .await
+    }
+
     async fn list(
         &self,
         org: OrganizationId,

@@ -421,12 +421,19 @@ async fn batch_verification_answers_every_item(app: &TestApp) {
     let (token, org) = owner_and_org(app).await;
     let good = create_key(app, &token, &org, json!(["read"])).await;
     let gone = create_key(app, &token, &org, json!(["read"])).await;
+    let unseen = create_key(app, &token, &org, json!([])).await;
     app.post_auth(
         &format!("/api/v1/api-keys/{}/revoke", str_field(&gone, "id")),
         &token,
         None,
     )
     .await;
+    // `good` cached, `unseen` not; a well-formed key of no one.
+    assert_eq!(
+        verify(app, str_field(&good, "key"), json!([])).await["valid"],
+        true
+    );
+    let invented = ApiKeySecret::from_random(&ApiKeyPrefix::default(), &[7u8; 64]).unwrap();
     let items = json!([
         {"key": good["key"]},
         {"key": good["key"], "required_scopes": ["write"]},
@@ -436,6 +443,10 @@ async fn batch_verification_answers_every_item(app: &TestApp) {
         {"key": "ak_live_000000000000000000000000000000_000000"},
         {"key": good["key"], "required_scopes": ["admin"]},
         {"key": good["key"], "required_scopes": ["read"]},
+        {"key": invented.expose()},
+        {"key": unseen["key"]},
+        {"key": invented.expose(), "required_scopes": ["read"]},
+        {"key": unseen["key"], "required_scopes": ["read"]},
     ]);
     let res = app
         .post_json("/api/v1/api-keys/verify-batch", &json!({"items": items}))
@@ -460,9 +471,14 @@ async fn batch_verification_answers_every_item(app: &TestApp) {
             (false, Some("INVALID")),
             (false, Some("INSUFFICIENT_SCOPE")),
             (true, None),
+            (false, Some("INVALID")),
+            (true, None),
+            (false, Some("INVALID")),
+            (false, Some("INSUFFICIENT_SCOPE")),
         ]
     );
     assert_eq!(results[0]["key_id"], good["id"]);
+    assert_eq!(results[9]["key_id"], unseen["id"]);
     for bad in [
         json!({"items": []}),
         json!({"items": vec![json!({"key": "x"}); 101]}),
@@ -588,4 +604,69 @@ async fn a_malformed_batch_item_fails_the_batch_with_every_field(app: &TestApp) 
         .post_json("/api/v1/api-keys/verify-batch", &json!({"items": "nope"}))
         .await;
     assert_eq!(fields_of(res).await[0].0, "items");
+}
+
+/// A batch of 100 keys this instance has never seen is looked up in one store call, not one
+/// per key; the same batch again is answered from the cache alone. On Postgres, with the
+/// server's own key cache, through a repository that counts the lookups reaching it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_batch_is_one_store_lookup() {
+    use std::sync::Arc;
+
+    use auth_core::contract::services::CountingApiKeys;
+    use auth_core::system::{OsSecretGenerator, SystemClock};
+    use auth_core::{ApiKeyPorts, ApiKeyService};
+    use auth_infra::postgres::PgApiKeyRepository;
+    use auth_server::wiring::Store;
+
+    let mut counting = None;
+    let app = TestApp::start_with_store_state(
+        crate::common::Backend::Postgres,
+        |_| {},
+        |state, store| {
+            let Store::Postgres { pool, .. } = store else {
+                panic!("a Postgres store")
+            };
+            let keys = Arc::new(CountingApiKeys::new(Arc::new(PgApiKeyRepository::new(
+                pool.clone(),
+            ))));
+            state.keys = ApiKeyService::new(
+                ApiKeyPorts {
+                    keys: keys.clone(),
+                    orgs: state.orgs.clone(),
+                    cache: state.caches.keys.clone(),
+                    clock: Arc::new(SystemClock),
+                    secrets: Arc::new(OsSecretGenerator),
+                },
+                state.keys.prefix().clone(),
+            );
+            counting = Some(keys);
+        },
+    )
+    .await;
+    let counting = counting.unwrap();
+    let lookups = || counting.lookups();
+
+    let (token, org) = owner_and_org(&app).await;
+    let created =
+        futures::future::join_all((0..100).map(|_| create_key(&app, &token, &org, json!([]))))
+            .await;
+    let items: Vec<Value> = created.iter().map(|k| json!({"key": k["key"]})).collect();
+    for round in ["cold", "cached"] {
+        let before = lookups();
+        let res = app
+            .post_json("/api/v1/api-keys/verify-batch", &json!({"items": items}))
+            .await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), 100);
+        for (result, key) in results.iter().zip(&created) {
+            assert_eq!(result["valid"], true, "{round}: {result}");
+            assert_eq!(result["key_id"], key["id"], "{round}: in order");
+        }
+        let expected = usize::from(round == "cold");
+        assert_eq!(lookups() - before, expected, "{round}: store lookups");
+    }
+    app.stop().await;
 }

@@ -86,12 +86,22 @@ impl TestApp {
         adjust: impl FnOnce(&mut Config),
         adjust_state: impl FnOnce(&mut auth_http::AppState),
     ) -> Self {
+        Self::start_with_store_state(backend, adjust, |state, _| adjust_state(state)).await
+    }
+
+    /// As [`Self::start_with_state`], and `adjust_state` also sees the store the app runs on
+    /// (to wrap one of its repositories).
+    pub async fn start_with_store_state(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+        adjust_state: impl FnOnce(&mut auth_http::AppState, &Store),
+    ) -> Self {
         let (config, db) = prepare(backend, adjust).await;
         Self::serve_state(config, db, adjust_state).await
     }
 
     pub async fn serve(config: Config, db: Option<TestDb>) -> Self {
-        Self::serve_state(config, db, |_| {}).await
+        Self::serve_state(config, db, |_, _| {}).await
     }
 
     /// As [`Self::start_with`], sending mail through `smtp` (a real SMTP server) with the
@@ -112,13 +122,13 @@ impl TestApp {
 
     /// As [`Self::serve`], running the outbox worker (mail goes where `config` says).
     pub async fn serve_mailing(config: Config, db: Option<TestDb>) -> Self {
-        Self::serve_inner(config, db, |_| {}, true).await
+        Self::serve_inner(config, db, |_, _| {}, true).await
     }
 
     async fn serve_state(
         config: Config,
         db: Option<TestDb>,
-        adjust_state: impl FnOnce(&mut auth_http::AppState),
+        adjust_state: impl FnOnce(&mut auth_http::AppState, &Store),
     ) -> Self {
         Self::serve_inner(config, db, adjust_state, false).await
     }
@@ -126,7 +136,7 @@ impl TestApp {
     async fn serve_inner(
         mut config: Config,
         db: Option<TestDb>,
-        adjust_state: impl FnOnce(&mut auth_http::AppState),
+        adjust_state: impl FnOnce(&mut auth_http::AppState, &Store),
         mail: bool,
     ) -> Self {
         // `TEST_LOG=debug` shows the servers' logs while debugging a test.
@@ -144,7 +154,7 @@ impl TestApp {
         let store = Store::open(&config).expect("open store");
         wiring::migrate_at_start(&config).await.expect("migrate");
         let mut state = wiring::app_state(&config, &store).expect("state");
-        adjust_state(&mut state);
+        adjust_state(&mut state, &store);
         let auth = state.auth.clone();
         let mail_worker = mail.then(|| {
             let worker = wiring::outbox_worker(&config, &store).expect("mailer");

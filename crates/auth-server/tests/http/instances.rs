@@ -396,7 +396,23 @@ async fn an_outage_is_a_503_never_cached_and_cached_verdicts_keep_answering() {
             &json!({"items": [{"key": cached}, {"key": uncached}]}),
         )
         .await;
+    assert!(res.headers().contains_key("retry-after"));
     assert_problem(res, 503, "SERVICE_UNAVAILABLE").await;
+    // A batch of keys B has seen (and malformed ones) needs no database.
+    let res = b
+        .post_json(
+            "/api/v1/api-keys/verify-batch",
+            &json!({"items": [{"key": cached}, {"key": "ak_live_garbage"}, {"key": cached}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let verdicts: Vec<Value> = res.json::<Value>().await.unwrap()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["valid"].clone())
+        .collect();
+    assert_eq!(verdicts, [json!(true), json!(false), json!(true)]);
     // What B saw before the outage still answers: the cached key and the cached session.
     assert_eq!(verify(&b, &cached, json!([])).await["valid"], true);
     assert_eq!(b.get_auth("/api/v1/auth/verify", token).await.status(), 200);

@@ -8,6 +8,7 @@
 #
 #   scripts/bench.sh                 # every scenario
 #   scripts/bench.sh live verify     # only the named scenarios (the ceiling is always run)
+#   scripts/bench.sh key-batch-cold  # verify-batch of 100 keys the server has not cached
 #   scripts/bench.sh soak            # minutes of mixed load, no scraper: resident memory growth
 #   scripts/bench.sh revocation      # revocation-to-rejection lag across two instances
 #   scripts/bench.sh mixed           # API keys created, rotated, revoked and verified together
@@ -80,6 +81,15 @@ server_pid=$!
 for _ in $(seq 1 100); do curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
 curl -sf "$base/health/ready" >/dev/null || { echo "server not ready" >&2; cat "$OUT/server.log" >&2; exit 1; }
 
+# restart_server [NAME=VALUE...]: the server stopped and started again, with these settings
+# added to its environment.
+restart_server() {
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  env "$@" "$server_bin" serve 2>>"$OUT/server.log" &
+  server_pid=$!
+  for _ in $(seq 1 100); do curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
+}
+
 export BENCH_LUA=$root/bench/wrk BENCH_TOKEN_FILE=$OUT/token.txt
 results=$OUT/results.jsonl
 : > "$results"
@@ -139,6 +149,15 @@ if want key-cold; then
 fi
 if want key-batch; then
   BENCH_KEYS_FILE=$OUT/keys.txt run key-batch-100 "$CONNS" api_key_batch.lua /api/v1/api-keys/verify-batch
+fi
+if want key-batch-cold; then
+  # verify-batch of 100 keys the server has not cached. key-batch-100 above caches all
+  # $KEYS keys within its first second; here the server is restarted with a key cache of
+  # 1,000 entries, so that cycling through the keys finds almost none of them cached, then
+  # restarted as before for the scenarios after it.
+  restart_server AUTH_CACHE_CAPACITY=1000
+  BENCH_KEYS_FILE=$OUT/keys.txt run key-batch-100-cold "$CONNS" api_key_batch.lua /api/v1/api-keys/verify-batch
+  restart_server
 fi
 if want device; then
   BENCH_DEVICES_FILE=$OUT/devices.txt run device-authenticate "$CONNS" device.lua /api/v1/devices/authenticate

@@ -33,7 +33,8 @@ blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
 print("set -eo pipefail")
 print("\n".join(blocks).replace("http://localhost:8000", f"http://127.0.0.1:{sys.argv[1]}"))
 PY
-(cd "$work" && env -u DATABASE_URL HOST=127.0.0.1 PORT="$port" BCRYPT_ROUNDS=4 \
+# `exec`: `$!` is then the server itself, not a subshell whose death would leave it running.
+(cd "$work" && exec env -u DATABASE_URL HOST=127.0.0.1 PORT="$port" BCRYPT_ROUNDS=4 \
   AUTH_RATE_LIMIT_ENABLED=false LOG_LEVEL=warn "$BIN" serve >"$work/server.log" 2>&1) &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -40,6 +40,9 @@ fn compressible(head: &ResponseHead, size: BodySize) -> bool {
         BodySize::Sized(n) => n >= MIN_COMPRESS_BYTES,
         BodySize::Stream => true,
     };
+    if !large {
+        return false;
+    }
     let headers = head.headers();
     let no_store = headers.get_all(header::CACHE_CONTROL).any(|v| {
         v.to_str()
@@ -55,7 +58,7 @@ fn compressible(head: &ResponseHead, size: BodySize) -> bool {
         || content_type.starts_with("audio/")
         // Events must reach the client as they happen, not when a compressor's block fills.
         || content_type.starts_with("text/event-stream");
-    large && !no_store && !binary && !headers.contains_key(header::CONTENT_ENCODING)
+    !no_store && !binary && !headers.contains_key(header::CONTENT_ENCODING)
 }
 
 /// Middleware applying the rules above.

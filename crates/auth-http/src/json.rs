@@ -3,6 +3,7 @@
 //! syntax (400), shape (422 with the offending field). A body must arrive whole within
 //! [`BODY_TIMEOUT`] (408 otherwise), so a client trickling it cannot hold a connection.
 
+use std::future::Future as _;
 use std::time::Duration;
 
 use actix_web::dev::Payload;
@@ -47,7 +48,15 @@ async fn read_body(declared_len: Option<usize>, payload: Payload) -> Result<Byte
     if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
     }
-    tokio::time::timeout(BODY_TIMEOUT, read_chunks(declared_len, payload))
+    let mut read = std::pin::pin!(read_chunks(declared_len, payload));
+    // A small body has usually arrived with its head: read it without arming a timer (one
+    // timer entry registered and removed per request otherwise). Only a body still on its way
+    // after that first look gets the deadline, counted from then.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(body) = first {
+        return body;
+    }
+    tokio::time::timeout(BODY_TIMEOUT, read)
         .await
         .unwrap_or_else(|_| Err(ApiError::request_timeout(BODY_TIMEOUT)))
 }
@@ -118,6 +127,12 @@ impl FromRequest for NoBody {
 /// # Errors
 /// [`ApiError`] 400 or 422.
 pub fn parse<T: DeserializeOwned + PartialSchema>(body: &[u8]) -> Result<T, ApiError> {
+    // A good body is read once, without tracking where the reader is: whatever this accepts
+    // the checks below accept too (`from_slice` also refuses trailing characters), so they
+    // only run to explain a body that failed.
+    if let Ok(value) = serde_json::from_slice::<T>(body) {
+        return Ok(value);
+    }
     // Syntax first, shape second: a body that is not JSON at all is a 400 even when its
     // first token already has the wrong type. `IgnoredAny` checks without allocating.
     serde_json::from_slice::<de::IgnoredAny>(body).map_err(|e| {

@@ -86,15 +86,24 @@ where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
     use routes::{admin, api_keys, auth, devices, events, lifecycle, mfa, organizations, users};
+    // actix tries the resources of a scope in the order they are registered, and every
+    // resource with a template segment (`/admin/users/{id}`) costs a regular-expression match
+    // on the way past it: the hot paths, all literal, come first. Moving a literal forward only
+    // gives it precedence over templates that also match it, and the two that do
+    // (`/api-keys/{id}`, `/devices/{device_id}`) came after their literals already; a literal
+    // path's other methods are refused before routing (`methods::literal_resources`).
     scope
-        .service(auth::register)
-        .service(auth::login)
-        .service(auth::login_mfa)
-        .service(auth::refresh)
-        .service(auth::logout)
-        .service(auth::logout_all)
         .service(auth::verify)
         .service(auth::verify_token)
+        .service(api_keys::verify)
+        .service(api_keys::verify_batch)
+        .service(devices::authenticate)
+        .service(auth::refresh)
+        .service(auth::login)
+        .service(auth::register)
+        .service(auth::login_mfa)
+        .service(auth::logout)
+        .service(auth::logout_all)
         .service(lifecycle::verify_email)
         .service(lifecycle::resend_verification)
         .service(lifecycle::request_password_reset)
@@ -125,14 +134,11 @@ where
         .service(events::organization_events)
         .service(events::revocation_stream)
         // Fixed paths before `/api-keys/{id}` patterns.
-        .service(api_keys::verify)
-        .service(api_keys::verify_batch)
         .service(api_keys::create)
         .service(api_keys::list)
         .service(api_keys::get)
         .service(api_keys::revoke)
         .service(api_keys::rotate)
-        .service(devices::authenticate)
         .service(devices::register)
         .service(devices::list)
         .service(devices::get)

@@ -16,7 +16,15 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 /// True when `s` contains a Unicode control character (U+0000..U+001F, U+007F..U+009F).
 #[must_use]
 pub fn has_control_chars(s: &str) -> bool {
-    s.chars().any(char::is_control)
+    // On bytes, without decoding: C0 controls and DEL are single bytes below 0x80 (which
+    // never occur inside a multi-byte sequence), and the C1 controls are exactly the
+    // sequences C2 80..C2 9F (0xC2 is only ever a lead byte).
+    let bytes = s.as_bytes();
+    bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
+        || (!s.is_ascii()
+            && bytes
+                .windows(2)
+                .any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1])))
 }
 
 /// True when `s` contains a Unicode format character (general category Cf), e.g. U+200B
@@ -131,6 +139,27 @@ pub(crate) const BIDI: [char; 9] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_found_on_bytes_as_char_is_control_finds_them() {
+        let mut buf = [0u8; 4];
+        for c in (0..=0x10_ffff).filter_map(char::from_u32) {
+            let alone: &str = c.encode_utf8(&mut buf);
+            assert_eq!(
+                has_control_chars(alone),
+                c.is_control(),
+                "U+{:04X}",
+                c as u32
+            );
+            let amid = format!("aé{c}z");
+            assert_eq!(
+                has_control_chars(&amid),
+                c.is_control(),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
 
     #[test]
     fn bidi_controls_are_format_characters() {

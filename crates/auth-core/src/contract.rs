@@ -131,7 +131,8 @@ macro_rules! storage_contract_tests {
             organization_round_trip, organization_create_is_atomic, list_for_user_roles_and_order,
             role_of_each_role, add_member_refusals, members_with_emails_in_order,
             remove_member_rules, concurrent_owner_removals_one_winner,
-            api_key_round_trip, api_key_find_by_hashes, api_key_create_refuses_duplicates,
+            api_key_round_trip, api_key_find_by_hashes, concurrent_key_lookups_answer_each_its_own,
+            api_key_create_refuses_duplicates,
             api_key_list_order_and_revoked,
             api_key_revoke, concurrent_key_revokes_one_winner, api_key_rotate,
             failed_rotation_changes_nothing, concurrent_key_rotations_one_winner, record_usage_moves_forward,
@@ -1122,6 +1123,36 @@ async fn api_key_round_trip(f: &impl Fixture) {
         f.api_keys().find_by_hash(&token("unknown")).await.unwrap(),
         None
     );
+}
+
+/// Many lookups by hash at once (the Postgres store gathers them into shared statements):
+/// each answers its own key, field for field, or `None` for a hash of no key, however the
+/// lookups of the same hash and of unknown ones are interleaved.
+async fn concurrent_key_lookups_answer_each_its_own(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let mut keys = Vec::new();
+    for _ in 0..30 {
+        keys.push(stored_key(f, org.id, now).await);
+    }
+    let revoked = stored_key(f, org.id, now).await;
+    keys.push(f.api_keys().revoke(revoked.id, now).await.unwrap());
+    let mut lookups: Vec<(TokenHash, Option<ApiKey>)> = Vec::new();
+    for round in 0..3 {
+        for key in &keys {
+            lookups.push((key.key_hash, Some(key.clone())));
+            lookups.push((token(&format!("unknown-{round}")), None));
+        }
+    }
+    let answers = futures::future::join_all(lookups.iter().map(|(hash, _)| {
+        let repo = f.api_keys();
+        let hash = *hash;
+        async move { repo.find_by_hash(&hash).await.unwrap() }
+    }))
+    .await;
+    for ((hash, expected), answer) in lookups.iter().zip(answers) {
+        assert_eq!(&answer, expected, "the lookup of {hash:?}");
+    }
 }
 
 /// `find_by_hashes` answers every stored key among the hashes once, field for field and as

@@ -166,6 +166,14 @@ fn describe() {
         "auth_db_circuit_rejections_total",
         "Database calls refused at once by the open breaker"
     );
+    describe_counter!(
+        "auth_db_key_lookups_total",
+        "API keys looked up by hash one at a time (verifications the cache could not answer)"
+    );
+    describe_counter!(
+        "auth_db_key_lookup_statements_total",
+        "Statements those key lookups took (lookups arriving together share one)"
+    );
     describe_histogram!(
         "auth_bcrypt_duration_seconds",
         Unit::Seconds,

@@ -104,11 +104,11 @@ impl CacheTrust {
 /// Shares a load's error between the callers that waited for it.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-struct SharedError(Arc<StoreError>);
+pub(crate) struct SharedError(Arc<StoreError>);
 
 impl SharedError {
     /// The error a shared load ended with, as this caller's own, of the same kind.
-    fn into_store_error(err: Arc<StoreError>) -> StoreError {
+    pub(crate) fn into_store_error(err: Arc<StoreError>) -> StoreError {
         let unavailable = matches!(*err, StoreError::Unavailable(_));
         let shared = Self(err);
         if unavailable {

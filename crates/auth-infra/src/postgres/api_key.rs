@@ -13,6 +13,9 @@ use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use super::coalesce::{BatchRead, Coalescer};
 use super::error::classify;
 use super::events::{append_in, corrupt};
 use super::pool::DbPool;
@@ -147,15 +150,22 @@ async fn refusal(conn: &mut AsyncPgConnection, id: Uuid) -> RevokeApiKeyError {
 }
 
 /// API keys in Postgres, unique by `key_hash`.
+///
+/// Lookups of single keys by hash ([`ApiKeyRepository::find_by_hash`], a verification the
+/// cache could not answer) are coalesced: one that finds a lane free runs at once; those
+/// arriving while every lane is busy go out together as one `key_hash = ANY($1)` statement
+/// (`coalesce.rs`). A quarter of the pool's connections are lanes, at least one.
 #[derive(Clone)]
 pub struct PgApiKeyRepository {
     pool: DbPool,
+    lookups: Arc<Coalescer>,
 }
 
 impl std::fmt::Debug for PgApiKeyRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgApiKeyRepository")
             .field("pool", &self.pool)
+            .field("lookups", &self.lookups)
             .finish()
     }
 }
@@ -164,8 +174,48 @@ impl PgApiKeyRepository {
     /// A repository over `pool`.
     #[must_use]
     pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+        let lanes = (pool.state().max_size / 4).max(1);
+        let reader = pool.clone();
+        let read: BatchRead = Arc::new(move |hashes: Vec<TokenHash>| {
+            let pool = reader.clone();
+            Box::pin(async move { read_by_hashes(&pool, &hashes).await })
+        });
+        Self {
+            lookups: Arc::new(Coalescer::new(lanes, read)),
+            pool,
+        }
     }
+
+    /// Statements that looked up single keys by hash so far, and the lookups they answered:
+    /// how far lookups were coalesced.
+    #[must_use]
+    pub fn lookup_batches(&self) -> (u64, u64) {
+        self.lookups.counts()
+    }
+}
+
+/// The keys whose hashes are among `hashes`, in one statement: `key_hash = ANY($1)` (what
+/// diesel's `eq_any` renders on Postgres), whose text does not change with the number of
+/// hashes, so it stays one prepared statement per connection; the unique index on `key_hash`
+/// answers it.
+async fn read_by_hashes(pool: &DbPool, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    pool.deadline(async {
+        let mut conn = pool.get().await?;
+        let wanted: Vec<&[u8]> = hashes.iter().map(|h| h.as_bytes().as_slice()).collect();
+        api_keys::table
+            .filter(api_keys::key_hash.eq_any(wanted))
+            .select(ApiKeyRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(ApiKeyRow::into_domain)
+            .collect()
+    })
+    .await
 }
 
 #[async_trait]
@@ -206,44 +256,11 @@ impl ApiKeyRepository for PgApiKeyRepository {
     }
 
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, StoreError> {
-        self.pool
-            .deadline(async {
-                let mut conn = self.pool.get().await?;
-                api_keys::table
-                    .filter(api_keys::key_hash.eq(hash.as_bytes().as_slice()))
-                    .select(ApiKeyRow::as_select())
-                    .first(&mut conn)
-                    .await
-                    .optional()
-                    .map_err(classify)?
-                    .map(ApiKeyRow::into_domain)
-                    .transpose()
-            })
-            .await
+        self.lookups.find(*hash).await
     }
 
-    /// One statement, `key_hash = ANY($1)` (what diesel's `eq_any` renders on Postgres): its
-    /// text does not change with the number of hashes, so it stays one prepared statement
-    /// per connection, and the unique index on `key_hash` answers it.
     async fn find_by_hashes(&self, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError> {
-        if hashes.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.pool
-            .deadline(async {
-                let mut conn = self.pool.get().await?;
-                let wanted: Vec<&[u8]> = hashes.iter().map(|h| h.as_bytes().as_slice()).collect();
-                api_keys::table
-                    .filter(api_keys::key_hash.eq_any(wanted))
-                    .select(ApiKeyRow::as_select())
-                    .load(&mut conn)
-                    .await
-                    .map_err(classify)?
-                    .into_iter()
-                    .map(ApiKeyRow::into_domain)
-                    .collect()
-            })
-            .await
+        read_by_hashes(&self.pool, hashes).await
     }
 
     async fn list(

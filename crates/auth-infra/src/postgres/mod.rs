@@ -4,6 +4,7 @@ mod account;
 mod administration;
 mod api_key;
 mod bus;
+mod coalesce;
 mod connect;
 mod device;
 mod error;

@@ -12,6 +12,7 @@ mod account_service;
 mod contract;
 mod event_log;
 mod jwt_forgery;
+mod key_lookups;
 mod migrations;
 mod outbox;
 mod pool_breaker;

@@ -56,6 +56,14 @@ pub struct ApiKeyItem {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Last successful verification (updated every few seconds).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// What the owner says about the key (a JSON object), if anything.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, example = json!({"plan": "pro"})))]
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The owner's own id for whom the key was issued, if any.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(example = "cus_4711"))]
+    pub external_id: Option<String>,
 }
 
 /// A new key: shown once. `Debug` never shows the key.
@@ -91,6 +99,13 @@ pub struct CreatedKey<S = Redacted> {
     pub created_at: DateTime<Utc>,
     /// Expiry, if any.
     pub expires_at: Option<DateTime<Utc>>,
+    /// What the owner says about the key, if anything.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The owner's own id for whom the key was issued, if any.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 impl<S> CreatedKey<S> {
@@ -107,6 +122,8 @@ impl<S> CreatedKey<S> {
             status: self.status,
             created_at: self.created_at,
             expires_at: self.expires_at,
+            meta: self.meta,
+            external_id: self.external_id,
         }
     }
 }
@@ -128,6 +145,113 @@ pub struct CreateKey {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub expires_in_days: Option<u32>,
+    /// What the owner says about the key: a JSON object of at most 4 KiB serialised, returned
+    /// by a valid verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, example = json!({"plan": "pro"})))]
+    pub meta: Option<serde_json::Value>,
+    /// The owner's own id for whom the key is issued (1..=128 characters; not unique),
+    /// returned by a valid verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, example = "cus_4711")
+    )]
+    pub external_id: Option<String>,
+    /// Members of the API that this service does not serve yet (`rate_limit`, `remaining`,
+    /// `refill`): refused with 422 rather than ignored, so no one believes a limit holds.
+    #[serde(flatten, skip_serializing)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub not_served: NotServed,
+}
+
+/// Members of keys that the API names but does not serve yet; any present is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct NotServed {
+    /// `rate_limit`.
+    #[serde(default)]
+    pub rate_limit: Option<serde_json::Value>,
+    /// `remaining`.
+    #[serde(default)]
+    pub remaining: Option<serde_json::Value>,
+    /// `refill`.
+    #[serde(default)]
+    pub refill: Option<serde_json::Value>,
+}
+
+impl NotServed {
+    /// The names of the members present, in order.
+    #[must_use]
+    pub fn present(&self) -> Vec<&'static str> {
+        [
+            ("rate_limit", self.rate_limit.is_some()),
+            ("remaining", self.remaining.is_some()),
+            ("refill", self.refill.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// Reads a member that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present_or_null<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+/// `PATCH /api-keys/{id}` body: every member optional; a member left out stays as it is,
+/// `null` clears `meta`, `external_id` and `expires_at`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateKey {
+    /// A new name (1..=100 characters); never `null`.
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "billing worker"))]
+    pub name: Option<Option<String>>,
+    /// New scopes (as on create); never `null`.
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<ScopeList>))]
+    pub scopes: Option<Option<Vec<String>>>,
+    /// New meta (as on create); `null` clears it.
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, nullable))]
+    pub meta: Option<Option<serde_json::Value>>,
+    /// New external id (as on create); `null` clears it.
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable, min_length = 1, max_length = 128))]
+    pub external_id: Option<Option<String>>,
+    /// New expiry: after now, at most 3650 days ahead; `null`: never expires.
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<DateTime<Utc>>, nullable))]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// Members not served yet (see [`CreateKey::not_served`]).
+    #[serde(flatten, skip_serializing)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub not_served: NotServed,
 }
 
 impl CreateKey {
@@ -143,6 +267,9 @@ impl CreateKey {
             name: name.into(),
             scopes: scopes.into_iter().map(Into::into).collect(),
             expires_in_days: None,
+            meta: None,
+            external_id: None,
+            not_served: NotServed::default(),
         }
     }
 
@@ -229,6 +356,14 @@ pub struct KeyVerification<'a> {
     /// Expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// What the owner says about the key, when valid and set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub meta: Option<Cow<'a, serde_json::Map<String, serde_json::Value>>>,
+    /// The owner's own id for whom the key was issued, when valid and set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub external_id: Option<Cow<'a, str>>,
     /// `INVALID`, `REVOKED`, `EXPIRED` or `INSUFFICIENT_SCOPE` when not valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ApiKeyRejection>,

@@ -99,6 +99,7 @@ pub struct Revocation {
     /// Position in the log (also the SSE `id`).
     pub seq: i64,
     /// `session.ended`, `session.reuse_detected`, `api_key.revoked`, `api_key.rotated`,
+    /// `api_key.updated` (a key changed in place: a cached verdict on it is out of date),
     /// `device.revoked`, `device.secret_rotated`, `user.password_changed`,
     /// `user.password_reset`, `user.disabled` or `user.deleted`.
     #[cfg_attr(feature = "openapi", schema(example = "session.ended"))]
@@ -111,7 +112,7 @@ pub struct Revocation {
     /// The user whose session or account it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<Uuid>,
-    /// The revoked or rotated key (`api_key.*`).
+    /// The revoked, rotated or changed key (`api_key.*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<Uuid>,
     /// The device (`device.*`).
@@ -128,11 +129,12 @@ pub struct Revocation {
 
 impl Revocation {
     /// Every action the stream carries.
-    pub const ACTIONS: [&'static str; 10] = [
+    pub const ACTIONS: [&'static str; 11] = [
         "session.ended",
         "session.reuse_detected",
         "api_key.revoked",
         "api_key.rotated",
+        "api_key.updated",
         "device.revoked",
         "device.secret_rotated",
         "user.password_changed",

@@ -126,6 +126,8 @@ async fn seed(state: &auth_http::AppState) -> Result<Fixture, Error> {
                 name: ApiKeyName::parse("instructions")?,
                 scopes: Scopes::new(vec![Scope::parse("read")?, Scope::parse("write")?])?,
                 expires_in_days: None,
+                meta: None,
+                external_id: None,
             },
         )
         .await?;

@@ -167,6 +167,8 @@ async fn main() -> Result<(), Error> {
                     name: ApiKeyName::parse(&format!("load-{i}"))?,
                     scopes,
                     expires_in_days: None,
+                    meta: None,
+                    external_id: None,
                 };
                 let issued = service.create(&Actor::Operator, new).await?;
                 Ok::<_, Error>(issued.secret.expose().to_owned())
@@ -220,6 +222,8 @@ async fn main() -> Result<(), Error> {
                 name: ApiKeyName::parse("mixed-admin")?,
                 scopes: Scopes::new(vec![Scope::parse("admin")?])?,
                 expires_in_days: None,
+                meta: None,
+                external_id: None,
             },
         )
         .await?;
@@ -238,6 +242,8 @@ async fn main() -> Result<(), Error> {
                     name: ApiKeyName::parse(&format!("mixed-{i}"))?,
                     scopes,
                     expires_in_days: None,
+                    meta: None,
+                    external_id: None,
                 };
                 let issued = service.create(&Actor::Operator, new).await?;
                 Ok::<_, Error>(format!("{} {}", issued.key.id, issued.secret.expose()))

@@ -196,6 +196,8 @@ mod tests {
             name: "k".into(),
             scopes: vec![],
             expires_at: expires_in.map(|d| Utc::now() + d),
+            meta: None,
+            external_id: None,
         })
     }
 
@@ -236,6 +238,8 @@ mod tests {
             name: "k".into(),
             scopes: vec![],
             expires_at: None,
+            meta: None,
+            external_id: None,
         });
         let loaded = verdict.clone();
         cache

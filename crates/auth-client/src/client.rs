@@ -726,6 +726,62 @@ impl AuthClient {
         Ok(list.items)
     }
 
+    /// `GET /api-keys?organization_id=&include_revoked=&external_id=`: the keys issued for
+    /// one external id.
+    ///
+    /// # Errors
+    /// [`Error::Api`] with `FORBIDDEN` (403), `NOT_FOUND` (404), `VALIDATION_FAILED` (422).
+    pub async fn list_api_keys_of(
+        &self,
+        manager: Credential<'_>,
+        organization_id: Uuid,
+        external_id: &str,
+        include_revoked: bool,
+    ) -> Result<Vec<ApiKeyInfo>, Error> {
+        let segments = v1!("api-keys");
+        let list: auth_api::ApiKeyList = self
+            .json(
+                Call::new(Operation::ListApiKeys, Method::GET, &segments)
+                    .auth(manager.auth())
+                    .query("organization_id", organization_id.to_string())
+                    .query("include_revoked", include_revoked.to_string())
+                    .query("external_id", external_id.to_owned()),
+                200,
+            )
+            .await?;
+        Ok(list.items)
+    }
+
+    /// `PATCH /api-keys/{id}`: changes the members set in `changes` (the others stay; `null`
+    /// clears `meta`, `external_id` and `expires_at`). Every instance of the service answers
+    /// with the change within a second; this client's cache forgets the key at once, other
+    /// clients' when they follow the revocation stream (within a second) or at their TTL.
+    ///
+    /// # Errors
+    /// [`Error::Api`] with `NOT_FOUND` (404), `ALREADY_REVOKED` or `KEY_EXPIRED` (409),
+    /// `VALIDATION_FAILED` (422).
+    pub async fn update_api_key(
+        &self,
+        manager: Credential<'_>,
+        key_id: Uuid,
+        changes: &auth_api::UpdateKey,
+    ) -> Result<ApiKeyInfo, Error> {
+        let id = key_id.to_string();
+        let segments = v1!("api-keys", &id);
+        let info: ApiKeyInfo = self
+            .json(
+                Call::new(Operation::UpdateApiKey, Method::PATCH, &segments)
+                    .auth(manager.auth())
+                    .json(changes),
+                200,
+            )
+            .await?;
+        if let Some(cache) = &self.inner.key_cache {
+            cache.forget_key_id(key_id).await;
+        }
+        Ok(info)
+    }
+
     /// `GET /api-keys/{id}`.
     ///
     /// # Errors

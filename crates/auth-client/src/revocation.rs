@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `session.ended`, `session.reuse_detected` | access tokens of `session_id` refused |
 //! | `api_key.revoked`, `api_key.rotated` | every cached verdict on `key_id` dropped; a verdict on it loaded meanwhile refused |
+//! | `api_key.updated` | every cached verdict on `key_id` dropped (the key stays usable; the next verification asks the service) |
 //! | `device.revoked` | every token of `device_id` refused (revocation is final: none is issued after) |
 //! | `device.secret_rotated` | tokens of `device_id` issued before `not_before` refused |
 //! | `user.password_reset` | access tokens of `user_id` issued before `not_before` (the reset's second) refused (those of its second belong to sessions whose end comes as `session.ended`) |
@@ -243,6 +244,20 @@ impl Revocations {
                     forget_at: device_until(not_before),
                 };
                 add(&self.devices, device.clone(), rule, now).await
+            }
+            "api_key.updated" => {
+                let Some(key) = event.key_id else {
+                    return Effect::Ignored;
+                };
+                match &self.key_cache {
+                    Some(cache) => {
+                        let dropped = cache.forget_key_id(key).await;
+                        self.verdicts_dropped(u64::try_from(dropped).unwrap_or(u64::MAX));
+                        Effect::Applied
+                    }
+                    // No cache: nothing here holds a verdict.
+                    None => Effect::Nothing,
+                }
             }
             "api_key.revoked" | "api_key.rotated" => {
                 let Some(key) = event.key_id else {
@@ -556,6 +571,8 @@ mod tests {
             name: "k".into(),
             scopes: vec![],
             expires_at: None,
+            meta: None,
+            external_id: None,
         })
     }
 

@@ -56,6 +56,8 @@ pub enum Operation {
     RevokeApiKey,
     /// `POST /api/v1/api-keys/{id}/rotate`.
     RotateApiKey,
+    /// `PATCH /api/v1/api-keys/{id}`.
+    UpdateApiKey,
     /// `POST /api/v1/api-keys/verify`.
     VerifyApiKey,
     /// `POST /api/v1/api-keys/verify-batch`.
@@ -90,7 +92,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Self; 36] = [
+    pub const ALL: [Self; 37] = [
         Self::Register,
         Self::Login,
         Self::LoginMfa,
@@ -112,6 +114,7 @@ impl Operation {
         Self::GetApiKey,
         Self::RevokeApiKey,
         Self::RotateApiKey,
+        Self::UpdateApiKey,
         Self::VerifyApiKey,
         Self::VerifyApiKeyBatch,
         Self::RegisterDevice,
@@ -154,6 +157,7 @@ impl Operation {
             Self::GetApiKey => "get_api_key",
             Self::RevokeApiKey => "revoke_api_key",
             Self::RotateApiKey => "rotate_api_key",
+            Self::UpdateApiKey => "update_api_key",
             Self::VerifyApiKey => "verify_api_key",
             Self::VerifyApiKeyBatch => "verify_api_key_batch",
             Self::RegisterDevice => "register_device",

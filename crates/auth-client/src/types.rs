@@ -266,6 +266,10 @@ pub struct VerifiedApiKey {
     pub scopes: Vec<String>,
     /// Expiry, if any.
     pub expires_at: Option<DateTime<Utc>>,
+    /// What the key's owner says about it (a JSON object), if anything.
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The owner's own id for whom the key was issued, if any.
+    pub external_id: Option<String>,
 }
 
 impl VerifiedApiKey {
@@ -316,6 +320,8 @@ pub(crate) fn key_verdict(raw: auth_api::KeyVerification<'_>) -> Option<ApiKeyVe
             .map(std::borrow::Cow::into_owned)
             .collect(),
         expires_at: raw.expires_at,
+        meta: raw.meta.map(std::borrow::Cow::into_owned),
+        external_id: raw.external_id.map(std::borrow::Cow::into_owned),
     }))
 }
 

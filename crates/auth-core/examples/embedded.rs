@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use auth_core::memory::{FakeHasher, FakeSigner, MemoryStore, NoCache};
 use auth_core::model::{
-    ApiKeyName, ApiKeyPrefix, DeviceId, DeviceMetadata, DeviceSecret, Email, OrganizationName,
-    Password, PasswordPolicy, Scope, Scopes,
+    ApiKeyName, ApiKeyPrefix, DeviceId, DeviceMetadata, DeviceSecret, Email, ExternalId,
+    OrganizationName, Password, PasswordPolicy, Scope, Scopes,
 };
 use auth_core::ports::{PasswordHasher, TokenSigner};
 use auth_core::system::{OsSecretGenerator, SystemClock};
@@ -150,6 +150,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
                 name: ApiKeyName::parse("billing")?,
                 scopes: Scopes::new(vec![Scope::parse("invoices:read")?])?,
                 expires_in_days: Some(90),
+                meta: None,
+                external_id: Some(ExternalId::parse("cus_4711")?),
             },
         )
         .await?;

@@ -23,11 +23,11 @@ use chrono::{DateTime, Duration, Utc};
 use crate::audit::{self, RequestActor, RequestContext};
 use crate::memory::{ManualClock, MemoryStore};
 use crate::model::{
-    ApiKey, ApiKeyId, ApiKeyName, Device, DeviceId, DeviceMetadata, DeviceName, DisplayName, Email,
-    EventAction, EventActor, EventTarget, FailedLogin, LogEntry, LoginStep, LoginSubject, Member,
-    Membership, OneTimeToken, Organization, OrganizationId, OrganizationName, OutgoingMail,
-    PasswordHash, Role, Scope, Scopes, Session, SessionId, StoredEvent, StoredToken, TokenHash,
-    TokenPurpose, User, UserId,
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, Device, DeviceId, DeviceMetadata,
+    DeviceName, DisplayName, Email, EventAction, EventActor, EventTarget, ExternalId, FailedLogin,
+    LogEntry, LoginStep, LoginSubject, Member, Membership, OneTimeToken, Organization,
+    OrganizationId, OrganizationName, OutgoingMail, PasswordHash, Role, Scope, Scopes, Session,
+    SessionId, StoredEvent, StoredToken, TokenHash, TokenPurpose, User, UserId,
 };
 use crate::ports::{
     AccountRemover, AddMemberError, AddressConfirmation, AddressIssue, AdminChange, Admission,
@@ -36,7 +36,7 @@ use crate::ports::{
     LoginAttemptStore, MailOutbox, MfaRepository, OneTimeTokenStore, OrganizationRepository,
     PasswordUpdate, PruneReport, PrunedRows, Pruner, RESET_REQUEST_RETENTION, RegisterDeviceError,
     RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository,
-    UserAdministration, UserQuery, UserRepository,
+    UpdateApiKeyError, UserAdministration, UserQuery, UserRepository,
 };
 
 /// What a contract test needs from an adapter.
@@ -132,7 +132,10 @@ macro_rules! storage_contract_tests {
             role_of_each_role, add_member_refusals, members_with_emails_in_order,
             remove_member_rules, concurrent_owner_removals_one_winner,
             api_key_round_trip, api_key_find_by_hashes, concurrent_key_lookups_answer_each_its_own,
-            api_key_create_refuses_duplicates,
+            api_key_create_refuses_duplicates, api_key_meta_and_external_id_round_trip,
+            api_key_update_applies_what_is_given_and_announces_it,
+            api_key_update_refuses_revoked_expired_and_unknown_changing_nothing,
+            concurrent_key_updates_and_revoke_stay_whole, api_key_list_by_external_id,
             api_key_list_order_and_revoked,
             api_key_revoke, concurrent_key_revokes_one_winner, api_key_rotate,
             failed_rotation_changes_nothing, concurrent_key_rotations_one_winner, record_usage_moves_forward,
@@ -1066,6 +1069,8 @@ fn api_key(org: OrganizationId, created_at: DateTime<Utc>) -> ApiKey {
         expires_at: None,
         revoked_at: None,
         last_used_at: None,
+        meta: None,
+        external_id: None,
     }
 }
 
@@ -1122,6 +1127,302 @@ async fn api_key_round_trip(f: &impl Fixture) {
     assert_eq!(
         f.api_keys().find_by_hash(&token("unknown")).await.unwrap(),
         None
+    );
+}
+
+fn meta(value: serde_json::Value) -> ApiKeyMeta {
+    ApiKeyMeta::new(value).unwrap()
+}
+
+fn external(raw: &str) -> ExternalId {
+    ExternalId::parse(raw).unwrap()
+}
+
+/// `meta` (nested, unicode, numbers) and `external_id` read back as stored, by id, by hash, in
+/// batches and in lists.
+async fn api_key_meta_and_external_id_round_trip(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let key = ApiKey {
+        meta: Some(meta(serde_json::json!({
+            "plan": "pro", "seats": 12, "ratio": 0.5, "tags": ["a", "ü"], "nested": {"ok": true, "none": null}
+        }))),
+        external_id: Some(external("cus_Ünïcode 42")),
+        ..api_key(org.id, now)
+    };
+    f.api_keys().create(&key).await.unwrap();
+    assert_eq!(
+        f.api_keys().find(key.id).await.unwrap().as_ref(),
+        Some(&key)
+    );
+    assert_eq!(
+        f.api_keys()
+            .find_by_hash(&key.key_hash)
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&key)
+    );
+    assert_eq!(
+        f.api_keys().find_by_hashes(&[key.key_hash]).await.unwrap(),
+        vec![key.clone()]
+    );
+    assert_eq!(
+        f.api_keys().list(org.id, false, None).await.unwrap(),
+        vec![key]
+    );
+}
+
+/// `update` applies exactly the members given (`Some(None)` clears), reads back everywhere,
+/// and appends `api_key.updated` naming the key's hash; an empty change appends nothing.
+async fn api_key_update_applies_what_is_given_and_announces_it(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let key = ApiKey {
+        meta: Some(meta(serde_json::json!({"plan": "free"}))),
+        external_id: Some(external("cus_1")),
+        ..api_key(org.id, c.now())
+    };
+    f.api_keys().create(&key).await.unwrap();
+    let start = log_head(f).await;
+
+    let unchanged = f
+        .api_keys()
+        .update(key.id, &ApiKeyChanges::default(), c.now())
+        .await
+        .unwrap();
+    assert_eq!(unchanged, key);
+    assert!(
+        logged_after(f, start).await.is_empty(),
+        "an empty change is not announced"
+    );
+
+    let expiry = c.now() + Duration::days(30);
+    let changes = ApiKeyChanges {
+        name: Some(ApiKeyName::parse("renamed").unwrap()),
+        scopes: Some(scopes(&["invoices:read"])),
+        meta: Some(Some(meta(serde_json::json!({"plan": "pro"})))),
+        external_id: None,
+        expires_at: Some(Some(expiry)),
+    };
+    let changed = f
+        .api_keys()
+        .update(key.id, &changes, c.now())
+        .await
+        .unwrap();
+    let expected = ApiKey {
+        name: ApiKeyName::parse("renamed").unwrap(),
+        scopes: scopes(&["invoices:read"]),
+        meta: Some(meta(serde_json::json!({"plan": "pro"}))),
+        expires_at: Some(expiry),
+        ..key.clone()
+    };
+    assert_eq!(changed, expected);
+    assert_eq!(
+        f.api_keys().find(key.id).await.unwrap(),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        f.api_keys().find_by_hash(&key.key_hash).await.unwrap(),
+        Some(expected.clone())
+    );
+
+    let cleared = f
+        .api_keys()
+        .update(
+            key.id,
+            &ApiKeyChanges {
+                meta: Some(None),
+                external_id: Some(None),
+                expires_at: Some(None),
+                ..ApiKeyChanges::default()
+            },
+            c.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cleared,
+        ApiKey {
+            meta: None,
+            external_id: None,
+            expires_at: None,
+            ..expected
+        }
+    );
+    assert_eq!(f.api_keys().find(key.id).await.unwrap(), Some(cleared));
+
+    let logged = logged_after(f, start).await;
+    let seen: Vec<_> = logged
+        .iter()
+        .map(|e| (e.action, e.invalidation.clone(), e.organization_id))
+        .collect();
+    let announced = (
+        Some(EventAction::ApiKeyUpdated),
+        Some(Invalidation::ApiKey(key.key_hash)),
+        Some(org.id),
+    );
+    assert_eq!(seen, vec![announced.clone(), announced]);
+    assert_eq!(
+        logged[0].details["changed"],
+        serde_json::json!(["name", "scopes", "meta", "expires_at"])
+    );
+    assert_eq!(
+        logged[1].details["changed"],
+        serde_json::json!(["meta", "external_id", "expires_at"])
+    );
+    assert!(
+        !logged[0].details.to_string().contains("pro"),
+        "values stay out of the log: {}",
+        logged[0].details
+    );
+}
+
+/// A revoked (also when expired), an expired and an unknown key are not changed, and nothing
+/// is announced.
+async fn api_key_update_refuses_revoked_expired_and_unknown_changing_nothing(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let revoked = stored_key(f, org.id, c.now()).await;
+    let revoked = f.api_keys().revoke(revoked.id, c.now()).await.unwrap();
+    let expired = ApiKey {
+        expires_at: Some(c.now() + Duration::seconds(1)),
+        ..api_key(org.id, c.now())
+    };
+    f.api_keys().create(&expired).await.unwrap();
+    let revoked_and_expired = ApiKey {
+        expires_at: Some(c.now() + Duration::seconds(1)),
+        ..api_key(org.id, c.now())
+    };
+    f.api_keys().create(&revoked_and_expired).await.unwrap();
+    let revoked_and_expired = f
+        .api_keys()
+        .revoke(revoked_and_expired.id, c.now())
+        .await
+        .unwrap();
+    let start = log_head(f).await;
+    let later = c.now() + Duration::seconds(1);
+    let changes = ApiKeyChanges {
+        name: Some(ApiKeyName::parse("nope").unwrap()),
+        expires_at: Some(None),
+        ..ApiKeyChanges::default()
+    };
+    for (key, refused) in [
+        (&revoked, "revoked"),
+        (&expired, "expired"),
+        (&revoked_and_expired, "revoked"),
+    ] {
+        let got = f.api_keys().update(key.id, &changes, later).await;
+        match (got, refused) {
+            (Err(UpdateApiKeyError::AlreadyRevoked), "revoked")
+            | (Err(UpdateApiKeyError::Expired), "expired") => {}
+            (other, _) => panic!("{refused}: {other:?}"),
+        }
+        assert_eq!(f.api_keys().find(key.id).await.unwrap().as_ref(), Some(key));
+    }
+    assert!(matches!(
+        f.api_keys()
+            .update(ApiKeyId::generate(), &changes, later)
+            .await,
+        Err(UpdateApiKeyError::NotFound)
+    ));
+    assert!(logged_after(f, start).await.is_empty());
+}
+
+/// Changes racing each other and a revocation: each change applies whole or not at all, the
+/// revocation wins once, and the key ends revoked with the members of one of the changes
+/// that succeeded before it (or its first ones).
+async fn concurrent_key_updates_and_revoke_stay_whole(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let key = stored_key(f, org.id, now).await;
+    let changes: Vec<ApiKeyChanges> = (0..12)
+        .map(|i| ApiKeyChanges {
+            name: Some(ApiKeyName::parse(&format!("name {i}")).unwrap()),
+            external_id: Some(Some(external(&format!("cus_{i}")))),
+            ..ApiKeyChanges::default()
+        })
+        .collect();
+    let repo = f.api_keys();
+    let updates = changes.iter().map(|c| {
+        let repo = Arc::clone(&repo);
+        async move { repo.update(key.id, c, now).await }
+    });
+    let revoke = {
+        let repo = Arc::clone(&repo);
+        async move { repo.revoke(key.id, now).await }
+    };
+    let (results, revoked) =
+        futures::future::join(futures::future::join_all(updates), revoke).await;
+    let revoked = revoked.unwrap();
+    let mut applied = vec![(key.name.clone(), key.external_id.clone())];
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(changed) => {
+                assert_eq!(changed.name.as_str(), format!("name {i}"));
+                assert_eq!(
+                    changed.external_id.as_ref().map(ExternalId::as_str),
+                    Some(format!("cus_{i}").as_str())
+                );
+                applied.push((changed.name, changed.external_id));
+            }
+            Err(UpdateApiKeyError::AlreadyRevoked) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let stored = f.api_keys().find(key.id).await.unwrap().unwrap();
+    assert_eq!(stored, revoked);
+    assert!(stored.revoked_at.is_some());
+    assert!(
+        applied.contains(&(stored.name.clone(), stored.external_id.clone())),
+        "{stored:?} is whole: one change's name with the same change's external_id"
+    );
+}
+
+/// The `external_id` filter lists the organization's keys of that id only, with the usual
+/// order and revoked rule; other organizations' keys of the same id stay out.
+async fn api_key_list_by_external_id(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let other = key_owner(f, c.now()).await;
+    let mut theirs = Vec::new();
+    for n in 0..3 {
+        c.advance(Duration::seconds(1));
+        let key = ApiKey {
+            external_id: Some(external(if n == 1 { "cus_B" } else { "cus_A" })),
+            ..api_key(org.id, c.now())
+        };
+        f.api_keys().create(&key).await.unwrap();
+        theirs.push(key);
+    }
+    let elsewhere = ApiKey {
+        external_id: Some(external("cus_A")),
+        ..api_key(other.id, c.now())
+    };
+    f.api_keys().create(&elsewhere).await.unwrap();
+    stored_key(f, org.id, c.now()).await;
+    let revoked = f.api_keys().revoke(theirs[2].id, c.now()).await.unwrap();
+
+    let a = external("cus_A");
+    assert_eq!(
+        f.api_keys().list(org.id, false, Some(&a)).await.unwrap(),
+        vec![theirs[0].clone()]
+    );
+    assert_eq!(
+        f.api_keys().list(org.id, true, Some(&a)).await.unwrap(),
+        vec![theirs[0].clone(), revoked]
+    );
+    assert_eq!(
+        f.api_keys()
+            .list(org.id, true, Some(&external("cus_a")))
+            .await
+            .unwrap(),
+        vec![],
+        "compared byte-exact"
+    );
+    assert_eq!(
+        f.api_keys().list(org.id, true, None).await.unwrap().len(),
+        4
     );
 }
 
@@ -1257,16 +1558,16 @@ async fn api_key_list_order_and_revoked(f: &impl Fixture) {
         .unwrap();
 
     assert_eq!(
-        f.api_keys().list(org.id, false).await.unwrap(),
+        f.api_keys().list(org.id, false, None).await.unwrap(),
         vec![oldest.clone(), tie_high.clone(), newest.clone()]
     );
     assert_eq!(
-        f.api_keys().list(org.id, true).await.unwrap(),
+        f.api_keys().list(org.id, true, None).await.unwrap(),
         vec![oldest, revoked, tie_high, newest]
     );
     assert!(
         f.api_keys()
-            .list(OrganizationId::generate(), true)
+            .list(OrganizationId::generate(), true, None)
             .await
             .unwrap()
             .is_empty()
@@ -1368,7 +1669,7 @@ async fn api_key_rotate(f: &impl Fixture) {
         Some(next.clone())
     );
     assert_eq!(
-        f.api_keys().list(org.id, false).await.unwrap(),
+        f.api_keys().list(org.id, false, None).await.unwrap(),
         vec![next.clone()]
     );
 
@@ -1456,7 +1757,7 @@ async fn concurrent_key_rotations_one_winner(f: &impl Fixture) {
     assert_eq!(winners.len(), 1);
     let listed: Vec<ApiKeyId> = f
         .api_keys()
-        .list(org.id, true)
+        .list(org.id, true, None)
         .await
         .unwrap()
         .iter()

@@ -432,8 +432,13 @@ impl From<ApiKeyError> for ApiError {
             }
             ApiKeyError::Expired => Self::conflict(
                 ErrorCode::KeyExpired,
-                "the key has expired and cannot be rotated; create a new key",
+                "the key has expired and cannot be rotated or changed; create a new key",
             ),
+            ApiKeyError::ExpiryOutOfRange => Self::validation(vec![FieldError::new(
+                "expires_at",
+                "out_of_range",
+                "expires_at must be after now and at most 3650 days ahead",
+            )]),
             ApiKeyError::Store(store) => store.into(),
             ApiKeyError::Internal(_) => Self::internal(&err),
         }

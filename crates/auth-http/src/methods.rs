@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(names("/api/v1/api-keys"), "GET,POST");
         assert_eq!(
             names("/api/v1/api-keys/0190a0a0-0000-7000-8000-000000000000"),
-            "GET"
+            "GET,PATCH"
         );
         assert_eq!(names("/api/v1/api-keys/verify"), "POST");
         assert_eq!(names("/api/v1/devices/authenticate"), "POST");

@@ -6,7 +6,7 @@ use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
-use auth_core::model::{ApiKeyId, DeviceId, OrganizationId, UserId};
+use auth_core::model::{ApiKeyId, DeviceId, ExternalId, OrganizationId, UserId};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -140,15 +140,20 @@ pub struct ListKeysQuery {
     pub organization_id: Option<String>,
     /// Include revoked keys (`true`/`false`, default false).
     pub include_revoked: Option<String>,
+    /// Only the keys issued for this external id (compared byte-exact).
+    #[param(min_length = 1, max_length = 128)]
+    pub external_id: Option<String>,
 }
 
 /// The parsed `GET /api-keys` query.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct KeysQuery {
     /// The organization.
     pub organization: OrganizationId,
     /// Whether revoked keys are listed too.
     pub include_revoked: bool,
+    /// Only the keys of this external id.
+    pub external_id: Option<ExternalId>,
 }
 
 impl KeysQuery {
@@ -166,9 +171,18 @@ impl KeysQuery {
                 )]));
             }
         };
+        let external_id = raw
+            .external_id
+            .as_deref()
+            .map(ExternalId::parse)
+            .transpose()
+            .map_err(|e| {
+                ApiError::invalid_query(vec![FieldError::new("external_id", e.code(), e)])
+            })?;
         Ok(Self {
             organization,
             include_revoked,
+            external_id,
         })
     }
 }

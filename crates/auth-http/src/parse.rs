@@ -9,9 +9,9 @@
 use auth_api as api;
 use auth_core::model::text::has_control_chars;
 use auth_core::model::{
-    ApiKeyName, DeviceId, DeviceMetadata, DeviceName, DeviceSecret, DisplayName, Email,
-    OneTimeToken, OrganizationId, OrganizationName, Password, PasswordError, PasswordPolicy,
-    RefreshToken, Role, Scope, Scopes,
+    ApiKeyChanges, ApiKeyMeta, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, DeviceSecret,
+    DisplayName, Email, ExternalId, OneTimeToken, OrganizationId, OrganizationName, Password,
+    PasswordError, PasswordPolicy, RefreshToken, Role, Scope, Scopes,
 };
 use auth_core::{NewApiKey, NewDevice, Registration};
 
@@ -149,6 +149,31 @@ impl Fields {
     ///
     /// # Errors
     /// [`ApiError`] 422 with the noted field errors.
+    /// A key's `meta`, or notes why not.
+    pub fn meta(&mut self, value: serde_json::Value) -> Option<ApiKeyMeta> {
+        ApiKeyMeta::new(value)
+            .map_err(|e| self.push(FieldError::new("meta", e.code(), e)))
+            .ok()
+    }
+
+    /// A key's `external_id`, or notes why not.
+    pub fn external_id(&mut self, raw: &str) -> Option<ExternalId> {
+        ExternalId::parse(raw)
+            .map_err(|e| self.push(FieldError::new("external_id", e.code(), e)))
+            .ok()
+    }
+
+    /// Notes every member of a key that is not served yet.
+    pub fn not_served(&mut self, members: &api::NotServed) {
+        for name in members.present() {
+            self.push(FieldError::new(
+                name,
+                "not_supported",
+                format!("{name} is not supported by this service yet"),
+            ));
+        }
+    }
+
     pub fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
         match value {
             Some(value) if self.errors.is_empty() => Ok(value),
@@ -595,12 +620,63 @@ impl TryIntoDomain for api::CreateKey {
                 "expires_in_days must be 1..=3650",
             ));
         }
+        let meta = self.meta.map(|value| f.meta(value));
+        let external_id = self.external_id.as_deref().map(|raw| f.external_id(raw));
+        f.not_served(&self.not_served);
         f.finish(name.zip(scopes).map(|(name, scopes)| NewApiKey {
             organization_id: OrganizationId::from_uuid(self.organization_id),
             name,
             scopes,
             expires_in_days: self.expires_in_days,
+            meta: meta.flatten(),
+            external_id: external_id.flatten(),
         }))
+    }
+}
+
+impl TryIntoDomain for api::UpdateKey {
+    type Domain = ApiKeyChanges;
+
+    fn try_into_domain(self, (): ()) -> Result<ApiKeyChanges, ApiError> {
+        let mut f = Fields::default();
+        let never_null = |f: &mut Fields, field: &str| {
+            f.push(FieldError::new(
+                field,
+                "invalid_type",
+                format!("{field} cannot be null"),
+            ));
+        };
+        let name = match &self.name {
+            None => None,
+            Some(None) => {
+                never_null(&mut f, "name");
+                None
+            }
+            Some(Some(raw)) => f.check("name", "invalid", raw, ApiKeyName::parse),
+        };
+        let scopes = match &self.scopes {
+            None => None,
+            Some(None) => {
+                never_null(&mut f, "scopes");
+                None
+            }
+            Some(Some(raw)) => f.scopes(&"scopes", raw.iter().map(|s| Some(s.as_str())), raw.len()),
+        };
+        let meta = self.meta.map(|meta| meta.map(|value| f.meta(value)));
+        let external_id = self
+            .external_id
+            .map(|id| id.as_deref().map(|raw| f.external_id(raw)));
+        f.not_served(&self.not_served);
+        let changes = ApiKeyChanges {
+            name,
+            scopes,
+            // A broken member is noted in `f` (and `finish` refuses); a cleared one is
+            // `Some(None)`.
+            meta: meta.map(Option::flatten),
+            external_id: external_id.map(Option::flatten),
+            expires_at: self.expires_at,
+        };
+        f.finish(Some(changes))
     }
 }
 
@@ -801,6 +877,12 @@ mod tests {
             name: String::new(),
             scopes: vec!["ok".into(), "Bad Scope".into(), "\u{7}".into()],
             expires_in_days: Some(0),
+            meta: Some(serde_json::json!(["not", "an", "object"])),
+            external_id: Some("x".repeat(129)),
+            not_served: api::NotServed {
+                remaining: Some(serde_json::json!(10)),
+                ..api::NotServed::default()
+            },
         };
         let err = body.try_into_domain(()).unwrap_err();
         assert_eq!(
@@ -809,8 +891,55 @@ mod tests {
                 ("name", "invalid"),
                 ("scopes[1]", "invalid_scope"),
                 ("scopes[2]", "control_character"),
-                ("expires_in_days", "out_of_range")
+                ("expires_in_days", "out_of_range"),
+                ("meta", "not_an_object"),
+                ("external_id", "too_long"),
+                ("remaining", "not_supported"),
             ]
+        );
+        for (meta, code) in [
+            (serde_json::json!({"k": "v".repeat(4096)}), "too_large"),
+            (
+                serde_json::json!({"k": ["ok", "\u{0}"]}),
+                "control_character",
+            ),
+            (serde_json::json!({"\u{202e}k": 1}), "bidi_control"),
+        ] {
+            let body = api::UpdateKey {
+                meta: Some(Some(meta)),
+                ..api::UpdateKey::default()
+            };
+            assert_eq!(
+                fields(&body.try_into_domain(()).unwrap_err()),
+                [("meta", code)]
+            );
+        }
+        let body = api::UpdateKey {
+            name: Some(None),
+            scopes: Some(None),
+            external_id: Some(Some(String::new())),
+            ..api::UpdateKey::default()
+        };
+        assert_eq!(
+            fields(&body.try_into_domain(()).unwrap_err()),
+            [
+                ("name", "invalid_type"),
+                ("scopes", "invalid_type"),
+                ("external_id", "empty")
+            ]
+        );
+        let cleared = api::UpdateKey {
+            meta: Some(None),
+            external_id: Some(None),
+            expires_at: Some(None),
+            ..api::UpdateKey::default()
+        }
+        .try_into_domain(())
+        .unwrap();
+        assert_eq!(cleared.members(), ["meta", "external_id", "expires_at"]);
+        assert_eq!(
+            (cleared.meta, cleared.external_id, cleared.expires_at),
+            (Some(None), Some(None), Some(None))
         );
     }
 

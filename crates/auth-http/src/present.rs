@@ -228,6 +228,8 @@ pub fn api_key_item(key: &ApiKey, now: DateTime<Utc>) -> api::ApiKeyItem {
         expires_at: key.expires_at,
         revoked_at: key.revoked_at,
         last_used_at: key.last_used_at,
+        meta: key.meta.as_ref().map(|m| m.as_map().clone()),
+        external_id: key.external_id.as_ref().map(|e| e.as_str().to_owned()),
     }
 }
 
@@ -245,6 +247,8 @@ pub fn created_key(issued: IssuedApiKey) -> api::CreatedKey {
         status: api::ApiKeyStatus::Active,
         created_at: k.created_at,
         expires_at: k.expires_at,
+        meta: k.meta.map(|m| m.as_map().clone()),
+        external_id: k.external_id.map(|e| e.as_str().to_owned()),
     }
 }
 
@@ -270,6 +274,8 @@ pub fn key_verification(verdict: &ApiKeyVerdict) -> api::KeyVerification<'_> {
                     .collect(),
             ),
             expires_at: k.expires_at,
+            meta: k.meta.as_ref().map(|m| Cow::Borrowed(m.as_map())),
+            external_id: k.external_id.as_ref().map(|e| Cow::Borrowed(e.as_str())),
             error: None,
         },
         ApiKeyVerdict::Invalid => rejected(api::ApiKeyRejection::Invalid),

@@ -57,6 +57,7 @@ pub fn carried(action: EventAction) -> bool {
             | EventAction::SessionReuseDetected
             | EventAction::ApiKeyRevoked
             | EventAction::ApiKeyRotated
+            | EventAction::ApiKeyUpdated
             | EventAction::DeviceRevoked
             | EventAction::DeviceSecretRotated
             | EventAction::PasswordChanged

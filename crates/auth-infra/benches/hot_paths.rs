@@ -113,6 +113,8 @@ fn api_keys(c: &mut Criterion) {
                     scopes: Scopes::new(vec![Scope::parse("read").expect("scope")])
                         .expect("one scope"),
                     expires_in_days: None,
+                    meta: None,
+                    external_id: None,
                 },
             )
             .await

@@ -5,8 +5,8 @@
 
 use auth_api::{ApiKeyItem, DeviceItem};
 use auth_core::model::{
-    ApiKeyId, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, OrganizationId,
-    OrganizationName, Scope, Scopes,
+    ApiKeyId, ApiKeyMeta, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, ExternalId,
+    OrganizationId, OrganizationName, Scope, Scopes,
 };
 use auth_core::ports::PruneReport;
 use auth_core::{
@@ -95,6 +95,13 @@ pub enum ApiKeysCommand {
         /// Lifetime in days (none: never expires); the API's `expires_in_days`.
         #[arg(long = "expires-in-days", alias = "ttl-days", value_name = "DAYS")]
         expires_in_days: Option<u32>,
+        /// What to say about the key: a JSON object of at most 4 KiB, returned by a valid
+        /// verification.
+        #[arg(long, value_name = "JSON")]
+        meta: Option<String>,
+        /// The customer's own id for whom the key is issued (1..=128 characters).
+        #[arg(long = "external-id", value_name = "ID")]
+        external_id: Option<String>,
     },
     /// List an organization's keys.
     List {
@@ -697,6 +704,8 @@ pub(crate) fn new_key(
     name: &str,
     scopes: &[String],
     expires_in_days: Option<u32>,
+    meta: Option<&str>,
+    external_id: Option<&str>,
 ) -> Result<NewApiKey, CliError> {
     let organization_id: OrganizationId = parse_id("--organization", organization)?;
     let name = ApiKeyName::parse(name).map_err(|e| CliError::Input(format!("--name: {e}")))?;
@@ -710,11 +719,25 @@ pub(crate) fn new_key(
         return Err(CliError::Input("--expires-in-days must be 1..=3650".into()));
     }
     let scopes = Scopes::new(scopes).map_err(|e| CliError::Input(format!("--scopes: {e}")))?;
+    let meta = meta
+        .map(|text| {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| CliError::Input(format!("--meta: not JSON: {e}")))?;
+            ApiKeyMeta::new(value).map_err(|e| CliError::Input(format!("--meta: {e}")))
+        })
+        .transpose()?;
+    let external_id = external_id
+        .map(|raw| {
+            ExternalId::parse(raw).map_err(|e| CliError::Input(format!("--external-id: {e}")))
+        })
+        .transpose()?;
     Ok(NewApiKey {
         organization_id,
         name,
         scopes,
         expires_in_days,
+        meta,
+        external_id,
     })
 }
 
@@ -867,8 +890,17 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
             name,
             scopes,
             expires_in_days,
+            meta,
+            external_id,
         } => {
-            let new = new_key(&organization, &name, &scopes, expires_in_days)?;
+            let new = new_key(
+                &organization,
+                &name,
+                &scopes,
+                expires_in_days,
+                meta.as_deref(),
+                external_id.as_deref(),
+            )?;
             let issued = keys.create(&actor, new).await.map_err(key_error)?;
             output::created_key(&present::created_key(issued), json)
         }
@@ -878,7 +910,7 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
         } => {
             let org: OrganizationId = parse_id("--organization", &organization)?;
             let items: Vec<ApiKeyItem> = keys
-                .list(&actor, org, include_revoked)
+                .list(&actor, org, include_revoked, None)
                 .await
                 .map_err(key_error)?
                 .iter()

@@ -148,14 +148,25 @@ pub async fn api_keys(remote: &Remote, cmd: ApiKeysCommand, json: bool) -> Resul
             name,
             scopes,
             expires_in_days,
+            meta,
+            external_id,
         } => {
-            let new = admin::new_key(&organization, &name, &scopes, expires_in_days)?;
+            let new = admin::new_key(
+                &organization,
+                &name,
+                &scopes,
+                expires_in_days,
+                meta.as_deref(),
+                external_id.as_deref(),
+            )?;
             let mut body = auth_client::NewApiKey::new(
                 new.organization_id.as_uuid(),
                 new.name.as_str(),
                 new.scopes.as_slice().iter().map(|s| s.as_str()),
             );
             body.expires_in_days = new.expires_in_days;
+            body.meta = new.meta.map(|m| m.to_value());
+            body.external_id = new.external_id.map(|e| e.as_str().to_owned());
             let created = client
                 .create_api_key(remote.manager(), &body)
                 .await

@@ -19,13 +19,14 @@ use secrecy::ExposeSecret as _;
 use super::Fixture;
 use crate::memory::ManualClock;
 use crate::model::{
-    ApiKey, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, Device, DeviceId, DeviceMetadata,
-    DeviceSecret, Email, Organization, OrganizationId, OrganizationName, PasswordHash, Scope,
-    Scopes, TokenHash, TokenRejection, User, UserId,
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, Device, DeviceId,
+    DeviceMetadata, DeviceSecret, Email, ExternalId, Organization, OrganizationId,
+    OrganizationName, PasswordHash, Scope, Scopes, TokenHash, TokenRejection, User, UserId,
 };
 use crate::ports::{
     ApiKeyRepository, ChangeDeviceError, Clock as _, DeviceRepository, RegisterDeviceError,
-    RevokeApiKeyError, StoreError, TokenSigner, UserRepository, VerificationCache,
+    RevokeApiKeyError, StoreError, TokenSigner, UpdateApiKeyError, UserRepository,
+    VerificationCache,
 };
 use crate::system::OsSecretGenerator;
 use crate::{
@@ -193,8 +194,21 @@ impl ApiKeyRepository for CountingApiKeys {
         }
         self.inner.find_by_hashes(hashes).await
     }
-    async fn list(&self, org: OrganizationId, all: bool) -> Result<Vec<ApiKey>, StoreError> {
-        self.inner.list(org, all).await
+    async fn list(
+        &self,
+        org: OrganizationId,
+        all: bool,
+        external_id: Option<&ExternalId>,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        self.inner.list(org, all, external_id).await
+    }
+    async fn update(
+        &self,
+        id: ApiKeyId,
+        changes: &ApiKeyChanges,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, UpdateApiKeyError> {
+        self.inner.update(id, changes, now).await
     }
     async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeApiKeyError> {
         self.inner.revoke(id, now).await
@@ -220,6 +234,8 @@ pub fn new_key(org: OrganizationId, days: Option<u32>) -> NewApiKey {
         name: ApiKeyName::parse("svc").unwrap(),
         scopes: Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap(),
         expires_in_days: days,
+        meta: None,
+        external_id: None,
     }
 }
 
@@ -341,7 +357,7 @@ async fn expired_keys_are_not_rotated(f: &impl Fixture, parts: ServiceParts) {
     assert_eq!(stored.revoked_at, None);
     assert_eq!(
         h.keys
-            .list(&Actor::Operator, h.org, true)
+            .list(&Actor::Operator, h.org, true, None)
             .await
             .unwrap()
             .len(),

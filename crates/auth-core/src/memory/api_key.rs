@@ -8,8 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::event_log::{MemoryEventLog, Recorder};
 use super::lock;
-use crate::model::{ApiKey, ApiKeyId, NewEvent, OrganizationId, TokenHash};
-use crate::ports::{ApiKeyRepository, RevokeApiKeyError, StoreError};
+use crate::model::{
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyStatus, ExternalId, NewEvent, OrganizationId, TokenHash,
+};
+use crate::ports::{ApiKeyRepository, RevokeApiKeyError, StoreError, UpdateApiKeyError};
 
 #[derive(Debug, Default)]
 struct State {
@@ -110,12 +112,17 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
         &self,
         org: OrganizationId,
         include_revoked: bool,
+        external_id: Option<&ExternalId>,
     ) -> Result<Vec<ApiKey>, StoreError> {
         let state = lock(&self.0);
         let mut keys: Vec<ApiKey> = state
             .keys
             .values()
-            .filter(|k| k.organization_id == org && (include_revoked || k.revoked_at.is_none()))
+            .filter(|k| {
+                k.organization_id == org
+                    && (include_revoked || k.revoked_at.is_none())
+                    && external_id.is_none_or(|wanted| k.external_id.as_ref() == Some(wanted))
+            })
             .cloned()
             .collect();
         keys.sort_by_key(|k| (k.created_at, k.id));
@@ -152,6 +159,32 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
             .record(vec![NewEvent::api_key_rotated(&revoked, new, now)])
             .await;
         Ok(revoked)
+    }
+
+    async fn update(
+        &self,
+        id: ApiKeyId,
+        changes: &ApiKeyChanges,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, UpdateApiKeyError> {
+        let changed = {
+            let mut state = lock(&self.0);
+            let key = state.keys.get_mut(&id).ok_or(UpdateApiKeyError::NotFound)?;
+            match key.status(now) {
+                ApiKeyStatus::Revoked => return Err(UpdateApiKeyError::AlreadyRevoked),
+                ApiKeyStatus::Expired => return Err(UpdateApiKeyError::Expired),
+                ApiKeyStatus::Active => {}
+            }
+            if changes.is_empty() {
+                return Ok(key.clone());
+            }
+            *key = changes.apply_to(key);
+            key.clone()
+        };
+        self.1
+            .record(vec![NewEvent::api_key_updated(&changed, changes, now)])
+            .await;
+        Ok(changed)
     }
 
     async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {

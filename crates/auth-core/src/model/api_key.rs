@@ -325,6 +325,167 @@ impl ApiKeyStatus {
     }
 }
 
+/// What the key's owner says about it: a JSON object of at most 4 KiB (serialised), with no
+/// control character and no bidirectional control in any member name or string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyMeta(serde_json::Map<String, serde_json::Value>);
+
+/// Why `meta` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum MetaError {
+    /// Not a JSON object.
+    #[error("meta must be a JSON object")]
+    NotAnObject,
+    /// Over 4 KiB serialised.
+    #[error("meta must be at most 4 KiB serialised")]
+    TooLarge,
+    /// A member name or string holds a control character.
+    #[error("meta must not contain control characters")]
+    ControlCharacter,
+    /// A member name or string holds a bidirectional control.
+    #[error("meta must not contain bidirectional control characters")]
+    BidiControl,
+}
+
+impl MetaError {
+    /// The code of a 422 entry.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::NotAnObject => "not_an_object",
+            Self::TooLarge => "too_large",
+            Self::ControlCharacter => "control_character",
+            Self::BidiControl => "bidi_control",
+        }
+    }
+}
+
+impl From<super::device::MetadataError> for MetaError {
+    fn from(err: super::device::MetadataError) -> Self {
+        use super::device::MetadataError as E;
+        match err {
+            E::NotAnObject => Self::NotAnObject,
+            E::TooLarge => Self::TooLarge,
+            E::ControlCharacter => Self::ControlCharacter,
+            E::BidiControl => Self::BidiControl,
+        }
+    }
+}
+
+impl ApiKeyMeta {
+    /// Largest serialised size, in bytes.
+    pub const MAX_BYTES: usize = 4 * 1024;
+
+    /// Validates `meta`.
+    ///
+    /// # Errors
+    /// [`MetaError`].
+    pub fn new(value: serde_json::Value) -> Result<Self, MetaError> {
+        let meta = Self::from_stored(value)?;
+        if super::device::any_text(&meta.0, super::text::has_bidi_controls) {
+            return Err(MetaError::BidiControl);
+        }
+        Ok(meta)
+    }
+
+    /// Rebuilds stored `meta` (every rule of `new` but bidirectional controls). For storage
+    /// adapters.
+    ///
+    /// # Errors
+    /// [`MetaError`].
+    pub fn from_stored(value: serde_json::Value) -> Result<Self, MetaError> {
+        Ok(Self(super::device::stored_object(value, Self::MAX_BYTES)?))
+    }
+
+    /// The object.
+    #[must_use]
+    pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.0
+    }
+
+    /// The object as a JSON value.
+    #[must_use]
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.0.clone())
+    }
+}
+
+/// The key owner's own id for whom the key was issued (`external_id`): 1..=128 characters, no
+/// control characters or bidirectional controls, kept byte-exact. Not unique.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExternalId(String);
+
+/// Why an `external_id` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ExternalIdError {
+    /// Empty.
+    #[error("external_id must not be empty")]
+    Empty,
+    /// Over 128 characters.
+    #[error("external_id must be at most 128 characters")]
+    TooLong,
+    /// Holds a control character.
+    #[error("external_id must not contain control characters")]
+    ControlCharacter,
+    /// Holds a bidirectional control.
+    #[error("external_id must not contain bidirectional control characters")]
+    BidiControl,
+}
+
+impl ExternalIdError {
+    /// The code of a 422 entry.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::TooLong => "too_long",
+            Self::ControlCharacter => "control_character",
+            Self::BidiControl => "bidi_control",
+        }
+    }
+}
+
+impl ExternalId {
+    /// Longest id, in characters.
+    pub const MAX_CHARS: usize = 128;
+
+    /// Validates an id.
+    ///
+    /// # Errors
+    /// [`ExternalIdError`].
+    pub fn parse(raw: &str) -> Result<Self, ExternalIdError> {
+        let id = Self::from_stored(raw)?;
+        if super::text::has_bidi_controls(raw) {
+            return Err(ExternalIdError::BidiControl);
+        }
+        Ok(id)
+    }
+
+    /// Rebuilds a stored id (every rule of `parse` but bidirectional controls). For storage
+    /// adapters.
+    ///
+    /// # Errors
+    /// [`ExternalIdError`].
+    pub fn from_stored(raw: &str) -> Result<Self, ExternalIdError> {
+        if raw.is_empty() {
+            return Err(ExternalIdError::Empty);
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(ExternalIdError::TooLong);
+        }
+        if super::text::has_control_chars(raw) {
+            return Err(ExternalIdError::ControlCharacter);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A stored API key (the record, never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -348,6 +509,71 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Last successful verification (kept approximately: written in batches).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// What the owner says about the key.
+    pub meta: Option<ApiKeyMeta>,
+    /// The owner's own id for whom the key was issued.
+    pub external_id: Option<ExternalId>,
+}
+
+/// A change of a key in place (`PATCH`): `None` leaves a member as it is; for the optional
+/// members, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiKeyChanges {
+    /// A new name.
+    pub name: Option<ApiKeyName>,
+    /// New scopes.
+    pub scopes: Option<Scopes>,
+    /// New or no meta.
+    pub meta: Option<Option<ApiKeyMeta>>,
+    /// New or no external id.
+    pub external_id: Option<Option<ExternalId>>,
+    /// New expiry, or none (never expires).
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl ApiKeyChanges {
+    /// True when nothing would change.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.members().is_empty()
+    }
+
+    /// The names of the members set, in the contract's order.
+    #[must_use]
+    pub fn members(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("scopes", self.scopes.is_some()),
+            ("meta", self.meta.is_some()),
+            ("external_id", self.external_id.is_some()),
+            ("expires_at", self.expires_at.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
+    /// `key` with these changes applied.
+    #[must_use]
+    pub fn apply_to(&self, key: &ApiKey) -> ApiKey {
+        let mut changed = key.clone();
+        if let Some(name) = &self.name {
+            changed.name = name.clone();
+        }
+        if let Some(scopes) = &self.scopes {
+            changed.scopes = scopes.clone();
+        }
+        if let Some(meta) = &self.meta {
+            changed.meta = meta.clone();
+        }
+        if let Some(external_id) = &self.external_id {
+            changed.external_id = external_id.clone();
+        }
+        if let Some(expires_at) = self.expires_at {
+            changed.expires_at = expires_at;
+        }
+        changed
+    }
 }
 
 impl ApiKey {

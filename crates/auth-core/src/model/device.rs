@@ -129,7 +129,10 @@ pub enum MetadataError {
 }
 
 /// True when a key or string at any depth of `map` satisfies `bad`.
-fn any_text(map: &serde_json::Map<String, serde_json::Value>, bad: fn(&str) -> bool) -> bool {
+pub(crate) fn any_text(
+    map: &serde_json::Map<String, serde_json::Value>,
+    bad: fn(&str) -> bool,
+) -> bool {
     fn value(v: &serde_json::Value, bad: fn(&str) -> bool) -> bool {
         match v {
             serde_json::Value::String(s) => bad(s),
@@ -139,6 +142,25 @@ fn any_text(map: &serde_json::Map<String, serde_json::Value>, bad: fn(&str) -> b
         }
     }
     map.iter().any(|(k, v)| bad(k) || value(v, bad))
+}
+
+/// The rules every free-form JSON object of the service follows, but bidirectional controls:
+/// an object, at most `max_bytes` serialised, no control character in any member name or
+/// string.
+pub(crate) fn stored_object(
+    value: serde_json::Value,
+    max_bytes: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, MetadataError> {
+    let serde_json::Value::Object(map) = value else {
+        return Err(MetadataError::NotAnObject);
+    };
+    if serde_json::to_vec(&map).map_or(usize::MAX, |v| v.len()) > max_bytes {
+        return Err(MetadataError::TooLarge);
+    }
+    if any_text(&map, super::text::has_control_chars) {
+        return Err(MetadataError::ControlCharacter);
+    }
+    Ok(map)
 }
 
 impl DeviceMetadata {
@@ -163,16 +185,7 @@ impl DeviceMetadata {
     /// # Errors
     /// [`MetadataError`].
     pub fn from_stored(value: serde_json::Value) -> Result<Self, MetadataError> {
-        let serde_json::Value::Object(map) = value else {
-            return Err(MetadataError::NotAnObject);
-        };
-        if serde_json::to_vec(&map).map_or(usize::MAX, |v| v.len()) > Self::MAX_BYTES {
-            return Err(MetadataError::TooLarge);
-        }
-        if any_text(&map, super::text::has_control_chars) {
-            return Err(MetadataError::ControlCharacter);
-        }
-        Ok(Self(map))
+        stored_object(value, Self::MAX_BYTES).map(Self)
     }
 
     /// The object.

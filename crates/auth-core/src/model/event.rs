@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ApiKey, Device, Membership, Organization, OrganizationId, Role, SessionId, UserId};
+use super::{
+    ApiKey, ApiKeyChanges, Device, Membership, Organization, OrganizationId, Role, SessionId,
+    UserId,
+};
 use crate::ports::Invalidation;
 
 /// What happened, as the contract names it (`user.password_changed`, `api_key.revoked`, ...),
@@ -73,11 +76,14 @@ pub enum EventAction {
     MemberRemoved,
     /// An API key was created (never the key or its hash in the event).
     ApiKeyCreated,
+    /// An API key was changed in place (`PATCH`): the members changed are named, their values
+    /// are not (meta may hold what the owner keeps from the log).
+    ApiKeyUpdated,
 }
 
 impl EventAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 29] = [
         Self::SessionEnded,
         Self::SessionReuseDetected,
         Self::PasswordChanged,
@@ -106,6 +112,7 @@ impl EventAction {
         Self::MemberAdded,
         Self::MemberRemoved,
         Self::ApiKeyCreated,
+        Self::ApiKeyUpdated,
     ];
 
     /// The contract's name.
@@ -140,6 +147,7 @@ impl EventAction {
             Self::MemberAdded => "member.added",
             Self::MemberRemoved => "member.removed",
             Self::ApiKeyCreated => "api_key.created",
+            Self::ApiKeyUpdated => "api_key.updated",
         }
     }
 
@@ -635,6 +643,27 @@ impl NewEvent {
             json!({
                 "key_id": key.id.to_string(),
                 "organization_id": key.organization_id.to_string(),
+            }),
+        )
+        .in_organization(key.organization_id)
+        .invalidating(Invalidation::ApiKey(key.key_hash))
+    }
+
+    /// `api_key.updated`: `key` as changed, naming the members that `changes` set (their
+    /// values stay out of the log); every instance drops its cached record.
+    #[must_use]
+    pub fn api_key_updated(key: &ApiKey, changes: &ApiKeyChanges, at: DateTime<Utc>) -> Self {
+        Self::new(
+            at,
+            EventAction::ApiKeyUpdated,
+            EventTarget {
+                kind: "api_key".to_owned(),
+                id: key.id.to_string(),
+            },
+            json!({
+                "key_id": key.id.to_string(),
+                "organization_id": key.organization_id.to_string(),
+                "changed": changes.members(),
             }),
         )
         .in_organization(key.organization_id)

@@ -66,8 +66,9 @@ pub mod text;
 mod user;
 
 pub use api_key::{
-    ApiKey, ApiKeyName, ApiKeyPrefix, ApiKeyPrefixError, ApiKeySecret, ApiKeyStatus, Scope,
-    ScopeError, Scopes, TooManyScopes, parse_presented_key,
+    ApiKey, ApiKeyChanges, ApiKeyMeta, ApiKeyName, ApiKeyPrefix, ApiKeyPrefixError, ApiKeySecret,
+    ApiKeyStatus, ExternalId, ExternalIdError, MetaError, Scope, ScopeError, Scopes, TooManyScopes,
+    parse_presented_key,
 };
 pub use claims::{AccessClaims, TokenKind, TokenRejection};
 pub use device::{

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::model::{ApiKey, ApiKeyId, OrganizationId, TokenHash};
+use crate::model::{ApiKey, ApiKeyChanges, ApiKeyId, ExternalId, OrganizationId, TokenHash};
 
 /// Revoking or rotating failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,23 @@ pub enum RevokeApiKeyError {
     /// Already revoked.
     #[error("API key already revoked")]
     AlreadyRevoked,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Changing a key in place failed; then nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateApiKeyError {
+    /// No such key.
+    #[error("API key not found")]
+    NotFound,
+    /// The key is revoked.
+    #[error("API key already revoked")]
+    AlreadyRevoked,
+    /// The key has expired (and is not revoked).
+    #[error("API key expired")]
+    Expired,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -34,7 +51,11 @@ pub enum RevokeApiKeyError {
 ///   transaction);
 /// - apply `record_usage` as "the latest of what is stored and what is given", so batches
 ///   arriving out of order never move `last_used_at` backwards;
-/// - list in a stable order (creation time, then id);
+/// - make `update` one atomic step that applies every member given, only to a key active at
+///   `now` (`AlreadyRevoked` wins over `Expired`), and announce it like a revocation, as
+///   `api_key.updated`; an empty change changes nothing and announces nothing;
+/// - list in a stable order (creation time, then id), only the keys of the given
+///   `external_id` when one is given;
 /// - append `api_key.created` in the same atomic step as `create`, and nothing when it is
 ///   refused;
 /// - classify errors as [`StoreError`] says.
@@ -66,7 +87,8 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     /// [`StoreError`].
     async fn find_by_hashes(&self, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError>;
 
-    /// The keys of `org`; revoked ones only when `include_revoked`.
+    /// The keys of `org`; revoked ones only when `include_revoked`; only those of
+    /// `external_id` when given.
     ///
     /// # Errors
     /// [`StoreError`].
@@ -74,7 +96,19 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
         &self,
         org: OrganizationId,
         include_revoked: bool,
+        external_id: Option<&ExternalId>,
     ) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Changes an active key in place, returning it as changed.
+    ///
+    /// # Errors
+    /// [`UpdateApiKeyError`]; then nothing changed.
+    async fn update(
+        &self,
+        id: ApiKeyId,
+        changes: &ApiKeyChanges,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, UpdateApiKeyError>;
 
     /// Revokes a key, returning it as revoked.
     ///

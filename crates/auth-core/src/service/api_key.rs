@@ -8,18 +8,18 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 
 use super::actor::Actor;
 use super::last_seen::LastSeen;
 use super::organization::{OrganizationError, OrganizationService};
 use crate::model::{
-    ApiKey, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, ApiKeyStatus, OrganizationId, Scopes,
-    TokenHash, parse_presented_key,
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyPrefix, ApiKeySecret,
+    ApiKeyStatus, ExternalId, OrganizationId, Scopes, TokenHash, parse_presented_key,
 };
 use crate::ports::{
     ApiKeyRepository, BoxError, Clock, RevokeApiKeyError, SecretGenerator, StoreError,
-    VerificationCache,
+    UpdateApiKeyError, VerificationCache,
 };
 
 /// What can go wrong with API keys.
@@ -34,9 +34,13 @@ pub enum ApiKeyError {
     /// Revoke or rotate of a revoked key.
     #[error("already revoked")]
     AlreadyRevoked,
-    /// Rotate of an expired key: its replacement would be born dead.
+    /// Rotate or change of an expired key: its replacement would be born dead, and reviving
+    /// it is a deliberate `create`.
     #[error("the key has expired")]
     Expired,
+    /// A change names an expiry that is not after now, or more than 3650 days ahead.
+    #[error("expires_at must be after now and at most 3650 days ahead")]
+    ExpiryOutOfRange,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -108,6 +112,10 @@ pub struct NewApiKey {
     pub scopes: Scopes,
     /// Lifetime in days, if it expires.
     pub expires_in_days: Option<u32>,
+    /// What the owner says about the key.
+    pub meta: Option<ApiKeyMeta>,
+    /// The owner's own id for whom the key is issued.
+    pub external_id: Option<ExternalId>,
 }
 
 /// The ports `ApiKeyService` runs on.
@@ -192,6 +200,8 @@ impl ApiKeyService {
             expires_at,
             revoked_at: None,
             last_used_at: None,
+            meta: template.meta.clone(),
+            external_id: template.external_id.clone(),
         };
         Ok(IssuedApiKey { key, secret })
     }
@@ -221,9 +231,66 @@ impl ApiKeyService {
         actor: &Actor,
         org: OrganizationId,
         include_revoked: bool,
+        external_id: Option<&ExternalId>,
     ) -> Result<Vec<ApiKey>, ApiKeyError> {
         self.authorize(actor, org).await?;
-        Ok(self.ports.keys.list(org, include_revoked).await?)
+        Ok(self
+            .ports
+            .keys
+            .list(org, include_revoked, external_id)
+            .await?)
+    }
+
+    /// Longest lifetime a change may give a key, as create's `expires_in_days`.
+    const MAX_LIFETIME_DAYS: i64 = 3650;
+
+    /// Changes a key in place. Every instance drops its cached record (the repository
+    /// announces the change with it), this one at once.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, `AlreadyRevoked`, `Expired`, `ExpiryOutOfRange`, or a store
+    /// failure.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: ApiKeyId,
+        changes: &ApiKeyChanges,
+    ) -> Result<ApiKey, ApiKeyError> {
+        let key = self.get(actor, id).await?;
+        let now = self.ports.clock.now();
+        if let Some(Some(expires_at)) = changes.expires_at
+            && (expires_at <= now || expires_at > now + Duration::days(Self::MAX_LIFETIME_DAYS))
+        {
+            return Err(ApiKeyError::ExpiryOutOfRange);
+        }
+        // To the microsecond, as every store keeps it: the answer is what is stored.
+        let truncated;
+        let changes = match changes.expires_at {
+            Some(Some(expires_at)) => {
+                truncated = ApiKeyChanges {
+                    expires_at: Some(Some(expires_at.trunc_subsecs(6))),
+                    ..changes.clone()
+                };
+                &truncated
+            }
+            _ => changes,
+        };
+        match self.ports.keys.update(id, changes, now).await {
+            Ok(changed) => {
+                if !changes.is_empty() {
+                    self.forget(key.key_hash).await;
+                    tracing::info!(key_id = %id, organization_id = %key.organization_id, changed = ?changes.members(), "API key changed");
+                }
+                Ok(changed)
+            }
+            Err(UpdateApiKeyError::AlreadyRevoked) => {
+                self.forget(key.key_hash).await;
+                Err(ApiKeyError::AlreadyRevoked)
+            }
+            Err(UpdateApiKeyError::Expired) => Err(ApiKeyError::Expired),
+            Err(UpdateApiKeyError::NotFound) => Err(ApiKeyError::NotFound),
+            Err(UpdateApiKeyError::Store(e)) => Err(ApiKeyError::Store(e)),
+        }
     }
 
     /// One key, if the actor manages its organization.
@@ -288,6 +355,8 @@ impl ApiKeyService {
             name: old.name.clone(),
             scopes: old.scopes.clone(),
             expires_in_days: None,
+            meta: old.meta.clone(),
+            external_id: old.external_id.clone(),
         };
         let issued = self.mint(&template, old.expires_at)?;
         let now = self.ports.clock.now();

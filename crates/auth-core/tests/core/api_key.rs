@@ -20,6 +20,8 @@ fn scoped(org: OrganizationId, scopes: &[&str]) -> NewApiKey {
         name: ApiKeyName::parse("svc").unwrap(),
         scopes: Scopes::new(scopes.iter().map(|s| Scope::parse(s).unwrap()).collect()).unwrap(),
         expires_in_days: None,
+        meta: None,
+        external_id: None,
     }
 }
 
@@ -90,7 +92,10 @@ async fn only_managers_and_admin_keys_manage_keys() {
                 .is_ok(),
             "{actor:?}"
         );
-        assert!(h.keys.list(&actor, h.org, false).await.is_ok(), "{actor:?}");
+        assert!(
+            h.keys.list(&actor, h.org, false, None).await.is_ok(),
+            "{actor:?}"
+        );
     }
     for actor in [as_user(&member), Actor::ApiKey(Arc::new(read_key.clone()))] {
         assert!(
@@ -111,7 +116,7 @@ async fn only_managers_and_admin_keys_manage_keys() {
     for actor in [as_user(&stranger), Actor::ApiKey(Arc::new(foreign_key))] {
         assert!(
             matches!(
-                h.keys.list(&actor, h.org, false).await,
+                h.keys.list(&actor, h.org, false, None).await,
                 Err(ApiKeyError::NotFound)
             ),
             "{actor:?}"
@@ -196,14 +201,14 @@ async fn revoking_twice_is_refused_and_the_key_stays_revoked() {
     // Listed only when revoked keys are asked for.
     assert!(
         h.keys
-            .list(&Actor::Operator, h.org, false)
+            .list(&Actor::Operator, h.org, false, None)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
         h.keys
-            .list(&Actor::Operator, h.org, true)
+            .list(&Actor::Operator, h.org, true, None)
             .await
             .unwrap()
             .len(),

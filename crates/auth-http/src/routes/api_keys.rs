@@ -1,10 +1,10 @@
 //! `/api/v1/api-keys*`: manage an organization's keys, and verify keys (single and batch).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, patch, post, web};
 use auth_api::{
     ApiKeyItem, ApiKeyList, BatchVerification, CreateKey, CreatedKey, KeyVerification, Problem,
-    VerifyBatch, VerifyKey,
+    UpdateKey, VerifyBatch, VerifyKey,
 };
 use auth_core::model::Scopes;
 
@@ -60,7 +60,12 @@ pub async fn list(
     let now = state.auth.clock().now();
     let items = state
         .keys
-        .list(&manager.0, query.organization, query.include_revoked)
+        .list(
+            &manager.0,
+            query.organization,
+            query.include_revoked,
+            query.external_id.as_ref(),
+        )
         .await?
         .iter()
         .map(|k| present::api_key_item(k, now))
@@ -83,6 +88,33 @@ pub async fn get(
     path: KeyPath,
 ) -> Result<HttpResponse, ApiError> {
     let key = state.keys.get(&manager.0, path.0).await?;
+    Ok(HttpResponse::Ok().json(present::api_key_item(&key, state.auth.clock().now())))
+}
+
+/// Change a key in place: any of name, scopes, meta, external id and expiry (a member left
+/// out stays as it is; `null` clears meta, external id and expiry). Every instance answers
+/// with the change within a second.
+#[utoipa::path(
+    operation_id = "update_api_key",
+    tag = "api-keys",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path, description = "Key id")),
+    request_body = UpdateKey,
+    responses(
+        (status = 200, description = "The key as changed", body = ApiKeyItem),
+        (status = 409, description = "`ALREADY_REVOKED`, `KEY_EXPIRED`", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, ManagerErrors, StoreErrors,
+    )
+)]
+#[patch("/api-keys/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    manager: Manager,
+    body: ValidJson<UpdateKey>,
+    path: KeyPath,
+) -> Result<HttpResponse, ApiError> {
+    let changes = body.0.try_into_domain(())?;
+    let key = state.keys.update(&manager.0, path.0, &changes).await?;
     Ok(HttpResponse::Ok().json(present::api_key_item(&key, state.auth.clock().now())))
 }
 

@@ -3,9 +3,10 @@
 
 use async_trait::async_trait;
 use auth_core::model::{
-    ApiKey, ApiKeyId, ApiKeyName, NewEvent, OrganizationId, Scope, Scopes, TokenHash,
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyStatus, ExternalId, NewEvent,
+    OrganizationId, Scope, Scopes, TokenHash,
 };
-use auth_core::ports::{ApiKeyRepository, RevokeApiKeyError, StoreError};
+use auth_core::ports::{ApiKeyRepository, RevokeApiKeyError, StoreError, UpdateApiKeyError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
@@ -36,6 +37,8 @@ struct ApiKeyRow {
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
+    meta: Option<serde_json::Value>,
+    external_id: Option<String>,
 }
 
 impl ApiKeyRow {
@@ -56,6 +59,8 @@ impl ApiKeyRow {
             expires_at: key.expires_at,
             revoked_at: key.revoked_at,
             last_used_at: key.last_used_at,
+            meta: key.meta.as_ref().map(ApiKeyMeta::to_value),
+            external_id: key.external_id.as_ref().map(|e| e.as_str().to_owned()),
         }
     }
 
@@ -82,7 +87,90 @@ impl ApiKeyRow {
             expires_at: self.expires_at,
             revoked_at: self.revoked_at,
             last_used_at: self.last_used_at,
+            meta: self
+                .meta
+                .map(ApiKeyMeta::from_stored)
+                .transpose()
+                .map_err(StoreError::internal)?,
+            external_id: self
+                .external_id
+                .as_deref()
+                .map(ExternalId::from_stored)
+                .transpose()
+                .map_err(StoreError::internal)?,
         })
+    }
+}
+
+/// The members a change sets: an outer `None` leaves the column alone, `Some(None)` sets it
+/// to NULL.
+#[derive(AsChangeset)]
+#[diesel(table_name = api_keys)]
+struct ApiKeyChangeset {
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    meta: Option<Option<serde_json::Value>>,
+    external_id: Option<Option<String>>,
+    expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl ApiKeyChangeset {
+    fn from_domain(changes: &ApiKeyChanges) -> Self {
+        Self {
+            name: changes.name.as_ref().map(|n| n.as_str().to_owned()),
+            scopes: changes.scopes.as_ref().map(|scopes| {
+                scopes
+                    .as_slice()
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect()
+            }),
+            meta: changes
+                .meta
+                .as_ref()
+                .map(|meta| meta.as_ref().map(ApiKeyMeta::to_value)),
+            external_id: changes
+                .external_id
+                .as_ref()
+                .map(|id| id.as_ref().map(|id| id.as_str().to_owned())),
+            expires_at: changes.expires_at,
+        }
+    }
+}
+
+/// How a change's transaction ended when it did not commit.
+enum UpdateFailure {
+    /// The key is missing, revoked or expired: roll back, then find out which.
+    Refused,
+    /// The database failed.
+    Db(DieselError),
+}
+
+impl From<DieselError> for UpdateFailure {
+    fn from(err: DieselError) -> Self {
+        Self::Db(err)
+    }
+}
+
+/// The key as stored, or why a change of it is refused at `now`.
+async fn active_key(
+    conn: &mut AsyncPgConnection,
+    id: ApiKeyId,
+    now: DateTime<Utc>,
+) -> Result<ApiKey, UpdateApiKeyError> {
+    let key = api_keys::table
+        .find(id.as_uuid())
+        .select(ApiKeyRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+        .map_err(classify)?
+        .ok_or(UpdateApiKeyError::NotFound)?
+        .into_domain()?;
+    match key.status(now) {
+        ApiKeyStatus::Active => Ok(key),
+        ApiKeyStatus::Revoked => Err(UpdateApiKeyError::AlreadyRevoked),
+        ApiKeyStatus::Expired => Err(UpdateApiKeyError::Expired),
     }
 }
 
@@ -267,6 +355,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
         &self,
         org: OrganizationId,
         include_revoked: bool,
+        external_id: Option<&ExternalId>,
     ) -> Result<Vec<ApiKey>, StoreError> {
         self.pool
             .deadline(async {
@@ -279,6 +368,9 @@ impl ApiKeyRepository for PgApiKeyRepository {
                 if !include_revoked {
                     query = query.filter(api_keys::revoked_at.is_null());
                 }
+                if let Some(external_id) = external_id {
+                    query = query.filter(api_keys::external_id.eq(external_id.as_str()));
+                }
                 query
                     .load(&mut conn)
                     .await
@@ -286,6 +378,59 @@ impl ApiKeyRepository for PgApiKeyRepository {
                     .into_iter()
                     .map(ApiKeyRow::into_domain)
                     .collect()
+            })
+            .await
+    }
+
+    async fn update(
+        &self,
+        id: ApiKeyId,
+        changes: &ApiKeyChanges,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, UpdateApiKeyError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                if changes.is_empty() {
+                    return active_key(&mut conn, id, now).await;
+                }
+                let changeset = ApiKeyChangeset::from_domain(changes);
+                // One statement changes every member, only while the key is active; the change
+                // and its event commit together.
+                let updated = conn
+                    .transaction::<_, UpdateFailure, _>(async |conn| {
+                        let row = diesel::update(
+                            api_keys::table
+                                .find(id.as_uuid())
+                                .filter(api_keys::revoked_at.is_null())
+                                .filter(
+                                    api_keys::expires_at
+                                        .is_null()
+                                        .or(api_keys::expires_at.gt(now)),
+                                ),
+                        )
+                        .set(&changeset)
+                        .returning(ApiKeyRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .optional()?
+                        .ok_or(UpdateFailure::Refused)?;
+                        let key = row.into_domain().map_err(corrupt)?;
+                        append_in(conn, &[NewEvent::api_key_updated(&key, changes, now)]).await?;
+                        Ok(key)
+                    })
+                    .await;
+                match updated {
+                    Ok(key) => Ok(key),
+                    Err(UpdateFailure::Refused) => match active_key(&mut conn, id, now).await {
+                        // Active now: a change of its expiry raced this one; nothing changed.
+                        Ok(_) => {
+                            Err(StoreError::internal("the key changed during the update").into())
+                        }
+                        Err(refused) => Err(refused),
+                    },
+                    Err(UpdateFailure::Db(err)) => Err(classify(err).into()),
+                }
             })
             .await
     }

@@ -115,10 +115,8 @@ impl Coalescer {
             let hashes = batch.iter().map(|(hash, _)| *hash).collect();
             match (self.read)(hashes).await {
                 Ok(keys) => {
-                    let by_hash: HashMap<TokenHash, ApiKey> = keys
-                        .into_iter()
-                        .map(|key| (key.key_hash, key))
-                        .collect();
+                    let by_hash: HashMap<TokenHash, ApiKey> =
+                        keys.into_iter().map(|key| (key.key_hash, key)).collect();
                     for (hash, reply) in batch {
                         // A caller that went away is no one's concern.
                         let _ = reply.send(Ok(by_hash.get(&hash).cloned()));

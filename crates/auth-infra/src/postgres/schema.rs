@@ -64,6 +64,8 @@ diesel::table! {
         expires_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
         last_used_at -> Nullable<Timestamptz>,
+        meta -> Nullable<Jsonb>,
+        external_id -> Nullable<Text>,
     }
 }
 

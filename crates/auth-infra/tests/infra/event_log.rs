@@ -274,6 +274,8 @@ fn key(org: OrganizationId, now: chrono::DateTime<chrono::Utc>) -> ApiKey {
         expires_at: None,
         revoked_at: None,
         last_used_at: None,
+        meta: None,
+        external_id: None,
     }
 }
 

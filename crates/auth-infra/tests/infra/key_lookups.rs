@@ -47,6 +47,8 @@ async fn stored_keys(db: &TestDb, repo: &PgApiKeyRepository, count: usize) -> Ve
             expires_at: None,
             revoked_at: None,
             last_used_at: None,
+            meta: None,
+            external_id: None,
         };
         repo.create(&key).await.unwrap();
         keys.push(repo.find(key.id).await.unwrap().unwrap());

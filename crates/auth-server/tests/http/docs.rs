@@ -55,6 +55,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/v1/api-keys"),
     ("get", "/api/v1/api-keys"),
     ("get", "/api/v1/api-keys/{id}"),
+    ("patch", "/api/v1/api-keys/{id}"),
     ("post", "/api/v1/api-keys/{id}/revoke"),
     ("post", "/api/v1/api-keys/{id}/rotate"),
     ("post", "/api/v1/api-keys/verify"),

@@ -92,6 +92,43 @@ async fn a_key_revoked_on_one_instance_is_rejected_by_the_other_within_a_second(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_changed_on_one_instance_is_answered_changed_by_the_other_within_a_second() {
+    let (a, b, _db) = two_instances().await;
+    let (_, owner) = a.user_with_session().await;
+    let token = str_field(&owner, "access_token");
+    let org = new_org(&a, token, "Two Instances").await;
+    let created = create_key(&a, token, &org, json!(["read", "write"])).await;
+    let (id, key) = (str_field(&created, "id"), str_field(&created, "key"));
+    // B caches the key as valid for `write`, without meta.
+    assert_eq!(verify(&b, key, json!(["write"])).await["valid"], true);
+
+    let res = crate::key_products::patch(
+        &a,
+        token,
+        id,
+        &json!({"scopes": ["read"], "meta": {"plan": "pro"}, "external_id": "cus_9"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        verify(&a, key, json!(["write"])).await["error"],
+        "INSUFFICIENT_SCOPE"
+    );
+    let took = within(Duration::from_secs(1), || async {
+        verify(&b, key, json!(["write"])).await["error"] == "INSUFFICIENT_SCOPE"
+    })
+    .await;
+    eprintln!("a change reached the second instance in {took:?}");
+    let verdict = verify(&b, key, json!(["read"])).await;
+    assert_eq!(
+        (&verdict["meta"], &verdict["external_id"]),
+        (&json!({"plan": "pro"}), &json!("cus_9"))
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ended_on_one_instance_ends_on_the_other_within_a_second() {
     let (a, b, _db) = two_instances().await;
     let (email, first) = a.user_with_session().await;

@@ -21,6 +21,7 @@ mod following;
 mod hardening;
 mod instances;
 mod jwt;
+mod key_products;
 mod lifecycle;
 mod lockout;
 mod metrics;

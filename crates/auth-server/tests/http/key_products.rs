@@ -1,0 +1,410 @@
+//! API keys for a product: `meta` and `external_id` on create, get, list and a valid
+//! verification, the `external_id` filter, and `PATCH /api-keys/{id}`: what it changes, what it
+//! refuses (changing nothing), and that a change is answered at once, also when it races a
+//! revocation. Across two instances: `instances.rs`.
+
+use chrono::{Duration, SubsecRound as _, Utc};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::api_keys::verify;
+use crate::common::{TestApp, assert_problem, on_both_stores, str_field};
+use crate::organizations::new_org;
+
+on_both_stores!(
+    meta_and_external_id_travel_with_the_key,
+    a_change_applies_what_it_names_and_verification_follows_at_once,
+    refused_changes_change_nothing,
+    changes_racing_a_revocation_stay_whole,
+);
+
+pub async fn patch(app: &TestApp, token: &str, id: &str, body: &Value) -> reqwest::Response {
+    app.request(Method::PATCH, &format!("/api/v1/api-keys/{id}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn owner_and_org(app: &TestApp) -> (String, String) {
+    let (_, owner) = app.user_with_session().await;
+    let token = str_field(&owner, "access_token").to_owned();
+    let org = new_org(app, &token, "Product Co").await;
+    (token, org)
+}
+
+async fn create(app: &TestApp, token: &str, body: &Value) -> Value {
+    let res = app.post_auth("/api/v1/api-keys", token, Some(body)).await;
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+async fn get(app: &TestApp, token: &str, id: &str) -> Value {
+    let res = app.get_auth(&format!("/api/v1/api-keys/{id}"), token).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn listed(app: &TestApp, token: &str, query: &str) -> Vec<String> {
+    let res = app
+        .get_auth(&format!("/api/v1/api-keys?{query}"), token)
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| str_field(k, "id").to_owned())
+        .collect()
+}
+
+async fn meta_and_external_id_travel_with_the_key(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let meta = json!({"plan": "pro", "seats": 12, "tags": ["eu", "ü"], "limits": {"soft": true}});
+    let acme = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "acme", "scopes": ["read"],
+                "meta": meta, "external_id": "cus_acme"}),
+    )
+    .await;
+    assert_eq!(acme["meta"], meta);
+    assert_eq!(acme["external_id"], "cus_acme");
+    let globex = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "globex", "scopes": ["read"], "external_id": "cus_globex"}),
+    )
+    .await;
+    let bare = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "bare", "scopes": ["read"]}),
+    )
+    .await;
+    assert_eq!(
+        (&bare["meta"], &bare["external_id"]),
+        (&Value::Null, &Value::Null)
+    );
+
+    let acme_id = str_field(&acme, "id");
+    let item = get(app, &token, acme_id).await;
+    assert_eq!(
+        (&item["meta"], &item["external_id"]),
+        (&meta, &json!("cus_acme"))
+    );
+
+    // A valid verification says whose key it is; a refused one says nothing.
+    let verdict = verify(app, str_field(&acme, "key"), json!(["read"])).await;
+    assert_eq!(verdict["valid"], true);
+    assert_eq!(
+        (&verdict["meta"], &verdict["external_id"]),
+        (&meta, &json!("cus_acme"))
+    );
+    assert_eq!(
+        verify(app, str_field(&acme, "key"), json!(["write"])).await,
+        json!({"valid": false, "error": "INSUFFICIENT_SCOPE"})
+    );
+    let verdict = verify(app, str_field(&bare, "key"), json!([])).await;
+    assert!(
+        verdict.get("meta").is_none() && verdict.get("external_id").is_none(),
+        "{verdict}"
+    );
+
+    // The filter: byte-exact, within the organization, with the usual revoked rule.
+    assert_eq!(
+        listed(
+            app,
+            &token,
+            &format!("organization_id={org}&external_id=cus_acme")
+        )
+        .await,
+        [acme_id]
+    );
+    assert_eq!(
+        listed(
+            app,
+            &token,
+            &format!("organization_id={org}&external_id=CUS_ACME")
+        )
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        listed(app, &token, &format!("organization_id={org}"))
+            .await
+            .len(),
+        3
+    );
+    let long = "x".repeat(129);
+    assert_problem(
+        app.get_auth(
+            &format!("/api/v1/api-keys?organization_id={org}&external_id={long}"),
+            &token,
+        )
+        .await,
+        422,
+        "VALIDATION_FAILED",
+    )
+    .await;
+
+    // Rotation carries both over.
+    let res = app
+        .post_auth(&format!("/api/v1/api-keys/{acme_id}/rotate"), &token, None)
+        .await;
+    let rotated: Value = res.json().await.unwrap();
+    assert_eq!(
+        (&rotated["meta"], &rotated["external_id"]),
+        (&meta, &json!("cus_acme"))
+    );
+    assert_eq!(
+        listed(
+            app,
+            &token,
+            &format!("organization_id={org}&external_id=cus_acme&include_revoked=true")
+        )
+        .await,
+        [acme_id, str_field(&rotated, "id")]
+    );
+    assert_eq!(
+        listed(
+            app,
+            &token,
+            &format!("organization_id={org}&external_id=cus_globex")
+        )
+        .await,
+        [str_field(&globex, "id")]
+    );
+}
+
+async fn a_change_applies_what_it_names_and_verification_follows_at_once(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let created = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "worker", "scopes": ["read", "write"],
+                "meta": {"plan": "free"}, "external_id": "cus_1"}),
+    )
+    .await;
+    let (id, key) = (str_field(&created, "id"), str_field(&created, "key"));
+    // Cached as valid for `write`.
+    assert_eq!(verify(app, key, json!(["write"])).await["valid"], true);
+
+    let expiry = (Utc::now() + Duration::days(30)).to_rfc3339();
+    let res = patch(
+        app,
+        &token,
+        id,
+        &json!({"name": "renamed", "scopes": ["read"], "meta": {"plan": "pro"}, "expires_at": expiry}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let changed: Value = res.json().await.unwrap();
+    assert_eq!(changed["name"], "renamed");
+    assert_eq!(changed["scopes"], json!(["read"]));
+    assert_eq!(changed["meta"], json!({"plan": "pro"}));
+    assert_eq!(changed["external_id"], "cus_1", "left out: unchanged");
+    // Kept to the microsecond, on both stores.
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(str_field(&changed, "expires_at")).unwrap(),
+        chrono::DateTime::parse_from_rfc3339(&expiry)
+            .unwrap()
+            .trunc_subsecs(6)
+    );
+    assert_eq!(get(app, &token, id).await, changed);
+
+    // The narrowed scope refuses at once, the new members are answered.
+    assert_eq!(
+        verify(app, key, json!(["write"])).await,
+        json!({"valid": false, "error": "INSUFFICIENT_SCOPE"})
+    );
+    let verdict = verify(app, key, json!(["read"])).await;
+    assert_eq!(
+        (&verdict["name"], &verdict["meta"]),
+        (&json!("renamed"), &json!({"plan": "pro"}))
+    );
+
+    // `null` clears; `{}` changes nothing.
+    let res = patch(
+        app,
+        &token,
+        id,
+        &json!({"meta": null, "external_id": null, "expires_at": null}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let cleared: Value = res.json().await.unwrap();
+    for field in ["meta", "external_id", "expires_at"] {
+        assert_eq!(cleared[field], Value::Null, "{field}");
+    }
+    let res = patch(app, &token, id, &json!({})).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), cleared);
+    let verdict = verify(app, key, json!(["read"])).await;
+    assert!(
+        verdict.get("meta").is_none() && verdict.get("expires_at").is_none(),
+        "{verdict}"
+    );
+
+    // A key with `admin` of the organization may change keys too.
+    let admin = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "admin", "scopes": ["admin"]}),
+    )
+    .await;
+    let res = app
+        .request(Method::PATCH, &format!("/api/v1/api-keys/{id}"))
+        .header("x-api-key", str_field(&admin, "key"))
+        .json(&json!({"external_id": "cus_2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(get(app, &token, id).await["external_id"], "cus_2");
+}
+
+async fn refused_changes_change_nothing(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let created = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "worker", "scopes": ["read"], "meta": {"a": 1}}),
+    )
+    .await;
+    let id = str_field(&created, "id").to_owned();
+    let before = get(app, &token, &id).await;
+
+    let past = (Utc::now() - Duration::minutes(1)).to_rfc3339();
+    let far = (Utc::now() + Duration::days(3651)).to_rfc3339();
+    let big = json!({"k": "v".repeat(4096)});
+    for (body, field) in [
+        (json!({"name": null}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"scopes": null}), "scopes"),
+        (json!({"scopes": ["Not A Scope"]}), "scopes[0]"),
+        (json!({"meta": [1, 2]}), "meta"),
+        (json!({"meta": big}), "meta"),
+        (json!({"meta": {"\u{202e}gnp": 1}}), "meta"),
+        (json!({"external_id": ""}), "external_id"),
+        (json!({"external_id": "x".repeat(129)}), "external_id"),
+        (json!({"external_id": "a\u{0}b"}), "external_id"),
+        (json!({"expires_at": past}), "expires_at"),
+        (json!({"expires_at": far}), "expires_at"),
+        (json!({"expires_at": "tomorrow"}), "expires_at"),
+        (
+            json!({"rate_limit": {"limit": 5, "window_seconds": 10}}),
+            "rate_limit",
+        ),
+        (json!({"remaining": 10, "name": "x"}), "remaining"),
+    ] {
+        let res = patch(app, &token, &id, &body).await;
+        let problem = assert_problem(res, 422, "VALIDATION_FAILED").await;
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{body}: {problem}");
+    }
+    // Create refuses the members not served yet too, and bad meta.
+    for body in [
+        json!({"organization_id": org, "name": "w", "scopes": [], "remaining": 10}),
+        json!({"organization_id": org, "name": "w", "scopes": [], "meta": "text"}),
+    ] {
+        let res = app.post_auth("/api/v1/api-keys", &token, Some(&body)).await;
+        assert_problem(res, 422, "VALIDATION_FAILED").await;
+    }
+    let res = app
+        .request(Method::PATCH, &format!("/api/v1/api-keys/{id}"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 400, "MALFORMED_REQUEST").await;
+    let res = app
+        .request(Method::PATCH, &format!("/api/v1/api-keys/{id}"))
+        .json(&json!({"name": "anonymous"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let (_, stranger) = app.user_with_session().await;
+    let res = patch(
+        app,
+        str_field(&stranger, "access_token"),
+        &id,
+        &json!({"name": "x"}),
+    )
+    .await;
+    assert_problem(res, 404, "NOT_FOUND").await;
+    for unknown in [uuid::Uuid::now_v7().to_string(), "not-an-id".to_owned()] {
+        let res = patch(app, &token, &unknown, &json!({"name": "x"})).await;
+        assert_problem(res, 404, "NOT_FOUND").await;
+    }
+    assert_eq!(get(app, &token, &id).await, before, "nothing changed");
+
+    // A revoked key is not changed.
+    let res = app
+        .post_auth(&format!("/api/v1/api-keys/{id}/revoke"), &token, None)
+        .await;
+    assert_eq!(res.status(), 200);
+    let revoked = get(app, &token, &id).await;
+    let res = patch(app, &token, &id, &json!({"name": "after"})).await;
+    assert_problem(res, 409, "ALREADY_REVOKED").await;
+    assert_eq!(get(app, &token, &id).await, revoked);
+}
+
+async fn changes_racing_a_revocation_stay_whole(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let created = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "worker", "scopes": ["read"]}),
+    )
+    .await;
+    let id = str_field(&created, "id").to_owned();
+    let changes = (0..16).map(|i| {
+        let (token, id) = (token.clone(), id.clone());
+        async move {
+            let res = patch(
+                app,
+                &token,
+                &id,
+                &json!({"name": format!("name {i}"), "external_id": format!("cus_{i}")}),
+            )
+            .await;
+            res.status().as_u16()
+        }
+    });
+    let revoke = async {
+        app.post_auth(&format!("/api/v1/api-keys/{id}/revoke"), &token, None)
+            .await
+            .status()
+            .as_u16()
+    };
+    let (statuses, revoked) =
+        futures::future::join(futures::future::join_all(changes), revoke).await;
+    assert_eq!(revoked, 200);
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    let stored = get(app, &token, &id).await;
+    assert_eq!(stored["status"], "revoked");
+    // Whole: a change's name always with the same change's external id.
+    let name = str_field(&stored, "name");
+    match name.strip_prefix("name ") {
+        Some(i) => assert_eq!(stored["external_id"], format!("cus_{i}")),
+        None => assert_eq!((name, &stored["external_id"]), ("worker", &Value::Null)),
+    }
+    assert_eq!(
+        verify(app, str_field(&created, "key"), json!([])).await,
+        json!({"valid": false, "error": "REVOKED"})
+    );
+}

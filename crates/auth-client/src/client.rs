@@ -713,16 +713,26 @@ impl AuthClient {
         organization_id: Uuid,
         include_revoked: bool,
     ) -> Result<Vec<ApiKeyInfo>, Error> {
+        self.list_keys(manager, organization_id, include_revoked, None)
+            .await
+    }
+
+    async fn list_keys(
+        &self,
+        manager: Credential<'_>,
+        organization_id: Uuid,
+        include_revoked: bool,
+        external_id: Option<&str>,
+    ) -> Result<Vec<ApiKeyInfo>, Error> {
         let segments = v1!("api-keys");
-        let list: auth_api::ApiKeyList = self
-            .json(
-                Call::new(Operation::ListApiKeys, Method::GET, &segments)
-                    .auth(manager.auth())
-                    .query("organization_id", organization_id.to_string())
-                    .query("include_revoked", include_revoked.to_string()),
-                200,
-            )
-            .await?;
+        let mut call = Call::new(Operation::ListApiKeys, Method::GET, &segments)
+            .auth(manager.auth())
+            .query("organization_id", organization_id.to_string())
+            .query("include_revoked", include_revoked.to_string());
+        if let Some(external_id) = external_id {
+            call = call.query("external_id", external_id.to_owned());
+        }
+        let list: auth_api::ApiKeyList = self.json(call, 200).await?;
         Ok(list.items)
     }
 
@@ -738,18 +748,8 @@ impl AuthClient {
         external_id: &str,
         include_revoked: bool,
     ) -> Result<Vec<ApiKeyInfo>, Error> {
-        let segments = v1!("api-keys");
-        let list: auth_api::ApiKeyList = self
-            .json(
-                Call::new(Operation::ListApiKeys, Method::GET, &segments)
-                    .auth(manager.auth())
-                    .query("organization_id", organization_id.to_string())
-                    .query("include_revoked", include_revoked.to_string())
-                    .query("external_id", external_id.to_owned()),
-                200,
-            )
-            .await?;
-        Ok(list.items)
+        self.list_keys(manager, organization_id, include_revoked, Some(external_id))
+            .await
     }
 
     /// `PATCH /api-keys/{id}`: changes the members set in `changes` (the others stay; `null`

@@ -237,3 +237,75 @@ async fn the_cache_holds_at_most_its_capacity() {
     let entries = client.metrics().api_key_cache.unwrap().entries;
     assert!((1..=3).contains(&entries), "{entries}");
 }
+
+/// A key's `meta` and `external_id` come back typed from a verification; a change made through
+/// this client (`update_api_key`) is seen by its next verification at once (its cache forgets
+/// the key), and `list_api_keys_of` lists the keys of one external id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_this_client_is_seen_at_once_with_meta_and_external_id() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let (owner, org) = owner_and_org(&client).await;
+    let manager = Credential::Bearer(&owner.access_token);
+    let mut new = auth_client::NewApiKey::new(org.id, "acme", ["read", "write"]);
+    new.meta = Some(serde_json::json!({"plan": "pro"}));
+    new.external_id = Some("cus_acme".into());
+    let created = client.create_api_key(manager, &new).await.unwrap();
+    api_key(&client, &owner, &org, &["read"]).await;
+    let key = exposed(&created.key);
+
+    let ApiKeyVerdict::Valid(valid) = client.verify_api_key(key, &["write"]).await.unwrap() else {
+        panic!("valid");
+    };
+    assert_eq!(valid.external_id.as_deref(), Some("cus_acme"));
+    assert_eq!(
+        valid.meta,
+        Some(
+            serde_json::json!({"plan": "pro"})
+                .as_object()
+                .cloned()
+                .unwrap()
+        )
+    );
+
+    let changes = auth_client::api::UpdateKey {
+        scopes: Some(Some(vec!["read".into()])),
+        meta: Some(None),
+        ..auth_client::api::UpdateKey::default()
+    };
+    let changed = client
+        .update_api_key(manager, created.id, &changes)
+        .await
+        .unwrap();
+    assert_eq!(changed.scopes, ["read"]);
+    assert_eq!(changed.meta, None);
+    // The cached verdict for `write` is gone with the change.
+    assert_eq!(
+        client.verify_api_key(key, &["write"]).await.unwrap(),
+        ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope)
+    );
+
+    let listed = client
+        .list_api_keys_of(manager, org.id, "cus_acme", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.id).collect::<Vec<_>>(),
+        [created.id]
+    );
+    let refused = client
+        .update_api_key(
+            manager,
+            created.id,
+            &auth_client::api::UpdateKey {
+                name: Some(None),
+                ..auth_client::api::UpdateKey::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Api(e) if e.status == 422),
+        "{refused:?}"
+    );
+}

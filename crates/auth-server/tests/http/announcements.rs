@@ -75,6 +75,47 @@ async fn a_key_revocation_or_rotation_that_cannot_be_announced_changes_nothing()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_change_that_cannot_be_announced_changes_nothing_and_a_retry_applies_it() {
+    let (app, db) = app_whose_notifications_can_fail().await;
+    let (token, org) = owner_and_org(&app).await;
+    let created = create_key(&app, &token, &org, json!(["read", "write"])).await;
+    let (id, key) = (str_field(&created, "id"), str_field(&created, "key"));
+    assert_eq!(verify(&app, key, json!(["write"])).await["valid"], true);
+    let before: serde_json::Value = app
+        .get_auth(&format!("/api/v1/api-keys/{id}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let change = json!({"scopes": ["read"], "external_id": "cus_1"});
+
+    db.execute(REFUSE_NOTIFICATIONS).await;
+    let res = crate::key_products::patch(&app, &token, id, &change).await;
+    assert_problem(res, 503, "SERVICE_UNAVAILABLE").await;
+    let after: serde_json::Value = app
+        .get_auth(&format!("/api/v1/api-keys/{id}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after, before, "nothing changed");
+    assert_eq!(verify(&app, key, json!(["write"])).await["valid"], true);
+
+    // The same request again, once the database announces again, applies whole.
+    db.execute(ACCEPT_NOTIFICATIONS).await;
+    let res = crate::key_products::patch(&app, &token, id, &change).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        verify(&app, key, json!(["write"])).await["error"],
+        "INSUFFICIENT_SCOPE"
+    );
+    assert_eq!(
+        verify(&app, key, json!(["read"])).await["external_id"],
+        "cus_1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_rotation_or_revocation_that_cannot_be_announced_changes_nothing() {
     let (app, db) = app_whose_notifications_can_fail().await;
     let (token, org) = owner_and_org(&app).await;

@@ -214,7 +214,7 @@ pub struct UpdateKey {
         deserialize_with = "present_or_null",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "billing worker"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 100, example = "billing worker"))]
     pub name: Option<Option<String>>,
     /// New scopes (as on create); never `null`.
     #[serde(
@@ -222,7 +222,7 @@ pub struct UpdateKey {
         deserialize_with = "present_or_null",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<ScopeList>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = ScopeList))]
     pub scopes: Option<Option<Vec<String>>>,
     /// New meta (as on create); `null` clears it.
     #[serde(

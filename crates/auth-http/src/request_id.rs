@@ -60,8 +60,8 @@ pub async fn middleware(
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_acceptable(v))
         .map_or_else(
-            // A version-7 id (its time first, so ids sort by arrival) with random bits after
-            // the millisecond: no shared counter, hence no lock between worker threads.
+            // A version-7 id (its millisecond first, so ids sort by arrival to the millisecond)
+            // with random bits after it: no shared counter, hence no lock between worker threads.
             || {
                 uuid::Uuid::new_v7(uuid::Timestamp::now(uuid::NoContext))
                     .simple()

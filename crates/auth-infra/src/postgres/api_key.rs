@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
-use super::coalesce::{BatchRead, Coalescer};
+use super::coalesce::{BatchRead, Coalescer, ReadRow};
 use super::error::classify;
 use super::events::{append_in, corrupt};
 use super::pool::DbPool;
@@ -266,10 +266,10 @@ impl PgApiKeyRepository {
         let reader = pool.clone();
         let read: BatchRead = Arc::new(move |hashes: Vec<TokenHash>| {
             let pool = reader.clone();
-            Box::pin(async move { read_by_hashes(&pool, &hashes).await })
+            Box::pin(async move { read_rows_by_hashes(&pool, &hashes).await })
         });
         Self {
-            lookups: Arc::new(Coalescer::new(lanes, read)),
+            lookups: Arc::new(Coalescer::new(lanes, pool.timeout(), read)),
             pool,
         }
     }
@@ -286,7 +286,7 @@ impl PgApiKeyRepository {
 /// diesel's `eq_any` renders on Postgres), whose text does not change with the number of
 /// hashes, so it stays one prepared statement per connection; the unique index on `key_hash`
 /// answers it.
-async fn read_by_hashes(pool: &DbPool, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError> {
+async fn load_by_hashes(pool: &DbPool, hashes: &[TokenHash]) -> Result<Vec<ApiKeyRow>, StoreError> {
     if hashes.is_empty() {
         return Ok(Vec::new());
     }
@@ -298,12 +298,33 @@ async fn read_by_hashes(pool: &DbPool, hashes: &[TokenHash]) -> Result<Vec<ApiKe
             .select(ApiKeyRow::as_select())
             .load(&mut conn)
             .await
-            .map_err(classify)?
-            .into_iter()
-            .map(ApiKeyRow::into_domain)
-            .collect()
+            .map_err(classify)
     })
     .await
+}
+
+async fn read_by_hashes(pool: &DbPool, hashes: &[TokenHash]) -> Result<Vec<ApiKey>, StoreError> {
+    load_by_hashes(pool, hashes)
+        .await?
+        .into_iter()
+        .map(ApiKeyRow::into_domain)
+        .collect()
+}
+
+/// The rows of `hashes`, each read back on its own: a row that is not a key fails the lookups
+/// of its hash only (one whose hash is not 32 bytes matches no lookup).
+async fn read_rows_by_hashes(
+    pool: &DbPool,
+    hashes: &[TokenHash],
+) -> Result<Vec<ReadRow>, StoreError> {
+    Ok(load_by_hashes(pool, hashes)
+        .await?
+        .into_iter()
+        .filter_map(|row| {
+            let hash: [u8; 32] = row.key_hash.as_slice().try_into().ok()?;
+            Some((TokenHash::from_bytes(hash), row.into_domain()))
+        })
+        .collect())
 }
 
 #[async_trait]

@@ -155,6 +155,12 @@ impl DbPool {
         }
     }
 
+    /// The deadline of one operation (`AUTH_DB_TIMEOUT_MS`).
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The pool's size, idle connections and waiters.
     #[must_use]
     pub fn state(&self) -> PoolState {

@@ -136,6 +136,7 @@ macro_rules! storage_contract_tests {
             api_key_update_applies_what_is_given_and_announces_it,
             api_key_update_refuses_revoked_expired_and_unknown_changing_nothing,
             concurrent_key_updates_and_revoke_stay_whole, api_key_list_by_external_id,
+            rotation_carries_the_members_the_old_key_has_then,
             api_key_list_order_and_revoked,
             api_key_revoke, concurrent_key_revokes_one_winner, api_key_rotate,
             failed_rotation_changes_nothing, concurrent_key_rotations_one_winner, record_usage_moves_forward,
@@ -1377,6 +1378,36 @@ async fn concurrent_key_updates_and_revoke_stay_whole(f: &impl Fixture) {
         applied.contains(&(stored.name.clone(), stored.external_id.clone())),
         "{stored:?} is whole: one change's name with the same change's external_id"
     );
+}
+
+/// A rotation stores its successor with the members the old key has at the rotation, not
+/// those of the key it was made from: a change committed in between is carried over.
+async fn rotation_carries_the_members_the_old_key_has_then(f: &impl Fixture) {
+    let now = clock().now();
+    let org = key_owner(f, now).await;
+    let old = stored_key(f, org.id, now).await;
+    // The successor is made from the key as read here...
+    let successor = api_key(org.id, now);
+    // ...then the old key changes before the rotation.
+    let changed = f
+        .api_keys()
+        .update(
+            old.id,
+            &ApiKeyChanges {
+                scopes: Some(scopes(&["narrow"])),
+                external_id: Some(Some(external("cus_9"))),
+                meta: Some(Some(meta(serde_json::json!({"plan": "pro"})))),
+                ..ApiKeyChanges::default()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    f.api_keys().rotate(old.id, &successor, now).await.unwrap();
+    let stored = f.api_keys().find(successor.id).await.unwrap().unwrap();
+    assert_eq!(stored, successor.succeeding(&changed));
+    assert_eq!(stored.scopes, scopes(&["narrow"]));
+    assert_eq!(stored.key_hash, successor.key_hash);
 }
 
 /// The `external_id` filter lists the organization's keys of that id only, with the usual

@@ -152,7 +152,7 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
             }
             state.check_new(new)?;
             let revoked = state.revoke(old, now)?;
-            state.insert(new);
+            state.insert(&new.succeeding(&revoked));
             revoked
         };
         self.1

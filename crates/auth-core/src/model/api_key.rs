@@ -577,6 +577,22 @@ impl ApiKeyChanges {
 }
 
 impl ApiKey {
+    /// This new key as the successor of `old` in a rotation: its own id, secret, prefix and
+    /// creation time, and `old`'s members as they are (name, scopes, meta, external id,
+    /// expiry).
+    #[must_use]
+    pub fn succeeding(&self, old: &Self) -> Self {
+        Self {
+            organization_id: old.organization_id,
+            name: old.name.clone(),
+            scopes: old.scopes.clone(),
+            expires_at: old.expires_at,
+            meta: old.meta.clone(),
+            external_id: old.external_id.clone(),
+            ..self.clone()
+        }
+    }
+
     /// Status at `now`: revoked wins over expired.
     #[must_use]
     pub fn status(&self, now: DateTime<Utc>) -> ApiKeyStatus {

@@ -116,7 +116,9 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     /// [`RevokeApiKeyError`].
     async fn revoke(&self, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RevokeApiKeyError>;
 
-    /// Revokes `old` and stores `new` in one step, returning the revoked old key.
+    /// Revokes `old` and stores `new` in one step, returning the revoked old key; `new` is
+    /// stored with the members `old` has at that step ([`ApiKey::succeeding`]), so a change
+    /// committed after `new` was made is carried over.
     ///
     /// # Errors
     /// [`RevokeApiKeyError`]; then nothing changed.

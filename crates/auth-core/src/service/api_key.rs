@@ -358,10 +358,12 @@ impl ApiKeyService {
             meta: old.meta.clone(),
             external_id: old.external_id.clone(),
         };
-        let issued = self.mint(&template, old.expires_at)?;
+        let mut issued = self.mint(&template, old.expires_at)?;
         let now = self.ports.clock.now();
         match self.ports.keys.rotate(id, &issued.key, now).await {
-            Ok(_) => {
+            Ok(revoked) => {
+                // As stored: the members the old key had at the rotation.
+                issued.key = issued.key.succeeding(&revoked);
                 self.forget(old.key_hash).await;
                 tracing::info!(old_key_id = %id, new_key_id = %issued.key.id, "API key rotated");
                 Ok(issued)

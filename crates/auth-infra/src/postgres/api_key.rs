@@ -489,18 +489,20 @@ impl ApiKeyRepository for PgApiKeyRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                let new_row = ApiKeyRow::from_domain(new);
                 let rotated = conn
                     .transaction::<_, RotateFailure, _>(async |conn| {
                         let revoked = revoke_active(conn, old, now)
                             .await?
                             .ok_or(RotateFailure::Refused)?;
+                        let revoked = revoked.into_domain().map_err(corrupt)?;
+                        // The successor takes the members the old key has now, under its row
+                        // lock: a change committed since `new` was made is carried over.
+                        let new = new.succeeding(&revoked);
                         diesel::insert_into(api_keys::table)
-                            .values(&new_row)
+                            .values(&ApiKeyRow::from_domain(&new))
                             .execute(conn)
                             .await?;
-                        let revoked = revoked.into_domain().map_err(corrupt)?;
-                        append_in(conn, &[NewEvent::api_key_rotated(&revoked, new, now)]).await?;
+                        append_in(conn, &[NewEvent::api_key_rotated(&revoked, &new, now)]).await?;
                         Ok(revoked)
                     })
                     .await;

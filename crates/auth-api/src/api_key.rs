@@ -158,40 +158,6 @@ pub struct CreateKey {
         schema(min_length = 1, max_length = 128, example = "cus_4711")
     )]
     pub external_id: Option<String>,
-    /// Members of the API that this service does not serve yet (`rate_limit`, `remaining`,
-    /// `refill`): refused with 422 rather than ignored, so no one believes a limit holds.
-    #[serde(flatten, skip_serializing)]
-    #[cfg_attr(feature = "openapi", schema(ignore))]
-    pub not_served: NotServed,
-}
-
-/// Members of keys that the API names but does not serve yet; any present is refused.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct NotServed {
-    /// `rate_limit`.
-    #[serde(default)]
-    pub rate_limit: Option<serde_json::Value>,
-    /// `remaining`.
-    #[serde(default)]
-    pub remaining: Option<serde_json::Value>,
-    /// `refill`.
-    #[serde(default)]
-    pub refill: Option<serde_json::Value>,
-}
-
-impl NotServed {
-    /// The names of the members present, in order.
-    #[must_use]
-    pub fn present(&self) -> Vec<&'static str> {
-        [
-            ("rate_limit", self.rate_limit.is_some()),
-            ("remaining", self.remaining.is_some()),
-            ("refill", self.refill.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect()
-    }
 }
 
 /// Reads a member that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -248,10 +214,6 @@ pub struct UpdateKey {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<DateTime<Utc>>, nullable))]
     pub expires_at: Option<Option<DateTime<Utc>>>,
-    /// Members not served yet (see [`CreateKey::not_served`]).
-    #[serde(flatten, skip_serializing)]
-    #[cfg_attr(feature = "openapi", schema(ignore))]
-    pub not_served: NotServed,
 }
 
 impl CreateKey {
@@ -269,7 +231,6 @@ impl CreateKey {
             expires_in_days: None,
             meta: None,
             external_id: None,
-            not_served: NotServed::default(),
         }
     }
 

@@ -32,7 +32,7 @@ pub use account::{
 pub use admin::{AdminUser, AdminUserDetail, AdminUserList, CreateUserRequest, UpdateUserRequest};
 pub use api_key::{
     ApiKeyItem, ApiKeyList, ApiKeyRejection, ApiKeyStatus, BatchVerification, CreateKey,
-    CreatedKey, KeyVerification, NotServed, UpdateKey, VerifyBatch, VerifyKey,
+    CreatedKey, KeyVerification, UpdateKey, VerifyBatch, VerifyKey,
 };
 pub use device::{
     AuthenticateDevice, DeviceItem, DeviceList, DeviceStatus, DeviceTokenResponse, RegisterDevice,

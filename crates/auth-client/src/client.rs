@@ -768,18 +768,19 @@ impl AuthClient {
     ) -> Result<ApiKeyInfo, Error> {
         let id = key_id.to_string();
         let segments = v1!("api-keys", &id);
-        let info: ApiKeyInfo = self
+        let answer = self
             .json(
                 Call::new(Operation::UpdateApiKey, Method::PATCH, &segments)
                     .auth(manager.auth())
                     .json(changes),
                 200,
             )
-            .await?;
+            .await;
+        // Whatever the answer: a change may have been made even when its answer was lost.
         if let Some(cache) = &self.inner.key_cache {
             cache.forget_key_id(key_id).await;
         }
-        Ok(info)
+        answer
     }
 
     /// `GET /api-keys/{id}`.

@@ -10,10 +10,12 @@ use auth_api as api;
 use auth_core::model::text::has_control_chars;
 use auth_core::model::{
     ApiKeyChanges, ApiKeyMeta, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, DeviceSecret,
-    DisplayName, Email, ExternalId, OneTimeToken, OrganizationId, OrganizationName, Password,
-    PasswordError, PasswordPolicy, RefreshToken, Role, Scope, Scopes,
+    DisplayName, Email, ExternalId, MAX_KEY_LIFETIME_DAYS, OneTimeToken, OrganizationId,
+    OrganizationName, Password, PasswordError, PasswordPolicy, RefreshToken, Role, Scope, Scopes,
+    expiry_allowed,
 };
 use auth_core::{NewApiKey, NewDevice, Registration};
+use chrono::{DateTime, Utc};
 
 use crate::error::{ApiError, FieldError};
 
@@ -145,10 +147,6 @@ impl Fields {
             .ok()
     }
 
-    /// `value` when no field is broken; the 422 naming each broken one otherwise.
-    ///
-    /// # Errors
-    /// [`ApiError`] 422 with the noted field errors.
     /// A key's `meta`, or notes why not.
     pub fn meta(&mut self, value: serde_json::Value) -> Option<ApiKeyMeta> {
         ApiKeyMeta::new(value)
@@ -163,17 +161,10 @@ impl Fields {
             .ok()
     }
 
-    /// Notes every member of a key that is not served yet.
-    pub fn not_served(&mut self, members: &api::NotServed) {
-        for name in members.present() {
-            self.push(FieldError::new(
-                name,
-                "not_supported",
-                format!("{name} is not supported by this service yet"),
-            ));
-        }
-    }
-
+    /// `value` when no field is broken; the 422 naming each broken one otherwise.
+    ///
+    /// # Errors
+    /// [`ApiError`] 422 with the noted field errors.
     pub fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
         match value {
             Some(value) if self.errors.is_empty() => Ok(value),
@@ -612,7 +603,7 @@ impl TryIntoDomain for api::CreateKey {
         );
         if self
             .expires_in_days
-            .is_some_and(|d| !(1..=3650).contains(&d))
+            .is_some_and(|d| !(1..=MAX_KEY_LIFETIME_DAYS).contains(&d))
         {
             f.push(FieldError::new(
                 "expires_in_days",
@@ -622,7 +613,6 @@ impl TryIntoDomain for api::CreateKey {
         }
         let meta = self.meta.map(|value| f.meta(value));
         let external_id = self.external_id.as_deref().map(|raw| f.external_id(raw));
-        f.not_served(&self.not_served);
         f.finish(name.zip(scopes).map(|(name, scopes)| NewApiKey {
             organization_id: OrganizationId::from_uuid(self.organization_id),
             name,
@@ -634,10 +624,11 @@ impl TryIntoDomain for api::CreateKey {
     }
 }
 
-impl TryIntoDomain for api::UpdateKey {
+/// A change checked at `now` (its expiry must lie ahead), naming every broken member at once.
+impl TryIntoDomain<DateTime<Utc>> for api::UpdateKey {
     type Domain = ApiKeyChanges;
 
-    fn try_into_domain(self, (): ()) -> Result<ApiKeyChanges, ApiError> {
+    fn try_into_domain(self, now: DateTime<Utc>) -> Result<ApiKeyChanges, ApiError> {
         let mut f = Fields::default();
         let never_null = |f: &mut Fields, field: &str| {
             f.push(FieldError::new(
@@ -666,7 +657,17 @@ impl TryIntoDomain for api::UpdateKey {
         let external_id = self
             .external_id
             .map(|id| id.as_deref().map(|raw| f.external_id(raw)));
-        f.not_served(&self.not_served);
+        if let Some(Some(expires_at)) = self.expires_at
+            && !expiry_allowed(expires_at, now)
+        {
+            f.push(FieldError::new(
+                "expires_at",
+                "out_of_range",
+                format!(
+                    "expires_at must be after now and at most {MAX_KEY_LIFETIME_DAYS} days ahead"
+                ),
+            ));
+        }
         let changes = ApiKeyChanges {
             name,
             scopes,
@@ -879,10 +880,6 @@ mod tests {
             expires_in_days: Some(0),
             meta: Some(serde_json::json!(["not", "an", "object"])),
             external_id: Some("x".repeat(129)),
-            not_served: api::NotServed {
-                remaining: Some(serde_json::json!(10)),
-                ..api::NotServed::default()
-            },
         };
         let err = body.try_into_domain(()).unwrap_err();
         assert_eq!(
@@ -894,7 +891,6 @@ mod tests {
                 ("expires_in_days", "out_of_range"),
                 ("meta", "not_an_object"),
                 ("external_id", "too_long"),
-                ("remaining", "not_supported"),
             ]
         );
         for (meta, code) in [
@@ -910,7 +906,7 @@ mod tests {
                 ..api::UpdateKey::default()
             };
             assert_eq!(
-                fields(&body.try_into_domain(()).unwrap_err()),
+                fields(&body.try_into_domain(Utc::now()).unwrap_err()),
                 [("meta", code)]
             );
         }
@@ -918,23 +914,37 @@ mod tests {
             name: Some(None),
             scopes: Some(None),
             external_id: Some(Some(String::new())),
+            expires_at: Some(Some(Utc::now() - chrono::Duration::minutes(1))),
             ..api::UpdateKey::default()
         };
         assert_eq!(
-            fields(&body.try_into_domain(()).unwrap_err()),
+            fields(&body.try_into_domain(Utc::now()).unwrap_err()),
             [
                 ("name", "invalid_type"),
                 ("scopes", "invalid_type"),
-                ("external_id", "empty")
+                ("external_id", "empty"),
+                ("expires_at", "out_of_range")
             ]
         );
+        let at_the_bound = api::UpdateKey {
+            meta: Some(Some(serde_json::json!({"k": "v".repeat(4088)}))),
+            external_id: Some(Some("é".repeat(128))),
+            ..api::UpdateKey::default()
+        };
+        assert_eq!(
+            serde_json::to_vec(at_the_bound.meta.as_ref().unwrap())
+                .unwrap()
+                .len(),
+            4096
+        );
+        assert!(at_the_bound.try_into_domain(Utc::now()).is_ok());
         let cleared = api::UpdateKey {
             meta: Some(None),
             external_id: Some(None),
             expires_at: Some(None),
             ..api::UpdateKey::default()
         }
-        .try_into_domain(())
+        .try_into_domain(Utc::now())
         .unwrap();
         assert_eq!(cleared.members(), ["meta", "external_id", "expires_at"]);
         assert_eq!(

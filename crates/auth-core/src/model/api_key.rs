@@ -515,6 +515,17 @@ pub struct ApiKey {
     pub external_id: Option<ExternalId>,
 }
 
+/// Longest lifetime a key may be given, in days (create's `expires_in_days`, a change's
+/// `expires_at`).
+pub const MAX_KEY_LIFETIME_DAYS: u32 = 3650;
+
+/// Whether `expires_at` may be given to a key at `now`: after now, and at most
+/// [`MAX_KEY_LIFETIME_DAYS`] ahead.
+#[must_use]
+pub fn expiry_allowed(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    expires_at > now && expires_at <= now + chrono::Duration::days(i64::from(MAX_KEY_LIFETIME_DAYS))
+}
+
 /// A change of a key in place (`PATCH`): `None` leaves a member as it is; for the optional
 /// members, `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -67,8 +67,8 @@ mod user;
 
 pub use api_key::{
     ApiKey, ApiKeyChanges, ApiKeyMeta, ApiKeyName, ApiKeyPrefix, ApiKeyPrefixError, ApiKeySecret,
-    ApiKeyStatus, ExternalId, ExternalIdError, MetaError, Scope, ScopeError, Scopes, TooManyScopes,
-    parse_presented_key,
+    ApiKeyStatus, ExternalId, ExternalIdError, MAX_KEY_LIFETIME_DAYS, MetaError, Scope, ScopeError,
+    Scopes, TooManyScopes, expiry_allowed, parse_presented_key,
 };
 pub use claims::{AccessClaims, TokenKind, TokenRejection};
 pub use device::{

@@ -15,7 +15,8 @@ use super::last_seen::LastSeen;
 use super::organization::{OrganizationError, OrganizationService};
 use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyPrefix, ApiKeySecret,
-    ApiKeyStatus, ExternalId, OrganizationId, Scopes, TokenHash, parse_presented_key,
+    ApiKeyStatus, ExternalId, OrganizationId, Scopes, TokenHash, expiry_allowed,
+    parse_presented_key,
 };
 use crate::ports::{
     ApiKeyRepository, BoxError, Clock, RevokeApiKeyError, SecretGenerator, StoreError,
@@ -241,9 +242,6 @@ impl ApiKeyService {
             .await?)
     }
 
-    /// Longest lifetime a change may give a key, as create's `expires_in_days`.
-    const MAX_LIFETIME_DAYS: i64 = 3650;
-
     /// Changes a key in place. Every instance drops its cached record (the repository
     /// announces the change with it), this one at once.
     ///
@@ -259,7 +257,7 @@ impl ApiKeyService {
         let key = self.get(actor, id).await?;
         let now = self.ports.clock.now();
         if let Some(Some(expires_at)) = changes.expires_at
-            && (expires_at <= now || expires_at > now + Duration::days(Self::MAX_LIFETIME_DAYS))
+            && !expiry_allowed(expires_at, now)
         {
             return Err(ApiKeyError::ExpiryOutOfRange);
         }

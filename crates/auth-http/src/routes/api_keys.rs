@@ -113,7 +113,7 @@ pub async fn update(
     body: ValidJson<UpdateKey>,
     path: KeyPath,
 ) -> Result<HttpResponse, ApiError> {
-    let changes = body.0.try_into_domain(())?;
+    let changes = body.0.try_into_domain(state.auth.clock().now())?;
     let key = state.keys.update(&manager.0, path.0, &changes).await?;
     Ok(HttpResponse::Ok().json(present::api_key_item(&key, state.auth.clock().now())))
 }

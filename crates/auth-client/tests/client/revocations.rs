@@ -114,6 +114,56 @@ async fn key_refused(client: &AuthClient, key: &str) -> bool {
     client.verify_api_key(key, &[]).await.unwrap() == ApiKeyVerdict::Rejected(KeyRejection::Revoked)
 }
 
+/// A key changed through another client (`api_key.updated` on the stream): the follower's
+/// cached verdict is dropped within a second, and its next verification answers the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_key_loses_its_cached_verdict_within_a_second() {
+    let server = TestServer::start().await;
+    let admin = server.client();
+    let r = relying(&admin).await;
+    let manager = Credential::Bearer(&r.owner.access_token);
+    let client = follower(&server.url(), &r.stream_key).await;
+    let key = api_key(
+        &admin,
+        &r.owner,
+        &r.org,
+        &["invoices:read", "invoices:write"],
+    )
+    .await;
+    assert!(
+        client
+            .verify_api_key(exposed(&key.key), &["invoices:write"])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+    let changes = auth_client::api::UpdateKey {
+        scopes: Some(Some(vec!["invoices:read".into()])),
+        ..auth_client::api::UpdateKey::default()
+    };
+    admin
+        .update_api_key(manager, key.id, &changes)
+        .await
+        .unwrap();
+    let since = Instant::now();
+    refused_within_a_second("a narrowed key", since, || async {
+        client
+            .verify_api_key(exposed(&key.key), &["invoices:write"])
+            .await
+            .unwrap()
+            == ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope)
+    })
+    .await;
+    // Still usable for what it holds.
+    assert!(
+        client
+            .verify_api_key(exposed(&key.key), &["invoices:read"])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_or_rotated_key_loses_its_cached_verdict_within_a_second() {
     let server = TestServer::start().await;

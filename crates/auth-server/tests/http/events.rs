@@ -205,6 +205,16 @@ async fn each_revocation_reaches_the_stream_within_a_second(app: &TestApp) {
         .revocation("api_key.rotated", "key_id", rotated_id)
         .await;
 
+    // A key changed in place: a verdict cached on it is out of date.
+    let changed = create_key(app, &token, &org, json!(["read", "write"])).await;
+    let changed_id = str_field(&changed, "id");
+    let res =
+        crate::key_products::patch(app, &token, changed_id, &json!({"scopes": ["read"]})).await;
+    assert_eq!(res.status(), 200);
+    stream
+        .revocation("api_key.updated", "key_id", changed_id)
+        .await;
+
     // A session ended by logout.
     let (_, user) = app.user_with_session().await;
     let session = str_field(&user["user"], "id").to_owned();

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,9 @@ type ById = Arc<Mutex<HashMap<Uuid, Vec<KeyHash>>>>;
 pub(crate) struct ApiKeyCache {
     cache: Cache<KeyHash, ApiKeyVerdict>,
     by_id: ById,
+    /// Moved by every forgetting: a load that was running meanwhile may hold what was
+    /// forgotten, so it does not stay cached.
+    epoch: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ApiKeyCache {
@@ -107,6 +111,7 @@ impl ApiKeyCache {
                 })
                 .build(),
             by_id,
+            epoch: Arc::default(),
         }
     }
 
@@ -119,7 +124,10 @@ impl ApiKeyCache {
         if let Some(verdict) = self.cache.get(&key).await {
             return Ok((verdict, true));
         }
+        let started = self.epoch.load(Ordering::Acquire);
+        let loaded = AtomicBool::new(false);
         let indexed = async {
+            loaded.store(true, Ordering::Relaxed);
             let verdict = load.await?;
             if let ApiKeyVerdict::Valid(k) = &verdict
                 && let Ok(mut by_id) = self.by_id.lock()
@@ -129,21 +137,29 @@ impl ApiKeyCache {
                     hashes.push(key);
                 }
             }
-            Ok(verdict)
+            Ok::<_, Error>(verdict)
         };
-        self.cache
+        let verdict = self
+            .cache
             .try_get_with(key, indexed)
             .await
-            .map(|verdict| (verdict, false))
-            .map_err(Arc::unwrap_or_clone)
+            .map_err(Arc::unwrap_or_clone)?;
+        // A verdict this call loaded while something was forgotten may be what was forgotten
+        // (a key changed or revoked as the answer travelled): answer it, but do not keep it.
+        if loaded.load(Ordering::Relaxed) && self.epoch.load(Ordering::Acquire) != started {
+            self.cache.invalidate(&key).await;
+        }
+        Ok((verdict, false))
     }
 
     pub(crate) async fn forget(&self, key: &KeyHash) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(key).await;
     }
 
     /// Drops every cached verdict on the key `key_id`; how many there were.
     pub(crate) async fn forget_key_id(&self, key_id: Uuid) -> usize {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         let hashes = self
             .by_id
             .lock()
@@ -160,6 +176,7 @@ impl ApiKeyCache {
     }
 
     pub(crate) fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate_all();
     }
 
@@ -199,6 +216,35 @@ mod tests {
             meta: None,
             external_id: None,
         })
+    }
+
+    /// A verdict loaded while its key was forgotten (changed or revoked at the service as the
+    /// answer travelled) is answered but not kept; one loaded undisturbed is kept.
+    #[tokio::test]
+    async fn a_verdict_loaded_across_a_forgetting_is_not_kept() {
+        let cache = ApiKeyCache::new(&ApiKeyCacheConfig::default());
+        let key = hash("ak_live_x");
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let load = cache.get_or_load(key, async {
+            released.await.unwrap();
+            Ok(valid(None))
+        });
+        let forget = async {
+            tokio::task::yield_now().await;
+            cache.forget_key_id(uuid::Uuid::nil()).await;
+            release.send(()).unwrap();
+        };
+        let (loaded, ()) = tokio::join!(load, forget);
+        assert_eq!(loaded.unwrap(), (valid(None), false));
+        cache.sync().await;
+        assert_eq!(cache.cache.get(&key).await, None, "not kept");
+
+        let (verdict, hit) = cache
+            .get_or_load(key, async { Ok(valid(None)) })
+            .await
+            .unwrap();
+        assert!(!hit && verdict == valid(None));
+        assert!(cache.cache.get(&key).await.is_some(), "kept");
     }
 
     #[test]

@@ -381,20 +381,24 @@ impl ApiKeyMeta {
     /// # Errors
     /// [`MetaError`].
     pub fn new(value: serde_json::Value) -> Result<Self, MetaError> {
-        let meta = Self::from_stored(value)?;
-        if super::device::any_text(&meta.0, super::text::has_bidi_controls) {
+        let map = super::device::stored_object(value, Self::MAX_BYTES)?;
+        if super::device::any_text(&map, super::text::has_bidi_controls) {
             return Err(MetaError::BidiControl);
         }
-        Ok(meta)
+        Ok(Self(map))
     }
 
-    /// Rebuilds stored `meta` (every rule of `new` but bidirectional controls). For storage
-    /// adapters.
+    /// Rebuilds stored `meta`, which only [`ApiKeyMeta::new`] writes: only its shape is
+    /// checked, so that a key read on the verification path is not measured and walked again.
+    /// For storage adapters.
     ///
     /// # Errors
-    /// [`MetaError`].
+    /// [`MetaError::NotAnObject`].
     pub fn from_stored(value: serde_json::Value) -> Result<Self, MetaError> {
-        Ok(Self(super::device::stored_object(value, Self::MAX_BYTES)?))
+        match value {
+            serde_json::Value::Object(map) => Ok(Self(map)),
+            _ => Err(MetaError::NotAnObject),
+        }
     }
 
     /// The object.

@@ -64,6 +64,71 @@ pub struct ApiKeyItem {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(example = "cus_4711"))]
     pub external_id: Option<String>,
+    /// Valid verifications allowed per window, if limited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Uses left now (a refill that is due counted), if counted.
+    #[serde(default)]
+    pub remaining: Option<u64>,
+    /// How the uses come back, if they do.
+    #[serde(default)]
+    pub refill: Option<RefillSpec>,
+}
+
+/// A key's rate limit: at most `limit` valid verifications per fixed window of
+/// `window_seconds`, windows aligned to the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RateLimitSpec {
+    /// 1..=1,000,000.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 1_000_000, example = 100)
+    )]
+    pub limit: u32,
+    /// 1..=86,400.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 86_400, example = 10)
+    )]
+    pub window_seconds: u32,
+}
+
+/// How often credits are set back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum RefillEvery {
+    /// At 00:00 UTC every day.
+    Day,
+    /// At 00:00 UTC on the first of every month.
+    Month,
+}
+
+/// Credits set back to `amount` at the start of every day or month (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefillSpec {
+    /// 1..=1,000,000,000.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 1_000_000_000, example = 1000)
+    )]
+    pub amount: u64,
+    /// `day` or `month`.
+    pub every: RefillEvery,
+}
+
+/// A rate-limited key's window, as a verification that got as far as the limit saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RateLimitReport {
+    /// The limit per window.
+    pub limit: u32,
+    /// Uses left in this window (approximate across instances).
+    pub remaining: u32,
+    /// Seconds until the window ends, rounded up.
+    pub reset_seconds: u32,
 }
 
 /// A new key: shown once. `Debug` never shows the key.
@@ -106,6 +171,15 @@ pub struct CreatedKey<S = Redacted> {
     /// The owner's own id for whom the key was issued, if any.
     #[serde(default)]
     pub external_id: Option<String>,
+    /// Valid verifications allowed per window, if limited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Uses left, if counted.
+    #[serde(default)]
+    pub remaining: Option<u64>,
+    /// How the uses come back, if they do.
+    #[serde(default)]
+    pub refill: Option<RefillSpec>,
 }
 
 impl<S> CreatedKey<S> {
@@ -124,6 +198,9 @@ impl<S> CreatedKey<S> {
             expires_at: self.expires_at,
             meta: self.meta,
             external_id: self.external_id,
+            rate_limit: self.rate_limit,
+            remaining: self.remaining,
+            refill: self.refill,
         }
     }
 }
@@ -158,6 +235,20 @@ pub struct CreateKey {
         schema(min_length = 1, max_length = 128, example = "cus_4711")
     )]
     pub external_id: Option<String>,
+    /// At most `limit` valid verifications per window of `window_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Uses allowed (0..=1,000,000,000), one taken by each valid verification; none for
+    /// unlimited uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 1_000_000_000, example = 1000)
+    )]
+    pub remaining: Option<u64>,
+    /// Sets `remaining` back every day or month; only with `remaining`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refill: Option<RefillSpec>,
 }
 
 /// Reads a member that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -214,6 +305,31 @@ pub struct UpdateKey {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<DateTime<Utc>>, nullable))]
     pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// A new rate limit; `null` removes it.
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<RateLimitSpec>, nullable))]
+    pub rate_limit: Option<Option<RateLimitSpec>>,
+    /// A new count of uses (0..=1,000,000,000; the refill stays unless `refill` is given);
+    /// `null`: unlimited uses, and no refill.
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, nullable, minimum = 0, maximum = 1_000_000_000))]
+    pub remaining: Option<Option<u64>>,
+    /// A new refill, only with a `remaining` count in the same body; `null` removes it.
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<RefillSpec>, nullable))]
+    pub refill: Option<Option<RefillSpec>>,
 }
 
 impl CreateKey {
@@ -231,6 +347,9 @@ impl CreateKey {
             expires_in_days: None,
             meta: None,
             external_id: None,
+            rate_limit: None,
+            remaining: None,
+            refill: None,
         }
     }
 
@@ -274,13 +393,18 @@ pub enum ApiKeyRejection {
     Expired,
     /// Valid, but lacking one of the required scopes.
     InsufficientScope,
+    /// Valid, but over its rate limit for this window.
+    RateLimited,
+    /// Valid, but with no use left.
+    UsageExceeded,
     /// Malformed, mistyped or unknown (and any reason this build does not know).
     #[serde(other)]
     Invalid,
 }
 
 impl ApiKeyRejection {
-    /// The contract's code (`INVALID`, `REVOKED`, `EXPIRED`, `INSUFFICIENT_SCOPE`).
+    /// The contract's code (`INVALID`, `REVOKED`, `EXPIRED`, `INSUFFICIENT_SCOPE`,
+    /// `RATE_LIMITED`, `USAGE_EXCEEDED`).
     #[must_use]
     pub const fn code(self) -> &'static str {
         match self {
@@ -288,6 +412,8 @@ impl ApiKeyRejection {
             Self::Revoked => "REVOKED",
             Self::Expired => "EXPIRED",
             Self::InsufficientScope => "INSUFFICIENT_SCOPE",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::UsageExceeded => "USAGE_EXCEEDED",
         }
     }
 }
@@ -325,7 +451,15 @@ pub struct KeyVerification<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub external_id: Option<Cow<'a, str>>,
-    /// `INVALID`, `REVOKED`, `EXPIRED` or `INSUFFICIENT_SCOPE` when not valid.
+    /// The window of a rate-limited key, when the verification got as far as the limit
+    /// (valid, `RATE_LIMITED` or `USAGE_EXCEEDED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitReport>,
+    /// Uses left after this one, when valid and the key counts its uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+    /// `INVALID`, `REVOKED`, `EXPIRED`, `INSUFFICIENT_SCOPE`, `RATE_LIMITED` or
+    /// `USAGE_EXCEEDED` when not valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ApiKeyRejection>,
 }

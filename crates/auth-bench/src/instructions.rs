@@ -128,6 +128,9 @@ async fn seed(state: &auth_http::AppState) -> Result<Fixture, Error> {
                 expires_in_days: None,
                 meta: None,
                 external_id: None,
+                rate_limit: None,
+                remaining: None,
+                refill: None,
             },
         )
         .await?;

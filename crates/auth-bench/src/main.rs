@@ -169,6 +169,9 @@ async fn main() -> Result<(), Error> {
                     expires_in_days: None,
                     meta: None,
                     external_id: None,
+                    rate_limit: None,
+                    remaining: None,
+                    refill: None,
                 };
                 let issued = service.create(&Actor::Operator, new).await?;
                 Ok::<_, Error>(issued.secret.expose().to_owned())
@@ -224,6 +227,9 @@ async fn main() -> Result<(), Error> {
                 expires_in_days: None,
                 meta: None,
                 external_id: None,
+                rate_limit: None,
+                remaining: None,
+                refill: None,
             },
         )
         .await?;
@@ -244,6 +250,9 @@ async fn main() -> Result<(), Error> {
                     expires_in_days: None,
                     meta: None,
                     external_id: None,
+                    rate_limit: None,
+                    remaining: None,
+                    refill: None,
                 };
                 let issued = service.create(&Actor::Operator, new).await?;
                 Ok::<_, Error>(format!("{} {}", issued.key.id, issued.secret.expose()))

@@ -152,6 +152,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
                 expires_in_days: Some(90),
                 meta: None,
                 external_id: Some(ExternalId::parse("cus_4711")?),
+                rate_limit: None,
+                remaining: None,
+                refill: None,
             },
         )
         .await?;

@@ -23,16 +23,17 @@ use chrono::{DateTime, Duration, Utc};
 use crate::audit::{self, RequestActor, RequestContext};
 use crate::memory::{ManualClock, MemoryStore};
 use crate::model::{
-    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, Device, DeviceId, DeviceMetadata,
-    DeviceName, DisplayName, Email, EventAction, EventActor, EventTarget, ExternalId, FailedLogin,
-    LogEntry, LoginStep, LoginSubject, Member, Membership, OneTimeToken, Organization,
-    OrganizationId, OrganizationName, OutgoingMail, PasswordHash, Role, Scope, Scopes, Session,
-    SessionId, StoredEvent, StoredToken, TokenHash, TokenPurpose, User, UserId,
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, CreditSpend, Credits, Device,
+    DeviceId, DeviceMetadata, DeviceName, DisplayName, Email, EventAction, EventActor, EventTarget,
+    ExternalId, FailedLogin, LogEntry, LoginStep, LoginSubject, Member, Membership, OneTimeToken,
+    Organization, OrganizationId, OrganizationName, OutgoingMail, PasswordHash, RateLimit, Refill,
+    RefillPeriod, Role, Scope, Scopes, Session, SessionId, StoredEvent, StoredToken, TokenHash,
+    TokenPurpose, User, UserId,
 };
 use crate::ports::{
     AccountRemover, AddMemberError, AddressConfirmation, AddressIssue, AdminChange, Admission,
     ApiKeyRepository, AttemptState, ChangeDeviceError, Clock, CreateUserError, DeleteAccountError,
-    DeviceRepository, EventLog, EventQuery, EventScope, Invalidation, LockoutPolicy,
+    DeviceRepository, EventLog, EventQuery, EventScope, Invalidation, LeaseRequest, LockoutPolicy,
     LoginAttemptStore, MailOutbox, MfaRepository, OneTimeTokenStore, OrganizationRepository,
     PasswordUpdate, PruneReport, PrunedRows, Pruner, RESET_REQUEST_RETENTION, RegisterDeviceError,
     RemoveMemberError, RetentionPolicy, RevokeApiKeyError, Rotation, SessionRepository,
@@ -135,6 +136,8 @@ macro_rules! storage_contract_tests {
             api_key_create_refuses_duplicates, api_key_meta_and_external_id_round_trip,
             api_key_update_applies_what_is_given_and_announces_it,
             api_key_update_refuses_revoked_expired_and_unknown_changing_nothing,
+            api_key_limits_round_trip, concurrent_credit_spends_take_exactly_what_is_left,
+            concurrent_leases_never_grant_past_the_limit,
             concurrent_key_updates_and_revoke_stay_whole, api_key_list_by_external_id,
             rotation_carries_the_members_the_old_key_has_then,
             api_key_list_order_and_revoked,
@@ -1072,6 +1075,8 @@ fn api_key(org: OrganizationId, created_at: DateTime<Utc>) -> ApiKey {
         last_used_at: None,
         meta: None,
         external_id: None,
+        rate_limit: None,
+        credits: None,
     }
 }
 
@@ -1085,6 +1090,288 @@ async fn stored_key(f: &impl Fixture, org: OrganizationId, now: DateTime<Utc>) -
     let key = api_key(org, now);
     f.api_keys().create(&key).await.unwrap();
     key
+}
+
+/// A key's rate limit and credits (with their refill and its date) read back field for field;
+/// a change sets and clears them, clearing the count clears its refill, a count set alone keeps
+/// the refill and is dated by the change; rotation carries them over.
+async fn api_key_limits_round_trip(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let refill = Refill::new(50, RefillPeriod::Month).unwrap();
+    let key = ApiKey {
+        rate_limit: Some(RateLimit::new(100, 10).unwrap()),
+        credits: Some(Credits {
+            remaining: 42,
+            refill: Some(refill),
+            refilled_at: c.now(),
+        }),
+        ..api_key(org.id, c.now())
+    };
+    f.api_keys().create(&key).await.unwrap();
+    assert_eq!(f.api_keys().find(key.id).await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        f.api_keys().find_by_hash(&key.key_hash).await.unwrap(),
+        Some(key.clone())
+    );
+
+    c.advance(Duration::seconds(5));
+    let recount = ApiKeyChanges {
+        remaining: Some(Some(7)),
+        rate_limit: Some(Some(RateLimit::new(5, 60).unwrap())),
+        ..ApiKeyChanges::default()
+    };
+    let changed = f
+        .api_keys()
+        .update(key.id, &recount, c.now())
+        .await
+        .unwrap();
+    let expected = ApiKey {
+        rate_limit: Some(RateLimit::new(5, 60).unwrap()),
+        credits: Some(Credits {
+            remaining: 7,
+            refill: Some(refill),
+            refilled_at: c.now(),
+        }),
+        ..key.clone()
+    };
+    assert_eq!(changed, expected);
+    assert_eq!(f.api_keys().find(key.id).await.unwrap(), Some(expected));
+
+    let unlimited = ApiKeyChanges {
+        remaining: Some(None),
+        rate_limit: Some(None),
+        ..ApiKeyChanges::default()
+    };
+    let cleared = f
+        .api_keys()
+        .update(key.id, &unlimited, c.now())
+        .await
+        .unwrap();
+    assert_eq!((cleared.rate_limit, cleared.credits), (None, None));
+    assert_eq!(f.api_keys().find(key.id).await.unwrap(), Some(cleared));
+
+    let daily = Refill::new(3, RefillPeriod::Day).unwrap();
+    let both = ApiKeyChanges {
+        remaining: Some(Some(0)),
+        refill: Some(Some(daily)),
+        ..ApiKeyChanges::default()
+    };
+    f.api_keys().update(key.id, &both, c.now()).await.unwrap();
+    let no_refill = ApiKeyChanges {
+        refill: Some(None),
+        ..ApiKeyChanges::default()
+    };
+    let kept = f
+        .api_keys()
+        .update(key.id, &no_refill, c.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.credits,
+        Some(Credits {
+            remaining: 0,
+            refill: None,
+            refilled_at: c.now(),
+        })
+    );
+
+    let next = ApiKey {
+        id: ApiKeyId::generate(),
+        key_hash: token("successor"),
+        rate_limit: None,
+        credits: None,
+        ..api_key(org.id, c.now())
+    };
+    f.api_keys().rotate(key.id, &next, c.now()).await.unwrap();
+    let successor = f.api_keys().find(next.id).await.unwrap().unwrap();
+    assert_eq!(successor.credits, kept.credits);
+    assert_eq!(successor.rate_limit, kept.rate_limit);
+}
+
+/// Of 300 concurrent spends of a key with 100 credits exactly 100 succeed, each leaving a
+/// different count (99 down to 0), the rest find none left; a refill that is due is applied
+/// by the first spend of its period, once; a revoked or expired key, a key without credits and
+/// an unknown one are not metered, and nothing changes.
+async fn concurrent_credit_spends_take_exactly_what_is_left(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let key = ApiKey {
+        credits: Some(Credits {
+            remaining: 100,
+            refill: None,
+            refilled_at: c.now(),
+        }),
+        ..api_key(org.id, c.now())
+    };
+    f.api_keys().create(&key).await.unwrap();
+    let keys = f.api_keys();
+    let spends = (0..300).map(|_| keys.spend_credit(key.id, c.now()));
+    let outcomes = futures::future::join_all(spends).await;
+    let mut left: Vec<u64> = outcomes
+        .iter()
+        .filter_map(|o| match o.as_ref().unwrap() {
+            CreditSpend::Spent { remaining } => Some(*remaining),
+            CreditSpend::Exhausted => None,
+            CreditSpend::Unmetered => panic!("a key with credits is metered"),
+        })
+        .collect();
+    left.sort_unstable();
+    assert_eq!(left, (0..100).collect::<Vec<u64>>());
+    assert_eq!(
+        keys.spend_credit(key.id, c.now()).await.unwrap(),
+        CreditSpend::Exhausted
+    );
+    assert_eq!(
+        keys.find(key.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .credits
+            .unwrap()
+            .remaining,
+        0
+    );
+
+    // A daily refill: set back at the next midnight (UTC), by the first spend after it.
+    let daily = ApiKey {
+        id: ApiKeyId::generate(),
+        key_hash: token("daily"),
+        credits: Some(Credits {
+            remaining: 0,
+            refill: Some(Refill::new(3, RefillPeriod::Day).unwrap()),
+            refilled_at: c.now(),
+        }),
+        ..api_key(org.id, c.now())
+    };
+    keys.create(&daily).await.unwrap();
+    assert_eq!(
+        keys.spend_credit(daily.id, c.now()).await.unwrap(),
+        CreditSpend::Exhausted
+    );
+    let midnight = RefillPeriod::Day.period_start(c.now()) + Duration::days(1);
+    c.set(midnight + Duration::minutes(1));
+    let spends = (0..5).map(|_| keys.spend_credit(daily.id, c.now()));
+    let mut refilled: Vec<CreditSpend> = futures::future::join_all(spends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    refilled.sort_by_key(|o| match o {
+        CreditSpend::Spent { remaining } => *remaining,
+        _ => u64::MAX,
+    });
+    assert_eq!(
+        refilled,
+        [
+            CreditSpend::Spent { remaining: 0 },
+            CreditSpend::Spent { remaining: 1 },
+            CreditSpend::Spent { remaining: 2 },
+            CreditSpend::Exhausted,
+            CreditSpend::Exhausted,
+        ]
+    );
+    assert_eq!(
+        keys.find(daily.id).await.unwrap().unwrap().credits,
+        Some(Credits {
+            remaining: 0,
+            refill: Some(Refill::new(3, RefillPeriod::Day).unwrap()),
+            refilled_at: midnight,
+        })
+    );
+
+    // Not metered: revoked, expired, without credits, unknown.
+    let revoked = ApiKey {
+        id: ApiKeyId::generate(),
+        key_hash: token("revoked"),
+        ..daily.clone()
+    };
+    keys.create(&revoked).await.unwrap();
+    keys.revoke(revoked.id, c.now()).await.unwrap();
+    let expired = ApiKey {
+        id: ApiKeyId::generate(),
+        key_hash: token("expired"),
+        expires_at: Some(c.now()),
+        ..daily.clone()
+    };
+    keys.create(&expired).await.unwrap();
+    let plain = ApiKey {
+        id: ApiKeyId::generate(),
+        key_hash: token("plain"),
+        ..api_key(org.id, c.now())
+    };
+    keys.create(&plain).await.unwrap();
+    for id in [revoked.id, expired.id, plain.id, ApiKeyId::generate()] {
+        assert_eq!(
+            keys.spend_credit(id, c.now()).await.unwrap(),
+            CreditSpend::Unmetered
+        );
+    }
+    assert_eq!(
+        keys.find(revoked.id).await.unwrap().unwrap().credits,
+        revoked.credits
+    );
+    assert_eq!(
+        keys.find(expired.id).await.unwrap().unwrap().credits,
+        expired.credits
+    );
+}
+
+/// Leases of one window asked for concurrently never grant more than the limit in all, and
+/// grant all of it; what is given back is granted again; a request for an older window gets
+/// nothing and changes nothing; a newer window starts afresh.
+async fn concurrent_leases_never_grant_past_the_limit(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let key = ApiKey {
+        rate_limit: Some(RateLimit::new(100, 60).unwrap()),
+        ..api_key(org.id, c.now())
+    };
+    f.api_keys().create(&key).await.unwrap();
+    let keys = f.api_keys();
+    let window = RateLimit::new(100, 60).unwrap().window_start(c.now());
+    let ask = |ask: u32, give_back: u32, window_start: DateTime<Utc>| LeaseRequest {
+        window_start,
+        limit: 100,
+        ask,
+        give_back,
+    };
+    let leases = (0..120u32).map(|i| keys.lease(key.id, ask(1 + i % 7, 0, window)));
+    let granted: Vec<_> = futures::future::join_all(leases)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(granted.iter().map(|l| l.granted).sum::<u32>(), 100);
+    assert!(granted.iter().all(|l| l.taken <= 100));
+    assert_eq!(granted.iter().map(|l| l.taken).max(), Some(100));
+    assert_eq!(
+        keys.lease(key.id, ask(5, 0, window)).await.unwrap().granted,
+        0
+    );
+
+    // Given back, granted again.
+    let back = keys.lease(key.id, ask(0, 4, window)).await.unwrap();
+    assert_eq!((back.granted, back.taken), (0, 96));
+    let again = keys.lease(key.id, ask(10, 0, window)).await.unwrap();
+    assert_eq!((again.granted, again.taken), (4, 100));
+
+    // An older window changes nothing; a newer one starts afresh.
+    let older = window - Duration::seconds(60);
+    assert_eq!(
+        keys.lease(key.id, ask(10, 50, older))
+            .await
+            .unwrap()
+            .granted,
+        0
+    );
+    assert_eq!(
+        keys.lease(key.id, ask(1, 0, window)).await.unwrap().granted,
+        0
+    );
+    let newer = window + Duration::seconds(60);
+    let fresh = keys.lease(key.id, ask(30, 0, newer)).await.unwrap();
+    assert_eq!((fresh.granted, fresh.taken), (30, 30));
 }
 
 /// A created key reads back field for field (scopes and optional times included, to the
@@ -1205,6 +1492,7 @@ async fn api_key_update_applies_what_is_given_and_announces_it(f: &impl Fixture)
         meta: Some(Some(meta(serde_json::json!({"plan": "pro"})))),
         external_id: None,
         expires_at: Some(Some(expiry)),
+        ..ApiKeyChanges::default()
     };
     let changed = f
         .api_keys()

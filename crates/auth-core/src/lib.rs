@@ -25,7 +25,8 @@ pub use service::account::{
 };
 pub use service::actor::Actor;
 pub use service::api_key::{
-    ApiKeyError, ApiKeyPorts, ApiKeyService, ApiKeyVerdict, IssuedApiKey, NewApiKey,
+    ApiKeyError, ApiKeyPorts, ApiKeyService, ApiKeyVerdict, IssuedApiKey, KeyCheck, Metering,
+    NewApiKey,
 };
 pub use service::audit::{AuditService, TrailPage};
 pub use service::device::{
@@ -33,6 +34,7 @@ pub use service::device::{
 };
 pub use service::follow::LogFollower;
 pub use service::invalidation::CacheInvalidator;
+pub use service::key_limits::RateLimitState;
 pub use service::mail::{OutboxPass, OutboxWorker, RetryPolicy};
 pub use service::organization::{Caller, OrganizationError, OrganizationService};
 pub use service::retention::RetentionService;

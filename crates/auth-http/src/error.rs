@@ -439,6 +439,11 @@ impl From<ApiKeyError> for ApiError {
                 "out_of_range",
                 "expires_at must be after now and at most 3650 days ahead",
             )]),
+            ApiKeyError::RefillWithoutCredits => Self::validation(vec![FieldError::new(
+                "refill",
+                "requires_remaining",
+                "refill is only given with remaining",
+            )]),
             ApiKeyError::Store(store) => store.into(),
             ApiKeyError::Internal(_) => Self::internal(&err),
         }

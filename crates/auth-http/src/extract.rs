@@ -6,7 +6,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use auth_core::audit::{self, RequestActor};
-use auth_core::model::{Scopes, parse_presented_key};
+use auth_core::model::parse_presented_key;
 use auth_core::{Actor, ApiKeyVerdict, Principal};
 use futures::future::LocalBoxFuture;
 
@@ -121,7 +121,7 @@ impl FromRequest for Manager {
                 .rate_limits
                 .key_auth_reserve(client)
                 .map_err(|wait| ApiError::rate_limited(wait, "AUTH_RATE_LIMIT_PER_MINUTE"))?;
-            match state.keys.verify(&key, &Scopes::default()).await? {
+            match state.keys.authenticate(&key).await? {
                 ApiKeyVerdict::Valid(key) => {
                     state.rate_limits.key_auth_succeeded(client);
                     audit::set_actor(RequestActor::ApiKey(key.id));
@@ -129,9 +129,12 @@ impl FromRequest for Manager {
                 }
                 ApiKeyVerdict::Revoked => Err(ApiError::refused(Refusal::KeyRevoked)),
                 ApiKeyVerdict::Expired => Err(ApiError::refused(Refusal::KeyExpired)),
-                ApiKeyVerdict::Invalid | ApiKeyVerdict::InsufficientScope(_) => {
-                    Err(ApiError::refused(Refusal::KeyInvalid))
-                }
+                // The last three cannot come from `authenticate`, which requires no scope and
+                // applies no limit.
+                ApiKeyVerdict::Invalid
+                | ApiKeyVerdict::InsufficientScope(_)
+                | ApiKeyVerdict::RateLimited(_)
+                | ApiKeyVerdict::UsageExceeded(_) => Err(ApiError::refused(Refusal::KeyInvalid)),
             }
         })
     }

@@ -9,10 +9,10 @@
 use auth_api as api;
 use auth_core::model::text::has_control_chars;
 use auth_core::model::{
-    ApiKeyChanges, ApiKeyMeta, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, DeviceSecret,
-    DisplayName, Email, ExternalId, MAX_KEY_LIFETIME_DAYS, OneTimeToken, OrganizationId,
-    OrganizationName, Password, PasswordError, PasswordPolicy, RefreshToken, Role, Scope, Scopes,
-    expiry_allowed,
+    ApiKeyChanges, ApiKeyMeta, ApiKeyName, Credits, DeviceId, DeviceMetadata, DeviceName,
+    DeviceSecret, DisplayName, Email, ExternalId, MAX_KEY_LIFETIME_DAYS, OneTimeToken,
+    OrganizationId, OrganizationName, Password, PasswordError, PasswordPolicy, RateLimit, Refill,
+    RefillPeriod, RefreshToken, Role, Scope, Scopes, expiry_allowed,
 };
 use auth_core::{NewApiKey, NewDevice, Registration};
 use chrono::{DateTime, Utc};
@@ -159,6 +159,46 @@ impl Fields {
         ExternalId::parse(raw)
             .map_err(|e| self.push(FieldError::new("external_id", e.code(), e)))
             .ok()
+    }
+
+    /// A key's `rate_limit`, or notes which of its members is out of range.
+    pub fn rate_limit(&mut self, spec: api::RateLimitSpec) -> Option<RateLimit> {
+        RateLimit::new(u64::from(spec.limit), u64::from(spec.window_seconds))
+            .map_err(|e| {
+                self.push(FieldError::new(
+                    format!("rate_limit.{}", e.field),
+                    e.code(),
+                    e,
+                ))
+            })
+            .ok()
+    }
+
+    /// A key's `remaining`, or notes why not.
+    pub fn remaining(&mut self, remaining: u64) -> Option<u64> {
+        Credits::check_remaining(remaining)
+            .map_err(|e| self.push(FieldError::new("remaining", e.code(), e)))
+            .ok()
+    }
+
+    /// A key's `refill`, or notes why not.
+    pub fn refill(&mut self, spec: api::RefillSpec) -> Option<Refill> {
+        let every = match spec.every {
+            api::RefillEvery::Day => RefillPeriod::Day,
+            api::RefillEvery::Month => RefillPeriod::Month,
+        };
+        Refill::new(spec.amount, every)
+            .map_err(|e| self.push(FieldError::new(format!("refill.{}", e.field), e.code(), e)))
+            .ok()
+    }
+
+    /// Notes a refill given without a count of credits beside it.
+    pub fn refill_needs_remaining(&mut self) {
+        self.push(FieldError::new(
+            "refill",
+            "requires_remaining",
+            "refill is only given with remaining",
+        ));
     }
 
     /// `value` when no field is broken; the 422 naming each broken one otherwise.
@@ -613,6 +653,12 @@ impl TryIntoDomain for api::CreateKey {
         }
         let meta = self.meta.map(|value| f.meta(value));
         let external_id = self.external_id.as_deref().map(|raw| f.external_id(raw));
+        let rate_limit = self.rate_limit.and_then(|spec| f.rate_limit(spec));
+        let remaining = self.remaining.and_then(|n| f.remaining(n));
+        let refill = self.refill.and_then(|spec| f.refill(spec));
+        if self.refill.is_some() && self.remaining.is_none() {
+            f.refill_needs_remaining();
+        }
         f.finish(name.zip(scopes).map(|(name, scopes)| NewApiKey {
             organization_id: OrganizationId::from_uuid(self.organization_id),
             name,
@@ -620,6 +666,9 @@ impl TryIntoDomain for api::CreateKey {
             expires_in_days: self.expires_in_days,
             meta: meta.flatten(),
             external_id: external_id.flatten(),
+            rate_limit,
+            remaining,
+            refill,
         }))
     }
 }
@@ -668,6 +717,11 @@ impl TryIntoDomain<DateTime<Utc>> for api::UpdateKey {
                 ),
             ));
         }
+        let rate_limit = self
+            .rate_limit
+            .map(|spec| spec.and_then(|spec| f.rate_limit(spec)));
+        let remaining = self.remaining.map(|n| n.and_then(|n| f.remaining(n)));
+        let refill = self.refill.map(|spec| spec.and_then(|spec| f.refill(spec)));
         let changes = ApiKeyChanges {
             name,
             scopes,
@@ -676,7 +730,13 @@ impl TryIntoDomain<DateTime<Utc>> for api::UpdateKey {
             meta: meta.map(Option::flatten),
             external_id: external_id.map(Option::flatten),
             expires_at: self.expires_at,
+            rate_limit,
+            remaining,
+            refill,
         };
+        if matches!(self.refill, Some(Some(_))) && !matches!(self.remaining, Some(Some(_))) {
+            f.refill_needs_remaining();
+        }
         f.finish(Some(changes))
     }
 }
@@ -880,6 +940,15 @@ mod tests {
             expires_in_days: Some(0),
             meta: Some(serde_json::json!(["not", "an", "object"])),
             external_id: Some("x".repeat(129)),
+            rate_limit: Some(api::RateLimitSpec {
+                limit: 0,
+                window_seconds: 10,
+            }),
+            remaining: Some(1_000_000_001),
+            refill: Some(api::RefillSpec {
+                amount: 0,
+                every: api::RefillEvery::Day,
+            }),
         };
         let err = body.try_into_domain(()).unwrap_err();
         assert_eq!(
@@ -891,6 +960,9 @@ mod tests {
                 ("expires_in_days", "out_of_range"),
                 ("meta", "not_an_object"),
                 ("external_id", "too_long"),
+                ("rate_limit.limit", "out_of_range"),
+                ("remaining", "out_of_range"),
+                ("refill.amount", "out_of_range"),
             ]
         );
         for (meta, code) in [

@@ -4,10 +4,10 @@
 use auth_api as api;
 use auth_api::Redacted;
 use auth_core::model::{
-    self, ApiKey, Device, DisplayName, LoginOutcome, Member, Organization, RecoveryCode, Scopes,
-    TokenPair, TotpSetup, User,
+    self, ApiKey, Device, DisplayName, LoginOutcome, Member, Organization, RateLimit, RecoveryCode,
+    Refill, RefillPeriod, Scopes, TokenPair, TotpSetup, User,
 };
-use auth_core::{ApiKeyVerdict, DeviceToken, IssuedApiKey, IssuedDevice, Principal};
+use auth_core::{ApiKeyVerdict, DeviceToken, IssuedApiKey, IssuedDevice, KeyCheck, Principal};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret as _;
 use std::borrow::Cow;
@@ -230,6 +230,26 @@ pub fn api_key_item(key: &ApiKey, now: DateTime<Utc>) -> api::ApiKeyItem {
         last_used_at: key.last_used_at,
         meta: key.meta.as_ref().map(|m| m.as_map().clone()),
         external_id: key.external_id.as_ref().map(|e| e.as_str().to_owned()),
+        rate_limit: key.rate_limit.map(rate_limit),
+        remaining: key.credits.map(|c| c.available_at(now)),
+        refill: key.credits.and_then(|c| c.refill).map(refill),
+    }
+}
+
+fn rate_limit(limit: RateLimit) -> api::RateLimitSpec {
+    api::RateLimitSpec {
+        limit: limit.limit(),
+        window_seconds: limit.window_seconds(),
+    }
+}
+
+fn refill(refill: Refill) -> api::RefillSpec {
+    api::RefillSpec {
+        amount: refill.amount(),
+        every: match refill.every() {
+            RefillPeriod::Day => api::RefillEvery::Day,
+            RefillPeriod::Month => api::RefillEvery::Month,
+        },
     }
 }
 
@@ -249,18 +269,28 @@ pub fn created_key(issued: IssuedApiKey) -> api::CreatedKey {
         expires_at: k.expires_at,
         meta: k.meta.map(|m| m.as_map().clone()),
         external_id: k.external_id.map(|e| e.as_str().to_owned()),
+        rate_limit: k.rate_limit.map(rate_limit),
+        remaining: k.credits.map(|c| c.remaining),
+        refill: k.credits.and_then(|c| c.refill).map(refill),
     }
 }
 
 /// The verdict on a key, borrowing the key's name and scopes from the shared record: a
-/// verification copies no scope.
+/// verification copies no scope. A rate-limited key's window is reported whenever the
+/// verification got as far as the limit.
 #[must_use]
-pub fn key_verification(verdict: &ApiKeyVerdict) -> api::KeyVerification<'_> {
+pub fn key_verification(check: &KeyCheck) -> api::KeyVerification<'_> {
+    let rate_limit = check.metering.rate_limit.map(|state| api::RateLimitReport {
+        limit: state.limit,
+        remaining: state.remaining,
+        reset_seconds: state.reset_seconds,
+    });
     let rejected = |reason| api::KeyVerification {
         error: Some(reason),
+        rate_limit,
         ..api::KeyVerification::default()
     };
-    match verdict {
+    match &check.verdict {
         ApiKeyVerdict::Valid(k) => api::KeyVerification {
             valid: true,
             key_id: Some(k.id.as_uuid()),
@@ -276,12 +306,16 @@ pub fn key_verification(verdict: &ApiKeyVerdict) -> api::KeyVerification<'_> {
             expires_at: k.expires_at,
             meta: k.meta.as_ref().map(|m| Cow::Borrowed(m.as_map())),
             external_id: k.external_id.as_ref().map(|e| Cow::Borrowed(e.as_str())),
+            rate_limit,
+            remaining: check.metering.remaining,
             error: None,
         },
         ApiKeyVerdict::Invalid => rejected(api::ApiKeyRejection::Invalid),
         ApiKeyVerdict::Revoked => rejected(api::ApiKeyRejection::Revoked),
         ApiKeyVerdict::Expired => rejected(api::ApiKeyRejection::Expired),
         ApiKeyVerdict::InsufficientScope(_) => rejected(api::ApiKeyRejection::InsufficientScope),
+        ApiKeyVerdict::RateLimited(_) => rejected(api::ApiKeyRejection::RateLimited),
+        ApiKeyVerdict::UsageExceeded(_) => rejected(api::ApiKeyRejection::UsageExceeded),
     }
 }
 

@@ -115,6 +115,9 @@ fn api_keys(c: &mut Criterion) {
                     expires_in_days: None,
                     meta: None,
                     external_id: None,
+                    rate_limit: None,
+                    remaining: None,
+                    refill: None,
                 },
             )
             .await

@@ -738,6 +738,9 @@ pub(crate) fn new_key(
         expires_in_days,
         meta,
         external_id,
+        rate_limit: None,
+        remaining: None,
+        refill: None,
     })
 }
 

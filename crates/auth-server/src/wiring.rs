@@ -413,7 +413,8 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
 }
 
 /// Every few seconds, until the returned task is aborted: writes API-key `last_used_at` and
-/// device `last_authenticated_at` times, and forgets rate-limit state of idle clients.
+/// device `last_authenticated_at` times, and forgets rate-limit state of idle clients. Every
+/// 50 ms: gives back the per-key rate-limit leases this instance has stopped drawing from.
 #[must_use]
 pub fn spawn_maintenance(state: &AppState) -> tokio::task::JoinHandle<()> {
     let (keys, devices, limits) = (
@@ -421,7 +422,8 @@ pub fn spawn_maintenance(state: &AppState) -> tokio::task::JoinHandle<()> {
         state.devices.clone(),
         state.rate_limits.clone(),
     );
-    tokio::spawn(async move {
+    let leases = keys.clone();
+    let writes = async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -434,6 +436,19 @@ pub fn spawn_maintenance(state: &AppState) -> tokio::task::JoinHandle<()> {
                 tracing::warn!(error = %err, "device authentications not written; will retry");
             }
         }
+    };
+    let reconcile = async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = leases.reconcile_limits().await {
+                tracing::warn!(error = %err, "unused rate-limit leases not given back");
+            }
+        }
+    };
+    tokio::spawn(async move {
+        tokio::join!(writes, reconcile);
     })
 }
 

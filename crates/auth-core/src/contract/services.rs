@@ -19,14 +19,14 @@ use secrecy::ExposeSecret as _;
 use super::Fixture;
 use crate::memory::ManualClock;
 use crate::model::{
-    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, Device, DeviceId,
-    DeviceMetadata, DeviceSecret, Email, ExternalId, Organization, OrganizationId,
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, CreditSpend, Device,
+    DeviceId, DeviceMetadata, DeviceSecret, Email, ExternalId, Organization, OrganizationId,
     OrganizationName, PasswordHash, Scope, Scopes, TokenHash, TokenRejection, User, UserId,
 };
 use crate::ports::{
-    ApiKeyRepository, ChangeDeviceError, Clock as _, DeviceRepository, RegisterDeviceError,
-    RevokeApiKeyError, StoreError, TokenSigner, UpdateApiKeyError, UserRepository,
-    VerificationCache,
+    ApiKeyRepository, ChangeDeviceError, Clock as _, DeviceRepository, Lease, LeaseRequest,
+    RegisterDeviceError, RevokeApiKeyError, StoreError, TokenSigner, UpdateApiKeyError,
+    UserRepository, VerificationCache,
 };
 use crate::system::OsSecretGenerator;
 use crate::{
@@ -224,6 +224,22 @@ impl ApiKeyRepository for CountingApiKeys {
     async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
         self.inner.record_usage(usage).await
     }
+    async fn spend_credit(
+        &self,
+        id: ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> Result<CreditSpend, StoreError> {
+        if AtomicBool::load(&self.down, Ordering::SeqCst) {
+            return Err(StoreError::unavailable("database went away"));
+        }
+        self.inner.spend_credit(id, now).await
+    }
+    async fn lease(&self, id: ApiKeyId, request: LeaseRequest) -> Result<Lease, StoreError> {
+        if AtomicBool::load(&self.down, Ordering::SeqCst) {
+            return Err(StoreError::unavailable("database went away"));
+        }
+        self.inner.lease(id, request).await
+    }
 }
 
 /// A key named `svc` with the `read` scope, expiring in `days`.
@@ -236,6 +252,9 @@ pub fn new_key(org: OrganizationId, days: Option<u32>) -> NewApiKey {
         expires_in_days: days,
         meta: None,
         external_id: None,
+        rate_limit: None,
+        remaining: None,
+        refill: None,
     }
 }
 
@@ -387,7 +406,10 @@ async fn expired_keys_are_not_rotated(f: &impl Fixture, parts: ServiceParts) {
 /// keeps times at.
 fn verdict_of(verdict: &ApiKeyVerdict) -> (Option<&'static str>, Option<ApiKeyId>) {
     let id = match verdict {
-        ApiKeyVerdict::Valid(key) | ApiKeyVerdict::InsufficientScope(key) => Some(key.id),
+        ApiKeyVerdict::Valid(key)
+        | ApiKeyVerdict::InsufficientScope(key)
+        | ApiKeyVerdict::RateLimited(key)
+        | ApiKeyVerdict::UsageExceeded(key) => Some(key.id),
         ApiKeyVerdict::Invalid | ApiKeyVerdict::Revoked | ApiKeyVerdict::Expired => None,
     };
     (verdict.error_code(), id)

@@ -9,14 +9,19 @@ use chrono::{DateTime, Utc};
 use super::event_log::{MemoryEventLog, Recorder};
 use super::lock;
 use crate::model::{
-    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyStatus, ExternalId, NewEvent, OrganizationId, TokenHash,
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyStatus, CreditSpend, ExternalId, NewEvent,
+    OrganizationId, TokenHash,
 };
-use crate::ports::{ApiKeyRepository, RevokeApiKeyError, StoreError, UpdateApiKeyError};
+use crate::ports::{
+    ApiKeyRepository, Lease, LeaseRequest, RevokeApiKeyError, StoreError, UpdateApiKeyError,
+};
 
 #[derive(Debug, Default)]
 struct State {
     keys: HashMap<ApiKeyId, ApiKey>,
     by_hash: HashMap<TokenHash, ApiKeyId>,
+    /// Per key: the latest window leased from, and the uses granted in it.
+    windows: HashMap<ApiKeyId, (DateTime<Utc>, u32)>,
 }
 
 impl State {
@@ -178,7 +183,7 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
             if changes.is_empty() {
                 return Ok(key.clone());
             }
-            *key = changes.apply_to(key);
+            *key = changes.apply_to(key, now);
             key.clone()
         };
         self.1
@@ -195,5 +200,53 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
             }
         }
         Ok(())
+    }
+
+    async fn spend_credit(
+        &self,
+        id: ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> Result<CreditSpend, StoreError> {
+        let mut state = lock(&self.0);
+        let Some(key) = state.keys.get_mut(&id) else {
+            return Ok(CreditSpend::Unmetered);
+        };
+        let Some(credits) = key
+            .credits
+            .filter(|_| key.status(now) == ApiKeyStatus::Active)
+        else {
+            return Ok(CreditSpend::Unmetered);
+        };
+        Ok(match credits.spend(now) {
+            Some(left) => {
+                key.credits = Some(left);
+                CreditSpend::Spent {
+                    remaining: left.remaining,
+                }
+            }
+            None => CreditSpend::Exhausted,
+        })
+    }
+
+    async fn lease(&self, id: ApiKeyId, request: LeaseRequest) -> Result<Lease, StoreError> {
+        let mut state = lock(&self.0);
+        let entry = state.windows.entry(id).or_insert((request.window_start, 0));
+        if entry.0 > request.window_start {
+            return Ok(Lease {
+                granted: 0,
+                taken: request.limit,
+            });
+        }
+        if entry.0 < request.window_start {
+            *entry = (request.window_start, 0);
+        } else {
+            entry.1 = entry.1.saturating_sub(request.give_back);
+        }
+        let granted = request.ask.min(request.limit.saturating_sub(entry.1));
+        entry.1 += granted;
+        Ok(Lease {
+            granted,
+            taken: entry.1,
+        })
     }
 }

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
 
 use super::organization::{parse_name, parse_stored_name};
-use super::{ApiKeyId, NameError, OrganizationId, TokenHash};
+use super::{ApiKeyId, Credits, NameError, OrganizationId, RateLimit, Refill, TokenHash};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// Characters of the random part.
@@ -517,6 +517,20 @@ pub struct ApiKey {
     pub meta: Option<ApiKeyMeta>,
     /// The owner's own id for whom the key was issued.
     pub external_id: Option<ExternalId>,
+    /// Valid verifications allowed per window, if limited.
+    pub rate_limit: Option<RateLimit>,
+    /// Uses left, if counted. The count read with the record is as of that read: a
+    /// verification takes its credit from the store.
+    pub credits: Option<Credits>,
+}
+
+impl ApiKey {
+    /// Whether a verification of this key must reach past any cache: it has a rate limit or
+    /// credits.
+    #[must_use]
+    pub const fn is_metered(&self) -> bool {
+        self.rate_limit.is_some() || self.credits.is_some()
+    }
 }
 
 /// Longest lifetime a key may be given, in days (create's `expires_in_days`, a change's
@@ -544,6 +558,14 @@ pub struct ApiKeyChanges {
     pub external_id: Option<Option<ExternalId>>,
     /// New expiry, or none (never expires).
     pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// A new rate limit, or none.
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// A new count of credits (the refill stays as it is unless `refill` is given too), or
+    /// none: no credits, and no refill either.
+    pub remaining: Option<Option<u64>>,
+    /// A new refill, or none. A refill is only given with a count (`remaining: Some(Some(_))`):
+    /// [`ApiKeyChanges::refill_without_count`] says when it is not.
+    pub refill: Option<Option<Refill>>,
 }
 
 impl ApiKeyChanges {
@@ -562,15 +584,43 @@ impl ApiKeyChanges {
             ("meta", self.meta.is_some()),
             ("external_id", self.external_id.is_some()),
             ("expires_at", self.expires_at.is_some()),
+            ("rate_limit", self.rate_limit.is_some()),
+            ("remaining", self.remaining.is_some()),
+            ("refill", self.refill.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
         .collect()
     }
 
-    /// `key` with these changes applied.
+    /// True when a refill is given without a count of credits beside it: a refill only ever
+    /// comes with the count it refills (422 on `refill`).
     #[must_use]
-    pub fn apply_to(&self, key: &ApiKey) -> ApiKey {
+    pub const fn refill_without_count(&self) -> bool {
+        matches!(self.refill, Some(Some(_))) && !matches!(self.remaining, Some(Some(_)))
+    }
+
+    /// The credits `key` has after these changes, a count set at `now`.
+    #[must_use]
+    pub fn credits_of(&self, key: &ApiKey, now: DateTime<Utc>) -> Option<Credits> {
+        let refill = match self.refill {
+            Some(refill) => refill,
+            None => key.credits.and_then(|c| c.refill),
+        };
+        match self.remaining {
+            Some(None) => None,
+            Some(Some(remaining)) => Some(Credits {
+                remaining,
+                refill,
+                refilled_at: now,
+            }),
+            None => key.credits.map(|c| Credits { refill, ..c }),
+        }
+    }
+
+    /// `key` with these changes applied at `now`.
+    #[must_use]
+    pub fn apply_to(&self, key: &ApiKey, now: DateTime<Utc>) -> ApiKey {
         let mut changed = key.clone();
         if let Some(name) = &self.name {
             changed.name = name.clone();
@@ -587,6 +637,10 @@ impl ApiKeyChanges {
         if let Some(expires_at) = self.expires_at {
             changed.expires_at = expires_at;
         }
+        if let Some(rate_limit) = self.rate_limit {
+            changed.rate_limit = rate_limit;
+        }
+        changed.credits = self.credits_of(key, now);
         changed
     }
 }
@@ -594,7 +648,7 @@ impl ApiKeyChanges {
 impl ApiKey {
     /// This new key as the successor of `old` in a rotation: its own id, secret, prefix and
     /// creation time, and `old`'s members as they are (name, scopes, meta, external id,
-    /// expiry).
+    /// expiry, rate limit, credits left and their refill).
     #[must_use]
     pub fn succeeding(&self, old: &Self) -> Self {
         Self {
@@ -604,6 +658,8 @@ impl ApiKey {
             expires_at: old.expires_at,
             meta: old.meta.clone(),
             external_id: old.external_id.clone(),
+            rate_limit: old.rate_limit,
+            credits: old.credits,
             ..self.clone()
         }
     }

@@ -56,6 +56,7 @@ mod device;
 mod email;
 mod event;
 mod ids;
+mod key_limits;
 mod mail;
 mod mfa;
 mod one_time_token;
@@ -81,6 +82,7 @@ pub use event::{
     LoginSubject, NewEvent, StoredEvent,
 };
 pub use ids::{ApiKeyId, MailId, OrganizationId, ResetRequestId, SessionId, UserId};
+pub use key_limits::{CreditSpend, Credits, LimitError, RateLimit, Refill, RefillPeriod};
 pub use mail::{MailTemplate, OutgoingMail, QueuedMail, escape_html};
 pub use mfa::{
     LoginOutcome, MfaChallenge, MfaToken, RecoveryCode, SealedSecret, TotpEnrolment, TotpSetup,

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::model::{ApiKey, ApiKeyChanges, ApiKeyId, ExternalId, OrganizationId, TokenHash};
+use crate::model::{
+    ApiKey, ApiKeyChanges, ApiKeyId, CreditSpend, ExternalId, OrganizationId, TokenHash,
+};
 
 /// Revoking or rotating failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,29 @@ pub enum UpdateApiKeyError {
     Store(#[from] StoreError),
 }
 
+/// A request for a share of a rate-limit window's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The start of the window.
+    pub window_start: DateTime<Utc>,
+    /// The key's limit per window.
+    pub limit: u32,
+    /// How many uses are asked for (0: only give back).
+    pub ask: u32,
+    /// Uses of an earlier lease of this window that were not used, handed back first.
+    pub give_back: u32,
+}
+
+/// What the store granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Uses granted to this request (0: the window's budget is spent, or the request is for
+    /// a window that has passed).
+    pub granted: u32,
+    /// Uses granted in this window so far, by every instance, this request's included.
+    pub taken: u32,
+}
+
 /// Stores API keys.
 ///
 /// Implementations MUST:
@@ -58,6 +83,11 @@ pub enum UpdateApiKeyError {
 ///   `external_id` when one is given;
 /// - append `api_key.created` in the same atomic step as `create`, and nothing when it is
 ///   refused;
+/// - make `spend_credit` one atomic step: of any number of concurrent calls for a key with
+///   `n` credits left, exactly `n` get [`CreditSpend::Spent`]; a refill that is due is applied
+///   in the same step;
+/// - make `lease` one atomic step per key: the uses granted in a window, minus those given
+///   back, never exceed the limit asked with, whatever the number of instances asking;
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync + 'static {
@@ -134,4 +164,23 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`].
     async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError>;
+
+    /// Takes one credit of key `id` if it is active at `now` and has one left (applying a
+    /// refill that is due first).
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing was taken.
+    async fn spend_credit(
+        &self,
+        id: ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> Result<CreditSpend, StoreError>;
+
+    /// Gives back what `request` gives back and grants up to `request.ask` uses of the
+    /// window, never past `request.limit` in all; a request for a window older than the
+    /// latest one asked for is granted nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing was granted or given back.
+    async fn lease(&self, id: ApiKeyId, request: LeaseRequest) -> Result<Lease, StoreError>;
 }

@@ -28,7 +28,7 @@ mod user;
 
 pub use account::{AccountRemover, DeleteAccountError};
 pub use administration::{AdminChange, UserAdministration, UserListing, UserQuery};
-pub use api_key::{ApiKeyRepository, RevokeApiKeyError, UpdateApiKeyError};
+pub use api_key::{ApiKeyRepository, Lease, LeaseRequest, RevokeApiKeyError, UpdateApiKeyError};
 pub use cache::{BatchLoader, Loader, Matcher, VerificationCache};
 pub use clock::Clock;
 pub use device::{ChangeDeviceError, DeviceRepository, RegisterDeviceError};

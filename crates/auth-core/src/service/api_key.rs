@@ -11,12 +11,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 
 use super::actor::Actor;
+use super::key_limits::{RateLimitState, RateLimiter};
 use super::last_seen::LastSeen;
 use super::organization::{OrganizationError, OrganizationService};
 use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyPrefix, ApiKeySecret,
-    ApiKeyStatus, ExternalId, OrganizationId, Scopes, TokenHash, expiry_allowed,
-    parse_presented_key,
+    ApiKeyStatus, CreditSpend, Credits, ExternalId, OrganizationId, RateLimit, Refill, Scopes,
+    TokenHash, expiry_allowed, parse_presented_key,
 };
 use crate::ports::{
     ApiKeyRepository, BoxError, Clock, RevokeApiKeyError, SecretGenerator, StoreError,
@@ -42,6 +43,9 @@ pub enum ApiKeyError {
     /// A change names an expiry that is not after now, or more than 3650 days ahead.
     #[error("expires_at must be after now and at most 3650 days ahead")]
     ExpiryOutOfRange,
+    /// A refill given without a count of credits beside it.
+    #[error("refill needs remaining")]
+    RefillWithoutCredits,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -77,10 +81,15 @@ pub enum ApiKeyVerdict {
     Expired,
     /// Active but lacking a required scope.
     InsufficientScope(Arc<ApiKey>),
+    /// Active, holding the scopes, but over its rate limit for this window.
+    RateLimited(Arc<ApiKey>),
+    /// Active, holding the scopes, within its rate limit, but with no credit left.
+    UsageExceeded(Arc<ApiKey>),
 }
 
 impl ApiKeyVerdict {
-    /// The API error code (`INVALID`, `REVOKED`, `EXPIRED`, `INSUFFICIENT_SCOPE`), if not valid.
+    /// The API error code (`INVALID`, `REVOKED`, `EXPIRED`, `INSUFFICIENT_SCOPE`,
+    /// `RATE_LIMITED`, `USAGE_EXCEEDED`), if not valid.
     #[must_use]
     pub const fn error_code(&self) -> Option<&'static str> {
         match self {
@@ -89,6 +98,35 @@ impl ApiKeyVerdict {
             Self::Revoked => Some("REVOKED"),
             Self::Expired => Some("EXPIRED"),
             Self::InsufficientScope(_) => Some("INSUFFICIENT_SCOPE"),
+            Self::RateLimited(_) => Some("RATE_LIMITED"),
+            Self::UsageExceeded(_) => Some("USAGE_EXCEEDED"),
+        }
+    }
+}
+
+/// What a verification of a limited key reports beside its verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metering {
+    /// The rate limit's state, for a key with one that got as far as its limit.
+    pub rate_limit: Option<RateLimitState>,
+    /// Credits left after this use, for a valid verification of a key with credits.
+    pub remaining: Option<u64>,
+}
+
+/// A verdict with what the key's limits report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCheck {
+    /// The verdict.
+    pub verdict: ApiKeyVerdict,
+    /// What the limits report (nothing for a key without limits).
+    pub metering: Metering,
+}
+
+impl KeyCheck {
+    fn plain(verdict: ApiKeyVerdict) -> Self {
+        Self {
+            verdict,
+            metering: Metering::default(),
         }
     }
 }
@@ -117,6 +155,12 @@ pub struct NewApiKey {
     pub meta: Option<ApiKeyMeta>,
     /// The owner's own id for whom the key is issued.
     pub external_id: Option<ExternalId>,
+    /// Valid verifications allowed per window, if limited.
+    pub rate_limit: Option<RateLimit>,
+    /// Uses allowed, if counted.
+    pub remaining: Option<u64>,
+    /// How the uses come back; only with `remaining`.
+    pub refill: Option<Refill>,
 }
 
 /// The ports `ApiKeyService` runs on.
@@ -146,6 +190,7 @@ pub struct ApiKeyService {
     ports: ApiKeyPorts,
     prefix: ApiKeyPrefix,
     usage: LastSeen<ApiKeyId>,
+    limiter: RateLimiter,
 }
 
 impl std::fmt::Debug for ApiKeyService {
@@ -153,6 +198,21 @@ impl std::fmt::Debug for ApiKeyService {
         f.debug_struct("ApiKeyService")
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
+    }
+}
+
+/// The verdict on a looked-up key (`None`: unknown) at `now`, before its limits.
+fn judge(found: Option<Arc<ApiKey>>, required: &Scopes, now: DateTime<Utc>) -> ApiKeyVerdict {
+    let Some(key) = found else {
+        return ApiKeyVerdict::Invalid;
+    };
+    match key.status(now) {
+        ApiKeyStatus::Revoked => ApiKeyVerdict::Revoked,
+        ApiKeyStatus::Expired => ApiKeyVerdict::Expired,
+        ApiKeyStatus::Active if !key.scopes.grant(required) => {
+            ApiKeyVerdict::InsufficientScope(key)
+        }
+        ApiKeyStatus::Active => ApiKeyVerdict::Valid(key),
     }
 }
 
@@ -164,6 +224,7 @@ impl ApiKeyService {
             ports,
             prefix,
             usage: LastSeen::default(),
+            limiter: RateLimiter::default(),
         }
     }
 
@@ -190,6 +251,7 @@ impl ApiKeyService {
         let secret = ApiKeySecret::from_random(&self.prefix, &random).ok_or_else(|| {
             ApiKeyError::Internal("random source returned too few usable bytes".into())
         })?;
+        let created_at = self.ports.clock.now();
         let key = ApiKey {
             id: ApiKeyId::generate(),
             organization_id: template.organization_id,
@@ -197,12 +259,18 @@ impl ApiKeyService {
             prefix: secret.display_prefix(&self.prefix),
             key_hash: secret.hash(),
             scopes: template.scopes.clone(),
-            created_at: self.ports.clock.now(),
+            created_at,
             expires_at,
             revoked_at: None,
             last_used_at: None,
             meta: template.meta.clone(),
             external_id: template.external_id.clone(),
+            rate_limit: template.rate_limit,
+            credits: template.remaining.map(|remaining| Credits {
+                remaining,
+                refill: template.refill,
+                refilled_at: created_at,
+            }),
         };
         Ok(IssuedApiKey { key, secret })
     }
@@ -212,6 +280,9 @@ impl ApiKeyService {
     /// # Errors
     /// `NotFound`, `Forbidden`, or a store failure.
     pub async fn create(&self, actor: &Actor, new: NewApiKey) -> Result<IssuedApiKey, ApiKeyError> {
+        if new.refill.is_some() && new.remaining.is_none() {
+            return Err(ApiKeyError::RefillWithoutCredits);
+        }
         self.authorize(actor, new.organization_id).await?;
         let now = self.ports.clock.now();
         let expires_at = new
@@ -254,6 +325,9 @@ impl ApiKeyService {
         id: ApiKeyId,
         changes: &ApiKeyChanges,
     ) -> Result<ApiKey, ApiKeyError> {
+        if changes.refill_without_count() {
+            return Err(ApiKeyError::RefillWithoutCredits);
+        }
         let key = self.get(actor, id).await?;
         let now = self.ports.clock.now();
         if let Some(Some(expires_at)) = changes.expires_at
@@ -355,6 +429,9 @@ impl ApiKeyService {
             expires_in_days: None,
             meta: old.meta.clone(),
             external_id: old.external_id.clone(),
+            rate_limit: old.rate_limit,
+            remaining: None,
+            refill: None,
         };
         let mut issued = self.mint(&template, old.expires_at)?;
         let now = self.ports.clock.now();
@@ -376,42 +453,95 @@ impl ApiKeyService {
     }
 
     /// Verifies a presented key against `required` scopes (at most [`Scopes::MAX`], by
-    /// construction). A cache hit shares the cached record: nothing is copied.
+    /// construction), with its limits: [`Self::check`] without what they report.
     ///
     /// # Errors
-    /// A store failure for a key not in the cache (never turned into a verdict).
+    /// As [`Self::check`].
     pub async fn verify(
         &self,
         presented: &str,
         required: &Scopes,
     ) -> Result<ApiKeyVerdict, ApiKeyError> {
+        Ok(self.check(presented, required).await?.verdict)
+    }
+
+    /// Verifies a presented key against `required` scopes (at most [`Scopes::MAX`], by
+    /// construction). A cache hit shares the cached record: nothing is copied. A key with a
+    /// rate limit takes a use of its window (no I/O while this instance holds a lease of it);
+    /// a key with credits takes one in the store, whatever the cache holds. Checks run in the
+    /// contract's order: shape, known, revoked, expired, scopes, rate limit, credits.
+    ///
+    /// # Errors
+    /// A store failure for a key not in the cache, or while taking a lease or a credit (never
+    /// turned into a verdict).
+    pub async fn check(&self, presented: &str, required: &Scopes) -> Result<KeyCheck, ApiKeyError> {
+        let Some(hash) = parse_presented_key(&self.prefix, presented) else {
+            return Ok(KeyCheck::plain(ApiKeyVerdict::Invalid));
+        };
+        let found = self.lookup(hash).await?;
+        self.settle(hash, found, required).await
+    }
+
+    /// The verdict on a key used to manage keys (`X-API-Key`): as [`Self::verify`], but the
+    /// key's rate limit and credits are neither consulted nor spent, since they meter the
+    /// verifications the key's holder asks for, not its management of keys.
+    ///
+    /// # Errors
+    /// A store failure for a key not in the cache.
+    pub async fn authenticate(&self, presented: &str) -> Result<ApiKeyVerdict, ApiKeyError> {
         let Some(hash) = parse_presented_key(&self.prefix, presented) else {
             return Ok(ApiKeyVerdict::Invalid);
         };
+        let found = self.lookup(hash).await?;
+        let now = self.ports.clock.now();
+        let verdict = judge(found, &Scopes::default(), now);
+        if let ApiKeyVerdict::Valid(key) = &verdict {
+            self.note_use(key.id, now);
+        }
+        Ok(verdict)
+    }
+
+    async fn lookup(&self, hash: TokenHash) -> Result<Option<Arc<ApiKey>>, ApiKeyError> {
         let keys = self.ports.keys.clone();
-        let found = self
+        Ok(self
             .ports
             .cache
             .get_or_load(
                 hash,
                 Box::pin(async move { Ok(keys.find_by_hash(&hash).await?.map(Arc::new)) }),
             )
-            .await?;
-        Ok(self.judge(found, required, self.ports.clock.now()))
+            .await?)
     }
 
     /// Verifies several presented keys at once, each against its own required scopes, with
-    /// the verdicts of [`Self::verify`], in order. Every well-formed key the cache lacks is
-    /// looked up in one store call for the whole batch (a key given twice, once); malformed
-    /// keys cost no I/O.
+    /// the verdicts of [`Self::verify`], in order.
     ///
     /// # Errors
-    /// A store failure when a key not in the cache had to be looked up: the whole batch fails,
-    /// as no verdict is made of an outage.
+    /// As [`Self::check_batch`].
     pub async fn verify_batch(
         &self,
         checks: &[(&str, &Scopes)],
     ) -> Result<Vec<ApiKeyVerdict>, ApiKeyError> {
+        Ok(self
+            .check_batch(checks)
+            .await?
+            .into_iter()
+            .map(|check| check.verdict)
+            .collect())
+    }
+
+    /// Verifies several presented keys at once, each against its own required scopes, as
+    /// [`Self::check`] does, in order. Every well-formed key the cache lacks is looked up in
+    /// one store call for the whole batch (a key given twice, once); malformed keys cost no
+    /// I/O. Limited keys are metered one item after the other, in order.
+    ///
+    /// # Errors
+    /// A store failure when a key not in the cache had to be looked up, or a limit could not
+    /// be taken: the whole batch fails, as no verdict is made of an outage.
+    pub async fn check_batch(
+        &self,
+        checks: &[(&str, &Scopes)],
+    ) -> Result<Vec<KeyCheck>, ApiKeyError> {
         let hashes: Vec<Option<TokenHash>> = checks
             .iter()
             .map(|(presented, _)| parse_presented_key(&self.prefix, presented))
@@ -438,39 +568,111 @@ impl ApiKeyService {
                 )
                 .await?
         };
-        let now = self.ports.clock.now();
         let mut found = found.into_iter();
-        Ok(checks
-            .iter()
-            .zip(&hashes)
-            .map(|((_, required), hash)| match hash {
-                Some(_) => self.judge(found.next().flatten(), required, now),
-                None => ApiKeyVerdict::Invalid,
-            })
-            .collect())
+        let mut results = Vec::with_capacity(checks.len());
+        for ((_, required), hash) in checks.iter().zip(&hashes) {
+            results.push(match hash {
+                Some(hash) => self.settle(*hash, found.next().flatten(), required).await?,
+                None => KeyCheck::plain(ApiKeyVerdict::Invalid),
+            });
+        }
+        Ok(results)
     }
 
-    /// The verdict on a looked-up key (`None`: unknown) at `now`; a valid key's use is noted.
-    fn judge(
+    /// The verdict on a looked-up key (`None`: unknown), its limits applied; a valid key's
+    /// use is noted.
+    async fn settle(
         &self,
+        hash: TokenHash,
         found: Option<Arc<ApiKey>>,
         required: &Scopes,
-        now: DateTime<Utc>,
-    ) -> ApiKeyVerdict {
-        let Some(key) = found else {
-            return ApiKeyVerdict::Invalid;
-        };
-        match key.status(now) {
-            ApiKeyStatus::Revoked => ApiKeyVerdict::Revoked,
-            ApiKeyStatus::Expired => ApiKeyVerdict::Expired,
-            ApiKeyStatus::Active if !key.scopes.grant(required) => {
-                ApiKeyVerdict::InsufficientScope(key)
+    ) -> Result<KeyCheck, ApiKeyError> {
+        let now = self.ports.clock.now();
+        match judge(found, required, now) {
+            ApiKeyVerdict::Valid(key) if key.is_metered() => {
+                self.meter(hash, key, required, now).await
             }
-            ApiKeyStatus::Active => {
+            ApiKeyVerdict::Valid(key) => {
                 self.note_use(key.id, now);
-                ApiKeyVerdict::Valid(key)
+                Ok(KeyCheck::plain(ApiKeyVerdict::Valid(key)))
             }
+            refused => Ok(KeyCheck::plain(refused)),
         }
+    }
+
+    /// Applies the rate limit, then takes a credit. A key the store no longer meters as read
+    /// (revoked, expired, or its credits removed since it was cached) is read again past the
+    /// cache and judged afresh, once.
+    async fn meter(
+        &self,
+        hash: TokenHash,
+        mut key: Arc<ApiKey>,
+        required: &Scopes,
+        now: DateTime<Utc>,
+    ) -> Result<KeyCheck, ApiKeyError> {
+        let mut metering = Metering::default();
+        for _ in 0..2 {
+            if let (Some(limit), None) = (key.rate_limit, metering.rate_limit) {
+                let decision = self
+                    .limiter
+                    .acquire(&*self.ports.keys, key.id, limit, now)
+                    .await?;
+                metering.rate_limit = Some(decision.state);
+                if !decision.allowed {
+                    return Ok(KeyCheck {
+                        verdict: ApiKeyVerdict::RateLimited(key),
+                        metering,
+                    });
+                }
+            }
+            if key.credits.is_some() {
+                match self.ports.keys.spend_credit(key.id, now).await? {
+                    CreditSpend::Spent { remaining } => metering.remaining = Some(remaining),
+                    CreditSpend::Exhausted => {
+                        return Ok(KeyCheck {
+                            verdict: ApiKeyVerdict::UsageExceeded(key),
+                            metering,
+                        });
+                    }
+                    CreditSpend::Unmetered => {
+                        self.forget(hash).await;
+                        let fresh = self.ports.keys.find_by_hash(&hash).await?.map(Arc::new);
+                        match judge(fresh, required, now) {
+                            ApiKeyVerdict::Valid(fresh) => {
+                                key = fresh;
+                                continue;
+                            }
+                            refused => {
+                                return Ok(KeyCheck {
+                                    verdict: refused,
+                                    metering,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            self.note_use(key.id, now);
+            return Ok(KeyCheck {
+                verdict: ApiKeyVerdict::Valid(key),
+                metering,
+            });
+        }
+        Err(ApiKeyError::Store(StoreError::internal(
+            "the key's credits changed during its verification",
+        )))
+    }
+
+    /// Gives back the rate-limit leases this instance has not drawn from lately, so that other
+    /// instances may use that budget. The server calls it every 50 ms.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn reconcile_limits(&self) -> Result<u32, ApiKeyError> {
+        Ok(self
+            .limiter
+            .reconcile(&*self.ports.keys, self.ports.clock.now())
+            .await?)
     }
 
     fn note_use(&self, id: ApiKeyId, at: DateTime<Utc>) {

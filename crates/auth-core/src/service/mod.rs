@@ -8,6 +8,7 @@ pub mod audit;
 pub mod device;
 pub mod follow;
 pub mod invalidation;
+pub mod key_limits;
 pub mod last_seen;
 pub mod lifecycle;
 pub mod mail;

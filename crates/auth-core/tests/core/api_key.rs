@@ -22,6 +22,9 @@ fn scoped(org: OrganizationId, scopes: &[&str]) -> NewApiKey {
         expires_in_days: None,
         meta: None,
         external_id: None,
+        rate_limit: None,
+        remaining: None,
+        refill: None,
     }
 }
 

@@ -184,7 +184,7 @@ pub async fn verify(
     let check = body.0.try_into_domain(())?;
     let verdict = state
         .keys
-        .verify(check.key.expose(), &check.required)
+        .check(check.key.expose(), &check.required)
         .await?;
     Ok(HttpResponse::Ok().json(present::key_verification(&verdict)))
 }
@@ -207,7 +207,7 @@ pub async fn verify_batch(
         .map(|check| (check.key.expose().as_str(), &check.required))
         .collect();
     // One store lookup (one pooled connection) for every key the cache lacks.
-    let verdicts = state.keys.verify_batch(&checks).await?;
+    let verdicts = state.keys.check_batch(&checks).await?;
     let results = verdicts.iter().map(present::key_verification).collect();
     Ok(HttpResponse::Ok().json(BatchVerification { results }))
 }

@@ -3,14 +3,17 @@
 
 use async_trait::async_trait;
 use auth_core::model::{
-    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyStatus, ExternalId, NewEvent,
-    OrganizationId, Scope, Scopes, TokenHash,
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyStatus, CreditSpend, Credits,
+    ExternalId, NewEvent, OrganizationId, RateLimit, Refill, RefillPeriod, Scope, Scopes,
+    TokenHash,
 };
-use auth_core::ports::{ApiKeyRepository, RevokeApiKeyError, StoreError, UpdateApiKeyError};
+use auth_core::ports::{
+    ApiKeyRepository, Lease, LeaseRequest, RevokeApiKeyError, StoreError, UpdateApiKeyError,
+};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -39,6 +42,32 @@ struct ApiKeyRow {
     last_used_at: Option<DateTime<Utc>>,
     meta: Option<serde_json::Value>,
     external_id: Option<String>,
+    rate_limit: Option<i32>,
+    rate_window_seconds: Option<i32>,
+    credits_remaining: Option<i64>,
+    refill_amount: Option<i64>,
+    refill_every: Option<String>,
+    refilled_at: Option<DateTime<Utc>>,
+}
+
+/// A count as a column holds it (every count fits: the domain bounds them far below).
+fn column<T: TryFrom<u64> + Default>(n: u64) -> T {
+    T::try_from(n).unwrap_or_default()
+}
+
+/// A column's count, refused when negative.
+fn count<T: TryInto<u64>>(n: T) -> Result<u64, StoreError> {
+    n.try_into()
+        .map_err(|_| StoreError::internal("a negative count in api_keys"))
+}
+
+fn refill_columns(refill: Option<Refill>) -> (Option<i64>, Option<String>) {
+    refill.map_or((None, None), |r| {
+        (
+            Some(column(r.amount())),
+            Some(r.every().as_str().to_owned()),
+        )
+    })
 }
 
 impl ApiKeyRow {
@@ -61,10 +90,51 @@ impl ApiKeyRow {
             last_used_at: key.last_used_at,
             meta: key.meta.as_ref().map(ApiKeyMeta::to_value),
             external_id: key.external_id.as_ref().map(|e| e.as_str().to_owned()),
+            rate_limit: key.rate_limit.map(|r| column(u64::from(r.limit()))),
+            rate_window_seconds: key
+                .rate_limit
+                .map(|r| column(u64::from(r.window_seconds()))),
+            credits_remaining: key.credits.map(|c| column(c.remaining)),
+            refill_amount: refill_columns(key.credits.and_then(|c| c.refill)).0,
+            refill_every: refill_columns(key.credits.and_then(|c| c.refill)).1,
+            refilled_at: key.credits.map(|c| c.refilled_at),
+        }
+    }
+
+    fn rate_limit(&self) -> Result<Option<RateLimit>, StoreError> {
+        match (self.rate_limit, self.rate_window_seconds) {
+            (Some(limit), Some(window)) => RateLimit::new(count(limit)?, count(window)?)
+                .map(Some)
+                .map_err(StoreError::internal),
+            (None, None) => Ok(None),
+            _ => Err(StoreError::internal("a rate limit without its window")),
+        }
+    }
+
+    fn credits(&self) -> Result<Option<Credits>, StoreError> {
+        let refill = match (self.refill_amount, self.refill_every.as_deref()) {
+            (Some(amount), Some(every)) => {
+                let every = RefillPeriod::parse(every)
+                    .ok_or_else(|| StoreError::internal("an unknown refill period"))?;
+                Some(Refill::new(count(amount)?, every).map_err(StoreError::internal)?)
+            }
+            (None, None) => None,
+            _ => return Err(StoreError::internal("a refill without its period")),
+        };
+        match (self.credits_remaining, self.refilled_at) {
+            (Some(remaining), Some(refilled_at)) => Ok(Some(Credits {
+                remaining: count(remaining)?,
+                refill,
+                refilled_at,
+            })),
+            (None, None) if refill.is_none() => Ok(None),
+            _ => Err(StoreError::internal("credits without their date")),
         }
     }
 
     fn into_domain(self) -> Result<ApiKey, StoreError> {
+        let rate_limit = self.rate_limit()?;
+        let credits = self.credits()?;
         let key_hash: [u8; 32] = self
             .key_hash
             .as_slice()
@@ -98,6 +168,8 @@ impl ApiKeyRow {
                 .map(ExternalId::from_stored)
                 .transpose()
                 .map_err(StoreError::internal)?,
+            rate_limit,
+            credits,
         })
     }
 }
@@ -112,10 +184,22 @@ struct ApiKeyChangeset {
     meta: Option<Option<serde_json::Value>>,
     external_id: Option<Option<String>>,
     expires_at: Option<Option<DateTime<Utc>>>,
+    rate_limit: Option<Option<i32>>,
+    rate_window_seconds: Option<Option<i32>>,
+    credits_remaining: Option<Option<i64>>,
+    refilled_at: Option<Option<DateTime<Utc>>>,
+    refill_amount: Option<Option<i64>>,
+    refill_every: Option<Option<String>>,
 }
 
 impl ApiKeyChangeset {
-    fn from_domain(changes: &ApiKeyChanges) -> Self {
+    /// The columns `changes` set at `now`. A count of credits set dates the count; clearing
+    /// it clears its refill too (a refill is only ever given with a count).
+    fn from_domain(changes: &ApiKeyChanges, now: DateTime<Utc>) -> Self {
+        let refill = match changes.remaining {
+            Some(None) => Some(None),
+            _ => changes.refill,
+        };
         Self {
             name: changes.name.as_ref().map(|n| n.as_str().to_owned()),
             scopes: changes.scopes.as_ref().map(|scopes| {
@@ -134,6 +218,16 @@ impl ApiKeyChangeset {
                 .as_ref()
                 .map(|id| id.as_ref().map(|id| id.as_str().to_owned())),
             expires_at: changes.expires_at,
+            rate_limit: changes
+                .rate_limit
+                .map(|r| r.map(|r| column(u64::from(r.limit())))),
+            rate_window_seconds: changes
+                .rate_limit
+                .map(|r| r.map(|r| column(u64::from(r.window_seconds())))),
+            credits_remaining: changes.remaining.map(|n| n.map(column)),
+            refilled_at: changes.remaining.map(|n| n.map(|_| now)),
+            refill_amount: refill.map(|r| refill_columns(r).0),
+            refill_every: refill.map(|r| refill_columns(r).1),
         }
     }
 }
@@ -186,6 +280,68 @@ WITH given AS (
 )
 UPDATE api_keys AS k SET last_used_at = GREATEST(k.last_used_at, locked.at)
 FROM locked WHERE k.id = locked.id";
+
+/// Takes one credit of an active key in one statement: the row is locked and read (a refill
+/// due at the start of its day, `$2`, or month, `$3`, counts as done), then its count lowered
+/// when one is left. Concurrent spends queue on the row lock, and a `FOR UPDATE` that waited
+/// reads the row as the one before left it (the values are computed in that locking `SELECT`,
+/// never from a second read of the table, which would see the statement's older snapshot), so
+/// of any number of them exactly as many as there were credits succeed.
+/// `metered` is 0 when the key is missing, not active at `$4`, or has no credits.
+const SPEND_CREDIT_SQL: &str = "\
+WITH k AS (
+    SELECT id,
+        CASE WHEN refill_every IS NOT NULL
+              AND refilled_at < CASE refill_every WHEN 'day' THEN $2 ELSE $3 END
+             THEN refill_amount ELSE credits_remaining END AS available,
+        CASE WHEN refill_every IS NOT NULL
+              AND refilled_at < CASE refill_every WHEN 'day' THEN $2 ELSE $3 END
+             THEN CASE refill_every WHEN 'day' THEN $2 ELSE $3 END ELSE refilled_at END AS refilled_at
+    FROM api_keys
+    WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $4)
+      AND credits_remaining IS NOT NULL
+    FOR UPDATE
+), spent AS (
+    UPDATE api_keys AS a SET credits_remaining = k.available - 1, refilled_at = k.refilled_at
+    FROM k WHERE a.id = k.id AND k.available > 0
+    RETURNING a.credits_remaining
+)
+SELECT (SELECT count(*) FROM k) AS metered, (SELECT credits_remaining FROM spent) AS remaining";
+
+#[derive(QueryableByName)]
+struct SpendRow {
+    #[diesel(sql_type = BigInt)]
+    metered: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    remaining: Option<i64>,
+}
+
+/// Grants a share of a window's budget and takes back what is given back, in one statement on
+/// the key's row of `api_key_windows` (`$2` the window, `$3` the limit, `$4` the ask, `$5`
+/// given back). A later window replaces an earlier one; a request for an earlier window than
+/// the row's is granted nothing and changes nothing.
+const LEASE_SQL: &str = "\
+INSERT INTO api_key_windows AS w (key_id, window_start, granted, last_grant)
+VALUES ($1, $2, LEAST($4, $3), LEAST($4, $3))
+ON CONFLICT (key_id) DO UPDATE SET
+    last_grant = CASE
+        WHEN w.window_start > $2 THEN 0
+        WHEN w.window_start < $2 THEN LEAST($4, $3)
+        ELSE LEAST($4, GREATEST($3 - GREATEST(w.granted - $5, 0), 0)) END,
+    granted = CASE
+        WHEN w.window_start > $2 THEN w.granted
+        WHEN w.window_start < $2 THEN LEAST($4, $3)
+        ELSE GREATEST(w.granted - $5, 0) + LEAST($4, GREATEST($3 - GREATEST(w.granted - $5, 0), 0)) END,
+    window_start = GREATEST(w.window_start, $2)
+RETURNING last_grant, granted";
+
+#[derive(QueryableByName)]
+struct LeaseRow {
+    #[diesel(sql_type = Integer)]
+    last_grant: i32,
+    #[diesel(sql_type = Integer)]
+    granted: i32,
+}
 
 /// How a rotation's transaction ended when it did not commit.
 enum RotateFailure {
@@ -415,7 +571,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
                 if changes.is_empty() {
                     return active_key(&mut conn, id, now).await;
                 }
-                let changeset = ApiKeyChangeset::from_domain(changes);
+                let changeset = ApiKeyChangeset::from_domain(changes, now);
                 // One statement changes every member, only while the key is active; the change
                 // and its event commit together.
                 let updated = conn
@@ -531,6 +687,54 @@ impl ApiKeyRepository for PgApiKeyRepository {
                     .await
                     .map_err(classify)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn spend_credit(
+        &self,
+        id: ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> Result<CreditSpend, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let row: SpendRow = diesel::sql_query(SPEND_CREDIT_SQL)
+                    .bind::<SqlUuid, _>(id.as_uuid())
+                    .bind::<Timestamptz, _>(RefillPeriod::Day.period_start(now))
+                    .bind::<Timestamptz, _>(RefillPeriod::Month.period_start(now))
+                    .bind::<Timestamptz, _>(now)
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(match (row.metered, row.remaining) {
+                    (0, _) => CreditSpend::Unmetered,
+                    (_, Some(remaining)) => CreditSpend::Spent {
+                        remaining: count(remaining)?,
+                    },
+                    (_, None) => CreditSpend::Exhausted,
+                })
+            })
+            .await
+    }
+
+    async fn lease(&self, id: ApiKeyId, request: LeaseRequest) -> Result<Lease, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                let row: LeaseRow = diesel::sql_query(LEASE_SQL)
+                    .bind::<SqlUuid, _>(id.as_uuid())
+                    .bind::<Timestamptz, _>(request.window_start)
+                    .bind::<Integer, _>(column::<i32>(u64::from(request.limit)))
+                    .bind::<Integer, _>(column::<i32>(u64::from(request.ask)))
+                    .bind::<Integer, _>(column::<i32>(u64::from(request.give_back)))
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(Lease {
+                    granted: u32::try_from(count(row.last_grant)?).unwrap_or(0),
+                    taken: u32::try_from(count(row.granted)?).unwrap_or(u32::MAX),
+                })
             })
             .await
     }

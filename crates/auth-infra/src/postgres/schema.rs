@@ -66,6 +66,21 @@ diesel::table! {
         last_used_at -> Nullable<Timestamptz>,
         meta -> Nullable<Jsonb>,
         external_id -> Nullable<Text>,
+        rate_limit -> Nullable<Int4>,
+        rate_window_seconds -> Nullable<Int4>,
+        credits_remaining -> Nullable<Int8>,
+        refill_amount -> Nullable<Int8>,
+        refill_every -> Nullable<Text>,
+        refilled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    api_key_windows (key_id) {
+        key_id -> Uuid,
+        window_start -> Timestamptz,
+        granted -> Int4,
+        last_grant -> Int4,
     }
 }
 
@@ -177,6 +192,7 @@ diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(api_keys -> organizations (organization_id));
+diesel::joinable!(api_key_windows -> api_keys (key_id));
 diesel::joinable!(devices -> organizations (organization_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -186,6 +202,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     memberships,
     api_keys,
+    api_key_windows,
     devices,
     login_attempts,
     events,

@@ -276,6 +276,8 @@ fn key(org: OrganizationId, now: chrono::DateTime<chrono::Utc>) -> ApiKey {
         last_used_at: None,
         meta: None,
         external_id: None,
+        rate_limit: None,
+        credits: None,
     }
 }
 

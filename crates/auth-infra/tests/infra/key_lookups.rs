@@ -49,6 +49,8 @@ async fn stored_keys(db: &TestDb, repo: &PgApiKeyRepository, count: usize) -> Ve
             last_used_at: None,
             meta: None,
             external_id: None,
+            rate_limit: None,
+            credits: None,
         };
         repo.create(&key).await.unwrap();
         keys.push(repo.find(key.id).await.unwrap().unwrap());

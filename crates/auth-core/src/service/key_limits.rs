@@ -1,0 +1,248 @@
+//! Per-key rate limits that hold across instances without a store write per verification.
+//!
+//! Each instance counts locally from a *lease*: a share of the window's budget taken from the
+//! store in one atomic step ([`ApiKeyRepository::lease`]), about a quarter of what the
+//! instance last saw left of the window, at least one. A verification draws from the lease
+//! with no I/O; an empty lease asks for another. The store never grants more than the limit
+//! in a window, so the successes of all instances together never exceed it; the only loss is
+//! budget leased to an instance that then stops being asked, which it gives back once its
+//! lease has not been drawn from for [`IDLE_GIVE_BACK`] ([`RateLimiter::reconcile`], which the
+//! server runs every 50 ms). When the store grants nothing, the instance refuses locally and
+//! asks again after [`EXHAUSTED_RECHECK`] (budget given back elsewhere may reappear).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::model::{ApiKeyId, RateLimit};
+use crate::ports::{ApiKeyRepository, LeaseRequest, StoreError};
+
+/// How long an unused lease stays with an instance that is not drawing from it.
+pub const IDLE_GIVE_BACK: Duration = Duration::milliseconds(50);
+/// How long an instance refuses locally after the store granted nothing, before it asks
+/// again (never past the window's end).
+pub const EXHAUSTED_RECHECK: Duration = Duration::milliseconds(50);
+
+/// What a verification of a rate-limited key learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitState {
+    /// The key's limit per window.
+    pub limit: u32,
+    /// Uses left in the window, as far as this instance knows (approximate across
+    /// instances: its own lease plus what the store had not granted when it last asked).
+    pub remaining: u32,
+    /// Seconds until the window ends, rounded up.
+    pub reset_seconds: u32,
+}
+
+/// One key's window as this instance sees it.
+#[derive(Debug, Clone, Copy)]
+struct Local {
+    limit: RateLimit,
+    window_start: DateTime<Utc>,
+    /// Leased and not used yet.
+    left: u32,
+    /// Granted in the window by every instance, as of the last lease.
+    taken: u32,
+    /// Last time a use was drawn from the lease (or the lease taken).
+    last_draw: DateTime<Utc>,
+    /// Refuse without asking until then.
+    exhausted_until: Option<DateTime<Utc>>,
+}
+
+impl Local {
+    fn new(limit: RateLimit, window_start: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        Self {
+            limit,
+            window_start,
+            left: 0,
+            taken: 0,
+            last_draw: now,
+            exhausted_until: None,
+        }
+    }
+
+    fn state(&self, now: DateTime<Utc>) -> RateLimitState {
+        let unleased = self.limit.limit().saturating_sub(self.taken);
+        RateLimitState {
+            limit: self.limit.limit(),
+            remaining: self.left.saturating_add(unleased).min(self.limit.limit()),
+            reset_seconds: self.limit.reset_seconds(now),
+        }
+    }
+
+    /// How much to ask for: a quarter of what was left of the window, at least one.
+    fn ask(&self) -> u32 {
+        self.limit
+            .limit()
+            .saturating_sub(self.taken)
+            .div_ceil(4)
+            .max(1)
+    }
+}
+
+/// The local side of every rate-limited key's window on this instance.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimiter {
+    windows: Arc<Mutex<HashMap<ApiKeyId, Local>>>,
+}
+
+/// The verdict of the limiter on one verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    /// Whether the verification may go on.
+    pub allowed: bool,
+    /// What to report.
+    pub state: RateLimitState,
+}
+
+impl RateLimiter {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<ApiKeyId, Local>) -> R) -> R {
+        f(&mut self.windows.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Takes one use of key `id`'s window at `now`, leasing from `store` when the local
+    /// lease is empty.
+    ///
+    /// # Errors
+    /// A store failure while leasing (no verdict is made of an outage).
+    pub async fn acquire(
+        &self,
+        store: &dyn ApiKeyRepository,
+        id: ApiKeyId,
+        limit: RateLimit,
+        now: DateTime<Utc>,
+    ) -> Result<RateDecision, StoreError> {
+        let window_start = limit.window_start(now);
+        // A few rounds: concurrent verifications on this instance may draw a fresh lease dry
+        // before this one draws from it; the store granting nothing ends the rounds.
+        for _ in 0..4 {
+            let ask = self.with(|windows| {
+                let local = windows
+                    .entry(id)
+                    .or_insert_with(|| Local::new(limit, window_start, now));
+                if local.limit != limit || local.window_start != window_start {
+                    *local = Local::new(limit, window_start, now);
+                }
+                if local.left > 0 {
+                    local.left -= 1;
+                    local.last_draw = now;
+                    return Err(RateDecision {
+                        allowed: true,
+                        state: local.state(now),
+                    });
+                }
+                if local.exhausted_until.is_some_and(|until| now < until) {
+                    return Err(RateDecision {
+                        allowed: false,
+                        state: RateLimitState {
+                            remaining: 0,
+                            ..local.state(now)
+                        },
+                    });
+                }
+                Ok(local.ask())
+            });
+            let ask = match ask {
+                Ok(ask) => ask,
+                Err(decision) => return Ok(decision),
+            };
+            let lease = store
+                .lease(
+                    id,
+                    LeaseRequest {
+                        window_start,
+                        limit: limit.limit(),
+                        ask,
+                        give_back: 0,
+                    },
+                )
+                .await?;
+            let refused = self.with(|windows| {
+                let local = windows
+                    .entry(id)
+                    .or_insert_with(|| Local::new(limit, window_start, now));
+                if local.limit != limit || local.window_start != window_start {
+                    // The window moved on while this lease was asked for: it is of no use.
+                    return None;
+                }
+                local.left += lease.granted;
+                local.taken = local.taken.max(lease.taken);
+                local.last_draw = now;
+                if lease.granted == 0 && local.left == 0 {
+                    local.exhausted_until =
+                        Some((now + EXHAUSTED_RECHECK).min(limit.window_end(now)));
+                    return Some(RateDecision {
+                        allowed: false,
+                        state: RateLimitState {
+                            remaining: 0,
+                            ..local.state(now)
+                        },
+                    });
+                }
+                local.exhausted_until = None;
+                None
+            });
+            if let Some(decision) = refused {
+                return Ok(decision);
+            }
+        }
+        Ok(RateDecision {
+            allowed: false,
+            state: RateLimitState {
+                limit: limit.limit(),
+                remaining: 0,
+                reset_seconds: limit.reset_seconds(now),
+            },
+        })
+    }
+
+    /// Gives back to `store` every lease not drawn from for [`IDLE_GIVE_BACK`], and forgets
+    /// windows that have ended. Returns how many uses were given back. A give-back that fails
+    /// is dropped (the budget stays spent for the rest of that window: the limit errs on the
+    /// side of refusing).
+    ///
+    /// # Errors
+    /// The first store failure.
+    pub async fn reconcile(
+        &self,
+        store: &dyn ApiKeyRepository,
+        now: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let idle: Vec<(ApiKeyId, DateTime<Utc>, RateLimit, u32)> = self.with(|windows| {
+            windows.retain(|_, local| local.limit.window_end(local.window_start) > now);
+            windows
+                .iter_mut()
+                .filter(|(_, local)| local.left > 0 && now - local.last_draw >= IDLE_GIVE_BACK)
+                .map(|(id, local)| {
+                    let unused = std::mem::take(&mut local.left);
+                    local.taken = local.taken.saturating_sub(unused);
+                    (*id, local.window_start, local.limit, unused)
+                })
+                .collect()
+        });
+        let mut given = 0;
+        for (id, window_start, limit, unused) in idle {
+            store
+                .lease(
+                    id,
+                    LeaseRequest {
+                        window_start,
+                        limit: limit.limit(),
+                        ask: 0,
+                        give_back: unused,
+                    },
+                )
+                .await?;
+            given += unused;
+        }
+        Ok(given)
+    }
+
+    /// Windows this instance holds (for tests and metrics).
+    #[must_use]
+    pub fn windows(&self) -> usize {
+        self.with(|windows| windows.len())
+    }
+}

@@ -1,0 +1,12 @@
+DROP TABLE api_key_windows;
+ALTER TABLE api_keys
+    DROP CONSTRAINT api_keys_credits_dated,
+    DROP CONSTRAINT api_keys_refill_needs_credits,
+    DROP CONSTRAINT api_keys_refill_whole,
+    DROP CONSTRAINT api_keys_rate_limit_whole,
+    DROP COLUMN refilled_at,
+    DROP COLUMN refill_every,
+    DROP COLUMN refill_amount,
+    DROP COLUMN credits_remaining,
+    DROP COLUMN rate_window_seconds,
+    DROP COLUMN rate_limit;

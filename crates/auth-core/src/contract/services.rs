@@ -17,11 +17,12 @@ use chrono::{DateTime, Duration, Utc};
 use secrecy::ExposeSecret as _;
 
 use super::Fixture;
-use crate::memory::ManualClock;
+use crate::memory::{ManualClock, NoCache};
 use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, CreditSpend, Device,
     DeviceId, DeviceMetadata, DeviceSecret, Email, ExternalId, Organization, OrganizationId,
-    OrganizationName, PasswordHash, Scope, Scopes, TokenHash, TokenRejection, User, UserId,
+    OrganizationName, PasswordHash, RateLimit, Refill, RefillPeriod, Scope, Scopes, TokenHash,
+    TokenRejection, User, UserId,
 };
 use crate::ports::{
     ApiKeyRepository, ChangeDeviceError, Clock as _, DeviceRepository, Lease, LeaseRequest,
@@ -31,7 +32,7 @@ use crate::ports::{
 use crate::system::OsSecretGenerator;
 use crate::{
     Actor, ApiKeyError, ApiKeyPorts, ApiKeyService, ApiKeyVerdict, DeviceError, DevicePorts,
-    DeviceService, NewApiKey, NewDevice, OrganizationService,
+    DeviceService, KeyCheck, Metering, NewApiKey, NewDevice, OrganizationService,
 };
 
 /// What a backend brings to the service scenarios besides its repositories.
@@ -65,7 +66,8 @@ macro_rules! service_scenario_tests {
         $crate::service_scenario_tests!(@$arm $($prefix)*;
             expiry_usage_and_cache, expired_keys_are_not_rotated,
             batch_verification_looks_up_once, fast_path_batches_and_expiry,
-            rotation_ends_earlier_tokens);
+            rotation_ends_earlier_tokens, credits_are_exact_across_instances,
+            rate_limits_hold_across_instances);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The service scenarios, one public function each (generated from the list in
@@ -240,6 +242,354 @@ impl ApiKeyRepository for CountingApiKeys {
         }
         self.inner.lease(id, request).await
     }
+}
+
+/// Another instance of the key service over the same store (its own limiter, no cache).
+fn another_instance(h: &ServiceHarness) -> ApiKeyService {
+    ApiKeyService::new(
+        ApiKeyPorts {
+            keys: h.counting_keys.clone(),
+            orgs: h.orgs.clone(),
+            cache: Arc::new(NoCache),
+            clock: h.clock.clone(),
+            secrets: Arc::new(OsSecretGenerator),
+        },
+        ApiKeyPrefix::default(),
+    )
+}
+
+/// The verdicts' codes, counted: `valid` for a valid one.
+fn tally(checks: &[KeyCheck]) -> std::collections::BTreeMap<&'static str, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for check in checks {
+        *counts
+            .entry(check.verdict.error_code().unwrap_or("valid"))
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// 500 verifications at once of a key with 100 credits, spread over three instances (one
+/// caching the key, two not), give exactly 100 valid answers, each reporting a different
+/// count left, and 400 `USAGE_EXCEEDED`. A refused scope or a rate-limited verification
+/// spends nothing. A daily refill is applied at midnight. A cached key whose credits were
+/// removed or which was revoked by another instance is read again and judged as it is.
+async fn credits_are_exact_across_instances(f: &impl Fixture, parts: ServiceParts) {
+    let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
+    let (b, c) = (another_instance(&h), another_instance(&h));
+    let issued = h
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                remaining: Some(100),
+                ..new_key(h.org, None)
+            },
+        )
+        .await
+        .unwrap();
+    let text = issued.secret.expose().to_owned();
+    let read = Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap();
+    let write = Scopes::new(vec![Scope::parse("write").unwrap()]).unwrap();
+    // Not holding the scope: refused before the credits, nothing spent.
+    assert_eq!(
+        h.keys
+            .check(&text, &write)
+            .await
+            .unwrap()
+            .verdict
+            .error_code(),
+        Some("INSUFFICIENT_SCOPE")
+    );
+    let instances = [&h.keys, &b, &c];
+    let checks = (0..500).map(|i| instances[i % 3].check(&text, &read));
+    let checks: Vec<KeyCheck> = futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        tally(&checks),
+        [("USAGE_EXCEEDED", 400), ("valid", 100)].into()
+    );
+    let mut left: Vec<u64> = checks.iter().filter_map(|c| c.metering.remaining).collect();
+    left.sort_unstable();
+    assert_eq!(left, (0..100).collect::<Vec<u64>>());
+    let stored = h.keys.get(&Actor::Operator, issued.key.id).await.unwrap();
+    assert_eq!(stored.credits.map(|c| c.remaining), Some(0));
+
+    // Rate limit before credits: a limited-out verification spends no credit.
+    let both = h
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                remaining: Some(10),
+                rate_limit: Some(RateLimit::new(2, 3600).unwrap()),
+                ..new_key(h.org, None)
+            },
+        )
+        .await
+        .unwrap();
+    let both_text = both.secret.expose().to_owned();
+    let mut verdicts = Vec::new();
+    for _ in 0..5 {
+        verdicts.push(h.keys.check(&both_text, &read).await.unwrap());
+    }
+    assert_eq!(tally(&verdicts), [("RATE_LIMITED", 3), ("valid", 2)].into());
+    assert_eq!(
+        verdicts
+            .iter()
+            .map(|c| c.metering.remaining)
+            .collect::<Vec<_>>(),
+        [Some(9), Some(8), None, None, None]
+    );
+    let stored = h.keys.get(&Actor::Operator, both.key.id).await.unwrap();
+    assert_eq!(stored.credits.map(|c| c.remaining), Some(8));
+
+    // A daily refill.
+    let daily = h
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                remaining: Some(0),
+                refill: Some(Refill::new(2, RefillPeriod::Day).unwrap()),
+                ..new_key(h.org, None)
+            },
+        )
+        .await
+        .unwrap();
+    let daily_text = daily.secret.expose().to_owned();
+    assert_eq!(
+        h.keys
+            .check(&daily_text, &read)
+            .await
+            .unwrap()
+            .verdict
+            .error_code(),
+        Some("USAGE_EXCEEDED")
+    );
+    h.clock
+        .set(RefillPeriod::Day.period_start(h.clock.now()) + Duration::days(1));
+    let mut refilled = Vec::new();
+    for _ in 0..3 {
+        refilled.push(b.check(&daily_text, &read).await.unwrap());
+    }
+    assert_eq!(
+        refilled
+            .iter()
+            .map(|c| c.metering.remaining)
+            .collect::<Vec<_>>(),
+        [Some(1), Some(0), None]
+    );
+
+    // Changed elsewhere while cached here: credits removed, then the key revoked.
+    let cached = h
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                remaining: Some(5),
+                ..new_key(h.org, None)
+            },
+        )
+        .await
+        .unwrap();
+    let cached_text = cached.secret.expose().to_owned();
+    assert!(
+        h.keys
+            .check(&cached_text, &read)
+            .await
+            .unwrap()
+            .verdict
+            .error_code()
+            .is_none()
+    );
+    b.update(
+        &Actor::Operator,
+        cached.key.id,
+        &ApiKeyChanges {
+            remaining: Some(None),
+            ..ApiKeyChanges::default()
+        },
+    )
+    .await
+    .unwrap();
+    let unmetered = h.keys.check(&cached_text, &read).await.unwrap();
+    assert!(matches!(unmetered.verdict, ApiKeyVerdict::Valid(_)));
+    assert_eq!(unmetered.metering, Metering::default());
+    b.update(
+        &Actor::Operator,
+        cached.key.id,
+        &ApiKeyChanges {
+            remaining: Some(Some(5)),
+            ..ApiKeyChanges::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        h.keys
+            .check(&cached_text, &read)
+            .await
+            .unwrap()
+            .metering
+            .remaining,
+        Some(4)
+    );
+    b.revoke(&Actor::Operator, cached.key.id).await.unwrap();
+    assert_eq!(
+        h.keys.check(&cached_text, &read).await.unwrap().verdict,
+        ApiKeyVerdict::Revoked
+    );
+
+    // An outage while taking a credit is an error, never a verdict.
+    let last = h
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                remaining: Some(5),
+                ..new_key(h.org, None)
+            },
+        )
+        .await
+        .unwrap();
+    let last_text = last.secret.expose().to_owned();
+    assert!(h.keys.check(&last_text, &read).await.is_ok());
+    h.counting_keys.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        h.keys.check(&last_text, &read).await,
+        Err(ApiKeyError::Store(_))
+    ));
+    h.counting_keys.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        h.keys
+            .check(&last_text, &read)
+            .await
+            .unwrap()
+            .metering
+            .remaining,
+        Some(3)
+    );
+}
+
+/// Three instances verifying one key limited to 100 per window, 600 verifications at once:
+/// exactly 100 valid, the rest `RATE_LIMITED` reporting nothing left. Budget leased to an
+/// instance that stops is given back by its reconciliation and used by another; a new
+/// window starts afresh; an outage while leasing is an error, never a verdict.
+async fn rate_limits_hold_across_instances(f: &impl Fixture, parts: ServiceParts) {
+    let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
+    let limit = RateLimit::new(100, 3600).unwrap();
+    // Well inside one window, so the manual clock's steps below do not leave it.
+    h.clock
+        .set(limit.window_start(h.clock.now()) + Duration::seconds(60));
+    let (b, c) = (another_instance(&h), another_instance(&h));
+    let issued = h
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                rate_limit: Some(limit),
+                ..new_key(h.org, None)
+            },
+        )
+        .await
+        .unwrap();
+    let text = issued.secret.expose().to_owned();
+    let read = Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap();
+    let instances = [&h.keys, &b, &c];
+    let checks = (0..600).map(|i| instances[i % 3].check(&text, &read));
+    let checks: Vec<KeyCheck> = futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        tally(&checks),
+        [("RATE_LIMITED", 500), ("valid", 100)].into()
+    );
+    for check in &checks {
+        let state = check
+            .metering
+            .rate_limit
+            .expect("every verdict reports the window");
+        assert_eq!((state.limit, state.reset_seconds), (100, 3540));
+        if check.verdict.error_code().is_some() {
+            assert_eq!(state.remaining, 0);
+        }
+    }
+
+    // Budget leased to an idle instance comes back.
+    let small = h
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                rate_limit: Some(RateLimit::new(10, 3600).unwrap()),
+                ..new_key(h.org, None)
+            },
+        )
+        .await
+        .unwrap();
+    let small_text = small.secret.expose().to_owned();
+    // `c` takes a lease (a quarter of 10: 3) and uses one.
+    assert!(
+        c.check(&small_text, &read)
+            .await
+            .unwrap()
+            .verdict
+            .error_code()
+            .is_none()
+    );
+    let mut valid_on_b = 0;
+    for _ in 0..12 {
+        if b.check(&small_text, &read)
+            .await
+            .unwrap()
+            .verdict
+            .error_code()
+            .is_none()
+        {
+            valid_on_b += 1;
+        }
+    }
+    assert_eq!(valid_on_b, 7, "c still holds 2 of the 10");
+    // Idle for the give-back delay: `c` gives its 2 back, `b` may use them.
+    h.clock.advance(Duration::milliseconds(50));
+    assert_eq!(c.reconcile_limits().await.unwrap(), 2);
+    for _ in 0..4 {
+        if b.check(&small_text, &read)
+            .await
+            .unwrap()
+            .verdict
+            .error_code()
+            .is_none()
+        {
+            valid_on_b += 1;
+        }
+    }
+    assert_eq!(valid_on_b, 9);
+
+    // A new window starts afresh.
+    h.clock.advance(Duration::hours(1));
+    assert!(
+        b.check(&small_text, &read)
+            .await
+            .unwrap()
+            .verdict
+            .error_code()
+            .is_none()
+    );
+
+    // An outage while leasing is an error.
+    h.counting_keys.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        h.keys.check(&small_text, &read).await,
+        Err(ApiKeyError::Store(_))
+    ));
+    h.counting_keys.down.store(false, Ordering::SeqCst);
 }
 
 /// A key named `svc` with the `read` scope, expiring in `days`.

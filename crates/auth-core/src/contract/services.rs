@@ -511,10 +511,9 @@ async fn rate_limits_hold_across_instances(f: &impl Fixture, parts: ServiceParts
         [("RATE_LIMITED", 500), ("valid", 100)].into()
     );
     for check in &checks {
-        let state = check
-            .metering
-            .rate_limit
-            .expect("every verdict reports the window");
+        let Some(state) = check.metering.rate_limit else {
+            panic!("every verdict reports the window");
+        };
         assert_eq!((state.limit, state.reset_seconds), (100, 3540));
         if check.verdict.error_code().is_some() {
             assert_eq!(state.remaining, 0);

@@ -526,3 +526,121 @@ async fn an_outage_is_a_503_never_cached_and_cached_verdicts_keep_answering() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `n` verifications of `key` at once, spread over `apps` in turn, 64 in flight: the answers.
+async fn hammer(apps: &[&TestApp], key: &str, n: usize) -> Vec<Value> {
+    use futures::StreamExt as _;
+    futures::stream::iter(0..n)
+        .map(|i| verify(apps[i % apps.len()], key, json!(["read"])))
+        .buffer_unordered(64)
+        .collect()
+        .await
+}
+
+fn valid(answers: &[Value]) -> usize {
+    answers.iter().filter(|a| a["valid"] == true).count()
+}
+
+/// Three instances on one Postgres hammer one key limited to 100 per 10 s, all within one
+/// window: exactly the limit succeeds (leases never grant past it), every refusal is
+/// `RATE_LIMITED` with nothing left and the window's reset; the next window starts afresh.
+/// And 500 verifications of a key with 100 credits over the three give exactly 100 valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_across_three_instances() {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.db.url = Some(SecretString::from(db.url().to_owned()));
+    let a = TestApp::serve(config.clone(), None).await;
+    let b = TestApp::serve(config.clone(), None).await;
+    let c = TestApp::serve(config, None).await;
+    let (_, owner) = a.user_with_session().await;
+    let token = str_field(&owner, "access_token");
+    let org = new_org(&a, token, "Three Instances").await;
+    let limited: Value = a
+        .post_auth(
+            "/api/v1/api-keys",
+            token,
+            Some(
+                &json!({"organization_id": org, "name": "limited", "scopes": ["read"],
+                         "rate_limit": {"limit": 100, "window_seconds": 10}}),
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = str_field(&limited, "key");
+
+    // Start just after a window boundary, so that the burst stays in one window.
+    let into_window = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        Duration::from_millis(u64::try_from(now.as_millis() % 10_000).unwrap())
+    };
+    tokio::time::sleep(Duration::from_secs(10) - into_window()).await;
+    let answers = hammer(&[&a, &b, &c], key, 600).await;
+    assert!(
+        into_window() < Duration::from_secs(9),
+        "the burst outlasted its window"
+    );
+    assert_eq!(valid(&answers), 100, "successes in one window");
+    for refused in answers.iter().filter(|a| a["valid"] == false) {
+        assert_eq!(refused["error"], "RATE_LIMITED");
+        assert_eq!(refused["rate_limit"]["limit"], 100);
+        assert_eq!(refused["rate_limit"]["remaining"], 0);
+        let reset = refused["rate_limit"]["reset_seconds"].as_u64().unwrap();
+        assert!((1..=10).contains(&reset), "{reset}");
+    }
+    // The next window: a fresh budget on every instance.
+    tokio::time::sleep(Duration::from_secs(10) - into_window()).await;
+    for app in [&a, &b, &c] {
+        let answer = verify(app, key, json!(["read"])).await;
+        assert_eq!(answer["valid"], true, "{answer}");
+    }
+
+    let counted: Value = a
+        .post_auth(
+            "/api/v1/api-keys",
+            token,
+            Some(
+                &json!({"organization_id": org, "name": "counted", "scopes": ["read"],
+                         "remaining": 100}),
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = str_field(&counted, "key");
+    // Cached as valid on B and C first: the cache must not answer for a key with credits.
+    verify(&b, key, json!(["read"])).await;
+    verify(&c, key, json!(["read"])).await;
+    let answers = hammer(&[&a, &b, &c], key, 500).await;
+    assert_eq!(valid(&answers), 98);
+    let mut left: Vec<u64> = answers
+        .iter()
+        .filter_map(|a| a["remaining"].as_u64())
+        .collect();
+    left.sort_unstable();
+    assert_eq!(left, (0..98).collect::<Vec<u64>>());
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a["valid"] == false)
+            .all(|a| a["error"] == "USAGE_EXCEEDED")
+    );
+    let item = a
+        .get_auth(
+            &format!("/api/v1/api-keys/{}", str_field(&counted, "id")),
+            token,
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(item["remaining"], 0);
+    for app in [a, b, c] {
+        app.stop().await;
+    }
+}

@@ -16,6 +16,7 @@ on_both_stores!(
     a_change_applies_what_it_names_and_verification_follows_at_once,
     refused_changes_change_nothing,
     changes_racing_a_revocation_stay_whole,
+    limits_and_credits_answer_as_the_contract_says,
 );
 
 pub async fn patch(app: &TestApp, token: &str, id: &str, body: &Value) -> reqwest::Response {
@@ -315,18 +316,55 @@ async fn refused_changes_change_nothing(app: &TestApp) {
         )
         .await;
     assert_problem(res, 422, "VALIDATION_FAILED").await;
-    // Members this service does not know are ignored and never applied (the contract's rule
-    // for every body), limits and credits included until they are served.
-    let res = patch(
-        app,
-        &token,
-        &id,
-        &json!({"remaining": 10, "rate_limit": {"limit": 5, "window_seconds": 10}}),
-    )
-    .await;
-    assert_eq!(res.status(), 200);
-    let answered: Value = res.json().await.unwrap();
-    assert!(answered.get("remaining").is_none() && answered.get("rate_limit").is_none());
+    // Limits and credits out of range, a refill without a count: refused, naming the member.
+    for (body, field) in [
+        (
+            json!({"rate_limit": {"limit": 0, "window_seconds": 10}}),
+            "rate_limit.limit",
+        ),
+        (
+            json!({"rate_limit": {"limit": 5, "window_seconds": 86_401}}),
+            "rate_limit.window_seconds",
+        ),
+        (json!({"rate_limit": {"limit": 5}}), "rate_limit"),
+        (json!({"remaining": 1_000_000_001_u64}), "remaining"),
+        (json!({"remaining": -1}), "remaining"),
+        (json!({"refill": {"amount": 5, "every": "day"}}), "refill"),
+        (
+            json!({"remaining": null, "refill": {"amount": 5, "every": "day"}}),
+            "refill",
+        ),
+        (
+            json!({"remaining": 5, "refill": {"amount": 0, "every": "day"}}),
+            "refill.amount",
+        ),
+        (
+            json!({"remaining": 5, "refill": {"amount": 5, "every": "week"}}),
+            "refill",
+        ),
+    ] {
+        let res = patch(app, &token, &id, &body).await;
+        let problem = assert_problem(res, 422, "VALIDATION_FAILED").await;
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields.iter().any(|f| f.starts_with(field)),
+            "{body}: {problem}"
+        );
+        // The same members on create.
+        let mut create_body = json!({"organization_id": org, "name": "w", "scopes": []});
+        for (member, value) in body.as_object().unwrap() {
+            create_body[member] = value.clone();
+        }
+        let res = app
+            .post_auth("/api/v1/api-keys", &token, Some(&create_body))
+            .await;
+        assert_problem(res, 422, "VALIDATION_FAILED").await;
+    }
     // A plain member of the organization sees it but may not change its keys.
     let (member_email, member) = app.user_with_session().await;
     app.post_auth(
@@ -432,4 +470,139 @@ async fn changes_racing_a_revocation_stay_whole(app: &TestApp) {
         verify(app, str_field(&created, "key"), json!([])).await,
         json!({"valid": false, "error": "REVOKED"})
     );
+}
+
+/// A key limited to 5 per window and one with 10 credits, as a product team would set them:
+/// created, read back, verified (the answers carry `rate_limit` and `remaining`, the refusals
+/// `RATE_LIMITED` and `USAGE_EXCEEDED`), changed in place (a new count, limits removed), and a
+/// key used to manage keys is not metered.
+async fn limits_and_credits_answer_as_the_contract_says(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let limited = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "globex", "scopes": ["read"],
+                "external_id": "cus_globex", "rate_limit": {"limit": 5, "window_seconds": 3600}}),
+    )
+    .await;
+    assert_eq!(
+        limited["rate_limit"],
+        json!({"limit": 5, "window_seconds": 3600})
+    );
+    assert_eq!(
+        (&limited["remaining"], &limited["refill"]),
+        (&Value::Null, &Value::Null)
+    );
+    let counted = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "initech", "scopes": ["read", "admin"],
+                "external_id": "cus_initech", "remaining": 10,
+                "refill": {"amount": 10, "every": "month"}}),
+    )
+    .await;
+    assert_eq!(counted["remaining"], 10);
+    assert_eq!(counted["refill"], json!({"amount": 10, "every": "month"}));
+    let (limited_key, counted_key) = (str_field(&limited, "key"), str_field(&counted, "key"));
+
+    let mut answers = Vec::new();
+    for _ in 0..7 {
+        answers.push(verify(app, limited_key, json!(["read"])).await);
+    }
+    let valid: Vec<&Value> = answers.iter().filter(|a| a["valid"] == true).collect();
+    assert_eq!(valid.len(), 5);
+    assert_eq!(
+        valid
+            .iter()
+            .map(|a| a["rate_limit"]["remaining"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [4, 3, 2, 1, 0]
+    );
+    for refused in &answers[5..] {
+        assert_eq!(refused["error"], "RATE_LIMITED");
+        assert_eq!(refused["rate_limit"]["remaining"], 0);
+        assert!(refused.get("key_id").is_none() && refused.get("meta").is_none());
+    }
+    // A verification refused before the limit is not counted and reports no window.
+    let refused = verify(app, limited_key, json!(["write"])).await;
+    assert_eq!(refused["error"], "INSUFFICIENT_SCOPE");
+    assert!(refused.get("rate_limit").is_none());
+
+    // Used to manage keys, the counted key spends nothing.
+    let res = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/api-keys?organization_id={org}"),
+        )
+        .header("X-API-Key", counted_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for left in (0..10).rev() {
+        let answer = verify(app, counted_key, json!(["read"])).await;
+        assert_eq!(
+            (&answer["valid"], &answer["remaining"]),
+            (&json!(true), &json!(left))
+        );
+    }
+    let exceeded = verify(app, counted_key, json!(["read"])).await;
+    assert_eq!(exceeded, json!({"valid": false, "error": "USAGE_EXCEEDED"}));
+    let id = str_field(&counted, "id");
+    assert_eq!(get(app, &token, id).await["remaining"], 0);
+    // Still good for managing keys with no credit left.
+    let res = app
+        .request(Method::GET, &format!("/api/v1/api-keys/{id}"))
+        .header("X-API-Key", counted_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // A new count keeps the refill; `null` removes the credits and the refill with them.
+    let res = patch(app, &token, id, &json!({"remaining": 2})).await;
+    assert_eq!(res.status(), 200);
+    let changed: Value = res.json().await.unwrap();
+    assert_eq!(
+        (&changed["remaining"], &changed["refill"]["amount"]),
+        (&json!(2), &json!(10))
+    );
+    assert_eq!(
+        verify(app, counted_key, json!(["read"])).await["remaining"],
+        1
+    );
+    let res = patch(app, &token, id, &json!({"remaining": null})).await;
+    let unlimited: Value = res.json().await.unwrap();
+    assert_eq!(
+        (&unlimited["remaining"], &unlimited["refill"]),
+        (&Value::Null, &Value::Null)
+    );
+    for _ in 0..3 {
+        let answer = verify(app, counted_key, json!(["read"])).await;
+        assert_eq!(answer["valid"], true);
+        assert!(answer.get("remaining").is_none());
+    }
+    // The limit raised in place applies at once.
+    let res = patch(
+        app,
+        &token,
+        str_field(&limited, "id"),
+        &json!({"rate_limit": {"limit": 6, "window_seconds": 3600}}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let answer = verify(app, limited_key, json!(["read"])).await;
+    assert_eq!(answer["valid"], true, "{answer}");
+    assert_eq!(answer["rate_limit"]["remaining"], 0);
+    let res = patch(
+        app,
+        &token,
+        str_field(&limited, "id"),
+        &json!({"rate_limit": null}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let answer = verify(app, limited_key, json!(["read"])).await;
+    assert_eq!(answer["valid"], true);
+    assert!(answer.get("rate_limit").is_none());
 }

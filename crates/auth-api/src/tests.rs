@@ -79,8 +79,12 @@ fn values_of_a_newer_service_are_read_not_refused() {
         HealthStatus::Unknown
     );
     assert_eq!(
-        read::<ApiKeyRejection>(json!("RATE_LIMITED")),
+        read::<ApiKeyRejection>(json!("KEY_SUSPENDED")),
         ApiKeyRejection::Invalid
+    );
+    assert_eq!(
+        read::<ApiKeyRejection>(json!("RATE_LIMITED")),
+        ApiKeyRejection::RateLimited
     );
     assert_eq!(
         read::<TokenRejection>(json!("NOT_YET_VALID")),

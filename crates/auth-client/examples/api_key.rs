@@ -58,6 +58,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 k.key_id, k.organization_id
             ),
             ApiKeyVerdict::Rejected(why) => println!("verify {scopes:?}: refused, {}", why.code()),
+            ApiKeyVerdict::RateLimited(window) => println!(
+                "verify {scopes:?}: over its rate limit, retry in {} s",
+                window.reset_seconds
+            ),
         }
     }
     if let Some(cache) = client.metrics().api_key_cache {

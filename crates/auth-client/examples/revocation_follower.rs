@@ -113,6 +113,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     )
                 }
                 Ok(ApiKeyVerdict::Rejected(why)) => format!("REFUSED {}", why.code()),
+                Ok(ApiKeyVerdict::RateLimited(window)) => {
+                    format!("RATE LIMITED for {} s", window.reset_seconds)
+                }
                 Err(err) => format!("NO VERDICT ({err})"),
             };
             report("api key", &mut last_key, verdict, &client);

@@ -28,6 +28,8 @@
 //! | no credentials | 401 `UNAUTHENTICATED`, `WWW-Authenticate: Bearer realm="auth"` |
 //! | bad, expired or revoked credentials | 401 `UNAUTHENTICATED`, `WWW-Authenticate: Bearer realm="auth", error="invalid_token"` |
 //! | an API key lacking a required scope | 403 `FORBIDDEN`, `WWW-Authenticate: Bearer realm="auth", error="insufficient_scope", scope="..."` |
+//! | an API key over its rate limit | 429 `RATE_LIMITED` with `Retry-After` (seconds until its window ends) |
+//! | an API key with no credit left | 403 `FORBIDDEN` |
 //! | the auth service cannot be reached, and no cached answer | 503 `SERVICE_UNAVAILABLE` with `Retry-After` |
 //! | no client registered, or local verification impossible in `Local` mode | 500 `INTERNAL_ERROR` (logged) |
 
@@ -47,7 +49,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use crate::client::AuthClient;
 use crate::config::TokenVerification;
 use crate::error::{Error, TokenError};
-use crate::types::{ApiKeyVerdict, VerifiedApiKey, VerifiedDevice, VerifiedUser};
+use crate::types::{ApiKeyVerdict, KeyRejection, VerifiedApiKey, VerifiedDevice, VerifiedUser};
 
 /// The `X-API-Key` header, where [`ApiKeyPrincipal`] reads the key (as the service does).
 pub const X_API_KEY: &str = "x-api-key";
@@ -129,6 +131,10 @@ pub enum RejectionKind {
     Invalid,
     /// An API key lacking a required scope: 403.
     InsufficientScope,
+    /// An API key over its rate limit: 429 with `Retry-After`.
+    RateLimited,
+    /// An API key with no credit left: 403.
+    UsageExceeded,
     /// The auth service cannot be reached: 503.
     Unavailable,
     /// A configuration error of this service: 500.
@@ -185,7 +191,8 @@ impl AuthRejection {
         use auth_api::ErrorCode;
         match self.kind {
             RejectionKind::Missing | RejectionKind::Invalid => ErrorCode::Unauthenticated,
-            RejectionKind::InsufficientScope => ErrorCode::Forbidden,
+            RejectionKind::InsufficientScope | RejectionKind::UsageExceeded => ErrorCode::Forbidden,
+            RejectionKind::RateLimited => ErrorCode::RateLimited,
             RejectionKind::Unavailable => ErrorCode::ServiceUnavailable,
             RejectionKind::Misconfigured => ErrorCode::InternalError,
         }
@@ -199,6 +206,10 @@ impl AuthRejection {
                 "the API key lacks a required scope ({})",
                 self.missing_scopes.join(" ")
             ),
+            RejectionKind::RateLimited => {
+                "the API key is over its rate limit; retry after the window ends".into()
+            }
+            RejectionKind::UsageExceeded => "the API key has no use left".into(),
             RejectionKind::Unavailable => {
                 "the authentication service is unavailable; retry later".into()
             }
@@ -223,7 +234,10 @@ impl ResponseError for AuthRejection {
     fn status_code(&self) -> StatusCode {
         match self.kind {
             RejectionKind::Missing | RejectionKind::Invalid => StatusCode::UNAUTHORIZED,
-            RejectionKind::InsufficientScope => StatusCode::FORBIDDEN,
+            RejectionKind::InsufficientScope | RejectionKind::UsageExceeded => {
+                StatusCode::FORBIDDEN
+            }
+            RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             RejectionKind::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -254,12 +268,18 @@ impl ResponseError for AuthRejection {
                 r#"Bearer realm="auth", error="insufficient_scope", scope="{}""#,
                 self.missing_scopes.join(" ")
             )),
-            RejectionKind::Unavailable | RejectionKind::Misconfigured => None,
+            RejectionKind::Unavailable
+            | RejectionKind::Misconfigured
+            | RejectionKind::RateLimited
+            | RejectionKind::UsageExceeded => None,
         };
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             res.insert_header((header::WWW_AUTHENTICATE, value));
         }
-        if self.kind == RejectionKind::Unavailable {
+        if matches!(
+            self.kind,
+            RejectionKind::Unavailable | RejectionKind::RateLimited
+        ) {
             let secs = self
                 .retry_after
                 .map_or(2, |d| d.as_secs().max(u64::from(d.subsec_nanos() > 0)))
@@ -548,9 +568,10 @@ impl<S: RequiredScopes + 'static> FromRequest for ApiKeyPrincipal<S> {
                 tracing::error!(error = %err, "a required scope is not a scope");
                 return Err(AuthRejection::new(RejectionKind::Misconfigured, &req));
             }
-            // The verdict on the key alone (one cache entry for every route), then the scopes
-            // by the service's rule, so a refusal can name what is missing.
-            match client.verify_api_key(key.expose_secret(), &[]).await {
+            // The verdict with the route's scopes, so that the service refuses a missing scope
+            // before it counts a limited key's use; a cached valid verdict names every scope
+            // the key holds, so a refusal can name what is missing.
+            match client.verify_api_key(key.expose_secret(), S::SCOPES).await {
                 Ok(ApiKeyVerdict::Valid(key)) => {
                     let missing: Vec<&'static str> = S::SCOPES
                         .iter()
@@ -568,6 +589,19 @@ impl<S: RequiredScopes + 'static> FromRequest for ApiKeyPrincipal<S> {
                             ..AuthRejection::new(RejectionKind::InsufficientScope, &req)
                         })
                     }
+                }
+                Ok(ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope)) => {
+                    Err(AuthRejection {
+                        missing_scopes: S::SCOPES.to_vec(),
+                        ..AuthRejection::new(RejectionKind::InsufficientScope, &req)
+                    })
+                }
+                Ok(ApiKeyVerdict::RateLimited(window)) => Err(AuthRejection {
+                    retry_after: Some(Duration::from_secs(u64::from(window.reset_seconds))),
+                    ..AuthRejection::new(RejectionKind::RateLimited, &req)
+                }),
+                Ok(ApiKeyVerdict::Rejected(KeyRejection::UsageExceeded)) => {
+                    Err(AuthRejection::new(RejectionKind::UsageExceeded, &req))
                 }
                 Ok(ApiKeyVerdict::Rejected(_)) => {
                     Err(AuthRejection::new(RejectionKind::Invalid, &req))

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::config::ApiKeyCacheConfig;
 use crate::error::Error;
-use crate::types::ApiKeyVerdict;
+use crate::types::{ApiKeyVerdict, KeyRejection};
 
 /// The SHA-256 of a key.
 pub(crate) type KeyHash = [u8; 32];
@@ -54,6 +54,11 @@ impl Expiry<KeyHash, ApiKeyVerdict> for Lifetimes {
         _created_at: Instant,
     ) -> Option<Duration> {
         Some(match verdict {
+            // A limited key's verdict, and a refusal for want of scopes (which depends on the
+            // scopes asked for), are never served again.
+            verdict if verdict.is_metered() => Duration::ZERO,
+            ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope) => Duration::ZERO,
+            ApiKeyVerdict::RateLimited(_) => Duration::ZERO,
             ApiKeyVerdict::Rejected(_) => self.negative,
             ApiKeyVerdict::Valid(key) => match key.expires_at {
                 Some(at) => (at - Utc::now())
@@ -116,13 +121,26 @@ impl ApiKeyCache {
     }
 
     /// The cached verdict on `key`, or the one `load` gets (then cached); `true` for a hit.
+    #[cfg(test)]
     pub(crate) async fn get_or_load(
         &self,
         key: KeyHash,
         load: impl Future<Output = Result<ApiKeyVerdict, Error>>,
     ) -> Result<(ApiKeyVerdict, bool), Error> {
+        self.get_or_load_here(key, load)
+            .await
+            .map(|(verdict, hit, _)| (verdict, hit))
+    }
+
+    /// As [`Self::get_or_load`], also saying whether this call ran `load` itself (a call
+    /// that waited for another's load shares its verdict).
+    pub(crate) async fn get_or_load_here(
+        &self,
+        key: KeyHash,
+        load: impl Future<Output = Result<ApiKeyVerdict, Error>>,
+    ) -> Result<(ApiKeyVerdict, bool, bool), Error> {
         if let Some(verdict) = self.cache.get(&key).await {
-            return Ok((verdict, true));
+            return Ok((verdict, true, false));
         }
         let started = self.epoch.load(Ordering::Acquire);
         let loaded = AtomicBool::new(false);
@@ -146,10 +164,11 @@ impl ApiKeyCache {
             .map_err(Arc::unwrap_or_clone)?;
         // A verdict this call loaded while something was forgotten may be what was forgotten
         // (a key changed or revoked as the answer travelled): answer it, but do not keep it.
-        if loaded.load(Ordering::Relaxed) && self.epoch.load(Ordering::Acquire) != started {
+        let here = loaded.load(Ordering::Relaxed);
+        if here && self.epoch.load(Ordering::Acquire) != started {
             self.cache.invalidate(&key).await;
         }
-        Ok((verdict, false))
+        Ok((verdict, false, here))
     }
 
     pub(crate) async fn forget(&self, key: &KeyHash) {
@@ -215,6 +234,8 @@ mod tests {
             expires_at: expires_in.map(|d| Utc::now() + d),
             meta: None,
             external_id: None,
+            rate_limit: None,
+            remaining: None,
         })
     }
 
@@ -286,6 +307,8 @@ mod tests {
             expires_at: None,
             meta: None,
             external_id: None,
+            rate_limit: None,
+            remaining: None,
         });
         let loaded = verdict.clone();
         cache

@@ -861,18 +861,29 @@ impl AuthClient {
         let Some(cache) = &self.inner.key_cache else {
             return self.verify_api_key_remote(key, required_scopes).await;
         };
+        // The service checks the scopes asked for before it applies a key's limits, so a
+        // refused scope spends nothing. A valid verdict names every scope the key holds, so
+        // one cached entry answers every route; a refusal for want of scopes is not kept.
         let loaded = cache
-            .get_or_load(
+            .get_or_load_here(
                 api_key_cache::hash(key),
-                self.verify_api_key_remote(key, &[]),
+                self.verify_api_key_remote(key, required_scopes),
             )
             .await;
         // A failed load was a miss too.
         self.inner
             .transport
             .metrics
-            .cache(matches!(loaded, Ok((_, true))));
-        let (verdict, _) = loaded?;
+            .cache(matches!(loaded, Ok((_, true, _))));
+        let (verdict, _, here) = loaded?;
+        // A limited key's verdict is never shared: a call that waited for another's answer,
+        // or asked for other scopes, asks the service itself (its own use, its own count).
+        if !here
+            && (verdict.is_metered()
+                || verdict == ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope))
+        {
+            return self.verify_api_key_remote(key, required_scopes).await;
+        }
         if let (ApiKeyVerdict::Valid(k), Some(revocations)) = (&verdict, &self.inner.revocations)
             && revocations.key_revoked(k.key_id).await
         {

@@ -573,6 +573,8 @@ mod tests {
             expires_at: None,
             meta: None,
             external_id: None,
+            rate_limit: None,
+            remaining: None,
         })
     }
 

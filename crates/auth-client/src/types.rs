@@ -270,9 +270,20 @@ pub struct VerifiedApiKey {
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,
     /// The owner's own id for whom the key was issued, if any.
     pub external_id: Option<String>,
+    /// The key's rate-limit window as this verification left it, if the key is limited.
+    pub rate_limit: Option<auth_api::RateLimitReport>,
+    /// Uses left after this verification, if the key counts its uses.
+    pub remaining: Option<u64>,
 }
 
 impl VerifiedApiKey {
+    /// Whether the key has a rate limit or credits: its every verification must reach the
+    /// service, so no verdict on it is cached.
+    #[must_use]
+    pub const fn is_metered(&self) -> bool {
+        self.rate_limit.is_some() || self.remaining.is_some()
+    }
+
     /// Whether the key holds `scope` (`admin` holds every scope), by the service's rule.
     #[must_use]
     pub fn holds(&self, scope: &str) -> bool {
@@ -293,6 +304,8 @@ pub enum ApiKeyVerdict {
     Valid(VerifiedApiKey),
     /// Refused.
     Rejected(KeyRejection),
+    /// Valid, but over its rate limit for this window: retry after `reset_seconds`.
+    RateLimited(auth_api::RateLimitReport),
 }
 
 impl ApiKeyVerdict {
@@ -301,14 +314,25 @@ impl ApiKeyVerdict {
     pub fn is_valid(&self) -> bool {
         matches!(self, Self::Valid(_))
     }
+
+    /// Whether the verdict is of a key with a rate limit or credits, which is never cached.
+    #[must_use]
+    pub const fn is_metered(&self) -> bool {
+        match self {
+            Self::Valid(key) => key.is_metered(),
+            Self::RateLimited(_) | Self::Rejected(KeyRejection::UsageExceeded) => true,
+            Self::Rejected(_) => false,
+        }
+    }
 }
 
 /// The typed verdict of one key, or `None` when a valid answer lacks its fields.
 pub(crate) fn key_verdict(raw: auth_api::KeyVerification<'_>) -> Option<ApiKeyVerdict> {
     if !raw.valid {
-        return Some(ApiKeyVerdict::Rejected(
-            raw.error.unwrap_or(KeyRejection::Invalid),
-        ));
+        return Some(match (raw.error, raw.rate_limit) {
+            (Some(KeyRejection::RateLimited), Some(window)) => ApiKeyVerdict::RateLimited(window),
+            (error, _) => ApiKeyVerdict::Rejected(error.unwrap_or(KeyRejection::Invalid)),
+        });
     }
     Some(ApiKeyVerdict::Valid(VerifiedApiKey {
         key_id: raw.key_id?,
@@ -322,6 +346,8 @@ pub(crate) fn key_verdict(raw: auth_api::KeyVerification<'_>) -> Option<ApiKeyVe
         expires_at: raw.expires_at,
         meta: raw.meta.map(std::borrow::Cow::into_owned),
         external_id: raw.external_id.map(std::borrow::Cow::into_owned),
+        rate_limit: raw.rate_limit,
+        remaining: raw.remaining,
     }))
 }
 

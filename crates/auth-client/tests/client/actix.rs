@@ -7,6 +7,7 @@ use actix_web::test::{TestRequest, call_service, init_service, read_body_json};
 use actix_web::{App, HttpResponse, web};
 use auth_client::actix::{ApiKeyPrincipal, AuthenticatedDevice, AuthenticatedUser, Local, Remote};
 use auth_client::{Credential, NewDevice};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
 use crate::common::{TestServer, api_key, eddsa, exposed, owner_and_org, unique_device_id};
@@ -454,4 +455,73 @@ async fn misconfiguration_is_a_500() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// A key over its rate limit is answered 429 `RATE_LIMITED` with `Retry-After` (the seconds
+/// until its window ends); a key with no credit left 403; a route whose scope the key lacks
+/// spends none of its credits (the service refuses the scope before it counts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_keys_are_answered_429_and_403() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let app = service!(client);
+    let (owner, org) = owner_and_org(&client).await;
+    let mut limited = auth_client::NewApiKey::new(org.id, "limited", ["invoices:read"]);
+    limited.rate_limit = Some(auth_api::RateLimitSpec {
+        limit: 2,
+        window_seconds: 3600,
+    });
+    let limited = client
+        .create_api_key(Credential::Bearer(&owner.access_token), &limited)
+        .await
+        .unwrap();
+    let get = |key: &SecretString| {
+        TestRequest::get()
+            .uri("/invoices")
+            .insert_header(("x-api-key", key.expose_secret().to_owned()))
+            .to_request()
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            call_service(&app, get(&limited.key)).await.status(),
+            StatusCode::OK
+        );
+    }
+    let res = call_service(&app, get(&limited.key)).await;
+    let retry: u64 = res
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    problem(res, 429, "RATE_LIMITED").await;
+
+    let mut counted = auth_client::NewApiKey::new(org.id, "counted", ["invoices:read"]);
+    counted.remaining = Some(2);
+    let counted = client
+        .create_api_key(Credential::Bearer(&owner.access_token), &counted)
+        .await
+        .unwrap();
+    // A route needing `invoices:write`: refused for the scope, no credit spent.
+    let post = TestRequest::post()
+        .uri("/invoices")
+        .insert_header(("x-api-key", counted.key.expose_secret().to_owned()))
+        .to_request();
+    problem(call_service(&app, post).await, 403, "FORBIDDEN").await;
+    for _ in 0..2 {
+        assert_eq!(
+            call_service(&app, get(&counted.key)).await.status(),
+            StatusCode::OK
+        );
+    }
+    let body = problem(
+        call_service(&app, get(&counted.key)).await,
+        403,
+        "FORBIDDEN",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("no use left"));
 }

@@ -309,3 +309,67 @@ async fn a_change_through_this_client_is_seen_at_once_with_meta_and_external_id(
         "{refused:?}"
     );
 }
+
+/// The cache never serves a verdict on a key with credits or a rate limit: 30 verifications
+/// at once of a key with 10 credits through one caching client give exactly 10 valid (a
+/// verification that waited for another's answer asks the service itself), each with its own
+/// count; the next ones are refused, and a rate-limited key is answered `RateLimited` with its
+/// window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_keys_always_reach_the_service() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let (owner, org) = owner_and_org(&client).await;
+    let mut counted = auth_client::NewApiKey::new(org.id, "counted", ["invoices:read"]);
+    counted.remaining = Some(10);
+    let counted = client
+        .create_api_key(Credential::Bearer(&owner.access_token), &counted)
+        .await
+        .unwrap();
+    let key = exposed(&counted.key);
+    let verdicts =
+        futures::future::join_all((0..30).map(|_| client.verify_api_key(key, &["invoices:read"])))
+            .await;
+    let mut left: Vec<u64> = verdicts
+        .iter()
+        .filter_map(|v| match v.as_ref().unwrap() {
+            ApiKeyVerdict::Valid(k) => k.remaining,
+            _ => None,
+        })
+        .collect();
+    left.sort_unstable();
+    assert_eq!(left, (0..10).collect::<Vec<u64>>());
+    assert!(verdicts.iter().all(|v| matches!(
+        v.as_ref().unwrap(),
+        ApiKeyVerdict::Valid(_) | ApiKeyVerdict::Rejected(KeyRejection::UsageExceeded)
+    )));
+    assert_eq!(
+        client
+            .verify_api_key(key, &["invoices:read"])
+            .await
+            .unwrap(),
+        ApiKeyVerdict::Rejected(KeyRejection::UsageExceeded)
+    );
+
+    let mut limited = auth_client::NewApiKey::new(org.id, "limited", ["invoices:read"]);
+    limited.rate_limit = Some(auth_api::RateLimitSpec {
+        limit: 1,
+        window_seconds: 3600,
+    });
+    let limited = client
+        .create_api_key(Credential::Bearer(&owner.access_token), &limited)
+        .await
+        .unwrap();
+    let key = exposed(&limited.key);
+    let ApiKeyVerdict::Valid(first) = client.verify_api_key(key, &[]).await.unwrap() else {
+        panic!("the first use is valid");
+    };
+    assert_eq!(
+        first.rate_limit.map(|w| (w.limit, w.remaining)),
+        Some((1, 0))
+    );
+    let ApiKeyVerdict::RateLimited(window) = client.verify_api_key(key, &[]).await.unwrap() else {
+        panic!("the second use is over the limit");
+    };
+    assert!((1..=3600).contains(&window.reset_seconds));
+}

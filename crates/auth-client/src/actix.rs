@@ -571,7 +571,10 @@ impl<S: RequiredScopes + 'static> FromRequest for ApiKeyPrincipal<S> {
             // The verdict with the route's scopes, so that the service refuses a missing scope
             // before it counts a limited key's use; a cached valid verdict names every scope
             // the key holds, so a refusal can name what is missing.
-            match client.verify_api_key(key.expose_secret(), S::SCOPES).await {
+            match client
+                .verify_api_key_unscoped(key.expose_secret(), S::SCOPES)
+                .await
+            {
                 Ok(ApiKeyVerdict::Valid(key)) => {
                     let missing: Vec<&'static str> = S::SCOPES
                         .iter()

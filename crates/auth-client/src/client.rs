@@ -858,6 +858,24 @@ impl AuthClient {
         required_scopes: &[&str],
     ) -> Result<ApiKeyVerdict, Error> {
         check_scopes(required_scopes)?;
+        Ok(
+            match self.verify_api_key_unscoped(key, required_scopes).await? {
+                ApiKeyVerdict::Valid(k) if !k.holds_all(required_scopes) => {
+                    ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope)
+                }
+                verdict => verdict,
+            },
+        )
+    }
+
+    /// [`Self::verify_api_key`] but for its last step: a valid verdict is answered whatever
+    /// scopes it holds, so that a caller can name the missing ones (a refusal for want of
+    /// scopes only comes from the service, for a key this client has no valid verdict on).
+    pub(crate) async fn verify_api_key_unscoped(
+        &self,
+        key: &str,
+        required_scopes: &[&str],
+    ) -> Result<ApiKeyVerdict, Error> {
         let Some(cache) = &self.inner.key_cache else {
             return self.verify_api_key_remote(key, required_scopes).await;
         };
@@ -895,9 +913,6 @@ impl AuthClient {
         Ok(match verdict {
             ApiKeyVerdict::Valid(k) if k.expires_at.is_some_and(|at| at <= chrono::Utc::now()) => {
                 ApiKeyVerdict::Rejected(KeyRejection::Expired)
-            }
-            ApiKeyVerdict::Valid(k) if !k.holds_all(required_scopes) => {
-                ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope)
             }
             verdict => verdict,
         })

@@ -1160,6 +1160,7 @@ async fn api_key_limits_round_trip(f: &impl Fixture) {
     f.api_keys().update(key.id, &both, c.now()).await.unwrap();
     let no_refill = ApiKeyChanges {
         refill: Some(None),
+        rate_limit: Some(Some(RateLimit::new(9, 30).unwrap())),
         ..ApiKeyChanges::default()
     };
     let kept = f
@@ -1186,7 +1187,7 @@ async fn api_key_limits_round_trip(f: &impl Fixture) {
     f.api_keys().rotate(key.id, &next, c.now()).await.unwrap();
     let successor = f.api_keys().find(next.id).await.unwrap().unwrap();
     assert_eq!(successor.credits, kept.credits);
-    assert_eq!(successor.rate_limit, kept.rate_limit);
+    assert_eq!(successor.rate_limit, Some(RateLimit::new(9, 30).unwrap()));
 }
 
 /// Of 300 concurrent spends of a key with 100 credits exactly 100 succeed, each leaving a
@@ -1318,8 +1319,10 @@ async fn concurrent_credit_spends_take_exactly_what_is_left(f: &impl Fixture) {
 }
 
 /// Leases of one window asked for concurrently never grant more than the limit in all, and
-/// grant all of it; what is given back is granted again; a request for an older window gets
-/// nothing and changes nothing; a newer window starts afresh.
+/// grant all of it; what is given back is granted again; a request for an earlier window (an
+/// instance whose clock lags) is served from the current one, gives nothing back, and says
+/// which window it was granted in; a later window, or a window of another length (a key whose
+/// `window_seconds` changed, whichever way), starts afresh.
 async fn concurrent_leases_never_grant_past_the_limit(f: &impl Fixture) {
     let c = clock();
     let org = key_owner(f, c.now()).await;
@@ -1332,6 +1335,7 @@ async fn concurrent_leases_never_grant_past_the_limit(f: &impl Fixture) {
     let window = RateLimit::new(100, 60).unwrap().window_start(c.now());
     let ask = |ask: u32, give_back: u32, window_start: DateTime<Utc>| LeaseRequest {
         window_start,
+        window_seconds: 60,
         limit: 100,
         ask,
         give_back,
@@ -1343,7 +1347,11 @@ async fn concurrent_leases_never_grant_past_the_limit(f: &impl Fixture) {
         .map(Result::unwrap)
         .collect();
     assert_eq!(granted.iter().map(|l| l.granted).sum::<u32>(), 100);
-    assert!(granted.iter().all(|l| l.taken <= 100));
+    assert!(
+        granted
+            .iter()
+            .all(|l| l.taken <= 100 && l.window_start == window)
+    );
     assert_eq!(granted.iter().map(|l| l.taken).max(), Some(100));
     assert_eq!(
         keys.lease(key.id, ask(5, 0, window)).await.unwrap().granted,
@@ -1356,22 +1364,36 @@ async fn concurrent_leases_never_grant_past_the_limit(f: &impl Fixture) {
     let again = keys.lease(key.id, ask(10, 0, window)).await.unwrap();
     assert_eq!((again.granted, again.taken), (4, 100));
 
-    // An older window changes nothing; a newer one starts afresh.
+    // An earlier window is served from the current one and gives nothing back.
     let older = window - Duration::seconds(60);
+    let late = keys.lease(key.id, ask(10, 50, older)).await.unwrap();
     assert_eq!(
-        keys.lease(key.id, ask(10, 50, older))
-            .await
-            .unwrap()
-            .granted,
-        0
-    );
-    assert_eq!(
-        keys.lease(key.id, ask(1, 0, window)).await.unwrap().granted,
-        0
+        (late.granted, late.taken, late.window_start),
+        (0, 100, window)
     );
     let newer = window + Duration::seconds(60);
     let fresh = keys.lease(key.id, ask(30, 0, newer)).await.unwrap();
     assert_eq!((fresh.granted, fresh.taken), (30, 30));
+    let lagging = keys.lease(key.id, ask(10, 0, window)).await.unwrap();
+    assert_eq!(
+        (lagging.granted, lagging.taken, lagging.window_start),
+        (10, 40, newer)
+    );
+
+    // A longer window starts afresh even though it began earlier; so does a shorter one.
+    let day = RateLimit::new(100, 86_400).unwrap().window_start(newer);
+    assert!(day < newer);
+    let longer = LeaseRequest {
+        window_seconds: 86_400,
+        ..ask(7, 0, day)
+    };
+    let granted = keys.lease(key.id, longer).await.unwrap();
+    assert_eq!(
+        (granted.granted, granted.taken, granted.window_start),
+        (7, 7, day)
+    );
+    let shorter = keys.lease(key.id, ask(5, 0, newer)).await.unwrap();
+    assert_eq!((shorter.granted, shorter.taken), (5, 5));
 }
 
 /// A created key reads back field for field (scopes and optional times included, to the

@@ -520,75 +520,120 @@ async fn rate_limits_hold_across_instances(f: &impl Fixture, parts: ServiceParts
         }
     }
 
-    // Budget leased to an idle instance comes back.
-    let small = h
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                rate_limit: Some(RateLimit::new(10, 3600).unwrap()),
-                ..new_key(h.org, None)
-            },
-        )
-        .await
-        .unwrap();
-    let small_text = small.secret.expose().to_owned();
-    // `c` takes a lease (a quarter of 10: 3) and uses one.
-    assert!(
-        c.check(&small_text, &read)
-            .await
-            .unwrap()
-            .verdict
-            .error_code()
-            .is_none()
-    );
-    let mut valid_on_b = 0;
-    for _ in 0..12 {
-        if b.check(&small_text, &read)
-            .await
-            .unwrap()
-            .verdict
-            .error_code()
-            .is_none()
-        {
-            valid_on_b += 1;
+    // Budget leased to an idle instance comes back; a give-back that fails stays usable there.
+    let limited = |limit, window| NewApiKey {
+        rate_limit: Some(RateLimit::new(limit, window).unwrap()),
+        ..new_key(h.org, None)
+    };
+    for give_back_fails in [false, true] {
+        let small = issue(&h, limited(10, 3600)).await;
+        // `c` takes a lease (a quarter of 10: 3) and uses one; `b` gets the other 7.
+        assert_eq!(valid_of(&c, &small, 1).await, 1);
+        assert_eq!(
+            valid_of(&b, &small, 12).await,
+            7,
+            "c still holds 2 of the 10"
+        );
+        // Idle for the give-back delay (a tenth of the window, at most 1 s).
+        h.clock.advance(Duration::seconds(1));
+        if give_back_fails {
+            h.counting_keys.down.store(true, Ordering::SeqCst);
+            assert!(c.reconcile_limits().await.is_err());
+            h.counting_keys.down.store(false, Ordering::SeqCst);
+            assert_eq!(valid_of(&b, &small, 4).await, 0);
+            assert_eq!(valid_of(&c, &small, 4).await, 2, "still c's to use");
+        } else {
+            assert_eq!(c.reconcile_limits().await.unwrap(), 2);
+            assert_eq!(valid_of(&b, &small, 4).await, 2);
         }
     }
-    assert_eq!(valid_on_b, 7, "c still holds 2 of the 10");
-    // Idle for the give-back delay: `c` gives its 2 back, `b` may use them.
-    h.clock.advance(Duration::milliseconds(50));
-    assert_eq!(c.reconcile_limits().await.unwrap(), 2);
-    for _ in 0..4 {
-        if b.check(&small_text, &read)
-            .await
-            .unwrap()
-            .verdict
-            .error_code()
-            .is_none()
-        {
-            valid_on_b += 1;
-        }
-    }
-    assert_eq!(valid_on_b, 9);
 
     // A new window starts afresh.
+    let small = issue(&h, limited(10, 3600)).await;
+    assert_eq!(valid_of(&b, &small, 12).await, 10);
     h.clock.advance(Duration::hours(1));
-    assert!(
-        b.check(&small_text, &read)
+    assert_eq!(valid_of(&b, &small, 1).await, 1);
+
+    // A change of the window's length starts a new count, whichever way (a longer window
+    // begins before the shorter one did); a change of the limit alone keeps the count.
+    let changing = h
+        .keys
+        .create(&Actor::Operator, limited(5, 60))
+        .await
+        .unwrap();
+    let text = changing.secret.expose().to_owned();
+    assert_eq!(valid_of(&h.keys, &text, 3).await, 3);
+    for (limit, window, valid) in [(5, 86_400, 5), (5, 60, 5), (7, 60, 2)] {
+        h.keys
+            .update(
+                &Actor::Operator,
+                changing.key.id,
+                &ApiKeyChanges {
+                    rate_limit: Some(Some(RateLimit::new(limit, window).unwrap())),
+                    ..ApiKeyChanges::default()
+                },
+            )
             .await
-            .unwrap()
-            .verdict
-            .error_code()
-            .is_none()
+            .unwrap();
+        assert_eq!(
+            valid_of(&h.keys, &text, 10).await,
+            valid,
+            "{limit}/{window}s"
+        );
+    }
+
+    // An instance whose clock lags a window behind is served from the current window.
+    let lagging_clock = Arc::new(ManualClock::starting_now());
+    lagging_clock.set(h.clock.now() - Duration::hours(1));
+    let lagging = ApiKeyService::new(
+        ApiKeyPorts {
+            clock: lagging_clock,
+            keys: h.counting_keys.clone(),
+            orgs: h.orgs.clone(),
+            cache: Arc::new(NoCache),
+            secrets: Arc::new(OsSecretGenerator),
+        },
+        ApiKeyPrefix::default(),
     );
+    let shared = issue(&h, limited(10, 3600)).await;
+    assert_eq!(valid_of(&b, &shared, 6).await, 6);
+    // `b` still holds what is left of its last lease; the lagging instance gets the rest.
+    let on_lagging = valid_of(&lagging, &shared, 10).await;
+    assert!(on_lagging > 0, "not locked out by its clock");
+    assert_eq!(on_lagging + valid_of(&b, &shared, 10).await, 4);
 
     // An outage while leasing is an error.
     h.counting_keys.down.store(true, Ordering::SeqCst);
     assert!(matches!(
-        h.keys.check(&small_text, &read).await,
+        h.keys.check(&shared, &read).await,
         Err(ApiKeyError::Store(_))
     ));
     h.counting_keys.down.store(false, Ordering::SeqCst);
+}
+
+/// Creates `new` through the harness's service; the key's text.
+async fn issue(h: &ServiceHarness, new: NewApiKey) -> String {
+    let issued = h.keys.create(&Actor::Operator, new).await.unwrap();
+    issued.secret.expose().to_owned()
+}
+
+/// How many of `n` verifications of `text` (for `read`), one after another, are valid.
+async fn valid_of(keys: &ApiKeyService, text: &str, n: usize) -> usize {
+    let read = Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap();
+    let mut valid = 0;
+    for _ in 0..n {
+        if keys
+            .check(text, &read)
+            .await
+            .unwrap()
+            .verdict
+            .error_code()
+            .is_none()
+        {
+            valid += 1;
+        }
+    }
+    valid
 }
 
 /// A key named `svc` with the `read` scope, expiring in `days`.

@@ -20,8 +20,8 @@ use crate::ports::{
 struct State {
     keys: HashMap<ApiKeyId, ApiKey>,
     by_hash: HashMap<TokenHash, ApiKeyId>,
-    /// Per key: the latest window leased from, and the uses granted in it.
-    windows: HashMap<ApiKeyId, (DateTime<Utc>, u32)>,
+    /// Per key: the latest window leased from (start, length), and the uses granted in it.
+    windows: HashMap<ApiKeyId, (DateTime<Utc>, u32, u32)>,
 }
 
 impl State {
@@ -230,23 +230,24 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
 
     async fn lease(&self, id: ApiKeyId, request: LeaseRequest) -> Result<Lease, StoreError> {
         let mut state = lock(&self.0);
-        let entry = state.windows.entry(id).or_insert((request.window_start, 0));
-        if entry.0 > request.window_start {
-            return Ok(Lease {
-                granted: 0,
-                taken: request.limit,
-            });
+        let entry =
+            state
+                .windows
+                .entry(id)
+                .or_insert((request.window_start, request.window_seconds, 0));
+        let (start, length, granted) = entry;
+        if *length != request.window_seconds || *start < request.window_start {
+            *entry = (request.window_start, request.window_seconds, 0);
+        } else if *start == request.window_start {
+            *granted = granted.saturating_sub(request.give_back);
         }
-        if entry.0 < request.window_start {
-            *entry = (request.window_start, 0);
-        } else {
-            entry.1 = entry.1.saturating_sub(request.give_back);
-        }
-        let granted = request.ask.min(request.limit.saturating_sub(entry.1));
-        entry.1 += granted;
+        let (start, _, granted) = entry;
+        let grant = request.ask.min(request.limit.saturating_sub(*granted));
+        *granted += grant;
         Ok(Lease {
-            granted,
-            taken: entry.1,
+            granted: grant,
+            taken: *granted,
+            window_start: *start,
         })
     }
 }

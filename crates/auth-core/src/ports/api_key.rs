@@ -44,6 +44,8 @@ pub enum UpdateApiKeyError {
 pub struct LeaseRequest {
     /// The start of the window.
     pub window_start: DateTime<Utc>,
+    /// The window's length: a window of another length is another window.
+    pub window_seconds: u32,
     /// The key's limit per window.
     pub limit: u32,
     /// How many uses are asked for (0: only give back).
@@ -60,6 +62,9 @@ pub struct Lease {
     pub granted: u32,
     /// Uses granted in this window so far, by every instance, this request's included.
     pub taken: u32,
+    /// The window the grant belongs to: the one asked for, or a later one the store has
+    /// already moved on to (a request from an instance whose clock lags).
+    pub window_start: DateTime<Utc>,
 }
 
 /// Stores API keys.
@@ -87,7 +92,9 @@ pub struct Lease {
 ///   `n` credits left, exactly `n` get [`CreditSpend::Spent`]; a refill that is due is applied
 ///   in the same step;
 /// - make `lease` one atomic step per key: the uses granted in a window, minus those given
-///   back, never exceed the limit asked with, whatever the number of instances asking;
+///   back, never exceed the limit asked with, whatever the number of instances asking; a
+///   later window, or a window of another length, starts afresh; a request for an earlier
+///   window of the same length is served from the current one (and gives nothing back);
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync + 'static {
@@ -177,8 +184,7 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     ) -> Result<CreditSpend, StoreError>;
 
     /// Gives back what `request` gives back and grants up to `request.ask` uses of the
-    /// window, never past `request.limit` in all; a request for a window older than the
-    /// latest one asked for is granted nothing.
+    /// window, never past `request.limit` in all.
     ///
     /// # Errors
     /// [`StoreError`]; then nothing was granted or given back.

@@ -615,7 +615,7 @@ impl ApiKeyService {
             if let (Some(limit), None) = (key.rate_limit, metering.rate_limit) {
                 let decision = self
                     .limiter
-                    .acquire(&*self.ports.keys, key.id, limit, now)
+                    .acquire(&*self.ports.keys, key.id, limit, &*self.ports.clock)
                     .await?;
                 metering.rate_limit = Some(decision.state);
                 if !decision.allowed {

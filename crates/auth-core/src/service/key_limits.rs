@@ -6,9 +6,15 @@
 //! with no I/O; an empty lease asks for another. The store never grants more than the limit
 //! in a window, so the successes of all instances together never exceed it; the only loss is
 //! budget leased to an instance that then stops being asked, which it gives back once its
-//! lease has not been drawn from for [`IDLE_GIVE_BACK`] ([`RateLimiter::reconcile`], which the
-//! server runs every 50 ms). When the store grants nothing, the instance refuses locally and
-//! asks again after [`EXHAUSTED_RECHECK`] (budget given back elsewhere may reappear).
+//! lease has not been drawn from for a tenth of the window, between 50 ms and 1 s
+//! ([`idle_give_back`]; [`RateLimiter::reconcile`], which the server runs every 50 ms). When
+//! the store grants nothing, the instance refuses locally and asks again after
+//! [`EXHAUSTED_RECHECK`] (budget given back elsewhere may reappear).
+//!
+//! The local window never moves backwards: a verification stamped just before a boundary
+//! that reaches the lock after one stamped just after it counts in the later window (as
+//! the store does, which serves a request for an earlier window from its current one), so
+//! nothing leased is dropped by a window flipping back and forth.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,10 +22,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::model::{ApiKeyId, RateLimit};
-use crate::ports::{ApiKeyRepository, LeaseRequest, StoreError};
+use crate::ports::{ApiKeyRepository, Clock, LeaseRequest, StoreError};
 
-/// How long an unused lease stays with an instance that is not drawing from it.
-pub const IDLE_GIVE_BACK: Duration = Duration::milliseconds(50);
+/// How long an unused lease stays with an instance that is not drawing from it: a tenth of
+/// the window, at least 50 ms and at most 1 s. Long enough that a key verified a few times a
+/// second keeps its lease between verifications (one store write per lease, not two per
+/// verification), short enough that budget held by an instance that stopped being asked is
+/// soon usable elsewhere.
+#[must_use]
+pub fn idle_give_back(limit: RateLimit) -> Duration {
+    (Duration::seconds(i64::from(limit.window_seconds())) / 10)
+        .clamp(Duration::milliseconds(50), Duration::seconds(1))
+}
 /// How long an instance refuses locally after the store granted nothing, before it asks
 /// again (never past the window's end).
 pub const EXHAUSTED_RECHECK: Duration = Duration::milliseconds(50);
@@ -68,7 +82,17 @@ impl Local {
         RateLimitState {
             limit: self.limit.limit(),
             remaining: self.left.saturating_add(unleased).min(self.limit.limit()),
-            reset_seconds: self.limit.reset_seconds(now),
+            reset_seconds: self.limit.reset_seconds(now.max(self.window_start)),
+        }
+    }
+
+    fn refusal(&self, now: DateTime<Utc>) -> RateDecision {
+        RateDecision {
+            allowed: false,
+            state: RateLimitState {
+                remaining: 0,
+                ..self.state(now)
+            },
         }
     }
 
@@ -102,8 +126,8 @@ impl RateLimiter {
         f(&mut self.windows.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Takes one use of key `id`'s window at `now`, leasing from `store` when the local
-    /// lease is empty.
+    /// Takes one use of key `id`'s window at the clock's time, leasing from `store` when the
+    /// local lease is empty.
     ///
     /// # Errors
     /// A store failure while leasing (no verdict is made of an outage).
@@ -112,19 +136,14 @@ impl RateLimiter {
         store: &dyn ApiKeyRepository,
         id: ApiKeyId,
         limit: RateLimit,
-        now: DateTime<Utc>,
+        clock: &dyn Clock,
     ) -> Result<RateDecision, StoreError> {
-        let window_start = limit.window_start(now);
         // A few rounds: concurrent verifications on this instance may draw a fresh lease dry
         // before this one draws from it; the store granting nothing ends the rounds.
         for _ in 0..4 {
+            let now = clock.now();
             let ask = self.with(|windows| {
-                let local = windows
-                    .entry(id)
-                    .or_insert_with(|| Local::new(limit, window_start, now));
-                if local.limit != limit || local.window_start != window_start {
-                    *local = Local::new(limit, window_start, now);
-                }
+                let local = local_window(windows, id, limit, now);
                 if local.left > 0 {
                     local.left -= 1;
                     local.last_draw = now;
@@ -134,17 +153,11 @@ impl RateLimiter {
                     });
                 }
                 if local.exhausted_until.is_some_and(|until| now < until) {
-                    return Err(RateDecision {
-                        allowed: false,
-                        state: RateLimitState {
-                            remaining: 0,
-                            ..local.state(now)
-                        },
-                    });
+                    return Err(local.refusal(now));
                 }
-                Ok(local.ask())
+                Ok((local.window_start, local.ask()))
             });
-            let ask = match ask {
+            let (window_start, ask) = match ask {
                 Ok(ask) => ask,
                 Err(decision) => return Ok(decision),
             };
@@ -153,18 +166,21 @@ impl RateLimiter {
                     id,
                     LeaseRequest {
                         window_start,
+                        window_seconds: limit.window_seconds(),
                         limit: limit.limit(),
                         ask,
                         give_back: 0,
                     },
                 )
                 .await?;
+            let now = clock.now();
             let refused = self.with(|windows| {
-                let local = windows
-                    .entry(id)
-                    .or_insert_with(|| Local::new(limit, window_start, now));
-                if local.limit != limit || local.window_start != window_start {
-                    // The window moved on while this lease was asked for: it is of no use.
+                let local = local_window(windows, id, limit, now);
+                if lease.window_start > local.window_start {
+                    // Another instance's clock is ahead: the store's window is the one.
+                    *local = Local::new(limit, lease.window_start, now);
+                } else if lease.window_start < local.window_start {
+                    // Granted in a window that has ended here: of no use.
                     return None;
                 }
                 local.left += lease.granted;
@@ -172,14 +188,8 @@ impl RateLimiter {
                 local.last_draw = now;
                 if lease.granted == 0 && local.left == 0 {
                     local.exhausted_until =
-                        Some((now + EXHAUSTED_RECHECK).min(limit.window_end(now)));
-                    return Some(RateDecision {
-                        allowed: false,
-                        state: RateLimitState {
-                            remaining: 0,
-                            ..local.state(now)
-                        },
-                    });
+                        Some((now + EXHAUSTED_RECHECK).min(limit.window_end(local.window_start)));
+                    return Some(local.refusal(now));
                 }
                 local.exhausted_until = None;
                 None
@@ -188,6 +198,7 @@ impl RateLimiter {
                 return Ok(decision);
             }
         }
+        let now = clock.now();
         Ok(RateDecision {
             allowed: false,
             state: RateLimitState {
@@ -198,46 +209,60 @@ impl RateLimiter {
         })
     }
 
-    /// Gives back to `store` every lease not drawn from for [`IDLE_GIVE_BACK`], and forgets
-    /// windows that have ended. Returns how many uses were given back. A give-back that fails
-    /// is dropped (the budget stays spent for the rest of that window: the limit errs on the
-    /// side of refusing).
+    /// Gives back to `store` every lease not drawn from for [`idle_give_back`] of its window,
+    /// and forgets windows that have ended. Returns how many uses were given back. A
+    /// give-back that fails is kept here to be drawn from or given back later; the others go
+    /// on.
     ///
     /// # Errors
-    /// The first store failure.
+    /// The first store failure, after every give-back was tried.
     pub async fn reconcile(
         &self,
         store: &dyn ApiKeyRepository,
         now: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
-        let idle: Vec<(ApiKeyId, DateTime<Utc>, RateLimit, u32)> = self.with(|windows| {
+        let idle: Vec<(ApiKeyId, Local, u32)> = self.with(|windows| {
             windows.retain(|_, local| local.limit.window_end(local.window_start) > now);
             windows
                 .iter_mut()
-                .filter(|(_, local)| local.left > 0 && now - local.last_draw >= IDLE_GIVE_BACK)
+                .filter(|(_, local)| {
+                    local.left > 0 && now - local.last_draw >= idle_give_back(local.limit)
+                })
                 .map(|(id, local)| {
                     let unused = std::mem::take(&mut local.left);
                     local.taken = local.taken.saturating_sub(unused);
-                    (*id, local.window_start, local.limit, unused)
+                    (*id, *local, unused)
                 })
                 .collect()
         });
         let mut given = 0;
-        for (id, window_start, limit, unused) in idle {
-            store
-                .lease(
-                    id,
-                    LeaseRequest {
-                        window_start,
-                        limit: limit.limit(),
-                        ask: 0,
-                        give_back: unused,
-                    },
-                )
-                .await?;
-            given += unused;
+        let mut failed = None;
+        for (id, local, unused) in idle {
+            let request = LeaseRequest {
+                window_start: local.window_start,
+                window_seconds: local.limit.window_seconds(),
+                limit: local.limit.limit(),
+                ask: 0,
+                give_back: unused,
+            };
+            match store.lease(id, request).await {
+                Ok(_) => given += unused,
+                Err(err) => {
+                    // Not given back: still this instance's to use.
+                    self.with(|windows| {
+                        if let Some(current) = windows.get_mut(&id)
+                            && current.window_start == local.window_start
+                            && current.limit == local.limit
+                        {
+                            current.left += unused;
+                            current.taken += unused;
+                        }
+                    });
+                    failed.get_or_insert(err);
+                }
+            }
         }
-        Ok(given)
+        failed.map_or(Ok(given), Err)
     }
 
     /// Windows this instance holds (for tests and metrics).
@@ -245,4 +270,28 @@ impl RateLimiter {
     pub fn windows(&self) -> usize {
         self.with(|windows| windows.len())
     }
+}
+
+/// Key `id`'s local window for a verification at `now`, made current: a new window (or a
+/// new window length) starts afresh; a new limit over the same window keeps what was
+/// leased; a window earlier than the local one is the local one (windows never move back).
+fn local_window(
+    windows: &mut HashMap<ApiKeyId, Local>,
+    id: ApiKeyId,
+    limit: RateLimit,
+    now: DateTime<Utc>,
+) -> &mut Local {
+    let window_start = limit.window_start(now);
+    let local = windows
+        .entry(id)
+        .or_insert_with(|| Local::new(limit, window_start, now));
+    if local.limit.window_seconds() != limit.window_seconds() || window_start > local.window_start {
+        *local = Local::new(limit, window_start, now);
+    } else if local.limit != limit {
+        // A new limit over the same window: what was leased stays, and a refusal made under
+        // the old limit is not repeated without asking.
+        local.limit = limit;
+        local.exhausted_until = None;
+    }
+    local
 }

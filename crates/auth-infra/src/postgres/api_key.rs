@@ -50,9 +50,16 @@ struct ApiKeyRow {
     refilled_at: Option<DateTime<Utc>>,
 }
 
-/// A count as a column holds it (every count fits: the domain bounds them far below).
-fn column<T: TryFrom<u64> + Default>(n: u64) -> T {
-    T::try_from(n).unwrap_or_default()
+/// A count as an `integer` column holds it. Every count fits (the domain bounds them far
+/// below); one that did not would be written as the largest value, which the table's checks
+/// refuse, never as a smaller count.
+fn int4(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// A count as a `bigint` column holds it (as [`int4`]).
+fn int8(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A column's count, refused when negative.
@@ -63,10 +70,7 @@ fn count<T: TryInto<u64>>(n: T) -> Result<u64, StoreError> {
 
 fn refill_columns(refill: Option<Refill>) -> (Option<i64>, Option<String>) {
     refill.map_or((None, None), |r| {
-        (
-            Some(column(r.amount())),
-            Some(r.every().as_str().to_owned()),
-        )
+        (Some(int8(r.amount())), Some(r.every().as_str().to_owned()))
     })
 }
 
@@ -90,11 +94,9 @@ impl ApiKeyRow {
             last_used_at: key.last_used_at,
             meta: key.meta.as_ref().map(ApiKeyMeta::to_value),
             external_id: key.external_id.as_ref().map(|e| e.as_str().to_owned()),
-            rate_limit: key.rate_limit.map(|r| column(u64::from(r.limit()))),
-            rate_window_seconds: key
-                .rate_limit
-                .map(|r| column(u64::from(r.window_seconds()))),
-            credits_remaining: key.credits.map(|c| column(c.remaining)),
+            rate_limit: key.rate_limit.map(|r| int4(r.limit())),
+            rate_window_seconds: key.rate_limit.map(|r| int4(r.window_seconds())),
+            credits_remaining: key.credits.map(|c| int8(c.remaining)),
             refill_amount: refill_columns(key.credits.and_then(|c| c.refill)).0,
             refill_every: refill_columns(key.credits.and_then(|c| c.refill)).1,
             refilled_at: key.credits.map(|c| c.refilled_at),
@@ -218,13 +220,11 @@ impl ApiKeyChangeset {
                 .as_ref()
                 .map(|id| id.as_ref().map(|id| id.as_str().to_owned())),
             expires_at: changes.expires_at,
-            rate_limit: changes
-                .rate_limit
-                .map(|r| r.map(|r| column(u64::from(r.limit())))),
+            rate_limit: changes.rate_limit.map(|r| r.map(|r| int4(r.limit()))),
             rate_window_seconds: changes
                 .rate_limit
-                .map(|r| r.map(|r| column(u64::from(r.window_seconds())))),
-            credits_remaining: changes.remaining.map(|n| n.map(column)),
+                .map(|r| r.map(|r| int4(r.window_seconds()))),
+            credits_remaining: changes.remaining.map(|n| n.map(int8)),
             refilled_at: changes.remaining.map(|n| n.map(|_| now)),
             refill_amount: refill.map(|r| refill_columns(r).0),
             refill_every: refill.map(|r| refill_columns(r).1),
@@ -317,23 +317,28 @@ struct SpendRow {
 }
 
 /// Grants a share of a window's budget and takes back what is given back, in one statement on
-/// the key's row of `api_key_windows` (`$2` the window, `$3` the limit, `$4` the ask, `$5`
-/// given back). A later window replaces an earlier one; a request for an earlier window than
-/// the row's is granted nothing and changes nothing.
+/// the key's row of `api_key_windows` (`$2` the window's start, `$6` its length, `$3` the
+/// limit, `$4` the ask, `$5` given back). A later window, or one of another length, replaces
+/// the row's; a request for an earlier window of the same length (an instance whose clock
+/// lags) is served from the row's window and gives nothing back. `window_start` answers which
+/// window the grant belongs to.
 const LEASE_SQL: &str = "\
-INSERT INTO api_key_windows AS w (key_id, window_start, granted, last_grant)
-VALUES ($1, $2, LEAST($4, $3), LEAST($4, $3))
+INSERT INTO api_key_windows AS w (key_id, window_start, window_seconds, granted, last_grant)
+VALUES ($1, $2, $6, LEAST($4, $3), LEAST($4, $3))
 ON CONFLICT (key_id) DO UPDATE SET
     last_grant = CASE
-        WHEN w.window_start > $2 THEN 0
-        WHEN w.window_start < $2 THEN LEAST($4, $3)
-        ELSE LEAST($4, GREATEST($3 - GREATEST(w.granted - $5, 0), 0)) END,
+        WHEN w.window_seconds <> $6 OR w.window_start < $2 THEN LEAST($4, $3)
+        ELSE LEAST($4, GREATEST($3 - GREATEST(w.granted
+            - CASE WHEN w.window_start = $2 THEN $5 ELSE 0 END, 0), 0)) END,
     granted = CASE
-        WHEN w.window_start > $2 THEN w.granted
-        WHEN w.window_start < $2 THEN LEAST($4, $3)
-        ELSE GREATEST(w.granted - $5, 0) + LEAST($4, GREATEST($3 - GREATEST(w.granted - $5, 0), 0)) END,
-    window_start = GREATEST(w.window_start, $2)
-RETURNING last_grant, granted";
+        WHEN w.window_seconds <> $6 OR w.window_start < $2 THEN LEAST($4, $3)
+        ELSE GREATEST(w.granted - CASE WHEN w.window_start = $2 THEN $5 ELSE 0 END, 0)
+            + LEAST($4, GREATEST($3 - GREATEST(w.granted
+                - CASE WHEN w.window_start = $2 THEN $5 ELSE 0 END, 0), 0)) END,
+    window_start = CASE
+        WHEN w.window_seconds <> $6 OR w.window_start < $2 THEN $2 ELSE w.window_start END,
+    window_seconds = $6
+RETURNING last_grant, granted, window_start";
 
 #[derive(QueryableByName)]
 struct LeaseRow {
@@ -341,6 +346,8 @@ struct LeaseRow {
     last_grant: i32,
     #[diesel(sql_type = Integer)]
     granted: i32,
+    #[diesel(sql_type = Timestamptz)]
+    window_start: DateTime<Utc>,
 }
 
 /// How a rotation's transaction ended when it did not commit.
@@ -725,15 +732,17 @@ impl ApiKeyRepository for PgApiKeyRepository {
                 let row: LeaseRow = diesel::sql_query(LEASE_SQL)
                     .bind::<SqlUuid, _>(id.as_uuid())
                     .bind::<Timestamptz, _>(request.window_start)
-                    .bind::<Integer, _>(column::<i32>(u64::from(request.limit)))
-                    .bind::<Integer, _>(column::<i32>(u64::from(request.ask)))
-                    .bind::<Integer, _>(column::<i32>(u64::from(request.give_back)))
+                    .bind::<Integer, _>(int4(request.limit))
+                    .bind::<Integer, _>(int4(request.ask))
+                    .bind::<Integer, _>(int4(request.give_back))
+                    .bind::<Integer, _>(int4(request.window_seconds))
                     .get_result(&mut conn)
                     .await
                     .map_err(classify)?;
                 Ok(Lease {
                     granted: u32::try_from(count(row.last_grant)?).unwrap_or(0),
                     taken: u32::try_from(count(row.granted)?).unwrap_or(u32::MAX),
+                    window_start: row.window_start,
                 })
             })
             .await

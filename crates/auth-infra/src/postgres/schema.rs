@@ -81,6 +81,7 @@ diesel::table! {
         window_start -> Timestamptz,
         granted -> Int4,
         last_grant -> Int4,
+        window_seconds -> Int4,
     }
 }
 

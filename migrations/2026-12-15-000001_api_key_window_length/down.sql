@@ -1,0 +1,1 @@
+ALTER TABLE api_key_windows DROP COLUMN window_seconds;

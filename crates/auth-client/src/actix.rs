@@ -603,6 +603,11 @@ impl<S: RequiredScopes + 'static> FromRequest for ApiKeyPrincipal<S> {
                     retry_after: Some(Duration::from_secs(u64::from(window.reset_seconds))),
                     ..AuthRejection::new(RejectionKind::RateLimited, &req)
                 }),
+                // A service that says so without the window: retry in a second.
+                Ok(ApiKeyVerdict::Rejected(KeyRejection::RateLimited)) => Err(AuthRejection {
+                    retry_after: Some(Duration::from_secs(1)),
+                    ..AuthRejection::new(RejectionKind::RateLimited, &req)
+                }),
                 Ok(ApiKeyVerdict::Rejected(KeyRejection::UsageExceeded)) => {
                     Err(AuthRejection::new(RejectionKind::UsageExceeded, &req))
                 }

@@ -34,6 +34,14 @@ use crate::types::{ApiKeyVerdict, KeyRejection};
 /// The SHA-256 of a key.
 pub(crate) type KeyHash = [u8; 32];
 
+/// The SHA-256 of a set of scopes (order and repeats do not matter).
+pub(crate) fn scopes_hash(scopes: &[&str]) -> KeyHash {
+    let mut sorted = scopes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    hash(&sorted.join(" "))
+}
+
 pub(crate) fn hash(key: &str) -> KeyHash {
     let digest = Sha256::digest(key.as_bytes());
     let mut out = [0u8; 32];
@@ -58,8 +66,7 @@ impl Expiry<KeyHash, ApiKeyVerdict> for Lifetimes {
             // scopes asked for), are never served again.
             verdict if verdict.is_metered() => Duration::ZERO,
             ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope) => Duration::ZERO,
-            ApiKeyVerdict::RateLimited(_) => Duration::ZERO,
-            ApiKeyVerdict::Rejected(_) => self.negative,
+            ApiKeyVerdict::Rejected(_) | ApiKeyVerdict::RateLimited(_) => self.negative,
             ApiKeyVerdict::Valid(key) => match key.expires_at {
                 Some(at) => (at - Utc::now())
                     .to_std()
@@ -79,6 +86,11 @@ type ById = Arc<Mutex<HashMap<Uuid, Vec<KeyHash>>>>;
 #[derive(Clone)]
 pub(crate) struct ApiKeyCache {
     cache: Cache<KeyHash, ApiKeyVerdict>,
+    /// The service's refusals of a key for want of scopes, by key and scopes asked for, with
+    /// the epoch they were loaded in (one loaded before something was forgotten is void): a
+    /// key the client holds no valid verdict on, asked for scopes it lacks, reaches the
+    /// service once per negative TTL, not on every request.
+    scope_refusals: Cache<(KeyHash, KeyHash), u64>,
     by_id: ById,
     /// Moved by every forgetting: a load that was running meanwhile may hold what was
     /// forgotten, so it does not stay cached.
@@ -115,9 +127,30 @@ impl ApiKeyCache {
                     }
                 })
                 .build(),
+            scope_refusals: Cache::builder()
+                .name("auth-client-api-key-scope-refusals")
+                .max_capacity(config.capacity)
+                .time_to_live(config.negative_ttl)
+                .build(),
             by_id,
             epoch: Arc::default(),
         }
+    }
+
+    /// The current epoch, to pass to [`Self::note_scope_refusal`] for a load started now.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether the service refused `key` for `scopes` within the negative TTL, with nothing
+    /// forgotten since.
+    pub(crate) async fn refused_for(&self, key: KeyHash, scopes: KeyHash) -> bool {
+        self.scope_refusals.get(&(key, scopes)).await == Some(self.epoch())
+    }
+
+    /// Notes the service's refusal of `key` for `scopes`, loaded from `epoch` on.
+    pub(crate) async fn note_scope_refusal(&self, key: KeyHash, scopes: KeyHash, epoch: u64) {
+        self.scope_refusals.insert((key, scopes), epoch).await;
     }
 
     /// The cached verdict on `key`, or the one `load` gets (then cached); `true` for a hit.
@@ -197,6 +230,7 @@ impl ApiKeyCache {
     pub(crate) fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate_all();
+        self.scope_refusals.invalidate_all();
     }
 
     pub(crate) fn entry_count(&self) -> u64 {

@@ -882,11 +882,15 @@ impl AuthClient {
         // The service checks the scopes asked for before it applies a key's limits, so a
         // refused scope spends nothing. A valid verdict names every scope the key holds, so
         // one cached entry answers every route; a refusal for want of scopes is not kept.
+        let hash = api_key_cache::hash(key);
+        let scopes = api_key_cache::scopes_hash(required_scopes);
+        if !required_scopes.is_empty() && cache.refused_for(hash, scopes).await {
+            self.inner.transport.metrics.cache(true);
+            return Ok(ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope));
+        }
+        let epoch = cache.epoch();
         let loaded = cache
-            .get_or_load_here(
-                api_key_cache::hash(key),
-                self.verify_api_key_remote(key, required_scopes),
-            )
+            .get_or_load_here(hash, self.verify_api_key_remote(key, required_scopes))
             .await;
         // A failed load was a miss too.
         self.inner
@@ -896,6 +900,9 @@ impl AuthClient {
         let (verdict, _, here) = loaded?;
         // A limited key's verdict is never shared: a call that waited for another's answer,
         // or asked for other scopes, asks the service itself (its own use, its own count).
+        if verdict == ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope) && here {
+            cache.note_scope_refusal(hash, scopes, epoch).await;
+        }
         if !here
             && (verdict.is_metered()
                 || verdict == ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope))
@@ -906,7 +913,7 @@ impl AuthClient {
             && revocations.key_revoked(k.key_id).await
         {
             // Loaded while the revocation arrived: drop it too.
-            cache.forget(&api_key_cache::hash(key)).await;
+            cache.forget(&hash).await;
             revocations.verdicts_dropped(1);
             return Ok(ApiKeyVerdict::Rejected(KeyRejection::Revoked));
         }

@@ -320,7 +320,8 @@ impl ApiKeyVerdict {
     pub const fn is_metered(&self) -> bool {
         match self {
             Self::Valid(key) => key.is_metered(),
-            Self::RateLimited(_) | Self::Rejected(KeyRejection::UsageExceeded) => true,
+            Self::RateLimited(_)
+            | Self::Rejected(KeyRejection::UsageExceeded | KeyRejection::RateLimited) => true,
             Self::Rejected(_) => false,
         }
     }

@@ -373,3 +373,44 @@ async fn limited_keys_always_reach_the_service() {
     };
     assert!((1..=3600).contains(&window.reset_seconds));
 }
+
+/// A key the client holds no valid verdict on, asked for a scope it lacks, is refused by the
+/// service once; the refusal answers the same question again until the negative TTL, and
+/// no other question; forgetting the key voids it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_for_want_of_scopes_is_kept_for_the_same_scopes() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let (owner, org) = owner_and_org(&client).await;
+    let key = api_key(&client, &owner, &org, &["invoices:read"]).await;
+    let key = exposed(&key.key);
+    let refused = ApiKeyVerdict::Rejected(KeyRejection::InsufficientScope);
+    for _ in 0..3 {
+        assert_eq!(
+            client
+                .verify_api_key(key, &["invoices:write"])
+                .await
+                .unwrap(),
+            refused
+        );
+    }
+    assert_eq!(hits_misses(&client), (2, 1), "one call to the service");
+    // Another question is asked of the service, and its valid answer is cached.
+    assert!(
+        client
+            .verify_api_key(key, &["invoices:read"])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+    assert_eq!(hits_misses(&client), (2, 2));
+    client.forget_api_key(key).await;
+    assert_eq!(
+        client
+            .verify_api_key(key, &["invoices:write"])
+            .await
+            .unwrap(),
+        refused
+    );
+    assert_eq!(hits_misses(&client), (2, 3), "forgotten: asked again");
+}

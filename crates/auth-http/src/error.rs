@@ -6,6 +6,7 @@ use std::fmt;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use auth_core::model::MAX_KEY_LIFETIME_DAYS;
 use auth_core::ports::StoreError;
 use auth_core::{AccountError, ApiKeyError, DeviceError, ErrorChain, OrganizationError};
 
@@ -437,7 +438,9 @@ impl From<ApiKeyError> for ApiError {
             ApiKeyError::ExpiryOutOfRange => Self::validation(vec![FieldError::new(
                 "expires_at",
                 "out_of_range",
-                "expires_at must be after now and at most 3650 days ahead",
+                format!(
+                    "expires_at must be after now and at most {MAX_KEY_LIFETIME_DAYS} days ahead"
+                ),
             )]),
             ApiKeyError::RefillWithoutCredits => Self::validation(vec![FieldError::new(
                 "refill",

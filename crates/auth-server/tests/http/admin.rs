@@ -5,7 +5,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{PASSWORD, TestApp, assert_problem, on_both_stores, str_field, unique_email};
+use crate::common::{
+    PASSWORD, TestApp, assert_problem, on_both_stores, problem_fields, str_field, unique_email,
+};
 
 on_both_stores!(
     only_administrators_may_administer,
@@ -269,12 +271,7 @@ async fn unknown_accounts_are_404_and_bad_input_422(app: &TestApp) {
     )
     .await;
     let problem = assert_problem(res, 422, "VALIDATION_FAILED").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = problem_fields(&problem);
     for field in ["email", "password", "display_name"] {
         assert!(fields.contains(&field), "{field} in {problem}");
     }

@@ -429,3 +429,13 @@ pub fn pg_addr(url: &str) -> std::net::SocketAddr {
         .next()
         .expect("an address")
 }
+
+/// The `field` of every entry of a 422 problem's `errors`, in order.
+pub fn problem_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect()
+}

@@ -10,7 +10,9 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::api_keys::create_key;
-use crate::common::{TestApp, assert_problem, on_both_stores, str_field, test_config};
+use crate::common::{
+    TestApp, assert_problem, on_both_stores, problem_fields, str_field, test_config,
+};
 use crate::devices::register;
 use crate::organizations::new_org;
 
@@ -584,12 +586,7 @@ async fn an_organizations_trail_is_paged_filtered_and_kept_to_its_managers(app: 
         "VALIDATION_FAILED",
     )
     .await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = problem_fields(&problem);
     assert_eq!(fields, ["after", "limit", "action"]);
     assert_eq!(problem["detail"], "query parameters failed validation");
     // No secret of any key in the trail.

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::api_keys::verify;
-use crate::common::{TestApp, assert_problem, on_both_stores, str_field};
+use crate::common::{TestApp, assert_problem, on_both_stores, problem_fields, str_field};
 use crate::organizations::new_org;
 
 on_both_stores!(
@@ -297,15 +297,23 @@ async fn refused_changes_change_nothing(app: &TestApp) {
         (json!({"expires_at": "tomorrow"}), "expires_at"),
         // Every broken member is named at once.
         (json!({"name": "", "expires_at": past}), "expires_at"),
+        (json!({"name": "", "expires_at": past}), "name"),
+        (
+            json!({"meta": 1, "remaining": 1_000_000_001_u64, "rate_limit": {"limit": 0, "window_seconds": 1}}),
+            "meta",
+        ),
+        (
+            json!({"meta": 1, "remaining": 1_000_000_001_u64, "rate_limit": {"limit": 0, "window_seconds": 1}}),
+            "remaining",
+        ),
+        (
+            json!({"meta": 1, "remaining": 1_000_000_001_u64, "rate_limit": {"limit": 0, "window_seconds": 1}}),
+            "rate_limit.limit",
+        ),
     ] {
         let res = patch(app, &token, &id, &body).await;
         let problem = assert_problem(res, 422, "VALIDATION_FAILED").await;
-        let fields: Vec<&str> = problem["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
+        let fields = problem_fields(&problem);
         assert!(fields.contains(&field), "{body}: {problem}");
     }
     let res = app
@@ -345,12 +353,7 @@ async fn refused_changes_change_nothing(app: &TestApp) {
     ] {
         let res = patch(app, &token, &id, &body).await;
         let problem = assert_problem(res, 422, "VALIDATION_FAILED").await;
-        let fields: Vec<&str> = problem["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
+        let fields = problem_fields(&problem);
         assert!(
             fields.iter().any(|f| f.starts_with(field)),
             "{body}: {problem}"

@@ -17,6 +17,7 @@ on_both_stores!(
     refused_changes_change_nothing,
     changes_racing_a_revocation_stay_whole,
     limits_and_credits_answer_as_the_contract_says,
+    a_batch_meters_its_items_in_order,
 );
 
 pub async fn patch(app: &TestApp, token: &str, id: &str, body: &Value) -> reqwest::Response {
@@ -608,4 +609,60 @@ async fn limits_and_credits_answer_as_the_contract_says(app: &TestApp) {
     let answer = verify(app, limited_key, json!(["read"])).await;
     assert_eq!(answer["valid"], true);
     assert!(answer.get("rate_limit").is_none());
+}
+
+/// A batch meters each item in order, as single verifications would: a key limited to 2 and
+/// one with 1 credit and a limit of 5, each given several times, get their valid answers
+/// first and their refusals after; a refusal for want of credits reports the key's window; a
+/// malformed item costs nothing.
+async fn a_batch_meters_its_items_in_order(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let limited = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "l", "scopes": ["read"],
+                "rate_limit": {"limit": 2, "window_seconds": 3600}}),
+    )
+    .await;
+    let both = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "b", "scopes": ["read"], "remaining": 1,
+                "rate_limit": {"limit": 5, "window_seconds": 3600}}),
+    )
+    .await;
+    let (l, b) = (str_field(&limited, "key"), str_field(&both, "key"));
+    let items: Vec<Value> = [l, b, l, "ak_live_nope", b, l, b]
+        .iter()
+        .map(|key| json!({"key": key, "required_scopes": ["read"]}))
+        .collect();
+    let res = app
+        .post_json("/api/v1/api-keys/verify-batch", &json!({"items": items}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let outcomes: Vec<(Value, Value, Value)> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["error"].clone(),
+                r["remaining"].clone(),
+                r["rate_limit"]["remaining"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Value::Null, Value::Null, json!(1)),
+            (Value::Null, json!(0), json!(4)),
+            (Value::Null, Value::Null, json!(0)),
+            (json!("INVALID"), Value::Null, Value::Null),
+            (json!("USAGE_EXCEEDED"), Value::Null, json!(3)),
+            (json!("RATE_LIMITED"), Value::Null, json!(0)),
+            (json!("USAGE_EXCEEDED"), Value::Null, json!(2)),
+        ]
+    );
 }

@@ -28,7 +28,7 @@ use crate::model::{
     ExternalId, FailedLogin, LogEntry, LoginStep, LoginSubject, Member, Membership, OneTimeToken,
     Organization, OrganizationId, OrganizationName, OutgoingMail, PasswordHash, RateLimit, Refill,
     RefillPeriod, Role, Scope, Scopes, Session, SessionId, StoredEvent, StoredToken, TokenHash,
-    TokenPurpose, User, UserId,
+    TokenPurpose, UsageBucket, UsageCounts, User, UserId, hour_of,
 };
 use crate::ports::{
     AccountRemover, AddMemberError, AddressConfirmation, AddressIssue, AdminChange, Admission,
@@ -138,6 +138,7 @@ macro_rules! storage_contract_tests {
             api_key_update_refuses_revoked_expired_and_unknown_changing_nothing,
             api_key_limits_round_trip, concurrent_credit_spends_take_exactly_what_is_left,
             concurrent_leases_never_grant_past_the_limit,
+            concurrent_usage_counts_add_up, prune_usage_older_than_ninety_days,
             concurrent_key_updates_and_revoke_stay_whole, api_key_list_by_external_id,
             rotation_carries_the_members_the_old_key_has_then,
             api_key_list_order_and_revoked,
@@ -1394,6 +1395,104 @@ async fn concurrent_leases_never_grant_past_the_limit(f: &impl Fixture) {
     );
     let shorter = keys.lease(key.id, ask(5, 0, newer)).await.unwrap();
     assert_eq!((shorter.granted, shorter.taken), (5, 5));
+}
+
+/// Counts recorded in 40 batches at once (as from many instances), each naming the same key
+/// and hours, and a key twice in one batch, add up exactly; a key that does not exist is
+/// skipped and the rest of its batch is added; `usage` answers the key's own hours of
+/// `[from, to)`, in order.
+async fn concurrent_usage_counts_add_up(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let (a, b) = (api_key(org.id, c.now()), api_key(org.id, c.now()));
+    let b = ApiKey {
+        key_hash: token("other"),
+        ..b
+    };
+    f.api_keys().create(&a).await.unwrap();
+    f.api_keys().create(&b).await.unwrap();
+    let h0 = hour_of(c.now());
+    let (h1, h2) = (h0 + Duration::hours(1), h0 + Duration::hours(2));
+    let one = |valid, revoked| UsageCounts {
+        valid,
+        revoked,
+        ..UsageCounts::default()
+    };
+    let keys = f.api_keys();
+    let batch = vec![
+        (a.id, h0, one(1, 0)),
+        (a.id, h1, one(2, 1)),
+        (a.id, h1, one(1, 0)),
+        (ApiKeyId::generate(), h0, one(5, 5)),
+        (b.id, h0, one(0, 3)),
+    ];
+    let writes = (0..40).map(|_| keys.record_counts(&batch));
+    for result in futures::future::join_all(writes).await {
+        result.unwrap();
+    }
+    keys.record_counts(&[(a.id, h2, one(7, 0))]).await.unwrap();
+    keys.record_counts(&[]).await.unwrap();
+    let bucket = |start, counts| UsageBucket { start, counts };
+    assert_eq!(
+        keys.usage(a.id, h0, h2 + Duration::hours(1)).await.unwrap(),
+        [
+            bucket(h0, one(40, 0)),
+            bucket(h1, one(120, 40)),
+            bucket(h2, one(7, 0)),
+        ]
+    );
+    assert_eq!(
+        keys.usage(a.id, h1, h2).await.unwrap(),
+        [bucket(h1, one(120, 40))],
+        "from included, to excluded"
+    );
+    assert_eq!(
+        keys.usage(b.id, h0, h2).await.unwrap(),
+        [bucket(h0, one(0, 120))]
+    );
+    assert!(keys.usage(a.id, h2, h0).await.unwrap().is_empty());
+}
+
+/// The retention pass deletes the counts of hours that began more than 90 days before it, and
+/// keeps the hour at the cutoff and later ones.
+async fn prune_usage_older_than_ninety_days(f: &impl Fixture) {
+    let c = clock();
+    let org = key_owner(f, c.now()).await;
+    let key = api_key(org.id, c.now());
+    f.api_keys().create(&key).await.unwrap();
+    let now = hour_of(c.now());
+    let cutoff = now - Duration::days(90);
+    let counts = UsageCounts {
+        valid: 1,
+        ..UsageCounts::default()
+    };
+    let hours = [
+        cutoff - Duration::days(3),
+        cutoff - Duration::hours(1),
+        cutoff,
+        now,
+    ];
+    let batch: Vec<_> = hours.iter().map(|h| (key.id, *h, counts)).collect();
+    f.api_keys().record_counts(&batch).await.unwrap();
+    let report = f
+        .pruner()
+        .prune(&RetentionPolicy::default(), now)
+        .await
+        .unwrap();
+    assert_eq!(report.deleted().api_key_usage, 2, "{report:?}");
+    let kept: Vec<_> = f
+        .api_keys()
+        .usage(
+            key.id,
+            cutoff - Duration::days(10),
+            now + Duration::hours(1),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.start)
+        .collect();
+    assert_eq!(kept, [cutoff, now]);
 }
 
 /// A created key reads back field for field (scopes and optional times included, to the

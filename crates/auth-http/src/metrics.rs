@@ -192,7 +192,7 @@ fn describe() {
     describe_counter!(
         "auth_prune_deleted_total",
         "Rows deleted by retention passes by table (sessions, refresh_tokens, login_attempts, \
-         one_time_tokens, mfa_challenges, password_reset_requests, events)"
+         one_time_tokens, mfa_challenges, password_reset_requests, events, api_key_usage)"
     );
     describe_histogram!(
         "auth_prune_duration_seconds",

@@ -959,6 +959,7 @@ struct PrunedOutput {
     mfa_challenges: u64,
     password_reset_requests: u64,
     events: u64,
+    api_key_usage: u64,
 }
 
 /// `prune`: one retention pass against the database, with the configured policy. Prints the
@@ -1010,6 +1011,7 @@ pub async fn prune(config: Config, json: bool) -> Result<(), CliError> {
                 mfa_challenges: rows.mfa_challenges,
                 password_reset_requests: rows.password_reset_requests,
                 events: rows.events,
+                api_key_usage: rows.api_key_usage,
             },
             elapsed_ms,
         });

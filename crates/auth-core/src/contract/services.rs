@@ -22,7 +22,7 @@ use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, CreditSpend, Device,
     DeviceId, DeviceMetadata, DeviceSecret, Email, ExternalId, Organization, OrganizationId,
     OrganizationName, PasswordHash, RateLimit, Refill, RefillPeriod, Scope, Scopes, TokenHash,
-    TokenRejection, User, UserId,
+    TokenRejection, UsageBucket, UsageCounts, User, UserId,
 };
 use crate::ports::{
     ApiKeyRepository, ChangeDeviceError, Clock as _, DeviceRepository, Lease, LeaseRequest,
@@ -241,6 +241,23 @@ impl ApiKeyRepository for CountingApiKeys {
             return Err(StoreError::unavailable("database went away"));
         }
         self.inner.lease(id, request).await
+    }
+    async fn record_counts(
+        &self,
+        counts: &[(ApiKeyId, DateTime<Utc>, UsageCounts)],
+    ) -> Result<(), StoreError> {
+        if AtomicBool::load(&self.down, Ordering::SeqCst) {
+            return Err(StoreError::unavailable("database went away"));
+        }
+        self.inner.record_counts(counts).await
+    }
+    async fn usage(
+        &self,
+        id: ApiKeyId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        self.inner.usage(id, from, to).await
     }
 }
 

@@ -10,7 +10,7 @@ use super::event_log::{MemoryEventLog, Recorder};
 use super::lock;
 use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyStatus, CreditSpend, ExternalId, NewEvent,
-    OrganizationId, TokenHash,
+    OrganizationId, TokenHash, UsageBucket, UsageCounts,
 };
 use crate::ports::{
     ApiKeyRepository, Lease, LeaseRequest, RevokeApiKeyError, StoreError, UpdateApiKeyError,
@@ -22,6 +22,8 @@ struct State {
     by_hash: HashMap<TokenHash, ApiKeyId>,
     /// Per key: the latest window leased from (start, length), and the uses granted in it.
     windows: HashMap<ApiKeyId, (DateTime<Utc>, u32, u32)>,
+    /// Verification counts by key and hour.
+    usage: std::collections::BTreeMap<(ApiKeyId, DateTime<Utc>), UsageCounts>,
 }
 
 impl State {
@@ -63,6 +65,14 @@ impl MemoryApiKeyRepository {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Deletes the counts of hours that began before `before`; how many.
+    pub(crate) fn prune_usage_before(&self, before: DateTime<Utc>) -> u64 {
+        let mut state = lock(&self.0);
+        let was = state.usage.len();
+        state.usage.retain(|(_, hour), _| *hour >= before);
+        (was - state.usage.len()) as u64
     }
 
     /// Records creations, revocations and rotations in `log`, the event log of every instance sharing this
@@ -249,5 +259,37 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
             taken: *granted,
             window_start: *start,
         })
+    }
+
+    async fn record_counts(
+        &self,
+        counts: &[(ApiKeyId, DateTime<Utc>, UsageCounts)],
+    ) -> Result<(), StoreError> {
+        let mut state = lock(&self.0);
+        for (id, hour, add) in counts {
+            if state.keys.contains_key(id) {
+                state.usage.entry((*id, *hour)).or_default().add(add);
+            }
+        }
+        Ok(())
+    }
+
+    async fn usage(
+        &self,
+        id: ApiKeyId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(lock(&self.0)
+            .usage
+            .range((id, from)..(id, to))
+            .map(|((_, start), counts)| UsageBucket {
+                start: *start,
+                counts: *counts,
+            })
+            .collect())
     }
 }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    MemoryEventLog, MemoryLoginAttemptStore, MemoryMfaRepository, MemoryOneTimeTokenStore,
-    MemorySessionRepository,
+    MemoryApiKeyRepository, MemoryEventLog, MemoryLoginAttemptStore, MemoryMfaRepository,
+    MemoryOneTimeTokenStore, MemorySessionRepository,
 };
 use crate::ports::{PruneError, PruneReport, PrunedRows, Pruner, RetentionPolicy};
 
@@ -22,6 +22,7 @@ pub struct MemoryPruner {
     one_time_tokens: Option<Arc<MemoryOneTimeTokenStore>>,
     mfa: Option<Arc<MemoryMfaRepository>>,
     events: Option<Arc<MemoryEventLog>>,
+    api_keys: Option<Arc<MemoryApiKeyRepository>>,
     running: AtomicBool,
 }
 
@@ -31,6 +32,7 @@ impl std::fmt::Debug for MemoryPruner {
             .field("one_time_tokens", &self.one_time_tokens.is_some())
             .field("mfa", &self.mfa.is_some())
             .field("events", &self.events.is_some())
+            .field("api_keys", &self.api_keys.is_some())
             .field("running", &self.running.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -52,6 +54,7 @@ impl MemoryPruner {
             one_time_tokens: None,
             mfa: None,
             events: None,
+            api_keys: None,
             running: AtomicBool::new(false),
         }
     }
@@ -80,6 +83,15 @@ impl MemoryPruner {
     pub fn with_events(self, log: Arc<MemoryEventLog>) -> Self {
         Self {
             events: Some(log),
+            ..self
+        }
+    }
+
+    /// Also prunes the verification counts of `keys` older than 90 days.
+    #[must_use]
+    pub fn with_api_keys(self, keys: Arc<MemoryApiKeyRepository>) -> Self {
+        Self {
+            api_keys: Some(keys),
             ..self
         }
     }
@@ -128,6 +140,10 @@ impl Pruner for MemoryPruner {
             .events
             .as_ref()
             .map_or(0, |log| log.prune_before(policy.events_before(now)));
+        let api_key_usage = self
+            .api_keys
+            .as_ref()
+            .map_or(0, |keys| keys.prune_usage_before(policy.usage_before(now)));
         Ok(PruneReport::Completed(PrunedRows {
             sessions,
             refresh_tokens,
@@ -136,6 +152,7 @@ impl Pruner for MemoryPruner {
             one_time_tokens,
             mfa_challenges,
             password_reset_requests,
+            api_key_usage,
         }))
     }
 }

@@ -69,11 +69,13 @@ impl MemoryStore {
             sessions.clone(),
             login_attempts.clone(),
         ));
+        let api_keys = Arc::new(MemoryApiKeyRepository::new().recording_to(events.clone()));
         let pruner = Arc::new(
             MemoryPruner::new(sessions.clone(), login_attempts.clone())
                 .with_one_time_tokens(one_time_tokens.clone())
                 .with_mfa(mfa.clone())
-                .with_events(events.clone()),
+                .with_events(events.clone())
+                .with_api_keys(api_keys.clone()),
         );
         let administration = Arc::new(MemoryUserAdministration::new(
             users.clone(),
@@ -93,7 +95,7 @@ impl MemoryStore {
             one_time_tokens,
             organizations,
             pruner,
-            api_keys: Arc::new(MemoryApiKeyRepository::new().recording_to(events.clone())),
+            api_keys,
             devices: Arc::new(MemoryDeviceRepository::new().recording_to(events.clone())),
             mfa,
             users,

@@ -57,6 +57,7 @@ mod email;
 mod event;
 mod ids;
 mod key_limits;
+mod key_usage;
 mod mail;
 mod mfa;
 mod one_time_token;
@@ -83,6 +84,10 @@ pub use event::{
 };
 pub use ids::{ApiKeyId, MailId, OrganizationId, ResetRequestId, SessionId, UserId};
 pub use key_limits::{CreditSpend, Credits, LimitError, RateLimit, Refill, RefillPeriod};
+pub use key_usage::{
+    KeyOutcome, USAGE_RETENTION_DAYS, UsageBucket, UsageCounts, UsageGranularity, by_day, day_of,
+    hour_of,
+};
 pub use mail::{MailTemplate, OutgoingMail, QueuedMail, escape_html};
 pub use mfa::{
     LoginOutcome, MfaChallenge, MfaToken, RecoveryCode, SealedSecret, TotpEnrolment, TotpSetup,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use super::StoreError;
 use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, CreditSpend, ExternalId, OrganizationId, TokenHash,
+    UsageBucket, UsageCounts,
 };
 
 /// Revoking or rotating failed.
@@ -95,6 +96,10 @@ pub struct Lease {
 ///   back, never exceed the limit asked with, whatever the number of instances asking; a
 ///   later window, or a window of another length, starts afresh; a request for an earlier
 ///   window of the same length is served from the current one (and gives nothing back);
+/// - apply `record_counts` by adding the counts to what is stored for the key and hour, so
+///   batches from several instances, in any order, add up (a key that no longer exists is
+///   skipped, never an error for the batch); `usage` answers the stored hours of
+///   `[from, to)` in order;
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync + 'static {
@@ -189,4 +194,25 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`]; then nothing was granted or given back.
     async fn lease(&self, id: ApiKeyId, request: LeaseRequest) -> Result<Lease, StoreError>;
+
+    /// Adds verification counts, per key and hour (the hour's start), in one batch.
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing was added.
+    async fn record_counts(
+        &self,
+        counts: &[(ApiKeyId, DateTime<Utc>, UsageCounts)],
+    ) -> Result<(), StoreError>;
+
+    /// The hourly counts of key `id` whose hour starts in `[from, to)`, in order; hours with
+    /// no verification are left out.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn usage(
+        &self,
+        id: ApiKeyId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageBucket>, StoreError>;
 }

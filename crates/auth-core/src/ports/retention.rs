@@ -65,6 +65,13 @@ impl RetentionPolicy {
         now - self.lockout_window
     }
 
+    /// API-key verification counts of hours that began before this are deleted at `now`
+    /// ([`USAGE_RETENTION_DAYS`](crate::model::USAGE_RETENTION_DAYS)).
+    #[must_use]
+    pub fn usage_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - Duration::days(crate::model::USAGE_RETENTION_DAYS)
+    }
+
     /// Password-reset requests made before this are deleted at `now`, handled or not
     /// ([`RESET_REQUEST_RETENTION`]).
     #[must_use]
@@ -91,12 +98,14 @@ pub struct PrunedRows {
     pub mfa_challenges: u64,
     /// Password-reset requests that no mail worker handled in time.
     pub password_reset_requests: u64,
+    /// API-key verification counts (per key and hour) older than 90 days.
+    pub api_key_usage: u64,
 }
 
 impl PrunedRows {
     /// Each table's name (as in the database and the metrics' `table` label) with its count.
     #[must_use]
-    pub fn by_table(&self) -> [(&'static str, u64); 7] {
+    pub fn by_table(&self) -> [(&'static str, u64); 8] {
         [
             ("sessions", self.sessions),
             ("refresh_tokens", self.refresh_tokens),
@@ -105,6 +114,7 @@ impl PrunedRows {
             ("mfa_challenges", self.mfa_challenges),
             ("password_reset_requests", self.password_reset_requests),
             ("events", self.events),
+            ("api_key_usage", self.api_key_usage),
         ]
     }
 
@@ -176,6 +186,8 @@ impl From<StoreError> for PruneError {
 ///   belongs to; a used token or challenge is already gone, deleted when it was spent;
 /// - delete every password-reset request made before `now` - [`RESET_REQUEST_RETENTION`],
 ///   claimed by a worker or not;
+/// - delete every API-key verification count whose hour began before
+///   [`RetentionPolicy::usage_before`];
 /// - run at most one pass at a time across every instance sharing the store, answering
 ///   [`PruneReport::Skipped`] at once, having deleted nothing, while another runs;
 /// - delete in small batches, each its own short atomic step, so that no lock is held long

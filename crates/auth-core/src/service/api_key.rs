@@ -12,12 +12,13 @@ use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 
 use super::actor::Actor;
 use super::key_limits::{RateLimitState, RateLimiter};
+use super::key_usage::UsageCounter;
 use super::last_seen::LastSeen;
 use super::organization::{OrganizationError, OrganizationService};
 use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyPrefix, ApiKeySecret,
-    ApiKeyStatus, CreditSpend, Credits, ExternalId, OrganizationId, RateLimit, Refill, Scopes,
-    TokenHash, expiry_allowed, parse_presented_key,
+    ApiKeyStatus, CreditSpend, Credits, ExternalId, KeyOutcome, OrganizationId, RateLimit, Refill,
+    Scopes, TokenHash, UsageBucket, UsageGranularity, by_day, expiry_allowed, parse_presented_key,
 };
 use crate::ports::{
     ApiKeyRepository, BoxError, Clock, RevokeApiKeyError, SecretGenerator, StoreError,
@@ -190,6 +191,7 @@ pub struct ApiKeyService {
     ports: ApiKeyPorts,
     prefix: ApiKeyPrefix,
     usage: LastSeen<ApiKeyId>,
+    counts: UsageCounter,
     limiter: RateLimiter,
 }
 
@@ -199,6 +201,19 @@ impl std::fmt::Debug for ApiKeyService {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// How a verdict on a known key is counted (`None`: not a known key).
+const fn outcome(verdict: &ApiKeyVerdict) -> Option<KeyOutcome> {
+    Some(match verdict {
+        ApiKeyVerdict::Valid(_) => KeyOutcome::Valid,
+        ApiKeyVerdict::InsufficientScope(_) => KeyOutcome::InsufficientScope,
+        ApiKeyVerdict::RateLimited(_) => KeyOutcome::RateLimited,
+        ApiKeyVerdict::UsageExceeded(_) => KeyOutcome::UsageExceeded,
+        ApiKeyVerdict::Expired => KeyOutcome::Expired,
+        ApiKeyVerdict::Revoked => KeyOutcome::Revoked,
+        ApiKeyVerdict::Invalid => return None,
+    })
 }
 
 /// The verdict on a looked-up key (`None`: unknown) at `now`, before its limits.
@@ -224,6 +239,7 @@ impl ApiKeyService {
             ports,
             prefix,
             usage: LastSeen::default(),
+            counts: UsageCounter::default(),
             limiter: RateLimiter::default(),
         }
     }
@@ -588,16 +604,21 @@ impl ApiKeyService {
         required: &Scopes,
     ) -> Result<KeyCheck, ApiKeyError> {
         let now = self.ports.clock.now();
-        match judge(found, required, now) {
+        let id = found.as_ref().map(|key| key.id);
+        let check = match judge(found, required, now) {
             ApiKeyVerdict::Valid(key) if key.is_metered() => {
-                self.meter(hash, key, required, now).await
+                self.meter(hash, key, required, now).await?
             }
             ApiKeyVerdict::Valid(key) => {
                 self.note_use(key.id, now);
-                Ok(KeyCheck::plain(ApiKeyVerdict::Valid(key)))
+                KeyCheck::plain(ApiKeyVerdict::Valid(key))
             }
-            refused => Ok(KeyCheck::plain(refused)),
+            refused => KeyCheck::plain(refused),
+        };
+        if let (Some(id), Some(outcome)) = (id, outcome(&check.verdict)) {
+            self.counts.note(id, now, outcome);
         }
+        Ok(check)
     }
 
     /// Applies the rate limit, then takes a credit. A key the store no longer meters as read
@@ -679,13 +700,14 @@ impl ApiKeyService {
         self.usage.note(id, at);
     }
 
-    /// Writes the `last_used_at` times gathered since the last call, in one batch. The server
-    /// calls it every few seconds; on failure the times are kept for the next call.
+    /// Writes the `last_used_at` times and the verification counts gathered since the last
+    /// call, in batches; returns how many `last_used_at` times were written. The server calls
+    /// it every few seconds and at shutdown; on failure what failed is kept for the next call.
     ///
     /// # Errors
-    /// A store failure.
+    /// A store failure (of the times or the counts; both are tried).
     pub async fn flush_usage(&self) -> Result<usize, ApiKeyError> {
-        Ok(self
+        let written = self
             .usage
             .flush(|batch| {
                 let keys = self.ports.keys.clone();
@@ -694,6 +716,46 @@ impl ApiKeyService {
                     (batch, result)
                 }
             })
-            .await?)
+            .await;
+        let counted = self
+            .counts
+            .flush(|batch| {
+                let keys = self.ports.keys.clone();
+                async move {
+                    let result = keys.record_counts(&batch).await;
+                    (batch, result)
+                }
+            })
+            .await;
+        counted?;
+        Ok(written?)
+    }
+
+    /// Verification counts gathered here and not written yet (keys × hours).
+    #[must_use]
+    pub fn pending_counts(&self) -> usize {
+        self.counts.pending()
+    }
+
+    /// The verifications of a key the actor manages, by outcome, per hour or per day (UTC),
+    /// for the hours that start in `[from, to)`; periods with none are left out. Up to a
+    /// flush (a few seconds) behind.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, or a store failure.
+    pub async fn usage(
+        &self,
+        actor: &Actor,
+        id: ApiKeyId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        granularity: UsageGranularity,
+    ) -> Result<Vec<UsageBucket>, ApiKeyError> {
+        self.get(actor, id).await?;
+        let hours = self.ports.keys.usage(id, from, to).await?;
+        Ok(match granularity {
+            UsageGranularity::Hour => hours,
+            UsageGranularity::Day => by_day(&hours),
+        })
     }
 }

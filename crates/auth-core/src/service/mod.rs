@@ -9,6 +9,7 @@ pub mod device;
 pub mod follow;
 pub mod invalidation;
 pub mod key_limits;
+pub mod key_usage;
 pub mod last_seen;
 pub mod lifecycle;
 pub mod mail;

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use auth_core::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyStatus, CreditSpend, Credits,
     ExternalId, NewEvent, OrganizationId, RateLimit, Refill, RefillPeriod, Scope, Scopes,
-    TokenHash,
+    TokenHash, UsageBucket, UsageCounts,
 };
 use auth_core::ports::{
     ApiKeyRepository, Lease, LeaseRequest, RevokeApiKeyError, StoreError, UpdateApiKeyError,
@@ -23,7 +23,7 @@ use super::coalesce::{BatchRead, Coalescer, ReadRow};
 use super::error::classify;
 use super::events::{append_in, corrupt};
 use super::pool::DbPool;
-use super::schema::api_keys;
+use super::schema::{api_key_usage, api_keys};
 
 /// A row of `api_keys`.
 // No `Debug`: the row holds a password hash or a secret's hash.
@@ -348,6 +348,56 @@ struct LeaseRow {
     granted: i32,
     #[diesel(sql_type = Timestamptz)]
     window_start: DateTime<Utc>,
+}
+
+/// Adds verification counts per key and hour: the batch is summed per key and hour first (one
+/// row may be named once per statement), keys that no longer exist are skipped, and rows are
+/// written in key and hour order, so concurrent batches from several instances queue up
+/// instead of deadlocking.
+const RECORD_COUNTS_SQL: &str = "\
+INSERT INTO api_key_usage AS u
+    (key_id, hour, valid, insufficient_scope, rate_limited, usage_exceeded, expired, revoked)
+SELECT g.id, g.hour, sum(g.v), sum(g.s), sum(g.r), sum(g.x), sum(g.e), sum(g.k)
+FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[],
+            $6::bigint[], $7::bigint[], $8::bigint[]) AS g(id, hour, v, s, r, x, e, k)
+JOIN api_keys AS a ON a.id = g.id
+GROUP BY g.id, g.hour
+ORDER BY g.id, g.hour
+ON CONFLICT (key_id, hour) DO UPDATE SET
+    valid = u.valid + EXCLUDED.valid,
+    insufficient_scope = u.insufficient_scope + EXCLUDED.insufficient_scope,
+    rate_limited = u.rate_limited + EXCLUDED.rate_limited,
+    usage_exceeded = u.usage_exceeded + EXCLUDED.usage_exceeded,
+    expired = u.expired + EXCLUDED.expired,
+    revoked = u.revoked + EXCLUDED.revoked";
+
+/// A row of `api_key_usage`.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = api_key_usage, check_for_backend(diesel::pg::Pg))]
+struct UsageRow {
+    hour: DateTime<Utc>,
+    valid: i64,
+    insufficient_scope: i64,
+    rate_limited: i64,
+    usage_exceeded: i64,
+    expired: i64,
+    revoked: i64,
+}
+
+impl UsageRow {
+    fn into_domain(self) -> Result<UsageBucket, StoreError> {
+        Ok(UsageBucket {
+            start: self.hour,
+            counts: UsageCounts {
+                valid: count(self.valid)?,
+                insufficient_scope: count(self.insufficient_scope)?,
+                rate_limited: count(self.rate_limited)?,
+                usage_exceeded: count(self.usage_exceeded)?,
+                expired: count(self.expired)?,
+                revoked: count(self.revoked)?,
+            },
+        })
+    }
 }
 
 /// How a rotation's transaction ended when it did not commit.
@@ -744,6 +794,73 @@ impl ApiKeyRepository for PgApiKeyRepository {
                     taken: u32::try_from(count(row.granted)?).unwrap_or(u32::MAX),
                     window_start: row.window_start,
                 })
+            })
+            .await
+    }
+
+    async fn record_counts(
+        &self,
+        counts: &[(ApiKeyId, DateTime<Utc>, UsageCounts)],
+    ) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let column = |f: fn(&UsageCounts) -> u64| -> Vec<i64> {
+            counts.iter().map(|(_, _, c)| int8(f(c))).collect()
+        };
+        let ids: Vec<Uuid> = counts.iter().map(|(id, _, _)| id.as_uuid()).collect();
+        let hours: Vec<DateTime<Utc>> = counts.iter().map(|(_, hour, _)| *hour).collect();
+        let (valid, scope, limited) = (
+            column(|c| c.valid),
+            column(|c| c.insufficient_scope),
+            column(|c| c.rate_limited),
+        );
+        let (exceeded, expired, revoked) = (
+            column(|c| c.usage_exceeded),
+            column(|c| c.expired),
+            column(|c| c.revoked),
+        );
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                diesel::sql_query(RECORD_COUNTS_SQL)
+                    .bind::<Array<SqlUuid>, _>(&ids)
+                    .bind::<Array<Timestamptz>, _>(&hours)
+                    .bind::<Array<BigInt>, _>(&valid)
+                    .bind::<Array<BigInt>, _>(&scope)
+                    .bind::<Array<BigInt>, _>(&limited)
+                    .bind::<Array<BigInt>, _>(&exceeded)
+                    .bind::<Array<BigInt>, _>(&expired)
+                    .bind::<Array<BigInt>, _>(&revoked)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(classify)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn usage(
+        &self,
+        id: ApiKeyId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        self.pool
+            .deadline(async {
+                let mut conn = self.pool.get().await?;
+                api_key_usage::table
+                    .filter(api_key_usage::key_id.eq(id.as_uuid()))
+                    .filter(api_key_usage::hour.ge(from))
+                    .filter(api_key_usage::hour.lt(to))
+                    .order(api_key_usage::hour.asc())
+                    .select(UsageRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(classify)?
+                    .into_iter()
+                    .map(UsageRow::into_domain)
+                    .collect()
             })
             .await
     }

@@ -97,6 +97,15 @@ DELETE FROM events WHERE seq IN (
     SELECT seq FROM events WHERE at < $1 ORDER BY at LIMIT $2
 )";
 
+/// Up to `$2` hourly API-key verification counts of hours before `$1`, oldest first, through
+/// `api_key_usage_hour_idx`. A batch that adds to one of them waits for the row or finds it
+/// gone and inserts it again (only hours older than 90 days are deleted, and no instance
+/// counts in those).
+const KEY_USAGE_SQL: &str = "\
+DELETE FROM api_key_usage WHERE (key_id, hour) IN (
+    SELECT key_id, hour FROM api_key_usage WHERE hour < $1 ORDER BY hour LIMIT $2
+)";
+
 #[derive(diesel::QueryableByName)]
 struct Locked {
     #[diesel(sql_type = Bool)]
@@ -279,6 +288,13 @@ impl PgPruner {
             RESET_REQUESTS_SQL,
             policy.reset_requests_before(now),
             &mut deleted.password_reset_requests,
+        )
+        .await?;
+        self.drain(
+            conn,
+            KEY_USAGE_SQL,
+            policy.usage_before(now),
+            &mut deleted.api_key_usage,
         )
         .await?;
         self.drain(

@@ -76,6 +76,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_key_usage (key_id, hour) {
+        key_id -> Uuid,
+        hour -> Timestamptz,
+        valid -> Int8,
+        insufficient_scope -> Int8,
+        rate_limited -> Int8,
+        usage_exceeded -> Int8,
+        expired -> Int8,
+        revoked -> Int8,
+    }
+}
+
+diesel::table! {
     api_key_windows (key_id) {
         key_id -> Uuid,
         window_start -> Timestamptz,
@@ -194,6 +207,7 @@ diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(api_keys -> organizations (organization_id));
 diesel::joinable!(api_key_windows -> api_keys (key_id));
+diesel::joinable!(api_key_usage -> api_keys (key_id));
 diesel::joinable!(devices -> organizations (organization_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -204,6 +218,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     memberships,
     api_keys,
     api_key_windows,
+    api_key_usage,
     devices,
     login_attempts,
     events,

@@ -386,6 +386,7 @@ async fn prune_large_backlog_in_batches_while_logins_go_on() {
             one_time_tokens: 2_000,
             mfa_challenges: 3_000,
             password_reset_requests: 2_000,
+            api_key_usage: 0,
         })
     );
     assert!(calls > 0);

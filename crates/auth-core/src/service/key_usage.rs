@@ -74,3 +74,51 @@ impl UsageCounter {
         Ok(written)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2,500 keys go out as three bounded writes; when the second fails, it and the third are
+    /// added back to what was counted meanwhile and written by the next flush, nothing lost or
+    /// counted twice.
+    #[tokio::test]
+    async fn failed_batches_are_added_back() {
+        let counter = UsageCounter::default();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let ids: Vec<ApiKeyId> = (0..2_500).map(|_| ApiKeyId::generate()).collect();
+        for id in &ids {
+            counter.note(*id, at, KeyOutcome::Valid);
+        }
+        let mut calls = 0;
+        let failed = counter
+            .flush(|batch| {
+                calls += 1;
+                let fail = calls == 2;
+                async move {
+                    let result = if fail {
+                        Err(StoreError::unavailable("down"))
+                    } else {
+                        Ok(())
+                    };
+                    (batch, result)
+                }
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(counter.pending(), 1_500);
+        counter.note(ids[2_499], at, KeyOutcome::Revoked);
+        let mut written = Vec::new();
+        let n = counter
+            .flush(|batch| {
+                written.extend(batch.clone());
+                async move { (batch, Ok(())) }
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 1_500);
+        let total: u64 = written.iter().map(|(_, _, c)| c.total()).sum();
+        assert_eq!(total, 1_501);
+        assert_eq!(counter.pending(), 0);
+    }
+}

@@ -14,15 +14,15 @@ use crate::ports::StoreError;
 /// One batch of counts to write: per key and hour.
 pub type CountBatch = Vec<(ApiKeyId, DateTime<Utc>, UsageCounts)>;
 
+/// Counts by key and hour.
+type Counts = HashMap<(ApiKeyId, DateTime<Utc>), UsageCounts>;
+
 /// The counts gathered since the last flush. Clones share them.
 #[derive(Debug, Clone, Default)]
-pub struct UsageCounter(Arc<Mutex<HashMap<(ApiKeyId, DateTime<Utc>), UsageCounts>>>);
+pub struct UsageCounter(Arc<Mutex<Counts>>);
 
 impl UsageCounter {
-    fn with<R>(
-        &self,
-        f: impl FnOnce(&mut HashMap<(ApiKeyId, DateTime<Utc>), UsageCounts>) -> R,
-    ) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Counts) -> R) -> R {
         f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 

@@ -1320,7 +1320,8 @@ async fn concurrent_credit_spends_take_exactly_what_is_left(f: &impl Fixture) {
 }
 
 /// Leases of one window asked for concurrently never grant more than the limit in all, and
-/// grant all of it; what is given back is granted again; a request for an earlier window (an
+/// grant all of it, at most a quarter of what is left per grant; what is given back is
+/// granted again; a request for an earlier window (an
 /// instance whose clock lags) is served from the current one, gives nothing back, and says
 /// which window it was granted in; a later window, or a window of another length (a key whose
 /// `window_seconds` changed, whichever way), starts afresh.
@@ -1362,23 +1363,24 @@ async fn concurrent_leases_never_grant_past_the_limit(f: &impl Fixture) {
     // Given back, granted again.
     let back = keys.lease(key.id, ask(0, 4, window)).await.unwrap();
     assert_eq!((back.granted, back.taken), (0, 96));
+    // At most a quarter of what is left (at least one) per grant.
     let again = keys.lease(key.id, ask(10, 0, window)).await.unwrap();
-    assert_eq!((again.granted, again.taken), (4, 100));
+    assert_eq!((again.granted, again.taken), (1, 97));
 
     // An earlier window is served from the current one and gives nothing back.
     let older = window - Duration::seconds(60);
     let late = keys.lease(key.id, ask(10, 50, older)).await.unwrap();
     assert_eq!(
         (late.granted, late.taken, late.window_start),
-        (0, 100, window)
+        (1, 98, window)
     );
     let newer = window + Duration::seconds(60);
     let fresh = keys.lease(key.id, ask(30, 0, newer)).await.unwrap();
-    assert_eq!((fresh.granted, fresh.taken), (30, 30));
+    assert_eq!((fresh.granted, fresh.taken), (25, 25));
     let lagging = keys.lease(key.id, ask(10, 0, window)).await.unwrap();
     assert_eq!(
         (lagging.granted, lagging.taken, lagging.window_start),
-        (10, 40, newer)
+        (10, 35, newer)
     );
 
     // A longer window starts afresh even though it began earlier; so does a shorter one.

@@ -22,7 +22,8 @@ use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, CreditSpend, Device,
     DeviceId, DeviceMetadata, DeviceSecret, Email, ExternalId, Organization, OrganizationId,
     OrganizationName, PasswordHash, RateLimit, Refill, RefillPeriod, Scope, Scopes, TokenHash,
-    TokenRejection, UsageBucket, UsageCounts, User, UserId,
+    TokenRejection, UsageBucket, UsageCounts, UsageGranularity, User, UserId, by_day, day_of,
+    hour_of,
 };
 use crate::ports::{
     ApiKeyRepository, ChangeDeviceError, Clock as _, DeviceRepository, Lease, LeaseRequest,
@@ -67,7 +68,7 @@ macro_rules! service_scenario_tests {
             expiry_usage_and_cache, expired_keys_are_not_rotated,
             batch_verification_looks_up_once, fast_path_batches_and_expiry,
             rotation_ends_earlier_tokens, credits_are_exact_across_instances,
-            rate_limits_hold_across_instances);
+            rate_limits_hold_across_instances, usage_is_counted_by_outcome);
     };
     (@registry; $($case:ident),* $(,)?) => {
         /// The service scenarios, one public function each (generated from the list in
@@ -626,6 +627,164 @@ async fn rate_limits_hold_across_instances(f: &impl Fixture, parts: ServiceParts
         Err(ApiKeyError::Store(_))
     ));
     h.counting_keys.down.store(false, Ordering::SeqCst);
+}
+
+/// Every verification of a known key is counted by outcome, on each instance, and written by
+/// its flush: 300 valid ones over three instances at once, one refused for want of scopes,
+/// over the rate limit, for want of credits, expired, revoked; unknown keys and keys used to
+/// manage keys are not counted. A flush that fails keeps its counts; hours add up into days.
+async fn usage_is_counted_by_outcome(f: &impl Fixture, parts: ServiceParts) {
+    let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
+    let (b, c) = (another_instance(&h), another_instance(&h));
+    let issued = h
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                rate_limit: Some(RateLimit::new(1_000, 86_400).unwrap()),
+                ..new_key(h.org, Some(1))
+            },
+        )
+        .await
+        .unwrap();
+    let (id, text) = (issued.key.id, issued.secret.expose().to_owned());
+    let read = Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap();
+    let write = Scopes::new(vec![Scope::parse("write").unwrap()]).unwrap();
+    let instances = [&h.keys, &b, &c];
+    let checks = (0..300).map(|i| instances[i % 3].check(&text, &read));
+    for check in futures::future::join_all(checks).await {
+        let check = check.unwrap();
+        assert!(check.verdict.error_code().is_none(), "{check:?}");
+    }
+    assert_eq!(
+        h.keys
+            .check(&text, &write)
+            .await
+            .unwrap()
+            .verdict
+            .error_code(),
+        Some("INSUFFICIENT_SCOPE")
+    );
+    h.keys.authenticate(&text).await.unwrap();
+    h.keys.check("ak_live_unknown", &read).await.unwrap();
+
+    // The flush fails: the counts stay for the next one.
+    h.counting_keys.down.store(true, Ordering::SeqCst);
+    assert!(h.keys.flush_usage().await.is_err());
+    h.counting_keys.down.store(false, Ordering::SeqCst);
+    for instance in instances {
+        instance.flush_usage().await.unwrap();
+        assert_eq!(instance.pending_counts(), 0);
+    }
+    let hour = hour_of(h.clock.now());
+    let usage = h
+        .keys
+        .usage(
+            &Actor::Operator,
+            id,
+            hour,
+            hour + Duration::hours(1),
+            UsageGranularity::Hour,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        usage,
+        [UsageBucket {
+            start: hour,
+            counts: UsageCounts {
+                valid: 300,
+                insufficient_scope: 1,
+                ..UsageCounts::default()
+            },
+        }]
+    );
+
+    // The other outcomes, an hour later.
+    h.clock.advance(Duration::hours(1));
+    let limited = h
+        .keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                rate_limit: Some(RateLimit::new(1, 86_400).unwrap()),
+                remaining: Some(0),
+                ..new_key(h.org, None)
+            },
+        )
+        .await
+        .unwrap();
+    let limited_text = limited.secret.expose().to_owned();
+    for expected in ["USAGE_EXCEEDED", "RATE_LIMITED"] {
+        let check = h.keys.check(&limited_text, &read).await.unwrap();
+        assert_eq!(check.verdict.error_code(), Some(expected));
+    }
+    h.clock.advance(Duration::days(1));
+    assert_eq!(
+        h.keys.check(&text, &read).await.unwrap().verdict,
+        ApiKeyVerdict::Expired
+    );
+    h.keys
+        .revoke(&Actor::Operator, limited.key.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.keys.check(&limited_text, &read).await.unwrap().verdict,
+        ApiKeyVerdict::Revoked
+    );
+    h.keys.flush_usage().await.unwrap();
+    let day = day_of(hour);
+    let of = |key, granularity| {
+        h.keys.usage(
+            &Actor::Operator,
+            key,
+            day,
+            day + Duration::days(3),
+            granularity,
+        )
+    };
+    let limited_days = of(limited.key.id, UsageGranularity::Day).await.unwrap();
+    let total: u64 = limited_days.iter().map(|b| b.counts.total()).sum();
+    assert_eq!(total, 3);
+    assert_eq!(
+        limited_days
+            .iter()
+            .fold(UsageCounts::default(), |mut sum, b| {
+                sum.add(&b.counts);
+                sum
+            }),
+        UsageCounts {
+            rate_limited: 1,
+            usage_exceeded: 1,
+            revoked: 1,
+            ..UsageCounts::default()
+        }
+    );
+    let days = of(id, UsageGranularity::Day).await.unwrap();
+    let hours = of(id, UsageGranularity::Hour).await.unwrap();
+    assert_eq!(by_day(&hours), days);
+    assert_eq!(
+        days.iter().map(|b| b.counts.total()).sum::<u64>(),
+        302,
+        "300 valid, 1 scope, 1 expired"
+    );
+    // Another organization's manager sees nothing of it.
+    let (_, stranger) = owned_org(f, h.clock.now()).await;
+    assert!(matches!(
+        h.keys
+            .usage(
+                &Actor::User {
+                    id: stranger,
+                    is_admin: false
+                },
+                id,
+                day,
+                day + Duration::days(1),
+                UsageGranularity::Hour
+            )
+            .await,
+        Err(ApiKeyError::NotFound)
+    ));
 }
 
 /// Creates `new` through the harness's service; the key's text.

@@ -252,7 +252,8 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
             *granted = granted.saturating_sub(request.give_back);
         }
         let (start, _, granted) = entry;
-        let grant = request.ask.min(request.limit.saturating_sub(*granted));
+        let left = request.limit.saturating_sub(*granted);
+        let grant = request.ask.min(left).min(left.div_ceil(4).max(1));
         *granted += grant;
         Ok(Lease {
             granted: grant,

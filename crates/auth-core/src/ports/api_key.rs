@@ -189,7 +189,8 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     ) -> Result<CreditSpend, StoreError>;
 
     /// Gives back what `request` gives back and grants up to `request.ask` uses of the
-    /// window, never past `request.limit` in all.
+    /// window, at most a quarter of what is left of it (at least one), never past
+    /// `request.limit` in all.
     ///
     /// # Errors
     /// [`StoreError`]; then nothing was granted or given back.

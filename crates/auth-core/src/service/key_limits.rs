@@ -51,8 +51,12 @@ pub struct RateLimitState {
 }
 
 /// One key's window as this instance sees it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Local {
+    /// Held while this instance asks the store for a lease of the key: one request at a time
+    /// per key and instance, so that verifications arriving together share one lease instead
+    /// of each taking its own share of the window (which left other instances none).
+    leasing: Arc<futures::lock::Mutex<()>>,
     limit: RateLimit,
     window_start: DateTime<Utc>,
     /// Leased and not used yet.
@@ -68,6 +72,7 @@ struct Local {
 impl Local {
     fn new(limit: RateLimit, window_start: DateTime<Utc>, now: DateTime<Utc>) -> Self {
         Self {
+            leasing: Arc::default(),
             limit,
             window_start,
             left: 0,
@@ -84,6 +89,30 @@ impl Local {
             remaining: self.left.saturating_add(unleased).min(self.limit.limit()),
             reset_seconds: self.limit.reset_seconds(now.max(self.window_start)),
         }
+    }
+
+    /// The window of `limit` starting at `window_start`, afresh (the lease gate stays).
+    fn restart(&mut self, limit: RateLimit, window_start: DateTime<Utc>, now: DateTime<Utc>) {
+        *self = Self {
+            leasing: self.leasing.clone(),
+            ..Self::new(limit, window_start, now)
+        };
+    }
+
+    /// Takes a use from the lease, or refuses while the store has none to grant; `None` when
+    /// a lease must be asked for.
+    fn draw(&mut self, now: DateTime<Utc>) -> Option<RateDecision> {
+        if self.left > 0 {
+            self.left -= 1;
+            self.last_draw = now;
+            return Some(RateDecision {
+                allowed: true,
+                state: self.state(now),
+            });
+        }
+        self.exhausted_until
+            .is_some_and(|until| now < until)
+            .then(|| self.refusal(now))
     }
 
     fn refusal(&self, now: DateTime<Utc>) -> RateDecision {
@@ -138,28 +167,28 @@ impl RateLimiter {
         limit: RateLimit,
         clock: &dyn Clock,
     ) -> Result<RateDecision, StoreError> {
-        // A few rounds: concurrent verifications on this instance may draw a fresh lease dry
-        // before this one draws from it; the store granting nothing ends the rounds.
+        // A few rounds, only when a lease arrives for a window this instance has left, or the
+        // store grants nothing while another verification's lease arrived here meanwhile.
         for _ in 0..4 {
+            let now = clock.now();
+            let gate = self.with(|windows| {
+                let local = local_window(windows, id, limit, now);
+                local.draw(now).ok_or_else(|| local.leasing.clone())
+            });
+            let gate = match gate {
+                Ok(decision) => return Ok(decision),
+                Err(gate) => gate,
+            };
+            let _leasing = gate.lock().await;
+            // A lease asked for while this one waited may have arrived.
             let now = clock.now();
             let ask = self.with(|windows| {
                 let local = local_window(windows, id, limit, now);
-                if local.left > 0 {
-                    local.left -= 1;
-                    local.last_draw = now;
-                    return Err(RateDecision {
-                        allowed: true,
-                        state: local.state(now),
-                    });
-                }
-                if local.exhausted_until.is_some_and(|until| now < until) {
-                    return Err(local.refusal(now));
-                }
-                Ok((local.window_start, local.ask()))
+                local.draw(now).ok_or((local.window_start, local.ask()))
             });
             let (window_start, ask) = match ask {
-                Ok(ask) => ask,
-                Err(decision) => return Ok(decision),
+                Ok(decision) => return Ok(decision),
+                Err(ask) => ask,
             };
             let lease = store
                 .lease(
@@ -174,27 +203,36 @@ impl RateLimiter {
                 )
                 .await?;
             let now = clock.now();
-            let refused = self.with(|windows| {
+            let settled = self.with(|windows| {
                 let local = local_window(windows, id, limit, now);
                 if lease.window_start > local.window_start {
                     // Another instance's clock is ahead: the store's window is the one.
-                    *local = Local::new(limit, lease.window_start, now);
+                    local.restart(limit, lease.window_start, now);
                 } else if lease.window_start < local.window_start {
                     // Granted in a window that has ended here: of no use.
                     return None;
                 }
-                local.left += lease.granted;
                 local.taken = local.taken.max(lease.taken);
                 local.last_draw = now;
-                if lease.granted == 0 && local.left == 0 {
+                if lease.granted > 0 {
+                    // The verification that asked takes its use first: whatever the others
+                    // on this instance draw meanwhile, a grant is never a refusal.
+                    local.left += lease.granted - 1;
+                    local.exhausted_until = None;
+                    return Some(RateDecision {
+                        allowed: true,
+                        state: local.state(now),
+                    });
+                }
+                if local.left == 0 {
                     local.exhausted_until =
                         Some((now + EXHAUSTED_RECHECK).min(limit.window_end(local.window_start)));
                     return Some(local.refusal(now));
                 }
-                local.exhausted_until = None;
+                // Granted nothing, but another verification's lease arrived meanwhile.
                 None
             });
-            if let Some(decision) = refused {
+            if let Some(decision) = settled {
                 return Ok(decision);
             }
         }
@@ -221,7 +259,7 @@ impl RateLimiter {
         store: &dyn ApiKeyRepository,
         now: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
-        let idle: Vec<(ApiKeyId, Local, u32)> = self.with(|windows| {
+        let idle: Vec<(ApiKeyId, DateTime<Utc>, RateLimit, u32)> = self.with(|windows| {
             windows.retain(|_, local| local.limit.window_end(local.window_start) > now);
             windows
                 .iter_mut()
@@ -231,17 +269,17 @@ impl RateLimiter {
                 .map(|(id, local)| {
                     let unused = std::mem::take(&mut local.left);
                     local.taken = local.taken.saturating_sub(unused);
-                    (*id, *local, unused)
+                    (*id, local.window_start, local.limit, unused)
                 })
                 .collect()
         });
         let mut given = 0;
         let mut failed = None;
-        for (id, local, unused) in idle {
+        for (id, window_start, limit, unused) in idle {
             let request = LeaseRequest {
-                window_start: local.window_start,
-                window_seconds: local.limit.window_seconds(),
-                limit: local.limit.limit(),
+                window_start,
+                window_seconds: limit.window_seconds(),
+                limit: limit.limit(),
                 ask: 0,
                 give_back: unused,
             };
@@ -251,8 +289,8 @@ impl RateLimiter {
                     // Not given back: still this instance's to use.
                     self.with(|windows| {
                         if let Some(current) = windows.get_mut(&id)
-                            && current.window_start == local.window_start
-                            && current.limit == local.limit
+                            && current.window_start == window_start
+                            && current.limit == limit
                         {
                             current.left += unused;
                             current.taken += unused;

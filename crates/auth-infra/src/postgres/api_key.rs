@@ -318,26 +318,28 @@ struct SpendRow {
 
 /// Grants a share of a window's budget and takes back what is given back, in one statement on
 /// the key's row of `api_key_windows` (`$2` the window's start, `$6` its length, `$3` the
-/// limit, `$4` the ask, `$5` given back). A later window, or one of another length, replaces
+/// limit, `$4` the ask, `$5` given back). A grant is at most a quarter of what is left of the
+/// window (at least one): many verifications asking at once, each with an old idea of what
+/// is left, cannot hand one instance the whole window while another has none. A later window, or one of another length, replaces
 /// the row's; a request for an earlier window of the same length (an instance whose clock
 /// lags) is served from the row's window and gives nothing back. `window_start` answers which
 /// window the grant belongs to.
 const LEASE_SQL: &str = "\
 INSERT INTO api_key_windows AS w (key_id, window_start, window_seconds, granted, last_grant)
-VALUES ($1, $2, $6, LEAST($4, $3), LEAST($4, $3))
-ON CONFLICT (key_id) DO UPDATE SET
-    last_grant = CASE
-        WHEN w.window_seconds <> $6 OR w.window_start < $2 THEN LEAST($4, $3)
-        ELSE LEAST($4, GREATEST($3 - GREATEST(w.granted
-            - CASE WHEN w.window_start = $2 THEN $5 ELSE 0 END, 0), 0)) END,
-    granted = CASE
-        WHEN w.window_seconds <> $6 OR w.window_start < $2 THEN LEAST($4, $3)
-        ELSE GREATEST(w.granted - CASE WHEN w.window_start = $2 THEN $5 ELSE 0 END, 0)
-            + LEAST($4, GREATEST($3 - GREATEST(w.granted
-                - CASE WHEN w.window_start = $2 THEN $5 ELSE 0 END, 0), 0)) END,
-    window_start = CASE
-        WHEN w.window_seconds <> $6 OR w.window_start < $2 THEN $2 ELSE w.window_start END,
-    window_seconds = $6
+VALUES ($1, $2, $6, LEAST($4, $3, GREATEST(($3 + 3) / 4, 1)),
+        LEAST($4, $3, GREATEST(($3 + 3) / 4, 1)))
+ON CONFLICT (key_id) DO UPDATE SET (last_grant, granted, window_start, window_seconds) = (
+    SELECT g.grant, g.base + g.grant, g.start, $6
+    FROM (SELECT LEAST($4, l.left_over, GREATEST((l.left_over + 3) / 4, 1)) AS grant,
+                 l.base, l.start
+          FROM (SELECT GREATEST($3 - b.base, 0) AS left_over, b.base, b.start
+                FROM (SELECT
+                        CASE WHEN w.window_seconds <> $6 OR w.window_start < $2 THEN 0
+                             ELSE GREATEST(w.granted
+                                 - CASE WHEN w.window_start = $2 THEN $5 ELSE 0 END, 0)
+                        END AS base,
+                        CASE WHEN w.window_seconds <> $6 OR w.window_start < $2 THEN $2
+                             ELSE w.window_start END AS start) AS b) AS l) AS g)
 RETURNING last_grant, granted, window_start";
 
 #[derive(QueryableByName)]

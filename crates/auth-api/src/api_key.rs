@@ -119,6 +119,48 @@ pub struct RefillSpec {
     pub every: RefillEvery,
 }
 
+/// The periods of a usage report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum UsageGranularity {
+    /// Hours (UTC).
+    Hour,
+    /// Days (UTC), each the sum of its hours.
+    Day,
+}
+
+/// A key's verifications in one period, by outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageItem {
+    /// The period's start (UTC).
+    pub start: DateTime<Utc>,
+    /// Valid.
+    pub valid: u64,
+    /// Refused: lacking a required scope.
+    pub insufficient_scope: u64,
+    /// Refused: over the rate limit.
+    pub rate_limited: u64,
+    /// Refused: no credit left.
+    pub usage_exceeded: u64,
+    /// Refused: expired.
+    pub expired: u64,
+    /// Refused: revoked.
+    pub revoked: u64,
+}
+
+/// `GET /api-keys/{id}/usage`: a period per item, in order, only periods with any
+/// verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyUsage {
+    /// `hour` or `day`.
+    pub granularity: UsageGranularity,
+    /// The periods.
+    pub items: Vec<UsageItem>,
+}
+
 /// A rate-limited key's window, as a verification that got as far as the limit saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -32,8 +32,8 @@ pub use account::{
 pub use admin::{AdminUser, AdminUserDetail, AdminUserList, CreateUserRequest, UpdateUserRequest};
 pub use api_key::{
     ApiKeyItem, ApiKeyList, ApiKeyRejection, ApiKeyStatus, BatchVerification, CreateKey,
-    CreatedKey, KeyVerification, RateLimitReport, RateLimitSpec, RefillEvery, RefillSpec,
-    UpdateKey, VerifyBatch, VerifyKey,
+    CreatedKey, KeyUsage, KeyVerification, RateLimitReport, RateLimitSpec, RefillEvery, RefillSpec,
+    UpdateKey, UsageGranularity, UsageItem, VerifyBatch, VerifyKey,
 };
 pub use device::{
     AuthenticateDevice, DeviceItem, DeviceList, DeviceStatus, DeviceTokenResponse, RegisterDevice,

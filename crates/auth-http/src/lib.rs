@@ -137,6 +137,7 @@ where
         .service(api_keys::create)
         .service(api_keys::list)
         .service(api_keys::get)
+        .service(api_keys::usage)
         .service(api_keys::update)
         .service(api_keys::revoke)
         .service(api_keys::rotate)

@@ -6,7 +6,11 @@ use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
-use auth_core::model::{ApiKeyId, DeviceId, ExternalId, OrganizationId, UserId};
+use auth_core::model::{
+    ApiKeyId, DeviceId, ExternalId, OrganizationId, USAGE_RETENTION_DAYS, UsageGranularity, UserId,
+    hour_of,
+};
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -129,6 +133,93 @@ fn required_organization(raw: Option<&str>) -> Result<OrganizationId, ApiError> 
         )])
     })?;
     raw.parse().map_err(|_| ApiError::not_found())
+}
+
+/// `GET /api-keys/{id}/usage` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeyUsageParams {
+    /// The first hour counted (RFC 3339, included; its hour counts whole): 24 hours before
+    /// `to` by default.
+    pub from: Option<String>,
+    /// The end (RFC 3339, excluded): now by default. At most 90 days after `from`.
+    pub to: Option<String>,
+    /// `hour` (default) or `day` (UTC days, each the sum of its hours).
+    pub granularity: Option<String>,
+}
+
+/// The parsed `GET /api-keys/{id}/usage` query.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyUsageQuery {
+    /// From (the start of its hour).
+    pub from: DateTime<Utc>,
+    /// To (excluded).
+    pub to: DateTime<Utc>,
+    /// Hours or days.
+    pub granularity: UsageGranularity,
+}
+
+impl KeyUsageParams {
+    /// The query at `now`, naming every broken parameter at once.
+    ///
+    /// # Errors
+    /// 422 naming `from`, `to` or `granularity`.
+    pub fn parse(req: &HttpRequest, now: DateTime<Utc>) -> Result<KeyUsageQuery, ApiError> {
+        let raw: Self = query(req)?;
+        let mut errors = Vec::new();
+        // Absent or broken: `None` (a broken one is noted, and the query refused).
+        let mut time = |field: &str, raw: Option<&str>| {
+            DateTime::parse_from_rfc3339(raw?)
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(|_| {
+                    errors.push(FieldError::new(
+                        field,
+                        "invalid",
+                        format!("{field} must be an RFC 3339 time"),
+                    ));
+                })
+                .ok()
+        };
+        let to = time("to", raw.to.as_deref()).unwrap_or(now);
+        let from = time("from", raw.from.as_deref()).unwrap_or(to - Duration::hours(24));
+        let granularity = match raw.granularity.as_deref() {
+            None | Some("hour") => UsageGranularity::Hour,
+            Some("day") => UsageGranularity::Day,
+            Some(_) => {
+                errors.push(FieldError::new(
+                    "granularity",
+                    "invalid",
+                    "granularity must be hour or day",
+                ));
+                UsageGranularity::Hour
+            }
+        };
+        let from = hour_of(from);
+        if errors.is_empty() {
+            if from >= to {
+                errors.push(FieldError::new(
+                    "from",
+                    "out_of_range",
+                    "from must be before to",
+                ));
+            } else if to - from > Duration::days(USAGE_RETENTION_DAYS) {
+                errors.push(FieldError::new(
+                    "to",
+                    "out_of_range",
+                    format!("to must be at most {USAGE_RETENTION_DAYS} days after from"),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(KeyUsageQuery {
+                from,
+                to,
+                granularity,
+            })
+        } else {
+            Err(ApiError::invalid_query(errors))
+        }
+    }
 }
 
 /// `GET /api-keys` query.

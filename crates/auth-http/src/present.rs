@@ -5,7 +5,7 @@ use auth_api as api;
 use auth_api::Redacted;
 use auth_core::model::{
     self, ApiKey, Device, DisplayName, LoginOutcome, Member, Organization, RateLimit, RecoveryCode,
-    Refill, RefillPeriod, Scopes, TokenPair, TotpSetup, User,
+    Refill, RefillPeriod, Scopes, TokenPair, TotpSetup, UsageBucket, UsageGranularity, User,
 };
 use auth_core::{ApiKeyVerdict, DeviceToken, IssuedApiKey, IssuedDevice, KeyCheck, Principal};
 use chrono::{DateTime, Utc};
@@ -233,6 +233,29 @@ pub fn api_key_item(key: &ApiKey, now: DateTime<Utc>) -> api::ApiKeyItem {
         rate_limit: key.rate_limit.map(rate_limit),
         remaining: key.credits.map(|c| c.available_at(now)),
         refill: key.credits.and_then(|c| c.refill).map(refill),
+    }
+}
+
+/// A key's usage report.
+#[must_use]
+pub fn key_usage(granularity: UsageGranularity, buckets: &[UsageBucket]) -> api::KeyUsage {
+    api::KeyUsage {
+        granularity: match granularity {
+            UsageGranularity::Hour => api::UsageGranularity::Hour,
+            UsageGranularity::Day => api::UsageGranularity::Day,
+        },
+        items: buckets
+            .iter()
+            .map(|b| api::UsageItem {
+                start: b.start,
+                valid: b.counts.valid,
+                insufficient_scope: b.counts.insufficient_scope,
+                rate_limited: b.counts.rate_limited,
+                usage_exceeded: b.counts.usage_exceeded,
+                expired: b.counts.expired,
+                revoked: b.counts.revoked,
+            })
+            .collect(),
     }
 }
 

@@ -1,10 +1,10 @@
 //! `/api/v1/api-keys*`: manage an organization's keys, and verify keys (single and batch).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use auth_api::{
-    ApiKeyItem, ApiKeyList, BatchVerification, CreateKey, CreatedKey, KeyVerification, Problem,
-    UpdateKey, VerifyBatch, VerifyKey,
+    ApiKeyItem, ApiKeyList, BatchVerification, CreateKey, CreatedKey, KeyUsage, KeyVerification,
+    Problem, UpdateKey, VerifyBatch, VerifyKey,
 };
 use auth_core::model::Scopes;
 
@@ -12,7 +12,7 @@ use super::no_store_json;
 use crate::error::{ApiError, BodyErrors, LimitedErrors, ManagerErrors, NoBodyErrors, StoreErrors};
 use crate::extract::Manager;
 use crate::json::{NoBody, ValidJson};
-use crate::params::{KeyPath, KeysQuery, ListKeysQuery};
+use crate::params::{KeyPath, KeyUsageParams, KeysQuery, ListKeysQuery};
 use crate::parse::TryIntoDomain as _;
 use crate::present;
 use crate::state::AppState;
@@ -116,6 +116,36 @@ pub async fn update(
     let changes = body.0.try_into_domain(state.auth.clock().now())?;
     let key = state.keys.update(&manager.0, path.0, &changes).await?;
     Ok(HttpResponse::Ok().json(present::api_key_item(&key, state.auth.clock().now())))
+}
+
+/// A key's verifications by outcome, per hour or per day (UTC), for the hours from `from`
+/// (24 hours before `to` by default) to `to` (now by default), at most 90 days; periods with
+/// no verification are left out. Up to a few seconds behind: each instance writes its counts
+/// every 5 seconds.
+#[utoipa::path(
+    operation_id = "api_key_usage",
+    tag = "api-keys",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path, description = "Key id"), KeyUsageParams),
+    responses(
+        (status = 200, description = "Usage", body = KeyUsage),
+        (status = 422, description = "`VALIDATION_FAILED`: bad query", body = Problem, content_type = "application/problem+json"),
+        ManagerErrors, StoreErrors,
+    )
+)]
+#[get("/api-keys/{id}/usage")]
+pub async fn usage(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    manager: Manager,
+    path: KeyPath,
+) -> Result<HttpResponse, ApiError> {
+    let query = KeyUsageParams::parse(&req, state.auth.clock().now())?;
+    let buckets = state
+        .keys
+        .usage(&manager.0, path.0, query.from, query.to, query.granularity)
+        .await?;
+    Ok(HttpResponse::Ok().json(present::key_usage(query.granularity, &buckets)))
 }
 
 /// Revoke a key: every instance rejects it within a second.

@@ -28,6 +28,8 @@ pub struct TestApp {
     pub client: Client,
     /// The app's account service, for setting up what no HTTP call can (a first administrator).
     pub auth: auth_core::AccountService,
+    /// The app's key service, for what the server runs on a timer (writing usage).
+    pub keys: auth_core::ApiKeyService,
     /// The store the app runs on, for reading what it wrote (its event log).
     pub store: Store,
     handle: ServerHandle,
@@ -156,6 +158,7 @@ impl TestApp {
         let mut state = wiring::app_state(&config, &store).expect("state");
         adjust_state(&mut state, &store);
         let auth = state.auth.clone();
+        let keys = state.keys.clone();
         let mail_worker = mail.then(|| {
             let worker = wiring::outbox_worker(&config, &store).expect("mailer");
             wiring::spawn_mail_worker(worker, state.auth.clone())
@@ -173,6 +176,7 @@ impl TestApp {
             handle,
             mail_worker,
             auth,
+            keys,
             store,
             _db: db,
         };

@@ -56,6 +56,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/v1/api-keys"),
     ("get", "/api/v1/api-keys/{id}"),
     ("patch", "/api/v1/api-keys/{id}"),
+    ("get", "/api/v1/api-keys/{id}/usage"),
     ("post", "/api/v1/api-keys/{id}/revoke"),
     ("post", "/api/v1/api-keys/{id}/rotate"),
     ("post", "/api/v1/api-keys/verify"),

@@ -3,7 +3,7 @@
 //! refuses (changing nothing), and that a change is answered at once, also when it races a
 //! revocation. Across two instances: `instances.rs`.
 
-use chrono::{Duration, SubsecRound as _, Utc};
+use chrono::{Duration, DurationRound as _, SubsecRound as _, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -18,6 +18,7 @@ on_both_stores!(
     changes_racing_a_revocation_stay_whole,
     limits_and_credits_answer_as_the_contract_says,
     a_batch_meters_its_items_in_order,
+    usage_shows_what_was_done,
 );
 
 pub async fn patch(app: &TestApp, token: &str, id: &str, body: &Value) -> reqwest::Response {
@@ -665,4 +666,91 @@ async fn a_batch_meters_its_items_in_order(app: &TestApp) {
             (json!("USAGE_EXCEEDED"), Value::Null, json!(2)),
         ]
     );
+}
+
+/// `GET /api-keys/{id}/usage` shows the verifications of a key by outcome, per hour and per
+/// day, once the instance has written them; refuses a broken query naming each parameter;
+/// answers 404 to a stranger and 401 without credentials.
+async fn usage_shows_what_was_done(app: &TestApp) {
+    let (token, org) = owner_and_org(app).await;
+    let created = create(
+        app,
+        &token,
+        &json!({"organization_id": org, "name": "u", "scopes": ["read"], "remaining": 2}),
+    )
+    .await;
+    let (id, key) = (str_field(&created, "id"), str_field(&created, "key"));
+    let started = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    for scopes in [
+        json!(["read"]),
+        json!(["read"]),
+        json!(["read"]),
+        json!(["write"]),
+    ] {
+        verify(app, key, scopes).await;
+    }
+    let usage = |query: &str| {
+        let path = format!("/api/v1/api-keys/{id}/usage{query}");
+        let token = token.clone();
+        async move { app.get_auth(&path, &token).await }
+    };
+    // Not written yet: nothing to show.
+    let res = usage("").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"granularity": "hour", "items": []})
+    );
+    app.keys.flush_usage().await.unwrap();
+    let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    // The verifications above fall in one hour, unless the hour turned while they ran (then
+    // they are split over two, which the checks below do not expect).
+    assert_eq!(
+        hour, started,
+        "the hour turned during the test: run it again"
+    );
+    let expected = |start: chrono::DateTime<Utc>| {
+        json!([{"start": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "valid": 2, "insufficient_scope": 1, "rate_limited": 0,
+                "usage_exceeded": 1, "expired": 0, "revoked": 0}])
+    };
+    let body: Value = usage("").await.json().await.unwrap();
+    assert_eq!(body["items"], expected(hour), "{body}");
+    let day = Utc::now().duration_trunc(Duration::days(1)).unwrap();
+    let from = (day - Duration::days(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body: Value = usage(&format!("?granularity=day&from={from}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["granularity"], "day");
+    assert_eq!(body["items"], expected(day), "{body}");
+
+    // Broken queries, every parameter named.
+    let long_ago =
+        (Utc::now() - Duration::days(91)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (query, fields) in [
+        (
+            "?from=yesterday&granularity=week",
+            vec!["from", "granularity"],
+        ),
+        (
+            "?to=2020-01-01T00:00:00Z&from=2020-01-02T00:00:00Z",
+            vec!["from"],
+        ),
+        (&*format!("?from={long_ago}"), vec!["to"]),
+    ] {
+        let problem = assert_problem(usage(query).await, 422, "VALIDATION_FAILED").await;
+        assert_eq!(problem_fields(&problem), fields, "{query}");
+    }
+    let (_, stranger) = app.user_with_session().await;
+    let res = app
+        .get_auth(
+            &format!("/api/v1/api-keys/{id}/usage"),
+            str_field(&stranger, "access_token"),
+        )
+        .await;
+    assert_problem(res, 404, "NOT_FOUND").await;
+    let res = app.get(&format!("/api/v1/api-keys/{id}/usage")).await;
+    assert_eq!(res.status(), 401);
 }

@@ -752,6 +752,40 @@ impl AuthClient {
             .await
     }
 
+    /// `GET /api-keys/{id}/usage`: the key's verifications by outcome, per hour or per UTC
+    /// day, for the hours from `from` to `to` (the service's defaults: the 24 hours up to
+    /// now); at most 90 days. Up to a few seconds behind.
+    ///
+    /// # Errors
+    /// [`Error::Api`] with `NOT_FOUND` (404), `VALIDATION_FAILED` (422).
+    pub async fn api_key_usage(
+        &self,
+        manager: Credential<'_>,
+        key_id: Uuid,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        granularity: auth_api::UsageGranularity,
+    ) -> Result<auth_api::KeyUsage, Error> {
+        let id = key_id.to_string();
+        let segments = v1!("api-keys", &id, "usage");
+        let granularity = match granularity {
+            auth_api::UsageGranularity::Hour => "hour",
+            auth_api::UsageGranularity::Day => "day",
+        };
+        let mut call = Call::new(Operation::ApiKeyUsage, Method::GET, &segments)
+            .auth(manager.auth())
+            .query("granularity", granularity.to_owned());
+        for (name, at) in [("from", from), ("to", to)] {
+            if let Some(at) = at {
+                call = call.query(
+                    name,
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                );
+            }
+        }
+        self.json(call, 200).await
+    }
+
     /// `PATCH /api-keys/{id}`: changes the members set in `changes` (the others stay; `null`
     /// clears `meta`, `external_id` and `expires_at`). Every instance of the service answers
     /// with the change within a second; this client's cache forgets the key at once, other

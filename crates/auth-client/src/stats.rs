@@ -58,6 +58,8 @@ pub enum Operation {
     RotateApiKey,
     /// `PATCH /api/v1/api-keys/{id}`.
     UpdateApiKey,
+    /// `GET /api/v1/api-keys/{id}/usage`.
+    ApiKeyUsage,
     /// `POST /api/v1/api-keys/verify`.
     VerifyApiKey,
     /// `POST /api/v1/api-keys/verify-batch`.
@@ -92,7 +94,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Self; 37] = [
+    pub const ALL: [Self; 38] = [
         Self::Register,
         Self::Login,
         Self::LoginMfa,
@@ -115,6 +117,7 @@ impl Operation {
         Self::RevokeApiKey,
         Self::RotateApiKey,
         Self::UpdateApiKey,
+        Self::ApiKeyUsage,
         Self::VerifyApiKey,
         Self::VerifyApiKeyBatch,
         Self::RegisterDevice,
@@ -158,6 +161,7 @@ impl Operation {
             Self::RevokeApiKey => "revoke_api_key",
             Self::RotateApiKey => "rotate_api_key",
             Self::UpdateApiKey => "update_api_key",
+            Self::ApiKeyUsage => "api_key_usage",
             Self::VerifyApiKey => "verify_api_key",
             Self::VerifyApiKeyBatch => "verify_api_key_batch",
             Self::RegisterDevice => "register_device",

@@ -6,7 +6,8 @@
 use auth_api::{ApiKeyItem, DeviceItem};
 use auth_core::model::{
     ApiKeyId, ApiKeyMeta, ApiKeyName, DeviceId, DeviceMetadata, DeviceName, Email, ExternalId,
-    OrganizationId, OrganizationName, Scope, Scopes,
+    OrganizationId, OrganizationName, Scope, Scopes, USAGE_RETENTION_DAYS, UsageGranularity,
+    hour_of,
 };
 use auth_core::ports::PruneReport;
 use auth_core::{
@@ -14,6 +15,7 @@ use auth_core::{
     OrganizationError,
 };
 use auth_http::present;
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use comfy_table::Table;
 use secrecy::SecretString;
@@ -127,6 +129,55 @@ pub enum ApiKeysCommand {
         /// Key id.
         id: String,
     },
+    /// A key's verifications by outcome, per hour or per day (UTC); up to a few seconds
+    /// behind.
+    Usage {
+        /// Key id.
+        id: String,
+        /// From (RFC 3339; 24 hours before `--to` by default).
+        #[arg(long)]
+        from: Option<String>,
+        /// To (RFC 3339, excluded; now by default); at most 90 days after `--from`.
+        #[arg(long)]
+        to: Option<String>,
+        /// `hour` or `day`.
+        #[arg(long, default_value = "hour")]
+        granularity: String,
+    },
+}
+
+/// The arguments of `api-keys usage`, checked as the service checks them: `(from, to,
+/// granularity)` with the service's defaults filled in.
+pub(crate) fn usage_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    granularity: &str,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>, UsageGranularity), CliError> {
+    let time = |flag: &str, raw: Option<&str>| {
+        raw.map(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(|_| CliError::Input(format!("{flag} must be an RFC 3339 time")))
+        })
+        .transpose()
+    };
+    let to = time("--to", to)?.unwrap_or(now);
+    let from = hour_of(time("--from", from)?.unwrap_or(to - chrono::Duration::hours(24)));
+    let granularity = match granularity {
+        "hour" => UsageGranularity::Hour,
+        "day" => UsageGranularity::Day,
+        _ => return Err(CliError::Input("--granularity must be hour or day".into())),
+    };
+    if from >= to {
+        return Err(CliError::Input("--from must be before --to".into()));
+    }
+    if to - from > chrono::Duration::days(USAGE_RETENTION_DAYS) {
+        return Err(CliError::Input(format!(
+            "--to must be at most {USAGE_RETENTION_DAYS} days after --from"
+        )));
+    }
+    Ok((from, to, granularity))
 }
 
 /// `devices` subcommands.
@@ -936,6 +987,21 @@ pub async fn api_keys(config: Config, cmd: ApiKeysCommand, json: bool) -> Result
             let id: ApiKeyId = parse_id("ID", &id)?;
             let issued = keys.rotate(&actor, id).await.map_err(key_error)?;
             output::created_key(&present::created_key(issued), json)
+        }
+        ApiKeysCommand::Usage {
+            id,
+            from,
+            to,
+            granularity,
+        } => {
+            let id: ApiKeyId = parse_id("ID", &id)?;
+            let (from, to, granularity) =
+                usage_range(from.as_deref(), to.as_deref(), &granularity, now)?;
+            let buckets = keys
+                .usage(&actor, id, from, to, granularity)
+                .await
+                .map_err(key_error)?;
+            output::usage(&present::key_usage(granularity, &buckets), json)
         }
     }
 }

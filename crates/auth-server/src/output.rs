@@ -80,6 +80,40 @@ pub fn key(item: &ApiKeyItem, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `api-keys usage`: a row per period.
+///
+/// # Errors
+/// [`print_json`]'s.
+pub fn usage(usage: &auth_api::KeyUsage, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(usage);
+    }
+    let mut table = Table::new();
+    table.set_header([
+        "start",
+        "valid",
+        "insufficient_scope",
+        "rate_limited",
+        "usage_exceeded",
+        "expired",
+        "revoked",
+    ]);
+    for item in &usage.items {
+        table.add_row([
+            item.start
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            item.valid.to_string(),
+            item.insufficient_scope.to_string(),
+            item.rate_limited.to_string(),
+            item.usage_exceeded.to_string(),
+            item.expired.to_string(),
+            item.revoked.to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
 /// `api-keys create` and `api-keys rotate`: the new key, its secret once.
 ///
 /// # Errors

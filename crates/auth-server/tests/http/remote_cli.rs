@@ -543,3 +543,62 @@ async fn healthcheck_tells_a_live_server_from_a_closed_port() {
     assert!(started.elapsed() < Duration::from_secs(10));
     app.stop().await;
 }
+
+/// `api-keys usage` prints the service's `GET /api-keys/{id}/usage` body, the same against
+/// the database and through the API, per hour and per day, and refuses a broken range with
+/// exit status 1 before asking anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_usage_prints_what_the_endpoint_answers() {
+    let (app, modes, org) = setup("Usage").await;
+    let verify = |required: Value| {
+        let key = modes.admin_key.clone();
+        let app = &app;
+        async move {
+            app.post_json(
+                "/api/v1/api-keys/verify",
+                &json!({"key": key, "required_scopes": required}),
+            )
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(verify(json!(["x:read"])).await["valid"], true);
+    }
+    app.keys.flush_usage().await.unwrap();
+    let listed = modes.json(true, &["api-keys", "list", "--organization", &org]);
+    let id = str_field(&listed["items"][0], "id").to_owned();
+    let by_hour = modes.settled(&["--json", "api-keys", "usage", &id]);
+    let body: Value = serde_json::from_str(&by_hour).unwrap();
+    assert_eq!(body["granularity"], "hour");
+    assert_eq!(body["items"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["items"][0]["valid"], 3, "{body}");
+    let by_day = modes.settled(&["--json", "api-keys", "usage", &id, "--granularity", "day"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&by_day).unwrap()["items"][0]["valid"],
+        3
+    );
+    let table = modes.settled(&["api-keys", "usage", &id]);
+    assert!(
+        table.contains("insufficient_scope") && table.contains("| 3 "),
+        "{table}"
+    );
+    for args in [
+        vec!["api-keys", "usage", &id, "--granularity", "week"],
+        vec!["api-keys", "usage", &id, "--from", "yesterday"],
+        vec!["api-keys", "usage", &id, "--from", "2020-01-01T00:00:00Z"],
+    ] {
+        for out in [modes.database(&args), modes.remote(&args)] {
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            assert!(
+                text(&out.stderr).contains("\nerror: --")
+                    || text(&out.stderr).starts_with("error: --"),
+                "{}",
+                text(&out.stderr)
+            );
+        }
+    }
+    app.stop().await;
+}

@@ -13,6 +13,8 @@
 #   scripts/bench.sh revocation      # revocation-to-rejection lag across two instances
 #   scripts/bench.sh mixed           # API keys created, rotated, revoked and verified together
 #                                    # through two instances, with the revocation lag
+#   scripts/bench.sh key-limited key-credits usage-memory
+#                                    # a rate-limited key, a key with credits, usage counters
 #   scripts/bench.sh stream          # revocation stream: memory of 1,000 idle subscribers, and
 #                                    # verify throughput with and without 100 subscribers
 #
@@ -56,6 +58,7 @@ fi
 ceiling_bin=$target/release/auth-bench-ceiling
 server_bin=${BENCH_SERVER:-$target/release/auth-server}
 seed_bin=$target/release/auth-bench-seed
+usage_memory_bin=$target/release/auth-bench-usage-memory
 
 eval "$(scripts/pg-temp.sh start)"
 server_pid=
@@ -143,6 +146,22 @@ fi
 if want verify-token; then run verify-token "$CONNS" verify_token.lua /api/v1/auth/verify-token; fi
 if want key-cached; then
   BENCH_KEYS_FILE=$OUT/key.txt run key-cached "$CONNS" api_key.lua /api/v1/api-keys/verify
+fi
+if want usage-memory; then
+  # The usage counters an instance holds between two writes, 100,000 keys each in two hours
+  # with every outcome: resident growth of a process filling them (no server needed).
+  line=$("$usage_memory_bin" --keys "${BENCH_USAGE_KEYS:-100000}")
+  echo "$line" >> "$results"
+  printf '%-28s %s\n' usage-memory "$line"
+fi
+if want key-limited; then
+  # A key limited to 1,000,000 per 1-second window: each verification takes a use of its
+  # window from this instance's lease (a lease from Postgres a few times a second).
+  BENCH_KEYS_FILE=$OUT/key_limited.txt run key-limited "$CONNS" api_key.lua /api/v1/api-keys/verify
+fi
+if want key-credits; then
+  # A key with 1,000,000,000 credits: each verification takes one in one statement on its row.
+  BENCH_KEYS_FILE=$OUT/key_credits.txt run key-credits "$CONNS" api_key.lua /api/v1/api-keys/verify
 fi
 if want key-cold; then
   # Every verification a miss: the server is restarted with a key cache of 1,000 entries, so
@@ -379,6 +398,18 @@ for name in ("verify", "verify-token", "key-cached", "device-authenticate"):
         r = rows[name]
         ok = (r["rps"] >= 0.85 * top or r["server_cpu_us_per_req"] <= 1.2 * top_cpu) and r["p99_ms"] <= 5
         check(f"{name}: >= 0.85 x ceiling (or <= 1.2 x its CPU), p99 <= 5 ms", ok, ratio(r))
+if "key-limited" in rows and "key-cached" in rows:
+    r, c = rows["key-limited"], rows["key-cached"]
+    check("key-limited: >= 0.5 x key-cached (a rate-limited key)", r["rps"] >= 0.5 * c["rps"],
+          f"{r['rps'] / c['rps']:.2f} x key-cached ({r['rps']:.0f}/s), p99 {r['p99_ms']:.2f} ms")
+if "key-credits" in rows:
+    r = rows["key-credits"]
+    print(f"  info  {'key-credits (one atomic database update each)':<62} "
+          f"{r['rps']:.0f}/s, p99 {r['p99_ms']:.2f} ms, {r['server_cpu_us_per_req']:.1f} us server CPU/req")
+if "usage-memory" in rows:
+    u = rows["usage-memory"]
+    print(f"  info  {'usage counters between two writes':<62} "
+          f"{u['bytes'] / 2**20:.1f} MB for {u['keys']} keys x 2 hours ({u['bytes_per_key']} B/key)")
 if "key-cold" in rows:
     r = rows["key-cold"]
     check("key-cold: >= 0.5 x ceiling, p99 <= 5 ms", r["rps"] >= 0.5 * top and r["p99_ms"] <= 5, ratio(r))

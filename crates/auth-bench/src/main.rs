@@ -5,6 +5,10 @@
 //! - `refresh.txt`: one refresh token per open session (`POST /auth/refresh` chains them);
 //! - `key.txt`: one API key (the cached verification);
 //! - `keys.txt`: `--keys` distinct API keys (the cold-cache verification);
+//! - `key_limited.txt`: one API key with a rate limit of 1,000,000 per second (every
+//!   verification takes a use of its window; none is refused below a million a second);
+//! - `key_credits.txt`: one API key with 1,000,000,000 credits (every verification takes one
+//!   in the database);
 //! - `unknown_keys.txt`: `--unknown-keys` well-formed keys that exist nowhere (the memory bound:
 //!   each is a database miss and a negative cache entry);
 //! - `devices.txt`: `<device_id> <secret>` per device (`POST /devices/authenticate`);
@@ -182,6 +186,37 @@ async fn main() -> Result<(), Error> {
         .await?;
     write_lines(args.out.join("key.txt"), keys.first().cloned())?;
     write_lines(args.out.join("keys.txt"), keys)?;
+    for (file, rate_limit, remaining) in [
+        (
+            "key_limited.txt",
+            Some(auth_core::model::RateLimit::new(1_000_000, 1)?),
+            None,
+        ),
+        (
+            "key_credits.txt",
+            None,
+            Some(auth_core::model::Credits::MAX),
+        ),
+    ] {
+        let issued = fast
+            .keys
+            .create(
+                &Actor::Operator,
+                NewApiKey {
+                    organization_id: org.id,
+                    name: ApiKeyName::parse(file.trim_end_matches(".txt"))?,
+                    scopes: scopes.clone(),
+                    expires_in_days: None,
+                    meta: None,
+                    external_id: None,
+                    rate_limit,
+                    remaining,
+                    refill: None,
+                },
+            )
+            .await?;
+        write_lines(args.out.join(file), [issued.secret.expose().to_owned()])?;
+    }
 
     eprintln!("seeding {} devices", args.devices);
     let devices: Vec<String> = futures::stream::iter(0..args.devices)

@@ -14,8 +14,65 @@ use crate::ports::StoreError;
 /// One batch of counts to write: per key and hour.
 pub type CountBatch = Vec<(ApiKeyId, DateTime<Utc>, UsageCounts)>;
 
-/// Counts by key and hour.
-type Counts = HashMap<(ApiKeyId, DateTime<Utc>), UsageCounts>;
+/// Counts by key and hour (hours since the epoch), compact: a count here is at most what one
+/// instance sees between two writes (5 s), and an entry is 44 bytes.
+type Counts = HashMap<(ApiKeyId, i32), [u32; 6]>;
+
+/// The slot of `outcome` in an entry.
+const fn slot(outcome: KeyOutcome) -> usize {
+    match outcome {
+        KeyOutcome::Valid => 0,
+        KeyOutcome::InsufficientScope => 1,
+        KeyOutcome::RateLimited => 2,
+        KeyOutcome::UsageExceeded => 3,
+        KeyOutcome::Expired => 4,
+        KeyOutcome::Revoked => 5,
+    }
+}
+
+/// Hours since the epoch of the hour holding `at`.
+fn hour_index(at: DateTime<Utc>) -> i32 {
+    i32::try_from(hour_of(at).timestamp().div_euclid(3600)).unwrap_or(i32::MAX)
+}
+
+fn hour_start(index: i32) -> DateTime<Utc> {
+    DateTime::from_timestamp(i64::from(index) * 3600, 0).unwrap_or_default()
+}
+
+fn counts_of(entry: [u32; 6]) -> UsageCounts {
+    let [
+        valid,
+        insufficient_scope,
+        rate_limited,
+        usage_exceeded,
+        expired,
+        revoked,
+    ] = entry.map(u64::from);
+    UsageCounts {
+        valid,
+        insufficient_scope,
+        rate_limited,
+        usage_exceeded,
+        expired,
+        revoked,
+    }
+}
+
+/// Adds `counts` into `entry` (saturating: a count is bounded by what one instance serves
+/// between two writes).
+fn add_into(entry: &mut [u32; 6], counts: &UsageCounts) {
+    let add = [
+        counts.valid,
+        counts.insufficient_scope,
+        counts.rate_limited,
+        counts.usage_exceeded,
+        counts.expired,
+        counts.revoked,
+    ];
+    for (slot, n) in entry.iter_mut().zip(add) {
+        *slot = slot.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+}
 
 /// The counts gathered since the last flush. Clones share them.
 #[derive(Debug, Clone, Default)]
@@ -28,8 +85,11 @@ impl UsageCounter {
 
     /// Counts a verification of key `id` at `at` with `outcome`.
     pub fn note(&self, id: ApiKeyId, at: DateTime<Utc>, outcome: KeyOutcome) {
-        let hour = hour_of(at);
-        self.with(|counts| counts.entry((id, hour)).or_default().count(outcome));
+        let hour = hour_index(at);
+        self.with(|counts| {
+            let entry = &mut counts.entry((id, hour)).or_default()[slot(outcome)];
+            *entry = entry.saturating_add(1);
+        });
     }
 
     /// Keys and hours with counts not written yet.
@@ -52,7 +112,7 @@ impl UsageCounter {
         let mut pending: CountBatch = self.with(|counts| {
             counts
                 .drain()
-                .map(|((id, hour), counts)| (id, hour, counts))
+                .map(|((id, hour), entry)| (id, hour_start(hour), counts_of(entry)))
                 .collect()
         });
         let mut written = 0;
@@ -63,7 +123,7 @@ impl UsageCounter {
             if let Err(err) = result {
                 self.with(|counts| {
                     for (id, hour, add) in batch.into_iter().chain(rest) {
-                        counts.entry((id, hour)).or_default().add(&add);
+                        add_into(counts.entry((id, hour_index(hour))).or_default(), &add);
                     }
                 });
                 return Err(err);
@@ -107,7 +167,8 @@ mod tests {
             .await;
         assert!(failed.is_err());
         assert_eq!(counter.pending(), 1_500);
-        counter.note(ids[2_499], at, KeyOutcome::Revoked);
+        // Counted meanwhile: written with what was added back.
+        counter.note(ApiKeyId::generate(), at, KeyOutcome::Revoked);
         let mut written = Vec::new();
         let n = counter
             .flush(|batch| {
@@ -116,7 +177,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(n, 1_500);
+        assert_eq!(n, 1_501);
         let total: u64 = written.iter().map(|(_, _, c)| c.total()).sum();
         assert_eq!(total, 1_501);
         assert_eq!(counter.pending(), 0);

@@ -141,10 +141,13 @@ fn required_organization(raw: Option<&str>) -> Result<OrganizationId, ApiError> 
 pub struct KeyUsageParams {
     /// The first hour counted (RFC 3339, included; its hour counts whole): 24 hours before
     /// `to` by default.
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     pub from: Option<String>,
     /// The end (RFC 3339, excluded): now by default. At most 90 days after `from`.
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     pub to: Option<String>,
     /// `hour` (default) or `day` (UTC days, each the sum of its hours).
+    #[param(value_type = Option<auth_api::UsageGranularity>)]
     pub granularity: Option<String>,
 }
 
@@ -168,8 +171,17 @@ impl KeyUsageParams {
         let raw: Self = query(req)?;
         let mut errors = Vec::new();
         // Absent or broken: `None` (a broken one is noted, and the query refused).
+        // A `+` of an offset sent unencoded arrives as a space: read it as the `+` it was.
         let mut time = |field: &str, raw: Option<&str>| {
-            DateTime::parse_from_rfc3339(raw?)
+            let raw = raw?;
+            DateTime::parse_from_rfc3339(raw)
+                .or_else(|e| {
+                    if raw.contains(' ') {
+                        DateTime::parse_from_rfc3339(&raw.replace(' ', "+"))
+                    } else {
+                        Err(e)
+                    }
+                })
                 .map(|at| at.with_timezone(&Utc))
                 .map_err(|_| {
                     errors.push(FieldError::new(

@@ -725,6 +725,16 @@ async fn usage_shows_what_was_done(app: &TestApp) {
         .unwrap();
     assert_eq!(body["granularity"], "day");
     assert_eq!(body["items"], expected(day), "{body}");
+    // An offset's `+` sent unencoded (read as a space by the query's decoding) is understood.
+    let plus = (day - Duration::days(1))
+        .format("%Y-%m-%dT%H:%M:%S+00:00")
+        .to_string();
+    let body: Value = usage(&format!("?granularity=day&from={plus}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["items"], expected(day), "{body}");
 
     // Broken queries, every parameter named.
     let long_ago =

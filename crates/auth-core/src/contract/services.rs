@@ -33,7 +33,7 @@ use crate::ports::{
 use crate::system::OsSecretGenerator;
 use crate::{
     Actor, ApiKeyError, ApiKeyPorts, ApiKeyService, ApiKeyVerdict, DeviceError, DevicePorts,
-    DeviceService, KeyCheck, Metering, NewApiKey, NewDevice, OrganizationService,
+    DeviceService, IssuedApiKey, KeyCheck, Metering, NewApiKey, NewDevice, OrganizationService,
 };
 
 /// What a backend brings to the service scenarios besides its repositories.
@@ -295,17 +295,14 @@ fn tally(checks: &[KeyCheck]) -> std::collections::BTreeMap<&'static str, usize>
 async fn credits_are_exact_across_instances(f: &impl Fixture, parts: ServiceParts) {
     let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
     let (b, c) = (another_instance(&h), another_instance(&h));
-    let issued = h
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                remaining: Some(100),
-                ..new_key(h.org, None)
-            },
-        )
-        .await
-        .unwrap();
+    let issued = issue_key(
+        &h,
+        NewApiKey {
+            remaining: Some(100),
+            ..new_key(h.org, None)
+        },
+    )
+    .await;
     let text = issued.secret.expose().to_owned();
     let read = Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap();
     let write = Scopes::new(vec![Scope::parse("write").unwrap()]).unwrap();
@@ -337,18 +334,15 @@ async fn credits_are_exact_across_instances(f: &impl Fixture, parts: ServicePart
     assert_eq!(stored.credits.map(|c| c.remaining), Some(0));
 
     // Rate limit before credits: a limited-out verification spends no credit.
-    let both = h
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                remaining: Some(10),
-                rate_limit: Some(RateLimit::new(2, 3600).unwrap()),
-                ..new_key(h.org, None)
-            },
-        )
-        .await
-        .unwrap();
+    let both = issue_key(
+        &h,
+        NewApiKey {
+            remaining: Some(10),
+            rate_limit: Some(RateLimit::new(2, 3600).unwrap()),
+            ..new_key(h.org, None)
+        },
+    )
+    .await;
     let both_text = both.secret.expose().to_owned();
     let mut verdicts = Vec::new();
     for _ in 0..5 {
@@ -366,18 +360,15 @@ async fn credits_are_exact_across_instances(f: &impl Fixture, parts: ServicePart
     assert_eq!(stored.credits.map(|c| c.remaining), Some(8));
 
     // A daily refill.
-    let daily = h
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                remaining: Some(0),
-                refill: Some(Refill::new(2, RefillPeriod::Day).unwrap()),
-                ..new_key(h.org, None)
-            },
-        )
-        .await
-        .unwrap();
+    let daily = issue_key(
+        &h,
+        NewApiKey {
+            remaining: Some(0),
+            refill: Some(Refill::new(2, RefillPeriod::Day).unwrap()),
+            ..new_key(h.org, None)
+        },
+    )
+    .await;
     let daily_text = daily.secret.expose().to_owned();
     assert_eq!(
         h.keys
@@ -403,17 +394,14 @@ async fn credits_are_exact_across_instances(f: &impl Fixture, parts: ServicePart
     );
 
     // Changed elsewhere while cached here: credits removed, then the key revoked.
-    let cached = h
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                remaining: Some(5),
-                ..new_key(h.org, None)
-            },
-        )
-        .await
-        .unwrap();
+    let cached = issue_key(
+        &h,
+        NewApiKey {
+            remaining: Some(5),
+            ..new_key(h.org, None)
+        },
+    )
+    .await;
     let cached_text = cached.secret.expose().to_owned();
     assert!(
         h.keys
@@ -463,17 +451,14 @@ async fn credits_are_exact_across_instances(f: &impl Fixture, parts: ServicePart
     );
 
     // An outage while taking a credit is an error, never a verdict.
-    let last = h
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                remaining: Some(5),
-                ..new_key(h.org, None)
-            },
-        )
-        .await
-        .unwrap();
+    let last = issue_key(
+        &h,
+        NewApiKey {
+            remaining: Some(5),
+            ..new_key(h.org, None)
+        },
+    )
+    .await;
     let last_text = last.secret.expose().to_owned();
     assert!(h.keys.check(&last_text, &read).await.is_ok());
     h.counting_keys.down.store(true, Ordering::SeqCst);
@@ -504,17 +489,14 @@ async fn rate_limits_hold_across_instances(f: &impl Fixture, parts: ServiceParts
     h.clock
         .set(limit.window_start(h.clock.now()) + Duration::seconds(60));
     let (b, c) = (another_instance(&h), another_instance(&h));
-    let issued = h
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                rate_limit: Some(limit),
-                ..new_key(h.org, None)
-            },
-        )
-        .await
-        .unwrap();
+    let issued = issue_key(
+        &h,
+        NewApiKey {
+            rate_limit: Some(limit),
+            ..new_key(h.org, None)
+        },
+    )
+    .await;
     let text = issued.secret.expose().to_owned();
     let read = Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap();
     let instances = [&h.keys, &b, &c];
@@ -636,17 +618,14 @@ async fn rate_limits_hold_across_instances(f: &impl Fixture, parts: ServiceParts
 async fn usage_is_counted_by_outcome(f: &impl Fixture, parts: ServiceParts) {
     let h = ServiceHarness::new(f, Arc::new(ManualClock::starting_now()), parts).await;
     let (b, c) = (another_instance(&h), another_instance(&h));
-    let issued = h
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                rate_limit: Some(RateLimit::new(1_000, 86_400).unwrap()),
-                ..new_key(h.org, Some(1))
-            },
-        )
-        .await
-        .unwrap();
+    let issued = issue_key(
+        &h,
+        NewApiKey {
+            rate_limit: Some(RateLimit::new(1_000, 86_400).unwrap()),
+            ..new_key(h.org, Some(1))
+        },
+    )
+    .await;
     let (id, text) = (issued.key.id, issued.secret.expose().to_owned());
     let read = Scopes::new(vec![Scope::parse("read").unwrap()]).unwrap();
     let write = Scopes::new(vec![Scope::parse("write").unwrap()]).unwrap();
@@ -702,18 +681,15 @@ async fn usage_is_counted_by_outcome(f: &impl Fixture, parts: ServiceParts) {
 
     // The other outcomes, an hour later.
     h.clock.advance(Duration::hours(1));
-    let limited = h
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                rate_limit: Some(RateLimit::new(1, 86_400).unwrap()),
-                remaining: Some(0),
-                ..new_key(h.org, None)
-            },
-        )
-        .await
-        .unwrap();
+    let limited = issue_key(
+        &h,
+        NewApiKey {
+            rate_limit: Some(RateLimit::new(1, 86_400).unwrap()),
+            remaining: Some(0),
+            ..new_key(h.org, None)
+        },
+    )
+    .await;
     let limited_text = limited.secret.expose().to_owned();
     for expected in ["USAGE_EXCEEDED", "RATE_LIMITED"] {
         let check = h.keys.check(&limited_text, &read).await.unwrap();
@@ -787,10 +763,14 @@ async fn usage_is_counted_by_outcome(f: &impl Fixture, parts: ServiceParts) {
     ));
 }
 
+/// Creates `new` through the harness's service.
+async fn issue_key(h: &ServiceHarness, new: NewApiKey) -> IssuedApiKey {
+    h.keys.create(&Actor::Operator, new).await.unwrap()
+}
+
 /// Creates `new` through the harness's service; the key's text.
 async fn issue(h: &ServiceHarness, new: NewApiKey) -> String {
-    let issued = h.keys.create(&Actor::Operator, new).await.unwrap();
-    issued.secret.expose().to_owned()
+    issue_key(h, new).await.secret.expose().to_owned()
 }
 
 /// How many of `n` verifications of `text` (for `read`), one after another, are valid.

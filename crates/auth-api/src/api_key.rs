@@ -274,7 +274,12 @@ pub struct CreateKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "openapi",
-        schema(min_length = 1, max_length = 128, example = "cus_4711")
+        schema(
+            min_length = 1,
+            max_length = 128,
+            pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$",
+            example = "cus_4711"
+        )
     )]
     pub external_id: Option<String>,
     /// At most `limit` valid verifications per window of `window_seconds`.
@@ -337,7 +342,7 @@ pub struct UpdateKey {
         deserialize_with = "present_or_null",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable, min_length = 1, max_length = 128))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable, min_length = 1, max_length = 128, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"))]
     pub external_id: Option<Option<String>>,
     /// New expiry: after now, at most 3650 days ahead; `null`: never expires.
     #[serde(

@@ -244,7 +244,11 @@ pub struct ListKeysQuery {
     /// Include revoked keys (`true`/`false`, default false).
     pub include_revoked: Option<String>,
     /// Only the keys issued for this external id (compared byte-exact).
-    #[param(min_length = 1, max_length = 128)]
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub external_id: Option<String>,
 }
 

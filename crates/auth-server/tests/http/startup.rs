@@ -625,6 +625,7 @@ async fn cli_prune_prints_what_it_deleted() {
         ("mfa_challenges", "2"),
         ("password_reset_requests", "3"),
         ("events", "2"),
+        ("api_key_usage", "0"),
     ] {
         assert!(
             stdout.lines().any(|line| {
@@ -642,7 +643,7 @@ async fn cli_prune_prints_what_it_deleted() {
         again["deleted"],
         serde_json::json!({
             "sessions": 0, "refresh_tokens": 0, "login_attempts": 0, "one_time_tokens": 0,
-            "mfa_challenges": 0, "password_reset_requests": 0, "events": 0
+            "mfa_challenges": 0, "password_reset_requests": 0, "events": 0, "api_key_usage": 0
         })
     );
 

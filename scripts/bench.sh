@@ -103,7 +103,7 @@ results=$OUT/results.jsonl
 run() {
   local name=$1 conns=$2 script=$3 path=$4 seconds=${5:-$DURATION}
   local line
-  line=$(python3 "$root/bench/run.py" "${RUN_PID:-$server_pid}" -- \
+  line=$(BENCH_WRK_THREADS=$THREADS python3 "$root/bench/run.py" "${RUN_PID:-$server_pid}" -- \
            wrk -t"$THREADS" -c"$conns" -d"${seconds}s" --timeout 10s --latency \
            -s "$BENCH_LUA/$script" "${RUN_BASE:-$base}$path")
   echo "{\"scenario\":\"$name\",\"connections\":$conns,${line#\{}" >> "$results"
@@ -343,7 +343,7 @@ if [[ "$wanted" == *" soak "* ]]; then
   server_pid=$!
   for _ in $(seq 1 100); do curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
   soak_wrk() { # NAME CONNECTIONS SCRIPT PATH
-    wrk -t1 -c"$2" -d"${soak_s}s" --timeout 10s --latency -s "$BENCH_LUA/$3" "$base$4" \
+    BENCH_WRK_THREADS=1 wrk -t1 -c"$2" -d"${soak_s}s" --timeout 10s --latency -s "$BENCH_LUA/$3" "$base$4" \
       | grep '^{' | tail -n 1 > "$OUT/soak-$1.json"
   }
   BENCH_TOKEN_FILE=$OUT/token.txt soak_wrk verify 16 get.lua /api/v1/auth/verify &

@@ -17,16 +17,22 @@ function M.json_escape(s)
   return (s:gsub('\\', '\\\\'):gsub('"', '\\"'))
 end
 
--- Each thread gets an id (0..n-1) and the thread count, to walk its own slice of inputs.
+-- Each thread gets an id (0..n-1) and the thread count, to walk its own slice of inputs. The
+-- count comes from BENCH_WRK_THREADS (wrk's -t), not from the threads set up so far: wrk runs
+-- a thread's `init` right after its own `setup`, before the next thread is set up, so a count
+-- taken then gave the first thread every input and slices that overlapped the others' (two
+-- threads presenting one refresh token: a reuse, and two sessions lost per collision).
 local threads = {}
 function M.setup(thread)
+  local total = assert(tonumber(os.getenv("BENCH_WRK_THREADS")), "set BENCH_WRK_THREADS to wrk's -t")
   thread:set("id", #threads)
+  thread:set("threads", total)
   threads[#threads + 1] = thread
-  for _, t in ipairs(threads) do t:set("threads", #threads) end
 end
 
--- wrk counts only socket errors and non-2xx/3xx as errors; scenarios whose success is
--- a 2xx with a given body count their own `bad` answers too.
+-- wrk counts socket errors and answers of 400 and above (`non2xx` below); scenarios whose
+-- success is a given status or body count, as `bad`, the answers below 400 that are not it,
+-- so that no answer is counted twice.
 function M.done(summary, latency, requests)
   local bad = 0
   for _, t in ipairs(threads) do bad = bad + (t:get("bad") or 0) end

@@ -25,7 +25,8 @@ function response(status, headers, body)
   local token = status == 200 and body:match('"refresh_token":"([^"]+)"')
   if token then
     free[#free + 1] = token
-  elseif status ~= 200 then
-    bad = bad + 1 -- a refused refresh: its session is gone from the pool
+  elseif status < 400 then
+    bad = bad + 1 -- an answer without a token (a refusal is counted by wrk as non-2xx)
   end
+  -- A session whose refresh was refused is gone from the pool.
 end

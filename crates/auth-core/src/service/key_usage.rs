@@ -117,19 +117,19 @@ impl UsageCounter {
         });
         let mut written = 0;
         while !pending.is_empty() {
-            let rest = pending.split_off(pending.len().min(MAX_BATCH));
-            let count = pending.len();
-            let (batch, result) = write(pending).await;
+            // From the end, so that each batch moves only its own entries (see `LastSeen`).
+            let batch = pending.split_off(pending.len().saturating_sub(MAX_BATCH));
+            let count = batch.len();
+            let (batch, result) = write(batch).await;
             if let Err(err) = result {
                 self.with(|counts| {
-                    for (id, hour, add) in batch.into_iter().chain(rest) {
+                    for (id, hour, add) in batch.into_iter().chain(pending) {
                         add_into(counts.entry((id, hour_index(hour))).or_default(), &add);
                     }
                 });
                 return Err(err);
             }
             written += count;
-            pending = rest;
         }
         Ok(written)
     }

@@ -56,17 +56,18 @@ impl<K: Hash + Eq + Clone> LastSeen<K> {
         };
         let mut written = 0;
         while !pending.is_empty() {
-            let rest = pending.split_off(pending.len().min(MAX_BATCH));
-            let count = pending.len();
-            let (batch, result) = write(pending).await;
+            // From the end: splitting the first batch off moved every id after it, once per
+            // batch (quadratic in the ids gathered).
+            let batch = pending.split_off(pending.len().saturating_sub(MAX_BATCH));
+            let count = batch.len();
+            let (batch, result) = write(batch).await;
             if let Err(err) = result {
-                for (id, at) in batch.into_iter().chain(rest) {
+                for (id, at) in batch.into_iter().chain(pending) {
                     self.note(id, at);
                 }
                 return Err(err);
             }
             written += count;
-            pending = rest;
         }
         Ok(written)
     }

@@ -21,7 +21,8 @@ end
 -- count comes from BENCH_WRK_THREADS (wrk's -t), not from the threads set up so far: wrk runs
 -- a thread's `init` right after its own `setup`, before the next thread is set up, so a count
 -- taken then gave the first thread every input and slices that overlapped the others' (two
--- threads presenting one refresh token: a reuse, and two sessions lost per collision).
+-- threads presenting one refresh token: a reuse, the session ended and both connections' tokens
+-- refused).
 local threads = {}
 function M.setup(thread)
   local total = assert(tonumber(os.getenv("BENCH_WRK_THREADS")), "set BENCH_WRK_THREADS to wrk's -t")

@@ -14,8 +14,8 @@ end
 function request()
   local token = table.remove(free)
   if not token then
-    -- No idle session: should not happen with enough sessions; counted, then retried.
-    bad = bad + 1
+    -- No idle session: should not happen with enough sessions. Its answer (a 200 without a
+    -- token) is counted as bad in `response`.
     return wrk.format("GET", "/health/live")
   end
   return wrk.format("POST", "/api/v1/auth/refresh", {["Content-Type"] = "application/json"},

@@ -20,11 +20,19 @@ pub fn has_control_chars(s: &str) -> bool {
     // never occur inside a multi-byte sequence), and the C1 controls are exactly the
     // sequences C2 80..C2 9F (0xC2 is only ever a lead byte).
     let bytes = s.as_bytes();
+    // First one pass with no early exit, which the compiler vectorises: printable ASCII
+    // alone (every token and most text) ends here. A C0 control, DEL or any non-ASCII byte
+    // sends the string to the exact look.
+    if !bytes
+        .iter()
+        .fold(false, |seen, &b| seen | !(0x20..0x7f).contains(&b))
+    {
+        return false;
+    }
     bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
-        || (!s.is_ascii()
-            && bytes
-                .windows(2)
-                .any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1])))
+        || bytes
+            .windows(2)
+            .any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]))
 }
 
 /// True when `s` contains a Unicode format character (general category Cf), e.g. U+200B
@@ -158,6 +166,23 @@ mod tests {
                 "U+{:04X}",
                 c as u32
             );
+        }
+    }
+
+    /// A control anywhere in a token-sized string, printable ASCII around it, is found.
+    #[test]
+    fn a_control_is_found_at_every_place_of_a_long_string() {
+        let clean = "eyJhbGciOiJIUzI1NiJ9.".repeat(15);
+        assert!(!has_control_chars(&clean));
+        for at in 0..clean.len() {
+            for control in ["\0", "\n", "\u{7f}", "\u{85}"] {
+                let mut dirty = clean.clone();
+                dirty.insert_str(at, control);
+                assert!(has_control_chars(&dirty), "{control:?} at {at}");
+            }
+            let mut accented = clean.clone();
+            accented.insert(at, 'é');
+            assert!(!has_control_chars(&accented), "é at {at}");
         }
     }
 

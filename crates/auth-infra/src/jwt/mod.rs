@@ -483,6 +483,18 @@ impl TokenSigner for JwtSigner {
     }
 
     fn kind(&self, token: &str) -> Option<TokenKind> {
+        // Under HS256 this signer writes one fixed header per kind: a token it issued is told
+        // by comparing its first segment, with no decoding. Anything else (another writer's
+        // header, an asymmetric key's) is read leniently; either way verification decides.
+        if let Keyring::Hs256 { headers, .. } = &self.keys {
+            let first = token.split_once('.').map_or(token, |(first, _)| first);
+            if first == headers.access {
+                return Some(TokenKind::User);
+            }
+            if first == headers.device {
+                return Some(TokenKind::Device);
+            }
+        }
         match header::read_typ(token)?.as_str() {
             ACCESS_TOKEN_TYP => Some(TokenKind::User),
             DEVICE_TOKEN_TYP => Some(TokenKind::Device),
@@ -663,6 +675,16 @@ mod tests {
             Err(TokenRejection::Expired)
         );
         assert_eq!(s.kind("garbage"), None);
+        // A header this signer did not write (other member order) is still routed by its typ.
+        for (typ, kind) in [
+            ("at+jwt", TokenKind::User),
+            ("device+jwt", TokenKind::Device),
+        ] {
+            let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"typ":"{typ}","alg":"HS256"}}"#));
+            assert_eq!(s.kind(&format!("{header}.e30.c2ln")), Some(kind), "{typ}");
+        }
+        let other = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"HS256"}"#);
+        assert_eq!(s.kind(&format!("{other}.e30.c2ln")), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use super::last_seen::MAX_BATCH;
+use super::last_seen::write_in_batches;
 use crate::model::{ApiKeyId, KeyOutcome, UsageCounts, hour_of};
 use crate::ports::StoreError;
 
@@ -98,40 +98,32 @@ impl UsageCounter {
         self.with(|counts| counts.len())
     }
 
-    /// Hands the gathered counts to `write` in batches of at most [`MAX_BATCH`]; a batch that
-    /// fails is added back, with every batch after it, for the next flush (counts made
-    /// meanwhile add to them). Returns how many keys and hours were written.
+    /// Hands the gathered counts to `write` in batches of at most
+    /// [`MAX_BATCH`](super::last_seen::MAX_BATCH); a batch that fails is added back, with
+    /// every batch after it, for the next flush (counts made meanwhile add to them). Returns
+    /// how many keys and hours were written.
     ///
     /// # Errors
     /// The first failed write's error.
-    pub async fn flush<F, Fut>(&self, mut write: F) -> Result<usize, StoreError>
+    pub async fn flush<F, Fut>(&self, write: F) -> Result<usize, StoreError>
     where
         F: FnMut(CountBatch) -> Fut,
         Fut: Future<Output = (CountBatch, Result<(), StoreError>)>,
     {
-        let mut pending: CountBatch = self.with(|counts| {
+        let pending: CountBatch = self.with(|counts| {
             counts
                 .drain()
                 .map(|((id, hour), entry)| (id, hour_start(hour), counts_of(entry)))
                 .collect()
         });
-        let mut written = 0;
-        while !pending.is_empty() {
-            // From the end, so that each batch moves only its own entries (see `LastSeen`).
-            let batch = pending.split_off(pending.len().saturating_sub(MAX_BATCH));
-            let count = batch.len();
-            let (batch, result) = write(batch).await;
-            if let Err(err) = result {
-                self.with(|counts| {
-                    for (id, hour, add) in batch.into_iter().chain(pending) {
-                        add_into(counts.entry((id, hour_index(hour))).or_default(), &add);
-                    }
-                });
-                return Err(err);
-            }
-            written += count;
-        }
-        Ok(written)
+        write_in_batches(pending, write, |unwritten| {
+            self.with(|counts| {
+                for (id, hour, add) in unwritten {
+                    add_into(counts.entry((id, hour_index(hour))).or_default(), &add);
+                }
+            });
+        })
+        .await
     }
 }
 

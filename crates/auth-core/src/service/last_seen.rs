@@ -45,32 +45,53 @@ impl<K: Hash + Eq + Clone> LastSeen<K> {
     ///
     /// # Errors
     /// The first failed write's error.
-    pub async fn flush<F, Fut>(&self, mut write: F) -> Result<usize, StoreError>
+    pub async fn flush<F, Fut>(&self, write: F) -> Result<usize, StoreError>
     where
         F: FnMut(Vec<(K, DateTime<Utc>)>) -> Fut,
         Fut: Future<Output = (Vec<(K, DateTime<Utc>)>, Result<(), StoreError>)>,
     {
-        let mut pending: Vec<(K, DateTime<Utc>)> = {
+        let pending: Vec<(K, DateTime<Utc>)> = {
             let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             seen.drain().collect()
         };
-        let mut written = 0;
-        while !pending.is_empty() {
-            // From the end: splitting the first batch off moved every id after it, once per
-            // batch (quadratic in the ids gathered).
-            let batch = pending.split_off(pending.len().saturating_sub(MAX_BATCH));
-            let count = batch.len();
-            let (batch, result) = write(batch).await;
-            if let Err(err) = result {
-                for (id, at) in batch.into_iter().chain(pending) {
-                    self.note(id, at);
-                }
-                return Err(err);
+        write_in_batches(pending, write, |unwritten| {
+            for (id, at) in unwritten {
+                self.note(id, at);
             }
-            written += count;
-        }
-        Ok(written)
+        })
+        .await
     }
+}
+
+/// Hands `pending` to `write` in batches of at most [`MAX_BATCH`]. At the first failed write,
+/// that batch and every one not yet written go to `keep` (for the next flush) and the error is
+/// returned; otherwise, how many were written.
+///
+/// # Errors
+/// The first failed write's error.
+pub(crate) async fn write_in_batches<T, F, Fut>(
+    mut pending: Vec<T>,
+    mut write: F,
+    keep: impl FnOnce(std::iter::Chain<std::vec::IntoIter<T>, std::vec::IntoIter<T>>),
+) -> Result<usize, StoreError>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = (Vec<T>, Result<(), StoreError>)>,
+{
+    let mut written = 0;
+    while !pending.is_empty() {
+        // From the end: splitting the first batch off moved every entry after it, once per
+        // batch (quadratic in the entries gathered).
+        let batch = pending.split_off(pending.len().saturating_sub(MAX_BATCH));
+        let count = batch.len();
+        let (batch, result) = write(batch).await;
+        if let Err(err) = result {
+            keep(batch.into_iter().chain(pending));
+            return Err(err);
+        }
+        written += count;
+    }
+    Ok(written)
 }
 
 /// The most ids one write carries.

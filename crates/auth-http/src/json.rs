@@ -4,6 +4,7 @@
 //! [`BODY_TIMEOUT`] (408 otherwise), so a client trickling it cannot hold a connection.
 
 use std::future::Future as _;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::dev::Payload;
@@ -50,13 +51,27 @@ async fn read_body(declared_len: Option<usize>, payload: Payload) -> Result<Byte
     }
     let mut read = std::pin::pin!(read_chunks(declared_len, payload));
     // A small body has usually arrived with its head: read it without arming a timer (one
-    // timer entry registered and removed per request otherwise). Only a body still on its way
-    // after that first look gets the deadline, counted from then.
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
-    if let std::task::Poll::Ready(body) = first {
+    // timer entry registered and removed per request otherwise). actix polls the handler as
+    // soon as it has parsed the head, before it hands over the body that came in the same
+    // read, and polls it again once it has; so the body is looked for twice. The task wakes
+    // itself after the first look, so that the second one comes whatever actix does. Only a
+    // body still on its way after both looks gets the deadline, counted from the first.
+    let mut first_look = None;
+    let early = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+        Poll::Ready(body) => Poll::Ready(Some(body)),
+        Poll::Pending if first_look.is_none() => {
+            first_look = Some(tokio::time::Instant::now());
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await;
+    if let Some(body) = early {
         return body;
     }
-    tokio::time::timeout(BODY_TIMEOUT, read)
+    let started = first_look.unwrap_or_else(tokio::time::Instant::now);
+    tokio::time::timeout_at(started + BODY_TIMEOUT, read)
         .await
         .unwrap_or_else(|_| Err(ApiError::request_timeout(BODY_TIMEOUT)))
 }

@@ -16,5 +16,6 @@ mod key_lookups;
 mod migrations;
 mod outbox;
 mod pool_breaker;
+mod pool_shards;
 mod prune;
 mod smtp;

@@ -316,6 +316,45 @@ async fn large_answers_are_compressed_but_never_secrets() {
     app.stop().await;
 }
 
+/// A head that announces a body which never comes does not hold the connection past the body
+/// timeout (10 s) either: nothing wakes the reader after its first look, so the deadline must
+/// already be running by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_body_that_never_comes_times_out_with_408() {
+    let app = TestApp::start(Backend::Memory).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/auth/verify-token HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") || !answer.ends_with(b"}") {
+        let n = tokio::time::timeout(
+            Duration::from_secs(20).saturating_sub(started.elapsed()),
+            stream.read(&mut buf),
+        )
+        .await
+        .expect("an answer within 20 s")
+        .unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"REQUEST_TIMEOUT\""), "{text}");
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(15)).contains(&elapsed),
+        "{elapsed:?}"
+    );
+    app.stop().await;
+}
+
 /// A body sent a byte at a time does not hold the connection past the body timeout (10 s):
 /// the answer is 408 problem+json.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

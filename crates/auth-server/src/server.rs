@@ -32,10 +32,14 @@ impl std::fmt::Debug for Running {
 /// When the listener cannot be used.
 pub fn start(state: AppState, listener: TcpListener, signals: bool) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
-    let mut server = HttpServer::new(move || auth_http::app(state.clone()))
-        .listen(listener)?
-        .shutdown_timeout(10)
-        .client_request_timeout(Duration::from_secs(10));
+    // The factory runs once on each worker thread: each gets a share of the database pool.
+    let mut server = HttpServer::new(move || {
+        auth_infra::postgres::mark_request_thread();
+        auth_http::app(state.clone())
+    })
+    .listen(listener)?
+    .shutdown_timeout(10)
+    .client_request_timeout(Duration::from_secs(10));
     if !signals {
         server = server.disable_signals();
     }

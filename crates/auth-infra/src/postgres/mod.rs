@@ -37,7 +37,7 @@ pub use organization::PgOrganizationRepository;
 pub use outbox::PgMailOutbox;
 pub use pool::{
     BREAKER_FAILURES, BREAKER_MAX_OPEN, BREAKER_MIN_OPEN, DbConnection, DbPool, PoolSettings,
-    PoolState, build_pool,
+    PoolState, build_pool, mark_request_thread,
 };
 pub use prune::{PRUNE_BATCH_ROWS, PRUNE_LOCK_KEY, PgPruner};
 pub use session::PgSessionRepository;

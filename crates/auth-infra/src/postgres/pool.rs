@@ -19,6 +19,7 @@
 //! has room, or waits for one of its shard; only after a quarter of `AUTH_DB_TIMEOUT_MS`
 //! does it wait for any shard's, so one thread can still use every connection.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ use failsafe::backoff::{self, Exponential};
 use failsafe::failure_policy::{self, ConsecutiveFailures};
 use failsafe::{Instrument, StateMachine};
 use futures::FutureExt as _;
+use futures::future::Either;
 
 use super::connect::Connector;
 use super::error::pool_error;
@@ -62,6 +64,24 @@ pub struct DbPool {
     timeout: Duration,
     /// `auth_db_pool_wait_seconds`, looked up once rather than on every checkout.
     wait: metrics::Histogram,
+    /// Callers waiting for a connection (one that waits in several shards' queues counts once).
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a caller among the waiting ones while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for DbPool {
@@ -74,12 +94,41 @@ impl std::fmt::Debug for DbPool {
     }
 }
 
-/// The next thread to touch a pool gets this number.
+/// Request threads marked so far ([`mark_request_thread`]); each got the next number.
+static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
+/// Threads that were not marked, numbered as they first take a connection.
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// This thread's number, in the order threads first took a connection.
+    /// This thread's number among the request threads, once marked.
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+    /// This thread's number among the unmarked threads.
     static THREAD: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Gives the calling thread a shard of its own in every pool (shared with other request
+/// threads only when there are more threads than shards). Call it once on each thread that
+/// serves requests: `auth-server` does, from actix-web's app factory, which runs once on each
+/// worker thread. Threads that are not marked (the background tasks') share the first shard;
+/// while no thread of the process is marked, every thread is spread over all shards.
+pub fn mark_request_thread() {
+    WORKER.with(|worker| {
+        if worker.get().is_none() {
+            worker.set(Some(NEXT_WORKER.fetch_add(1, Ordering::Relaxed)));
+        }
+    });
+}
+
+/// The calling thread's shard among `shards`: shard 0 is the background tasks'.
+fn home(shards: usize) -> usize {
+    if shards == 1 {
+        return 0;
+    }
+    match WORKER.with(Cell::get) {
+        Some(worker) => 1 + worker % (shards - 1),
+        None if NEXT_WORKER.load(Ordering::Relaxed) > 0 => 0,
+        None => THREAD.with(|n| *n) % shards,
+    }
 }
 
 /// Fewest connections a shard is given: a thread whose shard holds fewer waits for its own
@@ -93,9 +142,19 @@ fn shard_count(max_size: usize, workers: usize) -> usize {
     (workers + 1).min(max_size / MIN_SHARD).max(1)
 }
 
-/// `max_size` connections spread over `shards` as evenly as can be.
+/// `max_size` connections over `shards`: [`MIN_SHARD`] to the background tasks' (shard 0)
+/// when there are several, the rest spread over the request threads' as evenly as can be.
 fn shard_sizes(max_size: usize, shards: usize) -> impl Iterator<Item = usize> {
-    (0..shards).map(move |i| max_size / shards + usize::from(i < max_size % shards))
+    let (background, workers) = if shards == 1 {
+        (max_size, 0)
+    } else {
+        (MIN_SHARD, shards - 1)
+    };
+    let rest = max_size - background.min(max_size);
+    (0..shards).map(move |i| match i {
+        0 => background,
+        i => rest / workers + usize::from(i - 1 < rest % workers),
+    })
 }
 
 /// The database is known to be down: the breaker is open.
@@ -168,37 +227,48 @@ impl DbPool {
 
     /// A connection: an idle one of this thread's shard (or a new one while the shard has
     /// room), else the first to come free in this thread's shard within a quarter of the
-    /// timeout, else the first to come free in any shard.
+    /// timeout, else the first to come free in any shard (the thread keeps its place in its
+    /// own shard's queue meanwhile). Of the other shards, only one that has room may open a
+    /// connection for it.
     async fn checkout(&self) -> Result<DbConnection, PoolError> {
-        let home = THREAD.with(|n| *n) % self.shards.len();
+        let home = home(self.shards.len());
         let own = &self.shards[home];
-        if self.shards.len() == 1 {
-            return own.get().await;
-        }
-        let timeouts = own.timeouts();
         let at_once = Timeouts {
             wait: Some(Duration::ZERO),
-            ..timeouts
+            ..own.timeouts()
         };
         match own.timeout_get(&at_once).await {
             Err(PoolError::Timeout(TimeoutType::Wait)) => {}
             done => return done,
         }
+        let _waiting = Waiting::enter(&self.waiting);
+        let own_wait = Box::pin(own.get());
+        if self.shards.len() == 1 {
+            return own_wait.await;
+        }
         // A busy shard frees a connection within milliseconds; waiting there keeps the
         // connection on its thread. Only a shard held up for longer (long statements on
-        // this thread, idle connections elsewhere) sends its callers to the others.
-        let first_wait = Timeouts {
-            wait: Some(self.timeout / 4),
-            ..timeouts
+        // this thread, idle connections elsewhere) sends its callers to the others too.
+        let pause = Box::pin(tokio::time::sleep(self.timeout / 4));
+        let own_wait = match futures::future::select(own_wait, pause).await {
+            Either::Left((got, _)) => return got,
+            Either::Right(((), own_wait)) => own_wait,
         };
-        match own.timeout_get(&first_wait).await {
-            Err(PoolError::Timeout(TimeoutType::Wait)) => {}
-            done => return done,
-        }
-        // Wait in every shard's queue, and take what comes first (a connection, or a failure
-        // to open one, as a single pool would answer).
-        let waits = self.shards.iter().map(|shard| Box::pin(shard.get()));
-        futures::future::select_all(waits).await.0
+        let mut opener = false;
+        let others = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|&(i, shard)| {
+                let status = shard.status();
+                i != home
+                    && (status.size >= status.max_size || !std::mem::replace(&mut opener, true))
+            })
+            .map(|(_, shard)| Box::pin(shard.get()));
+        // The first to come: a connection, or a failure to open one, as a single pool answers.
+        futures::future::select_all(std::iter::once(own_wait).chain(others))
+            .await
+            .0
     }
 
     /// Runs one database operation (getting its connection included) within
@@ -238,7 +308,7 @@ impl DbPool {
     /// The pool's size, idle connections and waiters.
     #[must_use]
     pub fn state(&self) -> PoolState {
-        self.shards.iter().map(Pool::status).fold(
+        let mut all = self.shard_states().into_iter().fold(
             PoolState {
                 size: 0,
                 available: 0,
@@ -248,10 +318,30 @@ impl DbPool {
             |all, shard| PoolState {
                 size: all.size + shard.size,
                 available: all.available + shard.available,
-                waiting: all.waiting + shard.waiting,
+                waiting: 0,
                 max_size: all.max_size + shard.max_size,
             },
-        )
+        );
+        all.waiting = self.waiting.load(Ordering::Relaxed);
+        all
+    }
+
+    /// Each shard's size, idle connections and waiters (a caller waiting in several shards'
+    /// queues counts in each); the background tasks' shard first.
+    #[must_use]
+    pub fn shard_states(&self) -> Vec<PoolState> {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let status = shard.status();
+                PoolState {
+                    size: status.size,
+                    available: status.available,
+                    waiting: status.waiting,
+                    max_size: status.max_size,
+                }
+            })
+            .collect()
     }
 
     /// Publishes the pool's state as gauges (called when `/metrics` is scraped).
@@ -381,6 +471,7 @@ pub fn build_pool(database_url: &str, settings: PoolSettings) -> Result<DbPool, 
         breaker: StateMachine::new(policy, BreakerMetrics),
         timeout: settings.timeout,
         wait: metrics::histogram!("auth_db_pool_wait_seconds"),
+        waiting: Arc::new(AtomicUsize::new(0)),
     })
 }
 
@@ -389,7 +480,7 @@ mod tests {
     use super::{MIN_SHARD, shard_count, shard_sizes};
 
     #[test]
-    fn shards_hold_exactly_the_configured_connections_and_none_is_empty() {
+    fn shards_hold_exactly_the_configured_connections_and_none_is_small() {
         for max_size in 1..=64 {
             for workers in 1..=16 {
                 let shards = shard_count(max_size, workers);
@@ -405,11 +496,17 @@ mod tests {
                     sizes.iter().all(|&n| n >= MIN_SHARD.min(max_size)),
                     "{sizes:?}"
                 );
-                assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+                if shards > 1 {
+                    assert_eq!(sizes[0], MIN_SHARD, "the background shard");
+                    let workers = &sizes[1..];
+                    let (most, least) = (workers.iter().max(), workers.iter().min());
+                    assert!(most.unwrap() - least.unwrap() <= 1, "{sizes:?}");
+                }
             }
         }
         assert_eq!(shard_count(16, 2), 3);
-        assert_eq!(shard_sizes(16, 3).collect::<Vec<_>>(), [6, 5, 5]);
+        assert_eq!(shard_sizes(16, 3).collect::<Vec<_>>(), [4, 6, 6]);
+        assert_eq!(shard_sizes(13, 3).collect::<Vec<_>>(), [4, 5, 4]);
         assert_eq!(shard_count(1, 8), 1);
         assert_eq!(shard_count(7, 2), 1);
         assert_eq!(shard_count(16, 8), 4);

@@ -1,10 +1,10 @@
-//! The pool's shards: a thread prefers the connections it opened, but never gets fewer than
-//! the pool holds, and a connection freed in any shard goes to whoever waits.
+//! The pool's shards: a request thread uses its own shard's connections first, but never gets
+//! fewer than the pool holds, and a connection freed in any shard goes to whoever waits.
 
 use std::time::Duration;
 
 use auth_core::ports::StoreError;
-use auth_infra::postgres::{DbConnection, DbPool, PoolSettings, build_pool};
+use auth_infra::postgres::{DbConnection, DbPool, PoolSettings, build_pool, mark_request_thread};
 use auth_infra::test_support::TestDb;
 use diesel::sql_types::Integer;
 use diesel_async::RunQueryDsl as _;
@@ -104,4 +104,53 @@ async fn a_waiter_gets_the_connection_freed_in_any_shard() {
         assert!(started.elapsed() < WAIT, "handed over, not timed out");
         held.push(conn);
     }
+}
+
+// A request thread fills its own shard first, opening nothing in the others, and only after a
+// quarter of the timeout takes a connection from another shard.
+#[test]
+fn a_request_thread_uses_its_own_shard_first() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A thread of its own: marking is for the life of the thread.
+    std::thread::spawn(move || {
+        mark_request_thread();
+        runtime.block_on(async {
+            let db = TestDb::new().await;
+            let pool = pool(&db);
+            let mut held = Vec::new();
+            let mut before = pool.shard_states();
+            let slow = loop {
+                let started = std::time::Instant::now();
+                held.push(pool.get().await.unwrap());
+                let took = started.elapsed();
+                if took >= WAIT / 4 {
+                    break took;
+                }
+                assert!(held.len() < CONNECTIONS, "never waited");
+                before = pool.shard_states();
+            };
+            // Before the one that waited: every connection in one shard, which is full, and
+            // none in the background shard or another request thread's.
+            let own = held.len() - 1;
+            assert!(before.len() >= 2, "{before:?}");
+            assert_eq!(
+                before[0].size, 0,
+                "the background shard untouched: {before:?}"
+            );
+            let used: Vec<_> = before.iter().filter(|s| s.size > 0).collect();
+            assert_eq!(
+                used.len(),
+                1,
+                "{own} fast ones, all from one shard: {before:?}"
+            );
+            assert_eq!((used[0].size, used[0].max_size), (own, own), "{before:?}");
+            assert!(slow < WAIT, "then one from another shard: {slow:?}");
+            assert_eq!(pool.state().size, own + 1);
+        });
+    })
+    .join()
+    .unwrap();
 }

@@ -317,8 +317,8 @@ async fn large_answers_are_compressed_but_never_secrets() {
 }
 
 /// A head that announces a body which never comes does not hold the connection past the body
-/// timeout (10 s) either: nothing wakes the reader after its first look, so the deadline must
-/// already be running by then.
+/// timeout (10 s) either: the reader, which looks for a body before it arms the deadline, must
+/// arm it although not one byte of the body arrives to wake it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announced_body_that_never_comes_times_out_with_408() {
     let app = TestApp::start(Backend::Memory).await;

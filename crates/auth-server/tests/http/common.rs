@@ -168,8 +168,12 @@ impl TestApp {
         tokio::spawn(running.server);
         let app = Self {
             base: format!("http://{}", running.addr),
+            // Idle connections are dropped before the server's keep-alive (actix: 5 s) can
+            // close them: a request sent on a connection as the server closes it gets no
+            // answer (`IncompleteMessage`), and a POST is not retried.
             client: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
                 .build()
                 .expect("client"),
 

@@ -53,11 +53,13 @@ fn free_port() -> u16 {
 }
 
 /// An HTTP client for tests: no proxy from the environment, no redirects, and a timeout so a
-/// hung server fails the test instead of hanging it.
+/// hung server fails the test instead of hanging it. Idle connections are dropped before the
+/// server's keep-alive (5 s) closes them, which would fail a request sent at that moment.
 pub fn client() -> Client {
     Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(15))
         .build()
         .expect("client")

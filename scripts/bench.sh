@@ -76,7 +76,7 @@ export DATABASE_URL HOST=127.0.0.1 PORT=$port BCRYPT_ROUNDS=$ROUNDS LOG_LEVEL=wa
   JWT_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 base=http://127.0.0.1:$port
 
-echo "seeding: $KEYS API keys, $UNKNOWN unknown keys, 1000 devices, 256 sessions, 2000 keys of the mixed scenario" >&2
+echo "seeding: $KEYS API keys, $UNKNOWN unknown keys, 1000 devices, 256 sessions refreshed 200 times each, 2000 keys of the mixed scenario" >&2
 "$seed_bin" --out "$OUT" --keys "$KEYS" --unknown-keys "$UNKNOWN" >&2
 
 # Let Postgres settle before anything is measured. The seed has just written some 200,000

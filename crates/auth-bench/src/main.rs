@@ -2,7 +2,11 @@
 //! writes the credentials they present, one per line, into `--out`:
 //!
 //! - `token.txt`: a user access token (`GET /auth/verify`, `POST /auth/verify-token`);
-//! - `refresh.txt`: one refresh token per open session (`POST /auth/refresh` chains them);
+//! - `refresh.txt`: one refresh token per open session (`POST /auth/refresh` chains them),
+//!   each after `--refresh-history` refreshes, so that the token table holds the spent tokens
+//!   of a service that has been running (with a table of a few hundred rows, Postgres caches a
+//!   sequential scan for the rotating statement and keeps it while the scenario grows the
+//!   table to tens of thousands);
 //! - `key.txt`: one API key (the cached verification);
 //! - `keys.txt`: `--keys` distinct API keys (the cold-cache verification);
 //! - `key_limited.txt`: one API key with a rate limit of 1,000,000 per second (every
@@ -65,6 +69,10 @@ struct Args {
     /// Sessions opened for the refresh scenario.
     #[arg(long, default_value_t = 256)]
     sessions: usize,
+    /// Refreshes made in each session before its token is written: the spent tokens a
+    /// running service keeps (for reuse detection) until the session ends.
+    #[arg(long, default_value_t = 200)]
+    refresh_history: usize,
     /// Keys of the mixed scenario's organization, besides its admin key.
     #[arg(long, default_value_t = 2_000)]
     mixed_keys: usize,
@@ -100,7 +108,11 @@ async fn main() -> Result<(), Error> {
     let policy = PasswordPolicy::default();
     let password = || Password::presented(PASSWORD);
 
-    eprintln!("seeding users and sessions");
+    eprintln!(
+        "seeding users and {} sessions, each refreshed {} times",
+        args.sessions.max(1),
+        args.refresh_history
+    );
     let login_email = Email::parse(LOGIN_EMAIL)?;
     if slow.auth.login(&login_email, &password()?).await.is_err() {
         slow.auth
@@ -129,14 +141,17 @@ async fn main() -> Result<(), Error> {
             false,
         )
         .await?;
+    let history = args.refresh_history;
     let sessions: Vec<_> = futures::stream::iter(0..args.sessions.max(1))
         .map(|_| {
             let auth = fast.auth.clone();
             let email = owner_email.clone();
             async move {
-                auth.login(&email, &Password::presented(PASSWORD)?)
-                    .await
-                    .map_err(Error::from)
+                let mut pair = auth.login(&email, &Password::presented(PASSWORD)?).await?;
+                for _ in 0..history {
+                    pair = auth.refresh(&pair.refresh_token).await?;
+                }
+                Ok::<_, Error>(pair)
             }
         })
         .buffer_unordered(PARALLEL)

@@ -19,6 +19,18 @@ pub(crate) fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
+    // The header as clients send it, `Bearer <token>` with a token of visible ASCII, is
+    // taken after one pass over the token with no early exit, which the compiler vectorises
+    // (the checks below went byte by byte, three times, and cost an eighth of a verification's
+    // instructions). Anything else takes the exact checks, so the answers do not change.
+    match plain_bearer(value.as_bytes()) {
+        Some(token) => Ok(Some(token)),
+        None => checked_bearer(value),
+    }
+}
+
+/// [`bearer_token`] for any header value, each fault named.
+fn checked_bearer(value: &header::HeaderValue) -> Result<Option<String>, ApiError> {
     // Visible ASCII and tabs only (`to_str`), so ASCII trimming and byte searches are exact;
     // a `char` pattern here cost more than the token's signature check.
     let value = value
@@ -37,6 +49,22 @@ pub(crate) fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError
         return Err(ApiError::refused(Refusal::ManyTokens));
     }
     Ok(Some(token.to_owned()))
+}
+
+/// The token of `Bearer <token>` (the scheme in any case) whose token is one or more bytes of
+/// visible ASCII (no space, tab or control); `None` for anything else.
+fn plain_bearer(value: &[u8]) -> Option<String> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") || token.is_empty() {
+        return None;
+    }
+    if token
+        .iter()
+        .fold(false, |seen, &b| seen | !(0x21..0x7f).contains(&b))
+    {
+        return None;
+    }
+    std::str::from_utf8(token).ok().map(str::to_owned)
 }
 
 /// Refuses a Bearer token that is one of our API keys (right prefix and checksum): the
@@ -137,5 +165,64 @@ impl FromRequest for Manager {
                 | ApiKeyVerdict::UsageExceeded(_) => Err(ApiError::refused(Refusal::KeyInvalid)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::HeaderValue;
+
+    use super::*;
+
+    /// Whatever the fast path takes, the exact checks answer the same; and the headers clients
+    /// send do take it.
+    #[test]
+    fn the_plain_bearer_path_answers_as_the_exact_checks() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLV8-";
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let value = format!("{scheme} {token}");
+            assert_eq!(plain_bearer(value.as_bytes()), Some(token.to_owned()));
+        }
+        let mut values: Vec<Vec<u8>> = [
+            "Bearer",
+            "Bearer ",
+            "Bearer  x",
+            "Bearer x ",
+            "Bearer x y",
+            "Bearer\tx",
+            "Bearerx",
+            "Basic x",
+            "Bearer x\ty",
+            "Bearer \u{7f}",
+            "Bearer é",
+            " Bearer x",
+            "Bearer ~!",
+        ]
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+        // Every byte in every position of a short token.
+        for position in 0..3 {
+            for byte in 0..=u8::MAX {
+                let mut value = b"Bearer abc".to_vec();
+                value[7 + position] = byte;
+                values.push(value);
+            }
+        }
+        for value in values {
+            let Ok(header) = HeaderValue::from_bytes(&value) else {
+                continue;
+            };
+            let exact = checked_bearer(&header).ok().flatten();
+            if let Some(fast) = plain_bearer(&value) {
+                assert_eq!(Some(fast), exact, "{value:?}");
+            } else {
+                // Not taken: only for what is not a single visible token after the scheme.
+                let visible = value.len() > 7
+                    && value[7..].iter().all(|b| (0x21..0x7f).contains(b))
+                    && value[..7].eq_ignore_ascii_case(b"bearer ");
+                assert!(!visible, "{value:?} should take the fast path");
+            }
+        }
     }
 }

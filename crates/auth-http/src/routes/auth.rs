@@ -170,7 +170,10 @@ pub async fn logout_all(
 )]
 #[get("/auth/verify")]
 pub async fn verify(caller: Authenticated) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(present::verify_response(&caller.0)))
+    Ok(crate::routes::json_body(
+        HttpResponse::Ok(),
+        &present::verify_response(&caller.0),
+    ))
 }
 
 /// Check any token the service issued; answers `valid:false` with a reason instead of 401.
@@ -202,5 +205,5 @@ pub async fn verify_token(
             Err(other) => return Err(other.into()),
         }
     };
-    Ok(HttpResponse::Ok().json(verdict))
+    Ok(crate::routes::json_body(HttpResponse::Ok(), &verdict))
 }

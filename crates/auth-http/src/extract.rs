@@ -201,11 +201,20 @@ mod tests {
         .iter()
         .map(|v| v.as_bytes().to_vec())
         .collect();
-        // Every byte in every position of a short token.
-        for position in 0..3 {
+        // Every byte in every position of the scheme, its space and a short token; and in
+        // positions spread over a long token (the vectorised loop's chunks and tail).
+        for position in 0..10 {
             for byte in 0..=u8::MAX {
                 let mut value = b"Bearer abc".to_vec();
-                value[7 + position] = byte;
+                value[position] = byte;
+                values.push(value);
+            }
+        }
+        let long = format!("Bearer {}", "a".repeat(300));
+        for position in [7, 8, 39, 40, 71, 150, 277, 300, 306] {
+            for byte in 0..=u8::MAX {
+                let mut value = long.as_bytes().to_vec();
+                value[position] = byte;
                 values.push(value);
             }
         }

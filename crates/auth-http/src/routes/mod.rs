@@ -24,7 +24,8 @@ pub(crate) fn no_store_json(
     json_body(response, body)
 }
 
-/// `response` with `body` as its JSON, as `HttpResponseBuilder::json` makes it, written into a
+/// `response` with `body` as its JSON and `Content-Type: application/json` (replacing one set
+/// before, which `HttpResponseBuilder::json` would keep; no caller sets one), written into a
 /// buffer that holds a token response at once: `json` starts at 128 bytes and grows by
 /// doubling, three reallocations and copies for a device or user token response.
 pub(crate) fn json_body(

@@ -82,22 +82,29 @@ base=http://127.0.0.1:$port
 echo "seeding: $KEYS API keys, $UNKNOWN unknown keys, 1000 devices, 256 sessions refreshed 200 times each, 2000 keys of the mixed scenario" >&2
 "$seed_bin" --out "$OUT" --keys "$KEYS" --unknown-keys "$UNKNOWN" >&2
 
-# Let Postgres settle before anything is measured. The seed has just written some 200,000
-# rows (the keys and their events); autovacuum and the checkpoint working through them took
-# CPU from the first scenarios (the ceiling's first run came out up to a seventh slower than its
-# last, run after everything else).
-if command -v psql >/dev/null; then
-  echo "vacuuming and checkpointing the seeded database" >&2
+# settle WHAT: vacuum and checkpoint the database and wait for autovacuum to be idle, so that
+# the next scenario does not share the cores with the last one's backlog. After the seed (some
+# 200,000 rows: the keys and their events) autovacuum and the checkpoint took CPU from the
+# first scenarios (the ceiling's first run came out up to a seventh slower than its last, run
+# after everything else). The cold-key scenarios leave a backlog of the same kind (a use
+# recorded for each of 100,000 keys: as many dead rows in api_keys), so the scenarios after
+# them start from a settled database too.
+settle() {
+  if ! command -v psql >/dev/null; then
+    echo "psql not found: measuring without vacuuming the database after $1" >&2
+    return
+  fi
+  echo "vacuuming and checkpointing the database after $1" >&2
   psql "$DATABASE_URL" -qX -v ON_ERROR_STOP=1 -c "VACUUM (ANALYZE)" -c "CHECKPOINT" >&2
+  local busy=0
   for _ in $(seq 1 60); do
     busy=$(psql "$DATABASE_URL" -qXAt -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
     [ "$busy" = 0 ] && break
     sleep 1
   done
-  [ "$busy" = 0 ] || echo "autovacuum still busy after 60 s: the first scenarios share the cores with it" >&2
-else
-  echo "psql not found: measuring without vacuuming the seeded database first" >&2
-fi
+  [ "$busy" = 0 ] || echo "autovacuum still busy after 60 s: the next scenarios share the cores with it" >&2
+}
+settle "the seed"
 
 "$server_bin" serve 2>"$OUT/server.log" &
 server_pid=$!
@@ -222,6 +229,7 @@ if want key-cold; then
   restart_server AUTH_CACHE_CAPACITY=1000
   BENCH_KEYS_FILE=$OUT/keys.txt paired key-cold "$CONNS" api_key.lua /api/v1/api-keys/verify
   restart_server
+  settle "the cold keys"
 fi
 if want key-batch; then
   BENCH_KEYS_FILE=$OUT/keys.txt run key-batch-100 "$CONNS" api_key_batch.lua /api/v1/api-keys/verify-batch
@@ -234,6 +242,7 @@ if want key-batch-cold; then
   restart_server AUTH_CACHE_CAPACITY=1000
   BENCH_KEYS_FILE=$OUT/keys.txt run key-batch-100-cold "$CONNS" api_key_batch.lua /api/v1/api-keys/verify-batch
   restart_server
+  settle "the cold batches"
 fi
 if want device; then
   BENCH_DEVICES_FILE=$OUT/devices.txt paired device-authenticate "$CONNS" device.lua /api/v1/devices/authenticate

@@ -25,7 +25,7 @@ def total(runs):
     return {
         "requests": requests,
         "seconds": round(seconds, 2),
-        "rps": round(requests / seconds, 1),
+        "rps": round(requests / seconds, 1) if seconds else 0.0,
         "p50_ms": statistics.median(r["p50_ms"] for r in runs),
         "p99_ms": max(r["p99_ms"] for r in runs),
         "max_ms": max(r["max_ms"] for r in runs),
@@ -39,6 +39,11 @@ def total(runs):
     }
 
 
+def ratio(a, b):
+    """a / b to three places, or None when the ceiling's slice measured nothing."""
+    return round(a / b, 3) if b else None
+
+
 def main():
     path, name, connections = sys.argv[1], sys.argv[2], int(sys.argv[3])
     lines = [json.loads(line) for line in open(path) if line.strip()]
@@ -49,8 +54,8 @@ def main():
     row["ceiling"] = total(ceiling)
     row["slices"] = [
         {
-            "rps_ratio": round(s["rps"] / c["rps"], 3),
-            "cpu_ratio": round(s["server_cpu_us_per_req"] / c["server_cpu_us_per_req"], 3),
+            "rps_ratio": ratio(s["rps"], c["rps"]),
+            "cpu_ratio": ratio(s["server_cpu_us_per_req"], c["server_cpu_us_per_req"]),
             "ceiling_rps": c["rps"],
             "ceiling_cpu_us_per_req": c["server_cpu_us_per_req"],
         }

@@ -144,7 +144,9 @@ print(f"{sys.argv[2]:<28} c={sys.argv[3]:<4} {r['rps']:>10.1f} req/s   p50 {r['p
       f"generator {r['generator_cores']:.2f}/{r['generator_threads']} cores{busy}   errors {r['errors']}")
 if "ceiling" in r:
     c = r["ceiling"]
-    spread = lambda k: f"{min(s[k] for s in r['slices']):.2f}-{max(s[k] for s in r['slices']):.2f}"
+    def spread(k):
+        v = [s[k] for s in r["slices"] if s[k] is not None]
+        return f"{min(v):.2f}-{max(v):.2f}" if v else "n/a"
     print(f"{'  ceiling beside it':<28} c={sys.argv[3]:<4} {c['rps']:>10.1f} req/s   p50 {c['p50_ms']:>7.3f} ms   p99 {c['p99_ms']:>7.3f} ms   "
           f"server {c['server_cpu_us_per_req']:>6.2f} us/req   {len(r['slices'])} pairs of slices: "
           f"x throughput {spread('rps_ratio')}, x CPU/req {spread('cpu_ratio')}")

@@ -7,13 +7,13 @@ use auth_core::ports::{AccountRemover, DeleteAccountError, StoreError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel_async::{AsyncConnection as _, RunQueryDsl};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::error::classify;
 use super::events::{append_in, corrupt};
 use super::pool::DbPool;
-use super::schema::{memberships, sessions, users};
+use super::schema::{memberships, refresh_tokens, sessions, users};
 
 /// How a deletion ended inside its transaction.
 enum Deletion {
@@ -21,6 +21,39 @@ enum Deletion {
     NotFound,
     LastOwner(Uuid),
     LastAdministrator,
+}
+
+/// Deletes the refresh tokens of `sessions`, again and again until a statement finds none.
+///
+/// A refresh of one of these sessions that started before this transaction commits still sees
+/// its session, and may insert a successor token. Each statement here takes a fresh snapshot
+/// and keeps the rows it deletes locked until the commit, so:
+/// - a refresh whose token a statement deleted first waits for the commit, then finds the
+///   token gone and inserts nothing;
+/// - a refresh that locked its token first makes the statement wait for it; its successor is
+///   committed by then, and the next statement deletes it.
+///
+/// A refresh only presents a token committed before it began. When a statement finds nothing,
+/// every token of these sessions committed before its snapshot was deleted by an earlier
+/// statement, and is locked. A token committed after that snapshot would come from a refresh
+/// that succeeded, whose own token would have to be committed after the snapshot too, and so
+/// on back: no such chain can start, so once a statement finds none no refresh adds a token,
+/// and nothing is left behind whose session is gone. In practice the second statement finds
+/// none: another round needs a client to read its new token and present it between two
+/// statements of this loop. Bounded by the pool's deadline like the rest of the transaction.
+async fn delete_tokens(conn: &mut AsyncPgConnection, sessions: &[Uuid]) -> Result<(), DieselError> {
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    loop {
+        let deleted = diesel::delete(refresh_tokens::table)
+            .filter(refresh_tokens::session_id.eq_any(sessions))
+            .execute(conn)
+            .await?;
+        if deleted == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// Deletes accounts from Postgres.
@@ -123,14 +156,21 @@ impl AccountRemover for PgAccountRemover {
                     ended.sort();
                     let ended: Vec<SessionId> =
                         ended.into_iter().map(SessionId::from_uuid).collect();
-                    // The memberships explicitly, for their events; sessions and their
-                    // refresh tokens go with the row (`ON DELETE CASCADE`).
+                    // The memberships explicitly, for their events.
                     let mut left: Vec<(Uuid, String)> =
                         diesel::delete(memberships::table.filter(memberships::user_id.eq(id)))
                             .returning((memberships::organization_id, memberships::role))
                             .get_results(conn)
                             .await?;
                     left.sort();
+                    // Every session of the user, ended ones too, and their refresh tokens
+                    // (no foreign key deletes the tokens with their session).
+                    let all: Vec<Uuid> = diesel::delete(sessions::table)
+                        .filter(sessions::user_id.eq(id))
+                        .returning(sessions::id)
+                        .get_results(conn)
+                        .await?;
+                    delete_tokens(conn, &all).await?;
                     diesel::delete(users::table.find(id)).execute(conn).await?;
                     let mut events = Vec::with_capacity(left.len() + ended.len() + 1);
                     for (org, role) in left {

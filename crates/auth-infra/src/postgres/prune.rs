@@ -46,8 +46,8 @@ DELETE FROM refresh_tokens WHERE token_hash IN (
     SELECT token_hash FROM refresh_tokens WHERE session_id = ANY($1) LIMIT $2
 )";
 
-/// The sessions `$1`, their tokens already deleted (the `ON DELETE CASCADE` finds none). The
-/// end is checked again, though an ended session never comes back to life.
+/// The sessions `$1`, their tokens already deleted (no foreign key deletes them with the
+/// session). The end is checked again, though an ended session never comes back to life.
 const SESSIONS_SQL: &str = "\
 DELETE FROM sessions WHERE id = ANY($1) AND least(revoked_at, expires_at) < $2";
 

@@ -52,7 +52,10 @@ impl SessionRow {
 /// token is unspent, its session active and its user present, and returns the session with
 /// its user: nothing that can fail is left between spending the token and answering.
 /// Concurrent callers serialise on the token's row lock; the losers re-check
-/// `spent_at IS NULL`, find it set, and get no row.
+/// `spent_at IS NULL`, find it set, and get no row. The successor is inserted without a
+/// foreign key to its session (there is none: its lock on the session was a quarter of
+/// Postgres's work here); an account deletion racing this statement deletes it
+/// (`PgAccountRemover`).
 ///
 /// A typed query rather than `sql_query`, so that diesel-async keeps it as a prepared statement
 /// per connection: planning this statement cost Postgres about 120 µs on every refresh

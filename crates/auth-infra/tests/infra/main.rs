@@ -8,6 +8,7 @@
     reason = "tests: a failed expectation is a failed test"
 )]
 
+mod account_deletion;
 mod account_service;
 mod contract;
 mod event_log;

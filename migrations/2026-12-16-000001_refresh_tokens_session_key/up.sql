@@ -1,0 +1,21 @@
+-- The foreign key from `refresh_tokens` to `sessions` goes. Its check took a `FOR KEY SHARE`
+-- lock on the session on every login and every refresh: a write to the session's page and
+-- a WAL record of its own, which made Postgres's part of a refresh about a quarter larger
+-- (docs/benchmarks.md, "Refresh without the session key").
+--
+-- What the key did is now done by the two places that delete sessions, each in the
+-- transaction that deletes them:
+-- - retention deletes a batch of ended sessions' tokens before the sessions (as before; an
+--   ended session cannot be refreshed, so nothing races it);
+-- - an account deletion deletes its sessions, then their tokens until a statement finds
+--   none, all before it commits. A refresh that raced it either waits on a token row the
+--   deletion holds and then finds it gone, or finished in time for the next statement to
+--   see its successor (docs/decisions.md, "Refresh tokens without a foreign key").
+--
+-- A token row is refreshable only through a join on its session, so a row whose session is
+-- gone grants nothing either way. During a rolling upgrade an instance of the previous
+-- version deleting an account leaves its tokens behind (it counted on the cascade); the next
+-- deletion of the same sessions' tokens never comes, so those rows stay until a manual
+-- `DELETE FROM refresh_tokens rt WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id =
+-- rt.session_id)`.
+ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_session_id_fkey;

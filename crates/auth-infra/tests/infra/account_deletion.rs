@@ -6,28 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use auth_core::model::{Email, PasswordHash, Session, SessionId, TokenHash, User, UserId};
-use auth_core::ports::{
-    AccountRemover as _, Rotation, SessionRepository as _, UserRepository as _,
-};
+use auth_core::model::{Session, SessionId, TokenHash, UserId};
+use auth_core::ports::{AccountRemover as _, Rotation, SessionRepository as _};
 use auth_infra::postgres::DbPool;
 use auth_infra::test_support::TestStore;
 use chrono::Utc;
-use diesel::sql_types::BigInt;
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(pool: &DbPool, sql: &str) -> i64 {
-    let mut conn = pool.get().await.unwrap();
-    diesel_async::RunQueryDsl::get_result::<Count>(diesel::sql_query(sql), &mut conn)
-        .await
-        .unwrap()
-        .n
-}
+use crate::count;
 
 /// Token rows whose session no longer exists.
 async fn orphans(pool: &DbPool) -> i64 {
@@ -43,32 +28,26 @@ fn token() -> TokenHash {
     TokenHash::of(UserId::generate().to_string().as_bytes())
 }
 
-async fn stored_user(store: &TestStore, tag: &str) -> User {
-    let now = Utc::now();
-    let user = User {
-        id: UserId::generate(),
-        email: Email::parse(&format!("{tag}.{}@example.com", UserId::generate())).unwrap(),
-        display_name: None,
-        password_hash: PasswordHash::new(
-            "$2b$04$abcdefghijklmnopqrstuu5Ue0Yk1T6nX7Q8Ww1lYwLxY9gk3yZ1C".into(),
-        ),
-        is_admin: false,
-        email_verified_at: None,
-        disabled_at: None,
-        last_login_at: None,
-        created_at: now,
-        updated_at: now,
-    };
-    store.users.create(&user).await.unwrap();
-    user
+/// A user, written straight into the table: only its id matters here.
+async fn stored_user(store: &TestStore, tag: &str) -> UserId {
+    let id = UserId::generate();
+    let email = format!("{tag}.{id}@example.com");
+    store
+        .db
+        .execute(&format!(
+            "INSERT INTO users (id, email, email_normalized, password_hash, created_at, updated_at) \
+             VALUES ('{id}', '{email}', '{email}', 'x', now(), now())"
+        ))
+        .await;
+    id
 }
 
 /// A live session of `user` with its first token.
-async fn session(store: &TestStore, user: &User) -> (SessionId, TokenHash) {
+async fn session(store: &TestStore, user: UserId) -> (SessionId, TokenHash) {
     let now = Utc::now();
     let session = Session {
         id: SessionId::generate(),
-        user_id: user.id,
+        user_id: user,
         created_at: now,
         expires_at: now + chrono::Duration::days(30),
         revoked_at: None,
@@ -88,7 +67,7 @@ async fn account_deletion_deletes_every_token_of_its_sessions() {
         stored_user(&store, "gone").await,
         stored_user(&store, "kept").await,
     );
-    let (live, first) = session(&store, &gone).await;
+    let (live, first) = session(&store, gone).await;
     let next = token();
     assert!(matches!(
         store
@@ -98,9 +77,9 @@ async fn account_deletion_deletes_every_token_of_its_sessions() {
             .unwrap(),
         Rotation::Rotated { .. }
     ));
-    let (ended, _) = session(&store, &gone).await;
+    let (ended, _) = session(&store, gone).await;
     assert!(store.sessions.revoke(ended, Utc::now()).await.unwrap());
-    let (other, _) = session(&store, &kept).await;
+    let (other, _) = session(&store, kept).await;
     assert_eq!(
         count(&pool, "SELECT count(*) AS n FROM refresh_tokens").await,
         4
@@ -108,7 +87,7 @@ async fn account_deletion_deletes_every_token_of_its_sessions() {
 
     let ended_now = store
         .accounts
-        .delete_account(gone.id, Utc::now())
+        .delete_account(gone, Utc::now())
         .await
         .unwrap();
     assert_eq!(ended_now, vec![live]);
@@ -142,7 +121,7 @@ async fn a_refresh_racing_account_deletion_leaves_no_token_behind() {
         let user = stored_user(&store, &format!("racer{round}")).await;
         let mut sessions = Vec::new();
         for _ in 0..SESSIONS {
-            sessions.push(session(&store, &user).await);
+            sessions.push(session(&store, user).await);
         }
         let started = Arc::new(AtomicBool::new(false));
         let mut refreshers = Vec::new();
@@ -177,7 +156,7 @@ async fn a_refresh_racing_account_deletion_leaves_no_token_behind() {
         }
         store
             .accounts
-            .delete_account(user.id, Utc::now())
+            .delete_account(user, Utc::now())
             .await
             .unwrap();
         for refresher in refreshers {

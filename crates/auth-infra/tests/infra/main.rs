@@ -20,3 +20,21 @@ mod pool_breaker;
 mod pool_shards;
 mod prune;
 mod smtp;
+
+use auth_infra::postgres::DbPool;
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// The one number `sql` (`SELECT count(*) AS n …`) answers.
+async fn count(pool: &DbPool, sql: &str) -> i64 {
+    let mut conn = pool.get().await.unwrap();
+    // Named in full: imported, the trait's `execute` would shadow `TestDb::execute`.
+    diesel_async::RunQueryDsl::get_result::<Count>(diesel::sql_query(sql), &mut conn)
+        .await
+        .unwrap()
+        .n
+}

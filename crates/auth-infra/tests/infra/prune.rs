@@ -19,25 +19,10 @@ use auth_infra::postgres::{
 };
 use auth_infra::test_support::TestDb;
 use chrono::{DateTime, SecondsFormat, Utc};
-use diesel::sql_types::BigInt;
 use diesel_async::SimpleAsyncConnection as _;
 use secrecy::SecretSlice;
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// The one number `sql` (`SELECT count(*) AS n …`) answers.
-async fn count(pool: &DbPool, sql: &str) -> i64 {
-    let mut conn = pool.get().await.unwrap();
-    // Named in full: imported, the trait's `execute` would shadow `TestDb::execute`.
-    diesel_async::RunQueryDsl::get_result::<Count>(diesel::sql_query(sql), &mut conn)
-        .await
-        .unwrap()
-        .n
-}
+use crate::count;
 
 /// Whether some session holds the prune lock on this test's database (advisory locks are per
 /// database; a `bigint` key shows in `pg_locks` as its high half in `classid` and its low

@@ -25,10 +25,10 @@ use crate::memory::{ManualClock, MemoryStore};
 use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, CreditSpend, Credits, Device,
     DeviceId, DeviceMetadata, DeviceName, DisplayName, Email, EventAction, EventActor, EventTarget,
-    ExternalId, FailedLogin, LogEntry, LoginStep, LoginSubject, Member, Membership, OneTimeToken,
-    Organization, OrganizationId, OrganizationName, OutgoingMail, PasswordHash, RateLimit, Refill,
-    RefillPeriod, Role, Scope, Scopes, Session, SessionId, StoredEvent, StoredToken, TokenHash,
-    TokenPurpose, UsageBucket, UsageCounts, User, UserId, hour_of,
+    ExternalId, FailedLogin, HourUsage, LogEntry, LoginStep, LoginSubject, Member, Membership,
+    OneTimeToken, Organization, OrganizationId, OrganizationName, OutgoingMail, PasswordHash,
+    RateLimit, Refill, RefillPeriod, Role, Scope, Scopes, Session, SessionId, StoredEvent,
+    StoredToken, TokenHash, TokenPurpose, UsageBucket, UsageCounts, User, UserId, hour_of,
 };
 use crate::ports::{
     AccountRemover, AddMemberError, AddressConfirmation, AddressIssue, AdminChange, Admission,
@@ -1399,10 +1399,26 @@ async fn concurrent_leases_never_grant_past_the_limit(f: &impl Fixture) {
     assert_eq!((shorter.granted, shorter.taken), (5, 5));
 }
 
+/// One key's use in one hour, as an instance writes it.
+fn hour_usage(
+    key: ApiKeyId,
+    hour: DateTime<Utc>,
+    counts: UsageCounts,
+    last_used: Option<DateTime<Utc>>,
+) -> HourUsage {
+    HourUsage {
+        key,
+        hour,
+        counts,
+        last_used,
+    }
+}
+
 /// Counts recorded in 40 batches at once (as from many instances), each naming the same key
 /// and hours, and a key twice in one batch, add up exactly; a key that does not exist is
 /// skipped and the rest of its batch is added; `usage` answers the key's own hours of
-/// `[from, to)`, in order.
+/// `[from, to)` that counted a verification, in order (an hour with only a last use, a
+/// request the key authenticated, is not one).
 async fn concurrent_usage_counts_add_up(f: &impl Fixture) {
     let c = clock();
     let org = key_owner(f, c.now()).await;
@@ -1422,18 +1438,21 @@ async fn concurrent_usage_counts_add_up(f: &impl Fixture) {
     };
     let keys = f.api_keys();
     let batch = vec![
-        (a.id, h0, one(1, 0)),
-        (a.id, h1, one(2, 1)),
-        (a.id, h1, one(1, 0)),
-        (ApiKeyId::generate(), h0, one(5, 5)),
-        (b.id, h0, one(0, 3)),
+        hour_usage(a.id, h0, one(1, 0), Some(h0)),
+        hour_usage(a.id, h1, one(2, 1), None),
+        hour_usage(a.id, h1, one(1, 0), Some(h1)),
+        hour_usage(ApiKeyId::generate(), h0, one(5, 5), Some(h0)),
+        hour_usage(b.id, h0, one(0, 3), None),
+        hour_usage(b.id, h1, one(0, 0), Some(h1)),
     ];
-    let writes = (0..40).map(|_| keys.record_counts(&batch));
+    let writes = (0..40).map(|_| keys.record_usage(&batch));
     for result in futures::future::join_all(writes).await {
         result.unwrap();
     }
-    keys.record_counts(&[(a.id, h2, one(7, 0))]).await.unwrap();
-    keys.record_counts(&[]).await.unwrap();
+    keys.record_usage(&[hour_usage(a.id, h2, one(7, 0), Some(h2))])
+        .await
+        .unwrap();
+    keys.record_usage(&[]).await.unwrap();
     let bucket = |start, counts| UsageBucket { start, counts };
     assert_eq!(
         keys.usage(a.id, h0, h2 + Duration::hours(1)).await.unwrap(),
@@ -1453,15 +1472,32 @@ async fn concurrent_usage_counts_add_up(f: &impl Fixture) {
         [bucket(h0, one(0, 120))]
     );
     assert!(keys.usage(a.id, h2, h0).await.unwrap().is_empty());
+    let last_used = async |id| keys.find(id).await.unwrap().unwrap().last_used_at;
+    assert_eq!(last_used(a.id).await, Some(h2));
+    assert_eq!(last_used(b.id).await, Some(h1));
 }
 
 /// The retention pass deletes the counts of hours that began more than 90 days before it, and
-/// keeps the hour at the cutoff and later ones.
+/// keeps the hour at the cutoff and later ones. The last use of a key whose every hour is
+/// deleted stays its `last_used_at`, as does an older last use when the later hours kept only
+/// refused it.
 async fn prune_usage_older_than_ninety_days(f: &impl Fixture) {
     let c = clock();
     let org = key_owner(f, c.now()).await;
     let key = api_key(org.id, c.now());
-    f.api_keys().create(&key).await.unwrap();
+    let (gone, refused) = (
+        ApiKey {
+            key_hash: token("gone"),
+            ..api_key(org.id, c.now())
+        },
+        ApiKey {
+            key_hash: token("refused"),
+            ..api_key(org.id, c.now())
+        },
+    );
+    for k in [&key, &gone, &refused] {
+        f.api_keys().create(k).await.unwrap();
+    }
     let now = hour_of(c.now());
     let cutoff = now - Duration::days(90);
     let counts = UsageCounts {
@@ -1474,14 +1510,38 @@ async fn prune_usage_older_than_ninety_days(f: &impl Fixture) {
         cutoff,
         now,
     ];
-    let batch: Vec<_> = hours.iter().map(|h| (key.id, *h, counts)).collect();
-    f.api_keys().record_counts(&batch).await.unwrap();
+    let at = |hour: DateTime<Utc>| hour + Duration::microseconds(1_234_567);
+    let mut batch: Vec<_> = hours
+        .iter()
+        .map(|h| hour_usage(key.id, *h, counts, Some(at(*h))))
+        .collect();
+    let old = cutoff - Duration::hours(5);
+    batch.extend([
+        hour_usage(
+            gone.id,
+            old - Duration::hours(1),
+            counts,
+            Some(at(old) - Duration::hours(1)),
+        ),
+        hour_usage(gone.id, old, counts, Some(at(old))),
+        hour_usage(refused.id, old, counts, Some(at(old))),
+        hour_usage(
+            refused.id,
+            now,
+            UsageCounts {
+                revoked: 2,
+                ..UsageCounts::default()
+            },
+            None,
+        ),
+    ]);
+    f.api_keys().record_usage(&batch).await.unwrap();
     let report = f
         .pruner()
         .prune(&RetentionPolicy::default(), now)
         .await
         .unwrap();
-    assert_eq!(report.deleted().api_key_usage, 2, "{report:?}");
+    assert_eq!(report.deleted().api_key_usage, 5, "{report:?}");
     let kept: Vec<_> = f
         .api_keys()
         .usage(
@@ -1495,6 +1555,17 @@ async fn prune_usage_older_than_ninety_days(f: &impl Fixture) {
         .map(|b| b.start)
         .collect();
     assert_eq!(kept, [cutoff, now]);
+    let last_used = async |id| f.api_keys().find(id).await.unwrap().unwrap().last_used_at;
+    assert_eq!(last_used(key.id).await, Some(at(now)));
+    assert_eq!(last_used(gone.id).await, Some(at(old)));
+    assert_eq!(last_used(refused.id).await, Some(at(old)));
+    assert!(
+        f.api_keys()
+            .usage(gone.id, old - Duration::days(1), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A created key reads back field for field (scopes and optional times included, to the
@@ -2210,8 +2281,10 @@ async fn concurrent_key_rotations_one_winner(f: &impl Fixture) {
     assert_eq!(listed, expected);
 }
 
-/// `record_usage` keeps the latest of what is stored and what is given: it sets, moves
-/// forward, never back; unknown ids are ignored; an empty batch is fine.
+/// `record_usage` keeps the latest of what is stored and what is given as a key's
+/// `last_used_at`: it sets, moves forward, never back (a late batch of an earlier hour
+/// included); unknown ids are ignored; an empty batch is fine. Reads by id and in a list
+/// answer it.
 async fn record_usage_moves_forward(f: &impl Fixture) {
     let now = clock().now();
     let org = key_owner(f, now).await;
@@ -2221,46 +2294,54 @@ async fn record_usage_moves_forward(f: &impl Fixture) {
         stored_key(f, org.id, now).await,
     );
     let at = |micros: i64| now + Duration::microseconds(micros);
+    let used =
+        |id, at: DateTime<Utc>| hour_usage(id, hour_of(at), UsageCounts::default(), Some(at));
     let last_used = async |id: ApiKeyId| f.api_keys().find(id).await.unwrap().unwrap().last_used_at;
 
     f.api_keys().record_usage(&[]).await.unwrap();
     f.api_keys()
         .record_usage(&[
-            (a.id, at(10)),
-            (ApiKeyId::generate(), at(50)),
-            (b.id, at(20)),
+            used(a.id, at(10)),
+            used(ApiKeyId::generate(), at(50)),
+            used(b.id, at(20)),
         ])
         .await
         .unwrap();
     assert_eq!(last_used(a.id).await, Some(at(10)));
     assert_eq!(last_used(b.id).await, Some(at(20)));
 
-    // An older batch arriving late moves nothing back; a newer one moves forward.
+    // An older batch arriving late moves nothing back, in the same hour or an earlier one; a
+    // newer one moves forward, into a later hour too.
     f.api_keys()
-        .record_usage(&[(a.id, at(5)), (b.id, at(1_000_001))])
+        .record_usage(&[used(a.id, at(5)), used(b.id, at(7_200_000_001))])
+        .await
+        .unwrap();
+    f.api_keys()
+        .record_usage(&[used(b.id, at(3_600_000_000))])
         .await
         .unwrap();
     assert_eq!(last_used(a.id).await, Some(at(10)));
-    assert_eq!(last_used(b.id).await, Some(at(1_000_001)));
+    assert_eq!(last_used(b.id).await, Some(at(7_200_000_001)));
 
     // The same key twice in one batch: the later time wins, in either order.
     f.api_keys()
-        .record_usage(&[(a.id, at(40)), (a.id, at(30))])
+        .record_usage(&[used(a.id, at(40)), used(a.id, at(30))])
         .await
         .unwrap();
     assert_eq!(last_used(a.id).await, Some(at(40)));
     f.api_keys()
-        .record_usage(&[(ApiKeyId::generate(), at(1))])
+        .record_usage(&[used(ApiKeyId::generate(), at(1))])
         .await
         .unwrap();
     assert_eq!(last_used(untouched.id).await, None);
-    assert_eq!(
-        f.api_keys().find(a.id).await.unwrap().unwrap(),
-        ApiKey {
-            last_used_at: Some(at(40)),
-            ..a
-        }
-    );
+    let a_read = ApiKey {
+        last_used_at: Some(at(40)),
+        ..a.clone()
+    };
+    assert_eq!(f.api_keys().find(a.id).await.unwrap().unwrap(), a_read);
+    let listed = f.api_keys().list(org.id, false, None).await.unwrap();
+    let listed_a = listed.iter().find(|k| k.id == a.id).unwrap();
+    assert_eq!(listed_a, &a_read);
 }
 
 // ---- Values stored under older rules -------------------------------------------------------

@@ -20,10 +20,10 @@ use super::Fixture;
 use crate::memory::{ManualClock, NoCache};
 use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyName, ApiKeyPrefix, ApiKeySecret, CreditSpend, Device,
-    DeviceId, DeviceMetadata, DeviceSecret, Email, ExternalId, Organization, OrganizationId,
-    OrganizationName, PasswordHash, RateLimit, Refill, RefillPeriod, Scope, Scopes, TokenHash,
-    TokenRejection, UsageBucket, UsageCounts, UsageGranularity, User, UserId, by_day, day_of,
-    hour_of,
+    DeviceId, DeviceMetadata, DeviceSecret, Email, ExternalId, HourUsage, Organization,
+    OrganizationId, OrganizationName, PasswordHash, RateLimit, Refill, RefillPeriod, Scope, Scopes,
+    TokenHash, TokenRejection, UsageBucket, UsageCounts, UsageGranularity, User, UserId, by_day,
+    day_of, hour_of,
 };
 use crate::ports::{
     ApiKeyRepository, ChangeDeviceError, Clock as _, DeviceRepository, Lease, LeaseRequest,
@@ -224,9 +224,6 @@ impl ApiKeyRepository for CountingApiKeys {
     ) -> Result<ApiKey, RevokeApiKeyError> {
         self.inner.rotate(old, new, now).await
     }
-    async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
-        self.inner.record_usage(usage).await
-    }
     async fn spend_credit(
         &self,
         id: ApiKeyId,
@@ -243,14 +240,11 @@ impl ApiKeyRepository for CountingApiKeys {
         }
         self.inner.lease(id, request).await
     }
-    async fn record_counts(
-        &self,
-        counts: &[(ApiKeyId, DateTime<Utc>, UsageCounts)],
-    ) -> Result<(), StoreError> {
+    async fn record_usage(&self, usage: &[HourUsage]) -> Result<(), StoreError> {
         if AtomicBool::load(&self.down, Ordering::SeqCst) {
             return Err(StoreError::unavailable("database went away"));
         }
-        self.inner.record_counts(counts).await
+        self.inner.record_usage(usage).await
     }
     async fn usage(
         &self,
@@ -1077,17 +1071,17 @@ async fn batch_verification_looks_up_once(f: &impl Fixture, parts: ServiceParts)
     }
     assert_eq!(lookups.lookups(), before, "all cached");
 
-    // Uses are noted as single verifications note them: each key found valid once (the 100,
-    // the revoked key before its revocation, the fresh one).
-    assert_eq!(h.keys.flush_usage().await.unwrap(), 102);
-    assert_eq!(
-        h.keys
-            .get(&Actor::Operator, fresh.key.id)
-            .await
-            .unwrap()
-            .last_used_at,
-        Some(h.clock.now())
-    );
+    // Uses are noted as single verifications note them: an entry per key and hour verified
+    // (the 100 and the revoked key a day ago; now the first cold key, the fresh, revoked and
+    // expired keys and the key lacking a scope), the last use only of a valid one.
+    assert_eq!(h.keys.flush_usage().await.unwrap(), 106);
+    let last_used = async |id| h.keys.get(&Actor::Operator, id).await.unwrap().last_used_at;
+    assert_eq!(last_used(fresh.key.id).await, Some(h.clock.now()));
+    assert_eq!(last_used(cold[0].key.id).await, Some(h.clock.now()));
+    let a_day_ago = h.clock.now() - Duration::days(1);
+    assert_eq!(last_used(cold[1].key.id).await, Some(a_day_ago));
+    assert_eq!(last_used(gone.key.id).await, Some(a_day_ago));
+    assert_eq!(last_used(expiring.key.id).await, None);
 
     // The store down: a batch answered from the cache still answers; one that needs the
     // store fails as a whole.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::event_log::{MemoryEventLog, Recorder};
 use super::lock;
 use crate::model::{
-    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyStatus, CreditSpend, ExternalId, NewEvent,
+    ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyStatus, CreditSpend, ExternalId, HourUsage, NewEvent,
     OrganizationId, TokenHash, UsageBucket, UsageCounts,
 };
 use crate::ports::{
@@ -202,16 +202,6 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
         Ok(changed)
     }
 
-    async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
-        let mut state = lock(&self.0);
-        for &(id, at) in usage {
-            if let Some(key) = state.keys.get_mut(&id) {
-                key.last_used_at = key.last_used_at.max(Some(at));
-            }
-        }
-        Ok(())
-    }
-
     async fn spend_credit(
         &self,
         id: ApiKeyId,
@@ -262,14 +252,19 @@ impl ApiKeyRepository for MemoryApiKeyRepository {
         })
     }
 
-    async fn record_counts(
-        &self,
-        counts: &[(ApiKeyId, DateTime<Utc>, UsageCounts)],
-    ) -> Result<(), StoreError> {
+    async fn record_usage(&self, usage: &[HourUsage]) -> Result<(), StoreError> {
         let mut state = lock(&self.0);
-        for (id, hour, add) in counts {
-            if state.keys.contains_key(id) {
-                state.usage.entry((*id, *hour)).or_default().add(add);
+        for entry in usage {
+            let Some(key) = state.keys.get_mut(&entry.key) else {
+                continue;
+            };
+            key.last_used_at = key.last_used_at.max(entry.last_used);
+            if entry.counts.total() > 0 {
+                state
+                    .usage
+                    .entry((entry.key, entry.hour))
+                    .or_default()
+                    .add(&entry.counts);
             }
         }
         Ok(())

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
 
+use super::ApiKeyId;
+
 /// How a verification of a known key ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyOutcome {
@@ -84,6 +86,21 @@ impl UsageCounts {
         .iter()
         .fold(0u64, |sum, n| sum.saturating_add(*n))
     }
+}
+
+/// What an instance gathered of one key's use in one hour, written in a batch: its
+/// verifications by outcome, and the latest time in the hour it was used (a valid
+/// verification, or a request it authenticated), if it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourUsage {
+    /// The key.
+    pub key: ApiKeyId,
+    /// The hour's start (UTC).
+    pub hour: DateTime<Utc>,
+    /// Its verifications in the hour, by outcome.
+    pub counts: UsageCounts,
+    /// The latest use in the hour, if any.
+    pub last_used: Option<DateTime<Utc>>,
 }
 
 /// The counts of one period (an hour, or a day), from `start`.

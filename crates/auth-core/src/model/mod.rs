@@ -85,8 +85,8 @@ pub use event::{
 pub use ids::{ApiKeyId, MailId, OrganizationId, ResetRequestId, SessionId, UserId};
 pub use key_limits::{CreditSpend, Credits, LimitError, RateLimit, Refill, RefillPeriod};
 pub use key_usage::{
-    KeyOutcome, USAGE_RETENTION_DAYS, UsageBucket, UsageCounts, UsageGranularity, by_day, day_of,
-    hour_of,
+    HourUsage, KeyOutcome, USAGE_RETENTION_DAYS, UsageBucket, UsageCounts, UsageGranularity,
+    by_day, day_of, hour_of,
 };
 pub use mail::{MailTemplate, OutgoingMail, QueuedMail, escape_html};
 pub use mfa::{

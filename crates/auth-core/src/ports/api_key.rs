@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use crate::model::{
-    ApiKey, ApiKeyChanges, ApiKeyId, CreditSpend, ExternalId, OrganizationId, TokenHash,
-    UsageBucket, UsageCounts,
+    ApiKey, ApiKeyChanges, ApiKeyId, CreditSpend, ExternalId, HourUsage, OrganizationId, TokenHash,
+    UsageBucket,
 };
 
 /// Revoking or rotating failed.
@@ -80,8 +80,6 @@ pub struct Lease {
 ///   hash to every instance sharing the store, in the same atomic step as the change: a change
 ///   that could not be announced is not made (Postgres: `NOTIFY` inside the committing
 ///   transaction);
-/// - apply `record_usage` as "the latest of what is stored and what is given", so batches
-///   arriving out of order never move `last_used_at` backwards;
 /// - make `update` one atomic step that applies every member given, only to a key active at
 ///   `now` (`AlreadyRevoked` wins over `Expired`), and announce it like a revocation, as
 ///   `api_key.updated`; an empty change changes nothing and announces nothing;
@@ -96,10 +94,12 @@ pub struct Lease {
 ///   back, never exceed the limit asked with, whatever the number of instances asking; a
 ///   later window, or a window of another length, starts afresh; a request for an earlier
 ///   window of the same length is served from the current one (and gives nothing back);
-/// - apply `record_counts` by adding the counts to what is stored for the key and hour, so
-///   batches from several instances, in any order, add up (a key that no longer exists is
-///   skipped, never an error for the batch); `usage` answers the stored hours of
-///   `[from, to)` in order;
+/// - apply `record_usage` by adding the counts to what is stored for the key and hour, so
+///   batches from several instances, in any order, add up, and by keeping the latest of the
+///   stored and the given last use as the key's `last_used_at`, so that batches arriving out
+///   of order never move it backwards (a key that no longer exists is skipped, never an error
+///   for the batch); `usage` answers the stored hours of `[from, to)` that counted a
+///   verification, in order;
 /// - classify errors as [`StoreError`] says.
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync + 'static {
@@ -115,7 +115,10 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     /// [`StoreError`].
     async fn find(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
 
-    /// Finds a key by the hash of its secret.
+    /// Finds a key by the hash of its secret. This is the verification's lookup: its
+    /// `last_used_at` may be behind what [`Self::find`] answers by the uses recorded lately
+    /// (the key cache keeps such records anyway, and an adapter may spare the lookup the
+    /// read).
     ///
     /// # Errors
     /// [`StoreError`].
@@ -123,7 +126,8 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
 
     /// Finds the keys whose secrets hash to any of `hashes`, in one round trip to the store
     /// (the batch verification's lookup): each such key once, in no particular order. A hash
-    /// of no key is left out; a hash given twice is answered once.
+    /// of no key is left out; a hash given twice is answered once. `last_used_at` as
+    /// [`Self::find_by_hash`] answers it.
     ///
     /// # Errors
     /// [`StoreError`].
@@ -171,12 +175,6 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<ApiKey, RevokeApiKeyError>;
 
-    /// Records last-use times, in one batch.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError>;
-
     /// Takes one credit of key `id` if it is active at `now` and has one left (applying a
     /// refill that is due first).
     ///
@@ -196,14 +194,12 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     /// [`StoreError`]; then nothing was granted or given back.
     async fn lease(&self, id: ApiKeyId, request: LeaseRequest) -> Result<Lease, StoreError>;
 
-    /// Adds verification counts, per key and hour (the hour's start), in one batch.
+    /// Adds verification counts and last uses, per key and hour, in one batch: the counts add
+    /// to the hour's, the last use is kept when later than the key's `last_used_at`.
     ///
     /// # Errors
-    /// [`StoreError`]; then nothing was added.
-    async fn record_counts(
-        &self,
-        counts: &[(ApiKeyId, DateTime<Utc>, UsageCounts)],
-    ) -> Result<(), StoreError>;
+    /// [`StoreError`]; then nothing was recorded.
+    async fn record_usage(&self, usage: &[HourUsage]) -> Result<(), StoreError>;
 
     /// The hourly counts of key `id` whose hour starts in `[from, to)`, in order; hours with
     /// no verification are left out.

@@ -13,7 +13,6 @@ use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 use super::actor::Actor;
 use super::key_limits::{RateLimitState, RateLimiter};
 use super::key_usage::UsageCounter;
-use super::last_seen::LastSeen;
 use super::organization::{OrganizationError, OrganizationService};
 use crate::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyPrefix, ApiKeySecret,
@@ -190,7 +189,6 @@ impl std::fmt::Debug for ApiKeyPorts {
 pub struct ApiKeyService {
     ports: ApiKeyPorts,
     prefix: ApiKeyPrefix,
-    usage: LastSeen<ApiKeyId>,
     counts: UsageCounter,
     limiter: RateLimiter,
 }
@@ -238,7 +236,6 @@ impl ApiKeyService {
         Self {
             ports,
             prefix,
-            usage: LastSeen::default(),
             counts: UsageCounter::default(),
             limiter: RateLimiter::default(),
         }
@@ -512,7 +509,7 @@ impl ApiKeyService {
         let now = self.ports.clock.now();
         let verdict = judge(found, &Scopes::default(), now);
         if let ApiKeyVerdict::Valid(key) = &verdict {
-            self.note_use(key.id, now);
+            self.counts.note_use(key.id, now);
         }
         Ok(verdict)
     }
@@ -609,10 +606,7 @@ impl ApiKeyService {
             ApiKeyVerdict::Valid(key) if key.is_metered() => {
                 self.meter(hash, key, required, now).await?
             }
-            ApiKeyVerdict::Valid(key) => {
-                self.note_use(key.id, now);
-                KeyCheck::plain(ApiKeyVerdict::Valid(key))
-            }
+            ApiKeyVerdict::Valid(key) => KeyCheck::plain(ApiKeyVerdict::Valid(key)),
             refused => KeyCheck::plain(refused),
         };
         if let (Some(id), Some(outcome)) = (id, outcome(&check.verdict)) {
@@ -673,7 +667,6 @@ impl ApiKeyService {
                     }
                 }
             }
-            self.note_use(key.id, now);
             return Ok(KeyCheck {
                 verdict: ApiKeyVerdict::Valid(key),
                 metering,
@@ -696,19 +689,15 @@ impl ApiKeyService {
             .await?)
     }
 
-    fn note_use(&self, id: ApiKeyId, at: DateTime<Utc>) {
-        self.usage.note(id, at);
-    }
-
-    /// Writes the `last_used_at` times and the verification counts gathered since the last
-    /// call, in batches; returns how many `last_used_at` times were written. The server calls
-    /// it every few seconds and at shutdown; on failure what failed is kept for the next call.
+    /// Writes the verification counts and last uses gathered since the last call, in
+    /// batches; returns how many keys and hours were written. The server calls it every few
+    /// seconds and at shutdown; on failure what failed is kept for the next call.
     ///
     /// # Errors
-    /// A store failure (of the times or the counts; both are tried).
+    /// A store failure.
     pub async fn flush_usage(&self) -> Result<usize, ApiKeyError> {
-        let written = self
-            .usage
+        Ok(self
+            .counts
             .flush(|batch| {
                 let keys = self.ports.keys.clone();
                 async move {
@@ -716,22 +705,10 @@ impl ApiKeyService {
                     (batch, result)
                 }
             })
-            .await;
-        let counted = self
-            .counts
-            .flush(|batch| {
-                let keys = self.ports.keys.clone();
-                async move {
-                    let result = keys.record_counts(&batch).await;
-                    (batch, result)
-                }
-            })
-            .await;
-        counted?;
-        Ok(written?)
+            .await?)
     }
 
-    /// Verification counts gathered here and not written yet (keys × hours).
+    /// Keys × hours whose use was gathered here and not written yet.
     #[must_use]
     pub fn pending_counts(&self) -> usize {
         self.counts.pending()

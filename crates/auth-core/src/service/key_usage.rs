@@ -1,5 +1,5 @@
-//! Verification counts per key, hour and outcome, gathered in memory and written in batches
-//! (as `last_used_at` is): a verification adds to a map under one lock, no I/O.
+//! Use of each key per hour, gathered in memory and written in batches: its verifications by
+//! outcome and its latest use. A verification adds to a map under one lock, no I/O.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,15 +8,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 
 use super::last_seen::write_in_batches;
-use crate::model::{ApiKeyId, KeyOutcome, UsageCounts, hour_of};
+use crate::model::{ApiKeyId, HourUsage, KeyOutcome, UsageCounts, hour_of};
 use crate::ports::StoreError;
 
-/// One batch of counts to write: per key and hour.
-pub type CountBatch = Vec<(ApiKeyId, DateTime<Utc>, UsageCounts)>;
+/// One key's use in one hour, compact: a count here is at most what one instance sees between
+/// two writes (5 s), and the last use is microseconds since the epoch (0: none). With its key
+/// an entry is 60 bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    counts: [u32; 6],
+    last_used: i64,
+}
 
-/// Counts by key and hour (hours since the epoch), compact: a count here is at most what one
-/// instance sees between two writes (5 s), and an entry is 44 bytes.
-type Counts = HashMap<(ApiKeyId, i32), [u32; 6]>;
+/// Entries by key and hour (hours since the epoch).
+type Entries = HashMap<(ApiKeyId, i32), Entry>;
 
 /// The slot of `outcome` in an entry.
 const fn slot(outcome: KeyOutcome) -> usize {
@@ -39,7 +44,13 @@ fn hour_start(index: i32) -> DateTime<Utc> {
     DateTime::from_timestamp(i64::from(index) * 3600, 0).unwrap_or_default()
 }
 
-fn counts_of(entry: [u32; 6]) -> UsageCounts {
+/// `at` as an entry keeps it: microseconds since the epoch, at least 1 (0 is "none"; times
+/// before 1970 do not occur here).
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros().max(1)
+}
+
+fn usage_of(id: ApiKeyId, hour: i32, entry: Entry) -> HourUsage {
     let [
         valid,
         insufficient_scope,
@@ -47,20 +58,28 @@ fn counts_of(entry: [u32; 6]) -> UsageCounts {
         usage_exceeded,
         expired,
         revoked,
-    ] = entry.map(u64::from);
-    UsageCounts {
-        valid,
-        insufficient_scope,
-        rate_limited,
-        usage_exceeded,
-        expired,
-        revoked,
+    ] = entry.counts.map(u64::from);
+    HourUsage {
+        key: id,
+        hour: hour_start(hour),
+        counts: UsageCounts {
+            valid,
+            insufficient_scope,
+            rate_limited,
+            usage_exceeded,
+            expired,
+            revoked,
+        },
+        last_used: (entry.last_used > 0)
+            .then(|| DateTime::from_timestamp_micros(entry.last_used))
+            .flatten(),
     }
 }
 
-/// Adds `counts` into `entry` (saturating: a count is bounded by what one instance serves
-/// between two writes).
-fn add_into(entry: &mut [u32; 6], counts: &UsageCounts) {
+/// Adds `usage` into `entry` (counts saturating: a count is bounded by what one instance
+/// serves between two writes; the later last use kept).
+fn add_into(entry: &mut Entry, usage: &HourUsage) {
+    let counts = &usage.counts;
     let add = [
         counts.valid,
         counts.insufficient_scope,
@@ -69,57 +88,80 @@ fn add_into(entry: &mut [u32; 6], counts: &UsageCounts) {
         counts.expired,
         counts.revoked,
     ];
-    for (slot, n) in entry.iter_mut().zip(add) {
+    for (slot, n) in entry.counts.iter_mut().zip(add) {
         *slot = slot.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    if let Some(at) = usage.last_used {
+        entry.last_used = entry.last_used.max(micros(at));
     }
 }
 
-/// The counts gathered since the last flush. Clones share them.
+/// The use gathered since the last flush. Clones share it.
 #[derive(Debug, Clone, Default)]
-pub struct UsageCounter(Arc<Mutex<Counts>>);
+pub struct UsageCounter(Arc<Mutex<Entries>>);
 
 impl UsageCounter {
-    fn with<R>(&self, f: impl FnOnce(&mut Counts) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Entries) -> R) -> R {
         f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Counts a verification of key `id` at `at` with `outcome`.
+    /// Counts a verification of key `id` at `at` with `outcome`; a valid one is also the key's
+    /// latest use.
     pub fn note(&self, id: ApiKeyId, at: DateTime<Utc>, outcome: KeyOutcome) {
         let hour = hour_index(at);
-        self.with(|counts| {
-            let entry = &mut counts.entry((id, hour)).or_default()[slot(outcome)];
-            *entry = entry.saturating_add(1);
+        self.with(|entries| {
+            let entry = entries.entry((id, hour)).or_default();
+            let count = &mut entry.counts[slot(outcome)];
+            *count = count.saturating_add(1);
+            if outcome == KeyOutcome::Valid {
+                entry.last_used = entry.last_used.max(micros(at));
+            }
         });
     }
 
-    /// Keys and hours with counts not written yet.
-    #[must_use]
-    pub fn pending(&self) -> usize {
-        self.with(|counts| counts.len())
+    /// Notes a use of key `id` at `at` that is not a verification (a request it
+    /// authenticated): its latest use, no count.
+    pub fn note_use(&self, id: ApiKeyId, at: DateTime<Utc>) {
+        let hour = hour_index(at);
+        self.with(|entries| {
+            let entry = entries.entry((id, hour)).or_default();
+            entry.last_used = entry.last_used.max(micros(at));
+        });
     }
 
-    /// Hands the gathered counts to `write` in batches of at most
+    /// Keys and hours with use not written yet.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.with(|entries| entries.len())
+    }
+
+    /// Hands the gathered use to `write` in batches of at most
     /// [`MAX_BATCH`](super::last_seen::MAX_BATCH); a batch that fails is added back, with
-    /// every batch after it, for the next flush (counts made meanwhile add to them). Returns
-    /// how many keys and hours were written.
+    /// every batch after it, for the next flush (use noted meanwhile adds to it). Returns how
+    /// many keys and hours were written.
     ///
     /// # Errors
     /// The first failed write's error.
     pub async fn flush<F, Fut>(&self, write: F) -> Result<usize, StoreError>
     where
-        F: FnMut(CountBatch) -> Fut,
-        Fut: Future<Output = (CountBatch, Result<(), StoreError>)>,
+        F: FnMut(Vec<HourUsage>) -> Fut,
+        Fut: Future<Output = (Vec<HourUsage>, Result<(), StoreError>)>,
     {
-        let pending: CountBatch = self.with(|counts| {
-            counts
+        let pending: Vec<HourUsage> = self.with(|entries| {
+            entries
                 .drain()
-                .map(|((id, hour), entry)| (id, hour_start(hour), counts_of(entry)))
+                .map(|((id, hour), entry)| usage_of(id, hour, entry))
                 .collect()
         });
         write_in_batches(pending, write, |unwritten| {
-            self.with(|counts| {
-                for (id, hour, add) in unwritten {
-                    add_into(counts.entry((id, hour_index(hour))).or_default(), &add);
+            self.with(|entries| {
+                for usage in unwritten {
+                    add_into(
+                        entries
+                            .entry((usage.key, hour_index(usage.hour)))
+                            .or_default(),
+                        &usage,
+                    );
                 }
             });
         })
@@ -170,8 +212,44 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 1_501);
-        let total: u64 = written.iter().map(|(_, _, c)| c.total()).sum();
+        let total: u64 = written.iter().map(|u| u.counts.total()).sum();
         assert_eq!(total, 1_501);
+        assert!(
+            written
+                .iter()
+                .all(|u| u.last_used == (u.counts.valid > 0).then_some(at)),
+            "{written:?}"
+        );
         assert_eq!(counter.pending(), 0);
+    }
+
+    /// A valid verification and a request the key authenticated are its last use, the later
+    /// kept; a refusal counts but is no use; each hour is its own entry.
+    #[tokio::test]
+    async fn the_last_use_is_the_latest_valid_use_of_each_hour() {
+        let counter = UsageCounter::default();
+        let id = ApiKeyId::generate();
+        let at =
+            |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 123_456_000).unwrap_or_default();
+        counter.note(id, at(10), KeyOutcome::Valid);
+        counter.note_use(id, at(5));
+        counter.note(id, at(20), KeyOutcome::Revoked);
+        counter.note_use(id, at(3_600));
+        let mut written = Vec::new();
+        counter
+            .flush(|batch| {
+                written.extend(batch.clone());
+                async move { (batch, Ok(())) }
+            })
+            .await
+            .unwrap();
+        written.sort_by_key(|u| u.hour);
+        assert_eq!(written.len(), 2, "{written:?}");
+        assert_eq!(written[0].last_used, Some(at(10)));
+        assert_eq!(written[0].counts.valid, 1);
+        assert_eq!(written[0].counts.revoked, 1);
+        assert_eq!(written[1].last_used, Some(at(3_600)));
+        assert_eq!(written[1].counts.total(), 0);
+        assert_eq!(written[1].hour, hour_of(at(3_600)));
     }
 }

@@ -4,14 +4,17 @@
 use async_trait::async_trait;
 use auth_core::model::{
     ApiKey, ApiKeyChanges, ApiKeyId, ApiKeyMeta, ApiKeyName, ApiKeyStatus, CreditSpend, Credits,
-    ExternalId, NewEvent, OrganizationId, RateLimit, Refill, RefillPeriod, Scope, Scopes,
-    TokenHash, UsageBucket, UsageCounts,
+    ExternalId, HourUsage, NewEvent, OrganizationId, RateLimit, Refill, RefillPeriod, Scope,
+    Scopes, TokenHash, UsageBucket, UsageCounts,
 };
 use auth_core::ports::{
     ApiKeyRepository, Lease, LeaseRequest, RevokeApiKeyError, StoreError, UpdateApiKeyError,
 };
 use chrono::{DateTime, Utc};
+use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
@@ -254,11 +257,12 @@ async fn active_key(
 ) -> Result<ApiKey, UpdateApiKeyError> {
     let key = api_keys::table
         .find(id.as_uuid())
-        .select(ApiKeyRow::as_select())
+        .select((ApiKeyRow::as_select(), LastUsed))
         .first(conn)
         .await
         .optional()
         .map_err(classify)?
+        .map(with_last_use)
         .ok_or(UpdateApiKeyError::NotFound)?
         .into_domain()?;
     match key.status(now) {
@@ -267,19 +271,6 @@ async fn active_key(
         ApiKeyStatus::Expired => Err(UpdateApiKeyError::Expired),
     }
 }
-
-/// Raises `last_used_at` to the latest given time per key (`GREATEST` ignores NULL), in one
-/// statement for the whole batch. The rows are locked in id order first, so concurrent
-/// batches from several instances queue up instead of deadlocking.
-const RECORD_USAGE_SQL: &str = "\
-WITH given AS (
-    SELECT id, max(at) AS at FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) GROUP BY id
-), locked AS (
-    SELECT k.id, given.at FROM api_keys AS k JOIN given ON given.id = k.id
-    ORDER BY k.id FOR UPDATE OF k
-)
-UPDATE api_keys AS k SET last_used_at = GREATEST(k.last_used_at, locked.at)
-FROM locked WHERE k.id = locked.id";
 
 /// Takes one credit of an active key in one statement: the row is locked and read (a refill
 /// due at the start of its day, `$2`, or month, `$3`, counts as done), then its count lowered
@@ -352,16 +343,19 @@ struct LeaseRow {
     window_start: DateTime<Utc>,
 }
 
-/// Adds verification counts per key and hour: the batch is summed per key and hour first (one
-/// row may be named once per statement), keys that no longer exist are skipped, and rows are
-/// written in key and hour order, so concurrent batches from several instances queue up
-/// instead of deadlocking.
-const RECORD_COUNTS_SQL: &str = "\
+/// Adds verification counts and last uses per key and hour: the batch is summed per key and
+/// hour first (one row may be named once per statement), keys that no longer exist are
+/// skipped, and rows are written in key and hour order, so concurrent batches from several
+/// instances queue up instead of deadlocking. The key's own row is not written: its last use
+/// is the latest of `api_keys.last_used_at` and its usage rows' ([`LAST_USED_SQL`]).
+const RECORD_USAGE_SQL: &str = "\
 INSERT INTO api_key_usage AS u
-    (key_id, hour, valid, insufficient_scope, rate_limited, usage_exceeded, expired, revoked)
-SELECT g.id, g.hour, sum(g.v), sum(g.s), sum(g.r), sum(g.x), sum(g.e), sum(g.k)
+    (key_id, hour, valid, insufficient_scope, rate_limited, usage_exceeded, expired, revoked,
+     last_used_at)
+SELECT g.id, g.hour, sum(g.v), sum(g.s), sum(g.r), sum(g.x), sum(g.e), sum(g.k), max(g.at)
 FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[],
-            $6::bigint[], $7::bigint[], $8::bigint[]) AS g(id, hour, v, s, r, x, e, k)
+            $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[])
+     AS g(id, hour, v, s, r, x, e, k, at)
 JOIN api_keys AS a ON a.id = g.id
 GROUP BY g.id, g.hour
 ORDER BY g.id, g.hour
@@ -371,7 +365,45 @@ ON CONFLICT (key_id, hour) DO UPDATE SET
     rate_limited = u.rate_limited + EXCLUDED.rate_limited,
     usage_exceeded = u.usage_exceeded + EXCLUDED.usage_exceeded,
     expired = u.expired + EXCLUDED.expired,
-    revoked = u.revoked + EXCLUDED.revoked";
+    revoked = u.revoked + EXCLUDED.revoked,
+    last_used_at = GREATEST(u.last_used_at, EXCLUDED.last_used_at)";
+
+/// A key's last use as reads of a key by id or in a list answer it: the latest of its own
+/// column (what retention folded in from the usage rows it deleted, and what was written before
+/// usage rows held it) and of its latest usage row holding one (one step back along the usage
+/// table's primary key). A verification writes only the usage row, never the key's.
+///
+/// The verification's lookups by hash read the column alone: their record goes to the key
+/// cache (itself up to its time to live behind), and the probe would cost every cold lookup.
+#[derive(Debug, Clone, Copy, QueryId, ValidGrouping)]
+struct LastUsed;
+
+const LAST_USED_SQL: &str = "GREATEST(api_keys.last_used_at, (\
+SELECT u.last_used_at FROM api_key_usage AS u \
+WHERE u.key_id = api_keys.id AND u.last_used_at IS NOT NULL \
+ORDER BY u.hour DESC LIMIT 1))";
+
+impl Expression for LastUsed {
+    type SqlType = Nullable<Timestamptz>;
+}
+
+impl QueryFragment<Pg> for LastUsed {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(LAST_USED_SQL);
+        Ok(())
+    }
+}
+
+impl AppearsOnTable<api_keys::table> for LastUsed {}
+impl SelectableExpression<api_keys::table> for LastUsed {}
+
+/// A key's row read with [`LastUsed`].
+fn with_last_use((row, last_used_at): (ApiKeyRow, Option<DateTime<Utc>>)) -> ApiKeyRow {
+    ApiKeyRow {
+        last_used_at,
+        ..row
+    }
+}
 
 /// A row of `api_key_usage`.
 #[derive(Queryable, Selectable)]
@@ -430,10 +462,11 @@ async fn revoke_active(
             .filter(api_keys::revoked_at.is_null()),
     )
     .set(api_keys::revoked_at.eq(now))
-    .returning(ApiKeyRow::as_returning())
+    .returning((ApiKeyRow::as_returning(), LastUsed))
     .get_result(conn)
     .await
     .optional()
+    .map(|row| row.map(with_last_use))
 }
 
 /// Why `id` could not be revoked: it is missing, or already revoked (`revoked_at` is never
@@ -568,12 +601,12 @@ impl ApiKeyRepository for PgApiKeyRepository {
                 let mut conn = self.pool.get().await?;
                 api_keys::table
                     .find(id.as_uuid())
-                    .select(ApiKeyRow::as_select())
+                    .select((ApiKeyRow::as_select(), LastUsed))
                     .first(&mut conn)
                     .await
                     .optional()
                     .map_err(classify)?
-                    .map(ApiKeyRow::into_domain)
+                    .map(|row| with_last_use(row).into_domain())
                     .transpose()
             })
             .await
@@ -599,7 +632,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
                 let mut query = api_keys::table
                     .filter(api_keys::organization_id.eq(org.as_uuid()))
                     .order((api_keys::created_at.asc(), api_keys::id.asc()))
-                    .select(ApiKeyRow::as_select())
+                    .select((ApiKeyRow::as_select(), LastUsed))
                     .into_boxed();
                 if !include_revoked {
                     query = query.filter(api_keys::revoked_at.is_null());
@@ -612,7 +645,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
                     .await
                     .map_err(classify)?
                     .into_iter()
-                    .map(ApiKeyRow::into_domain)
+                    .map(|row| with_last_use(row).into_domain())
                     .collect()
             })
             .await
@@ -646,10 +679,11 @@ impl ApiKeyRepository for PgApiKeyRepository {
                                 ),
                         )
                         .set(&changeset)
-                        .returning(ApiKeyRow::as_returning())
+                        .returning((ApiKeyRow::as_returning(), LastUsed))
                         .get_result(conn)
                         .await
                         .optional()?
+                        .map(with_last_use)
                         .ok_or(UpdateFailure::Refused)?;
                         let key = row.into_domain().map_err(corrupt)?;
                         append_in(conn, &[NewEvent::api_key_updated(&key, changes, now)]).await?;
@@ -730,26 +764,6 @@ impl ApiKeyRepository for PgApiKeyRepository {
             .await
     }
 
-    async fn record_usage(&self, usage: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
-        self.pool
-            .deadline(async {
-                if usage.is_empty() {
-                    return Ok(());
-                }
-                let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) =
-                    usage.iter().map(|(id, at)| (id.as_uuid(), *at)).unzip();
-                let mut conn = self.pool.get().await?;
-                diesel::sql_query(RECORD_USAGE_SQL)
-                    .bind::<Array<SqlUuid>, _>(ids)
-                    .bind::<Array<Timestamptz>, _>(times)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(classify)?;
-                Ok(())
-            })
-            .await
-    }
-
     async fn spend_credit(
         &self,
         id: ApiKeyId,
@@ -800,18 +814,16 @@ impl ApiKeyRepository for PgApiKeyRepository {
             .await
     }
 
-    async fn record_counts(
-        &self,
-        counts: &[(ApiKeyId, DateTime<Utc>, UsageCounts)],
-    ) -> Result<(), StoreError> {
-        if counts.is_empty() {
+    async fn record_usage(&self, usage: &[HourUsage]) -> Result<(), StoreError> {
+        if usage.is_empty() {
             return Ok(());
         }
         let column = |f: fn(&UsageCounts) -> u64| -> Vec<i64> {
-            counts.iter().map(|(_, _, c)| int8(f(c))).collect()
+            usage.iter().map(|u| int8(f(&u.counts))).collect()
         };
-        let ids: Vec<Uuid> = counts.iter().map(|(id, _, _)| id.as_uuid()).collect();
-        let hours: Vec<DateTime<Utc>> = counts.iter().map(|(_, hour, _)| *hour).collect();
+        let ids: Vec<Uuid> = usage.iter().map(|u| u.key.as_uuid()).collect();
+        let hours: Vec<DateTime<Utc>> = usage.iter().map(|u| u.hour).collect();
+        let last_used: Vec<Option<DateTime<Utc>>> = usage.iter().map(|u| u.last_used).collect();
         let (valid, scope, limited) = (
             column(|c| c.valid),
             column(|c| c.insufficient_scope),
@@ -825,7 +837,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
         self.pool
             .deadline(async {
                 let mut conn = self.pool.get().await?;
-                diesel::sql_query(RECORD_COUNTS_SQL)
+                diesel::sql_query(RECORD_USAGE_SQL)
                     .bind::<Array<SqlUuid>, _>(&ids)
                     .bind::<Array<Timestamptz>, _>(&hours)
                     .bind::<Array<BigInt>, _>(&valid)
@@ -834,6 +846,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
                     .bind::<Array<BigInt>, _>(&exceeded)
                     .bind::<Array<BigInt>, _>(&expired)
                     .bind::<Array<BigInt>, _>(&revoked)
+                    .bind::<Array<Nullable<Timestamptz>>, _>(&last_used)
                     .execute(&mut conn)
                     .await
                     .map_err(classify)?;
@@ -862,6 +875,9 @@ impl ApiKeyRepository for PgApiKeyRepository {
                     .map_err(classify)?
                     .into_iter()
                     .map(UsageRow::into_domain)
+                    // An hour holding only a last use (a request the key authenticated)
+                    // counted no verification.
+                    .filter(|bucket| bucket.as_ref().map_or(true, |b| b.counts.total() > 0))
                     .collect()
             })
             .await

@@ -97,14 +97,31 @@ DELETE FROM events WHERE seq IN (
     SELECT seq FROM events WHERE at < $1 ORDER BY at LIMIT $2
 )";
 
-/// Up to `$2` hourly API-key verification counts of hours before `$1`, oldest first, through
-/// `api_key_usage_hour_idx`. A batch that adds to one of them waits for the row or finds it
-/// gone and inserts it again (only hours older than 90 days are deleted, and no instance
-/// counts in those).
+/// Up to `$2` hourly API-key usage rows of hours before `$1`, oldest first, through
+/// `api_key_usage_hour_idx`, their last uses folded into their keys' `last_used_at` first (a
+/// key's last use is the latest of that column and its usage rows', so it survives the
+/// deletion of every row that held it). The rows are locked before they are read, and the
+/// keys in id order, so that concurrent passes and writers queue instead of deadlocking. A
+/// batch that adds to one of the rows waits for it or finds it gone and inserts it again (only
+/// hours older than 90 days are deleted, and no instance counts in those). The statement
+/// answers the rows deleted.
 const KEY_USAGE_SQL: &str = "\
-DELETE FROM api_key_usage WHERE (key_id, hour) IN (
-    SELECT key_id, hour FROM api_key_usage WHERE hour < $1 ORDER BY hour LIMIT $2
-)";
+WITH doomed AS (
+    SELECT key_id, hour, last_used_at FROM api_key_usage
+    WHERE hour < $1 ORDER BY hour LIMIT $2 FOR UPDATE
+), latest AS (
+    SELECT key_id, max(last_used_at) AS at FROM doomed
+    WHERE last_used_at IS NOT NULL GROUP BY key_id
+), locked AS (
+    SELECT k.id, latest.at FROM api_keys AS k JOIN latest ON latest.key_id = k.id
+    WHERE k.last_used_at IS NULL OR k.last_used_at < latest.at
+    ORDER BY k.id FOR UPDATE OF k
+), folded AS (
+    UPDATE api_keys AS k SET last_used_at = GREATEST(k.last_used_at, locked.at)
+    FROM locked WHERE k.id = locked.id
+)
+DELETE FROM api_key_usage AS u USING doomed
+WHERE u.key_id = doomed.key_id AND u.hour = doomed.hour";
 
 #[derive(diesel::QueryableByName)]
 struct Locked {

@@ -85,6 +85,7 @@ diesel::table! {
         usage_exceeded -> Int8,
         expired -> Int8,
         revoked -> Int8,
+        last_used_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -5,19 +5,19 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::last_seen::write_in_batches;
 use crate::model::{ApiKeyId, HourUsage, KeyOutcome, UsageCounts, hour_of};
 use crate::ports::StoreError;
 
 /// One key's use in one hour, compact: a count here is at most what one instance sees between
-/// two writes (5 s), and the last use is microseconds since the epoch (0: none). With its key
-/// an entry is 60 bytes.
+/// two writes (5 s), and the last use is one more than its microseconds since the hour's start
+/// (0: none; an hour is 3,600,000,000 µs, within a `u32`). With its key an entry is 48 bytes.
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
     counts: [u32; 6],
-    last_used: i64,
+    last_used: u32,
 }
 
 /// Entries by key and hour (hours since the epoch).
@@ -44,10 +44,10 @@ fn hour_start(index: i32) -> DateTime<Utc> {
     DateTime::from_timestamp(i64::from(index) * 3600, 0).unwrap_or_default()
 }
 
-/// `at` as an entry keeps it: microseconds since the epoch, at least 1 (0 is "none"; times
-/// before 1970 do not occur here).
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros().max(1)
+/// `at` as an entry of its hour keeps it: one more than its microseconds since the hour's start.
+fn offset(at: DateTime<Utc>) -> u32 {
+    let micros = (at - hour_of(at)).num_microseconds().unwrap_or(0);
+    u32::try_from(micros.saturating_add(1)).unwrap_or(u32::MAX)
 }
 
 fn usage_of(id: ApiKeyId, hour: i32, entry: Entry) -> HourUsage {
@@ -71,8 +71,7 @@ fn usage_of(id: ApiKeyId, hour: i32, entry: Entry) -> HourUsage {
             revoked,
         },
         last_used: (entry.last_used > 0)
-            .then(|| DateTime::from_timestamp_micros(entry.last_used))
-            .flatten(),
+            .then(|| hour_start(hour) + TimeDelta::microseconds(i64::from(entry.last_used) - 1)),
     }
 }
 
@@ -92,7 +91,7 @@ fn add_into(entry: &mut Entry, usage: &HourUsage) {
         *slot = slot.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
     }
     if let Some(at) = usage.last_used {
-        entry.last_used = entry.last_used.max(micros(at));
+        entry.last_used = entry.last_used.max(offset(at));
     }
 }
 
@@ -114,7 +113,7 @@ impl UsageCounter {
             let count = &mut entry.counts[slot(outcome)];
             *count = count.saturating_add(1);
             if outcome == KeyOutcome::Valid {
-                entry.last_used = entry.last_used.max(micros(at));
+                entry.last_used = entry.last_used.max(offset(at));
             }
         });
     }
@@ -125,7 +124,7 @@ impl UsageCounter {
         let hour = hour_index(at);
         self.with(|entries| {
             let entry = entries.entry((id, hour)).or_default();
-            entry.last_used = entry.last_used.max(micros(at));
+            entry.last_used = entry.last_used.max(offset(at));
         });
     }
 

@@ -1,0 +1,12 @@
+-- The foreign key from `api_key_usage` to `api_keys` goes. Its check took a `FOR KEY SHARE`
+-- lock on the key's row for every usage row a flush inserts: since a verification no longer
+-- writes the key's row (`2026-12-17-000001_api_key_last_use`), that lock was the only write
+-- to `api_keys` left on the verification path, and it made the usage upsert about a third
+-- more expensive (docs/benchmarks.md, "Cold keys without a write to the key").
+--
+-- What the key guarded is kept otherwise: the upsert joins `api_keys`, so a batch naming a
+-- key that does not exist skips it, and nothing deletes keys (a key is revoked, never
+-- deleted; organizations are never deleted). Whatever comes to delete keys must delete their
+-- usage rows in the same transaction; until then retention deletes usage rows by age, whoever
+-- their key was.
+ALTER TABLE api_key_usage DROP CONSTRAINT api_key_usage_key_id_fkey;

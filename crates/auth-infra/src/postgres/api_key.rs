@@ -347,7 +347,7 @@ struct LeaseRow {
 /// hour first (one row may be named once per statement), keys that no longer exist are
 /// skipped, and rows are written in key and hour order, so concurrent batches from several
 /// instances queue up instead of deadlocking. The key's own row is not written: its last use
-/// is the latest of `api_keys.last_used_at` and its usage rows' ([`LAST_USED_SQL`]).
+/// is the latest of `api_keys.last_used_at` and its usage rows' ([`LastUsed`]).
 const RECORD_USAGE_SQL: &str = "\
 INSERT INTO api_key_usage AS u
     (key_id, hour, valid, insufficient_scope, rate_limited, usage_exceeded, expired, revoked,

@@ -72,9 +72,10 @@ impl UsageCounts {
         self.revoked = self.revoked.saturating_add(other.revoked);
     }
 
-    /// Verifications in all.
+    /// The counts in outcome order: valid, insufficient scope, rate limited, usage exceeded,
+    /// expired, revoked.
     #[must_use]
-    pub fn total(&self) -> u64 {
+    pub const fn to_array(&self) -> [u64; 6] {
         [
             self.valid,
             self.insufficient_scope,
@@ -83,8 +84,27 @@ impl UsageCounts {
             self.expired,
             self.revoked,
         ]
-        .iter()
-        .fold(0u64, |sum, n| sum.saturating_add(*n))
+    }
+
+    /// Counts from [`Self::to_array`]'s order.
+    #[must_use]
+    pub const fn from_array(counts: [u64; 6]) -> Self {
+        Self {
+            valid: counts[0],
+            insufficient_scope: counts[1],
+            rate_limited: counts[2],
+            usage_exceeded: counts[3],
+            expired: counts[4],
+            revoked: counts[5],
+        }
+    }
+
+    /// Verifications in all.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.to_array()
+            .iter()
+            .fold(0u64, |sum, n| sum.saturating_add(*n))
     }
 }
 

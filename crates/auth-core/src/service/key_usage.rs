@@ -23,7 +23,7 @@ struct Entry {
 /// Entries by key and hour (hours since the epoch).
 type Entries = HashMap<(ApiKeyId, i32), Entry>;
 
-/// The slot of `outcome` in an entry.
+/// The slot of `outcome` in an entry (the order of `UsageCounts::to_array`).
 const fn slot(outcome: KeyOutcome) -> usize {
     match outcome {
         KeyOutcome::Valid => 0,
@@ -51,25 +51,10 @@ fn offset(at: DateTime<Utc>) -> u32 {
 }
 
 fn usage_of(id: ApiKeyId, hour: i32, entry: Entry) -> HourUsage {
-    let [
-        valid,
-        insufficient_scope,
-        rate_limited,
-        usage_exceeded,
-        expired,
-        revoked,
-    ] = entry.counts.map(u64::from);
     HourUsage {
         key: id,
         hour: hour_start(hour),
-        counts: UsageCounts {
-            valid,
-            insufficient_scope,
-            rate_limited,
-            usage_exceeded,
-            expired,
-            revoked,
-        },
+        counts: UsageCounts::from_array(entry.counts.map(u64::from)),
         last_used: (entry.last_used > 0)
             .then(|| hour_start(hour) + TimeDelta::microseconds(i64::from(entry.last_used) - 1)),
     }
@@ -78,16 +63,7 @@ fn usage_of(id: ApiKeyId, hour: i32, entry: Entry) -> HourUsage {
 /// Adds `usage` into `entry` (counts saturating: a count is bounded by what one instance
 /// serves between two writes; the later last use kept).
 fn add_into(entry: &mut Entry, usage: &HourUsage) {
-    let counts = &usage.counts;
-    let add = [
-        counts.valid,
-        counts.insufficient_scope,
-        counts.rate_limited,
-        counts.usage_exceeded,
-        counts.expired,
-        counts.revoked,
-    ];
-    for (slot, n) in entry.counts.iter_mut().zip(add) {
+    for (slot, n) in entry.counts.iter_mut().zip(usage.counts.to_array()) {
         *slot = slot.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
     }
     if let Some(at) = usage.last_used {

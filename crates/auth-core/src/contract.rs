@@ -2342,6 +2342,23 @@ async fn record_usage_moves_forward(f: &impl Fixture) {
     let listed = f.api_keys().list(org.id, false, None).await.unwrap();
     let listed_a = listed.iter().find(|k| k.id == a.id).unwrap();
     assert_eq!(listed_a, &a_read);
+
+    // A change and a revocation answer it too.
+    let renamed = f
+        .api_keys()
+        .update(
+            b.id,
+            &ApiKeyChanges {
+                name: Some(ApiKeyName::parse("renamed").unwrap()),
+                ..ApiKeyChanges::default()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.last_used_at, Some(at(7_200_000_001)));
+    let revoked = f.api_keys().revoke(a.id, now).await.unwrap();
+    assert_eq!(revoked.last_used_at, Some(at(40)));
 }
 
 // ---- Values stored under older rules -------------------------------------------------------

@@ -412,8 +412,8 @@ pub fn app_state(config: &Config, store: &Store) -> Result<AppState, StartupErro
     })
 }
 
-/// Every few seconds, until the returned task is aborted: writes API-key `last_used_at` and
-/// device `last_authenticated_at` times, and forgets rate-limit state of idle clients. Every
+/// Every few seconds, until the returned task is aborted: writes API-key usage (counts and
+/// last uses per key and hour) and device `last_authenticated_at` times, and forgets rate-limit state of idle clients. Every
 /// 50 ms: gives back the per-key rate-limit leases this instance has stopped drawing from.
 #[must_use]
 pub fn spawn_maintenance(state: &AppState) -> tokio::task::JoinHandle<()> {

@@ -101,7 +101,9 @@ DELETE FROM events WHERE seq IN (
 /// `api_key_usage_hour_idx`, their last uses folded into their keys' `last_used_at` first (a
 /// key's last use is the latest of that column and its usage rows', so it survives the
 /// deletion of every row that held it). The rows are locked before they are read, and the
-/// keys in id order, so that concurrent passes and writers queue instead of deadlocking. A
+/// keys in id order, so that concurrent passes and writers queue instead of deadlocking; the
+/// keys' lock is `FOR NO KEY UPDATE` (what the update itself takes), which does not hold up a
+/// foreign key's check on them. A
 /// batch that adds to one of the rows waits for it or finds it gone and inserts it again (only
 /// hours older than 90 days are deleted, and no instance counts in those). The statement
 /// answers the rows deleted.
@@ -115,7 +117,7 @@ WITH doomed AS (
 ), locked AS (
     SELECT k.id, latest.at FROM api_keys AS k JOIN latest ON latest.key_id = k.id
     WHERE k.last_used_at IS NULL OR k.last_used_at < latest.at
-    ORDER BY k.id FOR UPDATE OF k
+    ORDER BY k.id FOR NO KEY UPDATE OF k
 ), folded AS (
     UPDATE api_keys AS k SET last_used_at = GREATEST(k.last_used_at, locked.at)
     FROM locked WHERE k.id = locked.id

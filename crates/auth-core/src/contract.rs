@@ -1437,18 +1437,27 @@ async fn concurrent_usage_counts_add_up(f: &impl Fixture) {
         ..UsageCounts::default()
     };
     let keys = f.api_keys();
-    let batch = vec![
-        hour_usage(a.id, h0, one(1, 0), Some(h0)),
-        hour_usage(a.id, h1, one(2, 1), None),
-        hour_usage(a.id, h1, one(1, 0), Some(h1)),
-        hour_usage(ApiKeyId::generate(), h0, one(5, 5), Some(h0)),
-        hour_usage(b.id, h0, one(0, 3), None),
-        hour_usage(b.id, h1, one(0, 0), Some(h1)),
-    ];
-    let writes = (0..40).map(|_| keys.record_usage(&batch));
+    // Each writer saw its own last use of `a` in h1 (as instances do): the latest of all
+    // stays, whichever commits last.
+    let batches: Vec<_> = (0..40)
+        .map(|i| {
+            let seen = h1 + Duration::seconds(i64::from((i * 17) % 40));
+            vec![
+                hour_usage(a.id, h0, one(1, 0), Some(h0)),
+                hour_usage(a.id, h1, one(2, 1), None),
+                hour_usage(a.id, h1, one(1, 0), Some(seen)),
+                hour_usage(ApiKeyId::generate(), h0, one(5, 5), Some(h0)),
+                hour_usage(b.id, h0, one(0, 3), None),
+                hour_usage(b.id, h1, one(0, 0), Some(h1)),
+            ]
+        })
+        .collect();
+    let writes = batches.iter().map(|batch| keys.record_usage(batch));
     for result in futures::future::join_all(writes).await {
         result.unwrap();
     }
+    let latest = keys.find(a.id).await.unwrap().unwrap().last_used_at;
+    assert_eq!(latest, Some(h1 + Duration::seconds(39)));
     keys.record_usage(&[hour_usage(a.id, h2, one(7, 0), Some(h2))])
         .await
         .unwrap();

@@ -120,7 +120,7 @@ impl SharedError {
 }
 
 /// What one batch load answered, shared by the loads of its keys.
-type BatchAnswer<K, V> = Result<Arc<HashMap<K, Arc<V>>>, Arc<StoreError>>;
+type BatchAnswer<K, V> = Result<Arc<HashMap<K, V>>, Arc<StoreError>>;
 
 /// Each of `keys` once, in the order first given.
 fn distinct<K: Eq + Hash + Clone>(keys: &[K]) -> Vec<K> {
@@ -138,9 +138,10 @@ fn count(n: usize) -> u64 {
 
 /// A bounded cache with a time-to-live, shared loads and honest invalidation.
 pub struct MokaCache<K, V> {
-    /// Values behind an `Arc`, so that a negative entry (`None`) costs a pointer rather than
-    /// the size of a whole record: a flood of unknown keys fills the cache with them.
-    cache: Cache<K, Option<Arc<V>>>,
+    /// Values as given: the services cache shared records (`Arc<ApiKey>`, `Arc<Device>`, a
+    /// session's pair of `Arc`s), so a hit clones a pointer and a negative entry (`None`), of
+    /// which a flood of unknown keys fills the cache, costs the size of one.
+    cache: Cache<K, Option<V>>,
     epoch: AtomicU64,
     /// Whether invalidations are being received in time; `None` when they always are.
     trusted: Option<Arc<CacheTrust>>,
@@ -166,19 +167,23 @@ where
     /// At most `capacity` entries, each kept at most `ttl`; `name` labels its metrics.
     #[must_use]
     pub fn new(name: &'static str, capacity: u64, ttl: Duration) -> Self {
+        // Registered once: a full cache evicts on every insertion, and looking a labelled
+        // counter up in the registry each time costs an allocation and a hash.
+        let evicted = |cause: &'static str| metrics::counter!("auth_cache_evictions_total", "cache" => name, "cause" => cause);
+        let [size, expired, explicit, replaced] =
+            ["size", "expired", "explicit", "replaced"].map(evicted);
         Self {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .eviction_listener(move |_key, _value, cause| {
-                    let cause = match cause {
-                        RemovalCause::Size => "size",
-                        RemovalCause::Expired => "expired",
-                        RemovalCause::Explicit => "explicit",
-                        RemovalCause::Replaced => "replaced",
-                    };
-                    metrics::counter!("auth_cache_evictions_total", "cache" => name, "cause" => cause)
-                        .increment(1);
+                    match cause {
+                        RemovalCause::Size => &size,
+                        RemovalCause::Expired => &expired,
+                        RemovalCause::Explicit => &explicit,
+                        RemovalCause::Replaced => &replaced,
+                    }
+                    .increment(1);
                 })
                 // For `invalidate_where`: moka checks the registered tests on every read until
                 // its housekeeping has removed what they match.
@@ -210,14 +215,14 @@ where
             Ok(found) => {
                 self.read_through.increment(1);
                 if self.epoch.load(Ordering::Acquire) == started {
-                    self.cache.insert(key, found.clone().map(Arc::new)).await;
+                    self.cache.insert(key, found.clone()).await;
                 }
                 Ok(found)
             }
             Err(StoreError::Unavailable(err)) => match self.cache.get(&key).await {
                 Some(cached) => {
                     self.fallback.increment(1);
-                    Ok(cached.map(|shared| V::clone(&shared)))
+                    Ok(cached)
                 }
                 None => Err(StoreError::Unavailable(err)),
             },
@@ -237,10 +242,7 @@ where
         match load(distinct.clone()).await {
             Ok(found) => {
                 self.read_through.increment(count(distinct.len()));
-                let found: HashMap<K, Arc<V>> = found
-                    .into_iter()
-                    .map(|(key, value)| (key, Arc::new(value)))
-                    .collect();
+                let found: HashMap<K, V> = found.into_iter().collect();
                 for key in &distinct {
                     self.cache
                         .insert(key.clone(), found.get(key).cloned())
@@ -251,16 +253,13 @@ where
                         self.cache.invalidate(key).await;
                     }
                 }
-                Ok(keys
-                    .iter()
-                    .map(|key| found.get(key).map(|shared| V::clone(shared)))
-                    .collect())
+                Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
             }
             Err(StoreError::Unavailable(err)) => {
                 let mut answers = Vec::with_capacity(keys.len());
                 for key in keys {
                     match self.cache.get(key).await {
-                        Some(cached) => answers.push(cached.map(|shared| V::clone(&shared))),
+                        Some(cached) => answers.push(cached),
                         None => return Err(StoreError::Unavailable(err)),
                     }
                 }
@@ -295,7 +294,7 @@ where
             .cache
             .try_get_with(key.clone(), async {
                 loaded.store(true, Ordering::Relaxed);
-                load.await.map(|found| found.map(Arc::new))
+                load.await
             })
             .await
             .map_err(SharedError::into_store_error)?;
@@ -309,7 +308,7 @@ where
         if loaded.load(Ordering::Relaxed) && self.epoch.load(Ordering::Acquire) != started {
             self.cache.invalidate(&key).await;
         }
-        Ok(value.map(|shared| V::clone(&shared)))
+        Ok(value)
     }
 
     async fn get_or_load_many(
@@ -323,7 +322,7 @@ where
             return self.read_through_many(keys, load).await;
         }
         let started = self.epoch.load(Ordering::Acquire);
-        let mut answers: HashMap<K, Option<Arc<V>>> = HashMap::with_capacity(keys.len());
+        let mut answers: HashMap<K, Option<V>> = HashMap::with_capacity(keys.len());
         let mut missing = Vec::new();
         for key in distinct(keys) {
             match self.cache.get(&key).await {
@@ -340,14 +339,7 @@ where
             let batch = load(missing.clone())
                 .map(|result| -> BatchAnswer<K, V> {
                     result
-                        .map(|found| {
-                            Arc::new(
-                                found
-                                    .into_iter()
-                                    .map(|(key, value)| (key, Arc::new(value)))
-                                    .collect(),
-                            )
-                        })
+                        .map(|found| Arc::new(found.into_iter().collect()))
                         .map_err(Arc::new)
                 })
                 .shared();
@@ -379,12 +371,7 @@ where
         }
         Ok(keys
             .iter()
-            .map(|key| {
-                answers
-                    .get(key)
-                    .and_then(Option::as_ref)
-                    .map(|shared| V::clone(shared))
-            })
+            .map(|key| answers.get(key).cloned().flatten())
             .collect())
     }
 
@@ -397,7 +384,7 @@ where
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let registered = self
             .cache
-            .invalidate_entries_if(move |_, value| value.as_deref().is_some_and(&matches));
+            .invalidate_entries_if(move |_, value| value.as_ref().is_some_and(&matches));
         if registered.is_err() {
             self.cache.invalidate_all();
         }
@@ -422,6 +409,46 @@ mod tests {
 
     fn cache() -> Arc<MokaCache<u32, String>> {
         Arc::new(MokaCache::new("test", 100, Duration::from_secs(60)))
+    }
+
+    /// The counters registered once at construction count every removal by its cause.
+    #[tokio::test]
+    async fn evictions_are_counted_by_cause() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let c: MokaCache<u32, String> = metrics::with_local_recorder(&recorder, || {
+            MokaCache::new("evicting", 1, Duration::from_secs(60))
+        });
+        let value = |v: &'static str| Box::pin(async move { Ok(Some(v.to_owned())) });
+        c.get_or_load(1, value("a")).await.unwrap();
+        c.run_pending_tasks().await;
+        // A second key in a cache of one: one of the two goes, for size.
+        c.get_or_load(2, value("b")).await.unwrap();
+        c.run_pending_tasks().await;
+        c.invalidate(&1).await;
+        c.invalidate(&2).await;
+        c.run_pending_tasks().await;
+        let mut counted = HashMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            if key.key().name() != "auth_cache_evictions_total" {
+                continue;
+            }
+            let labels: HashMap<_, _> = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            assert_eq!(labels["cache"], "evicting");
+            let DebugValue::Counter(n) = value else {
+                panic!("a counter")
+            };
+            counted.insert(labels["cause"].clone(), n);
+        }
+        assert_eq!(counted["size"], 1);
+        assert_eq!(counted["explicit"], 1);
+        assert_eq!(counted["expired"], 0);
+        assert_eq!(counted["replaced"], 0);
     }
 
     #[tokio::test]

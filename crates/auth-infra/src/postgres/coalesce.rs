@@ -178,15 +178,27 @@ async fn drain(mut guard: Drainer) {
 fn answer(batch: Vec<Waiter>, read: Result<Vec<ReadRow>, StoreError>) {
     match read {
         Ok(rows) => {
-            let by_hash: HashMap<TokenHash, Result<ApiKey, Arc<StoreError>>> = rows
+            // Each row with the number of lookups that asked for it: the last of them takes
+            // the key, any before it (a hash asked twice in one batch) a copy.
+            let mut by_hash: HashMap<TokenHash, (Result<ApiKey, Arc<StoreError>>, usize)> = rows
                 .into_iter()
-                .map(|(hash, row)| (hash, row.map_err(Arc::new)))
+                .map(|(hash, row)| (hash, (row.map_err(Arc::new), 0)))
                 .collect();
+            for (hash, _) in &batch {
+                if let Some((_, asked)) = by_hash.get_mut(hash) {
+                    *asked += 1;
+                }
+            }
             for (hash, reply) in batch {
-                let found = match by_hash.get(&hash) {
+                let found = match by_hash.get_mut(&hash) {
                     None => Ok(None),
-                    Some(Ok(key)) => Ok(Some(key.clone())),
-                    Some(Err(err)) => Err(Arc::clone(err)),
+                    Some((row, asked)) if *asked > 1 => {
+                        *asked -= 1;
+                        row.clone().map(Some)
+                    }
+                    Some(_) => by_hash
+                        .remove(&hash)
+                        .map_or(Ok(None), |(row, _)| row.map(Some)),
                 };
                 // A caller that went away is no one's concern.
                 let _ = reply.send(found);

@@ -23,7 +23,7 @@ root=$(pwd)
 
 BASELINE=$root/bench/instructions.json
 read -r N1 N2 <<< "${INSTRUCTIONS_REQUESTS:-200 1000}"
-SCENARIOS=(ceiling live verify verify-token key-cached device)
+SCENARIOS=(ceiling live verify verify-token key-cached key-churn device)
 
 mode=check
 profile=

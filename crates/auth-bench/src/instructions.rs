@@ -10,7 +10,11 @@
 //! one user with a live session, one organization with an API key and one device are created
 //! through the services of that state. The `ceiling` scenario serves the bare handler of
 //! `auth_bench::bare` instead, with the same token. The in-memory store has no verification
-//! caches (it is as fast as one): a verification reads the store itself.
+//! caches (it is as fast as one): a verification reads the store itself. `key-churn` is the
+//! exception: its API keys are verified through the production cache (`MokaCache`) put in
+//! front of the in-memory store, a cache of [`CHURN_CACHE`] entries cycled through
+//! [`CHURN_KEYS`] keys, so that every verification is a miss, a lookup, an insertion and an
+//! eviction, as on the cold path over Postgres without the round trip.
 //!
 //! The requests are built before they are counted, and only [`measured`] is counted: the
 //! script passes `--toggle-collect` with its name, so setting up, warming up and checking
@@ -29,7 +33,9 @@ use auth_core::model::{
     ApiKeyName, DeviceId, DeviceMetadata, Email, OrganizationName, Password, PasswordPolicy, Scope,
     Scopes,
 };
-use auth_core::{Actor, NewApiKey, NewDevice, Registration};
+use auth_core::system::{OsSecretGenerator, SystemClock};
+use auth_core::{Actor, ApiKeyPorts, ApiKeyService, NewApiKey, NewDevice, Registration};
+use auth_infra::cache::MokaCache;
 use auth_server::cli::Cli;
 use auth_server::config::Config;
 use auth_server::wiring::{self, Store};
@@ -43,6 +49,9 @@ type Request = actix_http::Request;
 /// 64 bytes (one block), so its value does not change what is counted.
 const JWT_KEY: &str = "instruction-count-signing-key-0123456789-abcdefghijkl";
 const PASSWORD: &str = "violet tugboat margin 47!x";
+/// Keys `key-churn` cycles through, and the entries of its cache: four keys for each entry.
+const CHURN_KEYS: usize = 256;
+const CHURN_CACHE: u64 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -56,6 +65,9 @@ enum Scenario {
     VerifyToken,
     /// `POST /api/v1/api-keys/verify` of the API key, with one required scope.
     KeyCached,
+    /// `POST /api/v1/api-keys/verify` of [`CHURN_KEYS`] keys in turn through a cache of
+    /// [`CHURN_CACHE`] entries: every one a miss and an eviction.
+    KeyChurn,
     /// `POST /api/v1/devices/authenticate` with the device's secret.
     Device,
 }
@@ -78,6 +90,8 @@ struct Args {
 struct Fixture {
     access_token: String,
     api_key: String,
+    /// The keys `key-churn` cycles through (empty for the other scenarios).
+    churn_keys: Vec<String>,
     device_id: String,
     device_secret: String,
 }
@@ -94,9 +108,34 @@ fn config() -> Result<Config, Error> {
     Ok(config)
 }
 
+/// A key of `org` with the scopes `read` and `write`, made by `keys`; its secret.
+async fn new_key(
+    keys: &ApiKeyService,
+    org: auth_core::model::OrganizationId,
+    name: &str,
+) -> Result<String, Error> {
+    let key = keys
+        .create(
+            &Actor::Operator,
+            NewApiKey {
+                organization_id: org,
+                name: ApiKeyName::parse(name)?,
+                scopes: Scopes::new(vec![Scope::parse("read")?, Scope::parse("write")?])?,
+                expires_in_days: None,
+                meta: None,
+                external_id: None,
+                rate_limit: None,
+                remaining: None,
+                refill: None,
+            },
+        )
+        .await?;
+    Ok(key.secret.expose().to_owned())
+}
+
 /// One user logged in, an organization it owns with an API key and a device, all through the
-/// application's own services.
-async fn seed(state: &auth_http::AppState) -> Result<Fixture, Error> {
+/// application's own services; and `churn` more keys.
+async fn seed(state: &auth_http::AppState, churn: usize) -> Result<Fixture, Error> {
     let email = Email::parse("instructions@example.com")?;
     let user = state
         .auth
@@ -117,23 +156,11 @@ async fn seed(state: &auth_http::AppState) -> Result<Fixture, Error> {
         .orgs
         .create(user.id, OrganizationName::parse("Instructions")?)
         .await?;
-    let key = state
-        .keys
-        .create(
-            &Actor::Operator,
-            NewApiKey {
-                organization_id: org.id,
-                name: ApiKeyName::parse("instructions")?,
-                scopes: Scopes::new(vec![Scope::parse("read")?, Scope::parse("write")?])?,
-                expires_in_days: None,
-                meta: None,
-                external_id: None,
-                rate_limit: None,
-                remaining: None,
-                refill: None,
-            },
-        )
-        .await?;
+    let api_key = new_key(&state.keys, org.id, "instructions").await?;
+    let mut churn_keys = Vec::with_capacity(churn);
+    for n in 0..churn {
+        churn_keys.push(new_key(&state.keys, org.id, &format!("churn {n}")).await?);
+    }
     let device_id = DeviceId::parse("instructions-device-000001")?;
     let device = state
         .devices
@@ -149,7 +176,8 @@ async fn seed(state: &auth_http::AppState) -> Result<Fixture, Error> {
         .await?;
     Ok(Fixture {
         access_token: pair.access_token.expose_secret().to_owned(),
-        api_key: key.secret.expose().to_owned(),
+        api_key,
+        churn_keys,
         device_id: device_id.as_str().to_owned(),
         device_secret: device.secret.expose().to_owned(),
     })
@@ -178,8 +206,8 @@ fn post_json(path: &str, body: &serde_json::Value) -> Request {
         .to_request()
 }
 
-/// The request of `scenario`.
-fn request(scenario: Scenario, f: &Fixture) -> Request {
+/// The `n`th request of `scenario`.
+fn request(scenario: Scenario, f: &Fixture, n: usize) -> Request {
     match scenario {
         Scenario::Ceiling | Scenario::Verify => get(bare::PATH, Some(&f.access_token)),
         Scenario::Live => get("/health/live", None),
@@ -190,6 +218,13 @@ fn request(scenario: Scenario, f: &Fixture) -> Request {
         Scenario::KeyCached => post_json(
             "/api/v1/api-keys/verify",
             &serde_json::json!({ "key": f.api_key, "required_scopes": ["read"] }),
+        ),
+        Scenario::KeyChurn => post_json(
+            "/api/v1/api-keys/verify",
+            &serde_json::json!({
+                "key": f.churn_keys[n % f.churn_keys.len()],
+                "required_scopes": ["read"],
+            }),
         ),
         Scenario::Device => post_json(
             "/api/v1/devices/authenticate",
@@ -203,9 +238,11 @@ fn expected(scenario: Scenario) -> &'static str {
     match scenario {
         Scenario::Live => "",
         Scenario::Device => r#""access_token":""#,
-        Scenario::Ceiling | Scenario::Verify | Scenario::VerifyToken | Scenario::KeyCached => {
-            r#""valid":true"#
-        }
+        Scenario::Ceiling
+        | Scenario::Verify
+        | Scenario::VerifyToken
+        | Scenario::KeyCached
+        | Scenario::KeyChurn => r#""valid":true"#,
     }
 }
 
@@ -271,14 +308,17 @@ where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let batch = |n: usize| {
-        (0..n)
-            .map(|_| request(args.scenario, fixture))
+    let batch = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| request(args.scenario, fixture, i))
             .collect::<Vec<_>>()
     };
     let want = expected(args.scenario);
-    check(&system.block_on(answer(service, batch(args.warmup)))?, want)?;
-    let requests = batch(args.requests);
+    check(
+        &system.block_on(answer(service, batch(0, args.warmup)))?,
+        want,
+    )?;
+    let requests = batch(args.warmup, args.requests);
     check(&measured(system, service, requests)?, want)
 }
 
@@ -287,8 +327,30 @@ fn run(args: &Args) -> Result<(), Error> {
     auth_server::telemetry::init(&config);
     let system = actix_web::rt::System::new();
     let store = Store::open(&config)?;
-    let state = system.block_on(async { wiring::app_state(&config, &store) })?;
-    let fixture = system.block_on(seed(&state))?;
+    let mut state = system.block_on(async { wiring::app_state(&config, &store) })?;
+    let churn = if args.scenario == Scenario::KeyChurn {
+        let Store::Memory(memory) = &store else {
+            return Err("the instruction counts run on the in-memory store".into());
+        };
+        state.keys = ApiKeyService::new(
+            ApiKeyPorts {
+                keys: memory.api_keys.clone(),
+                orgs: state.orgs.clone(),
+                cache: std::sync::Arc::new(MokaCache::new(
+                    "api_keys",
+                    CHURN_CACHE,
+                    config.cache.ttl(),
+                )),
+                clock: std::sync::Arc::new(SystemClock),
+                secrets: std::sync::Arc::new(OsSecretGenerator),
+            },
+            config.api_keys.key_prefix()?,
+        );
+        CHURN_KEYS
+    } else {
+        0
+    };
+    let fixture = system.block_on(seed(&state, churn))?;
     if args.scenario == Scenario::Ceiling {
         let verifier = web::Data::new(Verifier::hs256(
             JWT_KEY.as_bytes(),

@@ -117,17 +117,11 @@ async fn new_key(
     let key = keys
         .create(
             &Actor::Operator,
-            NewApiKey {
-                organization_id: org,
-                name: ApiKeyName::parse(name)?,
-                scopes: Scopes::new(vec![Scope::parse("read")?, Scope::parse("write")?])?,
-                expires_in_days: None,
-                meta: None,
-                external_id: None,
-                rate_limit: None,
-                remaining: None,
-                refill: None,
-            },
+            NewApiKey::new(
+                org,
+                ApiKeyName::parse(name)?,
+                Scopes::new(vec![Scope::parse("read")?, Scope::parse("write")?])?,
+            ),
         )
         .await?;
     Ok(key.secret.expose().to_owned())

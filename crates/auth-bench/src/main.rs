@@ -181,17 +181,7 @@ async fn main() -> Result<(), Error> {
             let service = fast.keys.clone();
             let scopes = scopes.clone();
             async move {
-                let new = NewApiKey {
-                    organization_id: org.id,
-                    name: ApiKeyName::parse(&format!("load-{i}"))?,
-                    scopes,
-                    expires_in_days: None,
-                    meta: None,
-                    external_id: None,
-                    rate_limit: None,
-                    remaining: None,
-                    refill: None,
-                };
+                let new = NewApiKey::new(org.id, ApiKeyName::parse(&format!("load-{i}"))?, scopes);
                 let issued = service.create(&Actor::Operator, new).await?;
                 Ok::<_, Error>(issued.secret.expose().to_owned())
             }
@@ -270,17 +260,11 @@ async fn main() -> Result<(), Error> {
         .keys
         .create(
             &Actor::Operator,
-            NewApiKey {
-                organization_id: mixed_org.id,
-                name: ApiKeyName::parse("mixed-admin")?,
-                scopes: Scopes::new(vec![Scope::parse("admin")?])?,
-                expires_in_days: None,
-                meta: None,
-                external_id: None,
-                rate_limit: None,
-                remaining: None,
-                refill: None,
-            },
+            NewApiKey::new(
+                mixed_org.id,
+                ApiKeyName::parse("mixed-admin")?,
+                Scopes::new(vec![Scope::parse("admin")?])?,
+            ),
         )
         .await?;
     write_lines(
@@ -293,17 +277,11 @@ async fn main() -> Result<(), Error> {
             let service = fast.keys.clone();
             let scopes = read.clone();
             async move {
-                let new = NewApiKey {
-                    organization_id: mixed_org.id,
-                    name: ApiKeyName::parse(&format!("mixed-{i}"))?,
+                let new = NewApiKey::new(
+                    mixed_org.id,
+                    ApiKeyName::parse(&format!("mixed-{i}"))?,
                     scopes,
-                    expires_in_days: None,
-                    meta: None,
-                    external_id: None,
-                    rate_limit: None,
-                    remaining: None,
-                    refill: None,
-                };
+                );
                 let issued = service.create(&Actor::Operator, new).await?;
                 Ok::<_, Error>(format!("{} {}", issued.key.id, issued.secret.expose()))
             }

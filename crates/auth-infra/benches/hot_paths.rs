@@ -107,18 +107,11 @@ fn api_keys(c: &mut Criterion) {
         let issued = service
             .create(
                 &Actor::Operator,
-                NewApiKey {
-                    organization_id: org.id,
-                    name: ApiKeyName::parse("bench").expect("name"),
-                    scopes: Scopes::new(vec![Scope::parse("read").expect("scope")])
-                        .expect("one scope"),
-                    expires_in_days: None,
-                    meta: None,
-                    external_id: None,
-                    rate_limit: None,
-                    remaining: None,
-                    refill: None,
-                },
+                NewApiKey::new(
+                    org.id,
+                    ApiKeyName::parse("bench").expect("name"),
+                    Scopes::new(vec![Scope::parse("read").expect("scope")]).expect("one scope"),
+                ),
             )
             .await
             .expect("key");

@@ -163,6 +163,25 @@ pub struct NewApiKey {
     pub refill: Option<Refill>,
 }
 
+impl NewApiKey {
+    /// A key of `organization_id` named `name` with `scopes`, and nothing else: no expiry,
+    /// metadata, external id, rate limit or credits (set those fields after, as needed).
+    #[must_use]
+    pub const fn new(organization_id: OrganizationId, name: ApiKeyName, scopes: Scopes) -> Self {
+        Self {
+            organization_id,
+            name,
+            scopes,
+            expires_in_days: None,
+            meta: None,
+            external_id: None,
+            rate_limit: None,
+            remaining: None,
+            refill: None,
+        }
+    }
+}
+
 /// The ports `ApiKeyService` runs on.
 #[derive(Clone)]
 pub struct ApiKeyPorts {

@@ -15,17 +15,11 @@ use auth_core::{Actor, ApiKeyError, ApiKeyVerdict, Caller, NewApiKey, Organizati
 use crate::support::{services, user};
 
 fn scoped(org: OrganizationId, scopes: &[&str]) -> NewApiKey {
-    NewApiKey {
-        organization_id: org,
-        name: ApiKeyName::parse("svc").unwrap(),
-        scopes: Scopes::new(scopes.iter().map(|s| Scope::parse(s).unwrap()).collect()).unwrap(),
-        expires_in_days: None,
-        meta: None,
-        external_id: None,
-        rate_limit: None,
-        remaining: None,
-        refill: None,
-    }
+    NewApiKey::new(
+        org,
+        ApiKeyName::parse("svc").unwrap(),
+        Scopes::new(scopes.iter().map(|s| Scope::parse(s).unwrap()).collect()).unwrap(),
+    )
 }
 
 /// Who may manage an organization's keys: its owners and admins, service administrators,

@@ -50,6 +50,10 @@ migrate:
 ci:
     .ci/run
 
+# The release build as the image ships it: profile-guided (instrumented, trained, rebuilt); prints where.
+build-release:
+    scripts/build-release.sh
+
 # Load benchmarks: release server on a throwaway Postgres, wrk per scenario (docs/benchmarks.md).
 bench *scenarios:
     scripts/bench.sh {{scenarios}}

@@ -24,10 +24,11 @@
 # BENCH_BCRYPT_ROUNDS (12), BENCH_KEYS (100000),
 # BENCH_UNKNOWN_KEYS (1000000), BENCH_SOAK_SECONDS (180), BENCH_REVOCATIONS (1000), BENCH_MIX
 # (verify=90,create=4,rotate=3,revoke=3), BENCH_MIXED_PROCS (2), BENCH_REVOKED_SHARE (0.1), BENCH_OUT
-# (where the seed files and logs go; target/bench), BENCH_NO_BUILD (use the release binaries
-# already built), BENCH_SERVER (another auth-server binary to measure, e.g. an earlier
-# release's). The binaries are looked for where cargo puts them: under CARGO_TARGET_DIR when it
-# is set, target/ otherwise.
+# (where the seed files and logs go; target/bench), BENCH_NO_BUILD (use the binaries already
+# built), BENCH_BIN_DIR (where the binaries are: by default where scripts/build-release.sh
+# puts them, target/<host triple>/release under CARGO_TARGET_DIR or target/; target/release
+# measures a plain `cargo build --release`), BENCH_SERVER (another auth-server binary to
+# measure, e.g. an earlier release's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -54,14 +55,17 @@ if ! command -v wrk >/dev/null; then
   fi
 fi
 
+# The binaries measured are those scripts/build-release.sh builds, profile-guided, as
+# deploy/Dockerfile ships the server.
+bins=${BENCH_BIN_DIR:-$target/$(rustc -vV | sed -n 's/^host: //p')/release}
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
-  echo "building the release server and the seeding tool" >&2
-  cargo build --release -q -p auth-server -p auth-bench
+  echo "building the release server and the bench tools (scripts/build-release.sh)" >&2
+  bins=$(scripts/build-release.sh)
 fi
-ceiling_bin=$target/release/auth-bench-ceiling
-server_bin=${BENCH_SERVER:-$target/release/auth-server}
-seed_bin=$target/release/auth-bench-seed
-usage_memory_bin=$target/release/auth-bench-usage-memory
+ceiling_bin=$bins/auth-bench-ceiling
+server_bin=${BENCH_SERVER:-$bins/auth-server}
+seed_bin=$bins/auth-bench-seed
+usage_memory_bin=$bins/auth-bench-usage-memory
 
 eval "$(scripts/pg-temp.sh start)"
 server_pid=

@@ -19,6 +19,9 @@
 5. The subcommands the manifests run (`serve`, `migrate`) are listed by `auth-server --help`.
 6. The Dockerfile's HEALTHCHECK runs the binary's `healthcheck` with arguments it accepts: with
    nothing listening it exits 1 (unhealthy), not 2 (a usage error).
+7. The files the image's build runs (the scripts its RUN steps name, and the scripts and
+   bench/ files those name in turn) exist and are in the build context: not left out by
+   .dockerignore.
 
 Needs Python 3.11 and PyYAML (installed with pip if missing). Prints one line per check and
 exits with status 1 if any check fails.
@@ -416,6 +419,71 @@ def check_healthcheck(binary: Path, report: Report) -> None:
                   f"`{' '.join(check[1:])}` exited {out.returncode}: {out.stderr.strip()[:300]}")
 
 
+def dockerignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
+    """The .dockerignore lines as (excludes, regex), in order: a later line overrides an earlier
+    one, `!` re-includes. `**` spans directories, `*` and `?` do not."""
+    patterns = []
+    path = ROOT / ".dockerignore"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        excludes = not line.startswith("!")
+        glob = line.lstrip("!").strip().strip("/")
+        rx = ""
+        i = 0
+        while i < len(glob):
+            if glob.startswith("**/", i):
+                rx, i = rx + "(?:.*/)?", i + 3
+            elif glob.startswith("**", i):
+                rx, i = rx + ".*", i + 2
+            elif glob[i] == "*":
+                rx, i = rx + "[^/]*", i + 1
+            elif glob[i] == "?":
+                rx, i = rx + "[^/]", i + 1
+            else:
+                rx, i = rx + re.escape(glob[i]), i + 1
+        patterns.append((excludes, re.compile(rx + "(?:/.*)?")))
+    return patterns
+
+
+def check_build_context(report: Report) -> None:
+    """Every repository file the build stages run, directly or through the scripts they run,
+    exists and is sent with the build context."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    runs = [m.group(1) for m in re.finditer(r"(?im)^\s*RUN\s+(.*)$", text)]
+    ref = re.compile(r"(?<![\w.-])((?:scripts|bench)/[\w./-]*\w)")
+    direct = sorted({p for run in runs for p in ref.findall(run)})
+    pending = list(direct)
+    needed: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if path in needed:
+            continue
+        needed.add(path)
+        file = ROOT / path
+        if file.is_file() and file.suffix in (".sh", ".py", ""):
+            pending += ref.findall(file.read_text(encoding="utf-8", errors="replace"))
+    if not needed:
+        report.ok("build context", "the image's build runs no repository script")
+        return
+    patterns = dockerignore_patterns()
+    missing = sorted(p for p in needed if not (ROOT / p).exists())
+    ignored = []
+    for path in sorted(needed):
+        excluded = False
+        for excludes, rx in patterns:
+            if rx.fullmatch(path):
+                excluded = excludes
+        if excluded:
+            ignored.append(path)
+    report.expect(not missing and not ignored, "build context",
+                  f"{', '.join(direct)} and the {len(needed) - len(direct)} files it runs are in the context",
+                  (f"missing from the repository: {missing}; " if missing else "")
+                  + (f"left out by .dockerignore: {ignored}" if ignored else ""))
+
+
 def find_config(docs: list[Doc], kind: str, name: str) -> Doc | None:
     for doc in docs:
         if is_k8s(doc) and doc.body.get("kind") == kind and name_of(doc) == name:
@@ -761,6 +829,7 @@ def main() -> int:
     check_ports_and_paths(docs, targets, df_env, expose, report)
     check_commands(targets, df_cmd, info, report)
     check_healthcheck(binary.resolve(), report)
+    check_build_context(report)
     if report.failed:
         print(f"check-deploy: {report.failed} check(s) failed")
         return 1

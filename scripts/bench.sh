@@ -124,7 +124,7 @@ restart_server() {
   for _ in $(seq 1 100); do curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
 }
 
-export BENCH_LUA=$root/bench/wrk BENCH_TOKEN_FILE=$OUT/token.txt
+export BENCH_LUA=$root/bench/wrk BENCH_TOKEN_FILE=$OUT/token.txt BENCH_LOGIN_FILE=$OUT/login.txt
 results=$OUT/results.jsonl
 : > "$results"
 
@@ -493,8 +493,10 @@ if "refresh" in rows:
 if "login" in rows and "bcrypt" in rows:
     limit = cores / rows["bcrypt"]["mean_s"]
     r = rows["login"]
-    check("login: >= 85% of the bcrypt limit (cores / one bcrypt)", r["rps"] >= 0.85 * limit,
-          f"{r['rps']:.1f} of {limit:.1f} req/s = {r['rps'] / limit:.0%} (bcrypt {rows['bcrypt']['mean_s'] * 1000:.0f} ms)")
+    # Logins that succeeded: a refusal (429 from the lockout, say) made no bcrypt check.
+    done_ok = (r["requests"] - r["errors"]) / r["seconds"]
+    check("login: >= 85% of the bcrypt limit (cores / one bcrypt)", done_ok >= 0.85 * limit,
+          f"{done_ok:.1f} of {limit:.1f} logins/s = {done_ok / limit:.0%} (bcrypt {rows['bcrypt']['mean_s'] * 1000:.0f} ms, {r['errors']} refused)")
     b = rows.get("verify-during-login")
     if b:
         check("verify beside login: p99 <= 10 ms", b["p99_ms"] <= 10, f"p99 {b['p99_ms']:.2f} ms")

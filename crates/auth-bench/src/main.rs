@@ -44,8 +44,11 @@ use clap::Parser;
 use futures::{StreamExt as _, TryStreamExt as _};
 use secrecy::ExposeSecret as _;
 
-/// The login scenario's user (its password is hashed at the configured cost).
-const LOGIN_EMAIL: &str = "bench.login@example.com";
+/// The login scenario's users (their passwords hashed at the configured cost), written to
+/// `login.txt`. Several, so that the scenario's connections are different people logging
+/// in: lockout counts an attempt before its check, and more concurrent attempts on one
+/// address than its threshold are refused (429) without a check.
+const LOGIN_USERS: usize = 16;
 /// The password of every seeded user.
 const PASSWORD: &str = "violet tugboat margin 47!x";
 /// Concurrent writes while seeding.
@@ -113,19 +116,25 @@ async fn main() -> Result<(), Error> {
         args.sessions.max(1),
         args.refresh_history
     );
-    let login_email = Email::parse(LOGIN_EMAIL)?;
-    if slow.auth.login(&login_email, &password()?).await.is_err() {
-        slow.auth
-            .register(
-                Registration {
-                    email: login_email,
-                    password: policy.new_password(PASSWORD)?,
-                    display_name: None,
-                },
-                false,
-            )
-            .await?;
+    let login_emails: Vec<String> = (1..=LOGIN_USERS)
+        .map(|n| format!("bench.login.{n}@example.com"))
+        .collect();
+    for address in &login_emails {
+        let email = Email::parse(address)?;
+        if slow.auth.login(&email, &password()?).await.is_err() {
+            slow.auth
+                .register(
+                    Registration {
+                        email,
+                        password: policy.new_password(PASSWORD)?,
+                        display_name: None,
+                    },
+                    false,
+                )
+                .await?;
+        }
     }
+    write_lines(args.out.join("login.txt"), login_emails)?;
     let owner_email = Email::parse(&format!(
         "bench.{}@example.com",
         auth_core::model::UserId::generate()
